@@ -1,0 +1,212 @@
+//! Concord's threshold-signing engines behind one small interface.
+//!
+//! | scheme | library | DKG | import | presign | sign |
+//! |---|---|---|---|---|---|
+//! | ECDSA secp256k1 | `cggmp21 =0.6.3` | [`ecdsa::keygen`] | [`ecdsa::import_secret_key`]¹ | [`ecdsa::presign`] | [`ecdsa::sign`], [`ecdsa::sign_with_presignature`] |
+//! | Schnorr / Taproot | `frost-secp256k1-tr` | [`frost::dkg`] | [`frost::import_taproot_secret_key`]¹ | — | [`frost::sign`] |
+//! | Ed25519 | `frost-ed25519` | [`frost::dkg`] | [`frost::import_ed25519_seed`]¹ | — | [`frost::sign`] |
+//!
+//! ¹ behind the `spof-key-import` feature: an imported key existed whole once.
+//!
+//! [`dkg`] and [`sign`] dispatch on the scheme, for callers that handle wallets of every kind.
+//!
+//! Every protocol party is driven by a stream of incoming and a sink of outgoing
+//! [`Envelope`]s (see [`transport`]), so the same code runs in-process ([`local`]) and over
+//! the network. The crate does no I/O of its own. Protocols wait for as long as their peers
+//! take: the caller bounds them with a timeout.
+//!
+//! Secrets (key shares, presignatures, auxiliary material, primes) print `<redacted>` in
+//! `Debug`, are encoded into zeroizing buffers, and load only through validation
+//! (see [`stored`]). Their scalars are zeroized on drop by the underlying libraries
+//! (`generic-ec`'s `SecretScalar`, frost's `ZeroizeOnDrop` packages). One exception: the
+//! Paillier primes inside ECDSA auxiliary material are GMP integers (`rug`), which offer no
+//! safe way to wipe their limbs.
+
+pub mod ecdsa;
+mod envelope;
+mod error;
+pub mod frost;
+pub mod local;
+pub mod progress;
+pub mod stored;
+pub mod transport;
+
+pub use concord_types::{Scheme, SessionId, Threshold, WalletId};
+pub use envelope::{ENVELOPE_VERSION, Envelope, MAX_BODY_LEN};
+pub use error::TssError;
+pub use progress::{NoProgress, Progress, ProgressEvent};
+pub use rand_core;
+pub use stored::UncheckedKeyShare;
+pub use transport::{Incoming, Outgoing};
+
+use ecdsa::{AuxMaterial, EcdsaKeyShare, RecoverableSignature};
+use frost::{Ed25519, FrostKeyShare, Taproot};
+use rand_core::{CryptoRng, RngCore};
+
+/// One party's share of a wallet key, of any scheme.
+#[derive(Debug)]
+pub enum KeyShare {
+    /// Threshold ECDSA.
+    Ecdsa(EcdsaKeyShare),
+    /// FROST Taproot.
+    Taproot(FrostKeyShare<Taproot>),
+    /// FROST Ed25519.
+    Ed25519(FrostKeyShare<Ed25519>),
+}
+
+impl KeyShare {
+    /// The share's scheme.
+    pub fn scheme(&self) -> Scheme {
+        match self {
+            KeyShare::Ecdsa(_) => Scheme::EcdsaSecp256k1,
+            KeyShare::Taproot(_) => Scheme::SchnorrTaproot,
+            KeyShare::Ed25519(_) => Scheme::Ed25519,
+        }
+    }
+
+    /// This party's index in the group.
+    pub fn index(&self) -> u16 {
+        match self {
+            KeyShare::Ecdsa(s) => s.index(),
+            KeyShare::Taproot(s) => s.index(),
+            KeyShare::Ed25519(s) => s.index(),
+        }
+    }
+
+    /// The signing threshold.
+    pub fn threshold(&self) -> Threshold {
+        match self {
+            KeyShare::Ecdsa(s) => s.threshold(),
+            KeyShare::Taproot(s) => s.threshold(),
+            KeyShare::Ed25519(s) => s.threshold(),
+        }
+    }
+
+    /// The group public key: 33-byte SEC1 (ECDSA), 32-byte x-only output key (Taproot),
+    /// 32-byte Ed25519 key.
+    pub fn public_key(&self) -> Vec<u8> {
+        match self {
+            KeyShare::Ecdsa(s) => s.public_key().to_vec(),
+            KeyShare::Taproot(s) => s.public_key(),
+            KeyShare::Ed25519(s) => s.public_key(),
+        }
+    }
+
+    /// The wallet the share belongs to.
+    pub fn wallet_id(&self) -> WalletId {
+        WalletId::derive(self.scheme(), &self.public_key())
+    }
+
+    /// Fails unless the share belongs to `wallet`.
+    pub fn check_wallet(&self, wallet: WalletId) -> Result<(), TssError> {
+        let found = self.wallet_id();
+        if found != wallet {
+            return Err(TssError::WrongWallet {
+                expected: wallet,
+                found,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A finished signature, verified against the group key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signature {
+    /// ECDSA `(r, s, recovery id)`.
+    Ecdsa(RecoverableSignature),
+    /// BIP-340 Schnorr signature, 64 bytes.
+    Taproot([u8; 64]),
+    /// Ed25519 signature, 64 bytes.
+    Ed25519([u8; 64]),
+}
+
+impl Signature {
+    /// The signature's bytes as its verifiers expect them: 65 bytes `r || s || v` for
+    /// ECDSA, 64 bytes otherwise.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            Signature::Ecdsa(s) => s.to_bytes().to_vec(),
+            Signature::Taproot(b) | Signature::Ed25519(b) => b.to_vec(),
+        }
+    }
+}
+
+fn sig64(scheme: Scheme, bytes: Vec<u8>) -> Result<[u8; 64], TssError> {
+    bytes.try_into().map_err(|_| TssError::InvalidSignature {
+        scheme,
+        culprits: Vec::new(),
+    })
+}
+
+/// Distributed key generation for any scheme. ECDSA needs the signer group's auxiliary
+/// material (which fixes this party's index); FROST schemes take the index directly.
+#[allow(clippy::too_many_arguments)]
+pub async fn dkg(
+    scheme: Scheme,
+    session: SessionId,
+    index: u16,
+    threshold: Threshold,
+    aux: Option<&AuxMaterial>,
+    incoming: impl Incoming,
+    outgoing: impl Outgoing,
+    rng: &mut (impl RngCore + CryptoRng + Send),
+) -> Result<KeyShare, TssError> {
+    match scheme {
+        Scheme::EcdsaSecp256k1 => {
+            let aux = aux.ok_or_else(|| {
+                TssError::params("ECDSA key generation needs the signer group's auxiliary material")
+            })?;
+            if aux.index() != index {
+                return Err(TssError::params(format!(
+                    "party {index} was given party {}'s auxiliary material",
+                    aux.index()
+                )));
+            }
+            ecdsa::keygen(session, threshold, aux, incoming, outgoing, rng)
+                .await
+                .map(KeyShare::Ecdsa)
+        }
+        Scheme::SchnorrTaproot => frost::dkg(session, index, threshold, incoming, outgoing, rng)
+            .await
+            .map(KeyShare::Taproot),
+        Scheme::Ed25519 => frost::dkg(session, index, threshold, incoming, outgoing, rng)
+            .await
+            .map(KeyShare::Ed25519),
+    }
+}
+
+/// Interactive threshold signing with any share. For ECDSA `message` is the 32-byte digest
+/// to sign (the chain's sighash) and exactly `t` signers take part; FROST schemes sign the
+/// message itself with `t` or more signers.
+pub async fn sign(
+    share: &KeyShare,
+    session: SessionId,
+    signers: &[u16],
+    message: &[u8],
+    incoming: impl Incoming,
+    outgoing: impl Outgoing,
+    rng: &mut (impl RngCore + CryptoRng + Send),
+) -> Result<Signature, TssError> {
+    match share {
+        KeyShare::Ecdsa(s) => {
+            let digest: &[u8; 32] = message.try_into().map_err(|_| {
+                TssError::params(format!(
+                    "ECDSA signs a 32-byte digest, got {} bytes",
+                    message.len()
+                ))
+            })?;
+            ecdsa::sign(session, s, signers, digest, incoming, outgoing, rng)
+                .await
+                .map(Signature::Ecdsa)
+        }
+        KeyShare::Taproot(s) => {
+            let sig = frost::sign(session, s, signers, message, incoming, outgoing, rng).await?;
+            Ok(Signature::Taproot(sig64(Scheme::SchnorrTaproot, sig)?))
+        }
+        KeyShare::Ed25519(s) => {
+            let sig = frost::sign(session, s, signers, message, incoming, outgoing, rng).await?;
+            Ok(Signature::Ed25519(sig64(Scheme::Ed25519, sig)?))
+        }
+    }
+}

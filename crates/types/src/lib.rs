@@ -1,0 +1,309 @@
+//! Pure domain types shared by every Concord crate: signature schemes, thresholds,
+//! session and wallet identifiers, and their canonical encodings.
+//!
+//! This crate does no I/O and depends on nothing of ours.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Errors raised when building a domain value from untrusted input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TypesError {
+    /// The threshold `t` or group size `n` is out of range.
+    #[error("invalid threshold {t}-of-{n}: need 2 <= t <= n <= {max}")]
+    InvalidThreshold {
+        /// Signers required.
+        t: u16,
+        /// Group size.
+        n: u16,
+        /// Largest group size supported.
+        max: u16,
+    },
+    /// A scheme name was not recognised.
+    #[error("unknown signature scheme '{0}': expected one of ecdsa-secp256k1, schnorr-taproot, ed25519")]
+    UnknownScheme(String),
+    /// A hex string did not decode to the expected number of bytes.
+    #[error("invalid {what}: expected {expected} hex-encoded bytes")]
+    InvalidHex {
+        /// What was being parsed.
+        what: &'static str,
+        /// Number of bytes expected.
+        expected: usize,
+    },
+}
+
+/// The threshold signature schemes Concord runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scheme {
+    /// Threshold ECDSA on secp256k1 (CGGMP21): Ethereum and other EVM chains, Bitcoin legacy/SegWit v0.
+    EcdsaSecp256k1,
+    /// FROST Schnorr on secp256k1 with BIP-340 signatures and the BIP-341 key-path tweak: Bitcoin Taproot.
+    SchnorrTaproot,
+    /// FROST Ed25519 (RFC 8032 compatible signatures): exchange API keys, Solana-like chains.
+    Ed25519,
+}
+
+impl Scheme {
+    /// All schemes, in a stable order.
+    pub const ALL: [Scheme; 3] = [Scheme::EcdsaSecp256k1, Scheme::SchnorrTaproot, Scheme::Ed25519];
+
+    /// Canonical name, as used in configuration, the CLI and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::EcdsaSecp256k1 => "ecdsa-secp256k1",
+            Scheme::SchnorrTaproot => "schnorr-taproot",
+            Scheme::Ed25519 => "ed25519",
+        }
+    }
+
+    /// Stable one-byte code used in binary encodings.
+    pub fn code(self) -> u8 {
+        match self {
+            Scheme::EcdsaSecp256k1 => 1,
+            Scheme::SchnorrTaproot => 2,
+            Scheme::Ed25519 => 3,
+        }
+    }
+
+    /// Inverse of [`Scheme::code`].
+    pub fn from_code(code: u8) -> Option<Scheme> {
+        Scheme::ALL.into_iter().find(|s| s.code() == code)
+    }
+}
+
+impl fmt::Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Scheme {
+    type Err = TypesError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Scheme::ALL
+            .into_iter()
+            .find(|scheme| scheme.as_str() == s)
+            .ok_or_else(|| TypesError::UnknownScheme(s.to_owned()))
+    }
+}
+
+/// A `t`-of-`n` threshold: any `t` of the `n` group members can sign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "RawThreshold", into = "RawThreshold")]
+pub struct Threshold {
+    t: u16,
+    n: u16,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RawThreshold {
+    t: u16,
+    n: u16,
+}
+
+impl TryFrom<RawThreshold> for Threshold {
+    type Error = TypesError;
+    fn try_from(raw: RawThreshold) -> Result<Self, Self::Error> {
+        Threshold::new(raw.t, raw.n)
+    }
+}
+
+impl From<Threshold> for RawThreshold {
+    fn from(t: Threshold) -> Self {
+        RawThreshold { t: t.t, n: t.n }
+    }
+}
+
+impl Threshold {
+    /// Largest group supported. Party indices and identifiers must fit comfortably in
+    /// every protocol's encoding; 255 modules is far beyond any deployment.
+    pub const MAX_PARTIES: u16 = 255;
+
+    /// Builds a threshold, checking `2 <= t <= n <= MAX_PARTIES`.
+    pub fn new(t: u16, n: u16) -> Result<Self, TypesError> {
+        if t < 2 || t > n || n > Self::MAX_PARTIES {
+            return Err(TypesError::InvalidThreshold {
+                t,
+                n,
+                max: Self::MAX_PARTIES,
+            });
+        }
+        Ok(Threshold { t, n })
+    }
+
+    /// Signers required.
+    pub fn t(self) -> u16 {
+        self.t
+    }
+
+    /// Group size.
+    pub fn n(self) -> u16 {
+        self.n
+    }
+}
+
+impl fmt::Display for Threshold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-of-{}", self.t, self.n)
+    }
+}
+
+/// Identifies one run of a protocol (a DKG, a presignature, a signing). Every party of the
+/// run uses the same id; messages carrying another id are rejected. It also serves as the
+/// execution id that binds the protocols' proofs to this run.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SessionId(#[serde(with = "hex32")] pub [u8; 32]);
+
+impl SessionId {
+    /// Derives a session id from a domain label and arbitrary context bytes.
+    pub fn derive(label: &str, context: &[u8]) -> Self {
+        let mut h = Sha256::new();
+        h.update(b"concord/session/v1\0");
+        h.update((label.len() as u64).to_be_bytes());
+        h.update(label.as_bytes());
+        h.update(context);
+        SessionId(h.finalize().into())
+    }
+
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId({})", hex::encode(&self.0[..8]))
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl FromStr for SessionId {
+    type Err = TypesError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_hex32(s, "session id").map(SessionId)
+    }
+}
+
+/// Identifies a wallet: a hash of its scheme and group public key, so two modules that hold
+/// shares of the same key agree on the id without talking to each other.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct WalletId(#[serde(with = "hex32")] pub [u8; 32]);
+
+impl WalletId {
+    /// Derives the id of the wallet with `scheme` and the canonical encoding of its group key.
+    pub fn derive(scheme: Scheme, group_public_key: &[u8]) -> Self {
+        let mut h = Sha256::new();
+        h.update(b"concord/wallet/v1\0");
+        h.update([scheme.code()]);
+        h.update(group_public_key);
+        WalletId(h.finalize().into())
+    }
+}
+
+impl fmt::Debug for WalletId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WalletId({})", hex::encode(&self.0[..8]))
+    }
+}
+
+impl fmt::Display for WalletId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl FromStr for WalletId {
+    type Err = TypesError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_hex32(s, "wallet id").map(WalletId)
+    }
+}
+
+fn parse_hex32(s: &str, what: &'static str) -> Result<[u8; 32], TypesError> {
+    let s = s.strip_prefix("0x").unwrap_or(s);
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(s, &mut out).map_err(|_| TypesError::InvalidHex { what, expected: 32 })?;
+    Ok(out)
+}
+
+mod hex32 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let s = String::deserialize(d)?;
+        super::parse_hex32(&s, "32-byte value").map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threshold_bounds() {
+        assert!(Threshold::new(2, 3).is_ok());
+        assert!(Threshold::new(3, 3).is_ok());
+        for (t, n) in [(1, 3), (4, 3), (0, 0), (2, 256)] {
+            let err = Threshold::new(t, n).unwrap_err();
+            assert!(err.to_string().contains(&format!("{t}-of-{n}")), "{err}");
+        }
+    }
+
+    #[test]
+    fn threshold_serde_rejects_bad_values() {
+        let ok: Threshold = serde_json::from_str(r#"{"t":2,"n":3}"#).unwrap();
+        assert_eq!(ok.to_string(), "2-of-3");
+        let err = serde_json::from_str::<Threshold>(r#"{"t":4,"n":3}"#).unwrap_err();
+        assert!(err.to_string().contains("invalid threshold 4-of-3"), "{err}");
+    }
+
+    #[test]
+    fn scheme_names_round_trip() {
+        for s in Scheme::ALL {
+            assert_eq!(s.as_str().parse::<Scheme>().unwrap(), s);
+            assert_eq!(Scheme::from_code(s.code()), Some(s));
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.as_str()));
+        }
+        assert!(
+            "rsa".parse::<Scheme>()
+                .unwrap_err()
+                .to_string()
+                .contains("unknown signature scheme 'rsa'")
+        );
+    }
+
+    #[test]
+    fn ids_encode_as_hex_and_parse_back() {
+        let w = WalletId::derive(Scheme::Ed25519, b"pk");
+        let json = serde_json::to_string(&w).unwrap();
+        assert_eq!(json, format!("\"{w}\""));
+        assert_eq!(serde_json::from_str::<WalletId>(&json).unwrap(), w);
+        assert_eq!(w.to_string().parse::<WalletId>().unwrap(), w);
+        assert!("abcd".parse::<WalletId>().is_err());
+        let s = SessionId::derive("dkg", b"x");
+        assert_ne!(s, SessionId::derive("dkg", b"y"));
+        assert_ne!(s, SessionId::derive("dkgx", b""));
+    }
+
+    #[test]
+    fn wallet_id_depends_on_scheme() {
+        assert_ne!(
+            WalletId::derive(Scheme::Ed25519, b"k"),
+            WalletId::derive(Scheme::SchnorrTaproot, b"k")
+        );
+    }
+}

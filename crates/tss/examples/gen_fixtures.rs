@@ -20,7 +20,11 @@ const PARTIES: u16 = 5;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "crates/tss/tests/fixtures".into()));
+    let dir = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .unwrap_or_else(|| "crates/tss/tests/fixtures".into()),
+    );
     std::fs::create_dir_all(&dir)?;
 
     let start = Instant::now();
@@ -49,7 +53,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let session = SessionId::derive("fixture-aux", &n.to_be_bytes());
         let mut tasks = Vec::new();
         for ep in endpoints {
-            let primes = Primes::from_bytes(&std::fs::read(dir.join(format!("INSECURE-primes-{}.bin", ep.index)))?)?;
+            let primes = Primes::from_bytes(&std::fs::read(
+                dir.join(format!("INSECURE-primes-{}.bin", ep.index)),
+            )?)?;
             tasks.push(tokio::spawn(async move {
                 generate_aux(
                     session,
@@ -71,7 +77,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 &*aux.to_bytes(),
             )?;
         }
-        eprintln!("aux info for {n} parties: {:.1} s", t.elapsed().as_secs_f64());
+        eprintln!(
+            "aux info for {n} parties: {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
     }
     Ok(())
 }

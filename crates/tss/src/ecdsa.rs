@@ -11,9 +11,9 @@
 
 use std::fmt;
 
-use cggmp21::generic_ec::{Point, Scalar};
 #[cfg(feature = "spof-key-import")]
 use cggmp21::generic_ec::{NonZero, SecretScalar};
+use cggmp21::generic_ec::{Point, Scalar};
 use cggmp21::key_share::{AnyKeyShare, DirtyAuxInfo, DirtyKeyShare};
 use cggmp21::security_level::SecurityLevel128;
 use cggmp21::supported_curves::Secp256k1;
@@ -26,7 +26,9 @@ use sha2::Sha256;
 
 use crate::envelope::Tag;
 use crate::progress::{Progress, ProgressEvent, RoundTracer};
-use crate::transport::{Incoming, Outgoing, RoundIo, Roster, cbor_decode, cbor_encode, round_based_party};
+use crate::transport::{
+    Incoming, Outgoing, Roster, RoundIo, cbor_decode, cbor_encode, round_based_party,
+};
 use crate::{TssError, error::chain};
 
 type E = Secp256k1;
@@ -130,9 +132,10 @@ pub async fn generate_aux(
         parties: (0..n).collect(),
         tag: Tag::EcdsaAuxInfo,
     };
-    let (party, slot) = round_based_party::<cggmp21::key_refresh::msg::aux_only::Msg<Sha256, L>, _, _>(
-        roster, incoming, outgoing,
-    );
+    let (party, slot) =
+        round_based_party::<cggmp21::key_refresh::msg::aux_only::Msg<Sha256, L>, _, _>(
+            roster, incoming, outgoing,
+        );
     let mut tracer = RoundTracer::new("auxiliary info round", progress);
     let aux = cggmp21::aux_info_gen(ExecutionId::new(session.as_bytes()), index, n, primes.0)
         .set_progress_tracer(&mut tracer)
@@ -283,8 +286,11 @@ pub fn import_secret_key(
     threshold: Threshold,
     rng: &mut (impl RngCore + CryptoRng),
 ) -> Result<Vec<EcdsaCoreShare>, TssError> {
-    let scalar = SecretScalar::<E>::from_be_bytes(secret.as_slice())
-        .map_err(|_| TssError::params("the private key is not a valid secp256k1 scalar (it must be below the group order)"))?;
+    let scalar = SecretScalar::<E>::from_be_bytes(secret.as_slice()).map_err(|_| {
+        TssError::params(
+            "the private key is not a valid secp256k1 scalar (it must be below the group order)",
+        )
+    })?;
     let scalar = NonZero::from_secret_scalar(scalar)
         .ok_or_else(|| TssError::params("the private key is zero"))?;
     let cores = cggmp21::trusted_dealer::builder::<E, L>(threshold.n())
@@ -353,8 +359,18 @@ impl EcdsaPresignature {
         let partial = self.presig.issue_partial_signature(data);
         EcdsaPartialSignature {
             signer: index,
-            r: partial.r.to_be_bytes().as_bytes().try_into().unwrap_or([0; 32]),
-            sigma: partial.sigma.to_be_bytes().as_bytes().try_into().unwrap_or([0; 32]),
+            r: partial
+                .r
+                .to_be_bytes()
+                .as_bytes()
+                .try_into()
+                .unwrap_or([0; 32]),
+            sigma: partial
+                .sigma
+                .to_be_bytes()
+                .as_bytes()
+                .try_into()
+                .unwrap_or([0; 32]),
         }
     }
 }
@@ -414,7 +430,8 @@ impl RecoverableSignature {
         }
         vk.verify_prehash(digest, &sig).map_err(|_| bad())?;
         let rid = k256::ecdsa::RecoveryId::from_byte(self.recovery_id).ok_or_else(bad)?;
-        let recovered = k256::ecdsa::VerifyingKey::recover_from_prehash(digest, &sig, rid).map_err(|_| bad())?;
+        let recovered = k256::ecdsa::VerifyingKey::recover_from_prehash(digest, &sig, rid)
+            .map_err(|_| bad())?;
         if recovered != vk {
             return Err(bad());
         }
@@ -424,7 +441,11 @@ impl RecoverableSignature {
 
 /// Turns a verified-by-cggmp21 `(r, s)` into a [`RecoverableSignature`], finding the
 /// recovery id with k256 and verifying independently.
-fn finish(sig: cggmp21::Signature<E>, public_key: &[u8; 33], digest: &[u8; 32]) -> Result<RecoverableSignature, TssError> {
+fn finish(
+    sig: cggmp21::Signature<E>,
+    public_key: &[u8; 33],
+    digest: &[u8; 32],
+) -> Result<RecoverableSignature, TssError> {
     let sig = sig.normalize_s();
     let mut rs = [0u8; 64];
     sig.write_to_slice(&mut rs);
@@ -444,13 +465,20 @@ fn finish(sig: cggmp21::Signature<E>, public_key: &[u8; 33], digest: &[u8; 32]) 
     })
 }
 
-fn signer_roster(session: SessionId, share: &EcdsaKeyShare, signers: &[u16], tag: Tag) -> Result<Roster, TssError> {
+fn signer_roster(
+    session: SessionId,
+    share: &EcdsaKeyShare,
+    signers: &[u16],
+    tag: Tag,
+) -> Result<Roster, TssError> {
     let t = share.threshold();
     let mut sorted = signers.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
     if sorted.len() != signers.len() {
-        return Err(TssError::params(format!("signer list {signers:?} names a party twice")));
+        return Err(TssError::params(format!(
+            "signer list {signers:?} names a party twice"
+        )));
     }
     if let Some(bad) = sorted.iter().find(|i| **i >= t.n()) {
         return Err(TssError::params(format!(
@@ -491,11 +519,18 @@ pub async fn presign(
     let roster = signer_roster(session, share, signers, Tag::EcdsaSigning)?;
     let parties = roster.parties.clone();
     let position = position_of(&parties, share.index())?;
-    let (party, slot) = round_based_party::<cggmp21::signing::msg::Msg<E, Sha256>, _, _>(roster, incoming, outgoing);
-    let presig = cggmp21::signing(ExecutionId::new(session.as_bytes()), position, &parties, &share.share)
-        .generate_presignature(rng, party)
-        .await
-        .map_err(|e| slot.take().unwrap_or_else(|| protocol_error(&e)))?;
+    let (party, slot) = round_based_party::<cggmp21::signing::msg::Msg<E, Sha256>, _, _>(
+        roster, incoming, outgoing,
+    );
+    let presig = cggmp21::signing(
+        ExecutionId::new(session.as_bytes()),
+        position,
+        &parties,
+        &share.share,
+    )
+    .generate_presignature(rng, party)
+    .await
+    .map_err(|e| slot.take().unwrap_or_else(|| protocol_error(&e)))?;
     Ok(EcdsaPresignature {
         wallet: share.wallet_id(),
         index: share.index(),
@@ -510,7 +545,11 @@ fn position_of(parties: &[u16], index: u16) -> Result<u16, TssError> {
         .iter()
         .position(|p| *p == index)
         .and_then(|p| u16::try_from(p).ok())
-        .ok_or_else(|| TssError::params(format!("party {index} is not among the signers {parties:?}")))
+        .ok_or_else(|| {
+            TssError::params(format!(
+                "party {index} is not among the signers {parties:?}"
+            ))
+        })
 }
 
 /// Interactive signing of a 32-byte digest by exactly `t` signers.
@@ -526,12 +565,19 @@ pub async fn sign(
     let roster = signer_roster(session, share, signers, Tag::EcdsaSigning)?;
     let parties = roster.parties.clone();
     let position = position_of(&parties, share.index())?;
-    let (party, slot) = round_based_party::<cggmp21::signing::msg::Msg<E, Sha256>, _, _>(roster, incoming, outgoing);
+    let (party, slot) = round_based_party::<cggmp21::signing::msg::Msg<E, Sha256>, _, _>(
+        roster, incoming, outgoing,
+    );
     let data = DataToSign::<E>::from_scalar(Scalar::from_be_bytes_mod_order(digest));
-    let sig = cggmp21::signing(ExecutionId::new(session.as_bytes()), position, &parties, &share.share)
-        .sign(rng, party, data)
-        .await
-        .map_err(|e| slot.take().unwrap_or_else(|| protocol_error(&e)))?;
+    let sig = cggmp21::signing(
+        ExecutionId::new(session.as_bytes()),
+        position,
+        &parties,
+        &share.share,
+    )
+    .sign(rng, party, data)
+    .await
+    .map_err(|e| slot.take().unwrap_or_else(|| protocol_error(&e)))?;
     finish(sig, &share.public_key(), digest)
 }
 
@@ -555,7 +601,11 @@ pub fn combine(
     let Some(first) = partials.first() else {
         return Err(TssError::params("no partial signatures to combine"));
     };
-    let mismatched: Vec<u16> = partials.iter().filter(|p| p.r != first.r).map(|p| p.signer).collect();
+    let mismatched: Vec<u16> = partials
+        .iter()
+        .filter(|p| p.r != first.r)
+        .map(|p| p.signer)
+        .collect();
     if !mismatched.is_empty() {
         return Err(TssError::InconsistentBroadcast {
             parties: mismatched,
@@ -568,10 +618,11 @@ pub fn combine(
             party: p.signer,
             reason: "partial signature r is not a scalar".into(),
         })?;
-        let sigma = Scalar::<E>::from_be_bytes(p.sigma).map_err(|_| TssError::MalformedMessage {
-            party: p.signer,
-            reason: "partial signature sigma is not a scalar".into(),
-        })?;
+        let sigma =
+            Scalar::<E>::from_be_bytes(p.sigma).map_err(|_| TssError::MalformedMessage {
+                party: p.signer,
+                reason: "partial signature sigma is not a scalar".into(),
+            })?;
         parts.push(PartialSignature { r, sigma });
     }
     let sig = PartialSignature::combine(&parts).ok_or(TssError::InvalidSignature {
@@ -606,10 +657,11 @@ pub async fn sign_with_presignature(
     let received = io.collect(1, &others, false).await?;
     let mut partials = vec![mine];
     for (party, bytes) in received {
-        let p: EcdsaPartialSignature = cbor_decode(&bytes).map_err(|reason| TssError::MalformedMessage {
-            party,
-            reason: format!("undecodable partial signature: {reason}"),
-        })?;
+        let p: EcdsaPartialSignature =
+            cbor_decode(&bytes).map_err(|reason| TssError::MalformedMessage {
+                party,
+                reason: format!("undecodable partial signature: {reason}"),
+            })?;
         if p.signer != party {
             return Err(TssError::MalformedMessage {
                 party,
@@ -641,7 +693,10 @@ pub(crate) fn validate_aux(index: u16, dirty: DirtyAux) -> Result<AuxMaterial, T
     if usize::from(index) >= dirty.parties.len() {
         return Err(TssError::invalid_state(
             "auxiliary material",
-            format!("party index {index} outside a group of {}", dirty.parties.len()),
+            format!(
+                "party index {index} outside a group of {}",
+                dirty.parties.len()
+            ),
         ));
     }
     let aux = cggmp21::key_share::Valid::validate(dirty)

@@ -111,7 +111,9 @@ impl Envelope {
         };
         let len = u32::from_be_bytes([bytes[38], bytes[39], bytes[40], bytes[41]]) as usize;
         if len > MAX_BODY_LEN {
-            return Err(bad(format!("body of {len} bytes exceeds the {MAX_BODY_LEN}-byte limit")));
+            return Err(bad(format!(
+                "body of {len} bytes exceeds the {MAX_BODY_LEN}-byte limit"
+            )));
         }
         let body = &bytes[HEADER_LEN..];
         if body.len() != len {
@@ -170,7 +172,10 @@ mod tests {
     #[test]
     fn round_trip() {
         for recipient in [None, Some(0), Some(4)] {
-            let e = Envelope { recipient, ..sample() };
+            let e = Envelope {
+                recipient,
+                ..sample()
+            };
             assert_eq!(Envelope::decode(&e.encode()).unwrap(), e);
         }
     }
@@ -180,7 +185,10 @@ mod tests {
         let bytes = sample().encode();
         for cut in [1, 10, 41, bytes.len() - 1] {
             let err = Envelope::decode(&bytes[..cut]).unwrap_err();
-            assert!(matches!(err, TssError::MalformedMessage { .. }), "{cut}: {err}");
+            assert!(
+                matches!(err, TssError::MalformedMessage { .. }),
+                "{cut}: {err}"
+            );
         }
         let mut long = bytes.clone();
         long.push(0);

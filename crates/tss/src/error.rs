@@ -54,7 +54,9 @@ pub enum TssError {
 
     /// Parties disagree about what was broadcast: someone sent different messages to
     /// different recipients (reliable-broadcast check failed).
-    #[error("inconsistent broadcast: parties {parties:?} saw different round-{round} messages than we did")]
+    #[error(
+        "inconsistent broadcast: parties {parties:?} saw different round-{round} messages than we did"
+    )]
     InconsistentBroadcast {
         /// Parties whose view differs from ours.
         parties: Vec<u16>,

@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 
 use crate::TssError;
 use crate::envelope::Tag;
-use crate::transport::{Incoming, Outgoing, RoundIo, Roster};
+use crate::transport::{Incoming, Outgoing, Roster, RoundIo};
 
 /// A FROST ciphersuite Concord runs, with what differs between them.
 pub trait FrostSuite: Ciphersuite + Send + Sync + 'static {
@@ -62,7 +62,9 @@ pub(crate) fn identifier<C: Ciphersuite>(index: u16) -> Result<Identifier<C>, Ts
     index
         .checked_add(1)
         .and_then(|i| Identifier::<C>::try_from(i).ok())
-        .ok_or_else(|| TssError::params(format!("party index {index} cannot be a FROST identifier")))
+        .ok_or_else(|| {
+            TssError::params(format!("party index {index} cannot be a FROST identifier"))
+        })
 }
 
 /// One party's share of a FROST key.
@@ -120,12 +122,19 @@ impl<C: FrostSuite> FrostKeyShare<C> {
         let bad = |reason: String| TssError::invalid_state("FROST key share", reason);
         let t = self.threshold;
         if self.index >= t.n() {
-            return Err(bad(format!("party index {} outside a {t} group", self.index)));
+            return Err(bad(format!(
+                "party index {} outside a {t} group",
+                self.index
+            )));
         }
         if *self.key_package.identifier() != identifier::<C>(self.index)? {
-            return Err(bad("the key package's identifier does not match the party index".into()));
+            return Err(bad(
+                "the key package's identifier does not match the party index".into(),
+            ));
         }
-        if *self.key_package.min_signers() != t.t() || self.public_key_package.min_signers() != Some(t.t()) {
+        if *self.key_package.min_signers() != t.t()
+            || self.public_key_package.min_signers() != Some(t.t())
+        {
             return Err(bad(format!("the key packages do not say threshold {t}")));
         }
         if self.public_key_package.verifying_shares().len() != usize::from(t.n()) {
@@ -136,26 +145,40 @@ impl<C: FrostSuite> FrostKeyShare<C> {
             )));
         }
         if self.key_package.verifying_key() != self.public_key_package.verifying_key() {
-            return Err(bad("the key package and the public key package name different group keys".into()));
+            return Err(bad(
+                "the key package and the public key package name different group keys".into(),
+            ));
         }
-        let own_public = frost_core::keys::VerifyingShare::<C>::from(*self.key_package.signing_share());
+        let own_public =
+            frost_core::keys::VerifyingShare::<C>::from(*self.key_package.signing_share());
         if own_public != *self.key_package.verifying_share()
-            || self.public_key_package.verifying_shares().get(self.key_package.identifier()) != Some(&own_public)
+            || self
+                .public_key_package
+                .verifying_shares()
+                .get(self.key_package.identifier())
+                != Some(&own_public)
         {
-            return Err(bad("the secret share does not match its public verifying share".into()));
+            return Err(bad(
+                "the secret share does not match its public verifying share".into(),
+            ));
         }
         // The stored group key must be what post-processing the untweaked key gives.
-        let untweaked = PublicKeyPackage::<C>::new(BTreeMap::new(), self.untweaked_key, Some(t.t()));
+        let untweaked =
+            PublicKeyPackage::<C>::new(BTreeMap::new(), self.untweaked_key, Some(t.t()));
         let tweaked_vk = post_process_public::<C>(untweaked)?;
         if tweaked_vk != *self.public_key_package.verifying_key() {
-            return Err(bad("the group key is not the post-processed internal key".into()));
+            return Err(bad(
+                "the group key is not the post-processed internal key".into()
+            ));
         }
         Ok(self)
     }
 }
 
 /// Applies the ciphersuite's DKG post-processing to a public key package alone.
-fn post_process_public<C: FrostSuite>(pkp: PublicKeyPackage<C>) -> Result<VerifyingKey<C>, TssError> {
+fn post_process_public<C: FrostSuite>(
+    pkp: PublicKeyPackage<C>,
+) -> Result<VerifyingKey<C>, TssError> {
     // post_dkg needs a key package too; a throwaway one with a dummy share is enough to get
     // the public half, which is all we keep.
     let id = identifier::<C>(0)?;
@@ -176,7 +199,12 @@ fn frost_error<C: FrostSuite>(err: frost_core::Error<C>, roster: &[u16]) -> TssE
     let culprits: Vec<u16> = err
         .culprits()
         .iter()
-        .filter_map(|id| roster.iter().copied().find(|i| identifier::<C>(*i).ok().as_ref() == Some(id)))
+        .filter_map(|id| {
+            roster
+                .iter()
+                .copied()
+                .find(|i| identifier::<C>(*i).ok().as_ref() == Some(id))
+        })
         .collect();
     match err {
         frost_core::Error::InvalidSignature | frost_core::Error::InvalidSignatureShare { .. } => {
@@ -193,7 +221,12 @@ fn frost_error<C: FrostSuite>(err: frost_core::Error<C>, roster: &[u16]) -> TssE
     }
 }
 
-fn decode<T>(party: u16, what: &str, bytes: &[u8], f: impl FnOnce(&[u8]) -> Result<T, String>) -> Result<T, TssError> {
+fn decode<T>(
+    party: u16,
+    what: &str,
+    bytes: &[u8],
+    f: impl FnOnce(&[u8]) -> Result<T, String>,
+) -> Result<T, TssError> {
     f(bytes).map_err(|reason| TssError::MalformedMessage {
         party,
         reason: format!("undecodable {what}: {reason}"),
@@ -222,7 +255,9 @@ pub async fn dkg<C: FrostSuite>(
 ) -> Result<FrostKeyShare<C>, TssError> {
     let n = threshold.n();
     if index >= n {
-        return Err(TssError::params(format!("party index {index} is not in a {threshold} group")));
+        return Err(TssError::params(format!(
+            "party index {index} is not in a {threshold} group"
+        )));
     }
     let parties: Vec<u16> = (0..n).collect();
     let others: Vec<u16> = parties.iter().copied().filter(|p| *p != index).collect();
@@ -237,7 +272,8 @@ pub async fn dkg<C: FrostSuite>(
     let fe = |e| frost_error::<C>(e, &parties);
 
     // Round 1: commitments and proof of knowledge, broadcast.
-    let (secret1, package1) = frost_core::keys::dkg::part1::<C, _>(me, n, threshold.t(), &mut *rng).map_err(fe)?;
+    let (secret1, package1) =
+        frost_core::keys::dkg::part1::<C, _>(me, n, threshold.t(), &mut *rng).map_err(fe)?;
     let own1 = package1.serialize().map_err(fe)?;
     io.send(None, 1, &own1).await?;
     let raw1 = io.collect(1, &others, false).await?;
@@ -271,10 +307,11 @@ pub async fn dkg<C: FrostSuite>(
     // Round 3: secret shares, point to point.
     let (secret2, packages2) = frost_core::keys::dkg::part2(secret1, &round1).map_err(fe)?;
     for party in &others {
-        let pkg = packages2
-            .get(&identifier::<C>(*party)?)
-            .ok_or_else(|| TssError::params(format!("no round-2 package was made for party {party}")))?;
-        io.send(Some(*party), 3, &pkg.serialize().map_err(fe)?).await?;
+        let pkg = packages2.get(&identifier::<C>(*party)?).ok_or_else(|| {
+            TssError::params(format!("no round-2 package was made for party {party}"))
+        })?;
+        io.send(Some(*party), 3, &pkg.serialize().map_err(fe)?)
+            .await?;
     }
     let raw2 = io.collect(3, &others, true).await?;
     let mut round2 = BTreeMap::new();
@@ -285,7 +322,8 @@ pub async fn dkg<C: FrostSuite>(
         round2.insert(identifier::<C>(*party)?, pkg);
     }
 
-    let (key_package, public_key_package) = frost_core::keys::dkg::part3(&secret2, &round1, &round2).map_err(fe)?;
+    let (key_package, public_key_package) =
+        frost_core::keys::dkg::part3(&secret2, &round1, &round2).map_err(fe)?;
 
     // The group key before post-processing (the BIP-341 internal key for Taproot).
     let mut commitments = BTreeMap::new();
@@ -322,7 +360,9 @@ pub async fn sign<C: FrostSuite>(
     sorted.sort_unstable();
     sorted.dedup();
     if sorted.len() != signers.len() {
-        return Err(TssError::params(format!("signer list {signers:?} names a party twice")));
+        return Err(TssError::params(format!(
+            "signer list {signers:?} names a party twice"
+        )));
     }
     if let Some(bad) = sorted.iter().find(|i| **i >= t.n()) {
         return Err(TssError::params(format!(
@@ -338,9 +378,16 @@ pub async fn sign<C: FrostSuite>(
         )));
     }
     if !sorted.contains(&share.index) {
-        return Err(TssError::params(format!("party {} is not among the signers {sorted:?}", share.index)));
+        return Err(TssError::params(format!(
+            "party {} is not among the signers {sorted:?}",
+            share.index
+        )));
     }
-    let others: Vec<u16> = sorted.iter().copied().filter(|p| *p != share.index).collect();
+    let others: Vec<u16> = sorted
+        .iter()
+        .copied()
+        .filter(|p| *p != share.index)
+        .collect();
     let roster = Roster {
         session,
         me: share.index,
@@ -352,8 +399,10 @@ pub async fn sign<C: FrostSuite>(
     let me = identifier::<C>(share.index)?;
 
     // Round 1: nonce commitments.
-    let (nonces, commitments) = frost_core::round1::commit(share.key_package.signing_share(), &mut *rng);
-    io.send(None, 1, &commitments.serialize().map_err(fe)?).await?;
+    let (nonces, commitments) =
+        frost_core::round1::commit(share.key_package.signing_share(), &mut *rng);
+    io.send(None, 1, &commitments.serialize().map_err(fe)?)
+        .await?;
     let raw = io.collect(1, &others, false).await?;
     let mut all = BTreeMap::new();
     all.insert(me, commitments);
@@ -398,7 +447,8 @@ pub async fn sign<C: FrostSuite>(
             round: 1,
         });
     }
-    let signature = frost_core::aggregate(&package, &shares, &share.public_key_package).map_err(fe)?;
+    let signature =
+        frost_core::aggregate(&package, &shares, &share.public_key_package).map_err(fe)?;
     share
         .public_key_package
         .verifying_key()
@@ -473,7 +523,8 @@ pub fn import_taproot_secret_key(
     threshold: Threshold,
     rng: &mut (impl RngCore + CryptoRng),
 ) -> Result<Vec<FrostKeyShare<Taproot>>, TssError> {
-    let key = frost_secp256k1_tr::SigningKey::deserialize(secret.as_slice())
-        .map_err(|_| TssError::params("the private key is not a valid non-zero secp256k1 scalar"))?;
+    let key = frost_secp256k1_tr::SigningKey::deserialize(secret.as_slice()).map_err(|_| {
+        TssError::params("the private key is not a valid non-zero secp256k1 scalar")
+    })?;
     split_key(&key, threshold, rng)
 }

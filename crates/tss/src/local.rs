@@ -55,7 +55,10 @@ impl LocalSink {
                 let _ = tx.unbounded_send(env);
                 Ok(())
             }
-            None => Err(TssError::Transport(format!("party {} addressed unknown party {to}", self.me))),
+            None => Err(TssError::Transport(format!(
+                "party {} addressed unknown party {to}",
+                self.me
+            ))),
         }
     }
 }

@@ -62,10 +62,15 @@ impl Tracer for RoundTracer<'_> {
         match event {
             Event::RoundBegins { .. } => {
                 self.rounds += 1;
-                self.inner.report(ProgressEvent::new(self.stage, self.rounds - 1, None));
+                self.inner
+                    .report(ProgressEvent::new(self.stage, self.rounds - 1, None));
             }
             Event::ProtocolEnds => {
-                self.inner.report(ProgressEvent::new(self.stage, self.rounds, Some(self.rounds)));
+                self.inner.report(ProgressEvent::new(
+                    self.stage,
+                    self.rounds,
+                    Some(self.rounds),
+                ));
             }
             _ => {}
         }

@@ -32,7 +32,11 @@ fn encode_record(magic: &[u8; 3], value: &impl Serialize) -> Zeroizing<Vec<u8>> 
     out
 }
 
-fn decode_record<T: DeserializeOwned>(magic: &[u8; 3], what: &'static str, bytes: &[u8]) -> Result<T, TssError> {
+fn decode_record<T: DeserializeOwned>(
+    magic: &[u8; 3],
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<T, TssError> {
     if bytes.len() < 4 || &bytes[..3] != magic {
         return Err(TssError::invalid_state(
             what,
@@ -46,7 +50,8 @@ fn decode_record<T: DeserializeOwned>(magic: &[u8; 3], what: &'static str, bytes
             supported: FORMAT_VERSION,
         });
     }
-    cbor_decode(&bytes[4..]).map_err(|e| TssError::invalid_state(what, format!("corrupt encoding: {e}")))
+    cbor_decode(&bytes[4..])
+        .map_err(|e| TssError::invalid_state(what, format!("corrupt encoding: {e}")))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -89,34 +94,37 @@ fn frost_body<C: FrostSuite>(share: &FrostKeyShare<C>) -> Zeroizing<Vec<u8>> {
     Zeroizing::new(cbor_encode(&body))
 }
 
-fn frost_from_body<C: FrostSuite>(index: u16, threshold: Threshold, body: &[u8]) -> Result<FrostKeyShare<C>, TssError> {
+fn frost_from_body<C: FrostSuite>(
+    index: u16,
+    threshold: Threshold,
+    body: &[u8],
+) -> Result<FrostKeyShare<C>, TssError> {
     let bad = |e: String| TssError::invalid_state("FROST key share", e);
     let b: FrostBody = cbor_decode(body).map_err(bad)?;
     Ok(FrostKeyShare {
         index,
         threshold,
-        key_package: frost_core::keys::KeyPackage::deserialize(&b.key_package).map_err(|e| bad(e.to_string()))?,
+        key_package: frost_core::keys::KeyPackage::deserialize(&b.key_package)
+            .map_err(|e| bad(e.to_string()))?,
         public_key_package: frost_core::keys::PublicKeyPackage::deserialize(&b.public_key_package)
             .map_err(|e| bad(e.to_string()))?,
-        untweaked_key: frost_core::VerifyingKey::deserialize(&b.untweaked_key).map_err(|e| bad(e.to_string()))?,
+        untweaked_key: frost_core::VerifyingKey::deserialize(&b.untweaked_key)
+            .map_err(|e| bad(e.to_string()))?,
     })
 }
 
 impl KeyShare {
     /// The stored encoding (secret: keep it sealed).
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
-        let body = match self {
-            KeyShare::Ecdsa(s) => Zeroizing::new(cbor_encode(s.to_dirty())),
-            KeyShare::Taproot(s) => frost_body(s),
-            KeyShare::Ed25519(s) => frost_body(s),
-        };
-        let record = KeyShareRecord {
-            scheme: self.scheme(),
-            index: self.index(),
-            threshold: self.threshold(),
-            body: body.to_vec(),
-        };
-        encode_record(KEY_SHARE, &record)
+        match self {
+            KeyShare::Ecdsa(s) => ecdsa_share_bytes(s),
+            KeyShare::Taproot(s) => {
+                key_share_record(self.scheme(), s.index(), s.threshold(), frost_body(s))
+            }
+            KeyShare::Ed25519(s) => {
+                key_share_record(self.scheme(), s.index(), s.threshold(), frost_body(s))
+            }
+        }
     }
 }
 
@@ -150,12 +158,19 @@ impl UncheckedKeyShare {
         let record: KeyShareRecord = decode_record(KEY_SHARE, "key share", bytes)?;
         let inner = match record.scheme {
             Scheme::EcdsaSecp256k1 => UncheckedInner::Ecdsa(Box::new(
-                cbor_decode(&record.body).map_err(|e| TssError::invalid_state("ECDSA key share", e))?,
+                cbor_decode(&record.body)
+                    .map_err(|e| TssError::invalid_state("ECDSA key share", e))?,
             )),
-            Scheme::SchnorrTaproot => {
-                UncheckedInner::Taproot(frost_from_body(record.index, record.threshold, &record.body)?)
-            }
-            Scheme::Ed25519 => UncheckedInner::Ed25519(frost_from_body(record.index, record.threshold, &record.body)?),
+            Scheme::SchnorrTaproot => UncheckedInner::Taproot(frost_from_body(
+                record.index,
+                record.threshold,
+                &record.body,
+            )?),
+            Scheme::Ed25519 => UncheckedInner::Ed25519(frost_from_body(
+                record.index,
+                record.threshold,
+                &record.body,
+            )?),
         };
         Ok(UncheckedKeyShare {
             index: record.index,
@@ -231,7 +246,12 @@ impl Primes {
         let (p, q) = p.split();
         cggmp21::PregeneratedPrimes::new(p, q)
             .map(Primes)
-            .ok_or_else(|| TssError::invalid_state("safe primes", "the primes are too small for 128-bit security"))
+            .ok_or_else(|| {
+                TssError::invalid_state(
+                    "safe primes",
+                    "the primes are too small for 128-bit security",
+                )
+            })
     }
 }
 
@@ -264,7 +284,11 @@ impl EcdsaPresignature {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, TssError> {
         let r: PresigRecord = decode_record(PRESIG, "presignature", bytes)?;
         let bad = |m: &str| TssError::invalid_state("presignature", m);
-        let public_key: [u8; 33] = r.public_key.as_slice().try_into().map_err(|_| bad("public key is not 33 bytes"))?;
+        let public_key: [u8; 33] = r
+            .public_key
+            .as_slice()
+            .try_into()
+            .map_err(|_| bad("public key is not 33 bytes"))?;
         if ecdsa::point_from_sec1(&public_key).is_none() {
             return Err(bad("public key is not a secp256k1 point"));
         }
@@ -275,7 +299,9 @@ impl EcdsaPresignature {
         sorted.sort_unstable();
         sorted.dedup();
         if sorted != r.signers || sorted.len() < 2 || !sorted.contains(&r.index) {
-            return Err(bad("signer list is not a sorted set of at least two parties including this one"));
+            return Err(bad(
+                "signer list is not a sorted set of at least two parties including this one",
+            ));
         }
         Ok(EcdsaPresignature {
             wallet: r.wallet,
@@ -298,4 +324,29 @@ impl EcdsaCoreShare {
         let dirty: ecdsa::DirtyCore = decode_record(CORE, "ECDSA core key share", bytes)?;
         ecdsa::validate_core(dirty)
     }
+}
+
+/// The stored encoding of an ECDSA share without wrapping it in [`KeyShare`] first.
+pub fn ecdsa_share_bytes(share: &crate::ecdsa::EcdsaKeyShare) -> Zeroizing<Vec<u8>> {
+    key_share_record(
+        Scheme::EcdsaSecp256k1,
+        share.index(),
+        share.threshold(),
+        Zeroizing::new(cbor_encode(share.to_dirty())),
+    )
+}
+
+fn key_share_record(
+    scheme: Scheme,
+    index: u16,
+    threshold: Threshold,
+    body: Zeroizing<Vec<u8>>,
+) -> Zeroizing<Vec<u8>> {
+    let record = KeyShareRecord {
+        scheme,
+        index,
+        threshold,
+        body: body.to_vec(),
+    };
+    encode_record(KEY_SHARE, &record)
 }

@@ -228,7 +228,12 @@ impl<'a, I: Incoming, O: Outgoing> RoundIo<'a, I, O> {
     }
 
     /// Sends `payload` for `round` to one party, or to all other participants.
-    pub async fn send(&mut self, to: Option<u16>, round: u8, payload: &[u8]) -> Result<(), TssError> {
+    pub async fn send(
+        &mut self,
+        to: Option<u16>,
+        round: u8,
+        payload: &[u8],
+    ) -> Result<(), TssError> {
         let mut framed = Vec::with_capacity(payload.len() + 1);
         framed.push(round);
         framed.extend_from_slice(payload);
@@ -254,7 +259,11 @@ impl<'a, I: Incoming, O: Outgoing> RoundIo<'a, I, O> {
         }
         while got.len() < from.len() {
             let Some(env) = self.incoming.next().await else {
-                let missing: Vec<u16> = from.iter().copied().filter(|p| !got.contains_key(p)).collect();
+                let missing: Vec<u16> = from
+                    .iter()
+                    .copied()
+                    .filter(|p| !got.contains_key(p))
+                    .collect();
                 return Err(TssError::Transport(format!(
                     "connection closed while waiting for round {round} from parties {missing:?}"
                 )));
@@ -268,14 +277,23 @@ impl<'a, I: Incoming, O: Outgoing> RoundIo<'a, I, O> {
             };
             let is_p2p = env.recipient.is_some();
             if *r == round {
-                self.accept(&mut got, from, env.sender, is_p2p, round, p2p, payload.to_vec())?;
+                self.accept(
+                    &mut got,
+                    from,
+                    env.sender,
+                    is_p2p,
+                    round,
+                    p2p,
+                    payload.to_vec(),
+                )?;
             } else if self.done_rounds.contains(r) {
                 return Err(TssError::DuplicateMessage {
                     party: env.sender,
                     round: *r,
                 });
             } else {
-                self.pending.push((env.sender, is_p2p, *r, payload.to_vec()));
+                self.pending
+                    .push((env.sender, is_p2p, *r, payload.to_vec()));
             }
         }
         self.done_rounds.push(round);
@@ -301,13 +319,24 @@ impl<'a, I: Incoming, O: Outgoing> RoundIo<'a, I, O> {
                 party: sender,
                 reason: format!(
                     "round {round} message should be {} but was {}",
-                    if want_p2p { "point-to-point" } else { "broadcast" },
-                    if is_p2p { "point-to-point" } else { "broadcast" }
+                    if want_p2p {
+                        "point-to-point"
+                    } else {
+                        "broadcast"
+                    },
+                    if is_p2p {
+                        "point-to-point"
+                    } else {
+                        "broadcast"
+                    }
                 ),
             });
         }
         if got.insert(sender, payload).is_some() {
-            return Err(TssError::DuplicateMessage { party: sender, round });
+            return Err(TssError::DuplicateMessage {
+                party: sender,
+                round,
+            });
         }
         Ok(())
     }

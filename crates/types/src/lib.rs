@@ -23,7 +23,9 @@ pub enum TypesError {
         max: u16,
     },
     /// A scheme name was not recognised.
-    #[error("unknown signature scheme '{0}': expected one of ecdsa-secp256k1, schnorr-taproot, ed25519")]
+    #[error(
+        "unknown signature scheme '{0}': expected one of ecdsa-secp256k1, schnorr-taproot, ed25519"
+    )]
     UnknownScheme(String),
     /// A hex string did not decode to the expected number of bytes.
     #[error("invalid {what}: expected {expected} hex-encoded bytes")]
@@ -49,7 +51,11 @@ pub enum Scheme {
 
 impl Scheme {
     /// All schemes, in a stable order.
-    pub const ALL: [Scheme; 3] = [Scheme::EcdsaSecp256k1, Scheme::SchnorrTaproot, Scheme::Ed25519];
+    pub const ALL: [Scheme; 3] = [
+        Scheme::EcdsaSecp256k1,
+        Scheme::SchnorrTaproot,
+        Scheme::Ed25519,
+    ];
 
     /// Canonical name, as used in configuration, the CLI and the API.
     pub fn as_str(self) -> &'static str {
@@ -268,7 +274,10 @@ mod tests {
         let ok: Threshold = serde_json::from_str(r#"{"t":2,"n":3}"#).unwrap();
         assert_eq!(ok.to_string(), "2-of-3");
         let err = serde_json::from_str::<Threshold>(r#"{"t":4,"n":3}"#).unwrap_err();
-        assert!(err.to_string().contains("invalid threshold 4-of-3"), "{err}");
+        assert!(
+            err.to_string().contains("invalid threshold 4-of-3"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -276,10 +285,14 @@ mod tests {
         for s in Scheme::ALL {
             assert_eq!(s.as_str().parse::<Scheme>().unwrap(), s);
             assert_eq!(Scheme::from_code(s.code()), Some(s));
-            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.as_str()));
+            assert_eq!(
+                serde_json::to_string(&s).unwrap(),
+                format!("\"{}\"", s.as_str())
+            );
         }
         assert!(
-            "rsa".parse::<Scheme>()
+            "rsa"
+                .parse::<Scheme>()
                 .unwrap_err()
                 .to_string()
                 .contains("unknown signature scheme 'rsa'")

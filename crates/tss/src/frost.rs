@@ -278,6 +278,14 @@ pub async fn dkg<C: FrostSuite>(
     io.send(None, 1, &own1).await?;
     let raw1 = io.collect(1, &others, false).await?;
 
+    let mut round1 = BTreeMap::new();
+    for (party, bytes) in &raw1 {
+        let pkg = decode(*party, "DKG round-1 package", bytes, |b| {
+            frost_core::keys::dkg::round1::Package::<C>::deserialize(b).map_err(|e| e.to_string())
+        })?;
+        round1.insert(identifier::<C>(*party)?, pkg);
+    }
+
     // Round 2: echo what we received, so equivocation in round 1 is caught.
     let mut all1 = raw1.clone();
     all1.insert(index, own1);
@@ -294,14 +302,6 @@ pub async fn dkg<C: FrostSuite>(
             parties: disagreeing,
             round: 1,
         });
-    }
-
-    let mut round1 = BTreeMap::new();
-    for (party, bytes) in &raw1 {
-        let pkg = decode(*party, "DKG round-1 package", bytes, |b| {
-            frost_core::keys::dkg::round1::Package::<C>::deserialize(b).map_err(|e| e.to_string())
-        })?;
-        round1.insert(identifier::<C>(*party)?, pkg);
     }
 
     // Round 3: secret shares, point to point.

@@ -117,15 +117,46 @@ impl KeyShare {
     /// The stored encoding (secret: keep it sealed).
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
         match self {
-            KeyShare::Ecdsa(s) => ecdsa_share_bytes(s),
-            KeyShare::Taproot(s) => {
-                key_share_record(self.scheme(), s.index(), s.threshold(), frost_body(s))
-            }
-            KeyShare::Ed25519(s) => {
-                key_share_record(self.scheme(), s.index(), s.threshold(), frost_body(s))
-            }
+            KeyShare::Ecdsa(s) => s.to_bytes(),
+            KeyShare::Taproot(s) => s.to_bytes(),
+            KeyShare::Ed25519(s) => s.to_bytes(),
         }
     }
+}
+
+impl crate::ecdsa::EcdsaKeyShare {
+    /// The stored encoding (secret: keep it sealed). Loads back as a [`KeyShare`].
+    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let body = Zeroizing::new(cbor_encode(self.to_dirty()));
+        key_share_record(
+            Scheme::EcdsaSecp256k1,
+            self.index(),
+            self.threshold(),
+            &body,
+        )
+    }
+}
+
+impl<C: FrostSuite> FrostKeyShare<C> {
+    /// The stored encoding (secret: keep it sealed). Loads back as a [`KeyShare`].
+    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        key_share_record(C::SCHEME, self.index(), self.threshold(), &frost_body(self))
+    }
+}
+
+fn key_share_record(
+    scheme: Scheme,
+    index: u16,
+    threshold: Threshold,
+    body: &[u8],
+) -> Zeroizing<Vec<u8>> {
+    let record = KeyShareRecord {
+        scheme,
+        index,
+        threshold,
+        body: body.to_vec(),
+    };
+    encode_record(KEY_SHARE, &record)
 }
 
 enum UncheckedInner {
@@ -324,29 +355,4 @@ impl EcdsaCoreShare {
         let dirty: ecdsa::DirtyCore = decode_record(CORE, "ECDSA core key share", bytes)?;
         ecdsa::validate_core(dirty)
     }
-}
-
-/// The stored encoding of an ECDSA share without wrapping it in [`KeyShare`] first.
-pub fn ecdsa_share_bytes(share: &crate::ecdsa::EcdsaKeyShare) -> Zeroizing<Vec<u8>> {
-    key_share_record(
-        Scheme::EcdsaSecp256k1,
-        share.index(),
-        share.threshold(),
-        Zeroizing::new(cbor_encode(share.to_dirty())),
-    )
-}
-
-fn key_share_record(
-    scheme: Scheme,
-    index: u16,
-    threshold: Threshold,
-    body: Zeroizing<Vec<u8>>,
-) -> Zeroizing<Vec<u8>> {
-    let record = KeyShareRecord {
-        scheme,
-        index,
-        threshold,
-        body: body.to_vec(),
-    };
-    encode_record(KEY_SHARE, &record)
 }

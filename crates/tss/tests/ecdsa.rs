@@ -373,7 +373,7 @@ async fn bad_parameters_are_clear_errors() {
 
 /// Round-trips a share through its stored form (also how tests get a second copy).
 fn reload(share: &EcdsaKeyShare) -> EcdsaKeyShare {
-    let bytes = concord_tss::stored::ecdsa_share_bytes(share);
+    let bytes = share.to_bytes();
     match UncheckedKeyShare::from_bytes(&bytes)
         .unwrap()
         .validate()
@@ -388,7 +388,7 @@ fn reload(share: &EcdsaKeyShare) -> EcdsaKeyShare {
 async fn a_share_of_another_wallet_is_refused() {
     let a = keygen(2, 2, "wallet-a").await;
     let b = keygen(2, 2, "wallet-b").await;
-    let bytes = concord_tss::stored::ecdsa_share_bytes(&a[0]);
+    let bytes = a[0].to_bytes();
     let err = UncheckedKeyShare::from_bytes(&bytes)
         .unwrap()
         .validate_for(b[0].wallet_id())

@@ -131,16 +131,20 @@ impl Envelope {
     }
 }
 
-/// Protocol tags: the first byte of every envelope body.
+/// Protocol tags: the first byte of every envelope body (internal; public only because
+/// [`crate::frost::FrostSuite`] names them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
-pub(crate) enum Tag {
+#[doc(hidden)]
+pub enum Tag {
     EcdsaKeygen = 1,
     EcdsaAuxInfo = 2,
     EcdsaSigning = 3,
     EcdsaOnline = 4,
-    FrostDkg = 5,
-    FrostSign = 6,
+    Ed25519Dkg = 5,
+    Ed25519Sign = 6,
+    TaprootDkg = 7,
+    TaprootSign = 8,
 }
 
 impl Tag {
@@ -150,9 +154,26 @@ impl Tag {
             Tag::EcdsaAuxInfo => "ECDSA auxiliary-info generation",
             Tag::EcdsaSigning => "ECDSA signing",
             Tag::EcdsaOnline => "ECDSA online signing",
-            Tag::FrostDkg => "FROST key generation",
-            Tag::FrostSign => "FROST signing",
+            Tag::Ed25519Dkg => "FROST Ed25519 key generation",
+            Tag::Ed25519Sign => "FROST Ed25519 signing",
+            Tag::TaprootDkg => "FROST Taproot key generation",
+            Tag::TaprootSign => "FROST Taproot signing",
         }
+    }
+
+    pub(crate) fn from_u8(code: u8) -> Option<Tag> {
+        [
+            Tag::EcdsaKeygen,
+            Tag::EcdsaAuxInfo,
+            Tag::EcdsaSigning,
+            Tag::EcdsaOnline,
+            Tag::Ed25519Dkg,
+            Tag::Ed25519Sign,
+            Tag::TaprootDkg,
+            Tag::TaprootSign,
+        ]
+        .into_iter()
+        .find(|t| *t as u8 == code)
     }
 }
 

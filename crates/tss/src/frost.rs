@@ -25,7 +25,7 @@ use rand_core::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};
 
 use crate::TssError;
-use crate::envelope::Tag;
+pub use crate::envelope::Tag;
 use crate::transport::{Incoming, Outgoing, Roster, RoundIo};
 
 /// A FROST ciphersuite Concord runs, with what differs between them.
@@ -36,10 +36,16 @@ pub trait FrostSuite: Ciphersuite + Send + Sync + 'static {
     /// The group key as the outside world sees it: 32-byte Ed25519 key, or the 32-byte
     /// x-only BIP-340 output key for Taproot.
     fn public_key_bytes(key: &VerifyingKey<Self>) -> Vec<u8>;
+
+    /// Protocol tags of this suite's DKG and signing messages (distinct per suite, so a
+    /// message can be decoded knowing nothing but its bytes).
+    #[doc(hidden)]
+    const TAGS: (Tag, Tag);
 }
 
 impl FrostSuite for frost_ed25519::Ed25519Sha512 {
     const SCHEME: Scheme = Scheme::Ed25519;
+    const TAGS: (Tag, Tag) = (Tag::Ed25519Dkg, Tag::Ed25519Sign);
     fn public_key_bytes(key: &VerifyingKey<Self>) -> Vec<u8> {
         key.serialize().unwrap_or_default()
     }
@@ -47,6 +53,7 @@ impl FrostSuite for frost_ed25519::Ed25519Sha512 {
 
 impl FrostSuite for frost_secp256k1_tr::Secp256K1Sha256TR {
     const SCHEME: Scheme = Scheme::SchnorrTaproot;
+    const TAGS: (Tag, Tag) = (Tag::TaprootDkg, Tag::TaprootSign);
     fn public_key_bytes(key: &VerifyingKey<Self>) -> Vec<u8> {
         // SEC1 compressed; BIP-340 keys are the x coordinate alone.
         key.serialize().map(|b| b[1..].to_vec()).unwrap_or_default()
@@ -265,7 +272,7 @@ pub async fn dkg<C: FrostSuite>(
         session,
         me: index,
         parties: parties.clone(),
-        tag: Tag::FrostDkg,
+        tag: C::TAGS.0,
     };
     let mut io = RoundIo::new(roster, &mut incoming, &mut outgoing);
     let me = identifier::<C>(index)?;
@@ -392,7 +399,7 @@ pub async fn sign<C: FrostSuite>(
         session,
         me: share.index,
         parties: sorted.clone(),
-        tag: Tag::FrostSign,
+        tag: C::TAGS.1,
     };
     let mut io = RoundIo::new(roster, &mut incoming, &mut outgoing);
     let fe = |e| frost_error::<C>(e, &sorted);

@@ -37,7 +37,7 @@ pub use error::TssError;
 pub use progress::{NoProgress, Progress, ProgressEvent};
 pub use rand_core;
 pub use stored::UncheckedKeyShare;
-pub use transport::{Incoming, Outgoing};
+pub use transport::{Incoming, MessageKind, Outgoing, inspect};
 
 use ecdsa::{AuxMaterial, EcdsaKeyShare, RecoverableSignature};
 use frost::{Ed25519, FrostKeyShare, Taproot};

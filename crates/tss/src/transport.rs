@@ -341,3 +341,94 @@ impl<'a, I: Incoming, O: Outgoing> RoundIo<'a, I, O> {
         Ok(())
     }
 }
+
+/// What a message is, established by fully decoding its body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageKind {
+    /// The protocol, e.g. `"FROST Taproot signing"`.
+    pub protocol: &'static str,
+    /// The round, for the hand-driven protocols (cggmp21 messages carry theirs inside).
+    pub round: Option<u8>,
+}
+
+/// Decodes an envelope's body completely, without running any protocol: the module daemon
+/// uses it to reject junk early, and the snapshot tests to prove old messages still decode.
+pub fn inspect(env: &Envelope) -> Result<MessageKind, TssError> {
+    use crate::frost::{Ed25519, Taproot};
+    let party = env.sender;
+    let bad = |reason: String| TssError::MalformedMessage { party, reason };
+    let (code, rest) = env
+        .body
+        .split_first()
+        .ok_or_else(|| bad("empty message body".into()))?;
+    let tag = Tag::from_u8(*code).ok_or_else(|| bad(format!("unknown protocol tag {code}")))?;
+    let cbor = |r: Result<(), String>| {
+        r.map_err(|e| bad(format!("undecodable {} message: {e}", tag.name())))
+    };
+    type Sha = sha2::Sha256;
+    type L = cggmp21::security_level::SecurityLevel128;
+    type E = cggmp21::supported_curves::Secp256k1;
+    let round = match tag {
+        Tag::EcdsaKeygen => {
+            cbor(cbor_decode::<cggmp21::keygen::ThresholdMsg<E, L, Sha>>(rest).map(drop))?;
+            None
+        }
+        Tag::EcdsaAuxInfo => {
+            cbor(cbor_decode::<cggmp21::key_refresh::msg::aux_only::Msg<Sha, L>>(rest).map(drop))?;
+            None
+        }
+        Tag::EcdsaSigning => {
+            cbor(cbor_decode::<cggmp21::signing::msg::Msg<E, Sha>>(rest).map(drop))?;
+            None
+        }
+        Tag::EcdsaOnline => {
+            let (round, payload) = rest
+                .split_first()
+                .ok_or_else(|| bad("no round number".into()))?;
+            cbor(cbor_decode::<crate::ecdsa::EcdsaPartialSignature>(payload).map(drop))?;
+            Some(*round)
+        }
+        Tag::Ed25519Dkg => Some(inspect_frost_dkg::<Ed25519>(rest).map_err(bad)?),
+        Tag::TaprootDkg => Some(inspect_frost_dkg::<Taproot>(rest).map_err(bad)?),
+        Tag::Ed25519Sign => Some(inspect_frost_sign::<Ed25519>(rest).map_err(bad)?),
+        Tag::TaprootSign => Some(inspect_frost_sign::<Taproot>(rest).map_err(bad)?),
+    };
+    Ok(MessageKind {
+        protocol: tag.name(),
+        round,
+    })
+}
+
+fn inspect_frost_dkg<C: crate::frost::FrostSuite>(body: &[u8]) -> Result<u8, String> {
+    use frost_core::keys::dkg::{round1, round2};
+    let (round, payload) = body.split_first().ok_or("no round number")?;
+    match round {
+        1 => round1::Package::<C>::deserialize(payload)
+            .map(drop)
+            .map_err(|e| e.to_string())?,
+        2 if payload.len() == 32 => {}
+        2 => return Err(format!("echo must be 32 bytes, got {}", payload.len())),
+        3 => round2::Package::<C>::deserialize(payload)
+            .map(drop)
+            .map_err(|e| e.to_string())?,
+        r => return Err(format!("no DKG round {r}")),
+    }
+    Ok(*round)
+}
+
+fn inspect_frost_sign<C: crate::frost::FrostSuite>(body: &[u8]) -> Result<u8, String> {
+    let (round, payload) = body.split_first().ok_or("no round number")?;
+    match round {
+        1 => frost_core::round1::SigningCommitments::<C>::deserialize(payload)
+            .map(drop)
+            .map_err(|e| e.to_string())?,
+        2 if payload.len() > 32 => {
+            frost_core::round2::SignatureShare::<C>::deserialize(&payload[32..])
+                .map(drop)
+                .map_err(|e| e.to_string())?
+        }
+        2 => return Err("signature share message is truncated".into()),
+        r => return Err(format!("no signing round {r}")),
+    }
+    Ok(*round)
+}

@@ -7,6 +7,8 @@
 //!
 //! Run: `cargo run --release -p concord-tss --example gen_fixtures -- crates/tss/tests/fixtures`
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a panic is a failure report
+
 use std::path::PathBuf;
 use std::time::Instant;
 

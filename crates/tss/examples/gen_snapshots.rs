@@ -5,6 +5,8 @@
 //!
 //! Run: `cargo run -p concord-tss --features spof-key-import --example gen_snapshots`
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a panic is a failure report
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 

@@ -206,6 +206,12 @@ impl EcdsaKeyShare {
         WalletId::derive(Scheme::EcdsaSecp256k1, &self.public_key())
     }
 
+    /// The underlying cggmp21 key share, for benchmarks that measure the bare library.
+    #[doc(hidden)]
+    pub fn raw_cggmp21(&self) -> &KeyShare<E, L> {
+        &self.share
+    }
+
     pub(crate) fn to_dirty(&self) -> &DirtyKeyShare<E, L> {
         &self.share
     }
@@ -340,6 +346,11 @@ impl EcdsaPresignature {
     /// This party's index.
     pub fn index(&self) -> u16 {
         self.index
+    }
+
+    /// The group public key (SEC1 compressed) the signature will verify against.
+    pub fn public_key(&self) -> [u8; 33] {
+        self.public_key
     }
 
     /// A public fingerprint of the presignature (its nonce point), identical at every signer:

@@ -2,6 +2,8 @@
 //! import, and bad input. Every signature is checked with k256, including public-key
 //! recovery from the recovery id.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a panic is a failure report
+
 mod common;
 
 use std::sync::{Arc, Mutex};
@@ -289,7 +291,7 @@ async fn imported_key_keeps_its_ethereum_address_and_signs() {
     let rid = k256::ecdsa::RecoveryId::from_byte(sig.recovery_id).unwrap();
     let recovered = k256::ecdsa::VerifyingKey::recover_from_prehash(&msg, &s, rid).unwrap();
     assert_eq!(
-        eth_address(&recovered.to_encoded_point(true).as_bytes()),
+        eth_address(recovered.to_encoded_point(true).as_bytes()),
         ANVIL_ADDR0
     );
 }

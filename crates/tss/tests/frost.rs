@@ -2,6 +2,8 @@
 //! Ed25519 signatures are checked with ed25519-dalek `verify_strict`; Taproot signatures
 //! with k256's BIP-340 verifier, against an output key computed here by the BIP-341 rule.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a panic is a failure report
+
 mod common;
 
 use std::sync::Arc;

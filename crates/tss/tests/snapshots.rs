@@ -2,6 +2,8 @@
 //! still load (and stored objects re-encode to the same bytes). Regenerate deliberately with
 //! the `gen_snapshots` example when a format changes, and bump its version.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a panic is a failure report
+
 mod common;
 
 use common::fixtures;

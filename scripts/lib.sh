@@ -1,0 +1,15 @@
+# Shared by the scripts: installs what building Concord needs on a fresh Debian machine.
+
+say() { printf '==> %s\n' "$*"; }
+
+# Debian packages: m4 for GMP (built from source by cggmp21's big-integer library).
+install_build_deps() {
+  local missing=()
+  command -v m4 >/dev/null 2>&1 || missing+=(m4)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  say "installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}

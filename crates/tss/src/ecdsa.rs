@@ -482,40 +482,14 @@ fn signer_roster(
     signers: &[u16],
     tag: Tag,
 ) -> Result<Roster, TssError> {
-    let t = share.threshold();
-    let mut sorted = signers.to_vec();
-    sorted.sort_unstable();
-    sorted.dedup();
-    if sorted.len() != signers.len() {
-        return Err(TssError::params(format!(
-            "signer list {signers:?} names a party twice"
-        )));
-    }
-    if let Some(bad) = sorted.iter().find(|i| **i >= t.n()) {
-        return Err(TssError::params(format!(
-            "signer {bad} is not a member of this {t} group (indices run 0..{})",
-            t.n()
-        )));
-    }
-    if sorted.len() != usize::from(t.t()) {
-        return Err(TssError::params(format!(
-            "ECDSA signing needs exactly {} signers for this {t} wallet, got {}",
-            t.t(),
-            sorted.len()
-        )));
-    }
-    if !sorted.contains(&share.index()) {
-        return Err(TssError::params(format!(
-            "party {} is not among the signers {sorted:?}",
-            share.index()
-        )));
-    }
-    Ok(Roster {
+    Roster::for_signers(
         session,
-        me: share.index(),
-        parties: sorted,
+        share.index(),
+        share.threshold(),
+        signers,
+        true,
         tag,
-    })
+    )
 }
 
 /// Generates a presignature with exactly `t` signers (group indices).

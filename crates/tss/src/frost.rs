@@ -363,44 +363,9 @@ pub async fn sign<C: FrostSuite>(
     rng: &mut (impl RngCore + CryptoRng + Send),
 ) -> Result<Vec<u8>, TssError> {
     let t = share.threshold;
-    let mut sorted = signers.to_vec();
-    sorted.sort_unstable();
-    sorted.dedup();
-    if sorted.len() != signers.len() {
-        return Err(TssError::params(format!(
-            "signer list {signers:?} names a party twice"
-        )));
-    }
-    if let Some(bad) = sorted.iter().find(|i| **i >= t.n()) {
-        return Err(TssError::params(format!(
-            "signer {bad} is not a member of this {t} group (indices run 0..{})",
-            t.n()
-        )));
-    }
-    if sorted.len() < usize::from(t.t()) {
-        return Err(TssError::params(format!(
-            "this {t} wallet needs at least {} signers, got {}",
-            t.t(),
-            sorted.len()
-        )));
-    }
-    if !sorted.contains(&share.index) {
-        return Err(TssError::params(format!(
-            "party {} is not among the signers {sorted:?}",
-            share.index
-        )));
-    }
-    let others: Vec<u16> = sorted
-        .iter()
-        .copied()
-        .filter(|p| *p != share.index)
-        .collect();
-    let roster = Roster {
-        session,
-        me: share.index,
-        parties: sorted.clone(),
-        tag: C::TAGS.1,
-    };
+    let roster = Roster::for_signers(session, share.index, t, signers, false, C::TAGS.1)?;
+    let sorted = roster.parties.clone();
+    let others = roster.others();
     let mut io = RoundIo::new(roster, &mut incoming, &mut outgoing);
     let fe = |e| frost_error::<C>(e, &sorted);
     let me = identifier::<C>(share.index)?;

@@ -41,6 +41,68 @@ pub(crate) struct Roster {
 }
 
 impl Roster {
+    /// Builds the roster of a signing session after checking the signer list: no party twice,
+    /// every signer a group member, this party among them, and `exact` (ECDSA) or at least
+    /// (FROST) `t` signers. Parties are put in ascending order, the order every signer uses.
+    pub fn for_signers(
+        session: SessionId,
+        me: u16,
+        threshold: concord_types::Threshold,
+        signers: &[u16],
+        exact: bool,
+        tag: Tag,
+    ) -> Result<Roster, TssError> {
+        let t = threshold;
+        let mut sorted = signers.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if sorted.len() != signers.len() {
+            return Err(TssError::params(format!(
+                "signer list {signers:?} names a party twice"
+            )));
+        }
+        if let Some(bad) = sorted.iter().find(|i| **i >= t.n()) {
+            return Err(TssError::params(format!(
+                "signer {bad} is not a member of this {t} group (indices run 0..{})",
+                t.n()
+            )));
+        }
+        let enough = if exact {
+            sorted.len() == usize::from(t.t())
+        } else {
+            sorted.len() >= usize::from(t.t())
+        };
+        if !enough {
+            return Err(TssError::params(format!(
+                "{} for this {t} wallet needs {} {} signers, got {}",
+                tag.name(),
+                if exact { "exactly" } else { "at least" },
+                t.t(),
+                sorted.len()
+            )));
+        }
+        if !sorted.contains(&me) {
+            return Err(TssError::params(format!(
+                "party {me} is not among the signers {sorted:?}"
+            )));
+        }
+        Ok(Roster {
+            session,
+            me,
+            parties: sorted,
+            tag,
+        })
+    }
+
+    /// Every participant but us.
+    pub fn others(&self) -> Vec<u16> {
+        self.parties
+            .iter()
+            .copied()
+            .filter(|p| *p != self.me)
+            .collect()
+    }
+
     pub fn position(&self, party: u16) -> Option<usize> {
         self.parties.iter().position(|p| *p == party)
     }

@@ -169,14 +169,15 @@ async fn three_of_five_signs() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn presignature_then_online_signing() {
-    let shares = keygen(2, 3, "presign").await;
-    let signers = vec![0u16, 2];
-    let session = SessionId::derive("test-presign", b"1");
+async fn presign(
+    shares: &Arc<Vec<EcdsaKeyShare>>,
+    signers: &[u16],
+    label: &[u8],
+) -> Vec<EcdsaPresignature> {
+    let session = SessionId::derive("test-presign", label);
     let sh = shares.clone();
-    let sl = signers.clone();
-    let presigs: Vec<EcdsaPresignature> = run(&signers, move |ep| {
+    let sl = signers.to_vec();
+    run(signers, move |ep| {
         let sh = sh.clone();
         let sl = sl.clone();
         async move {
@@ -194,7 +195,14 @@ async fn presignature_then_online_signing() {
     .await
     .into_iter()
     .map(|r| r.unwrap())
-    .collect();
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presignature_then_online_signing() {
+    let shares = keygen(2, 3, "presign").await;
+    let signers = vec![0u16, 2];
+    let presigs = presign(&shares, &signers, b"1").await;
     assert_eq!(presigs[0].fingerprint(), presigs[1].fingerprint());
     assert_eq!(presigs[0].signers(), &signers[..]);
     assert!(format!("{:?}", presigs[0]).contains("<redacted>"));
@@ -223,28 +231,7 @@ async fn presignature_then_online_signing() {
     check_with_k256(&pk, &msg, &sigs[0]);
 
     // The non-interactive path the aggregator uses: partials collected, then combined.
-    let session = SessionId::derive("test-presign", b"2");
-    let sh = shares.clone();
-    let sl = signers.clone();
-    let presigs: Vec<EcdsaPresignature> = run(&signers, move |ep| {
-        let sh = sh.clone();
-        let sl = sl.clone();
-        async move {
-            ecdsa::presign(
-                session,
-                &sh[ep.index as usize],
-                &sl,
-                ep.incoming,
-                ep.outgoing,
-                &mut rng(8),
-            )
-            .await
-        }
-    })
-    .await
-    .into_iter()
-    .map(|r| r.unwrap())
-    .collect();
+    let presigs = presign(&shares, &signers, b"2").await;
     let msg = digest("combined");
     let partials: Vec<_> = presigs.into_iter().map(|p| p.issue_partial(&msg)).collect();
     let sig = ecdsa::combine(&pk, &msg, &signers, &partials).unwrap();

@@ -1,0 +1,1 @@
+//! Sealed storage for a secure module (work in progress).

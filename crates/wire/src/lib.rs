@@ -1,0 +1,1 @@
+//! Concord wire security (work in progress).

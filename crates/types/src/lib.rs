@@ -3,6 +3,8 @@
 //!
 //! This crate does no I/O and depends on nothing of ours.
 
+pub mod payload;
+
 use std::fmt;
 use std::str::FromStr;
 
@@ -27,6 +29,9 @@ pub enum TypesError {
         "unknown signature scheme '{0}': expected one of ecdsa-secp256k1, schnorr-taproot, ed25519"
     )]
     UnknownScheme(String),
+    /// A signing payload was malformed or not canonical.
+    #[error("invalid signing payload: {0}")]
+    InvalidPayload(String),
     /// A hex string did not decode to the expected number of bytes.
     #[error("invalid {what}: expected {expected} hex-encoded bytes")]
     InvalidHex {

@@ -2,10 +2,12 @@
 
 say() { printf '==> %s\n' "$*"; }
 
-# Debian packages: m4 for GMP (built from source by cggmp21's big-integer library).
+# Debian packages: m4 for GMP (built from source by cggmp21's big-integer library),
+# protoc for the gRPC service definitions.
 install_build_deps() {
   local missing=()
   command -v m4 >/dev/null 2>&1 || missing+=(m4)
+  command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
   [ ${#missing[@]} -eq 0 ] && return 0
   local sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"

@@ -41,8 +41,8 @@ impl SigningPayload {
 
     /// Parses a payload, accepting only its canonical encoding.
     pub fn from_canonical(bytes: &[u8]) -> Result<Self, TypesError> {
-        let payload: SigningPayload = serde_json::from_slice(bytes)
-            .map_err(|e| TypesError::InvalidPayload(e.to_string()))?;
+        let payload: SigningPayload =
+            serde_json::from_slice(bytes).map_err(|e| TypesError::InvalidPayload(e.to_string()))?;
         if payload.to_canonical() != bytes {
             return Err(TypesError::InvalidPayload(
                 "the payload is not in canonical form (compact JSON, fields in order)".into(),

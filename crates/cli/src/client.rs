@@ -1,0 +1,430 @@
+//! The coordinator API client commands.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+/// Where the API is and how to authenticate.
+#[derive(Args)]
+pub struct ApiArgs {
+    /// The coordinator's API URL.
+    #[arg(long, env = "CONCORD_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// File holding the API token (or set CONCORD_TOKEN).
+    #[arg(long, env = "CONCORD_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum ModulesCommand {
+    /// Enroll a module from the JSON `concord module show --json` printed.
+    Enroll {
+        /// That JSON, in a file.
+        #[arg(long)]
+        info: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List enrolled modules and whether each is connected.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum GroupsCommand {
+    /// Create a signer group; its auxiliary material is prepared in the background.
+    Create {
+        /// Group id.
+        #[arg(long)]
+        id: String,
+        /// Signers required.
+        #[arg(long)]
+        threshold: u16,
+        /// Member module ids, comma-separated (their order fixes their indices).
+        #[arg(long, value_delimiter = ',')]
+        members: Vec<String>,
+        /// Wait until the group is ready, showing progress.
+        #[arg(long)]
+        wait: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a group.
+    Show {
+        /// Group id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum WalletsCommand {
+    /// Create a wallet by distributed key generation.
+    Create {
+        /// Signer group.
+        #[arg(long)]
+        group: String,
+        /// ecdsa-secp256k1, schnorr-taproot or ed25519.
+        #[arg(long)]
+        scheme: String,
+        /// Wait for the wallet, showing progress.
+        #[arg(long)]
+        wait: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List wallets.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Arguments of `concord sign`.
+#[derive(Args)]
+pub struct SignArgs {
+    /// Wallet id.
+    #[arg(long)]
+    wallet: String,
+    /// The message to sign, hex.
+    #[arg(long)]
+    message: String,
+    /// Replay-protection nonce.
+    #[arg(long)]
+    nonce: Option<u64>,
+    /// Agreement rule: all (default) or threshold.
+    #[arg(long, default_value = "all")]
+    rule: String,
+    /// Wait for the signature, showing progress.
+    #[arg(long)]
+    wait: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+struct Api {
+    http: reqwest::Client,
+    url: String,
+    token: String,
+}
+
+impl Api {
+    fn new(args: &ApiArgs) -> Result<Api> {
+        let token = match (&args.token_file, std::env::var("CONCORD_TOKEN")) {
+            (Some(f), _) => std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read the API token from {}", f.display()))?
+                .trim()
+                .to_owned(),
+            (None, Ok(t)) => t.trim().to_owned(),
+            (None, Err(_)) => bail!("no API token: pass --token-file FILE or set CONCORD_TOKEN"),
+        };
+        Ok(Api {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()?,
+            url: args.url.trim_end_matches('/').to_owned(),
+            token,
+        })
+    }
+
+    async fn check(resp: reqwest::Response) -> Result<Value> {
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            Ok(body)
+        } else {
+            let msg = body
+                .get("error")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("the coordinator answered {status}"));
+            Err(anyhow!(msg))
+        }
+    }
+
+    async fn get(&self, path: &str) -> Result<Value> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the coordinator at {}", self.url))?;
+        Self::check(resp).await
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> Result<Value> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+            .json(body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the coordinator at {}", self.url))?;
+        Self::check(resp).await
+    }
+
+    /// Polls a job until it is done or failed, printing each new event.
+    async fn wait_job(&self, id: &str, quiet: bool) -> Result<Value> {
+        let mut seen = HashSet::new();
+        loop {
+            let job = self.get(&format!("/v1/jobs/{id}")).await?;
+            if !quiet && let Some(events) = job.get("events").and_then(Value::as_array) {
+                for e in events {
+                    let seq = e.get("seq").and_then(Value::as_i64).unwrap_or(0);
+                    if seen.insert(seq) {
+                        let module = e
+                            .get("module_id")
+                            .and_then(Value::as_str)
+                            .unwrap_or("coordinator");
+                        let kind = e.get("kind").and_then(Value::as_str).unwrap_or("");
+                        let detail = e.get("detail").and_then(Value::as_str).unwrap_or("");
+                        let detail = if kind == "approval" {
+                            "approved"
+                        } else {
+                            detail
+                        };
+                        eprintln!("  [{module}] {kind}: {detail}");
+                    }
+                }
+            }
+            match job.get("status").and_then(Value::as_str) {
+                Some("done") => return Ok(job),
+                Some("failed") => {
+                    let err = job
+                        .get("error")
+                        .and_then(Value::as_str)
+                        .unwrap_or("unknown error");
+                    bail!("job {id} failed: {err}");
+                }
+                _ => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        }
+    }
+}
+
+fn print(value: &Value, json: bool, human: impl FnOnce(&Value)) {
+    if json {
+        println!("{value}");
+    } else {
+        human(value);
+    }
+}
+
+pub async fn modules(args: &ApiArgs, cmd: ModulesCommand) -> Result<()> {
+    let api = Api::new(args)?;
+    match cmd {
+        ModulesCommand::Enroll { info, json } => {
+            let text = std::fs::read_to_string(&info)
+                .with_context(|| format!("cannot read {}", info.display()))?;
+            let info: Value = serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{} is not the JSON `concord module show --json` prints",
+                    info.display()
+                )
+            })?;
+            let body = json!({
+                "id": info["id"], "identity": info["identity"],
+                "sealing_key": info["sealing_key"], "sealing_key_signature": info["sealing_key_signature"],
+            });
+            let m = api.post("/v1/modules", &body).await?;
+            print(&m, json, |m| {
+                println!(
+                    "Enrolled module {} (fingerprint {}).",
+                    m["id"].as_str().unwrap_or(""),
+                    m["fingerprint"].as_str().unwrap_or("")
+                );
+            });
+        }
+        ModulesCommand::List { json } => {
+            let list = api.get("/v1/modules").await?;
+            print(&list, json, |list| {
+                for m in list.as_array().into_iter().flatten() {
+                    println!(
+                        "{:<16} {}  {}",
+                        m["id"].as_str().unwrap_or(""),
+                        m["fingerprint"].as_str().unwrap_or(""),
+                        if m["connected"].as_bool() == Some(true) {
+                            "connected"
+                        } else {
+                            "not connected"
+                        }
+                    );
+                }
+            });
+        }
+    }
+    Ok(())
+}
+
+pub async fn groups(args: &ApiArgs, cmd: GroupsCommand) -> Result<()> {
+    let api = Api::new(args)?;
+    match cmd {
+        GroupsCommand::Create {
+            id,
+            threshold,
+            members,
+            wait,
+            json,
+        } => {
+            let g = api
+                .post(
+                    "/v1/groups",
+                    &json!({ "id": id, "threshold": threshold, "members": members }),
+                )
+                .await?;
+            if !json {
+                println!(
+                    "Group {id} created ({threshold}-of-{}); preparing its auxiliary material.",
+                    members.len()
+                );
+            }
+            let g = if wait {
+                let job = g["aux_job_id"].as_str().unwrap_or_default().to_owned();
+                if !json {
+                    eprintln!(
+                        "Waiting for every member to prepare (safe primes take a minute or more each)…"
+                    );
+                }
+                api.wait_job(&job, json).await?;
+                api.get(&format!("/v1/groups/{id}")).await?
+            } else {
+                g
+            };
+            print(&g, json, |g| {
+                println!("Group {id} is {}.", g["status"].as_str().unwrap_or("?"))
+            });
+        }
+        GroupsCommand::Show { id, json } => {
+            let g = api.get(&format!("/v1/groups/{id}")).await?;
+            print(&g, json, |g| {
+                println!(
+                    "Group {}: {}-of-{}, {}",
+                    id,
+                    g["threshold"],
+                    g["size"],
+                    g["status"].as_str().unwrap_or("?")
+                );
+                for (i, m) in g["members"].as_array().into_iter().flatten().enumerate() {
+                    println!("  {i}: {}", m.as_str().unwrap_or(""));
+                }
+            });
+        }
+    }
+    Ok(())
+}
+
+pub async fn wallets(args: &ApiArgs, cmd: WalletsCommand) -> Result<()> {
+    let api = Api::new(args)?;
+    match cmd {
+        WalletsCommand::Create {
+            group,
+            scheme,
+            wait,
+            json,
+        } => {
+            let job = api
+                .post("/v1/wallets", &json!({ "group": group, "scheme": scheme }))
+                .await?;
+            let id = job["id"].as_str().unwrap_or_default().to_owned();
+            if !wait {
+                print(&job, json, |_| {
+                    println!("Key generation started: job {id}.")
+                });
+                return Ok(());
+            }
+            let done = api.wait_job(&id, json).await?;
+            let wallet = done["result"].clone();
+            print(&wallet, json, |w| {
+                println!("Wallet {}", w["id"].as_str().unwrap_or(""));
+                println!("  scheme      {}", w["scheme"].as_str().unwrap_or(""));
+                println!("  public key  {}", w["public_key"].as_str().unwrap_or(""));
+            });
+        }
+        WalletsCommand::List { json } => {
+            let list = api.get("/v1/wallets").await?;
+            print(&list, json, |list| {
+                for w in list.as_array().into_iter().flatten() {
+                    println!(
+                        "{}  {:<16} group {}",
+                        w["id"].as_str().unwrap_or(""),
+                        w["scheme"].as_str().unwrap_or(""),
+                        w["group_id"].as_str().unwrap_or("")
+                    );
+                }
+            });
+        }
+    }
+    Ok(())
+}
+
+pub async fn sign(args: &ApiArgs, a: SignArgs) -> Result<()> {
+    let api = Api::new(args)?;
+    let mut body = json!({ "wallet": a.wallet, "message": a.message, "rule": a.rule });
+    if let Some(n) = a.nonce {
+        body["nonce"] = json!(n);
+    }
+    let job = api.post("/v1/signatures", &body).await?;
+    let id = job["id"].as_str().unwrap_or_default().to_owned();
+    if !a.wait {
+        print(&job, a.json, |_| println!("Signing requested: job {id}."));
+        return Ok(());
+    }
+    let done = api.wait_job(&id, a.json).await?;
+    print(&done, a.json, |d| {
+        let r = &d["result"];
+        println!("Signature {}", r["signature"].as_str().unwrap_or(""));
+        println!("  signed by group indices {}", r["signers"]);
+        println!("  approvals from {}", r["approvers"]);
+        if r["dissenters"].as_object().is_some_and(|o| !o.is_empty()) {
+            println!("  dissent recorded: {}", r["dissenters"]);
+        }
+    });
+    Ok(())
+}
+
+pub async fn job(args: &ApiArgs, id: &str, wait: bool, json: bool) -> Result<()> {
+    let api = Api::new(args)?;
+    let job = if wait {
+        api.wait_job(id, json).await?
+    } else {
+        api.get(&format!("/v1/jobs/{id}")).await?
+    };
+    print(&job, json, |j| {
+        println!(
+            "Job {} ({}): {}",
+            id,
+            j["kind"].as_str().unwrap_or(""),
+            j["status"].as_str().unwrap_or("")
+        );
+        if let Some(e) = j["error"].as_str() {
+            println!("  error: {e}");
+        }
+        for e in j["events"].as_array().into_iter().flatten() {
+            println!(
+                "  {} [{}] {}: {}",
+                e["at"].as_str().unwrap_or(""),
+                e["module_id"].as_str().unwrap_or("coordinator"),
+                e["kind"].as_str().unwrap_or(""),
+                e["detail"].as_str().unwrap_or("")
+            );
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,135 @@
+//! `concord`: every operator and trader action.
+//!
+//! - `concord coordinator init|run` and `concord module init|show|pin|run` set up and run
+//!   the services (each its own OS process);
+//! - `concord modules|groups|wallets|sign|jobs …` talk to the coordinator's REST API
+//!   (`--url`, and the API token from `--token-file` or `CONCORD_TOKEN`).
+//!
+//! Every command that prints a result takes `--json`.
+
+mod client;
+mod services;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "concord",
+    version,
+    about = "Concord: threshold custody for transfers between wallets and exchanges"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Set up or run the coordinator.
+    Coordinator {
+        #[command(subcommand)]
+        command: services::CoordinatorCommand,
+    },
+    /// Set up, inspect or run a secure module.
+    Module {
+        #[command(subcommand)]
+        command: services::ModuleCommand,
+    },
+    /// Enroll and list modules at the coordinator.
+    Modules {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        #[command(subcommand)]
+        command: client::ModulesCommand,
+    },
+    /// Create and inspect signer groups.
+    Groups {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        #[command(subcommand)]
+        command: client::GroupsCommand,
+    },
+    /// Create and list wallets.
+    Wallets {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        #[command(subcommand)]
+        command: client::WalletsCommand,
+    },
+    /// Ask a wallet's modules to approve and sign a message.
+    Sign {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        #[command(flatten)]
+        args: client::SignArgs,
+    },
+    /// Show a job: its steps, approvals, dissents and result.
+    Jobs {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        /// The job id.
+        id: String,
+        /// Wait until the job is done or failed, showing progress.
+        #[arg(long)]
+        wait: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Where to find a configuration file when only a directory is given.
+pub(crate) fn config_path(dir_or_file: &std::path::Path, name: &str) -> PathBuf {
+    if dir_or_file.is_dir() {
+        dir_or_file.join(name)
+    } else {
+        dir_or_file.to_path_buf()
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CONCORD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Coordinator { command } => services::coordinator(command).await,
+            Command::Module { command } => services::module(command).await,
+            Command::Modules { api, command } => client::modules(&api, command).await,
+            Command::Groups { api, command } => client::groups(&api, command).await,
+            Command::Wallets { api, command } => client::wallets(&api, command).await,
+            Command::Sign { api, args } => client::sign(&api, args).await,
+            Command::Jobs {
+                api,
+                id,
+                wait,
+                json,
+            } => client::job(&api, &id, wait, json).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

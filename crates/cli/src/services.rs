@@ -1,0 +1,315 @@
+//! `concord coordinator …` and `concord module …`: setting up and running the services.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use concord_vault::{PassphraseKek, PassphraseSource};
+use concord_wire::identity::{IdentityKey, PublicIdentity};
+
+use crate::config_path;
+
+#[derive(Subcommand)]
+pub enum CoordinatorCommand {
+    /// Create a coordinator directory: configuration, TLS identity key and an admin API token.
+    Init {
+        /// Directory to create (must not hold a coordinator yet).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Where modules connect (gRPC over mutual TLS).
+        #[arg(long, default_value = "127.0.0.1:7443")]
+        grpc_listen: String,
+        /// Where the REST API listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http_listen: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the coordinator.
+    Run {
+        /// The coordinator directory or its coordinator.toml.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ModuleCommand {
+    /// Create a module: its sealed vault (identity and sealing keys) and its configuration.
+    Init {
+        /// Directory to create.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The module's id.
+        #[arg(long)]
+        id: String,
+        /// The coordinator's gRPC address.
+        #[arg(long)]
+        coordinator: String,
+        /// The coordinator's identity key (hex), as `concord coordinator init` printed it.
+        #[arg(long)]
+        coordinator_key: PublicIdentity,
+        /// Read the vault passphrase from this environment variable.
+        #[arg(long, conflicts_with = "passphrase_file")]
+        passphrase_env: Option<String>,
+        /// Read the vault passphrase from this file.
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the module's public keys (to enroll it at the coordinator).
+    Show {
+        /// The module directory or its module.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pin another module's identity key: this module will join groups only with pinned peers.
+    Pin {
+        /// The module directory or its module.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// The peer's identity key (hex).
+        #[arg(long)]
+        peer: PublicIdentity,
+    },
+    /// Store safe primes made elsewhere (e.g. on an offline machine) for a group this module
+    /// will join, so that preparing the group skips generating them. The file is in the
+    /// stored-primes format; primes anyone else has seen protect nothing.
+    PreloadPrimes {
+        /// The module directory or its module.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// The group the primes are for.
+        #[arg(long)]
+        group: String,
+        /// The primes file.
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Run the module daemon.
+    Run {
+        /// The module directory or its module.toml.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(contents)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.sync_all()?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+pub async fn coordinator(cmd: CoordinatorCommand) -> Result<()> {
+    match cmd {
+        CoordinatorCommand::Init {
+            dir,
+            grpc_listen,
+            http_listen,
+            json,
+        } => {
+            let config_file = dir.join("coordinator.toml");
+            if config_file.exists() {
+                bail!("{} already holds a coordinator", dir.display());
+            }
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let identity = IdentityKey::generate(&mut rand::rngs::OsRng);
+            write_private(
+                &dir.join("identity.key"),
+                hex::encode(identity.to_seed().as_ref()).as_bytes(),
+            )?;
+            let config = concord_coordinator::config::Config {
+                grpc_listen,
+                http_listen,
+                database: "coordinator.db".into(),
+                identity_key: "identity.key".into(),
+                timeouts: Default::default(),
+            };
+            config.save(&config_file)?;
+            let store =
+                concord_coordinator::store::Store::open(&dir.join("coordinator.db")).await?;
+            let c = concord_coordinator::Coordinator::new(store, Default::default()).await?;
+            let token = concord_coordinator::api::create_token(&c, "admin").await?;
+            write_private(&dir.join("admin.token"), token.as_bytes())?;
+            let public = identity.public();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "config": config_file, "identity": public.to_string(),
+                        "fingerprint": public.fingerprint(), "token_file": dir.join("admin.token"),
+                    })
+                );
+            } else {
+                println!("Coordinator created in {}", dir.display());
+                println!("  identity key  {public}");
+                println!(
+                    "  fingerprint   {}   (compare it when you set up each module)",
+                    public.fingerprint()
+                );
+                println!("  admin token   {}", dir.join("admin.token").display());
+            }
+            Ok(())
+        }
+        CoordinatorCommand::Run { config } => {
+            let path = config_path(&config, "coordinator.toml");
+            let cfg = concord_coordinator::config::Config::load(&path)?;
+            let identity = concord_coordinator::load_identity(&cfg.identity_key)?;
+            let store = concord_coordinator::store::Store::open(&cfg.database).await?;
+            let c = concord_coordinator::Coordinator::new(store, (&cfg.timeouts).into()).await?;
+            let grpc = tokio::net::TcpListener::bind(&cfg.grpc_listen)
+                .await
+                .with_context(|| format!("cannot listen on {} for modules", cfg.grpc_listen))?;
+            let http = tokio::net::TcpListener::bind(&cfg.http_listen)
+                .await
+                .with_context(|| format!("cannot listen on {} for the API", cfg.http_listen))?;
+            tracing::info!(grpc = %grpc.local_addr()?, http = %http.local_addr()?, fingerprint = %identity.public().fingerprint(), "coordinator listening");
+            concord_coordinator::serve(c, &identity, grpc, http, shutdown_signal()).await?;
+            Ok(())
+        }
+    }
+}
+
+fn load_module(config: &Path) -> Result<(concord_module::Config, concord_module::State)> {
+    let path = config_path(config, "module.toml");
+    let cfg = concord_module::Config::load(&path)?;
+    let state = concord_module::open_state(&cfg)?;
+    Ok((cfg, state))
+}
+
+pub async fn module(cmd: ModuleCommand) -> Result<()> {
+    match cmd {
+        ModuleCommand::Init {
+            dir,
+            id,
+            coordinator,
+            coordinator_key,
+            passphrase_env,
+            passphrase_file,
+            json,
+        } => {
+            let passphrase = match (passphrase_env, passphrase_file) {
+                (Some(var), None) => PassphraseSource::Env(var),
+                (None, Some(file)) => PassphraseSource::File(std::path::absolute(&file)?),
+                _ => bail!(
+                    "say where the vault passphrase comes from: --passphrase-env VAR or --passphrase-file FILE"
+                ),
+            };
+            let config_file = dir.join("module.toml");
+            if config_file.exists() {
+                bail!("{} already holds a module", dir.display());
+            }
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let dir = std::path::absolute(&dir)?;
+            let config = concord_module::Config {
+                id: id.clone(),
+                coordinator: concord_module::config::CoordinatorConfig {
+                    address: coordinator,
+                    identity: coordinator_key,
+                },
+                vault: concord_module::config::VaultConfig {
+                    dir: dir.join("vault"),
+                    passphrase,
+                },
+                policy: Default::default(),
+            };
+            let kek = PassphraseKek::from_source(&config.vault.passphrase)?;
+            eprintln!("Creating the sealed vault (deriving the key from the passphrase)…");
+            let state =
+                concord_module::State::create(&id, &config.vault.dir, &kek, config.policy.clone())?;
+            config.save(&config_file)?;
+            print_info(&state.public_info(), json);
+            Ok(())
+        }
+        ModuleCommand::Show { config, json } => {
+            let (_, state) = load_module(&config)?;
+            print_info(&state.public_info(), json);
+            Ok(())
+        }
+        ModuleCommand::Pin { config, peer } => {
+            let (_, state) = load_module(&config)?;
+            if state.pin_peer(peer)? {
+                println!("Pinned peer {peer} (fingerprint {}).", peer.fingerprint());
+            } else {
+                println!("Peer {peer} was already pinned.");
+            }
+            Ok(())
+        }
+        ModuleCommand::PreloadPrimes {
+            config,
+            group,
+            file,
+        } => {
+            let (_, state) = load_module(&config)?;
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let primes = concord_tss::ecdsa::Primes::from_bytes(&bytes)
+                .with_context(|| format!("{} does not hold stored safe primes", file.display()))?;
+            state.save_primes(&group, &primes)?;
+            println!("Stored safe primes for group {group}.");
+            Ok(())
+        }
+        ModuleCommand::Run { config } => {
+            let (cfg, state) = load_module(&config)?;
+            tracing::info!(module = %cfg.id, fingerprint = %state.identity().public().fingerprint(), "module starting");
+            concord_module::run(cfg, state, shutdown_signal()).await?;
+            Ok(())
+        }
+    }
+}
+
+fn print_info(info: &concord_module::PublicInfo, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(info).unwrap_or_default());
+    } else {
+        println!("Module {}", info.id);
+        println!("  identity key           {}", info.identity);
+        println!(
+            "  fingerprint            {}   (compare it when enrolling)",
+            info.fingerprint
+        );
+        println!("  sealing key            {}", info.sealing_key);
+        println!("  sealing key signature  {}", info.sealing_key_signature);
+    }
+}

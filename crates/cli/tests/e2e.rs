@@ -1,0 +1,497 @@
+//! End-to-end: a coordinator and three modules as separate OS processes (the `concord`
+//! binary), over mutual TLS on 127.0.0.1, driven through the CLI as an operator would.
+//! ECDSA signer groups use the committed INSECURE test primes (preloaded into each vault)
+//! so that no test spends minutes finding safe primes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_concord");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tss/tests/fixtures")
+}
+
+/// A process killed when dropped.
+struct Proc {
+    child: Child,
+    name: String,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("---- log of {} ----\n{}", self.name, self.log());
+        }
+    }
+}
+
+struct Net {
+    http: String,
+    grpc: String,
+    coordinator_key: String,
+    coordinator_fingerprint: String,
+    coordinator: Option<Proc>,
+    modules: Vec<(String, Option<Proc>)>,
+    // Last: dropped after the processes, so their logs can still be printed.
+    dir: tempfile::TempDir,
+}
+
+fn pass_var(id: &str) -> String {
+    format!("CONCORD_TEST_PASS_{}", id.to_uppercase())
+}
+
+impl Net {
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .env("CONCORD_URL", format!("http://{}", self.http))
+            .env("CONCORD_TOKEN_FILE", self.path("coordinator/admin.token"))
+            .env("CONCORD_LOG", "warn");
+        for (id, _) in &self.modules {
+            cmd.env(pass_var(id), format!("passphrase of {id}"));
+        }
+        cmd.output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "concord {args:?} failed:\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        serde_json::from_str(self.ok(&a).trim()).unwrap()
+    }
+
+    fn spawn(&self, name: &str, args: &[&str], extra_env: &[(String, String)]) -> Proc {
+        let log = self.path(&format!("{name}.log"));
+        let f = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .env("CONCORD_LOG", "info,concord_module=debug")
+            .stdout(Stdio::null())
+            .stderr(f);
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        Proc {
+            child: cmd.spawn().unwrap(),
+            name: name.into(),
+            log,
+        }
+    }
+
+    fn start_coordinator(&mut self) {
+        let config = self.path("coordinator").display().to_string();
+        let p = self.spawn(
+            "coordinator",
+            &["coordinator", "run", "--config", &config],
+            &[],
+        );
+        self.coordinator = Some(p);
+        wait_until(Duration::from_secs(20), "the coordinator API", || {
+            std::net::TcpStream::connect(&self.http).is_ok()
+        });
+    }
+
+    fn start_module(&mut self, id: &str) {
+        let config = self.path(id).display().to_string();
+        let env = [(pass_var(id), format!("passphrase of {id}"))];
+        let p = self.spawn(id, &["module", "run", "--config", &config], &env);
+        let slot = self.modules.iter_mut().find(|(m, _)| m == id).unwrap();
+        slot.1 = Some(p);
+    }
+
+    fn stop_module(&mut self, id: &str) {
+        let slot = self.modules.iter_mut().find(|(m, _)| m == id).unwrap();
+        if let Some(mut p) = slot.1.take() {
+            p.kill();
+        }
+    }
+
+    fn connected(&self) -> Vec<String> {
+        self.json(&["modules", "list"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["connected"] == true)
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn wait_connected(&self, ids: &[&str]) {
+        wait_until(
+            Duration::from_secs(30),
+            &format!("modules {ids:?} to connect"),
+            || {
+                let c = self.connected();
+                ids.iter().all(|i| c.iter().any(|x| x == i))
+            },
+        );
+    }
+}
+
+fn wait_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Sets up a coordinator and modules m1..mN (enrolled, peers pinned, INSECURE fixture primes
+/// preloaded for group `g1`), and starts them.
+fn setup(n: usize) -> Net {
+    let dir = tempfile::tempdir().unwrap();
+    let http = format!("127.0.0.1:{}", free_port());
+    let grpc = format!("127.0.0.1:{}", free_port());
+    let mut net = Net {
+        dir,
+        http: http.clone(),
+        grpc: grpc.clone(),
+        coordinator_key: String::new(),
+        coordinator_fingerprint: String::new(),
+        coordinator: None,
+        modules: (1..=n).map(|i| (format!("m{i}"), None)).collect(),
+    };
+    let cdir = net.path("coordinator").display().to_string();
+    let c = net.json(&[
+        "coordinator",
+        "init",
+        "--dir",
+        &cdir,
+        "--grpc-listen",
+        &grpc,
+        "--http-listen",
+        &http,
+    ]);
+    net.coordinator_key = c["identity"].as_str().unwrap().to_owned();
+    net.coordinator_fingerprint = c["fingerprint"].as_str().unwrap().to_owned();
+    let ids: Vec<String> = net.modules.iter().map(|(m, _)| m.clone()).collect();
+    let mut infos = Vec::new();
+    for id in &ids {
+        let mdir = net.path(id).display().to_string();
+        let info = net.json(&[
+            "module",
+            "init",
+            "--dir",
+            &mdir,
+            "--id",
+            id,
+            "--coordinator",
+            &grpc,
+            "--coordinator-key",
+            &net.coordinator_key,
+            "--passphrase-env",
+            &pass_var(id),
+        ]);
+        let info_file = net.path(&format!("{id}.json"));
+        std::fs::write(&info_file, info.to_string()).unwrap();
+        infos.push((id.clone(), info, info_file));
+    }
+    net.start_coordinator();
+    for (id, _, file) in &infos {
+        let enrolled = net.json(&["modules", "enroll", "--info", &file.display().to_string()]);
+        assert_eq!(enrolled["id"], id.as_str());
+    }
+    for (i, (id, _, _)) in infos.iter().enumerate() {
+        let mdir = net.path(id).display().to_string();
+        for (j, (_, other, _)) in infos.iter().enumerate() {
+            if i != j {
+                net.ok(&[
+                    "module",
+                    "pin",
+                    "--config",
+                    &mdir,
+                    "--peer",
+                    other["identity"].as_str().unwrap(),
+                ]);
+            }
+        }
+        let primes = fixtures()
+            .join(format!("INSECURE-primes-{i}.bin"))
+            .display()
+            .to_string();
+        net.ok(&[
+            "module",
+            "preload-primes",
+            "--config",
+            &mdir,
+            "--group",
+            "g1",
+            "--file",
+            &primes,
+        ]);
+    }
+    for id in &ids {
+        net.start_module(id);
+    }
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    net.wait_connected(&refs);
+    net
+}
+
+fn verify(scheme: &str, public_key: &str, signing_input: &[u8], signature: &str) {
+    concord_wire::verify::verify_signature(
+        scheme.parse().unwrap(),
+        &hex::decode(public_key).unwrap(),
+        signing_input,
+        &hex::decode(signature).unwrap(),
+    )
+    .unwrap_or_else(|e| panic!("{scheme} signature does not verify independently: {e}"));
+}
+
+fn signing_input(scheme: &str, message: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    if scheme == "ecdsa-secp256k1" {
+        sha2::Sha256::digest(message).to_vec()
+    } else {
+        message.to_vec()
+    }
+}
+
+#[test]
+fn dkg_and_signing_across_processes_for_every_scheme_with_one_module_down() {
+    let mut net = setup(3);
+    let g = net.json(&[
+        "groups",
+        "create",
+        "--id",
+        "g1",
+        "--threshold",
+        "2",
+        "--members",
+        "m1,m2,m3",
+        "--wait",
+    ]);
+    assert_eq!(g["status"], "ready");
+
+    let mut wallets = Vec::new();
+    for scheme in ["ecdsa-secp256k1", "schnorr-taproot", "ed25519"] {
+        let w = net.json(&[
+            "wallets", "create", "--group", "g1", "--scheme", scheme, "--wait",
+        ]);
+        assert_eq!(w["scheme"], scheme);
+        wallets.push((
+            scheme,
+            w["id"].as_str().unwrap().to_owned(),
+            w["public_key"].as_str().unwrap().to_owned(),
+        ));
+    }
+
+    for (scheme, wallet, pk) in &wallets {
+        let message = format!("pay 1 unit from {scheme}");
+        let hexmsg = hex::encode(message.as_bytes());
+        let job = net.json(&[
+            "sign",
+            "--wallet",
+            wallet,
+            "--message",
+            &hexmsg,
+            "--nonce",
+            "1",
+            "--wait",
+        ]);
+        let r = &job["result"];
+        assert_eq!(
+            r["approvers"].as_array().unwrap().len(),
+            3,
+            "all three approve: {job}"
+        );
+        verify(
+            scheme,
+            pk,
+            &signing_input(scheme, message.as_bytes()),
+            r["signature"].as_str().unwrap(),
+        );
+    }
+
+    // One module down: 2-of-3 still signs under rule `all` (every module that answered agrees).
+    net.stop_module("m3");
+    wait_until(Duration::from_secs(10), "m3 to disconnect", || {
+        !net.connected().contains(&"m3".to_owned())
+    });
+    for (scheme, wallet, pk) in &wallets {
+        let message = format!("second payment from {scheme}");
+        let job = net.json(&[
+            "sign",
+            "--wallet",
+            wallet,
+            "--message",
+            &hex::encode(&message),
+            "--nonce",
+            "2",
+            "--wait",
+        ]);
+        let r = &job["result"];
+        let signers: Vec<u64> = r["signers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        assert_eq!(signers, vec![0, 1], "m1 and m2 sign: {job}");
+        verify(
+            scheme,
+            pk,
+            &signing_input(scheme, message.as_bytes()),
+            r["signature"].as_str().unwrap(),
+        );
+    }
+
+    // The nonce log: the same nonce with another message is refused by every module.
+    let (scheme, wallet, _) = &wallets[0];
+    let out = net.run(&[
+        "sign",
+        "--wallet",
+        wallet,
+        "--message",
+        &hex::encode("another"),
+        "--nonce",
+        "2",
+        "--wait",
+    ]);
+    assert!(!out.status.success(), "{scheme}: reusing a nonce must fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("nonce 2") && err.contains("already approved for another digest"),
+        "{err}"
+    );
+}
+
+#[test]
+fn wrong_passphrase_unenrolled_module_and_wrong_coordinator_key_are_refused() {
+    let mut net = setup(1);
+    // Wrong vault passphrase: a clear error, and the module does not start.
+    let config = net.path("m1").display().to_string();
+    let out = Command::new(BIN)
+        .args(["module", "show", "--config", &config])
+        .env(pass_var("m1"), "not the passphrase")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("passphrase does not open this vault"), "{err}");
+
+    // A module the coordinator never enrolled is refused at connection, and the coordinator
+    // logs the refused key's fingerprint.
+    let mdir = net.path("rogue").display().to_string();
+    let var = pass_var("rogue");
+    let out = Command::new(BIN)
+        .args([
+            "module",
+            "init",
+            "--dir",
+            &mdir,
+            "--id",
+            "rogue",
+            "--coordinator",
+            &net.grpc,
+            "--coordinator-key",
+            &net.coordinator_key,
+            "--passphrase-env",
+            &var,
+            "--json",
+        ])
+        .env(&var, "rogue pass")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let rogue_info: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rogue_fp = rogue_info["fingerprint"].as_str().unwrap().to_owned();
+    let rogue = net.spawn(
+        "rogue",
+        &["module", "run", "--config", &mdir],
+        &[(var.clone(), "rogue pass".into())],
+    );
+    wait_until(
+        Duration::from_secs(20),
+        "the coordinator to refuse the rogue module",
+        || net.coordinator.as_ref().unwrap().log().contains(&rogue_fp),
+    );
+    assert!(rogue.log().contains("coordinator link failed"));
+    assert!(!net.connected().contains(&"rogue".to_owned()));
+
+    // A module pinning the wrong coordinator key refuses the coordinator.
+    let wrong = concord_wire::identity::IdentityKey::generate(&mut rand::rngs::OsRng)
+        .public()
+        .to_string();
+    let wdir = net.path("wrongpin").display().to_string();
+    let var = pass_var("wrongpin");
+    let out = Command::new(BIN)
+        .args([
+            "module",
+            "init",
+            "--dir",
+            &wdir,
+            "--id",
+            "wrongpin",
+            "--coordinator",
+            &net.grpc,
+            "--coordinator-key",
+            &wrong,
+            "--passphrase-env",
+            &var,
+        ])
+        .env(&var, "p")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let p = net.spawn(
+        "wrongpin",
+        &["module", "run", "--config", &wdir],
+        &[(var, "p".into())],
+    );
+    wait_until(
+        Duration::from_secs(20),
+        "the wrongly pinned module to refuse the coordinator",
+        || p.log().contains("coordinator link failed"),
+    );
+    // It names the key the coordinator actually presented.
+    assert!(
+        p.log().contains(&net.coordinator_fingerprint),
+        "{}",
+        p.log()
+    );
+    assert!(!net.connected().contains(&"wrongpin".to_owned()));
+    net.stop_module("m1");
+}

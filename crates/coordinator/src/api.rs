@@ -1,0 +1,326 @@
+//! REST/JSON API for operators and traders.
+//!
+//! Every request but `/v1/health` and `/v1/openapi.json` carries `Authorization: Bearer
+//! <token>`; tokens are stored only as SHA-256 hashes. Every POST carries an
+//! `Idempotency-Key`: repeating a POST with the same key and body returns the first
+//! response; the same key with another body is refused. Errors are JSON `{"error": "..."}`
+//! with a sentence that says what is wrong.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rand::RngCore;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use crate::{Coordinator, CreateGroup, CreateWallet, EnrollModule, Error, SignRequest};
+
+/// Creates an API token, stores its hash, and returns the token (shown once).
+pub async fn create_token(c: &Coordinator, name: &str) -> Result<String, Error> {
+    let mut raw = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    let token = format!("cct_{}", hex::encode(raw));
+    c.store().add_token(&hash_token(&token), name).await?;
+    Ok(token)
+}
+
+fn hash_token(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Protocol(_) | Error::Storage(_) | Error::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        (
+            status,
+            Json(serde_json::json!({ "error": self.to_string() })),
+        )
+            .into_response()
+    }
+}
+
+/// An authenticated caller: the hash of its token.
+pub struct Caller {
+    token_hash: Vec<u8>,
+}
+
+fn unauthorized(msg: &str) -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        Json(serde_json::json!({ "error": msg })),
+    )
+        .into_response()
+}
+
+impl FromRequestParts<Coordinator> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, c: &Coordinator) -> Result<Self, Response> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| unauthorized("missing 'Authorization: Bearer <token>' header"))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .ok_or_else(|| unauthorized("the Authorization header must be 'Bearer <token>'"))?;
+        let token_hash = hash_token(token.trim());
+        match c.store().token_name(&token_hash).await {
+            Ok(Some(_)) => Ok(Caller { token_hash }),
+            Ok(None) => Err(unauthorized("unknown API token")),
+            Err(e) => Err(e.into_response()),
+        }
+    }
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(body).map_err(|e| Error::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+/// Runs a POST once per idempotency key: a repeat with the same body gets the stored
+/// response; the same key with a different body is refused.
+async fn idempotent<F, Fut>(
+    c: &Coordinator,
+    caller: &Caller,
+    headers: &HeaderMap,
+    body: &[u8],
+    handler: F,
+) -> Response
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<(StatusCode, serde_json::Value), Error>>,
+{
+    let Some(key) = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .filter(|k| !k.is_empty() && k.len() <= 128)
+    else {
+        return Error::BadRequest(
+            "every POST needs an 'Idempotency-Key' header (1 to 128 characters)".into(),
+        )
+        .into_response();
+    };
+    let request_hash = Sha256::digest(body).to_vec();
+    match c.store().idempotent_response(&caller.token_hash, key).await {
+        Ok(Some((stored_hash, status, response))) => {
+            if stored_hash != request_hash {
+                return Error::Conflict(format!(
+                    "idempotency key '{key}' was already used for a different request"
+                ))
+                .into_response();
+            }
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let body: serde_json::Value = serde_json::from_slice(&response).unwrap_or_default();
+            return (status, Json(body)).into_response();
+        }
+        Ok(None) => {}
+        Err(e) => return e.into_response(),
+    }
+    match handler().await {
+        Ok((status, value)) => {
+            let bytes = serde_json::to_vec(&value).unwrap_or_default();
+            if let Err(e) = c
+                .store()
+                .store_idempotent_response(
+                    &caller.token_hash,
+                    key,
+                    &request_hash,
+                    status.as_u16(),
+                    &bytes,
+                )
+                .await
+            {
+                return e.into_response();
+            }
+            (status, Json(value)).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or_default()
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn openapi() -> Json<serde_json::Value> {
+    Json(openapi_document())
+}
+
+async fn enroll(
+    State(c): State<Coordinator>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    idempotent(&c, &caller, &headers, &body, || async {
+        let req: EnrollModule = parse(&body)?;
+        Ok((StatusCode::CREATED, json(&c.enroll(req).await?)))
+    })
+    .await
+}
+
+async fn list_modules(
+    State(c): State<Coordinator>,
+    _caller: Caller,
+) -> Result<Json<serde_json::Value>, Error> {
+    Ok(Json(json(&c.modules().await?)))
+}
+
+async fn create_group(
+    State(c): State<Coordinator>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    idempotent(&c, &caller, &headers, &body, || async {
+        let req: CreateGroup = parse(&body)?;
+        Ok((StatusCode::ACCEPTED, json(&c.create_group(req).await?)))
+    })
+    .await
+}
+
+async fn get_group(
+    State(c): State<Coordinator>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, Error> {
+    Ok(Json(json(&c.group(&id).await?)))
+}
+
+async fn create_wallet(
+    State(c): State<Coordinator>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    idempotent(&c, &caller, &headers, &body, || async {
+        let req: CreateWallet = parse(&body)?;
+        Ok((StatusCode::ACCEPTED, json(&c.create_wallet(req).await?)))
+    })
+    .await
+}
+
+async fn list_wallets(
+    State(c): State<Coordinator>,
+    _caller: Caller,
+) -> Result<Json<serde_json::Value>, Error> {
+    Ok(Json(json(&c.wallets().await?)))
+}
+
+async fn get_wallet(
+    State(c): State<Coordinator>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, Error> {
+    Ok(Json(json(&c.wallet(&id).await?)))
+}
+
+async fn sign(
+    State(c): State<Coordinator>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    idempotent(&c, &caller, &headers, &body, || async {
+        let req: SignRequest = parse(&body)?;
+        Ok((StatusCode::ACCEPTED, json(&c.request_signature(req).await?)))
+    })
+    .await
+}
+
+async fn get_job(
+    State(c): State<Coordinator>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, Error> {
+    Ok(Json(json(&c.job(&id).await?)))
+}
+
+/// The API's routes.
+pub fn router(c: Coordinator) -> Router {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/modules", post(enroll).get(list_modules))
+        .route("/v1/groups", post(create_group))
+        .route("/v1/groups/{id}", get(get_group))
+        .route("/v1/wallets", post(create_wallet).get(list_wallets))
+        .route("/v1/wallets/{id}", get(get_wallet))
+        .route("/v1/signatures", post(sign))
+        .route("/v1/jobs/{id}", get(get_job))
+        .with_state(c)
+}
+
+/// The OpenAPI 3.0 document of this API.
+pub fn openapi_document() -> serde_json::Value {
+    let auth = serde_json::json!([{ "bearer": [] }]);
+    let idem = serde_json::json!({
+        "name": "Idempotency-Key", "in": "header", "required": true,
+        "schema": { "type": "string", "minLength": 1, "maxLength": 128 },
+        "description": "Repeating a POST with the same key and body returns the first response."
+    });
+    let id_param = serde_json::json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } });
+    let err = serde_json::json!({ "description": "Error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } });
+    let obj = |desc: &str| serde_json::json!({ "description": desc, "content": { "application/json": { "schema": { "type": "object" } } } });
+    let body = |schema: &str| serde_json::json!({ "required": true, "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } } });
+    serde_json::json!({
+        "openapi": "3.0.3",
+        "info": { "title": "Concord coordinator API", "version": "1" },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "schemas": {
+                "Error": { "type": "object", "required": ["error"], "properties": { "error": { "type": "string" } } },
+                "EnrollModule": { "type": "object", "required": ["id", "identity", "sealing_key", "sealing_key_signature"],
+                    "properties": { "id": { "type": "string" }, "identity": { "type": "string", "description": "Ed25519 identity key, hex" },
+                        "sealing_key": { "type": "string", "description": "X25519 sealing key, hex" },
+                        "sealing_key_signature": { "type": "string", "description": "identity signature over the sealing key, hex" } } },
+                "CreateGroup": { "type": "object", "required": ["id", "threshold", "members"],
+                    "properties": { "id": { "type": "string" }, "threshold": { "type": "integer", "minimum": 2 },
+                        "members": { "type": "array", "items": { "type": "string" } } } },
+                "CreateWallet": { "type": "object", "required": ["group", "scheme"],
+                    "properties": { "group": { "type": "string" },
+                        "scheme": { "type": "string", "enum": ["ecdsa-secp256k1", "schnorr-taproot", "ed25519"] } } },
+                "SignRequest": { "type": "object", "required": ["wallet", "message"],
+                    "properties": { "wallet": { "type": "string" }, "message": { "type": "string", "description": "hex" },
+                        "nonce": { "type": "integer", "minimum": 0 }, "rule": { "type": "string", "enum": ["all", "threshold"] } } }
+            }
+        },
+        "paths": {
+            "/v1/health": { "get": { "summary": "Liveness", "security": [], "responses": { "200": obj("OK") } } },
+            "/v1/openapi.json": { "get": { "summary": "This document", "security": [], "responses": { "200": obj("OpenAPI document") } } },
+            "/v1/modules": {
+                "get": { "summary": "Enrolled modules and whether each is connected", "security": auth, "responses": { "200": obj("Modules"), "401": err } },
+                "post": { "summary": "Enroll a module (pins its identity key)", "security": auth, "parameters": [idem], "requestBody": body("EnrollModule"),
+                    "responses": { "201": obj("Enrolled"), "400": err, "401": err, "409": err } } },
+            "/v1/groups": { "post": { "summary": "Create a signer group; its auxiliary material is prepared in the background", "security": auth,
+                "parameters": [idem], "requestBody": body("CreateGroup"), "responses": { "202": obj("Group"), "400": err, "401": err, "409": err } } },
+            "/v1/groups/{id}": { "get": { "summary": "A group and its status", "security": auth, "parameters": [id_param], "responses": { "200": obj("Group"), "404": err } } },
+            "/v1/wallets": {
+                "get": { "summary": "Wallets", "security": auth, "responses": { "200": obj("Wallets") } },
+                "post": { "summary": "Create a wallet by distributed key generation", "security": auth, "parameters": [idem], "requestBody": body("CreateWallet"),
+                    "responses": { "202": obj("Key-generation job"), "400": err, "404": err, "409": err } } },
+            "/v1/wallets/{id}": { "get": { "summary": "A wallet", "security": auth, "parameters": [id_param], "responses": { "200": obj("Wallet"), "404": err } } },
+            "/v1/signatures": { "post": { "summary": "Ask the wallet's modules to approve and sign a message", "security": auth, "parameters": [idem],
+                "requestBody": body("SignRequest"), "responses": { "202": obj("Sign job"), "400": err, "404": err } } },
+            "/v1/jobs/{id}": { "get": { "summary": "A job, its events (approvals, dissents…) and result", "security": auth, "parameters": [id_param],
+                "responses": { "200": obj("Job"), "404": err } } }
+        }
+    })
+}

@@ -1,0 +1,559 @@
+//! Concord's coordinator: the transaction manager and signature aggregator (patent 350 and
+//! 310). It holds no key material: it enrolls modules, keeps every job's record, proposes
+//! what to sign, collects and checks approvals, relays sealed protocol messages it cannot
+//! read, and verifies every signature against the wallet's key before releasing it.
+//!
+//! Two listeners: gRPC over pinned-key mutual TLS for modules ([`grpc`]), and REST/JSON for
+//! operators and traders ([`api`]).
+
+pub mod api;
+pub mod config;
+pub mod grpc;
+pub mod hub;
+pub mod jobs;
+pub mod store;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use concord_types::payload::SigningPayload;
+use concord_types::{Scheme, Threshold, WalletId};
+use concord_wire::identity::{PublicIdentity, SealingPublicKey};
+use concord_wire::tls::PinStore;
+use serde::{Deserialize, Serialize};
+
+use crate::hub::Hub;
+use crate::jobs::{Engine, Timeouts};
+use crate::store::{GroupRecord, JobEvent, JobRecord, ModuleRecord, Store, WalletRecord, now};
+
+/// The coordinator's errors; each maps to an HTTP status in the API.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed or names something invalid.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Something named does not exist.
+    #[error("{0} was not found")]
+    NotFound(String),
+    /// The request conflicts with existing state.
+    #[error("{0}")]
+    Conflict(String),
+    /// Modules needed are not connected or did not answer.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The agreement rule refused the transaction.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// A module or protocol misbehaved.
+    #[error("{0}")]
+    Protocol(String),
+    /// The database failed.
+    #[error("storage: {0}")]
+    Storage(String),
+    /// A bug.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// When enough modules agree for a transaction to be signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AgreementRule {
+    /// Every module that answered agrees, and at least `t` answered (default).
+    #[default]
+    All,
+    /// `t` matching approvals suffice; dissenters are recorded.
+    Threshold,
+}
+
+impl AgreementRule {
+    /// Decides, given the threshold, the number of matching approvals and of dissenters.
+    pub fn decide(self, t: usize, approvals: usize, dissents: usize) -> Result<(), String> {
+        match self {
+            AgreementRule::All if dissents > 0 => Err(format!(
+                "rule 'all' needs every answering module to agree, and {dissents} did not"
+            )),
+            _ if approvals < t => Err(format!("{approvals} module(s) approved, {t} are needed")),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl fmt::Display for AgreementRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AgreementRule::All => "all",
+            AgreementRule::Threshold => "threshold",
+        })
+    }
+}
+
+impl FromStr for AgreementRule {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "all" => Ok(AgreementRule::All),
+            "threshold" => Ok(AgreementRule::Threshold),
+            other => Err(Error::BadRequest(format!(
+                "unknown agreement rule '{other}': expected 'all' or 'threshold'"
+            ))),
+        }
+    }
+}
+
+/// The TLS pin store: identity keys of enrolled modules.
+#[derive(Default)]
+pub struct EnrolledModules {
+    keys: std::sync::RwLock<std::collections::HashSet<[u8; 32]>>,
+}
+
+impl EnrolledModules {
+    /// Pins a module's identity key.
+    pub fn pin(&self, key: &PublicIdentity) {
+        if let Ok(mut k) = self.keys.write() {
+            k.insert(*key.as_bytes());
+        }
+    }
+}
+
+impl PinStore for EnrolledModules {
+    fn is_pinned(&self, key: &PublicIdentity) -> bool {
+        self.keys
+            .read()
+            .map(|k| k.contains(key.as_bytes()))
+            .unwrap_or(false)
+    }
+}
+
+/// Request to enroll a module.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct EnrollModule {
+    /// Operator-chosen id (letters, digits, `-`, `_`; up to 64).
+    pub id: String,
+    /// Ed25519 identity key, hex.
+    pub identity: String,
+    /// X25519 sealing key, hex.
+    pub sealing_key: String,
+    /// The identity's signature over the sealing key, hex.
+    pub sealing_key_signature: String,
+}
+
+/// Request to create a signer group.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct CreateGroup {
+    /// Group id (letters, digits, `-`, `_`; up to 64).
+    pub id: String,
+    /// Signers required.
+    pub threshold: u16,
+    /// Member module ids; their order fixes their indices.
+    pub members: Vec<String>,
+}
+
+/// Request to create a wallet by DKG.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct CreateWallet {
+    /// Signer group.
+    pub group: String,
+    /// Scheme.
+    pub scheme: Scheme,
+}
+
+/// Request to sign a message with a wallet.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct SignRequest {
+    /// Wallet id (hex).
+    pub wallet: WalletId,
+    /// The message, hex.
+    pub message: String,
+    /// Optional replay-protection nonce.
+    #[serde(default)]
+    pub nonce: Option<u64>,
+    /// Agreement rule (default `all`).
+    #[serde(default)]
+    pub rule: AgreementRule,
+}
+
+/// A job with its events and result, as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobView {
+    /// The job.
+    #[serde(flatten)]
+    pub job: JobRecord,
+    /// Its events, in order.
+    pub events: Vec<JobEvent>,
+    /// Its result (JSON), when done.
+    pub result: Option<serde_json::Value>,
+}
+
+/// A module as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModuleView {
+    /// The record.
+    #[serde(flatten)]
+    pub module: ModuleRecord,
+    /// Identity fingerprint, for operators to compare.
+    pub fingerprint: String,
+    /// Whether its stream is open now.
+    pub connected: bool,
+}
+
+fn check_id(what: &str, id: &str) -> Result<(), Error> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::BadRequest(format!(
+            "{what} id '{id}' is invalid: use 1 to 64 letters, digits, '-' or '_'"
+        )))
+    }
+}
+
+/// The coordinator's operations. Cheap to clone.
+#[derive(Clone)]
+pub struct Coordinator {
+    engine: Engine,
+    pins: Arc<EnrolledModules>,
+}
+
+impl Coordinator {
+    /// Builds a coordinator over a store, loading enrolled modules into the pin store.
+    pub async fn new(store: Store, timeouts: Timeouts) -> Result<Coordinator, Error> {
+        let pins = Arc::new(EnrolledModules::default());
+        for id in store.identities().await? {
+            if let Ok(key) = PublicIdentity::try_from(id.as_slice()) {
+                pins.pin(&key);
+            }
+        }
+        Ok(Coordinator {
+            engine: Engine {
+                store,
+                hub: Hub::default(),
+                timeouts,
+            },
+            pins,
+        })
+    }
+
+    /// The TLS pin store of enrolled modules.
+    pub fn pins(&self) -> Arc<EnrolledModules> {
+        self.pins.clone()
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.engine.store
+    }
+
+    /// The hub of connected modules.
+    pub fn hub(&self) -> &Hub {
+        &self.engine.hub
+    }
+
+    /// Resumes unfinished jobs; call once at start-up.
+    pub async fn resume(&self) -> Result<usize, Error> {
+        self.engine.resume().await
+    }
+
+    /// Enrolls a module after checking that its identity signed its sealing key.
+    pub async fn enroll(&self, req: EnrollModule) -> Result<ModuleView, Error> {
+        check_id("module", &req.id)?;
+        let identity: PublicIdentity = req
+            .identity
+            .parse()
+            .map_err(|e| Error::BadRequest(format!("identity: {e}")))?;
+        let sealing: SealingPublicKey = req
+            .sealing_key
+            .parse()
+            .map_err(|e| Error::BadRequest(format!("sealing_key: {e}")))?;
+        let sig = hex::decode(&req.sealing_key_signature)
+            .map_err(|_| Error::BadRequest("sealing_key_signature is not hex".into()))?;
+        identity.verify_sealing_key(&sealing, &sig).map_err(|_| {
+            Error::BadRequest("the sealing key is not signed by the module's identity key".into())
+        })?;
+        let rec = ModuleRecord {
+            id: req.id,
+            identity: identity.as_bytes().to_vec(),
+            sealing_key: sealing.as_bytes().to_vec(),
+            sealing_key_signature: sig,
+            enrolled_at: now(),
+        };
+        self.engine.store.enroll_module(&rec).await?;
+        self.pins.pin(&identity);
+        tracing::info!(module = %rec.id, fingerprint = %identity.fingerprint(), "module enrolled");
+        Ok(ModuleView {
+            fingerprint: identity.fingerprint(),
+            connected: false,
+            module: rec,
+        })
+    }
+
+    /// Every enrolled module, with whether it is connected.
+    pub async fn modules(&self) -> Result<Vec<ModuleView>, Error> {
+        let mods = self.engine.store.modules().await?;
+        Ok(mods
+            .into_iter()
+            .map(|m| ModuleView {
+                fingerprint: PublicIdentity::try_from(m.identity.as_slice())
+                    .map(|k| k.fingerprint())
+                    .unwrap_or_default(),
+                connected: self.engine.hub.is_connected(&m.id),
+                module: m,
+            })
+            .collect())
+    }
+
+    /// Creates a signer group and starts preparing its auxiliary material.
+    pub async fn create_group(&self, req: CreateGroup) -> Result<GroupRecord, Error> {
+        check_id("group", &req.id)?;
+        let n = u16::try_from(req.members.len())
+            .map_err(|_| Error::BadRequest("too many members".into()))?;
+        Threshold::new(req.threshold, n).map_err(|e| Error::BadRequest(e.to_string()))?;
+        let distinct: std::collections::BTreeSet<_> = req.members.iter().collect();
+        if distinct.len() != req.members.len() {
+            return Err(Error::BadRequest(
+                "a module is listed twice in the group".into(),
+            ));
+        }
+        for m in &req.members {
+            if self.engine.store.module(m).await?.is_none() {
+                return Err(Error::BadRequest(format!("module {m} is not enrolled")));
+            }
+        }
+        let job_id = uuid::Uuid::new_v4().to_string();
+        let group = GroupRecord {
+            id: req.id.clone(),
+            threshold: req.threshold,
+            size: n,
+            status: "preparing".into(),
+            aux_job_id: Some(job_id.clone()),
+            members: req.members,
+            created_at: now(),
+        };
+        self.engine.store.create_group(&group).await?;
+        let job = self.new_job(&job_id, "aux_info", &group.id, None, None, None, None, None);
+        self.engine.store.insert_job(&job).await?;
+        self.engine.spawn(job);
+        Ok(group)
+    }
+
+    /// A group.
+    pub async fn group(&self, id: &str) -> Result<GroupRecord, Error> {
+        self.engine
+            .store
+            .group(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("group {id}")))
+    }
+
+    /// Starts creating a wallet by DKG in a ready group.
+    pub async fn create_wallet(&self, req: CreateWallet) -> Result<JobRecord, Error> {
+        let group = self.group(&req.group).await?;
+        if group.status != "ready" {
+            return Err(Error::Conflict(format!(
+                "group {} is {}: wallets can be created once its auxiliary material is ready",
+                group.id, group.status
+            )));
+        }
+        let job = self.new_job(
+            &uuid::Uuid::new_v4().to_string(),
+            "keygen",
+            &group.id,
+            None,
+            Some(req.scheme.to_string()),
+            None,
+            None,
+            None,
+        );
+        self.engine.store.insert_job(&job).await?;
+        self.engine.spawn(job.clone());
+        Ok(job)
+    }
+
+    /// A wallet.
+    pub async fn wallet(&self, id: &str) -> Result<WalletRecord, Error> {
+        self.engine
+            .store
+            .wallet(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("wallet {id}")))
+    }
+
+    /// Every wallet.
+    pub async fn wallets(&self) -> Result<Vec<WalletRecord>, Error> {
+        self.engine.store.wallets().await
+    }
+
+    /// Starts a sign job: proposal, approvals, agreement, threshold signature.
+    pub async fn request_signature(&self, req: SignRequest) -> Result<JobRecord, Error> {
+        let wallet = self.wallet(&req.wallet.to_string()).await?;
+        let message = hex::decode(req.message.trim_start_matches("0x"))
+            .map_err(|_| Error::BadRequest("message is not hex".into()))?;
+        let payload = SigningPayload::Message {
+            wallet: req.wallet,
+            message,
+            nonce: req.nonce,
+        };
+        payload
+            .check()
+            .map_err(|e| Error::BadRequest(e.to_string()))?;
+        let job = self.new_job(
+            &uuid::Uuid::new_v4().to_string(),
+            "sign",
+            &wallet.group_id,
+            Some(wallet.id.clone()),
+            Some(wallet.scheme.clone()),
+            Some(req.rule.to_string()),
+            Some(payload.to_canonical()),
+            Some(payload.digest().to_vec()),
+        );
+        self.engine.store.insert_job(&job).await?;
+        self.engine.spawn(job.clone());
+        Ok(job)
+    }
+
+    /// A job with its events and result.
+    pub async fn job(&self, id: &str) -> Result<JobView, Error> {
+        let job = self
+            .engine
+            .store
+            .job(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("job {id}")))?;
+        let events = self.engine.store.events(id).await?;
+        let result = job
+            .result
+            .as_ref()
+            .and_then(|r| serde_json::from_slice(r).ok());
+        Ok(JobView {
+            job,
+            events,
+            result,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new_job(
+        &self,
+        id: &str,
+        kind: &str,
+        group_id: &str,
+        wallet_id: Option<String>,
+        scheme: Option<String>,
+        rule: Option<String>,
+        payload: Option<Vec<u8>>,
+        digest: Option<Vec<u8>>,
+    ) -> JobRecord {
+        let t = now();
+        JobRecord {
+            id: id.to_owned(),
+            kind: kind.to_owned(),
+            group_id: group_id.to_owned(),
+            wallet_id,
+            scheme,
+            rule,
+            payload,
+            digest,
+            status: "pending".into(),
+            session: None,
+            signers: None,
+            result: None,
+            error: None,
+            created_at: t.clone(),
+            updated_at: t,
+        }
+    }
+}
+
+/// Reads the coordinator's TLS identity key (a hex Ed25519 seed) from its file.
+pub fn load_identity(path: &std::path::Path) -> Result<concord_wire::identity::IdentityKey, Error> {
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+        Error::BadRequest(format!(
+            "cannot read the identity key {}: {e}",
+            path.display()
+        ))
+    })?);
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(text.trim(), &mut *seed).map_err(|_| {
+        Error::BadRequest(format!(
+            "{} does not hold a hex Ed25519 seed",
+            path.display()
+        ))
+    })?;
+    Ok(concord_wire::identity::IdentityKey::from_seed(&seed))
+}
+
+/// Serves modules (gRPC over pinned-key mutual TLS on `grpc`) and the REST API (on `http`)
+/// until `shutdown` resolves, after resuming unfinished jobs.
+pub async fn serve(
+    coordinator: Coordinator,
+    identity: &concord_wire::identity::IdentityKey,
+    grpc: tokio::net::TcpListener,
+    http: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let resumed = coordinator.resume().await?;
+    if resumed > 0 {
+        tracing::info!(jobs = resumed, "resumed unfinished jobs");
+    }
+    let tls = concord_wire::tls::server_config(identity, coordinator.pins())
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let mut stop_grpc = stop_rx.clone();
+    let mut stop_http = stop_rx;
+    let incoming = concord_wire::tls_incoming(grpc, tls);
+    let grpc_server = tonic::transport::Server::builder()
+        .add_service(
+            concord_wire::rpc::module_link_server::ModuleLinkServer::new(grpc::LinkService::new(
+                coordinator.clone(),
+            )),
+        )
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = stop_grpc.wait_for(|s| *s).await;
+        });
+    let http_server =
+        axum::serve(http, api::router(coordinator)).with_graceful_shutdown(async move {
+            let _ = stop_http.wait_for(|s| *s).await;
+        });
+    let (g, h) = tokio::join!(grpc_server, http_server);
+    g.map_err(|e| Error::Internal(format!("gRPC server: {e}")))?;
+    h.map_err(|e| Error::Internal(format!("HTTP server: {e}")))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agreement_rules() {
+        assert!(AgreementRule::All.decide(2, 3, 0).is_ok());
+        assert!(
+            AgreementRule::All
+                .decide(2, 2, 1)
+                .unwrap_err()
+                .contains("rule 'all'")
+        );
+        assert!(
+            AgreementRule::All
+                .decide(2, 1, 0)
+                .unwrap_err()
+                .contains("2 are needed")
+        );
+        assert!(AgreementRule::Threshold.decide(2, 2, 1).is_ok());
+        assert!(AgreementRule::Threshold.decide(2, 1, 2).is_err());
+        assert_eq!(
+            "threshold".parse::<AgreementRule>().unwrap(),
+            AgreementRule::Threshold
+        );
+        assert!("most".parse::<AgreementRule>().is_err());
+    }
+}

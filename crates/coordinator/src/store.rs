@@ -1,0 +1,621 @@
+//! The coordinator's persistent state: SQLite through sqlx, one schema and one set of
+//! migrations (`migrations/`). Every job step is written here before it is acted on, so a
+//! restarted coordinator resumes where it stopped.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::{Row, SqlitePool as Pool};
+
+use crate::Error;
+
+/// Current time, RFC 3339 (UTC, seconds).
+pub fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+/// An enrolled module.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ModuleRecord {
+    /// Operator-chosen id.
+    pub id: String,
+    /// Ed25519 identity key (hex in JSON).
+    #[serde(with = "hex::serde")]
+    pub identity: Vec<u8>,
+    /// X25519 sealing key.
+    #[serde(with = "hex::serde")]
+    pub sealing_key: Vec<u8>,
+    /// The identity's signature over the sealing key.
+    #[serde(with = "hex::serde")]
+    pub sealing_key_signature: Vec<u8>,
+    /// When it was enrolled.
+    pub enrolled_at: String,
+}
+
+/// A signer group.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct GroupRecord {
+    /// Group id.
+    pub id: String,
+    /// Signers required.
+    pub threshold: u16,
+    /// Members.
+    pub size: u16,
+    /// `preparing`, `ready` or `failed`.
+    pub status: String,
+    /// The job preparing its auxiliary material.
+    pub aux_job_id: Option<String>,
+    /// Member module ids in index order.
+    pub members: Vec<String>,
+    /// When it was created.
+    pub created_at: String,
+}
+
+/// A wallet.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct WalletRecord {
+    /// Wallet id (hex).
+    pub id: String,
+    /// Its signer group.
+    pub group_id: String,
+    /// Scheme name.
+    pub scheme: String,
+    /// Group public key.
+    #[serde(with = "hex::serde")]
+    pub public_key: Vec<u8>,
+    /// The key-generation job that made it.
+    pub job_id: String,
+    /// When it was created.
+    pub created_at: String,
+}
+
+/// A job: a group's aux material, a wallet's key generation, or a signature.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct JobRecord {
+    /// Job id.
+    pub id: String,
+    /// `aux_info`, `keygen` or `sign`.
+    pub kind: String,
+    /// Signer group.
+    pub group_id: String,
+    /// Wallet (sign jobs).
+    pub wallet_id: Option<String>,
+    /// Scheme (keygen and sign jobs).
+    pub scheme: Option<String>,
+    /// Agreement rule (sign jobs).
+    pub rule: Option<String>,
+    /// Canonical signing payload (sign jobs).
+    #[serde(skip)]
+    pub payload: Option<Vec<u8>>,
+    /// Digest the coordinator computed (sign jobs).
+    #[serde(serialize_with = "opt_hex")]
+    pub digest: Option<Vec<u8>>,
+    /// `pending`, `approving`, `signing`, `done` or `failed`.
+    pub status: String,
+    /// Current protocol session.
+    #[serde(skip)]
+    pub session: Option<Vec<u8>>,
+    /// Group indices signing (JSON list).
+    pub signers: Option<String>,
+    /// Result (JSON).
+    #[serde(skip)]
+    pub result: Option<Vec<u8>>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Created.
+    pub created_at: String,
+    /// Last change.
+    pub updated_at: String,
+}
+
+fn opt_hex<S: serde::Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(b) => s.serialize_some(&hex::encode(b)),
+        None => s.serialize_none(),
+    }
+}
+
+/// One recorded event of a job: an approval, a refusal, a dissent, a result…
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct JobEvent {
+    /// Order of recording.
+    pub seq: i64,
+    /// The module concerned, if any.
+    pub module_id: Option<String>,
+    /// `approval`, `refusal`, `dissent`, `progress`, `result`, `failure` or `note`.
+    pub kind: String,
+    /// Digest the module approved or computed.
+    #[serde(serialize_with = "opt_hex")]
+    pub digest: Option<Vec<u8>>,
+    /// Human-readable detail.
+    pub detail: Option<String>,
+    /// The module's signature over its statement (approvals).
+    #[serde(serialize_with = "opt_hex")]
+    pub signature: Option<Vec<u8>>,
+    /// When.
+    pub at: String,
+}
+
+/// The coordinator's database.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+fn db(e: sqlx::Error) -> Error {
+    Error::Storage(e.to_string())
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database at `path` and applies migrations.
+    pub async fn open(path: &Path) -> Result<Store, Error> {
+        let url = format!("sqlite://{}", path.display());
+        let options = SqliteConnectOptions::from_str(&url)
+            .map_err(db)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|e| Error::Storage(format!("cannot open {}: {e}", path.display())))?;
+        Self::migrate(pool).await
+    }
+
+    /// An in-memory database, for tests.
+    pub async fn open_in_memory() -> Result<Store, Error> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")
+            .map_err(db)?
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(db)?;
+        Self::migrate(pool).await
+    }
+
+    async fn migrate(pool: SqlitePool) -> Result<Store, Error> {
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|e| Error::Storage(format!("migration failed: {e}")))?;
+        Ok(Store { pool })
+    }
+
+    /// Enrolls a module. Its id and identity must both be new.
+    pub async fn enroll_module(&self, m: &ModuleRecord) -> Result<(), Error> {
+        let res = sqlx::query(
+            "INSERT INTO modules (id, identity, sealing_key, sealing_key_signature, enrolled_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&m.id)
+        .bind(&m.identity)
+        .bind(&m.sealing_key)
+        .bind(&m.sealing_key_signature)
+        .bind(&m.enrolled_at)
+        .execute(&self.pool)
+        .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(Error::Conflict(format!(
+                    "a module with id '{}' or the same identity key is already enrolled",
+                    m.id
+                )))
+            }
+            Err(e) => Err(db(e)),
+        }
+    }
+
+    fn module_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<ModuleRecord, Error> {
+        Ok(ModuleRecord {
+            id: r.try_get("id").map_err(db)?,
+            identity: r.try_get("identity").map_err(db)?,
+            sealing_key: r.try_get("sealing_key").map_err(db)?,
+            sealing_key_signature: r.try_get("sealing_key_signature").map_err(db)?,
+            enrolled_at: r.try_get("enrolled_at").map_err(db)?,
+        })
+    }
+
+    /// The module enrolled with this identity key.
+    pub async fn module_by_identity(&self, identity: &[u8]) -> Result<Option<ModuleRecord>, Error> {
+        let row = sqlx::query("SELECT * FROM modules WHERE identity = ?")
+            .bind(identity)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(Self::module_from_row).transpose()
+    }
+
+    /// A module by id.
+    pub async fn module(&self, id: &str) -> Result<Option<ModuleRecord>, Error> {
+        let row = sqlx::query("SELECT * FROM modules WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(Self::module_from_row).transpose()
+    }
+
+    /// Every enrolled module.
+    pub async fn modules(&self) -> Result<Vec<ModuleRecord>, Error> {
+        let rows = sqlx::query("SELECT * FROM modules ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(Self::module_from_row).collect()
+    }
+
+    /// Every enrolled identity key (for the TLS pin store at start-up).
+    pub async fn identities(&self) -> Result<Vec<Vec<u8>>, Error> {
+        let rows = sqlx::query("SELECT identity FROM modules")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| r.try_get("identity").map_err(db))
+            .collect()
+    }
+
+    /// Creates a group with its members (module ids in index order) in one transaction.
+    pub async fn create_group(&self, g: &GroupRecord) -> Result<(), Error> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query("INSERT INTO groups (id, threshold, size, status, aux_job_id, created_at) VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(&g.id)
+            .bind(i64::from(g.threshold))
+            .bind(i64::from(g.size))
+            .bind(&g.status)
+            .bind(&g.aux_job_id)
+            .bind(&g.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| match e {
+                sqlx::Error::Database(d) if d.is_unique_violation() => {
+                    Error::Conflict(format!("group '{}' already exists", g.id))
+                }
+                e => db(e),
+            })?;
+        for (idx, m) in g.members.iter().enumerate() {
+            sqlx::query("INSERT INTO group_members (group_id, idx, module_id) VALUES (?, ?, ?)")
+                .bind(&g.id)
+                .bind(idx as i64)
+                .bind(m)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    /// A group and its members.
+    pub async fn group(&self, id: &str) -> Result<Option<GroupRecord>, Error> {
+        let Some(r) = sqlx::query("SELECT * FROM groups WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+        else {
+            return Ok(None);
+        };
+        let members =
+            sqlx::query("SELECT module_id FROM group_members WHERE group_id = ? ORDER BY idx")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?
+                .iter()
+                .map(|r| r.try_get::<String, _>("module_id").map_err(db))
+                .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(GroupRecord {
+            id: r.try_get("id").map_err(db)?,
+            threshold: u16::try_from(r.try_get::<i64, _>("threshold").map_err(db)?).unwrap_or(0),
+            size: u16::try_from(r.try_get::<i64, _>("size").map_err(db)?).unwrap_or(0),
+            status: r.try_get("status").map_err(db)?,
+            aux_job_id: r.try_get("aux_job_id").map_err(db)?,
+            members,
+            created_at: r.try_get("created_at").map_err(db)?,
+        }))
+    }
+
+    /// Every group id.
+    pub async fn group_ids(&self) -> Result<Vec<String>, Error> {
+        let rows = sqlx::query("SELECT id FROM groups ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(|r| r.try_get("id").map_err(db)).collect()
+    }
+
+    /// Sets a group's status.
+    pub async fn set_group_status(&self, id: &str, status: &str) -> Result<(), Error> {
+        sqlx::query("UPDATE groups SET status = ? WHERE id = ?")
+            .bind(status)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    /// Records a new wallet (idempotent: the same wallet twice is not an error).
+    pub async fn insert_wallet(&self, w: &WalletRecord) -> Result<(), Error> {
+        sqlx::query("INSERT OR IGNORE INTO wallets (id, group_id, scheme, public_key, job_id, created_at) VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(&w.id)
+            .bind(&w.group_id)
+            .bind(&w.scheme)
+            .bind(&w.public_key)
+            .bind(&w.job_id)
+            .bind(&w.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn wallet_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<WalletRecord, Error> {
+        Ok(WalletRecord {
+            id: r.try_get("id").map_err(db)?,
+            group_id: r.try_get("group_id").map_err(db)?,
+            scheme: r.try_get("scheme").map_err(db)?,
+            public_key: r.try_get("public_key").map_err(db)?,
+            job_id: r.try_get("job_id").map_err(db)?,
+            created_at: r.try_get("created_at").map_err(db)?,
+        })
+    }
+
+    /// A wallet by id.
+    pub async fn wallet(&self, id: &str) -> Result<Option<WalletRecord>, Error> {
+        let row = sqlx::query("SELECT * FROM wallets WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(Self::wallet_from_row).transpose()
+    }
+
+    /// The wallet made by a key-generation job.
+    pub async fn wallet_by_job(&self, job_id: &str) -> Result<Option<WalletRecord>, Error> {
+        let row = sqlx::query("SELECT * FROM wallets WHERE job_id = ?")
+            .bind(job_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(Self::wallet_from_row).transpose()
+    }
+
+    /// Every wallet.
+    pub async fn wallets(&self) -> Result<Vec<WalletRecord>, Error> {
+        let rows = sqlx::query("SELECT * FROM wallets ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(Self::wallet_from_row).collect()
+    }
+
+    /// Records a new job.
+    pub async fn insert_job(&self, j: &JobRecord) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO jobs (id, kind, group_id, wallet_id, scheme, rule, payload, digest, status, session, signers, result, error, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&j.id)
+        .bind(&j.kind)
+        .bind(&j.group_id)
+        .bind(&j.wallet_id)
+        .bind(&j.scheme)
+        .bind(&j.rule)
+        .bind(&j.payload)
+        .bind(&j.digest)
+        .bind(&j.status)
+        .bind(&j.session)
+        .bind(&j.signers)
+        .bind(&j.result)
+        .bind(&j.error)
+        .bind(&j.created_at)
+        .bind(&j.updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    fn job_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<JobRecord, Error> {
+        Ok(JobRecord {
+            id: r.try_get("id").map_err(db)?,
+            kind: r.try_get("kind").map_err(db)?,
+            group_id: r.try_get("group_id").map_err(db)?,
+            wallet_id: r.try_get("wallet_id").map_err(db)?,
+            scheme: r.try_get("scheme").map_err(db)?,
+            rule: r.try_get("rule").map_err(db)?,
+            payload: r.try_get("payload").map_err(db)?,
+            digest: r.try_get("digest").map_err(db)?,
+            status: r.try_get("status").map_err(db)?,
+            session: r.try_get("session").map_err(db)?,
+            signers: r.try_get("signers").map_err(db)?,
+            result: r.try_get("result").map_err(db)?,
+            error: r.try_get("error").map_err(db)?,
+            created_at: r.try_get("created_at").map_err(db)?,
+            updated_at: r.try_get("updated_at").map_err(db)?,
+        })
+    }
+
+    /// A job by id.
+    pub async fn job(&self, id: &str) -> Result<Option<JobRecord>, Error> {
+        let row = sqlx::query("SELECT * FROM jobs WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(Self::job_from_row).transpose()
+    }
+
+    /// Jobs not yet done or failed, oldest first (resumed after a restart).
+    pub async fn unfinished_jobs(&self) -> Result<Vec<JobRecord>, Error> {
+        let rows = sqlx::query(
+            "SELECT * FROM jobs WHERE status NOT IN ('done', 'failed') ORDER BY created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(Self::job_from_row).collect()
+    }
+
+    /// Moves a job to `status`, recording the session and signers it now uses.
+    pub async fn set_job_running(
+        &self,
+        id: &str,
+        status: &str,
+        session: Option<&[u8]>,
+        signers: Option<&str>,
+    ) -> Result<(), Error> {
+        sqlx::query("UPDATE jobs SET status = ?, session = COALESCE(?, session), signers = COALESCE(?, signers), updated_at = ? WHERE id = ?")
+            .bind(status)
+            .bind(session)
+            .bind(signers)
+            .bind(now())
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    /// Finishes a job with a result.
+    pub async fn finish_job(&self, id: &str, result: &[u8]) -> Result<(), Error> {
+        sqlx::query("UPDATE jobs SET status = 'done', result = ?, error = NULL, updated_at = ? WHERE id = ?")
+            .bind(result)
+            .bind(now())
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    /// Fails a job.
+    pub async fn fail_job(&self, id: &str, error: &str) -> Result<(), Error> {
+        sqlx::query("UPDATE jobs SET status = 'failed', error = ?, updated_at = ? WHERE id = ?")
+            .bind(error)
+            .bind(now())
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    /// Appends an event to a job's record.
+    pub async fn add_event(
+        &self,
+        job_id: &str,
+        module_id: Option<&str>,
+        kind: &str,
+        digest: Option<&[u8]>,
+        detail: Option<&str>,
+        signature: Option<&[u8]>,
+    ) -> Result<(), Error> {
+        sqlx::query("INSERT INTO job_events (job_id, module_id, kind, digest, detail, signature, at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            .bind(job_id)
+            .bind(module_id)
+            .bind(kind)
+            .bind(digest)
+            .bind(detail)
+            .bind(signature)
+            .bind(now())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    /// A job's events, in order.
+    pub async fn events(&self, job_id: &str) -> Result<Vec<JobEvent>, Error> {
+        let rows = sqlx::query("SELECT * FROM job_events WHERE job_id = ? ORDER BY seq")
+            .bind(job_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(JobEvent {
+                    seq: r.try_get("seq").map_err(db)?,
+                    module_id: r.try_get("module_id").map_err(db)?,
+                    kind: r.try_get("kind").map_err(db)?,
+                    digest: r.try_get("digest").map_err(db)?,
+                    detail: r.try_get("detail").map_err(db)?,
+                    signature: r.try_get("signature").map_err(db)?,
+                    at: r.try_get("at").map_err(db)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Stores an API token by its hash.
+    pub async fn add_token(&self, token_hash: &[u8], name: &str) -> Result<(), Error> {
+        sqlx::query("INSERT INTO api_tokens (token_hash, name, created_at) VALUES (?, ?, ?)")
+            .bind(token_hash)
+            .bind(name)
+            .bind(now())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    /// The name of the token with this hash, if any.
+    pub async fn token_name(&self, token_hash: &[u8]) -> Result<Option<String>, Error> {
+        let row = sqlx::query("SELECT name FROM api_tokens WHERE token_hash = ?")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.map(|r| r.try_get("name").map_err(db)).transpose()
+    }
+
+    /// A stored response for (token, idempotency key): request hash, status, body.
+    pub async fn idempotent_response(
+        &self,
+        token_hash: &[u8],
+        key: &str,
+    ) -> Result<Option<(Vec<u8>, u16, Vec<u8>)>, Error> {
+        let row = sqlx::query("SELECT request_hash, status, response FROM idempotency WHERE token_hash = ? AND key = ?")
+            .bind(token_hash)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.map(|r| {
+            Ok((
+                r.try_get("request_hash").map_err(db)?,
+                u16::try_from(r.try_get::<i64, _>("status").map_err(db)?).unwrap_or(500),
+                r.try_get("response").map_err(db)?,
+            ))
+        })
+        .transpose()
+    }
+
+    /// Stores the response to a POST under its idempotency key.
+    pub async fn store_idempotent_response(
+        &self,
+        token_hash: &[u8],
+        key: &str,
+        request_hash: &[u8],
+        status: u16,
+        response: &[u8],
+    ) -> Result<(), Error> {
+        sqlx::query("INSERT OR IGNORE INTO idempotency (token_hash, key, request_hash, status, response, created_at) VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(token_hash)
+            .bind(key)
+            .bind(request_hash)
+            .bind(i64::from(status))
+            .bind(response)
+            .bind(now())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+}

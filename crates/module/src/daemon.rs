@@ -1,0 +1,652 @@
+//! The module daemon: dials the coordinator over pinned-key mutual TLS, reconnects with
+//! backoff, and serves what arrives on its one stream.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use concord_tss::rand_core::OsRng;
+use concord_tss::{KeyShare, Scheme, SessionId, Threshold};
+use concord_types::payload::SigningPayload;
+use concord_wire::identity::{PublicIdentity, SealingPublicKey};
+use concord_wire::messages::{ApprovalStatement, AuxResult, KeygenResult, SignResult};
+use concord_wire::rpc::module_link_client::ModuleLinkClient;
+use concord_wire::rpc::{
+    Approval, Failure, Hello, JobUpdate, Proposal, ProtocolKind, Refusal, Relay, StartProtocol,
+    coordinator_to_module, job_update, module_to_coordinator,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+
+use crate::state::{ApprovalRecord, GroupDef, Member, State};
+use crate::transport::{Blame, SealedSink, Uplink, open_relays, send_up};
+use crate::{Config, Error};
+
+/// Protocol version spoken on the link.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Relays buffered for a job whose start has not arrived yet (bounded against abuse).
+const MAX_EARLY_RELAYS: usize = 4096;
+
+struct Ctx {
+    state: Arc<State>,
+    identity: Arc<concord_wire::identity::IdentityKey>,
+    sealing: Arc<concord_wire::identity::SealingKey>,
+    uplink: Uplink,
+    /// job id → the running protocol's relay inbox.
+    running: Mutex<HashMap<String, mpsc::UnboundedSender<Relay>>>,
+    /// job id → relays that arrived before the job's start.
+    early: Mutex<HashMap<String, Vec<Relay>>>,
+    /// job id → task, to abort.
+    tasks: Mutex<HashMap<String, tokio::task::AbortHandle>>,
+}
+
+/// Runs the daemon until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    state: State,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), Error> {
+    let state = Arc::new(state);
+    // The keys are read once from the vault and shared by every job.
+    let identity = state.identity();
+    let sealing = state.sealing();
+    let ctx = Arc::new(Ctx {
+        state,
+        identity,
+        sealing,
+        uplink: Arc::new(Mutex::new(None)),
+        running: Mutex::default(),
+        early: Mutex::default(),
+        tasks: Mutex::default(),
+    });
+    tokio::select! {
+        r = connect_loop(config, ctx) => r,
+        _ = shutdown => Ok(()),
+    }
+}
+
+async fn connect_loop(config: Config, ctx: Arc<Ctx>) -> Result<(), Error> {
+    let tls = concord_wire::tls::client_config(&ctx.identity, config.coordinator.identity)
+        .map_err(|e| Error::Link(e.to_string()))?;
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match session(&config, &ctx, tls.clone()).await {
+            Ok(()) => {
+                tracing::info!("the coordinator closed the link; reconnecting");
+                backoff = Duration::from_millis(200);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "coordinator link failed");
+            }
+        }
+        if let Ok(mut u) = ctx.uplink.lock() {
+            *u = None;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn session(
+    config: &Config,
+    ctx: &Arc<Ctx>,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<(), Error> {
+    let channel = concord_wire::connect_channel(&config.coordinator.address, tls)
+        .await
+        .map_err(|e| Error::Link(e.to_string()))?;
+    let mut client = ModuleLinkClient::new(channel);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let info = ctx.state.public_info();
+    let hello = Hello {
+        module_id: ctx.state.id.clone(),
+        protocol_version: PROTOCOL_VERSION,
+        sealing_public_key: hex::decode(&info.sealing_key).unwrap_or_default(),
+        sealing_key_signature: hex::decode(&info.sealing_key_signature).unwrap_or_default(),
+        replay: Vec::new(),
+    };
+    let _ = tx.send(concord_wire::rpc::ModuleToCoordinator {
+        msg: Some(module_to_coordinator::Msg::Hello(hello)),
+    });
+    let response = client
+        .open(UnboundedReceiverStream::new(rx))
+        .await
+        .map_err(|s| {
+            Error::Link(format!(
+                "the coordinator refused the stream: {}",
+                status_chain(&s)
+            ))
+        })?;
+    if let Ok(mut u) = ctx.uplink.lock() {
+        *u = Some(tx);
+    }
+    tracing::info!(coordinator = %config.coordinator.address, "connected to the coordinator");
+    let mut inbound = response.into_inner();
+    while let Some(msg) = inbound
+        .message()
+        .await
+        .map_err(|s| Error::Link(status_chain(&s)))?
+    {
+        match msg.msg {
+            Some(coordinator_to_module::Msg::Welcome(_)) => {}
+            Some(coordinator_to_module::Msg::Relay(r)) => route_relay(ctx, r),
+            Some(coordinator_to_module::Msg::Start(s)) => start_job(ctx, s),
+            Some(coordinator_to_module::Msg::Proposal(p)) => {
+                let answer = match handle_proposal(&ctx.state, &ctx.identity, &p) {
+                    Ok(a) => module_to_coordinator::Msg::Approval(a),
+                    Err(r) => {
+                        tracing::warn!(job = %p.job_id, reason = %r.reason, "refused a proposal");
+                        module_to_coordinator::Msg::Refusal(r)
+                    }
+                };
+                send_up(&ctx.uplink, answer);
+            }
+            Some(coordinator_to_module::Msg::Abort(a)) => {
+                if let Some(h) = ctx.tasks.lock().ok().and_then(|mut t| t.remove(&a.job_id)) {
+                    h.abort();
+                    tracing::info!(job = %a.job_id, reason = %a.reason, "job aborted by the coordinator");
+                }
+                if let Ok(mut r) = ctx.running.lock() {
+                    r.remove(&a.job_id);
+                }
+            }
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+/// A tonic status with the chain of errors behind it (where the useful detail is, e.g. a TLS
+/// alert saying the certificate was refused).
+fn status_chain(s: &tonic::Status) -> String {
+    let mut out = s.message().to_owned();
+    let mut cur = std::error::Error::source(s);
+    while let Some(e) = cur {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        cur = e.source();
+    }
+    out
+}
+
+fn route_relay(ctx: &Arc<Ctx>, relay: Relay) {
+    let inbox = ctx
+        .running
+        .lock()
+        .ok()
+        .and_then(|r| r.get(&relay.job_id).cloned());
+    match inbox {
+        Some(tx) => {
+            let _ = tx.send(relay);
+        }
+        None => {
+            if let Ok(mut early) = ctx.early.lock() {
+                let total: usize = early.values().map(Vec::len).sum();
+                if total < MAX_EARLY_RELAYS {
+                    early.entry(relay.job_id.clone()).or_default().push(relay);
+                }
+            }
+        }
+    }
+}
+
+fn refusal(job_id: &str, reason: impl Into<String>, computed: Option<[u8; 32]>) -> Refusal {
+    Refusal {
+        job_id: job_id.to_owned(),
+        reason: reason.into(),
+        computed_digest: computed.map(|d| d.to_vec()).unwrap_or_default(),
+    }
+}
+
+/// Decides on a proposal: recompute the digest from the payload, check the wallet, the
+/// policy and the nonce log, then sign and persist the approval before it is sent.
+fn handle_proposal(
+    state: &State,
+    identity: &concord_wire::identity::IdentityKey,
+    p: &Proposal,
+) -> Result<Approval, Refusal> {
+    let job = p.job_id.as_str();
+    let payload = SigningPayload::from_canonical(&p.payload)
+        .map_err(|e| refusal(job, format!("cannot read the payload: {e}"), None))?;
+    let digest = payload.digest();
+    if p.digest != digest {
+        return Err(refusal(
+            job,
+            format!(
+                "the proposed digest {} is not the digest of the payload ({})",
+                hex::encode(&p.digest),
+                hex::encode(digest)
+            ),
+            Some(digest),
+        ));
+    }
+    let wallet = payload.wallet();
+    if p.wallet_id != wallet.0 {
+        return Err(refusal(
+            job,
+            "the proposal names another wallet than its payload",
+            Some(digest),
+        ));
+    }
+    let SigningPayload::Message { message, .. } = &payload;
+    if message.len() > state.policy.max_message_len {
+        return Err(refusal(
+            job,
+            format!(
+                "policy: messages over {} bytes are refused",
+                state.policy.max_message_len
+            ),
+            Some(digest),
+        ));
+    }
+    if state.policy.require_nonce && payload.nonce().is_none() {
+        return Err(refusal(
+            job,
+            "policy: a replay-protection nonce is required",
+            Some(digest),
+        ));
+    }
+    let err = |e: Error| refusal(job, e.to_string(), Some(digest));
+    if state.share(wallet).map_err(err)?.is_none() {
+        return Err(refusal(
+            job,
+            format!("this module holds no share of wallet {wallet}"),
+            Some(digest),
+        ));
+    }
+    if let Some(prev) = state.approval(job).map_err(err)? {
+        if prev.digest == digest && prev.payload == p.payload {
+            return Ok(Approval {
+                job_id: job.to_owned(),
+                digest: digest.to_vec(),
+                statement: prev.statement,
+                signature: prev.signature,
+            });
+        }
+        return Err(refusal(
+            job,
+            "this job was already approved for another payload",
+            Some(digest),
+        ));
+    }
+    let mut checks = vec![
+        "payload is canonical".to_owned(),
+        "digest recomputed from the payload".to_owned(),
+        "this module holds a share of the wallet".to_owned(),
+        "within local policy".to_owned(),
+    ];
+    if let Some(n) = payload.nonce() {
+        match state.nonce_digest(wallet, n).map_err(err)? {
+            Some(d) if d != digest => {
+                return Err(refusal(
+                    job,
+                    format!(
+                        "nonce {n} of wallet {wallet} was already approved for another digest ({})",
+                        hex::encode(d)
+                    ),
+                    Some(digest),
+                ));
+            }
+            Some(_) => {}
+            None => state.record_nonce(wallet, n, &digest).map_err(err)?,
+        }
+        checks.push(format!("nonce {n} not used for another digest"));
+    }
+    let statement = ApprovalStatement {
+        version: 1,
+        job_id: job.to_owned(),
+        module_id: state.id.clone(),
+        wallet_id: wallet,
+        digest,
+        checks,
+    }
+    .to_bytes();
+    let signature = identity.sign(&statement).to_vec();
+    state
+        .save_approval(
+            job,
+            &ApprovalRecord {
+                wallet_id: wallet,
+                payload: p.payload.clone(),
+                digest,
+                statement: statement.clone(),
+                signature: signature.clone(),
+            },
+        )
+        .map_err(err)?;
+    Ok(Approval {
+        job_id: job.to_owned(),
+        digest: digest.to_vec(),
+        statement,
+        signature,
+    })
+}
+
+/// Checks the coordinator's description of the group against what this module knows: every
+/// member must be this module or a peer its operator pinned, and every sealing key must be
+/// signed by its member's identity. The first time, the definition is pinned; afterwards it
+/// must not change.
+fn check_group(
+    state: &State,
+    identity: &PublicIdentity,
+    s: &StartProtocol,
+) -> Result<GroupDef, Error> {
+    let peers = state.pinned_peers()?;
+    let n = u16::try_from(s.group.len())
+        .map_err(|_| Error::Refused("the group is too large".into()))?;
+    let t = u16::try_from(s.threshold).map_err(|_| Error::Refused("bad threshold".into()))?;
+    Threshold::new(t, n).map_err(|e| Error::Refused(e.to_string()))?;
+    let mut members = Vec::with_capacity(s.group.len());
+    for (i, p) in s.group.iter().enumerate() {
+        if p.index as usize != i {
+            return Err(Error::Refused(
+                "group members are not listed in index order".into(),
+            ));
+        }
+        let id = PublicIdentity::try_from(p.identity.as_slice())
+            .map_err(|e| Error::Refused(format!("member {i}: {e}")))?;
+        if id != *identity && !peers.contains(&id) {
+            return Err(Error::Refused(format!(
+                "member {i} ({}, {}) is not a peer this module's operator pinned",
+                p.module_id,
+                id.fingerprint()
+            )));
+        }
+        let sealing = SealingPublicKey::try_from(p.sealing_public_key.as_slice())
+            .map_err(|e| Error::Refused(format!("member {i}: {e}")))?;
+        id.verify_sealing_key(&sealing, &p.sealing_key_signature)
+            .map_err(|_| {
+                Error::Refused(format!(
+                    "member {i}'s sealing key is not signed by its identity"
+                ))
+            })?;
+        members.push(Member {
+            index: i as u16,
+            module_id: p.module_id.clone(),
+            identity: id,
+            sealing_key: sealing,
+        });
+    }
+    let def = GroupDef {
+        group_id: s.group_id.clone(),
+        threshold: t,
+        members,
+    };
+    if def
+        .members
+        .iter()
+        .filter(|m| m.identity == *identity)
+        .count()
+        != 1
+    {
+        return Err(Error::Refused(
+            "this module is not a member of the group exactly once".into(),
+        ));
+    }
+    match state.group(&s.group_id)? {
+        Some(pinned) if pinned != def => Err(Error::Refused(format!(
+            "the coordinator describes group {} differently from when this module joined it",
+            s.group_id
+        ))),
+        Some(pinned) => Ok(pinned),
+        None if ProtocolKind::try_from(s.kind) == Ok(ProtocolKind::AuxInfo) => {
+            state.save_group(&def)?;
+            Ok(def)
+        }
+        None => Err(Error::Refused(format!(
+            "this module has not joined group {}",
+            s.group_id
+        ))),
+    }
+}
+
+fn update(job_id: &str, status: job_update::Status) -> module_to_coordinator::Msg {
+    module_to_coordinator::Msg::Update(JobUpdate {
+        job_id: job_id.to_owned(),
+        status: Some(status),
+    })
+}
+
+fn start_job(ctx: &Arc<Ctx>, s: StartProtocol) {
+    let job_id = s.job_id.clone();
+    let (relay_tx, relay_rx) = mpsc::unbounded_channel();
+    let early = ctx
+        .early
+        .lock()
+        .ok()
+        .and_then(|mut e| e.remove(&job_id))
+        .unwrap_or_default();
+    for r in early {
+        if r.session == s.session {
+            let _ = relay_tx.send(r);
+        }
+    }
+    if let Ok(mut running) = ctx.running.lock() {
+        running.insert(job_id.clone(), relay_tx);
+    }
+    let task_ctx = ctx.clone();
+    let handle = tokio::spawn(async move {
+        let id = s.job_id.clone();
+        let outcome = run_protocol(&task_ctx, s, relay_rx).await;
+        if let Ok(mut r) = task_ctx.running.lock() {
+            r.remove(&id);
+        }
+        if let Ok(mut t) = task_ctx.tasks.lock() {
+            t.remove(&id);
+        }
+        let msg = match outcome {
+            Ok(result) => update(&id, job_update::Status::Result(result)),
+            Err((error, blamed)) => {
+                tracing::warn!(job = %id, %error, "protocol run failed");
+                update(&id, job_update::Status::Failure(Failure { error, blamed }))
+            }
+        };
+        send_up(&task_ctx.uplink, msg);
+    });
+    if let Ok(mut t) = ctx.tasks.lock() {
+        t.insert(job_id, handle.abort_handle());
+    }
+}
+
+async fn run_protocol(
+    ctx: &Arc<Ctx>,
+    s: StartProtocol,
+    relays: mpsc::UnboundedReceiver<Relay>,
+) -> Result<Vec<u8>, (String, Vec<u32>)> {
+    let fail = |e: Error| (e.to_string(), Vec::new());
+    let me_key = ctx.identity.public();
+    let group = Arc::new(check_group(&ctx.state, &me_key, &s).map_err(fail)?);
+    let me = group
+        .index_of(&me_key)
+        .ok_or_else(|| fail(Error::Refused("not a member".into())))?;
+    let session: [u8; 32] = s
+        .session
+        .as_slice()
+        .try_into()
+        .map_err(|_| fail(Error::Refused("the session id is not 32 bytes".into())))?;
+    let session = SessionId(session);
+    let parties: Vec<u16> = s
+        .parties
+        .iter()
+        .map(|p| u16::try_from(*p).unwrap_or(u16::MAX))
+        .collect();
+    if !parties.contains(&me)
+        || parties
+            .iter()
+            .any(|p| usize::from(*p) >= group.members.len())
+    {
+        return Err(fail(Error::Refused(
+            "this module is not among the run's parties, or a party is unknown".into(),
+        )));
+    }
+    let kind = ProtocolKind::try_from(s.kind)
+        .map_err(|_| fail(Error::Refused(format!("unknown protocol kind {}", s.kind))))?;
+    let blame = Blame::default();
+    let incoming = UnboundedReceiverStream::new(open_relays(
+        relays,
+        ctx.sealing.clone(),
+        group.clone(),
+        session,
+        me,
+        parties.clone(),
+        blame.clone(),
+    ));
+    let outgoing = SealedSink {
+        uplink: ctx.uplink.clone(),
+        identity: ctx.identity.clone(),
+        group: group.clone(),
+        job_id: s.job_id.clone(),
+        session,
+        me,
+        parties: parties.clone(),
+    };
+    let threshold = Threshold::new(group.threshold, group.members.len() as u16)
+        .map_err(|e| fail(Error::Refused(e.to_string())))?;
+    let state = &ctx.state;
+    let result: Result<Vec<u8>, Error> = async {
+        match kind {
+            ProtocolKind::AuxInfo => {
+                let primes = match state.primes(&group.group_id)? {
+                    Some(p) => p,
+                    None => {
+                        let uplink = ctx.uplink.clone();
+                        let job = s.job_id.clone();
+                        let primes = tokio::task::spawn_blocking(move || {
+                            let mut progress = |e: concord_tss::ProgressEvent| {
+                                send_up(
+                                    &uplink,
+                                    update(
+                                        &job,
+                                        job_update::Status::Progress(concord_wire::rpc::Progress {
+                                            stage: format!(
+                                                "{} {}/{}",
+                                                e.stage,
+                                                e.done,
+                                                e.total.unwrap_or(0)
+                                            ),
+                                            done: e.done,
+                                            total: e.total.unwrap_or(0),
+                                        }),
+                                    ),
+                                );
+                            };
+                            concord_tss::ecdsa::Primes::generate(&mut OsRng, &mut progress)
+                        })
+                        .await
+                        .map_err(|e| Error::Protocol(e.to_string()))?;
+                        state.save_primes(&group.group_id, &primes)?;
+                        primes
+                    }
+                };
+                let uplink = ctx.uplink.clone();
+                let job = s.job_id.clone();
+                let mut progress = move |e: concord_tss::ProgressEvent| {
+                    send_up(
+                        &uplink,
+                        update(
+                            &job,
+                            job_update::Status::Progress(concord_wire::rpc::Progress {
+                                stage: format!("{} {}", e.stage, e.done + 1),
+                                done: e.done,
+                                total: e.total.unwrap_or(0),
+                            }),
+                        ),
+                    );
+                };
+                let aux = concord_tss::ecdsa::generate_aux(
+                    session,
+                    me,
+                    threshold.n(),
+                    primes,
+                    incoming,
+                    outgoing,
+                    &mut OsRng,
+                    &mut progress,
+                )
+                .await
+                .map_err(|e| Error::Protocol(e.to_string()))?;
+                state.save_aux(&group.group_id, &aux)?;
+                Ok(serde_json::to_vec(&AuxResult {
+                    group_id: group.group_id.clone(),
+                })
+                .unwrap_or_default())
+            }
+            ProtocolKind::Keygen => {
+                let scheme: Scheme = s
+                    .scheme
+                    .parse()
+                    .map_err(|e: concord_types::TypesError| Error::Refused(e.to_string()))?;
+                let aux = match scheme {
+                    Scheme::EcdsaSecp256k1 => {
+                        Some(state.aux(&group.group_id)?.ok_or_else(|| {
+                            Error::Refused(format!(
+                                "group {}'s auxiliary material is not ready here",
+                                group.group_id
+                            ))
+                        })?)
+                    }
+                    _ => None,
+                };
+                let share = concord_tss::dkg(
+                    scheme,
+                    session,
+                    me,
+                    threshold,
+                    aux.as_ref(),
+                    incoming,
+                    outgoing,
+                    &mut OsRng,
+                )
+                .await
+                .map_err(|e| Error::Protocol(e.to_string()))?;
+                state.save_share(&share)?;
+                Ok(serde_json::to_vec(&KeygenResult {
+                    wallet_id: share.wallet_id(),
+                    scheme,
+                    public_key: hex::encode(share.public_key()),
+                })
+                .unwrap_or_default())
+            }
+            ProtocolKind::Sign => {
+                let approval = state.approval(&s.approved_job_id)?.ok_or_else(|| {
+                    Error::Refused(format!(
+                        "this module did not approve job {}",
+                        s.approved_job_id
+                    ))
+                })?;
+                if s.wallet_id != approval.wallet_id.0 {
+                    return Err(Error::Refused(
+                        "the signing run names another wallet than the approved one".into(),
+                    ));
+                }
+                let share: KeyShare = state
+                    .share(approval.wallet_id)?
+                    .ok_or_else(|| Error::Refused("no share of this wallet".into()))?;
+                let payload = SigningPayload::from_canonical(&approval.payload)
+                    .map_err(|e| Error::Refused(e.to_string()))?;
+                if payload.digest() != approval.digest {
+                    return Err(Error::Refused("the stored approval is inconsistent".into()));
+                }
+                let input = payload.signing_input(share.scheme());
+                let sig = concord_tss::sign(
+                    &share, session, &parties, &input, incoming, outgoing, &mut OsRng,
+                )
+                .await
+                .map_err(|e| Error::Protocol(e.to_string()))?;
+                Ok(serde_json::to_vec(&SignResult {
+                    signature: hex::encode(sig.to_bytes()),
+                })
+                .unwrap_or_default())
+            }
+            ProtocolKind::Unspecified => Err(Error::Refused(
+                "the coordinator sent no protocol kind".into(),
+            )),
+        }
+    }
+    .await;
+    result.map_err(|e| match blame.take() {
+        Some((reason, party)) => (reason, vec![u32::from(party)]),
+        None => (e.to_string(), Vec::new()),
+    })
+}

@@ -1,0 +1,42 @@
+//! Concord's secure module (patent 200-1 … 200-N): holds its identity key, its shards of
+//! wallet keys and its own view of the world, all in a sealed vault. It dials out to the
+//! coordinator (it listens on no port), checks every job against its own pinned peers and
+//! policy, recomputes every digest it is asked to approve, and joins threshold signing only
+//! for a digest it approved.
+
+pub mod config;
+pub mod daemon;
+pub mod state;
+mod transport;
+
+pub use config::Config;
+pub use daemon::run;
+pub use state::{PublicInfo, State};
+
+/// The module's errors, as sentences.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration file is missing or wrong.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The vault cannot be opened or read.
+    #[error("vault: {0}")]
+    Vault(String),
+    /// The coordinator cannot be reached or broke the protocol.
+    #[error("coordinator link: {0}")]
+    Link(String),
+    /// A job was refused by this module's checks.
+    #[error("{0}")]
+    Refused(String),
+    /// A threshold protocol failed.
+    #[error("protocol: {0}")]
+    Protocol(String),
+}
+
+/// Opens the module's state from its configuration, reading the vault passphrase from the
+/// configured file or environment variable.
+pub fn open_state(config: &Config) -> Result<State, Error> {
+    let kek = concord_vault::PassphraseKek::from_source(&config.vault.passphrase)
+        .map_err(|e| Error::Vault(e.to_string()))?;
+    State::open(&config.id, &config.vault.dir, &kek, config.policy.clone())
+}

@@ -1,0 +1,356 @@
+//! Everything a module keeps, all of it in its sealed vault: identity and sealing keys, the
+//! peers its operator pinned, its signer groups and their auxiliary material, key shares,
+//! approvals, and the nonce log that stops it from signing two digests for one nonce.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use concord_tss::ecdsa::{AuxMaterial, Primes};
+use concord_tss::{KeyShare, UncheckedKeyShare, WalletId};
+use concord_vault::{KekProvider, Vault};
+use concord_wire::identity::{IdentityKey, PublicIdentity, SealingKey, SealingPublicKey};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::Error;
+use crate::config::Policy;
+
+const IDENTITY: &str = "identity";
+const SEALING: &str = "sealing";
+const PEERS: &str = "peers";
+
+/// A module's public description, which its operator hands to the coordinator's operator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicInfo {
+    /// Module id.
+    pub id: String,
+    /// Ed25519 identity key, hex.
+    pub identity: String,
+    /// Identity fingerprint, to compare by eye.
+    pub fingerprint: String,
+    /// X25519 sealing key, hex.
+    pub sealing_key: String,
+    /// Identity signature over the sealing key, hex.
+    pub sealing_key_signature: String,
+}
+
+/// One member of a signer group, as this module pinned it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Index in the group.
+    pub index: u16,
+    /// Module id.
+    pub module_id: String,
+    /// Identity key.
+    pub identity: PublicIdentity,
+    /// Sealing key (checked against the identity's signature).
+    pub sealing_key: SealingPublicKey,
+}
+
+/// A signer group this module belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupDef {
+    /// Group id.
+    pub group_id: String,
+    /// Signers required.
+    pub threshold: u16,
+    /// Members in index order.
+    pub members: Vec<Member>,
+}
+
+impl GroupDef {
+    /// This module's index in the group.
+    pub fn index_of(&self, identity: &PublicIdentity) -> Option<u16> {
+        self.members
+            .iter()
+            .find(|m| m.identity == *identity)
+            .map(|m| m.index)
+    }
+}
+
+/// An approval this module gave: kept so a repeated proposal gets the same answer and a
+/// signing run is joined only for what was approved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalRecord {
+    /// The wallet.
+    pub wallet_id: WalletId,
+    /// Canonical payload approved.
+    #[serde(with = "hex::serde")]
+    pub payload: Vec<u8>,
+    /// Digest approved.
+    #[serde(with = "hex::serde")]
+    pub digest: [u8; 32],
+    /// The signed statement.
+    #[serde(with = "hex::serde")]
+    pub statement: Vec<u8>,
+    /// Its signature.
+    #[serde(with = "hex::serde")]
+    pub signature: Vec<u8>,
+}
+
+/// The module's state over its vault.
+pub struct State {
+    /// Module id.
+    pub id: String,
+    /// Local policy.
+    pub policy: Policy,
+    vault: Vault,
+    identity: Arc<IdentityKey>,
+    sealing: Arc<SealingKey>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("id", &self.id)
+            .field("identity", &self.identity.public())
+            .field("secrets", &"<redacted>")
+            .finish()
+    }
+}
+
+fn vault_err(e: concord_vault::VaultError) -> Error {
+    Error::Vault(e.to_string())
+}
+
+fn json_err(what: &str, e: serde_json::Error) -> Error {
+    Error::Vault(format!("the stored {what} is unreadable: {e}"))
+}
+
+impl State {
+    /// Creates a new vault with fresh identity and sealing keys.
+    pub fn create(
+        id: &str,
+        dir: &std::path::Path,
+        kek: &dyn KekProvider,
+        policy: Policy,
+    ) -> Result<State, Error> {
+        let vault = Vault::create(dir, kek).map_err(vault_err)?;
+        let identity = IdentityKey::generate(&mut rand::rngs::OsRng);
+        let sealing = SealingKey::generate(&mut rand::rngs::OsRng);
+        vault
+            .put(IDENTITY, identity.to_seed().as_ref())
+            .map_err(vault_err)?;
+        vault
+            .put(SEALING, sealing.to_bytes().as_ref())
+            .map_err(vault_err)?;
+        vault.put(PEERS, b"[]").map_err(vault_err)?;
+        Ok(State {
+            id: id.to_owned(),
+            policy,
+            vault,
+            identity: Arc::new(identity),
+            sealing: Arc::new(sealing),
+        })
+    }
+
+    /// Opens an existing vault (a wrong passphrase is a clear error and changes nothing).
+    pub fn open(
+        id: &str,
+        dir: &std::path::Path,
+        kek: &dyn KekProvider,
+        policy: Policy,
+    ) -> Result<State, Error> {
+        let vault = Vault::open(dir, kek).map_err(vault_err)?;
+        let seed = vault
+            .get(IDENTITY)
+            .map_err(vault_err)?
+            .ok_or_else(|| Error::Vault("the vault holds no identity key".into()))?;
+        let seed: Zeroizing<[u8; 32]> = Zeroizing::new(
+            seed.as_slice()
+                .try_into()
+                .map_err(|_| Error::Vault("the stored identity key is not 32 bytes".into()))?,
+        );
+        let sealing = vault
+            .get(SEALING)
+            .map_err(vault_err)?
+            .ok_or_else(|| Error::Vault("the vault holds no sealing key".into()))?;
+        let sealing: Zeroizing<[u8; 32]> = Zeroizing::new(
+            sealing
+                .as_slice()
+                .try_into()
+                .map_err(|_| Error::Vault("the stored sealing key is not 32 bytes".into()))?,
+        );
+        Ok(State {
+            id: id.to_owned(),
+            policy,
+            vault,
+            identity: Arc::new(IdentityKey::from_seed(&seed)),
+            sealing: Arc::new(SealingKey::from_bytes(&sealing)),
+        })
+    }
+
+    /// The identity key.
+    pub fn identity(&self) -> Arc<IdentityKey> {
+        self.identity.clone()
+    }
+
+    /// The sealing key.
+    pub fn sealing(&self) -> Arc<SealingKey> {
+        self.sealing.clone()
+    }
+
+    /// What the operator hands to the coordinator's operator.
+    pub fn public_info(&self) -> PublicInfo {
+        let sealing = self.sealing.public();
+        let sig = self.identity.sign_sealing_key(&sealing);
+        PublicInfo {
+            id: self.id.clone(),
+            identity: self.identity.public().to_string(),
+            fingerprint: self.identity.public().fingerprint(),
+            sealing_key: sealing.to_string(),
+            sealing_key_signature: hex::encode(sig),
+        }
+    }
+
+    /// Peers (other modules' identity keys) the operator pinned.
+    pub fn pinned_peers(&self) -> Result<BTreeSet<PublicIdentity>, Error> {
+        let raw = self
+            .vault
+            .get(PEERS)
+            .map_err(vault_err)?
+            .unwrap_or_else(|| Zeroizing::new(b"[]".to_vec()));
+        serde_json::from_slice(&raw).map_err(|e| json_err("peer list", e))
+    }
+
+    /// Pins a peer's identity key.
+    pub fn pin_peer(&self, peer: PublicIdentity) -> Result<bool, Error> {
+        let mut peers = self.pinned_peers()?;
+        let added = peers.insert(peer);
+        let bytes = serde_json::to_vec(&peers).map_err(|e| Error::Vault(e.to_string()))?;
+        self.vault.put(PEERS, &bytes).map_err(vault_err)?;
+        Ok(added)
+    }
+
+    fn get_json<T: for<'de> Deserialize<'de>>(
+        &self,
+        name: &str,
+        what: &str,
+    ) -> Result<Option<T>, Error> {
+        match self.vault.get(name).map_err(vault_err)? {
+            Some(raw) => Ok(Some(
+                serde_json::from_slice(&raw).map_err(|e| json_err(what, e))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    fn put_json<T: Serialize>(&self, name: &str, value: &T) -> Result<(), Error> {
+        let bytes =
+            Zeroizing::new(serde_json::to_vec(value).map_err(|e| Error::Vault(e.to_string()))?);
+        self.vault.put(name, &bytes).map_err(vault_err)
+    }
+
+    /// A group this module pinned.
+    pub fn group(&self, group_id: &str) -> Result<Option<GroupDef>, Error> {
+        self.get_json(&format!("group-{group_id}"), "group definition")
+    }
+
+    /// Pins a group definition.
+    pub fn save_group(&self, group: &GroupDef) -> Result<(), Error> {
+        self.put_json(&format!("group-{}", group.group_id), group)
+    }
+
+    /// Safe primes generated for a group (kept so an interrupted preparation resumes).
+    pub fn primes(&self, group_id: &str) -> Result<Option<Primes>, Error> {
+        match self
+            .vault
+            .get(&format!("primes-{group_id}"))
+            .map_err(vault_err)?
+        {
+            Some(raw) => Ok(Some(
+                Primes::from_bytes(&raw).map_err(|e| Error::Vault(e.to_string()))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores safe primes.
+    pub fn save_primes(&self, group_id: &str, primes: &Primes) -> Result<(), Error> {
+        self.vault
+            .put(&format!("primes-{group_id}"), &primes.to_bytes())
+            .map_err(vault_err)
+    }
+
+    /// The group's ECDSA auxiliary material.
+    pub fn aux(&self, group_id: &str) -> Result<Option<AuxMaterial>, Error> {
+        match self
+            .vault
+            .get(&format!("aux-{group_id}"))
+            .map_err(vault_err)?
+        {
+            Some(raw) => Ok(Some(
+                AuxMaterial::from_bytes(&raw).map_err(|e| Error::Vault(e.to_string()))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores auxiliary material.
+    pub fn save_aux(&self, group_id: &str, aux: &AuxMaterial) -> Result<(), Error> {
+        // The primes stay: a re-run of the group's preparation (after a member crashed) needs
+        // them again, and they are the same secret the aux material holds.
+        self.vault
+            .put(&format!("aux-{group_id}"), &aux.to_bytes())
+            .map_err(vault_err)
+    }
+
+    /// This module's share of a wallet, validated and checked to belong to it.
+    pub fn share(&self, wallet: WalletId) -> Result<Option<KeyShare>, Error> {
+        match self
+            .vault
+            .get(&format!("share-{wallet}"))
+            .map_err(vault_err)?
+        {
+            Some(raw) => {
+                let share = UncheckedKeyShare::from_bytes(&raw)
+                    .and_then(|u| u.validate_for(wallet))
+                    .map_err(|e| {
+                        Error::Vault(format!("the key share of wallet {wallet} is unusable: {e}"))
+                    })?;
+                Ok(Some(share))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Stores a key share under its wallet id.
+    pub fn save_share(&self, share: &KeyShare) -> Result<(), Error> {
+        self.vault
+            .put(&format!("share-{}", share.wallet_id()), &share.to_bytes())
+            .map_err(vault_err)
+    }
+
+    /// The approval given for a job.
+    pub fn approval(&self, job_id: &str) -> Result<Option<ApprovalRecord>, Error> {
+        self.get_json(&format!("approval-{job_id}"), "approval")
+    }
+
+    /// Records an approval (before it is sent).
+    pub fn save_approval(&self, job_id: &str, a: &ApprovalRecord) -> Result<(), Error> {
+        self.put_json(&format!("approval-{job_id}"), a)
+    }
+
+    /// The digest already approved for (wallet, nonce), if any.
+    pub fn nonce_digest(&self, wallet: WalletId, nonce: u64) -> Result<Option<[u8; 32]>, Error> {
+        let v: Option<String> =
+            self.get_json(&format!("nonce-{wallet}-{nonce}"), "nonce record")?;
+        v.map(|h| {
+            let mut d = [0u8; 32];
+            hex::decode_to_slice(&h, &mut d)
+                .map_err(|_| Error::Vault("corrupt nonce record".into()))?;
+            Ok(d)
+        })
+        .transpose()
+    }
+
+    /// Records that (wallet, nonce) is bound to `digest`, for good.
+    pub fn record_nonce(
+        &self,
+        wallet: WalletId,
+        nonce: u64,
+        digest: &[u8; 32],
+    ) -> Result<(), Error> {
+        self.put_json(&format!("nonce-{wallet}-{nonce}"), &hex::encode(digest))
+    }
+}

@@ -1,0 +1,56 @@
+//! JSON documents carried inside the protocol: a module's approval statement and the
+//! results modules report for each protocol kind.
+
+use concord_types::{Scheme, WalletId};
+use serde::{Deserialize, Serialize};
+
+/// What a module states (and signs with its identity key) when it approves a sign job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalStatement {
+    /// Statement format version (1).
+    pub version: u8,
+    /// The job approved.
+    pub job_id: String,
+    /// The approving module.
+    pub module_id: String,
+    /// The wallet that will sign.
+    pub wallet_id: WalletId,
+    /// The digest the module computed from the payload itself.
+    #[serde(with = "hex::serde")]
+    pub digest: [u8; 32],
+    /// What the module checked, in words.
+    pub checks: Vec<String>,
+}
+
+impl ApprovalStatement {
+    /// The bytes that are signed: the statement's JSON.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// Result of an aux-info run: the group whose material is ready.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuxResult {
+    /// The group.
+    pub group_id: String,
+}
+
+/// Result of a key generation: the wallet every member must agree on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeygenResult {
+    /// Wallet id derived from the scheme and key.
+    pub wallet_id: WalletId,
+    /// Scheme.
+    pub scheme: Scheme,
+    /// Group public key, hex.
+    pub public_key: String,
+}
+
+/// Result of a signing run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignResult {
+    /// The signature, hex (65 bytes `r || s || v` for ECDSA, 64 bytes otherwise).
+    pub signature: String,
+}

@@ -116,14 +116,15 @@ pub struct SignArgs {
     json: bool,
 }
 
-struct Api {
+/// An authenticated client of the coordinator API.
+pub(crate) struct Api {
     http: reqwest::Client,
     url: String,
     token: String,
 }
 
 impl Api {
-    fn new(args: &ApiArgs) -> Result<Api> {
+    pub(crate) fn new(args: &ApiArgs) -> Result<Api> {
         let token = match (&args.token_file, std::env::var("CONCORD_TOKEN")) {
             (Some(f), _) => std::fs::read_to_string(f)
                 .with_context(|| format!("cannot read the API token from {}", f.display()))?
@@ -156,7 +157,7 @@ impl Api {
         }
     }
 
-    async fn get(&self, path: &str) -> Result<Value> {
+    pub(crate) async fn get(&self, path: &str) -> Result<Value> {
         let resp = self
             .http
             .get(format!("{}{path}", self.url))
@@ -167,7 +168,7 @@ impl Api {
         Self::check(resp).await
     }
 
-    async fn post(&self, path: &str, body: &Value) -> Result<Value> {
+    pub(crate) async fn post(&self, path: &str, body: &Value) -> Result<Value> {
         let resp = self
             .http
             .post(format!("{}{path}", self.url))
@@ -184,7 +185,7 @@ impl Api {
     async fn wait_job(&self, id: &str, quiet: bool) -> Result<Value> {
         let mut seen = HashSet::new();
         loop {
-            let job = self.get(&format!("/v1/jobs/{id}")).await?;
+            let job = self.get(&format!("/v1/jobs/{id}?wait=1")).await?;
             if !quiet && let Some(events) = job.get("events").and_then(Value::as_array) {
                 for e in events {
                     let seq = e.get("seq").and_then(Value::as_i64).unwrap_or(0);
@@ -213,7 +214,7 @@ impl Api {
                         .unwrap_or("unknown error");
                     bail!("job {id} failed: {err}");
                 }
-                _ => tokio::time::sleep(Duration::from_millis(250)).await,
+                _ => {}
             }
         }
     }

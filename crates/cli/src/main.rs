@@ -7,6 +7,7 @@
 //!
 //! Every command that prints a result takes `--json`.
 
+mod bench;
 mod client;
 mod services;
 
@@ -66,6 +67,13 @@ enum Command {
         #[command(flatten)]
         args: client::SignArgs,
     },
+    /// Load tests against a running system.
+    Bench {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Show a job: its steps, approvals, dissents and result.
     Jobs {
         #[command(flatten)]
@@ -79,6 +87,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Sign repeatedly for a while and print latency percentiles and throughput.
+    Sign(bench::BenchArgs),
 }
 
 /// Where to find a configuration file when only a directory is given.
@@ -123,6 +137,10 @@ fn main() -> ExitCode {
                 wait,
                 json,
             } => client::job(&api, &id, wait, json).await,
+            Command::Bench {
+                api,
+                command: BenchCommand::Sign(args),
+            } => bench::sign(&api, args).await,
         }
     });
     match result {

@@ -164,6 +164,7 @@ pub async fn coordinator(cmd: CoordinatorCommand) -> Result<()> {
                 database: "coordinator.db".into(),
                 identity_key: "identity.key".into(),
                 timeouts: Default::default(),
+                presignatures: 2,
             };
             config.save(&config_file)?;
             let store =
@@ -197,6 +198,7 @@ pub async fn coordinator(cmd: CoordinatorCommand) -> Result<()> {
             let identity = concord_coordinator::load_identity(&cfg.identity_key)?;
             let store = concord_coordinator::store::Store::open(&cfg.database).await?;
             let c = concord_coordinator::Coordinator::new(store, (&cfg.timeouts).into()).await?;
+            c.start_presignature_pool(cfg.presignatures);
             let grpc = tokio::net::TcpListener::bind(&cfg.grpc_listen)
                 .await
                 .with_context(|| format!("cannot listen on {} for modules", cfg.grpc_listen))?;

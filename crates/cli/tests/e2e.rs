@@ -495,3 +495,158 @@ fn wrong_passphrase_unenrolled_module_and_wrong_coordinator_key_are_refused() {
     assert!(!net.connected().contains(&"wrongpin".to_owned()));
     net.stop_module("m1");
 }
+
+fn job_status(net: &Net, id: &str) -> Value {
+    net.json(&["jobs", id])
+}
+
+#[test]
+fn presigned_signing_and_crashes_mid_job() {
+    let mut net = setup(3);
+    net.ok(&[
+        "groups",
+        "create",
+        "--id",
+        "g1",
+        "--threshold",
+        "2",
+        "--members",
+        "m1,m2,m3",
+        "--wait",
+    ]);
+    let w = net.json(&[
+        "wallets",
+        "create",
+        "--group",
+        "g1",
+        "--scheme",
+        "ecdsa-secp256k1",
+        "--wait",
+    ]);
+    let wallet = w["id"].as_str().unwrap().to_owned();
+    let pk = w["public_key"].as_str().unwrap().to_owned();
+
+    // The pool fills in the background; a signature soon comes from a presignature.
+    let mut presigned = false;
+    for i in 0..10 {
+        std::thread::sleep(Duration::from_secs(2));
+        let message = format!("warm {i}");
+        let job = net.json(&[
+            "sign",
+            "--wallet",
+            &wallet,
+            "--message",
+            &hex::encode(&message),
+            "--wait",
+        ]);
+        verify(
+            "ecdsa-secp256k1",
+            &pk,
+            &signing_input("ecdsa-secp256k1", message.as_bytes()),
+            job["result"]["signature"].as_str().unwrap(),
+        );
+        if job["result"]["presigned"] == true {
+            presigned = true;
+            break;
+        }
+    }
+    assert!(presigned, "a pooled presignature was used");
+
+    // A signer killed mid-signing: the job completes with the remaining approvers.
+    let message = "signer killed mid-signing";
+    let body = serde_json::json!({ "wallet": wallet, "message": hex::encode(message), "mode": "interactive" });
+    let id = post_sign(&net, &body);
+    wait_until(Duration::from_secs(20), "the job to reach signing", || {
+        job_status(&net, &id)["status"] == "signing"
+    });
+    let signers: Vec<u64> =
+        serde_json::from_str(job_status(&net, &id)["signers"].as_str().unwrap()).unwrap();
+    let victim = format!("m{}", signers[1] + 1);
+    net.stop_module(&victim);
+    let done = net.json(&["jobs", &id, "--wait"]);
+    assert_eq!(done["status"], "done", "{done}");
+    let final_signers: Vec<u64> = done["result"]["signers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert!(
+        !final_signers.contains(&signers[1]),
+        "the killed module is replaced: {done}"
+    );
+    verify(
+        "ecdsa-secp256k1",
+        &pk,
+        &signing_input("ecdsa-secp256k1", message.as_bytes()),
+        done["result"]["signature"].as_str().unwrap(),
+    );
+    let events = done["events"].to_string();
+    assert!(events.contains("dropped out"), "{events}");
+
+    // The coordinator killed mid-job: after a restart the job completes, with the same
+    // approvals (modules answer from their stored approval, they do not approve anew).
+    let message = "coordinator killed mid-signing";
+    let body = serde_json::json!({ "wallet": wallet, "message": hex::encode(message), "mode": "interactive" });
+    let id = post_sign(&net, &body);
+    wait_until(Duration::from_secs(20), "the job to reach signing", || {
+        job_status(&net, &id)["status"] == "signing"
+    });
+    net.coordinator.take().unwrap().kill();
+    net.start_coordinator();
+    let done = net.json(&["jobs", &id, "--wait"]);
+    assert_eq!(done["status"], "done", "{done}");
+    verify(
+        "ecdsa-secp256k1",
+        &pk,
+        &signing_input("ecdsa-secp256k1", message.as_bytes()),
+        done["result"]["signature"].as_str().unwrap(),
+    );
+    let events = done["events"].as_array().unwrap();
+    assert!(events.iter().any(|e| {
+        e["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("resumed after a coordinator restart")
+    }));
+    let approvals: Vec<&Value> = events.iter().filter(|e| e["kind"] == "approval").collect();
+    let first_by_module = |m: &str| {
+        approvals
+            .iter()
+            .filter(|e| e["module_id"] == m)
+            .map(|e| e["signature"].clone())
+            .collect::<Vec<_>>()
+    };
+    for m in ["m1", "m3"] {
+        let sigs = first_by_module(m);
+        assert!(!sigs.is_empty(), "{m} approved");
+        assert!(
+            sigs.windows(2).all(|w| w[0] == w[1]),
+            "{m} gave one approval, repeated verbatim: {sigs:?}"
+        );
+    }
+}
+
+fn post_sign(net: &Net, body: &Value) -> String {
+    let token = std::fs::read_to_string(net.path("coordinator/admin.token")).unwrap();
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-X",
+            "POST",
+            &format!("http://{}/v1/signatures", net.http),
+        ])
+        .args([
+            "-H",
+            &format!("Authorization: Bearer {}", token.trim()),
+            "-H",
+            "Content-Type: application/json",
+        ])
+        .args(["-H", &format!("Idempotency-Key: {}", rand::random::<u64>())])
+        .args(["-d", &body.to_string()])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stdout)));
+    v["id"].as_str().unwrap_or_else(|| panic!("{v}")).to_owned()
+}

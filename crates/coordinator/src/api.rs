@@ -319,7 +319,8 @@ pub fn openapi_document() -> serde_json::Value {
             "/v1/wallets/{id}": { "get": { "summary": "A wallet", "security": auth, "parameters": [id_param], "responses": { "200": obj("Wallet"), "404": err } } },
             "/v1/signatures": { "post": { "summary": "Ask the wallet's modules to approve and sign a message", "security": auth, "parameters": [idem],
                 "requestBody": body("SignRequest"), "responses": { "202": obj("Sign job"), "400": err, "404": err } } },
-            "/v1/jobs/{id}": { "get": { "summary": "A job, its events (approvals, dissents…) and result", "security": auth, "parameters": [id_param],
+            "/v1/jobs/{id}": { "get": { "summary": "A job, its events (approvals, dissents…) and result; ?wait=SECONDS holds the request until it ends", "security": auth,
+                "parameters": [id_param, { "name": "wait", "in": "query", "required": false, "schema": { "type": "number", "minimum": 0, "maximum": 60 } }],
                 "responses": { "200": obj("Job"), "404": err } } }
         }
     })

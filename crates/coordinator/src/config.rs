@@ -6,6 +6,8 @@
 //! database = "coordinator.db"        # SQLite file
 //! identity_key = "identity.key"      # the coordinator's TLS identity (hex seed, mode 0600)
 //!
+//! presignatures = 2                 # kept ready per ECDSA wallet and signer subset
+//!
 //! [timeouts]
 //! approval_secs = 15
 //! protocol_secs = 60
@@ -36,6 +38,13 @@ pub struct Config {
     /// Step timeouts.
     #[serde(default)]
     pub timeouts: TimeoutConfig,
+    /// Presignatures kept ready per ECDSA wallet and signer subset (0 disables the pool).
+    #[serde(default = "default_presignatures")]
+    pub presignatures: usize,
+}
+
+fn default_presignatures() -> usize {
+    2
 }
 
 /// Step timeouts, in seconds.

@@ -15,7 +15,9 @@ use std::time::Duration;
 use concord_types::payload::SigningPayload;
 use concord_types::{Scheme, WalletId};
 use concord_wire::identity::PublicIdentity;
-use concord_wire::messages::{ApprovalStatement, AuxResult, KeygenResult, SignResult};
+use concord_wire::messages::{
+    ApprovalStatement, AuxResult, KeygenResult, PresignResult, SignResult,
+};
 use concord_wire::rpc::{
     Abort, Participant, Proposal, ProtocolKind, StartProtocol, coordinator_to_module, job_update,
 };
@@ -77,6 +79,8 @@ pub struct Engine {
     pub(crate) store: Store,
     pub(crate) hub: Hub,
     pub(crate) timeouts: Timeouts,
+    /// Announces every job that finished or failed (for long-polling clients).
+    pub(crate) finished: tokio::sync::broadcast::Sender<String>,
 }
 
 fn random_session() -> Vec<u8> {
@@ -96,9 +100,11 @@ impl Engine {
                 "aux_info" => engine.run_aux(&job, &mut events).await,
                 "keygen" => engine.run_keygen(&job, &mut events).await,
                 "sign" => engine.run_sign(&job, &mut events).await,
+                "presign" => engine.run_presign(&job, &mut events).await,
                 other => Err(Error::Internal(format!("unknown job kind {other}"))),
             };
             engine.hub.finish(&id);
+            let failed = outcome.is_err();
             if let Err(e) = outcome {
                 tracing::warn!(job = %id, error = %e, "job failed");
                 let _ = engine.store.fail_job(&id, &e.to_string()).await;
@@ -110,6 +116,8 @@ impl Engine {
                     let _ = engine.store.set_group_status(&job.group_id, "failed").await;
                 }
             }
+            tracing::debug!(job = %id, failed, "job ended");
+            let _ = engine.finished.send(id);
         });
     }
 
@@ -182,6 +190,26 @@ impl Engine {
                 )));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until every member is connected, or at least `t` are and a short grace period
+    /// has passed (so a job started or resumed while modules reconnect asks as many as it
+    /// can), or the connect timeout passes.
+    async fn wait_quorum(&self, members: &[String], t: usize) -> Result<(), Error> {
+        let start = Instant::now();
+        let grace = Duration::from_secs(3).min(self.timeouts.connect);
+        loop {
+            let up = members.iter().filter(|m| self.hub.is_connected(m)).count();
+            if up == members.len() || (up >= t && start.elapsed() >= grace) {
+                return Ok(());
+            }
+            if start.elapsed() >= self.timeouts.connect {
+                return Err(Error::Unavailable(format!(
+                    "only {up} of the group's modules are connected, {t} are needed"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -284,6 +312,8 @@ impl Engine {
                         return Err(RunError::Unavailable(module));
                     }
                 }
+                // An update from an abandoned run of this job (a retry replaced it).
+                ModuleEvent::Update(u) if u.session != session => {}
                 ModuleEvent::Update(u) => match u.status {
                     Some(job_update::Status::Result(r)) => {
                         results.insert(module, r);
@@ -477,6 +507,7 @@ impl Engine {
         let t = usize::from(group.threshold);
 
         // Step 1: proposal and approvals.
+        self.wait_quorum(&group.members, t).await?;
         self.store
             .set_job_running(&job.id, "approving", None, None)
             .await?;
@@ -584,6 +615,8 @@ impl Engine {
         let mut candidates: Vec<u16> = approvers.iter().filter_map(|m| index_of(m)).collect();
         candidates.sort_unstable();
         let signing_input = payload.signing_input(scheme);
+        let use_pool =
+            scheme == Scheme::EcdsaSecp256k1 && job.mode.as_deref() != Some("interactive");
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -598,7 +631,16 @@ impl Engine {
                     connected.len()
                 )));
             }
-            let signers: Vec<u16> = connected[..t].to_vec();
+            let presig = if use_pool {
+                self.reserve_presignature(&job.id, &wallet.id, &connected)
+                    .await?
+            } else {
+                None
+            };
+            let (signers, fingerprint) = match presig {
+                Some((fp, signers)) => (signers, fp),
+                None => (connected[..t].to_vec(), Vec::new()),
+            };
             let approved_job = job.id.clone();
             let wallet_bytes = wallet_raw.0.to_vec();
             let run = self
@@ -613,6 +655,7 @@ impl Engine {
                     |s| {
                         s.wallet_id = wallet_bytes.clone();
                         s.approved_job_id = approved_job.clone();
+                        s.presignature = fingerprint.clone();
                     },
                 )
                 .await;
@@ -641,6 +684,7 @@ impl Engine {
                     }
                     let r = verified.ok_or_else(|| Error::Internal("no signature".into()))?;
                     let result = serde_json::json!({
+                        "presigned": !fingerprint.is_empty(),
                         "signature": r.signature,
                         "signers": signers,
                         "approvers": approvers,
@@ -701,6 +745,155 @@ impl Engine {
         }
     }
 
+    /// Picks an available presignature whose signers are all among `candidates` (approving
+    /// and connected) and marks it used by this job before anyone is asked to use it.
+    async fn reserve_presignature(
+        &self,
+        job_id: &str,
+        wallet_id: &str,
+        candidates: &[u16],
+    ) -> Result<Option<(Vec<u8>, Vec<u16>)>, Error> {
+        for (fp, signers) in self.store.available_presignatures(wallet_id).await? {
+            let Ok(signers) = serde_json::from_str::<Vec<u16>>(&signers) else {
+                continue;
+            };
+            if signers.iter().all(|s| candidates.contains(s))
+                && self.store.use_presignature(&fp, job_id).await?
+            {
+                let fp_bytes = hex::decode(&fp)
+                    .map_err(|_| Error::Internal("stored fingerprint is not hex".into()))?;
+                let note = format!("using presignature {} of signers {signers:?}", &fp[..16]);
+                self.store
+                    .add_event(job_id, None, "note", None, Some(&note), None)
+                    .await?;
+                return Ok(Some((fp_bytes, signers)));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn run_presign(
+        &self,
+        job: &JobRecord,
+        events: &mut UnboundedReceiver<(String, ModuleEvent)>,
+    ) -> Result<(), Error> {
+        let group = self.group_of(&job.group_id).await?;
+        let wallet_id = job.wallet_id.clone().unwrap_or_default();
+        let wallet_raw: WalletId = wallet_id
+            .parse()
+            .map_err(|e: concord_types::TypesError| Error::Internal(e.to_string()))?;
+        let signers: Vec<u16> = job
+            .signers
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .ok_or_else(|| Error::Internal("presign job without signers".into()))?;
+        let results = self
+            .run_protocol(
+                job,
+                ProtocolKind::Presign,
+                &group,
+                &signers,
+                "running",
+                self.timeouts.protocol,
+                events,
+                |s| {
+                    s.wallet_id = wallet_raw.0.to_vec();
+                },
+            )
+            .await
+            .map_err(|e| self.run_error(job, e))?;
+        let mut fingerprints = BTreeSet::new();
+        for (module, r) in &results {
+            let r: PresignResult = serde_json::from_slice(r).map_err(|e| {
+                Error::Protocol(format!("module {module} sent an unreadable result: {e}"))
+            })?;
+            fingerprints.insert(r.fingerprint);
+        }
+        let fingerprints: Vec<String> = fingerprints.into_iter().collect();
+        let [fp] = fingerprints.as_slice() else {
+            return Err(Error::Protocol(
+                "the signers report different presignatures".into(),
+            ));
+        };
+        let signers_json = serde_json::to_string(&signers).unwrap_or_default();
+        self.store
+            .add_presignature(fp, &wallet_id, &signers_json)
+            .await?;
+        let result = serde_json::json!({ "fingerprint": fp, "signers": signers });
+        self.store
+            .finish_job(&job.id, &serde_json::to_vec(&result).unwrap_or_default())
+            .await
+    }
+
+    /// Keeps `target` presignatures available for every ECDSA wallet and every signer subset
+    /// of its group whose members are all connected, making one presignature at a time.
+    pub async fn run_pool(self, target: usize) {
+        if target == 0 {
+            return;
+        }
+        loop {
+            match self.refill_once(target).await {
+                Ok(true) => {}
+                Ok(false) => tokio::time::sleep(Duration::from_millis(500)).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "presignature pool refill failed");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+        }
+    }
+
+    async fn refill_once(&self, target: usize) -> Result<bool, Error> {
+        for wallet in self.store.wallets().await? {
+            if wallet.scheme != Scheme::EcdsaSecp256k1.as_str() {
+                continue;
+            }
+            let group = self.group_of(&wallet.group_id).await?;
+            let mut counts: HashMap<String, usize> = HashMap::new();
+            for (_, signers) in self.store.available_presignatures(&wallet.id).await? {
+                *counts.entry(signers).or_default() += 1;
+            }
+            for subset in subsets(group.size, usize::from(group.threshold)) {
+                let key = serde_json::to_string(&subset).unwrap_or_default();
+                let connected = subset
+                    .iter()
+                    .all(|i| self.hub.is_connected(&group.members[usize::from(*i)]));
+                if !connected || counts.get(&key).copied().unwrap_or(0) >= target {
+                    continue;
+                }
+                let t = now();
+                let job = JobRecord {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    kind: "presign".into(),
+                    group_id: group.id.clone(),
+                    wallet_id: Some(wallet.id.clone()),
+                    scheme: Some(wallet.scheme.clone()),
+                    rule: None,
+                    mode: None,
+                    payload: None,
+                    digest: None,
+                    status: "pending".into(),
+                    session: None,
+                    signers: Some(key),
+                    result: None,
+                    error: None,
+                    created_at: t.clone(),
+                    updated_at: t,
+                };
+                self.store.insert_job(&job).await?;
+                let mut events = self.hub.subscribe(&job.id);
+                let outcome = self.run_presign(&job, &mut events).await;
+                self.hub.finish(&job.id);
+                if let Err(e) = outcome {
+                    self.store.fail_job(&job.id, &e.to_string()).await?;
+                    return Err(e);
+                }
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Checks a module's approval: its signature by the module's enrolled identity, and that
     /// the statement is about this job, this wallet and this digest.
     async fn check_approval(
@@ -736,4 +929,22 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// All `k`-element subsets of `0..n`, ascending.
+fn subsets(n: u16, k: usize) -> Vec<Vec<u16>> {
+    fn go(start: u16, n: u16, k: usize, cur: &mut Vec<u16>, out: &mut Vec<Vec<u16>>) {
+        if cur.len() == k {
+            out.push(cur.clone());
+            return;
+        }
+        for i in start..n {
+            cur.push(i);
+            go(i + 1, n, k, cur, out);
+            cur.pop();
+        }
+    }
+    let mut out = Vec::new();
+    go(0, n, k, &mut Vec::new(), &mut out);
+    out
 }

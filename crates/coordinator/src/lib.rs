@@ -172,6 +172,21 @@ pub struct SignRequest {
     /// Agreement rule (default `all`).
     #[serde(default)]
     pub rule: AgreementRule,
+    /// ECDSA only: `presigned` (default; uses a pooled presignature when one fits the
+    /// approving modules, else signs interactively) or `interactive`.
+    #[serde(default)]
+    pub mode: SignMode,
+}
+
+/// How an ECDSA sign job produces its signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SignMode {
+    /// One online round from a pooled presignature, when one fits.
+    #[default]
+    Presigned,
+    /// The full interactive protocol.
+    Interactive,
 }
 
 /// A job with its events and result, as the API shows it.
@@ -234,6 +249,7 @@ impl Coordinator {
                 store,
                 hub: Hub::default(),
                 timeouts,
+                finished: tokio::sync::broadcast::channel(1024).0,
             },
             pins,
         })
@@ -401,7 +417,7 @@ impl Coordinator {
         payload
             .check()
             .map_err(|e| Error::BadRequest(e.to_string()))?;
-        let job = self.new_job(
+        let mut job = self.new_job(
             &uuid::Uuid::new_v4().to_string(),
             "sign",
             &wallet.group_id,
@@ -411,9 +427,47 @@ impl Coordinator {
             Some(payload.to_canonical()),
             Some(payload.digest().to_vec()),
         );
+        job.mode = Some(
+            match req.mode {
+                SignMode::Presigned => "presigned",
+                SignMode::Interactive => "interactive",
+            }
+            .into(),
+        );
         self.engine.store.insert_job(&job).await?;
         self.engine.spawn(job.clone());
         Ok(job)
+    }
+
+    /// A job, waiting up to `wait` for it to finish or fail if it is still running.
+    pub async fn job_wait(&self, id: &str, wait: std::time::Duration) -> Result<JobView, Error> {
+        // Subscribe before looking, so a finish between the two is not missed.
+        let mut finished = self.engine.finished.subscribe();
+        let view = self.job(id).await?;
+        if matches!(view.job.status.as_str(), "done" | "failed") || wait.is_zero() {
+            return Ok(view);
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, finished.recv()).await {
+                Ok(Ok(done)) if done == id => return self.job(id).await,
+                Ok(Ok(_)) => {}
+                // Lagged: we may have missed it; look again.
+                Ok(Err(_)) => {
+                    let view = self.job(id).await?;
+                    if matches!(view.job.status.as_str(), "done" | "failed") {
+                        return Ok(view);
+                    }
+                    finished = self.engine.finished.subscribe();
+                }
+                Err(_) => return self.job(id).await,
+            }
+        }
+    }
+
+    /// Runs the presignature pool in the background (see [`jobs::Engine::run_pool`]).
+    pub fn start_presignature_pool(&self, target: usize) {
+        tokio::spawn(self.engine.clone().run_pool(target));
     }
 
     /// A job with its events and result.
@@ -456,6 +510,7 @@ impl Coordinator {
             wallet_id,
             scheme,
             rule,
+            mode: None,
             payload,
             digest,
             status: "pending".into(),

@@ -86,6 +86,8 @@ pub struct JobRecord {
     pub scheme: Option<String>,
     /// Agreement rule (sign jobs).
     pub rule: Option<String>,
+    /// `presigned` or `interactive` (ECDSA sign jobs).
+    pub mode: Option<String>,
     /// Canonical signing payload (sign jobs).
     #[serde(skip)]
     pub payload: Option<Vec<u8>>,
@@ -398,8 +400,8 @@ impl Store {
     /// Records a new job.
     pub async fn insert_job(&self, j: &JobRecord) -> Result<(), Error> {
         sqlx::query(
-            "INSERT INTO jobs (id, kind, group_id, wallet_id, scheme, rule, payload, digest, status, session, signers, result, error, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO jobs (id, kind, group_id, wallet_id, scheme, rule, mode, payload, digest, status, session, signers, result, error, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&j.id)
         .bind(&j.kind)
@@ -407,6 +409,7 @@ impl Store {
         .bind(&j.wallet_id)
         .bind(&j.scheme)
         .bind(&j.rule)
+        .bind(&j.mode)
         .bind(&j.payload)
         .bind(&j.digest)
         .bind(&j.status)
@@ -430,6 +433,7 @@ impl Store {
             wallet_id: r.try_get("wallet_id").map_err(db)?,
             scheme: r.try_get("scheme").map_err(db)?,
             rule: r.try_get("rule").map_err(db)?,
+            mode: r.try_get("mode").map_err(db)?,
             payload: r.try_get("payload").map_err(db)?,
             digest: r.try_get("digest").map_err(db)?,
             status: r.try_get("status").map_err(db)?,
@@ -551,6 +555,57 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Records a new presignature made by `signers` for a wallet.
+    pub async fn add_presignature(
+        &self,
+        fingerprint: &str,
+        wallet_id: &str,
+        signers: &str,
+    ) -> Result<(), Error> {
+        sqlx::query("INSERT OR IGNORE INTO presignatures (fingerprint, wallet_id, signers, status, created_at) VALUES (?, ?, ?, 'available', ?)")
+            .bind(fingerprint)
+            .bind(wallet_id)
+            .bind(signers)
+            .bind(now())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    /// Available presignatures of a wallet, by signer set (JSON list) and count.
+    pub async fn available_presignatures(
+        &self,
+        wallet_id: &str,
+    ) -> Result<Vec<(String, String)>, Error> {
+        let rows = sqlx::query("SELECT fingerprint, signers FROM presignatures WHERE wallet_id = ? AND status = 'available' ORDER BY created_at")
+            .bind(wallet_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("fingerprint").map_err(db)?,
+                    r.try_get("signers").map_err(db)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Marks a presignature used by a job — before the job asks anyone to use it, so it is
+    /// never offered twice. Returns false if it was no longer available.
+    pub async fn use_presignature(&self, fingerprint: &str, job_id: &str) -> Result<bool, Error> {
+        let res = sqlx::query("UPDATE presignatures SET status = 'used', job_id = ?, used_at = ? WHERE fingerprint = ? AND status = 'available'")
+            .bind(job_id)
+            .bind(now())
+            .bind(fingerprint)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(res.rows_affected() == 1)
     }
 
     /// Stores an API token by its hash.

@@ -9,7 +9,9 @@ use concord_tss::rand_core::OsRng;
 use concord_tss::{KeyShare, Scheme, SessionId, Threshold};
 use concord_types::payload::SigningPayload;
 use concord_wire::identity::{PublicIdentity, SealingPublicKey};
-use concord_wire::messages::{ApprovalStatement, AuxResult, KeygenResult, SignResult};
+use concord_wire::messages::{
+    ApprovalStatement, AuxResult, KeygenResult, PresignResult, SignResult,
+};
 use concord_wire::rpc::module_link_client::ModuleLinkClient;
 use concord_wire::rpc::{
     Approval, Failure, Hello, JobUpdate, Proposal, ProtocolKind, Refusal, Relay, StartProtocol,
@@ -28,17 +30,21 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// Relays buffered for a job whose start has not arrived yet (bounded against abuse).
 const MAX_EARLY_RELAYS: usize = 4096;
 
+/// A protocol run: (job id, session id).
+type RunKey = (String, Vec<u8>);
+
 struct Ctx {
     state: Arc<State>,
     identity: Arc<concord_wire::identity::IdentityKey>,
     sealing: Arc<concord_wire::identity::SealingKey>,
     uplink: Uplink,
-    /// job id → the running protocol's relay inbox.
-    running: Mutex<HashMap<String, mpsc::UnboundedSender<Relay>>>,
+    /// (job id, session) → the running protocol's relay inbox. A job may be run again (after
+    /// a failure or a coordinator restart) under a new session while an old run winds down.
+    running: Mutex<HashMap<RunKey, mpsc::UnboundedSender<Relay>>>,
     /// job id → relays that arrived before the job's start.
     early: Mutex<HashMap<String, Vec<Relay>>>,
-    /// job id → task, to abort.
-    tasks: Mutex<HashMap<String, tokio::task::AbortHandle>>,
+    /// (job id, session) → task, to abort.
+    tasks: Mutex<HashMap<RunKey, tokio::task::AbortHandle>>,
 }
 
 /// Runs the daemon until `shutdown` resolves.
@@ -143,13 +149,19 @@ async fn session(
                 send_up(&ctx.uplink, answer);
             }
             Some(coordinator_to_module::Msg::Abort(a)) => {
-                if let Some(h) = ctx.tasks.lock().ok().and_then(|mut t| t.remove(&a.job_id)) {
-                    h.abort();
-                    tracing::info!(job = %a.job_id, reason = %a.reason, "job aborted by the coordinator");
+                if let Ok(mut tasks) = ctx.tasks.lock() {
+                    tasks.retain(|(job, _), h| {
+                        let keep = *job != a.job_id;
+                        if !keep {
+                            h.abort();
+                        }
+                        keep
+                    });
                 }
                 if let Ok(mut r) = ctx.running.lock() {
-                    r.remove(&a.job_id);
+                    r.retain(|(job, _), _| *job != a.job_id);
                 }
+                tracing::info!(job = %a.job_id, reason = %a.reason, "job aborted by the coordinator");
             }
             None => {}
         }
@@ -171,11 +183,8 @@ fn status_chain(s: &tonic::Status) -> String {
 }
 
 fn route_relay(ctx: &Arc<Ctx>, relay: Relay) {
-    let inbox = ctx
-        .running
-        .lock()
-        .ok()
-        .and_then(|r| r.get(&relay.job_id).cloned());
+    let key = (relay.job_id.clone(), relay.session.clone());
+    let inbox = ctx.running.lock().ok().and_then(|r| r.get(&key).cloned());
     match inbox {
         Some(tx) => {
             let _ = tx.send(relay);
@@ -401,10 +410,11 @@ fn check_group(
     }
 }
 
-fn update(job_id: &str, status: job_update::Status) -> module_to_coordinator::Msg {
+fn update(job_id: &str, session: &[u8], status: job_update::Status) -> module_to_coordinator::Msg {
     module_to_coordinator::Msg::Update(JobUpdate {
         job_id: job_id.to_owned(),
         status: Some(status),
+        session: session.to_vec(),
     })
 }
 
@@ -422,30 +432,37 @@ fn start_job(ctx: &Arc<Ctx>, s: StartProtocol) {
             let _ = relay_tx.send(r);
         }
     }
+    let key = (job_id.clone(), s.session.clone());
     if let Ok(mut running) = ctx.running.lock() {
-        running.insert(job_id.clone(), relay_tx);
+        running.insert(key.clone(), relay_tx);
     }
     let task_ctx = ctx.clone();
     let handle = tokio::spawn(async move {
         let id = s.job_id.clone();
+        let run_session = s.session.clone();
+        let run_key = (id.clone(), run_session.clone());
         let outcome = run_protocol(&task_ctx, s, relay_rx).await;
         if let Ok(mut r) = task_ctx.running.lock() {
-            r.remove(&id);
+            r.remove(&run_key);
         }
         if let Ok(mut t) = task_ctx.tasks.lock() {
-            t.remove(&id);
+            t.remove(&run_key);
         }
         let msg = match outcome {
-            Ok(result) => update(&id, job_update::Status::Result(result)),
+            Ok(result) => update(&id, &run_session, job_update::Status::Result(result)),
             Err((error, blamed)) => {
                 tracing::warn!(job = %id, %error, "protocol run failed");
-                update(&id, job_update::Status::Failure(Failure { error, blamed }))
+                update(
+                    &id,
+                    &run_session,
+                    job_update::Status::Failure(Failure { error, blamed }),
+                )
             }
         };
         send_up(&task_ctx.uplink, msg);
     });
     if let Ok(mut t) = ctx.tasks.lock() {
-        t.insert(job_id, handle.abort_handle());
+        t.insert(key, handle.abort_handle());
     }
 }
 
@@ -512,12 +529,14 @@ async fn run_protocol(
                     None => {
                         let uplink = ctx.uplink.clone();
                         let job = s.job_id.clone();
+                        let run = s.session.clone();
                         let primes = tokio::task::spawn_blocking(move || {
                             let mut progress = |e: concord_tss::ProgressEvent| {
                                 send_up(
                                     &uplink,
                                     update(
                                         &job,
+                                        &run,
                                         job_update::Status::Progress(concord_wire::rpc::Progress {
                                             stage: format!(
                                                 "{} {}/{}",
@@ -541,11 +560,13 @@ async fn run_protocol(
                 };
                 let uplink = ctx.uplink.clone();
                 let job = s.job_id.clone();
+                let run = s.session.clone();
                 let mut progress = move |e: concord_tss::ProgressEvent| {
                     send_up(
                         &uplink,
                         update(
                             &job,
+                            &run,
                             job_update::Status::Progress(concord_wire::rpc::Progress {
                                 stage: format!("{} {}", e.stage, e.done + 1),
                                 done: e.done,
@@ -605,6 +626,32 @@ async fn run_protocol(
                     wallet_id: share.wallet_id(),
                     scheme,
                     public_key: hex::encode(share.public_key()),
+                })
+                .unwrap_or_default())
+            }
+            ProtocolKind::Presign => {
+                let wallet = concord_tss::WalletId(
+                    s.wallet_id
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| Error::Refused("the wallet id is not 32 bytes".into()))?,
+                );
+                let share = state.share(wallet)?.ok_or_else(|| {
+                    Error::Refused(format!("this module holds no share of wallet {wallet}"))
+                })?;
+                let KeyShare::Ecdsa(share) = share else {
+                    return Err(Error::Refused(
+                        "presignatures exist only for ECDSA wallets".into(),
+                    ));
+                };
+                let presig = concord_tss::ecdsa::presign(
+                    session, &share, &parties, incoming, outgoing, &mut OsRng,
+                )
+                .await
+                .map_err(|e| Error::Protocol(e.to_string()))?;
+                state.save_presignature(&presig)?;
+                Ok(serde_json::to_vec(&PresignResult {
+                    fingerprint: hex::encode(presig.fingerprint()),
                 })
                 .unwrap_or_default())
             }

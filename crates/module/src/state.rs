@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use concord_tss::ecdsa::{AuxMaterial, Primes};
+use concord_tss::ecdsa::{AuxMaterial, EcdsaPresignature, Primes};
 use concord_tss::{KeyShare, UncheckedKeyShare, WalletId};
 use concord_vault::{KekProvider, Vault};
 use concord_wire::identity::{IdentityKey, PublicIdentity, SealingKey, SealingPublicKey};
@@ -18,6 +18,10 @@ use crate::config::Policy;
 const IDENTITY: &str = "identity";
 const SEALING: &str = "sealing";
 const PEERS: &str = "peers";
+
+fn presig_name(wallet: WalletId, fingerprint: &[u8; 32]) -> String {
+    format!("presig-{wallet}-{}", hex::encode(&fingerprint[..16]))
+}
 
 /// A module's public description, which its operator hands to the coordinator's operator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -319,6 +323,39 @@ impl State {
         self.vault
             .put(&format!("share-{}", share.wallet_id()), &share.to_bytes())
             .map_err(vault_err)
+    }
+
+    /// Stores an ECDSA presignature under its wallet and fingerprint.
+    pub fn save_presignature(&self, p: &EcdsaPresignature) -> Result<(), Error> {
+        self.vault
+            .put(&presig_name(p.wallet_id(), &p.fingerprint()), &p.to_bytes())
+            .map_err(vault_err)
+    }
+
+    /// Takes a presignature out of the vault for use: it is deleted (durably) before it is
+    /// returned, so that no crash can make it usable twice.
+    pub fn take_presignature(
+        &self,
+        wallet: WalletId,
+        fingerprint: &[u8; 32],
+    ) -> Result<Option<EcdsaPresignature>, Error> {
+        let name = presig_name(wallet, fingerprint);
+        let Some(raw) = self.vault.get(&name).map_err(vault_err)? else {
+            return Ok(None);
+        };
+        let presig =
+            EcdsaPresignature::from_bytes(&raw).map_err(|e| Error::Vault(e.to_string()))?;
+        self.vault.delete(&name).map_err(vault_err)?;
+        Ok(Some(presig))
+    }
+
+    /// Number of presignatures held for a wallet.
+    pub fn presignature_count(&self, wallet: WalletId) -> Result<usize, Error> {
+        Ok(self
+            .vault
+            .list(&format!("presig-{wallet}-"))
+            .map_err(vault_err)?
+            .len())
     }
 
     /// The approval given for a job.

@@ -54,3 +54,10 @@ pub struct SignResult {
     /// The signature, hex (65 bytes `r || s || v` for ECDSA, 64 bytes otherwise).
     pub signature: String,
 }
+
+/// Result of a presignature run: its public fingerprint, identical at every signer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresignResult {
+    /// Fingerprint of the presignature (hex), which later signing runs name it by.
+    pub fingerprint: String,
+}

@@ -697,3 +697,178 @@ async fn run_protocol(
         None => (e.to_string(), Vec::new()),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use concord_tss::local::LocalNetwork;
+    use concord_vault::{Argon2Params, PassphraseKek};
+
+    fn state(dir: &std::path::Path) -> State {
+        let kek = PassphraseKek::with_params(
+            zeroize::Zeroizing::new("test passphrase".into()),
+            Argon2Params {
+                m_cost_kib: 8 * 1024,
+                t_cost: 1,
+                p_cost: 1,
+            },
+        )
+        .unwrap();
+        State::create("m1", dir, &kek, Default::default()).unwrap()
+    }
+
+    async fn ed25519_share(state: &State) -> concord_tss::WalletId {
+        let t = Threshold::new(2, 2).unwrap();
+        let session = SessionId([1; 32]);
+        let mut handles = Vec::new();
+        for ep in LocalNetwork::connect(&[0, 1]) {
+            handles.push(tokio::spawn(async move {
+                concord_tss::dkg(
+                    Scheme::Ed25519,
+                    session,
+                    ep.index,
+                    t,
+                    None,
+                    ep.incoming,
+                    ep.outgoing,
+                    &mut OsRng,
+                )
+                .await
+            }));
+        }
+        let share = handles.remove(0).await.unwrap().unwrap();
+        state.save_share(&share).unwrap();
+        share.wallet_id()
+    }
+
+    fn proposal(
+        job: &str,
+        wallet: concord_tss::WalletId,
+        message: &[u8],
+        nonce: Option<u64>,
+    ) -> Proposal {
+        let payload = SigningPayload::Message {
+            wallet,
+            message: message.to_vec(),
+            nonce,
+        };
+        Proposal {
+            job_id: job.into(),
+            wallet_id: wallet.0.to_vec(),
+            payload: payload.to_canonical(),
+            digest: payload.digest().to_vec(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn proposals_are_checked_against_the_payload_policy_and_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = state(&dir.path().join("vault"));
+        let wallet = ed25519_share(&st).await;
+        let id = st.identity();
+
+        // A digest that is not the payload's: refused, with the digest the module computed.
+        let mut p = proposal("j1", wallet, b"pay 1", Some(1));
+        let honest = p.digest.clone();
+        p.digest = vec![0; 32];
+        let r = handle_proposal(&st, &id, &p).unwrap_err();
+        assert!(
+            r.reason.contains("is not the digest of the payload"),
+            "{}",
+            r.reason
+        );
+        assert_eq!(r.computed_digest, honest);
+
+        // The honest proposal: a signed approval of exactly that digest.
+        let p = proposal("j1", wallet, b"pay 1", Some(1));
+        let a = handle_proposal(&st, &id, &p).unwrap();
+        id.public().verify(&a.statement, &a.signature).unwrap();
+        let st_json: ApprovalStatement = serde_json::from_slice(&a.statement).unwrap();
+        assert_eq!(st_json.digest.to_vec(), p.digest);
+        // Asked again: the same approval, verbatim.
+        assert_eq!(
+            handle_proposal(&st, &id, &p).unwrap().signature,
+            a.signature
+        );
+
+        // The same job id for another payload: refused.
+        let r = handle_proposal(&st, &id, &proposal("j1", wallet, b"pay 2", Some(9))).unwrap_err();
+        assert!(
+            r.reason.contains("already approved for another payload"),
+            "{}",
+            r.reason
+        );
+        // The same nonce for another digest, under a new job: refused.
+        let r = handle_proposal(&st, &id, &proposal("j2", wallet, b"pay 3", Some(1))).unwrap_err();
+        assert!(
+            r.reason.contains("nonce 1") && r.reason.contains("another digest"),
+            "{}",
+            r.reason
+        );
+        // A wallet this module holds no share of: refused.
+        let other = concord_tss::WalletId([9; 32]);
+        let r = handle_proposal(&st, &id, &proposal("j3", other, b"x", None)).unwrap_err();
+        assert!(r.reason.contains("holds no share"), "{}", r.reason);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_presignature_can_be_taken_only_once() {
+        use concord_tss::ecdsa::{self, AuxMaterial};
+        let dir = tempfile::tempdir().unwrap();
+        let st = state(&dir.path().join("vault"));
+        let fixtures =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tss/tests/fixtures");
+        let aux = |i: u16| {
+            AuxMaterial::from_bytes(
+                &std::fs::read(fixtures.join(format!("INSECURE-aux-n2-party{i}.bin"))).unwrap(),
+            )
+            .unwrap()
+        };
+        let t = Threshold::new(2, 2).unwrap();
+        let mut handles = Vec::new();
+        for ep in LocalNetwork::connect(&[0, 1]) {
+            let a = aux(ep.index);
+            handles.push(tokio::spawn(async move {
+                let share = ecdsa::keygen(
+                    SessionId([2; 32]),
+                    t,
+                    &a,
+                    ep.incoming,
+                    ep.outgoing,
+                    &mut OsRng,
+                )
+                .await?;
+                Ok::<_, concord_tss::TssError>(share)
+            }));
+        }
+        let mut shares = Vec::new();
+        for h in handles {
+            shares.push(Arc::new(h.await.unwrap().unwrap()));
+        }
+        let mut handles = Vec::new();
+        for ep in LocalNetwork::connect(&[0, 1]) {
+            let share = shares[ep.index as usize].clone();
+            handles.push(tokio::spawn(async move {
+                ecdsa::presign(
+                    SessionId([3; 32]),
+                    &share,
+                    &[0, 1],
+                    ep.incoming,
+                    ep.outgoing,
+                    &mut OsRng,
+                )
+                .await
+            }));
+        }
+        let presig = handles.remove(0).await.unwrap().unwrap();
+        let (wallet, fp) = (presig.wallet_id(), presig.fingerprint());
+        st.save_presignature(&presig).unwrap();
+        assert_eq!(st.presignature_count(wallet).unwrap(), 1);
+        assert!(st.take_presignature(wallet, &fp).unwrap().is_some());
+        assert!(
+            st.take_presignature(wallet, &fp).unwrap().is_none(),
+            "never twice"
+        );
+        assert_eq!(st.presignature_count(wallet).unwrap(), 0);
+    }
+}

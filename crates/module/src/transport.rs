@@ -187,3 +187,91 @@ pub(crate) fn open_relays(
     });
     rx
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Member;
+    use concord_wire::identity::SealingKey;
+
+    #[tokio::test]
+    async fn an_altered_relay_is_rejected_and_its_sender_named() {
+        let mut rng = rand::rngs::OsRng;
+        let (a, b) = (
+            IdentityKey::generate(&mut rng),
+            IdentityKey::generate(&mut rng),
+        );
+        let (a_seal, b_seal) = (
+            SealingKey::generate(&mut rng),
+            SealingKey::generate(&mut rng),
+        );
+        let group = GroupDef {
+            group_id: "g".into(),
+            threshold: 2,
+            members: vec![
+                Member {
+                    index: 0,
+                    module_id: "a".into(),
+                    identity: a.public(),
+                    sealing_key: a_seal.public(),
+                },
+                Member {
+                    index: 1,
+                    module_id: "b".into(),
+                    identity: b.public(),
+                    sealing_key: b_seal.public(),
+                },
+            ],
+        };
+        let session = SessionId([3; 32]);
+        let env = Envelope {
+            session,
+            sender: 0,
+            recipient: Some(1),
+            body: vec![7; 40],
+        };
+        let b_public = b_seal.public();
+        let seal = |bytes: &[u8]| {
+            concord_wire::seal::seal(
+                &a,
+                0,
+                &b_public,
+                1,
+                session.as_bytes(),
+                bytes,
+                &mut rand::rngs::OsRng,
+            )
+            .unwrap()
+        };
+        let relay = |sealed: Vec<u8>| Relay {
+            job_id: "j".into(),
+            session: session.as_bytes().to_vec(),
+            from_index: 0,
+            to_index: 1,
+            sealed,
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let blame = Blame::default();
+        let mut out = open_relays(
+            rx,
+            Arc::new(b_seal),
+            Arc::new(group),
+            session,
+            1,
+            vec![0, 1],
+            blame.clone(),
+        );
+        // An intact message goes through.
+        tx.send(relay(seal(&env.encode()))).unwrap();
+        assert_eq!(out.recv().await.unwrap(), env);
+        // One altered ciphertext byte: rejected, the stream ends, the sender is named.
+        let mut altered = seal(&env.encode());
+        let mid = altered.len() / 2;
+        altered[mid] ^= 1;
+        tx.send(relay(altered)).unwrap();
+        assert!(out.recv().await.is_none());
+        let (reason, party) = blame.take().unwrap();
+        assert_eq!(party, 0);
+        assert!(reason.contains("party 0 (a)"), "{reason}");
+    }
+}

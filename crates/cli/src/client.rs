@@ -85,6 +85,23 @@ pub enum WalletsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Import an existing private key: it is split here, in memory, each shard sealed to its
+    /// module, and wiped. The key existed whole once: prefer wallets created by DKG.
+    Import {
+        /// Signer group.
+        #[arg(long)]
+        group: String,
+        /// ecdsa-secp256k1 (32-byte private key), schnorr-taproot (32-byte private key, the
+        /// BIP-341 internal key) or ed25519 (32-byte RFC 8032 seed).
+        #[arg(long)]
+        scheme: String,
+        /// File holding the key, hex (it is read, used and wiped from memory; delete the file).
+        #[arg(long)]
+        key_file: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// List wallets.
     List {
         /// Print JSON.
@@ -182,7 +199,7 @@ impl Api {
     }
 
     /// Polls a job until it is done or failed, printing each new event.
-    async fn wait_job(&self, id: &str, quiet: bool) -> Result<Value> {
+    pub(crate) async fn wait_job(&self, id: &str, quiet: bool) -> Result<Value> {
         let mut seen = HashSet::new();
         loop {
             let job = self.get(&format!("/v1/jobs/{id}?wait=1")).await?;
@@ -354,6 +371,19 @@ pub async fn wallets(args: &ApiArgs, cmd: WalletsCommand) -> Result<()> {
             let wallet = done["result"].clone();
             print(&wallet, json, |w| {
                 println!("Wallet {}", w["id"].as_str().unwrap_or(""));
+                println!("  scheme      {}", w["scheme"].as_str().unwrap_or(""));
+                println!("  public key  {}", w["public_key"].as_str().unwrap_or(""));
+            });
+        }
+        WalletsCommand::Import {
+            group,
+            scheme,
+            key_file,
+            json,
+        } => {
+            let wallet = crate::import::import(&api, &group, &scheme, &key_file, json).await?;
+            print(&wallet, json, |w| {
+                println!("Imported wallet {}", w["id"].as_str().unwrap_or(""));
                 println!("  scheme      {}", w["scheme"].as_str().unwrap_or(""));
                 println!("  public key  {}", w["public_key"].as_str().unwrap_or(""));
             });

@@ -9,6 +9,7 @@
 
 mod bench;
 mod client;
+mod import;
 mod services;
 
 use std::path::PathBuf;

@@ -280,6 +280,14 @@ fn verify(scheme: &str, public_key: &str, signing_input: &[u8], signature: &str)
     .unwrap_or_else(|e| panic!("{scheme} signature does not verify independently: {e}"));
 }
 
+fn eth_address(sec1: &[u8]) -> String {
+    use sha3::Digest;
+    let vk = k256::ecdsa::VerifyingKey::from_sec1_bytes(sec1).unwrap();
+    let point = vk.to_encoded_point(false);
+    let hash = sha3::Keccak256::digest(&point.as_bytes()[1..]);
+    format!("0x{}", hex::encode(&hash[12..]))
+}
+
 fn signing_input(scheme: &str, message: &[u8]) -> Vec<u8> {
     use sha2::Digest;
     if scheme == "ecdsa-secp256k1" {
@@ -317,6 +325,46 @@ fn dkg_and_signing_across_processes_for_every_scheme_with_one_module_down() {
             w["public_key"].as_str().unwrap().to_owned(),
         ));
     }
+
+    // Import an existing key (Anvil's and Hardhat's first development account): split in the
+    // CLI, sealed per module; the wallet keeps the key's Ethereum address.
+    let key_file = net.path("anvil0.key");
+    std::fs::write(
+        &key_file,
+        "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+    )
+    .unwrap();
+    let out = net.run(&[
+        "wallets",
+        "import",
+        "--group",
+        "g1",
+        "--scheme",
+        "ecdsa-secp256k1",
+        "--key-file",
+        &key_file.display().to_string(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("WARNING: this ecdsa-secp256k1 key existed whole")
+    );
+    let imported: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pk = imported["public_key"].as_str().unwrap().to_owned();
+    assert_eq!(
+        eth_address(&hex::decode(&pk).unwrap()),
+        "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266"
+    );
+    wallets.push((
+        "ecdsa-secp256k1",
+        imported["id"].as_str().unwrap().to_owned(),
+        pk,
+    ));
 
     for (scheme, wallet, pk) in &wallets {
         let message = format!("pay 1 unit from {scheme}");

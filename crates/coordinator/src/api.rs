@@ -217,6 +217,19 @@ async fn create_wallet(
     .await
 }
 
+async fn import_wallet(
+    State(c): State<Coordinator>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    idempotent(&c, &caller, &headers, &body, || async {
+        let req: crate::ImportWallet = parse(&body)?;
+        Ok((StatusCode::ACCEPTED, json(&c.import_wallet(req).await?)))
+    })
+    .await
+}
+
 async fn list_wallets(
     State(c): State<Coordinator>,
     _caller: Caller,
@@ -262,6 +275,7 @@ pub fn router(c: Coordinator) -> Router {
         .route("/v1/groups", post(create_group))
         .route("/v1/groups/{id}", get(get_group))
         .route("/v1/wallets", post(create_wallet).get(list_wallets))
+        .route("/v1/wallets/import", post(import_wallet))
         .route("/v1/wallets/{id}", get(get_wallet))
         .route("/v1/signatures", post(sign))
         .route("/v1/jobs/{id}", get(get_job))
@@ -316,6 +330,10 @@ pub fn openapi_document() -> serde_json::Value {
                 "get": { "summary": "Wallets", "security": auth, "responses": { "200": obj("Wallets") } },
                 "post": { "summary": "Create a wallet by distributed key generation", "security": auth, "parameters": [idem], "requestBody": body("CreateWallet"),
                     "responses": { "202": obj("Key-generation job"), "400": err, "404": err, "409": err } } },
+            "/v1/wallets/import": { "post": { "summary": "Import an existing key, split and sealed per module by the importing tool (the key existed whole once)", "security": auth,
+                "parameters": [idem], "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object",
+                    "required": ["group", "scheme", "public_key", "importer", "shards"] } } } },
+                "responses": { "202": obj("Import job"), "400": err, "404": err, "409": err } } },
             "/v1/wallets/{id}": { "get": { "summary": "A wallet", "security": auth, "parameters": [id_param], "responses": { "200": obj("Wallet"), "404": err } } },
             "/v1/signatures": { "post": { "summary": "Ask the wallet's modules to approve and sign a message", "security": auth, "parameters": [idem],
                 "requestBody": body("SignRequest"), "responses": { "202": obj("Sign job"), "400": err, "404": err } } },

@@ -101,6 +101,7 @@ impl Engine {
                 "keygen" => engine.run_keygen(&job, &mut events).await,
                 "sign" => engine.run_sign(&job, &mut events).await,
                 "presign" => engine.run_presign(&job, &mut events).await,
+                "import" => engine.run_keygen(&job, &mut events).await,
                 other => Err(Error::Internal(format!("unknown job kind {other}"))),
             };
             engine.hub.finish(&id);
@@ -426,16 +427,54 @@ impl Engine {
         }
         self.wait_connected(&group.members).await?;
         let all: Vec<u16> = (0..group.size).collect();
+        // An import carries the sealed shards; a key generation runs DKG.
+        let import: Option<crate::ImportWallet> = if job.kind == "import" {
+            let raw = job.payload.as_deref().unwrap_or_default();
+            Some(
+                serde_json::from_slice(raw)
+                    .map_err(|e| Error::Internal(format!("stored import request: {e}")))?,
+            )
+        } else {
+            None
+        };
+        let kind = if import.is_some() {
+            ProtocolKind::Import
+        } else {
+            ProtocolKind::Keygen
+        };
+        let (importer, shards, wallet_raw) = match &import {
+            Some(i) => {
+                let wallet =
+                    WalletId::derive(i.scheme, &hex::decode(&i.public_key).unwrap_or_default());
+                let shards = i
+                    .shards
+                    .iter()
+                    .map(|h| {
+                        hex::decode(h).map_err(|_| Error::BadRequest("a shard is not hex".into()))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                (
+                    hex::decode(&i.importer).unwrap_or_default(),
+                    shards,
+                    wallet.0.to_vec(),
+                )
+            }
+            None => (Vec::new(), Vec::new(), Vec::new()),
+        };
         let results = self
             .run_protocol(
                 job,
-                ProtocolKind::Keygen,
+                kind,
                 &group,
                 &all,
                 "running",
                 self.timeouts.protocol,
                 events,
-                |_| {},
+                |s| {
+                    s.importer = importer.clone();
+                    s.import_shards = shards.clone();
+                    s.wallet_id = wallet_raw.clone();
+                },
             )
             .await
             .map_err(|e| self.run_error(job, e))?;
@@ -455,6 +494,13 @@ impl Engine {
             }
         }
         let r = agreed.ok_or_else(|| Error::Internal("no key generation results".into()))?;
+        if let Some(i) = &import
+            && !r.public_key.eq_ignore_ascii_case(&i.public_key)
+        {
+            return Err(Error::Protocol(
+                "the modules hold shares of another key than the one announced for import".into(),
+            ));
+        }
         let scheme: Scheme = r.scheme;
         let public_key = hex::decode(&r.public_key)
             .map_err(|_| Error::Protocol("the reported public key is not hex".into()))?;

@@ -159,6 +159,21 @@ pub struct CreateWallet {
     pub scheme: Scheme,
 }
 
+/// Request to import an existing key, already split and sealed by the importing tool.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ImportWallet {
+    /// Signer group.
+    pub group: String,
+    /// Scheme.
+    pub scheme: Scheme,
+    /// The key's public key (hex), as the scheme encodes it.
+    pub public_key: String,
+    /// The importing tool's one-time identity key (hex), which sealed the shards.
+    pub importer: String,
+    /// One sealed shard per group index (hex).
+    pub shards: Vec<String>,
+}
+
 /// Request to sign a message with a wallet.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct SignRequest {
@@ -385,6 +400,51 @@ impl Coordinator {
             None,
             None,
         );
+        self.engine.store.insert_job(&job).await?;
+        self.engine.spawn(job.clone());
+        Ok(job)
+    }
+
+    /// Starts importing an existing key: each member opens and checks its sealed shard.
+    pub async fn import_wallet(&self, req: ImportWallet) -> Result<JobRecord, Error> {
+        let group = self.group(&req.group).await?;
+        if group.status != "ready" {
+            return Err(Error::Conflict(format!(
+                "group {} is {}: keys can be imported once its auxiliary material is ready",
+                group.id, group.status
+            )));
+        }
+        if req.shards.len() != usize::from(group.size) {
+            return Err(Error::BadRequest(format!(
+                "group {} has {} members but {} shards were sent",
+                group.id,
+                group.size,
+                req.shards.len()
+            )));
+        }
+        let pk = hex::decode(&req.public_key)
+            .map_err(|_| Error::BadRequest("public_key is not hex".into()))?;
+        let wallet = WalletId::derive(req.scheme, &pk);
+        if self
+            .engine
+            .store
+            .wallet(&wallet.to_string())
+            .await?
+            .is_some()
+        {
+            return Err(Error::Conflict(format!("wallet {wallet} already exists")));
+        }
+        let mut job = self.new_job(
+            &uuid::Uuid::new_v4().to_string(),
+            "import",
+            &group.id,
+            None,
+            Some(req.scheme.to_string()),
+            None,
+            None,
+            None,
+        );
+        job.payload = Some(serde_json::to_vec(&req).map_err(|e| Error::Internal(e.to_string()))?);
         self.engine.store.insert_job(&job).await?;
         self.engine.spawn(job.clone());
         Ok(job)

@@ -686,6 +686,53 @@ async fn run_protocol(
                 })
                 .unwrap_or_default())
             }
+            ProtocolKind::Import => {
+                let wallet = concord_tss::WalletId(
+                    s.wallet_id.as_slice().try_into().map_err(|_| Error::Refused("the wallet id is not 32 bytes".into()))?,
+                );
+                let importer = PublicIdentity::try_from(s.importer.as_slice())
+                    .map_err(|e| Error::Refused(format!("importer key: {e}")))?;
+                let sealed = s
+                    .import_shards
+                    .get(usize::from(me))
+                    .ok_or_else(|| Error::Refused("no shard was sent for this module".into()))?;
+                let session = concord_wire::messages::import_session(&group.group_id, &wallet);
+                let plain = concord_wire::seal::open(
+                    &ctx.sealing,
+                    me,
+                    &importer,
+                    concord_wire::messages::IMPORTER_INDEX,
+                    &session,
+                    sealed,
+                )
+                .map_err(|e| Error::Refused(format!("the imported shard does not open: {e}")))?;
+                let scheme: Scheme = s.scheme.parse().map_err(|e: concord_types::TypesError| Error::Refused(e.to_string()))?;
+                let share = match scheme {
+                    Scheme::EcdsaSecp256k1 => {
+                        let core = concord_tss::ecdsa::EcdsaCoreShare::from_bytes(&plain)
+                            .map_err(|e| Error::Refused(format!("the imported shard is invalid: {e}")))?;
+                        let aux = state.aux(&group.group_id)?.ok_or_else(|| {
+                            Error::Refused(format!("group {}'s auxiliary material is not ready here", group.group_id))
+                        })?;
+                        KeyShare::Ecdsa(core.complete(&aux).map_err(|e| Error::Refused(e.to_string()))?)
+                    }
+                    _ => concord_tss::UncheckedKeyShare::from_bytes(&plain)
+                        .and_then(|u| u.validate())
+                        .map_err(|e| Error::Refused(format!("the imported shard is invalid: {e}")))?,
+                };
+                if share.scheme() != scheme || share.index() != me || share.threshold() != threshold || share.wallet_id() != wallet {
+                    return Err(Error::Refused(
+                        "the imported shard is not this module's share of the announced wallet, scheme and threshold".into(),
+                    ));
+                }
+                state.save_share(&share)?;
+                Ok(serde_json::to_vec(&KeygenResult {
+                    wallet_id: share.wallet_id(),
+                    scheme,
+                    public_key: hex::encode(share.public_key()),
+                })
+                .unwrap_or_default())
+            }
             ProtocolKind::Unspecified => Err(Error::Refused(
                 "the coordinator sent no protocol kind".into(),
             )),

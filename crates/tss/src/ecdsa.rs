@@ -276,6 +276,18 @@ impl EcdsaCoreShare {
         self.0.i
     }
 
+    /// The group public key (SEC1 compressed) the share belongs to.
+    pub fn public_key(&self) -> [u8; 33] {
+        let mut out = [0u8; 33];
+        out.copy_from_slice(self.0.shared_public_key.to_bytes(true).as_bytes());
+        out
+    }
+
+    /// The signing threshold.
+    pub fn threshold(&self) -> Result<Threshold, TssError> {
+        Ok(Threshold::new(self.0.min_signers(), self.0.n())?)
+    }
+
     /// Completes the share with the receiving party's aux material.
     pub fn complete(self, aux: &AuxMaterial) -> Result<EcdsaKeyShare, TssError> {
         EcdsaKeyShare::from_parts(self.0, aux)

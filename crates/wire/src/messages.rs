@@ -61,3 +61,18 @@ pub struct PresignResult {
     /// Fingerprint of the presignature (hex), which later signing runs name it by.
     pub fingerprint: String,
 }
+
+/// The session an imported shard is sealed under: it binds the shard to its group and wallet,
+/// so a shard cannot be replayed into another import.
+pub fn import_session(group_id: &str, wallet: &WalletId) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"concord/import/v1\0");
+    h.update((group_id.len() as u64).to_be_bytes());
+    h.update(group_id.as_bytes());
+    h.update(wallet.0);
+    h.finalize().into()
+}
+
+/// Group index an importing tool seals as (it is not a group member).
+pub const IMPORTER_INDEX: u16 = u16::MAX;

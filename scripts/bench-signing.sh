@@ -31,7 +31,7 @@ for i in 1 2 3; do
   "$bin" module init --dir "$work/m$i" --id "m$i" --coordinator "$grpc" --coordinator-key "$key" \
     --passphrase-env "CONCORD_BENCH_PASS_M$i" --json >"$work/m$i.json" 2>/dev/null
 done
-until curl -sf "http://$http/v1/health" >/dev/null; do sleep 0.2; done
+until "$bin" modules list >/dev/null 2>&1; do sleep 0.2; done
 for i in 1 2 3; do
   "$bin" modules enroll --info "$work/m$i.json" >/dev/null
   for j in 1 2 3; do

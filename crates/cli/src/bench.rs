@@ -47,6 +47,7 @@ struct Samples {
     warm: Vec<Duration>,
     cold: Vec<Duration>,
     failed: usize,
+    first_error: Option<String>,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
@@ -120,7 +121,25 @@ pub async fn sign(api: &ApiArgs, args: BenchArgs) -> Result<()> {
                                 s.cold.push(elapsed);
                             }
                         }
-                        _ => s.failed += 1,
+                        Ok(done) => {
+                            s.failed += 1;
+                            if s.first_error.is_none() {
+                                s.first_error = Some(match done["error"].as_str() {
+                                    Some(e) => e.to_owned(),
+                                    None => format!(
+                                        "the job was still {} after the wait: {}",
+                                        done["status"],
+                                        done.to_string().chars().take(300).collect::<String>()
+                                    ),
+                                });
+                            }
+                        }
+                        Err(e) => {
+                            s.failed += 1;
+                            if s.first_error.is_none() {
+                                s.first_error = Some(format!("{e:#}"));
+                            }
+                        }
                     }
                 }
                 if !pause.is_zero() {
@@ -146,7 +165,11 @@ pub async fn sign(api: &ApiArgs, args: BenchArgs) -> Result<()> {
         eprintln!("Measuring the bare engine for {} s…", args.duration.min(60));
         rows.push(raw_engine(dir, Duration::from_secs(args.duration.min(60))).await?);
     }
+    if let Some(e) = &s.first_error {
+        eprintln!("first failure: {e}");
+    }
     let report = json!({
+        "first_error": s.first_error,
         "duration_s": elapsed.as_secs_f64(),
         "concurrency": args.concurrency,
         "failed": s.failed,

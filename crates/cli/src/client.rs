@@ -125,6 +125,9 @@ pub struct SignArgs {
     /// Agreement rule: all (default) or threshold.
     #[arg(long, default_value = "all")]
     rule: String,
+    /// ECDSA: presigned (default; a pooled presignature when one fits) or interactive.
+    #[arg(long, default_value = "presigned")]
+    mode: String,
     /// Wait for the signature, showing progress.
     #[arg(long)]
     wait: bool,
@@ -407,7 +410,8 @@ pub async fn wallets(args: &ApiArgs, cmd: WalletsCommand) -> Result<()> {
 
 pub async fn sign(args: &ApiArgs, a: SignArgs) -> Result<()> {
     let api = Api::new(args)?;
-    let mut body = json!({ "wallet": a.wallet, "message": a.message, "rule": a.rule });
+    let mut body =
+        json!({ "wallet": a.wallet, "message": a.message, "rule": a.rule, "mode": a.mode });
     if let Some(n) = a.nonce {
         body["nonce"] = json!(n);
     }

@@ -600,6 +600,15 @@ fn presigned_signing_and_crashes_mid_job() {
     }
     assert!(presigned, "a pooled presignature was used");
 
+    // The load command: a short bounded run signs and reports percentiles.
+    let report = net.json(&["bench", "sign", "--wallet", &wallet, "--duration", "3"]);
+    assert_eq!(report["failed"], 0, "{report}");
+    assert!(report["signatures"].as_u64().unwrap() >= 1, "{report}");
+    assert!(
+        report["rows"][2]["p50_ms"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+
     // A signer killed mid-signing: the job completes with the remaining approvers.
     let message = "signer killed mid-signing";
     let body = serde_json::json!({ "wallet": wallet, "message": hex::encode(message), "mode": "interactive" });
@@ -676,25 +685,17 @@ fn presigned_signing_and_crashes_mid_job() {
 }
 
 fn post_sign(net: &Net, body: &Value) -> String {
-    let token = std::fs::read_to_string(net.path("coordinator/admin.token")).unwrap();
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "-X",
-            "POST",
-            &format!("http://{}/v1/signatures", net.http),
-        ])
-        .args([
-            "-H",
-            &format!("Authorization: Bearer {}", token.trim()),
-            "-H",
-            "Content-Type: application/json",
-        ])
-        .args(["-H", &format!("Idempotency-Key: {}", rand::random::<u64>())])
-        .args(["-d", &body.to_string()])
-        .output()
-        .unwrap();
-    let v: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stdout)));
-    v["id"].as_str().unwrap_or_else(|| panic!("{v}")).to_owned()
+    let job = net.json(&[
+        "sign",
+        "--wallet",
+        body["wallet"].as_str().unwrap(),
+        "--message",
+        body["message"].as_str().unwrap(),
+        "--mode",
+        body["mode"].as_str().unwrap(),
+    ]);
+    job["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{job}"))
+        .to_owned()
 }

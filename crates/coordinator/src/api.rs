@@ -32,9 +32,10 @@ fn hash_token(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
-        let status = match &self {
+impl Error {
+    /// The HTTP status this error answers with.
+    fn http_status(&self) -> StatusCode {
+        match self {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
@@ -43,7 +44,13 @@ impl IntoResponse for Error {
             Error::Protocol(_) | Error::Storage(_) | Error::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
-        };
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.http_status();
         (
             status,
             Json(serde_json::json!({ "error": self.to_string() })),
@@ -129,26 +136,32 @@ where
         Ok(None) => {}
         Err(e) => return e.into_response(),
     }
-    match handler().await {
-        Ok((status, value)) => {
-            let bytes = serde_json::to_vec(&value).unwrap_or_default();
-            if let Err(e) = c
-                .store()
-                .store_idempotent_response(
-                    &caller.token_hash,
-                    key,
-                    &request_hash,
-                    status.as_u16(),
-                    &bytes,
-                )
-                .await
-            {
-                return e.into_response();
-            }
-            (status, Json(value)).into_response()
+    let (status, value) = match handler().await {
+        Ok(answer) => answer,
+        // Server-side failures are not recorded: a retry with the same key may succeed.
+        Err(e @ (Error::Storage(_) | Error::Internal(_) | Error::Unavailable(_))) => {
+            return e.into_response();
         }
-        Err(e) => e.into_response(),
+        Err(e) => {
+            let status = e.http_status();
+            (status, serde_json::json!({ "error": e.to_string() }))
+        }
+    };
+    let bytes = serde_json::to_vec(&value).unwrap_or_default();
+    if let Err(e) = c
+        .store()
+        .store_idempotent_response(
+            &caller.token_hash,
+            key,
+            &request_hash,
+            status.as_u16(),
+            &bytes,
+        )
+        .await
+    {
+        return e.into_response();
     }
+    (status, Json(value)).into_response()
 }
 
 fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
@@ -258,12 +271,29 @@ async fn sign(
     .await
 }
 
+/// `?wait=SECONDS` (at most 60) holds the request until the job finishes or fails.
+#[derive(serde::Deserialize)]
+struct JobQuery {
+    #[serde(default)]
+    wait: Option<f64>,
+}
+
 async fn get_job(
     State(c): State<Coordinator>,
     _caller: Caller,
     Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<JobQuery>,
 ) -> Result<Json<serde_json::Value>, Error> {
-    Ok(Json(json(&c.job(&id).await?)))
+    let wait = q.wait.unwrap_or(0.0);
+    if !(0.0..=60.0).contains(&wait) {
+        return Err(Error::BadRequest(
+            "wait must be between 0 and 60 seconds".into(),
+        ));
+    }
+    let view = c
+        .job_wait(&id, std::time::Duration::from_secs_f64(wait))
+        .await?;
+    Ok(Json(json(&view)))
 }
 
 /// The API's routes.

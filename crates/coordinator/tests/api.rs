@@ -1,0 +1,207 @@
+//! The REST API over an in-memory store: authentication, idempotency keys, long-polling,
+//! the OpenAPI document and error bodies.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use concord_coordinator::store::{JobRecord, Store, now};
+use concord_coordinator::{Coordinator, api};
+use tower::ServiceExt;
+
+async fn setup() -> (Coordinator, String) {
+    let store = Store::open_in_memory().await.unwrap();
+    let c = Coordinator::new(store, Default::default()).await.unwrap();
+    let token = api::create_token(&c, "test").await.unwrap();
+    (c, token)
+}
+
+async fn call(c: &Coordinator, req: Request<Body>) -> (StatusCode, serde_json::Value) {
+    let resp = api::router(c.clone()).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+fn get(path: &str, token: &str) -> Request<Body> {
+    Request::get(path)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap()
+}
+
+fn post(path: &str, token: &str, key: Option<&str>, body: &str) -> Request<Body> {
+    let mut b = Request::post(path)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json");
+    if let Some(k) = key {
+        b = b.header("idempotency-key", k);
+    }
+    b.body(Body::from(body.to_owned())).unwrap()
+}
+
+#[tokio::test]
+async fn tokens_are_required_and_checked() {
+    let (c, token) = setup().await;
+    let (s, body) = call(&c, Request::get("/v1/modules").body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("Authorization: Bearer")
+    );
+    let (s, _) = call(&c, get("/v1/modules", "cct_wrong")).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, body) = call(&c, get("/v1/modules", &token)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(body, serde_json::json!([]));
+    // Health and the OpenAPI document need no token.
+    let (s, doc) = call(
+        &c,
+        Request::get("/v1/openapi.json")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.0.3");
+    assert!(doc["paths"]["/v1/signatures"]["post"].is_object());
+}
+
+#[tokio::test]
+async fn posts_need_an_idempotency_key_and_replay_the_first_answer() {
+    let (c, token) = setup().await;
+    let body = r#"{"id":"g1","threshold":2,"members":["nobody","nobody2"]}"#;
+    let (s, e) = call(&c, post("/v1/groups", &token, None, body)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(e["error"].as_str().unwrap().contains("Idempotency-Key"));
+    let (s1, e1) = call(&c, post("/v1/groups", &token, Some("k1"), body)).await;
+    assert_eq!(s1, StatusCode::BAD_REQUEST);
+    assert!(
+        e1["error"]
+            .as_str()
+            .unwrap()
+            .contains("module nobody is not enrolled"),
+        "{e1}"
+    );
+    // Same key, other body: refused.
+    let (s, e) = call(
+        &c,
+        post(
+            "/v1/groups",
+            &token,
+            Some("k1"),
+            r#"{"id":"g2","threshold":2,"members":[]}"#,
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("already used for a different request")
+    );
+    // Bad JSON is named.
+    let (s, e) = call(&c, post("/v1/groups", &token, Some("k2"), "{")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(e["error"].as_str().unwrap().contains("invalid JSON body"));
+    // A bad threshold is named.
+    let (s, e) = call(
+        &c,
+        post(
+            "/v1/groups",
+            &token,
+            Some("k3"),
+            r#"{"id":"g3","threshold":1,"members":["a","b"]}"#,
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("invalid threshold 1-of-2"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn enrolling_checks_the_sealing_key_signature() {
+    let (c, token) = setup().await;
+    let id = concord_wire::IdentityKey::generate(&mut rand::rngs::OsRng);
+    let other = concord_wire::IdentityKey::generate(&mut rand::rngs::OsRng);
+    let seal = concord_wire::SealingKey::generate(&mut rand::rngs::OsRng).public();
+    let body = |signer: &concord_wire::IdentityKey| {
+        serde_json::json!({
+            "id": "m1", "identity": id.public().to_string(), "sealing_key": seal.to_string(),
+            "sealing_key_signature": hex::encode(signer.sign_sealing_key(&seal)),
+        })
+        .to_string()
+    };
+    let (s, e) = call(&c, post("/v1/modules", &token, Some("a"), &body(&other))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("not signed by the module's identity")
+    );
+    let (s, m) = call(&c, post("/v1/modules", &token, Some("b"), &body(&id))).await;
+    assert_eq!(s, StatusCode::CREATED, "{m}");
+    assert_eq!(
+        m["fingerprint"].as_str().unwrap(),
+        id.public().fingerprint()
+    );
+    let (s, _) = call(&c, post("/v1/modules", &token, Some("c"), &body(&id))).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn long_poll_waits_for_a_running_job() {
+    let (c, token) = setup().await;
+    // A job that nobody runs stays pending: the long-poll must wait out its limit.
+    let t = now();
+    let job = JobRecord {
+        id: "j1".into(),
+        kind: "sign".into(),
+        group_id: "g".into(),
+        wallet_id: None,
+        scheme: None,
+        rule: None,
+        mode: None,
+        payload: None,
+        digest: None,
+        status: "pending".into(),
+        session: None,
+        signers: None,
+        result: None,
+        error: None,
+        created_at: t.clone(),
+        updated_at: t,
+    };
+    c.store().insert_job(&job).await.unwrap();
+    let start = Instant::now();
+    let (s, j) = call(&c, get("/v1/jobs/j1?wait=0.5", &token)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(j["status"], "pending");
+    assert!(
+        start.elapsed() >= Duration::from_millis(450),
+        "returned after {:?}",
+        start.elapsed()
+    );
+    let (s, _) = call(&c, get("/v1/jobs/j1?wait=600", &token)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, e) = call(&c, get("/v1/jobs/nope", &token)).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(e["error"], "job nope was not found");
+}

@@ -441,7 +441,20 @@ fn start_job(ctx: &Arc<Ctx>, s: StartProtocol) {
         let id = s.job_id.clone();
         let run_session = s.session.clone();
         let run_key = (id.clone(), run_session.clone());
-        let outcome = run_protocol(&task_ctx, s, relay_rx).await;
+        // The threshold protocols compute for hundreds of milliseconds between two awaits
+        // (Paillier proofs). Driving them on a blocking thread keeps the runtime's workers
+        // free for the coordinator link, approvals and one-round online signing, which would
+        // otherwise queue behind a background presignature.
+        let rt = tokio::runtime::Handle::current();
+        let run_ctx = task_ctx.clone();
+        let outcome = match tokio::task::spawn_blocking(move || {
+            rt.block_on(run_protocol(&run_ctx, s, relay_rx))
+        })
+        .await
+        {
+            Ok(o) => o,
+            Err(e) => Err((format!("the protocol task ended abnormally: {e}"), Vec::new())),
+        };
         if let Ok(mut r) = task_ctx.running.lock() {
             r.remove(&run_key);
         }

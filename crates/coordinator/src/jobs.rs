@@ -552,8 +552,10 @@ impl Engine {
             .map_err(|e: concord_types::TypesError| Error::Internal(e.to_string()))?;
         let t = usize::from(group.threshold);
 
+        let started = Instant::now();
         // Step 1: proposal and approvals.
         self.wait_quorum(&group.members, t).await?;
+        tracing::debug!(job = %job.id, ms = started.elapsed().as_millis() as u64, "quorum connected");
         self.store
             .set_job_running(&job.id, "approving", None, None)
             .await?;
@@ -643,6 +645,7 @@ impl Engine {
                 ModuleEvent::Update(_) => {}
             }
         }
+        tracing::debug!(job = %job.id, ms = started.elapsed().as_millis() as u64, approvals = approvers.len(), "approvals collected");
         let decision = rule.decide(t, approvers.len(), dissenters.len());
         if let Err(why) = decision {
             let named: Vec<String> = dissenters
@@ -687,6 +690,7 @@ impl Engine {
                 Some((fp, signers)) => (signers, fp),
                 None => (connected[..t].to_vec(), Vec::new()),
             };
+            tracing::debug!(job = %job.id, ms = started.elapsed().as_millis() as u64, presigned = !fingerprint.is_empty(), "signing starts");
             let approved_job = job.id.clone();
             let wallet_bytes = wallet_raw.0.to_vec();
             let run = self
@@ -707,6 +711,7 @@ impl Engine {
                 .await;
             match run {
                 Ok(results) => {
+                    tracing::debug!(job = %job.id, ms = started.elapsed().as_millis() as u64, "signatures received");
                     let mut verified: Option<SignResult> = None;
                     for (module, r) in &results {
                         let r: SignResult = serde_json::from_slice(r).map_err(|e| {
@@ -730,7 +735,8 @@ impl Engine {
                     }
                     let r = verified.ok_or_else(|| Error::Internal("no signature".into()))?;
                     let result = serde_json::json!({
-                        "presigned": !fingerprint.is_empty(),
+                        // As the signers report it, not as planned.
+                        "presigned": r.presigned,
                         "signature": r.signature,
                         "signers": signers,
                         "approvers": approvers,

@@ -447,14 +447,20 @@ fn start_job(ctx: &Arc<Ctx>, s: StartProtocol) {
         // otherwise queue behind a background presignature.
         let rt = tokio::runtime::Handle::current();
         let run_ctx = task_ctx.clone();
+        let kind = s.kind;
+        let started = std::time::Instant::now();
         let outcome = match tokio::task::spawn_blocking(move || {
             rt.block_on(run_protocol(&run_ctx, s, relay_rx))
         })
         .await
         {
             Ok(o) => o,
-            Err(e) => Err((format!("the protocol task ended abnormally: {e}"), Vec::new())),
+            Err(e) => Err((
+                format!("the protocol task ended abnormally: {e}"),
+                Vec::new(),
+            )),
         };
+        tracing::debug!(job = %id, kind, ms = started.elapsed().as_millis() as u64, ok = outcome.is_ok(), "protocol run ended");
         if let Ok(mut r) = task_ctx.running.lock() {
             r.remove(&run_key);
         }
@@ -689,13 +695,39 @@ async fn run_protocol(
                     return Err(Error::Refused("the stored approval is inconsistent".into()));
                 }
                 let input = payload.signing_input(share.scheme());
-                let sig = concord_tss::sign(
-                    &share, session, &parties, &input, incoming, outgoing, &mut OsRng,
-                )
-                .await
-                .map_err(|e| Error::Protocol(e.to_string()))?;
+                let presigned = !s.presignature.is_empty();
+                let sig = if !presigned {
+                    concord_tss::sign(&share, session, &parties, &input, incoming, outgoing, &mut OsRng)
+                        .await
+                        .map_err(|e| Error::Protocol(e.to_string()))?
+                } else {
+                    let fingerprint: [u8; 32] = s.presignature.as_slice().try_into().map_err(|_| {
+                        Error::Refused("the presignature fingerprint is not 32 bytes".into())
+                    })?;
+                    // Deleted from the vault before anything derived from it leaves here.
+                    let presig = state
+                        .take_presignature(approval.wallet_id, &fingerprint)?
+                        .ok_or_else(|| {
+                            Error::Refused(format!(
+                                "presignature {} is not held here (already used?)",
+                                hex::encode(&fingerprint[..8])
+                            ))
+                        })?;
+                    if presig.signers() != parties.as_slice() {
+                        return Err(Error::Refused("the presignature was made for other signers".into()));
+                    }
+                    let digest: [u8; 32] = input
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| Error::Refused("presignatures sign 32-byte digests only".into()))?;
+                    concord_tss::ecdsa::sign_with_presignature(session, presig, &digest, incoming, outgoing)
+                        .await
+                        .map(concord_tss::Signature::Ecdsa)
+                        .map_err(|e| Error::Protocol(e.to_string()))?
+                };
                 Ok(serde_json::to_vec(&SignResult {
                     signature: hex::encode(sig.to_bytes()),
+                    presigned,
                 })
                 .unwrap_or_default())
             }

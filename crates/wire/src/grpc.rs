@@ -30,6 +30,7 @@ pub fn tls_incoming(
                     continue;
                 }
             };
+            let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let conn_tx = tx.clone();
             tokio::spawn(async move {

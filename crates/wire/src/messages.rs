@@ -53,6 +53,9 @@ pub struct KeygenResult {
 pub struct SignResult {
     /// The signature, hex (65 bytes `r || s || v` for ECDSA, 64 bytes otherwise).
     pub signature: String,
+    /// Whether the module signed from a presignature (one online round).
+    #[serde(default)]
+    pub presigned: bool,
 }
 
 /// Result of a presignature run: its public fingerprint, identical at every signer.

@@ -158,6 +158,11 @@ impl Store {
             .map_err(db)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
+            // WAL + NORMAL: a commit is durable once in the write-ahead log, which survives a
+            // coordinator crash; only an operating-system crash can lose the last commits.
+            // Redoing those steps is safe: modules keep their own fsynced records (approvals,
+            // consumed presignatures, nonces) and answer a repeated step identically.
+            .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)

@@ -67,7 +67,7 @@ wallets=()
 for scheme in ecdsa-secp256k1 schnorr-taproot ed25519; do
   say "wallet by distributed key generation: $scheme"
   w=$("$bin" wallets create --group demo --scheme "$scheme" --wait --json)
-  echo "$w" | python3 -c 'import json,sys; w=json.load(sys.stdin); print(f"  {w[\"scheme\"]:<16} {w[\"id\"]}\n  public key {w[\"public_key\"]}")'
+  echo "$w" | python3 -c 'import json,sys; w=json.load(sys.stdin); print("  %-16s %s" % (w["scheme"], w["id"])); print("  public key %s" % w["public_key"])'
   wallets+=("$(echo "$w" | field id)")
 done
 

@@ -913,24 +913,11 @@ impl Engine {
                 if !connected || counts.get(&key).copied().unwrap_or(0) >= target {
                     continue;
                 }
-                let t = now();
                 let job = JobRecord {
-                    id: uuid::Uuid::new_v4().to_string(),
-                    kind: "presign".into(),
-                    group_id: group.id.clone(),
                     wallet_id: Some(wallet.id.clone()),
                     scheme: Some(wallet.scheme.clone()),
-                    rule: None,
-                    mode: None,
-                    payload: None,
-                    digest: None,
-                    status: "pending".into(),
-                    session: None,
                     signers: Some(key),
-                    result: None,
-                    error: None,
-                    created_at: t.clone(),
-                    updated_at: t,
+                    ..JobRecord::pending(uuid::Uuid::new_v4().to_string(), "presign", &group.id)
                 };
                 self.store.insert_job(&job).await?;
                 let mut events = self.hub.subscribe(&job.id);

@@ -366,7 +366,7 @@ impl Coordinator {
             created_at: now(),
         };
         self.engine.store.create_group(&group).await?;
-        let job = self.new_job(&job_id, "aux_info", &group.id, None, None, None, None, None);
+        let job = JobRecord::pending(job_id, "aux_info", &group.id);
         self.engine.store.insert_job(&job).await?;
         self.engine.spawn(job);
         Ok(group)
@@ -390,16 +390,10 @@ impl Coordinator {
                 group.id, group.status
             )));
         }
-        let job = self.new_job(
-            &uuid::Uuid::new_v4().to_string(),
-            "keygen",
-            &group.id,
-            None,
-            Some(req.scheme.to_string()),
-            None,
-            None,
-            None,
-        );
+        let job = JobRecord {
+            scheme: Some(req.scheme.to_string()),
+            ..JobRecord::pending(uuid::Uuid::new_v4().to_string(), "keygen", &group.id)
+        };
         self.engine.store.insert_job(&job).await?;
         self.engine.spawn(job.clone());
         Ok(job)
@@ -434,17 +428,11 @@ impl Coordinator {
         {
             return Err(Error::Conflict(format!("wallet {wallet} already exists")));
         }
-        let mut job = self.new_job(
-            &uuid::Uuid::new_v4().to_string(),
-            "import",
-            &group.id,
-            None,
-            Some(req.scheme.to_string()),
-            None,
-            None,
-            None,
-        );
-        job.payload = Some(serde_json::to_vec(&req).map_err(|e| Error::Internal(e.to_string()))?);
+        let job = JobRecord {
+            scheme: Some(req.scheme.to_string()),
+            payload: Some(serde_json::to_vec(&req).map_err(|e| Error::Internal(e.to_string()))?),
+            ..JobRecord::pending(uuid::Uuid::new_v4().to_string(), "import", &group.id)
+        };
         self.engine.store.insert_job(&job).await?;
         self.engine.spawn(job.clone());
         Ok(job)
@@ -477,23 +465,19 @@ impl Coordinator {
         payload
             .check()
             .map_err(|e| Error::BadRequest(e.to_string()))?;
-        let mut job = self.new_job(
-            &uuid::Uuid::new_v4().to_string(),
-            "sign",
-            &wallet.group_id,
-            Some(wallet.id.clone()),
-            Some(wallet.scheme.clone()),
-            Some(req.rule.to_string()),
-            Some(payload.to_canonical()),
-            Some(payload.digest().to_vec()),
-        );
-        job.mode = Some(
-            match req.mode {
-                SignMode::Presigned => "presigned",
-                SignMode::Interactive => "interactive",
-            }
-            .into(),
-        );
+        let mode = match req.mode {
+            SignMode::Presigned => "presigned",
+            SignMode::Interactive => "interactive",
+        };
+        let job = JobRecord {
+            wallet_id: Some(wallet.id.clone()),
+            scheme: Some(wallet.scheme.clone()),
+            rule: Some(req.rule.to_string()),
+            mode: Some(mode.into()),
+            payload: Some(payload.to_canonical()),
+            digest: Some(payload.digest().to_vec()),
+            ..JobRecord::pending(uuid::Uuid::new_v4().to_string(), "sign", &wallet.group_id)
+        };
         self.engine.store.insert_job(&job).await?;
         self.engine.spawn(job.clone());
         Ok(job)
@@ -548,39 +532,6 @@ impl Coordinator {
             events,
             result,
         })
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn new_job(
-        &self,
-        id: &str,
-        kind: &str,
-        group_id: &str,
-        wallet_id: Option<String>,
-        scheme: Option<String>,
-        rule: Option<String>,
-        payload: Option<Vec<u8>>,
-        digest: Option<Vec<u8>>,
-    ) -> JobRecord {
-        let t = now();
-        JobRecord {
-            id: id.to_owned(),
-            kind: kind.to_owned(),
-            group_id: group_id.to_owned(),
-            wallet_id,
-            scheme,
-            rule,
-            mode: None,
-            payload,
-            digest,
-            status: "pending".into(),
-            session: None,
-            signers: None,
-            result: None,
-            error: None,
-            created_at: t.clone(),
-            updated_at: t,
-        }
     }
 }
 

@@ -112,6 +112,32 @@ pub struct JobRecord {
     pub updated_at: String,
 }
 
+impl JobRecord {
+    /// A new pending job of `kind` in `group_id`, everything else empty: callers fill in what
+    /// their kind needs with struct-update syntax.
+    pub fn pending(id: String, kind: &str, group_id: &str) -> JobRecord {
+        let t = now();
+        JobRecord {
+            id,
+            kind: kind.to_owned(),
+            group_id: group_id.to_owned(),
+            wallet_id: None,
+            scheme: None,
+            rule: None,
+            mode: None,
+            payload: None,
+            digest: None,
+            status: "pending".into(),
+            session: None,
+            signers: None,
+            result: None,
+            error: None,
+            created_at: t.clone(),
+            updated_at: t,
+        }
+    }
+}
+
 fn opt_hex<S: serde::Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
     match v {
         Some(b) => s.serialize_some(&hex::encode(b)),

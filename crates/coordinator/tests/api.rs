@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use concord_coordinator::store::{JobRecord, Store, now};
+use concord_coordinator::store::{JobRecord, Store};
 use concord_coordinator::{Coordinator, api};
 use tower::ServiceExt;
 
@@ -170,25 +170,7 @@ async fn enrolling_checks_the_sealing_key_signature() {
 async fn long_poll_waits_for_a_running_job() {
     let (c, token) = setup().await;
     // A job that nobody runs stays pending: the long-poll must wait out its limit.
-    let t = now();
-    let job = JobRecord {
-        id: "j1".into(),
-        kind: "sign".into(),
-        group_id: "g".into(),
-        wallet_id: None,
-        scheme: None,
-        rule: None,
-        mode: None,
-        payload: None,
-        digest: None,
-        status: "pending".into(),
-        session: None,
-        signers: None,
-        result: None,
-        error: None,
-        created_at: t.clone(),
-        updated_at: t,
-    };
+    let job = JobRecord::pending("j1".into(), "sign", "g");
     c.store().insert_job(&job).await.unwrap();
     let start = Instant::now();
     let (s, j) = call(&c, get("/v1/jobs/j1?wait=0.5", &token)).await;

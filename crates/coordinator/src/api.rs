@@ -164,6 +164,28 @@ where
     (status, Json(value)).into_response()
 }
 
+/// An idempotent POST: parses the body as `R`, runs `op`, answers `status` with its result.
+async fn idempotent_post<R, T, F, Fut>(
+    c: &Coordinator,
+    caller: &Caller,
+    headers: &HeaderMap,
+    body: &[u8],
+    status: StatusCode,
+    op: F,
+) -> Response
+where
+    R: DeserializeOwned,
+    T: serde::Serialize,
+    F: FnOnce(Coordinator, R) -> Fut,
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    idempotent(c, caller, headers, body, || async {
+        let req: R = parse(body)?;
+        Ok((status, json(&op(c.clone(), req).await?)))
+    })
+    .await
+}
+
 fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or_default()
 }
@@ -182,10 +204,14 @@ async fn enroll(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    idempotent(&c, &caller, &headers, &body, || async {
-        let req: EnrollModule = parse(&body)?;
-        Ok((StatusCode::CREATED, json(&c.enroll(req).await?)))
-    })
+    idempotent_post(
+        &c,
+        &caller,
+        &headers,
+        &body,
+        StatusCode::CREATED,
+        |c, req: EnrollModule| async move { c.enroll(req).await },
+    )
     .await
 }
 
@@ -202,10 +228,14 @@ async fn create_group(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    idempotent(&c, &caller, &headers, &body, || async {
-        let req: CreateGroup = parse(&body)?;
-        Ok((StatusCode::ACCEPTED, json(&c.create_group(req).await?)))
-    })
+    idempotent_post(
+        &c,
+        &caller,
+        &headers,
+        &body,
+        StatusCode::ACCEPTED,
+        |c, req: CreateGroup| async move { c.create_group(req).await },
+    )
     .await
 }
 
@@ -223,10 +253,14 @@ async fn create_wallet(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    idempotent(&c, &caller, &headers, &body, || async {
-        let req: CreateWallet = parse(&body)?;
-        Ok((StatusCode::ACCEPTED, json(&c.create_wallet(req).await?)))
-    })
+    idempotent_post(
+        &c,
+        &caller,
+        &headers,
+        &body,
+        StatusCode::ACCEPTED,
+        |c, req: CreateWallet| async move { c.create_wallet(req).await },
+    )
     .await
 }
 
@@ -236,10 +270,14 @@ async fn import_wallet(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    idempotent(&c, &caller, &headers, &body, || async {
-        let req: crate::ImportWallet = parse(&body)?;
-        Ok((StatusCode::ACCEPTED, json(&c.import_wallet(req).await?)))
-    })
+    idempotent_post(
+        &c,
+        &caller,
+        &headers,
+        &body,
+        StatusCode::ACCEPTED,
+        |c, req: crate::ImportWallet| async move { c.import_wallet(req).await },
+    )
     .await
 }
 
@@ -264,10 +302,14 @@ async fn sign(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    idempotent(&c, &caller, &headers, &body, || async {
-        let req: SignRequest = parse(&body)?;
-        Ok((StatusCode::ACCEPTED, json(&c.request_signature(req).await?)))
-    })
+    idempotent_post(
+        &c,
+        &caller,
+        &headers,
+        &body,
+        StatusCode::ACCEPTED,
+        |c, req: SignRequest| async move { c.request_signature(req).await },
+    )
     .await
 }
 

@@ -257,7 +257,7 @@ fn handle_proposal(
         ));
     }
     let err = |e: Error| refusal(job, e.to_string(), Some(digest));
-    if state.share(wallet).map_err(err)?.is_none() {
+    if !state.has_share(wallet).map_err(err)? {
         return Err(refusal(
             job,
             format!("this module holds no share of wallet {wallet}"),

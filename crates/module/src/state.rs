@@ -318,6 +318,13 @@ impl State {
         }
     }
 
+    /// Whether this module holds a share of `wallet` (without loading it).
+    pub fn has_share(&self, wallet: WalletId) -> Result<bool, Error> {
+        self.vault
+            .contains(&format!("share-{wallet}"))
+            .map_err(vault_err)
+    }
+
     /// Stores a key share under its wallet id.
     pub fn save_share(&self, share: &KeyShare) -> Result<(), Error> {
         self.vault

@@ -283,11 +283,6 @@ impl EcdsaCoreShare {
         out
     }
 
-    /// The signing threshold.
-    pub fn threshold(&self) -> Result<Threshold, TssError> {
-        Ok(Threshold::new(self.0.min_signers(), self.0.n())?)
-    }
-
     /// Completes the share with the receiving party's aux material.
     pub fn complete(self, aux: &AuxMaterial) -> Result<EcdsaKeyShare, TssError> {
         EcdsaKeyShare::from_parts(self.0, aux)

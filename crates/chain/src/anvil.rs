@@ -100,7 +100,13 @@ pub fn anvil_binary(mut progress: impl FnMut(&str)) -> Result<PathBuf, AnvilInst
         source,
     })?;
     let output = Command::new("npm")
-        .args(["install", "--no-audit", "--no-fund", "--loglevel=error", "--prefix"])
+        .args([
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+            "--prefix",
+        ])
         .arg(&staging)
         .arg(format!("{ANVIL_NPM_PACKAGE}@{ANVIL_VERSION}"))
         .output()

@@ -1,1 +1,246 @@
-//! Concord exchange simulator.
+//! Concord exchange simulator: a local trading platform that speaks a faithful subset of the
+//! Binance wallet API (same paths, parameters, signature checks, JSON shapes and error codes)
+//! over a local EVM chain, so that exchange clients written from Binance's documentation work
+//! against it unchanged.
+//!
+//! - Binance endpoints: `GET /api/v3/ping`, `GET /api/v3/time`, `GET /api/v3/account`,
+//!   `GET /sapi/v1/capital/deposit/address`, `GET /sapi/v1/capital/deposit/hisrec`,
+//!   `POST /sapi/v1/capital/withdraw/apply`, `GET /sapi/v1/capital/withdraw/history`
+//!   (see [`api`]), signed as Binance documents (see [`auth`]).
+//! - Admin endpoints under `/sim/` (see [`admin`]).
+//! - A chain watcher credits deposits after N confirmations; withdrawals are sent from the hot
+//!   wallet with alloy's local signer (see [`chain`]).
+//!
+//! Start it with [`serve`] on a bound listener, or [`SimHandle::start`] in tests.
+
+pub mod admin;
+pub mod amount;
+pub mod api;
+pub mod api_error;
+pub mod auth;
+pub mod chain;
+pub mod config;
+mod error;
+pub mod state;
+pub mod time;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use alloy::primitives::Address;
+use alloy::providers::{Provider, ProviderBuilder};
+use axum::Router;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+pub use config::{
+    AccountConfig, ApiKeyConfig, ApiKeyKind, CoinConfig, Permission, Secret, SimConfig, load_config,
+};
+pub use error::SimError;
+pub use state::deposit_address;
+
+/// State shared by the HTTP handlers and the background tasks.
+pub struct Shared {
+    /// The validated configuration.
+    pub config: SimConfig,
+    /// Balances, keys, deposits, withdrawals.
+    pub ledger: state::SharedLedger,
+    /// Deposit addresses → (account, network).
+    pub addresses: chain::AddressBook,
+    /// Provider to the node, signing with the hot wallet.
+    pub provider: chain::SimProvider,
+    /// The hot wallet's address.
+    pub hot_wallet: Address,
+    /// The watcher's progress.
+    pub chain_status: chain::ChainStatus,
+    /// Queue of withdrawal ids for the executor.
+    pub withdraw_queue: mpsc::UnboundedSender<String>,
+    /// account → Binance-style numeric uid.
+    pub account_uids: HashMap<String, u64>,
+}
+
+/// Builds the router over the shared state.
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/api/v3/ping", get(api::ping))
+        .route("/api/v3/time", get(api::time))
+        .route("/api/v3/account", get(api::account))
+        .route(
+            "/sapi/v1/capital/deposit/address",
+            get(api::deposit_address_handler),
+        )
+        .route("/sapi/v1/capital/deposit/hisrec", get(api::deposit_history))
+        .route("/sapi/v1/capital/withdraw/apply", post(api::withdraw_apply))
+        .route(
+            "/sapi/v1/capital/withdraw/history",
+            get(api::withdraw_history),
+        )
+        .route("/sim/health", get(admin::health))
+        .route("/sim/api-keys", post(admin::register_key))
+        .route("/sim/credit", post(admin::credit))
+        .route("/sim/deposit-address", get(admin::admin_deposit_address))
+        .with_state(shared)
+}
+
+/// What [`prepare`] sets up before serving.
+struct Prepared {
+    shared: Arc<Shared>,
+    start_block: u64,
+    queue: mpsc::UnboundedReceiver<String>,
+}
+
+/// Validates the configuration, connects to the node (checking its chain id) and builds the
+/// ledger.
+async fn prepare(config: SimConfig) -> Result<Prepared, SimError> {
+    config.validate()?;
+    let signer = config.hot_wallet_signer()?;
+    let hot_wallet = signer.address();
+    let url: url::Url = config
+        .rpc_url
+        .parse()
+        .map_err(|_| SimError::Config(format!("rpc_url {:?} is not a URL", config.rpc_url)))?;
+    let chain_error = |reason: String| SimError::Chain {
+        url: config.rpc_url.clone(),
+        reason,
+    };
+    let provider = ProviderBuilder::new()
+        .wallet(signer)
+        .connect_http(url)
+        .erased();
+    let chain_id = provider
+        .get_chain_id()
+        .await
+        .map_err(|e| chain_error(format!("eth_chainId failed: {e}")))?;
+    if chain_id != config.chain_id {
+        return Err(chain_error(format!(
+            "the node reports chain id {chain_id}, the configuration says {}",
+            config.chain_id
+        )));
+    }
+    let head = provider
+        .get_block_number()
+        .await
+        .map_err(|e| chain_error(format!("eth_blockNumber failed: {e}")))?;
+    let start_block = config.start_block.unwrap_or(head);
+    let ledger = state::SharedLedger::from_config(&config).map_err(SimError::Config)?;
+    let accounts: Vec<String> = config.accounts.iter().map(|a| a.name.clone()).collect();
+    let mut networks: Vec<String> = Vec::new();
+    for coin in &config.coins {
+        if !networks.contains(&coin.network) {
+            networks.push(coin.network.clone());
+        }
+    }
+    let addresses = chain::address_book(&config.address_seed, &accounts, &networks);
+    let account_uids = accounts
+        .iter()
+        .enumerate()
+        .map(|(i, name)| (name.clone(), 100_000_001 + i as u64))
+        .collect();
+    let (sender, queue) = mpsc::unbounded_channel();
+    let chain_status = chain::ChainStatus::default();
+    chain_status.last_scanned.store(u64::MAX, Ordering::SeqCst);
+    tracing::info!(%hot_wallet, chain_id, start_block, "exchange simulator ready");
+    Ok(Prepared {
+        shared: Arc::new(Shared {
+            config,
+            ledger,
+            addresses,
+            provider,
+            hot_wallet,
+            chain_status,
+            withdraw_queue: sender,
+            account_uids,
+        }),
+        start_block,
+        queue,
+    })
+}
+
+/// Serves prepared state until `shutdown` resolves, then stops the background tasks.
+async fn run(
+    prepared: Prepared,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), SimError> {
+    let Prepared {
+        shared,
+        start_block,
+        queue,
+    } = prepared;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let watcher = tokio::spawn(chain::run_watcher(shared.clone(), start_block, stop_rx));
+    let executor = tokio::spawn(chain::run_executor(shared.clone(), queue));
+    let result = axum::serve(listener, router(shared))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    let _ = stop_tx.send(true);
+    executor.abort();
+    let _ = watcher.await;
+    let _ = executor.await;
+    result.map_err(SimError::Serve)
+}
+
+/// Runs the simulator on `listener` until `shutdown` resolves: connects to the node at
+/// `rpc_url` (its chain id must match), polls it for deposits, sends withdrawals from the hot
+/// wallet, and answers HTTP.
+pub async fn serve(
+    config: SimConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), SimError> {
+    let prepared = prepare(config).await?;
+    run(prepared, listener, shutdown).await
+}
+
+/// A simulator running in the background (for tests and the devnet).
+pub struct SimHandle {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), SimError>>,
+}
+
+impl SimHandle {
+    /// Connects to the node, then serves on `listener` in a background task. Configuration and
+    /// chain errors are returned here, before anything is served.
+    pub async fn start(config: SimConfig, listener: TcpListener) -> Result<Self, SimError> {
+        let addr = listener.local_addr()?;
+        let prepared = prepare(config).await?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(run(prepared, listener, async move {
+            let _ = stopped.await;
+        }));
+        Ok(Self {
+            addr,
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr>`, the base URL for clients.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops serving and waits for the background tasks.
+    pub async fn shutdown(mut self) -> Result<(), SimError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match (&mut self.task).await {
+            Ok(result) => result,
+            Err(e) => Err(SimError::Serve(std::io::Error::other(format!(
+                "the simulator task failed: {e}"
+            )))),
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! Admin endpoints (not Binance), under `/sim/`, behind `Authorization: Bearer <admin_token>`
+//! except `GET /sim/health`. Answers are JSON; errors are `{"error": "..."}`.
+//!
+//! - `POST /sim/api-keys` `{"account", "kind": "ed25519"|"hmac", "publicKey"?, "secret"?,
+//!   "permissions": ["read","withdraw"], "apiKey"?}` → `{"apiKey", "secretKey"?}`: like a user
+//!   uploading an Ed25519 public key (or asking for an HMAC key) in Binance's API Management.
+//! - `POST /sim/credit` `{"account", "coin", "amount"}` → `{"account", "coin", "balance"}`.
+//! - `GET /sim/deposit-address?account=..&network=..` → `{"address"}`.
+//! - `GET /sim/health` → `{"status", "chainId", "hotWallet", "lastScannedBlock", "lastError"}`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use rand::Rng as _;
+use rand::distributions::Alphanumeric;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::Shared;
+use crate::amount::{format_amount, parse_amount};
+use crate::config::{ApiKeyConfig, ApiKeyKind, Permission, Secret};
+use crate::state::deposit_address;
+
+/// An admin error answer.
+pub struct AdminError(StatusCode, String);
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn bad(msg: impl Into<String>) -> AdminError {
+    AdminError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+/// Checks the bearer token (compared through SHA-256 digests, so the comparison time does not
+/// depend on how much of the token matches).
+fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), AdminError> {
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let expected = Sha256::digest(shared.config.admin_token.expose().as_bytes());
+    if given.is_empty() || Sha256::digest(given.as_bytes()) != expected {
+        return Err(AdminError(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong admin bearer token".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn random_alphanumeric(len: usize) -> String {
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
+
+/// Body of `POST /sim/api-keys`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegisterKey {
+    account: String,
+    kind: String,
+    #[serde(default)]
+    public_key: Option<String>,
+    #[serde(default)]
+    secret: Option<String>,
+    permissions: Vec<Permission>,
+    #[serde(default)]
+    api_key: Option<String>,
+}
+
+/// `POST /sim/api-keys`.
+pub async fn register_key(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Json(body): Json<RegisterKey>,
+) -> Result<Json<Value>, AdminError> {
+    authorize(&shared, &headers)?;
+    if !shared.ledger.has_account(&body.account) {
+        return Err(AdminError(
+            StatusCode::NOT_FOUND,
+            format!("there is no account {}", body.account),
+        ));
+    }
+    let api_key = body.api_key.unwrap_or_else(|| random_alphanumeric(64));
+    let mut generated_secret = None;
+    let kind = match body.kind.as_str() {
+        "ed25519" => {
+            if body.secret.is_some() {
+                return Err(bad("an ed25519 key takes publicKey, not secret"));
+            }
+            ApiKeyKind::Ed25519 {
+                public_key: body
+                    .public_key
+                    .ok_or_else(|| bad("an ed25519 key needs publicKey (PEM or hex)"))?,
+            }
+        }
+        "hmac" => {
+            if body.public_key.is_some() {
+                return Err(bad("an hmac key takes secret, not publicKey"));
+            }
+            let secret = match body.secret {
+                Some(s) => s,
+                None => {
+                    let s = random_alphanumeric(64);
+                    generated_secret = Some(s.clone());
+                    s
+                }
+            };
+            ApiKeyKind::Hmac {
+                secret: Secret::new(secret),
+            }
+        }
+        other => return Err(bad(format!("unknown key kind {other:?}; ed25519 or hmac"))),
+    };
+    let config = ApiKeyConfig {
+        api_key: api_key.clone(),
+        kind,
+        permissions: body.permissions,
+    };
+    config.validate().map_err(bad)?;
+    shared
+        .ledger
+        .add_key(&config, &body.account)
+        .map_err(|e| AdminError(StatusCode::CONFLICT, e))?;
+    tracing::info!(account = %body.account, api_key = %api_key, "API key registered");
+    let mut answer = json!({ "apiKey": api_key });
+    if let (Some(secret), Some(obj)) = (generated_secret, answer.as_object_mut()) {
+        obj.insert("secretKey".into(), json!(secret));
+    }
+    Ok(Json(answer))
+}
+
+/// Body of `POST /sim/credit`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credit {
+    account: String,
+    coin: String,
+    amount: String,
+}
+
+/// `POST /sim/credit`.
+pub async fn credit(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Json(body): Json<Credit>,
+) -> Result<Json<Value>, AdminError> {
+    authorize(&shared, &headers)?;
+    let decimals = shared
+        .config
+        .coin_decimals(&body.coin)
+        .ok_or_else(|| bad(format!("unknown coin {}", body.coin)))?;
+    let amount = parse_amount(&body.amount, decimals).map_err(|_| {
+        bad(format!(
+            "amount {:?} is not a decimal with at most {decimals} decimals",
+            body.amount
+        ))
+    })?;
+    let balance = shared
+        .ledger
+        .credit(&body.account, &body.coin, amount)
+        .map_err(|e| AdminError(StatusCode::NOT_FOUND, e))?;
+    Ok(Json(json!({
+        "account": body.account,
+        "coin": body.coin,
+        "balance": format_amount(balance, decimals),
+    })))
+}
+
+/// `GET /sim/deposit-address`.
+pub async fn admin_deposit_address(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, AdminError> {
+    authorize(&shared, &headers)?;
+    let account = query
+        .get("account")
+        .ok_or_else(|| bad("account is required"))?;
+    let network = query
+        .get("network")
+        .ok_or_else(|| bad("network is required"))?;
+    if !shared.ledger.has_account(account) {
+        return Err(AdminError(
+            StatusCode::NOT_FOUND,
+            format!("there is no account {account}"),
+        ));
+    }
+    if !shared.config.coins.iter().any(|c| &c.network == network) {
+        return Err(bad(format!("no coin is offered on network {network}")));
+    }
+    let address = deposit_address(&shared.config.address_seed, account, network);
+    Ok(Json(json!({ "address": address.to_string() })))
+}
+
+/// `GET /sim/health` (no token).
+pub async fn health(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    let last = shared.chain_status.last_scanned.load(Ordering::SeqCst);
+    let error = shared
+        .chain_status
+        .last_error
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    Json(json!({
+        "status": if error.is_none() { "ok" } else { "degraded" },
+        "chainId": shared.config.chain_id,
+        "hotWallet": shared.hot_wallet.to_string(),
+        "lastScannedBlock": if last == u64::MAX { Value::Null } else { json!(last) },
+        "lastError": error,
+    }))
+}

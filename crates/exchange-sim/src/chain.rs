@@ -1,0 +1,325 @@
+//! The simulator's side of the chain: a watcher that turns transfers to deposit addresses into
+//! deposits (credited after N confirmations) and follows withdrawal transactions to their
+//! receipts, and an executor that sends withdrawals from the hot wallet one at a time.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use alloy::consensus::Transaction as _;
+use alloy::eips::BlockNumberOrTag;
+use alloy::network::{TransactionBuilder, TransactionResponse as _};
+use alloy::primitives::{Address, B256, U256};
+use alloy::providers::{DynProvider, Provider};
+use alloy::rpc::types::{Filter, TransactionRequest};
+use alloy::sol_types::{SolCall, SolEvent};
+use tokio::sync::{mpsc, watch};
+
+use crate::Shared;
+use crate::config::CoinConfig;
+use crate::time::now_ms;
+
+alloy::sol! {
+    /// The two ERC-20 pieces the simulator uses.
+    interface IErc20 {
+        /// Emitted by every token transfer.
+        event Transfer(address indexed from, address indexed to, uint256 value);
+        /// Moves `amount` of the caller's tokens to `to`.
+        function transfer(address to, uint256 amount) external returns (bool);
+    }
+}
+
+/// Most blocks scanned in one poll (keeps `eth_getLogs` ranges small).
+const MAX_BLOCKS_PER_POLL: u64 = 500;
+
+/// Where the watcher stands; shared with `/sim/health`.
+#[derive(Default)]
+pub struct ChainStatus {
+    /// Last block scanned (`u64::MAX` before the first scan).
+    pub last_scanned: std::sync::atomic::AtomicU64,
+    /// Last error met while polling, cleared by a successful poll.
+    pub last_error: std::sync::Mutex<Option<String>>,
+}
+
+/// Deposit addresses: address → (account, network).
+pub type AddressBook = HashMap<Address, (String, String)>;
+
+/// Polls the chain until `shutdown` flips.
+pub async fn run_watcher(
+    shared: Arc<Shared>,
+    mut next_block: u64,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let interval = Duration::from_millis(shared.config.poll_interval_ms);
+    loop {
+        match poll_once(&shared, next_block).await {
+            Ok(next) => {
+                next_block = next;
+                set_error(&shared, None);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "chain poll failed; retrying");
+                set_error(&shared, Some(e));
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+fn set_error(shared: &Shared, error: Option<String>) {
+    let mut slot = shared
+        .chain_status
+        .last_error
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    *slot = error;
+}
+
+/// One poll: scan new blocks, update deposit confirmations, follow withdrawals.
+async fn poll_once(shared: &Shared, next_block: u64) -> Result<u64, String> {
+    let provider = &shared.provider;
+    let head = provider
+        .get_block_number()
+        .await
+        .map_err(|e| format!("eth_blockNumber: {e}"))?;
+    let mut next = next_block;
+    if head >= next {
+        let to = head.min(next + MAX_BLOCKS_PER_POLL - 1);
+        scan_native(shared, next, to).await?;
+        scan_tokens(shared, next, to).await?;
+        shared.chain_status.last_scanned.store(to, Ordering::SeqCst);
+        next = to + 1;
+    }
+    let scanned_head = next.saturating_sub(1);
+    let credited =
+        shared
+            .ledger
+            .confirm_deposits(scanned_head, shared.config.confirmations, now_ms());
+    if credited > 0 {
+        tracing::info!(credited, "deposits credited");
+    }
+    follow_withdrawals(shared, head).await?;
+    Ok(next)
+}
+
+/// Native coin transfers (top-level transactions) to deposit addresses.
+async fn scan_native(shared: &Shared, from: u64, to: u64) -> Result<(), String> {
+    let natives: HashMap<&str, &CoinConfig> = shared
+        .config
+        .coins
+        .iter()
+        .filter(|c| c.contract.is_none())
+        .map(|c| (c.network.as_str(), c))
+        .collect();
+    if natives.is_empty() {
+        return Ok(());
+    }
+    for number in from..=to {
+        let block = shared
+            .provider
+            .get_block_by_number(BlockNumberOrTag::Number(number))
+            .full()
+            .await
+            .map_err(|e| format!("eth_getBlockByNumber({number}): {e}"))?
+            .ok_or_else(|| format!("block {number} is missing"))?;
+        for tx in block.into_transactions_vec() {
+            let Some(recipient) = tx.to() else { continue };
+            let Some((account, network)) = shared.addresses.get(&recipient) else {
+                continue;
+            };
+            let value = tx.value();
+            if value.is_zero() {
+                continue;
+            }
+            let Some(coin) = natives.get(network.as_str()) else {
+                continue;
+            };
+            let hash = tx.tx_hash();
+            let receipt = shared
+                .provider
+                .get_transaction_receipt(hash)
+                .await
+                .map_err(|e| format!("eth_getTransactionReceipt({hash}): {e}"))?;
+            if !receipt.is_some_and(|r| r.status()) {
+                continue;
+            }
+            if shared.ledger.record_deposit(
+                account,
+                &coin.coin,
+                network,
+                recipient,
+                tx.from(),
+                value,
+                hash,
+                None,
+                number,
+                now_ms(),
+            ) {
+                tracing::info!(%hash, account, coin = %coin.coin, %value, "deposit seen");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// ERC-20 `Transfer` logs of configured tokens to deposit addresses.
+async fn scan_tokens(shared: &Shared, from: u64, to: u64) -> Result<(), String> {
+    let tokens: HashMap<Address, &CoinConfig> = shared
+        .config
+        .coins
+        .iter()
+        .filter_map(|c| c.contract.map(|a| (a, c)))
+        .collect();
+    if tokens.is_empty() {
+        return Ok(());
+    }
+    let filter = Filter::new()
+        .from_block(from)
+        .to_block(to)
+        .address(tokens.keys().copied().collect::<Vec<_>>())
+        .event_signature(IErc20::Transfer::SIGNATURE_HASH);
+    let logs = shared
+        .provider
+        .get_logs(&filter)
+        .await
+        .map_err(|e| format!("eth_getLogs({from}..={to}): {e}"))?;
+    for log in logs {
+        if log.removed {
+            continue;
+        }
+        let Some(coin) = tokens.get(&log.address()) else {
+            continue;
+        };
+        let Ok(event) = IErc20::Transfer::decode_log_data(log.data()) else {
+            continue;
+        };
+        let Some((account, network)) = shared.addresses.get(&event.to) else {
+            continue;
+        };
+        if *network != coin.network || event.value.is_zero() {
+            continue;
+        }
+        let (Some(hash), Some(index), Some(number)) =
+            (log.transaction_hash, log.log_index, log.block_number)
+        else {
+            continue;
+        };
+        if shared.ledger.record_deposit(
+            account,
+            &coin.coin,
+            network,
+            event.to,
+            event.from,
+            event.value,
+            hash,
+            Some(index),
+            number,
+            now_ms(),
+        ) {
+            tracing::info!(%hash, account, coin = %coin.coin, value = %event.value, "token deposit seen");
+        }
+    }
+    Ok(())
+}
+
+/// Completes or fails sent withdrawals from their receipts.
+async fn follow_withdrawals(shared: &Shared, head: u64) -> Result<(), String> {
+    for (id, tx) in shared.ledger.sent_processing() {
+        let receipt = shared
+            .provider
+            .get_transaction_receipt(tx)
+            .await
+            .map_err(|e| format!("eth_getTransactionReceipt({tx}): {e}"))?;
+        let Some(receipt) = receipt else { continue };
+        let confirmations = receipt
+            .block_number
+            .map_or(1, |b| head.saturating_add(1).saturating_sub(b));
+        if receipt.status() {
+            tracing::info!(%id, %tx, "withdrawal completed");
+            shared.ledger.mark_completed(&id, confirmations, now_ms());
+        } else {
+            tracing::warn!(%id, %tx, "withdrawal transaction reverted; refunding");
+            shared
+                .ledger
+                .mark_failed(&id, "The withdrawal transaction reverted on chain.");
+        }
+    }
+    let required = shared.config.confirmations;
+    for (id, tx) in shared.ledger.completed_recent(required) {
+        if let Ok(Some(receipt)) = shared.provider.get_transaction_receipt(tx).await
+            && let Some(block) = receipt.block_number
+        {
+            let confirmations = head.saturating_add(1).saturating_sub(block).min(required);
+            shared.ledger.set_withdraw_confirmations(&id, confirmations);
+        }
+    }
+    Ok(())
+}
+
+/// Sends queued withdrawals from the hot wallet, one at a time (so nonces never collide).
+pub async fn run_executor(shared: Arc<Shared>, mut queue: mpsc::UnboundedReceiver<String>) {
+    while let Some(id) = queue.recv().await {
+        let Some(withdrawal) = shared.ledger.withdrawal(&id) else {
+            continue;
+        };
+        let Some(coin) = shared
+            .config
+            .coins
+            .iter()
+            .find(|c| c.coin == withdrawal.coin && c.network == withdrawal.network)
+        else {
+            shared
+                .ledger
+                .mark_failed(&id, "The coin is no longer configured.");
+            continue;
+        };
+        let request = transfer_request(coin, withdrawal.address, withdrawal.amount)
+            .with_from(shared.hot_wallet)
+            .with_chain_id(shared.config.chain_id);
+        match shared.provider.send_transaction(request).await {
+            Ok(pending) => {
+                let hash: B256 = *pending.tx_hash();
+                tracing::info!(%id, %hash, "withdrawal sent");
+                shared.ledger.mark_sent(&id, hash);
+            }
+            Err(e) => {
+                tracing::warn!(%id, error = %e, "withdrawal refused by the node; refunding");
+                shared
+                    .ledger
+                    .mark_failed(&id, &format!("The withdrawal could not be sent: {e}"));
+            }
+        }
+    }
+}
+
+/// The transaction that moves `amount` of `coin` to `to`: a value transfer for the native
+/// coin, `transfer(to, amount)` on the token contract otherwise.
+fn transfer_request(coin: &CoinConfig, to: Address, amount: U256) -> TransactionRequest {
+    match coin.contract {
+        None => TransactionRequest::default().with_to(to).with_value(amount),
+        Some(token) => TransactionRequest::default()
+            .with_to(token)
+            .with_input(IErc20::transferCall { to, amount }.abi_encode()),
+    }
+}
+
+/// Builds the address book for every account and network.
+pub fn address_book(seed: &str, accounts: &[String], networks: &[String]) -> AddressBook {
+    let mut book = AddressBook::new();
+    for account in accounts {
+        for network in networks {
+            book.insert(
+                crate::state::deposit_address(seed, account, network),
+                (account.clone(), network.clone()),
+            );
+        }
+    }
+    book
+}
+
+/// The provider type used everywhere.
+pub type SimProvider = DynProvider;

@@ -37,12 +37,22 @@ pub enum TxStatus {
 }
 
 /// An EVM node's JSON-RPC endpoint. Cheap to clone (the connection pool is shared).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct EvmClient {
     provider: RootProvider,
     /// Scheme, host and port only: URLs of hosted nodes often carry an API key in their path.
     endpoint: String,
     poll_interval: Duration,
+}
+
+impl std::fmt::Debug for EvmClient {
+    // The full URL may carry an API key: show only scheme, host and port.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EvmClient")
+            .field("endpoint", &self.endpoint)
+            .field("poll_interval", &self.poll_interval)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Timeout of one HTTP request to the node.

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use alloy::primitives::{Address, B256};
+use alloy::transports::http::reqwest;
 use alloy::transports::{RpcError, TransportErrorKind};
 
 use crate::client::TxStatus;
@@ -308,7 +309,20 @@ fn from_transport(endpoint: String, method: &'static str, kind: TransportErrorKi
             reason: truncate(&full_chain(err.as_ref())),
         },
         // Custom errors carry reqwest's error (connection refused, timeout, dropped
-        // connection, body read failure); the backend being gone is a connection loss too.
+        // connection, body read failure). Its text would repeat the whole URL, which may
+        // hold an API key: drop it.
+        TransportErrorKind::Custom(err) => {
+            let reason = match err.downcast::<reqwest::Error>() {
+                Ok(err) => full_chain(&err.without_url()),
+                Err(err) => full_chain(err.as_ref()),
+            };
+            ChainError::Unreachable {
+                endpoint,
+                method,
+                reason: truncate(&reason),
+            }
+        }
+        // The backend being gone is a connection loss too.
         other => ChainError::Unreachable {
             endpoint,
             method,

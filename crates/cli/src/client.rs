@@ -17,6 +17,9 @@ pub struct ApiArgs {
     /// File holding the API token (or set CONCORD_TOKEN).
     #[arg(long, env = "CONCORD_TOKEN_FILE")]
     token_file: Option<PathBuf>,
+    /// Talk to the local devnet in this directory (its devnet.json gives URL and token).
+    #[arg(long, env = "CONCORD_DEVNET")]
+    devnet: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -78,6 +81,10 @@ pub enum WalletsCommand {
         /// ecdsa-secp256k1, schnorr-taproot or ed25519.
         #[arg(long)]
         scheme: String,
+        /// `exchange-credential:<exchange>` for an exchange's withdraw key (ed25519): the
+        /// modules will sign nothing with it but withdraw requests they checked.
+        #[arg(long)]
+        purpose: Option<String>,
         /// Wait for the wallet, showing progress.
         #[arg(long)]
         wait: bool,
@@ -145,6 +152,10 @@ pub(crate) struct Api {
 
 impl Api {
     pub(crate) fn new(args: &ApiArgs) -> Result<Api> {
+        if let Some(dir) = &args.devnet {
+            let info = crate::devnet::DevnetInfo::load(dir)?;
+            return Api::from_parts(&info.coordinator_url, &info.token_file);
+        }
         let token = match (&args.token_file, std::env::var("CONCORD_TOKEN")) {
             (Some(f), _) => std::fs::read_to_string(f)
                 .with_context(|| format!("cannot read the API token from {}", f.display()))?
@@ -158,6 +169,21 @@ impl Api {
                 .timeout(Duration::from_secs(30))
                 .build()?,
             url: args.url.trim_end_matches('/').to_owned(),
+            token,
+        })
+    }
+
+    /// A client for `url` with the token in `token_file`.
+    pub(crate) fn from_parts(url: &str, token_file: &std::path::Path) -> Result<Api> {
+        let token = std::fs::read_to_string(token_file)
+            .with_context(|| format!("cannot read the API token from {}", token_file.display()))?
+            .trim()
+            .to_owned();
+        Ok(Api {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(330))
+                .build()?,
+            url: url.trim_end_matches('/').to_owned(),
             token,
         })
     }
@@ -357,12 +383,15 @@ pub async fn wallets(args: &ApiArgs, cmd: WalletsCommand) -> Result<()> {
         WalletsCommand::Create {
             group,
             scheme,
+            purpose,
             wait,
             json,
         } => {
-            let job = api
-                .post("/v1/wallets", &json!({ "group": group, "scheme": scheme }))
-                .await?;
+            let mut body = json!({ "group": group, "scheme": scheme });
+            if let Some(p) = purpose {
+                body["purpose"] = json!(p);
+            }
+            let job = api.post("/v1/wallets", &body).await?;
             let id = job["id"].as_str().unwrap_or_default().to_owned();
             if !wait {
                 print(&job, json, |_| {
@@ -461,5 +490,156 @@ pub async fn job(args: &ApiArgs, id: &str, wait: bool, json: bool) -> Result<()>
             );
         }
     });
+    Ok(())
+}
+
+/// Arguments of `concord deposit` and `concord withdraw`.
+#[derive(Args)]
+pub struct TransferArgs {
+    /// The wallet (ECDSA): the sender of a deposit, the receiver of a withdrawal.
+    #[arg(long)]
+    wallet: String,
+    /// The exchange connection (as modules name it).
+    #[arg(long, default_value = "binance")]
+    exchange: String,
+    /// Coin code.
+    #[arg(long, default_value = "ETH")]
+    coin: String,
+    /// Network code.
+    #[arg(long, default_value = "ETH")]
+    network: String,
+    /// Amount in coin units (e.g. 0.5).
+    #[arg(long)]
+    amount: String,
+    /// Agreement rule: all (every answering module agrees) or threshold.
+    #[arg(long, default_value = "all")]
+    rule: String,
+    /// Follow the transfer until it is final, showing each step.
+    #[arg(long)]
+    wait: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Api {
+    /// Follows a transfer until it is final, printing each new step.
+    pub(crate) async fn wait_transfer(&self, id: &str, quiet: bool) -> Result<Value> {
+        let mut shown = 0;
+        loop {
+            let t = self.get(&format!("/v1/transfers/{id}?wait=2")).await?;
+            if !quiet && let Some(log) = t["log"].as_array() {
+                for line in log.iter().skip(shown) {
+                    eprintln!("  {}", line.as_str().unwrap_or(""));
+                }
+                shown = log.len();
+            }
+            if matches!(
+                t["status"].as_str(),
+                Some("credited" | "arrived" | "failed")
+            ) {
+                return Ok(t);
+            }
+        }
+    }
+}
+
+/// Prints a transfer for people.
+pub(crate) fn show_transfer(t: &Value) {
+    println!(
+        "Transfer {} ({}): {}",
+        t["id"].as_str().unwrap_or(""),
+        t["kind"].as_str().unwrap_or(""),
+        t["status"].as_str().unwrap_or("")
+    );
+    println!(
+        "  {} {} on {} via exchange {}",
+        t["amount"].as_str().unwrap_or(""),
+        t["coin"].as_str().unwrap_or(""),
+        t["network"].as_str().unwrap_or(""),
+        t["exchange"].as_str().unwrap_or("")
+    );
+    if let Some(d) = t["destination"].as_str() {
+        println!("  to        {d}");
+    }
+    if let Some(h) = t["tx_hash"].as_str() {
+        println!("  tx        {h}");
+    }
+    if let Some(a) = t["approvers"].as_array().filter(|a| !a.is_empty()) {
+        let names: Vec<&str> = a.iter().filter_map(Value::as_str).collect();
+        println!("  approved  {}", names.join(", "));
+    }
+    if let Some(d) = t["dissenters"].as_object() {
+        for (m, why) in d {
+            println!("  DISSENT   {m}: {}", why.as_str().unwrap_or(""));
+        }
+    }
+    if let Some(e) = t["error"].as_str() {
+        println!("  error     {e}");
+    }
+}
+
+async fn transfer(args: &ApiArgs, a: TransferArgs, path: &str) -> Result<()> {
+    let api = Api::new(args)?;
+    let body = json!({
+        "wallet": a.wallet, "exchange": a.exchange, "coin": a.coin,
+        "network": a.network, "amount": a.amount, "rule": a.rule,
+    });
+    let t = api.post(path, &body).await?;
+    let id = t["id"].as_str().unwrap_or_default().to_owned();
+    if !a.wait {
+        print(&t, a.json, |_| println!("Transfer {id} requested."));
+        return Ok(());
+    }
+    let t = api.wait_transfer(&id, a.json).await?;
+    print(&t, a.json, show_transfer);
+    if t["status"] == "failed" {
+        bail!(
+            "transfer {id} failed: {}",
+            t["error"].as_str().unwrap_or("unknown error")
+        );
+    }
+    Ok(())
+}
+
+/// `concord deposit`: from a wallet to its exchange deposit address.
+pub async fn deposit(args: &ApiArgs, a: TransferArgs) -> Result<()> {
+    transfer(args, a, "/v1/transfers/deposits").await
+}
+
+/// `concord withdraw`: from the exchange back to the wallet's own address.
+pub async fn withdraw(args: &ApiArgs, a: TransferArgs) -> Result<()> {
+    transfer(args, a, "/v1/transfers/withdrawals").await
+}
+
+/// `concord transfers [ID]`.
+pub async fn transfers(args: &ApiArgs, id: Option<String>, wait: bool, json: bool) -> Result<()> {
+    let api = Api::new(args)?;
+    match id {
+        Some(id) => {
+            let t = if wait {
+                api.wait_transfer(&id, json).await?
+            } else {
+                api.get(&format!("/v1/transfers/{id}")).await?
+            };
+            print(&t, json, show_transfer);
+        }
+        None => {
+            let list = api.get("/v1/transfers").await?;
+            print(&list, json, |list| {
+                for t in list.as_array().into_iter().flatten() {
+                    println!(
+                        "{}  {:<10} {:<9} {:>10} {:<5} {}",
+                        t["id"].as_str().unwrap_or(""),
+                        t["kind"].as_str().unwrap_or(""),
+                        t["status"].as_str().unwrap_or(""),
+                        t["amount"].as_str().unwrap_or(""),
+                        t["coin"].as_str().unwrap_or(""),
+                        t["tx_hash"].as_str().unwrap_or("")
+                    );
+                }
+            });
+        }
+    }
     Ok(())
 }

@@ -9,6 +9,8 @@
 
 mod bench;
 mod client;
+mod demo;
+mod devnet;
 mod import;
 mod services;
 
@@ -75,6 +77,44 @@ enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
+    /// Deposit from a wallet to an exchange: every module resolves the deposit address itself.
+    Deposit {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        #[command(flatten)]
+        args: client::TransferArgs,
+    },
+    /// Withdraw from an exchange to a wallet's own address, signed by the module group.
+    Withdraw {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        #[command(flatten)]
+        args: client::TransferArgs,
+    },
+    /// List transfers, or show one.
+    Transfers {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        /// A transfer id.
+        id: Option<String>,
+        /// Follow the transfer until it is final.
+        #[arg(long)]
+        wait: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A whole local system: anvil, exchange simulator, coordinator and three modules.
+    Devnet {
+        #[command(subcommand)]
+        command: devnet::DevnetCommand,
+    },
+    /// Run the exchange simulator (a local Binance wallet-API subset over a local chain).
+    ExchangeSim {
+        /// Its configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Show a job: its steps, approvals, dissents and result.
     Jobs {
         #[command(flatten)]
@@ -132,6 +172,16 @@ fn main() -> ExitCode {
             Command::Groups { api, command } => client::groups(&api, command).await,
             Command::Wallets { api, command } => client::wallets(&api, command).await,
             Command::Sign { api, args } => client::sign(&api, args).await,
+            Command::Deposit { api, args } => client::deposit(&api, args).await,
+            Command::Withdraw { api, args } => client::withdraw(&api, args).await,
+            Command::Transfers {
+                api,
+                id,
+                wait,
+                json,
+            } => client::transfers(&api, id, wait, json).await,
+            Command::Devnet { command } => devnet::run(command).await,
+            Command::ExchangeSim { config } => services::exchange_sim(&config).await,
             Command::Jobs {
                 api,
                 id,

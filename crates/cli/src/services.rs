@@ -92,6 +92,20 @@ pub enum ModuleCommand {
         #[arg(long)]
         file: PathBuf,
     },
+    /// Store the secret of this module's own read-only API key for an exchange connection
+    /// in its vault (the key's public part is `read_api_key` in module.toml).
+    ExchangeKey {
+        /// The module directory or its module.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// The exchange connection's name.
+        #[arg(long)]
+        exchange: String,
+        /// File holding the secret (HMAC secret, or PKCS#8 PEM for an Ed25519 key); delete it
+        /// afterwards.
+        #[arg(long)]
+        secret_file: PathBuf,
+    },
     /// Run the module daemon.
     Run {
         /// The module directory or its module.toml.
@@ -165,6 +179,8 @@ pub async fn coordinator(cmd: CoordinatorCommand) -> Result<()> {
                 identity_key: "identity.key".into(),
                 timeouts: Default::default(),
                 presignatures: 2,
+                chain: None,
+                exchanges: Vec::new(),
             };
             config.save(&config_file)?;
             let store =
@@ -197,7 +213,11 @@ pub async fn coordinator(cmd: CoordinatorCommand) -> Result<()> {
             let cfg = concord_coordinator::config::Config::load(&path)?;
             let identity = concord_coordinator::load_identity(&cfg.identity_key)?;
             let store = concord_coordinator::store::Store::open(&cfg.database).await?;
-            let c = concord_coordinator::Coordinator::new(store, (&cfg.timeouts).into()).await?;
+            let mut c =
+                concord_coordinator::Coordinator::new(store, (&cfg.timeouts).into()).await?;
+            if let Some(chain) = cfg.chain.clone() {
+                c = c.with_transfers(chain, cfg.exchanges.clone())?;
+            }
             c.start_presignature_pool(cfg.presignatures);
             let grpc = tokio::net::TcpListener::bind(&cfg.grpc_listen)
                 .await
@@ -255,6 +275,8 @@ pub async fn module(cmd: ModuleCommand) -> Result<()> {
                     passphrase,
                 },
                 policy: Default::default(),
+                chain: None,
+                exchanges: Vec::new(),
             };
             let kek = PassphraseKek::from_source(&config.vault.passphrase)?;
             eprintln!("Creating the sealed vault (deriving the key from the passphrase)…");
@@ -292,6 +314,20 @@ pub async fn module(cmd: ModuleCommand) -> Result<()> {
             println!("Stored safe primes for group {group}.");
             Ok(())
         }
+        ModuleCommand::ExchangeKey {
+            config,
+            exchange,
+            secret_file,
+        } => {
+            let (_, state) = load_module(&config)?;
+            let secret = zeroize::Zeroizing::new(
+                std::fs::read_to_string(&secret_file)
+                    .with_context(|| format!("cannot read {}", secret_file.display()))?,
+            );
+            state.save_exchange_secret(&exchange, secret.trim().as_bytes())?;
+            println!("Stored the read key's secret for exchange {exchange} in the vault.");
+            Ok(())
+        }
         ModuleCommand::Run { config } => {
             let (cfg, state) = load_module(&config)?;
             tracing::info!(module = %cfg.id, fingerprint = %state.identity().public().fingerprint(), "module starting");
@@ -314,4 +350,15 @@ fn print_info(info: &concord_module::PublicInfo, json: bool) {
         println!("  sealing key            {}", info.sealing_key);
         println!("  sealing key signature  {}", info.sealing_key_signature);
     }
+}
+
+/// `concord exchange-sim --config F`: runs the exchange simulator until stopped.
+pub async fn exchange_sim(config: &Path) -> Result<()> {
+    let cfg = concord_exchange_sim::load_config(config)?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} for the exchange API", cfg.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, "exchange simulator listening");
+    concord_exchange_sim::serve(cfg, listener, shutdown_signal()).await?;
+    Ok(())
 }

@@ -338,6 +338,97 @@ async fn get_job(
     Ok(Json(json(&view)))
 }
 
+async fn deposit(
+    State(c): State<Coordinator>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    idempotent_post(
+        &c,
+        &caller,
+        &headers,
+        &body,
+        StatusCode::ACCEPTED,
+        |c, req: crate::transfers::DepositRequest| async move { c.request_deposit(req).await },
+    )
+    .await
+}
+
+async fn withdraw(
+    State(c): State<Coordinator>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    idempotent_post(
+        &c,
+        &caller,
+        &headers,
+        &body,
+        StatusCode::ACCEPTED,
+        |c, req: crate::transfers::WithdrawalRequest| async move {
+            c.request_withdrawal(req).await
+        },
+    )
+    .await
+}
+
+async fn register_credential(
+    State(c): State<Coordinator>,
+    caller: Caller,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    idempotent_post(
+        &c,
+        &caller,
+        &headers,
+        &body,
+        StatusCode::OK,
+        move |c, req: crate::transfers::CredentialRequest| async move {
+            c.register_credential(&name, req).await
+        },
+    )
+    .await
+}
+
+async fn list_transfers(
+    State(c): State<Coordinator>,
+    _caller: Caller,
+) -> Result<Json<serde_json::Value>, Error> {
+    Ok(Json(json(&c.transfers().await?)))
+}
+
+/// `?wait=SECONDS` (at most 300) holds the request until the transfer reaches a final
+/// status, or the status named by `until`.
+#[derive(serde::Deserialize)]
+struct TransferQuery {
+    #[serde(default)]
+    wait: Option<f64>,
+    #[serde(default)]
+    until: Option<String>,
+}
+
+async fn get_transfer(
+    State(c): State<Coordinator>,
+    _caller: Caller,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<TransferQuery>,
+) -> Result<Json<serde_json::Value>, Error> {
+    let wait = q.wait.unwrap_or(0.0);
+    if !(0.0..=300.0).contains(&wait) {
+        return Err(Error::BadRequest(
+            "wait must be between 0 and 300 seconds".into(),
+        ));
+    }
+    let t = c
+        .transfer_wait(&id, std::time::Duration::from_secs_f64(wait), q.until.as_deref())
+        .await?;
+    Ok(Json(json(&t)))
+}
+
 /// The API's routes.
 pub fn router(c: Coordinator) -> Router {
     Router::new()
@@ -351,6 +442,11 @@ pub fn router(c: Coordinator) -> Router {
         .route("/v1/wallets/{id}", get(get_wallet))
         .route("/v1/signatures", post(sign))
         .route("/v1/jobs/{id}", get(get_job))
+        .route("/v1/transfers", get(list_transfers))
+        .route("/v1/transfers/deposits", post(deposit))
+        .route("/v1/transfers/withdrawals", post(withdraw))
+        .route("/v1/transfers/{id}", get(get_transfer))
+        .route("/v1/exchanges/{name}/credential", post(register_credential))
         .with_state(c)
 }
 

@@ -41,6 +41,12 @@ pub struct Config {
     /// Presignatures kept ready per ECDSA wallet and signer subset (0 disables the pool).
     #[serde(default = "default_presignatures")]
     pub presignatures: usize,
+    /// The chain transfers go over (none: transfers are disabled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<crate::transfers::ChainSettings>,
+    /// Exchanges the coordinator sends group-signed requests to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exchanges: Vec<crate::transfers::ExchangeEndpoint>,
 }
 
 fn default_presignatures() -> usize {

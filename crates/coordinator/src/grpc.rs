@@ -108,6 +108,7 @@ impl ModuleLink for LinkService {
                         let job = r.job_id.clone();
                         hub.deliver(&module_id, &job, ModuleEvent::Refusal(r));
                     }
+                    Some(module_to_coordinator::Msg::Answer(a)) => hub.answer(&module_id, a),
                     Some(module_to_coordinator::Msg::Hello(_)) | None => {}
                 }
             }

@@ -6,9 +6,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use concord_wire::rpc::{
-    Approval, CoordinatorToModule, JobUpdate, Refusal, Relay, coordinator_to_module,
+    Approval, CoordinatorToModule, ExchangeAnswer, ExchangeQuery, JobUpdate, Refusal, Relay,
+    coordinator_to_module,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// Something a module told us about a job.
 #[derive(Debug, Clone)]
@@ -38,6 +39,8 @@ struct Inner {
     waiters: HashMap<String, mpsc::UnboundedSender<(String, ModuleEvent)>>,
     /// job id → (group index → module id) of the current protocol run.
     routes: HashMap<String, HashMap<u32, String>>,
+    /// request id → (the module asked, who waits for its answer).
+    queries: HashMap<String, (String, oneshot::Sender<ExchangeAnswer>)>,
 }
 
 /// Connected modules and job event routing. Cheap to clone.
@@ -123,6 +126,55 @@ impl Hub {
         match waiter {
             Some(w) => w.send((module_id.to_owned(), event)).is_ok(),
             None => false,
+        }
+    }
+
+    /// Asks one module a read-only exchange question through its own connector, waiting at
+    /// most `timeout` for the answer.
+    pub async fn query(
+        &self,
+        module_id: &str,
+        mut query: ExchangeQuery,
+        timeout: std::time::Duration,
+    ) -> Result<ExchangeAnswer, String> {
+        let id = uuid::Uuid::new_v4().to_string();
+        query.request_id = id.clone();
+        let (tx, rx) = oneshot::channel();
+        self.lock()
+            .queries
+            .insert(id.clone(), (module_id.to_owned(), tx));
+        if !self
+            .send(module_id, coordinator_to_module::Msg::Query(query))
+            .await
+        {
+            self.lock().queries.remove(&id);
+            return Err(format!("module {module_id} is not connected"));
+        }
+        let answer = tokio::time::timeout(timeout, rx).await;
+        self.lock().queries.remove(&id);
+        match answer {
+            Ok(Ok(a)) => Ok(a),
+            Ok(Err(_)) => Err(format!("module {module_id} went away before answering")),
+            Err(_) => Err(format!(
+                "module {module_id} did not answer within {} ms",
+                timeout.as_millis()
+            )),
+        }
+    }
+
+    /// Passes a module's answer to whoever asked it (only the module asked may answer).
+    pub fn answer(&self, module_id: &str, answer: ExchangeAnswer) {
+        let mut inner = self.lock();
+        match inner.queries.get(&answer.request_id) {
+            Some((asked, _)) if asked == module_id => {
+                if let Some((_, tx)) = inner.queries.remove(&answer.request_id) {
+                    let _ = tx.send(answer);
+                }
+            }
+            Some(_) => {
+                tracing::warn!(module = %module_id, request = %answer.request_id, "an answer to a question asked of another module was dropped");
+            }
+            None => {}
         }
     }
 

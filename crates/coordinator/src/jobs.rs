@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use concord_types::payload::SigningPayload;
+use concord_wire::payload::SigningPayload;
 use concord_types::{Scheme, WalletId};
 use concord_wire::identity::PublicIdentity;
 use concord_wire::messages::{
@@ -79,8 +79,10 @@ pub struct Engine {
     pub(crate) store: Store,
     pub(crate) hub: Hub,
     pub(crate) timeouts: Timeouts,
-    /// Announces every job that finished or failed (for long-polling clients).
+    /// Announces every job and transfer that finished or failed (for long-polling clients).
     pub(crate) finished: tokio::sync::broadcast::Sender<String>,
+    /// Chain and exchanges, when transfers are configured.
+    pub(crate) transfers: Option<std::sync::Arc<crate::transfers::TransferContext>>,
 }
 
 fn random_session() -> Vec<u8> {
@@ -437,6 +439,11 @@ impl Engine {
         } else {
             None
         };
+        let purpose = if import.is_none() {
+            String::from_utf8(job.payload.clone().unwrap_or_default()).unwrap_or_default()
+        } else {
+            String::new()
+        };
         let kind = if import.is_some() {
             ProtocolKind::Import
         } else {
@@ -474,6 +481,7 @@ impl Engine {
                     s.importer = importer.clone();
                     s.import_shards = shards.clone();
                     s.wallet_id = wallet_raw.clone();
+                    s.purpose = purpose.clone();
                 },
             )
             .await

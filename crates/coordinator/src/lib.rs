@@ -12,12 +12,13 @@ pub mod grpc;
 pub mod hub;
 pub mod jobs;
 pub mod store;
+pub mod transfers;
 
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use concord_types::payload::SigningPayload;
+use concord_wire::payload::SigningPayload;
 use concord_types::{Scheme, Threshold, WalletId};
 use concord_wire::identity::{PublicIdentity, SealingPublicKey};
 use concord_wire::tls::PinStore;
@@ -157,6 +158,11 @@ pub struct CreateWallet {
     pub group: String,
     /// Scheme.
     pub scheme: Scheme,
+    /// What the wallet is for: absent for a signing wallet, `exchange-credential:<exchange>`
+    /// for an exchange's withdraw-capable API key (ed25519). Modules store it with their
+    /// share and enforce it: a credential signs only withdraw requests they checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
 }
 
 /// Request to import an existing key, already split and sealed by the importing tool.
@@ -265,9 +271,77 @@ impl Coordinator {
                 hub: Hub::default(),
                 timeouts,
                 finished: tokio::sync::broadcast::channel(1024).0,
+                transfers: None,
             },
             pins,
         })
+    }
+
+    /// Enables transfers over a chain and exchanges.
+    pub fn with_transfers(
+        mut self,
+        chain: transfers::ChainSettings,
+        exchanges: Vec<transfers::ExchangeEndpoint>,
+    ) -> Result<Coordinator, Error> {
+        self.engine.transfers = Some(Arc::new(transfers::TransferContext::new(
+            chain, exchanges,
+        )?));
+        Ok(self)
+    }
+
+    /// Starts a deposit from a wallet to an exchange.
+    pub async fn request_deposit(
+        &self,
+        req: transfers::DepositRequest,
+    ) -> Result<transfers::TransferRecord, Error> {
+        self.engine.request_deposit(req).await
+    }
+
+    /// Starts a withdrawal from an exchange to a wallet.
+    pub async fn request_withdrawal(
+        &self,
+        req: transfers::WithdrawalRequest,
+    ) -> Result<transfers::TransferRecord, Error> {
+        self.engine.request_withdrawal(req).await
+    }
+
+    /// Registers an exchange's withdraw-capable key (an Ed25519 wallet).
+    pub async fn register_credential(
+        &self,
+        exchange: &str,
+        req: transfers::CredentialRequest,
+    ) -> Result<serde_json::Value, Error> {
+        self.engine.register_credential(exchange, req.clone()).await?;
+        Ok(serde_json::json!({"exchange": exchange, "wallet": req.wallet, "api_key": req.api_key}))
+    }
+
+    /// Transfers, newest first.
+    pub async fn transfers(&self) -> Result<Vec<transfers::TransferRecord>, Error> {
+        self.engine.store.transfers(1000).await
+    }
+
+    /// A transfer, waiting up to `wait` for it to reach a final status or `until` (a status
+    /// name) if it has not.
+    pub async fn transfer_wait(
+        &self,
+        id: &str,
+        wait: std::time::Duration,
+        until: Option<&str>,
+    ) -> Result<transfers::TransferRecord, Error> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let t = self
+                .engine
+                .store
+                .transfer(id)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("transfer {id}")))?;
+            let reached = until.is_some_and(|u| t.timings_ms.contains_key(u));
+            if t.is_final() || reached || tokio::time::Instant::now() >= deadline {
+                return Ok(t);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     /// The TLS pin store of enrolled modules.
@@ -390,8 +464,21 @@ impl Coordinator {
                 group.id, group.status
             )));
         }
+        if let Some(p) = &req.purpose {
+            let ok = p
+                .strip_prefix("exchange-credential:")
+                .is_some_and(|x| !x.is_empty())
+                && req.scheme == Scheme::Ed25519;
+            if !ok {
+                return Err(Error::BadRequest(format!(
+                    "purpose {p:?}: the only purpose is exchange-credential:<exchange>, for an ed25519 wallet"
+                )));
+            }
+        }
         let job = JobRecord {
             scheme: Some(req.scheme.to_string()),
+            // A key generation's payload is its purpose (empty: a signing wallet).
+            payload: req.purpose.as_ref().map(|p| p.as_bytes().to_vec()),
             ..JobRecord::pending(uuid::Uuid::new_v4().to_string(), "keygen", &group.id)
         };
         self.engine.store.insert_job(&job).await?;
@@ -563,6 +650,10 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let resumed = coordinator.resume().await?;
+    let resumed_transfers = coordinator.engine.resume_transfers().await?;
+    if resumed_transfers > 0 {
+        tracing::info!(transfers = resumed_transfers, "resumed unfinished transfers");
+    }
     if resumed > 0 {
         tracing::info!(jobs = resumed, "resumed unfinished jobs");
     }

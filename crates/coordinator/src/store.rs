@@ -704,4 +704,119 @@ impl Store {
             .map_err(db)?;
         Ok(())
     }
+
+    /// Stores a transfer (insert or overwrite: every step rewrites the record).
+    pub async fn save_transfer(&self, t: &crate::transfers::TransferRecord) -> Result<(), Error> {
+        let record = serde_json::to_string(t).map_err(|e| Error::Internal(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO transfers (id, kind, status, record, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT(id) DO UPDATE SET status = excluded.status, record = excluded.record, updated_at = excluded.updated_at",
+        )
+        .bind(&t.id)
+        .bind(t.kind.as_str())
+        .bind(&t.status)
+        .bind(record)
+        .bind(&t.created_at)
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    fn transfer_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<crate::transfers::TransferRecord, Error> {
+        let record: String = r.try_get("record").map_err(db)?;
+        serde_json::from_str(&record)
+            .map_err(|e| Error::Storage(format!("a stored transfer is unreadable: {e}")))
+    }
+
+    /// A transfer.
+    pub async fn transfer(&self, id: &str) -> Result<Option<crate::transfers::TransferRecord>, Error> {
+        let row = sqlx::query("SELECT record FROM transfers WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(Self::transfer_from_row).transpose()
+    }
+
+    /// Transfers, newest first (at most `limit`).
+    pub async fn transfers(&self, limit: u32) -> Result<Vec<crate::transfers::TransferRecord>, Error> {
+        let rows = sqlx::query("SELECT record FROM transfers ORDER BY created_at DESC, rowid DESC LIMIT ?")
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(Self::transfer_from_row).collect()
+    }
+
+    /// Transfers that have not reached a final status.
+    pub async fn unfinished_transfers(&self) -> Result<Vec<crate::transfers::TransferRecord>, Error> {
+        let rows = sqlx::query(
+            "SELECT record FROM transfers WHERE status NOT IN ('credited', 'arrived', 'failed') ORDER BY created_at",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(Self::transfer_from_row).collect()
+    }
+
+    /// The next nonce this coordinator would use for a wallet on a chain.
+    pub async fn next_nonce(&self, wallet_id: &str, chain_id: u64) -> Result<Option<u64>, Error> {
+        let row = sqlx::query("SELECT next_nonce FROM wallet_nonces WHERE wallet_id = ? AND chain_id = ?")
+            .bind(wallet_id)
+            .bind(chain_id as i64)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.map(|r| r.try_get::<i64, _>("next_nonce").map(|n| n as u64).map_err(db))
+            .transpose()
+    }
+
+    /// Records that `nonce` is used: the next is at least `nonce + 1`.
+    pub async fn use_nonce(&self, wallet_id: &str, chain_id: u64, nonce: u64) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO wallet_nonces (wallet_id, chain_id, next_nonce) VALUES (?, ?, ?) \
+             ON CONFLICT(wallet_id, chain_id) DO UPDATE SET next_nonce = MAX(next_nonce, excluded.next_nonce)",
+        )
+        .bind(wallet_id)
+        .bind(chain_id as i64)
+        .bind((nonce + 1) as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    /// Registers (or replaces) an exchange's withdraw-capable key.
+    pub async fn set_credential(&self, exchange: &str, wallet_id: &str, api_key: &str) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO exchange_credentials (exchange, wallet_id, api_key, created_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT(exchange) DO UPDATE SET wallet_id = excluded.wallet_id, api_key = excluded.api_key",
+        )
+        .bind(exchange)
+        .bind(wallet_id)
+        .bind(api_key)
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    /// An exchange's withdraw-capable key: (wallet id, API key).
+    pub async fn credential(&self, exchange: &str) -> Result<Option<(String, String)>, Error> {
+        let row = sqlx::query("SELECT wallet_id, api_key FROM exchange_credentials WHERE exchange = ?")
+            .bind(exchange)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.map(|r| {
+            Ok((
+                r.try_get("wallet_id").map_err(db)?,
+                r.try_get("api_key").map_err(db)?,
+            ))
+        })
+        .transpose()
+    }
 }

@@ -36,6 +36,77 @@ pub struct Config {
     /// Local policy.
     #[serde(default)]
     pub policy: Policy,
+    /// This module's own view of the chain (for EVM transfers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<ChainConfig>,
+    /// This module's own exchange connections, each with its own read-only key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exchanges: Vec<ExchangeConfig>,
+}
+
+/// The chain this module checks transfers against, through its own RPC endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainConfig {
+    /// JSON-RPC endpoint (this module's own node or provider).
+    pub rpc_url: String,
+    /// The chain id every transfer must carry (and the node must report).
+    pub chain_id: u64,
+    /// The exchanges' network code for this chain (`ETH` for Ethereum).
+    #[serde(default = "default_network")]
+    pub network: String,
+    /// ERC-20 tokens by exchange coin code. A coin not listed here is not a token; `ETH` is
+    /// the native coin.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<TokenConfig>,
+}
+
+/// An ERC-20 token this module knows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// The exchange's coin code (e.g. `CTT`).
+    pub coin: String,
+    /// The token contract.
+    pub contract: concord_chain::Address,
+    /// Decimals of the token's base unit.
+    #[serde(default = "default_decimals")]
+    pub decimals: u8,
+}
+
+fn default_network() -> String {
+    "ETH".into()
+}
+
+fn default_decimals() -> u8 {
+    18
+}
+
+/// One exchange connection of this module.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeConfig {
+    /// The name proposals use for it (e.g. `binance`).
+    pub name: String,
+    /// The API it speaks: `binance`.
+    #[serde(default = "default_kind")]
+    pub kind: String,
+    /// Base URL of the exchange's API.
+    pub url: String,
+    /// This module's own read-only API key (public part). Its secret is in the vault
+    /// (`concord module exchange-key`), never in this file.
+    pub read_api_key: String,
+    /// `hmac` or `ed25519`: the read key's type.
+    #[serde(default = "default_key_type")]
+    pub read_key_type: String,
+}
+
+fn default_kind() -> String {
+    "binance".into()
+}
+
+fn default_key_type() -> String {
+    "hmac".into()
 }
 
 /// The coordinator this module dials.
@@ -66,13 +137,35 @@ pub struct Policy {
     pub max_message_len: usize,
     /// Refuse payloads without a replay-protection nonce.
     pub require_nonce: bool,
+    /// Largest amount per transfer to an exchange, by coin, in coin units (decimal
+    /// strings). A coin without a limit is refused.
+    pub max_transfer: std::collections::BTreeMap<String, String>,
+    /// Largest amount per withdrawal from an exchange, by coin, in coin units.
+    pub max_withdrawal: std::collections::BTreeMap<String, String>,
+    /// Fee caps for EVM transfers (wei per gas).
+    pub max_fee_per_gas: u64,
+    /// Priority fee cap for EVM transfers (wei per gas).
+    pub max_priority_fee_per_gas: u64,
+    /// Gas limit cap for EVM transfers.
+    pub max_gas_limit: u64,
+    /// How far ahead of the chain's pending nonce a transfer's nonce may be.
+    pub max_nonce_gap: u64,
+    /// How old (or how far in the future) a withdraw request's timestamp may be, seconds.
+    pub max_request_age_secs: u64,
 }
 
 impl Default for Policy {
     fn default() -> Self {
         Policy {
-            max_message_len: concord_types::payload::MAX_MESSAGE_LEN,
+            max_message_len: concord_wire::payload::MAX_MESSAGE_LEN,
             require_nonce: false,
+            max_transfer: Default::default(),
+            max_withdrawal: Default::default(),
+            max_fee_per_gas: 500_000_000_000,
+            max_priority_fee_per_gas: 50_000_000_000,
+            max_gas_limit: 200_000,
+            max_nonce_gap: 16,
+            max_request_age_secs: 60,
         }
     }
 }

@@ -7,20 +7,20 @@ use std::time::Duration;
 
 use concord_tss::rand_core::OsRng;
 use concord_tss::{KeyShare, Scheme, SessionId, Threshold};
-use concord_types::payload::SigningPayload;
+use concord_wire::payload::SigningPayload;
 use concord_wire::identity::{PublicIdentity, SealingPublicKey};
-use concord_wire::messages::{
-    ApprovalStatement, AuxResult, KeygenResult, PresignResult, SignResult,
-};
+use concord_wire::messages::{AuxResult, KeygenResult, PresignResult, SignResult};
 use concord_wire::rpc::module_link_client::ModuleLinkClient;
 use concord_wire::rpc::{
-    Approval, Failure, Hello, JobUpdate, Proposal, ProtocolKind, Refusal, Relay, StartProtocol,
+    Failure, Hello, JobUpdate, ProtocolKind, Relay, StartProtocol,
     coordinator_to_module, job_update, module_to_coordinator,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
-use crate::state::{ApprovalRecord, GroupDef, Member, State};
+use crate::approve::Decider;
+use crate::checks::Outside;
+use crate::state::{GroupDef, Member, State};
 use crate::transport::{Blame, SealedSink, Uplink, open_relays, send_up};
 use crate::{Config, Error};
 
@@ -38,6 +38,8 @@ struct Ctx {
     identity: Arc<concord_wire::identity::IdentityKey>,
     sealing: Arc<concord_wire::identity::SealingKey>,
     uplink: Uplink,
+    /// Decides on proposals, with this module's own view of exchanges and chain.
+    decider: Arc<Decider>,
     /// (job id, session) → the running protocol's relay inbox. A job may be run again (after
     /// a failure or a coordinator restart) under a new session while an old run winds down.
     running: Mutex<HashMap<RunKey, mpsc::UnboundedSender<Relay>>>,
@@ -57,10 +59,13 @@ pub async fn run(
     // The keys are read once from the vault and shared by every job.
     let identity = state.identity();
     let sealing = state.sealing();
+    let outside = Outside::build(&config, &state)?;
+    let decider = Arc::new(Decider::new(state.clone(), identity.clone(), outside));
     let ctx = Arc::new(Ctx {
         state,
         identity,
         sealing,
+        decider,
         uplink: Arc::new(Mutex::new(None)),
         running: Mutex::default(),
         early: Mutex::default(),
@@ -139,14 +144,25 @@ async fn session(
             Some(coordinator_to_module::Msg::Relay(r)) => route_relay(ctx, r),
             Some(coordinator_to_module::Msg::Start(s)) => start_job(ctx, s),
             Some(coordinator_to_module::Msg::Proposal(p)) => {
-                let answer = match handle_proposal(&ctx.state, &ctx.identity, &p) {
-                    Ok(a) => module_to_coordinator::Msg::Approval(a),
-                    Err(r) => {
-                        tracing::warn!(job = %p.job_id, reason = %r.reason, "refused a proposal");
-                        module_to_coordinator::Msg::Refusal(r)
-                    }
-                };
-                send_up(&ctx.uplink, answer);
+                // Checks may ask the exchange and the chain: decide off the stream's loop.
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    let answer = match ctx.decider.decide(&p).await {
+                        Ok(a) => module_to_coordinator::Msg::Approval(a),
+                        Err(r) => {
+                            tracing::warn!(job = %p.job_id, reason = %r.reason, "refused a proposal");
+                            module_to_coordinator::Msg::Refusal(r)
+                        }
+                    };
+                    send_up(&ctx.uplink, answer);
+                });
+            }
+            Some(coordinator_to_module::Msg::Query(q)) => {
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    let answer = ctx.decider.outside.answer(q).await;
+                    send_up(&ctx.uplink, module_to_coordinator::Msg::Answer(answer));
+                });
             }
             Some(coordinator_to_module::Msg::Abort(a)) => {
                 if let Ok(mut tasks) = ctx.tasks.lock() {
@@ -198,138 +214,6 @@ fn route_relay(ctx: &Arc<Ctx>, relay: Relay) {
             }
         }
     }
-}
-
-fn refusal(job_id: &str, reason: impl Into<String>, computed: Option<[u8; 32]>) -> Refusal {
-    Refusal {
-        job_id: job_id.to_owned(),
-        reason: reason.into(),
-        computed_digest: computed.map(|d| d.to_vec()).unwrap_or_default(),
-    }
-}
-
-/// Decides on a proposal: recompute the digest from the payload, check the wallet, the
-/// policy and the nonce log, then sign and persist the approval before it is sent.
-fn handle_proposal(
-    state: &State,
-    identity: &concord_wire::identity::IdentityKey,
-    p: &Proposal,
-) -> Result<Approval, Refusal> {
-    let job = p.job_id.as_str();
-    let payload = SigningPayload::from_canonical(&p.payload)
-        .map_err(|e| refusal(job, format!("cannot read the payload: {e}"), None))?;
-    let digest = payload.digest();
-    if p.digest != digest {
-        return Err(refusal(
-            job,
-            format!(
-                "the proposed digest {} is not the digest of the payload ({})",
-                hex::encode(&p.digest),
-                hex::encode(digest)
-            ),
-            Some(digest),
-        ));
-    }
-    let wallet = payload.wallet();
-    if p.wallet_id != wallet.0 {
-        return Err(refusal(
-            job,
-            "the proposal names another wallet than its payload",
-            Some(digest),
-        ));
-    }
-    let SigningPayload::Message { message, .. } = &payload;
-    if message.len() > state.policy.max_message_len {
-        return Err(refusal(
-            job,
-            format!(
-                "policy: messages over {} bytes are refused",
-                state.policy.max_message_len
-            ),
-            Some(digest),
-        ));
-    }
-    if state.policy.require_nonce && payload.nonce().is_none() {
-        return Err(refusal(
-            job,
-            "policy: a replay-protection nonce is required",
-            Some(digest),
-        ));
-    }
-    let err = |e: Error| refusal(job, e.to_string(), Some(digest));
-    if !state.has_share(wallet).map_err(err)? {
-        return Err(refusal(
-            job,
-            format!("this module holds no share of wallet {wallet}"),
-            Some(digest),
-        ));
-    }
-    if let Some(prev) = state.approval(job).map_err(err)? {
-        if prev.digest == digest && prev.payload == p.payload {
-            return Ok(Approval {
-                job_id: job.to_owned(),
-                digest: digest.to_vec(),
-                statement: prev.statement,
-                signature: prev.signature,
-            });
-        }
-        return Err(refusal(
-            job,
-            "this job was already approved for another payload",
-            Some(digest),
-        ));
-    }
-    let mut checks = vec![
-        "payload is canonical".to_owned(),
-        "digest recomputed from the payload".to_owned(),
-        "this module holds a share of the wallet".to_owned(),
-        "within local policy".to_owned(),
-    ];
-    if let Some(n) = payload.nonce() {
-        match state.nonce_digest(wallet, n).map_err(err)? {
-            Some(d) if d != digest => {
-                return Err(refusal(
-                    job,
-                    format!(
-                        "nonce {n} of wallet {wallet} was already approved for another digest ({})",
-                        hex::encode(d)
-                    ),
-                    Some(digest),
-                ));
-            }
-            Some(_) => {}
-            None => state.record_nonce(wallet, n, &digest).map_err(err)?,
-        }
-        checks.push(format!("nonce {n} not used for another digest"));
-    }
-    let statement = ApprovalStatement {
-        version: 1,
-        job_id: job.to_owned(),
-        module_id: state.id.clone(),
-        wallet_id: wallet,
-        digest,
-        checks,
-    }
-    .to_bytes();
-    let signature = identity.sign(&statement).to_vec();
-    state
-        .save_approval(
-            job,
-            &ApprovalRecord {
-                wallet_id: wallet,
-                payload: p.payload.clone(),
-                digest,
-                statement: statement.clone(),
-                signature: signature.clone(),
-            },
-        )
-        .map_err(err)?;
-    Ok(Approval {
-        job_id: job.to_owned(),
-        digest: digest.to_vec(),
-        statement,
-        signature,
-    })
 }
 
 /// Checks the coordinator's description of the group against what this module knows: every
@@ -640,6 +524,21 @@ async fn run_protocol(
                 )
                 .await
                 .map_err(|e| Error::Protocol(e.to_string()))?;
+                if !s.purpose.is_empty() {
+                    let ok = s
+                        .purpose
+                        .strip_prefix(crate::CREDENTIAL_PURPOSE)
+                        .is_some_and(|x| !x.is_empty())
+                        && scheme == Scheme::Ed25519;
+                    if !ok {
+                        return Err(Error::Refused(format!(
+                            "wallet purpose {:?} is not one this module knows (exchange-credential:<exchange> with ed25519)",
+                            s.purpose
+                        )));
+                    }
+                }
+                // The purpose is stored before the share: a share is never usable without it.
+                state.save_purpose(share.wallet_id(), &s.purpose)?;
                 state.save_share(&share)?;
                 Ok(serde_json::to_vec(&KeygenResult {
                     wallet_id: share.wallet_id(),
@@ -858,12 +757,14 @@ mod tests {
         let st = state(&dir.path().join("vault"));
         let wallet = ed25519_share(&st).await;
         let id = st.identity();
+        let st = Arc::new(st);
+        let decider = Decider::new(st.clone(), id.clone(), Outside::default());
 
         // A digest that is not the payload's: refused, with the digest the module computed.
         let mut p = proposal("j1", wallet, b"pay 1", Some(1));
         let honest = p.digest.clone();
         p.digest = vec![0; 32];
-        let r = handle_proposal(&st, &id, &p).unwrap_err();
+        let r = decider.decide(&p).await.unwrap_err();
         assert!(
             r.reason.contains("is not the digest of the payload"),
             "{}",
@@ -873,25 +774,25 @@ mod tests {
 
         // The honest proposal: a signed approval of exactly that digest.
         let p = proposal("j1", wallet, b"pay 1", Some(1));
-        let a = handle_proposal(&st, &id, &p).unwrap();
+        let a = decider.decide(&p).await.unwrap();
         id.public().verify(&a.statement, &a.signature).unwrap();
         let st_json: ApprovalStatement = serde_json::from_slice(&a.statement).unwrap();
         assert_eq!(st_json.digest.to_vec(), p.digest);
         // Asked again: the same approval, verbatim.
         assert_eq!(
-            handle_proposal(&st, &id, &p).unwrap().signature,
+            decider.decide(&p).await.unwrap().signature,
             a.signature
         );
 
         // The same job id for another payload: refused.
-        let r = handle_proposal(&st, &id, &proposal("j1", wallet, b"pay 2", Some(9))).unwrap_err();
+        let r = decider.decide(&proposal("j1", wallet, b"pay 2", Some(9))).await.unwrap_err();
         assert!(
             r.reason.contains("already approved for another payload"),
             "{}",
             r.reason
         );
         // The same nonce for another digest, under a new job: refused.
-        let r = handle_proposal(&st, &id, &proposal("j2", wallet, b"pay 3", Some(1))).unwrap_err();
+        let r = decider.decide(&proposal("j2", wallet, b"pay 3", Some(1))).await.unwrap_err();
         assert!(
             r.reason.contains("nonce 1") && r.reason.contains("another digest"),
             "{}",
@@ -899,7 +800,7 @@ mod tests {
         );
         // A wallet this module holds no share of: refused.
         let other = concord_tss::WalletId([9; 32]);
-        let r = handle_proposal(&st, &id, &proposal("j3", other, b"x", None)).unwrap_err();
+        let r = decider.decide(&proposal("j3", other, b"x", None)).await.unwrap_err();
         assert!(r.reason.contains("holds no share"), "{}", r.reason);
     }
 

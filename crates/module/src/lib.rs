@@ -4,11 +4,14 @@
 //! policy, recomputes every digest it is asked to approve, and joins threshold signing only
 //! for a digest it approved.
 
+mod approve;
+mod checks;
 pub mod config;
 pub mod daemon;
 pub mod state;
 mod transport;
 
+pub use approve::CREDENTIAL_PURPOSE;
 pub use config::Config;
 pub use daemon::run;
 pub use state::{PublicInfo, State};

@@ -375,10 +375,10 @@ impl State {
         self.put_json(&format!("approval-{job_id}"), a)
     }
 
-    /// The digest already approved for (wallet, nonce), if any.
-    pub fn nonce_digest(&self, wallet: WalletId, nonce: u64) -> Result<Option<[u8; 32]>, Error> {
-        let v: Option<String> =
-            self.get_json(&format!("nonce-{wallet}-{nonce}"), "nonce record")?;
+    /// The digest already approved for (wallet, nonce key), if any. Keys come from
+    /// `SigningPayload::nonce_key` (message nonces and per-chain account nonces apart).
+    pub fn nonce_digest(&self, wallet: WalletId, key: &str) -> Result<Option<[u8; 32]>, Error> {
+        let v: Option<String> = self.get_json(&format!("nonce-{wallet}-{key}"), "nonce record")?;
         v.map(|h| {
             let mut d = [0u8; 32];
             hex::decode_to_slice(&h, &mut d)
@@ -388,13 +388,47 @@ impl State {
         .transpose()
     }
 
-    /// Records that (wallet, nonce) is bound to `digest`, for good.
-    pub fn record_nonce(
-        &self,
-        wallet: WalletId,
-        nonce: u64,
-        digest: &[u8; 32],
-    ) -> Result<(), Error> {
-        self.put_json(&format!("nonce-{wallet}-{nonce}"), &hex::encode(digest))
+    /// Records that (wallet, nonce key) is bound to `digest`, for good.
+    pub fn record_nonce(&self, wallet: WalletId, key: &str, digest: &[u8; 32]) -> Result<(), Error> {
+        self.put_json(&format!("nonce-{wallet}-{key}"), &hex::encode(digest))
     }
+
+    /// What a wallet is for: empty for a signing wallet, `exchange-credential:<name>` for an
+    /// exchange's withdraw-capable API key (fixed when the wallet is created).
+    pub fn purpose(&self, wallet: WalletId) -> Result<String, Error> {
+        Ok(self
+            .get_json::<String>(&format!("purpose-{wallet}"), "wallet purpose")?
+            .unwrap_or_default())
+    }
+
+    /// Records a wallet's purpose.
+    pub fn save_purpose(&self, wallet: WalletId, purpose: &str) -> Result<(), Error> {
+        self.put_json(&format!("purpose-{wallet}"), &purpose)
+    }
+
+    /// The secret of this module's read-only key for an exchange connection.
+    pub fn exchange_secret(&self, exchange: &str) -> Result<Option<Zeroizing<Vec<u8>>>, Error> {
+        Ok(self
+            .vault
+            .get(&exchange_secret_name(exchange)?)
+            .map_err(vault_err)?
+            .map(|v| Zeroizing::new(v.to_vec())))
+    }
+
+    /// Stores the secret of this module's read-only key for an exchange connection.
+    pub fn save_exchange_secret(&self, exchange: &str, secret: &[u8]) -> Result<(), Error> {
+        self.vault
+            .put(&exchange_secret_name(exchange)?, secret)
+            .map_err(vault_err)
+    }
+}
+
+fn exchange_secret_name(exchange: &str) -> Result<String, Error> {
+    let name = format!("exchange-read-{exchange}");
+    concord_vault::check_name(&name).map_err(|e| {
+        Error::Config(format!(
+            "the exchange name {exchange:?} cannot name a vault entry: {e}"
+        ))
+    })?;
+    Ok(name)
 }

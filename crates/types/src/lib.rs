@@ -3,7 +3,6 @@
 //!
 //! This crate does no I/O and depends on nothing of ours.
 
-pub mod payload;
 
 use std::fmt;
 use std::str::FromStr;

@@ -9,6 +9,8 @@
 //!
 //! - [`rpc`], [`grpc`]: the module ↔ coordinator gRPC service (`proto/concord.proto`) and its
 //!   plumbing over that TLS.
+//! - [`payload`]: what modules are asked to sign (a message, an EVM transfer, an exchange
+//!   withdraw request), in one canonical encoding, and the digest they approve.
 //! - [`messages`], [`verify`]: approval statements and protocol results, and independent
 //!   verification of finished signatures.
 //!
@@ -17,9 +19,11 @@
 pub mod grpc;
 pub mod identity;
 pub mod messages;
+pub mod payload;
 pub mod rpc;
 pub mod seal;
 pub mod tls;
+pub mod units;
 pub mod verify;
 
 mod error;

@@ -1,0 +1,749 @@
+//! `concord devnet`: a whole local system on one machine, each part its own OS process —
+//! the real `anvil` chain, the exchange simulator, the coordinator and three secure modules
+//! over mutual TLS on 127.0.0.1 — and `concord devnet demo`, which walks through a deposit,
+//! a withdrawal and a forged-deposit-address attack on it.
+//!
+//! Module m3 reaches the exchange through a man-in-the-middle proxy (`concord devnet mitm`)
+//! that passes everything through untouched until it is armed (a file naming a forged
+//! address appears): then it rewrites the deposit address the exchange returns, exactly what
+//! an attacker on that module's network path could do.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Subcommand;
+use concord_chain::{Address, Asset, EvmClient, EvmTransfer, U256};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::client::Api;
+
+/// Anvil's well-known development accounts (public test keys; never use them elsewhere).
+const DEV_KEY_0: &str = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+const DEV_KEY_1: &str = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+const CHAIN_ID: u64 = 31337;
+const EXCHANGE: &str = "binance";
+const MODULES: [&str; 3] = ["m1", "m2", "m3"];
+/// The module whose exchange connection goes through the proxy.
+const MITM_MODULE: &str = "m3";
+
+#[derive(Subcommand)]
+pub enum DevnetCommand {
+    /// Start anvil, the exchange simulator, the coordinator and three modules; return once
+    /// all are ready. Writes DIR/devnet.json.
+    Up {
+        /// Directory for the devnet's files.
+        #[arg(long, default_value = "devnet")]
+        dir: PathBuf,
+        /// Print devnet.json.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop the processes of the devnet in DIR.
+    Down {
+        /// The devnet's directory.
+        #[arg(long, default_value = "devnet")]
+        dir: PathBuf,
+    },
+    /// Bring a fresh devnet up, create a 2-of-3 wallet by DKG, fund it, deposit to the
+    /// exchange, withdraw back, run the forged-deposit-address attack, and print a summary.
+    /// Exits 0 only if everything held.
+    Demo {
+        /// Directory for the devnet's files (a previous devnet there is stopped and replaced).
+        #[arg(long, default_value = "devnet")]
+        dir: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Use the committed INSECURE test primes from the source tree instead of generating
+        /// the group's safe primes (which takes minutes): for tests only.
+        #[arg(long)]
+        insecure_test_primes: bool,
+        /// Stop the devnet when the demo ends (default: leave it running to explore).
+        #[arg(long)]
+        down: bool,
+    },
+    /// (internal) The man-in-the-middle proxy in front of one module's exchange connection.
+    #[command(hide = true)]
+    Mitm {
+        /// Where to listen.
+        #[arg(long)]
+        listen: String,
+        /// The real exchange's base URL.
+        #[arg(long)]
+        upstream: String,
+        /// When this file exists, deposit addresses are replaced by the address it holds.
+        #[arg(long)]
+        forge_file: PathBuf,
+    },
+}
+
+/// What `devnet up` wrote: how to reach every part.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DevnetInfo {
+    /// The devnet's directory.
+    pub dir: PathBuf,
+    /// Anvil's JSON-RPC URL.
+    pub rpc_url: String,
+    /// The chain id.
+    pub chain_id: u64,
+    /// The coordinator's REST API.
+    pub coordinator_url: String,
+    /// The exchange simulator's API.
+    pub exchange_url: String,
+    /// The coordinator's admin API token file.
+    pub token_file: PathBuf,
+    /// The exchange simulator's admin token file.
+    pub exchange_admin_token_file: PathBuf,
+    /// The trader's account name at the exchange.
+    pub exchange_account: String,
+    /// The test ERC-20 token (coin CTT).
+    pub token_contract: Address,
+    /// The modules.
+    pub modules: Vec<ModuleEntry>,
+    /// Process ids by service name.
+    pub pids: BTreeMap<String, u32>,
+    /// The proxy's arming file (write a forged address into it to arm it).
+    pub mitm_forge_file: PathBuf,
+    /// The module behind the proxy.
+    pub mitm_module: String,
+}
+
+/// One module of the devnet.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModuleEntry {
+    /// Module id.
+    pub id: String,
+    /// Its directory.
+    pub dir: PathBuf,
+    /// The exchange URL it uses.
+    pub exchange_url: String,
+}
+
+impl DevnetInfo {
+    /// Reads DIR/devnet.json.
+    pub fn load(dir: &Path) -> Result<DevnetInfo> {
+        let path = dir.join("devnet.json");
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "no devnet in {} (start one with `concord devnet up --dir {}`)",
+                dir.display(),
+                dir.display()
+            )
+        })?;
+        serde_json::from_str(&text).with_context(|| format!("{} is unreadable", path.display()))
+    }
+
+    fn save(&self) -> Result<()> {
+        let path = self.dir.join("devnet.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(self)?)
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+}
+
+/// Children started by this process (reaped when stopped).
+static CHILDREN: Mutex<Vec<Child>> = Mutex::new(Vec::new());
+
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
+    Ok(l.local_addr()?.port())
+}
+
+fn random_token(len: usize) -> String {
+    let mut rng = rand::rngs::OsRng;
+    (0..len)
+        .map(|_| {
+            let c = rng.gen_range(0..62u8);
+            char::from(match c {
+                0..=9 => b'0' + c,
+                10..=35 => b'a' + c - 10,
+                _ => b'A' + c - 36,
+            })
+        })
+        .collect()
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, contents: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+fn spawn(dir: &Path, name: &str, program: &Path, args: &[String]) -> Result<u32> {
+    use std::os::unix::process::CommandExt;
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        // Its own process group: a Ctrl-C in the terminal does not stop the devnet.
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("cannot start {name} ({})", program.display()))?;
+    let pid = child.id();
+    if let Ok(mut c) = CHILDREN.lock() {
+        c.push(child);
+    }
+    Ok(pid)
+}
+
+fn concord(args: &[&str]) -> Result<Value> {
+    let exe = std::env::current_exe()?;
+    let out = Command::new(&exe)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run {}", exe.display()))?;
+    if !out.status.success() {
+        bail!(
+            "`concord {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().rev().find(|l| l.starts_with('{')).unwrap_or("{}");
+    Ok(serde_json::from_str(line)?)
+}
+
+async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check().await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("{what} did not become ready within {} s", timeout.as_secs())
+}
+
+fn alive(pid: u32) -> bool {
+    Command::new("kill")
+        .args(["-0", &pid.to_string()])
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn key32(hex_key: &str) -> Result<[u8; 32]> {
+    let mut k = [0u8; 32];
+    hex::decode_to_slice(hex_key, &mut k)?;
+    Ok(k)
+}
+
+/// Sends ETH or a token from a development key, signing the transfer's sighash with k256
+/// exactly as the threshold engine's output is used (attach, sender check, broadcast).
+pub(crate) async fn fund(
+    client: &EvmClient,
+    from_key: &str,
+    asset: Asset,
+    to: Address,
+    amount: U256,
+) -> Result<String> {
+    let key = k256::ecdsa::SigningKey::from_slice(&key32(from_key)?)?;
+    let from = concord_chain::evm_address(
+        key.verifying_key()
+            .to_encoded_point(false)
+            .as_bytes(),
+    )?;
+    let tx = EvmTransfer {
+        chain_id: client.chain_id().await?,
+        nonce: client.pending_nonce(from).await?,
+        gas_limit: EvmTransfer::default_gas_limit(&asset),
+        fees: client.suggest_fees().await?,
+        asset,
+        recipient: to,
+        amount,
+    };
+    let (sig, rid) = key.sign_prehash_recoverable(tx.sighash().as_slice())?;
+    let (sig, rid) = match sig.normalize_s() {
+        Some(n) => (n, k256::ecdsa::RecoveryId::new(!rid.is_y_odd(), rid.is_x_reduced())),
+        None => (sig, rid),
+    };
+    let mut raw = sig.to_bytes().to_vec();
+    raw.push(rid.to_byte());
+    let signed = tx.attach(&raw, from)?;
+    client.broadcast(&signed).await?;
+    client
+        .wait_for_confirmations(signed.hash, 1, Duration::from_secs(60))
+        .await?;
+    Ok(signed.hash.to_string())
+}
+
+/// `concord devnet up`.
+pub async fn up(dir: &Path, quiet: bool) -> Result<DevnetInfo> {
+    let say = |m: &str| {
+        if !quiet {
+            eprintln!("{m}");
+        }
+    };
+    if let Ok(info) = DevnetInfo::load(dir)
+        && info.pids.values().any(|p| alive(*p))
+    {
+        bail!(
+            "a devnet is already running in {} (stop it with `concord devnet down --dir {}`)",
+            dir.display(),
+            dir.display()
+        );
+    }
+    std::fs::create_dir_all(dir)?;
+    let dir = std::path::absolute(dir)?;
+    let mut pids = BTreeMap::new();
+
+    // The chain.
+    let anvil = concord_chain::anvil::anvil_binary(|m| say(&format!("  {m}")))?;
+    let rpc_port = free_port()?;
+    say(&format!("Starting anvil on 127.0.0.1:{rpc_port} (1-second blocks)…"));
+    pids.insert(
+        "anvil".to_owned(),
+        spawn(
+            &dir,
+            "anvil",
+            &anvil,
+            &[
+                "--port".into(),
+                rpc_port.to_string(),
+                "--chain-id".into(),
+                CHAIN_ID.to_string(),
+                "--block-time".into(),
+                "1".into(),
+            ],
+        )?,
+    );
+    let rpc_url = format!("http://127.0.0.1:{rpc_port}");
+    let client = EvmClient::new(&rpc_url)?;
+    wait_for("anvil", Duration::from_secs(30), || async {
+        client.block_number().await.is_ok()
+    })
+    .await?;
+    say("Deploying the test token CTT and funding the exchange's hot wallet…");
+    let token = concord_chain::test_token::deploy(&rpc_url, &key32(DEV_KEY_0)?).await?;
+    let hot_wallet = {
+        let k = k256::ecdsa::SigningKey::from_slice(&key32(DEV_KEY_1)?)?;
+        concord_chain::evm_address(k.verifying_key().to_encoded_point(false).as_bytes())?
+    };
+    fund(
+        &client,
+        DEV_KEY_0,
+        Asset::Erc20 { token },
+        hot_wallet,
+        U256::from(1_000_000u64) * U256::from(10u64).pow(U256::from(18u64)),
+    )
+    .await?;
+
+    // The exchange simulator, with one read-only key per module.
+    let sim_port = free_port()?;
+    let exchange_url = format!("http://127.0.0.1:{sim_port}");
+    let exchange_dir = dir.join("exchange");
+    std::fs::create_dir_all(&exchange_dir)?;
+    let admin_token = random_token(40);
+    let admin_token_file = exchange_dir.join("admin.token");
+    write_private(&admin_token_file, &admin_token)?;
+    write_private(&exchange_dir.join("hot-wallet.key"), DEV_KEY_1)?;
+    let mut read_keys = BTreeMap::new();
+    let mut api_keys = Vec::new();
+    for m in MODULES {
+        let (key, secret) = (random_token(64), random_token(64));
+        api_keys.push(json!({"api_key": key, "kind": "hmac", "secret": secret, "permissions": ["read"]}));
+        read_keys.insert(m, (key, secret));
+    }
+    let sim_config = json!({
+        "listen": format!("127.0.0.1:{sim_port}"),
+        "rpc_url": rpc_url,
+        "chain_id": CHAIN_ID,
+        "confirmations": 2,
+        "address_seed": random_token(32),
+        "hot_wallet_key_file": "hot-wallet.key",
+        "admin_token": admin_token,
+        "coins": [
+            {"coin": "ETH", "network": "ETH", "decimals": 18, "withdraw_fee": "0.0001", "withdraw_min": "0.001"},
+            {"coin": "CTT", "network": "ETH", "decimals": 18, "contract": token.to_string(), "withdraw_fee": "1", "withdraw_min": "1"},
+        ],
+        "accounts": [
+            {"name": "trader", "balances": {"ETH": "20", "CTT": "50000"}, "api_keys": api_keys},
+        ],
+    });
+    let sim_config: concord_exchange_sim::SimConfig = serde_json::from_value(sim_config)
+        .context("the devnet's exchange configuration")?;
+    let sim_file = exchange_dir.join("sim.toml");
+    write_private(&sim_file, &sim_config.to_toml_string()?)?;
+    let exe = std::env::current_exe()?;
+    say(&format!("Starting the exchange simulator on {exchange_url}…"));
+    pids.insert(
+        "exchange".to_owned(),
+        spawn(
+            &dir,
+            "exchange",
+            &exe,
+            &["exchange-sim".into(), "--config".into(), sim_file.display().to_string()],
+        )?,
+    );
+    let http = reqwest::Client::new();
+    wait_for("the exchange simulator", Duration::from_secs(30), || async {
+        http.get(format!("{exchange_url}/api/v3/ping"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await?;
+
+    // The proxy in front of m3's exchange connection.
+    let mitm_port = free_port()?;
+    let mitm_url = format!("http://127.0.0.1:{mitm_port}");
+    let forge_file = dir.join("mitm-forged-address");
+    let _ = std::fs::remove_file(&forge_file);
+    pids.insert(
+        "mitm".to_owned(),
+        spawn(
+            &dir,
+            "mitm",
+            &exe,
+            &[
+                "devnet".into(),
+                "mitm".into(),
+                "--listen".into(),
+                format!("127.0.0.1:{mitm_port}"),
+                "--upstream".into(),
+                exchange_url.clone(),
+                "--forge-file".into(),
+                forge_file.display().to_string(),
+            ],
+        )?,
+    );
+
+    // The coordinator.
+    let (grpc_port, http_port) = (free_port()?, free_port()?);
+    let coord_dir = dir.join("coordinator");
+    let created = concord(&[
+        "coordinator",
+        "init",
+        "--dir",
+        &coord_dir.display().to_string(),
+        "--grpc-listen",
+        &format!("127.0.0.1:{grpc_port}"),
+        "--http-listen",
+        &format!("127.0.0.1:{http_port}"),
+        "--json",
+    ])?;
+    let coordinator_key = created["identity"].as_str().unwrap_or_default().to_owned();
+    let coord_file = coord_dir.join("coordinator.toml");
+    let mut cfg = concord_coordinator::config::Config::load(&coord_file)?;
+    cfg.chain = Some(concord_coordinator::transfers::ChainSettings {
+        rpc_url: rpc_url.clone(),
+        chain_id: CHAIN_ID,
+        network: "ETH".into(),
+        confirmations: 1,
+        max_fee_per_gas: 200_000_000_000,
+        max_priority_fee_per_gas: 2_000_000_000,
+        follow_secs: 120,
+        tokens: vec![concord_coordinator::transfers::TokenSettings {
+            coin: "CTT".into(),
+            contract: token,
+            decimals: 18,
+        }],
+    });
+    cfg.exchanges = vec![concord_coordinator::transfers::ExchangeEndpoint {
+        name: EXCHANGE.into(),
+        kind: "binance".into(),
+        url: exchange_url.clone(),
+    }];
+    cfg.save(&coord_file)?;
+    say("Starting the coordinator…");
+    pids.insert(
+        "coordinator".to_owned(),
+        spawn(
+            &dir,
+            "coordinator",
+            &exe,
+            &["coordinator".into(), "run".into(), "--config".into(), coord_dir.display().to_string()],
+        )?,
+    );
+    let coordinator_url = format!("http://127.0.0.1:{http_port}");
+    let token_file = coord_dir.join("admin.token");
+    wait_for("the coordinator", Duration::from_secs(30), || async {
+        http.get(format!("{coordinator_url}/v1/health"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await?;
+    let api = Api::from_parts(&coordinator_url, &token_file)?;
+
+    // The modules: vault, configuration with their own chain and exchange views, read key,
+    // enrollment, pinned peers.
+    let mut modules = Vec::new();
+    let mut infos = Vec::new();
+    for m in MODULES {
+        let mdir = dir.join(m);
+        std::fs::create_dir_all(&mdir)?;
+        let pass = mdir.join("passphrase");
+        write_private(&pass, &random_token(32))?;
+        say(&format!("Creating module {m} (sealed vault)…"));
+        let info = concord(&[
+            "module",
+            "init",
+            "--dir",
+            &mdir.display().to_string(),
+            "--id",
+            m,
+            "--coordinator",
+            &format!("127.0.0.1:{grpc_port}"),
+            "--coordinator-key",
+            &coordinator_key,
+            "--passphrase-file",
+            &pass.display().to_string(),
+            "--json",
+        ])?;
+        let file = mdir.join("module.toml");
+        let mut mc = concord_module::Config::load(&file)?;
+        let url = if m == MITM_MODULE {
+            mitm_url.clone()
+        } else {
+            exchange_url.clone()
+        };
+        mc.chain = Some(concord_module::config::ChainConfig {
+            rpc_url: rpc_url.clone(),
+            chain_id: CHAIN_ID,
+            network: "ETH".into(),
+            tokens: vec![concord_module::config::TokenConfig {
+                coin: "CTT".into(),
+                contract: token,
+                decimals: 18,
+            }],
+        });
+        let (read_key, read_secret) = read_keys.get(m).cloned().unwrap_or_default();
+        mc.exchanges = vec![concord_module::config::ExchangeConfig {
+            name: EXCHANGE.into(),
+            kind: "binance".into(),
+            url: url.clone(),
+            read_api_key: read_key,
+            read_key_type: "hmac".into(),
+        }];
+        mc.policy.max_transfer = [("ETH", "10"), ("CTT", "100000")]
+            .into_iter()
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+            .collect();
+        mc.policy.max_withdrawal = mc.policy.max_transfer.clone();
+        mc.save(&file)?;
+        let state = concord_module::open_state(&mc)?;
+        state.save_exchange_secret(EXCHANGE, read_secret.as_bytes())?;
+        api.post("/v1/modules", &info).await?;
+        infos.push(info);
+        modules.push(ModuleEntry {
+            id: m.to_owned(),
+            dir: mdir,
+            exchange_url: url,
+        });
+    }
+    for (i, m) in modules.iter().enumerate() {
+        let mc = concord_module::Config::load(&m.dir.join("module.toml"))?;
+        let state = concord_module::open_state(&mc)?;
+        for (j, peer) in infos.iter().enumerate() {
+            if i != j {
+                let key = peer["identity"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .parse()
+                    .map_err(|e| anyhow!("peer key: {e}"))?;
+                state.pin_peer(key)?;
+            }
+        }
+    }
+    for m in &modules {
+        say(&format!("Starting module {}…", m.id));
+        pids.insert(
+            m.id.clone(),
+            spawn(
+                &dir,
+                &m.id,
+                &exe,
+                &["module".into(), "run".into(), "--config".into(), m.dir.display().to_string()],
+            )?,
+        );
+    }
+    wait_for("the modules' connections", Duration::from_secs(60), || async {
+        api.get("/v1/modules").await.is_ok_and(|list| {
+            list.as_array()
+                .is_some_and(|l| l.len() == MODULES.len() && l.iter().all(|m| m["connected"] == true))
+        })
+    })
+    .await?;
+    let info = DevnetInfo {
+        dir: dir.clone(),
+        rpc_url,
+        chain_id: CHAIN_ID,
+        coordinator_url,
+        exchange_url,
+        token_file,
+        exchange_admin_token_file: admin_token_file,
+        exchange_account: "trader".into(),
+        token_contract: token,
+        modules,
+        pids,
+        mitm_forge_file: forge_file,
+        mitm_module: MITM_MODULE.into(),
+    };
+    info.save()?;
+    say(&format!("Devnet up: {}", dir.join("devnet.json").display()));
+    Ok(info)
+}
+
+/// `concord devnet down`.
+pub async fn down(dir: &Path) -> Result<usize> {
+    let info = DevnetInfo::load(dir)?;
+    let mut stopped = 0;
+    for pid in info.pids.values() {
+        if alive(*pid) {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            stopped += 1;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(mut children) = CHILDREN.lock() {
+            children.retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_))));
+        }
+        if !info.pids.values().any(|p| alive(*p)) || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for pid in info.pids.values() {
+        if alive(*pid) {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+    Ok(stopped)
+}
+
+/// Entry point of `concord devnet …`.
+pub async fn run(cmd: DevnetCommand) -> Result<()> {
+    match cmd {
+        DevnetCommand::Up { dir, json } => {
+            let info = up(&dir, json).await?;
+            if json {
+                println!("{}", serde_json::to_string(&info)?);
+            } else {
+                println!("Devnet up in {}", info.dir.display());
+                println!("  chain        {} (chain id {})", info.rpc_url, info.chain_id);
+                println!("  exchange     {}", info.exchange_url);
+                println!("  coordinator  {}", info.coordinator_url);
+                println!("  API token    {}", info.token_file.display());
+                println!(
+                    "Try: concord --help, e.g. `concord wallets list --devnet {}`; stop with `concord devnet down --dir {}`.",
+                    info.dir.display(),
+                    info.dir.display()
+                );
+            }
+            Ok(())
+        }
+        DevnetCommand::Down { dir } => {
+            let n = down(&dir).await?;
+            println!("Stopped {n} process(es) of the devnet in {}.", dir.display());
+            Ok(())
+        }
+        DevnetCommand::Demo {
+            dir,
+            json,
+            insecure_test_primes,
+            down: stop,
+        } => crate::demo::demo(&dir, json, insecure_test_primes, stop).await,
+        DevnetCommand::Mitm {
+            listen,
+            upstream,
+            forge_file,
+        } => mitm(&listen, &upstream, forge_file).await,
+    }
+}
+
+/// The man-in-the-middle proxy: forwards every request to the real exchange; when armed,
+/// replaces the `address` of deposit-address answers with the forged one.
+async fn mitm(listen: &str, upstream: &str, forge_file: PathBuf) -> Result<()> {
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, Method, StatusCode, Uri};
+    let upstream = upstream.trim_end_matches('/').to_owned();
+    let http = reqwest::Client::new();
+    let handler = move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+        let (http, upstream, forge_file) = (http.clone(), upstream.clone(), forge_file.clone());
+        async move {
+            let url = format!(
+                "{upstream}{}",
+                uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+            );
+            let mut req = http.request(
+                reqwest::Method::from_bytes(method.as_str().as_bytes())
+                    .unwrap_or(reqwest::Method::GET),
+                &url,
+            );
+            for name in ["x-mbx-apikey", "content-type"] {
+                if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
+                    req = req.header(name, v);
+                }
+            }
+            let resp = match req.body(body.to_vec()).send().await {
+                Ok(r) => r,
+                Err(e) => return (StatusCode::BAD_GATEWAY, e.to_string()).into_response_parts(),
+            };
+            let status = StatusCode::from_u16(resp.status().as_u16())
+                .unwrap_or(StatusCode::BAD_GATEWAY);
+            let text = resp.text().await.unwrap_or_default();
+            let forged = std::fs::read_to_string(&forge_file).ok();
+            let text = match forged {
+                Some(addr) if uri.path() == "/sapi/v1/capital/deposit/address" => {
+                    match serde_json::from_str::<Value>(&text) {
+                        Ok(mut v) if v.get("address").is_some() => {
+                            v["address"] = json!(addr.trim());
+                            v.to_string()
+                        }
+                        _ => text,
+                    }
+                }
+                _ => text,
+            };
+            (status, text).into_response_parts()
+        }
+    };
+    let app = axum::Router::new().fallback(handler);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+trait IntoParts {
+    fn into_response_parts(self) -> axum::response::Response;
+}
+
+impl IntoParts for (axum::http::StatusCode, String) {
+    fn into_response_parts(self) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        (
+            self.0,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            self.1,
+        )
+            .into_response()
+    }
+}

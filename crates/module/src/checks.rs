@@ -1,0 +1,412 @@
+//! The module's own view of the outside world, and the checks it runs on transfers with it.
+//!
+//! A module never takes the coordinator's word for a destination: it asks the exchange
+//! through its own connector and read-only key, reads the chain through its own RPC endpoint,
+//! derives the wallet's address from the group key in its own share, and compares.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use concord_chain::{Address, Asset, EvmClient, FeePolicy, U256};
+use concord_exchange::Connector;
+use concord_exchange::binance::{BinanceClient, WithdrawParams};
+use concord_exchange::{Ed25519Signer, HmacSha256Signer, RequestSigner};
+use concord_wire::payload::{Destination, SigningPayload};
+use concord_wire::rpc::{ExchangeAnswer, ExchangeQuery, exchange_query};
+use tokio::sync::OnceCell;
+
+use crate::config::{ChainConfig, Config, Policy};
+use crate::state::State;
+use crate::Error;
+
+/// Decimals of the chain's native coin (ETH).
+const NATIVE_DECIMALS: u8 = 18;
+/// The native coin's exchange code.
+const NATIVE_COIN: &str = "ETH";
+
+/// The chain as this module sees it.
+pub(crate) struct ChainView {
+    config: ChainConfig,
+    client: EvmClient,
+    /// The chain id the node reports, asked once.
+    node_chain_id: OnceCell<u64>,
+}
+
+/// Exchanges and chain, through this module's own connections.
+#[derive(Default)]
+pub(crate) struct Outside {
+    chain: Option<ChainView>,
+    exchanges: HashMap<String, Arc<dyn Connector>>,
+}
+
+impl Outside {
+    /// Builds the connections the configuration names, with read keys from the vault.
+    pub(crate) fn build(config: &Config, state: &State) -> Result<Outside, Error> {
+        let chain = match &config.chain {
+            Some(c) => Some(ChainView {
+                client: EvmClient::new(&c.rpc_url).map_err(|e| {
+                    Error::Config(format!("the chain RPC URL {} is unusable: {e}", c.rpc_url))
+                })?,
+                config: c.clone(),
+                node_chain_id: OnceCell::new(),
+            }),
+            None => None,
+        };
+        let mut exchanges: HashMap<String, Arc<dyn Connector>> = HashMap::new();
+        for x in &config.exchanges {
+            if x.kind != "binance" {
+                return Err(Error::Config(format!(
+                    "exchange {}: the API kind {:?} is not supported (supported: binance)",
+                    x.name, x.kind
+                )));
+            }
+            let Some(secret) = state.exchange_secret(&x.name)? else {
+                tracing::warn!(exchange = %x.name, "no read-key secret in the vault for this exchange; run `concord module exchange-key`");
+                continue;
+            };
+            let signer: Arc<dyn RequestSigner> = match x.read_key_type.as_str() {
+                "hmac" => Arc::new(
+                    HmacSha256Signer::new(std::str::from_utf8(&secret).unwrap_or_default())
+                        .map_err(|e| {
+                            Error::Config(format!(
+                                "exchange {}: the read key is unusable: {e}",
+                                x.name
+                            ))
+                        })?,
+                ),
+                "ed25519" => Arc::new(
+                    Ed25519Signer::from_pkcs8_pem(std::str::from_utf8(&secret).unwrap_or_default())
+                        .map_err(|e| {
+                            Error::Config(format!(
+                                "exchange {}: the read key is unusable (a PKCS#8 PEM is expected): {e}",
+                                x.name
+                            ))
+                        })?,
+                ),
+                other => {
+                    return Err(Error::Config(format!(
+                        "exchange {}: the read key type {other:?} is not hmac or ed25519",
+                        x.name
+                    )));
+                }
+            };
+            let client = BinanceClient::new(&x.url, x.read_api_key.clone(), signer)
+                .map_err(|e| Error::Config(format!("exchange {}: {e}", x.name)))?;
+            exchanges.insert(x.name.clone(), Arc::new(client));
+        }
+        Ok(Outside { chain, exchanges })
+    }
+
+    fn chain(&self) -> Result<&ChainView, String> {
+        self.chain
+            .as_ref()
+            .ok_or_else(|| "this module has no chain configured".to_owned())
+    }
+
+    fn connector(&self, exchange: &str) -> Result<&Arc<dyn Connector>, String> {
+        self.exchanges
+            .get(exchange)
+            .ok_or_else(|| format!("this module has no connection to exchange {exchange:?}"))
+    }
+
+    /// Answers a read-only exchange question through this module's own connector.
+    pub(crate) async fn answer(&self, q: ExchangeQuery) -> ExchangeAnswer {
+        let result: Result<Vec<u8>, String> = async {
+            let connector = self.connector(&q.exchange)?;
+            let json = |v: Result<serde_json::Value, concord_exchange::ExchangeError>| {
+                v.map(|v| serde_json::to_vec(&v).unwrap_or_default())
+                    .map_err(|e| describe(&q.exchange, &e))
+            };
+            match q.query {
+                Some(exchange_query::Query::DepositAddress(d)) => json(
+                    connector
+                        .deposit_address(&d.coin, &d.network)
+                        .await
+                        .map(|a| serde_json::to_value(a).unwrap_or_default()),
+                ),
+                Some(exchange_query::Query::Withdrawal(w)) => json(
+                    connector
+                        .withdrawal(&w.id)
+                        .await
+                        .map(|a| serde_json::to_value(a).unwrap_or_default()),
+                ),
+                Some(exchange_query::Query::Deposit(d)) => json(
+                    connector
+                        .deposits(&d.coin, Some(&d.tx_id))
+                        .await
+                        .map(|a| serde_json::to_value(a).unwrap_or_default()),
+                ),
+                None => Err("the query is empty".to_owned()),
+            }
+        }
+        .await;
+        match result {
+            Ok(json) => ExchangeAnswer {
+                request_id: q.request_id,
+                json,
+                error: String::new(),
+            },
+            Err(error) => ExchangeAnswer {
+                request_id: q.request_id,
+                json: Vec::new(),
+                error,
+            },
+        }
+    }
+
+    /// The asset and decimals an exchange coin code stands for on this module's chain.
+    fn asset_of(&self, coin: &str) -> Result<(Asset, u8), String> {
+        if coin == NATIVE_COIN {
+            return Ok((Asset::Native, NATIVE_DECIMALS));
+        }
+        let chain = self.chain()?;
+        chain
+            .config
+            .tokens
+            .iter()
+            .find(|t| t.coin == coin)
+            .map(|t| {
+                (
+                    Asset::Erc20 {
+                        token: t.contract,
+                    },
+                    t.decimals,
+                )
+            })
+            .ok_or_else(|| format!("coin {coin} is neither {NATIVE_COIN} nor a token this module knows"))
+    }
+
+    /// Checks an EVM transfer to an exchange against this module's own view; returns what
+    /// was checked, or why it is refused.
+    pub(crate) async fn check_evm_transfer(
+        &self,
+        policy: &Policy,
+        payload: &SigningPayload,
+        wallet_public_key: &[u8],
+    ) -> Result<Vec<String>, String> {
+        let SigningPayload::EvmTransfer {
+            chain_id,
+            nonce,
+            gas_limit,
+            max_fee_per_gas,
+            max_priority_fee_per_gas,
+            asset,
+            amount,
+            recipient,
+            destination,
+            ..
+        } = payload
+        else {
+            return Err("not an EVM transfer".into());
+        };
+        let chain = self.chain()?;
+        if *chain_id != chain.config.chain_id {
+            return Err(format!(
+                "chain id {chain_id} is not this module's chain ({})",
+                chain.config.chain_id
+            ));
+        }
+        let sender = concord_chain::evm_address(wallet_public_key)
+            .map_err(|e| format!("cannot derive the wallet's address: {e}"))?;
+        let Destination::ExchangeDeposit {
+            exchange,
+            coin,
+            network,
+        } = destination;
+        let (expected_asset, decimals) = self.asset_of(coin)?;
+        if *asset != expected_asset {
+            return Err(format!(
+                "the transaction sends {asset:?}, but coin {coin} is {expected_asset:?} here"
+            ));
+        }
+        if network != &chain.config.network {
+            return Err(format!(
+                "network {network} is not this module's chain network ({})",
+                chain.config.network
+            ));
+        }
+        let limit = policy_limit(&policy.max_transfer, coin, decimals, "transfers")?;
+        if *amount > limit {
+            return Err(format!(
+                "policy: {} {coin} exceeds this module's limit of {} {coin} per transfer",
+                format_units(*amount, decimals),
+                format_units(limit, decimals)
+            ));
+        }
+        FeePolicy {
+            max_fee_per_gas: u128::from(policy.max_fee_per_gas),
+            max_priority_fee_per_gas: u128::from(policy.max_priority_fee_per_gas),
+        }
+        .check(&concord_chain::FeeCaps {
+            max_fee_per_gas: *max_fee_per_gas,
+            max_priority_fee_per_gas: *max_priority_fee_per_gas,
+        })
+        .map_err(|e| format!("policy: {e}"))?;
+        if *gas_limit > policy.max_gas_limit {
+            return Err(format!(
+                "policy: gas limit {gas_limit} exceeds this module's cap of {}",
+                policy.max_gas_limit
+            ));
+        }
+        let connector = self.connector(exchange)?;
+        // Ask the exchange, the node's chain id and the sender's nonce at once.
+        let (deposit, node_chain_id, pending) = tokio::join!(
+            connector.deposit_address(coin, network),
+            chain
+                .node_chain_id
+                .get_or_try_init(|| chain.client.chain_id()),
+            chain.client.pending_nonce(sender),
+        );
+        let deposit = deposit.map_err(|e| describe(exchange, &e))?;
+        let node_chain_id = node_chain_id
+            .map_err(|e| format!("cannot read this module's chain: {e}"))?;
+        if *node_chain_id != chain.config.chain_id {
+            return Err(format!(
+                "this module's node reports chain id {node_chain_id}, not {}",
+                chain.config.chain_id
+            ));
+        }
+        let pending = pending.map_err(|e| format!("cannot read this module's chain: {e}"))?;
+        if !deposit.tag.as_deref().unwrap_or("").is_empty() {
+            return Err(format!(
+                "exchange {exchange} asks for a memo/tag ({:?}) on {coin}/{network}, which EVM transfers cannot carry",
+                deposit.tag
+            ));
+        }
+        let resolved: Address = deposit.address.parse().map_err(|_| {
+            format!(
+                "exchange {exchange} gave a deposit address that is not an EVM address: {:?}",
+                deposit.address
+            )
+        })?;
+        if resolved != *recipient {
+            return Err(format!(
+                "the proposed recipient {recipient} is not the deposit address {resolved} that exchange {exchange} gave this module for {coin} on {network}"
+            ));
+        }
+        if *nonce < pending {
+            return Err(format!(
+                "nonce {nonce} of {sender} is already used on chain (next is {pending})"
+            ));
+        }
+        if *nonce > pending + policy.max_nonce_gap {
+            return Err(format!(
+                "policy: nonce {nonce} is more than {} ahead of the chain's next nonce {pending} for {sender}",
+                policy.max_nonce_gap
+            ));
+        }
+        Ok(vec![
+            format!("chain id {chain_id} matches this module's node"),
+            format!("sender {sender} derived from the wallet's group key"),
+            format!(
+                "recipient {recipient} is the {coin}/{network} deposit address exchange {exchange} gave this module"
+            ),
+            format!(
+                "amount {} {coin} within policy",
+                format_units(*amount, decimals)
+            ),
+            format!("nonce {nonce} not yet used on chain (next {pending})"),
+            "fee caps and gas limit within policy".to_owned(),
+        ])
+    }
+
+    /// Checks a withdraw request to an exchange; `destination_public_key` is the group key
+    /// of the wallet the funds must reach, from this module's own share.
+    pub(crate) fn check_withdrawal(
+        &self,
+        policy: &Policy,
+        payload: &SigningPayload,
+        destination_public_key: &[u8],
+    ) -> Result<Vec<String>, String> {
+        let SigningPayload::ExchangeWithdrawal {
+            exchange, request, ..
+        } = payload
+        else {
+            return Err("not an exchange withdrawal".into());
+        };
+        if !self.exchanges.contains_key(exchange) {
+            return Err(format!(
+                "this module has no connection to exchange {exchange:?}"
+            ));
+        }
+        let params = WithdrawParams::parse(request)
+            .map_err(|e| format!("the withdraw request is not one this module signs: {e}"))?;
+        let wallet_address = concord_chain::evm_address(destination_public_key)
+            .map_err(|e| format!("cannot derive the wallet's address: {e}"))?;
+        let to: Address = params.address.parse().map_err(|_| {
+            format!(
+                "the withdraw address {:?} is not an EVM address",
+                params.address
+            )
+        })?;
+        if to != wallet_address {
+            return Err(format!(
+                "the withdraw request sends to {to}, which is not the wallet's own address {wallet_address}"
+            ));
+        }
+        let chain = self.chain()?;
+        if params.network != chain.config.network {
+            return Err(format!(
+                "network {} is not this module's chain network ({})",
+                params.network, chain.config.network
+            ));
+        }
+        let (_, decimals) = self.asset_of(&params.coin)?;
+        let amount = parse_units(&params.amount, decimals)
+            .map_err(|e| format!("amount {:?}: {e}", params.amount))?;
+        let limit = policy_limit(&policy.max_withdrawal, &params.coin, decimals, "withdrawals")?;
+        if amount > limit {
+            return Err(format!(
+                "policy: {} {} exceeds this module's limit of {} {} per withdrawal",
+                params.amount,
+                params.coin,
+                format_units(limit, decimals),
+                params.coin
+            ));
+        }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let age_ms = now_ms.abs_diff(params.timestamp_ms);
+        if age_ms > policy.max_request_age_secs * 1000 {
+            return Err(format!(
+                "the request's timestamp is {} s away from this module's clock (limit {} s)",
+                age_ms / 1000,
+                policy.max_request_age_secs
+            ));
+        }
+        Ok(vec![
+            "request parsed strictly (known parameters, canonical order)".to_owned(),
+            format!("destination {to} is the wallet's own address, derived from its group key"),
+            format!(
+                "{} {} on {} within policy",
+                params.amount, params.coin, params.network
+            ),
+            "timestamp fresh".to_owned(),
+        ])
+    }
+}
+
+fn describe(exchange: &str, e: &concord_exchange::ExchangeError) -> String {
+    let retry = if e.retryable() {
+        "a retry may help"
+    } else {
+        "a retry will not help"
+    };
+    format!("exchange {exchange}: {e} ({retry})")
+}
+
+fn policy_limit(
+    limits: &std::collections::BTreeMap<String, String>,
+    coin: &str,
+    decimals: u8,
+    what: &str,
+) -> Result<U256, String> {
+    let limit = limits
+        .get(coin)
+        .ok_or_else(|| format!("policy: no limit is set for {coin} {what}, so they are refused"))?;
+    parse_units(limit, decimals).map_err(|e| format!("policy: the {coin} limit {limit:?}: {e}"))
+}
+
+use concord_wire::units::{format_amount as format_units, parse_amount as parse_units};

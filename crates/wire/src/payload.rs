@@ -1,0 +1,365 @@
+//! What a wallet is asked to sign, in one canonical encoding, and the digest modules approve.
+//!
+//! The coordinator proposes a payload; every module parses it, recomputes the digest itself
+//! and approves that digest only. Parsing accepts only the canonical encoding (compact JSON,
+//! fields in declaration order), so two modules that accept the same bytes agree on the same
+//! payload.
+//!
+//! Three kinds:
+//! - [`SigningPayload::Message`]: raw bytes (ECDSA signs their SHA-256, FROST the bytes).
+//! - [`SigningPayload::EvmTransfer`]: an EIP-1559 transfer of ETH or an ERC-20 token to an
+//!   exchange deposit address (flow 3). The digest is the transaction's signing hash, so what
+//!   a module approves is exactly the transaction that can reach the chain.
+//! - [`SigningPayload::ExchangeWithdrawal`]: a withdraw request to an exchange, signed with
+//!   the group's sharded Ed25519 API key (flow 4). The FROST signature is over the request's
+//!   exact bytes; the digest is their SHA-256.
+
+use concord_chain::{Address, Asset, EvmTransfer, FeeCaps, U256};
+use concord_types::{Scheme, TypesError, WalletId};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Largest message a [`SigningPayload::Message`] may carry.
+pub const MAX_MESSAGE_LEN: usize = 64 * 1024;
+/// Largest exchange request a [`SigningPayload::ExchangeWithdrawal`] may carry.
+pub const MAX_REQUEST_LEN: usize = 4 * 1024;
+
+/// Where an EVM transfer is meant to go, as the trader asked for it. Modules resolve the
+/// address themselves from this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Destination {
+    /// The trader's deposit address at an exchange for a coin on a network.
+    ExchangeDeposit {
+        /// The exchange connection's name, as modules configure it.
+        exchange: String,
+        /// The exchange's coin code (e.g. `ETH`).
+        coin: String,
+        /// The exchange's network code (e.g. `ETH`).
+        network: String,
+    },
+}
+
+/// A request to sign, as modules see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SigningPayload {
+    /// Sign raw bytes with a wallet. ECDSA signs their SHA-256 digest; FROST schemes sign the
+    /// bytes themselves.
+    Message {
+        /// The wallet that signs.
+        wallet: WalletId,
+        /// The bytes, hex-encoded in the canonical form.
+        #[serde(with = "hex_bytes")]
+        message: Vec<u8>,
+        /// Optional replay-protection nonce: a module never signs two different digests for
+        /// the same (wallet, nonce).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nonce: Option<u64>,
+    },
+    /// An EIP-1559 transfer from an ECDSA wallet's address.
+    EvmTransfer {
+        /// The coordinator's transfer id (bound into the approval).
+        transfer: String,
+        /// The wallet that signs (its address is the sender).
+        wallet: WalletId,
+        /// EIP-155 chain id.
+        chain_id: u64,
+        /// The sender's account nonce.
+        nonce: u64,
+        /// Gas limit.
+        gas_limit: u64,
+        /// EIP-1559 fee cap (wei per gas), as a decimal string.
+        #[serde(with = "dec_u128")]
+        max_fee_per_gas: u128,
+        /// EIP-1559 priority fee cap (wei per gas), as a decimal string.
+        #[serde(with = "dec_u128")]
+        max_priority_fee_per_gas: u128,
+        /// What is sent: ETH or an ERC-20 token.
+        asset: Asset,
+        /// Amount in the asset's base units.
+        amount: U256,
+        /// The receiving address the coordinator proposes.
+        recipient: Address,
+        /// What the recipient is meant to be: modules resolve it themselves.
+        destination: Destination,
+    },
+    /// A withdraw request to an exchange, signed by the group's sharded Ed25519 API key.
+    ExchangeWithdrawal {
+        /// The coordinator's transfer id.
+        transfer: String,
+        /// The Ed25519 wallet that is the exchange's withdraw-capable API key.
+        wallet: WalletId,
+        /// The exchange connection's name.
+        exchange: String,
+        /// The API key (public) the request is sent under.
+        api_key: String,
+        /// The exact request payload that is signed (for Binance: the query string without
+        /// `signature`).
+        request: String,
+        /// The ECDSA wallet the funds must go to: modules derive its address themselves.
+        destination_wallet: WalletId,
+    },
+}
+
+impl SigningPayload {
+    /// The canonical encoding (compact JSON).
+    pub fn to_canonical(&self) -> Vec<u8> {
+        // Serializing these plain types to JSON cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Parses a payload, accepting only its canonical encoding.
+    pub fn from_canonical(bytes: &[u8]) -> Result<Self, TypesError> {
+        let payload: SigningPayload =
+            serde_json::from_slice(bytes).map_err(|e| TypesError::InvalidPayload(e.to_string()))?;
+        if payload.to_canonical() != bytes {
+            return Err(TypesError::InvalidPayload(
+                "the payload is not in canonical form (compact JSON, fields in order)".into(),
+            ));
+        }
+        payload.check()?;
+        Ok(payload)
+    }
+
+    /// Checks the payload's own limits.
+    pub fn check(&self) -> Result<(), TypesError> {
+        match self {
+            SigningPayload::Message { message, .. } if message.len() > MAX_MESSAGE_LEN => {
+                Err(TypesError::InvalidPayload(format!(
+                    "message of {} bytes exceeds the {MAX_MESSAGE_LEN}-byte limit",
+                    message.len()
+                )))
+            }
+            SigningPayload::ExchangeWithdrawal { request, .. }
+                if request.len() > MAX_REQUEST_LEN =>
+            {
+                Err(TypesError::InvalidPayload(format!(
+                    "exchange request of {} bytes exceeds the {MAX_REQUEST_LEN}-byte limit",
+                    request.len()
+                )))
+            }
+            SigningPayload::EvmTransfer { amount, .. } if amount.is_zero() => Err(
+                TypesError::InvalidPayload("a transfer of zero is refused".into()),
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// The wallet asked to sign.
+    pub fn wallet(&self) -> WalletId {
+        match self {
+            SigningPayload::Message { wallet, .. }
+            | SigningPayload::EvmTransfer { wallet, .. }
+            | SigningPayload::ExchangeWithdrawal { wallet, .. } => *wallet,
+        }
+    }
+
+    /// The transfer this payload belongs to, if any.
+    pub fn transfer(&self) -> Option<&str> {
+        match self {
+            SigningPayload::Message { .. } => None,
+            SigningPayload::EvmTransfer { transfer, .. }
+            | SigningPayload::ExchangeWithdrawal { transfer, .. } => Some(transfer),
+        }
+    }
+
+    /// The replay-protection key in the module's nonce log, if the payload carries one: a
+    /// module never approves two different digests under the same (wallet, key). EVM
+    /// transfers use the account nonce of their chain, so a module never signs two
+    /// transactions that could both be mined for one nonce.
+    pub fn nonce_key(&self) -> Option<String> {
+        match self {
+            SigningPayload::Message { nonce, .. } => nonce.map(|n| n.to_string()),
+            SigningPayload::EvmTransfer {
+                chain_id, nonce, ..
+            } => Some(format!("evm-{chain_id}-{nonce}")),
+            SigningPayload::ExchangeWithdrawal { .. } => None,
+        }
+    }
+
+    /// The scheme this payload must be signed with, if it is fixed by the kind.
+    pub fn required_scheme(&self) -> Option<Scheme> {
+        match self {
+            SigningPayload::Message { .. } => None,
+            SigningPayload::EvmTransfer { .. } => Some(Scheme::EcdsaSecp256k1),
+            SigningPayload::ExchangeWithdrawal { .. } => Some(Scheme::Ed25519),
+        }
+    }
+
+    /// The EVM transaction an [`SigningPayload::EvmTransfer`] describes.
+    pub fn evm_transfer(&self) -> Option<EvmTransfer> {
+        match self {
+            SigningPayload::EvmTransfer {
+                chain_id,
+                nonce,
+                gas_limit,
+                max_fee_per_gas,
+                max_priority_fee_per_gas,
+                asset,
+                amount,
+                recipient,
+                ..
+            } => Some(EvmTransfer {
+                chain_id: *chain_id,
+                nonce: *nonce,
+                gas_limit: *gas_limit,
+                fees: FeeCaps {
+                    max_fee_per_gas: *max_fee_per_gas,
+                    max_priority_fee_per_gas: *max_priority_fee_per_gas,
+                },
+                asset: asset.clone(),
+                recipient: *recipient,
+                amount: *amount,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The digest every module must compute identically and approve: it fixes exactly what
+    /// will be signed.
+    pub fn digest(&self) -> [u8; 32] {
+        match self {
+            SigningPayload::Message { message, .. } => Sha256::digest(message).into(),
+            SigningPayload::EvmTransfer { .. } => self
+                .evm_transfer()
+                .map(|t| t.sighash().0)
+                .unwrap_or_default(),
+            SigningPayload::ExchangeWithdrawal { request, .. } => {
+                Sha256::digest(request.as_bytes()).into()
+            }
+        }
+    }
+
+    /// The bytes the threshold protocol signs under `scheme`: the 32-byte digest for ECDSA
+    /// (for an EVM transfer, its signing hash), the message or request itself for FROST.
+    pub fn signing_input(&self, scheme: Scheme) -> Vec<u8> {
+        match (self, scheme) {
+            (_, Scheme::EcdsaSecp256k1) => self.digest().to_vec(),
+            (SigningPayload::Message { message, .. }, _) => message.clone(),
+            (SigningPayload::ExchangeWithdrawal { request, .. }, _) => request.as_bytes().to_vec(),
+            (SigningPayload::EvmTransfer { .. }, _) => self.digest().to_vec(),
+        }
+    }
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        hex::decode(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+mod dec_u128 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &u128, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> SigningPayload {
+        SigningPayload::Message {
+            wallet: WalletId([1; 32]),
+            message: b"hello".to_vec(),
+            nonce: Some(7),
+        }
+    }
+
+    fn transfer() -> SigningPayload {
+        SigningPayload::EvmTransfer {
+            transfer: "t-1".into(),
+            wallet: WalletId([2; 32]),
+            chain_id: 31337,
+            nonce: 4,
+            gas_limit: 21_000,
+            max_fee_per_gas: 2_000_000_000,
+            max_priority_fee_per_gas: 1_000_000_000,
+            asset: Asset::Native,
+            amount: U256::from(10u64).pow(U256::from(18u64)),
+            recipient: Address::repeat_byte(0x11),
+            destination: Destination::ExchangeDeposit {
+                exchange: "sim".into(),
+                coin: "ETH".into(),
+                network: "ETH".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn canonical_round_trip_and_digest() {
+        let p = sample();
+        let bytes = p.to_canonical();
+        assert_eq!(SigningPayload::from_canonical(&bytes).unwrap(), p);
+        assert_eq!(p.digest(), <[u8; 32]>::from(Sha256::digest(b"hello")));
+        assert_eq!(p.signing_input(Scheme::EcdsaSecp256k1), p.digest().to_vec());
+        assert_eq!(p.signing_input(Scheme::Ed25519), b"hello".to_vec());
+    }
+
+    #[test]
+    fn an_evm_transfer_digest_is_its_transaction_sighash() {
+        let p = transfer();
+        let bytes = p.to_canonical();
+        assert_eq!(SigningPayload::from_canonical(&bytes).unwrap(), p);
+        let tx = p.evm_transfer().unwrap();
+        assert_eq!(p.digest(), tx.sighash().0);
+        assert_eq!(p.nonce_key().as_deref(), Some("evm-31337-4"));
+        // Any change of a field changes what is approved.
+        let SigningPayload::EvmTransfer { .. } = &p else {
+            unreachable!()
+        };
+        let mut other = p.clone();
+        if let SigningPayload::EvmTransfer { recipient, .. } = &mut other {
+            *recipient = Address::repeat_byte(0x12);
+        }
+        assert_ne!(other.digest(), p.digest());
+    }
+
+    #[test]
+    fn non_canonical_and_unknown_fields_are_refused() {
+        let bytes = String::from_utf8(sample().to_canonical()).unwrap();
+        let spaced = bytes.replace(',', ", ");
+        let err = SigningPayload::from_canonical(spaced.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("canonical"), "{err}");
+        let extra = bytes.replace("}", ",\"to\":\"x\"}");
+        assert!(SigningPayload::from_canonical(extra.as_bytes()).is_err());
+        assert!(SigningPayload::from_canonical(b"{").is_err());
+        // An address in another letter case is not the canonical form.
+        let t = String::from_utf8(transfer().to_canonical()).unwrap();
+        let lower = t.to_lowercase();
+        assert_ne!(lower, t);
+        assert!(SigningPayload::from_canonical(lower.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn oversized_message_and_zero_transfer_are_refused() {
+        let p = SigningPayload::Message {
+            wallet: WalletId([0; 32]),
+            message: vec![0; MAX_MESSAGE_LEN + 1],
+            nonce: None,
+        };
+        let err = SigningPayload::from_canonical(&p.to_canonical()).unwrap_err();
+        assert!(err.to_string().contains("exceeds"), "{err}");
+        let mut t = transfer();
+        if let SigningPayload::EvmTransfer { amount, .. } = &mut t {
+            *amount = U256::ZERO;
+        }
+        let err = SigningPayload::from_canonical(&t.to_canonical()).unwrap_err();
+        assert!(err.to_string().contains("zero"), "{err}");
+    }
+}

@@ -40,6 +40,8 @@ struct Endpoint {
     permission: Permission,
     /// Whether the body is part of the request (POST) or ignored (GET).
     uses_body: bool,
+    /// Whether the endpoint changes state (a replay of it is always refused).
+    mutating: bool,
 }
 
 /// A request that passed the signature checks.
@@ -84,7 +86,8 @@ fn parse_part(
 
 /// The SIGNED endpoint security checks, in order: API key format (-2014), parameters
 /// (-1101), API key known (-2015), timestamp and recvWindow present and well formed (-1102,
-/// -1100, -1131), timing (-1021), signature (-1022), replay (-1099), permission (-2015),
+/// -1100, -1131), timing (-1021), signature (-1022), replay (-1099, withdrawals always, reads
+/// when configured), permission (-2015),
 /// unknown parameters (-1104).
 fn authenticate(
     shared: &Shared,
@@ -160,15 +163,18 @@ fn authenticate(
         return Err(ApiError::invalid_signature());
     }
 
-    // HMAC signatures are case-insensitive: one accepted signature in any case is one request.
+    // Replays: a signature accepted within its recvWindow is not accepted again (always for
+    // withdrawals, for reads when `reject_replayed_reads`). HMAC signatures are
+    // case-insensitive: one accepted signature in any case is one request.
     let replay_key = match key.verifier {
         Verifier::Hmac(_) => split.signature.to_ascii_lowercase(),
         Verifier::Ed25519(_) => split.signature.clone(),
     };
     let expires = timestamp + recv_window + 1_000_000;
-    if !shared
-        .ledger
-        .accept_signature(api_key, &replay_key, expires, server_time)
+    if (endpoint.mutating || shared.config.reject_replayed_reads)
+        && !shared
+            .ledger
+            .accept_signature(api_key, &replay_key, expires, server_time)
     {
         return Err(ApiError::replayed());
     }
@@ -296,6 +302,7 @@ pub async fn account(
         params: &["omitZeroBalances"],
         permission: Permission::Read,
         uses_body: false,
+        mutating: false,
     };
     let signed = authenticate(&shared, &headers, &uri, &body, &endpoint)?;
     let omit_zero = opt_bool(&signed.params, "omitZeroBalances")?.unwrap_or(false);
@@ -364,6 +371,7 @@ pub async fn deposit_address_handler(
         params: &["coin", "network", "amount"],
         permission: Permission::Read,
         uses_body: false,
+        mutating: false,
     };
     let signed = authenticate(&shared, &headers, &uri, &body, &endpoint)?;
     let coin = req_str(&signed.params, "coin")?;
@@ -398,6 +406,7 @@ pub async fn deposit_history(
         ],
         permission: Permission::Read,
         uses_body: false,
+        mutating: false,
     };
     let signed = authenticate(&shared, &headers, &uri, &body, &endpoint)?;
     let p = &signed.params;
@@ -488,6 +497,7 @@ pub async fn withdraw_apply(
         ],
         permission: Permission::Withdraw,
         uses_body: true,
+        mutating: true,
     };
     let signed = authenticate(&shared, &headers, &uri, &body, &endpoint)?;
     let p = &signed.params;
@@ -559,6 +569,7 @@ pub async fn withdraw_history(
         ],
         permission: Permission::Read,
         uses_body: false,
+        mutating: false,
     };
     let signed = authenticate(&shared, &headers, &uri, &body, &endpoint)?;
     let p = &signed.params;

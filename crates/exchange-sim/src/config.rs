@@ -72,6 +72,11 @@ pub struct SimConfig {
     /// How often the chain is polled for new blocks, in milliseconds.
     #[serde(default = "default_poll_ms")]
     pub poll_interval_ms: u64,
+    /// Also refuse a replayed read (GET). Replayed withdrawals are always refused; reads are
+    /// answered by default, because a client may legitimately send the same read twice in
+    /// one millisecond (identical parameters and timestamp give an identical signature).
+    #[serde(default)]
+    pub reject_replayed_reads: bool,
     /// First block scanned for deposits; default: the node's head when the simulator starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_block: Option<u64>,

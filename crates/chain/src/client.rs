@@ -75,11 +75,10 @@ impl EvmClient {
                 reason: "only http:// and https:// endpoints are supported".into(),
             });
         }
-        #[cfg(not(feature = "tls"))]
         if url.scheme() == "https" {
             return Err(ChainError::InvalidUrl {
                 url: endpoint,
-                reason: "this build has no TLS support; build concord-chain with its `tls` feature for https:// endpoints".into(),
+                reason: "this build has no TLS support for RPC endpoints yet; use an http:// node on loopback or behind a local TLS proxy".into(),
             });
         }
         let http = reqwest::Client::builder()

@@ -77,7 +77,11 @@ pub async fn demo(dir: &Path, json: bool, insecure_primes: bool, stop: bool) -> 
     };
     let outcome = run(&mut d, insecure_primes).await;
     if let Err(e) = &outcome {
-        d.record("demo ran to the end", false, json!({"error": format!("{e:#}")}));
+        d.record(
+            "demo ran to the end",
+            false,
+            json!({"error": format!("{e:#}")}),
+        );
     }
     if stop {
         let _ = devnet::down(&d.info.dir).await;
@@ -112,8 +116,7 @@ async fn run(d: &mut Demo, insecure_primes: bool) -> Result<()> {
     // 1. A 2-of-3 signer group.
     let members: Vec<&str> = d.info.modules.iter().map(|m| m.id.as_str()).collect();
     if insecure_primes {
-        let fixtures =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tss/tests/fixtures");
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tss/tests/fixtures");
         for (i, m) in d.info.modules.iter().enumerate() {
             let file = fixtures.join(format!("INSECURE-primes-{i}.bin"));
             let bytes = std::fs::read(&file).with_context(|| {
@@ -139,7 +142,11 @@ async fn run(d: &mut Demo, insecure_primes: bool) -> Result<()> {
         .await?;
     let aux = g["aux_job_id"].as_str().unwrap_or_default().to_owned();
     d.api.wait_job(&aux, d.json).await?;
-    d.record("2-of-3 signer group prepared", true, json!({"group": "desk"}));
+    d.record(
+        "2-of-3 signer group prepared",
+        true,
+        json!({"group": "desk"}),
+    );
 
     // 2. Wallets by DKG: the trader's ECDSA wallet and the exchange's sharded withdraw key.
     let job = d
@@ -173,7 +180,10 @@ async fn run(d: &mut Demo, insecure_primes: bool) -> Result<()> {
         .wait_job(job["id"].as_str().unwrap_or_default(), true)
         .await?;
     let cred_wallet = c["result"]["id"].as_str().unwrap_or_default().to_owned();
-    let cred_pk = c["result"]["public_key"].as_str().unwrap_or_default().to_owned();
+    let cred_pk = c["result"]["public_key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     // Register its public key at the exchange (as a user uploads an Ed25519 key), then tell
     // the coordinator which API key it is.
     let admin = std::fs::read_to_string(&d.info.exchange_admin_token_file)?;
@@ -234,7 +244,8 @@ async fn run(d: &mut Demo, insecure_primes: bool) -> Result<()> {
                 json!({"wallet": wallet, "exchange": "binance", "coin": coin, "network": "ETH", "amount": amount}),
             )
             .await?;
-        let held = t["status"] == "credited" && t["dissenters"].as_object().is_some_and(|m| m.is_empty());
+        let held =
+            t["status"] == "credited" && t["dissenters"].as_object().is_some_and(|m| m.is_empty());
         d.record(
             &format!("deposit {amount} {coin}: every module resolved the same address; signed, broadcast, credited"),
             held,
@@ -288,8 +299,7 @@ async fn run(d: &mut Demo, insecure_primes: bool) -> Result<()> {
         .as_object()
         .is_some_and(|m| m.contains_key(&d.info.mitm_module));
     let forged_after = d.client.balance(forged).await?;
-    let honest = t["destination"].as_str().map(str::to_lowercase)
-        != Some(FORGED.to_lowercase());
+    let honest = t["destination"].as_str().map(str::to_lowercase) != Some(FORGED.to_lowercase());
     d.record(
         "attack, rule threshold: funds go to the honest address (2 of 3 agree), m3's dissent recorded, nothing reaches the forged address",
         t["status"] == "credited" && named && honest && forged_after == forged_before,

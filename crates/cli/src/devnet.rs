@@ -218,7 +218,11 @@ fn concord(args: &[&str]) -> Result<Value> {
         );
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().rev().find(|l| l.starts_with('{')).unwrap_or("{}");
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or("{}");
     Ok(serde_json::from_str(line)?)
 }
 
@@ -262,11 +266,7 @@ pub(crate) async fn fund(
     amount: U256,
 ) -> Result<String> {
     let key = k256::ecdsa::SigningKey::from_slice(&key32(from_key)?)?;
-    let from = concord_chain::evm_address(
-        key.verifying_key()
-            .to_encoded_point(false)
-            .as_bytes(),
-    )?;
+    let from = concord_chain::evm_address(key.verifying_key().to_encoded_point(false).as_bytes())?;
     let tx = EvmTransfer {
         chain_id: client.chain_id().await?,
         nonce: client.pending_nonce(from).await?,
@@ -278,7 +278,10 @@ pub(crate) async fn fund(
     };
     let (sig, rid) = key.sign_prehash_recoverable(tx.sighash().as_slice())?;
     let (sig, rid) = match sig.normalize_s() {
-        Some(n) => (n, k256::ecdsa::RecoveryId::new(!rid.is_y_odd(), rid.is_x_reduced())),
+        Some(n) => (
+            n,
+            k256::ecdsa::RecoveryId::new(!rid.is_y_odd(), rid.is_x_reduced()),
+        ),
         None => (sig, rid),
     };
     let mut raw = sig.to_bytes().to_vec();
@@ -314,7 +317,9 @@ pub async fn up(dir: &Path, quiet: bool) -> Result<DevnetInfo> {
     // The chain.
     let anvil = concord_chain::anvil::anvil_binary(|m| say(&format!("  {m}")))?;
     let rpc_port = free_port()?;
-    say(&format!("Starting anvil on 127.0.0.1:{rpc_port} (1-second blocks)…"));
+    say(&format!(
+        "Starting anvil on 127.0.0.1:{rpc_port} (1-second blocks)…"
+    ));
     pids.insert(
         "anvil".to_owned(),
         spawn(
@@ -365,7 +370,9 @@ pub async fn up(dir: &Path, quiet: bool) -> Result<DevnetInfo> {
     let mut api_keys = Vec::new();
     for m in MODULES {
         let (key, secret) = (random_token(64), random_token(64));
-        api_keys.push(json!({"api_key": key, "kind": "hmac", "secret": secret, "permissions": ["read"]}));
+        api_keys.push(
+            json!({"api_key": key, "kind": "hmac", "secret": secret, "permissions": ["read"]}),
+        );
         read_keys.insert(m, (key, secret));
     }
     let sim_config = json!({
@@ -384,28 +391,38 @@ pub async fn up(dir: &Path, quiet: bool) -> Result<DevnetInfo> {
             {"name": "trader", "balances": {"ETH": "20", "CTT": "50000"}, "api_keys": api_keys},
         ],
     });
-    let sim_config: concord_exchange_sim::SimConfig = serde_json::from_value(sim_config)
-        .context("the devnet's exchange configuration")?;
+    let sim_config: concord_exchange_sim::SimConfig =
+        serde_json::from_value(sim_config).context("the devnet's exchange configuration")?;
     let sim_file = exchange_dir.join("sim.toml");
     write_private(&sim_file, &sim_config.to_toml_string()?)?;
     let exe = std::env::current_exe()?;
-    say(&format!("Starting the exchange simulator on {exchange_url}…"));
+    say(&format!(
+        "Starting the exchange simulator on {exchange_url}…"
+    ));
     pids.insert(
         "exchange".to_owned(),
         spawn(
             &dir,
             "exchange",
             &exe,
-            &["exchange-sim".into(), "--config".into(), sim_file.display().to_string()],
+            &[
+                "exchange-sim".into(),
+                "--config".into(),
+                sim_file.display().to_string(),
+            ],
         )?,
     );
     let http = reqwest::Client::new();
-    wait_for("the exchange simulator", Duration::from_secs(30), || async {
-        http.get(format!("{exchange_url}/api/v3/ping"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-    })
+    wait_for(
+        "the exchange simulator",
+        Duration::from_secs(30),
+        || async {
+            http.get(format!("{exchange_url}/api/v3/ping"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        },
+    )
     .await?;
 
     // The proxy in front of m3's exchange connection.
@@ -476,7 +493,12 @@ pub async fn up(dir: &Path, quiet: bool) -> Result<DevnetInfo> {
             &dir,
             "coordinator",
             &exe,
-            &["coordinator".into(), "run".into(), "--config".into(), coord_dir.display().to_string()],
+            &[
+                "coordinator".into(),
+                "run".into(),
+                "--config".into(),
+                coord_dir.display().to_string(),
+            ],
         )?,
     );
     let coordinator_url = format!("http://127.0.0.1:{http_port}");
@@ -578,16 +600,26 @@ pub async fn up(dir: &Path, quiet: bool) -> Result<DevnetInfo> {
                 &dir,
                 &m.id,
                 &exe,
-                &["module".into(), "run".into(), "--config".into(), m.dir.display().to_string()],
+                &[
+                    "module".into(),
+                    "run".into(),
+                    "--config".into(),
+                    m.dir.display().to_string(),
+                ],
             )?,
         );
     }
-    wait_for("the modules' connections", Duration::from_secs(60), || async {
-        api.get("/v1/modules").await.is_ok_and(|list| {
-            list.as_array()
-                .is_some_and(|l| l.len() == MODULES.len() && l.iter().all(|m| m["connected"] == true))
-        })
-    })
+    wait_for(
+        "the modules' connections",
+        Duration::from_secs(60),
+        || async {
+            api.get("/v1/modules").await.is_ok_and(|list| {
+                list.as_array().is_some_and(|l| {
+                    l.len() == MODULES.len() && l.iter().all(|m| m["connected"] == true)
+                })
+            })
+        },
+    )
     .await?;
     let info = DevnetInfo {
         dir: dir.clone(),
@@ -646,7 +678,10 @@ pub async fn run(cmd: DevnetCommand) -> Result<()> {
                 println!("{}", serde_json::to_string(&info)?);
             } else {
                 println!("Devnet up in {}", info.dir.display());
-                println!("  chain        {} (chain id {})", info.rpc_url, info.chain_id);
+                println!(
+                    "  chain        {} (chain id {})",
+                    info.rpc_url, info.chain_id
+                );
                 println!("  exchange     {}", info.exchange_url);
                 println!("  coordinator  {}", info.coordinator_url);
                 println!("  API token    {}", info.token_file.display());
@@ -660,7 +695,10 @@ pub async fn run(cmd: DevnetCommand) -> Result<()> {
         }
         DevnetCommand::Down { dir } => {
             let n = down(&dir).await?;
-            println!("Stopped {n} process(es) of the devnet in {}.", dir.display());
+            println!(
+                "Stopped {n} process(es) of the devnet in {}.",
+                dir.display()
+            );
             Ok(())
         }
         DevnetCommand::Demo {
@@ -705,8 +743,8 @@ async fn mitm(listen: &str, upstream: &str, forge_file: PathBuf) -> Result<()> {
                 Ok(r) => r,
                 Err(e) => return (StatusCode::BAD_GATEWAY, e.to_string()).into_response_parts(),
             };
-            let status = StatusCode::from_u16(resp.status().as_u16())
-                .unwrap_or(StatusCode::BAD_GATEWAY);
+            let status =
+                StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
             let text = resp.text().await.unwrap_or_default();
             let forged = std::fs::read_to_string(&forge_file).ok();
             let text = match forged {

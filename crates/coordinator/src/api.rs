@@ -424,7 +424,11 @@ async fn get_transfer(
         ));
     }
     let t = c
-        .transfer_wait(&id, std::time::Duration::from_secs_f64(wait), q.until.as_deref())
+        .transfer_wait(
+            &id,
+            std::time::Duration::from_secs_f64(wait),
+            q.until.as_deref(),
+        )
         .await?;
     Ok(Json(json(&t)))
 }

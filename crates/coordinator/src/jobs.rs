@@ -12,12 +12,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use concord_wire::payload::SigningPayload;
 use concord_types::{Scheme, WalletId};
 use concord_wire::identity::PublicIdentity;
 use concord_wire::messages::{
     ApprovalStatement, AuxResult, KeygenResult, PresignResult, SignResult,
 };
+use concord_wire::payload::SigningPayload;
 use concord_wire::rpc::{
     Abort, Participant, Proposal, ProtocolKind, StartProtocol, coordinator_to_module, job_update,
 };

@@ -18,9 +18,9 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use concord_wire::payload::SigningPayload;
 use concord_types::{Scheme, Threshold, WalletId};
 use concord_wire::identity::{PublicIdentity, SealingPublicKey};
+use concord_wire::payload::SigningPayload;
 use concord_wire::tls::PinStore;
 use serde::{Deserialize, Serialize};
 
@@ -283,9 +283,7 @@ impl Coordinator {
         chain: transfers::ChainSettings,
         exchanges: Vec<transfers::ExchangeEndpoint>,
     ) -> Result<Coordinator, Error> {
-        self.engine.transfers = Some(Arc::new(transfers::TransferContext::new(
-            chain, exchanges,
-        )?));
+        self.engine.transfers = Some(Arc::new(transfers::TransferContext::new(chain, exchanges)?));
         Ok(self)
     }
 
@@ -311,7 +309,9 @@ impl Coordinator {
         exchange: &str,
         req: transfers::CredentialRequest,
     ) -> Result<serde_json::Value, Error> {
-        self.engine.register_credential(exchange, req.clone()).await?;
+        self.engine
+            .register_credential(exchange, req.clone())
+            .await?;
         Ok(serde_json::json!({"exchange": exchange, "wallet": req.wallet, "api_key": req.api_key}))
     }
 
@@ -652,7 +652,10 @@ pub async fn serve(
     let resumed = coordinator.resume().await?;
     let resumed_transfers = coordinator.engine.resume_transfers().await?;
     if resumed_transfers > 0 {
-        tracing::info!(transfers = resumed_transfers, "resumed unfinished transfers");
+        tracing::info!(
+            transfers = resumed_transfers,
+            "resumed unfinished transfers"
+        );
     }
     if resumed > 0 {
         tracing::info!(jobs = resumed, "resumed unfinished jobs");

@@ -724,14 +724,19 @@ impl Store {
         Ok(())
     }
 
-    fn transfer_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<crate::transfers::TransferRecord, Error> {
+    fn transfer_from_row(
+        r: &sqlx::sqlite::SqliteRow,
+    ) -> Result<crate::transfers::TransferRecord, Error> {
         let record: String = r.try_get("record").map_err(db)?;
         serde_json::from_str(&record)
             .map_err(|e| Error::Storage(format!("a stored transfer is unreadable: {e}")))
     }
 
     /// A transfer.
-    pub async fn transfer(&self, id: &str) -> Result<Option<crate::transfers::TransferRecord>, Error> {
+    pub async fn transfer(
+        &self,
+        id: &str,
+    ) -> Result<Option<crate::transfers::TransferRecord>, Error> {
         let row = sqlx::query("SELECT record FROM transfers WHERE id = ?")
             .bind(id)
             .fetch_optional(&self.pool)
@@ -741,17 +746,24 @@ impl Store {
     }
 
     /// Transfers, newest first (at most `limit`).
-    pub async fn transfers(&self, limit: u32) -> Result<Vec<crate::transfers::TransferRecord>, Error> {
-        let rows = sqlx::query("SELECT record FROM transfers ORDER BY created_at DESC, rowid DESC LIMIT ?")
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
+    pub async fn transfers(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<crate::transfers::TransferRecord>, Error> {
+        let rows = sqlx::query(
+            "SELECT record FROM transfers ORDER BY created_at DESC, rowid DESC LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
         rows.iter().map(Self::transfer_from_row).collect()
     }
 
     /// Transfers that have not reached a final status.
-    pub async fn unfinished_transfers(&self) -> Result<Vec<crate::transfers::TransferRecord>, Error> {
+    pub async fn unfinished_transfers(
+        &self,
+    ) -> Result<Vec<crate::transfers::TransferRecord>, Error> {
         let rows = sqlx::query(
             "SELECT record FROM transfers WHERE status NOT IN ('credited', 'arrived', 'failed') ORDER BY created_at",
         )
@@ -763,14 +775,20 @@ impl Store {
 
     /// The next nonce this coordinator would use for a wallet on a chain.
     pub async fn next_nonce(&self, wallet_id: &str, chain_id: u64) -> Result<Option<u64>, Error> {
-        let row = sqlx::query("SELECT next_nonce FROM wallet_nonces WHERE wallet_id = ? AND chain_id = ?")
-            .bind(wallet_id)
-            .bind(chain_id as i64)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
-        row.map(|r| r.try_get::<i64, _>("next_nonce").map(|n| n as u64).map_err(db))
-            .transpose()
+        let row = sqlx::query(
+            "SELECT next_nonce FROM wallet_nonces WHERE wallet_id = ? AND chain_id = ?",
+        )
+        .bind(wallet_id)
+        .bind(chain_id as i64)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.map(|r| {
+            r.try_get::<i64, _>("next_nonce")
+                .map(|n| n as u64)
+                .map_err(db)
+        })
+        .transpose()
     }
 
     /// Records that `nonce` is used: the next is at least `nonce + 1`.
@@ -789,7 +807,12 @@ impl Store {
     }
 
     /// Registers (or replaces) an exchange's withdraw-capable key.
-    pub async fn set_credential(&self, exchange: &str, wallet_id: &str, api_key: &str) -> Result<(), Error> {
+    pub async fn set_credential(
+        &self,
+        exchange: &str,
+        wallet_id: &str,
+        api_key: &str,
+    ) -> Result<(), Error> {
         sqlx::query(
             "INSERT INTO exchange_credentials (exchange, wallet_id, api_key, created_at) VALUES (?, ?, ?, ?) \
              ON CONFLICT(exchange) DO UPDATE SET wallet_id = excluded.wallet_id, api_key = excluded.api_key",
@@ -806,11 +829,12 @@ impl Store {
 
     /// An exchange's withdraw-capable key: (wallet id, API key).
     pub async fn credential(&self, exchange: &str) -> Result<Option<(String, String)>, Error> {
-        let row = sqlx::query("SELECT wallet_id, api_key FROM exchange_credentials WHERE exchange = ?")
-            .bind(exchange)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
+        let row =
+            sqlx::query("SELECT wallet_id, api_key FROM exchange_credentials WHERE exchange = ?")
+                .bind(exchange)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
         row.map(|r| {
             Ok((
                 r.try_get("wallet_id").map_err(db)?,

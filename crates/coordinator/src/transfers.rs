@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use concord_chain::{Address, Asset, EvmClient, EvmTransfer, FeeCaps, TxStatus, B256};
+use concord_chain::{Address, Asset, B256, EvmClient, EvmTransfer, FeeCaps, TxStatus};
 use concord_exchange::binance::{BinanceClient, WithdrawParams};
 use concord_exchange::{Deposit, DepositAddress, Withdrawal, WithdrawalStatus};
 use concord_types::{Scheme, WalletId};
@@ -132,7 +132,10 @@ impl TransferContext {
         exchanges: Vec<ExchangeEndpoint>,
     ) -> Result<TransferContext, Error> {
         let client = EvmClient::new(&chain.rpc_url).map_err(|e| {
-            Error::BadRequest(format!("the chain RPC URL {} is unusable: {e}", chain.rpc_url))
+            Error::BadRequest(format!(
+                "the chain RPC URL {} is unusable: {e}",
+                chain.rpc_url
+            ))
         })?;
         for x in &exchanges {
             if x.kind != "binance" {
@@ -290,7 +293,8 @@ fn epoch_ms_f64() -> f64 {
 impl TransferRecord {
     fn step(&mut self, status: &str, note: impl Into<String>) {
         self.status = status.to_owned();
-        self.log.push(format!("{} {status}: {}", now(), note.into()));
+        self.log
+            .push(format!("{} {status}: {}", now(), note.into()));
         self.timings_ms.insert(
             status.to_owned(),
             ((epoch_ms_f64() - self.created_ms as f64) * 1000.0).round() / 1000.0,
@@ -372,8 +376,6 @@ fn new_record(
     coin: &str,
     network: &str,
     amount: String,
-    rule: AgreementRule,
-    mode: SignMode,
 ) -> TransferRecord {
     TransferRecord {
         id: uuid::Uuid::new_v4().simple().to_string(),
@@ -384,8 +386,8 @@ fn new_record(
         coin: coin.to_owned(),
         network: network.to_owned(),
         amount,
-        rule,
-        mode,
+        rule: AgreementRule::All,
+        mode: SignMode::Presigned,
         destination: None,
         resolutions: Vec::new(),
         nonce: None,
@@ -417,7 +419,10 @@ impl Engine {
     }
 
     /// Accepts a deposit request and starts it.
-    pub(crate) async fn request_deposit(&self, req: DepositRequest) -> Result<TransferRecord, Error> {
+    pub(crate) async fn request_deposit(
+        &self,
+        req: DepositRequest,
+    ) -> Result<TransferRecord, Error> {
         let ctx = self.transfer_ctx()?;
         let wallet = self
             .store
@@ -436,7 +441,9 @@ impl Engine {
         let amount = parse_amount(&req.amount, decimals)
             .map_err(|e| Error::BadRequest(format!("amount: {e}")))?;
         if amount.is_zero() {
-            return Err(Error::BadRequest("amount: a transfer of zero is refused".into()));
+            return Err(Error::BadRequest(
+                "amount: a transfer of zero is refused".into(),
+            ));
         }
         let t = new_record(
             TransferKind::Deposit,
@@ -445,9 +452,12 @@ impl Engine {
             &req.coin,
             &req.network,
             format_amount(amount, decimals),
-            req.rule,
-            req.mode,
         );
+        let t = TransferRecord {
+            rule: req.rule,
+            mode: req.mode,
+            ..t
+        };
         self.save(&t).await?;
         self.spawn_transfer(t.clone());
         Ok(t)
@@ -482,7 +492,9 @@ impl Engine {
         let amount = parse_amount(&req.amount, decimals)
             .map_err(|e| Error::BadRequest(format!("amount: {e}")))?;
         if amount.is_zero() {
-            return Err(Error::BadRequest("amount: a withdrawal of zero is refused".into()));
+            return Err(Error::BadRequest(
+                "amount: a withdrawal of zero is refused".into(),
+            ));
         }
         let t = new_record(
             TransferKind::Withdrawal,
@@ -491,9 +503,12 @@ impl Engine {
             &req.coin,
             &req.network,
             format_amount(amount, decimals),
-            req.rule,
-            SignMode::Interactive,
         );
+        let t = TransferRecord {
+            rule: req.rule,
+            mode: SignMode::Interactive,
+            ..t
+        };
         self.save(&t).await?;
         self.spawn_transfer(t.clone());
         Ok(t)
@@ -519,7 +534,9 @@ impl Engine {
             )));
         }
         if req.api_key.is_empty() || req.api_key.len() > 128 {
-            return Err(Error::BadRequest("api_key must be 1 to 128 characters".into()));
+            return Err(Error::BadRequest(
+                "api_key must be 1 to 128 characters".into(),
+            ));
         }
         self.store
             .set_credential(exchange, &wallet.id, &req.api_key)
@@ -639,11 +656,7 @@ impl Engine {
                     mode: Some(mode.into()),
                     payload: Some(payload.to_canonical()),
                     digest: Some(payload.digest().to_vec()),
-                    ..JobRecord::pending(
-                        uuid::Uuid::new_v4().to_string(),
-                        "sign",
-                        &wallet.group_id,
-                    )
+                    ..JobRecord::pending(uuid::Uuid::new_v4().to_string(), "sign", &wallet.group_id)
                 };
                 // The transfer names its job before the job exists: a restart between the
                 // two finds the id and creates nothing twice.
@@ -661,8 +674,7 @@ impl Engine {
             if e.kind == "dissent"
                 && let Some(m) = e.module_id
             {
-                t.dissenters
-                    .insert(m, e.detail.clone().unwrap_or_default());
+                t.dissenters.insert(m, e.detail.clone().unwrap_or_default());
             }
         }
         match job.status.as_str() {
@@ -672,7 +684,11 @@ impl Engine {
                         .map_err(|e| Error::Internal(format!("sign job result: {e}")))?;
                 t.approvers = result["approvers"]
                     .as_array()
-                    .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_owned))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 Ok(result)
             }
@@ -774,20 +790,22 @@ impl Engine {
                         .await;
                     t.resolutions = answers
                         .into_iter()
-                        .map(|(module, r)| match r.and_then(|json| {
-                            serde_json::from_slice::<DepositAddress>(&json)
-                                .map_err(|e| format!("unreadable answer: {e}"))
-                        }) {
-                            Ok(a) => Resolution {
-                                module,
-                                address: Some(a.address),
-                                error: None,
-                            },
-                            Err(e) => Resolution {
-                                module,
-                                address: None,
-                                error: Some(e),
-                            },
+                        .map(|(module, r)| {
+                            match r.and_then(|json| {
+                                serde_json::from_slice::<DepositAddress>(&json)
+                                    .map_err(|e| format!("unreadable answer: {e}"))
+                            }) {
+                                Ok(a) => Resolution {
+                                    module,
+                                    address: Some(a.address),
+                                    error: None,
+                                },
+                                Err(e) => Resolution {
+                                    module,
+                                    address: None,
+                                    error: Some(e),
+                                },
+                            }
                         })
                         .collect();
                     let mut counts: BTreeMap<Address, Vec<String>> = BTreeMap::new();
@@ -832,7 +850,10 @@ impl Engine {
                         tokio::join!(ctx.client.pending_nonce(sender), ctx.client.suggest_fees());
                     let pending = pending.map_err(|e| chain_error("reading the nonce", &e))?;
                     let fees = fees.map_err(|e| chain_error("reading fees", &e))?;
-                    let recorded = self.store.next_nonce(&wallet.id, ctx.chain.chain_id).await?;
+                    let recorded = self
+                        .store
+                        .next_nonce(&wallet.id, ctx.chain.chain_id)
+                        .await?;
                     let nonce = concord_chain::next_nonce(pending, recorded);
                     let fees = FeeCaps {
                         max_fee_per_gas: fees
@@ -906,7 +927,10 @@ impl Engine {
                     Err(e) => return Err(chain_error("broadcasting", &e)),
                 }
             }
-            t.step("broadcast", format!("transaction {} accepted by the node", signed.hash));
+            t.step(
+                "broadcast",
+                format!("transaction {} accepted by the node", signed.hash),
+            );
             self.save(t).await?;
         }
         // Step 6: confirmations.
@@ -974,7 +998,9 @@ impl Engine {
                         return Ok(());
                     }
                 }
-                Err(e) => tracing::debug!(transfer = %t.id, error = %e, "deposit status not available yet"),
+                Err(e) => {
+                    tracing::debug!(transfer = %t.id, error = %e, "deposit status not available yet")
+                }
             }
             if tokio::time::Instant::now() > deadline {
                 return Err(Error::Unavailable(format!(
@@ -995,12 +1021,12 @@ impl Engine {
             .ok_or_else(|| Error::NotFound(format!("wallet {}", t.wallet_id)))?;
         let address = ecdsa_address(&wallet)?;
         let endpoint = ctx.exchange(&t.exchange)?.clone();
-        let (cred_wallet_id, api_key) = self
-            .store
-            .credential(&t.exchange)
-            .await?
-            .ok_or_else(|| {
-                Error::BadRequest(format!("exchange {} has no withdraw key registered", t.exchange))
+        let (cred_wallet_id, api_key) =
+            self.store.credential(&t.exchange).await?.ok_or_else(|| {
+                Error::BadRequest(format!(
+                    "exchange {} has no withdraw key registered",
+                    t.exchange
+                ))
             })?;
         let cred_wallet = self
             .store
@@ -1012,8 +1038,14 @@ impl Engine {
             .group(&cred_wallet.group_id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("group {}", cred_wallet.group_id)))?;
-        let client = BinanceClient::new(&endpoint.url, api_key.clone(), Arc::new(concord_exchange::NoSigner::new(concord_exchange::KeyType::Ed25519)))
-            .map_err(|e| Error::BadRequest(format!("exchange {}: {e}", t.exchange)))?;
+        let client = BinanceClient::new(
+            &endpoint.url,
+            api_key.clone(),
+            Arc::new(concord_exchange::NoSigner::new(
+                concord_exchange::KeyType::Ed25519,
+            )),
+        )
+        .map_err(|e| Error::BadRequest(format!("exchange {}: {e}", t.exchange)))?;
 
         if t.exchange_withdrawal_id.is_none() {
             // A signed request is only good for its receive window: a resumed transfer that
@@ -1064,7 +1096,10 @@ impl Engine {
             t.exchange_withdrawal_id = Some(id.clone());
             t.step(
                 "submitted",
-                format!("exchange {} accepted withdrawal {id} to {address}", t.exchange),
+                format!(
+                    "exchange {} accepted withdrawal {id} to {address}",
+                    t.exchange
+                ),
             );
             self.save(t).await?;
         }
@@ -1104,7 +1139,9 @@ impl Engine {
                         _ => {}
                     },
                     Ok(None) => {}
-                    Err(e) => tracing::debug!(transfer = %t.id, error = %e, "withdrawal status not available yet"),
+                    Err(e) => {
+                        tracing::debug!(transfer = %t.id, error = %e, "withdrawal status not available yet")
+                    }
                 }
                 if tokio::time::Instant::now() > deadline {
                     return Err(Error::Unavailable(format!(
@@ -1121,7 +1158,12 @@ impl Engine {
             .as_deref()
             .unwrap_or_default()
             .parse()
-            .map_err(|_| Error::Protocol(format!("the exchange's tx id {:?} is not a transaction hash", t.tx_hash)))?;
+            .map_err(|_| {
+                Error::Protocol(format!(
+                    "the exchange's tx id {:?} is not a transaction hash",
+                    t.tx_hash
+                ))
+            })?;
         let status = ctx
             .client
             .wait_for_confirmations(

@@ -30,7 +30,11 @@ pub(crate) struct Decider {
     commit: tokio::sync::Mutex<()>,
 }
 
-pub(crate) fn refusal(job_id: &str, reason: impl Into<String>, computed: Option<[u8; 32]>) -> Refusal {
+pub(crate) fn refusal(
+    job_id: &str,
+    reason: impl Into<String>,
+    computed: Option<[u8; 32]>,
+) -> Refusal {
     Refusal {
         job_id: job_id.to_owned(),
         reason: reason.into(),
@@ -51,7 +55,12 @@ impl Decider {
 
     /// The scheme and group public key of a wallet this module holds a share of.
     fn wallet(&self, wallet: WalletId) -> Result<Option<(Scheme, Vec<u8>)>, Error> {
-        if let Some(w) = self.wallets.lock().ok().and_then(|m| m.get(&wallet).cloned()) {
+        if let Some(w) = self
+            .wallets
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&wallet).cloned())
+        {
             return Ok(Some(w));
         }
         let Some(share) = self.state.share(wallet)? else {
@@ -93,7 +102,9 @@ impl Decider {
         let err = |e: Error| refusal(job, e.to_string(), Some(digest));
         let refuse = |reason: String| refusal(job, reason, Some(digest));
         if !state.has_share(wallet).map_err(err)? {
-            return Err(refuse(format!("this module holds no share of wallet {wallet}")));
+            return Err(refuse(format!(
+                "this module holds no share of wallet {wallet}"
+            )));
         }
         // Asked again (a coordinator restart, a lost answer): the same statement, verbatim,
         // even if the world has moved on since.
@@ -132,7 +143,9 @@ impl Decider {
                     )));
                 }
                 if policy.require_nonce && payload.nonce_key().is_none() {
-                    return Err(refuse("policy: a replay-protection nonce is required".into()));
+                    return Err(refuse(
+                        "policy: a replay-protection nonce is required".into(),
+                    ));
                 }
                 checks.push("within local policy".to_owned());
             }
@@ -142,10 +155,9 @@ impl Decider {
                         "wallet {wallet} is for {purpose}, not for transfers"
                     )));
                 }
-                let (_, public_key) = self
-                    .wallet(wallet)
-                    .map_err(err)?
-                    .ok_or_else(|| refuse(format!("this module holds no share of wallet {wallet}")))?;
+                let (_, public_key) = self.wallet(wallet).map_err(err)?.ok_or_else(|| {
+                    refuse(format!("this module holds no share of wallet {wallet}"))
+                })?;
                 let more = self
                     .outside
                     .check_evm_transfer(policy, &payload, &public_key)

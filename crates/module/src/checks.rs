@@ -15,9 +15,9 @@ use concord_wire::payload::{Destination, SigningPayload};
 use concord_wire::rpc::{ExchangeAnswer, ExchangeQuery, exchange_query};
 use tokio::sync::OnceCell;
 
+use crate::Error;
 use crate::config::{ChainConfig, Config, Policy};
 use crate::state::State;
-use crate::Error;
 
 /// Decimals of the chain's native coin (ETH).
 const NATIVE_DECIMALS: u8 = 18;
@@ -165,15 +165,10 @@ impl Outside {
             .tokens
             .iter()
             .find(|t| t.coin == coin)
-            .map(|t| {
-                (
-                    Asset::Erc20 {
-                        token: t.contract,
-                    },
-                    t.decimals,
-                )
+            .map(|t| (Asset::Erc20 { token: t.contract }, t.decimals))
+            .ok_or_else(|| {
+                format!("coin {coin} is neither {NATIVE_COIN} nor a token this module knows")
             })
-            .ok_or_else(|| format!("coin {coin} is neither {NATIVE_COIN} nor a token this module knows"))
     }
 
     /// Checks an EVM transfer to an exchange against this module's own view; returns what
@@ -258,8 +253,8 @@ impl Outside {
             chain.client.pending_nonce(sender),
         );
         let deposit = deposit.map_err(|e| describe(exchange, &e))?;
-        let node_chain_id = node_chain_id
-            .map_err(|e| format!("cannot read this module's chain: {e}"))?;
+        let node_chain_id =
+            node_chain_id.map_err(|e| format!("cannot read this module's chain: {e}"))?;
         if *node_chain_id != chain.config.chain_id {
             return Err(format!(
                 "this module's node reports chain id {node_chain_id}, not {}",
@@ -354,7 +349,12 @@ impl Outside {
         let (_, decimals) = self.asset_of(&params.coin)?;
         let amount = parse_units(&params.amount, decimals)
             .map_err(|e| format!("amount {:?}: {e}", params.amount))?;
-        let limit = policy_limit(&policy.max_withdrawal, &params.coin, decimals, "withdrawals")?;
+        let limit = policy_limit(
+            &policy.max_withdrawal,
+            &params.coin,
+            decimals,
+            "withdrawals",
+        )?;
         if amount > limit {
             return Err(format!(
                 "policy: {} {} exceeds this module's limit of {} {} per withdrawal",

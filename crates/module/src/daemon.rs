@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use concord_tss::rand_core::OsRng;
 use concord_tss::{KeyShare, Scheme, SessionId, Threshold};
-use concord_wire::payload::SigningPayload;
 use concord_wire::identity::{PublicIdentity, SealingPublicKey};
 use concord_wire::messages::{AuxResult, KeygenResult, PresignResult, SignResult};
+use concord_wire::payload::SigningPayload;
 use concord_wire::rpc::module_link_client::ModuleLinkClient;
 use concord_wire::rpc::{
-    Failure, Hello, JobUpdate, ProtocolKind, Relay, StartProtocol,
-    coordinator_to_module, job_update, module_to_coordinator,
+    Failure, Hello, JobUpdate, ProtocolKind, Relay, StartProtocol, coordinator_to_module,
+    job_update, module_to_coordinator,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -692,6 +692,8 @@ async fn run_protocol(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use concord_wire::messages::ApprovalStatement;
+    use concord_wire::rpc::Proposal;
     use concord_tss::local::LocalNetwork;
     use concord_vault::{Argon2Params, PassphraseKek};
 
@@ -779,20 +781,23 @@ mod tests {
         let st_json: ApprovalStatement = serde_json::from_slice(&a.statement).unwrap();
         assert_eq!(st_json.digest.to_vec(), p.digest);
         // Asked again: the same approval, verbatim.
-        assert_eq!(
-            decider.decide(&p).await.unwrap().signature,
-            a.signature
-        );
+        assert_eq!(decider.decide(&p).await.unwrap().signature, a.signature);
 
         // The same job id for another payload: refused.
-        let r = decider.decide(&proposal("j1", wallet, b"pay 2", Some(9))).await.unwrap_err();
+        let r = decider
+            .decide(&proposal("j1", wallet, b"pay 2", Some(9)))
+            .await
+            .unwrap_err();
         assert!(
             r.reason.contains("already approved for another payload"),
             "{}",
             r.reason
         );
         // The same nonce for another digest, under a new job: refused.
-        let r = decider.decide(&proposal("j2", wallet, b"pay 3", Some(1))).await.unwrap_err();
+        let r = decider
+            .decide(&proposal("j2", wallet, b"pay 3", Some(1)))
+            .await
+            .unwrap_err();
         assert!(
             r.reason.contains("nonce 1") && r.reason.contains("another digest"),
             "{}",
@@ -800,7 +805,10 @@ mod tests {
         );
         // A wallet this module holds no share of: refused.
         let other = concord_tss::WalletId([9; 32]);
-        let r = decider.decide(&proposal("j3", other, b"x", None)).await.unwrap_err();
+        let r = decider
+            .decide(&proposal("j3", other, b"x", None))
+            .await
+            .unwrap_err();
         assert!(r.reason.contains("holds no share"), "{}", r.reason);
     }
 

@@ -389,7 +389,12 @@ impl State {
     }
 
     /// Records that (wallet, nonce key) is bound to `digest`, for good.
-    pub fn record_nonce(&self, wallet: WalletId, key: &str, digest: &[u8; 32]) -> Result<(), Error> {
+    pub fn record_nonce(
+        &self,
+        wallet: WalletId,
+        key: &str,
+        digest: &[u8; 32],
+    ) -> Result<(), Error> {
         self.put_json(&format!("nonce-{wallet}-{key}"), &hex::encode(digest))
     }
 

@@ -8,7 +8,10 @@ use alloy::primitives::utils::{ParseUnits, Unit};
 /// Parses a positive decimal amount in coin units into base units.
 pub fn parse_amount(value: &str, decimals: u8) -> Result<U256, String> {
     let (int, frac) = value.split_once('.').unwrap_or((value, ""));
-    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) || (value.contains('.') && frac.is_empty())
+    if int.is_empty()
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+        || (value.contains('.') && frac.is_empty())
     {
         return Err(format!(
             "{value:?} is not a plain decimal amount (digits, at most one '.')"

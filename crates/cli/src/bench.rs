@@ -280,3 +280,143 @@ async fn raw_engine(dir: &std::path::Path, duration: Duration) -> Result<serde_j
         started.elapsed(),
     ))
 }
+
+/// Arguments of `concord bench transfers`.
+#[derive(clap::Args)]
+pub struct TransferBenchArgs {
+    /// Directory for the benchmark's own devnet (replaced if it exists).
+    #[arg(long, default_value = "devnet-bench")]
+    dir: std::path::PathBuf,
+    /// Deposits, and withdrawals, to measure.
+    #[arg(long, default_value_t = 30)]
+    count: usize,
+    /// Seconds between two deposits (the presignature pool refills in between).
+    #[arg(long, default_value_t = 1.5)]
+    interval: f64,
+    /// Use the committed INSECURE test primes (tests only).
+    #[arg(long)]
+    insecure_test_primes: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn ms_of(t: &serde_json::Value, step: &str) -> Option<Duration> {
+    t["timings_ms"][step]
+        .as_f64()
+        .map(|v| Duration::from_secs_f64(v / 1e3))
+}
+
+/// `concord bench transfers`: a devnet with anvil mining each transaction at once; deposits
+/// with a presignature ready (request → transaction accepted by anvil) and withdraw-request
+/// signing with the sharded Ed25519 key (FROST), with latency percentiles.
+pub async fn transfers(args: TransferBenchArgs) -> Result<()> {
+    let mut d = crate::demo::fresh(&args.dir, true, 0).await?;
+    let outcome = async {
+        let p = crate::demo::prepare(&mut d, args.insecure_test_primes).await?;
+        // Let the pool fill before the first deposit.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let started = Instant::now();
+        let (mut accepted, mut client_seen, mut signed) = (Vec::new(), Vec::new(), Vec::new());
+        let mut presigned = 0;
+        for _ in 0..args.count {
+            let sent = Instant::now();
+            let t = d
+                .api
+                .post(
+                    "/v1/transfers/deposits",
+                    &json!({"wallet": p.wallet, "exchange": "binance", "coin": "ETH", "network": "ETH", "amount": "0.001"}),
+                )
+                .await?;
+            let id = t["id"].as_str().unwrap_or_default().to_owned();
+            let t = d
+                .api
+                .get(&format!("/v1/transfers/{id}?wait=30&until=broadcast"))
+                .await?;
+            client_seen.push(sent.elapsed());
+            let job = t["sign_job_id"].as_str().unwrap_or_default();
+            let j = d.api.get(&format!("/v1/jobs/{job}")).await?;
+            if j["result"]["presigned"] == true {
+                presigned += 1;
+            }
+            match (ms_of(&t, "broadcast"), ms_of(&t, "signature")) {
+                (Some(a), Some(s)) => {
+                    accepted.push(a);
+                    signed.push(s);
+                }
+                _ => anyhow::bail!(
+                    "deposit {id} did not reach the chain: {}",
+                    t["error"].as_str().unwrap_or("no error recorded")
+                ),
+            }
+            tokio::time::sleep(Duration::from_secs_f64(args.interval)).await;
+        }
+        let deposits_elapsed = started.elapsed();
+        let started = Instant::now();
+        let (mut frost, mut to_signature) = (Vec::new(), Vec::new());
+        for _ in 0..args.count {
+            let t = d
+                .api
+                .post(
+                    "/v1/transfers/withdrawals",
+                    &json!({"wallet": p.wallet, "exchange": "binance", "coin": "ETH", "network": "ETH", "amount": "0.01"}),
+                )
+                .await?;
+            let id = t["id"].as_str().unwrap_or_default().to_owned();
+            let t = d
+                .api
+                .get(&format!("/v1/transfers/{id}?wait=30&until=submitted"))
+                .await?;
+            match (ms_of(&t, "signing"), ms_of(&t, "signature")) {
+                (Some(a), Some(b)) => {
+                    frost.push(b.saturating_sub(a));
+                    to_signature.push(b);
+                }
+                _ => anyhow::bail!(
+                    "withdrawal {id} was not signed: {}",
+                    t["error"].as_str().unwrap_or("no error recorded")
+                ),
+            }
+        }
+        let withdrawals_elapsed = started.elapsed();
+        Ok::<_, anyhow::Error>(json!({
+            "presigned_deposits": presigned,
+            "rows": [
+                row("deposit: request → tx accepted by anvil (coordinator clock)", accepted, deposits_elapsed),
+                row("deposit: request → threshold signature verified", signed, deposits_elapsed),
+                row("deposit: client POST → broadcast seen by long-poll", client_seen, deposits_elapsed),
+                row("withdraw request: FROST-Ed25519 signing (proposal → verified signature)", frost, withdrawals_elapsed),
+                row("withdraw request: request → verified signature", to_signature, withdrawals_elapsed),
+            ],
+        }))
+    }
+    .await;
+    let _ = crate::devnet::down(&args.dir).await;
+    let report = outcome?;
+    if args.json {
+        println!("{report}");
+        return Ok(());
+    }
+    println!(
+        "Deposits from a presignature: {} of {}",
+        report["presigned_deposits"], args.count
+    );
+    println!("| measurement | count | p50 | p99 | max |");
+    println!("|---|---|---|---|---|");
+    for r in report["rows"].as_array().into_iter().flatten() {
+        let f = |k: &str| {
+            r[k].as_f64()
+                .map(|v| format!("{v:.1} ms"))
+                .unwrap_or_else(|| "-".into())
+        };
+        println!(
+            "| {} | {} | {} | {} | {} |",
+            r["kind"].as_str().unwrap_or(""),
+            r["count"],
+            f("p50_ms"),
+            f("p99_ms"),
+            f("max_ms")
+        );
+    }
+    Ok(())
+}

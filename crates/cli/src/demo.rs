@@ -14,17 +14,47 @@ use crate::devnet::{self, DevnetInfo};
 /// The address the attacker's proxy substitutes (an address nobody holds a key to).
 const FORGED: &str = "0x000000000000000000000000000000000000dEaD";
 
-struct Demo {
-    api: Api,
-    info: DevnetInfo,
-    client: EvmClient,
-    json: bool,
-    steps: Vec<Value>,
-    ok: bool,
+/// A demo (or benchmark) run over a devnet.
+pub(crate) struct Demo {
+    pub(crate) api: Api,
+    pub(crate) info: DevnetInfo,
+    pub(crate) client: EvmClient,
+    pub(crate) json: bool,
+    pub(crate) steps: Vec<Value>,
+    pub(crate) ok: bool,
+}
+
+/// What [`prepare`] made.
+pub(crate) struct Prepared {
+    /// The trader's ECDSA wallet id.
+    pub(crate) wallet: String,
+    /// Its address.
+    pub(crate) address: Address,
+}
+
+/// Replaces any devnet in `dir` by a fresh one (`block_time` 0: anvil mines each
+/// transaction at once).
+pub(crate) async fn fresh(dir: &Path, json: bool, block_time: u64) -> Result<Demo> {
+    if DevnetInfo::load(dir).is_ok() {
+        let _ = devnet::down(dir).await;
+        std::fs::remove_dir_all(dir)
+            .with_context(|| format!("cannot clear the previous devnet in {}", dir.display()))?;
+    }
+    let info = devnet::up(dir, json, block_time).await?;
+    let api = Api::from_parts(&info.coordinator_url, &info.token_file)?;
+    let client = EvmClient::new(&info.rpc_url)?;
+    Ok(Demo {
+        api,
+        info,
+        client,
+        json,
+        steps: Vec::new(),
+        ok: true,
+    })
 }
 
 impl Demo {
-    fn say(&self, m: &str) {
+    pub(crate) fn say(&self, m: &str) {
         if !self.json {
             println!("{m}");
         }
@@ -59,22 +89,7 @@ fn eth(units: &str) -> Result<U256> {
 
 /// Runs the demo.
 pub async fn demo(dir: &Path, json: bool, insecure_primes: bool, stop: bool) -> Result<()> {
-    if DevnetInfo::load(dir).is_ok() {
-        let _ = devnet::down(dir).await;
-        std::fs::remove_dir_all(dir)
-            .with_context(|| format!("cannot clear the previous devnet in {}", dir.display()))?;
-    }
-    let info = devnet::up(dir, json).await?;
-    let api = Api::from_parts(&info.coordinator_url, &info.token_file)?;
-    let client = EvmClient::new(&info.rpc_url)?;
-    let mut d = Demo {
-        api,
-        info,
-        client,
-        json,
-        steps: Vec::new(),
-        ok: true,
-    };
+    let mut d = fresh(dir, json, 1).await?;
     let outcome = run(&mut d, insecure_primes).await;
     if let Err(e) = &outcome {
         d.record(
@@ -113,6 +128,12 @@ pub async fn demo(dir: &Path, json: bool, insecure_primes: bool, stop: bool) -> 
 }
 
 async fn run(d: &mut Demo, insecure_primes: bool) -> Result<()> {
+    let Prepared { wallet, address } = prepare(d, insecure_primes).await?;
+    run_flows(d, &wallet, address).await
+}
+
+/// Steps 1 to 3: the signer group, the wallets (trader's and the exchange key), funding.
+pub(crate) async fn prepare(d: &mut Demo, insecure_primes: bool) -> Result<Prepared> {
     // 1. A 2-of-3 signer group.
     let members: Vec<&str> = d.info.modules.iter().map(|m| m.id.as_str()).collect();
     if insecure_primes {
@@ -235,7 +256,10 @@ async fn run(d: &mut Demo, insecure_primes: bool) -> Result<()> {
         true,
         json!({"eth_tx": fund_eth, "ctt_tx": fund_ctt}),
     );
+    Ok(Prepared { wallet, address })
+}
 
+async fn run_flows(d: &mut Demo, wallet: &str, address: Address) -> Result<()> {
     // 4. Deposit ETH and CTT to the exchange (rule `all`).
     for (coin, amount) in [("ETH", "1.5"), ("CTT", "250")] {
         let t = d

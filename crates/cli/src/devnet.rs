@@ -40,6 +40,9 @@ pub enum DevnetCommand {
         /// Directory for the devnet's files.
         #[arg(long, default_value = "devnet")]
         dir: PathBuf,
+        /// Seconds between blocks (0: a block per transaction, anvil's automine).
+        #[arg(long, default_value_t = 1)]
+        block_time: u64,
         /// Print devnet.json.
         #[arg(long)]
         json: bool,
@@ -295,7 +298,7 @@ pub(crate) async fn fund(
 }
 
 /// `concord devnet up`.
-pub async fn up(dir: &Path, quiet: bool) -> Result<DevnetInfo> {
+pub async fn up(dir: &Path, quiet: bool, block_time: u64) -> Result<DevnetInfo> {
     let say = |m: &str| {
         if !quiet {
             eprintln!("{m}");
@@ -317,25 +320,23 @@ pub async fn up(dir: &Path, quiet: bool) -> Result<DevnetInfo> {
     // The chain.
     let anvil = concord_chain::anvil::anvil_binary(|m| say(&format!("  {m}")))?;
     let rpc_port = free_port()?;
-    say(&format!(
-        "Starting anvil on 127.0.0.1:{rpc_port} (1-second blocks)…"
-    ));
-    pids.insert(
-        "anvil".to_owned(),
-        spawn(
-            &dir,
-            "anvil",
-            &anvil,
-            &[
-                "--port".into(),
-                rpc_port.to_string(),
-                "--chain-id".into(),
-                CHAIN_ID.to_string(),
-                "--block-time".into(),
-                "1".into(),
-            ],
-        )?,
-    );
+    let mut args = vec![
+        "--port".to_owned(),
+        rpc_port.to_string(),
+        "--chain-id".into(),
+        CHAIN_ID.to_string(),
+    ];
+    if block_time > 0 {
+        say(&format!(
+            "Starting anvil on 127.0.0.1:{rpc_port} ({block_time}-second blocks)…"
+        ));
+        args.extend(["--block-time".into(), block_time.to_string()]);
+    } else {
+        say(&format!(
+            "Starting anvil on 127.0.0.1:{rpc_port} (a block per transaction)…"
+        ));
+    }
+    pids.insert("anvil".to_owned(), spawn(&dir, "anvil", &anvil, &args)?);
     let rpc_url = format!("http://127.0.0.1:{rpc_port}");
     let client = EvmClient::new(&rpc_url)?;
     wait_for("anvil", Duration::from_secs(30), || async {
@@ -672,8 +673,12 @@ pub async fn down(dir: &Path) -> Result<usize> {
 /// Entry point of `concord devnet …`.
 pub async fn run(cmd: DevnetCommand) -> Result<()> {
     match cmd {
-        DevnetCommand::Up { dir, json } => {
-            let info = up(&dir, json).await?;
+        DevnetCommand::Up {
+            dir,
+            block_time,
+            json,
+        } => {
+            let info = up(&dir, json, block_time).await?;
             if json {
                 println!("{}", serde_json::to_string(&info)?);
             } else {

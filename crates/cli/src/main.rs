@@ -134,6 +134,9 @@ enum Command {
 enum BenchCommand {
     /// Sign repeatedly for a while and print latency percentiles and throughput.
     Sign(bench::BenchArgs),
+    /// On a devnet of its own: deposit latency (request → accepted by anvil) and
+    /// withdraw-request signing latency, as a table.
+    Transfers(bench::TransferBenchArgs),
 }
 
 /// Where to find a configuration file when only a directory is given.
@@ -192,6 +195,10 @@ fn main() -> ExitCode {
                 api,
                 command: BenchCommand::Sign(args),
             } => bench::sign(&api, args).await,
+            Command::Bench {
+                command: BenchCommand::Transfers(args),
+                ..
+            } => bench::transfers(args).await,
         }
     });
     match result {

@@ -273,7 +273,7 @@ pub struct TransferRecord {
     /// When it was requested.
     pub created_at: String,
     /// Request time, ms since the Unix epoch (for timings).
-    pub created_ms: u64,
+    pub created_ms: f64,
 }
 
 fn epoch_ms() -> u64 {
@@ -295,9 +295,14 @@ impl TransferRecord {
         self.status = status.to_owned();
         self.log
             .push(format!("{} {status}: {}", now(), note.into()));
+        self.mark(status);
+    }
+
+    /// Records when a step was reached (ms since the request, to the microsecond).
+    fn mark(&mut self, what: &str) {
         self.timings_ms.insert(
-            status.to_owned(),
-            ((epoch_ms_f64() - self.created_ms as f64) * 1000.0).round() / 1000.0,
+            what.to_owned(),
+            ((epoch_ms_f64() - self.created_ms) * 1000.0).round() / 1000.0,
         );
     }
 
@@ -401,7 +406,7 @@ fn new_record(
         log: vec![format!("{} requested", now())],
         error: None,
         created_at: now(),
-        created_ms: epoch_ms(),
+        created_ms: epoch_ms_f64(),
     }
 }
 
@@ -669,6 +674,7 @@ impl Engine {
             }
         };
         let job = self.wait_job(&job_id).await?;
+        t.mark("signature");
         let events = self.store.events(&job_id).await?;
         for e in events {
             if e.kind == "dissent"

@@ -692,10 +692,10 @@ async fn run_protocol(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use concord_wire::messages::ApprovalStatement;
-    use concord_wire::rpc::Proposal;
     use concord_tss::local::LocalNetwork;
     use concord_vault::{Argon2Params, PassphraseKek};
+    use concord_wire::messages::ApprovalStatement;
+    use concord_wire::rpc::Proposal;
 
     fn state(dir: &std::path::Path) -> State {
         let kek = PassphraseKek::with_params(

@@ -3,7 +3,6 @@
 //!
 //! This crate does no I/O and depends on nothing of ours.
 
-
 use std::fmt;
 use std::str::FromStr;
 

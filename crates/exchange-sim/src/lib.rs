@@ -6,23 +6,26 @@
 //! - Binance endpoints: `GET /api/v3/ping`, `GET /api/v3/time`, `GET /api/v3/account`,
 //!   `GET /sapi/v1/capital/deposit/address`, `GET /sapi/v1/capital/deposit/hisrec`,
 //!   `POST /sapi/v1/capital/withdraw/apply`, `GET /sapi/v1/capital/withdraw/history`
-//!   (see [`api`]), signed as Binance documents (see [`auth`]).
-//! - Admin endpoints under `/sim/` (see [`admin`]).
+//!   signed as Binance documents (see [`auth`]).
+//! - Admin endpoints under `/sim/` (not Binance; bearer admin token): `POST /sim/api-keys`,
+//!   `POST /sim/credit`, `GET /sim/deposit-address`, and `GET /sim/health` (no token).
 //! - A chain watcher credits deposits after N confirmations; withdrawals are sent from the hot
-//!   wallet with alloy's local signer (see [`chain`]).
+//!   wallet with alloy's local signer, one at a time.
+//!
+//! The crate's README lists every endpoint, parameter and error code with its source.
 //!
 //! Start it with [`serve`] on a bound listener, or [`SimHandle::start`] in tests.
 
-pub mod admin;
+mod admin;
 pub mod amount;
-pub mod api;
-pub mod api_error;
+mod api;
+mod api_error;
 pub mod auth;
-pub mod chain;
-pub mod config;
+mod chain;
+mod config;
 mod error;
-pub mod state;
-pub mod time;
+mod state;
+mod time;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -45,7 +48,7 @@ pub use error::SimError;
 pub use state::deposit_address;
 
 /// State shared by the HTTP handlers and the background tasks.
-pub struct Shared {
+pub(crate) struct Shared {
     /// The validated configuration.
     pub config: SimConfig,
     /// Balances, keys, deposits, withdrawals.

@@ -63,8 +63,6 @@ pub struct Deposit {
     pub source: Address,
     /// Transaction hash.
     pub tx_id: B256,
-    /// Log index for ERC-20 transfers; `None` for native transfers.
-    pub log_index: Option<u64>,
     /// Block that mined it.
     pub block_number: u64,
     /// When the simulator saw it (ms).
@@ -423,7 +421,6 @@ impl SharedLedger {
             address,
             source,
             tx_id,
-            log_index,
             block_number,
             insert_time: now_ms,
             complete_time: None,

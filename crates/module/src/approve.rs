@@ -284,3 +284,276 @@ fn replay(
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! A module against a coordinator that proposes what the trader did not ask for: the real
+    //! anvil chain and the real exchange simulator, the module's own connector and read key.
+    use super::*;
+    use crate::config::{ChainConfig, ExchangeConfig};
+    use concord_chain::{Address, Asset};
+    use concord_tss::local::LocalNetwork;
+    use concord_tss::rand_core::OsRng;
+    use concord_tss::{SessionId, Threshold};
+    use concord_vault::{Argon2Params, PassphraseKek};
+    use concord_wire::payload::Destination;
+
+    async fn shares(state: &State) -> (WalletId, WalletId) {
+        use concord_tss::ecdsa::{self, AuxMaterial};
+        let fixtures =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tss/tests/fixtures");
+        let t = Threshold::new(2, 2).unwrap();
+        let mut handles = Vec::new();
+        for ep in LocalNetwork::connect(&[0, 1]) {
+            let aux = AuxMaterial::from_bytes(
+                &std::fs::read(fixtures.join(format!("INSECURE-aux-n2-party{}.bin", ep.index)))
+                    .unwrap(),
+            )
+            .unwrap();
+            handles.push(tokio::spawn(async move {
+                ecdsa::keygen(
+                    SessionId([4; 32]),
+                    t,
+                    &aux,
+                    ep.incoming,
+                    ep.outgoing,
+                    &mut OsRng,
+                )
+                .await
+            }));
+        }
+        let ecdsa_share = concord_tss::KeyShare::Ecdsa(handles.remove(0).await.unwrap().unwrap());
+        state.save_purpose(ecdsa_share.wallet_id(), "").unwrap();
+        state.save_share(&ecdsa_share).unwrap();
+        let mut handles = Vec::new();
+        for ep in LocalNetwork::connect(&[0, 1]) {
+            handles.push(tokio::spawn(async move {
+                concord_tss::dkg(
+                    Scheme::Ed25519,
+                    SessionId([5; 32]),
+                    ep.index,
+                    t,
+                    None,
+                    ep.incoming,
+                    ep.outgoing,
+                    &mut OsRng,
+                )
+                .await
+            }));
+        }
+        let cred = handles.remove(0).await.unwrap().unwrap();
+        state
+            .save_purpose(cred.wallet_id(), "exchange-credential:binance")
+            .unwrap();
+        state.save_share(&cred).unwrap();
+        (ecdsa_share.wallet_id(), cred.wallet_id())
+    }
+
+    fn proposal(job: &str, payload: &SigningPayload) -> Proposal {
+        Proposal {
+            job_id: job.into(),
+            wallet_id: payload.wallet().0.to_vec(),
+            payload: payload.to_canonical(),
+            digest: payload.digest().to_vec(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_coordinator_cannot_get_another_destination_amount_or_withdraw_address_approved() {
+        // The chain.
+        let bin = concord_chain::anvil::anvil_binary(|m| eprintln!("{m}")).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut anvil = std::process::Command::new(bin)
+            .args(["--port", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let rpc = format!("http://127.0.0.1:{port}");
+        let client = concord_chain::EvmClient::new(&rpc).unwrap();
+        for _ in 0..100 {
+            if client.block_number().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        // The exchange, with this module's read key.
+        let (key, secret) = ("k".repeat(64), "s".repeat(64));
+        let sim: concord_exchange_sim::SimConfig = serde_json::from_value(serde_json::json!({
+            "rpc_url": rpc, "chain_id": 31337, "confirmations": 1,
+            "hot_wallet_key": "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+            "admin_token": "admin",
+            "coins": [{"coin": "ETH", "network": "ETH", "decimals": 18, "withdraw_fee": "0", "withdraw_min": "0.001"}],
+            "accounts": [{"name": "trader", "api_keys": [{"api_key": key, "kind": "hmac", "secret": secret, "permissions": ["read"]}]}],
+        }))
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sim = concord_exchange_sim::SimHandle::start(sim, listener)
+            .await
+            .unwrap();
+        // The module.
+        let dir = tempfile::tempdir().unwrap();
+        let kek = PassphraseKek::with_params(
+            zeroize::Zeroizing::new("test passphrase".into()),
+            Argon2Params {
+                m_cost_kib: 8 * 1024,
+                t_cost: 1,
+                p_cost: 1,
+            },
+        )
+        .unwrap();
+        let mut policy = crate::config::Policy::default();
+        policy.max_transfer.insert("ETH".into(), "2".into());
+        policy.max_withdrawal.insert("ETH".into(), "2".into());
+        let state = State::create("m1", &dir.path().join("vault"), &kek, policy).unwrap();
+        state
+            .save_exchange_secret("binance", secret.as_bytes())
+            .unwrap();
+        let (wallet, cred) = shares(&state).await;
+        let mut config = crate::Config {
+            id: "m1".into(),
+            coordinator: crate::config::CoordinatorConfig {
+                address: "127.0.0.1:1".into(),
+                identity: state.identity().public(),
+            },
+            vault: crate::config::VaultConfig {
+                dir: dir.path().join("vault"),
+                passphrase: concord_vault::PassphraseSource::Env("UNUSED".into()),
+            },
+            policy: state.policy.clone(),
+            chain: None,
+            exchanges: Vec::new(),
+        };
+        config.chain = Some(ChainConfig {
+            rpc_url: rpc.clone(),
+            chain_id: 31337,
+            network: "ETH".into(),
+            tokens: vec![],
+        });
+        config.exchanges = vec![ExchangeConfig {
+            name: "binance".into(),
+            kind: "binance".into(),
+            url: sim.base_url(),
+            read_api_key: key.clone(),
+            read_key_type: "hmac".into(),
+        }];
+        let outside = Outside::build(&config, &state).unwrap();
+        let state = Arc::new(state);
+        let decider = Decider::new(state.clone(), state.identity(), outside);
+
+        // What the exchange really says.
+        let http = reqwest::Client::new();
+        let honest: serde_json::Value = http
+            .get(format!(
+                "{}/sim/deposit-address?account=trader&network=ETH",
+                sim.base_url()
+            ))
+            .bearer_auth("admin")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let honest: Address = honest["address"].as_str().unwrap().parse().unwrap();
+        let deposit = |recipient: Address, amount: &str| SigningPayload::EvmTransfer {
+            transfer: "t".into(),
+            wallet,
+            chain_id: 31337,
+            nonce: 0,
+            gas_limit: 21_000,
+            max_fee_per_gas: 2_000_000_000,
+            max_priority_fee_per_gas: 1_000_000_000,
+            asset: Asset::Native,
+            amount: concord_wire::units::parse_amount(amount, 18).unwrap(),
+            recipient,
+            destination: Destination::ExchangeDeposit {
+                exchange: "binance".into(),
+                coin: "ETH".into(),
+                network: "ETH".into(),
+            },
+        };
+        // Another destination: refused, naming both addresses.
+        let attacker = Address::repeat_byte(0x66);
+        let r = decider
+            .decide(&proposal("j1", &deposit(attacker, "1")))
+            .await
+            .unwrap_err();
+        assert!(
+            r.reason.contains(&attacker.to_string()) && r.reason.contains(&honest.to_string()),
+            "{}",
+            r.reason
+        );
+        // Another amount than the transaction the digest fixes: refused.
+        let mut p = proposal("j2", &deposit(honest, "1"));
+        p.digest = deposit(honest, "1.5").digest().to_vec();
+        let r = decider.decide(&p).await.unwrap_err();
+        assert!(r.reason.contains("is not the digest"), "{}", r.reason);
+        // An amount over the module's policy: refused.
+        let r = decider
+            .decide(&proposal("j3", &deposit(honest, "3")))
+            .await
+            .unwrap_err();
+        assert!(
+            r.reason.contains("exceeds this module's limit"),
+            "{}",
+            r.reason
+        );
+        // The honest transfer: approved.
+        decider
+            .decide(&proposal("j4", &deposit(honest, "1")))
+            .await
+            .unwrap();
+        // The exchange key never signs a raw message.
+        let msg = SigningPayload::Message {
+            wallet: cred,
+            message: b"coin=ETH&address=0x66".to_vec(),
+            nonce: None,
+        };
+        let r = decider.decide(&proposal("j5", &msg)).await.unwrap_err();
+        assert!(r.reason.contains("withdraw key"), "{}", r.reason);
+        // A withdraw request to any address but the wallet's own: refused.
+        let own = concord_chain::evm_address(&state.share(wallet).unwrap().unwrap().public_key())
+            .unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let withdraw = |to: Address| SigningPayload::ExchangeWithdrawal {
+            transfer: "w".into(),
+            wallet: cred,
+            exchange: "binance".into(),
+            api_key: "group-key".into(),
+            request: concord_exchange::binance::WithdrawParams {
+                coin: "ETH".into(),
+                network: "ETH".into(),
+                address: to.to_string(),
+                amount: "1".into(),
+                withdraw_order_id: Some("w1".into()),
+                timestamp_ms: now,
+                recv_window_ms: 5000,
+            }
+            .to_query(),
+            destination_wallet: wallet,
+        };
+        let r = decider
+            .decide(&proposal("j6", &withdraw(attacker)))
+            .await
+            .unwrap_err();
+        assert!(
+            r.reason.contains("not the wallet's own address"),
+            "{}",
+            r.reason
+        );
+        decider
+            .decide(&proposal("j7", &withdraw(own)))
+            .await
+            .unwrap();
+        sim.shutdown().await.unwrap();
+        let _ = anvil.kill();
+        let _ = anvil.wait();
+    }
+}

@@ -2,7 +2,6 @@
 //! forged-deposit-address attack, and a summary of what held.
 
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use concord_chain::{Address, Asset, EvmClient, U256};
@@ -235,7 +234,7 @@ pub(crate) async fn prepare(d: &mut Demo, insecure_primes: bool) -> Result<Prepa
     // 3. Fund the wallet.
     let fund_eth = devnet::fund(
         &d.client,
-        "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+        devnet::DEV_KEY_0,
         Asset::Native,
         address,
         eth("5")?,
@@ -243,7 +242,7 @@ pub(crate) async fn prepare(d: &mut Demo, insecure_primes: bool) -> Result<Prepa
     .await?;
     let fund_ctt = devnet::fund(
         &d.client,
-        "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+        devnet::DEV_KEY_0,
         Asset::Erc20 {
             token: d.info.token_contract,
         },
@@ -330,7 +329,6 @@ async fn run_flows(d: &mut Demo, wallet: &str, address: Address) -> Result<()> {
         transfer_summary(&t),
     );
     let _ = std::fs::remove_file(&d.info.mitm_forge_file);
-    tokio::time::sleep(Duration::from_millis(10)).await;
     Ok(())
 }
 

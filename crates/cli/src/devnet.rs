@@ -24,7 +24,8 @@ use serde_json::{Value, json};
 use crate::client::Api;
 
 /// Anvil's well-known development accounts (public test keys; never use them elsewhere).
-const DEV_KEY_0: &str = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+pub(crate) const DEV_KEY_0: &str =
+    "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 const DEV_KEY_1: &str = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
 const CHAIN_ID: u64 = 31337;
 const EXCHANGE: &str = "binance";
@@ -259,6 +260,12 @@ fn key32(hex_key: &str) -> Result<[u8; 32]> {
     Ok(k)
 }
 
+fn address_of(key: &k256::ecdsa::SigningKey) -> Result<Address> {
+    Ok(concord_chain::evm_address(
+        key.verifying_key().to_encoded_point(false).as_bytes(),
+    )?)
+}
+
 /// Sends ETH or a token from a development key, signing the transfer's sighash with k256
 /// exactly as the threshold engine's output is used (attach, sender check, broadcast).
 pub(crate) async fn fund(
@@ -269,7 +276,7 @@ pub(crate) async fn fund(
     amount: U256,
 ) -> Result<String> {
     let key = k256::ecdsa::SigningKey::from_slice(&key32(from_key)?)?;
-    let from = concord_chain::evm_address(key.verifying_key().to_encoded_point(false).as_bytes())?;
+    let from = address_of(&key)?;
     let tx = EvmTransfer {
         chain_id: client.chain_id().await?,
         nonce: client.pending_nonce(from).await?,
@@ -345,10 +352,7 @@ pub async fn up(dir: &Path, quiet: bool, block_time: u64) -> Result<DevnetInfo> 
     .await?;
     say("Deploying the test token CTT and funding the exchange's hot wallet…");
     let token = concord_chain::test_token::deploy(&rpc_url, &key32(DEV_KEY_0)?).await?;
-    let hot_wallet = {
-        let k = k256::ecdsa::SigningKey::from_slice(&key32(DEV_KEY_1)?)?;
-        concord_chain::evm_address(k.verifying_key().to_encoded_point(false).as_bytes())?
-    };
+    let hot_wallet = address_of(&k256::ecdsa::SigningKey::from_slice(&key32(DEV_KEY_1)?)?)?;
     fund(
         &client,
         DEV_KEY_0,
@@ -746,7 +750,7 @@ async fn mitm(listen: &str, upstream: &str, forge_file: PathBuf) -> Result<()> {
             }
             let resp = match req.body(body.to_vec()).send().await {
                 Ok(r) => r,
-                Err(e) => return (StatusCode::BAD_GATEWAY, e.to_string()).into_response_parts(),
+                Err(e) => return json_response(StatusCode::BAD_GATEWAY, e.to_string()),
             };
             let status =
                 StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -764,7 +768,7 @@ async fn mitm(listen: &str, upstream: &str, forge_file: PathBuf) -> Result<()> {
                 }
                 _ => text,
             };
-            (status, text).into_response_parts()
+            json_response(status, text)
         }
     };
     let app = axum::Router::new().fallback(handler);
@@ -775,18 +779,12 @@ async fn mitm(listen: &str, upstream: &str, forge_file: PathBuf) -> Result<()> {
     Ok(())
 }
 
-trait IntoParts {
-    fn into_response_parts(self) -> axum::response::Response;
-}
-
-impl IntoParts for (axum::http::StatusCode, String) {
-    fn into_response_parts(self) -> axum::response::Response {
-        use axum::response::IntoResponse;
-        (
-            self.0,
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
-            self.1,
-        )
-            .into_response()
-    }
+fn json_response(status: axum::http::StatusCode, body: String) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }

@@ -124,6 +124,40 @@ impl Engine {
         });
     }
 
+    /// Waits until a job is done or failed, or `wait` has passed, and returns its record.
+    pub(crate) async fn wait_job(
+        &self,
+        id: &str,
+        wait: Option<Duration>,
+    ) -> Result<JobRecord, Error> {
+        let deadline = wait.map(|w| Instant::now() + w);
+        // Subscribe before looking, so a finish between the two is not missed.
+        let mut finished = self.finished.subscribe();
+        loop {
+            let job = self
+                .store
+                .job(id)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("job {id}")))?;
+            if matches!(job.status.as_str(), "done" | "failed")
+                || deadline.is_some_and(|d| Instant::now() >= d)
+            {
+                return Ok(job);
+            }
+            // Wake on the job's announcement; look again at least every second, since a
+            // lagging subscriber may have missed it.
+            let tick = Instant::now() + Duration::from_secs(1);
+            let until = deadline.map_or(tick, |d| d.min(tick));
+            loop {
+                match tokio::time::timeout_at(until, finished.recv()).await {
+                    Ok(Ok(done)) if done == id => break,
+                    Ok(Ok(_)) => {}
+                    Ok(Err(_)) | Err(_) => break,
+                }
+            }
+        }
+    }
+
     /// Resumes every unfinished job (after a restart).
     pub async fn resume(&self) -> Result<usize, Error> {
         let jobs = self.store.unfinished_jobs().await?;

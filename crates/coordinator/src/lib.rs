@@ -210,6 +210,16 @@ pub enum SignMode {
     Interactive,
 }
 
+impl SignMode {
+    /// The name stored with a job.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignMode::Presigned => "presigned",
+            SignMode::Interactive => "interactive",
+        }
+    }
+}
+
 /// A job with its events and result, as the API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct JobView {
@@ -552,15 +562,11 @@ impl Coordinator {
         payload
             .check()
             .map_err(|e| Error::BadRequest(e.to_string()))?;
-        let mode = match req.mode {
-            SignMode::Presigned => "presigned",
-            SignMode::Interactive => "interactive",
-        };
         let job = JobRecord {
             wallet_id: Some(wallet.id.clone()),
             scheme: Some(wallet.scheme.clone()),
             rule: Some(req.rule.to_string()),
-            mode: Some(mode.into()),
+            mode: Some(req.mode.as_str().into()),
             payload: Some(payload.to_canonical()),
             digest: Some(payload.digest().to_vec()),
             ..JobRecord::pending(uuid::Uuid::new_v4().to_string(), "sign", &wallet.group_id)
@@ -572,28 +578,8 @@ impl Coordinator {
 
     /// A job, waiting up to `wait` for it to finish or fail if it is still running.
     pub async fn job_wait(&self, id: &str, wait: std::time::Duration) -> Result<JobView, Error> {
-        // Subscribe before looking, so a finish between the two is not missed.
-        let mut finished = self.engine.finished.subscribe();
-        let view = self.job(id).await?;
-        if matches!(view.job.status.as_str(), "done" | "failed") || wait.is_zero() {
-            return Ok(view);
-        }
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            match tokio::time::timeout_at(deadline, finished.recv()).await {
-                Ok(Ok(done)) if done == id => return self.job(id).await,
-                Ok(Ok(_)) => {}
-                // Lagged: we may have missed it; look again.
-                Ok(Err(_)) => {
-                    let view = self.job(id).await?;
-                    if matches!(view.job.status.as_str(), "done" | "failed") {
-                        return Ok(view);
-                    }
-                    finished = self.engine.finished.subscribe();
-                }
-                Err(_) => return self.job(id).await,
-            }
-        }
+        self.engine.wait_job(id, Some(wait)).await?;
+        self.job(id).await
     }
 
     /// Runs the presignature pool in the background (see [`jobs::Engine::run_pool`]).

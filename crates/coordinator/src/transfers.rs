@@ -374,40 +374,13 @@ fn ecdsa_address(wallet: &WalletRecord) -> Result<Address, Error> {
         .map_err(|e| Error::Internal(format!("wallet {}'s key: {e}", wallet.id)))
 }
 
-fn new_record(
-    kind: TransferKind,
-    wallet: &WalletRecord,
-    exchange: &str,
-    coin: &str,
-    network: &str,
-    amount: String,
-) -> TransferRecord {
-    TransferRecord {
-        id: uuid::Uuid::new_v4().simple().to_string(),
-        kind,
-        status: "requested".into(),
-        wallet_id: wallet.id.clone(),
-        exchange: exchange.to_owned(),
-        coin: coin.to_owned(),
-        network: network.to_owned(),
-        amount,
-        rule: AgreementRule::All,
-        mode: SignMode::Presigned,
-        destination: None,
-        resolutions: Vec::new(),
-        nonce: None,
-        sign_job_id: None,
-        dissenters: BTreeMap::new(),
-        approvers: Vec::new(),
-        raw_tx: None,
-        tx_hash: None,
-        exchange_withdrawal_id: None,
-        timings_ms: BTreeMap::new(),
-        log: vec![format!("{} requested", now())],
-        error: None,
-        created_at: now(),
-        created_ms: epoch_ms_f64(),
-    }
+/// What a transfer request asks for (both kinds).
+struct Intent<'a> {
+    wallet: WalletId,
+    exchange: &'a str,
+    coin: &'a str,
+    network: &'a str,
+    amount: &'a str,
 }
 
 impl Engine {
@@ -428,44 +401,15 @@ impl Engine {
         &self,
         req: DepositRequest,
     ) -> Result<TransferRecord, Error> {
-        let ctx = self.transfer_ctx()?;
-        let wallet = self
-            .store
-            .wallet(&req.wallet.to_string())
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("wallet {}", req.wallet)))?;
-        ecdsa_address(&wallet)?;
-        ctx.exchange(&req.exchange)?;
-        if req.network != ctx.chain.network {
-            return Err(Error::BadRequest(format!(
-                "network {} is not this coordinator's chain network ({})",
-                req.network, ctx.chain.network
-            )));
-        }
-        let (_, decimals) = ctx.asset_of(&req.coin)?;
-        let amount = parse_amount(&req.amount, decimals)
-            .map_err(|e| Error::BadRequest(format!("amount: {e}")))?;
-        if amount.is_zero() {
-            return Err(Error::BadRequest(
-                "amount: a transfer of zero is refused".into(),
-            ));
-        }
-        let t = new_record(
-            TransferKind::Deposit,
-            &wallet,
-            &req.exchange,
-            &req.coin,
-            &req.network,
-            format_amount(amount, decimals),
-        );
-        let t = TransferRecord {
-            rule: req.rule,
-            mode: req.mode,
-            ..t
+        let intent = Intent {
+            wallet: req.wallet,
+            exchange: &req.exchange,
+            coin: &req.coin,
+            network: &req.network,
+            amount: &req.amount,
         };
-        self.save(&t).await?;
-        self.spawn_transfer(t.clone());
-        Ok(t)
+        self.accept(TransferKind::Deposit, intent, req.rule, req.mode)
+            .await
     }
 
     /// Accepts a withdrawal request and starts it.
@@ -473,46 +417,87 @@ impl Engine {
         &self,
         req: WithdrawalRequest,
     ) -> Result<TransferRecord, Error> {
+        let intent = Intent {
+            wallet: req.wallet,
+            exchange: &req.exchange,
+            coin: &req.coin,
+            network: &req.network,
+            amount: &req.amount,
+        };
+        self.accept(
+            TransferKind::Withdrawal,
+            intent,
+            req.rule,
+            SignMode::Interactive,
+        )
+        .await
+    }
+
+    /// Checks a transfer request, records it and starts it.
+    async fn accept(
+        &self,
+        kind: TransferKind,
+        i: Intent<'_>,
+        rule: AgreementRule,
+        mode: SignMode,
+    ) -> Result<TransferRecord, Error> {
         let ctx = self.transfer_ctx()?;
         let wallet = self
             .store
-            .wallet(&req.wallet.to_string())
+            .wallet(&i.wallet.to_string())
             .await?
-            .ok_or_else(|| Error::NotFound(format!("wallet {}", req.wallet)))?;
+            .ok_or_else(|| Error::NotFound(format!("wallet {}", i.wallet)))?;
         ecdsa_address(&wallet)?;
-        ctx.exchange(&req.exchange)?;
-        if self.store.credential(&req.exchange).await?.is_none() {
+        ctx.exchange(i.exchange)?;
+        if kind == TransferKind::Withdrawal && self.store.credential(i.exchange).await?.is_none() {
             return Err(Error::BadRequest(format!(
                 "exchange {} has no withdraw key registered (POST /v1/exchanges/{}/credential)",
-                req.exchange, req.exchange
+                i.exchange, i.exchange
             )));
         }
-        if req.network != ctx.chain.network {
+        if i.network != ctx.chain.network {
             return Err(Error::BadRequest(format!(
                 "network {} is not this coordinator's chain network ({})",
-                req.network, ctx.chain.network
+                i.network, ctx.chain.network
             )));
         }
-        let (_, decimals) = ctx.asset_of(&req.coin)?;
-        let amount = parse_amount(&req.amount, decimals)
+        let (_, decimals) = ctx.asset_of(i.coin)?;
+        let amount = parse_amount(i.amount, decimals)
             .map_err(|e| Error::BadRequest(format!("amount: {e}")))?;
         if amount.is_zero() {
-            return Err(Error::BadRequest(
-                "amount: a withdrawal of zero is refused".into(),
-            ));
+            let what = match kind {
+                TransferKind::Deposit => "transfer",
+                TransferKind::Withdrawal => "withdrawal",
+            };
+            return Err(Error::BadRequest(format!(
+                "amount: a {what} of zero is refused"
+            )));
         }
-        let t = new_record(
-            TransferKind::Withdrawal,
-            &wallet,
-            &req.exchange,
-            &req.coin,
-            &req.network,
-            format_amount(amount, decimals),
-        );
         let t = TransferRecord {
-            rule: req.rule,
-            mode: SignMode::Interactive,
-            ..t
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            kind,
+            status: "requested".into(),
+            wallet_id: wallet.id.clone(),
+            exchange: i.exchange.to_owned(),
+            coin: i.coin.to_owned(),
+            network: i.network.to_owned(),
+            amount: format_amount(amount, decimals),
+            rule,
+            mode,
+            destination: None,
+            resolutions: Vec::new(),
+            nonce: None,
+            sign_job_id: None,
+            dissenters: BTreeMap::new(),
+            approvers: Vec::new(),
+            raw_tx: None,
+            tx_hash: None,
+            exchange_withdrawal_id: None,
+            timings_ms: BTreeMap::new(),
+            log: vec![format!("{} requested", now())],
+            error: None,
+            created_at: now(),
+            created_ms: epoch_ms_f64(),
         };
         self.save(&t).await?;
         self.spawn_transfer(t.clone());
@@ -650,15 +635,11 @@ impl Engine {
         let job_id = match &t.sign_job_id {
             Some(id) if self.store.job(id).await?.is_some() => id.clone(),
             _ => {
-                let mode = match t.mode {
-                    SignMode::Presigned => "presigned",
-                    SignMode::Interactive => "interactive",
-                };
                 let job = JobRecord {
                     wallet_id: Some(wallet.id.clone()),
                     scheme: Some(wallet.scheme.clone()),
                     rule: Some(t.rule.to_string()),
-                    mode: Some(mode.into()),
+                    mode: Some(t.mode.as_str().into()),
                     payload: Some(payload.to_canonical()),
                     digest: Some(payload.digest().to_vec()),
                     ..JobRecord::pending(uuid::Uuid::new_v4().to_string(), "sign", &wallet.group_id)
@@ -673,7 +654,7 @@ impl Engine {
                 job.id
             }
         };
-        let job = self.wait_job(&job_id).await?;
+        let job = self.wait_job(&job_id, None).await?;
         t.mark("signature");
         let events = self.store.events(&job_id).await?;
         for e in events {
@@ -707,34 +688,6 @@ impl Engine {
         }
     }
 
-    /// Waits until a job is done or failed.
-    async fn wait_job(&self, id: &str) -> Result<JobRecord, Error> {
-        let mut finished = self.finished.subscribe();
-        loop {
-            let job = self
-                .store
-                .job(id)
-                .await?
-                .ok_or_else(|| Error::NotFound(format!("job {id}")))?;
-            if matches!(job.status.as_str(), "done" | "failed") {
-                return Ok(job);
-            }
-            loop {
-                match tokio::time::timeout(Duration::from_secs(1), finished.recv()).await {
-                    Ok(Ok(done)) if done == id => break,
-                    Ok(Ok(_)) => continue,
-                    Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) | Err(_) => {
-                        break;
-                    }
-                    Ok(Err(_)) => {
-                        finished = self.finished.subscribe();
-                        break;
-                    }
-                }
-            }
-        }
-    }
-
     async fn run_deposit(&self, t: &mut TransferRecord) -> Result<(), Error> {
         let ctx = self.transfer_ctx()?.clone();
         let wallet = self
@@ -757,17 +710,14 @@ impl Engine {
 
         if t.raw_tx.is_none() {
             // Step 1: every module resolves the deposit address through its own connector.
-            let (recipient, payload) = match (&t.destination, t.nonce) {
-                (Some(d), Some(nonce)) if t.sign_job_id.is_some() => {
-                    // Resumed after the proposal was fixed: rebuild the same payload.
-                    let recipient: Address = d
-                        .parse()
-                        .map_err(|_| Error::Internal(format!("stored destination {d}")))?;
+            let payload = match (&t.destination, t.nonce) {
+                (Some(_), Some(nonce)) if t.sign_job_id.is_some() => {
+                    // Resumed after the proposal was fixed: the sign job holds the payload.
                     let job = self
                         .store
                         .job(t.sign_job_id.as_deref().unwrap_or_default())
                         .await?;
-                    let payload = match job.and_then(|j| j.payload) {
+                    match job.and_then(|j| j.payload) {
                         Some(p) => SigningPayload::from_canonical(&p)
                             .map_err(|e| Error::Internal(e.to_string()))?,
                         None => {
@@ -776,8 +726,7 @@ impl Engine {
                                 t.id
                             )));
                         }
-                    };
-                    (recipient, payload)
+                    }
                 }
                 _ => {
                     t.step("resolving", "asking every module for the deposit address");
@@ -888,10 +837,9 @@ impl Engine {
                     };
                     t.destination = Some(recipient.to_string());
                     t.nonce = Some(nonce);
-                    (recipient, payload)
+                    payload
                 }
             };
-            let _ = recipient;
             // Step 3: proposal, approvals, agreement, threshold signature.
             let result = self.sign_for(t, &wallet, &payload).await?;
             let signature = hex::decode(result["signature"].as_str().unwrap_or_default())
@@ -994,7 +942,7 @@ impl Engine {
                 Ok(list) => {
                     if let Some(d) = list
                         .iter()
-                        .find(|d| same_tx(&d.tx_id, &signed.hash) && is_credited(d))
+                        .find(|d| same_tx(&d.tx_id, &signed.hash) && d.status.is_credited())
                     {
                         t.step(
                             "credited",
@@ -1207,10 +1155,6 @@ impl Engine {
 
 fn same_tx(tx_id: &str, hash: &B256) -> bool {
     tx_id.parse::<B256>().map(|h| h == *hash).unwrap_or(false)
-}
-
-fn is_credited(d: &Deposit) -> bool {
-    d.status.is_credited()
 }
 
 fn chain_error(what: &str, e: &concord_chain::ChainError) -> Error {

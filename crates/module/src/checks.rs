@@ -64,25 +64,25 @@ impl Outside {
                 tracing::warn!(exchange = %x.name, "no read-key secret in the vault for this exchange; run `concord module exchange-key`");
                 continue;
             };
+            let secret = std::str::from_utf8(&secret).map_err(|_| {
+                Error::Config(format!(
+                    "exchange {}: the read key's secret in the vault is not text",
+                    x.name
+                ))
+            })?;
             let signer: Arc<dyn RequestSigner> = match x.read_key_type.as_str() {
-                "hmac" => Arc::new(
-                    HmacSha256Signer::new(std::str::from_utf8(&secret).unwrap_or_default())
-                        .map_err(|e| {
-                            Error::Config(format!(
-                                "exchange {}: the read key is unusable: {e}",
-                                x.name
-                            ))
-                        })?,
-                ),
-                "ed25519" => Arc::new(
-                    Ed25519Signer::from_pkcs8_pem(std::str::from_utf8(&secret).unwrap_or_default())
-                        .map_err(|e| {
-                            Error::Config(format!(
-                                "exchange {}: the read key is unusable (a PKCS#8 PEM is expected): {e}",
-                                x.name
-                            ))
-                        })?,
-                ),
+                "hmac" => Arc::new(HmacSha256Signer::new(secret).map_err(|e| {
+                    Error::Config(format!(
+                        "exchange {}: the read key is unusable: {e}",
+                        x.name
+                    ))
+                })?),
+                "ed25519" => Arc::new(Ed25519Signer::from_pkcs8_pem(secret).map_err(|e| {
+                    Error::Config(format!(
+                        "exchange {}: the read key is unusable (a PKCS#8 PEM is expected): {e}",
+                        x.name
+                    ))
+                })?),
                 other => {
                     return Err(Error::Config(format!(
                         "exchange {}: the read key type {other:?} is not hmac or ed25519",

@@ -413,11 +413,9 @@ impl State {
 
     /// The secret of this module's read-only key for an exchange connection.
     pub fn exchange_secret(&self, exchange: &str) -> Result<Option<Zeroizing<Vec<u8>>>, Error> {
-        Ok(self
-            .vault
+        self.vault
             .get(&exchange_secret_name(exchange)?)
-            .map_err(vault_err)?
-            .map(|v| Zeroizing::new(v.to_vec())))
+            .map_err(vault_err)
     }
 
     /// Stores the secret of this module's read-only key for an exchange connection.

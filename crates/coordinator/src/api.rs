@@ -1,7 +1,12 @@
 //! REST/JSON API for operators and traders.
 //!
 //! Every request but `/v1/health` and `/v1/openapi.json` carries `Authorization: Bearer
-//! <token>`; tokens are stored only as SHA-256 hashes. Every POST carries an
+//! <token>`; tokens are stored only as SHA-256 hashes, each with a role (an authentication
+//! layer checks it per route): `viewer` reads; `trader` also requests transfers and
+//! signatures; `operator` also enrolls modules and creates groups, wallets and imports;
+//! `admin` may do everything, and alone creates tokens and proposes and signs policies.
+//! Roles are defence in depth: the modules check every intent's signatures against their own
+//! admin-signed policy and decide. Every POST carries an
 //! `Idempotency-Key`: repeating a POST with the same key and body returns the first
 //! response; the same key with another body is refused. Errors are JSON `{"error": "..."}`
 //! with a sentence that says what is wrong.
@@ -19,12 +24,65 @@ use sha2::{Digest, Sha256};
 
 use crate::{Coordinator, CreateGroup, CreateWallet, EnrollModule, Error, SignRequest};
 
-/// Creates an API token, stores its hash, and returns the token (shown once).
-pub async fn create_token(c: &Coordinator, name: &str) -> Result<String, Error> {
+/// What an API token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenRole {
+    /// Everything, including tokens and policies.
+    Admin,
+    /// Modules, groups, wallets, imports, exchange credentials; and reads.
+    Operator,
+    /// Transfers and signatures; and reads.
+    Trader,
+    /// Reads.
+    Viewer,
+}
+
+impl TokenRole {
+    /// The role's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenRole::Admin => "admin",
+            TokenRole::Operator => "operator",
+            TokenRole::Trader => "trader",
+            TokenRole::Viewer => "viewer",
+        }
+    }
+
+    /// Whether a token of this role may do what `needed` may.
+    pub fn allows(self, needed: TokenRole) -> bool {
+        self == needed || self == TokenRole::Admin || needed == TokenRole::Viewer
+    }
+}
+
+impl std::str::FromStr for TokenRole {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "admin" => Ok(TokenRole::Admin),
+            "operator" => Ok(TokenRole::Operator),
+            "trader" => Ok(TokenRole::Trader),
+            "viewer" => Ok(TokenRole::Viewer),
+            other => Err(Error::BadRequest(format!(
+                "unknown token role {other:?}: expected admin, operator, trader or viewer"
+            ))),
+        }
+    }
+}
+
+/// Creates an API token with a role, stores its hash, and returns the token (shown once).
+pub async fn create_token(c: &Coordinator, name: &str, role: TokenRole) -> Result<String, Error> {
+    if name.is_empty() || name.len() > 64 {
+        return Err(Error::BadRequest(
+            "a token's name must be 1 to 64 characters".into(),
+        ));
+    }
     let mut raw = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut raw);
     let token = format!("cct_{}", hex::encode(raw));
-    c.store().add_token(&hash_token(&token), name).await?;
+    c.store()
+        .add_token(&hash_token(&token), name, role.as_str())
+        .await?;
     Ok(token)
 }
 
@@ -59,37 +117,77 @@ impl IntoResponse for Error {
     }
 }
 
-/// An authenticated caller: the hash of its token.
+/// An authenticated caller: its token's hash, name and role (put in the request by the
+/// authentication layer).
+#[derive(Debug, Clone)]
 pub struct Caller {
     token_hash: Vec<u8>,
+    /// The token's name.
+    pub name: String,
+    /// The token's role.
+    pub role: TokenRole,
 }
 
-fn unauthorized(msg: &str) -> Response {
-    (
-        StatusCode::UNAUTHORIZED,
-        Json(serde_json::json!({ "error": msg })),
-    )
-        .into_response()
+fn refuse(status: StatusCode, msg: &str) -> Response {
+    (status, Json(serde_json::json!({ "error": msg }))).into_response()
+}
+
+/// The authentication layer: a known token whose role allows the route's.
+async fn authenticate(
+    State((c, needed)): State<(Coordinator, TokenRole)>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let header = match req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(h) => h,
+        None => {
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                "missing 'Authorization: Bearer <token>' header",
+            );
+        }
+    };
+    let Some(token) = header.strip_prefix("Bearer ") else {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "the Authorization header must be 'Bearer <token>'",
+        );
+    };
+    let token_hash = hash_token(token.trim());
+    let (name, role) = match c.store().token(&token_hash).await {
+        Ok(Some((name, role))) => (name, role.parse().unwrap_or(TokenRole::Viewer)),
+        Ok(None) => return refuse(StatusCode::UNAUTHORIZED, "unknown API token"),
+        Err(e) => return e.into_response(),
+    };
+    if !TokenRole::allows(role, needed) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "this API token ({name}) has the role '{}', and this needs '{}'",
+                role.as_str(),
+                needed.as_str()
+            ),
+        );
+    }
+    req.extensions_mut().insert(Caller {
+        token_hash,
+        name,
+        role,
+    });
+    next.run(req).await
 }
 
 impl FromRequestParts<Coordinator> for Caller {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, c: &Coordinator) -> Result<Self, Response> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| unauthorized("missing 'Authorization: Bearer <token>' header"))?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .ok_or_else(|| unauthorized("the Authorization header must be 'Bearer <token>'"))?;
-        let token_hash = hash_token(token.trim());
-        match c.store().token_name(&token_hash).await {
-            Ok(Some(_)) => Ok(Caller { token_hash }),
-            Ok(None) => Err(unauthorized("unknown API token")),
-            Err(e) => Err(e.into_response()),
-        }
+    async fn from_request_parts(parts: &mut Parts, _: &Coordinator) -> Result<Self, Response> {
+        parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+            Error::Internal("a route without the authentication layer".into()).into_response()
+        })
     }
 }
 
@@ -217,8 +315,7 @@ async fn enroll(
 
 async fn list_modules(
     State(c): State<Coordinator>,
-    _caller: Caller,
-) -> Result<Json<serde_json::Value>, Error> {
+    ) -> Result<Json<serde_json::Value>, Error> {
     Ok(Json(json(&c.modules().await?)))
 }
 
@@ -241,8 +338,7 @@ async fn create_group(
 
 async fn get_group(
     State(c): State<Coordinator>,
-    _caller: Caller,
-    Path(id): Path<String>,
+        Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, Error> {
     Ok(Json(json(&c.group(&id).await?)))
 }
@@ -283,15 +379,13 @@ async fn import_wallet(
 
 async fn list_wallets(
     State(c): State<Coordinator>,
-    _caller: Caller,
-) -> Result<Json<serde_json::Value>, Error> {
+    ) -> Result<Json<serde_json::Value>, Error> {
     Ok(Json(json(&c.wallets().await?)))
 }
 
 async fn get_wallet(
     State(c): State<Coordinator>,
-    _caller: Caller,
-    Path(id): Path<String>,
+        Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, Error> {
     Ok(Json(json(&c.wallet(&id).await?)))
 }
@@ -322,8 +416,7 @@ struct JobQuery {
 
 async fn get_job(
     State(c): State<Coordinator>,
-    _caller: Caller,
-    Path(id): Path<String>,
+        Path(id): Path<String>,
     axum::extract::Query(q): axum::extract::Query<JobQuery>,
 ) -> Result<Json<serde_json::Value>, Error> {
     let wait = q.wait.unwrap_or(0.0);
@@ -396,8 +489,7 @@ async fn register_credential(
 
 async fn list_transfers(
     State(c): State<Coordinator>,
-    _caller: Caller,
-) -> Result<Json<serde_json::Value>, Error> {
+    ) -> Result<Json<serde_json::Value>, Error> {
     Ok(Json(json(&c.transfers().await?)))
 }
 
@@ -413,8 +505,7 @@ struct TransferQuery {
 
 async fn get_transfer(
     State(c): State<Coordinator>,
-    _caller: Caller,
-    Path(id): Path<String>,
+        Path(id): Path<String>,
     axum::extract::Query(q): axum::extract::Query<TransferQuery>,
 ) -> Result<Json<serde_json::Value>, Error> {
     let wait = q.wait.unwrap_or(0.0);
@@ -433,24 +524,143 @@ async fn get_transfer(
     Ok(Json(json(&t)))
 }
 
-/// The API's routes.
+/// Request to create an API token.
+#[derive(Debug, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// A name for it.
+    pub name: String,
+    /// Its role.
+    pub role: TokenRole,
+}
+
+async fn create_token_route(
+    State(c): State<Coordinator>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    idempotent_post(
+        &c,
+        &caller,
+        &headers,
+        &body,
+        StatusCode::CREATED,
+        |c, req: CreateToken| async move {
+            let token = create_token(&c, &req.name, req.role).await?;
+            Ok(serde_json::json!({"name": req.name, "role": req.role, "token": token}))
+        },
+    )
+    .await
+}
+
+async fn list_tokens(State(c): State<Coordinator>) -> Result<Json<serde_json::Value>, Error> {
+    let list: Vec<serde_json::Value> = c
+        .store()
+        .tokens()
+        .await?
+        .into_iter()
+        .map(|(name, role, created_at)| serde_json::json!({"name": name, "role": role, "created_at": created_at}))
+        .collect();
+    Ok(Json(serde_json::Value::Array(list)))
+}
+
+async fn propose_policy(
+    State(c): State<Coordinator>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    idempotent_post(
+        &c,
+        &caller,
+        &headers,
+        &body,
+        StatusCode::CREATED,
+        |c, req: crate::policy::ProposePolicy| async move { c.propose_policy(req).await },
+    )
+    .await
+}
+
+async fn sign_policy(
+    State(c): State<Coordinator>,
+    caller: Caller,
+    Path(hash): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    idempotent_post(
+        &c,
+        &caller,
+        &headers,
+        &body,
+        StatusCode::OK,
+        move |c, req: concord_wire::authority::Endorsement| async move {
+            c.sign_policy(&hash, req).await
+        },
+    )
+    .await
+}
+
+async fn list_policies(State(c): State<Coordinator>) -> Result<Json<serde_json::Value>, Error> {
+    Ok(Json(c.policies().await?))
+}
+
+async fn get_policy(
+    State(c): State<Coordinator>,
+    Path(hash): Path<String>,
+) -> Result<Json<serde_json::Value>, Error> {
+    Ok(Json(json(&c.policy(&hash).await?)))
+}
+
+/// The API's routes, each behind the authentication layer with the role it needs.
 pub fn router(c: Coordinator) -> Router {
+    use axum::routing::MethodRouter;
+    let auth = |role: TokenRole, m: MethodRouter<Coordinator>| {
+        m.route_layer(axum::middleware::from_fn_with_state(
+            (c.clone(), role),
+            authenticate,
+        ))
+    };
+    let view = |m| auth(TokenRole::Viewer, m);
+    let op = |m| auth(TokenRole::Operator, m);
+    let trade = |m| auth(TokenRole::Trader, m);
+    let admin = |m| auth(TokenRole::Admin, m);
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/openapi.json", get(openapi))
-        .route("/v1/modules", post(enroll).get(list_modules))
-        .route("/v1/groups", post(create_group))
-        .route("/v1/groups/{id}", get(get_group))
-        .route("/v1/wallets", post(create_wallet).get(list_wallets))
-        .route("/v1/wallets/import", post(import_wallet))
-        .route("/v1/wallets/{id}", get(get_wallet))
-        .route("/v1/signatures", post(sign))
-        .route("/v1/jobs/{id}", get(get_job))
-        .route("/v1/transfers", get(list_transfers))
-        .route("/v1/transfers/deposits", post(deposit))
-        .route("/v1/transfers/withdrawals", post(withdraw))
-        .route("/v1/transfers/{id}", get(get_transfer))
-        .route("/v1/exchanges/{name}/credential", post(register_credential))
+        .route(
+            "/v1/modules",
+            op(post(enroll)).merge(view(get(list_modules))),
+        )
+        .route("/v1/groups", op(post(create_group)))
+        .route("/v1/groups/{id}", view(get(get_group)))
+        .route(
+            "/v1/wallets",
+            op(post(create_wallet)).merge(view(get(list_wallets))),
+        )
+        .route("/v1/wallets/import", op(post(import_wallet)))
+        .route("/v1/wallets/{id}", view(get(get_wallet)))
+        .route("/v1/signatures", trade(post(sign)))
+        .route("/v1/jobs/{id}", view(get(get_job)))
+        .route("/v1/transfers", view(get(list_transfers)))
+        .route("/v1/transfers/deposits", trade(post(deposit)))
+        .route("/v1/transfers/withdrawals", trade(post(withdraw)))
+        .route("/v1/transfers/{id}", view(get(get_transfer)))
+        .route(
+            "/v1/exchanges/{name}/credential",
+            op(post(register_credential)),
+        )
+        .route(
+            "/v1/tokens",
+            admin(post(create_token_route)).merge(admin(get(list_tokens))),
+        )
+        .route(
+            "/v1/policies",
+            admin(post(propose_policy)).merge(view(get(list_policies))),
+        )
+        .route("/v1/policies/{hash}", view(get(get_policy)))
+        .route("/v1/policies/{hash}/signatures", admin(post(sign_policy)))
         .with_state(c)
 }
 

@@ -82,6 +82,13 @@ impl ModuleLink for LinkService {
                 })),
             }))
             .await;
+        let engine = self.coordinator.engine.clone();
+        if let Err(e) = engine
+            .module_connected(&module.id, &hello.policy_hash, hello.policy_version)
+            .await
+        {
+            tracing::warn!(module = %module.id, error = %e, "cannot record the module's policy");
+        }
         tracing::info!(module = %module.id, fingerprint = %PublicIdentity::try_from(module.identity.as_slice()).map(|k| k.fingerprint()).unwrap_or_default(), "module connected");
         let module_id = module.id.clone();
         tokio::spawn(async move {
@@ -109,6 +116,15 @@ impl ModuleLink for LinkService {
                         hub.deliver(&module_id, &job, ModuleEvent::Refusal(r));
                     }
                     Some(module_to_coordinator::Msg::Answer(a)) => hub.answer(&module_id, a),
+                    Some(module_to_coordinator::Msg::PolicyStatus(st)) => {
+                        let engine = engine.clone();
+                        let module_id = module_id.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = engine.policy_status(&module_id, st).await {
+                                tracing::warn!(module = %module_id, error = %e, "cannot record a policy status");
+                            }
+                        });
+                    }
                     Some(module_to_coordinator::Msg::Hello(_)) | None => {}
                 }
             }

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use concord_wire::rpc::{
-    Approval, CoordinatorToModule, ExchangeAnswer, ExchangeQuery, JobUpdate, Refusal, Relay,
-    coordinator_to_module,
+    Approval, CoordinatorToModule, ExchangeAnswer, ExchangeQuery, JobUpdate, PolicyStatus,
+    Refusal, Relay, coordinator_to_module,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -20,6 +20,8 @@ pub enum ModuleEvent {
     Approval(Approval),
     /// A refusal.
     Refusal(Refusal),
+    /// The module's answer to an offered policy.
+    Policy(PolicyStatus),
     /// The module's stream closed.
     Disconnected,
 }

@@ -14,12 +14,12 @@ use std::time::Duration;
 
 use concord_types::{Scheme, WalletId};
 use concord_wire::identity::PublicIdentity;
-use concord_wire::messages::{
-    ApprovalStatement, AuxResult, KeygenResult, PresignResult, SignResult,
-};
+use concord_wire::authority::{ApprovalStatement, sign_session};
+use concord_wire::messages::{AuxResult, KeygenResult, PresignResult, SignResult};
 use concord_wire::payload::SigningPayload;
 use concord_wire::rpc::{
-    Abort, Participant, Proposal, ProtocolKind, StartProtocol, coordinator_to_module, job_update,
+    Abort, Approval, Participant, Proposal, ProtocolKind, StartProtocol, coordinator_to_module,
+    job_update,
 };
 use rand::RngCore;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -261,9 +261,10 @@ impl Engine {
         status: &str,
         timeout: Duration,
         events: &mut UnboundedReceiver<(String, ModuleEvent)>,
+        session: Option<Vec<u8>>,
         fill: impl Fn(&mut StartProtocol),
     ) -> Result<BTreeMap<String, Vec<u8>>, RunError> {
-        let session = random_session();
+        let session = session.unwrap_or_else(random_session);
         let signers = serde_json::to_string(parties).unwrap_or_default();
         self.store
             .set_job_running(&job.id, status, Some(&session), Some(&signers))
@@ -381,7 +382,7 @@ impl Engine {
                     }
                     Some(job_update::Status::Progress(_)) | None => {}
                 },
-                ModuleEvent::Approval(_) | ModuleEvent::Refusal(_) => {}
+                ModuleEvent::Approval(_) | ModuleEvent::Refusal(_) | ModuleEvent::Policy(_) => {}
             }
         }
         Ok(results)
@@ -404,6 +405,7 @@ impl Engine {
                 "running",
                 self.timeouts.aux_info,
                 events,
+                None,
                 |_| {},
             )
             .await
@@ -463,7 +465,8 @@ impl Engine {
         }
         self.wait_connected(&group.members).await?;
         let all: Vec<u16> = (0..group.size).collect();
-        // An import carries the sealed shards; a key generation runs DKG.
+        // An import carries the importer's intent and the sealed shards; a key generation
+        // runs DKG.
         let import: Option<crate::ImportWallet> = if job.kind == "import" {
             let raw = job.payload.as_deref().unwrap_or_default();
             Some(
@@ -473,20 +476,15 @@ impl Engine {
         } else {
             None
         };
-        let purpose = if import.is_none() {
-            String::from_utf8(job.payload.clone().unwrap_or_default()).unwrap_or_default()
-        } else {
-            String::new()
-        };
-        let kind = if import.is_some() {
-            ProtocolKind::Import
-        } else {
-            ProtocolKind::Keygen
-        };
-        let (importer, shards, wallet_raw) = match &import {
+        let (kind, importer, shards, wallet_raw, intent, announced) = match &import {
             Some(i) => {
-                let wallet =
-                    WalletId::derive(i.scheme, &hex::decode(&i.public_key).unwrap_or_default());
+                let concord_wire::authority::Action::Import {
+                    scheme, public_key, ..
+                } = &i.intent.intent.action
+                else {
+                    return Err(Error::Internal("stored import without an import intent".into()));
+                };
+                let wallet = WalletId::derive(*scheme, public_key);
                 let shards = i
                     .shards
                     .iter()
@@ -495,12 +493,22 @@ impl Engine {
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 (
+                    ProtocolKind::Import,
                     hex::decode(&i.importer).unwrap_or_default(),
                     shards,
                     wallet.0.to_vec(),
+                    i.intent.to_json(),
+                    Some(hex::encode(public_key)),
                 )
             }
-            None => (Vec::new(), Vec::new(), Vec::new()),
+            None => (
+                ProtocolKind::Keygen,
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                None,
+            ),
         };
         let results = self
             .run_protocol(
@@ -511,11 +519,12 @@ impl Engine {
                 "running",
                 self.timeouts.protocol,
                 events,
+                None,
                 |s| {
                     s.importer = importer.clone();
                     s.import_shards = shards.clone();
                     s.wallet_id = wallet_raw.clone();
-                    s.purpose = purpose.clone();
+                    s.intent = intent.clone();
                 },
             )
             .await
@@ -536,8 +545,8 @@ impl Engine {
             }
         }
         let r = agreed.ok_or_else(|| Error::Internal("no key generation results".into()))?;
-        if let Some(i) = &import
-            && !r.public_key.eq_ignore_ascii_case(&i.public_key)
+        if let Some(pk) = &announced
+            && !r.public_key.eq_ignore_ascii_case(pk)
         {
             return Err(Error::Protocol(
                 "the modules hold shares of another key than the one announced for import".into(),
@@ -588,7 +597,12 @@ impl Engine {
         let payload = SigningPayload::from_canonical(&payload_bytes)
             .map_err(|e| Error::Internal(e.to_string()))?;
         let digest = payload.digest();
-        let rule: AgreementRule = job.rule.as_deref().unwrap_or("all").parse()?;
+        let rule: AgreementRule = job
+            .rule
+            .as_deref()
+            .unwrap_or("all")
+            .parse()
+            .map_err(|e: concord_wire::authority::AuthorityError| Error::Internal(e.to_string()))?;
         let wallet_raw: WalletId = wallet_id
             .parse()
             .map_err(|e: concord_types::TypesError| Error::Internal(e.to_string()))?;
@@ -606,6 +620,7 @@ impl Engine {
             wallet_id: wallet_raw.0.to_vec(),
             payload: payload_bytes.clone(),
             digest: digest.to_vec(),
+            intent: job.intent.clone().unwrap_or_default(),
         };
         let mut asked = BTreeSet::new();
         for m in &group.members {
@@ -618,6 +633,8 @@ impl Engine {
             }
         }
         let mut approvers: BTreeSet<String> = BTreeSet::new();
+        let mut certificate: Vec<Approval> = Vec::new();
+        let mut policy: Option<[u8; 32]> = None;
         let mut dissenters: BTreeMap<String, String> = BTreeMap::new();
         let deadline = Instant::now() + self.timeouts.approval;
         while approvers.len() + dissenters.len() < asked.len() {
@@ -633,10 +650,21 @@ impl Engine {
             }
             match event {
                 ModuleEvent::Approval(a) => {
-                    match self
+                    let checked = self
                         .check_approval(&module, &job.id, &wallet_id, &digest, &a)
                         .await
-                    {
+                        .and_then(|st| match policy {
+                            Some(p) if p != st.policy => Err(format!(
+                                "approved under policy {}, the others under {}",
+                                hex::encode(&st.policy[..8]),
+                                hex::encode(&p[..8])
+                            )),
+                            _ => {
+                                policy = Some(st.policy);
+                                Ok(())
+                            }
+                        });
+                    match checked {
                         Ok(()) => {
                             self.store
                                 .add_event(
@@ -649,6 +677,7 @@ impl Engine {
                                 )
                                 .await?;
                             approvers.insert(module);
+                            certificate.push(a);
                         }
                         Err(reason) => {
                             self.store
@@ -684,11 +713,25 @@ impl Engine {
                 ModuleEvent::Disconnected => {
                     asked.remove(&module);
                 }
-                ModuleEvent::Update(_) => {}
+                ModuleEvent::Update(_) | ModuleEvent::Policy(_) => {}
             }
         }
         tracing::debug!(job = %job.id, ms = started.elapsed().as_millis() as u64, approvals = approvers.len(), "approvals collected");
-        let decision = rule.decide(t, approvers.len(), dissenters.len());
+        let needed = rule.needed(t, group.members.len());
+        let decision = if rule == AgreementRule::All && !dissenters.is_empty() {
+            Err(format!(
+                "rule 'all' needs every member of the group to approve, and {} did not",
+                dissenters.len()
+            ))
+        } else if approvers.len() < needed {
+            Err(format!(
+                "{} of the group's {} modules approved; rule '{rule}' needs {needed}",
+                approvers.len(),
+                group.members.len()
+            ))
+        } else {
+            Ok(())
+        };
         if let Err(why) = decision {
             let named: Vec<String> = dissenters
                 .iter()
@@ -735,6 +778,9 @@ impl Engine {
             tracing::debug!(job = %job.id, ms = started.elapsed().as_millis() as u64, presigned = !fingerprint.is_empty(), "signing starts");
             let approved_job = job.id.clone();
             let wallet_bytes = wallet_raw.0.to_vec();
+            // The session is derived from what the run signs; each attempt gets a new one.
+            let attempt = self.store.next_attempt(&job.id).await?;
+            let session = sign_session(&job.id, attempt, &signers, &digest).0.to_vec();
             let run = self
                 .run_protocol(
                     job,
@@ -744,10 +790,13 @@ impl Engine {
                     "signing",
                     self.timeouts.protocol,
                     events,
+                    Some(session),
                     |s| {
                         s.wallet_id = wallet_bytes.clone();
                         s.approved_job_id = approved_job.clone();
                         s.presignature = fingerprint.clone();
+                        s.certificate = certificate.clone();
+                        s.attempt = attempt;
                     },
                 )
                 .await;
@@ -784,6 +833,7 @@ impl Engine {
                         "approvers": approvers,
                         "dissenters": dissenters,
                         "digest": hex::encode(digest),
+                        "policy": policy.map(hex::encode),
                     });
                     self.store
                         .add_event(
@@ -890,6 +940,7 @@ impl Engine {
                 "running",
                 self.timeouts.protocol,
                 events,
+                None,
                 |s| {
                     s.wallet_id = wallet_raw.0.to_vec();
                 },
@@ -976,15 +1027,15 @@ impl Engine {
     }
 
     /// Checks a module's approval: its signature by the module's enrolled identity, and that
-    /// the statement is about this job, this wallet and this digest.
+    /// the statement is about this job, this wallet and this digest. Returns the statement.
     async fn check_approval(
         &self,
         module: &str,
         job_id: &str,
         wallet_id: &str,
         digest: &[u8; 32],
-        a: &concord_wire::rpc::Approval,
-    ) -> Result<(), String> {
+        a: &Approval,
+    ) -> Result<ApprovalStatement, String> {
         let rec = self
             .store
             .module(module)
@@ -993,11 +1044,9 @@ impl Engine {
             .ok_or_else(|| format!("module {module} is not enrolled"))?;
         let identity =
             PublicIdentity::try_from(rec.identity.as_slice()).map_err(|e| e.to_string())?;
-        identity
-            .verify(&a.statement, &a.signature)
+        ApprovalStatement::verify(&a.statement, &a.signature, &identity)
             .map_err(|_| "the approval's signature does not verify".to_string())?;
-        let st: ApprovalStatement = serde_json::from_slice(&a.statement)
-            .map_err(|e| format!("unreadable approval statement: {e}"))?;
+        let st = ApprovalStatement::from_bytes(&a.statement).map_err(|e| e.to_string())?;
         if st.job_id != job_id || st.module_id != module || st.wallet_id.to_string() != wallet_id {
             return Err("the approval is for another job, module or wallet".into());
         }
@@ -1008,7 +1057,7 @@ impl Engine {
                 hex::encode(digest)
             ));
         }
-        Ok(())
+        Ok(st)
     }
 }
 

@@ -11,15 +11,15 @@ pub mod config;
 pub mod grpc;
 pub mod hub;
 pub mod jobs;
+pub mod policy;
 pub mod store;
 pub mod transfers;
 
-use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use concord_types::{Scheme, Threshold, WalletId};
 use concord_wire::identity::{PublicIdentity, SealingPublicKey};
+use concord_wire::authority::{Action, Endorsement, SignedIntent};
 use concord_wire::payload::SigningPayload;
 use concord_wire::tls::PinStore;
 use serde::{Deserialize, Serialize};
@@ -57,51 +57,7 @@ pub enum Error {
     Internal(String),
 }
 
-/// When enough modules agree for a transaction to be signed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum AgreementRule {
-    /// Every module that answered agrees, and at least `t` answered (default).
-    #[default]
-    All,
-    /// `t` matching approvals suffice; dissenters are recorded.
-    Threshold,
-}
-
-impl AgreementRule {
-    /// Decides, given the threshold, the number of matching approvals and of dissenters.
-    pub fn decide(self, t: usize, approvals: usize, dissents: usize) -> Result<(), String> {
-        match self {
-            AgreementRule::All if dissents > 0 => Err(format!(
-                "rule 'all' needs every answering module to agree, and {dissents} did not"
-            )),
-            _ if approvals < t => Err(format!("{approvals} module(s) approved, {t} are needed")),
-            _ => Ok(()),
-        }
-    }
-}
-
-impl fmt::Display for AgreementRule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            AgreementRule::All => "all",
-            AgreementRule::Threshold => "threshold",
-        })
-    }
-}
-
-impl FromStr for AgreementRule {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self, Error> {
-        match s {
-            "all" => Ok(AgreementRule::All),
-            "threshold" => Ok(AgreementRule::Threshold),
-            other => Err(Error::BadRequest(format!(
-                "unknown agreement rule '{other}': expected 'all' or 'threshold'"
-            ))),
-        }
-    }
-}
+pub use concord_wire::authority::AgreementRule;
 
 /// The TLS pin store: identity keys of enrolled modules.
 #[derive(Default)]
@@ -158,41 +114,27 @@ pub struct CreateWallet {
     pub group: String,
     /// Scheme.
     pub scheme: Scheme,
-    /// What the wallet is for: absent for a signing wallet, `exchange-credential:<exchange>`
-    /// for an exchange's withdraw-capable API key (ed25519). Modules store it with their
-    /// share and enforce it: a credential signs only withdraw requests they checked.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub purpose: Option<String>,
 }
 
-/// Request to import an existing key, already split and sealed by the importing tool.
+/// Request to import an existing key, already split and sealed by the importing tool, under
+/// an `importer` principal's signed intent (which names the group, scheme and public key).
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct ImportWallet {
-    /// Signer group.
-    pub group: String,
-    /// Scheme.
-    pub scheme: Scheme,
-    /// The key's public key (hex), as the scheme encodes it.
-    pub public_key: String,
+    /// The importer's signed intent.
+    pub intent: SignedIntent,
     /// The importing tool's one-time identity key (hex), which sealed the shards.
     pub importer: String,
     /// One sealed shard per group index (hex).
     pub shards: Vec<String>,
 }
 
-/// Request to sign a message with a wallet.
+/// Request to sign a message with a wallet: a trader's signed intent (wallet, message, rule).
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct SignRequest {
-    /// Wallet id (hex).
-    pub wallet: WalletId,
-    /// The message, hex.
-    pub message: String,
-    /// Optional replay-protection nonce.
-    #[serde(default)]
-    pub nonce: Option<u64>,
-    /// Agreement rule (default `all`).
-    #[serde(default)]
-    pub rule: AgreementRule,
+    /// The trader's signed intent.
+    pub intent: SignedIntent,
     /// ECDSA only: `presigned` (default; uses a pooled presignature when one fits the
     /// approving modules, else signs interactively) or `interactive`.
     #[serde(default)]
@@ -474,21 +416,8 @@ impl Coordinator {
                 group.id, group.status
             )));
         }
-        if let Some(p) = &req.purpose {
-            let ok = p
-                .strip_prefix("exchange-credential:")
-                .is_some_and(|x| !x.is_empty())
-                && req.scheme == Scheme::Ed25519;
-            if !ok {
-                return Err(Error::BadRequest(format!(
-                    "purpose {p:?}: the only purpose is exchange-credential:<exchange>, for an ed25519 wallet"
-                )));
-            }
-        }
         let job = JobRecord {
             scheme: Some(req.scheme.to_string()),
-            // A key generation's payload is its purpose (empty: a signing wallet).
-            payload: req.purpose.as_ref().map(|p| p.as_bytes().to_vec()),
             ..JobRecord::pending(uuid::Uuid::new_v4().to_string(), "keygen", &group.id)
         };
         self.engine.store.insert_job(&job).await?;
@@ -496,9 +425,21 @@ impl Coordinator {
         Ok(job)
     }
 
-    /// Starts importing an existing key: each member opens and checks its sealed shard.
+    /// Starts importing an existing key: each member checks the importer's intent and opens
+    /// and checks its sealed shard.
     pub async fn import_wallet(&self, req: ImportWallet) -> Result<JobRecord, Error> {
-        let group = self.group(&req.group).await?;
+        let Action::Import {
+            group,
+            scheme,
+            public_key,
+        } = &req.intent.intent.action
+        else {
+            return Err(Error::BadRequest(format!(
+                "the intent asks for a {}, not an import",
+                req.intent.intent.action.kind()
+            )));
+        };
+        let group = self.group(group).await?;
         if group.status != "ready" {
             return Err(Error::Conflict(format!(
                 "group {} is {}: keys can be imported once its auxiliary material is ready",
@@ -513,9 +454,7 @@ impl Coordinator {
                 req.shards.len()
             )));
         }
-        let pk = hex::decode(&req.public_key)
-            .map_err(|_| Error::BadRequest("public_key is not hex".into()))?;
-        let wallet = WalletId::derive(req.scheme, &pk);
+        let wallet = WalletId::derive(*scheme, public_key);
         if self
             .engine
             .store
@@ -526,8 +465,10 @@ impl Coordinator {
             return Err(Error::Conflict(format!("wallet {wallet} already exists")));
         }
         let job = JobRecord {
-            scheme: Some(req.scheme.to_string()),
+            scheme: Some(scheme.to_string()),
+            wallet_id: Some(wallet.to_string()),
             payload: Some(serde_json::to_vec(&req).map_err(|e| Error::Internal(e.to_string()))?),
+            intent: Some(req.intent.to_json()),
             ..JobRecord::pending(uuid::Uuid::new_v4().to_string(), "import", &group.id)
         };
         self.engine.store.insert_job(&job).await?;
@@ -551,13 +492,22 @@ impl Coordinator {
 
     /// Starts a sign job: proposal, approvals, agreement, threshold signature.
     pub async fn request_signature(&self, req: SignRequest) -> Result<JobRecord, Error> {
-        let wallet = self.wallet(&req.wallet.to_string()).await?;
-        let message = hex::decode(req.message.trim_start_matches("0x"))
-            .map_err(|_| Error::BadRequest("message is not hex".into()))?;
-        let payload = SigningPayload::Message {
-            wallet: req.wallet,
+        let Action::SignMessage {
+            wallet: wallet_id,
             message,
-            nonce: req.nonce,
+            rule,
+        } = &req.intent.intent.action
+        else {
+            return Err(Error::BadRequest(format!(
+                "the intent asks for a {}, not a message signature",
+                req.intent.intent.action.kind()
+            )));
+        };
+        let wallet = self.wallet(&wallet_id.to_string()).await?;
+        let payload = SigningPayload::Message {
+            wallet: *wallet_id,
+            message: message.clone(),
+            nonce: None,
         };
         payload
             .check()
@@ -565,12 +515,23 @@ impl Coordinator {
         let job = JobRecord {
             wallet_id: Some(wallet.id.clone()),
             scheme: Some(wallet.scheme.clone()),
-            rule: Some(req.rule.to_string()),
+            rule: Some(rule.to_string()),
             mode: Some(req.mode.as_str().into()),
             payload: Some(payload.to_canonical()),
+            intent: Some(req.intent.to_json()),
             digest: Some(payload.digest().to_vec()),
-            ..JobRecord::pending(uuid::Uuid::new_v4().to_string(), "sign", &wallet.group_id)
+            ..JobRecord::pending(req.intent.intent.id.clone(), "sign", &wallet.group_id)
         };
+        if let Some(existing) = self.engine.store.job(&job.id).await? {
+            // The same intent again: the job it started (an intent is used once).
+            if existing.intent.as_deref() == job.intent.as_deref() {
+                return Ok(existing);
+            }
+            return Err(Error::Conflict(format!(
+                "intent {} was already used for another request",
+                job.id
+            )));
+        }
         self.engine.store.insert_job(&job).await?;
         self.engine.spawn(job.clone());
         Ok(job)
@@ -585,6 +546,28 @@ impl Coordinator {
     /// Runs the presignature pool in the background (see [`jobs::Engine::run_pool`]).
     pub fn start_presignature_pool(&self, target: usize) {
         tokio::spawn(self.engine.clone().run_pool(target));
+    }
+
+    /// Stores a proposed policy.
+    pub async fn propose_policy(&self, req: policy::ProposePolicy) -> Result<policy::PolicyView, Error> {
+        self.engine.propose_policy(req).await
+    }
+
+    /// Adds an admin's signature to a policy and offers it to the modules.
+    pub async fn sign_policy(&self, hash: &str, e: Endorsement) -> Result<policy::PolicyView, Error> {
+        self.engine.sign_policy(hash, e).await
+    }
+
+    /// A policy with every module's report.
+    pub async fn policy(&self, hash: &str) -> Result<policy::PolicyView, Error> {
+        self.engine.policy_view(hash).await
+    }
+
+    /// The policy in force (or the newest proposal), and the newest proposal not in force.
+    pub async fn policies(&self) -> Result<serde_json::Value, Error> {
+        let current = self.engine.current_policy().await?;
+        let pending = self.engine.pending_policy().await?;
+        Ok(serde_json::json!({ "current": current, "pending": pending }))
     }
 
     /// A job with its events and result.
@@ -673,33 +656,4 @@ pub async fn serve(
     g.map_err(|e| Error::Internal(format!("gRPC server: {e}")))?;
     h.map_err(|e| Error::Internal(format!("HTTP server: {e}")))?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn agreement_rules() {
-        assert!(AgreementRule::All.decide(2, 3, 0).is_ok());
-        assert!(
-            AgreementRule::All
-                .decide(2, 2, 1)
-                .unwrap_err()
-                .contains("rule 'all'")
-        );
-        assert!(
-            AgreementRule::All
-                .decide(2, 1, 0)
-                .unwrap_err()
-                .contains("2 are needed")
-        );
-        assert!(AgreementRule::Threshold.decide(2, 2, 1).is_ok());
-        assert!(AgreementRule::Threshold.decide(2, 1, 2).is_err());
-        assert_eq!(
-            "threshold".parse::<AgreementRule>().unwrap(),
-            AgreementRule::Threshold
-        );
-        assert!("most".parse::<AgreementRule>().is_err());
-    }
 }

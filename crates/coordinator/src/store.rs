@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::str::FromStr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{Row, SqlitePool as Pool};
 
@@ -91,6 +91,9 @@ pub struct JobRecord {
     /// Canonical signing payload (sign jobs).
     #[serde(skip)]
     pub payload: Option<Vec<u8>>,
+    /// The signed intent the job answers (JSON; sign and import jobs).
+    #[serde(skip)]
+    pub intent: Option<Vec<u8>>,
     /// Digest the coordinator computed (sign jobs).
     #[serde(serialize_with = "opt_hex")]
     pub digest: Option<Vec<u8>>,
@@ -126,6 +129,7 @@ impl JobRecord {
             rule: None,
             mode: None,
             payload: None,
+            intent: None,
             digest: None,
             status: "pending".into(),
             session: None,
@@ -143,6 +147,38 @@ fn opt_hex<S: serde::Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::
         Some(b) => s.serialize_some(&hex::encode(b)),
         None => s.serialize_none(),
     }
+}
+
+/// A policy the coordinator relays: as proposed and signed so far.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PolicyRecord {
+    /// Its hash, hex.
+    pub hash: String,
+    /// Its version.
+    pub version: u64,
+    /// JSON of the signed policy.
+    #[serde(skip)]
+    pub document: String,
+    /// `proposed` (no module adopted it), `active` (in force in at least one module) or
+    /// `superseded`.
+    pub status: String,
+    /// When it was proposed.
+    pub created_at: String,
+}
+
+/// The policy a module reports in force.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ModulePolicy {
+    /// The module.
+    pub module_id: String,
+    /// The hash of its policy in force (none yet: `None`).
+    pub policy_hash: Option<String>,
+    /// Its version (0: none).
+    pub version: u64,
+    /// The last policy offered to it.
+    pub offered: Option<String>,
+    /// Why it did not adopt that one.
+    pub error: Option<String>,
 }
 
 /// One recorded event of a job: an approval, a refusal, a dissent, a result…
@@ -431,8 +467,8 @@ impl Store {
     /// Records a new job.
     pub async fn insert_job(&self, j: &JobRecord) -> Result<(), Error> {
         sqlx::query(
-            "INSERT INTO jobs (id, kind, group_id, wallet_id, scheme, rule, mode, payload, digest, status, session, signers, result, error, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO jobs (id, kind, group_id, wallet_id, scheme, rule, mode, payload, intent, digest, status, session, signers, result, error, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&j.id)
         .bind(&j.kind)
@@ -442,6 +478,7 @@ impl Store {
         .bind(&j.rule)
         .bind(&j.mode)
         .bind(&j.payload)
+        .bind(&j.intent)
         .bind(&j.digest)
         .bind(&j.status)
         .bind(&j.session)
@@ -466,6 +503,7 @@ impl Store {
             rule: r.try_get("rule").map_err(db)?,
             mode: r.try_get("mode").map_err(db)?,
             payload: r.try_get("payload").map_err(db)?,
+            intent: r.try_get("intent").map_err(db)?,
             digest: r.try_get("digest").map_err(db)?,
             status: r.try_get("status").map_err(db)?,
             session: r.try_get("session").map_err(db)?,
@@ -639,26 +677,145 @@ impl Store {
         Ok(res.rows_affected() == 1)
     }
 
-    /// Stores an API token by its hash.
-    pub async fn add_token(&self, token_hash: &[u8], name: &str) -> Result<(), Error> {
-        sqlx::query("INSERT INTO api_tokens (token_hash, name, created_at) VALUES (?, ?, ?)")
-            .bind(token_hash)
-            .bind(name)
-            .bind(now())
+    /// Stores an API token by its hash, with its role.
+    pub async fn add_token(&self, token_hash: &[u8], name: &str, role: &str) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO api_tokens (token_hash, name, role, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(token_hash)
+        .bind(name)
+        .bind(role)
+        .bind(now())
             .execute(&self.pool)
             .await
             .map_err(db)?;
         Ok(())
     }
 
-    /// The name of the token with this hash, if any.
-    pub async fn token_name(&self, token_hash: &[u8]) -> Result<Option<String>, Error> {
-        let row = sqlx::query("SELECT name FROM api_tokens WHERE token_hash = ?")
+    /// The name and role of the token with this hash, if any.
+    pub async fn token(&self, token_hash: &[u8]) -> Result<Option<(String, String)>, Error> {
+        let row = sqlx::query("SELECT name, role FROM api_tokens WHERE token_hash = ?")
             .bind(token_hash)
             .fetch_optional(&self.pool)
             .await
             .map_err(db)?;
-        row.map(|r| r.try_get("name").map_err(db)).transpose()
+        row.map(|r| Ok((r.try_get("name").map_err(db)?, r.try_get("role").map_err(db)?)))
+            .transpose()
+    }
+
+    /// Every token's name, role and creation time (never the token).
+    pub async fn tokens(&self) -> Result<Vec<(String, String, String)>, Error> {
+        let rows = sqlx::query("SELECT name, role, created_at FROM api_tokens ORDER BY created_at")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("name").map_err(db)?,
+                    r.try_get("role").map_err(db)?,
+                    r.try_get("created_at").map_err(db)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// The next signing attempt of a job (1, 2, …), counted across restarts so that every
+    /// session id derived from it is fresh.
+    pub async fn next_attempt(&self, job_id: &str) -> Result<u32, Error> {
+        let row = sqlx::query("UPDATE jobs SET attempts = attempts + 1 WHERE id = ? RETURNING attempts")
+            .bind(job_id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        let n: i64 = row.try_get("attempts").map_err(db)?;
+        u32::try_from(n).map_err(|_| Error::Internal("attempt counter out of range".into()))
+    }
+
+    /// Stores a policy (insert or replace its document and status).
+    pub async fn save_policy(&self, p: &PolicyRecord) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO policies (hash, version, document, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT(hash) DO UPDATE SET document = excluded.document, status = excluded.status, updated_at = excluded.updated_at",
+        )
+        .bind(&p.hash)
+        .bind(i64::try_from(p.version).unwrap_or(i64::MAX))
+        .bind(&p.document)
+        .bind(&p.status)
+        .bind(&p.created_at)
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    fn policy_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<PolicyRecord, Error> {
+        Ok(PolicyRecord {
+            hash: r.try_get("hash").map_err(db)?,
+            version: u64::try_from(r.try_get::<i64, _>("version").map_err(db)?).unwrap_or(0),
+            document: r.try_get("document").map_err(db)?,
+            status: r.try_get("status").map_err(db)?,
+            created_at: r.try_get("created_at").map_err(db)?,
+        })
+    }
+
+    /// A policy by hash.
+    pub async fn policy(&self, hash: &str) -> Result<Option<PolicyRecord>, Error> {
+        let row = sqlx::query("SELECT * FROM policies WHERE hash = ?")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(Self::policy_from_row).transpose()
+    }
+
+    /// Every policy, by version then creation.
+    pub async fn policies(&self) -> Result<Vec<PolicyRecord>, Error> {
+        let rows = sqlx::query("SELECT * FROM policies ORDER BY version, created_at")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(Self::policy_from_row).collect()
+    }
+
+    /// Records the policy a module reports in force, and the fate of the last one offered.
+    pub async fn set_module_policy(&self, m: &ModulePolicy) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO module_policies (module_id, policy_hash, version, offered, error, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT(module_id) DO UPDATE SET policy_hash = excluded.policy_hash, version = excluded.version, \
+             offered = excluded.offered, error = excluded.error, updated_at = excluded.updated_at",
+        )
+        .bind(&m.module_id)
+        .bind(&m.policy_hash)
+        .bind(i64::try_from(m.version).unwrap_or(i64::MAX))
+        .bind(&m.offered)
+        .bind(&m.error)
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    /// What every module reported.
+    pub async fn module_policies(&self) -> Result<Vec<ModulePolicy>, Error> {
+        let rows = sqlx::query("SELECT * FROM module_policies ORDER BY module_id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(ModulePolicy {
+                    module_id: r.try_get("module_id").map_err(db)?,
+                    policy_hash: r.try_get("policy_hash").map_err(db)?,
+                    version: u64::try_from(r.try_get::<i64, _>("version").map_err(db)?)
+                        .unwrap_or(0),
+                    offered: r.try_get("offered").map_err(db)?,
+                    error: r.try_get("error").map_err(db)?,
+                })
+            })
+            .collect()
     }
 
     /// A stored response for (token, idempotency key): request hash, status, body.

@@ -27,6 +27,7 @@ use concord_chain::{Address, Asset, B256, EvmClient, EvmTransfer, FeeCaps, TxSta
 use concord_exchange::binance::{BinanceClient, WithdrawParams};
 use concord_exchange::{Deposit, DepositAddress, Withdrawal, WithdrawalStatus};
 use concord_types::{Scheme, WalletId};
+use concord_wire::authority::{Action, AddressRef, AddressTarget, SignedIntent};
 use concord_wire::payload::{Destination, SigningPayload};
 use concord_wire::rpc::{ExchangeQuery, exchange_query};
 use concord_wire::units::{format_amount, parse_amount};
@@ -220,7 +221,8 @@ pub struct TransferRecord {
     /// `credited`. Withdrawals: `requested`, `signing`, `submitted`, `sent`, `arrived`.
     /// Either: `failed`.
     pub status: String,
-    /// The trader's wallet (sender of a deposit, receiver of a withdrawal).
+    /// The trader's wallet (sender of a deposit; receiver of a withdrawal to a wallet, empty
+    /// for one to an outside address).
     pub wallet_id: String,
     /// The exchange connection.
     pub exchange: String,
@@ -234,9 +236,19 @@ pub struct TransferRecord {
     pub rule: AgreementRule,
     /// Signing mode for ECDSA (`presigned` or `interactive`).
     pub mode: SignMode,
-    /// Where the funds go: the deposit address (deposits) or the wallet's address.
+    /// Where the funds go: the deposit address (deposits) or the withdrawal's destination
+    /// address.
     #[serde(default)]
     pub destination: Option<String>,
+    /// A withdrawal's address-book destination, as the intent names it.
+    #[serde(default)]
+    pub to: Option<AddressRef>,
+    /// The principal who signed the intent.
+    #[serde(default)]
+    pub requester: Option<String>,
+    /// The signed intent (the transfer's id is its id).
+    #[serde(default)]
+    pub intent: Option<SignedIntent>,
     /// Each module's report of the deposit address.
     #[serde(default)]
     pub resolutions: Vec<Resolution>,
@@ -312,45 +324,26 @@ impl TransferRecord {
     }
 }
 
-/// A request to deposit from a wallet to an exchange.
+/// A request to deposit from a wallet to an exchange: a trader's signed intent (wallet,
+/// exchange, coin, network, amount, rule). The transfer's id is the intent's id, so the same
+/// intent sent again finds the same transfer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DepositRequest {
-    /// The sending wallet (ECDSA).
-    pub wallet: WalletId,
-    /// The exchange connection.
-    pub exchange: String,
-    /// Coin code (e.g. `ETH`).
-    pub coin: String,
-    /// Network code (e.g. `ETH`).
-    pub network: String,
-    /// Amount in coin units (decimal string).
-    pub amount: String,
-    /// Agreement rule (default `all`).
-    #[serde(default)]
-    pub rule: AgreementRule,
+    /// The trader's signed intent.
+    pub intent: SignedIntent,
     /// Signing mode (default: from a presignature when one is ready).
     #[serde(default)]
     pub mode: SignMode,
 }
 
-/// A request to withdraw from an exchange to a wallet.
+/// A request to withdraw from an exchange to an address-book destination: a trader's signed
+/// intent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WithdrawalRequest {
-    /// The receiving wallet (ECDSA): the request goes to its own address.
-    pub wallet: WalletId,
-    /// The exchange connection.
-    pub exchange: String,
-    /// Coin code.
-    pub coin: String,
-    /// Network code.
-    pub network: String,
-    /// Amount in coin units (decimal string).
-    pub amount: String,
-    /// Agreement rule (default `all`).
-    #[serde(default)]
-    pub rule: AgreementRule,
+    /// The trader's signed intent.
+    pub intent: SignedIntent,
 }
 
 /// Registers an exchange's withdraw-capable API key (an Ed25519 wallet of a signer group).
@@ -374,15 +367,6 @@ fn ecdsa_address(wallet: &WalletRecord) -> Result<Address, Error> {
         .map_err(|e| Error::Internal(format!("wallet {}'s key: {e}", wallet.id)))
 }
 
-/// What a transfer request asks for (both kinds).
-struct Intent<'a> {
-    wallet: WalletId,
-    exchange: &'a str,
-    coin: &'a str,
-    network: &'a str,
-    amount: &'a str,
-}
-
 impl Engine {
     fn transfer_ctx(&self) -> Result<&Arc<TransferContext>, Error> {
         self.transfers.as_ref().ok_or_else(|| {
@@ -401,15 +385,7 @@ impl Engine {
         &self,
         req: DepositRequest,
     ) -> Result<TransferRecord, Error> {
-        let intent = Intent {
-            wallet: req.wallet,
-            exchange: &req.exchange,
-            coin: &req.coin,
-            network: &req.network,
-            amount: &req.amount,
-        };
-        self.accept(TransferKind::Deposit, intent, req.rule, req.mode)
-            .await
+        self.accept(TransferKind::Deposit, req.intent, req.mode).await
     }
 
     /// Accepts a withdrawal request and starts it.
@@ -417,74 +393,102 @@ impl Engine {
         &self,
         req: WithdrawalRequest,
     ) -> Result<TransferRecord, Error> {
-        let intent = Intent {
-            wallet: req.wallet,
-            exchange: &req.exchange,
-            coin: &req.coin,
-            network: &req.network,
-            amount: &req.amount,
-        };
-        self.accept(
-            TransferKind::Withdrawal,
-            intent,
-            req.rule,
-            SignMode::Interactive,
-        )
-        .await
+        self.accept(TransferKind::Withdrawal, req.intent, SignMode::Interactive)
+            .await
     }
 
-    /// Checks a transfer request, records it and starts it.
+    /// Checks a transfer request (defence in depth: the modules check the intent again
+    /// against their own policy and decide), records it under the intent's id and starts it.
     async fn accept(
         &self,
         kind: TransferKind,
-        i: Intent<'_>,
-        rule: AgreementRule,
+        intent: SignedIntent,
         mode: SignMode,
     ) -> Result<TransferRecord, Error> {
         let ctx = self.transfer_ctx()?;
-        let wallet = self
-            .store
-            .wallet(&i.wallet.to_string())
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("wallet {}", i.wallet)))?;
-        ecdsa_address(&wallet)?;
-        ctx.exchange(i.exchange)?;
-        if kind == TransferKind::Withdrawal && self.store.credential(i.exchange).await?.is_none() {
-            return Err(Error::BadRequest(format!(
-                "exchange {} has no withdraw key registered (POST /v1/exchanges/{}/credential)",
-                i.exchange, i.exchange
+        if let Some(existing) = self.store.transfer(&intent.intent.id).await? {
+            if existing.intent.as_ref() == Some(&intent) {
+                return Ok(existing);
+            }
+            return Err(Error::Conflict(format!(
+                "intent {} was already used for another request",
+                intent.intent.id
             )));
         }
-        if i.network != ctx.chain.network {
+        let (wallet_id, exchange, coin, network, amount, rule, to) = match (&intent.intent.action, kind) {
+            (
+                Action::Deposit {
+                    wallet,
+                    exchange,
+                    coin,
+                    network,
+                    amount,
+                    rule,
+                },
+                TransferKind::Deposit,
+            ) => {
+                let w = self
+                    .store
+                    .wallet(&wallet.to_string())
+                    .await?
+                    .ok_or_else(|| Error::NotFound(format!("wallet {wallet}")))?;
+                ecdsa_address(&w)?;
+                (w.id, exchange, coin, network, amount, *rule, None)
+            }
+            (
+                Action::Withdraw {
+                    exchange,
+                    coin,
+                    network,
+                    amount,
+                    to,
+                    rule,
+                },
+                TransferKind::Withdrawal,
+            ) => {
+                if self.store.credential(exchange).await?.is_none() {
+                    return Err(Error::BadRequest(format!(
+                        "exchange {exchange} has no withdraw key registered (POST /v1/exchanges/{exchange}/credential)"
+                    )));
+                }
+                let wallet = match to {
+                    AddressRef::Wallet(w) => w.to_string(),
+                    AddressRef::Label(_) => String::new(),
+                };
+                (wallet, exchange, coin, network, amount, *rule, Some(to.clone()))
+            }
+            (other, _) => {
+                return Err(Error::BadRequest(format!(
+                    "the intent asks for a {}, not a {}",
+                    other.kind(),
+                    kind.as_str()
+                )));
+            }
+        };
+        ctx.exchange(exchange)?;
+        if *network != ctx.chain.network {
             return Err(Error::BadRequest(format!(
-                "network {} is not this coordinator's chain network ({})",
-                i.network, ctx.chain.network
+                "network {network} is not this coordinator's chain network ({})",
+                ctx.chain.network
             )));
         }
-        let (_, decimals) = ctx.asset_of(i.coin)?;
-        let amount = parse_amount(i.amount, decimals)
+        let (_, decimals) = ctx.asset_of(coin)?;
+        let amount = parse_amount(amount, decimals)
             .map_err(|e| Error::BadRequest(format!("amount: {e}")))?;
-        if amount.is_zero() {
-            let what = match kind {
-                TransferKind::Deposit => "transfer",
-                TransferKind::Withdrawal => "withdrawal",
-            };
-            return Err(Error::BadRequest(format!(
-                "amount: a {what} of zero is refused"
-            )));
-        }
         let t = TransferRecord {
-            id: uuid::Uuid::new_v4().simple().to_string(),
+            id: intent.intent.id.clone(),
             kind,
             status: "requested".into(),
-            wallet_id: wallet.id.clone(),
-            exchange: i.exchange.to_owned(),
-            coin: i.coin.to_owned(),
-            network: i.network.to_owned(),
+            wallet_id,
+            exchange: exchange.clone(),
+            coin: coin.clone(),
+            network: network.clone(),
             amount: format_amount(amount, decimals),
             rule,
             mode,
             destination: None,
+            to,
+            requester: None,
             resolutions: Vec::new(),
             nonce: None,
             sign_job_id: None,
@@ -494,11 +498,21 @@ impl Engine {
             tx_hash: None,
             exchange_withdrawal_id: None,
             timings_ms: BTreeMap::new(),
-            log: vec![format!("{} requested", now())],
+            log: Vec::new(),
             error: None,
             created_at: now(),
             created_ms: epoch_ms_f64(),
+            intent: None,
         };
+        let signers = self.signers_of(&intent).await?;
+        let mut t = t;
+        t.intent = Some(intent);
+        t.requester = signers.first().cloned();
+        t.log.push(format!(
+            "{} requested, intent signed by {}",
+            now(),
+            signers.join(", ")
+        ));
         self.save(&t).await?;
         self.spawn_transfer(t.clone());
         Ok(t)
@@ -522,6 +536,24 @@ impl Engine {
                 "wallet {} is {}; an exchange withdraw key must be an ed25519 wallet",
                 wallet.id, wallet.scheme
             )));
+        }
+        let policy = self.policy_in_force().await?.ok_or_else(|| {
+            Error::Conflict("no policy is in force yet: it must name the exchange's withdraw key first".into())
+        })?;
+        match policy.policy.credential(exchange) {
+            Some(rule) if rule.wallet == req.wallet => {}
+            Some(rule) => {
+                return Err(Error::BadRequest(format!(
+                    "policy v{} names wallet {} ({:?}) as exchange {exchange}'s withdraw key, not {}",
+                    policy.policy.version, rule.wallet, rule.label, req.wallet
+                )));
+            }
+            None => {
+                return Err(Error::BadRequest(format!(
+                    "policy v{} names no withdraw key for exchange {exchange}",
+                    policy.policy.version
+                )));
+            }
         }
         if req.api_key.is_empty() || req.api_key.len() > 128 {
             return Err(Error::BadRequest(
@@ -641,6 +673,7 @@ impl Engine {
                     rule: Some(t.rule.to_string()),
                     mode: Some(t.mode.as_str().into()),
                     payload: Some(payload.to_canonical()),
+                    intent: t.intent.as_ref().map(SignedIntent::to_json),
                     digest: Some(payload.digest().to_vec()),
                     ..JobRecord::pending(uuid::Uuid::new_v4().to_string(), "sign", &wallet.group_id)
                 };
@@ -966,14 +999,41 @@ impl Engine {
         }
     }
 
+    /// Where a withdrawal goes, as the coordinator understands the intent: the address-book
+    /// entry it names in the policy in force here, or, for a wallet the address book does not
+    /// name, that wallet's own address (the modules, which decide, will refuse it).
+    async fn withdrawal_destination(&self, t: &TransferRecord) -> Result<String, Error> {
+        let to = t
+            .to
+            .as_ref()
+            .ok_or_else(|| Error::Internal(format!("withdrawal {} has no destination", t.id)))?;
+        let policy = self.policy_in_force().await?;
+        let entry = policy.as_ref().and_then(|p| match to {
+            AddressRef::Wallet(w) => p.policy.address_of_wallet(w),
+            AddressRef::Label(l) => p.policy.address(l),
+        });
+        let wallet = match (entry.map(|e| &e.target), to) {
+            (Some(AddressTarget::Address { address, .. }), _) => return Ok(address.clone()),
+            (Some(AddressTarget::Wallet { wallet }), _) | (None, AddressRef::Wallet(wallet)) => {
+                *wallet
+            }
+            (None, AddressRef::Label(l)) => {
+                return Err(Error::BadRequest(format!(
+                    "the address book of the policy in force has no entry {l:?}"
+                )));
+            }
+        };
+        let w = self
+            .store
+            .wallet(&wallet.to_string())
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("wallet {wallet}")))?;
+        Ok(ecdsa_address(&w)?.to_string())
+    }
+
     async fn run_withdrawal(&self, t: &mut TransferRecord) -> Result<(), Error> {
         let ctx = self.transfer_ctx()?.clone();
-        let wallet = self
-            .store
-            .wallet(&t.wallet_id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("wallet {}", t.wallet_id)))?;
-        let address = ecdsa_address(&wallet)?;
+        let address = self.withdrawal_destination(t).await?;
         let endpoint = ctx.exchange(&t.exchange)?.clone();
         let (cred_wallet_id, api_key) =
             self.store.credential(&t.exchange).await?.ok_or_else(|| {
@@ -1005,11 +1065,11 @@ impl Engine {
             // A signed request is only good for its receive window: a resumed transfer that
             // was not submitted signs a fresh one.
             t.sign_job_id = None;
-            t.destination = Some(address.to_string());
+            t.destination = Some(address.clone());
             let params = WithdrawParams {
                 coin: t.coin.clone(),
                 network: t.network.clone(),
-                address: address.to_string(),
+                address: address.clone(),
                 amount: t.amount.clone(),
                 withdraw_order_id: Some(t.id.clone()),
                 timestamp_ms: epoch_ms(),
@@ -1024,10 +1084,6 @@ impl Engine {
                 exchange: t.exchange.clone(),
                 api_key: api_key.clone(),
                 request: request.clone(),
-                destination_wallet: wallet
-                    .id
-                    .parse()
-                    .map_err(|e: concord_types::TypesError| Error::Internal(e.to_string()))?,
             };
             let result = self.sign_for(t, &cred_wallet, &payload).await?;
             let signature = hex::decode(result["signature"].as_str().unwrap_or_default())

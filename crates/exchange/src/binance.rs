@@ -753,6 +753,13 @@ impl Connector for BinanceClient {
         self.withdrawal_by_id(id).await
     }
 
+    async fn withdrawal_by_order_id(
+        &self,
+        order_id: &str,
+    ) -> Result<Option<Withdrawal>, ExchangeError> {
+        BinanceClient::withdrawal_by_order_id(self, order_id).await
+    }
+
     async fn deposits(
         &self,
         coin: &str,

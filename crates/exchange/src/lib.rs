@@ -54,6 +54,14 @@ pub trait Connector: Send + Sync {
     /// The withdrawal with the exchange's id `id`, if the exchange knows it.
     async fn withdrawal(&self, id: &str) -> Result<Option<Withdrawal>, ExchangeError>;
 
+    /// The withdrawal the client asked for under its own order id, if the exchange knows it
+    /// (how a withdrawal whose outcome is unknown is reconciled before anything is signed
+    /// again).
+    async fn withdrawal_by_order_id(
+        &self,
+        order_id: &str,
+    ) -> Result<Option<Withdrawal>, ExchangeError>;
+
     /// Deposits of `coin`, optionally only the one with transaction id `tx_id`.
     async fn deposits(
         &self,

@@ -1,23 +1,36 @@
-//! Deciding on a proposal: the module recomputes the digest from the payload, checks the
-//! wallet, what the wallet is for, the kind-specific facts against its own view of the
-//! exchange and the chain, its policy and its nonce log, then signs and stores its approval
-//! before anything is sent.
+//! Deciding on a proposal. The module checks who asked (the intent's signatures against its
+//! own copy of the admin-signed policy), that the coordinator's proposal is exactly what was
+//! asked (field by field), that the policy allows it (the wallet's purpose, the address book,
+//! limits per transfer and per rolling 24 h from its own ledger, co-signatures), and the
+//! kind-specific facts against its own view of the exchange and the chain; then it recomputes
+//! the digest, checks its logs (intent, nonce, exchange order), and signs and stores its
+//! approval — naming the policy hash it applied — before anything is sent.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use concord_chain::{Address, U256};
+use concord_exchange::binance::WithdrawParams;
 use concord_tss::{Scheme, WalletId};
+use concord_wire::authority::{
+    Action, AddressRef, AddressTarget, AgreementRule, ApprovalStatement, Policy, SignedIntent,
+    VerifiedIntent, WalletPurpose, WalletRule, unix_now,
+};
 use concord_wire::identity::IdentityKey;
-use concord_wire::messages::ApprovalStatement;
-use concord_wire::payload::SigningPayload;
+use concord_wire::payload::{Destination, SigningPayload};
 use concord_wire::rpc::{Approval, Proposal, Refusal};
+use concord_wire::units::{format_amount, parse_amount};
 
 use crate::Error;
 use crate::checks::Outside;
-use crate::state::{ApprovalRecord, State};
+use crate::ledger::{DAY_SECS, Order, Spend};
+use crate::state::{ApprovalRecord, PolicyInForce, State};
 
-/// The purpose prefix of a wallet that is an exchange's withdraw-capable API key.
-pub const CREDENTIAL_PURPOSE: &str = "exchange-credential:";
+/// How long an approval may be used to sign, seconds.
+pub(crate) const APPROVAL_TTL_SECS: u64 = 600;
+/// Added to a signed exchange request's life (timestamp + receive window) for clocks that
+/// differ between this module and the exchange, ms.
+const ORDER_MARGIN_MS: u64 = 60_000;
 
 /// Everything a decision needs. Cheap to share.
 pub(crate) struct Decider {
@@ -26,7 +39,7 @@ pub(crate) struct Decider {
     pub(crate) outside: Outside,
     /// wallet → (scheme, group public key), read once from the share.
     wallets: Mutex<HashMap<WalletId, (Scheme, Vec<u8>)>>,
-    /// Serializes the last step (nonce log, approval record) of concurrent decisions.
+    /// Serializes the last step (logs, daily limits, approval record) of concurrent decisions.
     commit: tokio::sync::Mutex<()>,
 }
 
@@ -39,6 +52,67 @@ pub(crate) fn refusal(
         job_id: job_id.to_owned(),
         reason: reason.into(),
         computed_digest: computed.map(|d| d.to_vec()).unwrap_or_default(),
+    }
+}
+
+/// The spending a decision commits against a wallet's daily limit.
+struct Daily {
+    wallet: WalletId,
+    label: String,
+    coin: String,
+    amount: U256,
+    per_day: U256,
+    decimals: u8,
+}
+
+/// What the kind-specific checks found.
+struct Checked {
+    checks: Vec<String>,
+    daily: Option<Daily>,
+    order: Option<Order>,
+}
+
+/// One proposal under decision.
+struct Case<'a> {
+    job: &'a str,
+    payload: &'a SigningPayload,
+    digest: [u8; 32],
+    intent: &'a VerifiedIntent,
+    policy: &'a PolicyInForce,
+}
+
+impl Case<'_> {
+    fn refuse(&self, reason: impl Into<String>) -> Refusal {
+        refusal(self.job, reason, Some(self.digest))
+    }
+
+    fn policy(&self) -> &Policy {
+        self.policy.policy()
+    }
+
+    /// "policy v3 (0123abcd…)" for messages.
+    fn policy_name(&self) -> String {
+        format!(
+            "policy v{} ({})",
+            self.policy().version,
+            hex::encode(&self.policy.hash[..8])
+        )
+    }
+
+    /// The policy's rule for a wallet; a wallet it does not name signs nothing.
+    fn wallet_rule(&self, wallet: WalletId) -> Result<&WalletRule, Refusal> {
+        self.policy().wallet(&wallet).ok_or_else(|| {
+            self.refuse(format!(
+                "wallet {wallet} is not named in {}: it signs nothing",
+                self.policy_name()
+            ))
+        })
+    }
+
+    fn mismatch(&self, what: &str, proposed: impl std::fmt::Display, asked: impl std::fmt::Display) -> Refusal {
+        self.refuse(format!(
+            "the proposal's {what} ({proposed}) is not the intent's ({asked}): the coordinator may only propose what the requester signed"
+        ))
     }
 }
 
@@ -101,17 +175,6 @@ impl Decider {
         }
         let err = |e: Error| refusal(job, e.to_string(), Some(digest));
         let refuse = |reason: String| refusal(job, reason, Some(digest));
-        if !state.has_share(wallet).map_err(err)? {
-            return Err(refuse(format!(
-                "this module holds no share of wallet {wallet}"
-            )));
-        }
-        // Asked again (a coordinator restart, a lost answer): the same statement, verbatim,
-        // even if the world has moved on since.
-        if let Some(prev) = state.approval(job).map_err(err)? {
-            return replay(job, prev, p, digest);
-        }
-        let purpose = state.purpose(wallet).map_err(err)?;
         let (scheme, _) = self
             .wallet(wallet)
             .map_err(err)?
@@ -123,125 +186,615 @@ impl Decider {
                 "this payload must be signed with {required}, and wallet {wallet} is {scheme}"
             )));
         }
-        let policy = &state.policy;
-        let mut checks = vec![
-            "payload is canonical".to_owned(),
-            "digest recomputed from the payload".to_owned(),
-            "this module holds a share of the wallet".to_owned(),
-        ];
-        match &payload {
-            SigningPayload::Message { message, .. } => {
-                if let Some(exchange) = purpose.strip_prefix(CREDENTIAL_PURPOSE) {
-                    return Err(refuse(format!(
-                        "wallet {wallet} is exchange {exchange}'s withdraw key: it signs withdraw requests checked by this module, never raw messages"
-                    )));
-                }
-                if message.len() > policy.max_message_len {
-                    return Err(refuse(format!(
-                        "policy: messages over {} bytes are refused",
-                        policy.max_message_len
-                    )));
-                }
-                if policy.require_nonce && payload.nonce_key().is_none() {
-                    return Err(refuse(
-                        "policy: a replay-protection nonce is required".into(),
-                    ));
-                }
-                checks.push("within local policy".to_owned());
-            }
-            SigningPayload::EvmTransfer { .. } => {
-                if !purpose.is_empty() {
-                    return Err(refuse(format!(
-                        "wallet {wallet} is for {purpose}, not for transfers"
-                    )));
-                }
-                let (_, public_key) = self.wallet(wallet).map_err(err)?.ok_or_else(|| {
-                    refuse(format!("this module holds no share of wallet {wallet}"))
-                })?;
-                let more = self
-                    .outside
-                    .check_evm_transfer(policy, &payload, &public_key)
-                    .await
-                    .map_err(refuse)?;
-                checks.extend(more);
-            }
-            SigningPayload::ExchangeWithdrawal {
-                exchange,
-                destination_wallet,
-                ..
-            } => {
-                if purpose != format!("{CREDENTIAL_PURPOSE}{exchange}") {
-                    return Err(refuse(format!(
-                        "wallet {wallet} is not exchange {exchange}'s withdraw key here"
-                    )));
-                }
-                let (dest_scheme, dest_key) = self
-                    .wallet(*destination_wallet)
-                    .map_err(err)?
-                    .ok_or_else(|| {
-                        refuse(format!(
-                            "this module holds no share of the destination wallet {destination_wallet}, so it cannot derive its address"
-                        ))
-                    })?;
-                if dest_scheme != Scheme::EcdsaSecp256k1 {
-                    return Err(refuse(format!(
-                        "the destination wallet {destination_wallet} is {dest_scheme}, not an EVM (ECDSA) wallet"
-                    )));
-                }
-                let more = self
-                    .outside
-                    .check_withdrawal(policy, &payload, &dest_key)
-                    .map_err(refuse)?;
-                checks.extend(more);
-            }
+        let signed = SignedIntent::from_json(&p.intent)
+            .map_err(|e| refuse(format!("the request carries no readable signed intent: {e}")))?;
+        // Asked again (a coordinator restart, a lost answer): the same statement, verbatim,
+        // even if the world has moved on since.
+        if let Some(prev) = state.approval(job).map_err(err)? {
+            return replay(job, prev, p, digest, &signed.intent.id);
         }
-        self.commit(job, p, &payload, wallet, digest, checks).await
+        let policy = state.policy().ok_or_else(|| {
+            refuse(
+                "this module has no policy yet: until its admins sign one it takes part in protocol setup only and approves nothing".into(),
+            )
+        })?;
+        let now = unix_now();
+        let intent = signed
+            .verify(policy.policy(), now)
+            .map_err(|e| refuse(format!("intent refused under policy v{}: {e}", policy.policy().version)))?;
+        let case = Case {
+            job,
+            payload: &payload,
+            digest,
+            intent: &intent,
+            policy: &policy,
+        };
+        let mut checked = match &payload {
+            SigningPayload::Message { .. } => self.check_message(&case)?,
+            SigningPayload::EvmTransfer { .. } => self.check_deposit(&case).await?,
+            SigningPayload::ExchangeWithdrawal { .. } => self.check_withdrawal(&case).await?,
+        };
+        let mut checks = vec![
+            format!(
+                "intent {} signed by {}{} under {}",
+                intent.intent.id,
+                intent.requester,
+                if intent.cosigners.is_empty() {
+                    String::new()
+                } else {
+                    format!(", co-signed by {}", intent.cosigners.join(", "))
+                },
+                case.policy_name()
+            ),
+            "payload is canonical; digest recomputed from it".to_owned(),
+        ];
+        checks.append(&mut checked.checks);
+        checked.checks = checks;
+        self.commit(&case, p, checked, now).await
     }
 
-    /// The serialized last step: nonce log, statement, approval stored, then sent.
+    /// A raw message: only where the policy allows it for this wallet, and always
+    /// domain-separated (the payload's signing input carries the tag).
+    fn check_message(&self, c: &Case<'_>) -> Result<Checked, Refusal> {
+        let SigningPayload::Message {
+            wallet, message, ..
+        } = c.payload
+        else {
+            return Err(c.refuse("not a message"));
+        };
+        let Action::SignMessage {
+            wallet: asked_wallet,
+            message: asked,
+            ..
+        } = &c.intent.intent.action
+        else {
+            return Err(c.refuse(format!(
+                "the intent asks for a {}, not a message signature",
+                c.intent.intent.action.kind()
+            )));
+        };
+        if asked_wallet != wallet {
+            return Err(c.mismatch("wallet", wallet, asked_wallet));
+        }
+        if asked != message {
+            return Err(c.refuse(
+                "the proposed message is not the one the intent's requester signed",
+            ));
+        }
+        let rule = c.wallet_rule(*wallet)?;
+        match &rule.purpose {
+            WalletPurpose::Trading {
+                raw_messages: true, ..
+            } => {}
+            WalletPurpose::Trading { .. } => {
+                return Err(c.refuse(format!(
+                    "{} does not allow raw message signing with wallet {:?}",
+                    c.policy_name(),
+                    rule.label
+                )));
+            }
+            WalletPurpose::ExchangeCredential { exchange, .. } => {
+                return Err(c.refuse(format!(
+                    "wallet {:?} is exchange {exchange}'s withdraw key: it signs withdraw requests checked by this module, never raw messages",
+                    rule.label
+                )));
+            }
+        }
+        let max = self.state.checks.max_message_len;
+        if message.len() > max {
+            return Err(c.refuse(format!(
+                "messages over {max} bytes are refused here"
+            )));
+        }
+        Ok(Checked {
+            checks: vec![format!(
+                "{} allows raw messages for wallet {:?}; signed domain-separated",
+                c.policy_name(),
+                rule.label
+            )],
+            daily: None,
+            order: None,
+        })
+    }
+
+    /// An EVM deposit to an exchange: the intent's wallet, exchange, coin, network and amount
+    /// exactly; a wallet the policy lets deposit there; limits; then the chain and the
+    /// exchange's deposit address through this module's own connections.
+    async fn check_deposit(&self, c: &Case<'_>) -> Result<Checked, Refusal> {
+        let SigningPayload::EvmTransfer {
+            transfer,
+            wallet,
+            amount,
+            destination:
+                Destination::ExchangeDeposit {
+                    exchange,
+                    coin,
+                    network,
+                },
+            ..
+        } = c.payload
+        else {
+            return Err(c.refuse("not an EVM transfer"));
+        };
+        let i = &c.intent.intent;
+        let Action::Deposit {
+            wallet: w,
+            exchange: x,
+            coin: k,
+            network: n,
+            amount: a,
+            ..
+        } = &i.action
+        else {
+            return Err(c.refuse(format!(
+                "the intent asks for a {}, not a deposit",
+                i.action.kind()
+            )));
+        };
+        if *transfer != i.id {
+            return Err(c.mismatch("transfer id", transfer, &i.id));
+        }
+        if w != wallet {
+            return Err(c.mismatch("wallet", wallet, w));
+        }
+        if x != exchange {
+            return Err(c.mismatch("exchange", exchange, x));
+        }
+        if k != coin {
+            return Err(c.mismatch("coin", coin, k));
+        }
+        if n != network {
+            return Err(c.mismatch("network", network, n));
+        }
+        let decimals = self.outside.decimals(coin).map_err(|e| c.refuse(e))?;
+        let asked = parse_amount(a, decimals)
+            .map_err(|e| c.refuse(format!("the intent's amount: {e}")))?;
+        if asked != *amount {
+            return Err(c.mismatch(
+                "amount",
+                format!("{} {coin}", format_amount(*amount, decimals)),
+                format!("{a} {coin}"),
+            ));
+        }
+        let rule = c.wallet_rule(*wallet)?;
+        match &rule.purpose {
+            WalletPurpose::Trading { deposit_to, .. } if deposit_to.contains(exchange) => {}
+            WalletPurpose::Trading { .. } => {
+                return Err(c.refuse(format!(
+                    "{} does not let wallet {:?} deposit to exchange {exchange}",
+                    c.policy_name(),
+                    rule.label
+                )));
+            }
+            WalletPurpose::ExchangeCredential { .. } => {
+                return Err(c.refuse(format!(
+                    "wallet {:?} is an exchange withdraw key, not a wallet that transfers",
+                    rule.label
+                )));
+            }
+        }
+        let (limit_checks, daily) = self.limits(c, rule, coin, *amount, decimals)?;
+        let (_, public_key) = self
+            .wallet(*wallet)
+            .map_err(|e| c.refuse(e.to_string()))?
+            .ok_or_else(|| c.refuse(format!("this module holds no share of wallet {wallet}")))?;
+        let mut checks = vec![format!(
+            "{} lets wallet {:?} deposit to {exchange}",
+            c.policy_name(),
+            rule.label
+        )];
+        checks.extend(limit_checks);
+        checks.extend(
+            self.outside
+                .check_evm_transfer(&self.state.checks, c.payload, &public_key)
+                .await
+                .map_err(|e| c.refuse(e))?,
+        );
+        Ok(Checked {
+            checks,
+            daily: Some(daily),
+            order: None,
+        })
+    }
+
+    /// A withdraw request: the policy's withdraw key of that exchange, a destination from the
+    /// address book this key may withdraw to (resolved here: a wallet's address is derived
+    /// from this module's own share), the intent's coin, network, amount and order id exactly,
+    /// limits, a fresh request; and never a second live request for one order.
+    async fn check_withdrawal(&self, c: &Case<'_>) -> Result<Checked, Refusal> {
+        let SigningPayload::ExchangeWithdrawal {
+            transfer,
+            wallet,
+            exchange,
+            request,
+            ..
+        } = c.payload
+        else {
+            return Err(c.refuse("not an exchange withdrawal"));
+        };
+        let i = &c.intent.intent;
+        let Action::Withdraw {
+            exchange: x,
+            coin,
+            network,
+            amount,
+            to,
+            ..
+        } = &i.action
+        else {
+            return Err(c.refuse(format!(
+                "the intent asks for a {}, not a withdrawal",
+                i.action.kind()
+            )));
+        };
+        if *transfer != i.id {
+            return Err(c.mismatch("transfer id", transfer, &i.id));
+        }
+        if x != exchange {
+            return Err(c.mismatch("exchange", exchange, x));
+        }
+        let rule = c.wallet_rule(*wallet)?;
+        let withdraw_to = match &rule.purpose {
+            WalletPurpose::ExchangeCredential {
+                exchange: e,
+                withdraw_to,
+            } if e == exchange => withdraw_to,
+            _ => {
+                return Err(c.refuse(format!(
+                    "wallet {:?} is not exchange {exchange}'s withdraw key in {}",
+                    rule.label,
+                    c.policy_name()
+                )));
+            }
+        };
+        let entry = match to {
+            AddressRef::Wallet(w) => c.policy().address_of_wallet(w),
+            AddressRef::Label(l) => c.policy().address(l),
+        }
+        .ok_or_else(|| {
+            c.refuse(format!(
+                "the destination, {to}, is not in the address book of {}",
+                c.policy_name()
+            ))
+        })?;
+        if !withdraw_to.contains(&entry.label) {
+            return Err(c.refuse(format!(
+                "{} does not let exchange {exchange}'s key withdraw to {:?}",
+                c.policy_name(),
+                entry.label
+            )));
+        }
+        let params = WithdrawParams::parse(request)
+            .map_err(|e| c.refuse(format!("the withdraw request is not one this module signs: {e}")))?;
+        if params.coin != *coin {
+            return Err(c.mismatch("coin", &params.coin, coin));
+        }
+        if params.network != *network {
+            return Err(c.mismatch("network", &params.network, network));
+        }
+        if params.withdraw_order_id.as_deref() != Some(i.id.as_str()) {
+            return Err(c.mismatch(
+                "withdrawOrderId",
+                params.withdraw_order_id.as_deref().unwrap_or("none"),
+                &i.id,
+            ));
+        }
+        let decimals = self.outside.decimals(coin).map_err(|e| c.refuse(e))?;
+        let asked = parse_amount(amount, decimals)
+            .map_err(|e| c.refuse(format!("the intent's amount: {e}")))?;
+        let proposed = parse_amount(&params.amount, decimals)
+            .map_err(|e| c.refuse(format!("the request's amount: {e}")))?;
+        if asked != proposed {
+            return Err(c.mismatch(
+                "amount",
+                format!("{} {coin}", params.amount),
+                format!("{amount} {coin}"),
+            ));
+        }
+        let destination = self.resolve(c, &entry.target, network)?;
+        let same = match (
+            params.address.parse::<Address>(),
+            destination.parse::<Address>(),
+        ) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => params.address == destination,
+        };
+        if !same {
+            return Err(c.refuse(format!(
+                "the withdraw request sends to {}, which is not {:?} of the address book ({destination})",
+                params.address, entry.label
+            )));
+        }
+        let (limit_checks, daily) = self.limits(c, rule, coin, proposed, decimals)?;
+        let mut checks = vec![
+            format!(
+                "wallet {:?} is exchange {exchange}'s withdraw key in {}",
+                rule.label,
+                c.policy_name()
+            ),
+            format!(
+                "destination {destination} is address-book entry {:?}, allowed for this key",
+                entry.label
+            ),
+            format!("withdrawOrderId is the intent id {}", i.id),
+        ];
+        checks.extend(limit_checks);
+        checks.extend(
+            self.outside
+                .check_withdraw_request(&self.state.checks, exchange, &params)
+                .map_err(|e| c.refuse(e))?,
+        );
+        let order = Order {
+            exchange: exchange.clone(),
+            order_id: i.id.clone(),
+            dead_after_ms: params
+                .timestamp_ms
+                .saturating_add(params.recv_window_ms)
+                .saturating_add(ORDER_MARGIN_MS),
+        };
+        // A request for this order with other bytes was signed before: sign again only if
+        // that one can no longer be accepted and the exchange, asked through this module's
+        // own connector, has no withdrawal under this order id.
+        let earlier: Vec<([u8; 32], u64)> = self
+            .state
+            .logs()
+            .map_err(|e| c.refuse(e.to_string()))?
+            .orders(exchange, &i.id)
+            .to_vec();
+        if earlier.iter().any(|(d, _)| *d != c.digest) {
+            self.check_order_is_dead(c, exchange, &i.id, &earlier).await?;
+            checks.push(format!(
+                "the earlier request for order {} has expired and the exchange has no withdrawal under it",
+                i.id
+            ));
+        }
+        Ok(Checked {
+            checks,
+            daily: Some(daily),
+            order: Some(order),
+        })
+    }
+
+    /// Refuses unless every earlier request for the order is past its life and the exchange
+    /// knows no withdrawal under the order id.
+    async fn check_order_is_dead(
+        &self,
+        c: &Case<'_>,
+        exchange: &str,
+        order_id: &str,
+        earlier: &[([u8; 32], u64)],
+    ) -> Result<(), Refusal> {
+        let now_ms = unix_now().saturating_mul(1000);
+        if let Some((_, dead)) = earlier
+            .iter()
+            .filter(|(d, _)| *d != c.digest)
+            .find(|(_, dead)| *dead > now_ms)
+        {
+            return Err(c.refuse(format!(
+                "a withdraw request for order {order_id} was already signed with other bytes and can still be accepted by the exchange for {} s: this module signs one live request per order",
+                (dead - now_ms).div_ceil(1000)
+            )));
+        }
+        match self.outside.withdrawal_by_order(exchange, order_id).await {
+            Ok(None) => Ok(()),
+            Ok(Some(w)) => Err(c.refuse(format!(
+                "exchange {exchange} already has withdrawal {} under order {order_id} ({:?}): it is never requested twice",
+                w.id, w.status
+            ))),
+            Err(e) => Err(c.refuse(format!(
+                "cannot confirm that exchange {exchange} has no withdrawal under order {order_id}, so this module signs no second request for it: {e}"
+            ))),
+        }
+    }
+
+    /// Where an address-book entry points, as this module sees it.
+    fn resolve(
+        &self,
+        c: &Case<'_>,
+        target: &AddressTarget,
+        network: &str,
+    ) -> Result<String, Refusal> {
+        match target {
+            AddressTarget::Wallet { wallet } => {
+                let (scheme, key) = self
+                    .wallet(*wallet)
+                    .map_err(|e| c.refuse(e.to_string()))?
+                    .ok_or_else(|| {
+                        c.refuse(format!(
+                            "this module holds no share of the destination wallet {wallet}, so it cannot derive its address"
+                        ))
+                    })?;
+                if scheme != Scheme::EcdsaSecp256k1 {
+                    return Err(c.refuse(format!(
+                        "the destination wallet {wallet} is {scheme}, not an EVM (ECDSA) wallet"
+                    )));
+                }
+                concord_chain::evm_address(&key)
+                    .map(|a| a.to_string())
+                    .map_err(|e| c.refuse(format!("cannot derive the wallet's address: {e}")))
+            }
+            AddressTarget::Address {
+                network: n,
+                address,
+            } => {
+                if n != network {
+                    return Err(c.refuse(format!(
+                        "the address-book entry is on network {n}, the withdrawal on {network}"
+                    )));
+                }
+                Ok(address.clone())
+            }
+        }
+    }
+
+    /// The wallet's limits for a coin: per transfer, co-signatures, and the daily limit to
+    /// commit against (checked again under the commit lock).
+    fn limits(
+        &self,
+        c: &Case<'_>,
+        rule: &WalletRule,
+        coin: &str,
+        amount: U256,
+        decimals: u8,
+    ) -> Result<(Vec<String>, Daily), Refusal> {
+        let limit = rule.limit(coin).ok_or_else(|| {
+            c.refuse(format!(
+                "{} sets no limit for {coin} on wallet {:?}, so it is refused",
+                c.policy_name(),
+                rule.label
+            ))
+        })?;
+        let parse = |what: &str, v: &str| {
+            parse_amount(v, decimals)
+                .map_err(|e| c.refuse(format!("the policy's {what} for {coin}: {e}")))
+        };
+        let per_transfer = parse("per_transfer", &limit.per_transfer)?;
+        let per_day = parse("per_day", &limit.per_day)?;
+        let shown = format_amount(amount, decimals);
+        if amount > per_transfer {
+            return Err(c.refuse(format!(
+                "{shown} {coin} exceeds the limit of {} {coin} per transfer of wallet {:?} ({})",
+                limit.per_transfer,
+                rule.label,
+                c.policy_name()
+            )));
+        }
+        let mut checks = vec![format!(
+            "{shown} {coin} within {} {coin} per transfer",
+            limit.per_transfer
+        )];
+        if let Some(above) = &limit.cosign_above {
+            let above_units = parse("cosign_above", above)?;
+            if amount > above_units {
+                let have = c.intent.cosigners.len();
+                let need = usize::from(limit.cosigners);
+                if have < need {
+                    return Err(c.refuse(format!(
+                        "{shown} {coin} is above {above} {coin}: {} needs {need} approver co-signature(s), the intent has {have}",
+                        c.policy_name()
+                    )));
+                }
+                checks.push(format!(
+                    "above {above} {coin}: co-signed by {} approver(s)",
+                    have
+                ));
+            }
+        }
+        Ok((
+            checks,
+            Daily {
+                wallet: rule.wallet,
+                label: rule.label.clone(),
+                coin: coin.to_ascii_uppercase(),
+                amount,
+                per_day,
+                decimals,
+            },
+        ))
+    }
+
+    /// The serialized last step: logs, daily limit, statement, approval stored, then sent.
     async fn commit(
         &self,
-        job: &str,
+        c: &Case<'_>,
         p: &Proposal,
-        payload: &SigningPayload,
-        wallet: WalletId,
-        digest: [u8; 32],
-        mut checks: Vec<String>,
+        mut checked: Checked,
+        now: u64,
     ) -> Result<Approval, Refusal> {
         let _guard = self.commit.lock().await;
         let state = &self.state;
-        let err = |e: Error| refusal(job, e.to_string(), Some(digest));
-        if let Some(prev) = state.approval(job).map_err(err)? {
-            return replay(job, prev, p, digest);
+        let job = c.job;
+        let digest = c.digest;
+        let intent = &c.intent.intent;
+        let wallet = c.payload.wallet();
+        if let Some(prev) = state.approval(job).map_err(|e| c.refuse(e.to_string()))? {
+            return replay(job, prev, p, digest, &intent.id);
         }
-        if let Some(key) = payload.nonce_key() {
-            match state.nonce_digest(wallet, &key).map_err(err)? {
-                Some(d) if d != digest => {
-                    let shown = key.rsplit('-').next().unwrap_or(&key).to_owned();
-                    return Err(refusal(
-                        job,
-                        format!(
+        let nonce_key = c.payload.nonce_key();
+        {
+            let logs = state.logs().map_err(|e| c.refuse(e.to_string()))?;
+            // One intent, one transaction: another digest under a used intent is a second
+            // payment (a withdrawal may re-sign its order, checked above and below).
+            if let Some((other_job, d)) = logs.intent(&intent.id).iter().find(|(_, d)| *d != digest)
+                && checked.order.is_none()
+            {
+                return Err(c.refuse(format!(
+                    "intent {} was already used{}: a replayed intent is refused",
+                    intent.id,
+                    if other_job.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (job {other_job}, digest {})", hex::encode(&d[..8]))
+                    }
+                )));
+            }
+            if let Some(o) = &checked.order {
+                let now_ms = now.saturating_mul(1000);
+                if logs
+                    .orders(&o.exchange, &o.order_id)
+                    .iter()
+                    .any(|(d, dead)| *d != digest && *dead > now_ms)
+                {
+                    return Err(c.refuse(format!(
+                        "a withdraw request for order {} with other bytes is still live",
+                        o.order_id
+                    )));
+                }
+            }
+            if let Some(key) = &nonce_key {
+                match logs.nonce(wallet, key) {
+                    Some(d) if d != digest => {
+                        let shown = key.rsplit('-').next().unwrap_or(key).to_owned();
+                        return Err(c.refuse(format!(
                             "nonce {shown} of wallet {wallet} was already approved for another digest ({})",
                             hex::encode(d)
-                        ),
-                        Some(digest),
-                    ));
+                        )));
+                    }
+                    _ => checked
+                        .checks
+                        .push(format!("nonce {key} not approved for another digest")),
                 }
-                Some(_) => {}
-                None => state.record_nonce(wallet, &key, &digest).map_err(err)?,
             }
-            checks.push(format!("nonce {key} not approved for another digest"));
+            if let Some(d) = &checked.daily {
+                let spent = logs.spent_since(d.wallet, &d.coin, now.saturating_sub(DAY_SECS), &intent.id);
+                let total = spent.saturating_add(d.amount);
+                if total > d.per_day {
+                    return Err(c.refuse(format!(
+                        "{} {} would bring wallet {:?} to {} {} in 24 h, over its daily limit of {} {} ({} already approved)",
+                        format_amount(d.amount, d.decimals),
+                        d.coin,
+                        d.label,
+                        format_amount(total, d.decimals),
+                        d.coin,
+                        format_amount(d.per_day, d.decimals),
+                        d.coin,
+                        format_amount(spent, d.decimals),
+                    )));
+                }
+                checked.checks.push(format!(
+                    "{} {} in 24 h within the daily limit of {} {}",
+                    format_amount(total, d.decimals),
+                    d.coin,
+                    format_amount(d.per_day, d.decimals),
+                    d.coin
+                ));
+            }
         }
+        let rule = intent.action.rule().unwrap_or(AgreementRule::All);
         let statement = ApprovalStatement {
-            version: 1,
+            version: 2,
             job_id: job.to_owned(),
             module_id: state.id.clone(),
             wallet_id: wallet,
             digest,
-            checks,
+            policy: c.policy.hash,
+            intent: intent.id.clone(),
+            rule,
+            expires_at: now + APPROVAL_TTL_SECS,
+            checks: checked.checks,
         }
         .to_bytes();
-        let signature = self.identity.sign(&statement).to_vec();
+        let signature = ApprovalStatement::sign(&statement, &self.identity).to_vec();
         state
             .save_approval(
                 job,
@@ -251,9 +804,20 @@ impl Decider {
                     digest,
                     statement: statement.clone(),
                     signature: signature.clone(),
+                    intent: intent.id.clone(),
+                    rule,
+                    policy: c.policy.hash,
+                    at: now,
+                    nonce_key,
+                    spend: checked.daily.map(|d| Spend {
+                        wallet: d.wallet,
+                        coin: d.coin,
+                        amount: d.amount.to_string(),
+                    }),
+                    order: checked.order,
                 },
             )
-            .map_err(err)?;
+            .map_err(|e| c.refuse(e.to_string()))?;
         Ok(Approval {
             job_id: job.to_owned(),
             digest: digest.to_vec(),
@@ -268,8 +832,9 @@ fn replay(
     prev: ApprovalRecord,
     p: &Proposal,
     digest: [u8; 32],
+    intent: &str,
 ) -> Result<Approval, Refusal> {
-    if prev.digest == digest && prev.payload == p.payload {
+    if prev.digest == digest && prev.payload == p.payload && prev.intent == intent {
         Ok(Approval {
             job_id: job.to_owned(),
             digest: digest.to_vec(),
@@ -279,7 +844,7 @@ fn replay(
     } else {
         Err(refusal(
             job,
-            "this job was already approved for another payload",
+            "this job was already approved for another payload or intent",
             Some(digest),
         ))
     }

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use concord_chain::{Address, Asset, EvmClient, FeePolicy, U256};
+use concord_chain::{Address, Asset, EvmClient, FeePolicy};
 use concord_exchange::Connector;
 use concord_exchange::binance::{BinanceClient, WithdrawParams};
 use concord_exchange::{Ed25519Signer, HmacSha256Signer, RequestSigner};
@@ -16,7 +16,7 @@ use concord_wire::rpc::{ExchangeAnswer, ExchangeQuery, exchange_query};
 use tokio::sync::OnceCell;
 
 use crate::Error;
-use crate::config::{ChainConfig, Config, Policy};
+use crate::config::{ChainConfig, Config, LocalChecks};
 use crate::state::State;
 
 /// Decimals of the chain's native coin (ETH).
@@ -175,7 +175,7 @@ impl Outside {
     /// was checked, or why it is refused.
     pub(crate) async fn check_evm_transfer(
         &self,
-        policy: &Policy,
+        checks: &LocalChecks,
         payload: &SigningPayload,
         wallet_public_key: &[u8],
     ) -> Result<Vec<String>, String> {
@@ -220,27 +220,19 @@ impl Outside {
                 chain.config.network
             ));
         }
-        let limit = policy_limit(&policy.max_transfer, coin, decimals, "transfers")?;
-        if *amount > limit {
-            return Err(format!(
-                "policy: {} {coin} exceeds this module's limit of {} {coin} per transfer",
-                format_units(*amount, decimals),
-                format_units(limit, decimals)
-            ));
-        }
         FeePolicy {
-            max_fee_per_gas: u128::from(policy.max_fee_per_gas),
-            max_priority_fee_per_gas: u128::from(policy.max_priority_fee_per_gas),
+            max_fee_per_gas: u128::from(checks.max_fee_per_gas),
+            max_priority_fee_per_gas: u128::from(checks.max_priority_fee_per_gas),
         }
         .check(&concord_chain::FeeCaps {
             max_fee_per_gas: *max_fee_per_gas,
             max_priority_fee_per_gas: *max_priority_fee_per_gas,
         })
-        .map_err(|e| format!("policy: {e}"))?;
-        if *gas_limit > policy.max_gas_limit {
+        .map_err(|e| format!("this module's fee caps: {e}"))?;
+        if *gas_limit > checks.max_gas_limit {
             return Err(format!(
-                "policy: gas limit {gas_limit} exceeds this module's cap of {}",
-                policy.max_gas_limit
+                "gas limit {gas_limit} exceeds this module's cap of {}",
+                checks.max_gas_limit
             ));
         }
         let connector = self.connector(exchange)?;
@@ -284,10 +276,10 @@ impl Outside {
                 "nonce {nonce} of {sender} is already used on chain (next is {pending})"
             ));
         }
-        if *nonce > pending + policy.max_nonce_gap {
+        if *nonce > pending + checks.max_nonce_gap {
             return Err(format!(
-                "policy: nonce {nonce} is more than {} ahead of the chain's next nonce {pending} for {sender}",
-                policy.max_nonce_gap
+                "nonce {nonce} is more than {} ahead of the chain's next nonce {pending} for {sender}",
+                checks.max_nonce_gap
             ));
         }
         Ok(vec![
@@ -297,48 +289,26 @@ impl Outside {
                 "recipient {recipient} is the {coin}/{network} deposit address exchange {exchange} gave this module"
             ),
             format!(
-                "amount {} {coin} within policy",
+                "asset {coin} is {} here, {} sent",
+                if matches!(expected_asset, Asset::Native) { "the native coin".to_owned() } else { format!("{expected_asset:?}") },
                 format_units(*amount, decimals)
             ),
             format!("nonce {nonce} not yet used on chain (next {pending})"),
-            "fee caps and gas limit within policy".to_owned(),
+            "fee caps and gas limit within this module's caps".to_owned(),
         ])
     }
 
-    /// Checks a withdraw request to an exchange; `destination_public_key` is the group key
-    /// of the wallet the funds must reach, from this module's own share.
-    pub(crate) fn check_withdrawal(
+    /// Checks a withdraw request's technical side against this module's own view: the
+    /// exchange connection exists, the network is this module's chain, the coin is known, the
+    /// timestamp is fresh and the receive window short. What may be withdrawn, how much and to
+    /// where, is the policy's (checked by the decider).
+    pub(crate) fn check_withdraw_request(
         &self,
-        policy: &Policy,
-        payload: &SigningPayload,
-        destination_public_key: &[u8],
+        checks: &LocalChecks,
+        exchange: &str,
+        params: &WithdrawParams,
     ) -> Result<Vec<String>, String> {
-        let SigningPayload::ExchangeWithdrawal {
-            exchange, request, ..
-        } = payload
-        else {
-            return Err("not an exchange withdrawal".into());
-        };
-        if !self.exchanges.contains_key(exchange) {
-            return Err(format!(
-                "this module has no connection to exchange {exchange:?}"
-            ));
-        }
-        let params = WithdrawParams::parse(request)
-            .map_err(|e| format!("the withdraw request is not one this module signs: {e}"))?;
-        let wallet_address = concord_chain::evm_address(destination_public_key)
-            .map_err(|e| format!("cannot derive the wallet's address: {e}"))?;
-        let to: Address = params.address.parse().map_err(|_| {
-            format!(
-                "the withdraw address {:?} is not an EVM address",
-                params.address
-            )
-        })?;
-        if to != wallet_address {
-            return Err(format!(
-                "the withdraw request sends to {to}, which is not the wallet's own address {wallet_address}"
-            ));
-        }
+        self.connector(exchange)?;
         let chain = self.chain()?;
         if params.network != chain.config.network {
             return Err(format!(
@@ -346,47 +316,52 @@ impl Outside {
                 params.network, chain.config.network
             ));
         }
-        let (_, decimals) = self.asset_of(&params.coin)?;
-        let amount = parse_units(&params.amount, decimals)
-            .map_err(|e| format!("amount {:?}: {e}", params.amount))?;
-        let limit = policy_limit(
-            &policy.max_withdrawal,
-            &params.coin,
-            decimals,
-            "withdrawals",
-        )?;
-        if amount > limit {
-            return Err(format!(
-                "policy: {} {} exceeds this module's limit of {} {} per withdrawal",
-                params.amount,
-                params.coin,
-                format_units(limit, decimals),
-                params.coin
-            ));
-        }
+        self.asset_of(&params.coin)?;
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         let age_ms = now_ms.abs_diff(params.timestamp_ms);
-        if age_ms > policy.max_request_age_secs * 1000 {
+        if age_ms > checks.max_request_age_secs * 1000 {
             return Err(format!(
                 "the request's timestamp is {} s away from this module's clock (limit {} s)",
                 age_ms / 1000,
-                policy.max_request_age_secs
+                checks.max_request_age_secs
+            ));
+        }
+        if params.recv_window_ms > MAX_RECV_WINDOW_MS {
+            return Err(format!(
+                "the request's receive window of {} ms is longer than {MAX_RECV_WINDOW_MS} ms",
+                params.recv_window_ms
             ));
         }
         Ok(vec![
             "request parsed strictly (known parameters, canonical order)".to_owned(),
-            format!("destination {to} is the wallet's own address, derived from its group key"),
-            format!(
-                "{} {} on {} within policy",
-                params.amount, params.coin, params.network
-            ),
-            "timestamp fresh".to_owned(),
+            format!("network {} is this module's chain", params.network),
+            "timestamp fresh, receive window short".to_owned(),
         ])
     }
+
+    /// Looks a withdrawal up by its client order id, through this module's own connector.
+    pub(crate) async fn withdrawal_by_order(
+        &self,
+        exchange: &str,
+        order_id: &str,
+    ) -> Result<Option<concord_exchange::Withdrawal>, String> {
+        self.connector(exchange)?
+            .withdrawal_by_order_id(order_id)
+            .await
+            .map_err(|e| describe(exchange, &e))
+    }
+
+    /// Decimals of an exchange coin code on this module's chain.
+    pub(crate) fn decimals(&self, coin: &str) -> Result<u8, String> {
+        self.asset_of(coin).map(|(_, d)| d)
+    }
 }
+
+/// The longest receive window a withdraw request may ask for (Binance's own maximum).
+const MAX_RECV_WINDOW_MS: u64 = 60_000;
 
 fn describe(exchange: &str, e: &concord_exchange::ExchangeError) -> String {
     let retry = if e.retryable() {
@@ -397,16 +372,4 @@ fn describe(exchange: &str, e: &concord_exchange::ExchangeError) -> String {
     format!("exchange {exchange}: {e} ({retry})")
 }
 
-fn policy_limit(
-    limits: &std::collections::BTreeMap<String, String>,
-    coin: &str,
-    decimals: u8,
-    what: &str,
-) -> Result<U256, String> {
-    let limit = limits
-        .get(coin)
-        .ok_or_else(|| format!("policy: no limit is set for {coin} {what}, so they are refused"))?;
-    parse_units(limit, decimals).map_err(|e| format!("policy: the {coin} limit {limit:?}: {e}"))
-}
-
-use concord_wire::units::{format_amount as format_units, parse_amount as parse_units};
+use concord_wire::units::format_amount as format_units;

@@ -33,9 +33,10 @@ pub struct Config {
     pub coordinator: CoordinatorConfig,
     /// The sealed vault.
     pub vault: VaultConfig,
-    /// Local policy.
+    /// This module's own technical checks (fee and gas caps, nonce gap, request age). What
+    /// may be done at all, by whom, and how much, is the admin-signed policy in the vault.
     #[serde(default)]
-    pub policy: Policy,
+    pub checks: LocalChecks,
     /// This module's own view of the chain (for EVM transfers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain: Option<ChainConfig>,
@@ -129,19 +130,13 @@ pub struct VaultConfig {
     pub passphrase: PassphraseSource,
 }
 
-/// What this module agrees to sign, whatever the coordinator proposes.
+/// The technical checks this module applies on top of the signed policy, whatever the
+/// coordinator proposes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Policy {
+pub struct LocalChecks {
     /// Largest message (bytes) it approves.
     pub max_message_len: usize,
-    /// Refuse payloads without a replay-protection nonce.
-    pub require_nonce: bool,
-    /// Largest amount per transfer to an exchange, by coin, in coin units (decimal
-    /// strings). A coin without a limit is refused.
-    pub max_transfer: std::collections::BTreeMap<String, String>,
-    /// Largest amount per withdrawal from an exchange, by coin, in coin units.
-    pub max_withdrawal: std::collections::BTreeMap<String, String>,
     /// Fee caps for EVM transfers (wei per gas).
     pub max_fee_per_gas: u64,
     /// Priority fee cap for EVM transfers (wei per gas).
@@ -154,13 +149,10 @@ pub struct Policy {
     pub max_request_age_secs: u64,
 }
 
-impl Default for Policy {
+impl Default for LocalChecks {
     fn default() -> Self {
-        Policy {
+        LocalChecks {
             max_message_len: concord_wire::payload::MAX_MESSAGE_LEN,
-            require_nonce: false,
-            max_transfer: Default::default(),
-            max_withdrawal: Default::default(),
             max_fee_per_gas: 500_000_000_000,
             max_priority_fee_per_gas: 50_000_000_000,
             max_gas_limit: 200_000,

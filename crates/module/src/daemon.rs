@@ -11,9 +11,10 @@ use concord_wire::identity::{PublicIdentity, SealingPublicKey};
 use concord_wire::messages::{AuxResult, KeygenResult, PresignResult, SignResult};
 use concord_wire::payload::SigningPayload;
 use concord_wire::rpc::module_link_client::ModuleLinkClient;
+use concord_wire::authority::{CertificateCheck, SignedPolicy, check_certificate, sign_session};
 use concord_wire::rpc::{
-    Failure, Hello, JobUpdate, ProtocolKind, Relay, StartProtocol, coordinator_to_module,
-    job_update, module_to_coordinator,
+    Failure, Hello, JobUpdate, PolicyStatus, ProtocolKind, Relay, StartProtocol,
+    coordinator_to_module, job_update, module_to_coordinator,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -110,12 +111,15 @@ async fn session(
     let mut client = ModuleLinkClient::new(channel);
     let (tx, rx) = mpsc::unbounded_channel();
     let info = ctx.state.public_info();
+    let policy = ctx.state.policy();
     let hello = Hello {
         module_id: ctx.state.id.clone(),
         protocol_version: PROTOCOL_VERSION,
         sealing_public_key: hex::decode(&info.sealing_key).unwrap_or_default(),
         sealing_key_signature: hex::decode(&info.sealing_key_signature).unwrap_or_default(),
         replay: Vec::new(),
+        policy_hash: policy.as_ref().map(|p| p.hash.to_vec()).unwrap_or_default(),
+        policy_version: policy.as_ref().map_or(0, |p| p.policy().version),
     };
     let _ = tx.send(concord_wire::rpc::ModuleToCoordinator {
         msg: Some(module_to_coordinator::Msg::Hello(hello)),
@@ -164,6 +168,13 @@ async fn session(
                     send_up(&ctx.uplink, module_to_coordinator::Msg::Answer(answer));
                 });
             }
+            Some(coordinator_to_module::Msg::Policy(u)) => {
+                let status = adopt_policy(&ctx.state, &u.signed_policy);
+                send_up(
+                    &ctx.uplink,
+                    module_to_coordinator::Msg::PolicyStatus(status),
+                );
+            }
             Some(coordinator_to_module::Msg::Abort(a)) => {
                 if let Ok(mut tasks) = ctx.tasks.lock() {
                     tasks.retain(|(job, _), h| {
@@ -183,6 +194,35 @@ async fn session(
         }
     }
     Ok(())
+}
+
+/// Adopts a policy the coordinator relays, if this module's admins' quorum signed it and it
+/// follows the policy in force; answers with the policy in force either way.
+fn adopt_policy(state: &State, bytes: &[u8]) -> PolicyStatus {
+    let parsed: Result<SignedPolicy, String> = serde_json::from_slice(bytes)
+        .map_err(|e| format!("the policy is unreadable: {e}"));
+    let offered = parsed
+        .as_ref()
+        .map(|p| p.policy.hash().to_vec())
+        .unwrap_or_default();
+    let outcome = parsed.and_then(|p| state.adopt_policy(p).map_err(|e| e.to_string()));
+    let error = match &outcome {
+        Ok(p) => {
+            tracing::info!(version = p.policy().version, hash = %hex::encode(&p.hash[..8]), "policy in force");
+            String::new()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "policy not adopted");
+            e.clone()
+        }
+    };
+    let current = state.policy();
+    PolicyStatus {
+        policy_hash: current.as_ref().map(|p| p.hash.to_vec()).unwrap_or_default(),
+        policy_version: current.as_ref().map_or(0, |p| p.policy().version),
+        offered_hash: offered,
+        error,
+    }
 }
 
 /// A tonic status with the chain of errors behind it (where the useful detail is, e.g. a TLS
@@ -292,6 +332,133 @@ fn check_group(
             s.group_id
         ))),
     }
+}
+
+/// Before joining a signing run: the policy this module approved under is still in force;
+/// the certificate holds genuine approvals of this job, wallet, digest and policy from
+/// enough members for the intent's rule (each checked against the identity pinned in the
+/// group); every signer is among them; the session id is the one derived from (job,
+/// attempt, signers, digest), and this module never ran it before.
+fn check_sign_start(
+    state: &State,
+    group: &GroupDef,
+    s: &StartProtocol,
+    approval: &crate::state::ApprovalRecord,
+    parties: &[u16],
+    session: &SessionId,
+) -> Result<(), Error> {
+    let in_force = state.policy().map(|p| p.hash);
+    if in_force != Some(approval.policy) {
+        return Err(Error::Refused(format!(
+            "the policy changed since this module approved job {} (approved under {}, in force now {}): it must be approved again",
+            s.approved_job_id,
+            hex::encode(&approval.policy[..8]),
+            in_force.map_or("none".to_owned(), |h| hex::encode(&h[..8]))
+        )));
+    }
+    let members: Vec<(String, PublicIdentity)> = group
+        .members
+        .iter()
+        .map(|m| (m.module_id.clone(), m.identity))
+        .collect();
+    let certificate: Vec<(Vec<u8>, Vec<u8>)> = s
+        .certificate
+        .iter()
+        .map(|a| (a.statement.clone(), a.signature.clone()))
+        .collect();
+    let approvers = check_certificate(
+        &CertificateCheck {
+            job_id: &s.approved_job_id,
+            wallet: approval.wallet_id,
+            digest: approval.digest,
+            policy: approval.policy,
+            rule: approval.rule,
+            threshold: usize::from(group.threshold),
+            members: &members,
+            now: concord_wire::authority::unix_now(),
+        },
+        &certificate,
+    )
+    .map_err(|e| Error::Refused(format!("the signing run's certificate: {e}")))?;
+    if let Some(p) = parties.iter().find(|p| !approvers.contains(p)) {
+        return Err(Error::Refused(format!(
+            "signer {p} of the run did not approve job {}",
+            s.approved_job_id
+        )));
+    }
+    let expected = sign_session(&s.approved_job_id, s.attempt, parties, &approval.digest);
+    if expected != *session {
+        return Err(Error::Refused(
+            "the session id is not the one derived from the job, attempt, signers and digest"
+                .into(),
+        ));
+    }
+    if !state.use_session(&session.0)? {
+        return Err(Error::Refused(format!(
+            "session {} was run before: a module never runs a session twice",
+            hex::encode(&session.0[..8])
+        )));
+    }
+    Ok(())
+}
+
+/// An import needs an intent signed by an `importer` principal of the policy in force, for
+/// exactly this group, scheme and key, never used before, and a wallet this module does not
+/// hold yet. Returns the intent id.
+fn check_import_intent(
+    state: &State,
+    s: &StartProtocol,
+    wallet: concord_tss::WalletId,
+) -> Result<String, Error> {
+    let policy = state.policy().ok_or_else(|| {
+        Error::Refused(
+            "this module has no policy yet, so it names no importer: no key is imported".into(),
+        )
+    })?;
+    let signed = concord_wire::authority::SignedIntent::from_json(&s.intent)
+        .map_err(|e| Error::Refused(format!("an import needs an importer's signed intent: {e}")))?;
+    let v = signed
+        .verify(policy.policy(), concord_wire::authority::unix_now())
+        .map_err(|e| {
+            Error::Refused(format!(
+                "import intent refused under policy v{}: {e}",
+                policy.policy().version
+            ))
+        })?;
+    let concord_wire::authority::Action::Import {
+        group,
+        scheme,
+        public_key,
+    } = &v.intent.action
+    else {
+        return Err(Error::Refused(format!(
+            "the intent asks for a {}, not an import",
+            v.intent.action.kind()
+        )));
+    };
+    if *group != s.group_id || scheme.as_str() != s.scheme {
+        return Err(Error::Refused(format!(
+            "the intent imports into group {group} as {scheme}, the coordinator asks for group {} as {}",
+            s.group_id, s.scheme
+        )));
+    }
+    if concord_tss::WalletId::derive(*scheme, public_key) != wallet {
+        return Err(Error::Refused(
+            "the coordinator announces another key than the one the intent imports".into(),
+        ));
+    }
+    if !state.logs()?.intent(&v.intent.id).is_empty() {
+        return Err(Error::Refused(format!(
+            "intent {} was already used: a replayed intent is refused",
+            v.intent.id
+        )));
+    }
+    if state.has_share(wallet)? {
+        return Err(Error::Refused(format!(
+            "this module already holds wallet {wallet}: an import never overwrites a share"
+        )));
+    }
+    Ok(v.intent.id)
 }
 
 fn update(job_id: &str, session: &[u8], status: job_update::Status) -> module_to_coordinator::Msg {
@@ -524,21 +691,6 @@ async fn run_protocol(
                 )
                 .await
                 .map_err(|e| Error::Protocol(e.to_string()))?;
-                if !s.purpose.is_empty() {
-                    let ok = s
-                        .purpose
-                        .strip_prefix(crate::CREDENTIAL_PURPOSE)
-                        .is_some_and(|x| !x.is_empty())
-                        && scheme == Scheme::Ed25519;
-                    if !ok {
-                        return Err(Error::Refused(format!(
-                            "wallet purpose {:?} is not one this module knows (exchange-credential:<exchange> with ed25519)",
-                            s.purpose
-                        )));
-                    }
-                }
-                // The purpose is stored before the share: a share is never usable without it.
-                state.save_purpose(share.wallet_id(), &s.purpose)?;
                 state.save_share(&share)?;
                 Ok(serde_json::to_vec(&KeygenResult {
                     wallet_id: share.wallet_id(),
@@ -585,6 +737,7 @@ async fn run_protocol(
                         "the signing run names another wallet than the approved one".into(),
                     ));
                 }
+                check_sign_start(state, &group, &s, &approval, &parties, &session)?;
                 let share: KeyShare = state
                     .share(approval.wallet_id)?
                     .ok_or_else(|| Error::Refused("no share of this wallet".into()))?;
@@ -634,6 +787,7 @@ async fn run_protocol(
                 let wallet = concord_tss::WalletId(
                     s.wallet_id.as_slice().try_into().map_err(|_| Error::Refused("the wallet id is not 32 bytes".into()))?,
                 );
+                let intent = check_import_intent(state, &s, wallet)?;
                 let importer = PublicIdentity::try_from(s.importer.as_slice())
                     .map_err(|e| Error::Refused(format!("importer key: {e}")))?;
                 let sealed = s
@@ -669,6 +823,9 @@ async fn run_protocol(
                         "the imported shard is not this module's share of the announced wallet, scheme and threshold".into(),
                     ));
                 }
+                // The intent is spent before the share is stored: a crash between the two
+                // leaves no share, never a second import under one intent.
+                state.record_intent(&intent)?;
                 state.save_share(&share)?;
                 Ok(serde_json::to_vec(&KeygenResult {
                     wallet_id: share.wallet_id(),

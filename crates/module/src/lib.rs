@@ -8,13 +8,13 @@ mod approve;
 mod checks;
 pub mod config;
 pub mod daemon;
+mod ledger;
 pub mod state;
 mod transport;
 
-pub use approve::CREDENTIAL_PURPOSE;
 pub use config::Config;
 pub use daemon::run;
-pub use state::{PublicInfo, State};
+pub use state::{PolicyInForce, PublicInfo, State};
 
 /// The module's errors, as sentences.
 #[derive(Debug, thiserror::Error)]
@@ -41,5 +41,5 @@ pub enum Error {
 pub fn open_state(config: &Config) -> Result<State, Error> {
     let kek = concord_vault::PassphraseKek::from_source(&config.vault.passphrase)
         .map_err(|e| Error::Vault(e.to_string()))?;
-    State::open(&config.id, &config.vault.dir, &kek, config.policy.clone())
+    State::open(&config.id, &config.vault.dir, &kek, config.checks.clone())
 }

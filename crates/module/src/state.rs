@@ -13,11 +13,18 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::Error;
-use crate::config::Policy;
+use crate::config::LocalChecks;
+use crate::ledger::{Logs, Spend, Order};
+use concord_wire::authority::{AdminSet, AgreementRule, Policy, SignedPolicy};
 
 const IDENTITY: &str = "identity";
 const SEALING: &str = "sealing";
 const PEERS: &str = "peers";
+const ADMINS: &str = "admins";
+const POLICY: &str = "policy";
+const APPROVAL_PREFIX: &str = "approval-";
+const INTENT_PREFIX: &str = "intent-";
+const NONCE_PREFIX: &str = "nonce-";
 
 fn presig_name(wallet: WalletId, fingerprint: &[u8; 32]) -> String {
     format!("presig-{wallet}-{}", hex::encode(&fingerprint[..16]))
@@ -73,7 +80,9 @@ impl GroupDef {
 }
 
 /// An approval this module gave: kept so a repeated proposal gets the same answer and a
-/// signing run is joined only for what was approved.
+/// signing run is joined only for what was approved. The approval records are also the
+/// module's logs: the intents it accepted, the nonces and exchange orders it bound to a
+/// digest, and what it spent per wallet and coin (rebuilt from them at start-up).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApprovalRecord {
     /// The wallet.
@@ -90,17 +99,56 @@ pub struct ApprovalRecord {
     /// Its signature.
     #[serde(with = "hex::serde")]
     pub signature: Vec<u8>,
+    /// The intent approved.
+    #[serde(default)]
+    pub intent: String,
+    /// The agreement rule the intent asks for.
+    #[serde(default)]
+    pub rule: AgreementRule,
+    /// The hash of the policy applied.
+    #[serde(default, with = "hex::serde")]
+    pub policy: [u8; 32],
+    /// When it was given, seconds since the Unix epoch.
+    #[serde(default)]
+    pub at: u64,
+    /// The replay-protection key bound to the digest (an account nonce), if any.
+    #[serde(default)]
+    pub nonce_key: Option<String>,
+    /// What the approval spends from the wallet's daily limit.
+    #[serde(default)]
+    pub spend: Option<Spend>,
+    /// The exchange order the approval signs a request for.
+    #[serde(default)]
+    pub order: Option<Order>,
+}
+
+/// The policy a module enforces, with its hash.
+#[derive(Debug, Clone)]
+pub struct PolicyInForce {
+    /// The signed policy.
+    pub signed: SignedPolicy,
+    /// Its hash.
+    pub hash: [u8; 32],
+}
+
+impl PolicyInForce {
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.signed.policy
+    }
 }
 
 /// The module's state over its vault.
 pub struct State {
     /// Module id.
     pub id: String,
-    /// Local policy.
-    pub policy: Policy,
+    /// Local technical checks.
+    pub checks: LocalChecks,
     vault: Vault,
     identity: Arc<IdentityKey>,
     sealing: Arc<SealingKey>,
+    policy: std::sync::RwLock<Option<Arc<PolicyInForce>>>,
+    logs: std::sync::Mutex<Logs>,
 }
 
 impl std::fmt::Debug for State {
@@ -127,7 +175,7 @@ impl State {
         id: &str,
         dir: &std::path::Path,
         kek: &dyn KekProvider,
-        policy: Policy,
+        checks: LocalChecks,
     ) -> Result<State, Error> {
         let vault = Vault::create(dir, kek).map_err(vault_err)?;
         let identity = IdentityKey::generate(&mut rand::rngs::OsRng);
@@ -141,10 +189,12 @@ impl State {
         vault.put(PEERS, b"[]").map_err(vault_err)?;
         Ok(State {
             id: id.to_owned(),
-            policy,
+            checks,
             vault,
             identity: Arc::new(identity),
             sealing: Arc::new(sealing),
+            policy: Default::default(),
+            logs: Default::default(),
         })
     }
 
@@ -153,7 +203,7 @@ impl State {
         id: &str,
         dir: &std::path::Path,
         kek: &dyn KekProvider,
-        policy: Policy,
+        checks: LocalChecks,
     ) -> Result<State, Error> {
         let vault = Vault::open(dir, kek).map_err(vault_err)?;
         let seed = vault
@@ -175,13 +225,107 @@ impl State {
                 .try_into()
                 .map_err(|_| Error::Vault("the stored sealing key is not 32 bytes".into()))?,
         );
-        Ok(State {
+        let state = State {
             id: id.to_owned(),
-            policy,
+            checks,
             vault,
             identity: Arc::new(IdentityKey::from_seed(&seed)),
             sealing: Arc::new(SealingKey::from_bytes(&sealing)),
-        })
+            policy: Default::default(),
+            logs: Default::default(),
+        };
+        state.load_authority()?;
+        Ok(state)
+    }
+
+    /// Reads the policy in force and rebuilds the logs from the approval records.
+    fn load_authority(&self) -> Result<(), Error> {
+        if let Some(signed) = self.get_json::<SignedPolicy>(POLICY, "policy")? {
+            let hash = signed.policy.hash();
+            if let Ok(mut p) = self.policy.write() {
+                *p = Some(Arc::new(PolicyInForce { signed, hash }));
+            }
+        }
+        let mut logs = Logs::default();
+        for name in self.vault.list(APPROVAL_PREFIX).map_err(vault_err)? {
+            let job = &name[APPROVAL_PREFIX.len()..];
+            if let Some(rec) = self.get_json::<ApprovalRecord>(&name, "approval")? {
+                logs.add(job, &rec);
+            }
+        }
+        for name in self.vault.list(INTENT_PREFIX).map_err(vault_err)? {
+            logs.add_intent(&name[INTENT_PREFIX.len()..], "", [0; 32]);
+        }
+        // Nonce records written before the approval records carried them.
+        for name in self.vault.list(NONCE_PREFIX).map_err(vault_err)? {
+            if let Some(h) = self.get_json::<String>(&name, "nonce record")? {
+                let mut d = [0u8; 32];
+                if hex::decode_to_slice(&h, &mut d).is_ok() {
+                    logs.add_nonce(&name[NONCE_PREFIX.len()..], d);
+                }
+            }
+        }
+        if let Ok(mut l) = self.logs.lock() {
+            *l = logs;
+        }
+        Ok(())
+    }
+
+    /// The module's logs (intents, nonces, orders, spending), under their lock.
+    pub(crate) fn logs(&self) -> Result<std::sync::MutexGuard<'_, Logs>, Error> {
+        self.logs
+            .lock()
+            .map_err(|_| Error::Vault("the log index is poisoned".into()))
+    }
+
+    /// The admin keys and quorum pinned at init, if any.
+    pub fn admins(&self) -> Result<Option<AdminSet>, Error> {
+        self.get_json(ADMINS, "admin set")
+    }
+
+    /// Pins the admin keys and quorum: once, at init. Afterwards only a policy signed by
+    /// their quorum changes who the admins are.
+    pub fn pin_admins(&self, admins: &AdminSet) -> Result<(), Error> {
+        AdminSet::new(admins.keys.clone(), admins.quorum)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        if self.vault.contains(ADMINS).map_err(vault_err)? {
+            return Err(Error::Config(
+                "the admin keys are pinned already; only a policy signed by their quorum changes them".into(),
+            ));
+        }
+        self.put_json(ADMINS, admins)
+    }
+
+    /// The policy in force, if the admins signed one.
+    pub fn policy(&self) -> Option<Arc<PolicyInForce>> {
+        self.policy.read().ok().and_then(|p| p.clone())
+    }
+
+    /// Adopts a new policy if it may replace the one in force (see
+    /// [`SignedPolicy::check_succession`]); returns the policy in force afterwards. Offered
+    /// the policy already in force, changes nothing.
+    pub fn adopt_policy(&self, signed: SignedPolicy) -> Result<Arc<PolicyInForce>, Error> {
+        let current = self.policy();
+        let hash = signed.policy.hash();
+        if let Some(c) = &current
+            && c.hash == hash
+        {
+            return Ok(c.clone());
+        }
+        let root = self.admins()?.ok_or_else(|| {
+            Error::Refused(
+                "no admin keys are pinned in this module (`concord module init --admin …`), so it accepts no policy".into(),
+            )
+        })?;
+        signed
+            .check_succession(current.as_ref().map(|c| c.policy()), &root)
+            .map_err(|e| Error::Refused(e.to_string()))?;
+        self.put_json(POLICY, &signed)?;
+        let in_force = Arc::new(PolicyInForce { signed, hash });
+        if let Ok(mut p) = self.policy.write() {
+            *p = Some(in_force.clone());
+        }
+        Ok(in_force)
     }
 
     /// The identity key.
@@ -325,8 +469,15 @@ impl State {
             .map_err(vault_err)
     }
 
-    /// Stores a key share under its wallet id.
+    /// Stores a key share under its wallet id. Never over an existing share: a wallet this
+    /// module holds cannot be replaced by a key generation or an import.
     pub fn save_share(&self, share: &KeyShare) -> Result<(), Error> {
+        if self.has_share(share.wallet_id())? {
+            return Err(Error::Refused(format!(
+                "this module already holds a share of wallet {}: it is never overwritten",
+                share.wallet_id()
+            )));
+        }
         self.vault
             .put(&format!("share-{}", share.wallet_id()), &share.to_bytes())
             .map_err(vault_err)
@@ -367,48 +518,39 @@ impl State {
 
     /// The approval given for a job.
     pub fn approval(&self, job_id: &str) -> Result<Option<ApprovalRecord>, Error> {
-        self.get_json(&format!("approval-{job_id}"), "approval")
+        let name = format!("{APPROVAL_PREFIX}{job_id}");
+        if concord_vault::check_name(&name).is_err() {
+            return Ok(None);
+        }
+        self.get_json(&name, "approval")
     }
 
-    /// Records an approval (before it is sent).
+    /// Records an approval (before it is sent), and adds it to the logs.
     pub fn save_approval(&self, job_id: &str, a: &ApprovalRecord) -> Result<(), Error> {
-        self.put_json(&format!("approval-{job_id}"), a)
+        let name = format!("{APPROVAL_PREFIX}{job_id}");
+        concord_vault::check_name(&name).map_err(|e| Error::Refused(e.to_string()))?;
+        self.put_json(&name, a)?;
+        self.logs()?.add(job_id, a);
+        Ok(())
     }
 
-    /// The digest already approved for (wallet, nonce key), if any. Keys come from
-    /// `SigningPayload::nonce_key` (message nonces and per-chain account nonces apart).
-    pub fn nonce_digest(&self, wallet: WalletId, key: &str) -> Result<Option<[u8; 32]>, Error> {
-        let v: Option<String> = self.get_json(&format!("nonce-{wallet}-{key}"), "nonce record")?;
-        v.map(|h| {
-            let mut d = [0u8; 32];
-            hex::decode_to_slice(&h, &mut d)
-                .map_err(|_| Error::Vault("corrupt nonce record".into()))?;
-            Ok(d)
-        })
-        .transpose()
+    /// Records that an intent (an import's) was used, for good.
+    pub fn record_intent(&self, intent: &str) -> Result<(), Error> {
+        let name = format!("{INTENT_PREFIX}{intent}");
+        concord_vault::check_name(&name).map_err(|e| Error::Refused(e.to_string()))?;
+        self.put_json(&name, &true)?;
+        self.logs()?.add_intent(intent, "", [0; 32]);
+        Ok(())
     }
 
-    /// Records that (wallet, nonce key) is bound to `digest`, for good.
-    pub fn record_nonce(
-        &self,
-        wallet: WalletId,
-        key: &str,
-        digest: &[u8; 32],
-    ) -> Result<(), Error> {
-        self.put_json(&format!("nonce-{wallet}-{key}"), &hex::encode(digest))
-    }
-
-    /// What a wallet is for: empty for a signing wallet, `exchange-credential:<name>` for an
-    /// exchange's withdraw-capable API key (fixed when the wallet is created).
-    pub fn purpose(&self, wallet: WalletId) -> Result<String, Error> {
-        Ok(self
-            .get_json::<String>(&format!("purpose-{wallet}"), "wallet purpose")?
-            .unwrap_or_default())
-    }
-
-    /// Records a wallet's purpose.
-    pub fn save_purpose(&self, wallet: WalletId, purpose: &str) -> Result<(), Error> {
-        self.put_json(&format!("purpose-{wallet}"), &purpose)
+    /// Marks a signing session as run; `false` if it was run before (never twice).
+    pub fn use_session(&self, session: &[u8; 32]) -> Result<bool, Error> {
+        let name = format!("session-{}", hex::encode(session));
+        if self.vault.contains(&name).map_err(vault_err)? {
+            return Ok(false);
+        }
+        self.vault.put(&name, b"1").map_err(vault_err)?;
+        Ok(true)
     }
 
     /// The secret of this module's read-only key for an exchange connection.

@@ -11,11 +11,14 @@
 //!   plumbing over that TLS.
 //! - [`payload`]: what modules are asked to sign (a message, an EVM transfer, an exchange
 //!   withdraw request), in one canonical encoding, and the digest they approve.
+//! - [`authority`]: who may ask for what — the admin-signed policy, signed intents, approval
+//!   statements and the certificates modules check before they sign.
 //! - [`messages`], [`verify`]: approval statements and protocol results, and independent
 //!   verification of finished signatures.
 //!
 //! Errors are one enum, [`WireError`], with the blamed party as data.
 
+pub mod authority;
 pub mod grpc;
 pub mod identity;
 pub mod messages;

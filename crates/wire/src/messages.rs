@@ -1,34 +1,8 @@
-//! JSON documents carried inside the protocol: a module's approval statement and the
-//! results modules report for each protocol kind.
+//! JSON documents carried inside the protocol: the results modules report for each protocol
+//! kind (approval statements are in [`crate::authority`]).
 
 use concord_types::{Scheme, WalletId};
 use serde::{Deserialize, Serialize};
-
-/// What a module states (and signs with its identity key) when it approves a sign job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApprovalStatement {
-    /// Statement format version (1).
-    pub version: u8,
-    /// The job approved.
-    pub job_id: String,
-    /// The approving module.
-    pub module_id: String,
-    /// The wallet that will sign.
-    pub wallet_id: WalletId,
-    /// The digest the module computed from the payload itself.
-    #[serde(with = "hex::serde")]
-    pub digest: [u8; 32],
-    /// What the module checked, in words.
-    pub checks: Vec<String>,
-}
-
-impl ApprovalStatement {
-    /// The bytes that are signed: the statement's JSON.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
-    }
-}
 
 /// Result of an aux-info run: the group whose material is ready.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,7 +6,9 @@
 //! payload.
 //!
 //! Three kinds:
-//! - [`SigningPayload::Message`]: raw bytes (ECDSA signs their SHA-256, FROST the bytes).
+//! - [`SigningPayload::Message`]: raw bytes, always domain-separated: what is signed is
+//!   `"concord/message/v1" || 0x00 || message` (FROST schemes) or its SHA-256 (ECDSA), so no
+//!   message can be a signature over a chain transaction's sighash (EVM, BIP-143, BIP-341).
 //! - [`SigningPayload::EvmTransfer`]: an EIP-1559 transfer of ETH or an ERC-20 token to an
 //!   exchange deposit address (flow 3). The digest is the transaction's signing hash, so what
 //!   a module approves is exactly the transaction that can reach the chain.
@@ -44,8 +46,8 @@ pub enum Destination {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SigningPayload {
-    /// Sign raw bytes with a wallet. ECDSA signs their SHA-256 digest; FROST schemes sign the
-    /// bytes themselves.
+    /// Sign raw bytes with a wallet, domain-separated: ECDSA signs the SHA-256 of the tagged
+    /// message ([`crate::authority::tagged_message`]); FROST schemes sign the tagged message.
     Message {
         /// The wallet that signs.
         wallet: WalletId,
@@ -95,10 +97,9 @@ pub enum SigningPayload {
         /// The API key (public) the request is sent under.
         api_key: String,
         /// The exact request payload that is signed (for Binance: the query string without
-        /// `signature`).
+        /// `signature`). Modules resolve the destination from the intent and their policy's
+        /// address book themselves and compare it with the request's address.
         request: String,
-        /// The ECDSA wallet the funds must go to: modules derive its address themselves.
-        destination_wallet: WalletId,
     },
 }
 
@@ -220,7 +221,9 @@ impl SigningPayload {
     /// will be signed.
     pub fn digest(&self) -> [u8; 32] {
         match self {
-            SigningPayload::Message { message, .. } => Sha256::digest(message).into(),
+            SigningPayload::Message { message, .. } => {
+                Sha256::digest(crate::authority::tagged_message(message)).into()
+            }
             SigningPayload::EvmTransfer { .. } => self
                 .evm_transfer()
                 .map(|t| t.sighash().0)
@@ -236,7 +239,9 @@ impl SigningPayload {
     pub fn signing_input(&self, scheme: Scheme) -> Vec<u8> {
         match (self, scheme) {
             (_, Scheme::EcdsaSecp256k1) => self.digest().to_vec(),
-            (SigningPayload::Message { message, .. }, _) => message.clone(),
+            (SigningPayload::Message { message, .. }, _) => {
+                crate::authority::tagged_message(message)
+            }
             (SigningPayload::ExchangeWithdrawal { request, .. }, _) => request.as_bytes().to_vec(),
             (SigningPayload::EvmTransfer { .. }, _) => self.digest().to_vec(),
         }
@@ -306,9 +311,11 @@ mod tests {
         let p = sample();
         let bytes = p.to_canonical();
         assert_eq!(SigningPayload::from_canonical(&bytes).unwrap(), p);
-        assert_eq!(p.digest(), <[u8; 32]>::from(Sha256::digest(b"hello")));
+        let tagged = b"concord/message/v1\0hello".to_vec();
+        assert_eq!(p.digest(), <[u8; 32]>::from(Sha256::digest(&tagged)));
         assert_eq!(p.signing_input(Scheme::EcdsaSecp256k1), p.digest().to_vec());
-        assert_eq!(p.signing_input(Scheme::Ed25519), b"hello".to_vec());
+        assert_eq!(p.signing_input(Scheme::Ed25519), tagged);
+        assert_eq!(p.signing_input(Scheme::SchnorrTaproot), tagged);
     }
 
     #[test]

@@ -1,0 +1,461 @@
+//! The policy: what a module's operators (its admin quorum) allow, signed by that quorum.
+
+use std::collections::BTreeSet;
+
+use concord_types::WalletId;
+use serde::{Deserialize, Serialize};
+
+use super::{AuthorityError, Endorsement, Role, canonical, opt_hex32, tagged_hash};
+use crate::identity::PublicIdentity;
+
+/// Domain tag of policy signatures.
+pub const POLICY_TAG: &str = "concord/policy/v1";
+
+/// Longest name (principal, wallet label, address label, exchange, coin).
+const MAX_NAME: usize = 64;
+
+/// The keys allowed to sign policies, and how many must: the root a module's operator pins at
+/// `concord module init`, then the admins of each policy in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSet {
+    /// The admin keys.
+    pub keys: Vec<PublicIdentity>,
+    /// Signatures needed.
+    pub quorum: u16,
+}
+
+impl AdminSet {
+    /// Checks the set: distinct keys, `1 <= quorum <= keys`.
+    pub fn new(keys: Vec<PublicIdentity>, quorum: u16) -> Result<AdminSet, AuthorityError> {
+        let distinct: BTreeSet<_> = keys.iter().collect();
+        if distinct.len() != keys.len() {
+            return Err(AuthorityError::Malformed(
+                "an admin key is listed twice".into(),
+            ));
+        }
+        if quorum == 0 || usize::from(quorum) > keys.len() {
+            return Err(AuthorityError::Malformed(format!(
+                "an admin quorum of {quorum} is impossible with {} admin key(s): it must be 1 to {}",
+                keys.len(),
+                keys.len()
+            )));
+        }
+        Ok(AdminSet { keys, quorum })
+    }
+
+    /// Counts the distinct keys of this set with a valid signature over `bytes` (under the
+    /// policy tag) and checks the quorum.
+    pub fn check(
+        &self,
+        what: &str,
+        signatures: &[Endorsement],
+        bytes: &[u8],
+    ) -> Result<usize, AuthorityError> {
+        let mut valid = BTreeSet::new();
+        for s in signatures {
+            if self.keys.contains(&s.key) && s.verify(POLICY_TAG, bytes).is_ok() {
+                valid.insert(s.key);
+            }
+        }
+        if valid.len() < usize::from(self.quorum) {
+            return Err(AuthorityError::Quorum {
+                what: what.to_owned(),
+                have: valid.len(),
+                need: usize::from(self.quorum),
+            });
+        }
+        Ok(valid.len())
+    }
+}
+
+/// A principal: a requester key (Ed25519, like an SSH key) and what it may do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Principal {
+    /// A name people recognise (unique in the policy).
+    pub name: String,
+    /// The public key.
+    pub key: PublicIdentity,
+    /// Its roles.
+    pub roles: Vec<Role>,
+}
+
+impl Principal {
+    /// Whether the principal has `role`.
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+}
+
+/// What a wallet is for. A wallet the policy does not name signs nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum WalletPurpose {
+    /// A trader's wallet: deposits to the listed exchange connections, and raw message
+    /// signing only if allowed (domain-separated even then).
+    Trading {
+        /// Exchange connections (as modules name them) it may deposit to.
+        #[serde(default)]
+        deposit_to: Vec<String>,
+        /// Whether raw messages may be signed at all (off by default).
+        #[serde(default)]
+        raw_messages: bool,
+    },
+    /// An exchange connection's withdraw-capable API key (Ed25519): it signs withdraw requests
+    /// to that exchange and nothing else, and only to the listed address-book entries.
+    ExchangeCredential {
+        /// The exchange connection's name.
+        exchange: String,
+        /// Address-book labels withdrawals may go to.
+        #[serde(default)]
+        withdraw_to: Vec<String>,
+    },
+}
+
+/// Limits of one coin for one wallet, in coin units (decimal strings).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoinLimit {
+    /// The exchange's coin code (e.g. `ETH`).
+    pub coin: String,
+    /// Largest amount of one transfer.
+    pub per_transfer: String,
+    /// Largest total over any rolling 24 hours, counted from the module's own ledger of what
+    /// it approved.
+    pub per_day: String,
+    /// Above this amount, an intent needs `cosigners` approver signatures besides the
+    /// requester's (absent: never).
+    #[serde(default)]
+    pub cosign_above: Option<String>,
+    /// Approver co-signatures needed above `cosign_above`.
+    #[serde(default)]
+    pub cosigners: u16,
+}
+
+/// One wallet's rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WalletRule {
+    /// The wallet.
+    pub wallet: WalletId,
+    /// A name people recognise.
+    pub label: String,
+    /// What it may do.
+    pub purpose: WalletPurpose,
+    /// Limits by coin; a coin without a limit is refused.
+    #[serde(default)]
+    pub limits: Vec<CoinLimit>,
+}
+
+impl WalletRule {
+    /// The limit for `coin` (coin codes compare case-insensitively).
+    pub fn limit(&self, coin: &str) -> Option<&CoinLimit> {
+        self.limits.iter().find(|l| l.coin.eq_ignore_ascii_case(coin))
+    }
+}
+
+/// Where an address-book entry points.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AddressTarget {
+    /// A wallet of this system: modules derive its address from their own share.
+    Wallet {
+        /// The wallet.
+        wallet: WalletId,
+    },
+    /// An outside address on a network.
+    Address {
+        /// The exchanges' network code (e.g. `ETH`).
+        network: String,
+        /// The address, as the network writes it.
+        address: String,
+    },
+}
+
+/// An allowed withdrawal destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddressEntry {
+    /// Its label (unique in the policy).
+    pub label: String,
+    /// Where it points.
+    pub target: AddressTarget,
+}
+
+/// The policy document. Versioned; names the hash of the one it replaces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// 1 for the first policy, then one more than the policy it replaces.
+    pub version: u64,
+    /// The hash of the policy it replaces (absent for version 1).
+    #[serde(default, with = "opt_hex32")]
+    pub previous: Option<[u8; 32]>,
+    /// Admin signatures needed for the next policy change.
+    pub admin_quorum: u16,
+    /// Requester keys and their roles.
+    pub principals: Vec<Principal>,
+    /// What each wallet may do.
+    #[serde(default)]
+    pub wallets: Vec<WalletRule>,
+    /// Allowed withdrawal destinations.
+    #[serde(default)]
+    pub address_book: Vec<AddressEntry>,
+}
+
+fn check_name(what: &str, name: &str) -> Result<(), AuthorityError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | ' '));
+    if ok {
+        Ok(())
+    } else {
+        Err(AuthorityError::Malformed(format!(
+            "{what} {name:?} is invalid: use 1 to {MAX_NAME} letters, digits, spaces or - _ . :"
+        )))
+    }
+}
+
+/// Checks a decimal amount's syntax (digits, at most one '.', not empty).
+pub fn check_decimal(what: &str, value: &str) -> Result<(), AuthorityError> {
+    let (int, frac) = value.split_once('.').unwrap_or((value, ""));
+    let ok = !int.is_empty()
+        && int.len() <= 40
+        && frac.len() <= 40
+        && int.bytes().all(|b| b.is_ascii_digit())
+        && frac.bytes().all(|b| b.is_ascii_digit())
+        && !(value.contains('.') && frac.is_empty());
+    if ok {
+        Ok(())
+    } else {
+        Err(AuthorityError::Malformed(format!(
+            "{what} {value:?} is not a plain decimal amount (digits, at most one '.')"
+        )))
+    }
+}
+
+impl Policy {
+    /// The canonical encoding that is hashed and signed.
+    pub fn to_canonical(&self) -> Vec<u8> {
+        canonical(self)
+    }
+
+    /// The policy's hash: what approvals name and what the next policy names as `previous`.
+    pub fn hash(&self) -> [u8; 32] {
+        tagged_hash(POLICY_TAG, &self.to_canonical())
+    }
+
+    /// The admin set this policy installs for the next change.
+    pub fn admins(&self) -> AdminSet {
+        AdminSet {
+            keys: self
+                .principals
+                .iter()
+                .filter(|p| p.has(Role::Admin))
+                .map(|p| p.key)
+                .collect(),
+            quorum: self.admin_quorum,
+        }
+    }
+
+    /// The principal with this key.
+    pub fn principal(&self, key: &PublicIdentity) -> Option<&Principal> {
+        self.principals.iter().find(|p| p.key == *key)
+    }
+
+    /// The rule of a wallet.
+    pub fn wallet(&self, wallet: &WalletId) -> Option<&WalletRule> {
+        self.wallets.iter().find(|w| w.wallet == *wallet)
+    }
+
+    /// The wallet that is `exchange`'s withdraw credential, if the policy names one.
+    pub fn credential(&self, exchange: &str) -> Option<&WalletRule> {
+        self.wallets.iter().find(|w| {
+            matches!(&w.purpose, WalletPurpose::ExchangeCredential { exchange: x, .. } if x == exchange)
+        })
+    }
+
+    /// The address-book entry with this label.
+    pub fn address(&self, label: &str) -> Option<&AddressEntry> {
+        self.address_book.iter().find(|a| a.label == label)
+    }
+
+    /// The address-book entry that points at this wallet.
+    pub fn address_of_wallet(&self, wallet: &WalletId) -> Option<&AddressEntry> {
+        self.address_book
+            .iter()
+            .find(|a| matches!(&a.target, AddressTarget::Wallet { wallet: w } if w == wallet))
+    }
+
+    /// Checks the policy's own consistency: names, unique keys and labels, amounts, an admin
+    /// quorum its admins can meet, address-book references that exist.
+    pub fn validate(&self) -> Result<(), AuthorityError> {
+        let bad = |m: String| Err(AuthorityError::Malformed(m));
+        if self.version == 0 {
+            return bad("a policy's version starts at 1".into());
+        }
+        if (self.version == 1) != self.previous.is_none() {
+            return bad(
+                "version 1 names no previous policy; every later version names the hash of the one it replaces"
+                    .into(),
+            );
+        }
+        let mut names = BTreeSet::new();
+        let mut keys = BTreeSet::new();
+        for p in &self.principals {
+            check_name("principal name", &p.name)?;
+            if !names.insert(p.name.as_str()) {
+                return bad(format!("principal {:?} is listed twice", p.name));
+            }
+            if !keys.insert(p.key) {
+                return bad(format!(
+                    "key {} belongs to two principals",
+                    p.key.fingerprint()
+                ));
+            }
+            if p.roles.is_empty() {
+                return bad(format!("principal {:?} has no role", p.name));
+            }
+        }
+        AdminSet::new(self.admins().keys, self.admin_quorum).map_err(|e| {
+            AuthorityError::Malformed(format!("admins: {e} (give principals the admin role)"))
+        })?;
+        let mut labels = BTreeSet::new();
+        for a in &self.address_book {
+            check_name("address label", &a.label)?;
+            if !labels.insert(a.label.as_str()) {
+                return bad(format!("address label {:?} is listed twice", a.label));
+            }
+            if let AddressTarget::Address { network, address } = &a.target {
+                check_name("network", network)?;
+                if address.is_empty() || address.len() > 128 {
+                    return bad(format!("the address of {:?} is empty or too long", a.label));
+                }
+            }
+        }
+        let mut wallets = BTreeSet::new();
+        let mut credentials = BTreeSet::new();
+        for w in &self.wallets {
+            check_name("wallet label", &w.label)?;
+            if !wallets.insert(w.wallet) {
+                return bad(format!("wallet {} is listed twice", w.wallet));
+            }
+            match &w.purpose {
+                WalletPurpose::Trading { deposit_to, .. } => {
+                    for x in deposit_to {
+                        check_name("exchange", x)?;
+                    }
+                }
+                WalletPurpose::ExchangeCredential {
+                    exchange,
+                    withdraw_to,
+                } => {
+                    check_name("exchange", exchange)?;
+                    if !credentials.insert(exchange.as_str()) {
+                        return bad(format!(
+                            "two wallets are exchange {exchange}'s withdraw credential"
+                        ));
+                    }
+                    for l in withdraw_to {
+                        if !labels.contains(l.as_str()) {
+                            return bad(format!(
+                                "wallet {:?} may withdraw to {l:?}, which is not in the address book",
+                                w.label
+                            ));
+                        }
+                    }
+                }
+            }
+            let mut coins = BTreeSet::new();
+            for l in &w.limits {
+                check_name("coin", &l.coin)?;
+                if !coins.insert(l.coin.to_ascii_uppercase()) {
+                    return bad(format!("wallet {:?} limits coin {} twice", w.label, l.coin));
+                }
+                check_decimal("per_transfer", &l.per_transfer)?;
+                check_decimal("per_day", &l.per_day)?;
+                if let Some(a) = &l.cosign_above {
+                    check_decimal("cosign_above", a)?;
+                    if l.cosigners == 0 {
+                        return bad(format!(
+                            "wallet {:?}, coin {}: cosign_above needs cosigners of at least 1",
+                            w.label, l.coin
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A policy with its admins' signatures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedPolicy {
+    /// The policy.
+    pub policy: Policy,
+    /// Admin signatures over its canonical encoding.
+    pub signatures: Vec<Endorsement>,
+}
+
+impl SignedPolicy {
+    /// Adds an admin's signature (replacing an earlier one by the same key).
+    pub fn sign(&mut self, admin: &crate::identity::IdentityKey) {
+        let e = Endorsement::sign(admin, POLICY_TAG, &self.policy.to_canonical());
+        self.signatures.retain(|s| s.key != e.key);
+        self.signatures.push(e);
+    }
+
+    /// Checks that this policy may replace `current` (none: the first policy, checked against
+    /// the admins pinned at init, `root`): the version follows, `previous` names the current
+    /// hash, the policy is consistent, and both the admins in force and the admins it installs
+    /// signed it with their quorums (so a policy can neither be forced on the current admins
+    /// nor name admins who cannot act).
+    pub fn check_succession(
+        &self,
+        current: Option<&Policy>,
+        root: &AdminSet,
+    ) -> Result<(), AuthorityError> {
+        let p = &self.policy;
+        p.validate()?;
+        let (want_version, want_previous) = match current {
+            Some(c) => (c.version + 1, Some(c.hash())),
+            None => (1, None),
+        };
+        if p.version != want_version || p.previous != want_previous {
+            return Err(AuthorityError::OutOfOrder(format!(
+                "policy v{} does not follow the policy in force ({}): expected version {want_version}{}",
+                p.version,
+                current.map_or("none".to_owned(), |c| format!(
+                    "v{} {}",
+                    c.version,
+                    short_hash(&c.hash())
+                )),
+                want_previous.map_or(String::new(), |h| format!(
+                    " replacing {}",
+                    short_hash(&h)
+                ))
+            )));
+        }
+        let bytes = p.to_canonical();
+        let in_force = current.map_or_else(|| root.clone(), Policy::admins);
+        let what = if current.is_some() {
+            "the admins in force"
+        } else {
+            "the admins pinned at init"
+        };
+        in_force.check(what, &self.signatures, &bytes)?;
+        p.admins()
+            .check("the admins the policy installs", &self.signatures, &bytes)?;
+        Ok(())
+    }
+}
+
+/// The first 16 hex digits of a hash, for messages.
+pub(crate) fn short_hash(h: &[u8; 32]) -> String {
+    hex::encode(&h[..8])
+}

@@ -14,6 +14,9 @@ use anyhow::{Result, bail};
 use clap::Args;
 use serde_json::json;
 
+use concord_wire::authority::{Action, AddressRef, AgreementRule};
+
+use crate::authority::SignerArgs;
 use crate::client::{Api, ApiArgs};
 
 /// Arguments of `concord bench sign`.
@@ -37,6 +40,9 @@ pub struct BenchArgs {
     /// Also measure the bare engine with the INSECURE fixtures in this directory.
     #[arg(long)]
     raw_fixtures: Option<PathBuf>,
+    /// The requester (a trader of the policy, which must allow raw messages for the wallet).
+    #[command(flatten)]
+    signer: SignerArgs,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -91,7 +97,11 @@ pub async fn sign(api: &ApiArgs, args: BenchArgs) -> Result<()> {
     for _ in 0..args.concurrency {
         let api = api.clone();
         let samples = samples.clone();
-        let wallet = args.wallet.clone();
+        let wallet: concord_tss::WalletId = args
+            .wallet
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--wallet: {e}"))?;
+        let signer = args.signer.clone();
         let mode = args.mode.clone();
         let pause = Duration::from_millis(args.pause_ms);
         tasks.push(tokio::spawn(async move {
@@ -99,11 +109,13 @@ pub async fn sign(api: &ApiArgs, args: BenchArgs) -> Result<()> {
                 let msg: [u8; 16] = rand::random();
                 let t0 = Instant::now();
                 let outcome = async {
+                    let intent = signer.sign(Action::SignMessage {
+                        wallet,
+                        message: msg.to_vec(),
+                        rule: AgreementRule::All,
+                    })?;
                     let job = api
-                        .post(
-                            "/v1/signatures",
-                            &json!({ "wallet": wallet, "message": hex::encode(msg), "mode": mode }),
-                        )
+                        .post("/v1/signatures", &json!({ "intent": intent, "mode": mode }))
                         .await?;
                     let id = job["id"].as_str().unwrap_or_default().to_owned();
                     let done = api.get(&format!("/v1/jobs/{id}?wait=60")).await?;
@@ -321,12 +333,10 @@ pub async fn transfers(args: TransferBenchArgs) -> Result<()> {
         let mut presigned = 0;
         for _ in 0..args.count {
             let sent = Instant::now();
+            let intent = d.deposit(&p.wallet, "ETH", "0.001", AgreementRule::All, &[])?;
             let t = d
                 .api
-                .post(
-                    "/v1/transfers/deposits",
-                    &json!({"wallet": p.wallet, "exchange": "binance", "coin": "ETH", "network": "ETH", "amount": "0.001"}),
-                )
+                .post("/v1/transfers/deposits", &json!({ "intent": intent }))
                 .await?;
             let id = t["id"].as_str().unwrap_or_default().to_owned();
             let t = d
@@ -355,12 +365,10 @@ pub async fn transfers(args: TransferBenchArgs) -> Result<()> {
         let started = Instant::now();
         let (mut frost, mut to_signature) = (Vec::new(), Vec::new());
         for _ in 0..args.count {
+            let intent = d.withdrawal(AddressRef::Label("desk".into()), "0.01")?;
             let t = d
                 .api
-                .post(
-                    "/v1/transfers/withdrawals",
-                    &json!({"wallet": p.wallet, "exchange": "binance", "coin": "ETH", "network": "ETH", "amount": "0.01"}),
-                )
+                .post("/v1/transfers/withdrawals", &json!({ "intent": intent }))
                 .await?;
             let id = t["id"].as_str().unwrap_or_default().to_owned();
             let t = d

@@ -6,7 +6,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
+use concord_tss::WalletId;
+use concord_wire::authority::{Action, AddressRef, AgreementRule};
 use serde_json::{Value, json};
+
+use crate::authority::SignerArgs;
 
 /// Where the API is and how to authenticate.
 #[derive(Args)]
@@ -78,13 +82,10 @@ pub enum WalletsCommand {
         /// Signer group.
         #[arg(long)]
         group: String,
-        /// ecdsa-secp256k1, schnorr-taproot or ed25519.
+        /// ecdsa-secp256k1, schnorr-taproot or ed25519. What the wallet may do (trading, or
+        /// an exchange's withdraw key) is the admin-signed policy's to say.
         #[arg(long)]
         scheme: String,
-        /// `exchange-credential:<exchange>` for an exchange's withdraw key (ed25519): the
-        /// modules will sign nothing with it but withdraw requests they checked.
-        #[arg(long)]
-        purpose: Option<String>,
         /// Wait for the wallet, showing progress.
         #[arg(long)]
         wait: bool,
@@ -105,6 +106,9 @@ pub enum WalletsCommand {
         /// File holding the key, hex (it is read, used and wiped from memory; delete the file).
         #[arg(long)]
         key_file: PathBuf,
+        /// The importer's signature (`--key`: a principal with the importer role).
+        #[command(flatten)]
+        signer: SignerArgs,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -123,15 +127,17 @@ pub struct SignArgs {
     /// Wallet id.
     #[arg(long)]
     wallet: String,
-    /// The message to sign, hex.
+    /// The message to sign, hex. It is signed domain-separated (the tag
+    /// "concord/message/v1" and a zero byte first; ECDSA signs the SHA-256 of that), and only
+    /// if the policy allows raw messages for the wallet.
     #[arg(long)]
     message: String,
-    /// Replay-protection nonce.
-    #[arg(long)]
-    nonce: Option<u64>,
-    /// Agreement rule: all (default) or threshold.
+    /// Agreement rule: all (every member of the group approves; the default) or threshold.
     #[arg(long, default_value = "all")]
     rule: String,
+    /// The requester's signature (`--key`: a trader of the policy).
+    #[command(flatten)]
+    signer: SignerArgs,
     /// ECDSA: presigned (default; a pooled presignature when one fits) or interactive.
     #[arg(long, default_value = "presigned")]
     mode: String,
@@ -383,14 +389,10 @@ pub async fn wallets(args: &ApiArgs, cmd: WalletsCommand) -> Result<()> {
         WalletsCommand::Create {
             group,
             scheme,
-            purpose,
             wait,
             json,
         } => {
-            let mut body = json!({ "group": group, "scheme": scheme });
-            if let Some(p) = purpose {
-                body["purpose"] = json!(p);
-            }
+            let body = json!({ "group": group, "scheme": scheme });
             let job = api.post("/v1/wallets", &body).await?;
             let id = job["id"].as_str().unwrap_or_default().to_owned();
             if !wait {
@@ -411,9 +413,11 @@ pub async fn wallets(args: &ApiArgs, cmd: WalletsCommand) -> Result<()> {
             group,
             scheme,
             key_file,
+            signer,
             json,
         } => {
-            let wallet = crate::import::import(&api, &group, &scheme, &key_file, json).await?;
+            let wallet =
+                crate::import::import(&api, &group, &scheme, &key_file, &signer, json).await?;
             print(&wallet, json, |w| {
                 println!("Imported wallet {}", w["id"].as_str().unwrap_or(""));
                 println!("  scheme      {}", w["scheme"].as_str().unwrap_or(""));
@@ -439,11 +443,19 @@ pub async fn wallets(args: &ApiArgs, cmd: WalletsCommand) -> Result<()> {
 
 pub async fn sign(args: &ApiArgs, a: SignArgs) -> Result<()> {
     let api = Api::new(args)?;
-    let mut body =
-        json!({ "wallet": a.wallet, "message": a.message, "rule": a.rule, "mode": a.mode });
-    if let Some(n) = a.nonce {
-        body["nonce"] = json!(n);
-    }
+    let wallet: WalletId = a
+        .wallet
+        .parse()
+        .map_err(|e| anyhow!("--wallet: {e} (a wallet id is 64 hex digits)"))?;
+    let message = hex::decode(a.message.trim_start_matches("0x"))
+        .map_err(|_| anyhow!("--message must be hex"))?;
+    let rule: AgreementRule = a.rule.parse().map_err(|e| anyhow!("--rule: {e}"))?;
+    let intent = a.signer.sign(Action::SignMessage {
+        wallet,
+        message,
+        rule,
+    })?;
+    let body = json!({ "intent": intent, "mode": a.mode });
     let job = api.post("/v1/signatures", &body).await?;
     let id = job["id"].as_str().unwrap_or_default().to_owned();
     if !a.wait {
@@ -496,9 +508,13 @@ pub async fn job(args: &ApiArgs, id: &str, wait: bool, json: bool) -> Result<()>
 /// Arguments of `concord deposit` and `concord withdraw`.
 #[derive(Args)]
 pub struct TransferArgs {
-    /// The wallet (ECDSA): the sender of a deposit, the receiver of a withdrawal.
+    /// The wallet (ECDSA): the sender of a deposit; for a withdrawal, the wallet of the
+    /// address book to receive it (or use --to).
     #[arg(long)]
-    wallet: String,
+    wallet: Option<String>,
+    /// Withdrawals: the address-book entry (its label) to send to.
+    #[arg(long, conflicts_with = "wallet")]
+    to: Option<String>,
     /// The exchange connection (as modules name it).
     #[arg(long, default_value = "binance")]
     exchange: String,
@@ -511,9 +527,13 @@ pub struct TransferArgs {
     /// Amount in coin units (e.g. 0.5).
     #[arg(long)]
     amount: String,
-    /// Agreement rule: all (every answering module agrees) or threshold.
+    /// Agreement rule: all (every member of the group approves) or threshold.
     #[arg(long, default_value = "all")]
     rule: String,
+    /// The requester's signature (`--key`: a trader of the policy; `--cosign` for
+    /// approvers where the policy asks for them).
+    #[command(flatten)]
+    signer: SignerArgs,
     /// Follow the transfer until it is final, showing each step.
     #[arg(long)]
     wait: bool,
@@ -579,13 +599,52 @@ pub(crate) fn show_transfer(t: &Value) {
     }
 }
 
-async fn transfer(args: &ApiArgs, a: TransferArgs, path: &str) -> Result<()> {
+async fn transfer(args: &ApiArgs, a: TransferArgs, deposit: bool) -> Result<()> {
     let api = Api::new(args)?;
-    let body = json!({
-        "wallet": a.wallet, "exchange": a.exchange, "coin": a.coin,
-        "network": a.network, "amount": a.amount, "rule": a.rule,
-    });
-    let t = api.post(path, &body).await?;
+    let rule: AgreementRule = a.rule.parse().map_err(|e| anyhow!("--rule: {e}"))?;
+    let wallet = a
+        .wallet
+        .as_deref()
+        .map(|w| {
+            w.parse::<WalletId>()
+                .map_err(|e| anyhow!("--wallet: {e} (a wallet id is 64 hex digits)"))
+        })
+        .transpose()?;
+    let coin = a.coin.to_ascii_uppercase();
+    let network = a.network.to_ascii_uppercase();
+    let (path, action) = if deposit {
+        let wallet = wallet.ok_or_else(|| anyhow!("a deposit needs --wallet (the sender)"))?;
+        (
+            "/v1/transfers/deposits",
+            Action::Deposit {
+                wallet,
+                exchange: a.exchange.clone(),
+                coin,
+                network,
+                amount: a.amount.clone(),
+                rule,
+            },
+        )
+    } else {
+        let to = match (wallet, &a.to) {
+            (Some(w), None) => AddressRef::Wallet(w),
+            (None, Some(label)) => AddressRef::Label(label.clone()),
+            _ => bail!("a withdrawal needs --wallet W or --to LABEL (an address-book entry)"),
+        };
+        (
+            "/v1/transfers/withdrawals",
+            Action::Withdraw {
+                exchange: a.exchange.clone(),
+                coin,
+                network,
+                amount: a.amount.clone(),
+                to,
+                rule,
+            },
+        )
+    };
+    let intent = a.signer.sign(action)?;
+    let t = api.post(path, &json!({ "intent": intent })).await?;
     let id = t["id"].as_str().unwrap_or_default().to_owned();
     if !a.wait {
         print(&t, a.json, |_| println!("Transfer {id} requested."));
@@ -604,12 +663,12 @@ async fn transfer(args: &ApiArgs, a: TransferArgs, path: &str) -> Result<()> {
 
 /// `concord deposit`: from a wallet to its exchange deposit address.
 pub async fn deposit(args: &ApiArgs, a: TransferArgs) -> Result<()> {
-    transfer(args, a, "/v1/transfers/deposits").await
+    transfer(args, a, true).await
 }
 
 /// `concord withdraw`: from the exchange back to the wallet's own address.
 pub async fn withdraw(args: &ApiArgs, a: TransferArgs) -> Result<()> {
-    transfer(args, a, "/v1/transfers/withdrawals").await
+    transfer(args, a, false).await
 }
 
 /// `concord transfers [ID]`.

@@ -7,6 +7,8 @@ use anyhow::{Context, Result, bail};
 use concord_chain::{Address, Asset, EvmClient, U256};
 use serde_json::{Value, json};
 
+use concord_wire::authority::{Action, AddressRef, AgreementRule, Intent, SignedIntent};
+
 use crate::client::{Api, show_transfer};
 use crate::devnet::{self, DevnetInfo};
 
@@ -30,6 +32,9 @@ pub(crate) struct Prepared {
     /// Its address.
     pub(crate) address: Address,
 }
+
+/// The key of Ethereum's EIP-155 example transaction: public, so "a key the caller holds".
+const OUTSIDE_KEY: &str = "4646464646464646464646464646464646464646464646464646464646464646";
 
 /// Replaces any devnet in `dir` by a fresh one (`block_time` 0: anvil mines each
 /// transaction at once).
@@ -71,8 +76,57 @@ impl Demo {
         self.steps.push(v);
     }
 
-    async fn transfer(&self, path: &str, body: Value) -> Result<Value> {
-        let t = self.api.post(path, &body).await?;
+    /// Signs an intent with the devnet's trader key and the named co-signers' keys.
+    pub(crate) fn intent(&self, action: Action, cosigners: &[&str]) -> Result<SignedIntent> {
+        let mut si = SignedIntent::new(
+            Intent::new(action, 600),
+            &devnet::principal_key(&self.info.keys_dir, "trader")?,
+        );
+        for c in cosigners {
+            si.cosign(&devnet::principal_key(&self.info.keys_dir, c)?);
+        }
+        Ok(si)
+    }
+
+    /// A deposit intent of the trader.
+    pub(crate) fn deposit(
+        &self,
+        wallet: &str,
+        coin: &str,
+        amount: &str,
+        rule: AgreementRule,
+        cosigners: &[&str],
+    ) -> Result<SignedIntent> {
+        self.intent(
+            Action::Deposit {
+                wallet: wallet.parse()?,
+                exchange: "binance".into(),
+                coin: coin.into(),
+                network: "ETH".into(),
+                amount: amount.into(),
+                rule,
+            },
+            cosigners,
+        )
+    }
+
+    /// A withdrawal intent of the trader.
+    pub(crate) fn withdrawal(&self, to: AddressRef, amount: &str) -> Result<SignedIntent> {
+        self.intent(
+            Action::Withdraw {
+                exchange: "binance".into(),
+                coin: "ETH".into(),
+                network: "ETH".into(),
+                amount: amount.into(),
+                to,
+                rule: AgreementRule::All,
+            },
+            &[],
+        )
+    }
+
+    async fn transfer(&self, path: &str, intent: &SignedIntent) -> Result<Value> {
+        let t = self.api.post(path, &json!({ "intent": intent })).await?;
         let id = t["id"].as_str().unwrap_or_default().to_owned();
         let t = self.api.wait_transfer(&id, self.json).await?;
         if !self.json {
@@ -131,7 +185,34 @@ async fn run(d: &mut Demo, insecure_primes: bool) -> Result<()> {
     run_flows(d, &wallet, address).await
 }
 
-/// Steps 1 to 3: the signer group, the wallets (trader's and the exchange key), funding.
+/// Waits until every module reports policy `hash` in force, or reports why not.
+async fn policy_state(d: &Demo, hash: &str, want_adopted: bool) -> Result<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let v = d.api.get(&format!("/v1/policies/{hash}")).await?;
+        let mods = v["modules"].as_array().cloned().unwrap_or_default();
+        let adopted = mods
+            .iter()
+            .filter(|m| m["policy_hash"] == json!(hash))
+            .count();
+        let refused = mods
+            .iter()
+            .filter(|m| m["offered"] == json!(hash) && m["error"].is_string())
+            .count();
+        let done = if want_adopted {
+            adopted == mods.len()
+        } else {
+            refused == mods.len()
+        };
+        if (done && !mods.is_empty()) || std::time::Instant::now() > deadline {
+            return Ok(v);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Steps 1 to 4: the signer group, the wallets (trader's and the exchange key), the policy
+/// that says what they may do, the exchange key's registration, funding.
 pub(crate) async fn prepare(d: &mut Demo, insecure_primes: bool) -> Result<Prepared> {
     // 1. A 2-of-3 signer group.
     let members: Vec<&str> = d.info.modules.iter().map(|m| m.id.as_str()).collect();
@@ -169,43 +250,97 @@ pub(crate) async fn prepare(d: &mut Demo, insecure_primes: bool) -> Result<Prepa
     );
 
     // 2. Wallets by DKG: the trader's ECDSA wallet and the exchange's sharded withdraw key.
-    let job = d
-        .api
-        .post(
-            "/v1/wallets",
-            &json!({"group": "desk", "scheme": "ecdsa-secp256k1"}),
-        )
-        .await?;
-    let w = d
-        .api
-        .wait_job(job["id"].as_str().unwrap_or_default(), true)
-        .await?;
-    let wallet = w["result"]["id"].as_str().unwrap_or_default().to_owned();
-    let pk = hex::decode(w["result"]["public_key"].as_str().unwrap_or_default())?;
-    let address = concord_chain::evm_address(&pk)?;
+    // A new wallet can do nothing until the policy names it.
+    let mut made = Vec::new();
+    for scheme in ["ecdsa-secp256k1", "ed25519"] {
+        let job = d
+            .api
+            .post("/v1/wallets", &json!({"group": "desk", "scheme": scheme}))
+            .await?;
+        let w = d
+            .api
+            .wait_job(job["id"].as_str().unwrap_or_default(), true)
+            .await?;
+        made.push((
+            w["result"]["id"].as_str().unwrap_or_default().to_owned(),
+            w["result"]["public_key"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        ));
+    }
+    let [(wallet, pk), (cred_wallet, cred_pk)] = <[(String, String); 2]>::try_from(made)
+        .map_err(|_| anyhow::anyhow!("two wallets were made"))?;
+    let address = concord_chain::evm_address(&hex::decode(&pk)?)?;
     d.record(
-        "wallet created by DKG (the key never existed whole)",
+        "trader's wallet (ECDSA) and the exchange's withdraw key (FROST Ed25519) created by DKG: no key ever existed whole",
         true,
-        json!({"wallet": wallet, "address": address.to_string()}),
+        json!({"wallet": wallet, "address": address.to_string(), "credential_wallet": cred_wallet}),
     );
-    let job = d
-        .api
-        .post(
-            "/v1/wallets",
-            &json!({"group": "desk", "scheme": "ed25519", "purpose": "exchange-credential:binance"}),
-        )
-        .await?;
-    let c = d
-        .api
-        .wait_job(job["id"].as_str().unwrap_or_default(), true)
-        .await?;
-    let cred_wallet = c["result"]["id"].as_str().unwrap_or_default().to_owned();
-    let cred_pk = c["result"]["public_key"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    // Register its public key at the exchange (as a user uploads an Ed25519 key), then tell
-    // the coordinator which API key it is.
+
+    // 3. The policy that says what they may do, signed by two of the three admins.
+    let mut doc = json!({
+        "admin_quorum": 2,
+        "principals": devnet::principals(&d.info.keys_dir)?,
+        "wallets": [
+            {"wallet": wallet, "label": "desk", "purpose": {"kind": "trading", "deposit_to": ["binance"]},
+             "limits": [
+                {"coin": "ETH", "per_transfer": "2", "per_day": "10", "cosign_above": "1", "cosigners": 1},
+                {"coin": "CTT", "per_transfer": "1000", "per_day": "5000"}]},
+            {"wallet": cred_wallet, "label": "binance-withdraw-key",
+             "purpose": {"kind": "exchange_credential", "exchange": "binance", "withdraw_to": ["desk"]},
+             "limits": [{"coin": "ETH", "per_transfer": "1", "per_day": "5"}]},
+        ],
+        "address_book": [{"label": "desk", "target": {"kind": "wallet", "wallet": wallet}}],
+    });
+    if let Some(o) = doc.as_object_mut() {
+        o.remove("version");
+    }
+    let view = crate::authority::propose(&d.api, doc).await?;
+    let hash = view.hash.clone();
+    crate::authority::approve(
+        &d.api,
+        &hash,
+        &devnet::principal_key(&d.info.keys_dir, "admin-1")?,
+    )
+    .await?;
+    let v = policy_state(d, &hash, false).await?;
+    let refused_all = v["modules"].as_array().is_some_and(|l| {
+        l.iter().all(|m| {
+            m["policy_hash"] != json!(hash)
+                && m["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("1 valid signature"))
+        })
+    });
+    d.record(
+        "attack: a policy change signed by one admin (quorum 2) → every module refuses it",
+        refused_all,
+        json!({"policy": hash, "modules": v["modules"]}),
+    );
+    crate::authority::approve(
+        &d.api,
+        &hash,
+        &devnet::principal_key(&d.info.keys_dir, "admin-3")?,
+    )
+    .await?;
+    let v = policy_state(d, &hash, true).await?;
+    let adopted = v["modules"]
+        .as_array()
+        .is_some_and(|l| !l.is_empty() && l.iter().all(|m| m["policy_hash"] == json!(hash)));
+    d.record(
+        &format!("policy v{} signed by admin-1 and admin-3 → every module verified the quorum and enforces it", view.version),
+        adopted,
+        json!({"policy": hash, "version": view.version}),
+    );
+    if !d.json {
+        if let Ok(v) = serde_json::from_value(v) {
+            crate::authority::show_policy(&v);
+        }
+    }
+
+    // 4. Register the withdraw key at the exchange (as a user uploads an Ed25519 key), then
+    // tell the coordinator which API key it is.
     let admin = std::fs::read_to_string(&d.info.exchange_admin_token_file)?;
     let reg: Value = reqwest::Client::new()
         .post(format!("{}/sim/api-keys", d.info.exchange_url))
@@ -226,12 +361,12 @@ pub(crate) async fn prepare(d: &mut Demo, insecure_primes: bool) -> Result<Prepa
         )
         .await?;
     d.record(
-        "exchange withdraw key created by DKG (FROST Ed25519) and registered",
+        "exchange withdraw key registered at the exchange and the coordinator",
         true,
         json!({"credential_wallet": cred_wallet, "api_key": api_key}),
     );
 
-    // 3. Fund the wallet.
+    // 5. Fund the wallet.
     let fund_eth = devnet::fund(
         &d.client,
         devnet::DEV_KEY_0,
@@ -258,52 +393,130 @@ pub(crate) async fn prepare(d: &mut Demo, insecure_primes: bool) -> Result<Prepa
     Ok(Prepared { wallet, address })
 }
 
+fn every_module_refused(d: &Demo, t: &Value) -> bool {
+    let dissent = t["dissenters"].as_object();
+    d.info
+        .modules
+        .iter()
+        .all(|m| dissent.is_some_and(|o| o.contains_key(&m.id)))
+}
+
 async fn run_flows(d: &mut Demo, wallet: &str, address: Address) -> Result<()> {
-    // 4. Deposit ETH and CTT to the exchange (rule `all`).
-    for (coin, amount) in [("ETH", "1.5"), ("CTT", "250")] {
-        let t = d
-            .transfer(
-                "/v1/transfers/deposits",
-                json!({"wallet": wallet, "exchange": "binance", "coin": coin, "network": "ETH", "amount": amount}),
-            )
-            .await?;
+    // Deposits of ETH (co-signed by the approver: above 1 ETH the policy asks for it) and CTT.
+    for (coin, amount, cosign) in [("ETH", "1.5", &["approver"][..]), ("CTT", "250", &[][..])] {
+        let intent = d.deposit(wallet, coin, amount, AgreementRule::All, cosign)?;
+        let t = d.transfer("/v1/transfers/deposits", &intent).await?;
         let held =
             t["status"] == "credited" && t["dissenters"].as_object().is_some_and(|m| m.is_empty());
         d.record(
-            &format!("deposit {amount} {coin}: every module resolved the same address; signed, broadcast, credited"),
+            &format!("deposit {amount} {coin}{}: signed intent checked by every module; same address resolved by each; signed, broadcast, credited",
+                if cosign.is_empty() { "" } else { " (co-signed by the approver)" }),
             held,
             transfer_summary(&t),
         );
+        if coin == "ETH" {
+            // The same signed intent again: the same transfer, never a second payment.
+            let again = d
+                .api
+                .post("/v1/transfers/deposits", &json!({ "intent": intent }))
+                .await?;
+            d.record(
+                "the same signed intent sent again → the same transfer, no second payment",
+                again["id"] == t["id"],
+                json!({"transfer": again["id"], "status": again["status"]}),
+            );
+        }
     }
 
-    // 5. Withdraw ETH back to the wallet, signed by the sharded Ed25519 API key.
+    // Withdraw ETH back to the wallet (an address-book entry), signed by the sharded key.
     let before = d.client.balance(address).await?;
-    let t = d
-        .transfer(
-            "/v1/transfers/withdrawals",
-            json!({"wallet": wallet, "exchange": "binance", "coin": "ETH", "network": "ETH", "amount": "0.5"}),
-        )
-        .await?;
+    let intent = d.withdrawal(AddressRef::Label("desk".into()), "0.5")?;
+    let t = d.transfer("/v1/transfers/withdrawals", &intent).await?;
     let after = d.client.balance(address).await?;
     let held = t["status"] == "arrived" && after.saturating_sub(before) == eth("0.5")?;
     let mut s = transfer_summary(&t);
     s["balance_increase_wei"] = json!(after.saturating_sub(before).to_string());
     d.record(
-        "withdraw 0.5 ETH: modules checked the destination is the wallet's own address, FROST-signed the request; funds arrived",
+        "withdraw 0.5 ETH to address-book entry \"desk\": every module resolved the destination itself and FROST-signed the request (order id = intent id); funds arrived",
         held,
         s,
     );
 
-    // 6. The attack: m3's exchange path returns a forged deposit address.
+    // Over the policy's limit per transfer: every module refuses.
+    let intent = d.deposit(wallet, "ETH", "3", AgreementRule::All, &["approver"])?;
+    let t = d.transfer("/v1/transfers/deposits", &intent).await?;
+    d.record(
+        "a 3 ETH deposit (limit 2 per transfer) → refused by every module, nothing broadcast",
+        t["status"] == "failed" && t["tx_hash"].is_null() && every_module_refused(d, &t),
+        transfer_summary(&t),
+    );
+
+    // The attack of the story: a caller with an API token imports a key it holds, then
+    // withdraws the exchange's funds to it.
+    let key_file = d.info.dir.join("outside.key");
+    std::fs::write(&key_file, OUTSIDE_KEY)?;
+    let attacker = d.info.dir.join("keys").join("attacker.key");
+    let _ = std::fs::remove_file(&attacker);
+    crate::authority::write_key(
+        &attacker,
+        &concord_wire::identity::IdentityKey::generate(&mut rand::rngs::OsRng),
+    )?;
+    let signer = |key: &Path| crate::authority::SignerArgs {
+        key: Some(key.to_path_buf()),
+        cosign: vec![],
+        expires_in: 600,
+    };
+    let refused = crate::import::import(
+        &d.api,
+        "desk",
+        "ecdsa-secp256k1",
+        &key_file,
+        &signer(&attacker),
+        true,
+    )
+    .await;
+    let refused_by_all = refused.as_ref().err().is_some_and(|e| {
+        let e = format!("{e:#}");
+        e.contains("not a principal")
+    });
+    d.record(
+        "attack: import of an outside key with an intent signed by a key the policy does not name → every module refuses",
+        refused_by_all,
+        json!({"error": refused.err().map(|e| format!("{e:#}"))}),
+    );
+    let imported = crate::import::import(
+        &d.api,
+        "desk",
+        "ecdsa-secp256k1",
+        &key_file,
+        &signer(&d.info.keys_dir.join("importer.key")),
+        true,
+    )
+    .await?;
+    let _ = std::fs::remove_file(&key_file);
+    let outside_wallet = imported["id"].as_str().unwrap_or_default().to_owned();
+    let outside_address = concord_chain::evm_address(&hex::decode(
+        imported["public_key"].as_str().unwrap_or_default(),
+    )?)?;
+    let outside_before = d.client.balance(outside_address).await?;
+    let intent = d.withdrawal(AddressRef::Wallet(outside_wallet.parse()?), "0.3")?;
+    let t = d.transfer("/v1/transfers/withdrawals", &intent).await?;
+    let outside_after = d.client.balance(outside_address).await?;
+    d.record(
+        &format!("attack: the importer's key imports it, a trader asks to withdraw 0.3 ETH to it ({outside_address}) → every module refuses: not in the address book; nothing reaches the exchange"),
+        t["status"] == "failed"
+            && t["exchange_withdrawal_id"].is_null()
+            && every_module_refused(d, &t)
+            && outside_after == outside_before,
+        transfer_summary(&t),
+    );
+
+    // The man in the middle on m3's exchange path forges the deposit address.
     std::fs::write(&d.info.mitm_forge_file, FORGED)?;
     let forged: Address = FORGED.parse()?;
     let forged_before = d.client.balance(forged).await?;
-    let t = d
-        .transfer(
-            "/v1/transfers/deposits",
-            json!({"wallet": wallet, "exchange": "binance", "coin": "ETH", "network": "ETH", "amount": "0.25", "rule": "all"}),
-        )
-        .await?;
+    let intent = d.deposit(wallet, "ETH", "0.25", AgreementRule::All, &[])?;
+    let t = d.transfer("/v1/transfers/deposits", &intent).await?;
     let named = t["dissenters"]
         .as_object()
         .is_some_and(|m| m.contains_key(&d.info.mitm_module));
@@ -312,19 +525,15 @@ async fn run_flows(d: &mut Demo, wallet: &str, address: Address) -> Result<()> {
         t["status"] == "failed" && named && t["tx_hash"].is_null(),
         transfer_summary(&t),
     );
-    let t = d
-        .transfer(
-            "/v1/transfers/deposits",
-            json!({"wallet": wallet, "exchange": "binance", "coin": "ETH", "network": "ETH", "amount": "0.25", "rule": "threshold"}),
-        )
-        .await?;
+    let intent = d.deposit(wallet, "ETH", "0.25", AgreementRule::Threshold, &[])?;
+    let t = d.transfer("/v1/transfers/deposits", &intent).await?;
     let named = t["dissenters"]
         .as_object()
         .is_some_and(|m| m.contains_key(&d.info.mitm_module));
     let forged_after = d.client.balance(forged).await?;
     let honest = t["destination"].as_str().map(str::to_lowercase) != Some(FORGED.to_lowercase());
     d.record(
-        "attack, rule threshold: funds go to the honest address (2 of 3 agree), m3's dissent recorded, nothing reaches the forged address",
+        "attack, rule threshold: funds go to the honest address (2 of 3 agree, each checked the other's signed approvals), m3's dissent recorded, nothing reaches the forged address",
         t["status"] == "credited" && named && honest && forged_after == forged_before,
         transfer_summary(&t),
     );

@@ -32,6 +32,32 @@ const EXCHANGE: &str = "binance";
 const MODULES: [&str; 3] = ["m1", "m2", "m3"];
 /// The module whose exchange connection goes through the proxy.
 const MITM_MODULE: &str = "m3";
+/// The devnet's principals and their roles (INSECURE keys in the devnet's directory).
+pub(crate) const PRINCIPALS: [(&str, &str); 6] = [
+    ("admin-1", "admin"),
+    ("admin-2", "admin"),
+    ("admin-3", "admin"),
+    ("trader", "trader"),
+    ("approver", "approver"),
+    ("importer", "importer"),
+];
+
+/// A devnet principal's key.
+pub(crate) fn principal_key(
+    keys_dir: &Path,
+    name: &str,
+) -> Result<concord_wire::identity::IdentityKey> {
+    crate::authority::load_key(&keys_dir.join(format!("{name}.key")))
+}
+
+/// The devnet's principals, as a policy lists them.
+pub(crate) fn principals(keys_dir: &Path) -> Result<Value> {
+    let mut out = Vec::new();
+    for (name, role) in PRINCIPALS {
+        out.push(json!({"name": name, "key": principal_key(keys_dir, name)?.public().to_string(), "roles": [role]}));
+    }
+    Ok(Value::Array(out))
+}
 
 #[derive(Subcommand)]
 pub enum DevnetCommand {
@@ -102,6 +128,13 @@ pub struct DevnetInfo {
     pub exchange_url: String,
     /// The coordinator's admin API token file.
     pub token_file: PathBuf,
+    /// A coordinator API token with the trader role.
+    #[serde(default)]
+    pub trader_token_file: PathBuf,
+    /// The requester keys (INSECURE devnet keys): admin-1..3 (quorum 2), trader, approver,
+    /// importer; `<name>.key` in this directory.
+    #[serde(default)]
+    pub keys_dir: PathBuf,
     /// The exchange simulator's admin token file.
     pub exchange_admin_token_file: PathBuf,
     /// The trader's account name at the exchange.
@@ -173,7 +206,7 @@ fn random_token(len: usize) -> String {
 }
 
 #[cfg(unix)]
-fn write_private(path: &Path, contents: &str) -> Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
@@ -517,8 +550,25 @@ pub async fn up(dir: &Path, quiet: bool, block_time: u64) -> Result<DevnetInfo> 
     .await?;
     let api = Api::from_parts(&coordinator_url, &token_file)?;
 
-    // The modules: vault, configuration with their own chain and exchange views, read key,
-    // enrollment, pinned peers.
+    // The people: admins (quorum 2 of 3), a trader, an approver, an importer. Their keys sit
+    // in the devnet's directory, which is fine for a devnet only.
+    let keys_dir = dir.join("keys");
+    let mut admin_keys = Vec::new();
+    for name in PRINCIPALS.iter().map(|(n, _)| *n) {
+        let key = concord_wire::identity::IdentityKey::generate(&mut rand::rngs::OsRng);
+        crate::authority::write_key(&keys_dir.join(format!("{name}.key")), &key)?;
+        if name.starts_with("admin") {
+            admin_keys.push(key.public().to_string());
+        }
+    }
+    let trader_token_file = coord_dir.join("trader.token");
+    let t = api
+        .post("/v1/tokens", &json!({"name": "trader", "role": "trader"}))
+        .await?;
+    write_private(&trader_token_file, t["token"].as_str().unwrap_or_default())?;
+
+    // The modules: vault (with the admins pinned), configuration with their own chain and
+    // exchange views, read key, enrollment, pinned peers.
     let mut modules = Vec::new();
     let mut infos = Vec::new();
     for m in MODULES {
@@ -527,21 +577,32 @@ pub async fn up(dir: &Path, quiet: bool, block_time: u64) -> Result<DevnetInfo> 
         let pass = mdir.join("passphrase");
         write_private(&pass, &random_token(32))?;
         say(&format!("Creating module {m} (sealed vault)…"));
-        let info = concord(&[
+        let (mdir_s, grpc_s, pass_s) = (
+            mdir.display().to_string(),
+            format!("127.0.0.1:{grpc_port}"),
+            pass.display().to_string(),
+        );
+        let mut args = vec![
             "module",
             "init",
             "--dir",
-            &mdir.display().to_string(),
+            &mdir_s,
             "--id",
             m,
             "--coordinator",
-            &format!("127.0.0.1:{grpc_port}"),
+            &grpc_s,
             "--coordinator-key",
             &coordinator_key,
             "--passphrase-file",
-            &pass.display().to_string(),
+            &pass_s,
+            "--admin-quorum",
+            "2",
             "--json",
-        ])?;
+        ];
+        for k in &admin_keys {
+            args.extend(["--admin", k.as_str()]);
+        }
+        let info = concord(&args)?;
         let file = mdir.join("module.toml");
         let mut mc = concord_module::Config::load(&file)?;
         let url = if m == MITM_MODULE {
@@ -567,11 +628,6 @@ pub async fn up(dir: &Path, quiet: bool, block_time: u64) -> Result<DevnetInfo> 
             read_api_key: read_key,
             read_key_type: "hmac".into(),
         }];
-        mc.policy.max_transfer = [("ETH", "10"), ("CTT", "100000")]
-            .into_iter()
-            .map(|(a, b)| (a.to_owned(), b.to_owned()))
-            .collect();
-        mc.policy.max_withdrawal = mc.policy.max_transfer.clone();
         mc.save(&file)?;
         let state = concord_module::open_state(&mc)?;
         state.save_exchange_secret(EXCHANGE, read_secret.as_bytes())?;
@@ -626,6 +682,31 @@ pub async fn up(dir: &Path, quiet: bool, block_time: u64) -> Result<DevnetInfo> 
         },
     )
     .await?;
+    // The first policy: who is who. Wallets come into it once they exist (the demo).
+    say("Admins 1 and 2 sign the first policy (the principals and their roles)…");
+    let view = crate::authority::propose(
+        &api,
+        json!({ "admin_quorum": 2, "principals": principals(&keys_dir)? }),
+    )
+    .await?;
+    for admin in ["admin-1", "admin-2"] {
+        crate::authority::approve(&api, &view.hash, &principal_key(&keys_dir, admin)?).await?;
+    }
+    wait_for(
+        "the modules to adopt the first policy",
+        Duration::from_secs(30),
+        || async {
+            api.get(&format!("/v1/policies/{}", view.hash))
+                .await
+                .is_ok_and(|v| {
+                    v["modules"].as_array().is_some_and(|l| {
+                        l.len() == MODULES.len()
+                            && l.iter().all(|m| m["policy_hash"] == json!(view.hash))
+                    })
+                })
+        },
+    )
+    .await?;
     let info = DevnetInfo {
         dir: dir.clone(),
         rpc_url,
@@ -633,6 +714,8 @@ pub async fn up(dir: &Path, quiet: bool, block_time: u64) -> Result<DevnetInfo> 
         coordinator_url,
         exchange_url,
         token_file,
+        trader_token_file,
+        keys_dir,
         exchange_admin_token_file: admin_token_file,
         exchange_account: "trader".into(),
         token_contract: token,
@@ -693,7 +776,15 @@ pub async fn run(cmd: DevnetCommand) -> Result<()> {
                 );
                 println!("  exchange     {}", info.exchange_url);
                 println!("  coordinator  {}", info.coordinator_url);
-                println!("  API token    {}", info.token_file.display());
+                println!(
+                    "  API token    {} (admin), {} (trader)",
+                    info.token_file.display(),
+                    info.trader_token_file.display()
+                );
+                println!(
+                    "  keys         {} (INSECURE devnet keys: admins, trader, approver, importer)",
+                    info.keys_dir.display()
+                );
                 println!(
                     "Try: concord --help, e.g. `concord wallets list --devnet {}`; stop with `concord devnet down --dir {}`.",
                     info.dir.display(),

@@ -29,6 +29,7 @@ pub async fn import(
     group_id: &str,
     scheme: &str,
     key_file: &Path,
+    signer: &crate::authority::SignerArgs,
     quiet: bool,
 ) -> Result<Value> {
     let scheme: Scheme = scheme.parse()?;
@@ -117,11 +118,16 @@ pub async fn import(
          delete {} and prefer wallets created by DKG.",
         key_file.display()
     );
+    let intent = signer.sign(concord_wire::authority::Action::Import {
+        group: group_id.to_owned(),
+        scheme,
+        public_key: public_key.clone(),
+    })?;
     let job = api
         .post(
             "/v1/wallets/import",
             &json!({
-                "group": group_id, "scheme": scheme, "public_key": hex::encode(&public_key),
+                "intent": intent,
                 "importer": importer.public().to_string(), "shards": sealed,
             }),
         )

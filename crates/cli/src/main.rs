@@ -7,6 +7,7 @@
 //!
 //! Every command that prints a result takes `--json`.
 
+mod authority;
 mod bench;
 mod client;
 mod demo;
@@ -36,6 +37,26 @@ enum Command {
     Coordinator {
         #[command(subcommand)]
         command: services::CoordinatorCommand,
+    },
+    /// Make and show requester keys (Ed25519, in files): traders, approvers, importers,
+    /// admins.
+    Keys {
+        #[command(subcommand)]
+        command: authority::KeysCommand,
+    },
+    /// Propose, sign (as an admin) and show the policy every module enforces.
+    Policy {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        #[command(subcommand)]
+        command: authority::PolicyCommand,
+    },
+    /// Create and list the coordinator's API tokens and their roles.
+    Tokens {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        #[command(subcommand)]
+        command: authority::TokensCommand,
     },
     /// Set up, inspect or run a secure module.
     Module {
@@ -171,6 +192,9 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Coordinator { command } => services::coordinator(command).await,
             Command::Module { command } => services::module(command).await,
+            Command::Keys { command } => authority::keys(command),
+            Command::Policy { api, command } => authority::policy(&api, command).await,
+            Command::Tokens { api, command } => authority::tokens(&api, command).await,
             Command::Modules { api, command } => client::modules(&api, command).await,
             Command::Groups { api, command } => client::groups(&api, command).await,
             Command::Wallets { api, command } => client::wallets(&api, command).await,

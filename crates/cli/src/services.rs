@@ -56,6 +56,14 @@ pub enum ModuleCommand {
         /// Read the vault passphrase from this file.
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
+        /// An admin's public key (hex, as `concord keys new` prints it); repeat for each
+        /// admin. The module pins them for good: every policy it will accept must be signed
+        /// by a quorum of them (or of the admins a policy they signed installs).
+        #[arg(long = "admin", required = true)]
+        admins: Vec<PublicIdentity>,
+        /// How many admins must sign a policy.
+        #[arg(long)]
+        admin_quorum: u16,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -186,7 +194,12 @@ pub async fn coordinator(cmd: CoordinatorCommand) -> Result<()> {
             let store =
                 concord_coordinator::store::Store::open(&dir.join("coordinator.db")).await?;
             let c = concord_coordinator::Coordinator::new(store, Default::default()).await?;
-            let token = concord_coordinator::api::create_token(&c, "admin").await?;
+            let token = concord_coordinator::api::create_token(
+                &c,
+                "admin",
+                concord_coordinator::api::TokenRole::Admin,
+            )
+            .await?;
             write_private(&dir.join("admin.token"), token.as_bytes())?;
             let public = identity.public();
             if json {
@@ -248,8 +261,12 @@ pub async fn module(cmd: ModuleCommand) -> Result<()> {
             coordinator_key,
             passphrase_env,
             passphrase_file,
+            admins,
+            admin_quorum,
             json,
         } => {
+            let admins = concord_wire::authority::AdminSet::new(admins, admin_quorum)
+                .map_err(|e| anyhow::anyhow!("--admin/--admin-quorum: {e}"))?;
             let passphrase = match (passphrase_env, passphrase_file) {
                 (Some(var), None) => PassphraseSource::Env(var),
                 (None, Some(file)) => PassphraseSource::File(std::path::absolute(&file)?),
@@ -274,15 +291,23 @@ pub async fn module(cmd: ModuleCommand) -> Result<()> {
                     dir: dir.join("vault"),
                     passphrase,
                 },
-                policy: Default::default(),
+                checks: Default::default(),
                 chain: None,
                 exchanges: Vec::new(),
             };
             let kek = PassphraseKek::from_source(&config.vault.passphrase)?;
             eprintln!("Creating the sealed vault (deriving the key from the passphrase)…");
             let state =
-                concord_module::State::create(&id, &config.vault.dir, &kek, config.policy.clone())?;
+                concord_module::State::create(&id, &config.vault.dir, &kek, config.checks.clone())?;
+            state.pin_admins(&admins)?;
             config.save(&config_file)?;
+            if !json {
+                eprintln!(
+                    "Pinned {} admin key(s), quorum {}: the module accepts only policies they sign.",
+                    admins.keys.len(),
+                    admins.quorum
+                );
+            }
             print_info(&state.public_info(), json);
             Ok(())
         }

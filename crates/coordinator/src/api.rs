@@ -313,9 +313,7 @@ async fn enroll(
     .await
 }
 
-async fn list_modules(
-    State(c): State<Coordinator>,
-    ) -> Result<Json<serde_json::Value>, Error> {
+async fn list_modules(State(c): State<Coordinator>) -> Result<Json<serde_json::Value>, Error> {
     Ok(Json(json(&c.modules().await?)))
 }
 
@@ -338,7 +336,7 @@ async fn create_group(
 
 async fn get_group(
     State(c): State<Coordinator>,
-        Path(id): Path<String>,
+    Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, Error> {
     Ok(Json(json(&c.group(&id).await?)))
 }
@@ -377,15 +375,13 @@ async fn import_wallet(
     .await
 }
 
-async fn list_wallets(
-    State(c): State<Coordinator>,
-    ) -> Result<Json<serde_json::Value>, Error> {
+async fn list_wallets(State(c): State<Coordinator>) -> Result<Json<serde_json::Value>, Error> {
     Ok(Json(json(&c.wallets().await?)))
 }
 
 async fn get_wallet(
     State(c): State<Coordinator>,
-        Path(id): Path<String>,
+    Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, Error> {
     Ok(Json(json(&c.wallet(&id).await?)))
 }
@@ -416,7 +412,7 @@ struct JobQuery {
 
 async fn get_job(
     State(c): State<Coordinator>,
-        Path(id): Path<String>,
+    Path(id): Path<String>,
     axum::extract::Query(q): axum::extract::Query<JobQuery>,
 ) -> Result<Json<serde_json::Value>, Error> {
     let wait = q.wait.unwrap_or(0.0);
@@ -487,9 +483,7 @@ async fn register_credential(
     .await
 }
 
-async fn list_transfers(
-    State(c): State<Coordinator>,
-    ) -> Result<Json<serde_json::Value>, Error> {
+async fn list_transfers(State(c): State<Coordinator>) -> Result<Json<serde_json::Value>, Error> {
     Ok(Json(json(&c.transfers().await?)))
 }
 
@@ -505,7 +499,7 @@ struct TransferQuery {
 
 async fn get_transfer(
     State(c): State<Coordinator>,
-        Path(id): Path<String>,
+    Path(id): Path<String>,
     axum::extract::Query(q): axum::extract::Query<TransferQuery>,
 ) -> Result<Json<serde_json::Value>, Error> {
     let wait = q.wait.unwrap_or(0.0);

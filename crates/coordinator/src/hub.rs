@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use concord_wire::rpc::{
-    Approval, CoordinatorToModule, ExchangeAnswer, ExchangeQuery, JobUpdate, PolicyStatus,
-    Refusal, Relay, coordinator_to_module,
+    Approval, CoordinatorToModule, ExchangeAnswer, ExchangeQuery, JobUpdate, PolicyStatus, Refusal,
+    Relay, coordinator_to_module,
 };
 use tokio::sync::{mpsc, oneshot};
 

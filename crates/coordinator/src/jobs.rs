@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use concord_types::{Scheme, WalletId};
-use concord_wire::identity::PublicIdentity;
 use concord_wire::authority::{ApprovalStatement, sign_session};
+use concord_wire::identity::PublicIdentity;
 use concord_wire::messages::{AuxResult, KeygenResult, PresignResult, SignResult};
 use concord_wire::payload::SigningPayload;
 use concord_wire::rpc::{
@@ -482,7 +482,9 @@ impl Engine {
                     scheme, public_key, ..
                 } = &i.intent.intent.action
                 else {
-                    return Err(Error::Internal("stored import without an import intent".into()));
+                    return Err(Error::Internal(
+                        "stored import without an import intent".into(),
+                    ));
                 };
                 let wallet = WalletId::derive(*scheme, public_key);
                 let shards = i
@@ -597,12 +599,10 @@ impl Engine {
         let payload = SigningPayload::from_canonical(&payload_bytes)
             .map_err(|e| Error::Internal(e.to_string()))?;
         let digest = payload.digest();
-        let rule: AgreementRule = job
-            .rule
-            .as_deref()
-            .unwrap_or("all")
-            .parse()
-            .map_err(|e: concord_wire::authority::AuthorityError| Error::Internal(e.to_string()))?;
+        let rule: AgreementRule =
+            job.rule.as_deref().unwrap_or("all").parse().map_err(
+                |e: concord_wire::authority::AuthorityError| Error::Internal(e.to_string()),
+            )?;
         let wallet_raw: WalletId = wallet_id
             .parse()
             .map_err(|e: concord_types::TypesError| Error::Internal(e.to_string()))?;

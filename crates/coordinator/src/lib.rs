@@ -18,8 +18,8 @@ pub mod transfers;
 use std::sync::Arc;
 
 use concord_types::{Scheme, Threshold, WalletId};
-use concord_wire::identity::{PublicIdentity, SealingPublicKey};
 use concord_wire::authority::{Action, Endorsement, SignedIntent};
+use concord_wire::identity::{PublicIdentity, SealingPublicKey};
 use concord_wire::payload::SigningPayload;
 use concord_wire::tls::PinStore;
 use serde::{Deserialize, Serialize};
@@ -549,12 +549,19 @@ impl Coordinator {
     }
 
     /// Stores a proposed policy.
-    pub async fn propose_policy(&self, req: policy::ProposePolicy) -> Result<policy::PolicyView, Error> {
+    pub async fn propose_policy(
+        &self,
+        req: policy::ProposePolicy,
+    ) -> Result<policy::PolicyView, Error> {
         self.engine.propose_policy(req).await
     }
 
     /// Adds an admin's signature to a policy and offers it to the modules.
-    pub async fn sign_policy(&self, hash: &str, e: Endorsement) -> Result<policy::PolicyView, Error> {
+    pub async fn sign_policy(
+        &self,
+        hash: &str,
+        e: Endorsement,
+    ) -> Result<policy::PolicyView, Error> {
         self.engine.sign_policy(hash, e).await
     }
 

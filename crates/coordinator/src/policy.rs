@@ -11,10 +11,10 @@ use concord_wire::authority::{Endorsement, POLICY_TAG, Policy, SignedIntent, Sig
 use concord_wire::rpc::{PolicyStatus, PolicyUpdate, coordinator_to_module};
 use serde::{Deserialize, Serialize};
 
+use crate::Error;
 use crate::hub::ModuleEvent;
 use crate::jobs::Engine;
 use crate::store::{ModulePolicy, PolicyRecord, now};
-use crate::Error;
 
 /// How long adding a signature waits for connected modules to answer.
 const STATUS_WAIT: Duration = Duration::from_secs(5);
@@ -75,7 +75,10 @@ impl Engine {
                 policy
                     .as_ref()
                     .and_then(|p| p.policy.principal(&s.key))
-                    .map_or_else(|| format!("key {}", s.key.fingerprint()), |p| p.name.clone())
+                    .map_or_else(
+                        || format!("key {}", s.key.fingerprint()),
+                        |p| p.name.clone(),
+                    )
             })
             .collect())
     }
@@ -92,7 +95,10 @@ impl Engine {
         if p.version != want_version || p.previous != want_previous {
             return Err(Error::Conflict(format!(
                 "the policy must be version {want_version}{}: it follows the policy in force",
-                want_previous.map_or(String::new(), |h| format!(" with previous = {}", hex::encode(h)))
+                want_previous.map_or(String::new(), |h| format!(
+                    " with previous = {}",
+                    hex::encode(h)
+                ))
             )));
         }
         let hash = hash_hex(&p);

@@ -686,9 +686,9 @@ impl Store {
         .bind(name)
         .bind(role)
         .bind(now())
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
         Ok(())
     }
 
@@ -699,8 +699,13 @@ impl Store {
             .fetch_optional(&self.pool)
             .await
             .map_err(db)?;
-        row.map(|r| Ok((r.try_get("name").map_err(db)?, r.try_get("role").map_err(db)?)))
-            .transpose()
+        row.map(|r| {
+            Ok((
+                r.try_get("name").map_err(db)?,
+                r.try_get("role").map_err(db)?,
+            ))
+        })
+        .transpose()
     }
 
     /// Every token's name, role and creation time (never the token).
@@ -723,11 +728,12 @@ impl Store {
     /// The next signing attempt of a job (1, 2, …), counted across restarts so that every
     /// session id derived from it is fresh.
     pub async fn next_attempt(&self, job_id: &str) -> Result<u32, Error> {
-        let row = sqlx::query("UPDATE jobs SET attempts = attempts + 1 WHERE id = ? RETURNING attempts")
-            .bind(job_id)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db)?;
+        let row =
+            sqlx::query("UPDATE jobs SET attempts = attempts + 1 WHERE id = ? RETURNING attempts")
+                .bind(job_id)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?;
         let n: i64 = row.try_get("attempts").map_err(db)?;
         u32::try_from(n).map_err(|_| Error::Internal("attempt counter out of range".into()))
     }

@@ -385,7 +385,8 @@ impl Engine {
         &self,
         req: DepositRequest,
     ) -> Result<TransferRecord, Error> {
-        self.accept(TransferKind::Deposit, req.intent, req.mode).await
+        self.accept(TransferKind::Deposit, req.intent, req.mode)
+            .await
     }
 
     /// Accepts a withdrawal request and starts it.
@@ -415,7 +416,10 @@ impl Engine {
                 intent.intent.id
             )));
         }
-        let (wallet_id, exchange, coin, network, amount, rule, to) = match (&intent.intent.action, kind) {
+        let (wallet_id, exchange, coin, network, amount, rule, to) = match (
+            &intent.intent.action,
+            kind,
+        ) {
             (
                 Action::Deposit {
                     wallet,
@@ -455,7 +459,15 @@ impl Engine {
                     AddressRef::Wallet(w) => w.to_string(),
                     AddressRef::Label(_) => String::new(),
                 };
-                (wallet, exchange, coin, network, amount, *rule, Some(to.clone()))
+                (
+                    wallet,
+                    exchange,
+                    coin,
+                    network,
+                    amount,
+                    *rule,
+                    Some(to.clone()),
+                )
             }
             (other, _) => {
                 return Err(Error::BadRequest(format!(
@@ -538,7 +550,9 @@ impl Engine {
             )));
         }
         let policy = self.policy_in_force().await?.ok_or_else(|| {
-            Error::Conflict("no policy is in force yet: it must name the exchange's withdraw key first".into())
+            Error::Conflict(
+                "no policy is in force yet: it must name the exchange's withdraw key first".into(),
+            )
         })?;
         match policy.policy.credential(exchange) {
             Some(rule) if rule.wallet == req.wallet => {}

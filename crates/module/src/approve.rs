@@ -109,7 +109,12 @@ impl Case<'_> {
         })
     }
 
-    fn mismatch(&self, what: &str, proposed: impl std::fmt::Display, asked: impl std::fmt::Display) -> Refusal {
+    fn mismatch(
+        &self,
+        what: &str,
+        proposed: impl std::fmt::Display,
+        asked: impl std::fmt::Display,
+    ) -> Refusal {
         self.refuse(format!(
             "the proposal's {what} ({proposed}) is not the intent's ({asked}): the coordinator may only propose what the requester signed"
         ))
@@ -186,8 +191,11 @@ impl Decider {
                 "this payload must be signed with {required}, and wallet {wallet} is {scheme}"
             )));
         }
-        let signed = SignedIntent::from_json(&p.intent)
-            .map_err(|e| refuse(format!("the request carries no readable signed intent: {e}")))?;
+        let signed = SignedIntent::from_json(&p.intent).map_err(|e| {
+            refuse(format!(
+                "the request carries no readable signed intent: {e}"
+            ))
+        })?;
         // Asked again (a coordinator restart, a lost answer): the same statement, verbatim,
         // even if the world has moved on since.
         if let Some(prev) = state.approval(job).map_err(err)? {
@@ -199,9 +207,12 @@ impl Decider {
             )
         })?;
         let now = unix_now();
-        let intent = signed
-            .verify(policy.policy(), now)
-            .map_err(|e| refuse(format!("intent refused under policy v{}: {e}", policy.policy().version)))?;
+        let intent = signed.verify(policy.policy(), now).map_err(|e| {
+            refuse(format!(
+                "intent refused under policy v{}: {e}",
+                policy.policy().version
+            ))
+        })?;
         let case = Case {
             job,
             payload: &payload,
@@ -257,9 +268,9 @@ impl Decider {
             return Err(c.mismatch("wallet", wallet, asked_wallet));
         }
         if asked != message {
-            return Err(c.refuse(
-                "the proposed message is not the one the intent's requester signed",
-            ));
+            return Err(
+                c.refuse("the proposed message is not the one the intent's requester signed")
+            );
         }
         let rule = c.wallet_rule(*wallet)?;
         match &rule.purpose {
@@ -282,9 +293,7 @@ impl Decider {
         }
         let max = self.state.checks.max_message_len;
         if message.len() > max {
-            return Err(c.refuse(format!(
-                "messages over {max} bytes are refused here"
-            )));
+            return Err(c.refuse(format!("messages over {max} bytes are refused here")));
         }
         Ok(Checked {
             checks: vec![format!(
@@ -347,8 +356,8 @@ impl Decider {
             return Err(c.mismatch("network", network, n));
         }
         let decimals = self.outside.decimals(coin).map_err(|e| c.refuse(e))?;
-        let asked = parse_amount(a, decimals)
-            .map_err(|e| c.refuse(format!("the intent's amount: {e}")))?;
+        let asked =
+            parse_amount(a, decimals).map_err(|e| c.refuse(format!("the intent's amount: {e}")))?;
         if asked != *amount {
             return Err(c.mismatch(
                 "amount",
@@ -464,8 +473,11 @@ impl Decider {
                 entry.label
             )));
         }
-        let params = WithdrawParams::parse(request)
-            .map_err(|e| c.refuse(format!("the withdraw request is not one this module signs: {e}")))?;
+        let params = WithdrawParams::parse(request).map_err(|e| {
+            c.refuse(format!(
+                "the withdraw request is not one this module signs: {e}"
+            ))
+        })?;
         if params.coin != *coin {
             return Err(c.mismatch("coin", &params.coin, coin));
         }
@@ -542,7 +554,8 @@ impl Decider {
             .orders(exchange, &i.id)
             .to_vec();
         if earlier.iter().any(|(d, _)| *d != c.digest) {
-            self.check_order_is_dead(c, exchange, &i.id, &earlier).await?;
+            self.check_order_is_dead(c, exchange, &i.id, &earlier)
+                .await?;
             checks.push(format!(
                 "the earlier request for order {} has expired and the exchange has no withdrawal under it",
                 i.id
@@ -756,7 +769,8 @@ impl Decider {
                 }
             }
             if let Some(d) = &checked.daily {
-                let spent = logs.spent_since(d.wallet, &d.coin, now.saturating_sub(DAY_SECS), &intent.id);
+                let spent =
+                    logs.spent_since(d.wallet, &d.coin, now.saturating_sub(DAY_SECS), &intent.id);
                 let total = spent.saturating_add(d.amount);
                 if total > d.per_day {
                     return Err(c.refuse(format!(

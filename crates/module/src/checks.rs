@@ -290,7 +290,11 @@ impl Outside {
             ),
             format!(
                 "asset {coin} is {} here, {} sent",
-                if matches!(expected_asset, Asset::Native) { "the native coin".to_owned() } else { format!("{expected_asset:?}") },
+                if matches!(expected_asset, Asset::Native) {
+                    "the native coin".to_owned()
+                } else {
+                    format!("{expected_asset:?}")
+                },
                 format_units(*amount, decimals)
             ),
             format!("nonce {nonce} not yet used on chain (next {pending})"),

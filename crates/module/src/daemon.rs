@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use concord_tss::rand_core::OsRng;
 use concord_tss::{KeyShare, Scheme, SessionId, Threshold};
+use concord_wire::authority::{CertificateCheck, SignedPolicy, check_certificate, sign_session};
 use concord_wire::identity::{PublicIdentity, SealingPublicKey};
 use concord_wire::messages::{AuxResult, KeygenResult, PresignResult, SignResult};
 use concord_wire::payload::SigningPayload;
 use concord_wire::rpc::module_link_client::ModuleLinkClient;
-use concord_wire::authority::{CertificateCheck, SignedPolicy, check_certificate, sign_session};
 use concord_wire::rpc::{
     Failure, Hello, JobUpdate, PolicyStatus, ProtocolKind, Relay, StartProtocol,
     coordinator_to_module, job_update, module_to_coordinator,
@@ -199,8 +199,8 @@ async fn session(
 /// Adopts a policy the coordinator relays, if this module's admins' quorum signed it and it
 /// follows the policy in force; answers with the policy in force either way.
 fn adopt_policy(state: &State, bytes: &[u8]) -> PolicyStatus {
-    let parsed: Result<SignedPolicy, String> = serde_json::from_slice(bytes)
-        .map_err(|e| format!("the policy is unreadable: {e}"));
+    let parsed: Result<SignedPolicy, String> =
+        serde_json::from_slice(bytes).map_err(|e| format!("the policy is unreadable: {e}"));
     let offered = parsed
         .as_ref()
         .map(|p| p.policy.hash().to_vec())
@@ -218,7 +218,10 @@ fn adopt_policy(state: &State, bytes: &[u8]) -> PolicyStatus {
     };
     let current = state.policy();
     PolicyStatus {
-        policy_hash: current.as_ref().map(|p| p.hash.to_vec()).unwrap_or_default(),
+        policy_hash: current
+            .as_ref()
+            .map(|p| p.hash.to_vec())
+            .unwrap_or_default(),
         policy_version: current.as_ref().map_or(0, |p| p.policy().version),
         offered_hash: offered,
         error,

@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 
 use crate::Error;
 use crate::config::LocalChecks;
-use crate::ledger::{Logs, Spend, Order};
+use crate::ledger::{Logs, Order, Spend};
 use concord_wire::authority::{AdminSet, AgreementRule, Policy, SignedPolicy};
 
 const IDENTITY: &str = "identity";

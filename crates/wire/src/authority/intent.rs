@@ -249,9 +249,7 @@ impl SignedIntent {
                 i.id.chars().take(80).collect::<String>()
             )));
         }
-        if i.expires_at <= i.created_at
-            || i.expires_at - i.created_at > MAX_INTENT_LIFETIME_SECS
-        {
+        if i.expires_at <= i.created_at || i.expires_at - i.created_at > MAX_INTENT_LIFETIME_SECS {
             return Err(AuthorityError::Malformed(format!(
                 "intent {} must expire after it is made and within {} h of it",
                 i.id,
@@ -327,7 +325,9 @@ impl SignedIntent {
                 }
                 Ok(())
             }
-            Action::SignMessage { message, .. } if message.len() > crate::payload::MAX_MESSAGE_LEN => {
+            Action::SignMessage { message, .. }
+                if message.len() > crate::payload::MAX_MESSAGE_LEN =>
+            {
                 bad(format!(
                     "a message of {} bytes exceeds the {}-byte limit",
                     message.len(),

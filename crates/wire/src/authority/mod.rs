@@ -33,12 +33,12 @@ pub use approval::{
     APPROVAL_TAG, ApprovalStatement, CertificateCheck, check_certificate, sign_session,
 };
 pub use intent::{
-    Action, AddressRef, INTENT_TAG, Intent, MAX_INTENT_LIFETIME_SECS, SignedIntent,
-    VerifiedIntent, intent_id_is_valid, new_intent_id,
+    Action, AddressRef, INTENT_TAG, Intent, MAX_INTENT_LIFETIME_SECS, SignedIntent, VerifiedIntent,
+    intent_id_is_valid, new_intent_id,
 };
 pub use policy::{
-    AddressEntry, AddressTarget, AdminSet, CoinLimit, POLICY_TAG, Policy, Principal,
-    SignedPolicy, WalletPurpose, WalletRule, check_decimal,
+    AddressEntry, AddressTarget, AdminSet, CoinLimit, POLICY_TAG, Policy, Principal, SignedPolicy,
+    WalletPurpose, WalletRule, check_decimal,
 };
 
 /// Domain tag of raw messages a wallet signs where a policy allows it: what is signed is

@@ -151,7 +151,9 @@ pub struct WalletRule {
 impl WalletRule {
     /// The limit for `coin` (coin codes compare case-insensitively).
     pub fn limit(&self, coin: &str) -> Option<&CoinLimit> {
-        self.limits.iter().find(|l| l.coin.eq_ignore_ascii_case(coin))
+        self.limits
+            .iter()
+            .find(|l| l.coin.eq_ignore_ascii_case(coin))
     }
 }
 
@@ -435,10 +437,7 @@ impl SignedPolicy {
                     c.version,
                     short_hash(&c.hash())
                 )),
-                want_previous.map_or(String::new(), |h| format!(
-                    " replacing {}",
-                    short_hash(&h)
-                ))
+                want_previous.map_or(String::new(), |h| format!(" replacing {}", short_hash(&h)))
             )));
         }
         let bytes = p.to_canonical();

@@ -94,7 +94,14 @@ fn a_first_policy_needs_the_pinned_quorum_and_its_own() {
         .check_succession(None, &root())
         .unwrap_err();
     assert!(
-        matches!(e, AuthorityError::Quorum { have: 1, need: 2, .. }),
+        matches!(
+            e,
+            AuthorityError::Quorum {
+                have: 1,
+                need: 2,
+                ..
+            }
+        ),
         "{e}"
     );
     // Signatures by keys that are not admins do not count, however many.
@@ -116,7 +123,8 @@ fn policies_follow_one_another_in_order() {
     let mut v2 = v1.clone();
     v2.version = 2;
     v2.previous = Some(v1.hash());
-    v2.principals.push(principal("trader-2", 13, &[Role::Trader]));
+    v2.principals
+        .push(principal("trader-2", 13, &[Role::Trader]));
     signed(v2.clone(), &[2, 3])
         .check_succession(Some(&v1), &root())
         .unwrap();
@@ -177,9 +185,11 @@ fn inconsistent_policies_are_refused_with_the_reason() {
             "two principals",
         ),
         (
-            Box::new(|p| p.wallets[1].purpose = WalletPurpose::ExchangeCredential {
-                exchange: "binance".into(),
-                withdraw_to: vec!["nowhere".into()],
+            Box::new(|p| {
+                p.wallets[1].purpose = WalletPurpose::ExchangeCredential {
+                    exchange: "binance".into(),
+                    withdraw_to: vec!["nowhere".into()],
+                }
             }),
             "not in the address book",
         ),
@@ -187,7 +197,10 @@ fn inconsistent_policies_are_refused_with_the_reason() {
             Box::new(|p| p.wallets[0].limits[0].per_day = "-1".into()),
             "not a plain decimal",
         ),
-        (Box::new(|p| p.previous = Some([1; 32])), "version 1 names no"),
+        (
+            Box::new(|p| p.previous = Some([1; 32])),
+            "version 1 names no",
+        ),
         (Box::new(|p| p.version = 0), "starts at 1"),
         (
             Box::new(|p| p.wallets[0].limits[0].cosigners = 0),
@@ -362,7 +375,10 @@ fn certificates_must_meet_the_rule_with_genuine_approvals_of_one_digest() {
     };
     let good = vec![approval(0, d, now + 60), approval(1, d, now + 60)];
     assert_eq!(
-        check_certificate(&check, &good).unwrap().into_iter().collect::<Vec<_>>(),
+        check_certificate(&check, &good)
+            .unwrap()
+            .into_iter()
+            .collect::<Vec<_>>(),
         vec![0, 1]
     );
     // One approval, or one approval twice: not enough.
@@ -370,8 +386,8 @@ fn certificates_must_meet_the_rule_with_genuine_approvals_of_one_digest() {
     assert!(e.to_string().contains("holds 1 (m1)"), "{e}");
     assert!(check_certificate(&check, &[good[0].clone(), good[0].clone()]).is_err());
     // Another digest.
-    let e = check_certificate(&check, &[good[0].clone(), approval(1, [2; 32], now + 60)])
-        .unwrap_err();
+    let e =
+        check_certificate(&check, &[good[0].clone(), approval(1, [2; 32], now + 60)]).unwrap_err();
     assert!(e.to_string().contains("digest"), "{e}");
     // A forged approval: m2's statement signed by someone else.
     let (st, _) = approval(1, d, now + 60);
@@ -383,7 +399,10 @@ fn certificates_must_meet_the_rule_with_genuine_approvals_of_one_digest() {
     assert!(e.to_string().contains("expired"), "{e}");
     // A statement re-encoded (not canonical) is refused.
     let (st, sig) = approval(1, d, now + 60);
-    let spaced = String::from_utf8(st).unwrap().replace(',', ", ").into_bytes();
+    let spaced = String::from_utf8(st)
+        .unwrap()
+        .replace(',', ", ")
+        .into_bytes();
     assert!(check_certificate(&check, &[good[0].clone(), (spaced, sig)]).is_err());
     // Rule 'all' needs every member.
     check.rule = AgreementRule::All;
@@ -401,7 +420,10 @@ fn certificates_must_meet_the_rule_with_genuine_approvals_of_one_digest() {
     };
     let three = all(AgreementRule::All);
     let e = check_certificate(&check, &three[..2]).unwrap_err();
-    assert!(e.to_string().contains("rule 'all' needs approvals from 3"), "{e}");
+    assert!(
+        e.to_string().contains("rule 'all' needs approvals from 3"),
+        "{e}"
+    );
     check_certificate(&check, &three).unwrap();
     // Approvals made for rule 'threshold' do not count for a job under rule 'all'.
     assert!(check_certificate(&check, &all(AgreementRule::Threshold)).is_err());

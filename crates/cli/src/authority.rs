@@ -1,0 +1,429 @@
+//! `concord keys`, `concord policy` and `concord tokens`, and how the CLI signs intents.
+//!
+//! Requester keys are Ed25519 keys in files (64 hex digits, mode 0600), like SSH keys: the
+//! public half goes into the policy with its roles; the file signs intents and, for admins,
+//! policies. The coordinator carries what they sign and can change none of it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Subcommand};
+use concord_coordinator::policy::PolicyView;
+use concord_wire::authority::{
+    Action, AddressTarget, Endorsement, Intent, POLICY_TAG, Policy, SignedIntent, WalletPurpose,
+};
+use concord_wire::identity::IdentityKey;
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+use crate::client::{Api, ApiArgs};
+
+/// Reads a key file (64 hex digits: an Ed25519 seed).
+pub(crate) fn load_key(path: &Path) -> Result<IdentityKey> {
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the key file {}", path.display()))?,
+    );
+    let mut seed = Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(text.trim(), &mut *seed).map_err(|_| {
+        anyhow!(
+            "{} is not a key file (64 hex digits, as `concord keys new` writes)",
+            path.display()
+        )
+    })?;
+    Ok(IdentityKey::from_seed(&seed))
+}
+
+/// Writes a new key file (mode 0600; never over an existing file).
+pub(crate) fn write_key(path: &Path, key: &IdentityKey) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {} (does it exist already?)", path.display()))?;
+    let text = Zeroizing::new(hex::encode(key.to_seed().as_ref()));
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Make a new requester key (Ed25519) in a file and print its public key, which the
+    /// admins put into the policy with its roles.
+    New {
+        /// The key file to create (mode 0600).
+        #[arg(long)]
+        out: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a key file's public key and fingerprint.
+    Show {
+        /// The key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn keys(cmd: KeysCommand) -> Result<()> {
+    let (key, json) = match cmd {
+        KeysCommand::New { out, json } => {
+            let key = IdentityKey::generate(&mut rand::rngs::OsRng);
+            write_key(&out, &key)?;
+            if !json {
+                println!("New key in {}", out.display());
+            }
+            (key, json)
+        }
+        KeysCommand::Show { key, json } => (load_key(&key)?, json),
+    };
+    let public = key.public();
+    if json {
+        println!(
+            "{}",
+            json!({"public_key": public.to_string(), "fingerprint": public.fingerprint()})
+        );
+    } else {
+        println!("  public key   {public}");
+        println!("  fingerprint  {}", public.fingerprint());
+    }
+    Ok(())
+}
+
+/// Who signs a request: the requester's key, and approvers' co-signatures.
+#[derive(Args, Clone)]
+pub struct SignerArgs {
+    /// The requester's key file (a principal of the policy with the role the request
+    /// needs: trader, or importer for an import).
+    #[arg(long, env = "CONCORD_KEY_FILE")]
+    pub key: Option<PathBuf>,
+    /// An approver's key file, to co-sign (repeat for each approver the policy asks for).
+    #[arg(long = "cosign")]
+    pub cosign: Vec<PathBuf>,
+    /// How long the signed request stays valid, seconds.
+    #[arg(long, default_value_t = 600)]
+    pub expires_in: u64,
+}
+
+impl SignerArgs {
+    /// Makes and signs the intent for `action`.
+    pub fn sign(&self, action: Action) -> Result<SignedIntent> {
+        let key = self.key.as_ref().ok_or_else(|| {
+            anyhow!("no requester key: pass --key FILE or set CONCORD_KEY_FILE (a principal of the policy)")
+        })?;
+        let mut si = SignedIntent::new(Intent::new(action, self.expires_in), &load_key(key)?);
+        for c in &self.cosign {
+            si.cosign(&load_key(c)?);
+        }
+        Ok(si)
+    }
+}
+
+#[derive(Subcommand)]
+pub enum PolicyCommand {
+    /// Propose a policy from a TOML or JSON file (the policy's fields; `version` and
+    /// `previous` are filled in to follow the policy in force). Admins then sign it with
+    /// `concord policy approve`; each module adopts it once a quorum of its admins signed.
+    Propose {
+        /// The policy file.
+        #[arg(long)]
+        file: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a proposed policy, check its hash, sign it with an admin key and hand the
+    /// signature to the modules; prints what each module says.
+    Approve {
+        /// The admin's key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// The policy's hash (default: the newest proposal not in force).
+        hash: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the policy in force (or one by hash) and each module's report.
+    Show {
+        /// A policy's hash.
+        hash: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Proposes `policy` (version and previous filled in here when zero/absent).
+pub(crate) async fn propose(api: &Api, mut doc: Value) -> Result<PolicyView> {
+    let current = api.get("/v1/policies").await?;
+    let in_force = current["current"]
+        .as_object()
+        .filter(|c| c.get("status").and_then(Value::as_str) == Some("active"));
+    let (version, previous) = match in_force {
+        Some(c) => (
+            c.get("version").and_then(Value::as_u64).unwrap_or(0) + 1,
+            c.get("hash").cloned().unwrap_or(Value::Null),
+        ),
+        None => (1, Value::Null),
+    };
+    let obj = doc
+        .as_object_mut()
+        .ok_or_else(|| anyhow!("the policy file must hold a table of the policy's fields"))?;
+    obj.entry("version").or_insert(json!(version));
+    obj.entry("previous").or_insert(previous);
+    let policy: Policy = serde_json::from_value(doc).context("the policy file")?;
+    policy.validate()?;
+    let view: PolicyView = serde_json::from_value(
+        api.post("/v1/policies", &json!({ "policy": policy }))
+            .await?,
+    )?;
+    Ok(view)
+}
+
+/// Checks the policy's hash, signs it with `key` and posts the signature.
+pub(crate) async fn approve(api: &Api, hash: &str, key: &IdentityKey) -> Result<PolicyView> {
+    let view: PolicyView = serde_json::from_value(api.get(&format!("/v1/policies/{hash}")).await?)?;
+    let computed = hex::encode(view.signed.policy.hash());
+    if computed != hash {
+        bail!("the coordinator's policy hashes to {computed}, not {hash}: not signing it");
+    }
+    let e = Endorsement::sign(key, POLICY_TAG, &view.signed.policy.to_canonical());
+    let view: PolicyView = serde_json::from_value(
+        api.post(&format!("/v1/policies/{hash}/signatures"), &json!(e))
+            .await?,
+    )?;
+    Ok(view)
+}
+
+fn read_policy_file(file: &Path) -> Result<Value> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    if text.trim_start().starts_with('{') {
+        serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", file.display()))
+    } else {
+        let v: toml::Value = toml::from_str(&text)
+            .with_context(|| format!("{} is not valid TOML", file.display()))?;
+        Ok(serde_json::to_value(v)?)
+    }
+}
+
+/// Prints a policy for people.
+pub(crate) fn show_policy(v: &PolicyView) {
+    let p = &v.signed.policy;
+    println!("Policy v{} ({}), {}", p.version, v.hash, v.status);
+    if let Some(prev) = p.previous {
+        println!("  replaces     {}", hex::encode(prev));
+    }
+    println!(
+        "  signed by    {} key(s); {} admin signature(s) needed for the next change",
+        v.signed.signatures.len(),
+        p.admin_quorum
+    );
+    println!("  principals");
+    for pr in &p.principals {
+        let roles: Vec<&str> = pr.roles.iter().map(|r| r.as_str()).collect();
+        println!(
+            "    {:<16} {}  {}",
+            pr.name,
+            pr.key.fingerprint(),
+            roles.join(", ")
+        );
+    }
+    if !p.wallets.is_empty() {
+        println!("  wallets");
+    }
+    for w in &p.wallets {
+        let what = match &w.purpose {
+            WalletPurpose::Trading {
+                deposit_to,
+                raw_messages,
+            } => format!(
+                "trading; deposits to [{}]{}",
+                deposit_to.join(", "),
+                if *raw_messages { "; raw messages" } else { "" }
+            ),
+            WalletPurpose::ExchangeCredential {
+                exchange,
+                withdraw_to,
+            } => format!(
+                "withdraw key of {exchange}; withdraws to [{}]",
+                withdraw_to.join(", ")
+            ),
+        };
+        println!("    {:<16} {}  {what}", w.label, w.wallet);
+        for l in &w.limits {
+            println!(
+                "      {:<6} {} per transfer, {} per 24 h{}",
+                l.coin,
+                l.per_transfer,
+                l.per_day,
+                l.cosign_above.as_ref().map_or(String::new(), |a| format!(
+                    ", {} approver(s) above {a}",
+                    l.cosigners
+                ))
+            );
+        }
+    }
+    if !p.address_book.is_empty() {
+        println!("  address book");
+    }
+    for a in &p.address_book {
+        match &a.target {
+            AddressTarget::Wallet { wallet } => println!("    {:<16} wallet {wallet}", a.label),
+            AddressTarget::Address { network, address } => {
+                println!("    {:<16} {network} {address}", a.label)
+            }
+        }
+    }
+    println!("  modules");
+    for m in &v.modules {
+        let state = match (&m.policy_hash, &m.error) {
+            (Some(h), _) if *h == v.hash => "in force".to_owned(),
+            (_, Some(e)) if m.offered.as_deref() == Some(v.hash.as_str()) => {
+                format!("not adopted: {e}")
+            }
+            (Some(h), _) => format!("has v{} ({})", m.version, &h[..16.min(h.len())]),
+            (None, _) => "no policy yet".to_owned(),
+        };
+        println!("    {:<16} {state}", m.module_id);
+    }
+}
+
+pub async fn policy(args: &ApiArgs, cmd: PolicyCommand) -> Result<()> {
+    let api = Api::new(args)?;
+    match cmd {
+        PolicyCommand::Propose { file, json } => {
+            let view = propose(&api, read_policy_file(&file)?).await?;
+            if json {
+                println!("{}", serde_json::to_string(&view)?);
+            } else {
+                show_policy(&view);
+                println!(
+                    "Proposed. Each admin checks it and signs: `concord policy approve --key ADMIN.key {}`",
+                    view.hash
+                );
+            }
+        }
+        PolicyCommand::Approve { key, hash, json } => {
+            let hash = match hash {
+                Some(h) => h,
+                None => api.get("/v1/policies").await?["pending"]["hash"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| anyhow!("no proposed policy is waiting for signatures"))?,
+            };
+            let view = approve(&api, &hash, &load_key(&key)?).await?;
+            if json {
+                println!("{}", serde_json::to_string(&view)?);
+            } else {
+                show_policy(&view);
+            }
+        }
+        PolicyCommand::Show { hash, json } => {
+            let view: Option<PolicyView> = match hash {
+                Some(h) => Some(serde_json::from_value(
+                    api.get(&format!("/v1/policies/{h}")).await?,
+                )?),
+                None => serde_json::from_value(api.get("/v1/policies").await?["current"].clone())?,
+            };
+            match (view, json) {
+                (Some(v), true) => println!("{}", serde_json::to_string(&v)?),
+                (Some(v), false) => show_policy(&v),
+                (None, true) => println!("null"),
+                (None, false) => println!(
+                    "No policy yet: the modules approve nothing until their admins sign one (`concord policy propose`)."
+                ),
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum TokensCommand {
+    /// Create an API token with a role (admin, operator, trader, viewer); it is shown once.
+    Create {
+        /// A name for it.
+        #[arg(long)]
+        name: String,
+        /// Its role.
+        #[arg(long)]
+        role: String,
+        /// Write the token to this file (mode 0600) instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tokens (names and roles).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn tokens(args: &ApiArgs, cmd: TokensCommand) -> Result<()> {
+    let api = Api::new(args)?;
+    match cmd {
+        TokensCommand::Create {
+            name,
+            role,
+            out,
+            json,
+        } => {
+            let role: concord_coordinator::api::TokenRole = role
+                .parse()
+                .map_err(|e: concord_coordinator::Error| anyhow!("--role: {e}"))?;
+            let t = api
+                .post("/v1/tokens", &json!({"name": name, "role": role}))
+                .await?;
+            let token = t["token"].as_str().unwrap_or_default();
+            if let Some(out) = &out {
+                crate::devnet::write_private(out, token)?;
+            }
+            if json {
+                println!("{t}");
+            } else if let Some(out) = out {
+                println!(
+                    "Token {name} ({}) written to {}.",
+                    role.as_str(),
+                    out.display()
+                );
+            } else {
+                println!("Token {name} ({}): {token}", role.as_str());
+                println!("It is shown once; keep it in a file readable only by its user.");
+            }
+        }
+        TokensCommand::List { json } => {
+            let list = api.get("/v1/tokens").await?;
+            if json {
+                println!("{list}");
+            } else {
+                println!("{:<20} {:<9} CREATED", "NAME", "ROLE");
+                for t in list.as_array().into_iter().flatten() {
+                    println!(
+                        "{:<20} {:<9} {}",
+                        t["name"].as_str().unwrap_or(""),
+                        t["role"].as_str().unwrap_or(""),
+                        t["created_at"].as_str().unwrap_or("")
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}

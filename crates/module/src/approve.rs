@@ -774,7 +774,7 @@ impl Decider {
                 let total = spent.saturating_add(d.amount);
                 if total > d.per_day {
                     return Err(c.refuse(format!(
-                        "{} {} would bring wallet {:?} to {} {} in 24 h, over its daily limit of {} {} ({} already approved)",
+                        "{} {} would bring wallet {:?} to {} {} in 24 h, over its daily limit of {} {} ({} {} already approved)",
                         format_amount(d.amount, d.decimals),
                         d.coin,
                         d.label,
@@ -783,6 +783,7 @@ impl Decider {
                         format_amount(d.per_day, d.decimals),
                         d.coin,
                         format_amount(spent, d.decimals),
+                        d.coin,
                     )));
                 }
                 checked.checks.push(format!(
@@ -866,16 +867,31 @@ fn replay(
 
 #[cfg(test)]
 mod tests {
-    //! A module against a coordinator that proposes what the trader did not ask for: the real
-    //! anvil chain and the real exchange simulator, the module's own connector and read key.
+    //! A module against a coordinator that proposes what the requester did not ask for, and
+    //! against requesters the policy does not allow: the real anvil chain and the real exchange
+    //! simulator, the module's own connector and read key, the module's own policy copy. The
+    //! tests drive the module's decision directly, standing in for a compromised coordinator.
     use super::*;
     use crate::config::{ChainConfig, ExchangeConfig};
-    use concord_chain::{Address, Asset};
+    use concord_chain::Asset;
     use concord_tss::local::LocalNetwork;
     use concord_tss::rand_core::OsRng;
     use concord_tss::{SessionId, Threshold};
     use concord_vault::{Argon2Params, PassphraseKek};
+    use concord_wire::authority::{
+        AddressEntry, AdminSet, CoinLimit, Intent, Principal, Role, SignedPolicy,
+    };
     use concord_wire::payload::Destination;
+    use zeroize::Zeroizing;
+
+    fn key(i: u8) -> IdentityKey {
+        IdentityKey::from_seed(&Zeroizing::new([i; 32]))
+    }
+    const TRADER: u8 = 10;
+    const APPROVER: u8 = 11;
+    const IMPORTER: u8 = 12;
+    const STRANGER: u8 = 99;
+    const OUTSIDE: Address = Address::repeat_byte(0x66);
 
     async fn shares(state: &State) -> (WalletId, WalletId) {
         use concord_tss::ecdsa::{self, AuxMaterial};
@@ -902,7 +918,6 @@ mod tests {
             }));
         }
         let ecdsa_share = concord_tss::KeyShare::Ecdsa(handles.remove(0).await.unwrap().unwrap());
-        state.save_purpose(ecdsa_share.wallet_id(), "").unwrap();
         state.save_share(&ecdsa_share).unwrap();
         let mut handles = Vec::new();
         for ep in LocalNetwork::connect(&[0, 1]) {
@@ -921,32 +936,109 @@ mod tests {
             }));
         }
         let cred = handles.remove(0).await.unwrap().unwrap();
-        state
-            .save_purpose(cred.wallet_id(), "exchange-credential:binance")
-            .unwrap();
         state.save_share(&cred).unwrap();
         (ecdsa_share.wallet_id(), cred.wallet_id())
     }
 
-    fn proposal(job: &str, payload: &SigningPayload) -> Proposal {
-        Proposal {
-            job_id: job.into(),
-            wallet_id: payload.wallet().0.to_vec(),
-            payload: payload.to_canonical(),
-            digest: payload.digest().to_vec(),
+    fn policy(wallet: WalletId, cred: WalletId) -> Policy {
+        let p = |name: &str, i: u8, roles: &[Role]| Principal {
+            name: name.into(),
+            key: key(i).public(),
+            roles: roles.to_vec(),
+        };
+        Policy {
+            version: 1,
+            previous: None,
+            admin_quorum: 2,
+            principals: vec![
+                p("admin-1", 1, &[Role::Admin]),
+                p("admin-2", 2, &[Role::Admin]),
+                p("trader", TRADER, &[Role::Trader]),
+                p("approver", APPROVER, &[Role::Approver]),
+                p("importer", IMPORTER, &[Role::Importer]),
+            ],
+            wallets: vec![
+                WalletRule {
+                    wallet,
+                    label: "desk".into(),
+                    purpose: WalletPurpose::Trading {
+                        deposit_to: vec!["binance".into()],
+                        raw_messages: false,
+                    },
+                    limits: vec![CoinLimit {
+                        coin: "ETH".into(),
+                        per_transfer: "2".into(),
+                        per_day: "3".into(),
+                        cosign_above: Some("1".into()),
+                        cosigners: 1,
+                    }],
+                },
+                WalletRule {
+                    wallet: cred,
+                    label: "binance-key".into(),
+                    purpose: WalletPurpose::ExchangeCredential {
+                        exchange: "binance".into(),
+                        withdraw_to: vec!["desk".into()],
+                    },
+                    limits: vec![CoinLimit {
+                        coin: "ETH".into(),
+                        per_transfer: "1".into(),
+                        per_day: "1.5".into(),
+                        cosign_above: None,
+                        cosigners: 0,
+                    }],
+                },
+            ],
+            address_book: vec![
+                AddressEntry {
+                    label: "desk".into(),
+                    target: AddressTarget::Wallet { wallet },
+                },
+                AddressEntry {
+                    label: "cold".into(),
+                    target: AddressTarget::Address {
+                        network: "ETH".into(),
+                        address: OUTSIDE.to_string(),
+                    },
+                },
+            ],
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_coordinator_cannot_get_another_destination_amount_or_withdraw_address_approved() {
-        // The chain.
+    /// A module with shares of a trading wallet and the exchange key, the policy above in
+    /// force, its own chain (anvil) and exchange (the simulator) connections.
+    struct Fx {
+        _anvil: Anvil,
+        sim: concord_exchange_sim::SimHandle,
+        _dir: tempfile::TempDir,
+        state: Arc<State>,
+        decider: Decider,
+        wallet: WalletId,
+        cred: WalletId,
+        /// The exchange's deposit address for ETH.
+        honest: Address,
+        /// The trading wallet's own address.
+        own: Address,
+    }
+
+    /// Stops anvil when the test ends, however it ends.
+    struct Anvil(std::process::Child);
+
+    impl Drop for Anvil {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    async fn fixture(with_policy: bool) -> Fx {
         let bin = concord_chain::anvil::anvil_binary(|m| eprintln!("{m}")).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let mut anvil = std::process::Command::new(bin)
+        let anvil = std::process::Command::new(bin)
             .args(["--port", &port.to_string()])
             .stdout(std::process::Stdio::null())
             .spawn()
@@ -959,21 +1051,19 @@ mod tests {
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        // The exchange, with this module's read key.
-        let (key, secret) = ("k".repeat(64), "s".repeat(64));
+        let (read_key, secret) = ("k".repeat(64), "s".repeat(64));
         let sim: concord_exchange_sim::SimConfig = serde_json::from_value(serde_json::json!({
             "rpc_url": rpc, "chain_id": 31337, "confirmations": 1,
             "hot_wallet_key": "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
             "admin_token": "admin",
             "coins": [{"coin": "ETH", "network": "ETH", "decimals": 18, "withdraw_fee": "0", "withdraw_min": "0.001"}],
-            "accounts": [{"name": "trader", "api_keys": [{"api_key": key, "kind": "hmac", "secret": secret, "permissions": ["read"]}]}],
+            "accounts": [{"name": "trader", "balances": {"ETH": "10"}, "api_keys": [{"api_key": read_key, "kind": "hmac", "secret": secret, "permissions": ["read"]}]}],
         }))
         .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let sim = concord_exchange_sim::SimHandle::start(sim, listener)
             .await
             .unwrap();
-        // The module.
         let dir = tempfile::tempdir().unwrap();
         let kek = PassphraseKek::with_params(
             zeroize::Zeroizing::new("test passphrase".into()),
@@ -984,15 +1074,29 @@ mod tests {
             },
         )
         .unwrap();
-        let mut policy = crate::config::Policy::default();
-        policy.max_transfer.insert("ETH".into(), "2".into());
-        policy.max_withdrawal.insert("ETH".into(), "2".into());
-        let state = State::create("m1", &dir.path().join("vault"), &kek, policy).unwrap();
+        let checks = crate::config::LocalChecks {
+            // Lets a test sign a request dated in the past (an expired earlier one).
+            max_request_age_secs: 3600,
+            ..Default::default()
+        };
+        let state = State::create("m1", &dir.path().join("vault"), &kek, checks).unwrap();
+        state
+            .pin_admins(&AdminSet::new(vec![key(1).public(), key(2).public()], 2).unwrap())
+            .unwrap();
         state
             .save_exchange_secret("binance", secret.as_bytes())
             .unwrap();
         let (wallet, cred) = shares(&state).await;
-        let mut config = crate::Config {
+        if with_policy {
+            let mut sp = SignedPolicy {
+                policy: policy(wallet, cred),
+                signatures: vec![],
+            };
+            sp.sign(&key(1));
+            sp.sign(&key(2));
+            state.adopt_policy(sp).unwrap();
+        }
+        let config = crate::Config {
             id: "m1".into(),
             coordinator: crate::config::CoordinatorConfig {
                 address: "127.0.0.1:1".into(),
@@ -1002,30 +1106,27 @@ mod tests {
                 dir: dir.path().join("vault"),
                 passphrase: concord_vault::PassphraseSource::Env("UNUSED".into()),
             },
-            policy: state.policy.clone(),
-            chain: None,
-            exchanges: Vec::new(),
+            checks: state.checks.clone(),
+            chain: Some(ChainConfig {
+                rpc_url: rpc.clone(),
+                chain_id: 31337,
+                network: "ETH".into(),
+                tokens: vec![],
+            }),
+            exchanges: vec![ExchangeConfig {
+                name: "binance".into(),
+                kind: "binance".into(),
+                url: sim.base_url(),
+                read_api_key: read_key,
+                read_key_type: "hmac".into(),
+            }],
         };
-        config.chain = Some(ChainConfig {
-            rpc_url: rpc.clone(),
-            chain_id: 31337,
-            network: "ETH".into(),
-            tokens: vec![],
-        });
-        config.exchanges = vec![ExchangeConfig {
-            name: "binance".into(),
-            kind: "binance".into(),
-            url: sim.base_url(),
-            read_api_key: key.clone(),
-            read_key_type: "hmac".into(),
-        }];
         let outside = Outside::build(&config, &state).unwrap();
+        let own = concord_chain::evm_address(&state.share(wallet).unwrap().unwrap().public_key())
+            .unwrap();
         let state = Arc::new(state);
         let decider = Decider::new(state.clone(), state.identity(), outside);
-
-        // What the exchange really says.
-        let http = reqwest::Client::new();
-        let honest: serde_json::Value = http
+        let honest: serde_json::Value = reqwest::Client::new()
             .get(format!(
                 "{}/sim/deposit-address?account=trader&network=ETH",
                 sim.base_url()
@@ -1038,11 +1139,52 @@ mod tests {
             .await
             .unwrap();
         let honest: Address = honest["address"].as_str().unwrap().parse().unwrap();
-        let deposit = |recipient: Address, amount: &str| SigningPayload::EvmTransfer {
-            transfer: "t".into(),
+        Fx {
+            _anvil: Anvil(anvil),
+            sim,
+            _dir: dir,
+            state,
+            decider,
+            wallet,
+            cred,
+            honest,
+            own,
+        }
+    }
+
+    fn signed(action: Action, requester: u8, cosigners: &[u8]) -> SignedIntent {
+        let mut si = SignedIntent::new(Intent::new(action, 600), &key(requester));
+        for c in cosigners {
+            si.cosign(&key(*c));
+        }
+        si
+    }
+
+    fn deposit_intent(wallet: WalletId, amount: &str) -> Action {
+        Action::Deposit {
+            wallet,
+            exchange: "binance".into(),
+            coin: "ETH".into(),
+            network: "ETH".into(),
+            amount: amount.into(),
+            rule: AgreementRule::All,
+        }
+    }
+
+    /// The deposit payload a coordinator proposes for an intent (recipient, amount and nonce
+    /// as given).
+    fn deposit(
+        si: &SignedIntent,
+        wallet: WalletId,
+        recipient: Address,
+        amount: &str,
+        nonce: u64,
+    ) -> SigningPayload {
+        SigningPayload::EvmTransfer {
+            transfer: si.intent.id.clone(),
             wallet,
             chain_id: 31337,
-            nonce: 0,
+            nonce,
             gas_limit: 21_000,
             max_fee_per_gas: 2_000_000_000,
             max_priority_fee_per_gas: 1_000_000_000,
@@ -1054,85 +1196,522 @@ mod tests {
                 coin: "ETH".into(),
                 network: "ETH".into(),
             },
-        };
+        }
+    }
+
+    fn proposal(job: &str, payload: &SigningPayload, si: &SignedIntent) -> Proposal {
+        Proposal {
+            job_id: job.into(),
+            wallet_id: payload.wallet().0.to_vec(),
+            payload: payload.to_canonical(),
+            digest: payload.digest().to_vec(),
+            intent: si.to_json(),
+        }
+    }
+
+    async fn refused(fx: &Fx, job: &str, payload: &SigningPayload, si: &SignedIntent, want: &str) {
+        let r = fx
+            .decider
+            .decide(&proposal(job, payload, si))
+            .await
+            .unwrap_err();
+        assert!(r.reason.contains(want), "wanted {want:?} in: {}", r.reason);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_coordinator_gets_approved_only_what_the_intent_says() {
+        let fx = fixture(true).await;
+        let si = signed(deposit_intent(fx.wallet, "0.5"), TRADER, &[]);
         // Another destination: refused, naming both addresses.
-        let attacker = Address::repeat_byte(0x66);
-        let r = decider
-            .decide(&proposal("j1", &deposit(attacker, "1")))
-            .await
-            .unwrap_err();
-        assert!(
-            r.reason.contains(&attacker.to_string()) && r.reason.contains(&honest.to_string()),
-            "{}",
-            r.reason
-        );
-        // Another amount than the transaction the digest fixes: refused.
-        let mut p = proposal("j2", &deposit(honest, "1"));
-        p.digest = deposit(honest, "1.5").digest().to_vec();
-        let r = decider.decide(&p).await.unwrap_err();
+        let p = deposit(&si, fx.wallet, OUTSIDE, "0.5", 0);
+        refused(&fx, "j1", &p, &si, &fx.honest.to_string()).await;
+        // Another amount than the intent, consistently in payload and digest.
+        let p = deposit(&si, fx.wallet, fx.honest, "0.9", 0);
+        refused(
+            &fx,
+            "j2",
+            &p,
+            &si,
+            "the proposal's amount (0.9 ETH) is not the intent's (0.5 ETH)",
+        )
+        .await;
+        // A digest that is not the payload's.
+        let mut pr = proposal("j3", &deposit(&si, fx.wallet, fx.honest, "0.5", 0), &si);
+        pr.digest = deposit(&si, fx.wallet, fx.honest, "1.5", 0)
+            .digest()
+            .to_vec();
+        let r = fx.decider.decide(&pr).await.unwrap_err();
         assert!(r.reason.contains("is not the digest"), "{}", r.reason);
-        // An amount over the module's policy: refused.
-        let r = decider
-            .decide(&proposal("j3", &deposit(honest, "3")))
-            .await
-            .unwrap_err();
-        assert!(
-            r.reason.contains("exceeds this module's limit"),
-            "{}",
-            r.reason
-        );
-        // The honest transfer: approved.
-        decider
-            .decide(&proposal("j4", &deposit(honest, "1")))
+        // Another transfer id than the intent's.
+        let mut p = deposit(&si, fx.wallet, fx.honest, "0.5", 0);
+        if let SigningPayload::EvmTransfer { transfer, .. } = &mut p {
+            *transfer = "other".into();
+        }
+        refused(&fx, "j4", &p, &si, "transfer id").await;
+        // No intent at all.
+        let mut pr = proposal("j5", &deposit(&si, fx.wallet, fx.honest, "0.5", 0), &si);
+        pr.intent.clear();
+        let r = fx.decider.decide(&pr).await.unwrap_err();
+        assert!(r.reason.contains("signed intent"), "{}", r.reason);
+        // The honest proposal: approved, naming the policy hash, the intent and the rule.
+        let honest = deposit(&si, fx.wallet, fx.honest, "0.5", 0);
+        let a = fx
+            .decider
+            .decide(&proposal("j6", &honest, &si))
             .await
             .unwrap();
-        // The exchange key never signs a raw message.
+        let st = ApprovalStatement::from_bytes(&a.statement).unwrap();
+        ApprovalStatement::verify(&a.statement, &a.signature, &fx.state.identity().public())
+            .unwrap();
+        assert_eq!(st.policy, fx.state.policy().unwrap().hash);
+        assert_eq!(st.intent, si.intent.id);
+        assert_eq!(st.digest, honest.digest());
+        // Asked again under the same job: the same approval, verbatim.
+        assert_eq!(
+            fx.decider
+                .decide(&proposal("j6", &honest, &si))
+                .await
+                .unwrap()
+                .signature,
+            a.signature
+        );
+        // The intent replayed for another transaction (another nonce): refused.
+        refused(
+            &fx,
+            "j7",
+            &deposit(&si, fx.wallet, fx.honest, "0.5", 1),
+            &si,
+            "already used",
+        )
+        .await;
+        // The same transaction under another job is the same payment: approved again.
+        fx.decider
+            .decide(&proposal("j8", &honest, &si))
+            .await
+            .unwrap();
+        // The exchange key never signs a raw message, whatever the intent.
         let msg = SigningPayload::Message {
-            wallet: cred,
+            wallet: fx.cred,
             message: b"coin=ETH&address=0x66".to_vec(),
             nonce: None,
         };
-        let r = decider.decide(&proposal("j5", &msg)).await.unwrap_err();
-        assert!(r.reason.contains("withdraw key"), "{}", r.reason);
-        // A withdraw request to any address but the wallet's own: refused.
-        let own = concord_chain::evm_address(&state.share(wallet).unwrap().unwrap().public_key())
+        let si = signed(
+            Action::SignMessage {
+                wallet: fx.cred,
+                message: b"coin=ETH&address=0x66".to_vec(),
+                rule: AgreementRule::All,
+            },
+            TRADER,
+            &[],
+        );
+        refused(&fx, "j9", &msg, &si, "withdraw key").await;
+        fx.sim.shutdown().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn intents_must_be_signed_by_the_policy_s_principals_within_its_limits() {
+        let fx = fixture(false).await;
+        // No policy yet: nothing is approved.
+        let si = signed(deposit_intent(fx.wallet, "0.5"), TRADER, &[]);
+        refused(
+            &fx,
+            "n1",
+            &deposit(&si, fx.wallet, fx.honest, "0.5", 0),
+            &si,
+            "no policy yet",
+        )
+        .await;
+        let mut sp = SignedPolicy {
+            policy: policy(fx.wallet, fx.cred),
+            signatures: vec![],
+        };
+        sp.sign(&key(1));
+        sp.sign(&key(2));
+        fx.state.adopt_policy(sp).unwrap();
+        // A key the policy does not name; an importer asking for a deposit.
+        let si = signed(deposit_intent(fx.wallet, "0.5"), STRANGER, &[]);
+        refused(
+            &fx,
+            "k1",
+            &deposit(&si, fx.wallet, fx.honest, "0.5", 0),
+            &si,
+            "not a principal",
+        )
+        .await;
+        let si = signed(deposit_intent(fx.wallet, "0.5"), IMPORTER, &[]);
+        refused(
+            &fx,
+            "k2",
+            &deposit(&si, fx.wallet, fx.honest, "0.5", 0),
+            &si,
+            "role 'trader'",
+        )
+        .await;
+        // Expired.
+        let mut i = Intent::new(deposit_intent(fx.wallet, "0.5"), 600);
+        i.created_at -= 1000;
+        i.expires_at = i.created_at + 600;
+        let si = SignedIntent::new(i, &key(TRADER));
+        refused(
+            &fx,
+            "k3",
+            &deposit(&si, fx.wallet, fx.honest, "0.5", 0),
+            &si,
+            "expired",
+        )
+        .await;
+        // Above 1 ETH the policy wants an approver's co-signature; a trader's does not count.
+        let si = signed(deposit_intent(fx.wallet, "1.5"), TRADER, &[]);
+        refused(
+            &fx,
+            "k4",
+            &deposit(&si, fx.wallet, fx.honest, "1.5", 0),
+            &si,
+            "needs 1 approver co-signature",
+        )
+        .await;
+        let si = signed(deposit_intent(fx.wallet, "1.5"), TRADER, &[IMPORTER]);
+        refused(
+            &fx,
+            "k5",
+            &deposit(&si, fx.wallet, fx.honest, "1.5", 0),
+            &si,
+            "role 'approver'",
+        )
+        .await;
+        // Over the limit per transfer.
+        let si = signed(deposit_intent(fx.wallet, "2.5"), TRADER, &[APPROVER]);
+        refused(
+            &fx,
+            "k6",
+            &deposit(&si, fx.wallet, fx.honest, "2.5", 0),
+            &si,
+            "limit of 2 ETH per transfer",
+        )
+        .await;
+        // Within the limits, co-signed: approved; then the rolling 24 h limit (3 ETH).
+        let si = signed(deposit_intent(fx.wallet, "1.5"), TRADER, &[APPROVER]);
+        fx.decider
+            .decide(&proposal(
+                "k7",
+                &deposit(&si, fx.wallet, fx.honest, "1.5", 0),
+                &si,
+            ))
+            .await
             .unwrap();
-        let now = std::time::SystemTime::now()
+        let si = signed(deposit_intent(fx.wallet, "1"), TRADER, &[]);
+        fx.decider
+            .decide(&proposal(
+                "k8",
+                &deposit(&si, fx.wallet, fx.honest, "1", 1),
+                &si,
+            ))
+            .await
+            .unwrap();
+        let si = signed(deposit_intent(fx.wallet, "0.75"), TRADER, &[]);
+        refused(
+            &fx,
+            "k9",
+            &deposit(&si, fx.wallet, fx.honest, "0.75", 2),
+            &si,
+            "over its daily limit of 3 ETH (2.5 ETH already approved)",
+        )
+        .await;
+        // Raw messages are off for this wallet.
+        let msg = SigningPayload::Message {
+            wallet: fx.wallet,
+            message: vec![7; 32],
+            nonce: None,
+        };
+        let si = signed(
+            Action::SignMessage {
+                wallet: fx.wallet,
+                message: vec![7; 32],
+                rule: AgreementRule::All,
+            },
+            TRADER,
+            &[],
+        );
+        refused(&fx, "k10", &msg, &si, "does not allow raw message signing").await;
+        // A wallet the policy does not name signs nothing (here: message intent and payload
+        // both for a wallet the module holds but the policy leaves out).
+        let mut sp = SignedPolicy {
+            policy: Policy {
+                version: 2,
+                previous: Some(fx.state.policy().unwrap().hash),
+                wallets: vec![],
+                address_book: vec![],
+                ..policy(fx.wallet, fx.cred)
+            },
+            signatures: vec![],
+        };
+        // One admin is not the quorum: the policy in force stays.
+        sp.sign(&key(1));
+        assert!(
+            fx.state
+                .adopt_policy(sp.clone())
+                .unwrap_err()
+                .to_string()
+                .contains("1 valid signature")
+        );
+        sp.sign(&key(2));
+        fx.state.adopt_policy(sp).unwrap();
+        let si = signed(deposit_intent(fx.wallet, "0.1"), TRADER, &[]);
+        refused(
+            &fx,
+            "k11",
+            &deposit(&si, fx.wallet, fx.honest, "0.1", 2),
+            &si,
+            "is not named in policy v2",
+        )
+        .await;
+        fx.sim.shutdown().await.unwrap();
+    }
+
+    fn withdraw_intent(to: AddressRef, amount: &str) -> Action {
+        Action::Withdraw {
+            exchange: "binance".into(),
+            coin: "ETH".into(),
+            network: "ETH".into(),
+            amount: amount.into(),
+            to,
+            rule: AgreementRule::All,
+        }
+    }
+
+    fn now_ms() -> u64 {
+        std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
-            .as_millis() as u64;
-        let withdraw = |to: Address| SigningPayload::ExchangeWithdrawal {
-            transfer: "w".into(),
+            .as_millis() as u64
+    }
+
+    fn withdrawal(
+        si: &SignedIntent,
+        cred: WalletId,
+        to: Address,
+        amount: &str,
+        order: &str,
+        ts: u64,
+    ) -> SigningPayload {
+        SigningPayload::ExchangeWithdrawal {
+            transfer: si.intent.id.clone(),
             wallet: cred,
             exchange: "binance".into(),
             api_key: "group-key".into(),
-            request: concord_exchange::binance::WithdrawParams {
+            request: WithdrawParams {
                 coin: "ETH".into(),
                 network: "ETH".into(),
                 address: to.to_string(),
-                amount: "1".into(),
-                withdraw_order_id: Some("w1".into()),
-                timestamp_ms: now,
+                amount: amount.into(),
+                withdraw_order_id: Some(order.into()),
+                timestamp_ms: ts,
                 recv_window_ms: 5000,
             }
             .to_query(),
-            destination_wallet: wallet,
-        };
-        let r = decider
-            .decide(&proposal("j6", &withdraw(attacker)))
-            .await
-            .unwrap_err();
-        assert!(
-            r.reason.contains("not the wallet's own address"),
-            "{}",
-            r.reason
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn withdrawals_go_only_to_the_address_book_and_once_per_order() {
+        let fx = fixture(true).await;
+        let now = now_ms();
+        // To a label the address book does not have; to a wallet it does not name; to an
+        // entry this key may not withdraw to.
+        let si = signed(
+            withdraw_intent(AddressRef::Label("nowhere".into()), "0.5"),
+            TRADER,
+            &[],
         );
-        decider
-            .decide(&proposal("j7", &withdraw(own)))
+        refused(
+            &fx,
+            "w1",
+            &withdrawal(&si, fx.cred, OUTSIDE, "0.5", &si.intent.id, now),
+            &si,
+            "not in the address book",
+        )
+        .await;
+        let si = signed(
+            withdraw_intent(AddressRef::Wallet(WalletId([3; 32])), "0.5"),
+            TRADER,
+            &[],
+        );
+        refused(
+            &fx,
+            "w2",
+            &withdrawal(&si, fx.cred, OUTSIDE, "0.5", &si.intent.id, now),
+            &si,
+            "not in the address book",
+        )
+        .await;
+        let si = signed(
+            withdraw_intent(AddressRef::Label("cold".into()), "0.5"),
+            TRADER,
+            &[],
+        );
+        refused(
+            &fx,
+            "w3",
+            &withdrawal(&si, fx.cred, OUTSIDE, "0.5", &si.intent.id, now),
+            &si,
+            "does not let exchange binance's key withdraw to \"cold\"",
+        )
+        .await;
+        // The address book's wallet, but the request sends elsewhere; another order id; the
+        // trading wallet signing a withdraw request.
+        let si = signed(
+            withdraw_intent(AddressRef::Label("desk".into()), "0.5"),
+            TRADER,
+            &[],
+        );
+        refused(
+            &fx,
+            "w4",
+            &withdrawal(&si, fx.cred, OUTSIDE, "0.5", &si.intent.id, now),
+            &si,
+            "which is not \"desk\" of the address book",
+        )
+        .await;
+        refused(
+            &fx,
+            "w5",
+            &withdrawal(&si, fx.cred, fx.own, "0.5", "other-order", now),
+            &si,
+            "withdrawOrderId",
+        )
+        .await;
+        refused(
+            &fx,
+            "w6",
+            &withdrawal(&si, fx.cred, fx.own, "0.7", &si.intent.id, now),
+            &si,
+            "amount",
+        )
+        .await;
+        // Over the key's limit per withdrawal.
+        let big = signed(
+            withdraw_intent(AddressRef::Label("desk".into()), "1.2"),
+            TRADER,
+            &[],
+        );
+        refused(
+            &fx,
+            "w7",
+            &withdrawal(&big, fx.cred, fx.own, "1.2", &big.intent.id, now),
+            &big,
+            "limit of 1 ETH per transfer",
+        )
+        .await;
+        // The honest request: approved.
+        let first = withdrawal(&si, fx.cred, fx.own, "0.5", &si.intent.id, now);
+        fx.decider
+            .decide(&proposal("w8", &first, &si))
             .await
             .unwrap();
-        sim.shutdown().await.unwrap();
-        let _ = anvil.kill();
-        let _ = anvil.wait();
+        // A second request for the same order with other bytes while the first can still be
+        // accepted: refused.
+        let second = withdrawal(&si, fx.cred, fx.own, "0.5", &si.intent.id, now + 1000);
+        refused(&fx, "w9", &second, &si, "signs one live request per order").await;
+
+        // An order whose earlier request has expired and that the exchange does not know: a
+        // new request may be signed (a resumed withdrawal), once.
+        let old = signed(
+            withdraw_intent(AddressRef::Label("desk".into()), "0.2"),
+            TRADER,
+            &[],
+        );
+        let stale = now - 200_000;
+        fx.decider
+            .decide(&proposal(
+                "w10",
+                &withdrawal(&old, fx.cred, fx.own, "0.2", &old.intent.id, stale),
+                &old,
+            ))
+            .await
+            .unwrap();
+        fx.decider
+            .decide(&proposal(
+                "w11",
+                &withdrawal(&old, fx.cred, fx.own, "0.2", &old.intent.id, now),
+                &old,
+            ))
+            .await
+            .unwrap();
+
+        // An order the exchange already executed: never signed again. (The withdrawal is
+        // made at the simulator with a key of the test's own, under the intent's order id.)
+        let done = signed(
+            withdraw_intent(AddressRef::Label("desk".into()), "0.1"),
+            TRADER,
+            &[],
+        );
+        fx.decider
+            .decide(&proposal(
+                "w12",
+                &withdrawal(&done, fx.cred, fx.own, "0.1", &done.intent.id, stale),
+                &done,
+            ))
+            .await
+            .unwrap();
+        let seed = [42u8; 32];
+        let public = ed25519_dalek_public(&seed);
+        let http = reqwest::Client::new();
+        let reg: serde_json::Value = http
+            .post(format!("{}/sim/api-keys", fx.sim.base_url()))
+            .bearer_auth("admin")
+            .json(&serde_json::json!({"account": "trader", "kind": "ed25519", "publicKey": public, "permissions": ["withdraw"]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let client = concord_exchange::binance::BinanceClient::new(
+            &fx.sim.base_url(),
+            reg["apiKey"].as_str().unwrap().to_owned(),
+            Arc::new(concord_exchange::Ed25519Signer::from_seed(&seed)),
+        )
+        .unwrap();
+        client
+            .withdraw(&concord_exchange::WithdrawRequest {
+                coin: "ETH".into(),
+                network: "ETH".into(),
+                address: fx.own.to_string(),
+                amount: "0.1".into(),
+                withdraw_order_id: Some(done.intent.id.clone()),
+            })
+            .await
+            .unwrap();
+        refused(
+            &fx,
+            "w13",
+            &withdrawal(&done, fx.cred, fx.own, "0.1", &done.intent.id, now),
+            &done,
+            "already has withdrawal",
+        )
+        .await;
+        // The key's rolling 24 h limit (1.5 ETH): 0.5 + 0.2 + 0.1 approved, 0.8 more crosses it.
+        let more = signed(
+            withdraw_intent(AddressRef::Label("desk".into()), "0.8"),
+            TRADER,
+            &[],
+        );
+        refused(
+            &fx,
+            "w14",
+            &withdrawal(&more, fx.cred, fx.own, "0.8", &more.intent.id, now),
+            &more,
+            "over its daily limit of 1.5 ETH",
+        )
+        .await;
+        fx.sim.shutdown().await.unwrap();
+    }
+
+    fn ed25519_dalek_public(seed: &[u8; 32]) -> String {
+        hex::encode(
+            IdentityKey::from_seed(&Zeroizing::new(*seed))
+                .public()
+                .as_bytes(),
+        )
     }
 }

@@ -854,8 +854,17 @@ mod tests {
     use super::*;
     use concord_tss::local::LocalNetwork;
     use concord_vault::{Argon2Params, PassphraseKek};
-    use concord_wire::messages::ApprovalStatement;
-    use concord_wire::rpc::Proposal;
+    use concord_wire::authority::{
+        Action, AdminSet, AgreementRule, ApprovalStatement, Intent, Policy, Principal, Role,
+        SignedIntent, WalletPurpose, WalletRule,
+    };
+    use concord_wire::identity::IdentityKey;
+    use concord_wire::rpc::{Approval, Proposal};
+    use zeroize::Zeroizing;
+
+    fn key(i: u8) -> IdentityKey {
+        IdentityKey::from_seed(&Zeroizing::new([i; 32]))
+    }
 
     fn state(dir: &std::path::Path) -> State {
         let kek = PassphraseKek::with_params(
@@ -867,14 +876,55 @@ mod tests {
             },
         )
         .unwrap();
-        State::create("m1", dir, &kek, Default::default()).unwrap()
+        let st = State::create("m1", dir, &kek, Default::default()).unwrap();
+        st.pin_admins(&AdminSet::new(vec![key(1).public()], 1).unwrap())
+            .unwrap();
+        st
     }
 
-    async fn ed25519_share(state: &State) -> concord_tss::WalletId {
-        let t = Threshold::new(2, 2).unwrap();
+    /// A policy naming a trader (10), an importer (12), and `wallet` as a trading wallet that
+    /// may sign raw messages.
+    fn adopt(st: &State, wallet: Option<concord_tss::WalletId>) {
+        let p = |name: &str, i: u8, roles: &[Role]| Principal {
+            name: name.into(),
+            key: key(i).public(),
+            roles: roles.to_vec(),
+        };
+        let current = st.policy();
+        let mut sp = concord_wire::authority::SignedPolicy {
+            policy: Policy {
+                version: current.as_ref().map_or(1, |c| c.policy().version + 1),
+                previous: current.as_ref().map(|c| c.hash),
+                admin_quorum: 1,
+                principals: vec![
+                    p("admin", 1, &[Role::Admin]),
+                    p("trader", 10, &[Role::Trader]),
+                    p("importer", 12, &[Role::Importer]),
+                ],
+                wallets: wallet
+                    .map(|w| WalletRule {
+                        wallet: w,
+                        label: "signer".into(),
+                        purpose: WalletPurpose::Trading {
+                            deposit_to: vec![],
+                            raw_messages: true,
+                        },
+                        limits: vec![],
+                    })
+                    .into_iter()
+                    .collect(),
+                address_book: vec![],
+            },
+            signatures: vec![],
+        };
+        sp.sign(&key(1));
+        st.adopt_policy(sp).unwrap();
+    }
+
+    async fn ed25519_shares(t: Threshold, parties: &[u16]) -> Vec<KeyShare> {
         let session = SessionId([1; 32]);
         let mut handles = Vec::new();
-        for ep in LocalNetwork::connect(&[0, 1]) {
+        for ep in LocalNetwork::connect(parties) {
             handles.push(tokio::spawn(async move {
                 concord_tss::dkg(
                     Scheme::Ed25519,
@@ -889,41 +939,69 @@ mod tests {
                 .await
             }));
         }
-        let share = handles.remove(0).await.unwrap().unwrap();
-        state.save_share(&share).unwrap();
-        share.wallet_id()
+        let mut out = Vec::new();
+        for h in handles {
+            out.push(h.await.unwrap().unwrap());
+        }
+        out
     }
 
-    fn proposal(
-        job: &str,
-        wallet: concord_tss::WalletId,
-        message: &[u8],
-        nonce: Option<u64>,
-    ) -> Proposal {
-        let payload = SigningPayload::Message {
+    fn message(wallet: concord_tss::WalletId, m: &[u8], nonce: Option<u64>) -> SigningPayload {
+        SigningPayload::Message {
             wallet,
-            message: message.to_vec(),
+            message: m.to_vec(),
             nonce,
+        }
+    }
+
+    fn intent_for(p: &SigningPayload) -> SignedIntent {
+        let SigningPayload::Message {
+            wallet, message, ..
+        } = p
+        else {
+            unreachable!()
         };
+        SignedIntent::new(
+            Intent::new(
+                Action::SignMessage {
+                    wallet: *wallet,
+                    message: message.clone(),
+                    rule: AgreementRule::Threshold,
+                },
+                600,
+            ),
+            &key(10),
+        )
+    }
+
+    fn proposal(job: &str, payload: &SigningPayload, si: &SignedIntent) -> Proposal {
         Proposal {
             job_id: job.into(),
-            wallet_id: wallet.0.to_vec(),
+            wallet_id: payload.wallet().0.to_vec(),
             payload: payload.to_canonical(),
             digest: payload.digest().to_vec(),
+            intent: si.to_json(),
         }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn proposals_are_checked_against_the_payload_policy_and_logs() {
+    async fn proposals_are_checked_against_the_payload_and_the_logs() {
         let dir = tempfile::tempdir().unwrap();
         let st = state(&dir.path().join("vault"));
-        let wallet = ed25519_share(&st).await;
+        let share = ed25519_shares(Threshold::new(2, 2).unwrap(), &[0, 1])
+            .await
+            .remove(0);
+        let wallet = share.wallet_id();
+        st.save_share(&share).unwrap();
+        adopt(&st, Some(wallet));
         let id = st.identity();
         let st = Arc::new(st);
         let decider = Decider::new(st.clone(), id.clone(), Outside::default());
 
         // A digest that is not the payload's: refused, with the digest the module computed.
-        let mut p = proposal("j1", wallet, b"pay 1", Some(1));
+        let m = message(wallet, b"pay 1", Some(1));
+        let si = intent_for(&m);
+        let mut p = proposal("j1", &m, &si);
         let honest = p.digest.clone();
         p.digest = vec![0; 32];
         let r = decider.decide(&p).await.unwrap_err();
@@ -935,17 +1013,22 @@ mod tests {
         assert_eq!(r.computed_digest, honest);
 
         // The honest proposal: a signed approval of exactly that digest.
-        let p = proposal("j1", wallet, b"pay 1", Some(1));
+        let p = proposal("j1", &m, &si);
         let a = decider.decide(&p).await.unwrap();
-        id.public().verify(&a.statement, &a.signature).unwrap();
-        let st_json: ApprovalStatement = serde_json::from_slice(&a.statement).unwrap();
-        assert_eq!(st_json.digest.to_vec(), p.digest);
+        ApprovalStatement::verify(&a.statement, &a.signature, &id.public()).unwrap();
+        assert_eq!(
+            ApprovalStatement::from_bytes(&a.statement)
+                .unwrap()
+                .digest
+                .to_vec(),
+            p.digest
+        );
         // Asked again: the same approval, verbatim.
         assert_eq!(decider.decide(&p).await.unwrap().signature, a.signature);
-
         // The same job id for another payload: refused.
+        let m2 = message(wallet, b"pay 2", Some(9));
         let r = decider
-            .decide(&proposal("j1", wallet, b"pay 2", Some(9)))
+            .decide(&proposal("j1", &m2, &intent_for(&m2)))
             .await
             .unwrap_err();
         assert!(
@@ -953,9 +1036,13 @@ mod tests {
             "{}",
             r.reason
         );
+        // Another message than the intent's.
+        let r = decider.decide(&proposal("j2", &m2, &si)).await.unwrap_err();
+        assert!(r.reason.contains("not the one the intent"), "{}", r.reason);
         // The same nonce for another digest, under a new job: refused.
+        let m3 = message(wallet, b"pay 3", Some(1));
         let r = decider
-            .decide(&proposal("j2", wallet, b"pay 3", Some(1)))
+            .decide(&proposal("j3", &m3, &intent_for(&m3)))
             .await
             .unwrap_err();
         assert!(
@@ -964,12 +1051,344 @@ mod tests {
             r.reason
         );
         // A wallet this module holds no share of: refused.
-        let other = concord_tss::WalletId([9; 32]);
+        let m4 = message(concord_tss::WalletId([9; 32]), b"x", None);
         let r = decider
-            .decide(&proposal("j3", other, b"x", None))
+            .decide(&proposal("j4", &m4, &intent_for(&m4)))
             .await
             .unwrap_err();
         assert!(r.reason.contains("holds no share"), "{}", r.reason);
+        // The logs survive a restart: the nonce is still bound.
+        drop(decider);
+        let kek = PassphraseKek::with_params(
+            zeroize::Zeroizing::new("test passphrase".into()),
+            Argon2Params {
+                m_cost_kib: 8 * 1024,
+                t_cost: 1,
+                p_cost: 1,
+            },
+        )
+        .unwrap();
+        let reopened = Arc::new(
+            State::open("m1", &dir.path().join("vault"), &kek, Default::default()).unwrap(),
+        );
+        let decider = Decider::new(reopened.clone(), reopened.identity(), Outside::default());
+        let r = decider
+            .decide(&proposal("j5", &m3, &intent_for(&m3)))
+            .await
+            .unwrap_err();
+        assert!(r.reason.contains("nonce 1"), "{}", r.reason);
+        // The same intent for the same bytes under another job (a coordinator that lost the
+        // first job) signs nothing new: approved again. For other bytes, refused.
+        decider.decide(&proposal("j6", &m, &si)).await.unwrap();
+        let mut other = si.clone();
+        if let Action::SignMessage { message, .. } = &mut other.intent.action {
+            *message = b"pay 4".to_vec();
+        }
+        let other = SignedIntent::new(other.intent, &key(10));
+        let mut replay = other.clone();
+        replay.intent.id = si.intent.id.clone();
+        let replay = SignedIntent::new(replay.intent, &key(10));
+        let r = decider
+            .decide(&proposal("j7", &message(wallet, b"pay 4", None), &replay))
+            .await
+            .unwrap_err();
+        assert!(r.reason.contains("already used"), "{}", r.reason);
+    }
+
+    /// A group of three pinned members (this module is m1, index 0), an approval record of
+    /// this module for job "job", and the other members' keys to make approvals with.
+    struct SignSetup {
+        _dir: tempfile::TempDir,
+        st: State,
+        group: GroupDef,
+        others: Vec<IdentityKey>,
+        record: crate::state::ApprovalRecord,
+    }
+
+    async fn sign_setup(rule: AgreementRule) -> SignSetup {
+        let dir = tempfile::tempdir().unwrap();
+        let st = state(&dir.path().join("vault"));
+        let share = ed25519_shares(Threshold::new(2, 3).unwrap(), &[0, 1, 2])
+            .await
+            .remove(0);
+        let wallet = share.wallet_id();
+        st.save_share(&share).unwrap();
+        adopt(&st, Some(wallet));
+        let others = vec![key(41), key(42)];
+        let sealing = |k: &IdentityKey| {
+            let s = concord_wire::identity::SealingKey::generate(&mut OsRng);
+            (s.public(), k.sign_sealing_key(&s.public()))
+        };
+        let me = st.identity();
+        let mut members = Vec::new();
+        for (i, k) in [me.as_ref(), &others[0], &others[1]]
+            .into_iter()
+            .enumerate()
+        {
+            let (pk, _) = sealing(k);
+            members.push(Member {
+                index: i as u16,
+                module_id: format!("m{}", i + 1),
+                identity: k.public(),
+                sealing_key: pk,
+            });
+        }
+        let group = GroupDef {
+            group_id: "g".into(),
+            threshold: 2,
+            members,
+        };
+        let m = message(wallet, b"hello", None);
+        let mut si = intent_for(&m);
+        if let Action::SignMessage { rule: r, .. } = &mut si.intent.action {
+            *r = rule;
+        }
+        let si = SignedIntent::new(si.intent, &key(10));
+        let st = Arc::new(st);
+        let decider = Decider::new(st.clone(), st.identity(), Outside::default());
+        decider.decide(&proposal("job", &m, &si)).await.unwrap();
+        drop(decider);
+        let st = Arc::try_unwrap(st).unwrap();
+        let record = st.approval("job").unwrap().unwrap();
+        SignSetup {
+            _dir: dir,
+            st,
+            group,
+            others,
+            record,
+        }
+    }
+
+    /// An approval of `job` by member `index` (1 or 2), signed by `signer`.
+    fn approval_by(
+        s: &SignSetup,
+        index: usize,
+        digest: [u8; 32],
+        signer: &IdentityKey,
+    ) -> Approval {
+        let st = ApprovalStatement {
+            version: 2,
+            job_id: "job".into(),
+            module_id: format!("m{}", index + 1),
+            wallet_id: s.record.wallet_id,
+            digest,
+            policy: s.record.policy,
+            intent: s.record.intent.clone(),
+            rule: s.record.rule,
+            expires_at: concord_wire::authority::unix_now() + 60,
+            checks: vec![],
+        }
+        .to_bytes();
+        Approval {
+            job_id: "job".into(),
+            digest: digest.to_vec(),
+            signature: ApprovalStatement::sign(&st, signer).to_vec(),
+            statement: st,
+        }
+    }
+
+    fn own(s: &SignSetup) -> Approval {
+        Approval {
+            job_id: "job".into(),
+            digest: s.record.digest.to_vec(),
+            statement: s.record.statement.clone(),
+            signature: s.record.signature.clone(),
+        }
+    }
+
+    fn start(
+        s: &SignSetup,
+        certificate: Vec<Approval>,
+        parties: &[u16],
+        attempt: u32,
+    ) -> (StartProtocol, SessionId) {
+        let session = sign_session("job", attempt, parties, &s.record.digest);
+        (
+            StartProtocol {
+                job_id: "job".into(),
+                approved_job_id: "job".into(),
+                session: session.0.to_vec(),
+                certificate,
+                attempt,
+                ..Default::default()
+            },
+            session,
+        )
+    }
+
+    fn refused(
+        s: &SignSetup,
+        sp: &StartProtocol,
+        parties: &[u16],
+        session: &SessionId,
+        want: &str,
+    ) {
+        let e = check_sign_start(&s.st, &s.group, sp, &s.record, parties, session)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "wanted {want:?} in: {e}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_module_joins_signing_only_with_a_certificate_that_meets_the_rule() {
+        let s = sign_setup(AgreementRule::Threshold).await;
+        let d = s.record.digest;
+        let parties = [0u16, 1];
+        // No certificate; only this module's own approval.
+        let (sp, session) = start(&s, vec![], &parties, 1);
+        refused(&s, &sp, &parties, &session, "holds 0");
+        let (sp, session) = start(&s, vec![own(&s)], &parties, 1);
+        refused(&s, &sp, &parties, &session, "holds 1 (m1)");
+        // m2's approval of another digest.
+        let (sp, session) = start(
+            &s,
+            vec![own(&s), approval_by(&s, 1, [9; 32], &s.others[0])],
+            &parties,
+            1,
+        );
+        refused(&s, &sp, &parties, &session, "for digest");
+        // A forged approval: m2's statement signed by m3's key (or the coordinator's).
+        let (sp, session) = start(
+            &s,
+            vec![own(&s), approval_by(&s, 1, d, &s.others[1])],
+            &parties,
+            1,
+        );
+        refused(
+            &s,
+            &sp,
+            &parties,
+            &session,
+            "not signed by its pinned identity key",
+        );
+        // A genuine certificate, but a signer that did not approve.
+        let cert = vec![own(&s), approval_by(&s, 1, d, &s.others[0])];
+        let (sp, session) = start(&s, cert.clone(), &[0, 2], 1);
+        refused(
+            &s,
+            &sp,
+            &[0, 2],
+            &session,
+            "signer 2 of the run did not approve",
+        );
+        // A session id that is not derived from the run.
+        let (mut sp, _) = start(&s, cert.clone(), &parties, 1);
+        let other = SessionId([3; 32]);
+        sp.session = other.0.to_vec();
+        refused(
+            &s,
+            &sp,
+            &parties,
+            &other,
+            "session id is not the one derived",
+        );
+        // The good one, once: the same session again is refused.
+        let (sp, session) = start(&s, cert.clone(), &parties, 1);
+        check_sign_start(&s.st, &s.group, &sp, &s.record, &parties, &session).unwrap();
+        refused(&s, &sp, &parties, &session, "was run before");
+        // The next attempt is a new session.
+        let (sp, session) = start(&s, cert, &parties, 2);
+        check_sign_start(&s.st, &s.group, &sp, &s.record, &parties, &session).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rule_all_needs_every_member_and_a_policy_change_voids_approvals() {
+        let s = sign_setup(AgreementRule::All).await;
+        let d = s.record.digest;
+        let parties = [0u16, 1];
+        let two = vec![own(&s), approval_by(&s, 1, d, &s.others[0])];
+        let (sp, session) = start(&s, two.clone(), &parties, 1);
+        refused(
+            &s,
+            &sp,
+            &parties,
+            &session,
+            "rule 'all' needs approvals from 3",
+        );
+        let mut three = two;
+        three.push(approval_by(&s, 2, d, &s.others[1]));
+        let (sp, session) = start(&s, three.clone(), &parties, 1);
+        check_sign_start(&s.st, &s.group, &sp, &s.record, &parties, &session).unwrap();
+        // The admins change the policy: approvals under the old one no longer sign.
+        adopt(&s.st, Some(s.record.wallet_id));
+        let (sp, session) = start(&s, three, &parties, 2);
+        refused(&s, &sp, &parties, &session, "the policy changed since");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_import_needs_an_importer_s_fresh_intent_and_a_new_wallet() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = state(&dir.path().join("vault"));
+        let existing = ed25519_shares(Threshold::new(2, 2).unwrap(), &[0, 1])
+            .await
+            .remove(0);
+        st.save_share(&existing).unwrap();
+        let pk = vec![2u8; 33];
+        let wallet = concord_tss::WalletId::derive(Scheme::EcdsaSecp256k1, &pk);
+        let import = |pk: Vec<u8>, who: u8| {
+            SignedIntent::new(
+                Intent::new(
+                    Action::Import {
+                        group: "g".into(),
+                        scheme: Scheme::EcdsaSecp256k1,
+                        public_key: pk,
+                    },
+                    600,
+                ),
+                &key(who),
+            )
+        };
+        let start = |si: &SignedIntent, w: concord_tss::WalletId| StartProtocol {
+            group_id: "g".into(),
+            scheme: "ecdsa-secp256k1".into(),
+            wallet_id: w.0.to_vec(),
+            intent: si.to_json(),
+            ..Default::default()
+        };
+        let check = |si: &SignedIntent, w| {
+            check_import_intent(&st, &start(si, w), w).map_err(|e| e.to_string())
+        };
+        // No policy: nothing is imported.
+        let e = check(&import(pk.clone(), 12), wallet).unwrap_err();
+        assert!(e.contains("no policy yet"), "{e}");
+        adopt(&st, None);
+        // A trader cannot import; nor can a key the policy does not name.
+        let e = check(&import(pk.clone(), 10), wallet).unwrap_err();
+        assert!(e.contains("role 'importer'"), "{e}");
+        let e = check(&import(pk.clone(), 77), wallet).unwrap_err();
+        assert!(e.contains("not a principal"), "{e}");
+        // Another key than the intent's.
+        let e = check(&import(vec![3u8; 33], 12), wallet).unwrap_err();
+        assert!(e.contains("another key"), "{e}");
+        // Never over a wallet this module holds.
+        let held = existing.wallet_id();
+        let si = SignedIntent::new(
+            Intent::new(
+                Action::Import {
+                    group: "g".into(),
+                    scheme: Scheme::Ed25519,
+                    public_key: existing.public_key(),
+                },
+                600,
+            ),
+            &key(12),
+        );
+        let mut sp = start(&si, held);
+        sp.scheme = "ed25519".into();
+        let e = check_import_intent(&st, &sp, held).unwrap_err().to_string();
+        assert!(e.contains("already holds wallet"), "{e}");
+        assert!(
+            st.save_share(&existing)
+                .unwrap_err()
+                .to_string()
+                .contains("never overwritten")
+        );
+        // The importer's intent: accepted, once.
+        let si = import(pk.clone(), 12);
+        let id = check(&si, wallet).unwrap();
+        st.record_intent(&id).unwrap();
+        let e = check(&si, wallet).unwrap_err();
+        assert!(e.contains("already used"), "{e}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,9 @@
 //! The whole system on a local devnet: real anvil, the exchange simulator, the coordinator
 //! and three modules as separate processes over mutual TLS. Runs `concord devnet demo`
-//! (deposit, withdrawal, the forged-deposit-address attack under both agreement rules), then
-//! further attacks on the still-running devnet. Uses the committed INSECURE test primes.
+//! (a policy change under the admins' quorum, deposits and a withdrawal under signed intents,
+//! a limit, the import-and-withdraw attack, the forged-deposit-address attack under both
+//! agreement rules), then further attacks on the still-running devnet, each refused by every
+//! module with its reason in the transfer's record. Uses the committed INSECURE test primes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Command;
@@ -9,6 +11,9 @@ use std::sync::Arc;
 
 use concord_exchange::binance::BinanceClient;
 use concord_exchange::{HmacSha256Signer, WithdrawRequest};
+use concord_tss::WalletId;
+use concord_wire::authority::{Action, AddressRef, AgreementRule, Intent, SignedIntent};
+use concord_wire::identity::IdentityKey;
 use serde_json::{Value, json};
 
 fn concord(args: &[&str]) -> std::process::Output {
@@ -60,9 +65,15 @@ async fn devnet_demo_holds_and_single_credentials_cannot_withdraw() {
     assert!(out.status.success());
     let names: Vec<&str> = steps.iter().filter_map(|s| s["step"].as_str()).collect();
     for expected in [
+        "attack: a policy change signed by one admin",
+        "policy v2 signed by admin-1 and admin-3",
         "deposit 1.5 ETH",
+        "the same signed intent sent again",
         "deposit 250 CTT",
         "withdraw 0.5 ETH",
+        "a 3 ETH deposit",
+        "attack: import of an outside key",
+        "attack: the importer's key imports it",
         "attack, rule all",
         "attack, rule threshold",
     ] {
@@ -97,6 +108,8 @@ async fn devnet_demo_holds_and_single_credentials_cannot_withdraw() {
 
     let devnet = &summary["devnet"];
     let exchange_url = devnet["exchange_url"].as_str().unwrap();
+    let live = Live::new(devnet);
+    live.refusals().await;
     // One stolen read key (m1's, from the exchange's configuration): it cannot withdraw.
     let sim: toml::Value =
         toml::from_str(&std::fs::read_to_string(dir.join("exchange/sim.toml")).unwrap()).unwrap();
@@ -128,46 +141,177 @@ async fn devnet_demo_holds_and_single_credentials_cannot_withdraw() {
         let pid = devnet["pids"][m].as_u64().unwrap();
         Command::new("kill").arg(pid.to_string()).status().unwrap();
     }
-    let api = |path: &str| format!("{}{path}", devnet["coordinator_url"].as_str().unwrap());
-    let token = std::fs::read_to_string(devnet["token_file"].as_str().unwrap()).unwrap();
-    let http = reqwest::Client::new();
-    let wallets: Value = http
-        .get(api("/v1/wallets"))
-        .bearer_auth(token.trim())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let wallet = wallets
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| w["scheme"] == "ecdsa-secp256k1")
-        .unwrap()["id"]
-        .clone();
-    let t: Value = http
-        .post(api("/v1/transfers/withdrawals"))
-        .bearer_auth(token.trim())
-        .header("Idempotency-Key", "lone-shard")
-        .json(&json!({"wallet": wallet, "exchange": "binance", "coin": "ETH", "network": "ETH", "amount": "0.1"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = t["id"].as_str().unwrap();
-    let t: Value = http
-        .get(api(&format!("/v1/transfers/{id}?wait=120")))
-        .bearer_auth(token.trim())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let t = live
+        .transfer(
+            "withdrawals",
+            live.intent(withdraw("0.1"), "trader", &[]),
+            "",
+        )
+        .await;
     assert_eq!(t["status"], "failed", "{t}");
     assert!(t["exchange_withdrawal_id"].is_null(), "{t}");
+}
+
+fn withdraw(amount: &str) -> Action {
+    Action::Withdraw {
+        exchange: "binance".into(),
+        coin: "ETH".into(),
+        network: "ETH".into(),
+        amount: amount.into(),
+        to: AddressRef::Label("desk".into()),
+        rule: AgreementRule::All,
+    }
+}
+
+/// The running devnet, through the coordinator's API and the devnet's principal keys.
+struct Live {
+    url: String,
+    token: String,
+    keys: std::path::PathBuf,
+    http: reqwest::Client,
+}
+
+impl Live {
+    fn new(devnet: &Value) -> Live {
+        Live {
+            url: devnet["coordinator_url"].as_str().unwrap().to_owned(),
+            token: std::fs::read_to_string(devnet["trader_token_file"].as_str().unwrap())
+                .unwrap()
+                .trim()
+                .to_owned(),
+            keys: devnet["keys_dir"].as_str().unwrap().into(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn key(&self, name: &str) -> IdentityKey {
+        let hex_seed = std::fs::read_to_string(self.keys.join(format!("{name}.key"))).unwrap();
+        let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(hex_seed.trim(), &mut *seed).unwrap();
+        IdentityKey::from_seed(&seed)
+    }
+
+    fn intent(&self, action: Action, by: &str, cosigners: &[&str]) -> SignedIntent {
+        let mut si = SignedIntent::new(Intent::new(action, 600), &self.key(by));
+        for c in cosigners {
+            si.cosign(&self.key(c));
+        }
+        si
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Posts a transfer and waits until it is final (or reaches `until`).
+    async fn transfer(&self, kind: &str, intent: SignedIntent, until: &str) -> Value {
+        let t: Value = self
+            .http
+            .post(format!("{}/v1/transfers/{kind}", self.url))
+            .bearer_auth(&self.token)
+            .header("Idempotency-Key", intent.intent.id.clone())
+            .json(&json!({ "intent": intent }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = t["id"].as_str().unwrap_or_else(|| panic!("{t}"));
+        let until = if until.is_empty() {
+            String::new()
+        } else {
+            format!("&until={until}")
+        };
+        self.get(&format!("/v1/transfers/{id}?wait=120{until}"))
+            .await
+    }
+
+    /// Attacks through the API with signed intents: each is refused by every module, each
+    /// with its reason in the transfer's record, and nothing reaches the chain or the
+    /// exchange.
+    async fn refusals(&self) {
+        let wallets = self.get("/v1/wallets").await;
+        let wallet: WalletId = wallets
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["scheme"] == "ecdsa-secp256k1")
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let deposit = |amount: &str| Action::Deposit {
+            wallet,
+            exchange: "binance".into(),
+            coin: "ETH".into(),
+            network: "ETH".into(),
+            amount: amount.into(),
+            rule: AgreementRule::All,
+        };
+        let refused_by_all = |t: &Value, why: &str| {
+            assert_eq!(t["status"], "failed", "{t}");
+            assert!(
+                t["tx_hash"].is_null() && t["exchange_withdrawal_id"].is_null(),
+                "{t}"
+            );
+            for m in ["m1", "m2", "m3"] {
+                let reason = t["dissenters"][m]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{m} is not named: {t}"));
+                assert!(reason.contains(why), "{m}: wanted {why:?} in {reason:?}");
+            }
+        };
+        // An intent signed by a key the policy does not name.
+        let stranger = IdentityKey::generate(&mut rand::rngs::OsRng);
+        let si = SignedIntent::new(Intent::new(deposit("0.1"), 600), &stranger);
+        refused_by_all(
+            &self.transfer("deposits", si, "").await,
+            "is not a principal",
+        );
+        // An importer asking for a deposit.
+        let si = self.intent(deposit("0.1"), "importer", &[]);
+        refused_by_all(&self.transfer("deposits", si, "").await, "role 'trader'");
+        // An expired intent.
+        let mut i = Intent::new(deposit("0.1"), 600);
+        i.created_at -= 700;
+        i.expires_at = i.created_at + 600;
+        let si = SignedIntent::new(i, &self.key("trader"));
+        refused_by_all(&self.transfer("deposits", si, "").await, "expired");
+        // Above 1 ETH without the approver's co-signature.
+        let si = self.intent(deposit("1.2"), "trader", &[]);
+        refused_by_all(
+            &self.transfer("deposits", si, "").await,
+            "needs 1 approver co-signature",
+        );
+        // The withdraw key's rolling 24 h limit (5 ETH; 0.5 withdrawn by the demo): four
+        // withdrawals of 1 ETH are signed and sent, the fifth of 0.6 crosses the limit.
+        for _ in 0..4 {
+            let t = self
+                .transfer(
+                    "withdrawals",
+                    self.intent(withdraw("1"), "trader", &[]),
+                    "submitted",
+                )
+                .await;
+            assert!(t["exchange_withdrawal_id"].is_string(), "{t}");
+        }
+        let t = self
+            .transfer(
+                "withdrawals",
+                self.intent(withdraw("0.6"), "trader", &[]),
+                "",
+            )
+            .await;
+        refused_by_all(&t, "over its daily limit of 5 ETH");
+    }
 }

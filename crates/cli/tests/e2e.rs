@@ -78,6 +78,7 @@ impl Net {
         cmd.args(args)
             .env("CONCORD_URL", format!("http://{}", self.http))
             .env("CONCORD_TOKEN_FILE", self.path("coordinator/admin.token"))
+            .env("CONCORD_KEY_FILE", self.path("keys/trader.key"))
             .env("CONCORD_LOG", "warn");
         for (id, _) in &self.modules {
             cmd.env(pass_var(id), format!("passphrase of {id}"));
@@ -170,6 +171,59 @@ impl Net {
     }
 }
 
+impl Net {
+    /// A principal's public key.
+    fn public_key(&self, name: &str) -> String {
+        let k = self.path(&format!("keys/{name}.key")).display().to_string();
+        self.json(&["keys", "show", "--key", &k])["public_key"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Proposes a policy (the admin, trader, importer and approver of the test; `wallets` as
+    /// trading wallets that may sign raw messages unless listed in `no_raw`) through the CLI,
+    /// signs it with the admin key, and waits until every connected module has it.
+    fn install_policy(&self, wallets: &[&str], no_raw: &[&str]) {
+        let mut doc = String::from("admin_quorum = 1\n");
+        for (name, role) in [
+            ("admin", "admin"),
+            ("trader", "trader"),
+            ("importer", "importer"),
+            ("approver", "approver"),
+        ] {
+            doc.push_str(&format!(
+                "[[principals]]\nname = \"{name}\"\nkey = \"{}\"\nroles = [\"{role}\"]\n",
+                self.public_key(name)
+            ));
+        }
+        for (i, w) in wallets.iter().enumerate() {
+            doc.push_str(&format!(
+                "[[wallets]]\nwallet = \"{w}\"\nlabel = \"w{i}\"\n[wallets.purpose]\nkind = \"trading\"\nraw_messages = {}\n",
+                !no_raw.contains(w)
+            ));
+        }
+        let file = self.path("policy.toml");
+        std::fs::write(&file, doc).unwrap();
+        let v = self.json(&["policy", "propose", "--file", &file.display().to_string()]);
+        let hash = v["hash"].as_str().unwrap().to_owned();
+        let admin = self.path("keys/admin.key").display().to_string();
+        self.json(&["policy", "approve", "--key", &admin, &hash]);
+        wait_until(
+            Duration::from_secs(20),
+            "the modules to adopt the policy",
+            || {
+                let v = self.json(&["policy", "show", &hash]);
+                let connected = self.connected();
+                v["modules"].as_array().unwrap().iter().all(|m| {
+                    !connected.contains(&m["module_id"].as_str().unwrap().to_owned())
+                        || m["policy_hash"] == hash.as_str()
+                })
+            },
+        );
+    }
+}
+
 fn wait_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
@@ -206,6 +260,11 @@ fn setup(n: usize) -> Net {
     ]);
     net.coordinator_key = c["identity"].as_str().unwrap().to_owned();
     net.coordinator_fingerprint = c["fingerprint"].as_str().unwrap().to_owned();
+    for name in ["admin", "trader", "importer", "approver"] {
+        let f = net.path(&format!("keys/{name}.key")).display().to_string();
+        net.ok(&["keys", "new", "--out", &f]);
+    }
+    let admin = net.public_key("admin");
     let ids: Vec<String> = net.modules.iter().map(|(m, _)| m.clone()).collect();
     let mut infos = Vec::new();
     for id in &ids {
@@ -223,6 +282,10 @@ fn setup(n: usize) -> Net {
             &net.coordinator_key,
             "--passphrase-env",
             &pass_var(id),
+            "--admin",
+            &admin,
+            "--admin-quorum",
+            "1",
         ]);
         let info_file = net.path(&format!("{id}.json"));
         std::fs::write(&info_file, info.to_string()).unwrap();
@@ -288,12 +351,14 @@ fn eth_address(sec1: &[u8]) -> String {
     format!("0x{}", hex::encode(&hash[12..]))
 }
 
+/// What a wallet signs for a raw message: always domain-separated.
 fn signing_input(scheme: &str, message: &[u8]) -> Vec<u8> {
     use sha2::Digest;
+    let tagged = [b"concord/message/v1\0".as_slice(), message].concat();
     if scheme == "ecdsa-secp256k1" {
-        sha2::Sha256::digest(message).to_vec()
+        sha2::Sha256::digest(&tagged).to_vec()
     } else {
-        message.to_vec()
+        tagged
     }
 }
 
@@ -312,6 +377,8 @@ fn dkg_and_signing_across_processes_for_every_scheme_with_one_module_down() {
         "--wait",
     ]);
     assert_eq!(g["status"], "ready");
+    // The first policy: who is who (no wallet may sign anything yet).
+    net.install_policy(&[], &[]);
 
     let mut wallets = Vec::new();
     for scheme in ["ecdsa-secp256k1", "schnorr-taproot", "ed25519"] {
@@ -334,17 +401,29 @@ fn dkg_and_signing_across_processes_for_every_scheme_with_one_module_down() {
         "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
     )
     .unwrap();
-    let out = net.run(&[
-        "wallets",
-        "import",
-        "--group",
-        "g1",
-        "--scheme",
-        "ecdsa-secp256k1",
-        "--key-file",
-        &key_file.display().to_string(),
-        "--json",
-    ]);
+    let import = |signer: &str| {
+        net.run(&[
+            "wallets",
+            "import",
+            "--group",
+            "g1",
+            "--scheme",
+            "ecdsa-secp256k1",
+            "--key-file",
+            &key_file.display().to_string(),
+            "--key",
+            &net.path(&format!("keys/{signer}.key"))
+                .display()
+                .to_string(),
+            "--json",
+        ])
+    };
+    // Only an importer may import.
+    let out = import("trader");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not have the role 'importer'"), "{err}");
+    let out = import("importer");
     assert!(
         out.status.success(),
         "{}",
@@ -365,20 +444,28 @@ fn dkg_and_signing_across_processes_for_every_scheme_with_one_module_down() {
         imported["id"].as_str().unwrap().to_owned(),
         pk,
     ));
+    // Importing it again (same key, fresh intent): every module already holds it.
+    let out = import("importer");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("already exists") || err.contains("already holds"),
+        "{err}"
+    );
+
+    // Raw messages are off until the policy allows them for a wallet.
+    let (_, w0, _) = &wallets[0];
+    let out = net.run(&["sign", "--wallet", w0, "--message", "00", "--wait"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not named in policy v1"), "{err}");
+    let ids: Vec<&str> = wallets.iter().map(|(_, w, _)| w.as_str()).collect();
+    net.install_policy(&ids, &[]);
 
     for (scheme, wallet, pk) in &wallets {
         let message = format!("pay 1 unit from {scheme}");
         let hexmsg = hex::encode(message.as_bytes());
-        let job = net.json(&[
-            "sign",
-            "--wallet",
-            wallet,
-            "--message",
-            &hexmsg,
-            "--nonce",
-            "1",
-            "--wait",
-        ]);
+        let job = net.json(&["sign", "--wallet", wallet, "--message", &hexmsg, "--wait"]);
         let r = &job["result"];
         assert_eq!(
             r["approvers"].as_array().unwrap().len(),
@@ -393,11 +480,21 @@ fn dkg_and_signing_across_processes_for_every_scheme_with_one_module_down() {
         );
     }
 
-    // One module down: 2-of-3 still signs under rule `all` (every module that answered agrees).
+    // Messages equal to chain sighashes (EVM, BIP-143, BIP-341) are signed domain-separated:
+    // the signature verifies over the tagged message, never over the sighash.
+    sighash_messages_sign_nothing_but_the_tagged_message(&net, &wallets);
+
+    // One module down: rule `all` needs every member, so it is refused; 2-of-3 still signs
+    // under rule `threshold`, each signer checking the other's signed approval.
     net.stop_module("m3");
     wait_until(Duration::from_secs(10), "m3 to disconnect", || {
         !net.connected().contains(&"m3".to_owned())
     });
+    let (_, w0, _) = &wallets[0];
+    let out = net.run(&["sign", "--wallet", w0, "--message", "01", "--wait"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rule 'all' needs 3"), "{err}");
     for (scheme, wallet, pk) in &wallets {
         let message = format!("second payment from {scheme}");
         let job = net.json(&[
@@ -406,8 +503,8 @@ fn dkg_and_signing_across_processes_for_every_scheme_with_one_module_down() {
             wallet,
             "--message",
             &hex::encode(&message),
-            "--nonce",
-            "2",
+            "--rule",
+            "threshold",
             "--wait",
         ]);
         let r = &job["result"];
@@ -425,25 +522,106 @@ fn dkg_and_signing_across_processes_for_every_scheme_with_one_module_down() {
             r["signature"].as_str().unwrap(),
         );
     }
+}
 
-    // The nonce log: the same nonce with another message is refused by every module.
-    let (scheme, wallet, _) = &wallets[0];
-    let out = net.run(&[
-        "sign",
-        "--wallet",
-        wallet,
-        "--message",
-        &hex::encode("another"),
-        "--nonce",
-        "2",
-        "--wait",
-    ]);
-    assert!(!out.status.success(), "{scheme}: reusing a nonce must fail");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("nonce 2") && err.contains("already approved for another digest"),
-        "{err}"
+/// Signs, as raw messages, an EVM transaction's sighash (ECDSA wallet), a BIP-143 sighash of
+/// a P2WPKH spend from the ECDSA wallet's key, and a BIP-341 key-path sighash of a P2TR spend
+/// from the Taproot wallet's key; checks each signature verifies over the domain-separated
+/// message and not over the sighash (so it can never authorise that transaction).
+fn sighash_messages_sign_nothing_but_the_tagged_message(
+    net: &Net,
+    wallets: &[(&str, String, String)],
+) {
+    use bitcoin::hashes::Hash;
+    let (_, ecdsa_wallet, ecdsa_pk) = &wallets[0];
+    let (_, tr_wallet, tr_pk) = &wallets[1];
+    let evm = concord_chain::EvmTransfer {
+        chain_id: 1,
+        nonce: 0,
+        gas_limit: 21_000,
+        fees: concord_chain::FeeCaps {
+            max_fee_per_gas: 30_000_000_000,
+            max_priority_fee_per_gas: 1_000_000_000,
+        },
+        asset: concord_chain::Asset::Native,
+        recipient: concord_chain::Address::repeat_byte(0x66),
+        amount: concord_chain::U256::from(10u64).pow(concord_chain::U256::from(18u64)),
+    }
+    .sighash()
+    .0;
+    let prev = bitcoin::OutPoint {
+        txid: bitcoin::Txid::from_byte_array([7; 32]),
+        vout: 0,
+    };
+    let spend = bitcoin::Transaction {
+        version: bitcoin::transaction::Version::TWO,
+        lock_time: bitcoin::absolute::LockTime::ZERO,
+        input: vec![bitcoin::TxIn {
+            previous_output: prev,
+            ..Default::default()
+        }],
+        output: vec![bitcoin::TxOut {
+            value: bitcoin::Amount::from_sat(90_000),
+            script_pubkey: bitcoin::ScriptBuf::new_op_return([1u8; 4]),
+        }],
+    };
+    let wpkh = bitcoin::CompressedPublicKey::from_slice(&hex::decode(ecdsa_pk).unwrap())
+        .unwrap()
+        .wpubkey_hash();
+    let p2wpkh = bitcoin::ScriptBuf::new_p2wpkh(&wpkh);
+    let mut cache = bitcoin::sighash::SighashCache::new(&spend);
+    let bip143 = cache
+        .p2wpkh_signature_hash(
+            0,
+            &p2wpkh,
+            bitcoin::Amount::from_sat(100_000),
+            bitcoin::EcdsaSighashType::All,
+        )
+        .unwrap()
+        .to_byte_array();
+    let output_key = bitcoin::key::TweakedPublicKey::dangerous_assume_tweaked(
+        bitcoin::XOnlyPublicKey::from_slice(&hex::decode(tr_pk).unwrap()).unwrap(),
     );
+    let prevout = bitcoin::TxOut {
+        value: bitcoin::Amount::from_sat(100_000),
+        script_pubkey: bitcoin::ScriptBuf::new_p2tr_tweaked(output_key),
+    };
+    let bip341 = cache
+        .taproot_key_spend_signature_hash(
+            0,
+            &bitcoin::sighash::Prevouts::All(&[prevout]),
+            bitcoin::TapSighashType::Default,
+        )
+        .unwrap()
+        .to_byte_array();
+    for (scheme, wallet, pk, sighash) in [
+        ("ecdsa-secp256k1", ecdsa_wallet, ecdsa_pk, evm),
+        ("ecdsa-secp256k1", ecdsa_wallet, ecdsa_pk, bip143),
+        ("schnorr-taproot", tr_wallet, tr_pk, bip341),
+    ] {
+        let job = net.json(&[
+            "sign",
+            "--wallet",
+            wallet,
+            "--message",
+            &hex::encode(sighash),
+            "--wait",
+        ]);
+        let sig = hex::decode(job["result"]["signature"].as_str().unwrap()).unwrap();
+        let pk = hex::decode(pk).unwrap();
+        concord_wire::verify::verify_signature(
+            scheme.parse().unwrap(),
+            &pk,
+            &signing_input(scheme, &sighash),
+            &sig,
+        )
+        .unwrap();
+        assert!(
+            concord_wire::verify::verify_signature(scheme.parse().unwrap(), &pk, &sighash, &sig)
+                .is_err(),
+            "{scheme}: a raw message signature must never verify over the sighash it carries"
+        );
+    }
 }
 
 #[test]
@@ -478,6 +656,10 @@ fn wrong_passphrase_unenrolled_module_and_wrong_coordinator_key_are_refused() {
             &net.coordinator_key,
             "--passphrase-env",
             &var,
+            "--admin",
+            &net.public_key("admin"),
+            "--admin-quorum",
+            "1",
             "--json",
         ])
         .env(&var, "rogue pass")
@@ -519,6 +701,10 @@ fn wrong_passphrase_unenrolled_module_and_wrong_coordinator_key_are_refused() {
             &wrong,
             "--passphrase-env",
             &var,
+            "--admin",
+            &net.public_key("admin"),
+            "--admin-quorum",
+            "1",
         ])
         .env(&var, "p")
         .output()
@@ -573,6 +759,7 @@ fn presigned_signing_and_crashes_mid_job() {
     ]);
     let wallet = w["id"].as_str().unwrap().to_owned();
     let pk = w["public_key"].as_str().unwrap().to_owned();
+    net.install_policy(&[&wallet], &[]);
 
     // The pool fills in the background; a signature soon comes from a presignature.
     let mut presigned = false;
@@ -614,7 +801,9 @@ fn presigned_signing_and_crashes_mid_job() {
     let body = serde_json::json!({ "wallet": wallet, "message": hex::encode(message), "mode": "interactive" });
     let id = post_sign(&net, &body);
     wait_until(Duration::from_secs(20), "the job to reach signing", || {
-        job_status(&net, &id)["status"] == "signing"
+        let j = job_status(&net, &id);
+        assert_ne!(j["status"], "failed", "{j}");
+        j["status"] == "signing"
     });
     let signers: Vec<u64> =
         serde_json::from_str(job_status(&net, &id)["signers"].as_str().unwrap()).unwrap();
@@ -647,7 +836,9 @@ fn presigned_signing_and_crashes_mid_job() {
     let body = serde_json::json!({ "wallet": wallet, "message": hex::encode(message), "mode": "interactive" });
     let id = post_sign(&net, &body);
     wait_until(Duration::from_secs(20), "the job to reach signing", || {
-        job_status(&net, &id)["status"] == "signing"
+        let j = job_status(&net, &id);
+        assert_ne!(j["status"], "failed", "{j}");
+        j["status"] == "signing"
     });
     net.coordinator.take().unwrap().kill();
     net.start_coordinator();
@@ -693,6 +884,9 @@ fn post_sign(net: &Net, body: &Value) -> String {
         body["message"].as_str().unwrap(),
         "--mode",
         body["mode"].as_str().unwrap(),
+        // A module is stopped in these runs: rule `all` would need it.
+        "--rule",
+        "threshold",
     ]);
     job["id"]
         .as_str()

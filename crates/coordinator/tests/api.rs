@@ -14,7 +14,9 @@ use tower::ServiceExt;
 async fn setup() -> (Coordinator, String) {
     let store = Store::open_in_memory().await.unwrap();
     let c = Coordinator::new(store, Default::default()).await.unwrap();
-    let token = api::create_token(&c, "test").await.unwrap();
+    let token = api::create_token(&c, "test", api::TokenRole::Admin)
+        .await
+        .unwrap();
     (c, token)
 }
 
@@ -186,4 +188,171 @@ async fn long_poll_waits_for_a_running_job() {
     let (s, e) = call(&c, get("/v1/jobs/nope", &token)).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert_eq!(e["error"], "job nope was not found");
+}
+
+#[tokio::test]
+async fn token_roles_limit_what_a_caller_may_do() {
+    let (c, admin) = setup().await;
+    let (s, t) = call(
+        &c,
+        post(
+            "/v1/tokens",
+            &admin,
+            Some("t1"),
+            r#"{"name":"ro","role":"viewer"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    let viewer = t["token"].as_str().unwrap().to_owned();
+    let (_, t) = call(
+        &c,
+        post(
+            "/v1/tokens",
+            &admin,
+            Some("t2"),
+            r#"{"name":"desk","role":"trader"}"#,
+        ),
+    )
+    .await;
+    let trader = t["token"].as_str().unwrap().to_owned();
+    let (_, t) = call(
+        &c,
+        post(
+            "/v1/tokens",
+            &admin,
+            Some("t3"),
+            r#"{"name":"ops","role":"operator"}"#,
+        ),
+    )
+    .await;
+    let operator = t["token"].as_str().unwrap().to_owned();
+    // Everyone reads.
+    for tok in [&viewer, &trader, &operator] {
+        let (s, _) = call(&c, get("/v1/wallets", tok)).await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    let group = r#"{"id":"g1","threshold":2,"members":["a","b"]}"#;
+    // A viewer or a trader cannot create groups; an operator can (and is told why not here).
+    for tok in [&viewer, &trader] {
+        let (s, e) = call(&c, post("/v1/groups", tok, Some("g"), group)).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{e}");
+        assert!(
+            e["error"].as_str().unwrap().contains("needs 'operator'"),
+            "{e}"
+        );
+    }
+    let (s, e) = call(&c, post("/v1/groups", &operator, Some("g"), group)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+    // Only traders (and admins) request transfers; only admins make tokens and policies.
+    let (s, _) = call(
+        &c,
+        post("/v1/transfers/deposits", &operator, Some("d"), "{}"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = call(&c, post("/v1/transfers/deposits", &trader, Some("d"), "{}")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    for tok in [&viewer, &trader, &operator] {
+        let (s, _) = call(
+            &c,
+            post(
+                "/v1/tokens",
+                tok,
+                Some("x"),
+                r#"{"name":"x","role":"admin"}"#,
+            ),
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        let (s, _) = call(&c, post("/v1/policies", tok, Some("p"), "{}")).await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+    }
+    let (s, e) = call(
+        &c,
+        post(
+            "/v1/tokens",
+            &admin,
+            Some("t4"),
+            r#"{"name":"x","role":"root"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+    let (s, list) = call(&c, get("/v1/tokens", &admin)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(list.as_array().unwrap().len(), 4);
+    assert!(
+        list.to_string().find("cct_").is_none(),
+        "tokens are never shown again"
+    );
+}
+
+#[tokio::test]
+async fn policies_are_stored_in_order_and_signatures_checked() {
+    use concord_wire::authority::{Endorsement, POLICY_TAG, Policy, Principal, Role};
+    use concord_wire::identity::IdentityKey;
+    let (c, admin) = setup().await;
+    let key = IdentityKey::from_seed(&zeroize::Zeroizing::new([1; 32]));
+    let policy = Policy {
+        version: 1,
+        previous: None,
+        admin_quorum: 1,
+        principals: vec![Principal {
+            name: "admin".into(),
+            key: key.public(),
+            roles: vec![Role::Admin],
+        }],
+        wallets: vec![],
+        address_book: vec![],
+    };
+    // Not version 1 while no policy is in force: refused.
+    let mut v2 = policy.clone();
+    v2.version = 2;
+    v2.previous = Some([0; 32]);
+    let body = serde_json::json!({ "policy": v2 }).to_string();
+    let (s, e) = call(&c, post("/v1/policies", &admin, Some("p1"), &body)).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{e}");
+    // An inconsistent policy is named.
+    let mut bad = policy.clone();
+    bad.admin_quorum = 3;
+    let body = serde_json::json!({ "policy": bad }).to_string();
+    let (s, e) = call(&c, post("/v1/policies", &admin, Some("p2"), &body)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+    assert!(e["error"].as_str().unwrap().contains("quorum of 3"), "{e}");
+    let body = serde_json::json!({ "policy": policy }).to_string();
+    let (s, v) = call(&c, post("/v1/policies", &admin, Some("p3"), &body)).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let hash = v["hash"].as_str().unwrap().to_owned();
+    assert_eq!(hash, hex::encode(policy.hash()));
+    assert_eq!(v["status"], "proposed");
+    // A signature over other bytes is refused; a good one is stored (no module to adopt it).
+    let wrong = Endorsement::sign(&key, POLICY_TAG, b"something else");
+    let (s, e) = call(
+        &c,
+        post(
+            &format!("/v1/policies/{hash}/signatures"),
+            &admin,
+            Some("s1"),
+            &serde_json::to_string(&wrong).unwrap(),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+    let good = Endorsement::sign(&key, POLICY_TAG, &policy.to_canonical());
+    let (s, v) = call(
+        &c,
+        post(
+            &format!("/v1/policies/{hash}/signatures"),
+            &admin,
+            Some("s2"),
+            &serde_json::to_string(&good).unwrap(),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["signed"]["signatures"].as_array().unwrap().len(), 1);
+    let (s, list) = call(&c, get("/v1/policies", &admin)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(list["pending"]["hash"], serde_json::json!(hash));
 }

@@ -333,10 +333,10 @@ pub(crate) async fn prepare(d: &mut Demo, insecure_primes: bool) -> Result<Prepa
         adopted,
         json!({"policy": hash, "version": view.version}),
     );
-    if !d.json {
-        if let Ok(v) = serde_json::from_value(v) {
-            crate::authority::show_policy(&v);
-        }
+    if !d.json
+        && let Ok(v) = serde_json::from_value(v)
+    {
+        crate::authority::show_policy(&v);
     }
 
     // 4. Register the withdraw key at the exchange (as a user uploads an Ed25519 key), then

@@ -37,6 +37,11 @@ pub struct Order {
     pub dead_after_ms: u64,
 }
 
+/// A request signed for an exchange order: its digest, and when it stops being acceptable.
+type SignedRequest = ([u8; 32], u64);
+/// One spend: when, under which intent, how much (base units).
+type SpendEntry = (u64, String, U256);
+
 /// The index.
 #[derive(Debug, Default)]
 pub struct Logs {
@@ -45,9 +50,9 @@ pub struct Logs {
     /// "wallet-key" → the digest bound to it.
     nonces: HashMap<String, [u8; 32]>,
     /// (exchange, order id) → (digest, dead after ms) of each request signed for it.
-    orders: HashMap<(String, String), Vec<([u8; 32], u64)>>,
+    orders: HashMap<(String, String), Vec<SignedRequest>>,
     /// (wallet, coin) → (when, intent, amount) of each spend.
-    spends: HashMap<(WalletId, String), Vec<(u64, String, U256)>>,
+    spends: HashMap<(WalletId, String), Vec<SpendEntry>>,
 }
 
 fn nonce_index(wallet: WalletId, key: &str) -> String {

@@ -173,7 +173,8 @@ fn policies_follow_one_another_in_order() {
 
 #[test]
 fn inconsistent_policies_are_refused_with_the_reason() {
-    let cases: Vec<(Box<dyn Fn(&mut Policy)>, &str)> = vec![
+    type Change = Box<dyn Fn(&mut Policy)>;
+    let cases: Vec<(Change, &str)> = vec![
         (Box::new(|p| p.admin_quorum = 4), "quorum of 4"),
         (Box::new(|p| p.admin_quorum = 0), "quorum of 0"),
         (

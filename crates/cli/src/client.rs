@@ -585,9 +585,19 @@ pub(crate) fn show_transfer(t: &Value) {
     if let Some(h) = t["tx_hash"].as_str() {
         println!("  tx        {h}");
     }
+    if let Some(r) = t["requester"].as_str() {
+        println!("  asked by  {r}");
+    }
     if let Some(a) = t["approvers"].as_array().filter(|a| !a.is_empty()) {
         let names: Vec<&str> = a.iter().filter_map(Value::as_str).collect();
-        println!("  approved  {}", names.join(", "));
+        println!(
+            "  approved  {}{}",
+            names.join(", "),
+            t["policy"].as_str().map_or(String::new(), |p| format!(
+                " under policy {}",
+                &p[..16.min(p.len())]
+            ))
+        );
     }
     if let Some(d) = t["dissenters"].as_object() {
         for (m, why) in d {

@@ -264,6 +264,9 @@ pub struct TransferRecord {
     /// Modules that approved.
     #[serde(default)]
     pub approvers: Vec<String>,
+    /// The hash of the policy the approving modules applied.
+    #[serde(default)]
+    pub policy: Option<String>,
     /// The signed transaction (hex), once signed.
     #[serde(default)]
     pub raw_tx: Option<String>,
@@ -506,6 +509,7 @@ impl Engine {
             sign_job_id: None,
             dissenters: BTreeMap::new(),
             approvers: Vec::new(),
+            policy: None,
             raw_tx: None,
             tx_hash: None,
             exchange_withdrawal_id: None,
@@ -716,6 +720,7 @@ impl Engine {
                 let result: serde_json::Value =
                     serde_json::from_slice(job.result.as_deref().unwrap_or_default())
                         .map_err(|e| Error::Internal(format!("sign job result: {e}")))?;
+                t.policy = result["policy"].as_str().map(str::to_owned);
                 t.approvers = result["approvers"]
                     .as_array()
                     .map(|a| {
@@ -1075,9 +1080,18 @@ impl Engine {
         )
         .map_err(|e| Error::BadRequest(format!("exchange {}: {e}", t.exchange)))?;
 
+        // Resumed after a request may have been signed and sent: look the order up at the
+        // exchange first (through the modules' read keys); it is never requested twice.
+        if t.exchange_withdrawal_id.is_none()
+            && t.sign_job_id.is_some()
+            && self.reconcile_withdrawal(t, &group.members).await?
+        {
+            self.save(t).await?;
+        }
         if t.exchange_withdrawal_id.is_none() {
             // A signed request is only good for its receive window: a resumed transfer that
-            // was not submitted signs a fresh one.
+            // the exchange does not know signs a fresh one (the modules sign it only once the
+            // earlier one has expired and they too find no withdrawal under the order id).
             t.sign_job_id = None;
             t.destination = Some(address.clone());
             let params = WithdrawParams {
@@ -1103,28 +1117,33 @@ impl Engine {
             let signature = hex::decode(result["signature"].as_str().unwrap_or_default())
                 .map_err(|_| Error::Protocol("the signature is not hex".into()))?;
             let signature = base64::engine::general_purpose::STANDARD.encode(signature);
-            let id = client
-                .submit_signed_withdraw(&request, &signature)
-                .await
-                .map_err(|e| {
+            match client.submit_signed_withdraw(&request, &signature).await {
+                Ok(id) => {
+                    t.exchange_withdrawal_id = Some(id.clone());
+                    t.step(
+                        "submitted",
+                        format!(
+                            "exchange {} accepted withdrawal {id} to {address}",
+                            t.exchange
+                        ),
+                    );
+                }
+                // The exchange may have taken it: look before calling it failed.
+                Err(e)
+                    if e.outcome_unknown()
+                        && self.reconcile_withdrawal(t, &group.members).await? => {}
+                Err(e) => {
                     let retry = if e.retryable() {
                         "a retry may help"
                     } else {
                         "a retry will not help"
                     };
-                    Error::Refused(format!(
+                    return Err(Error::Refused(format!(
                         "exchange {} refused the withdraw request: {e} ({retry})",
                         t.exchange
-                    ))
-                })?;
-            t.exchange_withdrawal_id = Some(id.clone());
-            t.step(
-                "submitted",
-                format!(
-                    "exchange {} accepted withdrawal {id} to {address}",
-                    t.exchange
-                ),
-            );
+                    )));
+                }
+            }
             self.save(t).await?;
         }
         let id = t.exchange_withdrawal_id.clone().unwrap_or_default();
@@ -1218,6 +1237,44 @@ impl Engine {
             _ => Err(Error::Unavailable(format!(
                 "the exchange's transaction {hash} is not confirmed within {} s",
                 ctx.chain.follow_secs
+            ))),
+        }
+    }
+}
+
+impl Engine {
+    /// Looks a withdrawal up by its order id (the transfer's id) through the modules' read
+    /// keys; if the exchange has it, records it as submitted. Returns whether it did.
+    async fn reconcile_withdrawal(
+        &self,
+        t: &mut TransferRecord,
+        members: &[String],
+    ) -> Result<bool, Error> {
+        let found: Result<Option<Withdrawal>, String> = self
+            .ask_any(
+                members,
+                &t.exchange,
+                exchange_query::Query::WithdrawalOrder(concord_wire::rpc::WithdrawalOrderQuery {
+                    order_id: t.id.clone(),
+                }),
+            )
+            .await;
+        match found {
+            Ok(Some(w)) => {
+                t.exchange_withdrawal_id = Some(w.id.clone());
+                t.step(
+                    "submitted",
+                    format!(
+                        "exchange {} already has withdrawal {} under order {}: reconciled, not requested again",
+                        t.exchange, w.id, t.id
+                    ),
+                );
+                Ok(true)
+            }
+            Ok(None) => Ok(false),
+            Err(e) => Err(Error::Unavailable(format!(
+                "cannot look withdrawal order {} up at exchange {}: {e}",
+                t.id, t.exchange
             ))),
         }
     }

@@ -130,6 +130,12 @@ impl Outside {
                         .await
                         .map(|a| serde_json::to_value(a).unwrap_or_default()),
                 ),
+                Some(exchange_query::Query::WithdrawalOrder(w)) => json(
+                    connector
+                        .withdrawal_by_order_id(&w.order_id)
+                        .await
+                        .map(|a| serde_json::to_value(a).unwrap_or_default()),
+                ),
                 Some(exchange_query::Query::Deposit(d)) => json(
                     connector
                         .deposits(&d.coin, Some(&d.tx_id))

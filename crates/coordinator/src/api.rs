@@ -687,9 +687,21 @@ pub fn openapi_document() -> serde_json::Value {
                 "CreateWallet": { "type": "object", "required": ["group", "scheme"],
                     "properties": { "group": { "type": "string" },
                         "scheme": { "type": "string", "enum": ["ecdsa-secp256k1", "schnorr-taproot", "ed25519"] } } },
-                "SignRequest": { "type": "object", "required": ["wallet", "message"],
-                    "properties": { "wallet": { "type": "string" }, "message": { "type": "string", "description": "hex" },
-                        "nonce": { "type": "integer", "minimum": 0 }, "rule": { "type": "string", "enum": ["all", "threshold"] } } }
+                "SignedIntent": { "type": "object", "required": ["intent", "signatures"],
+                    "description": "A request signed by its requester (first signature) and co-signing approvers; modules check it against their own admin-signed policy",
+                    "properties": { "intent": { "type": "object", "required": ["version", "id", "created_at", "expires_at", "action"] },
+                        "signatures": { "type": "array", "items": { "type": "object", "required": ["key", "signature"] } } } },
+                "SignRequest": { "type": "object", "required": ["intent"],
+                    "properties": { "intent": { "$ref": "#/components/schemas/SignedIntent" },
+                        "mode": { "type": "string", "enum": ["presigned", "interactive"] } } },
+                "TransferRequest": { "type": "object", "required": ["intent"],
+                    "properties": { "intent": { "$ref": "#/components/schemas/SignedIntent" },
+                        "mode": { "type": "string", "enum": ["presigned", "interactive"] } } },
+                "CreateToken": { "type": "object", "required": ["name", "role"],
+                    "properties": { "name": { "type": "string" }, "role": { "type": "string", "enum": ["admin", "operator", "trader", "viewer"] } } },
+                "ProposePolicy": { "type": "object", "required": ["policy"], "properties": { "policy": { "type": "object" } } },
+                "Endorsement": { "type": "object", "required": ["key", "signature"],
+                    "properties": { "key": { "type": "string", "description": "Ed25519 public key, hex" }, "signature": { "type": "string", "description": "hex" } } }
             }
         },
         "paths": {
@@ -706,16 +718,38 @@ pub fn openapi_document() -> serde_json::Value {
                 "get": { "summary": "Wallets", "security": auth, "responses": { "200": obj("Wallets") } },
                 "post": { "summary": "Create a wallet by distributed key generation", "security": auth, "parameters": [idem], "requestBody": body("CreateWallet"),
                     "responses": { "202": obj("Key-generation job"), "400": err, "404": err, "409": err } } },
-            "/v1/wallets/import": { "post": { "summary": "Import an existing key, split and sealed per module by the importing tool (the key existed whole once)", "security": auth,
+            "/v1/wallets/import": { "post": { "summary": "Import an existing key, split and sealed per module by the importing tool (the key existed whole once), under an importer's signed intent", "security": auth,
                 "parameters": [idem], "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object",
-                    "required": ["group", "scheme", "public_key", "importer", "shards"] } } } },
+                    "required": ["intent", "importer", "shards"] } } } },
                 "responses": { "202": obj("Import job"), "400": err, "404": err, "409": err } } },
             "/v1/wallets/{id}": { "get": { "summary": "A wallet", "security": auth, "parameters": [id_param], "responses": { "200": obj("Wallet"), "404": err } } },
             "/v1/signatures": { "post": { "summary": "Ask the wallet's modules to approve and sign a message", "security": auth, "parameters": [idem],
                 "requestBody": body("SignRequest"), "responses": { "202": obj("Sign job"), "400": err, "404": err } } },
             "/v1/jobs/{id}": { "get": { "summary": "A job, its events (approvals, dissents…) and result; ?wait=SECONDS holds the request until it ends", "security": auth,
                 "parameters": [id_param, { "name": "wait", "in": "query", "required": false, "schema": { "type": "number", "minimum": 0, "maximum": 60 } }],
-                "responses": { "200": obj("Job"), "404": err } } }
+                "responses": { "200": obj("Job"), "404": err } } },
+            "/v1/transfers": { "get": { "summary": "Transfers, newest first", "security": auth, "responses": { "200": obj("Transfers") } } },
+            "/v1/transfers/deposits": { "post": { "summary": "Deposit from a wallet to an exchange (trader role; a trader's signed deposit intent; its id is the transfer's)", "security": auth,
+                "parameters": [idem], "requestBody": body("TransferRequest"), "responses": { "202": obj("Transfer"), "400": err, "403": err, "404": err, "409": err } } },
+            "/v1/transfers/withdrawals": { "post": { "summary": "Withdraw from an exchange to an address-book entry (trader role; a trader's signed withdraw intent)", "security": auth,
+                "parameters": [idem], "requestBody": body("TransferRequest"), "responses": { "202": obj("Transfer"), "400": err, "403": err, "404": err, "409": err } } },
+            "/v1/transfers/{id}": { "get": { "summary": "A transfer; ?wait=SECONDS holds the request until it is final (or reaches ?until=STEP)", "security": auth,
+                "parameters": [id_param], "responses": { "200": obj("Transfer"), "404": err } } },
+            "/v1/exchanges/{name}/credential": { "post": { "summary": "Register the exchange's withdraw key (the wallet the policy names as its withdraw key) and its API key string (operator role)", "security": auth,
+                "parameters": [idem], "responses": { "200": obj("Registered"), "400": err, "403": err, "409": err } } },
+            "/v1/tokens": {
+                "get": { "summary": "API tokens: names and roles (admin role)", "security": auth, "responses": { "200": obj("Tokens"), "403": err } },
+                "post": { "summary": "Create an API token with a role (admin role); the token is shown once", "security": auth, "parameters": [idem],
+                    "requestBody": body("CreateToken"), "responses": { "201": obj("Token"), "400": err, "403": err } } },
+            "/v1/policies": {
+                "get": { "summary": "The policy in force and the newest proposal", "security": auth, "responses": { "200": obj("Policies") } },
+                "post": { "summary": "Propose a policy (admin role); modules adopt it once a quorum of their admins signed it", "security": auth, "parameters": [idem],
+                    "requestBody": body("ProposePolicy"), "responses": { "201": obj("Policy"), "400": err, "403": err, "409": err } } },
+            "/v1/policies/{hash}": { "get": { "summary": "A policy, its signatures and each module's report", "security": auth,
+                "parameters": [{ "name": "hash", "in": "path", "required": true, "schema": { "type": "string" } }], "responses": { "200": obj("Policy"), "404": err } } },
+            "/v1/policies/{hash}/signatures": { "post": { "summary": "Add an admin's signature and offer the policy to the modules (admin role)", "security": auth,
+                "parameters": [{ "name": "hash", "in": "path", "required": true, "schema": { "type": "string" } }, idem], "requestBody": body("Endorsement"),
+                "responses": { "200": obj("Policy and each module's answer"), "400": err, "403": err, "404": err } } }
         }
     })
 }

@@ -877,7 +877,6 @@ mod tests {
     use concord_tss::local::LocalNetwork;
     use concord_tss::rand_core::OsRng;
     use concord_tss::{SessionId, Threshold};
-    use concord_vault::{Argon2Params, PassphraseKek};
     use concord_wire::authority::{
         AddressEntry, AdminSet, CoinLimit, Intent, Principal, Role, SignedPolicy,
     };
@@ -1065,15 +1064,7 @@ mod tests {
             .await
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let kek = PassphraseKek::with_params(
-            zeroize::Zeroizing::new("test passphrase".into()),
-            Argon2Params {
-                m_cost_kib: 8 * 1024,
-                t_cost: 1,
-                p_cost: 1,
-            },
-        )
-        .unwrap();
+        let kek = crate::state::test_kek();
         let checks = crate::config::LocalChecks {
             // Lets a test sign a request dated in the past (an expired earlier one).
             max_request_age_secs: 3600,

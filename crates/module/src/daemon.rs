@@ -853,7 +853,6 @@ async fn run_protocol(
 mod tests {
     use super::*;
     use concord_tss::local::LocalNetwork;
-    use concord_vault::{Argon2Params, PassphraseKek};
     use concord_wire::authority::{
         Action, AdminSet, AgreementRule, ApprovalStatement, Intent, Policy, Principal, Role,
         SignedIntent, WalletPurpose, WalletRule,
@@ -867,15 +866,7 @@ mod tests {
     }
 
     fn state(dir: &std::path::Path) -> State {
-        let kek = PassphraseKek::with_params(
-            zeroize::Zeroizing::new("test passphrase".into()),
-            Argon2Params {
-                m_cost_kib: 8 * 1024,
-                t_cost: 1,
-                p_cost: 1,
-            },
-        )
-        .unwrap();
+        let kek = crate::state::test_kek();
         let st = State::create("m1", dir, &kek, Default::default()).unwrap();
         st.pin_admins(&AdminSet::new(vec![key(1).public()], 1).unwrap())
             .unwrap();
@@ -1059,15 +1050,7 @@ mod tests {
         assert!(r.reason.contains("holds no share"), "{}", r.reason);
         // The logs survive a restart: the nonce is still bound.
         drop(decider);
-        let kek = PassphraseKek::with_params(
-            zeroize::Zeroizing::new("test passphrase".into()),
-            Argon2Params {
-                m_cost_kib: 8 * 1024,
-                t_cost: 1,
-                p_cost: 1,
-            },
-        )
-        .unwrap();
+        let kek = crate::state::test_kek();
         let reopened = Arc::new(
             State::open("m1", &dir.path().join("vault"), &kek, Default::default()).unwrap(),
         );

@@ -568,6 +568,21 @@ impl State {
     }
 }
 
+/// A passphrase key-encryption key with cheap Argon2 parameters, for tests only.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn test_kek() -> concord_vault::PassphraseKek {
+    concord_vault::PassphraseKek::with_params(
+        zeroize::Zeroizing::new("test passphrase".into()),
+        concord_vault::Argon2Params {
+            m_cost_kib: 8 * 1024,
+            t_cost: 1,
+            p_cost: 1,
+        },
+    )
+    .unwrap()
+}
+
 fn exchange_secret_name(exchange: &str) -> Result<String, Error> {
     let name = format!("exchange-read-{exchange}");
     concord_vault::check_name(&name).map_err(|e| {

@@ -26,3 +26,43 @@ install_node() {
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nodejs npm >/dev/null
 }
+
+# A PostgreSQL cluster of the test run's own: a fresh data directory, a free port on
+# 127.0.0.1, trust authentication for the local user `concord`, stopped when the script
+# exits. Exports CONCORD_TEST_PG_URL (the coordinator's PostgreSQL tests and the two-
+# coordinator failover test use it). PostgreSQL 15 is on the machine image; installed if not.
+start_postgres() {
+  local bin=/usr/lib/postgresql/15/bin
+  if [ ! -x "$bin/initdb" ]; then
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    say "installing postgresql"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
+    bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
+  fi
+  local port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  PG_DIR=$(mktemp -d /tmp/concord-pg.XXXXXX)
+  # PostgreSQL refuses to run as root: as root, run it as the postgres system user.
+  local as=()
+  if [ "$(id -u)" -eq 0 ]; then
+    id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
+    chown postgres "$PG_DIR"
+    as=(runuser -u postgres --)
+  fi
+  say "starting PostgreSQL on 127.0.0.1:$port"
+  "${as[@]}" "$bin/initdb" -D "$PG_DIR/data" -U concord --auth=trust >/dev/null
+  "${as[@]}" "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w \
+    -o "-p $port -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off" start >/dev/null
+  PG_STOP=("${as[@]}" "$bin/pg_ctl" -D "$PG_DIR/data" -m immediate stop)
+  trap 'stop_postgres' EXIT
+  export CONCORD_TEST_PG_URL="postgres://concord@127.0.0.1:$port/postgres"
+}
+
+stop_postgres() {
+  if [ -n "${PG_DIR:-}" ]; then
+    "${PG_STOP[@]}" >/dev/null 2>&1 || true
+    rm -rf "$PG_DIR"
+  fi
+}

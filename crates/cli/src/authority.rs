@@ -47,7 +47,7 @@ pub(crate) fn write_key(path: &Path, key: &IdentityKey) -> Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("cannot create {} (does it exist already?)", path.display()))?;
-    let text = Zeroizing::new(hex::encode(key.to_seed().as_ref()));
+    let text = Zeroizing::new(hex::encode(&key.to_seed()[..]));
     f.write_all(text.as_bytes())?;
     f.sync_all()?;
     Ok(())

@@ -428,3 +428,307 @@ pub async fn transfers(args: TransferBenchArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// Arguments of `concord bench soak`.
+#[derive(clap::Args)]
+pub struct SoakArgs {
+    /// Directory for the soak's own devnet (replaced if it exists).
+    #[arg(long, default_value = "devnet-soak")]
+    dir: std::path::PathBuf,
+    /// Transfers to run (deposits and withdrawals, alternately).
+    #[arg(long, default_value_t = 40)]
+    transfers: usize,
+    /// Coordinator kills (`kill -9`, at random moments; each killed one is restarted).
+    #[arg(long, default_value_t = 2)]
+    kills: usize,
+    /// Run two coordinators on this PostgreSQL database (default: one, on SQLite).
+    #[arg(long)]
+    postgres: Option<String>,
+    /// Exchange faults of each kind to inject (a 5xx answer to a withdraw request; a timeout
+    /// after accepting one).
+    #[arg(long, default_value_t = 2)]
+    exchange_faults: usize,
+    /// Use the committed INSECURE test primes (tests only).
+    #[arg(long)]
+    insecure_test_primes: bool,
+    /// Give up waiting for the transfers after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout: u64,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One submitted transfer, as the soak follows it.
+struct Followed {
+    id: String,
+    deposit: bool,
+    submitted: Instant,
+    done: Option<(Instant, String)>,
+}
+
+/// `concord bench soak`: transfers through coordinator kills and exchange faults, counted
+/// afterwards from the chain and the exchange: completed, duplicated, lost, completion
+/// times, and how long the surviving coordinator took to finish a transfer after a kill.
+pub async fn soak(args: SoakArgs) -> Result<()> {
+    let coordinators = if args.postgres.is_some() { 2 } else { 1 };
+    if crate::devnet::DevnetInfo::load(&args.dir).is_ok() {
+        let _ = crate::devnet::down(&args.dir).await;
+        let _ = std::fs::remove_dir_all(&args.dir);
+    }
+    let opts = crate::devnet::UpOptions {
+        block_time: 1,
+        follow_secs: 120,
+        postgres: args.postgres.clone(),
+        coordinators,
+    };
+    let info = crate::devnet::up(&args.dir, true, &opts).await?;
+    let outcome = async {
+        let mut d = crate::demo::attach(info, true)?;
+        let p = crate::demo::prepare_with(&mut d, args.insecure_test_primes, "5").await?;
+        run_soak(&mut d, &p, &args).await
+    }
+    .await;
+    let _ = crate::devnet::down(&args.dir).await;
+    let report = outcome?;
+    if args.json {
+        println!("{report}");
+    } else {
+        print_soak(&report);
+    }
+    Ok(())
+}
+
+fn print_soak(r: &serde_json::Value) {
+    println!("| backend | transfers | completed | failed | duplicated | lost | p50 | p99 | kills | failover (kill → next completion) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let f = |k: &str| {
+        r[k].as_f64()
+            .map(|v| format!("{:.1} s", v / 1000.0))
+            .unwrap_or_else(|| "-".into())
+    };
+    println!(
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+        r["backend"].as_str().unwrap_or(""),
+        r["transfers"],
+        r["completed"],
+        r["failed"],
+        r["duplicated"],
+        r["lost"],
+        f("p50_ms"),
+        f("p99_ms"),
+        r["kills"],
+        r["failover_ms"]
+            .as_array()
+            .map(|v| v
+                .iter()
+                .map(|x| format!("{:.1} s", x.as_f64().unwrap_or(0.0) / 1000.0))
+                .collect::<Vec<_>>()
+                .join(", "))
+            .unwrap_or_default()
+    );
+}
+
+async fn run_soak(
+    d: &mut crate::demo::Demo,
+    p: &crate::demo::Prepared,
+    args: &SoakArgs,
+) -> Result<serde_json::Value> {
+    let urls = if d.info.coordinator_urls.is_empty() {
+        vec![d.info.coordinator_url.clone()]
+    } else {
+        d.info.coordinator_urls.clone()
+    };
+    let clients: Vec<Api> = urls
+        .iter()
+        .map(|u| Api::from_parts(u, &d.info.trader_token_file))
+        .collect::<Result<_>>()?;
+    let faults = args.exchange_faults;
+    if faults > 0 {
+        let admin = std::fs::read_to_string(&d.info.exchange_admin_token_file)?;
+        reqwest::Client::new()
+            .post(format!("{}/sim/faults", d.info.exchange_url))
+            .bearer_auth(admin.trim())
+            .json(&json!({
+                "http5xx": {"count": faults, "paths": ["/sapi/v1/capital/withdraw/apply"]},
+                "withdrawTimeoutAfterAccept": {"count": faults, "delayMs": 9000},
+            }))
+            .send()
+            .await?
+            .error_for_status()?;
+    }
+    let nonce0 = d.client.pending_nonce(p.address).await?;
+    let exchange0 = exchange_eth(&d.info).await?;
+    let killer = tokio::spawn(kill_coordinators(d.info.clone(), args.kills));
+    let mut followed = submit_all(d, p, &clients, args.transfers).await?;
+    let deadline = Instant::now() + Duration::from_secs(args.timeout);
+    while followed.iter().any(|f| f.done.is_none()) && Instant::now() < deadline {
+        for f in followed.iter_mut().filter(|f| f.done.is_none()) {
+            for c in &clients {
+                if let Ok(t) = c.get(&format!("/v1/transfers/{}", f.id)).await {
+                    let status = t["status"].as_str().unwrap_or("").to_owned();
+                    if matches!(status.as_str(), "credited" | "arrived" | "failed") {
+                        f.done = Some((Instant::now(), status));
+                    }
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let kills = killer.await.map_err(|e| anyhow::anyhow!("the killer task: {e}"))??;
+    audit(d, p, &followed, &kills, nonce0, exchange0, args).await
+}
+
+/// Submits the transfers, alternately deposits and withdrawals of 0.001 ETH, to the
+/// coordinators in turn, retrying on another while one is down.
+async fn submit_all(
+    d: &crate::demo::Demo,
+    p: &crate::demo::Prepared,
+    clients: &[Api],
+    n: usize,
+) -> Result<Vec<Followed>> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let deposit = i % 2 == 0;
+        let (path, intent) = if deposit {
+            ("/v1/transfers/deposits", d.deposit(&p.wallet, "ETH", "0.001", AgreementRule::All, &[])?)
+        } else {
+            ("/v1/transfers/withdrawals", d.withdrawal(AddressRef::Label("desk".into()), "0.001")?)
+        };
+        let submitted = Instant::now();
+        let mut k = i;
+        loop {
+            match clients[k % clients.len()].post(path, &json!({ "intent": intent })).await {
+                Ok(_) => break,
+                Err(_) if submitted.elapsed() < Duration::from_secs(60) => {
+                    k += 1;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        out.push(Followed {
+            id: intent.intent.id.clone(),
+            deposit,
+            submitted,
+            done: None,
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(out)
+}
+
+/// Kills a random coordinator `kills` times at random moments, restarting each after a
+/// moment; returns when each kill happened.
+async fn kill_coordinators(
+    mut info: crate::devnet::DevnetInfo,
+    kills: usize,
+) -> Result<Vec<Instant>> {
+    use rand::Rng as _;
+    let n = info.coordinator_dirs.len().max(1);
+    let mut at = Vec::new();
+    for k in 0..kills {
+        let wait = rand::thread_rng().gen_range(2_000..5_000);
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        let i = rand::thread_rng().gen_range(0..n);
+        let name = crate::devnet::coordinator_name(i);
+        if let Some(pid) = info.pids.get(&name) {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
+        }
+        at.push(Instant::now());
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let dir = info.coordinator_dirs.get(i).cloned().unwrap_or_else(|| info.dir.join("coordinator"));
+        let log = std::fs::File::create(info.dir.join("logs").join(format!("{name}-restart-{k}.log")))?;
+        let child = std::process::Command::new(std::env::current_exe()?)
+            .args(["coordinator", "run", "--config", &dir.display().to_string()])
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        info.pids.insert(name, child.id());
+        // `devnet down` stops the restarted one too.
+        info.save()?;
+    }
+    Ok(at)
+}
+
+async fn exchange_eth(info: &crate::devnet::DevnetInfo) -> Result<f64> {
+    let sim: toml::Value = toml::from_str(&std::fs::read_to_string(
+        info.dir.join("exchange/sim.toml"),
+    )?)?;
+    let key = &sim["accounts"][0]["api_keys"][0];
+    let client = concord_exchange::binance::BinanceClient::new(
+        &info.exchange_url,
+        key["api_key"].as_str().unwrap_or_default().to_owned(),
+        Arc::new(concord_exchange::HmacSha256Signer::new(
+            key["secret"].as_str().unwrap_or_default(),
+        )?),
+    )?;
+    Ok(client
+        .balances()
+        .await?
+        .into_iter()
+        .find(|b| b.asset == "ETH")
+        .and_then(|b| b.free.parse().ok())
+        .unwrap_or(0.0))
+}
+
+/// Counts what really happened: on chain (the wallet's nonce) and at the exchange (its ETH).
+async fn audit(
+    d: &crate::demo::Demo,
+    p: &crate::demo::Prepared,
+    followed: &[Followed],
+    kills: &[Instant],
+    nonce0: u64,
+    exchange0: f64,
+    args: &SoakArgs,
+) -> Result<serde_json::Value> {
+    fn status(f: &Followed) -> Option<&str> {
+        f.done.as_ref().map(|(_, s)| s.as_str())
+    }
+    let credited = followed.iter().filter(|f| status(f) == Some("credited")).count();
+    let arrived = followed.iter().filter(|f| status(f) == Some("arrived")).count();
+    let failed = followed.iter().filter(|f| status(f) == Some("failed")).count();
+    let lost = followed.iter().filter(|f| f.done.is_none()).count();
+    // Deposits: every transaction of the wallet is a credited deposit, or a duplicate.
+    let sent = d.client.pending_nonce(p.address).await? - nonce0;
+    let extra_deposits = (sent as i64 - credited as i64).max(0);
+    // Withdrawals: the exchange's ETH moved by exactly the credited deposits and the
+    // arrived withdrawals (each 0.001 plus the 0.0001 fee).
+    let moved = exchange_eth(&d.info).await? - exchange0;
+    let expected = 0.001 * credited as f64 - 0.0011 * arrived as f64;
+    let extra_withdrawals = ((expected - moved) / 0.0011).round().max(0.0) as i64;
+    let mut times: Vec<Duration> = followed
+        .iter()
+        .filter_map(|f| f.done.as_ref().map(|(t, _)| *t - f.submitted))
+        .collect();
+    times.sort();
+    let failover: Vec<f64> = kills
+        .iter()
+        .filter_map(|k| {
+            followed
+                .iter()
+                .filter_map(|f| f.done.as_ref().map(|(t, _)| *t))
+                .filter(|t| t > k)
+                .min()
+                .map(|t| (t - *k).as_secs_f64() * 1e3)
+        })
+        .collect();
+    Ok(json!({
+        "backend": if args.postgres.is_some() { "PostgreSQL, 2 coordinators" } else { "SQLite, 1 coordinator" },
+        "transfers": followed.len(),
+        "deposits": followed.iter().filter(|f| f.deposit).count(),
+        "completed": credited + arrived,
+        "failed": failed,
+        "duplicated": extra_deposits + extra_withdrawals,
+        "lost": lost,
+        "p50_ms": percentile(&times, 0.5).map(|d| d.as_secs_f64() * 1e3),
+        "p99_ms": percentile(&times, 0.99).map(|d| d.as_secs_f64() * 1e3),
+        "kills": kills.len(),
+        "failover_ms": failover,
+        "exchange_faults_each": args.exchange_faults,
+    }))
+}

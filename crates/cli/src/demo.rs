@@ -44,7 +44,12 @@ pub(crate) async fn fresh(dir: &Path, json: bool, block_time: u64) -> Result<Dem
         std::fs::remove_dir_all(dir)
             .with_context(|| format!("cannot clear the previous devnet in {}", dir.display()))?;
     }
-    let info = devnet::up(dir, json, block_time).await?;
+    let info = devnet::up(dir, json, &devnet::UpOptions::with_block_time(block_time)).await?;
+    attach(info, json)
+}
+
+/// A demo over the devnet described by `info`, already running.
+pub(crate) fn attach(info: DevnetInfo, json: bool) -> Result<Demo> {
     let api = Api::from_parts(&info.coordinator_url, &info.token_file)?;
     let client = EvmClient::new(&info.rpc_url)?;
     Ok(Demo {
@@ -214,6 +219,15 @@ async fn policy_state(d: &Demo, hash: &str, want_adopted: bool) -> Result<Value>
 /// Steps 1 to 4: the signer group, the wallets (trader's and the exchange key), the policy
 /// that says what they may do, the exchange key's registration, funding.
 pub(crate) async fn prepare(d: &mut Demo, insecure_primes: bool) -> Result<Prepared> {
+    prepare_with(d, insecure_primes, "5").await
+}
+
+/// [`prepare`], funding the wallet with `fund_eth` ETH.
+pub(crate) async fn prepare_with(
+    d: &mut Demo,
+    insecure_primes: bool,
+    fund_eth: &str,
+) -> Result<Prepared> {
     // 1. A 2-of-3 signer group.
     let members: Vec<&str> = d.info.modules.iter().map(|m| m.id.as_str()).collect();
     if insecure_primes {
@@ -372,7 +386,7 @@ pub(crate) async fn prepare(d: &mut Demo, insecure_primes: bool) -> Result<Prepa
         devnet::DEV_KEY_0,
         Asset::Native,
         address,
-        eth("5")?,
+        eth(fund_eth)?,
     )
     .await?;
     let fund_ctt = devnet::fund(
@@ -386,7 +400,7 @@ pub(crate) async fn prepare(d: &mut Demo, insecure_primes: bool) -> Result<Prepa
     )
     .await?;
     d.record(
-        "wallet funded with 5 ETH and 1000 CTT",
+        &format!("wallet funded with {fund_eth} ETH and 1000 CTT"),
         true,
         json!({"eth_tx": fund_eth, "ctt_tx": fund_ctt}),
     );

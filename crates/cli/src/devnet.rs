@@ -70,9 +70,34 @@ pub enum DevnetCommand {
         /// Seconds between blocks (0: a block per transaction, anvil's automine).
         #[arg(long, default_value_t = 1)]
         block_time: u64,
+        /// How long the coordinator follows a transfer before its record says it is overdue
+        /// (it is followed on, never failed for being slow), seconds.
+        #[arg(long, default_value_t = 120)]
+        follow_secs: u64,
+        /// Keep the coordinators' state in this PostgreSQL database (default: SQLite).
+        #[arg(long)]
+        postgres: Option<String>,
+        /// How many coordinators share the database (more than one needs --postgres); every
+        /// module keeps a link to each.
+        #[arg(long, default_value_t = 1)]
+        coordinators: usize,
         /// Print devnet.json.
         #[arg(long)]
         json: bool,
+    },
+    /// (tests) On a running devnet: the signer group, the wallets, the policy naming them,
+    /// the exchange's withdraw key registered, the wallet funded. Prints JSON.
+    #[command(hide = true)]
+    Prepare {
+        /// The devnet's directory.
+        #[arg(long, default_value = "devnet")]
+        dir: PathBuf,
+        /// Use the committed INSECURE test primes.
+        #[arg(long)]
+        insecure_test_primes: bool,
+        /// ETH to fund the wallet with.
+        #[arg(long, default_value = "5")]
+        fund_eth: String,
     },
     /// Stop the processes of the devnet in DIR.
     Down {
@@ -124,6 +149,12 @@ pub struct DevnetInfo {
     pub chain_id: u64,
     /// The coordinator's REST API.
     pub coordinator_url: String,
+    /// Every coordinator's REST API (more than one on a shared PostgreSQL database).
+    #[serde(default)]
+    pub coordinator_urls: Vec<String>,
+    /// Every coordinator's directory (its process is `pids[coordinator_name(i)]`).
+    #[serde(default)]
+    pub coordinator_dirs: Vec<PathBuf>,
     /// The exchange simulator's API.
     pub exchange_url: String,
     /// The coordinator's admin API token file.
@@ -176,7 +207,7 @@ impl DevnetInfo {
         serde_json::from_str(&text).with_context(|| format!("{} is unreadable", path.display()))
     }
 
-    fn save(&self) -> Result<()> {
+    pub(crate) fn save(&self) -> Result<()> {
         let path = self.dir.join("devnet.json");
         std::fs::write(&path, serde_json::to_vec_pretty(self)?)
             .with_context(|| format!("cannot write {}", path.display()))
@@ -337,8 +368,42 @@ pub(crate) async fn fund(
     Ok(signed.hash.to_string())
 }
 
+/// How `devnet up` sets things up.
+#[derive(Debug, Clone)]
+pub(crate) struct UpOptions {
+    /// Seconds between blocks (0: a block per transaction).
+    pub(crate) block_time: u64,
+    /// How long the coordinator follows a transfer before its record says it is overdue.
+    pub(crate) follow_secs: u64,
+    /// A PostgreSQL database for the coordinators (none: SQLite).
+    pub(crate) postgres: Option<String>,
+    /// How many coordinators (more than one needs PostgreSQL).
+    pub(crate) coordinators: usize,
+}
+
+impl UpOptions {
+    pub(crate) fn with_block_time(block_time: u64) -> UpOptions {
+        UpOptions {
+            block_time,
+            follow_secs: 120,
+            postgres: None,
+            coordinators: 1,
+        }
+    }
+}
+
+/// The name of the `i`-th coordinator's process (0: `coordinator`).
+pub(crate) fn coordinator_name(i: usize) -> String {
+    if i == 0 {
+        "coordinator".into()
+    } else {
+        format!("coordinator-{}", i + 1)
+    }
+}
+
 /// `concord devnet up`.
-pub async fn up(dir: &Path, quiet: bool, block_time: u64) -> Result<DevnetInfo> {
+pub async fn up(dir: &Path, quiet: bool, opts: &UpOptions) -> Result<DevnetInfo> {
+    let block_time = opts.block_time;
     let say = |m: &str| {
         if !quiet {
             eprintln!("{m}");
@@ -490,64 +555,93 @@ pub async fn up(dir: &Path, quiet: bool, block_time: u64) -> Result<DevnetInfo> 
     // The coordinator.
     let (grpc_port, http_port) = (free_port()?, free_port()?);
     let coord_dir = dir.join("coordinator");
-    let created = concord(&[
-        "coordinator",
-        "init",
-        "--dir",
-        &coord_dir.display().to_string(),
-        "--grpc-listen",
-        &format!("127.0.0.1:{grpc_port}"),
-        "--http-listen",
-        &format!("127.0.0.1:{http_port}"),
-        "--json",
-    ])?;
+    let mut init: Vec<String> = vec![
+        "coordinator".into(),
+        "init".into(),
+        "--dir".into(),
+        coord_dir.display().to_string(),
+        "--grpc-listen".into(),
+        format!("127.0.0.1:{grpc_port}"),
+        "--http-listen".into(),
+        format!("127.0.0.1:{http_port}"),
+        "--json".into(),
+    ];
+    if let Some(url) = &opts.postgres {
+        init.extend(["--database".into(), url.clone()]);
+    }
+    let init: Vec<&str> = init.iter().map(String::as_str).collect();
+    let created = concord(&init)?;
     let coordinator_key = created["identity"].as_str().unwrap_or_default().to_owned();
     let coord_file = coord_dir.join("coordinator.toml");
     let mut cfg = concord_coordinator::config::Config::load(&coord_file)?;
-    cfg.chain = Some(concord_coordinator::transfers::ChainSettings {
+    cfg.chain = Some(concord_coordinator::config::ChainSettings {
         rpc_url: rpc_url.clone(),
         chain_id: CHAIN_ID,
         network: "ETH".into(),
         confirmations: 1,
         max_fee_per_gas: 200_000_000_000,
         max_priority_fee_per_gas: 2_000_000_000,
-        follow_secs: 120,
-        tokens: vec![concord_coordinator::transfers::TokenSettings {
+        follow_secs: opts.follow_secs,
+        tokens: vec![concord_coordinator::config::TokenSettings {
             coin: "CTT".into(),
             contract: token,
             decimals: 18,
         }],
     });
-    cfg.exchanges = vec![concord_coordinator::transfers::ExchangeEndpoint {
+    cfg.exchanges = vec![concord_coordinator::config::ExchangeEndpoint {
         name: EXCHANGE.into(),
         kind: "binance".into(),
         url: exchange_url.clone(),
     }];
     cfg.save(&coord_file)?;
-    say("Starting the coordinator…");
-    pids.insert(
-        "coordinator".to_owned(),
-        spawn(
-            &dir,
-            "coordinator",
-            &exe,
-            &[
-                "coordinator".into(),
-                "run".into(),
-                "--config".into(),
-                coord_dir.display().to_string(),
-            ],
-        )?,
-    );
-    let coordinator_url = format!("http://127.0.0.1:{http_port}");
+    // More coordinators on the same (PostgreSQL) database: the same identity key, their own
+    // ports and instance ids.
+    let mut coordinators = vec![(coord_dir.clone(), format!("127.0.0.1:{grpc_port}"), http_port)];
+    for i in 2..=opts.coordinators.max(1) {
+        let d = dir.join(format!("coordinator-{i}"));
+        std::fs::create_dir_all(&d)?;
+        for f in ["identity.key", "admin.token"] {
+            std::fs::copy(coord_dir.join(f), d.join(f))?;
+        }
+        let (g, h) = (free_port()?, free_port()?);
+        let mut c = cfg.clone();
+        c.grpc_listen = format!("127.0.0.1:{g}");
+        c.http_listen = format!("127.0.0.1:{h}");
+        c.instance = Some(uuid::Uuid::new_v4().to_string());
+        c.identity_key = "identity.key".into();
+        c.save(&d.join("coordinator.toml"))?;
+        coordinators.push((d, format!("127.0.0.1:{g}"), h));
+    }
+    let mut coordinator_urls = Vec::new();
+    for (i, (d, _, port)) in coordinators.iter().enumerate() {
+        let name = coordinator_name(i);
+        say(&format!("Starting {name}…"));
+        pids.insert(
+            name.clone(),
+            spawn(
+                &dir,
+                &name,
+                &exe,
+                &[
+                    "coordinator".into(),
+                    "run".into(),
+                    "--config".into(),
+                    d.display().to_string(),
+                ],
+            )?,
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        wait_for(&name, Duration::from_secs(30), || async {
+            http.get(format!("{url}/v1/health"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        })
+        .await?;
+        coordinator_urls.push(url);
+    }
+    let coordinator_url = coordinator_urls[0].clone();
     let token_file = coord_dir.join("admin.token");
-    wait_for("the coordinator", Duration::from_secs(30), || async {
-        http.get(format!("{coordinator_url}/v1/health"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-    })
-    .await?;
     let api = Api::from_parts(&coordinator_url, &token_file)?;
 
     // The people: admins (quorum 2 of 3), a trader, an approver, an importer. Their keys sit
@@ -605,6 +699,7 @@ pub async fn up(dir: &Path, quiet: bool, block_time: u64) -> Result<DevnetInfo> 
         let info = concord(&args)?;
         let file = mdir.join("module.toml");
         let mut mc = concord_module::Config::load(&file)?;
+        mc.coordinator.also = coordinators[1..].iter().map(|(_, g, _)| g.clone()).collect();
         let url = if m == MITM_MODULE {
             mitm_url.clone()
         } else {
@@ -712,6 +807,8 @@ pub async fn up(dir: &Path, quiet: bool, block_time: u64) -> Result<DevnetInfo> 
         rpc_url,
         chain_id: CHAIN_ID,
         coordinator_url,
+        coordinator_urls,
+        coordinator_dirs: coordinators.iter().map(|(d, _, _)| d.clone()).collect(),
         exchange_url,
         token_file,
         trader_token_file,
@@ -763,9 +860,25 @@ pub async fn run(cmd: DevnetCommand) -> Result<()> {
         DevnetCommand::Up {
             dir,
             block_time,
+            follow_secs,
+            postgres,
+            coordinators,
             json,
         } => {
-            let info = up(&dir, json, block_time).await?;
+            if coordinators > 1 && postgres.is_none() {
+                bail!("--coordinators {coordinators} needs --postgres URL: coordinators share one PostgreSQL database");
+            }
+            let info = up(
+                &dir,
+                json,
+                &UpOptions {
+                    block_time,
+                    follow_secs,
+                    postgres,
+                    coordinators,
+                },
+            )
+            .await?;
             if json {
                 println!("{}", serde_json::to_string(&info)?);
             } else {
@@ -791,6 +904,19 @@ pub async fn run(cmd: DevnetCommand) -> Result<()> {
                     info.dir.display()
                 );
             }
+            Ok(())
+        }
+        DevnetCommand::Prepare {
+            dir,
+            insecure_test_primes,
+            fund_eth,
+        } => {
+            let mut d = crate::demo::attach(DevnetInfo::load(&dir)?, true)?;
+            let p = crate::demo::prepare_with(&mut d, insecure_test_primes, &fund_eth).await?;
+            println!(
+                "{}",
+                json!({"wallet": p.wallet, "address": p.address.to_string(), "steps": d.steps})
+            );
             Ok(())
         }
         DevnetCommand::Down { dir } => {

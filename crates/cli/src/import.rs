@@ -122,6 +122,7 @@ pub async fn import(
         group: group_id.to_owned(),
         scheme,
         public_key: public_key.clone(),
+        importer: importer.public(),
     })?;
     let job = api
         .post(

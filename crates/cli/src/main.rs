@@ -158,6 +158,10 @@ enum BenchCommand {
     /// On a devnet of its own: deposit latency (request → accepted by anvil) and
     /// withdraw-request signing latency, as a table.
     Transfers(bench::TransferBenchArgs),
+    /// On a devnet of its own: transfers through coordinator kills and exchange faults,
+    /// counted from the chain and the exchange (completed, duplicated, lost, completion
+    /// times, failover time), as a table.
+    Soak(bench::SoakArgs),
 }
 
 /// Where to find a configuration file when only a directory is given.
@@ -223,6 +227,10 @@ fn main() -> ExitCode {
                 command: BenchCommand::Transfers(args),
                 ..
             } => bench::transfers(args).await,
+            Command::Bench {
+                command: BenchCommand::Soak(args),
+                ..
+            } => bench::soak(args).await,
         }
     });
     match result {

@@ -22,6 +22,10 @@ pub enum CoordinatorCommand {
         /// Where the REST API listens.
         #[arg(long, default_value = "127.0.0.1:8080")]
         http_listen: String,
+        /// The database: a PostgreSQL URL (`postgres://user@host:port/db`), which several
+        /// coordinators can share; default, a SQLite file in DIR.
+        #[arg(long)]
+        database: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -167,6 +171,7 @@ pub async fn coordinator(cmd: CoordinatorCommand) -> Result<()> {
             dir,
             grpc_listen,
             http_listen,
+            database,
             json,
         } => {
             let config_file = dir.join("coordinator.toml");
@@ -178,21 +183,24 @@ pub async fn coordinator(cmd: CoordinatorCommand) -> Result<()> {
             let identity = IdentityKey::generate(&mut rand::rngs::OsRng);
             write_private(
                 &dir.join("identity.key"),
-                hex::encode(identity.to_seed().as_ref()).as_bytes(),
+                hex::encode(&identity.to_seed()[..]).as_bytes(),
             )?;
             let config = concord_coordinator::config::Config {
                 grpc_listen,
                 http_listen,
-                database: "coordinator.db".into(),
+                database: database.as_deref().unwrap_or("coordinator.db").into(),
                 identity_key: "identity.key".into(),
+                instance: Some(uuid::Uuid::new_v4().to_string()),
                 timeouts: Default::default(),
                 presignatures: 2,
                 chain: None,
                 exchanges: Vec::new(),
             };
             config.save(&config_file)?;
-            let store =
-                concord_coordinator::store::Store::open(&dir.join("coordinator.db")).await?;
+            let store = match &database {
+                Some(url) => concord_coordinator::store::Store::open_url(url).await?,
+                None => concord_coordinator::store::Store::open(&dir.join("coordinator.db")).await?,
+            };
             let c = concord_coordinator::Coordinator::new(store, Default::default()).await?;
             let token = concord_coordinator::api::create_token(
                 &c,
@@ -225,11 +233,16 @@ pub async fn coordinator(cmd: CoordinatorCommand) -> Result<()> {
             let path = config_path(&config, "coordinator.toml");
             let cfg = concord_coordinator::config::Config::load(&path)?;
             let identity = concord_coordinator::load_identity(&cfg.identity_key)?;
-            let store = concord_coordinator::store::Store::open(&cfg.database).await?;
+            let store =
+                concord_coordinator::store::Store::open_url(&cfg.database.to_string_lossy())
+                    .await?;
             let mut c =
                 concord_coordinator::Coordinator::new(store, (&cfg.timeouts).into()).await?;
             if let Some(chain) = cfg.chain.clone() {
                 c = c.with_transfers(chain, cfg.exchanges.clone())?;
+            }
+            if let Some(instance) = &cfg.instance {
+                c = c.with_instance(instance);
             }
             c.start_presignature_pool(cfg.presignatures);
             let grpc = tokio::net::TcpListener::bind(&cfg.grpc_listen)
@@ -285,6 +298,7 @@ pub async fn module(cmd: ModuleCommand) -> Result<()> {
                 id: id.clone(),
                 coordinator: concord_module::config::CoordinatorConfig {
                     address: coordinator,
+                    also: Vec::new(),
                     identity: coordinator_key,
                 },
                 vault: concord_module::config::VaultConfig {

@@ -141,14 +141,20 @@ async fn devnet_demo_holds_and_single_credentials_cannot_withdraw() {
         let pid = devnet["pids"][m].as_u64().unwrap();
         Command::new("kill").arg(pid.to_string()).status().unwrap();
     }
+    // The withdrawal waits for enough modules (it is not failed: they may come back), and
+    // nothing reaches the exchange meanwhile.
     let t = live
-        .transfer(
+        .transfer_for(
             "withdrawals",
             live.intent(withdraw("0.1"), "trader", &[]),
-            "",
+            "submitted",
+            10,
         )
         .await;
-    assert_eq!(t["status"], "failed", "{t}");
+    assert!(
+        t["status"] == "requested" || t["status"] == "signing",
+        "{t}"
+    );
     assert!(t["exchange_withdrawal_id"].is_null(), "{t}");
 }
 
@@ -213,6 +219,17 @@ impl Live {
 
     /// Posts a transfer and waits until it is final (or reaches `until`).
     async fn transfer(&self, kind: &str, intent: SignedIntent, until: &str) -> Value {
+        self.transfer_for(kind, intent, until, 120).await
+    }
+
+    /// Posts a transfer and waits at most `secs` until it is final (or reaches `until`).
+    async fn transfer_for(
+        &self,
+        kind: &str,
+        intent: SignedIntent,
+        until: &str,
+        secs: u64,
+    ) -> Value {
         let t: Value = self
             .http
             .post(format!("{}/v1/transfers/{kind}", self.url))
@@ -231,7 +248,7 @@ impl Live {
         } else {
             format!("&until={until}")
         };
-        self.get(&format!("/v1/transfers/{id}?wait=120{until}"))
+        self.get(&format!("/v1/transfers/{id}?wait={secs}{until}"))
             .await
     }
 

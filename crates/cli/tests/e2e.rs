@@ -855,7 +855,7 @@ fn presigned_signing_and_crashes_mid_job() {
         e["detail"]
             .as_str()
             .unwrap_or("")
-            .contains("resumed after a coordinator restart")
+            .contains("resumed by a coordinator")
     }));
     let approvals: Vec<&Value> = events.iter().filter(|e| e["kind"] == "approval").collect();
     let first_by_module = |m: &str| {

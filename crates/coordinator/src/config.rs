@@ -3,7 +3,7 @@
 //! ```toml
 //! grpc_listen = "127.0.0.1:7443"     # modules connect here (mutual TLS)
 //! http_listen = "127.0.0.1:8080"     # REST API
-//! database = "coordinator.db"        # SQLite file
+//! database = "coordinator.db"        # SQLite file, or postgres://user:pass@host/db
 //! identity_key = "identity.key"      # the coordinator's TLS identity (hex seed, mode 0600)
 //!
 //! presignatures = 2                 # kept ready per ECDSA wallet and signer subset
@@ -20,8 +20,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use concord_chain::Address;
+
 use crate::Error;
-use crate::jobs::Timeouts;
+use crate::engine::Timeouts;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -31,10 +33,17 @@ pub struct Config {
     pub grpc_listen: String,
     /// REST listener.
     pub http_listen: String,
-    /// SQLite database file.
+    /// The database: a SQLite file (the default; relative to this file), or a PostgreSQL URL
+    /// (`postgres://…`), which several coordinators can share.
     pub database: PathBuf,
     /// File holding the TLS identity key (hex Ed25519 seed).
     pub identity_key: PathBuf,
+    /// This coordinator's id as the holder of leases on work. A coordinator restarted under
+    /// the same id takes its unfinished work back at once; one that is not must wait for the
+    /// leases to expire. Give every coordinator sharing a database its own. Absent: a fresh
+    /// id at every start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
     /// Step timeouts.
     #[serde(default)]
     pub timeouts: TimeoutConfig,
@@ -43,10 +52,87 @@ pub struct Config {
     pub presignatures: usize,
     /// The chain transfers go over (none: transfers are disabled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub chain: Option<crate::transfers::ChainSettings>,
+    pub chain: Option<ChainSettings>,
     /// Exchanges the coordinator sends group-signed requests to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub exchanges: Vec<crate::transfers::ExchangeEndpoint>,
+    pub exchanges: Vec<ExchangeEndpoint>,
+}
+
+/// The chain transfers go over, as the coordinator sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainSettings {
+    /// JSON-RPC endpoint.
+    pub rpc_url: String,
+    /// EIP-155 chain id.
+    pub chain_id: u64,
+    /// The exchanges' network code for this chain.
+    #[serde(default = "default_network")]
+    pub network: String,
+    /// Confirmations before a transaction counts as final (1 = included).
+    #[serde(default = "default_confirmations")]
+    pub confirmations: u64,
+    /// Fee cap proposed at most (wei per gas).
+    #[serde(default = "default_max_fee")]
+    pub max_fee_per_gas: u64,
+    /// Priority fee proposed at most (wei per gas).
+    #[serde(default = "default_max_priority_fee")]
+    pub max_priority_fee_per_gas: u64,
+    /// How long a transfer is followed before its record says it is overdue, seconds. A
+    /// transfer is never failed for being slow: it stays pending, and is followed on.
+    #[serde(default = "default_follow_secs")]
+    pub follow_secs: u64,
+    /// ERC-20 tokens by exchange coin code.
+    #[serde(default)]
+    pub tokens: Vec<TokenSettings>,
+}
+
+/// An ERC-20 token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSettings {
+    /// The exchange's coin code.
+    pub coin: String,
+    /// The contract.
+    pub contract: Address,
+    /// Decimals of the base unit.
+    #[serde(default = "default_decimals")]
+    pub decimals: u8,
+}
+
+/// An exchange the coordinator sends signed requests to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeEndpoint {
+    /// The name modules know it by.
+    pub name: String,
+    /// The API it speaks: `binance`.
+    #[serde(default = "default_kind")]
+    pub kind: String,
+    /// Base URL of its API.
+    pub url: String,
+}
+
+fn default_network() -> String {
+    "ETH".into()
+}
+fn default_confirmations() -> u64 {
+    1
+}
+fn default_max_fee() -> u64 {
+    200_000_000_000
+}
+fn default_max_priority_fee() -> u64 {
+    2_000_000_000
+}
+fn default_follow_secs() -> u64 {
+    300
+}
+fn default_decimals() -> u8 {
+    18
+}
+fn default_kind() -> String {
+    "binance".into()
 }
 
 fn default_presignatures() -> usize {
@@ -102,13 +188,20 @@ impl Config {
             ))
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        if c.database.is_relative() {
+        if c.database.is_relative() && !c.database_is_url() {
             c.database = base.join(&c.database);
         }
         if c.identity_key.is_relative() {
             c.identity_key = base.join(&c.identity_key);
         }
         Ok(c)
+    }
+
+    /// Whether `database` is a URL (PostgreSQL, or an explicit `sqlite:` URL) rather than a
+    /// file.
+    pub fn database_is_url(&self) -> bool {
+        let d = self.database.to_string_lossy();
+        d.starts_with("postgres://") || d.starts_with("postgresql://") || d.starts_with("sqlite:")
     }
 
     /// Writes the configuration as TOML.

@@ -116,6 +116,28 @@ impl ModuleLink for LinkService {
                         hub.deliver(&module_id, &job, ModuleEvent::Refusal(r));
                     }
                     Some(module_to_coordinator::Msg::Answer(a)) => hub.answer(&module_id, a),
+                    Some(module_to_coordinator::Msg::Released(r)) => {
+                        let engine = engine.clone();
+                        let module_id = module_id.clone();
+                        tokio::spawn(async move {
+                            let detail = if r.error.is_empty() {
+                                format!("released: {}", r.released)
+                            } else {
+                                format!("not released: {}", r.error)
+                            };
+                            let _ = engine
+                                .store
+                                .add_event(
+                                    &r.job_id,
+                                    Some(&module_id),
+                                    crate::records::EventKind::Release,
+                                    None,
+                                    Some(&detail),
+                                    None,
+                                )
+                                .await;
+                        });
+                    }
                     Some(module_to_coordinator::Msg::PolicyStatus(st)) => {
                         let engine = engine.clone();
                         let module_id = module_id.clone();

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use concord_wire::rpc::{
     Approval, CoordinatorToModule, ExchangeAnswer, ExchangeQuery, JobUpdate, PolicyStatus, Refusal,
-    Relay, coordinator_to_module,
+    Relay, Released, coordinator_to_module,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -22,6 +22,8 @@ pub enum ModuleEvent {
     Refusal(Refusal),
     /// The module's answer to an offered policy.
     Policy(PolicyStatus),
+    /// The module's answer to a release.
+    Released(Released),
     /// The module's stream closed.
     Disconnected,
 }

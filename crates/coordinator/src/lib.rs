@@ -1,17 +1,27 @@
 //! Concord's coordinator: the transaction manager and signature aggregator (patent 350 and
-//! 310). It holds no key material: it enrolls modules, keeps every job's record, proposes
-//! what to sign, collects and checks approvals, relays sealed protocol messages it cannot
-//! read, and verifies every signature against the wallet's key before releasing it.
+//! 310). It holds no key material: it enrolls modules, keeps every job's and transfer's
+//! record, proposes what to sign with the requester's signed intent, collects and checks
+//! approvals, relays sealed protocol messages it cannot read, and verifies every signature
+//! against the wallet's key before releasing it. Authority is the modules' to check.
 //!
 //! Two listeners: gRPC over pinned-key mutual TLS for modules ([`grpc`]), and REST/JSON for
-//! operators and traders ([`api`]).
+//! operators and traders ([`api`]). Several coordinators may share one PostgreSQL database:
+//! work is leased to one at a time and taken over when its holder dies
+//! ([`store::leases`]).
+//!
+//! Layers, bottom up: [`records`] and [`config`] (data, no behaviour) ← [`store`] ← the
+//! [`engine`] (jobs) ← [`transfers`] (deposit and withdrawal machines) and [`policy`] ←
+//! this facade ← [`api`] and [`grpc`].
 
 pub mod api;
 pub mod config;
+mod engine;
+mod error;
+pub mod failpoints;
 pub mod grpc;
 pub mod hub;
-pub mod jobs;
 pub mod policy;
+pub mod records;
 pub mod store;
 pub mod transfers;
 
@@ -24,38 +34,15 @@ use concord_wire::payload::SigningPayload;
 use concord_wire::tls::PinStore;
 use serde::{Deserialize, Serialize};
 
-use crate::hub::Hub;
-use crate::jobs::{Engine, Timeouts};
-use crate::store::{GroupRecord, JobEvent, JobRecord, ModuleRecord, Store, WalletRecord, now};
+pub use engine::{Engine, Timeouts, subsets};
+pub use error::Error;
+pub use records::{
+    GroupRecord, GroupStatus, JobEvent, JobKind, JobRecord, JobStatus, ModuleRecord, SignMode,
+    TransferKind, TransferRecord, TransferStatus, WalletRecord, now,
+};
 
-/// The coordinator's errors; each maps to an HTTP status in the API.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The request is malformed or names something invalid.
-    #[error("{0}")]
-    BadRequest(String),
-    /// Something named does not exist.
-    #[error("{0} was not found")]
-    NotFound(String),
-    /// The request conflicts with existing state.
-    #[error("{0}")]
-    Conflict(String),
-    /// Modules needed are not connected or did not answer.
-    #[error("{0}")]
-    Unavailable(String),
-    /// The agreement rule refused the transaction.
-    #[error("refused: {0}")]
-    Refused(String),
-    /// A module or protocol misbehaved.
-    #[error("{0}")]
-    Protocol(String),
-    /// The database failed.
-    #[error("storage: {0}")]
-    Storage(String),
-    /// A bug.
-    #[error("internal error: {0}")]
-    Internal(String),
-}
+use crate::hub::Hub;
+use crate::store::Store;
 
 pub use concord_wire::authority::AgreementRule;
 
@@ -141,27 +128,6 @@ pub struct SignRequest {
     pub mode: SignMode,
 }
 
-/// How an ECDSA sign job produces its signature.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum SignMode {
-    /// One online round from a pooled presignature, when one fits.
-    #[default]
-    Presigned,
-    /// The full interactive protocol.
-    Interactive,
-}
-
-impl SignMode {
-    /// The name stored with a job.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SignMode::Presigned => "presigned",
-            SignMode::Interactive => "interactive",
-        }
-    }
-}
-
 /// A job with its events and result, as the API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct JobView {
@@ -218,22 +184,22 @@ impl Coordinator {
             }
         }
         Ok(Coordinator {
-            engine: Engine {
-                store,
-                hub: Hub::default(),
-                timeouts,
-                finished: tokio::sync::broadcast::channel(1024).0,
-                transfers: None,
-            },
+            engine: Engine::new(store, timeouts),
             pins,
         })
+    }
+
+    /// Runs under this instance id (see [`config::Config::instance`]).
+    pub fn with_instance(mut self, instance: &str) -> Coordinator {
+        self.engine.instance = instance.into();
+        self
     }
 
     /// Enables transfers over a chain and exchanges.
     pub fn with_transfers(
         mut self,
-        chain: transfers::ChainSettings,
-        exchanges: Vec<transfers::ExchangeEndpoint>,
+        chain: config::ChainSettings,
+        exchanges: Vec<config::ExchangeEndpoint>,
     ) -> Result<Coordinator, Error> {
         self.engine.transfers = Some(Arc::new(transfers::TransferContext::new(chain, exchanges)?));
         Ok(self)
@@ -243,16 +209,20 @@ impl Coordinator {
     pub async fn request_deposit(
         &self,
         req: transfers::DepositRequest,
-    ) -> Result<transfers::TransferRecord, Error> {
-        self.engine.request_deposit(req).await
+    ) -> Result<TransferRecord, Error> {
+        self.engine
+            .accept(TransferKind::Deposit, req.intent, req.mode)
+            .await
     }
 
     /// Starts a withdrawal from an exchange to a wallet.
     pub async fn request_withdrawal(
         &self,
         req: transfers::WithdrawalRequest,
-    ) -> Result<transfers::TransferRecord, Error> {
-        self.engine.request_withdrawal(req).await
+    ) -> Result<TransferRecord, Error> {
+        self.engine
+            .accept(TransferKind::Withdrawal, req.intent, SignMode::Interactive)
+            .await
     }
 
     /// Registers an exchange's withdraw-capable key (an Ed25519 wallet).
@@ -268,7 +238,7 @@ impl Coordinator {
     }
 
     /// Transfers, newest first.
-    pub async fn transfers(&self) -> Result<Vec<transfers::TransferRecord>, Error> {
+    pub async fn transfers(&self) -> Result<Vec<TransferRecord>, Error> {
         self.engine.store.transfers(1000).await
     }
 
@@ -279,8 +249,10 @@ impl Coordinator {
         id: &str,
         wait: std::time::Duration,
         until: Option<&str>,
-    ) -> Result<transfers::TransferRecord, Error> {
+    ) -> Result<TransferRecord, Error> {
         let deadline = tokio::time::Instant::now() + wait;
+        // Subscribe before looking, so a step between the two is not missed.
+        let mut moved = self.engine.finished.subscribe();
         loop {
             let t = self
                 .engine
@@ -292,8 +264,36 @@ impl Coordinator {
             if t.is_final() || reached || tokio::time::Instant::now() >= deadline {
                 return Ok(t);
             }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            // Wake when the transfer moves (here), or look again within half a second (it
+            // may be driven by another coordinator).
+            let until =
+                deadline.min(tokio::time::Instant::now() + std::time::Duration::from_millis(500));
+            loop {
+                match tokio::time::timeout_at(until, moved.recv()).await {
+                    Ok(Ok(m)) if m == id => break,
+                    Ok(Ok(_)) => {}
+                    Ok(Err(_)) | Err(_) => break,
+                }
+            }
         }
+    }
+
+    /// Reloads the TLS pin store from the database every two seconds (a module enrolled
+    /// through another coordinator sharing it can connect here too).
+    pub fn start_pin_refresh(&self) {
+        let (store, pins) = (self.engine.store.clone(), self.pins.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                if let Ok(ids) = store.identities().await {
+                    for id in ids {
+                        if let Ok(key) = PublicIdentity::try_from(id.as_slice()) {
+                            pins.pin(&key);
+                        }
+                    }
+                }
+            }
+        });
     }
 
     /// The TLS pin store of enrolled modules.
@@ -311,9 +311,10 @@ impl Coordinator {
         &self.engine.hub
     }
 
-    /// Resumes unfinished jobs; call once at start-up.
-    pub async fn resume(&self) -> Result<usize, Error> {
-        self.engine.resume().await
+    /// Claims and resumes unfinished work now and every second from now on: what this
+    /// coordinator left when it stopped, and what another left when it died.
+    pub fn start_claims(&self) {
+        self.engine.start_claims();
     }
 
     /// Enrolls a module after checking that its identity signed its sealing key.
@@ -386,14 +387,17 @@ impl Coordinator {
             id: req.id.clone(),
             threshold: req.threshold,
             size: n,
-            status: "preparing".into(),
+            status: GroupStatus::Preparing,
             aux_job_id: Some(job_id.clone()),
             members: req.members,
             created_at: now(),
         };
         self.engine.store.create_group(&group).await?;
-        let job = JobRecord::pending(job_id, "aux_info", &group.id);
-        self.engine.store.insert_job(&job).await?;
+        let job = JobRecord::pending(job_id, JobKind::AuxInfo, &group.id);
+        self.engine
+            .store
+            .insert_job(&job, &self.engine.instance, engine::lease_deadline())
+            .await?;
         self.engine.spawn(job);
         Ok(group)
     }
@@ -410,7 +414,7 @@ impl Coordinator {
     /// Starts creating a wallet by DKG in a ready group.
     pub async fn create_wallet(&self, req: CreateWallet) -> Result<JobRecord, Error> {
         let group = self.group(&req.group).await?;
-        if group.status != "ready" {
+        if group.status != GroupStatus::Ready {
             return Err(Error::Conflict(format!(
                 "group {} is {}: wallets can be created once its auxiliary material is ready",
                 group.id, group.status
@@ -418,9 +422,12 @@ impl Coordinator {
         }
         let job = JobRecord {
             scheme: Some(req.scheme.to_string()),
-            ..JobRecord::pending(uuid::Uuid::new_v4().to_string(), "keygen", &group.id)
+            ..JobRecord::pending(uuid::Uuid::new_v4().to_string(), JobKind::Keygen, &group.id)
         };
-        self.engine.store.insert_job(&job).await?;
+        self.engine
+            .store
+            .insert_job(&job, &self.engine.instance, engine::lease_deadline())
+            .await?;
         self.engine.spawn(job.clone());
         Ok(job)
     }
@@ -432,6 +439,7 @@ impl Coordinator {
             group,
             scheme,
             public_key,
+            ..
         } = &req.intent.intent.action
         else {
             return Err(Error::BadRequest(format!(
@@ -440,7 +448,7 @@ impl Coordinator {
             )));
         };
         let group = self.group(group).await?;
-        if group.status != "ready" {
+        if group.status != GroupStatus::Ready {
             return Err(Error::Conflict(format!(
                 "group {} is {}: keys can be imported once its auxiliary material is ready",
                 group.id, group.status
@@ -469,9 +477,12 @@ impl Coordinator {
             wallet_id: Some(wallet.to_string()),
             payload: Some(serde_json::to_vec(&req).map_err(|e| Error::Internal(e.to_string()))?),
             intent: Some(req.intent.to_json()),
-            ..JobRecord::pending(uuid::Uuid::new_v4().to_string(), "import", &group.id)
+            ..JobRecord::pending(uuid::Uuid::new_v4().to_string(), JobKind::Import, &group.id)
         };
-        self.engine.store.insert_job(&job).await?;
+        self.engine
+            .store
+            .insert_job(&job, &self.engine.instance, engine::lease_deadline())
+            .await?;
         self.engine.spawn(job.clone());
         Ok(job)
     }
@@ -515,12 +526,16 @@ impl Coordinator {
         let job = JobRecord {
             wallet_id: Some(wallet.id.clone()),
             scheme: Some(wallet.scheme.clone()),
-            rule: Some(rule.to_string()),
-            mode: Some(req.mode.as_str().into()),
+            rule: Some(*rule),
+            mode: Some(req.mode),
             payload: Some(payload.to_canonical()),
             intent: Some(req.intent.to_json()),
             digest: Some(payload.digest().to_vec()),
-            ..JobRecord::pending(req.intent.intent.id.clone(), "sign", &wallet.group_id)
+            ..JobRecord::pending(
+                req.intent.intent.id.clone(),
+                JobKind::Sign,
+                &wallet.group_id,
+            )
         };
         if let Some(existing) = self.engine.store.job(&job.id).await? {
             // The same intent again: the job it started (an intent is used once).
@@ -532,7 +547,10 @@ impl Coordinator {
                 job.id
             )));
         }
-        self.engine.store.insert_job(&job).await?;
+        self.engine
+            .store
+            .insert_job(&job, &self.engine.instance, engine::lease_deadline())
+            .await?;
         self.engine.spawn(job.clone());
         Ok(job)
     }
@@ -625,17 +643,9 @@ pub async fn serve(
     http: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let resumed = coordinator.resume().await?;
-    let resumed_transfers = coordinator.engine.resume_transfers().await?;
-    if resumed_transfers > 0 {
-        tracing::info!(
-            transfers = resumed_transfers,
-            "resumed unfinished transfers"
-        );
-    }
-    if resumed > 0 {
-        tracing::info!(jobs = resumed, "resumed unfinished jobs");
-    }
+    failpoints::setup();
+    coordinator.start_claims();
+    coordinator.start_pin_refresh();
     let tls = concord_wire::tls::server_config(identity, coordinator.pins())
         .map_err(|e| Error::Internal(e.to_string()))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

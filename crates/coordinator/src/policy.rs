@@ -12,9 +12,9 @@ use concord_wire::rpc::{PolicyStatus, PolicyUpdate, coordinator_to_module};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+use crate::engine::Engine;
 use crate::hub::ModuleEvent;
-use crate::jobs::Engine;
-use crate::store::{ModulePolicy, PolicyRecord, now};
+use crate::records::{ModulePolicy, PolicyRecord, now};
 
 /// How long adding a signature waits for connected modules to answer.
 const STATUS_WAIT: Duration = Duration::from_secs(5);

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use concord_coordinator::store::{JobRecord, Store};
+use concord_coordinator::store::Store;
 use concord_coordinator::{Coordinator, api};
+use concord_coordinator::{JobKind, JobRecord};
 use tower::ServiceExt;
 
 async fn setup() -> (Coordinator, String) {
@@ -172,8 +173,8 @@ async fn enrolling_checks_the_sealing_key_signature() {
 async fn long_poll_waits_for_a_running_job() {
     let (c, token) = setup().await;
     // A job that nobody runs stays pending: the long-poll must wait out its limit.
-    let job = JobRecord::pending("j1".into(), "sign", "g");
-    c.store().insert_job(&job).await.unwrap();
+    let job = JobRecord::pending("j1".into(), JobKind::Sign, "g");
+    c.store().insert_job(&job, "test", 0).await.unwrap();
     let start = Instant::now();
     let (s, j) = call(&c, get("/v1/jobs/j1?wait=0.5", &token)).await;
     assert_eq!(s, StatusCode::OK);

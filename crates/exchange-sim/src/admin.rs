@@ -7,12 +7,19 @@
 //! - `POST /sim/credit` `{"account", "coin", "amount"}` → `{"account", "coin", "balance"}`.
 //! - `GET /sim/deposit-address?account=..&network=..` → `{"address"}`.
 //! - `GET /sim/health` → `{"status", "chainId", "hotWallet", "lastScannedBlock", "lastError"}`.
+//! - `POST /sim/faults` `{"withdrawTimeoutAfterAccept"?: {"count", "delayMs"}, "http5xx"?:
+//!   {"count", "status"?: 503|500, "paths"?: [..]}, "slow"?: {"count", "delayMs", "paths"?}}`
+//!   replaces the active faults (a kind left out is cleared) and answers them like `GET`;
+//!   `GET /sim/faults` → the same shape with the remaining counts, `null` for an inactive (or
+//!   used-up) kind; `DELETE /sim/faults` clears them all. A bad body is refused with 400 and a
+//!   message naming the field (e.g. `http5xx.paths[0]: ...`). Semantics in [`crate::faults`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -25,6 +32,7 @@ use sha2::{Digest, Sha256};
 use crate::Shared;
 use crate::amount::{format_amount, parse_amount};
 use crate::config::{ApiKeyConfig, ApiKeyKind, Permission, Secret};
+use crate::faults::FaultSet;
 use crate::state::deposit_address;
 
 /// An admin error answer.
@@ -222,4 +230,36 @@ pub async fn health(State(shared): State<Arc<Shared>>) -> Json<Value> {
         "lastScannedBlock": if last == u64::MAX { Value::Null } else { json!(last) },
         "lastError": error,
     }))
+}
+
+/// `GET /sim/faults`: the active faults with their remaining counts.
+pub async fn get_faults(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+) -> Result<Json<FaultSet>, AdminError> {
+    authorize(&shared, &headers)?;
+    Ok(Json(shared.faults.current()))
+}
+
+/// `POST /sim/faults`: replaces the active faults. The token is checked before the body is
+/// read; a body that is not a [`FaultSet`] is refused with 400 naming the bad field.
+pub async fn set_faults(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<FaultSet>, AdminError> {
+    authorize(&shared, &headers)?;
+    let Json(set) = Json::<FaultSet>::from_bytes(&body).map_err(|e| bad(e.body_text()))?;
+    tracing::info!(faults = ?set, "faults set");
+    Ok(Json(shared.faults.replace(set)))
+}
+
+/// `DELETE /sim/faults`: clears every fault; answers the (empty) set.
+pub async fn clear_faults(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+) -> Result<Json<FaultSet>, AdminError> {
+    authorize(&shared, &headers)?;
+    tracing::info!("faults cleared");
+    Ok(Json(shared.faults.replace(FaultSet::default())))
 }

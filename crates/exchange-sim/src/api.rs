@@ -23,6 +23,31 @@ use crate::config::{CoinConfig, Permission};
 use crate::state::{DEPOSIT_SUCCESS, Verifier, WithdrawRequest, deposit_address};
 use crate::time::{format_utc, now_ms, now_us};
 
+/// `GET /api/v3/ping`.
+pub const PING: &str = "/api/v3/ping";
+/// `GET /api/v3/time`.
+pub const TIME: &str = "/api/v3/time";
+/// `GET /api/v3/account`.
+pub const ACCOUNT: &str = "/api/v3/account";
+/// `GET /sapi/v1/capital/deposit/address`.
+pub const DEPOSIT_ADDRESS: &str = "/sapi/v1/capital/deposit/address";
+/// `GET /sapi/v1/capital/deposit/hisrec`.
+pub const DEPOSIT_HISTORY: &str = "/sapi/v1/capital/deposit/hisrec";
+/// `POST /sapi/v1/capital/withdraw/apply`.
+pub const WITHDRAW_APPLY: &str = "/sapi/v1/capital/withdraw/apply";
+/// `GET /sapi/v1/capital/withdraw/history`.
+pub const WITHDRAW_HISTORY: &str = "/sapi/v1/capital/withdraw/history";
+/// Every Binance path the simulator serves (the ones faults may name).
+pub const PATHS: [&str; 7] = [
+    PING,
+    TIME,
+    ACCOUNT,
+    DEPOSIT_ADDRESS,
+    DEPOSIT_HISTORY,
+    WITHDRAW_APPLY,
+    WITHDRAW_HISTORY,
+];
+
 /// Which API family an endpoint belongs to (they answer a too-large recvWindow differently).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Family {

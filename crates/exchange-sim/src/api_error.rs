@@ -39,6 +39,26 @@ impl ApiError {
         )
     }
 
+    /// -1001 DISCONNECTED, HTTP 503: the request was not processed and may be sent again
+    /// (fault injection's `http5xx` answer).
+    pub fn disconnected() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            -1001,
+            "Internal error; unable to process your request. Please try again.",
+        )
+    }
+
+    /// -1007 TIMEOUT, HTTP 504: the gateway gave up waiting for the backend, which may or may
+    /// not have executed the request (fault injection's `withdrawTimeoutAfterAccept` answer).
+    pub fn backend_timeout() -> Self {
+        Self::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            -1007,
+            "Timeout waiting for response from backend server. Send status unknown; execution status unknown.",
+        )
+    }
+
     /// -1021 INVALID_TIMESTAMP, the request is older than its recvWindow.
     pub fn timestamp_outside_window() -> Self {
         Self::new(

@@ -8,7 +8,11 @@
 //!   `POST /sapi/v1/capital/withdraw/apply`, `GET /sapi/v1/capital/withdraw/history`
 //!   signed as Binance documents (see [`auth`]).
 //! - Admin endpoints under `/sim/` (not Binance; bearer admin token): `POST /sim/api-keys`,
-//!   `POST /sim/credit`, `GET /sim/deposit-address`, and `GET /sim/health` (no token).
+//!   `POST /sim/credit`, `GET /sim/deposit-address`, `POST`/`GET`/`DELETE /sim/faults`, and
+//!   `GET /sim/health` (no token).
+//! - Fault injection for tests, set through `/sim/faults`: withdrawals accepted but answered
+//!   with a 504 after a delay, 5XX answers without side effect, slow answers; a middleware
+//!   around the Binance routes only (never the `/sim/` ones).
 //! - A chain watcher credits deposits after N confirmations; withdrawals are sent from the hot
 //!   wallet with alloy's local signer, one at a time.
 //!
@@ -24,6 +28,7 @@ pub mod auth;
 mod chain;
 mod config;
 mod error;
+mod faults;
 mod state;
 mod time;
 
@@ -36,6 +41,7 @@ use std::sync::atomic::Ordering;
 use alloy::primitives::Address;
 use alloy::providers::{Provider, ProviderBuilder};
 use axum::Router;
+use axum::middleware;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -65,29 +71,37 @@ pub(crate) struct Shared {
     pub withdraw_queue: mpsc::UnboundedSender<String>,
     /// account → Binance-style numeric uid.
     pub account_uids: HashMap<String, u64>,
+    /// The active injected faults.
+    pub faults: faults::Faults,
 }
 
-/// Builds the router over the shared state.
+/// Builds the router over the shared state: the Binance routes inside the fault middleware,
+/// the admin routes outside it.
 fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route("/api/v3/ping", get(api::ping))
-        .route("/api/v3/time", get(api::time))
-        .route("/api/v3/account", get(api::account))
-        .route(
-            "/sapi/v1/capital/deposit/address",
-            get(api::deposit_address_handler),
-        )
-        .route("/sapi/v1/capital/deposit/hisrec", get(api::deposit_history))
-        .route("/sapi/v1/capital/withdraw/apply", post(api::withdraw_apply))
-        .route(
-            "/sapi/v1/capital/withdraw/history",
-            get(api::withdraw_history),
-        )
+    let binance = Router::new()
+        .route(api::PING, get(api::ping))
+        .route(api::TIME, get(api::time))
+        .route(api::ACCOUNT, get(api::account))
+        .route(api::DEPOSIT_ADDRESS, get(api::deposit_address_handler))
+        .route(api::DEPOSIT_HISTORY, get(api::deposit_history))
+        .route(api::WITHDRAW_APPLY, post(api::withdraw_apply))
+        .route(api::WITHDRAW_HISTORY, get(api::withdraw_history))
+        .route_layer(middleware::from_fn_with_state(
+            shared.clone(),
+            faults::inject,
+        ));
+    let admin = Router::new()
         .route("/sim/health", get(admin::health))
         .route("/sim/api-keys", post(admin::register_key))
         .route("/sim/credit", post(admin::credit))
         .route("/sim/deposit-address", get(admin::admin_deposit_address))
-        .with_state(shared)
+        .route(
+            "/sim/faults",
+            get(admin::get_faults)
+                .post(admin::set_faults)
+                .delete(admin::clear_faults),
+        );
+    binance.merge(admin).with_state(shared)
 }
 
 /// What [`prepare`] sets up before serving.
@@ -158,6 +172,7 @@ async fn prepare(config: SimConfig) -> Result<Prepared, SimError> {
             chain_status,
             withdraw_queue: sender,
             account_uids,
+            faults: faults::Faults::default(),
         }),
         start_block,
         queue,

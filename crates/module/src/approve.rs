@@ -24,10 +24,8 @@ use concord_wire::units::{format_amount, parse_amount};
 use crate::Error;
 use crate::checks::Outside;
 use crate::ledger::{DAY_SECS, Order, Spend};
-use crate::state::{ApprovalRecord, PolicyInForce, State};
+use crate::state::{APPROVAL_TTL_SECS, ApprovalRecord, PolicyInForce, State};
 
-/// How long an approval may be used to sign, seconds.
-pub(crate) const APPROVAL_TTL_SECS: u64 = 600;
 /// Added to a signed exchange request's life (timestamp + receive window) for clocks that
 /// differ between this module and the exchange, ms.
 const ORDER_MARGIN_MS: u64 = 60_000;
@@ -551,8 +549,7 @@ impl Decider {
             .state
             .logs()
             .map_err(|e| c.refuse(e.to_string()))?
-            .orders(exchange, &i.id)
-            .to_vec();
+            .orders(exchange, &i.id);
         if earlier.iter().any(|(d, _)| *d != c.digest) {
             self.check_order_is_dead(c, exchange, &i.id, &earlier)
                 .await?;
@@ -728,7 +725,10 @@ impl Decider {
             let logs = state.logs().map_err(|e| c.refuse(e.to_string()))?;
             // One intent, one transaction: another digest under a used intent is a second
             // payment (a withdrawal may re-sign its order, checked above and below).
-            if let Some((other_job, d)) = logs.intent(&intent.id).iter().find(|(_, d)| *d != digest)
+            if let Some((other_job, d)) = logs
+                .intent(&intent.id, now)
+                .into_iter()
+                .find(|(_, d)| *d != digest)
                 && checked.order.is_none()
             {
                 return Err(c.refuse(format!(
@@ -755,7 +755,7 @@ impl Decider {
                 }
             }
             if let Some(key) = &nonce_key {
-                match logs.nonce(wallet, key) {
+                match logs.nonce(wallet, key, now) {
                     Some(d) if d != digest => {
                         let shown = key.rsplit('-').next().unwrap_or(key).to_owned();
                         return Err(c.refuse(format!(
@@ -769,8 +769,13 @@ impl Decider {
                 }
             }
             if let Some(d) = &checked.daily {
-                let spent =
-                    logs.spent_since(d.wallet, &d.coin, now.saturating_sub(DAY_SECS), &intent.id);
+                let spent = logs.spent_since(
+                    d.wallet,
+                    &d.coin,
+                    now.saturating_sub(DAY_SECS),
+                    &intent.id,
+                    now,
+                );
                 let total = spent.saturating_add(d.amount);
                 if total > d.per_day {
                     return Err(c.refuse(format!(
@@ -805,7 +810,8 @@ impl Decider {
             policy: c.policy.hash,
             intent: intent.id.clone(),
             rule,
-            expires_at: now + APPROVAL_TTL_SECS,
+            // Never usable after the intent itself expires.
+            expires_at: (now + APPROVAL_TTL_SECS).min(intent.expires_at),
             checks: checked.checks,
         }
         .to_bytes();
@@ -830,6 +836,7 @@ impl Decider {
                         amount: d.amount.to_string(),
                     }),
                     order: checked.order,
+                    void: false,
                 },
             )
             .map_err(|e| c.refuse(e.to_string()))?;
@@ -849,6 +856,13 @@ fn replay(
     digest: [u8; 32],
     intent: &str,
 ) -> Result<Approval, Refusal> {
+    if prev.void {
+        return Err(refusal(
+            job,
+            "this module released its approval of this job: it never signs under it",
+            Some(digest),
+        ));
+    }
     if prev.digest == digest && prev.payload == p.payload && prev.intent == intent {
         Ok(Approval {
             job_id: job.to_owned(),
@@ -1091,6 +1105,7 @@ mod tests {
             id: "m1".into(),
             coordinator: crate::config::CoordinatorConfig {
                 address: "127.0.0.1:1".into(),
+                also: Vec::new(),
                 identity: state.identity().public(),
             },
             vault: crate::config::VaultConfig {

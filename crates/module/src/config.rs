@@ -116,8 +116,21 @@ fn default_key_type() -> String {
 pub struct CoordinatorConfig {
     /// `host:port` of its gRPC listener.
     pub address: String,
-    /// Its pinned identity key.
+    /// More coordinators sharing the same database (high availability): the module keeps a
+    /// link to each, so whichever holds a piece of work can reach it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<String>,
+    /// Their pinned identity key (the coordinators of one deployment share it).
     pub identity: PublicIdentity,
+}
+
+impl CoordinatorConfig {
+    /// Every address to keep a link to.
+    pub fn addresses(&self) -> Vec<String> {
+        std::iter::once(self.address.clone())
+            .chain(self.also.iter().cloned())
+            .collect()
+    }
 }
 
 /// The vault.

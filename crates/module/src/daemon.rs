@@ -13,7 +13,7 @@ use concord_wire::messages::{AuxResult, KeygenResult, PresignResult, SignResult}
 use concord_wire::payload::SigningPayload;
 use concord_wire::rpc::module_link_client::ModuleLinkClient;
 use concord_wire::rpc::{
-    Failure, Hello, JobUpdate, PolicyStatus, ProtocolKind, Relay, StartProtocol,
+    Failure, Hello, JobUpdate, PolicyStatus, ProtocolKind, Relay, Released, StartProtocol,
     coordinator_to_module, job_update, module_to_coordinator,
 };
 use tokio::sync::mpsc;
@@ -38,7 +38,6 @@ struct Ctx {
     state: Arc<State>,
     identity: Arc<concord_wire::identity::IdentityKey>,
     sealing: Arc<concord_wire::identity::SealingKey>,
-    uplink: Uplink,
     /// Decides on proposals, with this module's own view of exchanges and chain.
     decider: Arc<Decider>,
     /// (job id, session) → the running protocol's relay inbox. A job may be run again (after
@@ -67,32 +66,39 @@ pub async fn run(
         identity,
         sealing,
         decider,
-        uplink: Arc::new(Mutex::new(None)),
         running: Mutex::default(),
         early: Mutex::default(),
         tasks: Mutex::default(),
     });
+    // One link per coordinator address (several coordinators may share one database; each
+    // drives the work it holds, and every one of them can reach this module).
+    let links = config
+        .coordinator
+        .addresses()
+        .into_iter()
+        .map(|address| connect_loop(&config, address, ctx.clone()));
     tokio::select! {
-        r = connect_loop(config, ctx) => r,
+        r = futures::future::try_join_all(links) => r.map(|_| ()),
         _ = shutdown => Ok(()),
     }
 }
 
-async fn connect_loop(config: Config, ctx: Arc<Ctx>) -> Result<(), Error> {
+async fn connect_loop(config: &Config, address: String, ctx: Arc<Ctx>) -> Result<(), Error> {
     let tls = concord_wire::tls::client_config(&ctx.identity, config.coordinator.identity)
         .map_err(|e| Error::Link(e.to_string()))?;
     let mut backoff = Duration::from_millis(200);
+    let uplink: Uplink = Arc::new(Mutex::new(None));
     loop {
-        match session(&config, &ctx, tls.clone()).await {
+        match session(&address, &ctx, &uplink, tls.clone()).await {
             Ok(()) => {
-                tracing::info!("the coordinator closed the link; reconnecting");
+                tracing::info!(coordinator = %address, "the coordinator closed the link; reconnecting");
                 backoff = Duration::from_millis(200);
             }
             Err(e) => {
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "coordinator link failed");
+                tracing::warn!(coordinator = %address, error = %e, retry_in_ms = backoff.as_millis() as u64, "coordinator link failed");
             }
         }
-        if let Ok(mut u) = ctx.uplink.lock() {
+        if let Ok(mut u) = uplink.lock() {
             *u = None;
         }
         tokio::time::sleep(backoff).await;
@@ -101,11 +107,12 @@ async fn connect_loop(config: Config, ctx: Arc<Ctx>) -> Result<(), Error> {
 }
 
 async fn session(
-    config: &Config,
+    address: &str,
     ctx: &Arc<Ctx>,
+    uplink: &Uplink,
     tls: Arc<rustls::ClientConfig>,
 ) -> Result<(), Error> {
-    let channel = concord_wire::connect_channel(&config.coordinator.address, tls)
+    let channel = concord_wire::connect_channel(address, tls)
         .await
         .map_err(|e| Error::Link(e.to_string()))?;
     let mut client = ModuleLinkClient::new(channel);
@@ -133,10 +140,10 @@ async fn session(
                 status_chain(&s)
             ))
         })?;
-    if let Ok(mut u) = ctx.uplink.lock() {
+    if let Ok(mut u) = uplink.lock() {
         *u = Some(tx);
     }
-    tracing::info!(coordinator = %config.coordinator.address, "connected to the coordinator");
+    tracing::info!(coordinator = %address, "connected to the coordinator");
     let mut inbound = response.into_inner();
     while let Some(msg) = inbound
         .message()
@@ -146,10 +153,10 @@ async fn session(
         match msg.msg {
             Some(coordinator_to_module::Msg::Welcome(_)) => {}
             Some(coordinator_to_module::Msg::Relay(r)) => route_relay(ctx, r),
-            Some(coordinator_to_module::Msg::Start(s)) => start_job(ctx, s),
+            Some(coordinator_to_module::Msg::Start(s)) => start_job(ctx, s, uplink),
             Some(coordinator_to_module::Msg::Proposal(p)) => {
                 // Checks may ask the exchange and the chain: decide off the stream's loop.
-                let ctx = ctx.clone();
+                let (ctx, uplink) = (ctx.clone(), uplink.clone());
                 tokio::spawn(async move {
                     let answer = match ctx.decider.decide(&p).await {
                         Ok(a) => module_to_coordinator::Msg::Approval(a),
@@ -158,22 +165,39 @@ async fn session(
                             module_to_coordinator::Msg::Refusal(r)
                         }
                     };
-                    send_up(&ctx.uplink, answer);
+                    send_up(&uplink, answer);
                 });
             }
             Some(coordinator_to_module::Msg::Query(q)) => {
-                let ctx = ctx.clone();
+                let (ctx, uplink) = (ctx.clone(), uplink.clone());
                 tokio::spawn(async move {
                     let answer = ctx.decider.outside.answer(q).await;
-                    send_up(&ctx.uplink, module_to_coordinator::Msg::Answer(answer));
+                    send_up(&uplink, module_to_coordinator::Msg::Answer(answer));
                 });
             }
             Some(coordinator_to_module::Msg::Policy(u)) => {
                 let status = adopt_policy(&ctx.state, &u.signed_policy);
-                send_up(
-                    &ctx.uplink,
-                    module_to_coordinator::Msg::PolicyStatus(status),
-                );
+                send_up(uplink, module_to_coordinator::Msg::PolicyStatus(status));
+            }
+            Some(coordinator_to_module::Msg::Release(r)) => {
+                let answer = match ctx.state.release_approval(&r.job_id) {
+                    Ok(released) => {
+                        if released {
+                            tracing::info!(job = %r.job_id, reason = %r.reason, "approval released");
+                        }
+                        Released {
+                            job_id: r.job_id,
+                            released,
+                            error: String::new(),
+                        }
+                    }
+                    Err(e) => Released {
+                        job_id: r.job_id,
+                        released: false,
+                        error: e.to_string(),
+                    },
+                };
+                send_up(uplink, module_to_coordinator::Msg::Released(answer));
             }
             Some(coordinator_to_module::Msg::Abort(a)) => {
                 if let Ok(mut tasks) = ctx.tasks.lock() {
@@ -396,7 +420,13 @@ fn check_sign_start(
                 .into(),
         ));
     }
-    if !state.use_session(&session.0)? {
+    if approval.void {
+        return Err(Error::Refused(format!(
+            "the approval of job {} was released: this module never signs under it",
+            s.approved_job_id
+        )));
+    }
+    if !state.use_session(&session.0, &s.approved_job_id)? {
         return Err(Error::Refused(format!(
             "session {} was run before: a module never runs a session twice",
             hex::encode(&session.0[..8])
@@ -432,6 +462,7 @@ fn check_import_intent(
         group,
         scheme,
         public_key,
+        importer,
     } = &v.intent.action
     else {
         return Err(Error::Refused(format!(
@@ -450,7 +481,16 @@ fn check_import_intent(
             "the coordinator announces another key than the one the intent imports".into(),
         ));
     }
-    if !state.logs()?.intent(&v.intent.id).is_empty() {
+    if importer.as_bytes().as_slice() != s.importer.as_slice() {
+        return Err(Error::Refused(
+            "the shards are sealed by another key than the importer's intent names: they are not the importer's".into(),
+        ));
+    }
+    if !state
+        .logs()?
+        .intent(&v.intent.id, concord_wire::authority::unix_now())
+        .is_empty()
+    {
         return Err(Error::Refused(format!(
             "intent {} was already used: a replayed intent is refused",
             v.intent.id
@@ -472,7 +512,8 @@ fn update(job_id: &str, session: &[u8], status: job_update::Status) -> module_to
     })
 }
 
-fn start_job(ctx: &Arc<Ctx>, s: StartProtocol) {
+fn start_job(ctx: &Arc<Ctx>, s: StartProtocol, uplink: &Uplink) {
+    let uplink = uplink.clone();
     let job_id = s.job_id.clone();
     let (relay_tx, relay_rx) = mpsc::unbounded_channel();
     let early = ctx
@@ -503,8 +544,9 @@ fn start_job(ctx: &Arc<Ctx>, s: StartProtocol) {
         let run_ctx = task_ctx.clone();
         let kind = s.kind;
         let started = std::time::Instant::now();
+        let run_uplink = uplink.clone();
         let outcome = match tokio::task::spawn_blocking(move || {
-            rt.block_on(run_protocol(&run_ctx, s, relay_rx))
+            rt.block_on(run_protocol(&run_ctx, s, relay_rx, &run_uplink))
         })
         .await
         {
@@ -532,7 +574,7 @@ fn start_job(ctx: &Arc<Ctx>, s: StartProtocol) {
                 )
             }
         };
-        send_up(&task_ctx.uplink, msg);
+        send_up(&uplink, msg);
     });
     if let Ok(mut t) = ctx.tasks.lock() {
         t.insert(key, handle.abort_handle());
@@ -543,6 +585,7 @@ async fn run_protocol(
     ctx: &Arc<Ctx>,
     s: StartProtocol,
     relays: mpsc::UnboundedReceiver<Relay>,
+    uplink: &Uplink,
 ) -> Result<Vec<u8>, (String, Vec<u32>)> {
     let fail = |e: Error| (e.to_string(), Vec::new());
     let me_key = ctx.identity.public();
@@ -583,7 +626,7 @@ async fn run_protocol(
         blame.clone(),
     ));
     let outgoing = SealedSink {
-        uplink: ctx.uplink.clone(),
+        uplink: uplink.clone(),
         identity: ctx.identity.clone(),
         group: group.clone(),
         job_id: s.job_id.clone(),
@@ -600,7 +643,7 @@ async fn run_protocol(
                 let primes = match state.primes(&group.group_id)? {
                     Some(p) => p,
                     None => {
-                        let uplink = ctx.uplink.clone();
+                        let uplink = uplink.clone();
                         let job = s.job_id.clone();
                         let run = s.session.clone();
                         let primes = tokio::task::spawn_blocking(move || {
@@ -631,7 +674,7 @@ async fn run_protocol(
                         primes
                     }
                 };
-                let uplink = ctx.uplink.clone();
+                let uplink = uplink.clone();
                 let job = s.job_id.clone();
                 let run = s.session.clone();
                 let mut progress = move |e: concord_tss::ProgressEvent| {
@@ -1315,6 +1358,7 @@ mod tests {
                         group: "g".into(),
                         scheme: Scheme::EcdsaSecp256k1,
                         public_key: pk,
+                        importer: key(55).public(),
                     },
                     600,
                 ),
@@ -1326,6 +1370,7 @@ mod tests {
             scheme: "ecdsa-secp256k1".into(),
             wallet_id: w.0.to_vec(),
             intent: si.to_json(),
+            importer: key(55).public().as_bytes().to_vec(),
             ..Default::default()
         };
         let check = |si: &SignedIntent, w| {
@@ -1351,6 +1396,7 @@ mod tests {
                     group: "g".into(),
                     scheme: Scheme::Ed25519,
                     public_key: existing.public_key(),
+                    importer: key(55).public(),
                 },
                 600,
             ),
@@ -1366,8 +1412,16 @@ mod tests {
                 .to_string()
                 .contains("never overwritten")
         );
-        // The importer's intent: accepted, once.
+        // Shards sealed by another key than the importer's intent names (a coordinator
+        // substituting shards of its own making).
         let si = import(pk.clone(), 12);
+        let mut forged = start(&si, wallet);
+        forged.importer = key(56).public().as_bytes().to_vec();
+        let e = check_import_intent(&st, &forged, wallet)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sealed by another key"), "{e}");
+        // The importer's intent: accepted, once.
         let id = check(&si, wallet).unwrap();
         st.record_intent(&id).unwrap();
         let e = check(&si, wallet).unwrap_err();

@@ -25,6 +25,10 @@ const POLICY: &str = "policy";
 const APPROVAL_PREFIX: &str = "approval-";
 const INTENT_PREFIX: &str = "intent-";
 const NONCE_PREFIX: &str = "nonce-";
+const SESSION_PREFIX: &str = "session-";
+
+/// How long an approval may be used to sign, seconds.
+pub const APPROVAL_TTL_SECS: u64 = 600;
 
 fn presig_name(wallet: WalletId, fingerprint: &[u8; 32]) -> String {
     format!("presig-{wallet}-{}", hex::encode(&fingerprint[..16]))
@@ -120,6 +124,10 @@ pub struct ApprovalRecord {
     /// The exchange order the approval signs a request for.
     #[serde(default)]
     pub order: Option<Order>,
+    /// Released: the coordinator gave the job up before this module signed under it; the
+    /// module never will, and the approval binds nothing any more.
+    #[serde(default)]
+    pub void: bool,
 }
 
 /// The policy a module enforces, with its hash.
@@ -250,18 +258,23 @@ impl State {
         for name in self.vault.list(APPROVAL_PREFIX).map_err(vault_err)? {
             let job = &name[APPROVAL_PREFIX.len()..];
             if let Some(rec) = self.get_json::<ApprovalRecord>(&name, "approval")? {
-                logs.add(job, &rec);
+                logs.add(job, &rec, APPROVAL_TTL_SECS);
+            }
+        }
+        for name in self.vault.list(SESSION_PREFIX).map_err(vault_err)? {
+            if let Some(job) = self.vault.get(&name).map_err(vault_err)? {
+                logs.add_signed(&String::from_utf8_lossy(&job));
             }
         }
         for name in self.vault.list(INTENT_PREFIX).map_err(vault_err)? {
-            logs.add_intent(&name[INTENT_PREFIX.len()..], "", [0; 32]);
+            logs.add_import(&name[INTENT_PREFIX.len()..]);
         }
         // Nonce records written before the approval records carried them.
         for name in self.vault.list(NONCE_PREFIX).map_err(vault_err)? {
             if let Some(h) = self.get_json::<String>(&name, "nonce record")? {
                 let mut d = [0u8; 32];
                 if hex::decode_to_slice(&h, &mut d).is_ok() {
-                    logs.add_nonce(&name[NONCE_PREFIX.len()..], d);
+                    logs.add_legacy_nonce(&name[NONCE_PREFIX.len()..], d);
                 }
             }
         }
@@ -530,8 +543,31 @@ impl State {
         let name = format!("{APPROVAL_PREFIX}{job_id}");
         concord_vault::check_name(&name).map_err(|e| Error::Refused(e.to_string()))?;
         self.put_json(&name, a)?;
-        self.logs()?.add(job_id, a);
+        self.logs()?.add(job_id, a, APPROVAL_TTL_SECS);
         Ok(())
+    }
+
+    /// Releases the approval of a job the coordinator gave up: it is marked void and binds
+    /// nothing any more. Refused if this module already signed under it (then it stands).
+    /// Returns whether an approval was released (`false`: none, or released before).
+    pub fn release_approval(&self, job_id: &str) -> Result<bool, Error> {
+        // Under the log lock: a signing session of the job cannot slip in between.
+        let mut logs = self.logs()?;
+        if logs.has_signed(job_id) {
+            return Err(Error::Refused(format!(
+                "this module already signed under its approval of job {job_id}: it stands"
+            )));
+        }
+        let Some(mut rec) = self.approval(job_id)? else {
+            return Ok(false);
+        };
+        if rec.void {
+            return Ok(false);
+        }
+        rec.void = true;
+        self.put_json(&format!("{APPROVAL_PREFIX}{job_id}"), &rec)?;
+        logs.void(job_id);
+        Ok(true)
     }
 
     /// Records that an intent (an import's) was used, for good.
@@ -539,17 +575,27 @@ impl State {
         let name = format!("{INTENT_PREFIX}{intent}");
         concord_vault::check_name(&name).map_err(|e| Error::Refused(e.to_string()))?;
         self.put_json(&name, &true)?;
-        self.logs()?.add_intent(intent, "", [0; 32]);
+        self.logs()?.add_import(intent);
         Ok(())
     }
 
-    /// Marks a signing session as run; `false` if it was run before (never twice).
-    pub fn use_session(&self, session: &[u8; 32]) -> Result<bool, Error> {
-        let name = format!("session-{}", hex::encode(session));
+    /// Marks a signing session of `job` as run, durably, before anything of it leaves the
+    /// module; `false` if it was run before (never twice). From then on the job's approval
+    /// can no longer be released.
+    pub fn use_session(&self, session: &[u8; 32], job: &str) -> Result<bool, Error> {
+        let name = format!("{SESSION_PREFIX}{}", hex::encode(session));
         if self.vault.contains(&name).map_err(vault_err)? {
             return Ok(false);
         }
-        self.vault.put(&name, b"1").map_err(vault_err)?;
+        // Under the log lock: a release of the job cannot slip in between.
+        let mut logs = self.logs()?;
+        if self.approval(job)?.is_some_and(|a| a.void) {
+            return Err(Error::Refused(format!(
+                "the approval of job {job} was released: this module never signs under it"
+            )));
+        }
+        self.vault.put(&name, job.as_bytes()).map_err(vault_err)?;
+        logs.add_signed(job);
         Ok(true)
     }
 

@@ -347,6 +347,33 @@ impl Env {
         )
     }
 
+    /// An admin request with any method, an optional bearer token and an optional raw JSON
+    /// body.
+    pub async fn admin_request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("Content-Type", "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
     /// The `free` balance of `asset` in `/api/v3/account`.
     pub async fn free(&self, key: &Key, asset: &str) -> String {
         let (status, body) = self.get("/api/v3/account", key, &[]).await;

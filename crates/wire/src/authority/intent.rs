@@ -91,6 +91,9 @@ pub enum Action {
         /// The key's public key, hex, as the scheme encodes it.
         #[serde(with = "hex_vec")]
         public_key: Vec<u8>,
+        /// The importing tool's one-time key, which sealed the shards: modules open only
+        /// shards sealed by it, so the coordinator cannot substitute shards of its own making.
+        importer: crate::identity::PublicIdentity,
     },
 }
 

@@ -191,16 +191,21 @@ pub enum AgreementRule {
     /// `all` unavailable (use `threshold` for availability).
     #[default]
     All,
-    /// `t` matching approvals suffice; dissenters are recorded.
+    /// `t` matching approvals suffice, and at least a majority of the group; dissenters are
+    /// recorded.
     Threshold,
 }
 
 impl AgreementRule {
-    /// How many distinct members' approvals the rule needs in a `t`-of-`n` group.
+    /// How many distinct members' approvals the rule needs in a `t`-of-`n` group. Under
+    /// `threshold` that is `t`, but never less than a majority: any two certificates then
+    /// share a member, whose own logs (intents, nonces, orders, spends) see both — so a
+    /// coordinator cannot have one intent approved twice by two disjoint sets of members
+    /// (which `t` alone would allow when `n >= 2t`, e.g. 2-of-4).
     pub fn needed(self, t: usize, n: usize) -> usize {
         match self {
             AgreementRule::All => n,
-            AgreementRule::Threshold => t,
+            AgreementRule::Threshold => t.max(n / 2 + 1),
         }
     }
 

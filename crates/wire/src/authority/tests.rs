@@ -258,6 +258,7 @@ fn intents_verify_against_the_policy() {
         group: "desk".into(),
         scheme: Scheme::EcdsaSecp256k1,
         public_key: vec![2; 33],
+        importer: key(50).public(),
     };
     let e = SignedIntent::new(Intent::new(import.clone(), 600), &key(10))
         .verify(&p, now)

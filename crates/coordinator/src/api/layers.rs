@@ -1,0 +1,229 @@
+//! The API's cross-cutting concerns as layers, so that a handler is one line of intent:
+//! authentication (a known token whose role allows the route's) and idempotency keys.
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use super::TokenRole;
+use crate::store::Reservation;
+use crate::{Coordinator, Error};
+
+/// Largest request body accepted, bytes.
+const MAX_BODY: usize = 1 << 20;
+/// A reservation older than this without an answer (its coordinator died) is taken over, ms.
+const STALE_RESERVATION_MS: u64 = 15_000;
+/// How long a request waits for a concurrent one with the same key to be answered.
+const WAIT_FOR_TWIN: std::time::Duration = std::time::Duration::from_secs(20);
+
+pub(super) fn hash_token(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+fn refuse(status: StatusCode, msg: &str) -> Response {
+    (status, Json(serde_json::json!({ "error": msg }))).into_response()
+}
+
+/// An authenticated caller: its token's hash, name and role (put in the request by the
+/// authentication layer).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub(super) token_hash: Vec<u8>,
+    /// The token's name.
+    pub name: String,
+    /// The token's role.
+    pub role: TokenRole,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Response> {
+        parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+            Error::Internal("a route without the authentication layer".into()).into_response()
+        })
+    }
+}
+
+/// The authentication layer: a known token whose role allows the route's.
+pub(super) async fn authenticate(
+    State((c, needed)): State<(Coordinator, TokenRole)>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let Some(header) = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "missing 'Authorization: Bearer <token>' header",
+        );
+    };
+    let Some(token) = header.strip_prefix("Bearer ") else {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "the Authorization header must be 'Bearer <token>'",
+        );
+    };
+    let token_hash = hash_token(token.trim());
+    let (name, role) = match c.store().token(&token_hash).await {
+        Ok(Some((name, role))) => (name, role.parse().unwrap_or(TokenRole::Viewer)),
+        Ok(None) => return refuse(StatusCode::UNAUTHORIZED, "unknown API token"),
+        Err(e) => return e.into_response(),
+    };
+    if !TokenRole::allows(role, needed) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "this API token ({name}) has the role '{}', and this needs '{}'",
+                role.as_str(),
+                needed.as_str()
+            ),
+        );
+    }
+    req.extensions_mut().insert(Caller {
+        token_hash,
+        name,
+        role,
+    });
+    next.run(req).await
+}
+
+/// The idempotency layer (POSTs): the key, scoped to the caller's token and the route, is
+/// reserved before the request is handled, in one statement, so that of concurrent requests
+/// with one key exactly one is handled; the others wait for its answer and get it. A repeat
+/// gets the stored answer; the same key with another body is refused. A server-side failure
+/// is not stored (a retry may succeed).
+pub(super) async fn idempotency(
+    State(c): State<Coordinator>,
+    route: MatchedPath,
+    caller: Caller,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Some(key) = req
+        .headers()
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .filter(|k| !k.is_empty() && k.len() <= 128)
+        .map(str::to_owned)
+    else {
+        return Error::BadRequest(
+            "every POST needs an 'Idempotency-Key' header (1 to 128 characters)".into(),
+        )
+        .into_response();
+    };
+    let route = format!("{} {}", req.method(), route.as_str());
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return Error::BadRequest(format!("the request body is larger than {MAX_BODY} bytes"))
+            .into_response();
+    };
+    let request_hash = Sha256::digest(&bytes).to_vec();
+    if let Some(answer) = reserve(&c, &caller, &route, &key, &request_hash).await {
+        return answer;
+    }
+    let resp = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    let status = resp.status();
+    if status.is_server_error() {
+        let _ = c.store().forget_key(&caller.token_hash, &route, &key).await;
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    if let Err(e) = c
+        .store()
+        .complete_key(&caller.token_hash, &route, &key, status.as_u16(), &body)
+        .await
+    {
+        return e.into_response();
+    }
+    Response::from_parts(parts, Body::from(body))
+}
+
+/// Reserves the key; `Some(answer)` when the request must not be handled (a stored answer,
+/// a conflict, or a twin that did not finish in time).
+async fn reserve(
+    c: &Coordinator,
+    caller: &Caller,
+    route: &str,
+    key: &str,
+    request_hash: &[u8],
+) -> Option<Response> {
+    let deadline = tokio::time::Instant::now() + WAIT_FOR_TWIN;
+    loop {
+        let r = c
+            .store()
+            .reserve_key(
+                &caller.token_hash,
+                route,
+                key,
+                request_hash,
+                crate::records::epoch_ms(),
+                STALE_RESERVATION_MS,
+            )
+            .await;
+        match r {
+            Ok(Reservation::New) => return None,
+            Ok(Reservation::Done(h, _, _) | Reservation::InProgress(h)) if h != request_hash => {
+                return Some(
+                    Error::Conflict(format!(
+                        "idempotency key '{key}' was already used for a different request"
+                    ))
+                    .into_response(),
+                );
+            }
+            Ok(Reservation::Done(_, status, response)) => {
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+                return Some(
+                    (
+                        status,
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        response,
+                    )
+                        .into_response(),
+                );
+            }
+            Ok(Reservation::InProgress(_)) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Ok(Reservation::InProgress(_)) => {
+                return Some(
+                    Error::Conflict(format!(
+                        "a request with idempotency key '{key}' is still being handled; ask again later"
+                    ))
+                    .into_response(),
+                );
+            }
+            Err(e) => return Some(e.into_response()),
+        }
+    }
+}
+
+/// A JSON request body, refused with a sentence naming what is wrong.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| Error::BadRequest(format!("invalid JSON body: {e}")).into_response())
+    }
+}

@@ -1,0 +1,196 @@
+//! A signer group's auxiliary material, and wallets: distributed key generation and import.
+
+use concord_types::{Scheme, WalletId};
+use concord_wire::authority::Action;
+use concord_wire::messages::{AuxResult, KeygenResult};
+use concord_wire::rpc::ProtocolKind;
+
+use super::Engine;
+use super::protocol::{Events, Run};
+use crate::Error;
+use crate::records::{GroupStatus, JobKind, JobRecord, JobStatus, WalletRecord, now};
+
+/// What an import carries to the modules.
+struct ImportParts {
+    importer: Vec<u8>,
+    shards: Vec<Vec<u8>>,
+    wallet: Vec<u8>,
+    intent: Vec<u8>,
+    public_key: String,
+}
+
+impl Engine {
+    pub(crate) async fn run_aux(&self, job: &JobRecord, events: &mut Events) -> Result<(), Error> {
+        let group = self.group_of(&job.group_id).await?;
+        self.wait_connected(&group.members).await?;
+        let all: Vec<u16> = (0..group.size).collect();
+        let run = Run {
+            job,
+            kind: ProtocolKind::AuxInfo,
+            group: &group,
+            parties: &all,
+            status: JobStatus::Running,
+            timeout: self.timeouts.aux_info,
+            session: None,
+        };
+        let results = self
+            .run_protocol(run, events, |_| {})
+            .await
+            .map_err(|e| e.into_error(&group))?;
+        for (module, r) in &results {
+            let r: AuxResult = serde_json::from_slice(r).map_err(|e| {
+                Error::protocol(format!("module {module} sent an unreadable result: {e}"))
+            })?;
+            if r.group_id != group.id {
+                return Err(Error::Protocol {
+                    reason: format!(
+                        "module {module} prepared group {} instead of {}",
+                        r.group_id, group.id
+                    ),
+                    blamed: vec![module.clone()],
+                });
+            }
+        }
+        self.store
+            .set_group_status(&group.id, GroupStatus::Ready)
+            .await?;
+        let result = serde_json::json!({"group_id": group.id});
+        self.store
+            .finish_job(&job.id, &serde_json::to_vec(&result).unwrap_or_default())
+            .await
+    }
+
+    fn import_parts(job: &JobRecord) -> Result<ImportParts, Error> {
+        let raw = job.payload.as_deref().unwrap_or_default();
+        let i: crate::ImportWallet = serde_json::from_slice(raw)
+            .map_err(|e| Error::Internal(format!("stored import request: {e}")))?;
+        let Action::Import {
+            scheme, public_key, ..
+        } = &i.intent.intent.action
+        else {
+            return Err(Error::Internal(
+                "stored import without an import intent".into(),
+            ));
+        };
+        let shards = i
+            .shards
+            .iter()
+            .map(|h| hex::decode(h).map_err(|_| Error::BadRequest("a shard is not hex".into())))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ImportParts {
+            importer: hex::decode(&i.importer).unwrap_or_default(),
+            shards,
+            wallet: WalletId::derive(*scheme, public_key).0.to_vec(),
+            intent: i.intent.to_json(),
+            public_key: hex::encode(public_key),
+        })
+    }
+
+    /// Key generation or import: every member must report the same key.
+    pub(crate) async fn run_keygen(
+        &self,
+        job: &JobRecord,
+        events: &mut Events,
+    ) -> Result<(), Error> {
+        let group = self.group_of(&job.group_id).await?;
+        if group.status != GroupStatus::Ready {
+            return Err(Error::Conflict(format!(
+                "group {} is {}, not ready",
+                group.id, group.status
+            )));
+        }
+        self.wait_connected(&group.members).await?;
+        let all: Vec<u16> = (0..group.size).collect();
+        let import = match job.kind {
+            JobKind::Import => Some(Self::import_parts(job)?),
+            _ => None,
+        };
+        let run = Run {
+            job,
+            kind: if import.is_some() {
+                ProtocolKind::Import
+            } else {
+                ProtocolKind::Keygen
+            },
+            group: &group,
+            parties: &all,
+            status: JobStatus::Running,
+            timeout: self.timeouts.protocol,
+            session: None,
+        };
+        let results = self
+            .run_protocol(run, events, |s| {
+                if let Some(i) = &import {
+                    s.importer = i.importer.clone();
+                    s.import_shards = i.shards.clone();
+                    s.wallet_id = i.wallet.clone();
+                    s.intent = i.intent.clone();
+                }
+            })
+            .await
+            .map_err(|e| e.into_error(&group))?;
+        let r = agreed_key(&results)?;
+        if let Some(i) = &import
+            && !r.public_key.eq_ignore_ascii_case(&i.public_key)
+        {
+            return Err(Error::protocol(
+                "the modules hold shares of another key than the one announced for import",
+            ));
+        }
+        self.record_wallet(job, &group.id, r).await
+    }
+
+    async fn record_wallet(
+        &self,
+        job: &JobRecord,
+        group_id: &str,
+        r: KeygenResult,
+    ) -> Result<(), Error> {
+        let scheme: Scheme = r.scheme;
+        let public_key = hex::decode(&r.public_key)
+            .map_err(|_| Error::protocol("the reported public key is not hex"))?;
+        if WalletId::derive(scheme, &public_key) != r.wallet_id {
+            return Err(Error::protocol(
+                "the reported wallet id does not match its public key",
+            ));
+        }
+        let wallet = WalletRecord {
+            id: r.wallet_id.to_string(),
+            group_id: group_id.to_owned(),
+            scheme: scheme.to_string(),
+            public_key,
+            job_id: job.id.clone(),
+            created_at: now(),
+        };
+        self.store.insert_wallet(&wallet).await?;
+        self.store
+            .finish_job(&job.id, &serde_json::to_vec(&wallet).unwrap_or_default())
+            .await
+    }
+}
+
+/// The key every member reports, or who reported another.
+fn agreed_key(
+    results: &std::collections::BTreeMap<String, Vec<u8>>,
+) -> Result<KeygenResult, Error> {
+    let mut agreed: Option<KeygenResult> = None;
+    for (module, r) in results {
+        let r: KeygenResult = serde_json::from_slice(r).map_err(|e| Error::Protocol {
+            reason: format!("module {module} sent an unreadable result: {e}"),
+            blamed: vec![module.clone()],
+        })?;
+        match &agreed {
+            None => agreed = Some(r),
+            Some(a) if *a == r => {}
+            Some(_) => {
+                return Err(Error::Protocol {
+                    reason: format!(
+                        "module {module} reports a different group key than the others"
+                    ),
+                    blamed: vec![module.clone()],
+                });
+            }
+        }
+    }
+    agreed.ok_or_else(|| Error::Internal("no key generation results".into()))
+}

@@ -1,0 +1,513 @@
+//! A sign job, as named steps: propose the payload and its intent to every member and
+//! collect the answers; decide by the agreement rule; sign among approvers with the
+//! certificate of approvals (replacing signers that drop out); verify the signature.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use concord_types::{Scheme, WalletId};
+use concord_wire::authority::{AgreementRule, ApprovalStatement, sign_session};
+use concord_wire::identity::PublicIdentity;
+use concord_wire::messages::SignResult;
+use concord_wire::payload::SigningPayload;
+use concord_wire::rpc::{Approval, Proposal, ProtocolKind, Release, coordinator_to_module};
+use tokio::time::Instant;
+
+use super::Engine;
+use super::protocol::{Events, Run, RunError};
+use crate::Error;
+use crate::hub::ModuleEvent;
+use crate::records::{EventKind, GroupRecord, JobRecord, JobStatus, SignMode, WalletRecord};
+
+/// A sign job's fixed facts.
+struct SignCtx {
+    wallet: WalletRecord,
+    wallet_id: WalletId,
+    group: GroupRecord,
+    scheme: Scheme,
+    payload: SigningPayload,
+    payload_bytes: Vec<u8>,
+    digest: [u8; 32],
+    rule: AgreementRule,
+}
+
+/// What the members answered.
+#[derive(Default)]
+struct Answers {
+    approvers: BTreeSet<String>,
+    certificate: Vec<Approval>,
+    policy: Option<[u8; 32]>,
+    dissenters: BTreeMap<String, String>,
+}
+
+impl Engine {
+    async fn sign_ctx(&self, job: &JobRecord) -> Result<SignCtx, Error> {
+        let wallet_id = job
+            .wallet_id
+            .clone()
+            .ok_or_else(|| Error::Internal("sign job without a wallet".into()))?;
+        let wallet = self
+            .store
+            .wallet(&wallet_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("wallet {wallet_id}")))?;
+        let group = self.group_of(&wallet.group_id).await?;
+        let internal = |e: concord_types::TypesError| Error::Internal(e.to_string());
+        let payload_bytes = job.payload.clone().unwrap_or_default();
+        let payload = SigningPayload::from_canonical(&payload_bytes).map_err(internal)?;
+        Ok(SignCtx {
+            scheme: wallet.scheme.parse().map_err(internal)?,
+            wallet_id: wallet_id.parse().map_err(internal)?,
+            digest: payload.digest(),
+            payload,
+            payload_bytes,
+            rule: job.rule.unwrap_or_default(),
+            wallet,
+            group,
+        })
+    }
+
+    /// The whole job: answers, decision, signature, verified result.
+    pub(crate) async fn run_sign(&self, job: &JobRecord, events: &mut Events) -> Result<(), Error> {
+        let ctx = self.sign_ctx(job).await?;
+        let started = Instant::now();
+        let answers = self.collect_answers(job, &ctx, events).await?;
+        tracing::debug!(job = %job.id, ms = started.elapsed().as_millis() as u64, approvals = answers.approvers.len(), "approvals collected");
+        if let Err(e) = decide(&ctx, &answers) {
+            if matches!(e, Error::Refused { .. }) {
+                // Nothing will be signed under these approvals: the modules free what they
+                // bound (nonce, order, limit).
+                self.release(&job.id, &ctx.group.members, "refused by the agreement rule")
+                    .await;
+            }
+            return Err(e);
+        }
+        let (r, signers) = self
+            .sign_among_approvers(job, &ctx, &answers, events)
+            .await?;
+        let result = serde_json::json!({
+            // As the signers report it, not as planned.
+            "presigned": r.presigned,
+            "signature": r.signature,
+            "signers": signers,
+            "approvers": answers.approvers,
+            "dissenters": answers.dissenters,
+            "digest": hex::encode(ctx.digest),
+            "policy": answers.policy.map(hex::encode),
+        });
+        self.store
+            .add_event(
+                &job.id,
+                None,
+                EventKind::Result,
+                Some(&ctx.digest),
+                Some("signature verified against the wallet key"),
+                None,
+            )
+            .await?;
+        self.store
+            .finish_job(&job.id, &serde_json::to_vec(&result).unwrap_or_default())
+            .await
+    }
+
+    /// Step 1: the proposal to every connected member, and their signed answers.
+    async fn collect_answers(
+        &self,
+        job: &JobRecord,
+        ctx: &SignCtx,
+        events: &mut Events,
+    ) -> Result<Answers, Error> {
+        let t = usize::from(ctx.group.threshold);
+        self.wait_quorum(&ctx.group.members, t).await?;
+        self.store
+            .set_job_running(&job.id, JobStatus::Approving, None, None)
+            .await?;
+        let proposal = Proposal {
+            job_id: job.id.clone(),
+            wallet_id: ctx.wallet_id.0.to_vec(),
+            payload: ctx.payload_bytes.clone(),
+            digest: ctx.digest.to_vec(),
+            intent: job.intent.clone().unwrap_or_default(),
+        };
+        let mut asked = BTreeSet::new();
+        for m in &ctx.group.members {
+            if self
+                .hub
+                .send(m, coordinator_to_module::Msg::Proposal(proposal.clone()))
+                .await
+            {
+                asked.insert(m.clone());
+            }
+        }
+        let mut a = Answers::default();
+        let deadline = Instant::now() + self.timeouts.approval;
+        while a.approvers.len() + a.dissenters.len() < asked.len() {
+            let Ok(Some((module, event))) = tokio::time::timeout_at(deadline, events.recv()).await
+            else {
+                break;
+            };
+            if !asked.contains(&module)
+                || a.approvers.contains(&module)
+                || a.dissenters.contains_key(&module)
+            {
+                continue;
+            }
+            match event {
+                ModuleEvent::Approval(ap) => {
+                    self.take_approval(job, ctx, &module, ap, &mut a).await?
+                }
+                ModuleEvent::Refusal(r) => {
+                    let reason = format!("refused: {}", r.reason);
+                    self.dissent(
+                        job,
+                        &module,
+                        Some(&r.computed_digest),
+                        &reason,
+                        None,
+                        &mut a,
+                    )
+                    .await?;
+                }
+                ModuleEvent::Disconnected => {
+                    asked.remove(&module);
+                }
+                _ => {}
+            }
+        }
+        Ok(a)
+    }
+
+    /// An approval: counted if it checks out (signed by the module, for this job, wallet
+    /// and digest, under the same policy as the others), else a dissent.
+    async fn take_approval(
+        &self,
+        job: &JobRecord,
+        ctx: &SignCtx,
+        module: &str,
+        ap: Approval,
+        a: &mut Answers,
+    ) -> Result<(), Error> {
+        let checked = self
+            .check_approval(module, &job.id, &ctx.wallet.id, &ctx.digest, &ap)
+            .await
+            .and_then(|st| match a.policy {
+                Some(p) if p != st.policy => Err(format!(
+                    "approved under policy {}, the others under {}",
+                    hex::encode(&st.policy[..8]),
+                    hex::encode(&p[..8])
+                )),
+                _ => {
+                    a.policy = Some(st.policy);
+                    Ok(())
+                }
+            });
+        match checked {
+            Ok(()) => {
+                self.store
+                    .add_event(
+                        &job.id,
+                        Some(module),
+                        EventKind::Approval,
+                        Some(&ap.digest),
+                        Some(&String::from_utf8_lossy(&ap.statement)),
+                        Some(&ap.signature),
+                    )
+                    .await?;
+                a.approvers.insert(module.to_owned());
+                a.certificate.push(ap);
+                Ok(())
+            }
+            Err(reason) => {
+                self.dissent(
+                    job,
+                    module,
+                    Some(&ap.digest),
+                    &reason,
+                    Some(&ap.signature),
+                    a,
+                )
+                .await
+            }
+        }
+    }
+
+    async fn dissent(
+        &self,
+        job: &JobRecord,
+        module: &str,
+        digest: Option<&[u8]>,
+        reason: &str,
+        signature: Option<&[u8]>,
+        a: &mut Answers,
+    ) -> Result<(), Error> {
+        self.store
+            .add_event(
+                &job.id,
+                Some(module),
+                EventKind::Dissent,
+                digest,
+                Some(reason),
+                signature,
+            )
+            .await?;
+        tracing::warn!(job = %job.id, module, %reason, "ALERT: module dissents");
+        a.dissenters.insert(module.to_owned(), reason.to_owned());
+        Ok(())
+    }
+
+    /// Step 3: threshold signing among approvers with the certificate, replacing signers
+    /// that drop out, and the signature verified against the wallet's key.
+    async fn sign_among_approvers(
+        &self,
+        job: &JobRecord,
+        ctx: &SignCtx,
+        answers: &Answers,
+        events: &mut Events,
+    ) -> Result<(SignResult, Vec<u16>), Error> {
+        let t = usize::from(ctx.group.threshold);
+        let index_of = |m: &str| {
+            ctx.group
+                .members
+                .iter()
+                .position(|x| x == m)
+                .map(|i| i as u16)
+        };
+        let mut candidates: Vec<u16> = answers
+            .approvers
+            .iter()
+            .filter_map(|m| index_of(m))
+            .collect();
+        candidates.sort_unstable();
+        let use_pool =
+            ctx.scheme == Scheme::EcdsaSecp256k1 && job.mode != Some(SignMode::Interactive);
+        for _ in 0..5 {
+            let connected: Vec<u16> = candidates
+                .iter()
+                .copied()
+                .filter(|i| self.hub.is_connected(&ctx.group.members[usize::from(*i)]))
+                .collect();
+            if connected.len() < t {
+                return Err(Error::Unavailable(format!(
+                    "only {} approving modules are available to sign, {t} are needed",
+                    connected.len()
+                )));
+            }
+            let presig = if use_pool {
+                self.reserve_presignature(&job.id, &ctx.wallet.id, &connected)
+                    .await?
+            } else {
+                None
+            };
+            let (signers, fingerprint) = match presig {
+                Some((fp, signers)) => (signers, fp),
+                None => (connected[..t].to_vec(), Vec::new()),
+            };
+            match self
+                .sign_once(job, ctx, answers, &signers, fingerprint, events)
+                .await
+            {
+                Ok(r) => return Ok((r, signers)),
+                Err(RunError::Fatal(e)) => return Err(e),
+                Err(e) => {
+                    self.drop_failed_signers(job, ctx, e, &mut candidates)
+                        .await?
+                }
+            }
+        }
+        Err(Error::Unavailable("signing failed five times".into()))
+    }
+
+    /// One signing run; the session is derived from what it signs, fresh per attempt.
+    async fn sign_once(
+        &self,
+        job: &JobRecord,
+        ctx: &SignCtx,
+        answers: &Answers,
+        signers: &[u16],
+        fingerprint: Vec<u8>,
+        events: &mut Events,
+    ) -> Result<SignResult, RunError> {
+        let attempt = self.store.next_attempt(&job.id).await?;
+        let run = Run {
+            job,
+            kind: ProtocolKind::Sign,
+            group: &ctx.group,
+            parties: signers,
+            status: JobStatus::Signing,
+            timeout: self.timeouts.protocol,
+            session: Some(
+                sign_session(&job.id, attempt, signers, &ctx.digest)
+                    .0
+                    .to_vec(),
+            ),
+        };
+        let results = self
+            .run_protocol(run, events, |s| {
+                s.wallet_id = ctx.wallet_id.0.to_vec();
+                s.approved_job_id = job.id.clone();
+                s.presignature = fingerprint.clone();
+                s.certificate = answers.certificate.clone();
+                s.attempt = attempt;
+            })
+            .await?;
+        let input = ctx.payload.signing_input(ctx.scheme);
+        let mut verified = None;
+        for (module, r) in &results {
+            let r: SignResult = serde_json::from_slice(r).map_err(|e| {
+                RunError::Fatal(Error::Protocol {
+                    reason: format!("module {module} sent an unreadable signature: {e}"),
+                    blamed: vec![module.clone()],
+                })
+            })?;
+            let sig = hex::decode(&r.signature).map_err(|_| {
+                RunError::Fatal(Error::Protocol {
+                    reason: format!("module {module} sent a non-hex signature"),
+                    blamed: vec![module.clone()],
+                })
+            })?;
+            concord_wire::verify::verify_signature(
+                ctx.scheme,
+                &ctx.wallet.public_key,
+                &input,
+                &sig,
+            )
+            .map_err(|e| {
+                RunError::Fatal(Error::Protocol {
+                    reason: format!("signature from module {module} rejected: {e}"),
+                    blamed: vec![module.clone()],
+                })
+            })?;
+            verified = Some(r);
+        }
+        verified.ok_or_else(|| RunError::Fatal(Error::Internal("no signature".into())))
+    }
+
+    /// After a failed run: leave out the parties that dropped out or were blamed.
+    async fn drop_failed_signers(
+        &self,
+        job: &JobRecord,
+        ctx: &SignCtx,
+        e: RunError,
+        candidates: &mut Vec<u16>,
+    ) -> Result<(), Error> {
+        let name = |i: &u16| ctx.group.members[usize::from(*i)].clone();
+        match e {
+            RunError::Unavailable(gone) => {
+                let note = format!(
+                    "signer(s) {} dropped out; retrying with another subset",
+                    gone.join(", ")
+                );
+                self.store
+                    .add_event(&job.id, None, EventKind::Note, None, Some(&note), None)
+                    .await?;
+                candidates.retain(|i| !gone.contains(&name(i)));
+            }
+            RunError::Failed {
+                module,
+                error,
+                blamed,
+            } => {
+                self.store
+                    .add_event(
+                        &job.id,
+                        Some(&module),
+                        EventKind::Failure,
+                        None,
+                        Some(&error),
+                        None,
+                    )
+                    .await?;
+                // Leave out the parties the protocol blamed (or the reporter if none).
+                if blamed.is_empty() {
+                    candidates.retain(|i| name(i) != module);
+                } else {
+                    candidates.retain(|i| !blamed.contains(&u32::from(*i)));
+                }
+            }
+            RunError::Fatal(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// Tells every member that `job` will never be signed: each releases its approval if it
+    /// did not sign under it (freeing the nonce, order and limit it bound). Modules that
+    /// miss this ignore their unsigned approval once it expires.
+    pub(crate) async fn release(&self, job_id: &str, members: &[String], reason: &str) {
+        for m in members {
+            self.hub
+                .send(
+                    m,
+                    coordinator_to_module::Msg::Release(Release {
+                        job_id: job_id.to_owned(),
+                        reason: reason.to_owned(),
+                    }),
+                )
+                .await;
+        }
+    }
+
+    /// Checks a module's approval: its signature by the module's enrolled identity, and that
+    /// the statement is about this job, this wallet and this digest. Returns the statement.
+    async fn check_approval(
+        &self,
+        module: &str,
+        job_id: &str,
+        wallet_id: &str,
+        digest: &[u8; 32],
+        a: &Approval,
+    ) -> Result<ApprovalStatement, String> {
+        let rec = self
+            .store
+            .module(module)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("module {module} is not enrolled"))?;
+        let identity =
+            PublicIdentity::try_from(rec.identity.as_slice()).map_err(|e| e.to_string())?;
+        ApprovalStatement::verify(&a.statement, &a.signature, &identity)
+            .map_err(|_| "the approval's signature does not verify".to_string())?;
+        let st = ApprovalStatement::from_bytes(&a.statement).map_err(|e| e.to_string())?;
+        if st.job_id != job_id || st.module_id != module || st.wallet_id.to_string() != wallet_id {
+            return Err("the approval is for another job, module or wallet".into());
+        }
+        if st.digest != *digest || a.digest != digest.to_vec() {
+            return Err(format!(
+                "approved digest {} differs from the proposal's {}",
+                hex::encode(st.digest),
+                hex::encode(digest)
+            ));
+        }
+        Ok(st)
+    }
+}
+
+/// Step 2: the agreement rule. Under `all` every member must approve; under `threshold`,
+/// `t` and a majority (modules check the same from the certificate). Too few answers
+/// without a refusal is unavailability (a retry may help), not a refusal.
+fn decide(ctx: &SignCtx, a: &Answers) -> Result<(), Error> {
+    let n = ctx.group.members.len();
+    let needed = ctx.rule.needed(usize::from(ctx.group.threshold), n);
+    let reason = if ctx.rule == AgreementRule::All && !a.dissenters.is_empty() {
+        format!(
+            "rule 'all' needs every member of the group to approve, and {} did not",
+            a.dissenters.len()
+        )
+    } else if a.approvers.len() < needed {
+        let why = format!(
+            "{} of the group's {n} modules approved; rule '{}' needs {needed}",
+            a.approvers.len(),
+            ctx.rule
+        );
+        if n - a.dissenters.len() >= needed {
+            return Err(Error::Unavailable(format!(
+                "{why} (the others did not answer)"
+            )));
+        }
+        why
+    } else {
+        return Ok(());
+    };
+    Err(Error::Refused {
+        reason,
+        dissenters: a.dissenters.clone(),
+    })
+}

@@ -1,0 +1,564 @@
+//! The coordinator's records and their states, as the store keeps them and the API shows
+//! them. This file is a leaf: it depends on nothing else of the coordinator, and everything
+//! else (store, engine, transfer machines, API) depends on it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use concord_wire::authority::{AddressRef, AgreementRule, SignedIntent};
+use serde::{Deserialize, Serialize};
+
+/// Current time, RFC 3339 (UTC, seconds).
+pub fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Milliseconds since the Unix epoch, with the fraction (for step timings).
+pub fn epoch_ms_f64() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .unwrap_or(0.0)
+}
+
+/// Declares a string-backed state enum: serde and `Display`/`FromStr` with the stored names,
+/// so the store, the API and the code use one spelling, and the compiler lists every place
+/// a new state touches.
+macro_rules! states {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident = $s:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vm])* #[serde(rename = $s)] $v),+
+        }
+
+        impl $name {
+            /// The stored name.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$v => $s),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($s => Ok($name::$v),)+
+                    other => Err(format!(concat!("unknown ", stringify!($name), " {:?}"), other)),
+                }
+            }
+        }
+    };
+}
+
+states! {
+    /// What a job does.
+    JobKind {
+        /// A signer group prepares its ECDSA auxiliary material.
+        AuxInfo = "aux_info",
+        /// A wallet is made by distributed key generation.
+        Keygen = "keygen",
+        /// An existing key is imported (each member opens its sealed shard).
+        Import = "import",
+        /// A payload is proposed, approved and signed.
+        Sign = "sign",
+        /// An ECDSA presignature is made for the pool.
+        Presign = "presign",
+    }
+}
+
+states! {
+    /// Where a job is.
+    JobStatus {
+        /// Recorded, not started.
+        Pending = "pending",
+        /// A protocol run is under way (aux info, key generation, presignature).
+        Running = "running",
+        /// Proposed; approvals are being collected.
+        Approving = "approving",
+        /// Approved; the signers are signing.
+        Signing = "signing",
+        /// Finished with a result.
+        Done = "done",
+        /// Finished without one.
+        Failed = "failed",
+    }
+}
+
+impl JobStatus {
+    /// Whether the job has ended.
+    pub fn is_final(self) -> bool {
+        matches!(self, JobStatus::Done | JobStatus::Failed)
+    }
+}
+
+states! {
+    /// What a job event records.
+    EventKind {
+        /// A module's signed approval.
+        Approval = "approval",
+        /// A module refused, or its approval did not check out.
+        Dissent = "dissent",
+        /// Progress of a protocol run.
+        Progress = "progress",
+        /// The job's result was verified.
+        Result = "result",
+        /// A run or the job failed.
+        Failure = "failure",
+        /// Anything else worth knowing.
+        Note = "note",
+        /// A module released its approval (the job was given up before it signed).
+        Release = "release",
+    }
+}
+
+states! {
+    /// Where a signer group is.
+    GroupStatus {
+        /// Its auxiliary material is being prepared.
+        Preparing = "preparing",
+        /// Wallets can be made.
+        Ready = "ready",
+        /// Preparation failed.
+        Failed = "failed",
+    }
+}
+
+states! {
+    /// Deposit or withdrawal.
+    TransferKind {
+        /// Wallet → exchange.
+        Deposit = "deposit",
+        /// Exchange → wallet.
+        Withdrawal = "withdrawal",
+    }
+}
+
+states! {
+    /// Where a transfer is. Deposits: requested → queued → resolving → signing → signed →
+    /// broadcast → confirmed → credited. Withdrawals: requested → signing → signed →
+    /// submitted (or unknown, until reconciled) → sent → arrived. Either may end failed; a
+    /// transaction that can still be mined is never failed.
+    TransferStatus {
+        /// Recorded.
+        Requested = "requested",
+        /// Waiting for its wallet's earlier deposits to reach the chain (nonces go in order).
+        Queued = "queued",
+        /// Asking every module for the deposit address.
+        Resolving = "resolving",
+        /// Proposed to the modules; approvals and signing.
+        Signing = "signing",
+        /// Signed (the transaction or the withdraw request is stored).
+        Signed = "signed",
+        /// Accepted by the node; pending until mined.
+        Broadcast = "broadcast",
+        /// Mined to the configured depth.
+        Confirmed = "confirmed",
+        /// The exchange credited the deposit (final).
+        Credited = "credited",
+        /// The exchange accepted the withdraw request.
+        Submitted = "submitted",
+        /// The withdraw request was sent but its outcome is not known yet: reconciled by
+        /// looking the order up at the exchange, never requested twice.
+        Unknown = "unknown",
+        /// The exchange sent the withdrawal on chain.
+        Sent = "sent",
+        /// The withdrawal reached the wallet (final).
+        Arrived = "arrived",
+        /// Ended without moving funds (final).
+        Failed = "failed",
+    }
+}
+
+impl TransferStatus {
+    /// Whether the transfer has ended.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            TransferStatus::Credited | TransferStatus::Arrived | TransferStatus::Failed
+        )
+    }
+}
+
+/// How an ECDSA sign job produces its signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SignMode {
+    /// One online round from a pooled presignature, when one fits.
+    #[default]
+    Presigned,
+    /// The full interactive protocol.
+    Interactive,
+}
+
+impl SignMode {
+    /// The name stored with a job.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignMode::Presigned => "presigned",
+            SignMode::Interactive => "interactive",
+        }
+    }
+}
+
+impl FromStr for SignMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "presigned" => Ok(SignMode::Presigned),
+            "interactive" => Ok(SignMode::Interactive),
+            other => Err(format!(
+                "unknown signing mode {other:?}: expected presigned or interactive"
+            )),
+        }
+    }
+}
+
+/// An enrolled module.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ModuleRecord {
+    /// Operator-chosen id.
+    pub id: String,
+    /// Ed25519 identity key (hex in JSON).
+    #[serde(with = "hex::serde")]
+    pub identity: Vec<u8>,
+    /// X25519 sealing key.
+    #[serde(with = "hex::serde")]
+    pub sealing_key: Vec<u8>,
+    /// The identity's signature over the sealing key.
+    #[serde(with = "hex::serde")]
+    pub sealing_key_signature: Vec<u8>,
+    /// When it was enrolled.
+    pub enrolled_at: String,
+}
+
+/// A signer group.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GroupRecord {
+    /// Group id.
+    pub id: String,
+    /// Signers required.
+    pub threshold: u16,
+    /// Members.
+    pub size: u16,
+    /// Where it is.
+    pub status: GroupStatus,
+    /// The job preparing its auxiliary material.
+    pub aux_job_id: Option<String>,
+    /// Member module ids in index order.
+    pub members: Vec<String>,
+    /// When it was created.
+    pub created_at: String,
+}
+
+/// A wallet.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WalletRecord {
+    /// Wallet id (hex).
+    pub id: String,
+    /// Its signer group.
+    pub group_id: String,
+    /// Scheme name.
+    pub scheme: String,
+    /// Group public key.
+    #[serde(with = "hex::serde")]
+    pub public_key: Vec<u8>,
+    /// The key-generation job that made it.
+    pub job_id: String,
+    /// When it was created.
+    pub created_at: String,
+}
+
+/// A job: a group's aux material, a wallet's key generation or import, a signature, a
+/// presignature.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JobRecord {
+    /// Job id.
+    pub id: String,
+    /// What it does.
+    pub kind: JobKind,
+    /// Signer group.
+    pub group_id: String,
+    /// Wallet (sign, presign and import jobs).
+    pub wallet_id: Option<String>,
+    /// Scheme (keygen, import and sign jobs).
+    pub scheme: Option<String>,
+    /// Agreement rule (sign jobs).
+    pub rule: Option<AgreementRule>,
+    /// ECDSA sign jobs: from a presignature or interactive.
+    pub mode: Option<SignMode>,
+    /// Canonical signing payload (sign jobs); the import request (import jobs).
+    #[serde(skip)]
+    pub payload: Option<Vec<u8>>,
+    /// The signed intent the job answers (JSON; sign and import jobs).
+    #[serde(skip)]
+    pub intent: Option<Vec<u8>>,
+    /// Digest the coordinator computed (sign jobs).
+    #[serde(serialize_with = "opt_hex", deserialize_with = "de_opt_hex", default)]
+    pub digest: Option<Vec<u8>>,
+    /// Where it is.
+    pub status: JobStatus,
+    /// Current protocol session.
+    #[serde(skip)]
+    pub session: Option<Vec<u8>>,
+    /// Group indices signing (JSON list).
+    pub signers: Option<String>,
+    /// Result (JSON).
+    #[serde(skip)]
+    pub result: Option<Vec<u8>>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// The transfer it signs for, if any (its runner runs it).
+    pub transfer_id: Option<String>,
+    /// Created.
+    pub created_at: String,
+    /// Last change.
+    pub updated_at: String,
+}
+
+impl JobRecord {
+    /// A new pending job of `kind` in `group_id`, everything else empty: callers fill in what
+    /// their kind needs with struct-update syntax.
+    pub fn pending(id: String, kind: JobKind, group_id: &str) -> JobRecord {
+        let t = now();
+        JobRecord {
+            id,
+            kind,
+            group_id: group_id.to_owned(),
+            wallet_id: None,
+            scheme: None,
+            rule: None,
+            mode: None,
+            payload: None,
+            intent: None,
+            digest: None,
+            status: JobStatus::Pending,
+            session: None,
+            signers: None,
+            result: None,
+            error: None,
+            transfer_id: None,
+            created_at: t.clone(),
+            updated_at: t,
+        }
+    }
+}
+
+fn opt_hex<S: serde::Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(b) => s.serialize_some(&hex::encode(b)),
+        None => s.serialize_none(),
+    }
+}
+
+fn de_opt_hex<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+    let s: Option<String> = Option::deserialize(d)?;
+    s.map(|s| hex::decode(s).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+/// One recorded event of a job: an approval, a dissent, a result…
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JobEvent {
+    /// Order of recording.
+    pub seq: i64,
+    /// The module concerned, if any.
+    pub module_id: Option<String>,
+    /// What it records.
+    pub kind: EventKind,
+    /// Digest the module approved or computed.
+    #[serde(serialize_with = "opt_hex", deserialize_with = "de_opt_hex", default)]
+    pub digest: Option<Vec<u8>>,
+    /// Human-readable detail.
+    pub detail: Option<String>,
+    /// The module's signature over its statement (approvals).
+    #[serde(serialize_with = "opt_hex", deserialize_with = "de_opt_hex", default)]
+    pub signature: Option<Vec<u8>>,
+    /// When.
+    pub at: String,
+}
+
+/// A policy the coordinator relays: as proposed and signed so far.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PolicyRecord {
+    /// Its hash, hex.
+    pub hash: String,
+    /// Its version.
+    pub version: u64,
+    /// JSON of the signed policy.
+    #[serde(skip)]
+    pub document: String,
+    /// `proposed` (no module adopted it), `active` (in force in at least one module) or
+    /// `superseded`.
+    pub status: String,
+    /// When it was proposed.
+    pub created_at: String,
+}
+
+/// The policy a module reports in force.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ModulePolicy {
+    /// The module.
+    pub module_id: String,
+    /// The hash of its policy in force (none yet: `None`).
+    pub policy_hash: Option<String>,
+    /// Its version (0: none).
+    pub version: u64,
+    /// The last policy offered to it.
+    pub offered: Option<String>,
+    /// Why it did not adopt that one.
+    pub error: Option<String>,
+}
+
+/// What one module said the deposit address is.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Resolution {
+    /// The module.
+    pub module: String,
+    /// The address it reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Or why it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A withdraw request as signed by the module group: kept so that a resumed withdrawal
+/// sends the same bytes while they are still acceptable.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SignedRequest {
+    /// The exact request (query string without `signature`).
+    pub request: String,
+    /// The group's signature (base64, as the exchange expects it).
+    pub signature: String,
+    /// After this time (ms since the Unix epoch) the exchange no longer accepts it.
+    pub valid_until_ms: u64,
+}
+
+/// A transfer's whole record.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TransferRecord {
+    /// Transfer id: the intent's id.
+    pub id: String,
+    /// Deposit or withdrawal.
+    pub kind: TransferKind,
+    /// Where it is.
+    pub status: TransferStatus,
+    /// The trader's wallet (sender of a deposit; receiver of a withdrawal to a wallet, empty
+    /// for one to an outside address).
+    pub wallet_id: String,
+    /// The exchange connection.
+    pub exchange: String,
+    /// Coin code.
+    pub coin: String,
+    /// Network code.
+    pub network: String,
+    /// Amount in coin units, as requested.
+    pub amount: String,
+    /// Agreement rule.
+    pub rule: AgreementRule,
+    /// Signing mode for ECDSA.
+    pub mode: SignMode,
+    /// Where the funds go: the deposit address (deposits) or the withdrawal's destination
+    /// address.
+    #[serde(default)]
+    pub destination: Option<String>,
+    /// A withdrawal's address-book destination, as the intent names it.
+    #[serde(default)]
+    pub to: Option<AddressRef>,
+    /// The principal who signed the intent.
+    #[serde(default)]
+    pub requester: Option<String>,
+    /// The signed intent (the transfer's id is its id).
+    #[serde(default)]
+    pub intent: Option<SignedIntent>,
+    /// Each module's report of the deposit address.
+    #[serde(default)]
+    pub resolutions: Vec<Resolution>,
+    /// The account nonce used (deposits).
+    #[serde(default)]
+    pub nonce: Option<u64>,
+    /// The exact payload proposed (canonical, hex): re-proposed unchanged until its nonce
+    /// is used or released.
+    #[serde(default)]
+    pub payload: Option<String>,
+    /// The sign job.
+    #[serde(default)]
+    pub sign_job_id: Option<String>,
+    /// Modules that refused, with their reasons.
+    #[serde(default)]
+    pub dissenters: BTreeMap<String, String>,
+    /// Modules that approved.
+    #[serde(default)]
+    pub approvers: Vec<String>,
+    /// The hash of the policy the approving modules applied.
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// The signed transaction (hex), once signed.
+    #[serde(default)]
+    pub raw_tx: Option<String>,
+    /// The signed withdraw request, once signed.
+    #[serde(default)]
+    pub signed_request: Option<SignedRequest>,
+    /// The chain transaction hash.
+    #[serde(default)]
+    pub tx_hash: Option<String>,
+    /// The exchange's withdrawal id.
+    #[serde(default)]
+    pub exchange_withdrawal_id: Option<String>,
+    /// Milliseconds from the request to each step, as measured here.
+    #[serde(default)]
+    pub timings_ms: BTreeMap<String, f64>,
+    /// What happened, in order.
+    #[serde(default)]
+    pub log: Vec<String>,
+    /// Why it failed, or what it waits for.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// When it was requested.
+    pub created_at: String,
+    /// Request time, ms since the Unix epoch (for timings).
+    pub created_ms: f64,
+}
+
+impl TransferRecord {
+    /// Moves to `status`, logging why.
+    pub fn step(&mut self, status: TransferStatus, note: impl Into<String>) {
+        self.status = status;
+        self.log
+            .push(format!("{} {status}: {}", now(), note.into()));
+        self.mark(status.as_str());
+    }
+
+    /// Logs a note without changing the status.
+    pub fn note(&mut self, note: impl Into<String>) {
+        self.log.push(format!("{} {}", now(), note.into()));
+    }
+
+    /// Records when a step was reached (ms since the request, to the microsecond); the first
+    /// time counts.
+    pub fn mark(&mut self, what: &str) {
+        let at = ((epoch_ms_f64() - self.created_ms) * 1000.0).round() / 1000.0;
+        self.timings_ms.entry(what.to_owned()).or_insert(at);
+    }
+
+    /// Whether the transfer has ended.
+    pub fn is_final(&self) -> bool {
+        self.status.is_final()
+    }
+}

@@ -1,0 +1,252 @@
+//! Jobs, their events, and the presignature pool.
+
+use sqlx::any::AnyRow;
+
+use super::{Store, col, db, state};
+use crate::Error;
+use crate::records::{EventKind, JobEvent, JobRecord, JobStatus, now};
+
+fn job_from_row(r: &AnyRow) -> Result<JobRecord, Error> {
+    let rule: Option<String> = col(r, "rule")?;
+    let mode: Option<String> = col(r, "mode")?;
+    Ok(JobRecord {
+        id: col(r, "id")?,
+        kind: state(r, "kind")?,
+        group_id: col(r, "group_id")?,
+        wallet_id: col(r, "wallet_id")?,
+        scheme: col(r, "scheme")?,
+        rule: rule
+            .map(|s| {
+                s.parse()
+                    .map_err(|e| Error::Storage(format!("column rule: {e}")))
+            })
+            .transpose()?,
+        mode: mode
+            .map(|s| s.parse().map_err(Error::Storage))
+            .transpose()?,
+        payload: col(r, "payload")?,
+        intent: col(r, "intent")?,
+        digest: col(r, "digest")?,
+        status: state(r, "status")?,
+        session: col(r, "session")?,
+        signers: col(r, "signers")?,
+        result: col(r, "result")?,
+        error: col(r, "error")?,
+        transfer_id: col(r, "transfer_id")?,
+        created_at: col(r, "created_at")?,
+        updated_at: col(r, "updated_at")?,
+    })
+}
+
+impl Store {
+    /// Records a new job, leased to `owner` until `lease_until` (ms since the Unix epoch) so
+    /// that no other coordinator claims it before its creator runs it (a job with this id
+    /// already recorded is left as it is).
+    pub async fn insert_job(
+        &self,
+        j: &JobRecord,
+        owner: &str,
+        lease_until: u64,
+    ) -> Result<(), Error> {
+        sqlx::query(self.sql(
+            "INSERT INTO jobs (id, kind, group_id, wallet_id, scheme, rule, mode, payload, intent, digest, status, session, signers, result, error, transfer_id, created_at, updated_at, owner, lease_until) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        ))
+        .bind(&j.id)
+        .bind(j.kind.as_str())
+        .bind(&j.group_id)
+        .bind(&j.wallet_id)
+        .bind(&j.scheme)
+        .bind(j.rule.map(|r| r.as_str()))
+        .bind(j.mode.map(|m| m.as_str()))
+        .bind(&j.payload)
+        .bind(&j.intent)
+        .bind(&j.digest)
+        .bind(j.status.as_str())
+        .bind(&j.session)
+        .bind(&j.signers)
+        .bind(&j.result)
+        .bind(&j.error)
+        .bind(&j.transfer_id)
+        .bind(&j.created_at)
+        .bind(&j.updated_at)
+        .bind(owner)
+        .bind(super::i64_of(lease_until))
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    /// A job by id.
+    pub async fn job(&self, id: &str) -> Result<Option<JobRecord>, Error> {
+        let row = sqlx::query(self.sql("SELECT * FROM jobs WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    /// Moves a job to `status`, recording the session and signers it now uses.
+    pub async fn set_job_running(
+        &self,
+        id: &str,
+        status: JobStatus,
+        session: Option<&[u8]>,
+        signers: Option<&str>,
+    ) -> Result<(), Error> {
+        sqlx::query(self.sql(
+            "UPDATE jobs SET status = ?, session = COALESCE(?, session), signers = COALESCE(?, signers), updated_at = ? WHERE id = ?",
+        ))
+        .bind(status.as_str())
+        .bind(session.map(<[u8]>::to_vec))
+        .bind(signers)
+        .bind(now())
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    /// Finishes a job with a result.
+    pub async fn finish_job(&self, id: &str, result: &[u8]) -> Result<(), Error> {
+        sqlx::query(self.sql(
+            "UPDATE jobs SET status = 'done', result = ?, error = NULL, owner = NULL, updated_at = ? WHERE id = ?",
+        ))
+        .bind(result.to_vec())
+        .bind(now())
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    /// Fails a job.
+    pub async fn fail_job(&self, id: &str, error: &str) -> Result<(), Error> {
+        sqlx::query(self.sql(
+            "UPDATE jobs SET status = 'failed', error = ?, owner = NULL, updated_at = ? WHERE id = ?",
+        ))
+        .bind(error)
+        .bind(now())
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    /// The next signing attempt of a job (1, 2, …), counted across restarts so that every
+    /// session id derived from it is fresh.
+    pub async fn next_attempt(&self, job_id: &str) -> Result<u32, Error> {
+        let row = sqlx::query(
+            self.sql("UPDATE jobs SET attempts = attempts + 1 WHERE id = ? RETURNING attempts"),
+        )
+        .bind(job_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        super::int(&row, "attempts")
+    }
+
+    /// Appends an event to a job's record.
+    pub async fn add_event(
+        &self,
+        job_id: &str,
+        module_id: Option<&str>,
+        kind: EventKind,
+        digest: Option<&[u8]>,
+        detail: Option<&str>,
+        signature: Option<&[u8]>,
+    ) -> Result<(), Error> {
+        sqlx::query(self.sql(
+            "INSERT INTO job_events (job_id, module_id, kind, digest, detail, signature, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        ))
+        .bind(job_id)
+        .bind(module_id)
+        .bind(kind.as_str())
+        .bind(digest.map(<[u8]>::to_vec))
+        .bind(detail)
+        .bind(signature.map(<[u8]>::to_vec))
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    /// A job's events, in order.
+    pub async fn events(&self, job_id: &str) -> Result<Vec<JobEvent>, Error> {
+        let rows = sqlx::query(self.sql("SELECT * FROM job_events WHERE job_id = ? ORDER BY seq"))
+            .bind(job_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(JobEvent {
+                    seq: col(r, "seq")?,
+                    module_id: col(r, "module_id")?,
+                    kind: state(r, "kind")?,
+                    digest: col(r, "digest")?,
+                    detail: col(r, "detail")?,
+                    signature: col(r, "signature")?,
+                    at: col(r, "at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records a new presignature made by `signers` for a wallet.
+    pub async fn add_presignature(
+        &self,
+        fingerprint: &str,
+        wallet_id: &str,
+        signers: &str,
+    ) -> Result<(), Error> {
+        sqlx::query(self.sql(
+            "INSERT INTO presignatures (fingerprint, wallet_id, signers, status, created_at) VALUES (?, ?, ?, 'available', ?) ON CONFLICT DO NOTHING",
+        ))
+        .bind(fingerprint)
+        .bind(wallet_id)
+        .bind(signers)
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    /// Available presignatures of a wallet: (fingerprint, signers as a JSON list).
+    pub async fn available_presignatures(
+        &self,
+        wallet_id: &str,
+    ) -> Result<Vec<(String, String)>, Error> {
+        let rows = sqlx::query(self.sql(
+            "SELECT fingerprint, signers FROM presignatures WHERE wallet_id = ? AND status = 'available' ORDER BY created_at",
+        ))
+        .bind(wallet_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| Ok((col(r, "fingerprint")?, col(r, "signers")?)))
+            .collect()
+    }
+
+    /// Marks a presignature used by a job; `false` if it was not available (taken already).
+    pub async fn use_presignature(&self, fingerprint: &str, job_id: &str) -> Result<bool, Error> {
+        let res = sqlx::query(self.sql(
+            "UPDATE presignatures SET status = 'used', job_id = ?, used_at = ? WHERE fingerprint = ? AND status = 'available'",
+        ))
+        .bind(job_id)
+        .bind(now())
+        .bind(fingerprint)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(res.rows_affected() == 1)
+    }
+}

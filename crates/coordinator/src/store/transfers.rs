@@ -1,0 +1,151 @@
+//! Transfers, the per-wallet deposit queue and account nonces.
+
+use super::{Store, col, db, i64_of};
+use crate::Error;
+use crate::records::{TransferKind, TransferRecord, TransferStatus, now};
+
+/// Statuses of a deposit that has not reached the chain yet: such deposits of one wallet go
+/// one at a time, oldest first (their nonces follow one another).
+const BEFORE_CHAIN: &str = "('requested', 'queued', 'resolving', 'signing', 'signed')";
+
+fn parse(record: &str) -> Result<TransferRecord, Error> {
+    serde_json::from_str(record).map_err(|e| Error::Storage(format!("stored transfer: {e}")))
+}
+
+impl Store {
+    /// Records a new transfer, leased to `owner` for `lease_ms`; `false` if a transfer with
+    /// this id exists already (nothing is written then).
+    pub async fn insert_transfer(
+        &self,
+        t: &TransferRecord,
+        owner: &str,
+        lease_until: u64,
+    ) -> Result<bool, Error> {
+        let record = serde_json::to_string(t).map_err(|e| Error::Internal(e.to_string()))?;
+        let res = sqlx::query(self.sql(
+            "INSERT INTO transfers (id, kind, status, record, created_at, updated_at, wallet_id, created_us, owner, lease_until) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        ))
+        .bind(&t.id)
+        .bind(t.kind.as_str())
+        .bind(t.status.as_str())
+        .bind(&record)
+        .bind(&t.created_at)
+        .bind(now())
+        .bind(&t.wallet_id)
+        .bind((t.created_ms * 1000.0) as i64)
+        .bind(owner)
+        .bind(i64_of(lease_until))
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// Writes a transfer's new state, if `owner` still holds its lease (otherwise another
+    /// coordinator has taken it over, and this one must stop).
+    pub async fn save_transfer(&self, t: &TransferRecord, owner: &str) -> Result<(), Error> {
+        let record = serde_json::to_string(t).map_err(|e| Error::Internal(e.to_string()))?;
+        let final_owner: Option<&str> = if t.is_final() { None } else { Some(owner) };
+        let res = sqlx::query(self.sql(
+            "UPDATE transfers SET status = ?, record = ?, updated_at = ?, owner = ? WHERE id = ? AND owner = ?",
+        ))
+        .bind(t.status.as_str())
+        .bind(&record)
+        .bind(now())
+        .bind(final_owner)
+        .bind(&t.id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        if res.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(Error::LeaseLost(format!(
+                "transfer {} is no longer leased to this coordinator",
+                t.id
+            )))
+        }
+    }
+
+    /// A transfer by id.
+    pub async fn transfer(&self, id: &str) -> Result<Option<TransferRecord>, Error> {
+        let row = sqlx::query(self.sql("SELECT record FROM transfers WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.map(|r| parse(&col::<String>(&r, "record")?))
+            .transpose()
+    }
+
+    /// The newest transfers, newest first.
+    pub async fn transfers(&self, limit: u32) -> Result<Vec<TransferRecord>, Error> {
+        let rows = sqlx::query(
+            self.sql("SELECT record FROM transfers ORDER BY created_us DESC, id DESC LIMIT ?"),
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| parse(&col::<String>(r, "record")?))
+            .collect()
+    }
+
+    /// The deposit of `wallet_id` that goes next: the oldest that has not reached the chain.
+    pub async fn deposit_queue_head(&self, wallet_id: &str) -> Result<Option<String>, Error> {
+        let row = sqlx::query(self.sql(&format!(
+            "SELECT id FROM transfers WHERE kind = ? AND wallet_id = ? AND status IN {BEFORE_CHAIN} \
+             ORDER BY created_us, id LIMIT 1"
+        )))
+        .bind(TransferKind::Deposit.as_str())
+        .bind(wallet_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.map(|r| col(&r, "id")).transpose()
+    }
+
+    /// How many transfers are in each status (for operators and tests).
+    pub async fn transfer_counts(&self) -> Result<Vec<(TransferStatus, i64)>, Error> {
+        let rows = sqlx::query(
+            self.sql("SELECT status, COUNT(*) AS n FROM transfers GROUP BY status ORDER BY status"),
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| Ok((super::state(r, "status")?, col(r, "n")?)))
+            .collect()
+    }
+
+    /// The next account nonce of a wallet on a chain, as this system has used them.
+    pub async fn next_nonce(&self, wallet_id: &str, chain_id: u64) -> Result<Option<u64>, Error> {
+        let row = sqlx::query(
+            self.sql("SELECT next_nonce FROM wallet_nonces WHERE wallet_id = ? AND chain_id = ?"),
+        )
+        .bind(wallet_id)
+        .bind(i64_of(chain_id))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.map(|r| super::int(&r, "next_nonce")).transpose()
+    }
+
+    /// Records that `nonce` is used (a transaction with it was accepted by the node or mined).
+    pub async fn use_nonce(&self, wallet_id: &str, chain_id: u64, nonce: u64) -> Result<(), Error> {
+        sqlx::query(self.sql(
+            "INSERT INTO wallet_nonces (wallet_id, chain_id, next_nonce) VALUES (?, ?, ?) \
+             ON CONFLICT(wallet_id, chain_id) DO UPDATE SET next_nonce = CASE WHEN excluded.next_nonce > wallet_nonces.next_nonce THEN excluded.next_nonce ELSE wallet_nonces.next_nonce END",
+        ))
+        .bind(wallet_id)
+        .bind(i64_of(chain_id))
+        .bind(i64_of(nonce + 1))
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+}

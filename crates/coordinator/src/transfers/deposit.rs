@@ -1,0 +1,475 @@
+//! A deposit, wallet → exchange, as named steps:
+//!
+//! - `requested` → **queue**: deposits of one wallet go one at a time until their
+//!   transaction is accepted by the node, oldest first, so nonces never leave gaps;
+//! - `queued` → **take the turn** when the earlier ones have reached the chain;
+//! - `resolving` → **resolve and propose**: every module reports the exchange's deposit
+//!   address through its own connector; the wallet's balance is checked; the nonce (the
+//!   chain's next, or this system's record if ahead) and fees are fixed, and the exact
+//!   payload is written to the record — re-proposed unchanged until it is signed;
+//! - `signing` → **sign**: the sign job (approvals, certificate, threshold signature); a
+//!   refusal releases the modules' approvals (their binding of the nonce) and fails the
+//!   deposit, which moved nothing;
+//! - `signed` → **broadcast** the stored transaction (idempotent by hash); only once the node
+//!   accepted it does its nonce count as used and the next deposit take its turn;
+//! - `broadcast` → **follow the chain** until mined to the configured depth — re-broadcast
+//!   the same bytes while it is pending, never failed while it can still be mined, failed
+//!   only once another transaction used its nonce;
+//! - `confirmed` → **follow the exchange** until it credits the deposit.
+
+use std::time::Duration;
+
+use concord_chain::{Address, B256, EvmTransfer, FeeCaps, SignedTransaction, TxStatus, U256};
+use concord_exchange::{Deposit, DepositAddress};
+use concord_wire::payload::{Destination, SigningPayload};
+use concord_wire::rpc::exchange_query;
+use concord_wire::units::parse_amount;
+
+use super::{Step, ecdsa_address};
+use crate::engine::Engine;
+use crate::records::{Resolution, TransferRecord, TransferStatus};
+use crate::{Error, failpoint};
+
+/// How long a pending transaction waits between two re-broadcasts of its bytes.
+const REBROADCAST: Duration = Duration::from_secs(3);
+
+impl Engine {
+    /// Runs the step of the deposit's current state.
+    pub(super) async fn deposit_step(&self, t: &mut TransferRecord) -> Result<Step, Error> {
+        match t.status {
+            TransferStatus::Requested => {
+                failpoint!("deposit::requested");
+                t.step(
+                    TransferStatus::Queued,
+                    "in the wallet's queue: its deposits reach the chain in nonce order",
+                );
+                self.save(t).await?;
+                Ok(Step::Next)
+            }
+            TransferStatus::Queued => self.deposit_turn(t).await,
+            TransferStatus::Resolving => self.deposit_propose(t).await,
+            TransferStatus::Signing => self.deposit_sign(t).await,
+            TransferStatus::Signed => self.deposit_broadcast(t).await,
+            TransferStatus::Broadcast => self.deposit_follow_chain(t).await,
+            TransferStatus::Confirmed => self.deposit_follow_exchange(t).await,
+            TransferStatus::Credited | TransferStatus::Failed => Ok(Step::Done),
+            other => Err(Error::Internal(format!("a deposit cannot be {other}"))),
+        }
+    }
+
+    /// Takes the turn when every earlier deposit of the wallet has reached the chain.
+    async fn deposit_turn(&self, t: &mut TransferRecord) -> Result<Step, Error> {
+        failpoint!("deposit::queued");
+        match self.store.deposit_queue_head(&t.wallet_id).await? {
+            Some(head) if head == t.id => {
+                t.step(
+                    TransferStatus::Resolving,
+                    "its turn: asking every module for the deposit address",
+                );
+                self.save(t).await?;
+                Ok(Step::Next)
+            }
+            _ => Ok(Step::Wait),
+        }
+    }
+
+    /// Every module resolves the deposit address through its own connector; the balance is
+    /// checked; nonce, fees and the exact payload are fixed and written down.
+    async fn deposit_propose(&self, t: &mut TransferRecord) -> Result<Step, Error> {
+        failpoint!("deposit::resolving");
+        if t.payload.is_some() {
+            t.step(
+                TransferStatus::Signing,
+                "proposing the payload fixed before",
+            );
+            self.save(t).await?;
+            return Ok(Step::Next);
+        }
+        let ctx = self.transfer_ctx()?.clone();
+        let (wallet, members) = self.wallet_and_members(&t.wallet_id).await?;
+        let group = self.group_of(&wallet.group_id).await?;
+        let recipient = self
+            .resolve_deposit_address(t, &members, usize::from(group.threshold))
+            .await?;
+        let sender = ecdsa_address(&wallet)?;
+        let (asset, decimals) = ctx.asset_of(&t.coin)?;
+        let amount = parse_amount(&t.amount, decimals).map_err(Error::BadRequest)?;
+        let fees = ctx
+            .client
+            .suggest_fees()
+            .await
+            .map_err(|e| chain_error("reading the fees", &e))?;
+        let fees = FeeCaps {
+            max_fee_per_gas: fees
+                .max_fee_per_gas
+                .min(u128::from(ctx.chain.max_fee_per_gas)),
+            max_priority_fee_per_gas: fees
+                .max_priority_fee_per_gas
+                .min(u128::from(ctx.chain.max_priority_fee_per_gas)),
+        };
+        let gas_limit = EvmTransfer::default_gas_limit(&asset);
+        self.check_funds(sender, &asset, amount, gas_limit, &fees)
+            .await?;
+        let pending = ctx
+            .client
+            .pending_nonce(sender)
+            .await
+            .map_err(|e| chain_error("reading the nonce", &e))?;
+        let recorded = self
+            .store
+            .next_nonce(&wallet.id, ctx.chain.chain_id)
+            .await?;
+        let nonce = concord_chain::next_nonce(pending, recorded);
+        let payload = SigningPayload::EvmTransfer {
+            transfer: t.id.clone(),
+            wallet: wallet
+                .id
+                .parse()
+                .map_err(|e: concord_types::TypesError| Error::Internal(e.to_string()))?,
+            chain_id: ctx.chain.chain_id,
+            nonce,
+            gas_limit,
+            max_fee_per_gas: fees.max_fee_per_gas,
+            max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
+            asset,
+            amount,
+            recipient,
+            destination: Destination::ExchangeDeposit {
+                exchange: t.exchange.clone(),
+                coin: t.coin.clone(),
+                network: t.network.clone(),
+            },
+        };
+        t.destination = Some(recipient.to_string());
+        t.nonce = Some(nonce);
+        t.payload = Some(hex::encode(payload.to_canonical()));
+        t.step(
+            TransferStatus::Signing,
+            format!("proposing nonce {nonce} to {recipient}"),
+        );
+        self.save(t).await?;
+        Ok(Step::Next)
+    }
+
+    /// The deposit address at least `t` modules reported (each through its own connector).
+    async fn resolve_deposit_address(
+        &self,
+        t: &mut TransferRecord,
+        members: &[String],
+        needed: usize,
+    ) -> Result<Address, Error> {
+        let answers = self
+            .ask_members(
+                members,
+                &t.exchange,
+                exchange_query::Query::DepositAddress(concord_wire::rpc::DepositAddressQuery {
+                    coin: t.coin.clone(),
+                    network: t.network.clone(),
+                }),
+            )
+            .await;
+        t.resolutions = answers
+            .into_iter()
+            .map(|(module, r)| {
+                match r.and_then(|json| {
+                    serde_json::from_slice::<DepositAddress>(&json)
+                        .map_err(|e| format!("unreadable answer: {e}"))
+                }) {
+                    Ok(a) => Resolution {
+                        module,
+                        address: Some(a.address),
+                        error: None,
+                    },
+                    Err(e) => Resolution {
+                        module,
+                        address: None,
+                        error: Some(e),
+                    },
+                }
+            })
+            .collect();
+        let mut counts: std::collections::BTreeMap<Address, usize> = Default::default();
+        for r in &t.resolutions {
+            if let Some(a) = r.address.as_deref().and_then(|a| a.parse().ok()) {
+                *counts.entry(a).or_default() += 1;
+            }
+        }
+        match counts.iter().max_by_key(|(_, n)| **n) {
+            Some((a, n)) if *n >= needed => Ok(*a),
+            _ => {
+                let seen: Vec<String> = t
+                    .resolutions
+                    .iter()
+                    .map(|r| match (&r.address, &r.error) {
+                        (Some(a), _) => format!("{}: {a}", r.module),
+                        (None, Some(e)) => format!("{}: {e}", r.module),
+                        _ => r.module.clone(),
+                    })
+                    .collect();
+                let reason = format!(
+                    "fewer than {needed} modules report the same deposit address ({})",
+                    seen.join("; ")
+                );
+                // Only errors (no conflicting addresses) may pass: a retry may help.
+                if t.resolutions.iter().all(|r| r.address.is_none()) {
+                    Err(Error::Unavailable(reason))
+                } else {
+                    Err(Error::refused(reason))
+                }
+            }
+        }
+    }
+
+    /// Refuses a deposit the wallet cannot pay (the amount and the most gas it may burn):
+    /// the node would refuse it, after its nonce was bound.
+    async fn check_funds(
+        &self,
+        sender: Address,
+        asset: &concord_chain::Asset,
+        amount: U256,
+        gas_limit: u64,
+        fees: &FeeCaps,
+    ) -> Result<(), Error> {
+        let client = &self.transfer_ctx()?.client;
+        let read = |e: concord_chain::ChainError| chain_error("reading the balance", &e);
+        let gas = U256::from(gas_limit) * U256::from(fees.max_fee_per_gas);
+        let eth = client.balance(sender).await.map_err(read)?;
+        let (need_eth, token) = match asset {
+            concord_chain::Asset::Native => (amount.saturating_add(gas), None),
+            concord_chain::Asset::Erc20 { token } => (gas, Some(*token)),
+        };
+        if eth < need_eth {
+            return Err(Error::refused(format!(
+                "wallet {sender} holds {eth} wei; the deposit needs {need_eth} wei (amount and the most gas it may cost)"
+            )));
+        }
+        if let Some(token) = token {
+            let held = client.token_balance(token, sender).await.map_err(read)?;
+            if held < amount {
+                return Err(Error::refused(format!(
+                    "wallet {sender} holds {held} of token {token}; the deposit sends {amount}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn stored_payload(t: &TransferRecord) -> Result<SigningPayload, Error> {
+        let raw = hex::decode(t.payload.as_deref().unwrap_or_default())
+            .map_err(|_| Error::Internal("stored payload is not hex".into()))?;
+        SigningPayload::from_canonical(&raw).map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    /// Proposal, approvals, certificate, threshold signature; the signed transaction kept.
+    async fn deposit_sign(&self, t: &mut TransferRecord) -> Result<Step, Error> {
+        failpoint!("deposit::signing");
+        let (wallet, _) = self.wallet_and_members(&t.wallet_id).await?;
+        let sender = ecdsa_address(&wallet)?;
+        let payload = Self::stored_payload(t)?;
+        let result = match self.sign_for(t, &wallet, &payload).await {
+            Ok(r) => r,
+            Err(e) if !e.retryable() => {
+                // Nothing was signed: the modules free the nonce they bound to it.
+                self.release_sign_job(t, "the deposit failed before it was signed")
+                    .await?;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        let signature = hex::decode(result["signature"].as_str().unwrap_or_default())
+            .map_err(|_| Error::protocol("the signature is not hex"))?;
+        let tx = payload
+            .evm_transfer()
+            .ok_or_else(|| Error::Internal("not an EVM payload".into()))?;
+        let signed = tx
+            .attach(&signature, sender)
+            .map_err(|e| Error::protocol(format!("the signed transaction: {e}")))?;
+        t.raw_tx = Some(hex::encode(&signed.raw));
+        t.tx_hash = Some(signed.hash.to_string());
+        t.error = None;
+        t.step(
+            TransferStatus::Signed,
+            format!("transaction {} from {sender} verified", signed.hash),
+        );
+        self.save(t).await?;
+        Ok(Step::Next)
+    }
+
+    fn stored_tx(t: &TransferRecord) -> Result<SignedTransaction, Error> {
+        let raw = hex::decode(t.raw_tx.as_deref().unwrap_or_default())
+            .map_err(|_| Error::Internal("stored raw transaction".into()))?;
+        SignedTransaction::decode(&raw)
+            .map_err(|e| Error::Internal(format!("stored raw transaction: {e}")))
+    }
+
+    /// Sends the stored transaction; its nonce counts as used once the node accepts it.
+    async fn deposit_broadcast(&self, t: &mut TransferRecord) -> Result<Step, Error> {
+        failpoint!("deposit::signed");
+        let ctx = self.transfer_ctx()?.clone();
+        let signed = Self::stored_tx(t)?;
+        match ctx.client.broadcast(&signed).await {
+            Ok(_) => {}
+            Err(concord_chain::ChainError::NonceTooLow { .. }) => {
+                // Our own transaction may be the one that used it (a broadcast before a
+                // restart); if not, another used the nonce and this one can never be mined.
+                if matches!(
+                    ctx.client.status(signed.hash).await,
+                    Ok(TxStatus::Included { .. } | TxStatus::Pending)
+                ) {
+                } else {
+                    return Err(Error::refused(format!(
+                        "nonce {} of the wallet was used by another transaction: transaction {} can never be mined",
+                        t.nonce.unwrap_or_default(),
+                        signed.hash
+                    )));
+                }
+            }
+            Err(e @ concord_chain::ChainError::InsufficientFunds { .. }) => {
+                // Signed and valid once funded: it waits (and holds its wallet's queue).
+                t.error = Some(format!("waiting for funds: {e}"));
+                self.save(t).await?;
+                return Ok(Step::Wait);
+            }
+            Err(e) => return Err(chain_error("broadcasting", &e)),
+        }
+        failpoint!("deposit::broadcast_unsaved");
+        self.store
+            .use_nonce(
+                &t.wallet_id,
+                ctx.chain.chain_id,
+                t.nonce.unwrap_or_default(),
+            )
+            .await?;
+        t.error = None;
+        t.step(
+            TransferStatus::Broadcast,
+            format!("transaction {} accepted by the node", signed.hash),
+        );
+        self.save(t).await?;
+        Ok(Step::Next)
+    }
+
+    /// Follows the transaction until mined to depth; pending is never failed.
+    async fn deposit_follow_chain(&self, t: &mut TransferRecord) -> Result<Step, Error> {
+        failpoint!("deposit::broadcast");
+        let ctx = self.transfer_ctx()?.clone();
+        let signed = Self::stored_tx(t)?;
+        let status = match ctx
+            .client
+            .wait_for_confirmations(signed.hash, ctx.chain.confirmations, REBROADCAST)
+            .await
+        {
+            Ok(s) => s,
+            Err(concord_chain::ChainError::NotConfirmed { last, .. }) => last,
+            Err(e) => return Err(chain_error("following the transaction", &e)),
+        };
+        match status {
+            TxStatus::Included {
+                block,
+                confirmations,
+                success: true,
+            } if confirmations >= ctx.chain.confirmations.max(1) => {
+                t.error = None;
+                t.step(
+                    TransferStatus::Confirmed,
+                    format!("in block {block} with {confirmations} confirmation(s)"),
+                );
+                self.save(t).await?;
+                Ok(Step::Next)
+            }
+            TxStatus::Included { success: false, .. } => Err(Error::refused(format!(
+                "transaction {} was reverted by the chain",
+                signed.hash
+            ))),
+            TxStatus::Included { .. } => Ok(Step::Wait),
+            TxStatus::Pending | TxStatus::Unknown => self.keep_pending(t, &signed).await,
+        }
+    }
+
+    /// A transaction not mined yet: provably dropped if another used its nonce; otherwise
+    /// its same bytes are sent again (a node that lost it takes it back).
+    async fn keep_pending(
+        &self,
+        t: &mut TransferRecord,
+        signed: &SignedTransaction,
+    ) -> Result<Step, Error> {
+        let ctx = self.transfer_ctx()?.clone();
+        let (wallet, _) = self.wallet_and_members(&t.wallet_id).await?;
+        let sender = ecdsa_address(&wallet)?;
+        let mined_nonce = ctx
+            .client
+            .pending_nonce(sender)
+            .await
+            .map_err(|e| chain_error("reading the nonce", &e))?;
+        let nonce = t.nonce.unwrap_or_default();
+        match ctx.client.broadcast(signed).await {
+            Ok(_) => {}
+            Err(concord_chain::ChainError::NonceTooLow { .. }) if mined_nonce > nonce => {
+                // Mined in the meantime, or replaced: the next round tells which.
+                if !matches!(
+                    ctx.client.status(signed.hash).await,
+                    Ok(TxStatus::Included { .. })
+                ) {
+                    return Err(Error::refused(format!(
+                        "another transaction used nonce {}: transaction {} was dropped and can never be mined",
+                        nonce, signed.hash
+                    )));
+                }
+            }
+            Err(e) if e.retryable() => return Err(chain_error("re-broadcasting", &e)),
+            Err(e) => tracing::warn!(transfer = %t.id, error = %e, "re-broadcast refused"),
+        }
+        self.overdue(t, "the transaction is not mined yet").await?;
+        Ok(Step::Wait)
+    }
+
+    /// Follows the exchange (through the modules' read keys) until it credits the deposit.
+    async fn deposit_follow_exchange(&self, t: &mut TransferRecord) -> Result<Step, Error> {
+        failpoint!("deposit::confirmed");
+        let (_, members) = self.wallet_and_members(&t.wallet_id).await?;
+        let hash: B256 = t
+            .tx_hash
+            .as_deref()
+            .unwrap_or_default()
+            .parse()
+            .map_err(|_| Error::Internal("stored transaction hash".into()))?;
+        let deposits: Vec<Deposit> = self
+            .ask_any(
+                &members,
+                &t.exchange,
+                exchange_query::Query::Deposit(concord_wire::rpc::DepositQuery {
+                    coin: t.coin.clone(),
+                    tx_id: hash.to_string(),
+                }),
+            )
+            .await?;
+        if let Some(d) = deposits
+            .iter()
+            .find(|d| same_tx(&d.tx_id, &hash) && d.status.is_credited())
+        {
+            t.error = None;
+            t.step(
+                TransferStatus::Credited,
+                format!("exchange {} credited {} {}", t.exchange, d.amount, d.coin),
+            );
+            self.save(t).await?;
+            return Ok(Step::Done);
+        }
+        self.overdue(t, "the exchange has not credited the deposit yet")
+            .await?;
+        Ok(Step::Wait)
+    }
+}
+
+fn same_tx(tx_id: &str, hash: &B256) -> bool {
+    tx_id.parse::<B256>().map(|h| h == *hash).unwrap_or(false)
+}
+
+/// A chain error as the transfer's: retryable ones leave the transfer waiting.
+pub(super) fn chain_error(what: &str, e: &concord_chain::ChainError) -> Error {
+    if e.retryable() {
+        Error::Unavailable(format!("{what}: {e}"))
+    } else {
+        Error::refused(format!("{what}: {e}"))
+    }
+}

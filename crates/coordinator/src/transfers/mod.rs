@@ -1,0 +1,672 @@
+//! Transfers between a wallet and an exchange (the patent's FIG. 4; DESIGN flows 3 and 4),
+//! as state machines whose every state has a named step that advances the record, written
+//! to the store (fenced by the transfer's lease) before the next step acts on it. A step
+//! that meets a fault a retry can cure leaves the transfer where it is and is tried again; a
+//! transfer fails only when it provably cannot move funds any more.
+//!
+//! - [`deposit`]: wallet → exchange, one wallet's deposits in nonce order.
+//! - [`withdrawal`]: exchange → wallet, never requested twice.
+
+mod deposit;
+mod withdrawal;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use concord_chain::{Asset, EvmClient};
+use concord_wire::authority::{Action, AddressRef, SignedIntent};
+use concord_wire::payload::SigningPayload;
+use concord_wire::rpc::{ExchangeQuery, exchange_query};
+use concord_wire::units::{format_amount, parse_amount};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ChainSettings, ExchangeEndpoint};
+use crate::engine::{Engine, lease_deadline};
+use crate::records::{
+    JobKind, JobRecord, JobStatus, SignMode, TransferKind, TransferRecord, TransferStatus,
+    WalletRecord, epoch_ms, epoch_ms_f64, now,
+};
+use crate::store::leases::Work;
+use crate::{Error, failpoint};
+
+/// Decimals of the chain's native coin.
+const NATIVE_DECIMALS: u8 = 18;
+/// The native coin's exchange code.
+const NATIVE_COIN: &str = "ETH";
+/// How long one module may take to answer an exchange question.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest pause between two tries of a step that waits or meets a passing fault.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// What transfers need besides the engine.
+pub(crate) struct TransferContext {
+    pub(crate) chain: ChainSettings,
+    pub(crate) client: EvmClient,
+    pub(crate) exchanges: BTreeMap<String, ExchangeEndpoint>,
+}
+
+impl TransferContext {
+    pub(crate) fn new(
+        chain: ChainSettings,
+        exchanges: Vec<ExchangeEndpoint>,
+    ) -> Result<TransferContext, Error> {
+        let client = EvmClient::new(&chain.rpc_url).map_err(|e| {
+            Error::BadRequest(format!(
+                "the chain RPC URL {} is unusable: {e}",
+                chain.rpc_url
+            ))
+        })?;
+        for x in &exchanges {
+            if x.kind != "binance" {
+                return Err(Error::BadRequest(format!(
+                    "exchange {}: the API kind {:?} is not supported (supported: binance)",
+                    x.name, x.kind
+                )));
+            }
+        }
+        Ok(TransferContext {
+            chain,
+            client,
+            exchanges: exchanges.into_iter().map(|x| (x.name.clone(), x)).collect(),
+        })
+    }
+
+    /// The asset and decimals of an exchange coin code on this chain.
+    fn asset_of(&self, coin: &str) -> Result<(Asset, u8), Error> {
+        if coin == NATIVE_COIN {
+            return Ok((Asset::Native, NATIVE_DECIMALS));
+        }
+        self.chain
+            .tokens
+            .iter()
+            .find(|t| t.coin == coin)
+            .map(|t| (Asset::Erc20 { token: t.contract }, t.decimals))
+            .ok_or_else(|| {
+                Error::BadRequest(format!(
+                    "coin {coin} is neither {NATIVE_COIN} nor a configured token"
+                ))
+            })
+    }
+
+    fn exchange(&self, name: &str) -> Result<&ExchangeEndpoint, Error> {
+        self.exchanges
+            .get(name)
+            .ok_or_else(|| Error::BadRequest(format!("exchange {name:?} is not configured")))
+    }
+}
+
+/// A request to deposit from a wallet to an exchange: a trader's signed intent (wallet,
+/// exchange, coin, network, amount, rule). The transfer's id is the intent's id, so the same
+/// intent sent again finds the same transfer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DepositRequest {
+    /// The trader's signed intent.
+    pub intent: SignedIntent,
+    /// Signing mode (default: from a presignature when one is ready).
+    #[serde(default)]
+    pub mode: SignMode,
+}
+
+/// A request to withdraw from an exchange to an address-book destination: a trader's signed
+/// intent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WithdrawalRequest {
+    /// The trader's signed intent.
+    pub intent: SignedIntent,
+}
+
+/// Registers an exchange's withdraw-capable API key (an Ed25519 wallet of a signer group).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialRequest {
+    /// The Ed25519 wallet whose public key the exchange knows.
+    pub wallet: concord_types::WalletId,
+    /// The API key string the exchange issued for it.
+    pub api_key: String,
+}
+
+fn ecdsa_address(wallet: &WalletRecord) -> Result<concord_chain::Address, Error> {
+    if wallet.scheme != concord_types::Scheme::EcdsaSecp256k1.to_string() {
+        return Err(Error::BadRequest(format!(
+            "wallet {} is {}, and transfers on an EVM chain need an ecdsa-secp256k1 wallet",
+            wallet.id, wallet.scheme
+        )));
+    }
+    concord_chain::evm_address(&wallet.public_key)
+        .map_err(|e| Error::Internal(format!("wallet {}'s key: {e}", wallet.id)))
+}
+
+/// What a step did.
+enum Step {
+    /// Moved on (or made progress): run the next step now.
+    Next,
+    /// Nothing changed yet (waiting for the chain, the exchange or its turn): try again
+    /// after a pause.
+    Wait,
+    /// The transfer is final.
+    Done,
+}
+
+/// The fields of a transfer request, from its intent.
+struct Asked<'a> {
+    wallet_id: String,
+    exchange: &'a str,
+    coin: &'a str,
+    network: &'a str,
+    amount: &'a str,
+    rule: concord_wire::authority::AgreementRule,
+    to: Option<AddressRef>,
+}
+
+impl Engine {
+    fn transfer_ctx(&self) -> Result<&Arc<TransferContext>, Error> {
+        self.transfers.as_ref().ok_or_else(|| {
+            Error::BadRequest(
+                "this coordinator has no chain configured ([chain] in its configuration)".into(),
+            )
+        })
+    }
+
+    /// Writes a transfer's state (fenced by its lease) and tells long-polls.
+    pub(crate) async fn save(&self, t: &TransferRecord) -> Result<(), Error> {
+        self.store.save_transfer(t, &self.instance).await?;
+        let _ = self.finished.send(t.id.clone());
+        Ok(())
+    }
+
+    /// What a transfer request's intent asks for (the modules check the same, and decide).
+    async fn asked<'a>(
+        &self,
+        kind: TransferKind,
+        intent: &'a SignedIntent,
+    ) -> Result<Asked<'a>, Error> {
+        match (&intent.intent.action, kind) {
+            (
+                Action::Deposit {
+                    wallet,
+                    exchange,
+                    coin,
+                    network,
+                    amount,
+                    rule,
+                },
+                TransferKind::Deposit,
+            ) => {
+                let w = self
+                    .store
+                    .wallet(&wallet.to_string())
+                    .await?
+                    .ok_or_else(|| Error::NotFound(format!("wallet {wallet}")))?;
+                ecdsa_address(&w)?;
+                Ok(Asked {
+                    wallet_id: w.id,
+                    exchange,
+                    coin,
+                    network,
+                    amount,
+                    rule: *rule,
+                    to: None,
+                })
+            }
+            (
+                Action::Withdraw {
+                    exchange,
+                    coin,
+                    network,
+                    amount,
+                    to,
+                    rule,
+                },
+                TransferKind::Withdrawal,
+            ) => Ok(Asked {
+                wallet_id: match to {
+                    AddressRef::Wallet(w) => w.to_string(),
+                    AddressRef::Label(_) => String::new(),
+                },
+                exchange,
+                coin,
+                network,
+                amount,
+                rule: *rule,
+                to: Some(to.clone()),
+            }),
+            (other, _) => Err(Error::BadRequest(format!(
+                "the intent asks for a {}, not a {kind}",
+                other.kind()
+            ))),
+        }
+    }
+
+    /// Checks a transfer request's form, records it under the intent's id (the same intent
+    /// again finds the same transfer; concurrent requests create it once) and starts it.
+    /// Whether the requester may ask is the modules' to decide, each against its own policy.
+    pub(crate) async fn accept(
+        &self,
+        kind: TransferKind,
+        intent: SignedIntent,
+        mode: SignMode,
+    ) -> Result<TransferRecord, Error> {
+        let ctx = self.transfer_ctx()?;
+        // The intent must ask for this kind of transfer before anything else (a deposit's
+        // intent sent as a withdrawal is refused, never answered with the deposit).
+        let a = self.asked(kind, &intent).await?;
+        if let Some(existing) = self.existing_transfer(&intent).await? {
+            return Ok(existing);
+        }
+        ctx.exchange(a.exchange)?;
+        if kind == TransferKind::Withdrawal && self.store.credential(a.exchange).await?.is_none() {
+            return Err(Error::BadRequest(format!(
+                "exchange {} has no withdraw key registered (POST /v1/exchanges/{}/credential)",
+                a.exchange, a.exchange
+            )));
+        }
+        if a.network != ctx.chain.network {
+            return Err(Error::BadRequest(format!(
+                "network {} is not this coordinator's chain network ({})",
+                a.network, ctx.chain.network
+            )));
+        }
+        let (_, decimals) = ctx.asset_of(a.coin)?;
+        let amount = parse_amount(a.amount, decimals)
+            .map_err(|e| Error::BadRequest(format!("amount: {e}")))?;
+        let signers = self.signers_of(&intent).await?;
+        let mut t = new_record(kind, &intent, &a, format_amount(amount, decimals), mode);
+        t.requester = signers.first().cloned();
+        t.note(format!(
+            "requested, intent signed by {}",
+            signers.join(", ")
+        ));
+        if !self
+            .store
+            .insert_transfer(&t, &self.instance, lease_deadline())
+            .await?
+        {
+            // A concurrent request with the same intent created it first.
+            return self
+                .existing_transfer(&intent)
+                .await?
+                .ok_or_else(|| Error::Internal("a transfer vanished".into()));
+        }
+        self.spawn_transfer(t.clone(), false);
+        Ok(t)
+    }
+
+    async fn existing_transfer(
+        &self,
+        intent: &SignedIntent,
+    ) -> Result<Option<TransferRecord>, Error> {
+        match self.store.transfer(&intent.intent.id).await? {
+            Some(t) if t.intent.as_ref() == Some(intent) => Ok(Some(t)),
+            Some(_) => Err(Error::Conflict(format!(
+                "intent {} was already used for another request",
+                intent.intent.id
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    /// Registers an exchange's withdraw-capable key: the wallet the policy in force names.
+    pub(crate) async fn register_credential(
+        &self,
+        exchange: &str,
+        req: CredentialRequest,
+    ) -> Result<(), Error> {
+        self.transfer_ctx()?.exchange(exchange)?;
+        let wallet = self
+            .store
+            .wallet(&req.wallet.to_string())
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("wallet {}", req.wallet)))?;
+        if wallet.scheme != concord_types::Scheme::Ed25519.to_string() {
+            return Err(Error::BadRequest(format!(
+                "wallet {} is {}; an exchange withdraw key must be an ed25519 wallet",
+                wallet.id, wallet.scheme
+            )));
+        }
+        let policy = self.policy_in_force().await?.ok_or_else(|| {
+            Error::Conflict(
+                "no policy is in force yet: it must name the exchange's withdraw key first".into(),
+            )
+        })?;
+        match policy.policy.credential(exchange) {
+            Some(rule) if rule.wallet == req.wallet => {}
+            other => {
+                return Err(Error::BadRequest(format!(
+                    "policy v{} names {} as exchange {exchange}'s withdraw key, not wallet {}",
+                    policy.policy.version,
+                    other.map_or("no wallet".to_owned(), |r| format!(
+                        "wallet {} ({:?})",
+                        r.wallet, r.label
+                    )),
+                    req.wallet
+                )));
+            }
+        }
+        if req.api_key.is_empty() || req.api_key.len() > 128 {
+            return Err(Error::BadRequest(
+                "api_key must be 1 to 128 characters".into(),
+            ));
+        }
+        self.store
+            .set_credential(exchange, &wallet.id, &req.api_key)
+            .await
+    }
+
+    /// Runs (or resumes) a transfer in the background, under this coordinator's lease.
+    pub(crate) fn spawn_transfer(&self, t: TransferRecord, resumed: bool) {
+        if !self.start_running(&t.id) {
+            return;
+        }
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let id = t.id.clone();
+            let mut t = t;
+            if resumed {
+                t.note("resumed by a coordinator after a restart or a failover");
+            }
+            let outcome = engine
+                .leased(Work::Transfer, &id, engine.drive(&mut t))
+                .await;
+            match outcome {
+                Ok(()) => {}
+                Err(Error::LeaseLost(e)) => {
+                    tracing::info!(transfer = %id, %e, "transfer left to another coordinator")
+                }
+                Err(e) => {
+                    tracing::warn!(transfer = %id, error = %e, "transfer failed");
+                    t.error = Some(e.to_string());
+                    t.step(TransferStatus::Failed, e.to_string());
+                    let _ = engine.save(&t).await;
+                }
+            }
+            engine.stop_running(&id);
+        });
+    }
+
+    /// Runs a transfer's steps until it is final; retries a step that meets a fault a retry
+    /// can cure, with a growing pause, without moving the transfer.
+    async fn drive(&self, t: &mut TransferRecord) -> Result<(), Error> {
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let step = match t.kind {
+                TransferKind::Deposit => self.deposit_step(t).await,
+                TransferKind::Withdrawal => self.withdrawal_step(t).await,
+            };
+            match step {
+                Ok(Step::Done) => return Ok(()),
+                Ok(Step::Next) => pause = Duration::from_millis(100),
+                Ok(Step::Wait) => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(MAX_BACKOFF);
+                }
+                Err(e) if e.retryable() => {
+                    let why = format!("waiting: {e} (retrying)");
+                    if t.error.as_deref() != Some(why.as_str()) {
+                        tracing::info!(transfer = %t.id, status = %t.status, error = %e, "a step will be retried");
+                        t.error = Some(why);
+                        self.save(t).await?;
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(MAX_BACKOFF);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Asks every member a question; answers in member order.
+    async fn ask_members(
+        &self,
+        members: &[String],
+        exchange: &str,
+        query: exchange_query::Query,
+    ) -> Vec<(String, Result<Vec<u8>, String>)> {
+        let asks = members.iter().map(|m| {
+            let q = ExchangeQuery {
+                request_id: String::new(),
+                exchange: exchange.to_owned(),
+                query: Some(query.clone()),
+            };
+            async move {
+                let r = match self.hub.query(m, q, QUERY_TIMEOUT).await {
+                    Ok(a) if a.error.is_empty() => Ok(a.json),
+                    Ok(a) => Err(a.error),
+                    Err(e) => Err(e),
+                };
+                (m.clone(), r)
+            }
+        });
+        futures::future::join_all(asks).await
+    }
+
+    /// Asks members one after another until one answers (for following a transfer).
+    async fn ask_any<T: for<'de> Deserialize<'de>>(
+        &self,
+        members: &[String],
+        exchange: &str,
+        query: exchange_query::Query,
+    ) -> Result<T, Error> {
+        let mut errors = Vec::new();
+        for m in members.iter().filter(|m| self.hub.is_connected(m)) {
+            let q = ExchangeQuery {
+                request_id: String::new(),
+                exchange: exchange.to_owned(),
+                query: Some(query.clone()),
+            };
+            match self.hub.query(m, q, QUERY_TIMEOUT).await {
+                Ok(a) if a.error.is_empty() => {
+                    return serde_json::from_slice(&a.json).map_err(|e| Error::Protocol {
+                        reason: format!("module {m} sent an unreadable answer: {e}"),
+                        blamed: vec![m.clone()],
+                    });
+                }
+                Ok(a) => errors.push(format!("{m}: {}", a.error)),
+                Err(e) => errors.push(e),
+            }
+        }
+        Err(Error::Unavailable(if errors.is_empty() {
+            format!("no module is connected to ask exchange {exchange}")
+        } else {
+            format!(
+                "exchange {exchange} could not be asked: {}",
+                errors.join("; ")
+            )
+        }))
+    }
+
+    /// Signs a transfer's payload: the transfer's sign job (made once, named in the record
+    /// before it exists), run here under the transfer's lease. A job that ended without a
+    /// signature for a reason a retry can cure is replaced by a new one for the same bytes.
+    async fn sign_for(
+        &self,
+        t: &mut TransferRecord,
+        wallet: &WalletRecord,
+        payload: &SigningPayload,
+    ) -> Result<serde_json::Value, Error> {
+        let mut job = self.sign_job(t, wallet, payload).await?;
+        if job.status == JobStatus::Failed {
+            // Ended before a restart without a signature: ask again, for the same bytes.
+            t.sign_job_id = None;
+            job = self.sign_job(t, wallet, payload).await?;
+        }
+        let outcome = if job.status == JobStatus::Done {
+            Ok(())
+        } else {
+            self.run_job(&job).await
+        };
+        self.end_job(&job, outcome.clone()).await;
+        t.mark("signature");
+        for e in self.store.events(&job.id).await? {
+            if e.kind == crate::records::EventKind::Dissent
+                && let Some(m) = e.module_id
+            {
+                t.dissenters.insert(m, e.detail.clone().unwrap_or_default());
+            }
+        }
+        let job = self
+            .store
+            .job(&job.id)
+            .await?
+            .ok_or_else(|| Error::Internal(format!("sign job {} vanished", job.id)))?;
+        match (job.status, outcome) {
+            (JobStatus::Done, _) => {
+                let result: serde_json::Value =
+                    serde_json::from_slice(job.result.as_deref().unwrap_or_default())
+                        .map_err(|e| Error::Internal(format!("sign job result: {e}")))?;
+                t.policy = result["policy"].as_str().map(str::to_owned);
+                t.approvers = result["approvers"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Ok(result)
+            }
+            (_, Err(e)) => {
+                if e.retryable() {
+                    // A new job next time (its approvals are asked again; the same bytes).
+                    t.sign_job_id = None;
+                }
+                Err(e)
+            }
+            (_, Ok(())) => Err(Error::refused(
+                job.error.unwrap_or_else(|| "the sign job failed".into()),
+            )),
+        }
+    }
+
+    /// The transfer's current sign job, created (and named in the record first) if needed.
+    async fn sign_job(
+        &self,
+        t: &mut TransferRecord,
+        wallet: &WalletRecord,
+        payload: &SigningPayload,
+    ) -> Result<JobRecord, Error> {
+        if let Some(id) = &t.sign_job_id
+            && let Some(job) = self.store.job(id).await?
+        {
+            return Ok(job);
+        }
+        let job = JobRecord {
+            wallet_id: Some(wallet.id.clone()),
+            scheme: Some(wallet.scheme.clone()),
+            rule: Some(t.rule),
+            mode: Some(t.mode),
+            payload: Some(payload.to_canonical()),
+            intent: t.intent.as_ref().map(SignedIntent::to_json),
+            digest: Some(payload.digest().to_vec()),
+            transfer_id: Some(t.id.clone()),
+            ..JobRecord::pending(
+                uuid::Uuid::new_v4().to_string(),
+                JobKind::Sign,
+                &wallet.group_id,
+            )
+        };
+        // The transfer names its job before the job exists: a restart between the two finds
+        // the id and creates nothing twice.
+        t.sign_job_id = Some(job.id.clone());
+        t.step(TransferStatus::Signing, format!("sign job {}", job.id));
+        self.save(t).await?;
+        failpoint!("transfer::sign_job_named");
+        self.store
+            .insert_job(&job, &self.instance, lease_deadline())
+            .await?;
+        Ok(job)
+    }
+
+    /// Tells the modules that a transfer's sign job will never be signed (they free what
+    /// its approvals bound).
+    async fn release_sign_job(&self, t: &TransferRecord, why: &str) -> Result<(), Error> {
+        let Some(job_id) = &t.sign_job_id else {
+            return Ok(());
+        };
+        let Some(job) = self.store.job(job_id).await? else {
+            return Ok(());
+        };
+        let group = self.group_of(&job.group_id).await?;
+        self.release(job_id, &group.members, why).await;
+        Ok(())
+    }
+
+    /// The wallet and its signer group's members.
+    async fn wallet_and_members(&self, id: &str) -> Result<(WalletRecord, Vec<String>), Error> {
+        let wallet = self
+            .store
+            .wallet(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("wallet {id}")))?;
+        let group = self.group_of(&wallet.group_id).await?;
+        Ok((wallet, group.members))
+    }
+
+    /// The waiting for `what` has gone on past the follow window: say so in the record
+    /// (once), and keep following.
+    async fn overdue(&self, t: &mut TransferRecord, what: &str) -> Result<(), Error> {
+        let follow_ms = self
+            .transfers
+            .as_ref()
+            .map_or(300_000.0, |c| c.chain.follow_secs as f64 * 1000.0);
+        if epoch_ms_f64() - t.created_ms > follow_ms && t.error.is_none() {
+            t.error = Some(format!(
+                "still pending: {what}; it is followed until it is final, never reported failed while it can still happen"
+            ));
+            self.save(t).await?;
+        }
+        Ok(())
+    }
+}
+
+fn new_record(
+    kind: TransferKind,
+    intent: &SignedIntent,
+    a: &Asked<'_>,
+    amount: String,
+    mode: SignMode,
+) -> TransferRecord {
+    TransferRecord {
+        id: intent.intent.id.clone(),
+        kind,
+        status: TransferStatus::Requested,
+        wallet_id: a.wallet_id.clone(),
+        exchange: a.exchange.to_owned(),
+        coin: a.coin.to_owned(),
+        network: a.network.to_owned(),
+        amount,
+        rule: a.rule,
+        mode: if kind == TransferKind::Withdrawal {
+            SignMode::Interactive
+        } else {
+            mode
+        },
+        destination: None,
+        to: a.to.clone(),
+        requester: None,
+        intent: Some(intent.clone()),
+        resolutions: Vec::new(),
+        nonce: None,
+        payload: None,
+        sign_job_id: None,
+        dissenters: BTreeMap::new(),
+        approvers: Vec::new(),
+        policy: None,
+        raw_tx: None,
+        signed_request: None,
+        tx_hash: None,
+        exchange_withdrawal_id: None,
+        timings_ms: BTreeMap::new(),
+        log: Vec::new(),
+        error: None,
+        created_at: now(),
+        created_ms: epoch_ms_f64(),
+    }
+}
+
+/// Milliseconds since the Unix epoch (for request timestamps).
+pub(crate) fn now_ms() -> u64 {
+    epoch_ms()
+}

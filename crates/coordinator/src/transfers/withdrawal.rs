@@ -1,0 +1,427 @@
+//! A withdrawal, exchange → wallet, as named steps; never requested twice:
+//!
+//! - `requested` → **prepare** the withdraw request to the address-book destination, with
+//!   `withdrawOrderId` = the intent's id, and write its exact bytes down;
+//! - `signing` → **sign** it with the group's sharded Ed25519 API key (modules sign one
+//!   live request per order); the signed request is kept;
+//! - `signed` → **submit** it; an answer whose outcome is unknown (a timeout, a 5xx, a
+//!   dropped connection) moves it to `unknown`, never to failed;
+//! - `unknown` → **reconcile**: look the order up at the exchange through the modules' read
+//!   keys; found → submitted; not found → the same bytes again while the exchange may still
+//!   accept them, else a fresh request (which the modules sign only once the old one is dead
+//!   and they too find no withdrawal under the order);
+//! - `submitted` → **follow the exchange** until it sends the funds;
+//! - `sent` → **follow the chain** until they arrive.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use concord_chain::{B256, TxStatus};
+use concord_exchange::binance::{BinanceClient, WithdrawParams};
+use concord_exchange::{ExchangeError, Withdrawal, WithdrawalStatus};
+use concord_wire::authority::{AddressRef, AddressTarget};
+use concord_wire::payload::SigningPayload;
+use concord_wire::rpc::exchange_query;
+
+use super::deposit::chain_error;
+use super::{Step, ecdsa_address, now_ms};
+use crate::engine::Engine;
+use crate::records::{SignedRequest, TransferRecord, TransferStatus};
+use crate::{Error, failpoint};
+
+/// How long a signed withdraw request stays acceptable (Binance's `recvWindow`), ms.
+const RECV_WINDOW_MS: u64 = 10_000;
+/// How long the coordinator waits for the exchange's answer to a withdraw request.
+const SUBMIT_TIMEOUT: Duration = Duration::from_secs(8);
+/// Modules sign a new request for an order only once the earlier one is past its receive
+/// window by this much (their margin for clocks, plus a second).
+const MODULE_MARGIN_MS: u64 = 61_000;
+
+impl Engine {
+    /// Runs the step of the withdrawal's current state.
+    pub(super) async fn withdrawal_step(&self, t: &mut TransferRecord) -> Result<Step, Error> {
+        match t.status {
+            TransferStatus::Requested => self.withdraw_prepare(t).await,
+            TransferStatus::Signing => self.withdraw_sign(t).await,
+            TransferStatus::Signed => self.withdraw_submit(t).await,
+            TransferStatus::Unknown => self.withdraw_reconcile(t).await,
+            TransferStatus::Submitted => self.withdraw_follow_exchange(t).await,
+            TransferStatus::Sent => self.withdraw_follow_chain(t).await,
+            TransferStatus::Arrived | TransferStatus::Failed => Ok(Step::Done),
+            other => Err(Error::Internal(format!("a withdrawal cannot be {other}"))),
+        }
+    }
+
+    /// The exchange's withdraw key: its wallet, its signer group's members and the API key.
+    async fn credential_of(
+        &self,
+        exchange: &str,
+    ) -> Result<(crate::records::WalletRecord, Vec<String>, String), Error> {
+        let (wallet_id, api_key) = self.store.credential(exchange).await?.ok_or_else(|| {
+            Error::BadRequest(format!(
+                "exchange {exchange} has no withdraw key registered"
+            ))
+        })?;
+        let (wallet, members) = self.wallet_and_members(&wallet_id).await?;
+        Ok((wallet, members, api_key))
+    }
+
+    /// Where a withdrawal goes, as the coordinator understands the intent: the address-book
+    /// entry it names in the policy in force here, or, for a wallet the address book does not
+    /// name, that wallet's own address (the modules, which decide, will refuse it).
+    async fn withdrawal_destination(&self, t: &TransferRecord) -> Result<String, Error> {
+        let to = t
+            .to
+            .as_ref()
+            .ok_or_else(|| Error::Internal(format!("withdrawal {} has no destination", t.id)))?;
+        let policy = self.policy_in_force().await?;
+        let entry = policy.as_ref().and_then(|p| match to {
+            AddressRef::Wallet(w) => p.policy.address_of_wallet(w),
+            AddressRef::Label(l) => p.policy.address(l),
+        });
+        let wallet: concord_types::WalletId = match (entry.map(|e| e.target.clone()), to) {
+            (Some(AddressTarget::Address { address, .. }), _) => return Ok(address),
+            (Some(AddressTarget::Wallet { wallet }), _) => wallet,
+            (None, AddressRef::Wallet(wallet)) => *wallet,
+            (None, AddressRef::Label(l)) => {
+                return Err(Error::BadRequest(format!(
+                    "the address book of the policy in force has no entry {l:?}"
+                )));
+            }
+        };
+        let (w, _) = self.wallet_and_members(&wallet.to_string()).await?;
+        Ok(ecdsa_address(&w)?.to_string())
+    }
+
+    /// Writes down the exact request: order id = intent id, a fresh timestamp. A request
+    /// prepared before (now stale) must first be dead for the modules too.
+    async fn withdraw_prepare(&self, t: &mut TransferRecord) -> Result<Step, Error> {
+        failpoint!("withdrawal::requested");
+        if t.payload.is_some() {
+            let (_, old) = Self::stored_request(t)?;
+            if now_ms() < old.timestamp_ms + old.recv_window_ms + MODULE_MARGIN_MS {
+                return Ok(Step::Wait);
+            }
+        }
+        let address = self.withdrawal_destination(t).await?;
+        let (cred, _, api_key) = self.credential_of(&t.exchange).await?;
+        let request = WithdrawParams {
+            coin: t.coin.clone(),
+            network: t.network.clone(),
+            address: address.clone(),
+            amount: t.amount.clone(),
+            withdraw_order_id: Some(t.id.clone()),
+            timestamp_ms: now_ms(),
+            recv_window_ms: RECV_WINDOW_MS,
+        }
+        .to_query();
+        let payload = SigningPayload::ExchangeWithdrawal {
+            transfer: t.id.clone(),
+            wallet: cred
+                .id
+                .parse()
+                .map_err(|e: concord_types::TypesError| Error::Internal(e.to_string()))?,
+            exchange: t.exchange.clone(),
+            api_key,
+            request,
+        };
+        t.destination = Some(address.clone());
+        t.payload = Some(hex::encode(payload.to_canonical()));
+        t.sign_job_id = None;
+        t.step(
+            TransferStatus::Signing,
+            format!("withdraw request to {address} under order {}", t.id),
+        );
+        self.save(t).await?;
+        Ok(Step::Next)
+    }
+
+    fn stored_request(t: &TransferRecord) -> Result<(SigningPayload, WithdrawParams), Error> {
+        let raw = hex::decode(t.payload.as_deref().unwrap_or_default())
+            .map_err(|_| Error::Internal("stored payload is not hex".into()))?;
+        let payload =
+            SigningPayload::from_canonical(&raw).map_err(|e| Error::Internal(e.to_string()))?;
+        let SigningPayload::ExchangeWithdrawal { request, .. } = &payload else {
+            return Err(Error::Internal("not a withdraw request".into()));
+        };
+        let params = WithdrawParams::parse(request).map_err(|e| Error::Internal(e.to_string()))?;
+        Ok((payload, params))
+    }
+
+    /// The group signs the stored request (a stale one is prepared afresh first).
+    async fn withdraw_sign(&self, t: &mut TransferRecord) -> Result<Step, Error> {
+        failpoint!("withdrawal::signing");
+        let (payload, params) = Self::stored_request(t)?;
+        let signed_before = match &t.sign_job_id {
+            Some(id) => self
+                .store
+                .job(id)
+                .await?
+                .is_some_and(|j| j.status == crate::records::JobStatus::Done),
+            None => false,
+        };
+        if !signed_before && params.timestamp_ms + params.recv_window_ms < now_ms() {
+            t.step(
+                TransferStatus::Requested,
+                "the request went stale before it was signed: a fresh one once it is dead",
+            );
+            self.save(t).await?;
+            return Ok(Step::Next);
+        }
+        let (cred, _, _) = self.credential_of(&t.exchange).await?;
+        let result = match self.sign_for(t, &cred, &payload).await {
+            Ok(r) => r,
+            Err(e) if !e.retryable() => {
+                self.release_sign_job(t, "the withdrawal failed before it was signed")
+                    .await?;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        let signature = hex::decode(result["signature"].as_str().unwrap_or_default())
+            .map_err(|_| Error::protocol("the signature is not hex"))?;
+        let SigningPayload::ExchangeWithdrawal { request, .. } = &payload else {
+            return Err(Error::Internal("not a withdraw request".into()));
+        };
+        t.signed_request = Some(SignedRequest {
+            request: request.clone(),
+            signature: base64::engine::general_purpose::STANDARD.encode(signature),
+            valid_until_ms: params.timestamp_ms + params.recv_window_ms,
+        });
+        t.error = None;
+        t.step(
+            TransferStatus::Signed,
+            "withdraw request signed by the group's key",
+        );
+        self.save(t).await?;
+        Ok(Step::Next)
+    }
+
+    /// Sends the signed request; an unknown outcome is reconciled, never failed.
+    async fn withdraw_submit(&self, t: &mut TransferRecord) -> Result<Step, Error> {
+        failpoint!("withdrawal::signed");
+        let sr = t
+            .signed_request
+            .clone()
+            .ok_or_else(|| Error::Internal("signed withdrawal without its request".into()))?;
+        if sr.valid_until_ms <= now_ms() {
+            // Too late to send: it may have been sent before a restart; look first.
+            t.step(
+                TransferStatus::Unknown,
+                "the signed request expired before it was sent (or answered)",
+            );
+            self.save(t).await?;
+            return Ok(Step::Next);
+        }
+        let endpoint = self.transfer_ctx()?.exchange(&t.exchange)?.clone();
+        let (_, _, api_key) = self.credential_of(&t.exchange).await?;
+        let client = BinanceClient::new(
+            &endpoint.url,
+            api_key,
+            Arc::new(concord_exchange::NoSigner::new(
+                concord_exchange::KeyType::Ed25519,
+            )),
+        )
+        .and_then(|c| c.with_timeout(SUBMIT_TIMEOUT))
+        .map_err(|e| Error::BadRequest(format!("exchange {}: {e}", t.exchange)))?;
+        match client
+            .submit_signed_withdraw(&sr.request, &sr.signature)
+            .await
+        {
+            Ok(id) => {
+                failpoint!("withdrawal::submit_unsaved");
+                t.exchange_withdrawal_id = Some(id.clone());
+                t.error = None;
+                t.step(
+                    TransferStatus::Submitted,
+                    format!("exchange {} accepted withdrawal {id}", t.exchange),
+                );
+            }
+            Err(e) if outcome_unknown(&e) => {
+                t.error = Some(format!("the exchange's answer is unknown: {e}"));
+                t.step(
+                    TransferStatus::Unknown,
+                    "outcome unknown: looking the order up before anything else",
+                );
+            }
+            Err(e) => {
+                // A refusal may be the exchange recognising a request it already accepted
+                // (sent before a crash, or by another coordinator): look before failing.
+                let Some(w) = self.find_order(t).await? else {
+                    return Err(Error::refused(format!(
+                        "exchange {} refused the withdraw request: {e}",
+                        t.exchange
+                    )));
+                };
+                t.exchange_withdrawal_id = Some(w.id.clone());
+                t.error = None;
+                t.step(
+                    TransferStatus::Submitted,
+                    format!(
+                        "exchange {} refused the request again but already has withdrawal {} under order {}",
+                        t.exchange, w.id, t.id
+                    ),
+                );
+            }
+        }
+        self.save(t).await?;
+        Ok(Step::Next)
+    }
+
+    /// The exchange's withdrawal under this transfer's order id, asked through the modules'
+    /// read keys.
+    async fn find_order(&self, t: &TransferRecord) -> Result<Option<Withdrawal>, Error> {
+        let (_, members, _) = self.credential_of(&t.exchange).await?;
+        self.ask_any(
+            &members,
+            &t.exchange,
+            exchange_query::Query::WithdrawalOrder(concord_wire::rpc::WithdrawalOrderQuery {
+                order_id: t.id.clone(),
+            }),
+        )
+        .await
+    }
+
+    /// Looks the order up at the exchange: found → submitted; not found → the same bytes
+    /// again while acceptable, else a fresh request.
+    async fn withdraw_reconcile(&self, t: &mut TransferRecord) -> Result<Step, Error> {
+        failpoint!("withdrawal::unknown");
+        match self.find_order(t).await? {
+            Some(w) => {
+                t.exchange_withdrawal_id = Some(w.id.clone());
+                t.error = None;
+                t.step(
+                    TransferStatus::Submitted,
+                    format!(
+                        "exchange {} has withdrawal {} under order {}: reconciled, not requested again",
+                        t.exchange, w.id, t.id
+                    ),
+                );
+            }
+            None if t
+                .signed_request
+                .as_ref()
+                .is_some_and(|s| s.valid_until_ms > now_ms()) =>
+            {
+                t.step(
+                    TransferStatus::Signed,
+                    "not at the exchange: sending the same signed request again",
+                );
+            }
+            None => {
+                // The payload stays: a fresh request waits until this one is dead.
+                t.signed_request = None;
+                t.step(
+                    TransferStatus::Requested,
+                    "not at the exchange and the signed request has expired: a fresh request under the same order",
+                );
+            }
+        }
+        self.save(t).await?;
+        Ok(Step::Next)
+    }
+
+    /// Follows the withdrawal at the exchange (through the modules' read keys).
+    async fn withdraw_follow_exchange(&self, t: &mut TransferRecord) -> Result<Step, Error> {
+        failpoint!("withdrawal::submitted");
+        let (_, members, _) = self.credential_of(&t.exchange).await?;
+        let id = t.exchange_withdrawal_id.clone().unwrap_or_default();
+        let w: Option<Withdrawal> = self
+            .ask_any(
+                &members,
+                &t.exchange,
+                exchange_query::Query::Withdrawal(concord_wire::rpc::WithdrawalQuery {
+                    id: id.clone(),
+                }),
+            )
+            .await?;
+        match w.as_ref().map(|w| (&w.status, &w.tx_id)) {
+            Some((WithdrawalStatus::Completed, Some(tx))) if !tx.is_empty() => {
+                t.tx_hash = Some(tx.clone());
+                t.error = None;
+                t.step(
+                    TransferStatus::Sent,
+                    format!("exchange sent transaction {tx}"),
+                );
+                self.save(t).await?;
+                Ok(Step::Next)
+            }
+            Some((
+                s @ (WithdrawalStatus::Cancelled
+                | WithdrawalStatus::Rejected
+                | WithdrawalStatus::Failure),
+                _,
+            )) => Err(Error::refused(format!(
+                "exchange {} reports withdrawal {id} as {s:?}",
+                t.exchange
+            ))),
+            _ => {
+                self.overdue(t, "the exchange has not sent the withdrawal yet")
+                    .await?;
+                Ok(Step::Wait)
+            }
+        }
+    }
+
+    /// Follows the funds on chain until they arrive.
+    async fn withdraw_follow_chain(&self, t: &mut TransferRecord) -> Result<Step, Error> {
+        failpoint!("withdrawal::sent");
+        let ctx = self.transfer_ctx()?.clone();
+        let hash: B256 = t
+            .tx_hash
+            .as_deref()
+            .unwrap_or_default()
+            .parse()
+            .map_err(|_| {
+                Error::protocol(format!(
+                    "the exchange's tx id {:?} is not a transaction hash",
+                    t.tx_hash
+                ))
+            })?;
+        let status = match ctx
+            .client
+            .wait_for_confirmations(hash, ctx.chain.confirmations, Duration::from_secs(10))
+            .await
+        {
+            Ok(s) => s,
+            Err(concord_chain::ChainError::NotConfirmed { last, .. }) => last,
+            Err(e) => return Err(chain_error("following the withdrawal", &e)),
+        };
+        match status {
+            TxStatus::Included {
+                block,
+                confirmations,
+                success: true,
+            } if confirmations >= ctx.chain.confirmations.max(1) => {
+                t.error = None;
+                t.step(
+                    TransferStatus::Arrived,
+                    format!(
+                        "{} {} reached {} in block {block} ({confirmations} confirmation(s))",
+                        t.amount,
+                        t.coin,
+                        t.destination.as_deref().unwrap_or("the destination")
+                    ),
+                );
+                self.save(t).await?;
+                Ok(Step::Done)
+            }
+            TxStatus::Included { success: false, .. } => Err(Error::refused(format!(
+                "the exchange's transaction {hash} was reverted"
+            ))),
+            _ => {
+                self.overdue(t, "the exchange's transaction is not confirmed yet")
+                    .await?;
+                Ok(Step::Wait)
+            }
+        }
+    }
+}
+
+/// Whether a failed submission may have taken effect at the exchange (then it is reconciled
+/// by order id, never called failed): what the connector says, and any transport failure (a
+/// connection dropped after the request left may have been acted on).
+fn outcome_unknown(e: &ExchangeError) -> bool {
+    e.outcome_unknown() || matches!(e, ExchangeError::Transport { .. })
+}

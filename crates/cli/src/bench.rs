@@ -465,6 +465,14 @@ struct Followed {
     deposit: bool,
     submitted: Instant,
     done: Option<(Instant, String)>,
+    /// The transfer's record when it finished (its log shows resumptions after kills).
+    record: Option<serde_json::Value>,
+}
+
+/// One coordinator kill.
+struct Kill {
+    at: Instant,
+    wall: std::time::SystemTime,
 }
 
 /// `concord bench soak`: transfers through coordinator kills and exchange faults, counted
@@ -500,15 +508,30 @@ pub async fn soak(args: SoakArgs) -> Result<()> {
 }
 
 fn print_soak(r: &serde_json::Value) {
-    println!("| backend | transfers | completed | failed | duplicated | lost | p50 | p99 | kills | failover (kill → next completion) |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| backend | transfers | completed | failed | duplicated | lost | p50 | p99 | kills | kill → next completion | kill → first resumption (±1 s) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let f = |k: &str| {
         r[k].as_f64()
             .map(|v| format!("{:.1} s", v / 1000.0))
             .unwrap_or_else(|| "-".into())
     };
+    let list = |k: &str| {
+        r[k].as_array()
+            .map(|v| {
+                v.iter()
+                    .map(|x| match x.as_f64() {
+                        Some(ms) => format!("{:.1} s", ms / 1000.0),
+                        None => "none in flight".into(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default()
+    };
     println!(
-        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
         r["backend"].as_str().unwrap_or(""),
         r["transfers"],
         r["completed"],
@@ -518,14 +541,8 @@ fn print_soak(r: &serde_json::Value) {
         f("p50_ms"),
         f("p99_ms"),
         r["kills"],
-        r["failover_ms"]
-            .as_array()
-            .map(|v| v
-                .iter()
-                .map(|x| format!("{:.1} s", x.as_f64().unwrap_or(0.0) / 1000.0))
-                .collect::<Vec<_>>()
-                .join(", "))
-            .unwrap_or_default()
+        list("failover_ms"),
+        list("resume_ms"),
     );
 }
 
@@ -569,6 +586,7 @@ async fn run_soak(
                     let status = t["status"].as_str().unwrap_or("").to_owned();
                     if matches!(status.as_str(), "credited" | "arrived" | "failed") {
                         f.done = Some((Instant::now(), status));
+                        f.record = Some(t);
                     }
                     break;
                 }
@@ -576,7 +594,9 @@ async fn run_soak(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let kills = killer.await.map_err(|e| anyhow::anyhow!("the killer task: {e}"))??;
+    let kills = killer
+        .await
+        .map_err(|e| anyhow::anyhow!("the killer task: {e}"))??;
     audit(d, p, &followed, &kills, nonce0, exchange0, args).await
 }
 
@@ -592,14 +612,23 @@ async fn submit_all(
     for i in 0..n {
         let deposit = i % 2 == 0;
         let (path, intent) = if deposit {
-            ("/v1/transfers/deposits", d.deposit(&p.wallet, "ETH", "0.001", AgreementRule::All, &[])?)
+            (
+                "/v1/transfers/deposits",
+                d.deposit(&p.wallet, "ETH", "0.001", AgreementRule::All, &[])?,
+            )
         } else {
-            ("/v1/transfers/withdrawals", d.withdrawal(AddressRef::Label("desk".into()), "0.001")?)
+            (
+                "/v1/transfers/withdrawals",
+                d.withdrawal(AddressRef::Label("desk".into()), "0.001")?,
+            )
         };
         let submitted = Instant::now();
         let mut k = i;
         loop {
-            match clients[k % clients.len()].post(path, &json!({ "intent": intent })).await {
+            match clients[k % clients.len()]
+                .post(path, &json!({ "intent": intent }))
+                .await
+            {
                 Ok(_) => break,
                 Err(_) if submitted.elapsed() < Duration::from_secs(60) => {
                     k += 1;
@@ -613,49 +642,36 @@ async fn submit_all(
             deposit,
             submitted,
             done: None,
+            record: None,
         });
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(out)
 }
 
-/// Kills a random coordinator `kills` times at random moments, restarting each after a
-/// moment; returns when each kill happened.
-async fn kill_coordinators(
-    mut info: crate::devnet::DevnetInfo,
-    kills: usize,
-) -> Result<Vec<Instant>> {
+/// Kills a random coordinator `kills` times at random moments; returns when each kill
+/// happened. A lone coordinator is restarted after 3 s; one of two only after 10 s, past its
+/// leases (6 s), so that the survivor must take its transfers over.
+async fn kill_coordinators(mut info: crate::devnet::DevnetInfo, kills: usize) -> Result<Vec<Kill>> {
     use rand::Rng as _;
     let n = info.coordinator_dirs.len().max(1);
     let mut at = Vec::new();
-    for k in 0..kills {
+    for _ in 0..kills {
         let wait = rand::thread_rng().gen_range(2_000..5_000);
         tokio::time::sleep(Duration::from_millis(wait)).await;
         let i = rand::thread_rng().gen_range(0..n);
-        let name = crate::devnet::coordinator_name(i);
-        if let Some(pid) = info.pids.get(&name) {
-            let _ = std::process::Command::new("kill")
-                .args(["-9", &pid.to_string()])
-                .status();
-        }
-        at.push(Instant::now());
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let dir = info.coordinator_dirs.get(i).cloned().unwrap_or_else(|| info.dir.join("coordinator"));
-        let log = std::fs::File::create(info.dir.join("logs").join(format!("{name}-restart-{k}.log")))?;
-        let child = std::process::Command::new(std::env::current_exe()?)
-            .args(["coordinator", "run", "--config", &dir.display().to_string()])
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
-        info.pids.insert(name, child.id());
-        // `devnet down` stops the restarted one too.
-        info.save()?;
+        crate::devnet::kill_coordinator(&info, i);
+        at.push(Kill {
+            at: Instant::now(),
+            wall: std::time::SystemTime::now(),
+        });
+        tokio::time::sleep(Duration::from_secs(if n > 1 { 10 } else { 3 })).await;
+        crate::devnet::restart_coordinator(&mut info, i).await?;
     }
     Ok(at)
 }
 
-async fn exchange_eth(info: &crate::devnet::DevnetInfo) -> Result<f64> {
+pub(crate) async fn exchange_eth(info: &crate::devnet::DevnetInfo) -> Result<f64> {
     let sim: toml::Value = toml::from_str(&std::fs::read_to_string(
         info.dir.join("exchange/sim.toml"),
     )?)?;
@@ -681,7 +697,7 @@ async fn audit(
     d: &crate::demo::Demo,
     p: &crate::demo::Prepared,
     followed: &[Followed],
-    kills: &[Instant],
+    kills: &[Kill],
     nonce0: u64,
     exchange0: f64,
     args: &SoakArgs,
@@ -689,9 +705,18 @@ async fn audit(
     fn status(f: &Followed) -> Option<&str> {
         f.done.as_ref().map(|(_, s)| s.as_str())
     }
-    let credited = followed.iter().filter(|f| status(f) == Some("credited")).count();
-    let arrived = followed.iter().filter(|f| status(f) == Some("arrived")).count();
-    let failed = followed.iter().filter(|f| status(f) == Some("failed")).count();
+    let credited = followed
+        .iter()
+        .filter(|f| status(f) == Some("credited"))
+        .count();
+    let arrived = followed
+        .iter()
+        .filter(|f| status(f) == Some("arrived"))
+        .count();
+    let failed = followed
+        .iter()
+        .filter(|f| status(f) == Some("failed"))
+        .count();
     let lost = followed.iter().filter(|f| f.done.is_none()).count();
     // Deposits: every transaction of the wallet is a credited deposit, or a duplicate.
     let sent = d.client.pending_nonce(p.address).await? - nonce0;
@@ -712,9 +737,39 @@ async fn audit(
             followed
                 .iter()
                 .filter_map(|f| f.done.as_ref().map(|(t, _)| *t))
-                .filter(|t| t > k)
+                .filter(|t| *t > k.at)
                 .min()
-                .map(|t| (t - *k).as_secs_f64() * 1e3)
+                .map(|t| (t - k.at).as_secs_f64() * 1e3)
+        })
+        .collect();
+    // Kill → the first transfer resumed after it (the logs' times are whole seconds).
+    let resumed: Vec<std::time::SystemTime> = followed
+        .iter()
+        .filter_map(|f| f.record.as_ref())
+        .filter_map(|r| r["log"].as_array())
+        .flatten()
+        .filter_map(|l| l.as_str())
+        .filter(|l| l.contains(" resumed by a coordinator"))
+        .filter_map(|l| humantime::parse_rfc3339(l.split(' ').next().unwrap_or("")).ok())
+        .collect();
+    let resume: Vec<Option<f64>> = kills
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let next = kills.get(i + 1).map(|n| n.wall);
+            let from = k.wall
+                - Duration::from_nanos(u64::from(
+                    k.wall
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .subsec_nanos(),
+                ));
+            resumed
+                .iter()
+                .filter(|t| **t >= from && next.is_none_or(|n| **t < n))
+                .min()
+                .and_then(|t| t.duration_since(k.wall).ok().or(Some(Duration::ZERO)))
+                .map(|d| d.as_secs_f64() * 1e3)
         })
         .collect();
     Ok(json!({
@@ -729,6 +784,7 @@ async fn audit(
         "p99_ms": percentile(&times, 0.99).map(|d| d.as_secs_f64() * 1e3),
         "kills": kills.len(),
         "failover_ms": failover,
+        "resume_ms": resume,
         "exchange_faults_each": args.exchange_faults,
     }))
 }

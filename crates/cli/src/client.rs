@@ -221,11 +221,17 @@ impl Api {
     }
 
     pub(crate) async fn post(&self, path: &str, body: &Value) -> Result<Value> {
+        self.post_with_key(path, body, &uuid::Uuid::new_v4().to_string())
+            .await
+    }
+
+    /// Posts with the caller's own `Idempotency-Key` (a retry sends the same one).
+    pub(crate) async fn post_with_key(&self, path: &str, body: &Value, key: &str) -> Result<Value> {
         let resp = self
             .http
             .post(format!("{}{path}", self.url))
             .bearer_auth(&self.token)
-            .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+            .header("Idempotency-Key", key)
             .json(body)
             .send()
             .await

@@ -187,7 +187,109 @@ pub async fn demo(dir: &Path, json: bool, insecure_primes: bool, stop: bool) -> 
 
 async fn run(d: &mut Demo, insecure_primes: bool) -> Result<()> {
     let Prepared { wallet, address } = prepare(d, insecure_primes).await?;
-    run_flows(d, &wallet, address).await
+    run_flows(d, &wallet, address).await?;
+    exactly_once(d, &wallet, address).await
+}
+
+/// The exchange's ETH minus a withdrawal's amount and its 0.0001 fee, as the simulator
+/// charges it.
+const WITHDRAW_FEE: f64 = 0.0001;
+
+/// Exactly once: one request raced 20 times under one key, parallel deposits from one
+/// wallet, and the coordinator killed in the middle of a withdrawal.
+async fn exactly_once(d: &mut Demo, wallet: &str, address: Address) -> Result<()> {
+    // 20 parallel POSTs of one withdrawal, one Idempotency-Key.
+    let (before, exchange_before) = (
+        d.client.balance(address).await?,
+        crate::bench::exchange_eth(&d.info).await?,
+    );
+    let intent = d.withdrawal(AddressRef::Label("desk".into()), "0.01")?;
+    let body = json!({ "intent": intent });
+    let key = uuid::Uuid::new_v4().to_string();
+    let answers = futures::future::join_all((0..20).map(|_| {
+        d.api
+            .post_with_key("/v1/transfers/withdrawals", &body, &key)
+    }))
+    .await;
+    let ids: std::collections::BTreeSet<String> = answers
+        .iter()
+        .filter_map(|a| a.as_ref().ok())
+        .filter_map(|v| v["id"].as_str().map(str::to_owned))
+        .collect();
+    let t = d.api.wait_transfer(&intent.intent.id, true).await?;
+    let received = d.client.balance(address).await?.saturating_sub(before);
+    let paid = exchange_before - crate::bench::exchange_eth(&d.info).await?;
+    d.record(
+        "20 parallel requests of one withdrawal under one Idempotency-Key → one transfer, one withdrawal at the exchange",
+        ids.len() == 1
+            && answers.iter().all(Result::is_ok)
+            && t["status"] == "arrived"
+            && received == eth("0.01")?
+            && (paid - 0.01 - WITHDRAW_FEE).abs() < 1e-9,
+        json!({"transfers": ids, "received_wei": received.to_string(), "exchange_paid": paid}),
+    );
+
+    // Parallel deposits from one wallet: queued, given nonces one at a time, all credited.
+    let intents = (0..5)
+        .map(|_| d.deposit(wallet, "ETH", "0.01", AgreementRule::All, &[]))
+        .collect::<Result<Vec<_>>>()?;
+    let nonce = d.client.pending_nonce(address).await?;
+    let bodies: Vec<Value> = intents.iter().map(|i| json!({ "intent": i })).collect();
+    futures::future::try_join_all(
+        bodies
+            .iter()
+            .map(|b| d.api.post("/v1/transfers/deposits", b)),
+    )
+    .await?;
+    let mut nonces = Vec::new();
+    for i in &intents {
+        let t = d.api.wait_transfer(&i.intent.id, true).await?;
+        nonces.push(
+            (t["status"] == "credited")
+                .then(|| t["nonce"].as_u64())
+                .flatten(),
+        );
+    }
+    let mut got: Vec<u64> = nonces.iter().flatten().copied().collect();
+    got.sort_unstable();
+    d.record(
+        "5 parallel deposits from one wallet → 5 credited, one nonce each, no gap",
+        got == (nonce..nonce + 5).collect::<Vec<_>>(),
+        json!({"nonces": nonces}),
+    );
+
+    // The coordinator killed (kill -9) while a withdrawal is in flight, then restarted.
+    let (before, exchange_before) = (
+        d.client.balance(address).await?,
+        crate::bench::exchange_eth(&d.info).await?,
+    );
+    let intent = d.withdrawal(AddressRef::Label("desk".into()), "0.02")?;
+    d.api
+        .post("/v1/transfers/withdrawals", &json!({ "intent": intent }))
+        .await?;
+    let id = intent.intent.id.clone();
+    let at = d
+        .api
+        .get(&format!("/v1/transfers/{id}?wait=10&until=signed"))
+        .await?;
+    crate::devnet::kill_coordinator(&d.info, 0);
+    d.say(&format!(
+        "  coordinator killed with withdrawal {id} {}; restarting it…",
+        at["status"].as_str().unwrap_or("")
+    ));
+    crate::devnet::restart_coordinator(&mut d.info, 0).await?;
+    let t = d.api.wait_transfer(&id, true).await?;
+    let received = d.client.balance(address).await?.saturating_sub(before);
+    let paid = exchange_before - crate::bench::exchange_eth(&d.info).await?;
+    d.record(
+        "coordinator killed mid-withdrawal and restarted → resumed from its record, looked up at the exchange by order id, paid once",
+        t["status"] == "arrived"
+            && t["log"].to_string().contains("resumed")
+            && received == eth("0.02")?
+            && (paid - 0.02 - WITHDRAW_FEE).abs() < 1e-9,
+        json!({"transfer": id, "killed_at": at["status"], "received_wei": received.to_string(), "exchange_paid": paid}),
+    );
+    Ok(())
 }
 
 /// Waits until every module reports policy `hash` in force, or reports why not.
@@ -381,7 +483,7 @@ pub(crate) async fn prepare_with(
     );
 
     // 5. Fund the wallet.
-    let fund_eth = devnet::fund(
+    let eth_tx = devnet::fund(
         &d.client,
         devnet::DEV_KEY_0,
         Asset::Native,
@@ -402,7 +504,7 @@ pub(crate) async fn prepare_with(
     d.record(
         &format!("wallet funded with {fund_eth} ETH and 1000 CTT"),
         true,
-        json!({"eth_tx": fund_eth, "ctt_tx": fund_ctt}),
+        json!({"eth_tx": eth_tx, "ctt_tx": fund_ctt}),
     );
     Ok(Prepared { wallet, address })
 }

@@ -106,8 +106,10 @@ pub enum DevnetCommand {
         dir: PathBuf,
     },
     /// Bring a fresh devnet up, create a 2-of-3 wallet by DKG, fund it, deposit to the
-    /// exchange, withdraw back, run the forged-deposit-address attack, and print a summary.
-    /// Exits 0 only if everything held.
+    /// exchange, withdraw back, run the attacks (policy, limits, import, forged deposit
+    /// address), show transfers happening exactly once (raced requests, parallel deposits, a
+    /// coordinator killed mid-withdrawal), and print a summary. Exits 0 only if everything
+    /// held.
     Demo {
         /// Directory for the devnet's files (a previous devnet there is stopped and replaced).
         #[arg(long, default_value = "devnet")]
@@ -596,7 +598,11 @@ pub async fn up(dir: &Path, quiet: bool, opts: &UpOptions) -> Result<DevnetInfo>
     cfg.save(&coord_file)?;
     // More coordinators on the same (PostgreSQL) database: the same identity key, their own
     // ports and instance ids.
-    let mut coordinators = vec![(coord_dir.clone(), format!("127.0.0.1:{grpc_port}"), http_port)];
+    let mut coordinators = vec![(
+        coord_dir.clone(),
+        format!("127.0.0.1:{grpc_port}"),
+        http_port,
+    )];
     for i in 2..=opts.coordinators.max(1) {
         let d = dir.join(format!("coordinator-{i}"));
         std::fs::create_dir_all(&d)?;
@@ -699,7 +705,10 @@ pub async fn up(dir: &Path, quiet: bool, opts: &UpOptions) -> Result<DevnetInfo>
         let info = concord(&args)?;
         let file = mdir.join("module.toml");
         let mut mc = concord_module::Config::load(&file)?;
-        mc.coordinator.also = coordinators[1..].iter().map(|(_, g, _)| g.clone()).collect();
+        mc.coordinator.also = coordinators[1..]
+            .iter()
+            .map(|(_, g, _)| g.clone())
+            .collect();
         let url = if m == MITM_MODULE {
             mitm_url.clone()
         } else {
@@ -854,6 +863,57 @@ pub async fn down(dir: &Path) -> Result<usize> {
     Ok(stopped)
 }
 
+/// Kills coordinator `i` of a running devnet dead (`kill -9`), as a crash would.
+pub(crate) fn kill_coordinator(info: &DevnetInfo, i: usize) {
+    if let Some(pid) = info.pids.get(&coordinator_name(i)) {
+        let _ = Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .stderr(Stdio::null())
+            .status();
+    }
+    if let Ok(mut children) = CHILDREN.lock() {
+        children.retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_))));
+    }
+}
+
+/// Starts coordinator `i` of a running devnet again on its own configuration, records its
+/// process (so `devnet down` stops it) and waits for its API.
+pub(crate) async fn restart_coordinator(info: &mut DevnetInfo, i: usize) -> Result<()> {
+    let name = coordinator_name(i);
+    let dir = info
+        .coordinator_dirs
+        .get(i)
+        .cloned()
+        .unwrap_or_else(|| info.dir.join("coordinator"));
+    let url = info
+        .coordinator_urls
+        .get(i)
+        .cloned()
+        .unwrap_or_else(|| info.coordinator_url.clone());
+    let restarts = info.pids.keys().filter(|k| k.starts_with(&name)).count();
+    let pid = spawn(
+        &info.dir,
+        &format!("{name}-restart-{restarts}"),
+        &std::env::current_exe()?,
+        &[
+            "coordinator".into(),
+            "run".into(),
+            "--config".into(),
+            dir.display().to_string(),
+        ],
+    )?;
+    info.pids.insert(name.clone(), pid);
+    info.save()?;
+    let http = reqwest::Client::new();
+    wait_for(&name, Duration::from_secs(30), || async {
+        http.get(format!("{url}/v1/health"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await
+}
+
 /// Entry point of `concord devnet …`.
 pub async fn run(cmd: DevnetCommand) -> Result<()> {
     match cmd {
@@ -866,7 +926,9 @@ pub async fn run(cmd: DevnetCommand) -> Result<()> {
             json,
         } => {
             if coordinators > 1 && postgres.is_none() {
-                bail!("--coordinators {coordinators} needs --postgres URL: coordinators share one PostgreSQL database");
+                bail!(
+                    "--coordinators {coordinators} needs --postgres URL: coordinators share one PostgreSQL database"
+                );
             }
             let info = up(
                 &dir,

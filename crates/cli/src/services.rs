@@ -199,7 +199,9 @@ pub async fn coordinator(cmd: CoordinatorCommand) -> Result<()> {
             config.save(&config_file)?;
             let store = match &database {
                 Some(url) => concord_coordinator::store::Store::open_url(url).await?,
-                None => concord_coordinator::store::Store::open(&dir.join("coordinator.db")).await?,
+                None => {
+                    concord_coordinator::store::Store::open(&dir.join("coordinator.db")).await?
+                }
             };
             let c = concord_coordinator::Coordinator::new(store, Default::default()).await?;
             let token = concord_coordinator::api::create_token(

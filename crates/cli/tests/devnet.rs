@@ -76,6 +76,9 @@ async fn devnet_demo_holds_and_single_credentials_cannot_withdraw() {
         "attack: the importer's key imports it",
         "attack, rule all",
         "attack, rule threshold",
+        "20 parallel requests of one withdrawal",
+        "5 parallel deposits from one wallet",
+        "coordinator killed mid-withdrawal",
     ] {
         assert!(
             names.iter().any(|n| n.starts_with(expected)),
@@ -310,7 +313,7 @@ impl Live {
             &self.transfer("deposits", si, "").await,
             "needs 1 approver co-signature",
         );
-        // The withdraw key's rolling 24 h limit (5 ETH; 0.5 withdrawn by the demo): four
+        // The withdraw key's rolling 24 h limit (5 ETH; 0.53 withdrawn by the demo): four
         // withdrawals of 1 ETH are signed and sent, the fifth of 0.6 crosses the limit.
         for _ in 0..4 {
             let t = self

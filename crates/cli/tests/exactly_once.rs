@@ -12,7 +12,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Net, eth};
+use common::{Net, RpcSwitch, eth};
 use concord_wire::authority::AgreementRule;
 use serde_json::json;
 
@@ -231,6 +231,55 @@ async fn races_refusals_timeouts_and_slow_blocks_never_pay_twice_nor_wedge_a_wal
     assert_eq!(net.balance().await - before, eth("0.02"), "one withdrawal");
     let (_, again) = net.post("withdrawals", &intent, "w-timeout-retry").await;
     assert_eq!(again["id"], json!(id));
+
+    // The exchange answers a withdraw request with a 503 (without taking it): unknown,
+    // looked up, not there, the same signed bytes sent again: one withdrawal.
+    net.exchange_faults(json!({"http5xx": {"count": 1, "status": 503,
+        "paths": ["/sapi/v1/capital/withdraw/apply"]}}))
+        .await;
+    let before = net.balance().await;
+    let (_, v) = net
+        .post("withdrawals", &net.withdrawal("0.03"), "w-502")
+        .await;
+    let t = net.wait_final(v["id"].as_str().unwrap(), 120).await;
+    assert_eq!(t["status"], "arrived", "{t}");
+    assert!(
+        t["log"].to_string().contains("same signed request again"),
+        "{t}"
+    );
+    assert_eq!(net.balance().await - before, eth("0.03"), "one withdrawal");
+
+    // The coordinator's chain RPC dropped, then restored: the deposit waits (never failed)
+    // and goes out once, when the chain is back.
+    let switch = RpcSwitch::start(net.info["rpc_url"].as_str().unwrap()).await;
+    net.kill_coordinator();
+    net.set_coordinator_rpc(&switch.url);
+    net.start_coordinator(None).await;
+    net.wait_modules().await;
+    let nonce = net.nonce().await;
+    switch.cut();
+    let (_, v) = net
+        .post(
+            "deposits",
+            &net.deposit("0.01", AgreementRule::All),
+            "rpc-cut",
+        )
+        .await;
+    let id = v["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let t = net.get(&format!("/v1/transfers/{id}")).await;
+    assert!(
+        !matches!(t["status"].as_str(), Some("failed" | "credited")),
+        "the chain is unreachable: {t}"
+    );
+    assert_eq!(
+        net.nonce().await,
+        nonce,
+        "nothing sent while the RPC was cut"
+    );
+    switch.restore();
+    assert_eq!(net.wait_final(&id, 90).await["status"], "credited");
+    assert_eq!(net.nonce().await, nonce + 1, "one transaction");
     net.kill_coordinator();
 }
 

@@ -38,7 +38,7 @@ async fn two_coordinators_killed_at_random_lose_and_duplicate_nothing() {
             "--postgres",
             &url,
             "--transfers",
-            "30",
+            "50",
             "--kills",
             "2",
             "--exchange-faults",
@@ -61,5 +61,5 @@ async fn two_coordinators_killed_at_random_lose_and_duplicate_nothing() {
     assert_eq!(r["lost"], 0, "{r}");
     assert_eq!(r["duplicated"], 0, "{r}");
     assert_eq!(r["failed"], 0, "{r}");
-    assert_eq!(r["completed"], 30, "{r}");
+    assert_eq!(r["completed"], 50, "{r}");
 }

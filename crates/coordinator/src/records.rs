@@ -7,6 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use concord_wire::authority::{AddressRef, AgreementRule, SignedIntent};
+use concord_wire::units::Amount;
 use serde::{Deserialize, Serialize};
 
 /// Current time, RFC 3339 (UTC, seconds).
@@ -469,7 +470,7 @@ pub struct TransferRecord {
     /// Network code.
     pub network: String,
     /// Amount in coin units, as requested.
-    pub amount: String,
+    pub amount: Amount,
     /// Agreement rule.
     pub rule: AgreementRule,
     /// Signing mode for ECDSA.

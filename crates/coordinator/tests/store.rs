@@ -14,6 +14,7 @@ use concord_coordinator::records::{
 use concord_coordinator::store::leases::Work;
 use concord_coordinator::store::{Backend, Reservation, Store};
 use concord_coordinator::{AgreementRule, Error};
+use concord_wire::units::Amount;
 
 /// A fresh PostgreSQL database on the test cluster.
 async fn postgres() -> Store {
@@ -44,7 +45,7 @@ fn transfer(id: &str, wallet: &str, created_ms: f64) -> TransferRecord {
         exchange: "binance".into(),
         coin: "ETH".into(),
         network: "ETH".into(),
-        amount: "1".into(),
+        amount: Amount::parse("1", 18).unwrap(),
         rule: AgreementRule::All,
         mode: SignMode::Presigned,
         destination: None,
@@ -80,7 +81,10 @@ async fn records_round_trip(s: &Store) {
     };
     s.enroll_module(&m).await.unwrap();
     assert!(matches!(s.enroll_module(&m).await, Err(Error::Conflict(_))));
-    assert_eq!(s.module_by_identity(&[1; 32]).await.unwrap(), Some(m.clone()));
+    assert_eq!(
+        s.module_by_identity(&[1; 32]).await.unwrap(),
+        Some(m.clone())
+    );
     let g = GroupRecord {
         id: "g".into(),
         threshold: 1,
@@ -92,7 +96,10 @@ async fn records_round_trip(s: &Store) {
     };
     s.create_group(&g).await.unwrap();
     s.set_group_status("g", GroupStatus::Ready).await.unwrap();
-    assert_eq!(s.group("g").await.unwrap().unwrap().status, GroupStatus::Ready);
+    assert_eq!(
+        s.group("g").await.unwrap().unwrap().status,
+        GroupStatus::Ready
+    );
     let w = WalletRecord {
         id: "w".into(),
         group_id: "g".into(),
@@ -114,19 +121,33 @@ async fn records_round_trip(s: &Store) {
     assert_eq!(s.job("j1").await.unwrap().unwrap(), job);
     assert_eq!(s.next_attempt("j1").await.unwrap(), 1);
     assert_eq!(s.next_attempt("j1").await.unwrap(), 2);
-    s.add_event("j1", Some("m1"), concord_coordinator::records::EventKind::Note, None, Some("x"), None)
-        .await
-        .unwrap();
+    s.add_event(
+        "j1",
+        Some("m1"),
+        concord_coordinator::records::EventKind::Note,
+        None,
+        Some("x"),
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(s.events("j1").await.unwrap().len(), 1);
     s.use_nonce("w", 1, 4).await.unwrap();
     s.use_nonce("w", 1, 2).await.unwrap();
-    assert_eq!(s.next_nonce("w", 1).await.unwrap(), Some(5), "never goes back");
+    assert_eq!(
+        s.next_nonce("w", 1).await.unwrap(),
+        Some(5),
+        "never goes back"
+    );
 }
 
 async fn transfers_are_made_once_and_fenced(s: &Store) {
     let t = transfer("t1", "w", 1.0);
     assert!(s.insert_transfer(&t, "a", u64::MAX / 2).await.unwrap());
-    assert!(!s.insert_transfer(&t, "b", u64::MAX / 2).await.unwrap(), "once");
+    assert!(
+        !s.insert_transfer(&t, "b", u64::MAX / 2).await.unwrap(),
+        "once"
+    );
     let mut moved = t.clone();
     moved.status = TransferStatus::Queued;
     s.save_transfer(&moved, "a").await.unwrap();
@@ -134,24 +155,40 @@ async fn transfers_are_made_once_and_fenced(s: &Store) {
         s.save_transfer(&moved, "b").await,
         Err(Error::LeaseLost(_))
     ));
-    assert_eq!(s.transfer("t1").await.unwrap().unwrap().status, TransferStatus::Queued);
+    assert_eq!(
+        s.transfer("t1").await.unwrap().unwrap().status,
+        TransferStatus::Queued
+    );
     // The deposit queue: the oldest not yet on chain goes first.
-    s.insert_transfer(&transfer("t0", "w", 0.5), "a", 0).await.unwrap();
-    assert_eq!(s.deposit_queue_head("w").await.unwrap().as_deref(), Some("t0"));
+    s.insert_transfer(&transfer("t0", "w", 0.5), "a", 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.deposit_queue_head("w").await.unwrap().as_deref(),
+        Some("t0")
+    );
 }
 
 async fn concurrent_claims_take_each_piece_once(s: &Store) {
     for i in 0..20 {
-        s.insert_transfer(&transfer(&format!("c{i}"), "q", 10.0 + f64::from(i)), "dead", 1)
-            .await
-            .unwrap();
+        s.insert_transfer(
+            &transfer(&format!("c{i}"), "q", 10.0 + f64::from(i)),
+            "dead",
+            1,
+        )
+        .await
+        .unwrap();
     }
     let claim = |owner: &'static str| {
         let s = s.clone();
         async move {
             let mut got = Vec::new();
             for _ in 0..10 {
-                for t in s.claim_transfers(owner, 1_000, u64::MAX / 2, 3, false).await.unwrap() {
+                for t in s
+                    .claim_transfers(owner, 1_000, u64::MAX / 2, 3, false)
+                    .await
+                    .unwrap()
+                {
                     got.push(t.id);
                 }
             }
@@ -161,17 +198,46 @@ async fn concurrent_claims_take_each_piece_once(s: &Store) {
     let (a, b) = tokio::join!(claim("x"), claim("y"));
     let a: std::collections::BTreeSet<String> = a.into_iter().collect();
     let b: std::collections::BTreeSet<String> = b.into_iter().collect();
-    assert!(a.is_disjoint(&b), "no transfer claimed by both: {a:?} {b:?}");
+    assert!(
+        a.is_disjoint(&b),
+        "no transfer claimed by both: {a:?} {b:?}"
+    );
     for i in 0..20 {
         let id = format!("c{i}");
         assert!(a.contains(&id) || b.contains(&id), "{id} was claimed");
     }
     // A held lease is not taken; an expired one is; the holder renews its own.
-    assert!(!s.take_lease(Work::Transfer, "c0", "z", 1_000, 5_000).await.unwrap());
-    let holder = if a.contains(&"c0".to_owned()) { "x" } else { "y" };
-    assert!(s.renew_lease(Work::Transfer, "c0", holder, 9_000).await.unwrap());
-    assert!(s.take_lease(Work::Transfer, "c0", "z", u64::MAX / 2 + 1, u64::MAX / 2 + 2).await.unwrap());
-    assert!(!s.renew_lease(Work::Transfer, "c0", holder, 9_000).await.unwrap());
+    assert!(
+        !s.take_lease(Work::Transfer, "c0", "z", 1_000, 5_000)
+            .await
+            .unwrap()
+    );
+    let holder = if a.iter().any(|id| id == "c0") {
+        "x"
+    } else {
+        "y"
+    };
+    assert!(
+        s.renew_lease(Work::Transfer, "c0", holder, 9_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.take_lease(
+            Work::Transfer,
+            "c0",
+            "z",
+            u64::MAX / 2 + 1,
+            u64::MAX / 2 + 2
+        )
+        .await
+        .unwrap()
+    );
+    assert!(
+        !s.renew_lease(Work::Transfer, "c0", holder, 9_000)
+            .await
+            .unwrap()
+    );
 }
 
 async fn one_request_reserves_a_key(s: &Store) {
@@ -185,24 +251,34 @@ async fn one_request_reserves_a_key(s: &Store) {
     };
     let all = futures::future::join_all((0..20).map(reserve)).await;
     assert_eq!(all.iter().filter(|r| **r == Reservation::New).count(), 1);
-    s.complete_key(b"token", "POST /x", "k", 201, b"{}").await.unwrap();
+    s.complete_key(b"token", "POST /x", "k", 201, b"{}")
+        .await
+        .unwrap();
     assert_eq!(
         reserve(0).await,
         Reservation::Done(vec![7], 201, b"{}".to_vec())
     );
     // Another route, the same key: another request.
     assert_eq!(
-        s.reserve_key(b"token", "POST /y", "k", &[8], 1_000, 60_000).await.unwrap(),
+        s.reserve_key(b"token", "POST /y", "k", &[8], 1_000, 60_000)
+            .await
+            .unwrap(),
         Reservation::New
     );
     // A reservation whose coordinator died is taken over once stale.
-    s.reserve_key(b"token", "POST /z", "k", &[9], 1_000, 60_000).await.unwrap();
+    s.reserve_key(b"token", "POST /z", "k", &[9], 1_000, 60_000)
+        .await
+        .unwrap();
     assert!(matches!(
-        s.reserve_key(b"token", "POST /z", "k", &[9], 2_000, 60_000).await.unwrap(),
+        s.reserve_key(b"token", "POST /z", "k", &[9], 2_000, 60_000)
+            .await
+            .unwrap(),
         Reservation::InProgress(_)
     ));
     assert_eq!(
-        s.reserve_key(b"token", "POST /z", "k", &[9], 100_000, 60_000).await.unwrap(),
+        s.reserve_key(b"token", "POST /z", "k", &[9], 100_000, 60_000)
+            .await
+            .unwrap(),
         Reservation::New
     );
 }

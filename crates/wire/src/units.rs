@@ -5,8 +5,68 @@
 use alloy::primitives::U256;
 use alloy::primitives::utils::{ParseUnits, Unit};
 
-/// Parses a positive decimal amount in coin units into base units.
-pub fn parse_amount(value: &str, decimals: u8) -> Result<U256, String> {
+/// An amount in coin units as traders and exchanges write it: a plain decimal ("0.01"),
+/// held in canonical form (no trailing zeros after the point) and serialized as that string.
+/// Whether it fits a coin (its decimals) is checked where the coin is known:
+/// [`Amount::parse`], [`Amount::to_base`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Amount(String);
+
+impl Amount {
+    /// Parses an amount of a coin with `decimals` decimals.
+    pub fn parse(text: &str, decimals: u8) -> Result<Amount, String> {
+        Ok(Amount::from_base(parse_amount(text, decimals)?, decimals))
+    }
+
+    /// The amount of `value` base units of a coin with `decimals` decimals.
+    pub fn from_base(value: U256, decimals: u8) -> Amount {
+        Amount(format_amount(value, decimals))
+    }
+
+    /// The amount in base units of a coin with `decimals` decimals.
+    pub fn to_base(&self, decimals: u8) -> Result<U256, String> {
+        parse_amount(&self.0, decimals)
+    }
+
+    /// The decimal text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Amount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for Amount {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Amount, String> {
+        let (int, frac) = check_syntax(&text)?;
+        let frac = frac.trim_end_matches('0');
+        let int = match int.trim_start_matches('0') {
+            "" => "0",
+            i => i,
+        };
+        Ok(Amount(if frac.is_empty() {
+            int.to_owned()
+        } else {
+            format!("{int}.{frac}")
+        }))
+    }
+}
+
+impl From<Amount> for String {
+    fn from(a: Amount) -> String {
+        a.0
+    }
+}
+
+/// Splits a plain decimal (digits, at most one '.', digits on both sides of it).
+fn check_syntax(value: &str) -> Result<(&str, &str), String> {
     let (int, frac) = value.split_once('.').unwrap_or((value, ""));
     if int.is_empty()
         || !int.bytes().all(|b| b.is_ascii_digit())
@@ -17,6 +77,12 @@ pub fn parse_amount(value: &str, decimals: u8) -> Result<U256, String> {
             "{value:?} is not a plain decimal amount (digits, at most one '.')"
         ));
     }
+    Ok((int, frac))
+}
+
+/// Parses a positive decimal amount in coin units into base units.
+pub fn parse_amount(value: &str, decimals: u8) -> Result<U256, String> {
+    let (_, frac) = check_syntax(value)?;
     if frac.len() > usize::from(decimals) {
         return Err(format!(
             "{value:?} has {} decimals; this coin has {decimals}",
@@ -61,5 +127,18 @@ mod tests {
         }
         let err = parse_amount("1.001", 2).unwrap_err();
         assert!(err.contains("3 decimals"), "{err}");
+    }
+
+    #[test]
+    fn amounts_are_canonical_and_checked_on_the_way_in() {
+        let a = Amount::parse("0.0100", 18).unwrap();
+        assert_eq!(a.as_str(), "0.01");
+        assert_eq!(a.to_base(18).unwrap(), parse_amount("0.01", 18).unwrap());
+        assert!(Amount::parse("0.001", 2).is_err());
+        let json: Amount = serde_json::from_str("\"007.50\"").unwrap();
+        assert_eq!(json.to_string(), "7.5");
+        assert_eq!(serde_json::to_string(&json).unwrap(), "\"7.5\"");
+        assert!(serde_json::from_str::<Amount>("\"1e3\"").is_err());
+        assert!(serde_json::from_str::<Amount>("\"-1\"").is_err());
     }
 }

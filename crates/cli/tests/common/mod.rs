@@ -360,6 +360,16 @@ impl Net {
         }
     }
 
+    /// Points the devnet coordinator's configuration at another chain RPC URL (takes effect
+    /// at its next start).
+    pub fn set_coordinator_rpc(&self, url: &str) {
+        let path = self.dir.join("coordinator/coordinator.toml");
+        let mut config: toml::Table =
+            toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        config["chain"].as_table_mut().unwrap()["rpc_url"] = toml::Value::String(url.into());
+        std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+    }
+
     /// Waits until the test's coordinator process has stopped by itself (a failpoint);
     /// `false` if it still runs after `secs`.
     pub async fn coordinator_stopped(&mut self, secs: u64) -> bool {
@@ -398,4 +408,63 @@ impl Net {
 /// `x` ETH in wei.
 pub fn eth(x: &str) -> U256 {
     concord_wire::units::parse_amount(x, 18).unwrap()
+}
+
+/// A TCP relay in front of the chain's RPC that the test can cut (every open connection
+/// dropped, new ones refused) and restore: the chain RPC "dropped and restored".
+pub struct RpcSwitch {
+    pub url: String,
+    on: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RpcSwitch {
+    /// Starts relaying to `upstream` (an `http://host:port` URL).
+    pub async fn start(upstream: &str) -> RpcSwitch {
+        let target = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (on, watch) = tokio::sync::watch::channel(true);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if !*watch.borrow() {
+                    continue; // dropped: the connection is closed at once
+                }
+                let target = target.clone();
+                let mut watch = watch.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = watch.wait_for(|on| !*on) => {}
+                    }
+                });
+            }
+        });
+        RpcSwitch { url, on, task }
+    }
+
+    /// Cuts the RPC: open connections are dropped, new ones closed.
+    pub fn cut(&self) {
+        self.on.send_replace(false);
+    }
+
+    /// Restores the RPC.
+    pub fn restore(&self) {
+        self.on.send_replace(true);
+    }
+}
+
+impl Drop for RpcSwitch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

@@ -18,34 +18,7 @@ pub fn openapi_document() -> serde_json::Value {
         "info": { "title": "Concord coordinator API", "version": "1" },
         "components": {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
-            "schemas": {
-                "Error": { "type": "object", "required": ["error"], "properties": { "error": { "type": "string" } } },
-                "EnrollModule": { "type": "object", "required": ["id", "identity", "sealing_key", "sealing_key_signature"],
-                    "properties": { "id": { "type": "string" }, "identity": { "type": "string", "description": "Ed25519 identity key, hex" },
-                        "sealing_key": { "type": "string", "description": "X25519 sealing key, hex" },
-                        "sealing_key_signature": { "type": "string", "description": "identity signature over the sealing key, hex" } } },
-                "CreateGroup": { "type": "object", "required": ["id", "threshold", "members"],
-                    "properties": { "id": { "type": "string" }, "threshold": { "type": "integer", "minimum": 2 },
-                        "members": { "type": "array", "items": { "type": "string" } } } },
-                "CreateWallet": { "type": "object", "required": ["group", "scheme"],
-                    "properties": { "group": { "type": "string" },
-                        "scheme": { "type": "string", "enum": ["ecdsa-secp256k1", "schnorr-taproot", "ed25519"] } } },
-                "SignedIntent": { "type": "object", "required": ["intent", "signatures"],
-                    "description": "A request signed by its requester (first signature) and co-signing approvers; modules check it against their own admin-signed policy",
-                    "properties": { "intent": { "type": "object", "required": ["version", "id", "created_at", "expires_at", "action"] },
-                        "signatures": { "type": "array", "items": { "type": "object", "required": ["key", "signature"] } } } },
-                "SignRequest": { "type": "object", "required": ["intent"],
-                    "properties": { "intent": { "$ref": "#/components/schemas/SignedIntent" },
-                        "mode": { "type": "string", "enum": ["presigned", "interactive"] } } },
-                "TransferRequest": { "type": "object", "required": ["intent"],
-                    "properties": { "intent": { "$ref": "#/components/schemas/SignedIntent" },
-                        "mode": { "type": "string", "enum": ["presigned", "interactive"] } } },
-                "CreateToken": { "type": "object", "required": ["name", "role"],
-                    "properties": { "name": { "type": "string" }, "role": { "type": "string", "enum": ["admin", "operator", "trader", "viewer"] } } },
-                "ProposePolicy": { "type": "object", "required": ["policy"], "properties": { "policy": { "type": "object" } } },
-                "Endorsement": { "type": "object", "required": ["key", "signature"],
-                    "properties": { "key": { "type": "string", "description": "Ed25519 public key, hex" }, "signature": { "type": "string", "description": "hex" } } }
-            }
+            "schemas": schemas(),
         },
         "paths": {
             "/v1/health": { "get": { "summary": "Liveness", "security": [], "responses": { "200": obj("OK") } } },
@@ -94,5 +67,37 @@ pub fn openapi_document() -> serde_json::Value {
                 "parameters": [{ "name": "hash", "in": "path", "required": true, "schema": { "type": "string" } }, idem], "requestBody": body("Endorsement"),
                 "responses": { "200": obj("Policy and each module's answer"), "400": err, "403": err, "404": err } } }
         }
+    })
+}
+
+/// The request bodies' schemas.
+fn schemas() -> serde_json::Value {
+    serde_json::json!({
+        "Error": { "type": "object", "required": ["error"], "properties": { "error": { "type": "string" } } },
+        "EnrollModule": { "type": "object", "required": ["id", "identity", "sealing_key", "sealing_key_signature"],
+            "properties": { "id": { "type": "string" }, "identity": { "type": "string", "description": "Ed25519 identity key, hex" },
+                "sealing_key": { "type": "string", "description": "X25519 sealing key, hex" },
+                "sealing_key_signature": { "type": "string", "description": "identity signature over the sealing key, hex" } } },
+        "CreateGroup": { "type": "object", "required": ["id", "threshold", "members"],
+            "properties": { "id": { "type": "string" }, "threshold": { "type": "integer", "minimum": 2 },
+                "members": { "type": "array", "items": { "type": "string" } } } },
+        "CreateWallet": { "type": "object", "required": ["group", "scheme"],
+            "properties": { "group": { "type": "string" },
+                "scheme": { "type": "string", "enum": ["ecdsa-secp256k1", "schnorr-taproot", "ed25519"] } } },
+        "SignedIntent": { "type": "object", "required": ["intent", "signatures"],
+            "description": "A request signed by its requester (first signature) and co-signing approvers; modules check it against their own admin-signed policy",
+            "properties": { "intent": { "type": "object", "required": ["version", "id", "created_at", "expires_at", "action"] },
+                "signatures": { "type": "array", "items": { "type": "object", "required": ["key", "signature"] } } } },
+        "SignRequest": { "type": "object", "required": ["intent"],
+            "properties": { "intent": { "$ref": "#/components/schemas/SignedIntent" },
+                "mode": { "type": "string", "enum": ["presigned", "interactive"] } } },
+        "TransferRequest": { "type": "object", "required": ["intent"],
+            "properties": { "intent": { "$ref": "#/components/schemas/SignedIntent" },
+                "mode": { "type": "string", "enum": ["presigned", "interactive"] } } },
+        "CreateToken": { "type": "object", "required": ["name", "role"],
+            "properties": { "name": { "type": "string" }, "role": { "type": "string", "enum": ["admin", "operator", "trader", "viewer"] } } },
+        "ProposePolicy": { "type": "object", "required": ["policy"], "properties": { "policy": { "type": "object" } } },
+        "Endorsement": { "type": "object", "required": ["key", "signature"],
+            "properties": { "key": { "type": "string", "description": "Ed25519 public key, hex" }, "signature": { "type": "string", "description": "hex" } } }
     })
 }

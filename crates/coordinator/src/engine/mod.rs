@@ -272,8 +272,7 @@ impl Engine {
             .claim_jobs(&self.instance, now, lease_deadline(), BATCH, own)
             .await?;
         let mut full = jobs.len() == BATCH as usize;
-        for job in jobs
-        {
+        for job in jobs {
             tracing::info!(job = %job.id, kind = %job.kind, status = %job.status, "resuming job");
             self.store
                 .add_event(

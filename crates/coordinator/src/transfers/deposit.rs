@@ -23,7 +23,6 @@ use concord_chain::{Address, B256, EvmTransfer, FeeCaps, SignedTransaction, TxSt
 use concord_exchange::{Deposit, DepositAddress};
 use concord_wire::payload::{Destination, SigningPayload};
 use concord_wire::rpc::exchange_query;
-use concord_wire::units::parse_amount;
 
 use super::{Step, ecdsa_address};
 use crate::engine::Engine;
@@ -93,7 +92,7 @@ impl Engine {
             .await?;
         let sender = ecdsa_address(&wallet)?;
         let (asset, decimals) = ctx.asset_of(&t.coin)?;
-        let amount = parse_amount(&t.amount, decimals).map_err(Error::BadRequest)?;
+        let amount = t.amount.to_base(decimals).map_err(Error::BadRequest)?;
         let fees = ctx
             .client
             .suggest_fees()

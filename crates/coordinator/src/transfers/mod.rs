@@ -18,7 +18,7 @@ use concord_chain::{Asset, EvmClient};
 use concord_wire::authority::{Action, AddressRef, SignedIntent};
 use concord_wire::payload::SigningPayload;
 use concord_wire::rpc::{ExchangeQuery, exchange_query};
-use concord_wire::units::{format_amount, parse_amount};
+use concord_wire::units::Amount;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ChainSettings, ExchangeEndpoint};
@@ -270,10 +270,10 @@ impl Engine {
             )));
         }
         let (_, decimals) = ctx.asset_of(a.coin)?;
-        let amount = parse_amount(a.amount, decimals)
+        let amount = Amount::parse(a.amount, decimals)
             .map_err(|e| Error::BadRequest(format!("amount: {e}")))?;
         let signers = self.signers_of(&intent).await?;
-        let mut t = new_record(kind, &intent, &a, format_amount(amount, decimals), mode);
+        let mut t = new_record(kind, &intent, &a, amount, mode);
         t.requester = signers.first().cloned();
         t.note(format!(
             "requested, intent signed by {}",
@@ -625,7 +625,7 @@ fn new_record(
     kind: TransferKind,
     intent: &SignedIntent,
     a: &Asked<'_>,
-    amount: String,
+    amount: Amount,
     mode: SignMode,
 ) -> TransferRecord {
     TransferRecord {

@@ -110,7 +110,7 @@ impl Engine {
             coin: t.coin.clone(),
             network: t.network.clone(),
             address: address.clone(),
-            amount: t.amount.clone(),
+            amount: t.amount.to_string(),
             withdraw_order_id: Some(t.id.clone()),
             timestamp_ms: now_ms(),
             recv_window_ms: RECV_WINDOW_MS,

@@ -473,6 +473,8 @@ struct Followed {
 struct Kill {
     at: Instant,
     wall: std::time::SystemTime,
+    /// Which coordinator was killed.
+    index: usize,
 }
 
 /// `concord bench soak`: transfers through coordinator kills and exchange faults, counted
@@ -509,7 +511,7 @@ pub async fn soak(args: SoakArgs) -> Result<()> {
 
 fn print_soak(r: &serde_json::Value) {
     println!(
-        "| backend | transfers | completed | failed | duplicated | lost | p50 | p99 | kills | kill → next completion | kill → first resumption (±1 s) |"
+        "| backend | transfers | completed | failed | duplicated | lost | p50 | p99 | kills | kill → first interrupted transfer taken over (±1 s) | kill → first such transfer completed |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let f = |k: &str| {
@@ -541,8 +543,8 @@ fn print_soak(r: &serde_json::Value) {
         f("p50_ms"),
         f("p99_ms"),
         r["kills"],
-        list("failover_ms"),
         list("resume_ms"),
+        list("failover_ms"),
     );
 }
 
@@ -664,6 +666,7 @@ async fn kill_coordinators(mut info: crate::devnet::DevnetInfo, kills: usize) ->
         at.push(Kill {
             at: Instant::now(),
             wall: std::time::SystemTime::now(),
+            index: i,
         });
         tokio::time::sleep(Duration::from_secs(if n > 1 { 10 } else { 3 })).await;
         crate::devnet::restart_coordinator(&mut info, i).await?;
@@ -731,47 +734,7 @@ async fn audit(
         .filter_map(|f| f.done.as_ref().map(|(t, _)| *t - f.submitted))
         .collect();
     times.sort();
-    let failover: Vec<f64> = kills
-        .iter()
-        .filter_map(|k| {
-            followed
-                .iter()
-                .filter_map(|f| f.done.as_ref().map(|(t, _)| *t))
-                .filter(|t| *t > k.at)
-                .min()
-                .map(|t| (t - k.at).as_secs_f64() * 1e3)
-        })
-        .collect();
-    // Kill → the first transfer resumed after it (the logs' times are whole seconds).
-    let resumed: Vec<std::time::SystemTime> = followed
-        .iter()
-        .filter_map(|f| f.record.as_ref())
-        .filter_map(|r| r["log"].as_array())
-        .flatten()
-        .filter_map(|l| l.as_str())
-        .filter(|l| l.contains(" resumed by a coordinator"))
-        .filter_map(|l| humantime::parse_rfc3339(l.split(' ').next().unwrap_or("")).ok())
-        .collect();
-    let resume: Vec<Option<f64>> = kills
-        .iter()
-        .enumerate()
-        .map(|(i, k)| {
-            let next = kills.get(i + 1).map(|n| n.wall);
-            let from = k.wall
-                - Duration::from_nanos(u64::from(
-                    k.wall
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .unwrap_or_default()
-                        .subsec_nanos(),
-                ));
-            resumed
-                .iter()
-                .filter(|t| **t >= from && next.is_none_or(|n| **t < n))
-                .min()
-                .and_then(|t| t.duration_since(k.wall).ok().or(Some(Duration::ZERO)))
-                .map(|d| d.as_secs_f64() * 1e3)
-        })
-        .collect();
+    let (resume, failover) = takeovers(followed, kills, &instances(&d.info));
     Ok(json!({
         "backend": if args.postgres.is_some() { "PostgreSQL, 2 coordinators" } else { "SQLite, 1 coordinator" },
         "transfers": followed.len(),
@@ -783,8 +746,92 @@ async fn audit(
         "p50_ms": percentile(&times, 0.5).map(|d| d.as_secs_f64() * 1e3),
         "p99_ms": percentile(&times, 0.99).map(|d| d.as_secs_f64() * 1e3),
         "kills": kills.len(),
-        "failover_ms": failover,
         "resume_ms": resume,
+        "failover_ms": failover,
         "exchange_faults_each": args.exchange_faults,
     }))
+}
+
+/// Each coordinator's instance id (its transfers' logs name it when it resumes one).
+fn instances(info: &crate::devnet::DevnetInfo) -> Vec<String> {
+    let dirs = if info.coordinator_dirs.is_empty() {
+        vec![info.dir.join("coordinator")]
+    } else {
+        info.coordinator_dirs.clone()
+    };
+    dirs.iter()
+        .map(|d| {
+            std::fs::read_to_string(d.join("coordinator.toml"))
+                .ok()
+                .and_then(|t| toml::from_str::<toml::Table>(&t).ok())
+                .and_then(|t| t.get("instance")?.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// When, and by which coordinator instance, a transfer was resumed (from its log; whole
+/// seconds).
+fn resumptions(f: &Followed) -> Vec<(std::time::SystemTime, String)> {
+    let Some(log) = f.record.as_ref().and_then(|r| r["log"].as_array()) else {
+        return Vec::new();
+    };
+    log.iter()
+        .filter_map(|l| l.as_str())
+        .filter_map(|l| {
+            let (time, rest) = l.split_once(' ')?;
+            let rest = rest.strip_prefix("resumed by a coordinator (")?;
+            let instance = rest.split_once(')')?.0.to_owned();
+            Some((humantime::parse_rfc3339(time).ok()?, instance))
+        })
+        .collect()
+}
+
+/// For each kill, in ms: kill → the first of the killed coordinator's transfers resumed
+/// (± 1 s: the logs' times are whole seconds), and kill → the first such transfer
+/// completed by another coordinator (with one coordinator, by the restarted one).
+fn takeovers(
+    followed: &[Followed],
+    kills: &[Kill],
+    instances: &[String],
+) -> (Vec<Option<f64>>, Vec<Option<f64>>) {
+    let (mut resume, mut failover) = (Vec::new(), Vec::new());
+    for (i, k) in kills.iter().enumerate() {
+        let since_epoch = k
+            .wall
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let from = k.wall - Duration::from_nanos(u64::from(since_epoch.subsec_nanos()));
+        let until = kills.get(i + 1).map(|n| n.wall);
+        let killed = instances.get(k.index).map(String::as_str).unwrap_or("");
+        let others = instances.len() > 1;
+        let taken: Vec<(&Followed, std::time::SystemTime)> = followed
+            .iter()
+            .filter_map(|f| {
+                resumptions(f)
+                    .into_iter()
+                    .filter(|(t, by)| {
+                        *t >= from && until.is_none_or(|u| *t < u) && (!others || by != killed)
+                    })
+                    .map(|(t, _)| t)
+                    .min()
+                    .map(|t| (f, t))
+            })
+            .collect();
+        resume.push(
+            taken
+                .iter()
+                .map(|(_, t)| *t)
+                .min()
+                .map(|t| t.duration_since(k.wall).unwrap_or_default().as_secs_f64() * 1e3),
+        );
+        failover.push(
+            taken
+                .iter()
+                .filter_map(|(f, _)| f.done.as_ref().map(|(t, _)| *t))
+                .min()
+                .map(|t| t.saturating_duration_since(k.at).as_secs_f64() * 1e3),
+        );
+    }
+    (resume, failover)
 }

@@ -365,7 +365,10 @@ impl Engine {
             let id = t.id.clone();
             let mut t = t;
             if resumed {
-                t.note("resumed by a coordinator after a restart or a failover");
+                t.note(format!(
+                    "resumed by a coordinator ({}) after a restart or a failover",
+                    engine.instance
+                ));
             }
             let outcome = engine
                 .leased(Work::Transfer, &id, engine.drive(&mut t))

@@ -15,6 +15,7 @@
 //! connect_secs = 30
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -22,8 +23,9 @@ use serde::{Deserialize, Serialize};
 
 use concord_chain::Address;
 
+use concord_chain::{Asset, EvmClient};
+
 use crate::Error;
-use crate::engine::Timeouts;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -209,5 +211,91 @@ impl Config {
         let text = toml::to_string_pretty(self).map_err(|e| Error::Internal(e.to_string()))?;
         std::fs::write(path, text)
             .map_err(|e| Error::Internal(format!("cannot write {}: {e}", path.display())))
+    }
+}
+
+/// How long each step may take.
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    /// Waiting for approvals after a proposal.
+    pub approval: Duration,
+    /// A signing or key-generation run.
+    pub protocol: Duration,
+    /// Auxiliary-material preparation (safe primes take minutes on small machines).
+    pub aux_info: Duration,
+    /// Waiting for members to connect before a run that needs all of them.
+    pub connect: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            approval: Duration::from_secs(15),
+            protocol: Duration::from_secs(60),
+            aux_info: Duration::from_secs(1800),
+            connect: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Decimals of the chain's native coin.
+const NATIVE_DECIMALS: u8 = 18;
+/// The native coin's exchange code.
+const NATIVE_COIN: &str = "ETH";
+
+/// What transfers need besides the engine.
+pub(crate) struct TransferContext {
+    pub(crate) chain: ChainSettings,
+    pub(crate) client: EvmClient,
+    pub(crate) exchanges: BTreeMap<String, ExchangeEndpoint>,
+}
+
+impl TransferContext {
+    pub(crate) fn new(
+        chain: ChainSettings,
+        exchanges: Vec<ExchangeEndpoint>,
+    ) -> Result<TransferContext, Error> {
+        let client = EvmClient::new(&chain.rpc_url).map_err(|e| {
+            Error::BadRequest(format!(
+                "the chain RPC URL {} is unusable: {e}",
+                chain.rpc_url
+            ))
+        })?;
+        for x in &exchanges {
+            if x.kind != "binance" {
+                return Err(Error::BadRequest(format!(
+                    "exchange {}: the API kind {:?} is not supported (supported: binance)",
+                    x.name, x.kind
+                )));
+            }
+        }
+        Ok(TransferContext {
+            chain,
+            client,
+            exchanges: exchanges.into_iter().map(|x| (x.name.clone(), x)).collect(),
+        })
+    }
+
+    /// The asset and decimals of an exchange coin code on this chain.
+    pub(crate) fn asset_of(&self, coin: &str) -> Result<(Asset, u8), Error> {
+        if coin == NATIVE_COIN {
+            return Ok((Asset::Native, NATIVE_DECIMALS));
+        }
+        self.chain
+            .tokens
+            .iter()
+            .find(|t| t.coin == coin)
+            .map(|t| (Asset::Erc20 { token: t.contract }, t.decimals))
+            .ok_or_else(|| {
+                Error::BadRequest(format!(
+                    "coin {coin} is neither {NATIVE_COIN} nor a configured token"
+                ))
+            })
+    }
+
+    pub(crate) fn exchange(&self, name: &str) -> Result<&ExchangeEndpoint, Error> {
+        self.exchanges
+            .get(name)
+            .ok_or_else(|| Error::BadRequest(format!("exchange {name:?} is not configured")))
     }
 }

@@ -34,7 +34,8 @@ use concord_wire::payload::SigningPayload;
 use concord_wire::tls::PinStore;
 use serde::{Deserialize, Serialize};
 
-pub use engine::{Engine, Timeouts, subsets};
+pub use config::Timeouts;
+pub use engine::{Engine, subsets};
 pub use error::Error;
 pub use records::{
     GroupRecord, GroupStatus, JobEvent, JobKind, JobRecord, JobStatus, ModuleRecord, SignMode,
@@ -201,7 +202,7 @@ impl Coordinator {
         chain: config::ChainSettings,
         exchanges: Vec<config::ExchangeEndpoint>,
     ) -> Result<Coordinator, Error> {
-        self.engine.transfers = Some(Arc::new(transfers::TransferContext::new(chain, exchanges)?));
+        self.engine.transfers = Some(Arc::new(config::TransferContext::new(chain, exchanges)?));
         Ok(self)
     }
 
@@ -411,8 +412,12 @@ impl Coordinator {
             .ok_or_else(|| Error::NotFound(format!("group {id}")))
     }
 
-    /// Starts creating a wallet by DKG in a ready group.
-    pub async fn create_wallet(&self, req: CreateWallet) -> Result<JobRecord, Error> {
+    /// Starts creating a wallet by DKG in a ready group, as job `job_id` (the API names it
+    /// after the request's idempotency key): the same id again finds the job it started.
+    pub async fn create_wallet(&self, req: CreateWallet, job_id: &str) -> Result<JobRecord, Error> {
+        if let Some(existing) = self.engine.store.job(job_id).await? {
+            return Ok(existing);
+        }
         let group = self.group(&req.group).await?;
         if group.status != GroupStatus::Ready {
             return Err(Error::Conflict(format!(
@@ -422,14 +427,9 @@ impl Coordinator {
         }
         let job = JobRecord {
             scheme: Some(req.scheme.to_string()),
-            ..JobRecord::pending(uuid::Uuid::new_v4().to_string(), JobKind::Keygen, &group.id)
+            ..JobRecord::pending(job_id.to_owned(), JobKind::Keygen, &group.id)
         };
-        self.engine
-            .store
-            .insert_job(&job, &self.engine.instance, engine::lease_deadline())
-            .await?;
-        self.engine.spawn(job.clone());
-        Ok(job)
+        self.insert_and_run(job).await
     }
 
     /// Starts importing an existing key: each member checks the importer's intent and opens
@@ -477,14 +477,9 @@ impl Coordinator {
             wallet_id: Some(wallet.to_string()),
             payload: Some(serde_json::to_vec(&req).map_err(|e| Error::Internal(e.to_string()))?),
             intent: Some(req.intent.to_json()),
-            ..JobRecord::pending(uuid::Uuid::new_v4().to_string(), JobKind::Import, &group.id)
+            ..JobRecord::pending(req.intent.intent.id.clone(), JobKind::Import, &group.id)
         };
-        self.engine
-            .store
-            .insert_job(&job, &self.engine.instance, engine::lease_deadline())
-            .await?;
-        self.engine.spawn(job.clone());
-        Ok(job)
+        self.insert_and_run(job).await
     }
 
     /// A wallet.
@@ -537,20 +532,30 @@ impl Coordinator {
                 &wallet.group_id,
             )
         };
-        if let Some(existing) = self.engine.store.job(&job.id).await? {
-            // The same intent again: the job it started (an intent is used once).
-            if existing.intent.as_deref() == job.intent.as_deref() {
-                return Ok(existing);
-            }
-            return Err(Error::Conflict(format!(
-                "intent {} was already used for another request",
-                job.id
-            )));
-        }
-        self.engine
-            .store
+        self.insert_and_run(job).await
+    }
+
+    /// Records a new job and runs it; a job with its id recorded before (the same intent or
+    /// request again, perhaps on another coordinator) is returned as it stands instead, and
+    /// another request under a used intent id is refused.
+    async fn insert_and_run(&self, job: JobRecord) -> Result<JobRecord, Error> {
+        let store = &self.engine.store;
+        if !store
             .insert_job(&job, &self.engine.instance, engine::lease_deadline())
-            .await?;
+            .await?
+        {
+            let existing = store
+                .job(&job.id)
+                .await?
+                .ok_or_else(|| Error::Internal(format!("job {} vanished", job.id)))?;
+            if existing.kind != job.kind || existing.intent != job.intent {
+                return Err(Error::Conflict(format!(
+                    "id {} was already used for another request",
+                    job.id
+                )));
+            }
+            return Ok(existing);
+        }
         self.engine.spawn(job.clone());
         Ok(job)
     }

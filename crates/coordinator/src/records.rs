@@ -102,9 +102,12 @@ states! {
 }
 
 impl JobStatus {
+    /// The states a job ends in.
+    pub const FINAL: [JobStatus; 2] = [JobStatus::Done, JobStatus::Failed];
+
     /// Whether the job has ended.
     pub fn is_final(self) -> bool {
-        matches!(self, JobStatus::Done | JobStatus::Failed)
+        Self::FINAL.contains(&self)
     }
 }
 
@@ -187,12 +190,16 @@ states! {
 }
 
 impl TransferStatus {
+    /// The states a transfer ends in.
+    pub const FINAL: [TransferStatus; 3] = [
+        TransferStatus::Credited,
+        TransferStatus::Arrived,
+        TransferStatus::Failed,
+    ];
+
     /// Whether the transfer has ended.
     pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            TransferStatus::Credited | TransferStatus::Arrived | TransferStatus::Failed
-        )
+        Self::FINAL.contains(&self)
     }
 }
 

@@ -357,3 +357,53 @@ async fn policies_are_stored_in_order_and_signatures_checked() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(list["pending"]["hash"], serde_json::json!(hash));
 }
+
+/// A coordinator reserved an idempotency key, started a key generation, and died before it
+/// answered: the client's retry takes the stale reservation over and must find that job, not
+/// start a second key generation (a second wallet).
+#[tokio::test]
+async fn a_retry_after_a_crash_finds_the_work_the_dead_request_created() {
+    use sha2::{Digest, Sha256};
+    let (c, token) = setup().await;
+    c.store()
+        .create_group(&concord_coordinator::GroupRecord {
+            id: "g".into(),
+            threshold: 2,
+            size: 3,
+            status: concord_coordinator::GroupStatus::Ready,
+            aux_job_id: None,
+            members: vec![],
+            created_at: "now".into(),
+        })
+        .await
+        .unwrap();
+    let body = r#"{"group":"g","scheme":"ecdsa-secp256k1"}"#;
+    let token_hash = Sha256::digest(token.as_bytes()).to_vec();
+    let route = "POST /v1/wallets";
+    // The dead coordinator's reservation, 20 s old, and the job it created.
+    let long_ago = concord_coordinator::records::epoch_ms() - 20_000;
+    c.store()
+        .reserve_key(
+            &token_hash,
+            route,
+            "k",
+            &Sha256::digest(body.as_bytes()),
+            long_ago,
+            15_000,
+        )
+        .await
+        .unwrap();
+    let scope = api::RequestScope::new(&token_hash, route, "k");
+    let first = c
+        .create_wallet(serde_json::from_str(body).unwrap(), &scope.0)
+        .await
+        .unwrap();
+    // The retry.
+    let (s, again) = call(&c, post("/v1/wallets", &token, Some("k"), body)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{again}");
+    assert_eq!(again["id"], first.id.as_str(), "one key generation");
+    // Another key is another wallet.
+    let (s, other) = call(&c, post("/v1/wallets", &token, Some("k2"), body)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{other}");
+    assert_ne!(other["id"], first.id.as_str());
+}

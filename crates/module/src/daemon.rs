@@ -916,6 +916,56 @@ mod tests {
         st
     }
 
+    /// The nonce-release rule, as a coordinator could abuse it: an approval this module
+    /// never signed under can be released (it then binds nothing, and the module never signs
+    /// under it); one it signed under cannot (its nonce stays bound), across a restart too.
+    #[test]
+    fn a_released_approval_binds_nothing_and_a_signed_one_cannot_be_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = state(dir.path());
+        let wallet = concord_tss::WalletId::derive(concord_tss::Scheme::EcdsaSecp256k1, &[2; 33]);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let nonce = "evm-31337-5";
+        let rec = |d: u8| crate::state::ApprovalRecord {
+            wallet_id: wallet,
+            payload: vec![],
+            digest: [d; 32],
+            statement: vec![],
+            signature: vec![],
+            intent: format!("intent-{d}"),
+            rule: AgreementRule::All,
+            policy: [0; 32],
+            at: now,
+            nonce_key: Some(nonce.into()),
+            spend: None,
+            order: None,
+            void: false,
+        };
+        st.save_approval("job-a", &rec(1)).unwrap();
+        assert_eq!(st.logs().unwrap().nonce(wallet, nonce, now), Some([1; 32]));
+        assert!(st.release_approval("job-a").unwrap());
+        assert!(!st.release_approval("job-a").unwrap(), "released once");
+        assert_eq!(st.logs().unwrap().nonce(wallet, nonce, now), None);
+        let err = st.use_session(&[9; 32], "job-a").unwrap_err();
+        assert!(err.to_string().contains("released"), "{err}");
+
+        st.save_approval("job-b", &rec(2)).unwrap();
+        assert!(st.use_session(&[8; 32], "job-b").unwrap());
+        let err = st.release_approval("job-b").unwrap_err();
+        assert!(err.to_string().contains("already signed"), "{err}");
+        assert_eq!(st.logs().unwrap().nonce(wallet, nonce, now), Some([2; 32]));
+
+        drop(st);
+        let kek = crate::state::test_kek();
+        let st = State::open("m1", dir.path(), &kek, Default::default()).unwrap();
+        assert_eq!(st.logs().unwrap().nonce(wallet, nonce, now), Some([2; 32]));
+        assert!(st.release_approval("job-b").is_err());
+        assert!(st.use_session(&[7; 32], "job-a").is_err());
+    }
+
     /// A policy naming a trader (10), an importer (12), and `wallet` as a trading wallet that
     /// may sign raw messages.
     fn adopt(st: &State, wallet: Option<concord_tss::WalletId>) {

@@ -97,6 +97,44 @@ pub(super) async fn authenticate(
     next.run(req).await
 }
 
+/// One idempotent request, as the layer reserved it: a stable id derived from (token, route,
+/// key). A handler that creates work with no id of its own (a key generation) names the work
+/// by it, so that a retry taking over a reservation whose coordinator died finds the work
+/// that coordinator may have created instead of creating it again.
+#[derive(Debug, Clone)]
+pub struct RequestScope(pub String);
+
+impl RequestScope {
+    /// The scope of key `key` on `route` ("POST /v1/wallets") for the token whose SHA-256 is
+    /// `token_hash`.
+    pub fn new(token_hash: &[u8], route: &str, key: &str) -> RequestScope {
+        let mut h = Sha256::new();
+        h.update(b"concord/idempotency/v1\0");
+        for part in [token_hash, route.as_bytes(), key.as_bytes()] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part);
+        }
+        let d = h.finalize();
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&d[..16]);
+        RequestScope(uuid::Builder::from_random_bytes(id).into_uuid().to_string())
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestScope {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Response> {
+        parts
+            .extensions
+            .get::<RequestScope>()
+            .cloned()
+            .ok_or_else(|| {
+                Error::Internal("a route without the idempotency layer".into()).into_response()
+            })
+    }
+}
+
 /// The idempotency layer (POSTs): the key, scoped to the caller's token and the route, is
 /// reserved before the request is handled, in one statement, so that of concurrent requests
 /// with one key exactly one is handled; the others wait for its answer and get it. A repeat
@@ -122,7 +160,10 @@ pub(super) async fn idempotency(
         .into_response();
     };
     let route = format!("{} {}", req.method(), route.as_str());
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    parts
+        .extensions
+        .insert(RequestScope::new(&caller.token_hash, &route, &key));
     let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
         return Error::BadRequest(format!("the request body is larger than {MAX_BODY} bytes"))
             .into_response();

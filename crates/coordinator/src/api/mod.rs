@@ -22,7 +22,7 @@ use axum::{Json, Router};
 use rand::RngCore;
 use serde::Serialize;
 
-pub use layers::{Caller, JsonBody};
+pub use layers::{Caller, JsonBody, RequestScope};
 pub use openapi::openapi_document;
 
 use crate::records::JobRecord;
@@ -158,9 +158,10 @@ async fn get_group(State(c): State<Coordinator>, Path(id): Path<String>) -> Answ
 
 async fn create_wallet(
     State(c): State<Coordinator>,
+    scope: RequestScope,
     JsonBody(r): JsonBody<CreateWallet>,
 ) -> Answer {
-    answer(StatusCode::ACCEPTED, &c.create_wallet(r).await?)
+    answer(StatusCode::ACCEPTED, &c.create_wallet(r, &scope.0).await?)
 }
 
 async fn import_wallet(

@@ -27,36 +27,13 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::Error;
+use crate::config::Timeouts;
 use crate::hub::Hub;
 use crate::records::{EventKind, GroupStatus, JobKind, JobRecord, epoch_ms};
 use crate::store::Store;
 use crate::store::leases::{LEASE_MS, Work};
 
 pub use presign::subsets;
-
-/// How long each step may take.
-#[derive(Debug, Clone)]
-pub struct Timeouts {
-    /// Waiting for approvals after a proposal.
-    pub approval: Duration,
-    /// A signing or key-generation run.
-    pub protocol: Duration,
-    /// Auxiliary-material preparation (safe primes take minutes on small machines).
-    pub aux_info: Duration,
-    /// Waiting for members to connect before a run that needs all of them.
-    pub connect: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Timeouts {
-            approval: Duration::from_secs(15),
-            protocol: Duration::from_secs(60),
-            aux_info: Duration::from_secs(1800),
-            connect: Duration::from_secs(30),
-        }
-    }
-}
 
 /// Runs jobs and transfers. Cheap to clone.
 #[derive(Clone)]
@@ -67,7 +44,7 @@ pub struct Engine {
     /// Announces every job and transfer that finished, failed or moved (for long-polls).
     pub(crate) finished: tokio::sync::broadcast::Sender<String>,
     /// Chain and exchanges, when transfers are configured.
-    pub(crate) transfers: Option<Arc<crate::transfers::TransferContext>>,
+    pub(crate) transfers: Option<Arc<crate::config::TransferContext>>,
     /// This coordinator process, as lease owner.
     pub(crate) instance: Arc<str>,
     /// Work this process is running now (job and transfer ids).

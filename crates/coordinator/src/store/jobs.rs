@@ -41,14 +41,14 @@ fn job_from_row(r: &AnyRow) -> Result<JobRecord, Error> {
 impl Store {
     /// Records a new job, leased to `owner` until `lease_until` (ms since the Unix epoch) so
     /// that no other coordinator claims it before its creator runs it (a job with this id
-    /// already recorded is left as it is).
+    /// already recorded is left as it is: `false`).
     pub async fn insert_job(
         &self,
         j: &JobRecord,
         owner: &str,
         lease_until: u64,
-    ) -> Result<(), Error> {
-        sqlx::query(self.sql(
+    ) -> Result<bool, Error> {
+        let res = sqlx::query(self.sql(
             "INSERT INTO jobs (id, kind, group_id, wallet_id, scheme, rule, mode, payload, intent, digest, status, session, signers, result, error, transfer_id, created_at, updated_at, owner, lease_until) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         ))
@@ -75,7 +75,7 @@ impl Store {
         .execute(&self.pool)
         .await
         .map_err(db)?;
-        Ok(())
+        Ok(res.rows_affected() == 1)
     }
 
     /// A job by id.
@@ -113,8 +113,9 @@ impl Store {
     /// Finishes a job with a result.
     pub async fn finish_job(&self, id: &str, result: &[u8]) -> Result<(), Error> {
         sqlx::query(self.sql(
-            "UPDATE jobs SET status = 'done', result = ?, error = NULL, owner = NULL, updated_at = ? WHERE id = ?",
+            "UPDATE jobs SET status = ?, result = ?, error = NULL, owner = NULL, updated_at = ? WHERE id = ?",
         ))
+        .bind(JobStatus::Done.as_str())
         .bind(result.to_vec())
         .bind(now())
         .bind(id)
@@ -127,8 +128,9 @@ impl Store {
     /// Fails a job.
     pub async fn fail_job(&self, id: &str, error: &str) -> Result<(), Error> {
         sqlx::query(self.sql(
-            "UPDATE jobs SET status = 'failed', error = ?, owner = NULL, updated_at = ? WHERE id = ?",
+            "UPDATE jobs SET status = ?, error = ?, owner = NULL, updated_at = ? WHERE id = ?",
         ))
+        .bind(JobStatus::Failed.as_str())
         .bind(error)
         .bind(now())
         .bind(id)

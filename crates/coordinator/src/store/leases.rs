@@ -6,9 +6,11 @@
 //! with `FOR UPDATE SKIP LOCKED`, so two coordinators never wait on each other's rows; SQLite
 //! serializes writers anyway.
 
+use sqlx::any::AnyRow;
+
 use super::{Backend, Store, col, db, i64_of};
 use crate::Error;
-use crate::records::{JobRecord, TransferRecord};
+use crate::records::{JobRecord, JobStatus, TransferRecord, TransferStatus};
 
 /// How long a lease lasts without renewal, ms.
 pub const LEASE_MS: u64 = 6_000;
@@ -29,6 +31,44 @@ impl Work {
             Work::Job => "jobs",
         }
     }
+
+    /// The SQL condition of work still to do (a job a transfer runs is the transfer's).
+    fn unfinished(self) -> String {
+        let list = |names: Vec<&str>| {
+            names
+                .iter()
+                .map(|n| format!("'{n}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match self {
+            Work::Transfer => format!(
+                "status NOT IN ({})",
+                list(TransferStatus::FINAL.map(TransferStatus::as_str).to_vec())
+            ),
+            Work::Job => format!(
+                "status NOT IN ({}) AND transfer_id IS NULL",
+                list(JobStatus::FINAL.map(JobStatus::as_str).to_vec())
+            ),
+        }
+    }
+
+    /// The column work is claimed in the order of (oldest first).
+    fn age(self) -> &'static str {
+        match self {
+            Work::Transfer => "created_us",
+            Work::Job => "created_at",
+        }
+    }
+}
+
+/// Who claims, until when, how much.
+struct Claim<'a> {
+    owner: &'a str,
+    now_ms: u64,
+    lease_until: u64,
+    limit: u32,
+    own: bool,
 }
 
 impl Store {
@@ -51,22 +91,16 @@ impl Store {
         limit: u32,
         own: bool,
     ) -> Result<Vec<TransferRecord>, Error> {
-        let sql = format!(
-            "UPDATE transfers SET owner = ?, lease_until = ? WHERE id IN (\
-               SELECT id FROM transfers WHERE status NOT IN ('credited', 'arrived', 'failed') \
-               AND (owner IS NULL OR owner = ? OR lease_until < ?) ORDER BY created_us, id LIMIT ?{}) RETURNING record",
-            self.skip_locked()
-        );
-        let rows = sqlx::query(self.sql(&sql))
-            .bind(owner)
-            .bind(i64_of(lease_until))
-            .bind(if own { owner } else { "" })
-            .bind(i64_of(now_ms))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
-        rows.iter()
+        let claim = Claim {
+            owner,
+            now_ms,
+            lease_until,
+            limit,
+            own,
+        };
+        self.claim(Work::Transfer, "record", &claim)
+            .await?
+            .iter()
             .map(|r| {
                 serde_json::from_str(&col::<String>(r, "record")?)
                     .map_err(|e| Error::Storage(format!("stored transfer: {e}")))
@@ -84,21 +118,14 @@ impl Store {
         limit: u32,
         own: bool,
     ) -> Result<Vec<JobRecord>, Error> {
-        let sql = format!(
-            "UPDATE jobs SET owner = ?, lease_until = ? WHERE id IN (\
-               SELECT id FROM jobs WHERE status NOT IN ('done', 'failed') AND transfer_id IS NULL \
-               AND (owner IS NULL OR owner = ? OR lease_until < ?) ORDER BY created_at, id LIMIT ?{}) RETURNING id",
-            self.skip_locked()
-        );
-        let rows = sqlx::query(self.sql(&sql))
-            .bind(owner)
-            .bind(i64_of(lease_until))
-            .bind(if own { owner } else { "" })
-            .bind(i64_of(now_ms))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
+        let claim = Claim {
+            owner,
+            now_ms,
+            lease_until,
+            limit,
+            own,
+        };
+        let rows = self.claim(Work::Job, "id", &claim).await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             if let Some(j) = self.job(&col::<String>(r, "id")?).await? {
@@ -106,6 +133,34 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Leases unfinished work of one kind in one statement; returns the `returning` column
+    /// of each row claimed.
+    async fn claim(
+        &self,
+        work: Work,
+        returning: &str,
+        c: &Claim<'_>,
+    ) -> Result<Vec<AnyRow>, Error> {
+        let table = work.table();
+        let sql = format!(
+            "UPDATE {table} SET owner = ?, lease_until = ? WHERE id IN (\
+               SELECT id FROM {table} WHERE {} \
+               AND (owner IS NULL OR owner = ? OR lease_until < ?) ORDER BY {}, id LIMIT ?{}) RETURNING {returning}",
+            work.unfinished(),
+            work.age(),
+            self.skip_locked()
+        );
+        sqlx::query(self.sql(&sql))
+            .bind(c.owner)
+            .bind(i64_of(c.lease_until))
+            .bind(if c.own { c.owner } else { "" })
+            .bind(i64_of(c.now_ms))
+            .bind(i64::from(c.limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)
     }
 
     /// Takes a lease on one piece of work for `owner` if it is free or expired (or already

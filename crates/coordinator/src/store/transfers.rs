@@ -6,7 +6,13 @@ use crate::records::{TransferKind, TransferRecord, TransferStatus, now};
 
 /// Statuses of a deposit that has not reached the chain yet: such deposits of one wallet go
 /// one at a time, oldest first (their nonces follow one another).
-const BEFORE_CHAIN: &str = "('requested', 'queued', 'resolving', 'signing', 'signed')";
+const BEFORE_CHAIN: [TransferStatus; 5] = [
+    TransferStatus::Requested,
+    TransferStatus::Queued,
+    TransferStatus::Resolving,
+    TransferStatus::Signing,
+    TransferStatus::Signed,
+];
 
 fn parse(record: &str) -> Result<TransferRecord, Error> {
     serde_json::from_str(record).map_err(|e| Error::Storage(format!("stored transfer: {e}")))
@@ -96,15 +102,18 @@ impl Store {
 
     /// The deposit of `wallet_id` that goes next: the oldest that has not reached the chain.
     pub async fn deposit_queue_head(&self, wallet_id: &str) -> Result<Option<String>, Error> {
-        let row = sqlx::query(self.sql(&format!(
-            "SELECT id FROM transfers WHERE kind = ? AND wallet_id = ? AND status IN {BEFORE_CHAIN} \
+        let marks = vec!["?"; BEFORE_CHAIN.len()].join(", ");
+        let sql = format!(
+            "SELECT id FROM transfers WHERE kind = ? AND wallet_id = ? AND status IN ({marks}) \
              ORDER BY created_us, id LIMIT 1"
-        )))
-        .bind(TransferKind::Deposit.as_str())
-        .bind(wallet_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?;
+        );
+        let mut query = sqlx::query(self.sql(&sql))
+            .bind(TransferKind::Deposit.as_str())
+            .bind(wallet_id);
+        for status in BEFORE_CHAIN {
+            query = query.bind(status.as_str());
+        }
+        let row = query.fetch_optional(&self.pool).await.map_err(db)?;
         row.map(|r| col(&r, "id")).transpose()
     }
 

@@ -24,7 +24,7 @@ use concord_exchange::{Deposit, DepositAddress};
 use concord_wire::payload::{Destination, SigningPayload};
 use concord_wire::rpc::exchange_query;
 
-use super::{Step, ecdsa_address};
+use super::{Depth, Step, ecdsa_address};
 use crate::engine::Engine;
 use crate::records::{Resolution, TransferRecord, TransferStatus};
 use crate::{Error, failpoint};
@@ -351,23 +351,15 @@ impl Engine {
     /// Follows the transaction until mined to depth; pending is never failed.
     async fn deposit_follow_chain(&self, t: &mut TransferRecord) -> Result<Step, Error> {
         failpoint!("deposit::broadcast");
-        let ctx = self.transfer_ctx()?.clone();
         let signed = Self::stored_tx(t)?;
-        let status = match ctx
-            .client
-            .wait_for_confirmations(signed.hash, ctx.chain.confirmations, REBROADCAST)
-            .await
+        match self
+            .follow_tx(signed.hash, REBROADCAST, "following the transaction")
+            .await?
         {
-            Ok(s) => s,
-            Err(concord_chain::ChainError::NotConfirmed { last, .. }) => last,
-            Err(e) => return Err(chain_error("following the transaction", &e)),
-        };
-        match status {
-            TxStatus::Included {
+            Depth::Deep {
                 block,
                 confirmations,
-                success: true,
-            } if confirmations >= ctx.chain.confirmations.max(1) => {
+            } => {
                 t.error = None;
                 t.step(
                     TransferStatus::Confirmed,
@@ -376,12 +368,12 @@ impl Engine {
                 self.save(t).await?;
                 Ok(Step::Next)
             }
-            TxStatus::Included { success: false, .. } => Err(Error::refused(format!(
+            Depth::Reverted => Err(Error::refused(format!(
                 "transaction {} was reverted by the chain",
                 signed.hash
             ))),
-            TxStatus::Included { .. } => Ok(Step::Wait),
-            TxStatus::Pending | TxStatus::Unknown => self.keep_pending(t, &signed).await,
+            Depth::Shallow => Ok(Step::Wait),
+            Depth::NotMined => self.keep_pending(t, &signed).await,
         }
     }
 

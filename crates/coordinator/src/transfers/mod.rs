@@ -14,14 +14,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use concord_chain::{Asset, EvmClient};
 use concord_wire::authority::{Action, AddressRef, SignedIntent};
 use concord_wire::payload::SigningPayload;
 use concord_wire::rpc::{ExchangeQuery, exchange_query};
 use concord_wire::units::Amount;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ChainSettings, ExchangeEndpoint};
+use crate::config::TransferContext;
 use crate::engine::{Engine, lease_deadline};
 use crate::records::{
     JobKind, JobRecord, JobStatus, SignMode, TransferKind, TransferRecord, TransferStatus,
@@ -30,71 +29,10 @@ use crate::records::{
 use crate::store::leases::Work;
 use crate::{Error, failpoint};
 
-/// Decimals of the chain's native coin.
-const NATIVE_DECIMALS: u8 = 18;
-/// The native coin's exchange code.
-const NATIVE_COIN: &str = "ETH";
 /// How long one module may take to answer an exchange question.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest pause between two tries of a step that waits or meets a passing fault.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-/// What transfers need besides the engine.
-pub(crate) struct TransferContext {
-    pub(crate) chain: ChainSettings,
-    pub(crate) client: EvmClient,
-    pub(crate) exchanges: BTreeMap<String, ExchangeEndpoint>,
-}
-
-impl TransferContext {
-    pub(crate) fn new(
-        chain: ChainSettings,
-        exchanges: Vec<ExchangeEndpoint>,
-    ) -> Result<TransferContext, Error> {
-        let client = EvmClient::new(&chain.rpc_url).map_err(|e| {
-            Error::BadRequest(format!(
-                "the chain RPC URL {} is unusable: {e}",
-                chain.rpc_url
-            ))
-        })?;
-        for x in &exchanges {
-            if x.kind != "binance" {
-                return Err(Error::BadRequest(format!(
-                    "exchange {}: the API kind {:?} is not supported (supported: binance)",
-                    x.name, x.kind
-                )));
-            }
-        }
-        Ok(TransferContext {
-            chain,
-            client,
-            exchanges: exchanges.into_iter().map(|x| (x.name.clone(), x)).collect(),
-        })
-    }
-
-    /// The asset and decimals of an exchange coin code on this chain.
-    fn asset_of(&self, coin: &str) -> Result<(Asset, u8), Error> {
-        if coin == NATIVE_COIN {
-            return Ok((Asset::Native, NATIVE_DECIMALS));
-        }
-        self.chain
-            .tokens
-            .iter()
-            .find(|t| t.coin == coin)
-            .map(|t| (Asset::Erc20 { token: t.contract }, t.decimals))
-            .ok_or_else(|| {
-                Error::BadRequest(format!(
-                    "coin {coin} is neither {NATIVE_COIN} nor a configured token"
-                ))
-            })
-    }
-
-    fn exchange(&self, name: &str) -> Result<&ExchangeEndpoint, Error> {
-        self.exchanges
-            .get(name)
-            .ok_or_else(|| Error::BadRequest(format!("exchange {name:?} is not configured")))
-    }
-}
 
 /// A request to deposit from a wallet to an exchange: a trader's signed intent (wallet,
 /// exchange, coin, network, amount, rule). The transfer's id is the intent's id, so the same
@@ -161,7 +99,56 @@ struct Asked<'a> {
     to: Option<AddressRef>,
 }
 
+/// Where a followed transaction stands.
+pub(super) enum Depth {
+    /// Mined, succeeded, and as deep as the chain settings ask.
+    Deep {
+        /// Its block.
+        block: u64,
+        /// Its confirmations.
+        confirmations: u64,
+    },
+    /// Mined, not deep enough yet.
+    Shallow,
+    /// Mined and reverted.
+    Reverted,
+    /// Pending, or unknown to the node.
+    NotMined,
+}
+
 impl Engine {
+    /// Waits up to `wait` for transaction `hash` to be mined to the configured depth.
+    pub(super) async fn follow_tx(
+        &self,
+        hash: concord_chain::B256,
+        wait: std::time::Duration,
+        what: &str,
+    ) -> Result<Depth, Error> {
+        let ctx = self.transfer_ctx()?.clone();
+        let status = match ctx
+            .client
+            .wait_for_confirmations(hash, ctx.chain.confirmations, wait)
+            .await
+        {
+            Ok(s) => s,
+            Err(concord_chain::ChainError::NotConfirmed { last, .. }) => last,
+            Err(e) => return Err(deposit::chain_error(what, &e)),
+        };
+        Ok(match status {
+            concord_chain::TxStatus::Included {
+                block,
+                confirmations,
+                success: true,
+            } if confirmations >= ctx.chain.confirmations.max(1) => Depth::Deep {
+                block,
+                confirmations,
+            },
+            concord_chain::TxStatus::Included { success: false, .. } => Depth::Reverted,
+            concord_chain::TxStatus::Included { .. } => Depth::Shallow,
+            concord_chain::TxStatus::Pending | concord_chain::TxStatus::Unknown => Depth::NotMined,
+        })
+    }
+
     fn transfer_ctx(&self) -> Result<&Arc<TransferContext>, Error> {
         self.transfers.as_ref().ok_or_else(|| {
             Error::BadRequest(

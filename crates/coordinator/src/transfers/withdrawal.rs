@@ -17,15 +17,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use concord_chain::{B256, TxStatus};
+use concord_chain::B256;
 use concord_exchange::binance::{BinanceClient, WithdrawParams};
 use concord_exchange::{ExchangeError, Withdrawal, WithdrawalStatus};
 use concord_wire::authority::{AddressRef, AddressTarget};
 use concord_wire::payload::SigningPayload;
 use concord_wire::rpc::exchange_query;
 
-use super::deposit::chain_error;
-use super::{Step, ecdsa_address, now_ms};
+use super::{Depth, Step, ecdsa_address, now_ms};
 use crate::engine::Engine;
 use crate::records::{SignedRequest, TransferRecord, TransferStatus};
 use crate::{Error, failpoint};
@@ -367,7 +366,6 @@ impl Engine {
     /// Follows the funds on chain until they arrive.
     async fn withdraw_follow_chain(&self, t: &mut TransferRecord) -> Result<Step, Error> {
         failpoint!("withdrawal::sent");
-        let ctx = self.transfer_ctx()?.clone();
         let hash: B256 = t
             .tx_hash
             .as_deref()
@@ -379,21 +377,14 @@ impl Engine {
                     t.tx_hash
                 ))
             })?;
-        let status = match ctx
-            .client
-            .wait_for_confirmations(hash, ctx.chain.confirmations, Duration::from_secs(10))
-            .await
+        match self
+            .follow_tx(hash, Duration::from_secs(10), "following the withdrawal")
+            .await?
         {
-            Ok(s) => s,
-            Err(concord_chain::ChainError::NotConfirmed { last, .. }) => last,
-            Err(e) => return Err(chain_error("following the withdrawal", &e)),
-        };
-        match status {
-            TxStatus::Included {
+            Depth::Deep {
                 block,
                 confirmations,
-                success: true,
-            } if confirmations >= ctx.chain.confirmations.max(1) => {
+            } => {
                 t.error = None;
                 t.step(
                     TransferStatus::Arrived,
@@ -407,10 +398,10 @@ impl Engine {
                 self.save(t).await?;
                 Ok(Step::Done)
             }
-            TxStatus::Included { success: false, .. } => Err(Error::refused(format!(
+            Depth::Reverted => Err(Error::refused(format!(
                 "the exchange's transaction {hash} was reverted"
             ))),
-            _ => {
+            Depth::Shallow | Depth::NotMined => {
                 self.overdue(t, "the exchange's transaction is not confirmed yet")
                     .await?;
                 Ok(Step::Wait)

@@ -275,6 +275,13 @@ async fn one_request_reserves_a_key(s: &Store) {
             .unwrap(),
         Reservation::InProgress(_)
     ));
+    // Another body under the stale key is not the same request: it takes nothing over.
+    assert_eq!(
+        s.reserve_key(b"token", "POST /z", "k", &[10], 100_000, 60_000)
+            .await
+            .unwrap(),
+        Reservation::InProgress(vec![9])
+    );
     assert_eq!(
         s.reserve_key(b"token", "POST /z", "k", &[9], 100_000, 60_000)
             .await

@@ -1537,5 +1537,23 @@ mod tests {
             "never twice"
         );
         assert_eq!(st.presignature_count(wallet).unwrap(), 0);
+        // Two sign runs racing for one presignature (a coordinator started both with one
+        // fingerprint): at most one gets it, however the reads and deletes interleave.
+        let st = Arc::new(st);
+        for _ in 0..20 {
+            st.save_presignature(&presig).unwrap();
+            let takers: Vec<_> = (0..4)
+                .map(|_| {
+                    let st = st.clone();
+                    std::thread::spawn(move || st.take_presignature(wallet, &fp).unwrap())
+                })
+                .collect();
+            let got = takers
+                .into_iter()
+                .map(|t| t.join().is_ok_and(|p| p.is_some()))
+                .filter(|got| *got)
+                .count();
+            assert_eq!(got, 1, "{got} sign runs got one presignature");
+        }
     }
 }

@@ -504,7 +504,10 @@ impl State {
     }
 
     /// Takes a presignature out of the vault for use: it is deleted (durably) before it is
-    /// returned, so that no crash can make it usable twice.
+    /// returned, so that no crash can make it usable twice; of two concurrent takers (two
+    /// sign runs a coordinator started with one fingerprint) only the one whose delete
+    /// removed the file gets it — two signatures under one presignature would give the key
+    /// away.
     pub fn take_presignature(
         &self,
         wallet: WalletId,
@@ -516,7 +519,9 @@ impl State {
         };
         let presig =
             EcdsaPresignature::from_bytes(&raw).map_err(|e| Error::Vault(e.to_string()))?;
-        self.vault.delete(&name).map_err(vault_err)?;
+        if !self.vault.delete(&name).map_err(vault_err)? {
+            return Ok(None);
+        }
         Ok(Some(presig))
     }
 

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::middleware::Next;
@@ -142,7 +142,6 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestScope {
 /// is not stored (a retry may succeed).
 pub(super) async fn idempotency(
     State(c): State<Coordinator>,
-    route: MatchedPath,
     caller: Caller,
     req: Request,
     next: Next,
@@ -159,7 +158,9 @@ pub(super) async fn idempotency(
         )
         .into_response();
     };
-    let route = format!("{} {}", req.method(), route.as_str());
+    // The path as called, not its template: a key is scoped to one resource
+    // (`/v1/exchanges/binance/credential` is not `/v1/exchanges/kraken/credential`).
+    let route = format!("{} {}", req.method(), req.uri().path());
     let (mut parts, body) = req.into_parts();
     parts
         .extensions

@@ -121,12 +121,13 @@ impl Store {
             ));
         }
         let created: i64 = col(&r, "created_ms")?;
-        if created < i64_of(now_ms.saturating_sub(stale_ms)) {
+        // Only the same request takes a dead one's reservation over (another body under the
+        // key stays a conflict).
+        if stored_hash == request_hash && created < i64_of(now_ms.saturating_sub(stale_ms)) {
             let taken = sqlx::query(self.sql(
-                "UPDATE idempotency SET created_ms = ?, request_hash = ? WHERE token_hash = ? AND route = ? AND key = ? AND status IS NULL AND created_ms = ?",
+                "UPDATE idempotency SET created_ms = ? WHERE token_hash = ? AND route = ? AND key = ? AND status IS NULL AND created_ms = ?",
             ))
             .bind(i64_of(now_ms))
-            .bind(request_hash.to_vec())
             .bind(token_hash.to_vec())
             .bind(route)
             .bind(key)

@@ -100,6 +100,28 @@ impl Store {
             .collect()
     }
 
+    /// A wallet's latest failed deposits, newest first (which nonces they may still hold).
+    pub async fn failed_deposits(
+        &self,
+        wallet_id: &str,
+        limit: u32,
+    ) -> Result<Vec<TransferRecord>, Error> {
+        let rows = sqlx::query(self.sql(
+            "SELECT record FROM transfers WHERE kind = ? AND wallet_id = ? AND status = ? \
+             ORDER BY created_us DESC, id DESC LIMIT ?",
+        ))
+        .bind(TransferKind::Deposit.as_str())
+        .bind(wallet_id)
+        .bind(TransferStatus::Failed.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| parse(&col::<String>(r, "record")?))
+            .collect()
+    }
+
     /// The deposit of `wallet_id` that goes next: the oldest that has not reached the chain.
     pub async fn deposit_queue_head(&self, wallet_id: &str) -> Result<Option<String>, Error> {
         let marks = vec!["?"; BEFORE_CHAIN.len()].join(", ");

@@ -26,11 +26,14 @@ use concord_wire::rpc::exchange_query;
 
 use super::{Depth, Step, ecdsa_address};
 use crate::engine::Engine;
-use crate::records::{Resolution, TransferRecord, TransferStatus};
+use crate::records::{EventKind, Resolution, TransferRecord, TransferStatus, epoch_ms_f64};
 use crate::{Error, failpoint};
 
 /// How long a pending transaction waits between two re-broadcasts of its bytes.
 const REBROADCAST: Duration = Duration::from_secs(3);
+/// How long a module's approval never signed under binds its nonce (the modules'
+/// `APPROVAL_TTL_SECS`, plus a minute for clocks), ms.
+const APPROVAL_TTL_MS: f64 = 660_000.0;
 
 impl Engine {
     /// Runs the step of the deposit's current state.
@@ -119,6 +122,7 @@ impl Engine {
             .next_nonce(&wallet.id, ctx.chain.chain_id)
             .await?;
         let nonce = concord_chain::next_nonce(pending, recorded);
+        self.check_released(&wallet.id, nonce).await?;
         let payload = SigningPayload::EvmTransfer {
             transfer: t.id.clone(),
             wallet: wallet
@@ -301,6 +305,65 @@ impl Engine {
             .map_err(|e| Error::Internal(format!("stored raw transaction: {e}")))
     }
 
+    /// A nonce an earlier deposit of the wallet failed at is proposed again only once every
+    /// module that approved that deposit answered its release — a release lost on the way
+    /// (a module away, or another coordinator's proposal overtaking it) would otherwise get
+    /// the new deposit refused. Unanswered releases are sent again; a module that signed
+    /// under its approval keeps the nonce bound for good, and the wallet's deposits then wait
+    /// (said in the record) rather than fail one after another. Approvals never signed under
+    /// lapse after [`APPROVAL_TTL_MS`]; past that, nothing is waited for.
+    async fn check_released(&self, wallet_id: &str, nonce: u64) -> Result<(), Error> {
+        for p in self.store.failed_deposits(wallet_id, 10).await? {
+            let (Some(job), Some(at)) = (&p.sign_job_id, p.nonce) else {
+                continue;
+            };
+            let failed_at = p.created_ms + p.timings_ms.get("failed").copied().unwrap_or(0.0);
+            if at != nonce || epoch_ms_f64() - failed_at > APPROVAL_TTL_MS {
+                continue;
+            }
+            let events = self.store.events(job).await?;
+            let approvers: std::collections::BTreeSet<&str> = events
+                .iter()
+                .filter(|e| e.kind == EventKind::Approval)
+                .filter_map(|e| e.module_id.as_deref())
+                .collect();
+            let answer = |m: &str| {
+                events
+                    .iter()
+                    .rev()
+                    .find(|e| e.kind == EventKind::Release && e.module_id.as_deref() == Some(m))
+                    .and_then(|e| e.detail.clone())
+            };
+            let mut missing = Vec::new();
+            for m in approvers {
+                match answer(m) {
+                    Some(d) if d.starts_with("released") => {}
+                    Some(d) => {
+                        return Err(Error::Unavailable(format!(
+                            "nonce {nonce} is still bound at module {m} to failed deposit {} ({d}); this wallet's deposits wait until an operator releases it",
+                            p.id
+                        )));
+                    }
+                    None => missing.push(m.to_owned()),
+                }
+            }
+            if !missing.is_empty() {
+                self.release(
+                    job,
+                    &missing,
+                    "a deposit failed at this nonce; it is needed again",
+                )
+                .await;
+                return Err(Error::Unavailable(format!(
+                    "waiting for {} to release nonce {nonce}, bound to failed deposit {}",
+                    missing.join(", "),
+                    p.id
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Sends the stored transaction; its nonce counts as used once the node accepts it.
     async fn deposit_broadcast(&self, t: &mut TransferRecord) -> Result<Step, Error> {
         failpoint!("deposit::signed");
@@ -311,25 +374,30 @@ impl Engine {
             Err(concord_chain::ChainError::NonceTooLow { .. }) => {
                 // Our own transaction may be the one that used it (a broadcast before a
                 // restart); if not, another used the nonce and this one can never be mined.
-                if matches!(
-                    ctx.client.status(signed.hash).await,
-                    Ok(TxStatus::Included { .. } | TxStatus::Pending)
-                ) {
-                } else {
-                    return Err(Error::refused(format!(
-                        "nonce {} of the wallet was used by another transaction: transaction {} can never be mined",
-                        t.nonce.unwrap_or_default(),
-                        signed.hash
-                    )));
+                // A node that cannot say is asked again, never taken for a "no".
+                match ctx.client.status(signed.hash).await {
+                    Ok(TxStatus::Included { .. } | TxStatus::Pending) => {}
+                    Ok(TxStatus::Unknown) => {
+                        return Err(Error::refused(format!(
+                            "nonce {} of the wallet was used by another transaction: transaction {} can never be mined",
+                            t.nonce.unwrap_or_default(),
+                            signed.hash
+                        )));
+                    }
+                    Err(e) => return Err(chain_error("looking the transaction up", &e)),
                 }
             }
-            Err(e @ concord_chain::ChainError::InsufficientFunds { .. }) => {
-                // Signed and valid once funded: it waits (and holds its wallet's queue).
-                t.error = Some(format!("waiting for funds: {e}"));
-                self.save(t).await?;
+            Err(e) if e.retryable() => return Err(chain_error("broadcasting", &e)),
+            Err(e) => {
+                // Signed and perhaps valid later (funded, fees lower): never failed while it
+                // can still be mined. It waits, and holds its wallet's queue.
+                let why = format!("the node does not take the signed transaction yet: {e}");
+                if t.error.as_deref() != Some(why.as_str()) {
+                    t.error = Some(why);
+                    self.save(t).await?;
+                }
                 return Ok(Step::Wait);
             }
-            Err(e) => return Err(chain_error("broadcasting", &e)),
         }
         failpoint!("deposit::broadcast_unsaved");
         self.store
@@ -396,15 +464,17 @@ impl Engine {
         match ctx.client.broadcast(signed).await {
             Ok(_) => {}
             Err(concord_chain::ChainError::NonceTooLow { .. }) if mined_nonce > nonce => {
-                // Mined in the meantime, or replaced: the next round tells which.
-                if !matches!(
-                    ctx.client.status(signed.hash).await,
-                    Ok(TxStatus::Included { .. })
-                ) {
-                    return Err(Error::refused(format!(
-                        "another transaction used nonce {}: transaction {} was dropped and can never be mined",
-                        nonce, signed.hash
-                    )));
+                // Mined in the meantime, or replaced: the next round tells which. A node that
+                // cannot say is asked again.
+                match ctx.client.status(signed.hash).await {
+                    Ok(TxStatus::Included { .. }) => {}
+                    Ok(_) => {
+                        return Err(Error::refused(format!(
+                            "another transaction used nonce {}: transaction {} was dropped and can never be mined",
+                            nonce, signed.hash
+                        )));
+                    }
+                    Err(e) => return Err(chain_error("looking the transaction up", &e)),
                 }
             }
             Err(e) if e.retryable() => return Err(chain_error("re-broadcasting", &e)),

@@ -34,8 +34,9 @@ const RECV_WINDOW_MS: u64 = 10_000;
 /// How long the coordinator waits for the exchange's answer to a withdraw request.
 const SUBMIT_TIMEOUT: Duration = Duration::from_secs(8);
 /// Modules sign a new request for an order only once the earlier one is past its receive
-/// window by this much (their margin for clocks, plus a second).
-const MODULE_MARGIN_MS: u64 = 61_000;
+/// window by 60 s of their own clocks; the coordinator waits 15 s more, so that a module
+/// clock up to 15 s behind its own does not turn a resumed withdrawal into a refusal.
+const MODULE_MARGIN_MS: u64 = 75_000;
 
 impl Engine {
     /// Runs the step of the withdrawal's current state.
@@ -414,5 +415,10 @@ impl Engine {
 /// by order id, never called failed): what the connector says, and any transport failure (a
 /// connection dropped after the request left may have been acted on).
 fn outcome_unknown(e: &ExchangeError) -> bool {
-    e.outcome_unknown() || matches!(e, ExchangeError::Transport { .. })
+    // A success status whose body cannot be read (`Decode`) may well be an acceptance.
+    e.outcome_unknown()
+        || matches!(
+            e,
+            ExchangeError::Transport { .. } | ExchangeError::Decode(_)
+        )
 }

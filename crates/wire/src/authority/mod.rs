@@ -198,14 +198,17 @@ pub enum AgreementRule {
 
 impl AgreementRule {
     /// How many distinct members' approvals the rule needs in a `t`-of-`n` group. Under
-    /// `threshold` that is `t`, but never less than a majority: any two certificates then
-    /// share a member, whose own logs (intents, nonces, orders, spends) see both — so a
-    /// coordinator cannot have one intent approved twice by two disjoint sets of members
-    /// (which `t` alone would allow when `n >= 2t`, e.g. 2-of-4).
+    /// `threshold` that is `t`, but never less than `n - t + 1`: then every certificate
+    /// includes at least one member of any `t` members that signed before, and a member that
+    /// signed under an approval keeps its binding for good (intent, nonce, order, spend) —
+    /// whereas an approval never signed under may lapse or be released. So a coordinator
+    /// cannot have one intent, nonce or exchange order signed twice by two sets of members:
+    /// with `t` alone (or a bare majority) a 2-of-5 group could sign one nonce with {1, 2}
+    /// and, once 3's unsigned approval was released, again with {3, 4, 5}.
     pub fn needed(self, t: usize, n: usize) -> usize {
         match self {
             AgreementRule::All => n,
-            AgreementRule::Threshold => t.max(n / 2 + 1),
+            AgreementRule::Threshold => t.max((n + 1).saturating_sub(t)),
         }
     }
 

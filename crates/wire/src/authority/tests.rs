@@ -431,6 +431,49 @@ fn certificates_must_meet_the_rule_with_genuine_approvals_of_one_digest() {
     assert!(check_certificate(&check, &all(AgreementRule::Threshold)).is_err());
 }
 
+/// The attack on a wide group: a 2-of-5 group signs nonce N with {m1, m2}; m3 approved but
+/// never signed, so its approval may be released (or lapse); {m3, m4, m5} then approve another
+/// transaction at N. A certificate of 3 must not be enough: under `threshold`, any certificate
+/// includes one of any t members that signed before (and their bindings never lapse).
+#[test]
+fn threshold_certificates_always_include_a_member_of_any_earlier_signing_set() {
+    for n in 1..=9 {
+        for t in 1..=n {
+            let need = AgreementRule::Threshold.needed(t, n);
+            assert!(need >= t && need <= n, "{t}-of-{n}: {need}");
+            assert!(
+                need + t > n,
+                "{t}-of-{n}: {need} approvals can avoid {t} signers"
+            );
+            assert_eq!(AgreementRule::All.needed(t, n), n);
+        }
+    }
+    assert_eq!(AgreementRule::Threshold.needed(2, 3), 2);
+    assert_eq!(AgreementRule::Threshold.needed(2, 5), 4);
+    assert_eq!(AgreementRule::Threshold.needed(3, 5), 3);
+
+    let m: Vec<(String, PublicIdentity)> = (0..5)
+        .map(|i| (format!("m{}", i + 1), key(40 + i).public()))
+        .collect();
+    let now = unix_now();
+    let d = [1; 32];
+    let check = CertificateCheck {
+        job_id: "job",
+        wallet: WALLET,
+        digest: d,
+        policy: [5; 32],
+        rule: AgreementRule::Threshold,
+        threshold: 2,
+        members: &m,
+        now,
+    };
+    let last_three: Vec<_> = (2..5).map(|i| approval(i, d, now + 60)).collect();
+    let e = check_certificate(&check, &last_three).unwrap_err();
+    assert!(e.to_string().contains("needs approvals from 4"), "{e}");
+    let four: Vec<_> = (1..5).map(|i| approval(i, d, now + 60)).collect();
+    check_certificate(&check, &four).unwrap();
+}
+
 #[test]
 fn sessions_bind_job_attempt_signers_and_digest() {
     let s = sign_session("j", 0, &[0, 1], &[1; 32]);

@@ -24,7 +24,7 @@ use concord_exchange::{Deposit, DepositAddress};
 use concord_wire::payload::{Destination, SigningPayload};
 use concord_wire::rpc::exchange_query;
 
-use super::{Depth, Step, ecdsa_address};
+use super::{Depth, Heard, Step, ecdsa_address};
 use crate::engine::Engine;
 use crate::records::{EventKind, Resolution, TransferRecord, TransferStatus, epoch_ms_f64};
 use crate::{Error, failpoint};
@@ -171,13 +171,19 @@ impl Engine {
                 }),
             )
             .await;
+        let unreached = answers
+            .iter()
+            .filter(|(_, h)| matches!(h, Heard::Unreached(_)))
+            .count();
         t.resolutions = answers
             .into_iter()
-            .map(|(module, r)| {
-                match r.and_then(|json| {
-                    serde_json::from_slice::<DepositAddress>(&json)
-                        .map_err(|e| format!("unreadable answer: {e}"))
-                }) {
+            .map(|(module, heard)| {
+                let r = match heard {
+                    Heard::Answer(json) => serde_json::from_slice::<DepositAddress>(&json)
+                        .map_err(|e| format!("unreadable answer: {e}")),
+                    Heard::Error(e) | Heard::Unreached(e) => Err(e),
+                };
+                match r {
                     Ok(a) => Resolution {
                         module,
                         address: Some(a.address),
@@ -213,8 +219,15 @@ impl Engine {
                     "fewer than {needed} modules report the same deposit address ({})",
                     seen.join("; ")
                 );
-                // Only errors (no conflicting addresses) may pass: a retry may help.
-                if t.resolutions.iter().all(|r| r.address.is_none()) {
+                // A retry may help while no address conflicts and the modules not heard
+                // from could still make up the count (they reconnect after a restart),
+                // until the trader's intent expires.
+                let best = counts.values().copied().max().unwrap_or(0);
+                let expired = t
+                    .intent
+                    .as_ref()
+                    .is_none_or(|i| i.intent.expires_at <= concord_wire::authority::unix_now());
+                if !expired && counts.len() <= 1 && (best == 0 || best + unreached >= needed) {
                     Err(Error::Unavailable(reason))
                 } else {
                     Err(Error::refused(reason))
@@ -269,18 +282,8 @@ impl Engine {
         let (wallet, _) = self.wallet_and_members(&t.wallet_id).await?;
         let sender = ecdsa_address(&wallet)?;
         let payload = Self::stored_payload(t)?;
-        let result = match self.sign_for(t, &wallet, &payload).await {
-            Ok(r) => r,
-            Err(e) if !e.retryable() => {
-                // Nothing was signed: the modules free the nonce they bound to it.
-                self.release_sign_job(t, "the deposit failed before it was signed")
-                    .await?;
-                return Err(e);
-            }
-            Err(e) => return Err(e),
-        };
-        let signature = hex::decode(result["signature"].as_str().unwrap_or_default())
-            .map_err(|_| Error::protocol("the signature is not hex"))?;
+        // Refused: nothing was signed, and the modules free the nonce they bound to it.
+        let signature = self.signature_for(t, &wallet, &payload, "deposit").await?;
         let tx = payload
             .evm_transfer()
             .ok_or_else(|| Error::Internal("not an EVM payload".into()))?;

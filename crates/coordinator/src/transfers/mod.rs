@@ -413,7 +413,7 @@ impl Engine {
         members: &[String],
         exchange: &str,
         query: exchange_query::Query,
-    ) -> Vec<(String, Result<Vec<u8>, String>)> {
+    ) -> Vec<(String, Heard)> {
         let asks = members.iter().map(|m| {
             let q = ExchangeQuery {
                 request_id: String::new(),
@@ -422,9 +422,9 @@ impl Engine {
             };
             async move {
                 let r = match self.hub.query(m, q, QUERY_TIMEOUT).await {
-                    Ok(a) if a.error.is_empty() => Ok(a.json),
-                    Ok(a) => Err(a.error),
-                    Err(e) => Err(e),
+                    Ok(a) if a.error.is_empty() => Heard::Answer(a.json),
+                    Ok(a) => Heard::Error(a.error),
+                    Err(e) => Heard::Unreached(e),
                 };
                 (m.clone(), r)
             }
@@ -465,6 +465,29 @@ impl Engine {
                 errors.join("; ")
             )
         }))
+    }
+
+    /// The group's signature over a transfer's payload ([`Engine::sign_for`]). When the
+    /// payload provably will not be signed, the modules are first told to release what they
+    /// bound to it (a nonce, an exchange order), naming `what` failed.
+    async fn signature_for(
+        &self,
+        t: &mut TransferRecord,
+        wallet: &WalletRecord,
+        payload: &SigningPayload,
+        what: &str,
+    ) -> Result<Vec<u8>, Error> {
+        let result = match self.sign_for(t, wallet, payload).await {
+            Ok(r) => r,
+            Err(e) if !e.retryable() => {
+                self.release_sign_job(t, &format!("the {what} failed before it was signed"))
+                    .await?;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        hex::decode(result["signature"].as_str().unwrap_or_default())
+            .map_err(|_| Error::protocol("the signature is not hex"))
     }
 
     /// Signs a transfer's payload: the transfer's sign job (made once, named in the record
@@ -659,4 +682,15 @@ fn new_record(
 /// Milliseconds since the Unix epoch (for request timestamps).
 pub(crate) fn now_ms() -> u64 {
     epoch_ms()
+}
+
+/// What one module said to a question about its exchange.
+enum Heard {
+    /// Its connector's answer (JSON).
+    Answer(Vec<u8>),
+    /// Its connector's error (the exchange, or the module's own check, said no).
+    Error(String),
+    /// Nothing: the module is not connected, went away or did not answer in time. It may
+    /// answer once it is back (after a coordinator restart, modules reconnect).
+    Unreached(String),
 }

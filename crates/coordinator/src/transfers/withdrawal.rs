@@ -170,17 +170,7 @@ impl Engine {
             return Ok(Step::Next);
         }
         let (cred, _, _) = self.credential_of(&t.exchange).await?;
-        let result = match self.sign_for(t, &cred, &payload).await {
-            Ok(r) => r,
-            Err(e) if !e.retryable() => {
-                self.release_sign_job(t, "the withdrawal failed before it was signed")
-                    .await?;
-                return Err(e);
-            }
-            Err(e) => return Err(e),
-        };
-        let signature = hex::decode(result["signature"].as_str().unwrap_or_default())
-            .map_err(|_| Error::protocol("the signature is not hex"))?;
+        let signature = self.signature_for(t, &cred, &payload, "withdrawal").await?;
         let SigningPayload::ExchangeWithdrawal { request, .. } = &payload else {
             return Err(Error::Internal("not a withdraw request".into()));
         };

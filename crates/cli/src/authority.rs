@@ -16,7 +16,7 @@ use concord_wire::identity::IdentityKey;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
-use crate::client::{Api, ApiArgs};
+use crate::client::Api;
 
 /// Reads a key file (64 hex digits: an Ed25519 seed).
 pub(crate) fn load_key(path: &Path) -> Result<IdentityKey> {
@@ -82,7 +82,7 @@ pub fn keys(cmd: KeysCommand) -> Result<()> {
             let key = IdentityKey::generate(&mut rand::rngs::OsRng);
             write_key(&out, &key)?;
             if !json {
-                println!("New key in {}", out.display());
+                crate::outln!("New key in {}", out.display());
             }
             (key, json)
         }
@@ -90,13 +90,13 @@ pub fn keys(cmd: KeysCommand) -> Result<()> {
     };
     let public = key.public();
     if json {
-        println!(
+        crate::outln!(
             "{}",
             json!({"public_key": public.to_string(), "fingerprint": public.fingerprint()})
         );
     } else {
-        println!("  public key   {public}");
-        println!("  fingerprint  {}", public.fingerprint());
+        crate::outln!("  public key   {public}");
+        crate::outln!("  fingerprint  {}", public.fingerprint());
     }
     Ok(())
 }
@@ -150,6 +150,7 @@ pub enum PolicyCommand {
         #[arg(long)]
         key: PathBuf,
         /// The policy's hash (default: the newest proposal not in force).
+        #[arg(value_parser = crate::args::hash)]
         hash: Option<String>,
         /// Print JSON.
         #[arg(long)]
@@ -158,6 +159,7 @@ pub enum PolicyCommand {
     /// Show the policy in force (or one by hash) and each module's report.
     Show {
         /// A policy's hash.
+        #[arg(value_parser = crate::args::hash)]
         hash: Option<String>,
         /// Print JSON.
         #[arg(long)]
@@ -222,19 +224,19 @@ fn read_policy_file(file: &Path) -> Result<Value> {
 /// Prints a policy for people.
 pub(crate) fn show_policy(v: &PolicyView) {
     let p = &v.signed.policy;
-    println!("Policy v{} ({}), {}", p.version, v.hash, v.status);
+    crate::outln!("Policy v{} ({}), {}", p.version, v.hash, v.status);
     if let Some(prev) = p.previous {
-        println!("  replaces     {}", hex::encode(prev));
+        crate::outln!("  replaces     {}", hex::encode(prev));
     }
-    println!(
+    crate::outln!(
         "  signed by    {} key(s); {} admin signature(s) needed for the next change",
         v.signed.signatures.len(),
         p.admin_quorum
     );
-    println!("  principals");
+    crate::outln!("  principals");
     for pr in &p.principals {
         let roles: Vec<&str> = pr.roles.iter().map(|r| r.as_str()).collect();
-        println!(
+        crate::outln!(
             "    {:<16} {}  {}",
             pr.name,
             pr.key.fingerprint(),
@@ -242,7 +244,7 @@ pub(crate) fn show_policy(v: &PolicyView) {
         );
     }
     if !p.wallets.is_empty() {
-        println!("  wallets");
+        crate::outln!("  wallets");
     }
     for w in &p.wallets {
         let what = match &w.purpose {
@@ -262,9 +264,9 @@ pub(crate) fn show_policy(v: &PolicyView) {
                 withdraw_to.join(", ")
             ),
         };
-        println!("    {:<16} {}  {what}", w.label, w.wallet);
+        crate::outln!("    {:<16} {}  {what}", w.label, w.wallet);
         for l in &w.limits {
-            println!(
+            crate::outln!(
                 "      {:<6} {} per transfer, {} per 24 h{}",
                 l.coin,
                 l.per_transfer,
@@ -277,17 +279,19 @@ pub(crate) fn show_policy(v: &PolicyView) {
         }
     }
     if !p.address_book.is_empty() {
-        println!("  address book");
+        crate::outln!("  address book");
     }
     for a in &p.address_book {
         match &a.target {
-            AddressTarget::Wallet { wallet } => println!("    {:<16} wallet {wallet}", a.label),
+            AddressTarget::Wallet { wallet } => {
+                crate::outln!("    {:<16} wallet {wallet}", a.label)
+            }
             AddressTarget::Address { network, address } => {
-                println!("    {:<16} {network} {address}", a.label)
+                crate::outln!("    {:<16} {network} {address}", a.label)
             }
         }
     }
-    println!("  modules");
+    crate::outln!("  modules");
     for m in &v.modules {
         let state = match (&m.policy_hash, &m.error) {
             (Some(h), _) if *h == v.hash => "in force".to_owned(),
@@ -297,20 +301,19 @@ pub(crate) fn show_policy(v: &PolicyView) {
             (Some(h), _) => format!("has v{} ({})", m.version, &h[..16.min(h.len())]),
             (None, _) => "no policy yet".to_owned(),
         };
-        println!("    {:<16} {state}", m.module_id);
+        crate::outln!("    {:<16} {state}", m.module_id);
     }
 }
 
-pub async fn policy(args: &ApiArgs, cmd: PolicyCommand) -> Result<()> {
-    let api = Api::new(args)?;
+pub async fn policy(api: &Api, cmd: PolicyCommand) -> Result<()> {
     match cmd {
         PolicyCommand::Propose { file, json } => {
-            let view = propose(&api, read_policy_file(&file)?).await?;
+            let view = propose(api, read_policy_file(&file)?).await?;
             if json {
-                println!("{}", serde_json::to_string(&view)?);
+                crate::outln!("{}", serde_json::to_string(&view)?);
             } else {
                 show_policy(&view);
-                println!(
+                crate::outln!(
                     "Proposed. Each admin checks it and signs: `concord policy approve --key ADMIN.key {}`",
                     view.hash
                 );
@@ -324,9 +327,9 @@ pub async fn policy(args: &ApiArgs, cmd: PolicyCommand) -> Result<()> {
                     .map(str::to_owned)
                     .ok_or_else(|| anyhow!("no proposed policy is waiting for signatures"))?,
             };
-            let view = approve(&api, &hash, &load_key(&key)?).await?;
+            let view = approve(api, &hash, &load_key(&key)?).await?;
             if json {
-                println!("{}", serde_json::to_string(&view)?);
+                crate::outln!("{}", serde_json::to_string(&view)?);
             } else {
                 show_policy(&view);
             }
@@ -339,10 +342,10 @@ pub async fn policy(args: &ApiArgs, cmd: PolicyCommand) -> Result<()> {
                 None => serde_json::from_value(api.get("/v1/policies").await?["current"].clone())?,
             };
             match (view, json) {
-                (Some(v), true) => println!("{}", serde_json::to_string(&v)?),
+                (Some(v), true) => crate::outln!("{}", serde_json::to_string(&v)?),
                 (Some(v), false) => show_policy(&v),
-                (None, true) => println!("null"),
-                (None, false) => println!(
+                (None, true) => crate::outln!("null"),
+                (None, false) => crate::outln!(
                     "No policy yet: the modules approve nothing until their admins sign one (`concord policy propose`)."
                 ),
             }
@@ -359,8 +362,8 @@ pub enum TokensCommand {
         #[arg(long)]
         name: String,
         /// Its role.
-        #[arg(long)]
-        role: String,
+        #[arg(long, value_enum)]
+        role: crate::args::Role,
         /// Write the token to this file (mode 0600) instead of printing it.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -376,8 +379,7 @@ pub enum TokensCommand {
     },
 }
 
-pub async fn tokens(args: &ApiArgs, cmd: TokensCommand) -> Result<()> {
-    let api = Api::new(args)?;
+pub async fn tokens(api: &Api, cmd: TokensCommand) -> Result<()> {
     match cmd {
         TokensCommand::Create {
             name,
@@ -385,9 +387,7 @@ pub async fn tokens(args: &ApiArgs, cmd: TokensCommand) -> Result<()> {
             out,
             json,
         } => {
-            let role: concord_coordinator::api::TokenRole = role
-                .parse()
-                .map_err(|e: concord_coordinator::Error| anyhow!("--role: {e}"))?;
+            let role: concord_coordinator::api::TokenRole = role.into();
             let t = api
                 .post("/v1/tokens", &json!({"name": name, "role": role}))
                 .await?;
@@ -396,26 +396,26 @@ pub async fn tokens(args: &ApiArgs, cmd: TokensCommand) -> Result<()> {
                 crate::devnet::write_private(out, token)?;
             }
             if json {
-                println!("{t}");
+                crate::outln!("{t}");
             } else if let Some(out) = out {
-                println!(
+                crate::outln!(
                     "Token {name} ({}) written to {}.",
                     role.as_str(),
                     out.display()
                 );
             } else {
-                println!("Token {name} ({}): {token}", role.as_str());
-                println!("It is shown once; keep it in a file readable only by its user.");
+                crate::outln!("Token {name} ({}): {token}", role.as_str());
+                crate::outln!("It is shown once; keep it in a file readable only by its user.");
             }
         }
         TokensCommand::List { json } => {
             let list = api.get("/v1/tokens").await?;
             if json {
-                println!("{list}");
+                crate::outln!("{list}");
             } else {
-                println!("{:<20} {:<9} CREATED", "NAME", "ROLE");
+                crate::outln!("{:<20} {:<9} CREATED", "NAME", "ROLE");
                 for t in list.as_array().into_iter().flatten() {
-                    println!(
+                    crate::outln!(
                         "{:<20} {:<9} {}",
                         t["name"].as_str().unwrap_or(""),
                         t["role"].as_str().unwrap_or(""),

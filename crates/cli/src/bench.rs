@@ -17,13 +17,13 @@ use serde_json::json;
 use concord_wire::authority::{Action, AddressRef, AgreementRule};
 
 use crate::authority::SignerArgs;
-use crate::client::{Api, ApiArgs};
+use crate::client::Api;
 
 /// Arguments of `concord bench sign`.
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Wallet to sign with.
-    #[arg(long)]
+    /// Wallet to sign with (id or unique prefix).
+    #[arg(long, value_parser = crate::args::wallet_ref)]
     wallet: String,
     /// How long to run, in seconds (bounded: at most 600).
     #[arg(long, default_value_t = 60)]
@@ -34,9 +34,9 @@ pub struct BenchArgs {
     /// Pause between a client's requests, in milliseconds (lets the presignature pool refill).
     #[arg(long, default_value_t = 0)]
     pause_ms: u64,
-    /// ECDSA signing mode: presigned (default) or interactive.
-    #[arg(long, default_value = "presigned")]
-    mode: String,
+    /// ECDSA signing mode.
+    #[arg(long, value_enum, default_value = "presigned")]
+    mode: crate::args::Mode,
     /// Also measure the bare engine with the INSECURE fixtures in this directory.
     #[arg(long)]
     raw_fixtures: Option<PathBuf>,
@@ -82,14 +82,15 @@ fn row(name: &str, mut v: Vec<Duration>, elapsed: Duration) -> serde_json::Value
 }
 
 /// Runs the load and prints the table.
-pub async fn sign(api: &ApiArgs, args: BenchArgs) -> Result<()> {
+pub async fn sign(api: Api, args: BenchArgs) -> Result<()> {
     if args.duration == 0 || args.duration > 600 {
         bail!("--duration must be between 1 and 600 seconds");
     }
     if args.concurrency == 0 || args.concurrency > 32 {
         bail!("--concurrency must be between 1 and 32");
     }
-    let api = Arc::new(Api::new(api)?);
+    let wallet = api.resolve_wallet(&args.wallet).await?;
+    let api = Arc::new(api);
     let deadline = Instant::now() + Duration::from_secs(args.duration);
     let samples = Arc::new(std::sync::Mutex::new(Samples::default()));
     let started = Instant::now();
@@ -97,12 +98,8 @@ pub async fn sign(api: &ApiArgs, args: BenchArgs) -> Result<()> {
     for _ in 0..args.concurrency {
         let api = api.clone();
         let samples = samples.clone();
-        let wallet: concord_tss::WalletId = args
-            .wallet
-            .parse()
-            .map_err(|e| anyhow::anyhow!("--wallet: {e}"))?;
         let signer = args.signer.clone();
-        let mode = args.mode.clone();
+        let mode = args.mode.as_str();
         let pause = Duration::from_millis(args.pause_ms);
         tasks.push(tokio::spawn(async move {
             while Instant::now() < deadline {
@@ -189,20 +186,20 @@ pub async fn sign(api: &ApiArgs, args: BenchArgs) -> Result<()> {
         "rows": rows,
     });
     if args.json {
-        println!("{report}");
+        crate::outln!("{report}");
     } else {
-        println!(
+        crate::outln!(
             "{} s, {} client(s), {} signatures, {} failed",
             elapsed.as_secs(),
             args.concurrency,
             total,
             s.failed
         );
-        println!("| kind | count | p50 | p99 | max | signatures/s |");
-        println!("|---|---|---|---|---|---|");
+        crate::outln!("| kind | count | p50 | p99 | max | signatures/s |");
+        crate::outln!("|---|---|---|---|---|---|");
         for r in report["rows"].as_array().into_iter().flatten() {
             let get = |k: &str| r[k].as_f64().map(|v| Duration::from_secs_f64(v / 1e3));
-            println!(
+            crate::outln!(
                 "| {} | {} | {} | {} | {} | {:.2} |",
                 r["kind"].as_str().unwrap_or(""),
                 r["count"],
@@ -297,8 +294,9 @@ async fn raw_engine(dir: &std::path::Path, duration: Duration) -> Result<serde_j
 #[derive(clap::Args)]
 pub struct TransferBenchArgs {
     /// Directory for the benchmark's own devnet (replaced if it exists).
-    #[arg(long, default_value = "devnet-bench")]
-    dir: std::path::PathBuf,
+    /// [default: ~/.local/state/concord/devnet-bench]
+    #[arg(long, value_name = "DIR")]
+    dir: Option<std::path::PathBuf>,
     /// Deposits, and withdrawals, to measure.
     #[arg(long, default_value_t = 30)]
     count: usize,
@@ -323,7 +321,11 @@ fn ms_of(t: &serde_json::Value, step: &str) -> Option<Duration> {
 /// with a presignature ready (request → transaction accepted by anvil) and withdraw-request
 /// signing with the sharded Ed25519 key (FROST), with latency percentiles.
 pub async fn transfers(args: TransferBenchArgs) -> Result<()> {
-    let mut d = crate::demo::fresh(&args.dir, true, 0).await?;
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| crate::connect::state_dir().join("devnet-bench"));
+    let mut d = crate::demo::fresh(&dir, true, 0).await?;
     let outcome = async {
         let p = crate::demo::prepare(&mut d, args.insecure_test_primes).await?;
         // Let the pool fill before the first deposit.
@@ -399,25 +401,26 @@ pub async fn transfers(args: TransferBenchArgs) -> Result<()> {
         }))
     }
     .await;
-    let _ = crate::devnet::down(&args.dir).await;
+    let _ = crate::devnet::down(&dir).await;
     let report = outcome?;
     if args.json {
-        println!("{report}");
+        crate::outln!("{report}");
         return Ok(());
     }
-    println!(
+    crate::outln!(
         "Deposits from a presignature: {} of {}",
-        report["presigned_deposits"], args.count
+        report["presigned_deposits"],
+        args.count
     );
-    println!("| measurement | count | p50 | p99 | max |");
-    println!("|---|---|---|---|---|");
+    crate::outln!("| measurement | count | p50 | p99 | max |");
+    crate::outln!("|---|---|---|---|---|");
     for r in report["rows"].as_array().into_iter().flatten() {
         let f = |k: &str| {
             r[k].as_f64()
                 .map(|v| format!("{v:.1} ms"))
                 .unwrap_or_else(|| "-".into())
         };
-        println!(
+        crate::outln!(
             "| {} | {} | {} | {} | {} |",
             r["kind"].as_str().unwrap_or(""),
             r["count"],
@@ -433,8 +436,9 @@ pub async fn transfers(args: TransferBenchArgs) -> Result<()> {
 #[derive(clap::Args)]
 pub struct SoakArgs {
     /// Directory for the soak's own devnet (replaced if it exists).
-    #[arg(long, default_value = "devnet-soak")]
-    dir: std::path::PathBuf,
+    /// [default: ~/.local/state/concord/devnet-soak]
+    #[arg(long, value_name = "DIR")]
+    dir: Option<std::path::PathBuf>,
     /// Transfers to run (deposits and withdrawals, alternately).
     #[arg(long, default_value_t = 40)]
     transfers: usize,
@@ -481,10 +485,14 @@ struct Kill {
 /// afterwards from the chain and the exchange: completed, duplicated, lost, completion
 /// times, and how long the surviving coordinator took to finish a transfer after a kill.
 pub async fn soak(args: SoakArgs) -> Result<()> {
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| crate::connect::state_dir().join("devnet-soak"));
     let coordinators = if args.postgres.is_some() { 2 } else { 1 };
-    if crate::devnet::DevnetInfo::load(&args.dir).is_ok() {
-        let _ = crate::devnet::down(&args.dir).await;
-        let _ = std::fs::remove_dir_all(&args.dir);
+    if crate::devnet::DevnetInfo::load(&dir).is_ok() {
+        let _ = crate::devnet::down(&dir).await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
     let opts = crate::devnet::UpOptions {
         block_time: 1,
@@ -492,17 +500,17 @@ pub async fn soak(args: SoakArgs) -> Result<()> {
         postgres: args.postgres.clone(),
         coordinators,
     };
-    let info = crate::devnet::up(&args.dir, true, &opts).await?;
+    let info = crate::devnet::up(&dir, true, &opts).await?;
     let outcome = async {
         let mut d = crate::demo::attach(info, true)?;
         let p = crate::demo::prepare_with(&mut d, args.insecure_test_primes, "5").await?;
         run_soak(&mut d, &p, &args).await
     }
     .await;
-    let _ = crate::devnet::down(&args.dir).await;
+    let _ = crate::devnet::down(&dir).await;
     let report = outcome?;
     if args.json {
-        println!("{report}");
+        crate::outln!("{report}");
     } else {
         print_soak(&report);
     }
@@ -510,10 +518,10 @@ pub async fn soak(args: SoakArgs) -> Result<()> {
 }
 
 fn print_soak(r: &serde_json::Value) {
-    println!(
+    crate::outln!(
         "| backend | transfers | completed | failed | duplicated | lost | p50 | p99 | kills | kill → first interrupted transfer taken over (±1 s) | kill → first such transfer completed |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    crate::outln!("|---|---|---|---|---|---|---|---|---|---|---|");
     let f = |k: &str| {
         r[k].as_f64()
             .map(|v| format!("{:.1} s", v / 1000.0))
@@ -532,7 +540,7 @@ fn print_soak(r: &serde_json::Value) {
             })
             .unwrap_or_default()
     };
-    println!(
+    crate::outln!(
         "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
         r["backend"].as_str().unwrap_or(""),
         r["transfers"],

@@ -1,180 +1,355 @@
-//! The coordinator API client commands.
+//! The coordinator API client and the commands that use it.
+//!
+//! Every answer is deserialised into the API's own type (`concord_coordinator`'s views and
+//! records) before it is printed: `--json` prints that type again, so its shape is the
+//! API's; people get aligned tables and sentences.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
+use concord_coordinator::records::{
+    EventKind, ExchangeBalances, GroupRecord, JobRecord, TransferRecord, WalletBalances,
+};
+use concord_coordinator::{JobView, ModuleView, WalletView};
 use concord_tss::WalletId;
-use concord_wire::authority::{Action, AddressRef, AgreementRule};
+use concord_wire::authority::{Action, AddressRef, WalletPurpose};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use crate::args::{self, Mode, Rule, Scheme};
 use crate::authority::SignerArgs;
+use crate::outln;
+use crate::output::{Table, or_dash, short, time, usage};
 
-/// Where the API is and how to authenticate.
-#[derive(Args)]
-pub struct ApiArgs {
-    /// The coordinator's API URL.
-    #[arg(long, env = "CONCORD_URL", default_value = "http://127.0.0.1:8080")]
-    url: String,
-    /// File holding the API token (or set CONCORD_TOKEN).
-    #[arg(long, env = "CONCORD_TOKEN_FILE")]
-    token_file: Option<PathBuf>,
-    /// Talk to the local devnet in this directory (its devnet.json gives URL and token).
-    #[arg(long, env = "CONCORD_DEVNET")]
-    devnet: Option<PathBuf>,
+/// `--json`: print the API's answer as JSON instead of for people.
+#[derive(Args, Clone, Copy, Debug, Default)]
+pub struct JsonFlag {
+    /// Print JSON (the API's own shape) instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Subcommand)]
 pub enum ModulesCommand {
     /// Enroll a module from the JSON `concord module show --json` printed.
+    #[command(after_help = "Example:\n  concord modules enroll --info m1.json")]
     Enroll {
         /// That JSON, in a file.
         #[arg(long)]
         info: PathBuf,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        out: JsonFlag,
     },
     /// List enrolled modules and whether each is connected.
+    #[command(after_help = "Example:\n  concord modules list")]
     List {
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        out: JsonFlag,
     },
 }
 
 #[derive(Subcommand)]
 pub enum GroupsCommand {
     /// Create a signer group; its auxiliary material is prepared in the background.
+    #[command(
+        after_help = "Example:\n  concord groups create --id desk --threshold 2 --members m1,m2,m3 --wait"
+    )]
     Create {
         /// Group id.
-        #[arg(long)]
+        #[arg(long, value_parser = args::id)]
         id: String,
         /// Signers required.
         #[arg(long)]
         threshold: u16,
         /// Member module ids, comma-separated (their order fixes their indices).
-        #[arg(long, value_delimiter = ',')]
+        #[arg(long, value_delimiter = ',', required = true, value_parser = args::id)]
         members: Vec<String>,
         /// Wait until the group is ready, showing progress.
         #[arg(long)]
         wait: bool,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        out: JsonFlag,
     },
-    /// Show a group.
+    /// List signer groups.
+    #[command(after_help = "Example:\n  concord groups list")]
+    List {
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Show a group: threshold, members and whether each is connected, its wallets.
+    #[command(after_help = "Example:\n  concord groups show desk")]
     Show {
         /// Group id.
+        #[arg(value_parser = args::id)]
         id: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        out: JsonFlag,
     },
 }
 
 #[derive(Subcommand)]
 pub enum WalletsCommand {
-    /// Create a wallet by distributed key generation.
+    /// Create a wallet by distributed key generation (no module ever holds the whole key).
+    #[command(
+        after_help = "Example:\n  concord wallets create --group desk --scheme ecdsa-secp256k1 --wait"
+    )]
     Create {
         /// Signer group.
-        #[arg(long)]
+        #[arg(long, value_parser = args::id)]
         group: String,
-        /// ecdsa-secp256k1, schnorr-taproot or ed25519. What the wallet may do (trading, or
-        /// an exchange's withdraw key) is the admin-signed policy's to say.
-        #[arg(long)]
-        scheme: String,
+        /// The signature scheme. What the wallet may do (trading, or an exchange's withdraw
+        /// key) is the admin-signed policy's to say.
+        #[arg(long, value_enum)]
+        scheme: Scheme,
         /// Wait for the wallet, showing progress.
         #[arg(long)]
         wait: bool,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        out: JsonFlag,
     },
     /// Import an existing private key: it is split here, in memory, each shard sealed to its
     /// module, and wiped. The key existed whole once: prefer wallets created by DKG.
+    #[command(
+        after_help = "Example:\n  concord wallets import --group desk --scheme ed25519 --key-file api.key --key importer.key"
+    )]
     Import {
         /// Signer group.
-        #[arg(long)]
+        #[arg(long, value_parser = args::id)]
         group: String,
         /// ecdsa-secp256k1 (32-byte private key), schnorr-taproot (32-byte private key, the
         /// BIP-341 internal key) or ed25519 (32-byte RFC 8032 seed).
-        #[arg(long)]
-        scheme: String,
+        #[arg(long, value_enum)]
+        scheme: Scheme,
         /// File holding the key, hex (it is read, used and wiped from memory; delete the file).
         #[arg(long)]
         key_file: PathBuf,
         /// The importer's signature (`--key`: a principal with the importer role).
         #[command(flatten)]
         signer: SignerArgs,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        out: JsonFlag,
     },
-    /// List wallets.
+    /// List wallets: scheme, purpose, group and address.
+    #[command(after_help = "Example:\n  concord wallets list")]
     List {
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Show a wallet: every address, its group, what the policy lets it do.
+    #[command(after_help = "Example:\n  concord wallets show 3f2a   (an id or a unique prefix)")]
+    Show {
+        /// Wallet id or a unique prefix of it.
+        #[arg(value_parser = args::wallet_ref)]
+        wallet: String,
+        #[command(flatten)]
+        out: JsonFlag,
     },
 }
 
 /// Arguments of `concord sign`.
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["message", "text"])))]
 pub struct SignArgs {
-    /// Wallet id.
-    #[arg(long)]
+    /// Wallet id or a unique prefix of it.
+    #[arg(long, value_parser = args::wallet_ref)]
     wallet: String,
-    /// The message to sign, hex. It is signed domain-separated (the tag
-    /// "concord/message/v1" and a zero byte first; ECDSA signs the SHA-256 of that), and only
-    /// if the policy allows raw messages for the wallet.
+    /// The message, as hex bytes (`0x` optional). Messages are signed domain-separated: the
+    /// tag "concord/message/v1" and a zero byte, then the bytes; ECDSA signs the SHA-256 of
+    /// that, Schnorr and Ed25519 sign it as is. Only if the policy allows raw messages for
+    /// the wallet.
+    #[arg(long, value_parser = args::hex_bytes)]
+    message: Option<args::HexBytes>,
+    /// The message as text (its UTF-8 bytes), instead of --message.
     #[arg(long)]
-    message: String,
-    /// Agreement rule: all (every member of the group approves; the default) or threshold.
-    #[arg(long, default_value = "all")]
-    rule: String,
+    text: Option<String>,
+    /// Agreement rule.
+    #[arg(long, value_enum, default_value = "all")]
+    rule: Rule,
     /// The requester's signature (`--key`: a trader of the policy).
     #[command(flatten)]
     signer: SignerArgs,
-    /// ECDSA: presigned (default; a pooled presignature when one fits) or interactive.
-    #[arg(long, default_value = "presigned")]
-    mode: String,
+    /// ECDSA only: how the signature is made.
+    #[arg(long, value_enum, default_value = "presigned")]
+    mode: Mode,
     /// Wait for the signature, showing progress.
     #[arg(long)]
     wait: bool,
-    /// Print JSON.
+    #[command(flatten)]
+    out: JsonFlag,
+}
+
+/// Arguments of `concord deposit` and `concord withdraw`.
+#[derive(Args)]
+pub struct TransferArgs {
+    /// Wallet id or a unique prefix: the sender of a deposit; for a withdrawal, the wallet
+    /// of the address book to receive it (or use --to).
+    #[arg(long, value_parser = args::wallet_ref)]
+    wallet: Option<String>,
+    /// Withdrawals: the address-book entry (its label) to send to.
+    #[arg(long, conflicts_with = "wallet")]
+    to: Option<String>,
+    /// The exchange connection (as modules name it).
+    #[arg(long, default_value = "binance", value_parser = args::id)]
+    exchange: String,
+    /// Coin code, any case.
+    #[arg(long, default_value = "ETH", value_parser = args::code)]
+    coin: String,
+    /// Network code, any case.
+    #[arg(long, default_value = "ETH", value_parser = args::code)]
+    network: String,
+    /// Amount in coin units, a plain decimal more than zero (e.g. 0.5). A value starting
+    /// with '-' is refused (write it --amount=-1 to have it checked).
+    #[arg(long, value_parser = args::amount, allow_negative_numbers = true)]
+    amount: String,
+    /// Agreement rule.
+    #[arg(long, value_enum, default_value = "all")]
+    rule: Rule,
+    /// The requester's signature (`--key`: a trader of the policy; `--cosign` for
+    /// approvers where the policy asks for them).
+    #[command(flatten)]
+    signer: SignerArgs,
+    /// Follow the transfer until it is final, showing each step.
     #[arg(long)]
-    json: bool,
+    wait: bool,
+    #[command(flatten)]
+    out: JsonFlag,
+}
+
+/// `concord transfers`: list, or show one.
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct TransfersArgs {
+    #[command(subcommand)]
+    command: Option<TransfersCommand>,
+    /// A transfer id (`concord transfers ID` is `concord transfers show ID`).
+    #[arg(value_parser = args::id)]
+    id: Option<String>,
+    /// With an id: follow the transfer until it is final.
+    #[arg(long)]
+    wait: bool,
+    #[command(flatten)]
+    out: JsonFlag,
+}
+
+#[derive(Subcommand)]
+pub enum TransfersCommand {
+    /// Transfers, newest first.
+    #[command(after_help = "Example:\n  concord transfers list")]
+    List {
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// One transfer: every step, who approved, the chain transaction.
+    #[command(after_help = "Example:\n  concord transfers show 5c1e…e2 --wait")]
+    Show {
+        /// The transfer id.
+        #[arg(value_parser = args::id)]
+        id: String,
+        /// Follow it until it is final.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+}
+
+/// `concord jobs`: list, or show one.
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct JobsArgs {
+    #[command(subcommand)]
+    command: Option<JobsCommand>,
+    /// A job id (`concord jobs ID` is `concord jobs show ID`).
+    #[arg(value_parser = args::id)]
+    id: Option<String>,
+    /// With an id: wait until the job is done or failed, showing progress.
+    #[arg(long)]
+    wait: bool,
+    #[command(flatten)]
+    out: JsonFlag,
+}
+
+#[derive(Subcommand)]
+pub enum JobsCommand {
+    /// Jobs (key generations, imports, signatures, presignatures, group set-up), newest
+    /// first.
+    #[command(after_help = "Example:\n  concord jobs list --kind sign --status failed")]
+    List {
+        /// Only jobs of this kind.
+        #[arg(long, value_parser = ["aux_info", "keygen", "import", "sign", "presign"])]
+        kind: Option<String>,
+        /// Only jobs in this state.
+        #[arg(long, value_parser = ["pending", "running", "done", "failed"])]
+        status: Option<String>,
+        /// Only jobs of this wallet (id or unique prefix).
+        #[arg(long, value_parser = args::wallet_ref)]
+        wallet: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// One job: its steps, approvals, dissents and result.
+    #[command(after_help = "Example:\n  concord jobs show 0f9c… --wait")]
+    Show {
+        /// The job id.
+        #[arg(value_parser = args::id)]
+        id: String,
+        /// Wait until it is done or failed, showing progress.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+}
+
+/// Arguments of `concord balances`.
+#[derive(Args)]
+pub struct BalancesArgs {
+    /// Only this wallet's chain balances (id or unique prefix).
+    #[arg(long, value_parser = args::wallet_ref, conflicts_with = "exchange_only")]
+    wallet: Option<String>,
+    /// The exchange connection whose account to read (through the modules' read keys).
+    #[arg(long, default_value = "binance", value_parser = args::id)]
+    exchange: String,
+    /// Only the exchange account.
+    #[arg(long)]
+    exchange_only: bool,
+    #[command(flatten)]
+    out: JsonFlag,
 }
 
 /// An authenticated client of the coordinator API.
 pub(crate) struct Api {
     http: reqwest::Client,
-    url: String,
+    base: reqwest::Url,
     token: String,
 }
 
+/// How long a request may take (long polls hold up to 300 s).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(330);
+
 impl Api {
-    pub(crate) fn new(args: &ApiArgs) -> Result<Api> {
-        if let Some(dir) = &args.devnet {
-            let info = crate::devnet::DevnetInfo::load(dir)?;
-            return Api::from_parts(&info.coordinator_url, &info.token_file);
-        }
-        let token = match (&args.token_file, std::env::var("CONCORD_TOKEN")) {
-            (Some(f), _) => std::fs::read_to_string(f)
-                .with_context(|| format!("cannot read the API token from {}", f.display()))?
-                .trim()
-                .to_owned(),
-            (None, Ok(t)) => t.trim().to_owned(),
-            (None, Err(_)) => bail!("no API token: pass --token-file FILE or set CONCORD_TOKEN"),
-        };
+    /// A client for `url` with `token`.
+    pub(crate) fn with_token(url: &str, token: String) -> Result<Api> {
+        let base = reqwest::Url::parse(url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+            .ok_or_else(|| {
+                usage(format!(
+                    "{url:?} is not a coordinator URL (e.g. https://127.0.0.1:8080)"
+                ))
+            })?;
         Ok(Api {
             http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
+                .timeout(REQUEST_TIMEOUT)
                 .build()?,
-            url: args.url.trim_end_matches('/').to_owned(),
+            base,
             token,
         })
     }
@@ -185,39 +360,75 @@ impl Api {
             .with_context(|| format!("cannot read the API token from {}", token_file.display()))?
             .trim()
             .to_owned();
-        Ok(Api {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(330))
-                .build()?,
-            url: url.trim_end_matches('/').to_owned(),
-            token,
+        Api::with_token(url, token)
+    }
+
+    /// The URL of a path given as segments, each percent-encoded (an id can never climb
+    /// to another route).
+    fn url_of(&self, segments: &[&str], query: &[(&str, String)]) -> reqwest::Url {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        if !query.is_empty() {
+            url.query_pairs_mut()
+                .extend_pairs(query.iter().map(|(k, v)| (k, v.as_str())));
+        }
+        url
+    }
+
+    async fn check(&self, resp: reqwest::Response) -> Result<Value> {
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(body);
+        }
+        let msg = body
+            .get("error")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("the coordinator at {} answered {status}", self.base));
+        Err(match status.as_u16() {
+            401 => anyhow!(
+                "{msg} (the coordinator refused the API token: check --token-file or CONCORD_TOKEN)"
+            ),
+            _ => anyhow!(msg),
         })
     }
 
-    async fn check(resp: reqwest::Response) -> Result<Value> {
-        let status = resp.status();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
-        if status.is_success() {
-            Ok(body)
-        } else {
-            let msg = body
-                .get("error")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-                .unwrap_or_else(|| format!("the coordinator answered {status}"));
-            Err(anyhow!(msg))
-        }
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value> {
+        let resp = req.bearer_auth(&self.token).send().await.map_err(|e| {
+            anyhow!(
+                "cannot reach the coordinator at {}: {} (is it running? give another with --devnet DIR or --url URL)",
+                self.base,
+                if e.is_timeout() { "no answer in time".to_owned() } else { root_cause(&e) }
+            )
+        })?;
+        self.check(resp).await
     }
 
+    /// GETs a path the CLI built itself (`/v1/...`).
     pub(crate) async fn get(&self, path: &str) -> Result<Value> {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.url))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the coordinator at {}", self.url))?;
-        Self::check(resp).await
+        let url = self.base.join(path)?;
+        self.send(self.http.get(url)).await
+    }
+
+    /// GETs `segments` (percent-encoded) with `query`, as the API type `T`.
+    pub(crate) async fn fetch<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<T> {
+        let v = self
+            .send(self.http.get(self.url_of(segments, query)))
+            .await?;
+        serde_json::from_value(v).with_context(|| {
+            format!(
+                "the coordinator's answer to /{} is not what this concord understands (versions differ?)",
+                segments.join("/")
+            )
+        })
     }
 
     pub(crate) async fn post(&self, path: &str, body: &Value) -> Result<Value> {
@@ -227,69 +438,187 @@ impl Api {
 
     /// Posts with the caller's own `Idempotency-Key` (a retry sends the same one).
     pub(crate) async fn post_with_key(&self, path: &str, body: &Value, key: &str) -> Result<Value> {
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .bearer_auth(&self.token)
-            .header("Idempotency-Key", key)
-            .json(body)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the coordinator at {}", self.url))?;
-        Self::check(resp).await
+        let url = self.base.join(path)?;
+        self.send(
+            self.http
+                .post(url)
+                .header("Idempotency-Key", key)
+                .json(body),
+        )
+        .await
     }
 
-    /// Polls a job until it is done or failed, printing each new event.
-    pub(crate) async fn wait_job(&self, id: &str, quiet: bool) -> Result<Value> {
+    /// Posts and reads the answer as the API type `T`.
+    async fn post_as<T: DeserializeOwned>(&self, path: &str, body: &Value) -> Result<T> {
+        let v = self.post(path, body).await?;
+        serde_json::from_value(v).with_context(|| {
+            format!("the coordinator's answer to {path} is not what this concord understands")
+        })
+    }
+
+    /// A wallet id from an id or a unique prefix.
+    pub(crate) async fn resolve_wallet(&self, prefix: &str) -> Result<WalletId> {
+        if prefix.len() == 64 {
+            return prefix
+                .parse()
+                .map_err(|e| usage(format!("--wallet {prefix}: {e}")));
+        }
+        let wallets: Vec<WalletView> = self.fetch(&["v1", "wallets"], &[]).await?;
+        let found: Vec<&WalletView> = wallets
+            .iter()
+            .filter(|w| w.wallet.id.starts_with(prefix))
+            .collect();
+        match found.as_slice() {
+            [w] => Ok(w.wallet.id.parse()?),
+            [] => bail!("no wallet id starts with {prefix} (see `concord wallets list`)"),
+            many => bail!(
+                "{} wallets start with {prefix}: give more digits ({})",
+                many.len(),
+                many.iter()
+                    .map(|w| short(&w.wallet.id))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+
+    /// Polls a job until it is done or failed, printing each new event and, while nothing
+    /// changes, a line every 10 s saying what it waits for.
+    pub(crate) async fn wait_job(&self, id: &str, quiet: bool) -> Result<JobView> {
         let mut seen = HashSet::new();
+        let started = Instant::now();
+        let mut last_news = Instant::now();
         loop {
-            let job = self.get(&format!("/v1/jobs/{id}?wait=1")).await?;
-            if !quiet && let Some(events) = job.get("events").and_then(Value::as_array) {
-                for e in events {
-                    let seq = e.get("seq").and_then(Value::as_i64).unwrap_or(0);
-                    if seen.insert(seq) {
-                        let module = e
-                            .get("module_id")
-                            .and_then(Value::as_str)
-                            .unwrap_or("coordinator");
-                        let kind = e.get("kind").and_then(Value::as_str).unwrap_or("");
-                        let detail = e.get("detail").and_then(Value::as_str).unwrap_or("");
-                        let detail = if kind == "approval" {
-                            "approved"
-                        } else {
-                            detail
-                        };
-                        eprintln!("  [{module}] {kind}: {detail}");
+            let job: JobView = self
+                .fetch(&["v1", "jobs", id], &[("wait", "10".into())])
+                .await?;
+            for e in &job.events {
+                if seen.insert(e.seq) {
+                    last_news = Instant::now();
+                    if !quiet {
+                        eprintln!(
+                            "  [{}] {}",
+                            e.module_id.as_deref().unwrap_or("coordinator"),
+                            event_text(e)
+                        );
                     }
                 }
             }
-            match job.get("status").and_then(Value::as_str) {
-                Some("done") => return Ok(job),
-                Some("failed") => {
-                    let err = job
-                        .get("error")
-                        .and_then(Value::as_str)
-                        .unwrap_or("unknown error");
-                    bail!("job {id} failed: {err}");
+            match job.job.status.as_str() {
+                "done" => return Ok(job),
+                "failed" => bail!(
+                    "job {id} failed: {}",
+                    job.job.error.as_deref().unwrap_or("no reason recorded")
+                ),
+                status if !quiet && last_news.elapsed() >= Duration::from_secs(10) => {
+                    last_news = Instant::now();
+                    eprintln!(
+                        "  … still {status} after {} s{}",
+                        started.elapsed().as_secs(),
+                        job.job
+                            .error
+                            .as_deref()
+                            .map(|e| format!(": {e}"))
+                            .unwrap_or_else(|| ", waiting for the modules".into())
+                    );
                 }
                 _ => {}
             }
         }
     }
-}
 
-fn print(value: &Value, json: bool, human: impl FnOnce(&Value)) {
-    if json {
-        println!("{value}");
-    } else {
-        human(value);
+    /// Follows a transfer until it is final, printing each new step and, while nothing
+    /// changes, a line every 10 s saying what it waits for.
+    pub(crate) async fn wait_transfer(&self, id: &str, quiet: bool) -> Result<TransferRecord> {
+        let mut shown = 0;
+        let started = Instant::now();
+        let mut last_news = Instant::now();
+        loop {
+            let t: TransferRecord = self
+                .fetch(&["v1", "transfers", id], &[("wait", "10".into())])
+                .await?;
+            if t.log.len() > shown {
+                last_news = Instant::now();
+                if !quiet {
+                    for line in &t.log[shown..] {
+                        eprintln!("  {line}");
+                    }
+                }
+                shown = t.log.len();
+            }
+            if t.is_final() {
+                return Ok(t);
+            }
+            if !quiet && last_news.elapsed() >= Duration::from_secs(10) {
+                last_news = Instant::now();
+                eprintln!(
+                    "  … still {} after {} s: {}",
+                    t.status,
+                    started.elapsed().as_secs(),
+                    t.error.as_deref().unwrap_or(pending_reason(&t))
+                );
+            }
+        }
     }
 }
 
-pub async fn modules(args: &ApiArgs, cmd: ModulesCommand) -> Result<()> {
-    let api = Api::new(args)?;
+/// The innermost cause of an HTTP client error, as a sentence fragment.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+/// Why a transfer in `t.status` is not final yet, when its record says nothing more.
+fn pending_reason(t: &TransferRecord) -> &'static str {
+    match t.status.as_str() {
+        "requested" | "queued" => "waiting for its turn in the wallet's queue",
+        "resolving" => "asking every module for the exchange's deposit address",
+        "signing" => "the modules are checking and signing",
+        "signed" | "broadcast" => "waiting for the chain to include the transaction",
+        "confirmed" => "waiting for the exchange to credit the deposit",
+        "submitted" | "sent" => "waiting for the exchange to send the withdrawal",
+        "unknown" => "looking the withdrawal up at the exchange",
+        _ => "waiting",
+    }
+}
+
+/// A job event as a line for people (an approval's JSON statement is not shown raw).
+fn event_text(e: &concord_coordinator::records::JobEvent) -> String {
+    let digest = e
+        .digest
+        .as_deref()
+        .map(|d| format!(" digest {}", short(&hex::encode(d))))
+        .unwrap_or_default();
+    match e.kind {
+        EventKind::Approval => format!("approved{digest}"),
+        _ => {
+            let detail = e.detail.as_deref().unwrap_or("");
+            // Some details are a module's JSON statement: say what it is, not the blob.
+            if detail.starts_with('{') {
+                format!("{}{digest}", e.kind)
+            } else {
+                format!("{}: {detail}", e.kind)
+            }
+        }
+    }
+}
+
+/// Prints `value` as JSON, or for people.
+fn print<T: Serialize>(value: &T, out: JsonFlag, human: impl FnOnce(&T)) -> Result<()> {
+    if out.json {
+        outln!("{}", serde_json::to_string(value)?);
+    } else {
+        human(value);
+    }
+    Ok(())
+}
+
+pub async fn modules(api: &Api, cmd: ModulesCommand) -> Result<()> {
     match cmd {
-        ModulesCommand::Enroll { info, json } => {
+        ModulesCommand::Enroll { info, out } => {
             let text = std::fs::read_to_string(&info)
                 .with_context(|| format!("cannot read {}", info.display()))?;
             let info: Value = serde_json::from_str(&text).with_context(|| {
@@ -302,341 +631,596 @@ pub async fn modules(args: &ApiArgs, cmd: ModulesCommand) -> Result<()> {
                 "id": info["id"], "identity": info["identity"],
                 "sealing_key": info["sealing_key"], "sealing_key_signature": info["sealing_key_signature"],
             });
-            let m = api.post("/v1/modules", &body).await?;
-            print(&m, json, |m| {
-                println!(
+            let m: ModuleView = api.post_as("/v1/modules", &body).await?;
+            print(&m, out, |m| {
+                outln!(
                     "Enrolled module {} (fingerprint {}).",
-                    m["id"].as_str().unwrap_or(""),
-                    m["fingerprint"].as_str().unwrap_or("")
+                    m.module.id,
+                    m.fingerprint
                 );
-            });
+            })
         }
-        ModulesCommand::List { json } => {
-            let list = api.get("/v1/modules").await?;
-            print(&list, json, |list| {
-                for m in list.as_array().into_iter().flatten() {
-                    println!(
-                        "{:<16} {}  {}",
-                        m["id"].as_str().unwrap_or(""),
-                        m["fingerprint"].as_str().unwrap_or(""),
-                        if m["connected"].as_bool() == Some(true) {
-                            "connected"
-                        } else {
-                            "not connected"
-                        }
-                    );
-                }
-            });
+        ModulesCommand::List { out } => {
+            let list: Vec<ModuleView> = api.fetch(&["v1", "modules"], &[]).await?;
+            print(&list, out, |list| {
+                modules_table(list).print_or("No module enrolled yet.")
+            })
         }
     }
-    Ok(())
 }
 
-pub async fn groups(args: &ApiArgs, cmd: GroupsCommand) -> Result<()> {
-    let api = Api::new(args)?;
+/// Modules as a table.
+pub(crate) fn modules_table(list: &[ModuleView]) -> Table {
+    let mut t = Table::new(&["module", "fingerprint", "connected", "enrolled"]);
+    for m in list {
+        t.row([
+            m.module.id.clone(),
+            m.fingerprint.clone(),
+            if m.connected { "yes" } else { "NO" }.into(),
+            time(&m.module.enrolled_at),
+        ]);
+    }
+    t
+}
+
+/// Groups as a table.
+pub(crate) fn groups_table(list: &[GroupRecord]) -> Table {
+    let mut t = Table::new(&["group", "threshold", "members", "status", "created"]);
+    for g in list {
+        t.row([
+            g.id.clone(),
+            format!("{}-of-{}", g.threshold, g.size),
+            g.members.join(","),
+            g.status.to_string(),
+            time(&g.created_at),
+        ]);
+    }
+    t
+}
+
+pub async fn groups(api: &Api, cmd: GroupsCommand) -> Result<()> {
     match cmd {
         GroupsCommand::Create {
             id,
             threshold,
             members,
             wait,
-            json,
+            out,
         } => {
-            let g = api
-                .post(
+            let g: GroupRecord = api
+                .post_as(
                     "/v1/groups",
                     &json!({ "id": id, "threshold": threshold, "members": members }),
                 )
                 .await?;
-            if !json {
-                println!(
+            if !out.json {
+                outln!(
                     "Group {id} created ({threshold}-of-{}); preparing its auxiliary material.",
                     members.len()
                 );
             }
-            let g = if wait {
-                let job = g["aux_job_id"].as_str().unwrap_or_default().to_owned();
-                if !json {
-                    eprintln!(
-                        "Waiting for every member to prepare (safe primes take a minute or more each)…"
-                    );
+            let g = match (wait, g.aux_job_id.as_deref()) {
+                (true, Some(job)) => {
+                    if !out.json {
+                        eprintln!(
+                            "Waiting for every member to prepare (safe primes take a minute or more each)…"
+                        );
+                    }
+                    api.wait_job(job, out.json).await?;
+                    api.fetch(&["v1", "groups", &id], &[]).await?
                 }
-                api.wait_job(&job, json).await?;
-                api.get(&format!("/v1/groups/{id}")).await?
-            } else {
-                g
+                _ => g,
             };
-            print(&g, json, |g| {
-                println!("Group {id} is {}.", g["status"].as_str().unwrap_or("?"))
-            });
-        }
-        GroupsCommand::Show { id, json } => {
-            let g = api.get(&format!("/v1/groups/{id}")).await?;
-            print(&g, json, |g| {
-                println!(
-                    "Group {}: {}-of-{}, {}",
-                    id,
-                    g["threshold"],
-                    g["size"],
-                    g["status"].as_str().unwrap_or("?")
-                );
-                for (i, m) in g["members"].as_array().into_iter().flatten().enumerate() {
-                    println!("  {i}: {}", m.as_str().unwrap_or(""));
+            print(&g, out, |g| {
+                outln!("Group {id} is {}.", g.status);
+                if !wait && let Some(job) = &g.aux_job_id {
+                    outln!("Follow it: concord jobs {job} --wait");
                 }
-            });
+            })
+        }
+        GroupsCommand::List { out } => {
+            let list: Vec<GroupRecord> = api.fetch(&["v1", "groups"], &[]).await?;
+            print(&list, out, |list| {
+                groups_table(list).print_or(
+                    "No group yet: `concord groups create --id ID --threshold T --members M1,M2,…`.",
+                )
+            })
+        }
+        GroupsCommand::Show { id, out } => {
+            let g: GroupRecord = api.fetch(&["v1", "groups", &id], &[]).await?;
+            if out.json {
+                return print(&g, out, |_| {});
+            }
+            let modules: Vec<ModuleView> = api.fetch(&["v1", "modules"], &[]).await?;
+            let wallets: Vec<WalletView> = api.fetch(&["v1", "wallets"], &[]).await?;
+            outln!(
+                "Group {}: {}-of-{}, {} (created {})",
+                g.id,
+                g.threshold,
+                g.size,
+                g.status,
+                time(&g.created_at)
+            );
+            let mut t = Table::new(&["index", "module", "connected"]);
+            for (i, m) in g.members.iter().enumerate() {
+                let connected = modules
+                    .iter()
+                    .find(|v| &v.module.id == m)
+                    .map(|v| v.connected);
+                t.row([
+                    i.to_string(),
+                    m.clone(),
+                    match connected {
+                        Some(true) => "yes",
+                        Some(false) => "NO",
+                        None => "not enrolled",
+                    }
+                    .into(),
+                ]);
+            }
+            outln!("{}", t.render());
+            let mine: Vec<WalletView> = wallets
+                .into_iter()
+                .filter(|w| w.wallet.group_id == g.id)
+                .collect();
+            if !mine.is_empty() {
+                outln!();
+                outln!("{}", wallets_table(&mine).render());
+            }
+            Ok(())
         }
     }
-    Ok(())
 }
 
-pub async fn wallets(args: &ApiArgs, cmd: WalletsCommand) -> Result<()> {
-    let api = Api::new(args)?;
+/// A wallet's purpose in a few words.
+fn purpose_text(w: &WalletView) -> String {
+    match &w.purpose {
+        None => "none (not in the policy)".into(),
+        Some(WalletPurpose::Trading { deposit_to, .. }) if deposit_to.is_empty() => {
+            "trading".into()
+        }
+        Some(WalletPurpose::Trading { deposit_to, .. }) => {
+            format!("trading → {}", deposit_to.join(","))
+        }
+        Some(WalletPurpose::ExchangeCredential { exchange, .. }) => {
+            format!("{exchange} withdraw key")
+        }
+    }
+}
+
+/// The wallet's first address, for a table column.
+fn main_address(w: &WalletView) -> String {
+    w.addresses
+        .first()
+        .map(|a| a.address.clone())
+        .unwrap_or_else(|| "-".into())
+}
+
+/// Wallets as a table.
+pub(crate) fn wallets_table(list: &[WalletView]) -> Table {
+    let mut t = Table::new(&[
+        "wallet", "label", "scheme", "purpose", "group", "address", "created",
+    ]);
+    for w in list {
+        t.row([
+            short(&w.wallet.id),
+            or_dash(w.label.as_deref()),
+            w.wallet.scheme.clone(),
+            purpose_text(w),
+            format!(
+                "{} ({}-of-{})",
+                w.wallet.group_id,
+                w.threshold,
+                w.members.len()
+            ),
+            main_address(w),
+            time(&w.wallet.created_at),
+        ]);
+    }
+    t
+}
+
+/// One wallet, whole.
+pub(crate) fn show_wallet(w: &WalletView) {
+    outln!("Wallet {}", w.wallet.id);
+    let mut t = Table::new(&["", ""]);
+    t.row(["label".into(), or_dash(w.label.as_deref())]);
+    t.row(["scheme".into(), w.wallet.scheme.clone()]);
+    t.row(["kind".into(), w.kind.to_string()]);
+    t.row(["purpose".into(), purpose_text(w)]);
+    t.row([
+        "group".into(),
+        format!(
+            "{} ({}-of-{}: {})",
+            w.wallet.group_id,
+            w.threshold,
+            w.members.len(),
+            w.members.join(", ")
+        ),
+    ]);
+    t.row(["public key".into(), hex::encode(&w.wallet.public_key)]);
+    for a in &w.addresses {
+        t.row([
+            format!("address {}", a.network),
+            format!("{} ({})", a.address, a.kind),
+        ]);
+    }
+    if w.addresses.is_empty() {
+        t.row([
+            "address".to_owned(),
+            "none on a chain (not an ECDSA wallet)".to_owned(),
+        ]);
+    }
+    t.row(["created".into(), time(&w.wallet.created_at)]);
+    // Skip the empty header line.
+    let text = t.render();
+    for line in text.lines().skip(1) {
+        outln!("  {line}");
+    }
+}
+
+pub async fn wallets(api: &Api, cmd: WalletsCommand) -> Result<()> {
     match cmd {
         WalletsCommand::Create {
             group,
             scheme,
             wait,
-            json,
+            out,
         } => {
-            let body = json!({ "group": group, "scheme": scheme });
-            let job = api.post("/v1/wallets", &body).await?;
-            let id = job["id"].as_str().unwrap_or_default().to_owned();
+            let body = json!({ "group": group, "scheme": scheme.as_str() });
+            let job: JobRecord = api.post_as("/v1/wallets", &body).await?;
+            let id = job.id.clone();
             if !wait {
-                print(&job, json, |_| {
-                    println!("Key generation started: job {id}.")
+                return print(&job, out, |_| {
+                    outln!("Key generation started: job {id}.");
+                    outln!("Follow it: concord jobs {id} --wait");
                 });
-                return Ok(());
             }
-            let done = api.wait_job(&id, json).await?;
-            let wallet = done["result"].clone();
-            print(&wallet, json, |w| {
-                println!("Wallet {}", w["id"].as_str().unwrap_or(""));
-                println!("  scheme      {}", w["scheme"].as_str().unwrap_or(""));
-                println!("  public key  {}", w["public_key"].as_str().unwrap_or(""));
-            });
+            if !out.json {
+                eprintln!("Generating the key: each member of {group} takes part…");
+            }
+            let done = api.wait_job(&id, out.json).await?;
+            let wallet_id = done
+                .result
+                .as_ref()
+                .and_then(|r| r["id"].as_str())
+                .ok_or_else(|| anyhow!("job {id} finished without naming its wallet"))?;
+            let w: WalletView = api.fetch(&["v1", "wallets", wallet_id], &[]).await?;
+            print(&w, out, show_wallet)
         }
         WalletsCommand::Import {
             group,
             scheme,
             key_file,
             signer,
-            json,
+            out,
         } => {
-            let wallet =
-                crate::import::import(&api, &group, &scheme, &key_file, &signer, json).await?;
-            print(&wallet, json, |w| {
-                println!("Imported wallet {}", w["id"].as_str().unwrap_or(""));
-                println!("  scheme      {}", w["scheme"].as_str().unwrap_or(""));
-                println!("  public key  {}", w["public_key"].as_str().unwrap_or(""));
-            });
+            let result =
+                crate::import::import(api, &group, scheme.as_str(), &key_file, &signer, out.json)
+                    .await?;
+            let wallet_id = result["id"]
+                .as_str()
+                .ok_or_else(|| anyhow!("the import finished without naming its wallet"))?;
+            let w: WalletView = api.fetch(&["v1", "wallets", wallet_id], &[]).await?;
+            print(&w, out, |w| {
+                outln!("Imported.");
+                show_wallet(w)
+            })
         }
-        WalletsCommand::List { json } => {
-            let list = api.get("/v1/wallets").await?;
-            print(&list, json, |list| {
-                for w in list.as_array().into_iter().flatten() {
-                    println!(
-                        "{}  {:<16} group {}",
-                        w["id"].as_str().unwrap_or(""),
-                        w["scheme"].as_str().unwrap_or(""),
-                        w["group_id"].as_str().unwrap_or("")
-                    );
-                }
-            });
+        WalletsCommand::List { out } => {
+            let list: Vec<WalletView> = api.fetch(&["v1", "wallets"], &[]).await?;
+            print(&list, out, |list| {
+                wallets_table(list).print_or(
+                    "No wallet yet: `concord wallets create --group G --scheme ecdsa-secp256k1 --wait`.",
+                )
+            })
+        }
+        WalletsCommand::Show { wallet, out } => {
+            let id = api.resolve_wallet(&wallet).await?.to_string();
+            let w: WalletView = api.fetch(&["v1", "wallets", &id], &[]).await?;
+            print(&w, out, show_wallet)
         }
     }
-    Ok(())
 }
 
-pub async fn sign(args: &ApiArgs, a: SignArgs) -> Result<()> {
-    let api = Api::new(args)?;
-    let wallet: WalletId = a
-        .wallet
-        .parse()
-        .map_err(|e| anyhow!("--wallet: {e} (a wallet id is 64 hex digits)"))?;
-    let message = hex::decode(a.message.trim_start_matches("0x"))
-        .map_err(|_| anyhow!("--message must be hex"))?;
-    let rule: AgreementRule = a.rule.parse().map_err(|e| anyhow!("--rule: {e}"))?;
+pub async fn sign(api: &Api, a: SignArgs) -> Result<()> {
+    let wallet = api.resolve_wallet(&a.wallet).await?;
+    let message = match (a.message, a.text) {
+        (Some(m), None) => m.0,
+        (None, Some(t)) => t.into_bytes(),
+        _ => return Err(usage("give --message HEX or --text TEXT")),
+    };
     let intent = a.signer.sign(Action::SignMessage {
         wallet,
         message,
-        rule,
+        rule: a.rule.into(),
     })?;
-    let body = json!({ "intent": intent, "mode": a.mode });
-    let job = api.post("/v1/signatures", &body).await?;
-    let id = job["id"].as_str().unwrap_or_default().to_owned();
+    let body = json!({ "intent": intent, "mode": a.mode.as_str() });
+    let job: JobRecord = api.post_as("/v1/signatures", &body).await?;
+    let id = job.id.clone();
     if !a.wait {
-        print(&job, a.json, |_| println!("Signing requested: job {id}."));
-        return Ok(());
+        return print(&job, a.out, |_| {
+            outln!("Signing requested: job {id}.");
+            outln!("Follow it: concord jobs {id} --wait");
+        });
     }
-    let done = api.wait_job(&id, a.json).await?;
-    print(&done, a.json, |d| {
-        let r = &d["result"];
-        println!("Signature {}", r["signature"].as_str().unwrap_or(""));
-        println!("  signed by group indices {}", r["signers"]);
-        println!("  approvals from {}", r["approvers"]);
-        if r["dissenters"].as_object().is_some_and(|o| !o.is_empty()) {
-            println!("  dissent recorded: {}", r["dissenters"]);
-        }
-    });
-    Ok(())
+    let done = api.wait_job(&id, a.out.json).await?;
+    print(&done, a.out, show_job)
 }
 
-pub async fn job(args: &ApiArgs, id: &str, wait: bool, json: bool) -> Result<()> {
-    let api = Api::new(args)?;
-    let job = if wait {
-        api.wait_job(id, json).await?
-    } else {
-        api.get(&format!("/v1/jobs/{id}")).await?
-    };
-    print(&job, json, |j| {
-        println!(
-            "Job {} ({}): {}",
-            id,
-            j["kind"].as_str().unwrap_or(""),
-            j["status"].as_str().unwrap_or("")
-        );
-        if let Some(e) = j["error"].as_str() {
-            println!("  error: {e}");
+/// Jobs as a table.
+pub(crate) fn jobs_table(list: &[JobRecord]) -> Table {
+    let mut t = Table::new(&[
+        "job", "kind", "status", "group", "wallet", "created", "error",
+    ]);
+    for j in list {
+        t.row([
+            j.id.clone(),
+            j.kind.to_string(),
+            j.status.to_string(),
+            j.group_id.clone(),
+            j.wallet_id
+                .as_deref()
+                .map(short)
+                .unwrap_or_else(|| "-".into()),
+            time(&j.created_at),
+            or_dash(j.error.as_deref()),
+        ]);
+    }
+    t
+}
+
+/// One job, whole: what it made (a wallet, a signature), then its events.
+pub(crate) fn show_job(v: &JobView) {
+    let j = &v.job;
+    outln!("Job {} ({}): {}", j.id, j.kind, j.status);
+    let mut t = Table::new(&["", ""]);
+    t.row(["group".into(), j.group_id.clone()]);
+    if let Some(w) = &j.wallet_id {
+        t.row(["wallet".into(), w.clone()]);
+    }
+    if let Some(s) = &j.scheme {
+        t.row(["scheme".into(), s.clone()]);
+    }
+    if let Some(tr) = &j.transfer_id {
+        t.row(["transfer".into(), tr.clone()]);
+    }
+    if let Some(d) = &j.digest {
+        t.row(["digest".into(), hex::encode(d)]);
+    }
+    if let Some(r) = &v.result {
+        match j.kind.as_str() {
+            "keygen" | "import" => {
+                if let Some(id) = r["id"].as_str() {
+                    t.row(["new wallet".into(), id.to_owned()]);
+                }
+                if let Some(pk) = r["public_key"].as_str() {
+                    t.row(["public key".into(), pk.to_owned()]);
+                }
+                if let Some(a) = r["address"].as_str() {
+                    t.row(["address".into(), a.to_owned()]);
+                }
+            }
+            "sign" => {
+                if let Some(s) = r["signature"].as_str() {
+                    t.row(["signature".into(), s.to_owned()]);
+                }
+                if !r["signers"].is_null() {
+                    t.row([
+                        "signed by".into(),
+                        format!("group indices {}", r["signers"]),
+                    ]);
+                }
+                if let Some(a) = r["approvers"].as_array() {
+                    let names: Vec<&str> = a.iter().filter_map(Value::as_str).collect();
+                    t.row(["approved by".into(), names.join(", ")]);
+                }
+                if let Some(d) = r["dissenters"].as_object().filter(|d| !d.is_empty()) {
+                    for (m, why) in d {
+                        t.row([
+                            format!("DISSENT {m}"),
+                            why.as_str().unwrap_or("").to_owned(),
+                        ]);
+                    }
+                }
+            }
+            _ => {}
         }
-        for e in j["events"].as_array().into_iter().flatten() {
-            println!(
-                "  {} [{}] {}: {}",
-                e["at"].as_str().unwrap_or(""),
-                e["module_id"].as_str().unwrap_or("coordinator"),
-                e["kind"].as_str().unwrap_or(""),
-                e["detail"].as_str().unwrap_or("")
+    }
+    if let Some(e) = &j.error {
+        t.row(["error".into(), e.clone()]);
+    }
+    t.row(["created".into(), time(&j.created_at)]);
+    t.row(["updated".into(), time(&j.updated_at)]);
+    for line in t.render().lines().skip(1) {
+        outln!("  {line}");
+    }
+    if !v.events.is_empty() {
+        outln!("  events");
+        for e in &v.events {
+            outln!(
+                "    {}  {:<12} {}",
+                time(&e.at),
+                e.module_id.as_deref().unwrap_or("coordinator"),
+                event_text(e)
             );
         }
-    });
-    Ok(())
+    }
 }
 
-/// Arguments of `concord deposit` and `concord withdraw`.
-#[derive(Args)]
-pub struct TransferArgs {
-    /// The wallet (ECDSA): the sender of a deposit; for a withdrawal, the wallet of the
-    /// address book to receive it (or use --to).
-    #[arg(long)]
-    wallet: Option<String>,
-    /// Withdrawals: the address-book entry (its label) to send to.
-    #[arg(long, conflicts_with = "wallet")]
-    to: Option<String>,
-    /// The exchange connection (as modules name it).
-    #[arg(long, default_value = "binance")]
-    exchange: String,
-    /// Coin code.
-    #[arg(long, default_value = "ETH")]
-    coin: String,
-    /// Network code.
-    #[arg(long, default_value = "ETH")]
-    network: String,
-    /// Amount in coin units (e.g. 0.5).
-    #[arg(long)]
-    amount: String,
-    /// Agreement rule: all (every member of the group approves) or threshold.
-    #[arg(long, default_value = "all")]
-    rule: String,
-    /// The requester's signature (`--key`: a trader of the policy; `--cosign` for
-    /// approvers where the policy asks for them).
-    #[command(flatten)]
-    signer: SignerArgs,
-    /// Follow the transfer until it is final, showing each step.
-    #[arg(long)]
-    wait: bool,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
-}
-
-impl Api {
-    /// Follows a transfer until it is final, printing each new step.
-    pub(crate) async fn wait_transfer(&self, id: &str, quiet: bool) -> Result<Value> {
-        let mut shown = 0;
-        loop {
-            let t = self.get(&format!("/v1/transfers/{id}?wait=2")).await?;
-            if !quiet && let Some(log) = t["log"].as_array() {
-                for line in log.iter().skip(shown) {
-                    eprintln!("  {}", line.as_str().unwrap_or(""));
-                }
-                shown = log.len();
+pub async fn jobs(api: &Api, a: JobsArgs) -> Result<()> {
+    let cmd = match (a.command, a.id) {
+        (Some(c), _) => c,
+        (None, Some(id)) => JobsCommand::Show {
+            id,
+            wait: a.wait,
+            out: a.out,
+        },
+        (None, None) => JobsCommand::List {
+            kind: None,
+            status: None,
+            wallet: None,
+            limit: 50,
+            out: a.out,
+        },
+    };
+    match cmd {
+        JobsCommand::List {
+            kind,
+            status,
+            wallet,
+            limit,
+            out,
+        } => {
+            let mut query = vec![("limit", limit.to_string())];
+            query.extend(kind.map(|k| ("kind", k)));
+            query.extend(status.map(|s| ("status", s)));
+            if let Some(w) = wallet {
+                query.push(("wallet", api.resolve_wallet(&w).await?.to_string()));
             }
-            if matches!(
-                t["status"].as_str(),
-                Some("credited" | "arrived" | "failed")
-            ) {
-                return Ok(t);
-            }
+            let list: Vec<JobRecord> = api.fetch(&["v1", "jobs"], &query).await?;
+            print(&list, out, |list| {
+                jobs_table(list).print_or("No job matches.")
+            })
+        }
+        JobsCommand::Show { id, wait, out } => {
+            let job = if wait {
+                api.wait_job(&id, out.json).await?
+            } else {
+                api.fetch(&["v1", "jobs", &id], &[]).await?
+            };
+            print(&job, out, show_job)
         }
     }
 }
 
-/// Prints a transfer for people.
-pub(crate) fn show_transfer(t: &Value) {
-    println!(
-        "Transfer {} ({}): {}",
-        t["id"].as_str().unwrap_or(""),
-        t["kind"].as_str().unwrap_or(""),
-        t["status"].as_str().unwrap_or("")
-    );
-    println!(
-        "  {} {} on {} via exchange {}",
-        t["amount"].as_str().unwrap_or(""),
-        t["coin"].as_str().unwrap_or(""),
-        t["network"].as_str().unwrap_or(""),
-        t["exchange"].as_str().unwrap_or("")
-    );
-    if let Some(d) = t["destination"].as_str() {
-        println!("  to        {d}");
+/// Transfers as a table.
+pub(crate) fn transfers_table(list: &[TransferRecord]) -> Table {
+    let mut t = Table::new(&[
+        "transfer",
+        "kind",
+        "status",
+        "amount",
+        "coin",
+        "wallet",
+        "requested",
+        "tx",
+    ]);
+    t.right(3);
+    for tr in list {
+        t.row([
+            tr.id.clone(),
+            tr.kind.to_string(),
+            tr.status.to_string(),
+            tr.amount.to_string(),
+            tr.coin.clone(),
+            if tr.wallet_id.is_empty() {
+                "-".into()
+            } else {
+                short(&tr.wallet_id)
+            },
+            time(&tr.created_at),
+            tr.tx_hash
+                .as_deref()
+                .map(short)
+                .unwrap_or_else(|| "-".into()),
+        ]);
     }
-    if let Some(h) = t["tx_hash"].as_str() {
-        println!("  tx        {h}");
+    t
+}
+
+/// One transfer for people: what, where, who, each step with its time.
+pub(crate) fn show_transfer(t: &TransferRecord) {
+    outln!("Transfer {} ({}): {}", t.id, t.kind, t.status);
+    let mut rows = Table::new(&["", ""]);
+    rows.row([
+        "amount".into(),
+        format!(
+            "{} {} on {} via exchange {}",
+            t.amount, t.coin, t.network, t.exchange
+        ),
+    ]);
+    if !t.wallet_id.is_empty() {
+        rows.row(["wallet".into(), t.wallet_id.clone()]);
     }
-    if let Some(r) = t["requester"].as_str() {
-        println!("  asked by  {r}");
+    if let Some(to) = &t.to {
+        rows.row([
+            "to".into(),
+            match to {
+                AddressRef::Wallet(w) => format!("wallet {w}"),
+                AddressRef::Label(l) => format!("address-book entry {l}"),
+            },
+        ]);
     }
-    if let Some(a) = t["approvers"].as_array().filter(|a| !a.is_empty()) {
-        let names: Vec<&str> = a.iter().filter_map(Value::as_str).collect();
-        println!(
-            "  approved  {}{}",
-            names.join(", "),
-            t["policy"].as_str().map_or(String::new(), |p| format!(
-                " under policy {}",
-                &p[..16.min(p.len())]
-            ))
-        );
+    if let Some(d) = &t.destination {
+        rows.row(["destination".into(), d.clone()]);
     }
-    if let Some(d) = t["dissenters"].as_object() {
-        for (m, why) in d {
-            println!("  DISSENT   {m}: {}", why.as_str().unwrap_or(""));
+    if let Some(r) = &t.requester {
+        rows.row(["asked by".into(), r.clone()]);
+    }
+    if !t.approvers.is_empty() {
+        rows.row([
+            "approved by".into(),
+            format!(
+                "{}{}",
+                t.approvers.join(", "),
+                t.policy
+                    .as_deref()
+                    .map(|p| format!(" under policy {}", short(p)))
+                    .unwrap_or_default()
+            ),
+        ]);
+    }
+    for (m, why) in &t.dissenters {
+        rows.row([format!("DISSENT {m}"), why.clone()]);
+    }
+    if let Some(j) = &t.sign_job_id {
+        rows.row(["sign job".into(), j.clone()]);
+    }
+    if let Some(n) = t.nonce {
+        rows.row(["nonce".into(), n.to_string()]);
+    }
+    if let Some(h) = &t.tx_hash {
+        rows.row(["tx".into(), h.clone()]);
+    }
+    if let Some(w) = &t.exchange_withdrawal_id {
+        rows.row(["exchange id".into(), w.clone()]);
+    }
+    rows.row(["requested".into(), time(&t.created_at)]);
+    if let Some(e) = &t.error {
+        rows.row([
+            if t.is_final() { "error" } else { "waiting" }.into(),
+            e.clone(),
+        ]);
+    } else if !t.is_final() {
+        rows.row(["waiting".to_owned(), pending_reason(t).to_owned()]);
+    }
+    for line in rows.render().lines().skip(1) {
+        outln!("  {line}");
+    }
+    if !t.log.is_empty() {
+        outln!("  steps");
+        for line in &t.log {
+            outln!("    {line}");
         }
-    }
-    if let Some(e) = t["error"].as_str() {
-        println!("  error     {e}");
     }
 }
 
-async fn transfer(args: &ApiArgs, a: TransferArgs, deposit: bool) -> Result<()> {
-    let api = Api::new(args)?;
-    let rule: AgreementRule = a.rule.parse().map_err(|e| anyhow!("--rule: {e}"))?;
-    let wallet = a
-        .wallet
-        .as_deref()
-        .map(|w| {
-            w.parse::<WalletId>()
-                .map_err(|e| anyhow!("--wallet: {e} (a wallet id is 64 hex digits)"))
-        })
-        .transpose()?;
-    let coin = a.coin.to_ascii_uppercase();
-    let network = a.network.to_ascii_uppercase();
+async fn transfer(api: &Api, a: TransferArgs, deposit: bool) -> Result<()> {
+    let wallet = match &a.wallet {
+        Some(w) => Some(api.resolve_wallet(w).await?),
+        None => None,
+    };
+    let rule = a.rule.into();
     let (path, action) = if deposit {
-        let wallet = wallet.ok_or_else(|| anyhow!("a deposit needs --wallet (the sender)"))?;
+        let wallet = wallet.ok_or_else(|| usage("a deposit needs --wallet W (the sender)"))?;
         (
             "/v1/transfers/deposits",
             Action::Deposit {
                 wallet,
                 exchange: a.exchange.clone(),
-                coin,
-                network,
+                coin: a.coin.clone(),
+                network: a.network.clone(),
                 amount: a.amount.clone(),
                 rule,
             },
@@ -645,14 +1229,18 @@ async fn transfer(args: &ApiArgs, a: TransferArgs, deposit: bool) -> Result<()> 
         let to = match (wallet, &a.to) {
             (Some(w), None) => AddressRef::Wallet(w),
             (None, Some(label)) => AddressRef::Label(label.clone()),
-            _ => bail!("a withdrawal needs --wallet W or --to LABEL (an address-book entry)"),
+            _ => {
+                return Err(usage(
+                    "a withdrawal needs --wallet W or --to LABEL (an address-book entry)",
+                ));
+            }
         };
         (
             "/v1/transfers/withdrawals",
             Action::Withdraw {
                 exchange: a.exchange.clone(),
-                coin,
-                network,
+                coin: a.coin.clone(),
+                network: a.network.clone(),
                 amount: a.amount.clone(),
                 to,
                 rule,
@@ -660,61 +1248,212 @@ async fn transfer(args: &ApiArgs, a: TransferArgs, deposit: bool) -> Result<()> 
         )
     };
     let intent = a.signer.sign(action)?;
-    let t = api.post(path, &json!({ "intent": intent })).await?;
-    let id = t["id"].as_str().unwrap_or_default().to_owned();
+    let t: TransferRecord = api.post_as(path, &json!({ "intent": intent })).await?;
     if !a.wait {
-        print(&t, a.json, |_| println!("Transfer {id} requested."));
-        return Ok(());
+        return print(&t, a.out, |t| {
+            outln!("Transfer {} requested ({}).", t.id, t.status);
+            outln!("Follow it: concord transfers {} --wait", t.id);
+        });
     }
-    let t = api.wait_transfer(&id, a.json).await?;
-    print(&t, a.json, show_transfer);
-    if t["status"] == "failed" {
+    let t = api.wait_transfer(&t.id, a.out.json).await?;
+    print(&t, a.out, show_transfer)?;
+    if t.status.as_str() == "failed" {
         bail!(
-            "transfer {id} failed: {}",
-            t["error"].as_str().unwrap_or("unknown error")
+            "transfer {} failed: {}",
+            t.id,
+            t.error.as_deref().unwrap_or("no reason recorded")
         );
     }
     Ok(())
 }
 
 /// `concord deposit`: from a wallet to its exchange deposit address.
-pub async fn deposit(args: &ApiArgs, a: TransferArgs) -> Result<()> {
-    transfer(args, a, true).await
+pub async fn deposit(api: &Api, a: TransferArgs) -> Result<()> {
+    transfer(api, a, true).await
 }
 
 /// `concord withdraw`: from the exchange back to the wallet's own address.
-pub async fn withdraw(args: &ApiArgs, a: TransferArgs) -> Result<()> {
-    transfer(args, a, false).await
+pub async fn withdraw(api: &Api, a: TransferArgs) -> Result<()> {
+    transfer(api, a, false).await
 }
 
-/// `concord transfers [ID]`.
-pub async fn transfers(args: &ApiArgs, id: Option<String>, wait: bool, json: bool) -> Result<()> {
-    let api = Api::new(args)?;
-    match id {
-        Some(id) => {
+/// `concord transfers [list | show ID | ID]`.
+pub async fn transfers(api: &Api, a: TransfersArgs) -> Result<()> {
+    let cmd = match (a.command, a.id) {
+        (Some(c), _) => c,
+        (None, Some(id)) => TransfersCommand::Show {
+            id,
+            wait: a.wait,
+            out: a.out,
+        },
+        (None, None) => TransfersCommand::List { out: a.out },
+    };
+    match cmd {
+        TransfersCommand::Show { id, wait, out } => {
             let t = if wait {
-                api.wait_transfer(&id, json).await?
+                api.wait_transfer(&id, out.json).await?
             } else {
-                api.get(&format!("/v1/transfers/{id}")).await?
+                api.fetch(&["v1", "transfers", &id], &[]).await?
             };
-            print(&t, json, show_transfer);
+            print(&t, out, show_transfer)?;
+            if wait && t.status.as_str() == "failed" {
+                bail!("transfer {id} failed");
+            }
+            Ok(())
         }
-        None => {
-            let list = api.get("/v1/transfers").await?;
-            print(&list, json, |list| {
-                for t in list.as_array().into_iter().flatten() {
-                    println!(
-                        "{}  {:<10} {:<9} {:>10} {:<5} {}",
-                        t["id"].as_str().unwrap_or(""),
-                        t["kind"].as_str().unwrap_or(""),
-                        t["status"].as_str().unwrap_or(""),
-                        t["amount"].as_str().unwrap_or(""),
-                        t["coin"].as_str().unwrap_or(""),
-                        t["tx_hash"].as_str().unwrap_or("")
-                    );
-                }
-            });
+        TransfersCommand::List { out } => {
+            let list: Vec<TransferRecord> = api.fetch(&["v1", "transfers"], &[]).await?;
+            print(&list, out, |list| {
+                transfers_table(list).print_or("No transfer yet: `concord deposit --help`.")
+            })
         }
     }
-    Ok(())
+}
+
+/// What `concord balances --json` prints.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct Balances {
+    /// Each wallet's chain balances.
+    pub wallets: Vec<WalletBalances>,
+    /// The exchange account's balances (absent with `--wallet`).
+    pub exchange: Option<ExchangeBalances>,
+}
+
+/// Chain and exchange balances as one table.
+pub(crate) fn balances_table(b: &Balances) -> Table {
+    let mut t = Table::new(&["where", "account", "coin", "amount", "locked"]);
+    t.right(3).right(4);
+    for w in &b.wallets {
+        for c in &w.balances {
+            t.row([
+                format!("chain {}", w.network),
+                format!("{} ({})", short(&w.wallet), w.address),
+                c.coin.clone(),
+                c.amount.clone(),
+                "-".into(),
+            ]);
+        }
+    }
+    if let Some(x) = &b.exchange {
+        for c in &x.balances {
+            t.row([
+                format!("exchange {}", x.exchange),
+                format!("read by {}", x.module),
+                c.asset.clone(),
+                c.free.clone(),
+                c.locked.clone(),
+            ]);
+        }
+    }
+    t
+}
+
+/// `concord balances`.
+pub async fn balances(api: &Api, a: BalancesArgs) -> Result<()> {
+    let mut wallets = Vec::new();
+    if !a.exchange_only {
+        let ids: Vec<String> = match &a.wallet {
+            Some(w) => vec![api.resolve_wallet(w).await?.to_string()],
+            None => {
+                let list: Vec<WalletView> = api.fetch(&["v1", "wallets"], &[]).await?;
+                list.into_iter()
+                    .filter(|w| !w.addresses.is_empty())
+                    .map(|w| w.wallet.id)
+                    .collect()
+            }
+        };
+        for id in ids {
+            wallets.push(
+                api.fetch::<WalletBalances>(&["v1", "wallets", &id, "balances"], &[])
+                    .await?,
+            );
+        }
+    }
+    let exchange = if a.wallet.is_none() {
+        Some(
+            api.fetch::<ExchangeBalances>(&["v1", "exchanges", &a.exchange, "balances"], &[])
+                .await?,
+        )
+    } else {
+        None
+    };
+    let b = Balances { wallets, exchange };
+    print(&b, a.out, |b| balances_table(b).print_or("Nothing held."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wallet(id: char, scheme: &str, purpose: Value, address: Option<&str>) -> WalletView {
+        serde_json::from_value(json!({
+            "id": id.to_string().repeat(64), "group_id": "desk", "scheme": scheme,
+            "public_key": "02".to_owned() + &"ab".repeat(32), "job_id": "j1",
+            "created_at": "2026-11-30T09:11:41Z", "kind": "generated", "threshold": 2,
+            "members": ["m1", "m2", "m3"], "label": "trader desk", "purpose": purpose,
+            "addresses": address.map(|a| vec![json!({"network": "ETH", "kind": "evm", "address": a})]).unwrap_or_default(),
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn wallets_table_shows_purpose_group_and_address() {
+        let list = vec![
+            wallet(
+                'a',
+                "ecdsa-secp256k1",
+                json!({"kind": "trading", "deposit_to": ["binance"], "raw_messages": false}),
+                Some("0xc3dC0A207706760674f7C4F63a2a953d0Acd0f42"),
+            ),
+            wallet(
+                'b',
+                "ed25519",
+                json!({"kind": "exchange_credential", "exchange": "binance", "withdraw_to": ["desk"]}),
+                None,
+            ),
+        ];
+        insta::assert_snapshot!(wallets_table(&list).render());
+    }
+
+    #[test]
+    fn transfers_table_has_a_header_times_and_wallets() {
+        let t: TransferRecord = serde_json::from_value(json!({
+            "id": "cdeef676c42b910e6905c364468afe31", "kind": "deposit", "status": "credited",
+            "wallet_id": "a".repeat(64), "exchange": "binance", "coin": "ETH", "network": "ETH",
+            "amount": "1.5", "rule": "all", "mode": "presigned",
+            "tx_hash": "0x".to_owned() + &"12".repeat(32),
+            "created_at": "2026-11-30T09:11:41Z", "created_ms": 1.0,
+        }))
+        .unwrap();
+        let mut w = t.clone();
+        w.id = "0123456789abcdef0123456789abcdef".into();
+        w.kind = serde_json::from_value(json!("withdrawal")).unwrap();
+        w.status = serde_json::from_value(json!("unknown")).unwrap();
+        w.amount = serde_json::from_value(json!("0.25")).unwrap();
+        w.tx_hash = None;
+        insta::assert_snapshot!(transfers_table(&[t, w]).render());
+    }
+
+    #[test]
+    fn jobs_and_balances_tables() {
+        let j: JobRecord = serde_json::from_value(json!({
+            "id": "job-1", "kind": "sign", "group_id": "desk", "wallet_id": "a".repeat(64),
+            "scheme": "ecdsa-secp256k1", "rule": "all", "mode": "presigned", "status": "failed",
+            "signers": null, "error": "refused by m3: not the deposit address", "transfer_id": null,
+            "created_at": "2026-11-30T09:11:41Z", "updated_at": "2026-11-30T09:11:42Z",
+        }))
+        .unwrap();
+        insta::assert_snapshot!("jobs", jobs_table(&[j]).render());
+        let b: Balances = serde_json::from_value(json!({
+            "wallets": [{"wallet": "a".repeat(64), "network": "ETH",
+                "address": "0xc3dC0A207706760674f7C4F63a2a953d0Acd0f42",
+                "balances": [
+                    {"coin": "ETH", "asset": "native", "amount": "3.4799", "raw": "3479900000000000000"},
+                    {"coin": "CTT", "asset": "0x5FbDB2315678afecb367f032d93F642f64180aa3", "amount": "750", "raw": "750000000000000000000"}]}],
+            "exchange": {"exchange": "binance", "module": "m1",
+                "balances": [{"asset": "ETH", "free": "1.0001", "locked": "0"}]},
+        }))
+        .unwrap();
+        insta::assert_snapshot!("balances", balances_table(&b).render());
+    }
 }

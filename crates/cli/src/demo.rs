@@ -65,7 +65,7 @@ pub(crate) fn attach(info: DevnetInfo, json: bool) -> Result<Demo> {
 impl Demo {
     pub(crate) fn say(&self, m: &str) {
         if !self.json {
-            println!("{m}");
+            crate::outln!("{m}");
         }
     }
 
@@ -137,7 +137,7 @@ impl Demo {
         if !self.json {
             show_transfer(&t);
         }
-        Ok(t)
+        Ok(serde_json::to_value(&t)?)
     }
 }
 
@@ -160,7 +160,7 @@ pub async fn demo(dir: &Path, json: bool, insecure_primes: bool, stop: bool) -> 
         let _ = devnet::down(&d.info.dir).await;
     }
     if json {
-        println!(
+        crate::outln!(
             "{}",
             json!({
                 "ok": d.ok,
@@ -169,13 +169,19 @@ pub async fn demo(dir: &Path, json: bool, insecure_primes: bool, stop: bool) -> 
             })
         );
     } else if d.ok {
-        println!();
-        println!("Everything held.");
+        crate::outln!();
+        crate::outln!("Everything held.");
         if !stop {
-            println!(
-                "The devnet is still running: `concord transfers --devnet {}`; stop it with `concord devnet down --dir {}`.",
-                d.info.dir.display(),
-                d.info.dir.display()
+            let (flag, dir_flag) = if d.info.dir == crate::connect::default_devnet_dir() {
+                (String::new(), String::new())
+            } else {
+                (
+                    format!(" --devnet {}", d.info.dir.display()),
+                    format!(" --dir {}", d.info.dir.display()),
+                )
+            };
+            crate::outln!(
+                "The devnet is still running: look around with `concord wallets list{flag}`, `concord balances{flag}`, `concord transfers{flag}`; stop it with `concord devnet down{dir_flag}`."
             );
         }
     }
@@ -188,7 +194,78 @@ pub async fn demo(dir: &Path, json: bool, insecure_primes: bool, stop: bool) -> 
 async fn run(d: &mut Demo, insecure_primes: bool) -> Result<()> {
     let Prepared { wallet, address } = prepare(d, insecure_primes).await?;
     run_flows(d, &wallet, address).await?;
-    exactly_once(d, &wallet, address).await
+    exactly_once(d, &wallet, address).await?;
+    look_around(d, &wallet, address).await
+}
+
+/// What a newcomer sees with `concord wallets list` and `concord balances`, checked against
+/// independent reads: the wallet's address from its key, its balances from anvil, the
+/// exchange account from the simulator with the trader's own key.
+async fn look_around(d: &mut Demo, wallet: &str, address: Address) -> Result<()> {
+    use concord_coordinator::WalletView;
+    use concord_coordinator::records::{ExchangeBalances, WalletBalances};
+    use concord_wire::authority::WalletPurpose;
+    let wallets: Vec<WalletView> = d.api.fetch(&["v1", "wallets"], &[]).await?;
+    let mine = wallets.iter().find(|w| w.wallet.id == wallet);
+    let shows_address = mine.is_some_and(|w| {
+        w.addresses
+            .iter()
+            .any(|a| a.address == address.to_checksum(None))
+            && matches!(w.purpose, Some(WalletPurpose::Trading { .. }))
+    });
+    let shows_key = wallets
+        .iter()
+        .any(|w| matches!(&w.purpose, Some(WalletPurpose::ExchangeCredential { exchange, .. }) if exchange == "binance"));
+    if !d.json {
+        crate::outln!("{}", crate::client::wallets_table(&wallets).render());
+    }
+    d.record(
+        "wallets list: each wallet with its purpose from the policy in force and its address (the trader's wallet at its key's address; the exchange's withdraw key named as such)",
+        shows_address && shows_key,
+        json!({"wallets": wallets.len()}),
+    );
+
+    let chain: WalletBalances = d
+        .api
+        .fetch(&["v1", "wallets", wallet, "balances"], &[])
+        .await?;
+    let exchange: ExchangeBalances = d
+        .api
+        .fetch(&["v1", "exchanges", "binance", "balances"], &[])
+        .await?;
+    let on_chain = d.client.balance(address).await?;
+    let ctt = d
+        .client
+        .token_balance(d.info.token_contract, address)
+        .await?;
+    let raw = |coin: &str| {
+        chain
+            .balances
+            .iter()
+            .find(|b| b.coin == coin)
+            .map(|b| b.raw.clone())
+    };
+    let at_exchange = crate::bench::exchange_eth(&d.info).await?;
+    let reported: Option<f64> = exchange
+        .balances
+        .iter()
+        .find(|b| b.asset == "ETH")
+        .and_then(|b| b.free.parse().ok());
+    if !d.json {
+        let b = crate::client::Balances {
+            wallets: vec![chain.clone()],
+            exchange: Some(exchange.clone()),
+        };
+        crate::outln!("{}", crate::client::balances_table(&b).render());
+    }
+    d.record(
+        "balances: the wallet's ETH and CTT as anvil reports them, the exchange account's ETH as the exchange reports it to the trader (read through a module's read key)",
+        raw("ETH") == Some(on_chain.to_string())
+            && raw("CTT") == Some(ctt.to_string())
+            && reported.is_some_and(|r| (r - at_exchange).abs() < 1e-9),
+        json!({"chain": chain, "exchange": exchange}),
+    );
+    Ok(())
 }
 
 /// The exchange's ETH minus a withdrawal's amount and its 0.0001 fee, as the simulator
@@ -223,7 +300,7 @@ async fn exactly_once(d: &mut Demo, wallet: &str, address: Address) -> Result<()
         "20 parallel requests of one withdrawal under one Idempotency-Key → one transfer, one withdrawal at the exchange",
         ids.len() == 1
             && answers.iter().all(Result::is_ok)
-            && t["status"] == "arrived"
+            && t.status.as_str() == "arrived"
             && received == eth("0.01")?
             && (paid - 0.01 - WITHDRAW_FEE).abs() < 1e-9,
         json!({"transfers": ids, "received_wei": received.to_string(), "exchange_paid": paid}),
@@ -245,8 +322,8 @@ async fn exactly_once(d: &mut Demo, wallet: &str, address: Address) -> Result<()
     for i in &intents {
         let t = d.api.wait_transfer(&i.intent.id, true).await?;
         nonces.push(
-            (t["status"] == "credited")
-                .then(|| t["nonce"].as_u64())
+            (t.status.as_str() == "credited")
+                .then_some(t.nonce)
                 .flatten(),
         );
     }
@@ -283,8 +360,8 @@ async fn exactly_once(d: &mut Demo, wallet: &str, address: Address) -> Result<()
     let paid = exchange_before - crate::bench::exchange_eth(&d.info).await?;
     d.record(
         "coordinator killed mid-withdrawal and restarted → resumed from its record, looked up at the exchange by order id, paid once",
-        t["status"] == "arrived"
-            && t["log"].to_string().contains("resumed")
+        t.status.as_str() == "arrived"
+            && t.log.iter().any(|l| l.contains("resumed"))
             && received == eth("0.02")?
             && (paid - 0.02 - WITHDRAW_FEE).abs() < 1e-9,
         json!({"transfer": id, "killed_at": at["status"], "received_wei": received.to_string(), "exchange_paid": paid}),
@@ -376,13 +453,12 @@ pub(crate) async fn prepare_with(
         let w = d
             .api
             .wait_job(job["id"].as_str().unwrap_or_default(), true)
-            .await?;
+            .await?
+            .result
+            .unwrap_or_default();
         made.push((
-            w["result"]["id"].as_str().unwrap_or_default().to_owned(),
-            w["result"]["public_key"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
+            w["id"].as_str().unwrap_or_default().to_owned(),
+            w["public_key"].as_str().unwrap_or_default().to_owned(),
         ));
     }
     let [(wallet, pk), (cred_wallet, cred_pk)] = <[(String, String); 2]>::try_from(made)

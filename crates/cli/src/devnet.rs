@@ -64,9 +64,10 @@ pub enum DevnetCommand {
     /// Start anvil, the exchange simulator, the coordinator and three modules; return once
     /// all are ready. Writes DIR/devnet.json.
     Up {
-        /// Directory for the devnet's files.
-        #[arg(long, default_value = "devnet")]
-        dir: PathBuf,
+        /// Directory for the devnet's files [default: ~/.local/state/concord/devnet, under
+        /// $CONCORD_HOME or $XDG_STATE_HOME when set].
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
         /// Seconds between blocks (0: a block per transaction, anvil's automine).
         #[arg(long, default_value_t = 1)]
         block_time: u64,
@@ -89,9 +90,9 @@ pub enum DevnetCommand {
     /// the exchange's withdraw key registered, the wallet funded. Prints JSON.
     #[command(hide = true)]
     Prepare {
-        /// The devnet's directory.
-        #[arg(long, default_value = "devnet")]
-        dir: PathBuf,
+        /// The devnet's directory [default: ~/.local/state/concord/devnet].
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
         /// Use the committed INSECURE test primes.
         #[arg(long)]
         insecure_test_primes: bool,
@@ -101,19 +102,20 @@ pub enum DevnetCommand {
     },
     /// Stop the processes of the devnet in DIR.
     Down {
-        /// The devnet's directory.
-        #[arg(long, default_value = "devnet")]
-        dir: PathBuf,
+        /// The devnet's directory [default: ~/.local/state/concord/devnet].
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
     /// Bring a fresh devnet up, create a 2-of-3 wallet by DKG, fund it, deposit to the
     /// exchange, withdraw back, run the attacks (policy, limits, import, forged deposit
     /// address), show transfers happening exactly once (raced requests, parallel deposits, a
-    /// coordinator killed mid-withdrawal), and print a summary. Exits 0 only if everything
-    /// held.
+    /// coordinator killed mid-withdrawal), show the wallets and balances as `concord wallets
+    /// list` and `concord balances` do, and print a summary. Exits 0 only if everything held.
     Demo {
-        /// Directory for the devnet's files (a previous devnet there is stopped and replaced).
-        #[arg(long, default_value = "devnet")]
-        dir: PathBuf,
+        /// Directory for the devnet's files (a previous devnet there is stopped and replaced)
+        /// [default: ~/.local/state/concord/devnet].
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -914,6 +916,11 @@ pub(crate) async fn restart_coordinator(info: &mut DevnetInfo, i: usize) -> Resu
     .await
 }
 
+/// A devnet's directory: the one given, else the default (outside the work tree).
+fn dir_of(dir: Option<PathBuf>) -> PathBuf {
+    dir.unwrap_or_else(crate::connect::default_devnet_dir)
+}
+
 /// Entry point of `concord devnet …`.
 pub async fn run(cmd: DevnetCommand) -> Result<()> {
     match cmd {
@@ -925,6 +932,7 @@ pub async fn run(cmd: DevnetCommand) -> Result<()> {
             coordinators,
             json,
         } => {
+            let dir = dir_of(dir);
             if coordinators > 1 && postgres.is_none() {
                 bail!(
                     "--coordinators {coordinators} needs --postgres URL: coordinators share one PostgreSQL database"
@@ -942,28 +950,35 @@ pub async fn run(cmd: DevnetCommand) -> Result<()> {
             )
             .await?;
             if json {
-                println!("{}", serde_json::to_string(&info)?);
+                crate::outln!("{}", serde_json::to_string(&info)?);
             } else {
-                println!("Devnet up in {}", info.dir.display());
-                println!(
+                crate::outln!("Devnet up in {}", info.dir.display());
+                crate::outln!(
                     "  chain        {} (chain id {})",
-                    info.rpc_url, info.chain_id
+                    info.rpc_url,
+                    info.chain_id
                 );
-                println!("  exchange     {}", info.exchange_url);
-                println!("  coordinator  {}", info.coordinator_url);
-                println!(
+                crate::outln!("  exchange     {}", info.exchange_url);
+                crate::outln!("  coordinator  {}", info.coordinator_url);
+                crate::outln!(
                     "  API token    {} (admin), {} (trader)",
                     info.token_file.display(),
                     info.trader_token_file.display()
                 );
-                println!(
+                crate::outln!(
                     "  keys         {} (INSECURE devnet keys: admins, trader, approver, importer)",
                     info.keys_dir.display()
                 );
-                println!(
-                    "Try: concord --help, e.g. `concord wallets list --devnet {}`; stop with `concord devnet down --dir {}`.",
-                    info.dir.display(),
-                    info.dir.display()
+                let (flag, dir_flag) = if info.dir == crate::connect::default_devnet_dir() {
+                    (String::new(), String::new())
+                } else {
+                    (
+                        format!(" --devnet {}", info.dir.display()),
+                        format!(" --dir {}", info.dir.display()),
+                    )
+                };
+                crate::outln!(
+                    "Try: concord --help, e.g. `concord wallets list{flag}`; stop with `concord devnet down{dir_flag}`."
                 );
             }
             Ok(())
@@ -973,17 +988,19 @@ pub async fn run(cmd: DevnetCommand) -> Result<()> {
             insecure_test_primes,
             fund_eth,
         } => {
+            let dir = dir_of(dir);
             let mut d = crate::demo::attach(DevnetInfo::load(&dir)?, true)?;
             let p = crate::demo::prepare_with(&mut d, insecure_test_primes, &fund_eth).await?;
-            println!(
+            crate::outln!(
                 "{}",
                 json!({"wallet": p.wallet, "address": p.address.to_string(), "steps": d.steps})
             );
             Ok(())
         }
         DevnetCommand::Down { dir } => {
+            let dir = dir_of(dir);
             let n = down(&dir).await?;
-            println!(
+            crate::outln!(
                 "Stopped {n} process(es) of the devnet in {}.",
                 dir.display()
             );
@@ -994,7 +1011,7 @@ pub async fn run(cmd: DevnetCommand) -> Result<()> {
             json,
             insecure_test_primes,
             down: stop,
-        } => crate::demo::demo(&dir, json, insecure_test_primes, stop).await,
+        } => crate::demo::demo(&dir_of(dir), json, insecure_test_primes, stop).await,
         DevnetCommand::Mitm {
             listen,
             upstream,

@@ -135,5 +135,5 @@ pub async fn import(
         .await?;
     let id = job["id"].as_str().unwrap_or_default().to_owned();
     let done = api.wait_job(&id, quiet).await?;
-    Ok(done["result"].clone())
+    Ok(done.result.unwrap_or_default())
 }

@@ -2,31 +2,44 @@
 //!
 //! - `concord coordinator init|run` and `concord module init|show|pin|run` set up and run
 //!   the services (each its own OS process);
-//! - `concord modules|groups|wallets|sign|jobs …` talk to the coordinator's REST API
-//!   (`--url`, and the API token from `--token-file` or `CONCORD_TOKEN`).
+//! - `concord modules|groups|wallets|balances|sign|deposit|withdraw|transfers|jobs …` talk
+//!   to the coordinator's REST API; which one is said once for all of them
+//!   ([`connect::Connection`]: `--devnet`, `--url`, `--token-file` and their variables).
 //!
-//! Every command that prints a result takes `--json`.
+//! Every command that prints a result takes `--json` (the API's own shape).
 
+mod args;
 mod authority;
 mod bench;
 mod client;
+mod connect;
 mod demo;
 mod devnet;
 mod import;
+mod output;
 mod services;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
     name = "concord",
     version,
-    about = "Concord: threshold custody for transfers between wallets and exchanges"
+    about = "Concord: threshold custody for transfers between wallets and exchanges",
+    after_help = "Start here:\n  concord devnet demo          a whole local system, every flow and attack\n  \
+concord wallets list         then look around: wallets, balances, transfers, jobs\n  \
+concord balances\n  concord transfers\n\n\
+Which coordinator (before or after any command): --devnet DIR, or --url URL with\n\
+--token-file FILE; or CONCORD_DEVNET, or CONCORD_URL with CONCORD_TOKEN_FILE or CONCORD_TOKEN;\n\
+with none of them, the devnet in the default directory.\n\
+Exit codes: 0 done, 1 refused or failed, 2 a usage mistake."
 )]
 struct Cli {
+    #[command(flatten)]
+    connection: connect::Connection,
     #[command(subcommand)]
     command: Command,
 }
@@ -46,15 +59,11 @@ enum Command {
     },
     /// Propose, sign (as an admin) and show the policy every module enforces.
     Policy {
-        #[command(flatten)]
-        api: client::ApiArgs,
         #[command(subcommand)]
         command: authority::PolicyCommand,
     },
     /// Create and list the coordinator's API tokens and their roles.
     Tokens {
-        #[command(flatten)]
-        api: client::ApiArgs,
         #[command(subcommand)]
         command: authority::TokensCommand,
     },
@@ -65,102 +74,94 @@ enum Command {
     },
     /// Enroll and list modules at the coordinator.
     Modules {
-        #[command(flatten)]
-        api: client::ApiArgs,
         #[command(subcommand)]
         command: client::ModulesCommand,
     },
-    /// Create and inspect signer groups.
+    /// Create, list and inspect signer groups.
     Groups {
-        #[command(flatten)]
-        api: client::ApiArgs,
         #[command(subcommand)]
         command: client::GroupsCommand,
     },
-    /// Create and list wallets.
+    /// Create, import, list and inspect wallets (addresses, purpose, group).
     Wallets {
-        #[command(flatten)]
-        api: client::ApiArgs,
         #[command(subcommand)]
         command: client::WalletsCommand,
     },
+    /// Chain balances of the wallets, and the exchange account's balances (read through the
+    /// modules' read keys).
+    #[command(
+        after_help = "Examples:\n  concord balances\n  concord balances --wallet 3f2a\n  concord balances --exchange-only --json"
+    )]
+    Balances(client::BalancesArgs),
     /// Ask a wallet's modules to approve and sign a message.
-    Sign {
-        #[command(flatten)]
-        api: client::ApiArgs,
-        #[command(flatten)]
-        args: client::SignArgs,
-    },
+    #[command(
+        after_help = "Examples:\n  concord sign --wallet 3f2a --text 'hello' --key trader.key --wait\n  concord sign --wallet 3f2a --message 0xdeadbeef --rule threshold --key trader.key"
+    )]
+    Sign(client::SignArgs),
     /// Load tests against a running system.
     Bench {
-        #[command(flatten)]
-        api: client::ApiArgs,
         #[command(subcommand)]
         command: BenchCommand,
     },
     /// Deposit from a wallet to an exchange: every module resolves the deposit address itself.
-    Deposit {
-        #[command(flatten)]
-        api: client::ApiArgs,
-        #[command(flatten)]
-        args: client::TransferArgs,
-    },
-    /// Withdraw from an exchange to a wallet's own address, signed by the module group.
-    Withdraw {
-        #[command(flatten)]
-        api: client::ApiArgs,
-        #[command(flatten)]
-        args: client::TransferArgs,
-    },
-    /// List transfers, or show one.
-    Transfers {
-        #[command(flatten)]
-        api: client::ApiArgs,
-        /// A transfer id.
-        id: Option<String>,
-        /// Follow the transfer until it is final.
-        #[arg(long)]
-        wait: bool,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    #[command(
+        after_help = "Example:\n  concord deposit --wallet 3f2a --coin eth --amount 0.5 --key trader.key --wait"
+    )]
+    Deposit(client::TransferArgs),
+    /// Withdraw from an exchange to a wallet's own address (or an address-book entry),
+    /// signed by the module group.
+    #[command(
+        after_help = "Examples:\n  concord withdraw --wallet 3f2a --amount 0.2 --key trader.key --wait\n  concord withdraw --to cold-storage --coin CTT --amount 10 --key trader.key --cosign approver.key"
+    )]
+    Withdraw(client::TransferArgs),
+    /// List transfers, or show one (`concord transfers ID`).
+    #[command(
+        after_help = "Examples:\n  concord transfers\n  concord transfers 5c1e0f…  --wait\n  concord transfers list --json"
+    )]
+    Transfers(client::TransfersArgs),
+    /// List jobs, or show one (`concord jobs ID`): key generations, signatures, approvals.
+    #[command(
+        after_help = "Examples:\n  concord jobs\n  concord jobs list --kind sign --status failed\n  concord jobs 0f9c… --wait"
+    )]
+    Jobs(client::JobsArgs),
     /// A whole local system: anvil, exchange simulator, coordinator and three modules.
     Devnet {
         #[command(subcommand)]
         command: devnet::DevnetCommand,
     },
     /// Run the exchange simulator (a local Binance wallet-API subset over a local chain).
+    #[command(after_help = "Example:\n  concord exchange-sim --config sim.toml")]
     ExchangeSim {
         /// Its configuration file (TOML).
         #[arg(long)]
         config: PathBuf,
     },
-    /// Show a job: its steps, approvals, dissents and result.
-    Jobs {
-        #[command(flatten)]
-        api: client::ApiArgs,
-        /// The job id.
-        id: String,
-        /// Wait until the job is done or failed, showing progress.
-        #[arg(long)]
-        wait: bool,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+    /// Print a shell completion script: `concord completions bash > /etc/bash_completion.d/concord`.
+    #[command(
+        after_help = "Examples:\n  concord completions bash > ~/.local/share/bash-completion/completions/concord\n  concord completions zsh > ~/.zfunc/_concord\n  concord completions fish > ~/.config/fish/completions/concord.fish"
+    )]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
 }
 
 #[derive(Subcommand)]
 enum BenchCommand {
     /// Sign repeatedly for a while and print latency percentiles and throughput.
+    #[command(
+        after_help = "Example:\n  concord bench sign --wallet 3f2a --key trader.key --secs 30 --concurrency 4"
+    )]
     Sign(bench::BenchArgs),
     /// On a devnet of its own: deposit latency (request → accepted by anvil) and
     /// withdraw-request signing latency, as a table.
+    #[command(after_help = "Example:\n  concord bench transfers --count 30")]
     Transfers(bench::TransferBenchArgs),
     /// On a devnet of its own: transfers through coordinator kills and exchange faults,
     /// counted from the chain and the exchange (completed, duplicated, lost, completion
     /// times, failover time), as a table.
+    #[command(after_help = "Example:\n  concord bench soak --transfers 40 --kills 2")]
     Soak(bench::SoakArgs),
 }
 
@@ -192,52 +193,62 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let conn = cli.connection;
     let result = runtime.block_on(async move {
+        let api = || conn.api();
         match cli.command {
             Command::Coordinator { command } => services::coordinator(command).await,
             Command::Module { command } => services::module(command).await,
             Command::Keys { command } => authority::keys(command),
-            Command::Policy { api, command } => authority::policy(&api, command).await,
-            Command::Tokens { api, command } => authority::tokens(&api, command).await,
-            Command::Modules { api, command } => client::modules(&api, command).await,
-            Command::Groups { api, command } => client::groups(&api, command).await,
-            Command::Wallets { api, command } => client::wallets(&api, command).await,
-            Command::Sign { api, args } => client::sign(&api, args).await,
-            Command::Deposit { api, args } => client::deposit(&api, args).await,
-            Command::Withdraw { api, args } => client::withdraw(&api, args).await,
-            Command::Transfers {
-                api,
-                id,
-                wait,
-                json,
-            } => client::transfers(&api, id, wait, json).await,
+            Command::Policy { command } => authority::policy(&api()?, command).await,
+            Command::Tokens { command } => authority::tokens(&api()?, command).await,
+            Command::Modules { command } => client::modules(&api()?, command).await,
+            Command::Groups { command } => client::groups(&api()?, command).await,
+            Command::Wallets { command } => client::wallets(&api()?, command).await,
+            Command::Balances(args) => client::balances(&api()?, args).await,
+            Command::Sign(args) => client::sign(&api()?, args).await,
+            Command::Deposit(args) => client::deposit(&api()?, args).await,
+            Command::Withdraw(args) => client::withdraw(&api()?, args).await,
+            Command::Transfers(args) => client::transfers(&api()?, args).await,
+            Command::Jobs(args) => client::jobs(&api()?, args).await,
             Command::Devnet { command } => devnet::run(command).await,
             Command::ExchangeSim { config } => services::exchange_sim(&config).await,
-            Command::Jobs {
-                api,
-                id,
-                wait,
-                json,
-            } => client::job(&api, &id, wait, json).await,
+            Command::Completions { shell } => {
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut Cli::command(), "concord", &mut script);
+                crate::outln!("{}", String::from_utf8_lossy(&script).trim_end());
+                Ok(())
+            }
             Command::Bench {
-                api,
                 command: BenchCommand::Sign(args),
-            } => bench::sign(&api, args).await,
+            } => bench::sign(api()?, args).await,
             Command::Bench {
                 command: BenchCommand::Transfers(args),
-                ..
             } => bench::transfers(args).await,
             Command::Bench {
                 command: BenchCommand::Soak(args),
-                ..
             } => bench::soak(args).await,
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<output::UsageError>().is_some() => {
+            eprintln!("error: {e:#}");
+            eprintln!("(see `concord --help`)");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

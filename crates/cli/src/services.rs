@@ -213,7 +213,7 @@ pub async fn coordinator(cmd: CoordinatorCommand) -> Result<()> {
             write_private(&dir.join("admin.token"), token.as_bytes())?;
             let public = identity.public();
             if json {
-                println!(
+                crate::outln!(
                     "{}",
                     serde_json::json!({
                         "config": config_file, "identity": public.to_string(),
@@ -221,13 +221,13 @@ pub async fn coordinator(cmd: CoordinatorCommand) -> Result<()> {
                     })
                 );
             } else {
-                println!("Coordinator created in {}", dir.display());
-                println!("  identity key  {public}");
-                println!(
+                crate::outln!("Coordinator created in {}", dir.display());
+                crate::outln!("  identity key  {public}");
+                crate::outln!(
                     "  fingerprint   {}   (compare it when you set up each module)",
                     public.fingerprint()
                 );
-                println!("  admin token   {}", dir.join("admin.token").display());
+                crate::outln!("  admin token   {}", dir.join("admin.token").display());
             }
             Ok(())
         }
@@ -335,9 +335,9 @@ pub async fn module(cmd: ModuleCommand) -> Result<()> {
         ModuleCommand::Pin { config, peer } => {
             let (_, state) = load_module(&config)?;
             if state.pin_peer(peer)? {
-                println!("Pinned peer {peer} (fingerprint {}).", peer.fingerprint());
+                crate::outln!("Pinned peer {peer} (fingerprint {}).", peer.fingerprint());
             } else {
-                println!("Peer {peer} was already pinned.");
+                crate::outln!("Peer {peer} was already pinned.");
             }
             Ok(())
         }
@@ -352,7 +352,7 @@ pub async fn module(cmd: ModuleCommand) -> Result<()> {
             let primes = concord_tss::ecdsa::Primes::from_bytes(&bytes)
                 .with_context(|| format!("{} does not hold stored safe primes", file.display()))?;
             state.save_primes(&group, &primes)?;
-            println!("Stored safe primes for group {group}.");
+            crate::outln!("Stored safe primes for group {group}.");
             Ok(())
         }
         ModuleCommand::ExchangeKey {
@@ -366,7 +366,7 @@ pub async fn module(cmd: ModuleCommand) -> Result<()> {
                     .with_context(|| format!("cannot read {}", secret_file.display()))?,
             );
             state.save_exchange_secret(&exchange, secret.trim().as_bytes())?;
-            println!("Stored the read key's secret for exchange {exchange} in the vault.");
+            crate::outln!("Stored the read key's secret for exchange {exchange} in the vault.");
             Ok(())
         }
         ModuleCommand::Run { config } => {
@@ -380,16 +380,16 @@ pub async fn module(cmd: ModuleCommand) -> Result<()> {
 
 fn print_info(info: &concord_module::PublicInfo, json: bool) {
     if json {
-        println!("{}", serde_json::to_string(info).unwrap_or_default());
+        crate::outln!("{}", serde_json::to_string(info).unwrap_or_default());
     } else {
-        println!("Module {}", info.id);
-        println!("  identity key           {}", info.identity);
-        println!(
+        crate::outln!("Module {}", info.id);
+        crate::outln!("  identity key           {}", info.identity);
+        crate::outln!(
             "  fingerprint            {}   (compare it when enrolling)",
             info.fingerprint
         );
-        println!("  sealing key            {}", info.sealing_key);
-        println!("  sealing key signature  {}", info.sealing_key_signature);
+        crate::outln!("  sealing key            {}", info.sealing_key);
+        crate::outln!("  sealing key signature  {}", info.sealing_key_signature);
     }
 }
 

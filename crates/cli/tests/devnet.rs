@@ -78,6 +78,8 @@ async fn devnet_demo_holds_and_single_credentials_cannot_withdraw() {
         "attack, rule threshold",
         "20 parallel requests of one withdrawal",
         "5 parallel deposits from one wallet",
+        "wallets list: each wallet with its purpose",
+        "balances: the wallet's ETH and CTT",
         "coordinator killed mid-withdrawal",
     ] {
         assert!(
@@ -111,6 +113,7 @@ async fn devnet_demo_holds_and_single_credentials_cannot_withdraw() {
 
     let devnet = &summary["devnet"];
     let exchange_url = devnet["exchange_url"].as_str().unwrap();
+    cli_views_are_the_apis_own(&dir_s);
     let live = Live::new(devnet);
     live.refusals().await;
     // One stolen read key (m1's, from the exchange's configuration): it cannot withdraw.
@@ -334,4 +337,82 @@ impl Live {
             .await;
         refused_by_all(&t, "over its daily limit of 5 ETH");
     }
+}
+
+/// Runs `concord --devnet DIR ARGS --json` and reads its output as the API type `T`; what it
+/// printed is exactly `T` printed again (the shape is the API's, not walked by key).
+fn cli_json<T: serde::de::DeserializeOwned + serde::Serialize>(dir: &str, args: &[&str]) -> T {
+    let mut all = vec!["--devnet", dir];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let out = concord(&all);
+    assert!(
+        out.status.success(),
+        "concord {all:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("concord {all:?} printed no JSON ({e})"));
+    let typed: T = serde_json::from_value(printed.clone())
+        .unwrap_or_else(|e| panic!("concord {all:?}: not its API type: {e}\n{printed}"));
+    assert_eq!(
+        serde_json::to_value(&typed).unwrap(),
+        printed,
+        "concord {all:?}"
+    );
+    typed
+}
+
+/// Every `--json` output of the commands that read the coordinator deserialises into the
+/// API type it came from; the tables a person reads show the same things.
+fn cli_views_are_the_apis_own(dir: &str) {
+    use concord_coordinator::records::{GroupRecord, JobRecord, TransferRecord};
+    use concord_coordinator::{JobView, ModuleView, WalletView};
+    let wallets: Vec<WalletView> = cli_json(dir, &["wallets", "list"]);
+    let trader = wallets
+        .iter()
+        .find(|w| !w.addresses.is_empty())
+        .expect("an ECDSA wallet with an address");
+    let prefix = &trader.wallet.id[..8];
+    let one: WalletView = cli_json(dir, &["wallets", "show", prefix]);
+    assert_eq!(one.wallet.id, trader.wallet.id);
+    let groups: Vec<GroupRecord> = cli_json(dir, &["groups", "list"]);
+    assert!(groups.iter().any(|g| g.id == "desk"));
+    let _: GroupRecord = cli_json(dir, &["groups", "show", "desk"]);
+    let modules: Vec<ModuleView> = cli_json(dir, &["modules", "list"]);
+    assert_eq!(modules.len(), 3);
+    let jobs: Vec<JobRecord> = cli_json(dir, &["jobs", "list", "--kind", "sign", "--limit", "5"]);
+    assert!(!jobs.is_empty() && jobs.len() <= 5 && jobs.iter().all(|j| j.kind.as_str() == "sign"));
+    let job: JobView = cli_json(dir, &["jobs", &jobs[0].id]);
+    assert_eq!(job.job.id, jobs[0].id);
+    let transfers: Vec<TransferRecord> = cli_json(dir, &["transfers"]);
+    let _: TransferRecord = cli_json(dir, &["transfers", "show", &transfers[0].id]);
+    let balances: Value = cli_json(dir, &["balances"]);
+    let chain: Vec<concord_coordinator::records::WalletBalances> =
+        serde_json::from_value(balances["wallets"].clone()).unwrap();
+    assert!(
+        chain
+            .iter()
+            .any(|b| b.address == trader.addresses[0].address)
+    );
+    let _: concord_coordinator::records::ExchangeBalances =
+        serde_json::from_value(balances["exchange"].clone()).unwrap();
+    let _: Option<concord_coordinator::policy::PolicyView> = cli_json(dir, &["policy", "show"]);
+
+    // For people: headers, the wallet's address, a prefix that resolves.
+    let human = |args: &[&str]| {
+        let mut all = vec!["--devnet", dir];
+        all.extend_from_slice(args);
+        let out = concord(&all);
+        assert!(out.status.success(), "concord {all:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let list = human(&["wallets", "list"]);
+    assert!(list.starts_with("WALLET"), "{list}");
+    assert!(list.contains(&trader.addresses[0].address), "{list}");
+    assert!(list.contains("binance withdraw key"), "{list}");
+    let b = human(&["balances", "--wallet", prefix]);
+    assert!(b.starts_with("WHERE") && b.contains("chain ETH"), "{b}");
+    let t = human(&["transfers"]);
+    assert!(t.starts_with("TRANSFER") && t.contains("credited"), "{t}");
 }

@@ -115,8 +115,11 @@ pub struct ExchangeEndpoint {
     pub url: String,
 }
 
+/// The exchanges' network code of the chain when the configuration names none.
+pub(crate) const DEFAULT_NETWORK: &str = "ETH";
+
 fn default_network() -> String {
-    "ETH".into()
+    DEFAULT_NETWORK.into()
 }
 fn default_confirmations() -> u64 {
     1
@@ -239,9 +242,9 @@ impl Default for Timeouts {
 }
 
 /// Decimals of the chain's native coin.
-const NATIVE_DECIMALS: u8 = 18;
+pub(crate) const NATIVE_DECIMALS: u8 = 18;
 /// The native coin's exchange code.
-const NATIVE_COIN: &str = "ETH";
+pub(crate) const NATIVE_COIN: &str = "ETH";
 
 /// What transfers need besides the engine.
 pub(crate) struct TransferContext {

@@ -28,7 +28,7 @@ pub mod transfers;
 use std::sync::Arc;
 
 use concord_types::{Scheme, Threshold, WalletId};
-use concord_wire::authority::{Action, Endorsement, SignedIntent};
+use concord_wire::authority::{Action, Endorsement, Policy, SignedIntent, WalletPurpose};
 use concord_wire::identity::{PublicIdentity, SealingPublicKey};
 use concord_wire::payload::SigningPayload;
 use concord_wire::tls::PinStore;
@@ -38,9 +38,11 @@ pub use config::Timeouts;
 pub use engine::{Engine, subsets};
 pub use error::Error;
 pub use records::{
-    GroupRecord, GroupStatus, JobEvent, JobKind, JobRecord, JobStatus, ModuleRecord, SignMode,
-    TransferKind, TransferRecord, TransferStatus, WalletRecord, now,
+    ChainBalance, ExchangeBalances, GroupRecord, GroupStatus, JobEvent, JobKind, JobRecord,
+    JobStatus, ModuleRecord, SignMode, TransferKind, TransferRecord, TransferStatus, WalletAddress,
+    WalletBalances, WalletCreated, WalletKind, WalletRecord, now,
 };
+pub use store::JobFilter;
 
 use crate::hub::Hub;
 use crate::store::Store;
@@ -130,7 +132,7 @@ pub struct SignRequest {
 }
 
 /// A job with its events and result, as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobView {
     /// The job.
     #[serde(flatten)]
@@ -142,7 +144,7 @@ pub struct JobView {
 }
 
 /// A module as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModuleView {
     /// The record.
     #[serde(flatten)]
@@ -151,6 +153,28 @@ pub struct ModuleView {
     pub fingerprint: String,
     /// Whether its stream is open now.
     pub connected: bool,
+}
+
+/// A wallet as the API shows it: its record, how it was made, its signer group, what the
+/// policy in force says it is, and its addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalletView {
+    /// The record (its fields appear at the top level).
+    #[serde(flatten)]
+    pub wallet: WalletRecord,
+    /// By key generation or by import (the kind of the job that made it).
+    pub kind: WalletKind,
+    /// Signers its group requires.
+    pub threshold: u16,
+    /// Its group's member modules, in index order.
+    pub members: Vec<String>,
+    /// Its label in the policy in force (`None`: the policy does not name it, or no policy
+    /// is in force).
+    pub label: Option<String>,
+    /// What the policy in force lets it do (`None`: it signs nothing).
+    pub purpose: Option<WalletPurpose>,
+    /// Every address it has ([`records::wallet_addresses`]).
+    pub addresses: Vec<WalletAddress>,
 }
 
 fn check_id(what: &str, id: &str) -> Result<(), Error> {
@@ -231,11 +255,15 @@ impl Coordinator {
         &self,
         exchange: &str,
         req: transfers::CredentialRequest,
-    ) -> Result<serde_json::Value, Error> {
+    ) -> Result<transfers::RegisteredCredential, Error> {
         self.engine
             .register_credential(exchange, req.clone())
             .await?;
-        Ok(serde_json::json!({"exchange": exchange, "wallet": req.wallet, "api_key": req.api_key}))
+        Ok(transfers::RegisteredCredential {
+            exchange: exchange.to_owned(),
+            wallet: req.wallet.to_string(),
+            api_key: req.api_key,
+        })
     }
 
     /// Transfers, newest first.
@@ -496,6 +524,84 @@ impl Coordinator {
         self.engine.store.wallets().await
     }
 
+    /// A wallet as the API shows it.
+    pub async fn wallet_view(&self, id: &str) -> Result<WalletView, Error> {
+        let wallet = self.wallet(id).await?;
+        let policy = self.engine.policy_in_force().await?;
+        let group = self.group(&wallet.group_id).await?;
+        self.view_of(wallet, &group, policy.as_ref().map(|p| &p.policy))
+            .await
+    }
+
+    /// Every wallet as the API shows it, oldest first.
+    pub async fn wallet_views(&self) -> Result<Vec<WalletView>, Error> {
+        let policy = self.engine.policy_in_force().await?;
+        let mut groups = std::collections::HashMap::new();
+        let mut views = Vec::new();
+        for wallet in self.wallets().await? {
+            if !groups.contains_key(&wallet.group_id) {
+                let g = self.group(&wallet.group_id).await?;
+                groups.insert(g.id.clone(), g);
+            }
+            let group = &groups[&wallet.group_id];
+            views.push(
+                self.view_of(wallet, group, policy.as_ref().map(|p| &p.policy))
+                    .await?,
+            );
+        }
+        Ok(views)
+    }
+
+    async fn view_of(
+        &self,
+        wallet: WalletRecord,
+        group: &GroupRecord,
+        policy: Option<&Policy>,
+    ) -> Result<WalletView, Error> {
+        let made_by = self.engine.store.job(&wallet.job_id).await?;
+        let kind = made_by
+            .and_then(|j| WalletKind::made_by(j.kind))
+            .ok_or_else(|| {
+                Error::Internal(format!(
+                    "wallet {} names job {} as the one that made it, which is not a key generation or import",
+                    wallet.id, wallet.job_id
+                ))
+            })?;
+        let rule =
+            policy.and_then(|p| p.wallets.iter().find(|r| r.wallet.to_string() == wallet.id));
+        let addresses = records::wallet_addresses(&wallet, self.engine.evm_network())
+            .map_err(Error::Internal)?;
+        Ok(WalletView {
+            kind,
+            threshold: group.threshold,
+            members: group.members.clone(),
+            label: rule.map(|r| r.label.clone()),
+            purpose: rule.map(|r| r.purpose.clone()),
+            addresses,
+            wallet,
+        })
+    }
+
+    /// A wallet's balances on the chain (ECDSA wallets; a chain must be configured).
+    pub async fn wallet_balances(&self, id: &str) -> Result<WalletBalances, Error> {
+        self.engine.wallet_balances(id).await
+    }
+
+    /// An exchange account's balances, read by a connected module with its read key.
+    pub async fn exchange_balances(&self, exchange: &str) -> Result<ExchangeBalances, Error> {
+        self.engine.exchange_balances(exchange).await
+    }
+
+    /// Every signer group, oldest first.
+    pub async fn groups(&self) -> Result<Vec<GroupRecord>, Error> {
+        self.engine.store.groups().await
+    }
+
+    /// Jobs matching `filter`, newest first, without their events.
+    pub async fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, Error> {
+        self.engine.store.jobs(filter).await
+    }
+
     /// Starts a sign job: proposal, approvals, agreement, threshold signature.
     pub async fn request_signature(&self, req: SignRequest) -> Result<JobRecord, Error> {
         let Action::SignMessage {
@@ -566,7 +672,7 @@ impl Coordinator {
         self.job(id).await
     }
 
-    /// Runs the presignature pool in the background (see [`jobs::Engine::run_pool`]).
+    /// Runs the presignature pool in the background (see [`Engine::run_pool`]).
     pub fn start_presignature_pool(&self, target: usize) {
         tokio::spawn(self.engine.clone().run_pool(target));
     }
@@ -594,10 +700,11 @@ impl Coordinator {
     }
 
     /// The policy in force (or the newest proposal), and the newest proposal not in force.
-    pub async fn policies(&self) -> Result<serde_json::Value, Error> {
-        let current = self.engine.current_policy().await?;
-        let pending = self.engine.pending_policy().await?;
-        Ok(serde_json::json!({ "current": current, "pending": pending }))
+    pub async fn policies(&self) -> Result<policy::Policies, Error> {
+        Ok(policy::Policies {
+            current: self.engine.current_policy().await?,
+            pending: self.engine.pending_policy().await?,
+        })
     }
 
     /// A job with its events and result.

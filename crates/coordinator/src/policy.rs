@@ -34,6 +34,16 @@ pub struct PolicyView {
     pub modules: Vec<ModulePolicy>,
 }
 
+/// The policies as `GET /v1/policies` shows them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Policies {
+    /// The policy in force in the modules (as the coordinator last heard), or else the
+    /// newest proposal.
+    pub current: Option<PolicyView>,
+    /// The newest proposal not in force yet (what `policy approve` signs by default).
+    pub pending: Option<PolicyView>,
+}
+
 /// Proposing a policy: the document; version and predecessor follow the policy in force.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use concord_types::Scheme;
 use concord_wire::authority::{AddressRef, AgreementRule, SignedIntent};
 use concord_wire::units::Amount;
 use serde::{Deserialize, Serialize};
@@ -43,6 +44,9 @@ macro_rules! states {
         }
 
         impl $name {
+            /// Every state, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$v),+];
+
             /// The stored name.
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$v => $s),+ }
@@ -290,6 +294,128 @@ pub struct WalletRecord {
     pub job_id: String,
     /// When it was created.
     pub created_at: String,
+}
+
+states! {
+    /// How a wallet's key came to be.
+    WalletKind {
+        /// By distributed key generation: the key never existed whole.
+        Generated = "generated",
+        /// Imported: an existing key, split and sealed to the modules by the importing tool.
+        Imported = "imported",
+    }
+}
+
+impl WalletKind {
+    /// The kind of wallet a job of `kind` makes, if it makes one.
+    pub fn made_by(kind: JobKind) -> Option<WalletKind> {
+        match kind {
+            JobKind::Keygen => Some(WalletKind::Generated),
+            JobKind::Import => Some(WalletKind::Imported),
+            JobKind::AuxInfo | JobKind::Sign | JobKind::Presign => None,
+        }
+    }
+}
+
+/// An address a wallet has on a network, derived from its group key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WalletAddress {
+    /// The exchanges' network code (`ETH`).
+    pub network: String,
+    /// The kind of address: `evm` (UTXO kinds come with the UTXO chains).
+    pub kind: String,
+    /// The address as the network writes it (EVM: EIP-55 checksummed).
+    pub address: String,
+}
+
+/// The address kind of an EVM account.
+pub const EVM_ADDRESS: &str = "evm";
+
+/// Every address a wallet has, derived from its group key: an ecdsa-secp256k1 wallet has its
+/// EVM account, on `evm_network` (the exchanges' code for the coordinator's EVM chain).
+/// schnorr-taproot and ed25519 wallets have none yet.
+pub fn wallet_addresses(
+    wallet: &WalletRecord,
+    evm_network: &str,
+) -> Result<Vec<WalletAddress>, String> {
+    let scheme: Scheme = wallet
+        .scheme
+        .parse()
+        .map_err(|e| format!("wallet {}: {e}", wallet.id))?;
+    Ok(match scheme {
+        Scheme::EcdsaSecp256k1 => {
+            let address = concord_chain::evm_address(&wallet.public_key)
+                .map_err(|e| format!("wallet {}'s key: {e}", wallet.id))?;
+            vec![WalletAddress {
+                network: evm_network.to_owned(),
+                kind: EVM_ADDRESS.to_owned(),
+                address: address.to_checksum(None),
+            }]
+        }
+        // Extension point: the UTXO chains add their addresses here (P2WPKH for an ECDSA
+        // key, P2TR for a schnorr-taproot one), one `WalletAddress` per network and kind.
+        Scheme::SchnorrTaproot | Scheme::Ed25519 => Vec::new(),
+    })
+}
+
+/// A finished key-generation or import job's result: the wallet it made, and its addresses.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WalletCreated {
+    /// The wallet.
+    #[serde(flatten)]
+    pub wallet: WalletRecord,
+    /// Its addresses ([`wallet_addresses`]).
+    #[serde(default)]
+    pub addresses: Vec<WalletAddress>,
+}
+
+impl WalletCreated {
+    /// The result for `wallet`, with its addresses on `evm_network`.
+    pub fn of(wallet: WalletRecord, evm_network: &str) -> Result<WalletCreated, String> {
+        let addresses = wallet_addresses(&wallet, evm_network)?;
+        Ok(WalletCreated { wallet, addresses })
+    }
+}
+
+/// One coin a wallet holds on chain.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChainBalance {
+    /// The exchanges' coin code (`ETH`, or a configured token's).
+    pub coin: String,
+    /// `native`, or the token's contract (EIP-55 checksummed).
+    pub asset: String,
+    /// In coin units, a plain decimal without trailing zeros (`1.5`).
+    pub amount: String,
+    /// In base units (wei for ETH), a decimal integer.
+    pub raw: String,
+}
+
+/// The asset name of a chain's native coin in [`ChainBalance::asset`].
+pub const NATIVE_ASSET: &str = "native";
+
+/// A wallet's balances on the coordinator's chain: the native coin, then every configured
+/// token, in configuration order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WalletBalances {
+    /// The wallet.
+    pub wallet: String,
+    /// The exchanges' network code of the chain.
+    pub network: String,
+    /// The wallet's address there (EIP-55 checksummed).
+    pub address: String,
+    /// One entry per coin, zero balances included.
+    pub balances: Vec<ChainBalance>,
+}
+
+/// An exchange account's balances, as one module's connector read them with its read key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExchangeBalances {
+    /// The exchange connection, as modules name it.
+    pub exchange: String,
+    /// The module whose connector answered.
+    pub module: String,
+    /// The coins the account holds (free or locked); coins at zero are left out.
+    pub balances: Vec<concord_exchange::Balance>,
 }
 
 /// A job: a group's aux material, a wallet's key generation or import, a signature, a

@@ -3,52 +3,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use concord_coordinator::store::Store;
-use concord_coordinator::{Coordinator, api};
+use common::{call, get, post, setup};
+use concord_coordinator::api;
 use concord_coordinator::{JobKind, JobRecord};
-use tower::ServiceExt;
-
-async fn setup() -> (Coordinator, String) {
-    let store = Store::open_in_memory().await.unwrap();
-    let c = Coordinator::new(store, Default::default()).await.unwrap();
-    let token = api::create_token(&c, "test", api::TokenRole::Admin)
-        .await
-        .unwrap();
-    (c, token)
-}
-
-async fn call(c: &Coordinator, req: Request<Body>) -> (StatusCode, serde_json::Value) {
-    let resp = api::router(c.clone()).oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
-    )
-}
-
-fn get(path: &str, token: &str) -> Request<Body> {
-    Request::get(path)
-        .header("authorization", format!("Bearer {token}"))
-        .body(Body::empty())
-        .unwrap()
-}
-
-fn post(path: &str, token: &str, key: Option<&str>, body: &str) -> Request<Body> {
-    let mut b = Request::post(path)
-        .header("authorization", format!("Bearer {token}"))
-        .header("content-type", "application/json");
-    if let Some(k) = key {
-        b = b.header("idempotency-key", k);
-    }
-    b.body(Body::from(body.to_owned())).unwrap()
-}
 
 #[tokio::test]
 async fn tokens_are_required_and_checked() {
@@ -77,6 +40,40 @@ async fn tokens_are_required_and_checked() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(doc["openapi"], "3.0.3");
     assert!(doc["paths"]["/v1/signatures"]["post"].is_object());
+    // The read views the CLI shows are documented, and every schema referred to exists.
+    for (path, method) in [
+        ("/v1/groups", "get"),
+        ("/v1/jobs", "get"),
+        ("/v1/wallets/{id}/balances", "get"),
+        ("/v1/exchanges/{name}/balances", "get"),
+    ] {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path}");
+    }
+    let jobs = &doc["paths"]["/v1/jobs"]["get"]["parameters"];
+    assert_eq!(jobs[0]["schema"]["enum"][0], "aux_info");
+    assert_eq!(jobs[3]["schema"]["maximum"], 1000);
+    fn refs(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(serde_json::Value::String(r)) = m.get("$ref") {
+                    out.push(r.clone());
+                }
+                m.values().for_each(|v| refs(v, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(all.contains(&"#/components/schemas/WalletView".to_owned()));
+    for r in all {
+        let name = r.strip_prefix("#/components/schemas/").unwrap();
+        assert!(
+            doc["components"]["schemas"][name].is_object(),
+            "{r} is not defined"
+        );
+    }
 }
 
 #[tokio::test]

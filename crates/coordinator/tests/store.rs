@@ -8,11 +8,11 @@
 use std::collections::BTreeMap;
 
 use concord_coordinator::records::{
-    GroupRecord, GroupStatus, JobKind, JobRecord, ModuleRecord, SignMode, TransferKind,
+    GroupRecord, GroupStatus, JobKind, JobRecord, JobStatus, ModuleRecord, SignMode, TransferKind,
     TransferRecord, TransferStatus, WalletRecord, now,
 };
 use concord_coordinator::store::leases::Work;
-use concord_coordinator::store::{Backend, Reservation, Store};
+use concord_coordinator::store::{Backend, JobFilter, Reservation, Store};
 use concord_coordinator::{AgreementRule, Error};
 use concord_wire::units::Amount;
 
@@ -290,8 +290,106 @@ async fn one_request_reserves_a_key(s: &Store) {
     );
 }
 
+/// Groups oldest first; jobs newest first, filtered by kind, status and wallet (a wallet's
+/// jobs include the key generation that made it).
+async fn groups_and_jobs_are_listed(s: &Store) {
+    s.create_group(&GroupRecord {
+        id: "listed".into(),
+        threshold: 1,
+        size: 1,
+        status: GroupStatus::Ready,
+        aux_job_id: None,
+        members: vec!["m1".into()],
+        created_at: "2999-01-01T00:00:00Z".into(),
+    })
+    .await
+    .unwrap();
+    let groups = s.groups().await.unwrap();
+    assert_eq!(groups.last().unwrap().id, "listed");
+    assert_eq!(groups.last().unwrap().members, ["m1"]);
+    for (id, kind, at) in [
+        ("lk", JobKind::Keygen, "2000-01-01T00:00:00Z"),
+        ("lp", JobKind::Presign, "2000-01-01T00:00:01Z"),
+        ("ls1", JobKind::Sign, "2000-01-01T00:00:02Z"),
+        ("ls2", JobKind::Sign, "2000-01-01T00:00:03Z"),
+    ] {
+        let job = JobRecord {
+            wallet_id: (kind != JobKind::Keygen).then(|| "lw".to_owned()),
+            created_at: at.into(),
+            ..JobRecord::pending(id.into(), kind, "listed")
+        };
+        s.insert_job(&job, "me", 0).await.unwrap();
+    }
+    s.insert_wallet(&WalletRecord {
+        id: "lw".into(),
+        group_id: "listed".into(),
+        scheme: "ed25519".into(),
+        public_key: vec![8; 32],
+        job_id: "lk".into(),
+        created_at: now(),
+    })
+    .await
+    .unwrap();
+    s.fail_job("ls2", "refused").await.unwrap();
+    let ids = async |filter: JobFilter| -> Vec<String> {
+        s.jobs(&filter)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|j| j.id)
+            .collect()
+    };
+    let lw = || Some("lw".to_owned());
+    assert_eq!(
+        ids(JobFilter {
+            wallet: lw(),
+            ..Default::default()
+        })
+        .await,
+        ["ls2", "ls1", "lp", "lk"]
+    );
+    assert_eq!(
+        ids(JobFilter {
+            wallet: lw(),
+            kind: Some(JobKind::Sign),
+            ..Default::default()
+        })
+        .await,
+        ["ls2", "ls1"]
+    );
+    assert_eq!(
+        ids(JobFilter {
+            wallet: lw(),
+            status: Some(JobStatus::Failed),
+            ..Default::default()
+        })
+        .await,
+        ["ls2"]
+    );
+    assert_eq!(
+        ids(JobFilter {
+            wallet: lw(),
+            limit: 2,
+            ..Default::default()
+        })
+        .await,
+        ["ls2", "ls1"]
+    );
+    assert_eq!(
+        ids(JobFilter {
+            kind: Some(JobKind::Keygen),
+            status: Some(JobStatus::Pending),
+            ..Default::default()
+        })
+        .await,
+        ["lk"]
+    );
+    assert!(s.jobs(&JobFilter::default()).await.unwrap().len() >= 4);
+}
+
 async fn battery(s: Store) {
     records_round_trip(&s).await;
+    groups_and_jobs_are_listed(&s).await;
     transfers_are_made_once_and_fenced(&s).await;
     concurrent_claims_take_each_piece_once(&s).await;
     one_request_reserves_a_key(&s).await;

@@ -13,13 +13,18 @@
 //!   `GET /sim/faults` → the same shape with the remaining counts, `null` for an inactive (or
 //!   used-up) kind; `DELETE /sim/faults` clears them all. A bad body is refused with 400 and a
 //!   message naming the field (e.g. `http5xx.paths[0]: ...`). Semantics in [`crate::faults`].
+//!
+//! Every endpoint checks the token before it looks at the body or the query. A body that is
+//! not the endpoint's JSON, or a query that is not its parameters, is refused with 400 (415
+//! without `Content-Type: application/json`, 413 over [`crate::BODY_LIMIT`]); messages repeat
+//! inputs clipped ([`crate::echo`]).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -32,15 +37,80 @@ use sha2::{Digest, Sha256};
 use crate::Shared;
 use crate::amount::{format_amount, parse_amount};
 use crate::config::{ApiKeyConfig, ApiKeyKind, Permission, Secret};
+use crate::echo::{clip, clip_message, clip_quoted};
 use crate::faults::FaultSet;
 use crate::state::deposit_address;
 
-/// An admin error answer.
+/// An admin error answer: `{"error": "..."}` with an HTTP status.
 pub struct AdminError(StatusCode, String);
+
+impl AdminError {
+    /// An error answer with this status and message.
+    pub(crate) fn new(status: StatusCode, msg: impl Into<String>) -> Self {
+        Self(status, msg.into())
+    }
+
+    /// 404 for an account the ledger does not have.
+    fn no_account(account: &str) -> Self {
+        Self(
+            StatusCode::NOT_FOUND,
+            format!("there is no account {}", clip(account)),
+        )
+    }
+
+    /// A request axum refused before the handler looked at it (an extractor's rejection):
+    /// 413 over the body limit, 415 without a JSON content type, a server error as it is,
+    /// 400 for the rest (not JSON, JSON of the wrong shape, a bad query); the refusal's own
+    /// message with the inputs it quotes clipped.
+    fn rejected(status: StatusCode, text: &str) -> Self {
+        match status {
+            StatusCode::PAYLOAD_TOO_LARGE => Self(
+                status,
+                format!("the request body is over {} bytes", crate::BODY_LIMIT),
+            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self(status, clip_quoted(text)),
+            status if status.is_server_error() => Self(status, clip_quoted(text)),
+            _ => Self(StatusCode::BAD_REQUEST, clip_quoted(text)),
+        }
+    }
+
+    /// The error for an HTTP error status that no handler chose (an error answer that is not
+    /// JSON): the status kept, `detail` (clipped) or the status's reason as the message.
+    pub(crate) fn for_status(status: StatusCode, detail: &str) -> Self {
+        match detail.trim() {
+            "" => Self(
+                status,
+                status
+                    .canonical_reason()
+                    .unwrap_or("error")
+                    .to_ascii_lowercase(),
+            ),
+            detail => Self(status, clip_quoted(detail)),
+        }
+    }
+}
+
+impl From<JsonRejection> for AdminError {
+    fn from(rejection: JsonRejection) -> Self {
+        Self::rejected(rejection.status(), &rejection.body_text())
+    }
+}
+
+impl From<QueryRejection> for AdminError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::rejected(rejection.status(), &rejection.body_text())
+    }
+}
+
+impl From<BytesRejection> for AdminError {
+    fn from(rejection: BytesRejection) -> Self {
+        Self::rejected(rejection.status(), &rejection.body_text())
+    }
+}
 
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
+        (self.0, Json(json!({ "error": clip_message(&self.1) }))).into_response()
     }
 }
 
@@ -93,14 +163,12 @@ pub struct RegisterKey {
 pub async fn register_key(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
-    Json(body): Json<RegisterKey>,
+    body: Result<Json<RegisterKey>, JsonRejection>,
 ) -> Result<Json<Value>, AdminError> {
     authorize(&shared, &headers)?;
+    let Json(body) = body?;
     if !shared.ledger.has_account(&body.account) {
-        return Err(AdminError(
-            StatusCode::NOT_FOUND,
-            format!("there is no account {}", body.account),
-        ));
+        return Err(AdminError::no_account(&body.account));
     }
     let api_key = body.api_key.unwrap_or_else(|| random_alphanumeric(64));
     let mut generated_secret = None;
@@ -131,14 +199,19 @@ pub async fn register_key(
                 secret: Secret::new(secret),
             }
         }
-        other => return Err(bad(format!("unknown key kind {other:?}; ed25519 or hmac"))),
+        other => {
+            return Err(bad(format!(
+                "unknown key kind {:?}; ed25519 or hmac",
+                clip(other)
+            )));
+        }
     };
     let config = ApiKeyConfig {
         api_key: api_key.clone(),
         kind,
         permissions: body.permissions,
     };
-    config.validate().map_err(bad)?;
+    config.validate().map_err(|e| bad(clip_quoted(&e)))?;
     shared
         .ledger
         .add_key(&config, &body.account)
@@ -164,19 +237,23 @@ pub struct Credit {
 pub async fn credit(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
-    Json(body): Json<Credit>,
+    body: Result<Json<Credit>, JsonRejection>,
 ) -> Result<Json<Value>, AdminError> {
     authorize(&shared, &headers)?;
+    let Json(body) = body?;
     let decimals = shared
         .config
         .coin_decimals(&body.coin)
-        .ok_or_else(|| bad(format!("unknown coin {}", body.coin)))?;
+        .ok_or_else(|| bad(format!("unknown coin {}", clip(&body.coin))))?;
     let amount = parse_amount(&body.amount, decimals).map_err(|_| {
         bad(format!(
             "amount {:?} is not a decimal with at most {decimals} decimals",
-            body.amount
+            clip(&body.amount)
         ))
     })?;
+    if !shared.ledger.has_account(&body.account) {
+        return Err(AdminError::no_account(&body.account));
+    }
     let balance = shared
         .ledger
         .credit(&body.account, &body.coin, amount)
@@ -188,29 +265,32 @@ pub async fn credit(
     })))
 }
 
+/// Query of `GET /sim/deposit-address`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddressQuery {
+    account: String,
+    network: String,
+}
+
 /// `GET /sim/deposit-address`.
 pub async fn admin_deposit_address(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
-    Query(query): Query<HashMap<String, String>>,
+    query: Result<Query<AddressQuery>, QueryRejection>,
 ) -> Result<Json<Value>, AdminError> {
     authorize(&shared, &headers)?;
-    let account = query
-        .get("account")
-        .ok_or_else(|| bad("account is required"))?;
-    let network = query
-        .get("network")
-        .ok_or_else(|| bad("network is required"))?;
-    if !shared.ledger.has_account(account) {
-        return Err(AdminError(
-            StatusCode::NOT_FOUND,
-            format!("there is no account {account}"),
-        ));
+    let Query(AddressQuery { account, network }) = query?;
+    if !shared.ledger.has_account(&account) {
+        return Err(AdminError::no_account(&account));
     }
-    if !shared.config.coins.iter().any(|c| &c.network == network) {
-        return Err(bad(format!("no coin is offered on network {network}")));
+    if !shared.config.coins.iter().any(|c| c.network == network) {
+        return Err(bad(format!(
+            "no coin is offered on network {}",
+            clip(&network)
+        )));
     }
-    let address = deposit_address(&shared.config.address_seed, account, network);
+    let address = deposit_address(&shared.config.address_seed, &account, &network);
     Ok(Json(json!({ "address": address.to_string() })))
 }
 
@@ -242,14 +322,14 @@ pub async fn get_faults(
 }
 
 /// `POST /sim/faults`: replaces the active faults. The token is checked before the body is
-/// read; a body that is not a [`FaultSet`] is refused with 400 naming the bad field.
+/// looked at; a body that is not a [`FaultSet`] is refused with 400 naming the bad field.
 pub async fn set_faults(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<FaultSet>, AdminError> {
     authorize(&shared, &headers)?;
-    let Json(set) = Json::<FaultSet>::from_bytes(&body).map_err(|e| bad(e.body_text()))?;
+    let Json(set) = Json::<FaultSet>::from_bytes(&body?)?;
     tracing::info!(faults = ?set, "faults set");
     Ok(Json(shared.faults.replace(set)))
 }

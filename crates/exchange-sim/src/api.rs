@@ -8,7 +8,7 @@ use std::sync::Arc;
 use alloy::primitives::Address;
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, Uri};
 use serde_json::{Value, json};
 
@@ -91,28 +91,75 @@ pub async fn time() -> Json<Value> {
     Json(json!({ "serverTime": now_ms() }))
 }
 
-/// Parses one part (query or body) into name → value; a name twice is -1101.
+/// The body of a request to a Binance endpoint: its bytes, up to [`crate::BODY_LIMIT`]. A
+/// body that cannot be read is refused as a Binance error before any other check (413 -1101
+/// when it is too large).
+pub struct RawBody(Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        Ok(Self(Bytes::from_request(request, state).await?))
+    }
+}
+
+/// The value of one hex digit.
+fn hex_value(digit: u8) -> Option<u8> {
+    char::from(digit)
+        .to_digit(16)
+        .and_then(|v| u8::try_from(v).ok())
+}
+
+/// Decodes one `application/x-www-form-urlencoded` name or value strictly: `+` is a space,
+/// `%XX` a byte; `None` for a `%` not followed by two hex digits or for bytes that are not
+/// UTF-8 once decoded (which a lenient decoder would pass on literally or as U+FFFD).
+fn decode_component(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => decoded.push(b' '),
+            b'%' => {
+                let high = hex_value(*bytes.get(i + 1)?)?;
+                let low = hex_value(*bytes.get(i + 2)?)?;
+                decoded.push((high << 4) | low);
+                i += 2;
+            }
+            byte => decoded.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8(decoded).ok()
+}
+
+/// Parses one part (query or body) into name → value: a name or value that is not
+/// percent-encoded UTF-8 is -1100, a name twice is -1101.
 fn parse_part(
     part: &str,
     into: &mut BTreeMap<String, String>,
     overwrite: bool,
 ) -> Result<(), ApiError> {
     let mut seen = std::collections::HashSet::new();
-    for (name, value) in url::form_urlencoded::parse(part.as_bytes()) {
-        if !seen.insert(name.to_string()) {
+    for pair in part.split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = decode_component(name).ok_or_else(|| ApiError::undecodable(None))?;
+        let value = decode_component(value).ok_or_else(|| ApiError::undecodable(Some(&name)))?;
+        if !seen.insert(name.clone()) {
             return Err(ApiError::duplicate_parameter());
         }
-        if overwrite || !into.contains_key(name.as_ref()) {
-            into.insert(name.into_owned(), value.into_owned());
+        if overwrite || !into.contains_key(&name) {
+            into.insert(name, value);
         }
     }
     Ok(())
 }
 
 /// The SIGNED endpoint security checks, in order: API key format (-2014), parameters
-/// (-1101), API key known (-2015), timestamp and recvWindow present and well formed (-1102,
-/// -1100, -1131), timing (-1021), signature (-1022), replay (-1099, withdrawals always, reads
-/// when configured), permission (-2015),
+/// percent-encoded UTF-8 (-1100) and not duplicated (-1101), API key known (-2015), timestamp
+/// and recvWindow present and well formed (-1102, -1100, -1131), timing (-1021), signature
+/// (-1022), replay (-1099, withdrawals always, reads when configured), permission (-2015),
 /// unknown parameters (-1104).
 fn authenticate(
     shared: &Shared,
@@ -320,7 +367,7 @@ pub async fn account(
     State(shared): State<Arc<Shared>>,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Json<Value>, ApiError> {
     let endpoint = Endpoint {
         family: Family::Spot,
@@ -389,7 +436,7 @@ pub async fn deposit_address_handler(
     State(shared): State<Arc<Shared>>,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Json<Value>, ApiError> {
     let endpoint = Endpoint {
         family: Family::Sapi,
@@ -415,7 +462,7 @@ pub async fn deposit_history(
     State(shared): State<Arc<Shared>>,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Json<Value>, ApiError> {
     let endpoint = Endpoint {
         family: Family::Sapi,
@@ -505,7 +552,7 @@ pub async fn withdraw_apply(
     State(shared): State<Arc<Shared>>,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Json<Value>, ApiError> {
     let endpoint = Endpoint {
         family: Family::Sapi,
@@ -578,7 +625,7 @@ pub async fn withdraw_history(
     State(shared): State<Arc<Shared>>,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Json<Value>, ApiError> {
     let endpoint = Endpoint {
         family: Family::Sapi,

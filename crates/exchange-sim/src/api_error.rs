@@ -6,9 +6,12 @@
 //! simulator's choice is the replay refusal ([`ApiError::replayed`]).
 
 use axum::Json;
+use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+
+use crate::echo::{clip, clip_message, clip_quoted};
 
 /// One Binance error answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +59,17 @@ impl ApiError {
             StatusCode::GATEWAY_TIMEOUT,
             -1007,
             "Timeout waiting for response from backend server. Send status unknown; execution status unknown.",
+        )
+    }
+
+    /// -1020 UNSUPPORTED_OPERATION for a request no endpoint takes: HTTP 404 for an unknown
+    /// path, 405 for a known path with another method. `what` says which (the path in it is
+    /// clipped by the caller).
+    pub fn unsupported(status: StatusCode, what: &str) -> Self {
+        Self::new(
+            status,
+            -1020,
+            format!("This operation is not supported: {what}."),
         )
     }
 
@@ -116,12 +130,41 @@ impl ApiError {
         )
     }
 
+    /// -1100 ILLEGAL_CHARS for a parameter that is not percent-encoded UTF-8 (a `%` not
+    /// followed by two hex digits, or bytes that are not UTF-8 once decoded); `name` is the
+    /// parameter's name when it decoded.
+    pub fn undecodable(name: Option<&str>) -> Self {
+        let what = match name {
+            Some(name) => format!("'{}'", clip(name)),
+            None => "a parameter name".to_string(),
+        };
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            -1100,
+            format!(
+                "Illegal characters found in a parameter: {what} is not percent-encoded UTF-8."
+            ),
+        )
+    }
+
     /// -1101 TOO_MANY_PARAMETERS, a parameter sent twice.
     pub fn duplicate_parameter() -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
             -1101,
             "Duplicate values for a parameter detected.",
+        )
+    }
+
+    /// -1101 TOO_MANY_PARAMETERS, HTTP 413: a body over [`crate::BODY_LIMIT`] bytes.
+    pub fn body_too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            -1101,
+            format!(
+                "Too many parameters sent for this endpoint: the request body is over {} bytes.",
+                crate::BODY_LIMIT
+            ),
         )
     }
 
@@ -245,13 +288,64 @@ impl ApiError {
             "Address tag is not supported for this network.",
         )
     }
+
+    /// The Binance error for an HTTP error status that no handler chose (a refusal by axum,
+    /// or an error answer that is not JSON), with `detail` (the refusal's text, clipped)
+    /// after the documented message:
+    ///
+    /// | status | code |
+    /// |---|---|
+    /// | 400, 415, 422 and other 4XX | -1102 MANDATORY_PARAM_EMPTY_OR_MALFORMED |
+    /// | 401, 403 | -1002 UNAUTHORIZED |
+    /// | 404, 405 | -1020 UNSUPPORTED_OPERATION |
+    /// | 413 | -1101 TOO_MANY_PARAMETERS ([`ApiError::body_too_large`]) |
+    /// | 429 | -1003 TOO_MANY_REQUESTS |
+    /// | 503 | -1001 DISCONNECTED |
+    /// | 504 | -1007 TIMEOUT |
+    /// | other 5XX | -1000 UNKNOWN |
+    pub fn for_status(status: StatusCode, detail: &str) -> Self {
+        let (code, msg) = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => return Self::body_too_large(),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                (-1002, "You are not authorized to execute this request.")
+            }
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => {
+                (-1020, "This operation is not supported.")
+            }
+            StatusCode::TOO_MANY_REQUESTS => (-1003, "Too many requests queued."),
+            StatusCode::SERVICE_UNAVAILABLE => return Self::disconnected(),
+            StatusCode::GATEWAY_TIMEOUT => return Self::backend_timeout(),
+            s if s.is_server_error() => (
+                -1000,
+                "An unknown error occurred while processing the request.",
+            ),
+            _ => (
+                -1102,
+                "A mandatory parameter was not sent, was empty/null, or malformed.",
+            ),
+        };
+        let detail = detail.trim();
+        let msg = if detail.is_empty() {
+            msg.to_string()
+        } else {
+            format!("{} ({})", msg, clip_quoted(detail))
+        };
+        Self::new(status, code, msg)
+    }
+}
+
+/// A body that could not be read: 413 -1101 over the body limit, else by its status.
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        Self::for_status(rejection.status(), &rejection.body_text())
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (
             self.status,
-            Json(json!({"code": self.code, "msg": self.msg})),
+            Json(json!({"code": self.code, "msg": clip_message(&self.msg)})),
         )
             .into_response()
     }

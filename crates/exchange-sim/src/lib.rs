@@ -15,6 +15,10 @@
 //!   around the Binance routes only (never the `/sim/` ones).
 //! - A chain watcher credits deposits after N confirmations; withdrawals are sent from the hot
 //!   wallet with alloy's local signer, one at a time.
+//! - Every error answer is JSON: Binance's `{"code", "msg"}` outside `/sim/` (unknown paths
+//!   and methods -1020, bodies over [`BODY_LIMIT`] 413 -1101, parameters that are not
+//!   percent-encoded UTF-8 -1100), `{"error"}` under it; a message repeats at most 64
+//!   characters of an input.
 //!
 //! The crate's README lists every endpoint, parameter and error code with its source.
 //!
@@ -27,8 +31,10 @@ mod api_error;
 pub mod auth;
 mod chain;
 mod config;
+mod echo;
 mod error;
 mod faults;
+mod http_errors;
 mod state;
 mod time;
 
@@ -41,6 +47,7 @@ use std::sync::atomic::Ordering;
 use alloy::primitives::Address;
 use alloy::providers::{Provider, ProviderBuilder};
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
@@ -52,6 +59,11 @@ pub use config::{
 };
 pub use error::SimError;
 pub use state::deposit_address;
+
+/// The largest request body read, in bytes (256 KiB; a request of any endpoint is under
+/// 2 KiB). A larger body is refused with 413: Binance's -1101 TOO_MANY_PARAMETERS outside
+/// `/sim/`, `{"error"}` under it.
+pub const BODY_LIMIT: usize = 256 * 1024;
 
 /// State shared by the HTTP handlers and the background tasks.
 pub(crate) struct Shared {
@@ -76,7 +88,8 @@ pub(crate) struct Shared {
 }
 
 /// Builds the router over the shared state: the Binance routes inside the fault middleware,
-/// the admin routes outside it.
+/// the admin routes outside it; JSON answers for unknown paths and methods; bodies read up to
+/// [`BODY_LIMIT`]; every error answer JSON (see `http_errors`).
 fn router(shared: Arc<Shared>) -> Router {
     let binance = Router::new()
         .route(api::PING, get(api::ping))
@@ -101,7 +114,13 @@ fn router(shared: Arc<Shared>) -> Router {
                 .post(admin::set_faults)
                 .delete(admin::clear_faults),
         );
-    binance.merge(admin).with_state(shared)
+    binance
+        .merge(admin)
+        .fallback(http_errors::not_found)
+        .method_not_allowed_fallback(http_errors::method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(http_errors::json_errors))
+        .with_state(shared)
 }
 
 /// What [`prepare`] sets up before serving.

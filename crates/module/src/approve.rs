@@ -1069,7 +1069,10 @@ mod tests {
             "rpc_url": rpc, "chain_id": 31337, "confirmations": 1,
             "hot_wallet_key": "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
             "admin_token": "admin",
-            "coins": [{"coin": "ETH", "network": "ETH", "decimals": 18, "withdraw_fee": "0", "withdraw_min": "0.001"}],
+            "coins": [
+                {"coin": "ETH", "network": "ETH", "decimals": 18, "withdraw_fee": "0", "withdraw_min": "0.001"},
+                {"coin": "CTT", "network": "ETH", "decimals": 18, "contract": "0x0000000000000000000000000000000000000c77", "withdraw_fee": "0", "withdraw_min": "1"},
+            ],
             "accounts": [{"name": "trader", "balances": {"ETH": "10"}, "api_keys": [{"api_key": read_key, "kind": "hmac", "secret": secret, "permissions": ["read"]}]}],
         }))
         .unwrap();
@@ -1710,6 +1713,37 @@ mod tests {
             "over its daily limit of 1.5 ETH",
         )
         .await;
+        fx.sim.shutdown().await.unwrap();
+    }
+
+    /// The coordinator asks for an exchange account's balances: the module reads them
+    /// through its own connector with its read key (the simulator gives that key only the
+    /// read permission), and leaves out the coins it holds none of (CTT here).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn exchange_balances_are_read_with_the_read_key_only() {
+        use concord_wire::rpc::{BalancesQuery, ExchangeQuery, exchange_query};
+        let fx = fixture(false).await;
+        let ask = |exchange: &str| ExchangeQuery {
+            request_id: "r1".into(),
+            exchange: exchange.into(),
+            query: Some(exchange_query::Query::Balances(BalancesQuery {})),
+        };
+        let a = fx.decider.outside.answer(ask("binance")).await;
+        assert_eq!(a.request_id, "r1");
+        assert!(a.error.is_empty(), "{}", a.error);
+        let balances: Vec<concord_exchange::Balance> = serde_json::from_slice(&a.json).unwrap();
+        assert_eq!(balances.len(), 1, "{balances:?}");
+        assert_eq!(balances[0].asset, "ETH");
+        assert_eq!(
+            parse_amount(&balances[0].free, 18).unwrap(),
+            parse_amount("10", 18).unwrap()
+        );
+        let a = fx.decider.outside.answer(ask("kraken")).await;
+        assert!(a.json.is_empty());
+        assert_eq!(
+            a.error,
+            "this module has no connection to exchange \"kraken\""
+        );
         fx.sim.shutdown().await.unwrap();
     }
 

@@ -142,6 +142,14 @@ impl Outside {
                         .await
                         .map(|a| serde_json::to_value(a).unwrap_or_default()),
                 ),
+                // The connector holds the read key only: the withdraw key is a threshold
+                // key whose share signs nothing but a checked withdraw request.
+                Some(exchange_query::Query::Balances(_)) => {
+                    json(connector.balances().await.map(|all| {
+                        let held: Vec<_> = all.into_iter().filter(holds_any).collect();
+                        serde_json::to_value(held).unwrap_or_default()
+                    }))
+                }
                 None => Err("the query is empty".to_owned()),
             }
         }
@@ -372,6 +380,13 @@ impl Outside {
 
 /// The longest receive window a withdraw request may ask for (Binance's own maximum).
 const MAX_RECV_WINDOW_MS: u64 = 60_000;
+
+/// Whether a balance is more than nothing (free or locked): exchanges list every coin they
+/// offer, most of them at zero.
+fn holds_any(b: &concord_exchange::Balance) -> bool {
+    let nonzero = |v: &str| v.bytes().any(|c| c.is_ascii_digit() && c != b'0');
+    nonzero(&b.free) || nonzero(&b.locked)
+}
 
 fn describe(exchange: &str, e: &concord_exchange::ExchangeError) -> String {
     let retry = if e.retryable() {

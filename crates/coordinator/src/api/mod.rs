@@ -9,7 +9,26 @@
 //! admin-signed policy and decide. Every POST carries an
 //! `Idempotency-Key`: repeating a POST with the same key and body returns the first
 //! response; the same key with another body is refused. Errors are JSON `{"error": "..."}`
-//! with a sentence that says what is wrong.
+//! ([`ApiError`]) with a sentence that says what is wrong.
+//!
+//! Every answer is one of this crate's types, serialised as it stands, so a client reads it
+//! back into the same type and writes the same JSON again (tested route by route):
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /v1/modules`, `POST /v1/modules` | [`ModuleView`](crate::ModuleView) (list, one) |
+//! | `GET /v1/groups`, `GET /v1/groups/{id}`, `POST /v1/groups` | [`GroupRecord`](crate::GroupRecord) (oldest first) |
+//! | `GET /v1/wallets`, `GET /v1/wallets/{id}` | [`WalletView`](crate::WalletView): the record, how it was made, its group, its label and purpose in the policy in force, its addresses |
+//! | `GET /v1/wallets/{id}/balances` | [`WalletBalances`](crate::WalletBalances): native coin and configured tokens, from the coordinator's chain RPC |
+//! | `POST /v1/wallets`, `POST /v1/wallets/import`, `POST /v1/signatures` | [`JobRecord`]; a finished key generation's or import's result is a [`WalletCreated`](crate::WalletCreated) |
+//! | `GET /v1/jobs?kind=&status=&wallet=&limit=` | [`JobRecord`] list, newest first, without events (limit 1 to 1000, default 100) |
+//! | `GET /v1/jobs/{id}` | [`JobView`](crate::JobView): the job, its events, its result |
+//! | `GET /v1/transfers`, `GET /v1/transfers/{id}`, `POST /v1/transfers/…` | [`TransferRecord`](crate::TransferRecord) |
+//! | `GET /v1/exchanges/{name}/balances` | [`ExchangeBalances`](crate::ExchangeBalances): read by a module through its own connector and read-only key |
+//! | `POST /v1/exchanges/{name}/credential` | [`RegisteredCredential`](crate::transfers::RegisteredCredential) |
+//! | `GET /v1/tokens`, `POST /v1/tokens` | [`TokenView`] list, [`CreatedToken`] |
+//! | `GET /v1/policies` | [`Policies`](crate::policy::Policies) |
+//! | `GET /v1/policies/{hash}`, `POST /v1/policies`, `POST /v1/policies/{hash}/signatures` | [`PolicyView`](crate::policy::PolicyView) |
 
 mod layers;
 mod openapi;
@@ -20,12 +39,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use rand::RngCore;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use layers::{Caller, JsonBody, RequestScope};
 pub use openapi::openapi_document;
 
-use crate::records::JobRecord;
+use crate::records::{JobKind, JobRecord, JobStatus};
+use crate::store::JobFilter;
 use crate::transfers::{CredentialRequest, DepositRequest, WithdrawalRequest};
 use crate::{
     Coordinator, CreateGroup, CreateWallet, EnrollModule, Error, ImportWallet, SignRequest,
@@ -110,14 +130,20 @@ impl Error {
     }
 }
 
+/// The body of every error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// A sentence that says what is wrong.
+    pub error: String,
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.http_status();
-        (
-            status,
-            Json(serde_json::json!({ "error": self.to_string() })),
-        )
-            .into_response()
+        let body = ApiError {
+            error: self.to_string(),
+        };
+        (status, Json(body)).into_response()
     }
 }
 
@@ -172,11 +198,89 @@ async fn import_wallet(
 }
 
 async fn list_wallets(State(c): State<Coordinator>) -> Answer {
-    ok(&c.wallets().await?)
+    ok(&c.wallet_views().await?)
 }
 
 async fn get_wallet(State(c): State<Coordinator>, Path(id): Path<String>) -> Answer {
-    ok(&c.wallet(&id).await?)
+    ok(&c.wallet_view(&id).await?)
+}
+
+async fn wallet_balances(State(c): State<Coordinator>, Path(id): Path<String>) -> Answer {
+    ok(&c.wallet_balances(&id).await?)
+}
+
+async fn list_groups(State(c): State<Coordinator>) -> Answer {
+    ok(&c.groups().await?)
+}
+
+async fn exchange_balances(State(c): State<Coordinator>, Path(name): Path<String>) -> Answer {
+    ok(&c.exchange_balances(&name).await?)
+}
+
+/// Reads `GET /v1/jobs`'s query: `kind`, `status`, `wallet` and `limit`, each at most once.
+fn job_filter(query: &[(String, String)]) -> Result<JobFilter, Error> {
+    fn names<T: Copy + std::fmt::Display>(all: &[T]) -> String {
+        let names: Vec<String> = all.iter().map(ToString::to_string).collect();
+        match names.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+            _ => names.join(""),
+        }
+    }
+    let mut filter = JobFilter::default();
+    let mut seen = std::collections::HashSet::new();
+    for (name, value) in query {
+        if !seen.insert(name.as_str()) {
+            return Err(Error::BadRequest(format!(
+                "the query parameter {name} is given twice"
+            )));
+        }
+        match name.as_str() {
+            "kind" => {
+                filter.kind = Some(value.parse().map_err(|_| {
+                    Error::BadRequest(format!(
+                        "kind {value:?} is not a job kind: expected {}",
+                        names(JobKind::ALL)
+                    ))
+                })?);
+            }
+            "status" => {
+                filter.status = Some(value.parse().map_err(|_| {
+                    Error::BadRequest(format!(
+                        "status {value:?} is not a job status: expected {}",
+                        names(JobStatus::ALL)
+                    ))
+                })?);
+            }
+            "wallet" if value.is_empty() => {
+                return Err(Error::BadRequest(
+                    "wallet is empty: give a wallet id, or leave the parameter out".into(),
+                ));
+            }
+            "wallet" => filter.wallet = Some(value.clone()),
+            "limit" => {
+                filter.limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=JobFilter::MAX_LIMIT).contains(n))
+                    .ok_or_else(|| {
+                        Error::BadRequest(format!(
+                            "limit must be a whole number from 1 to {}, not {value:?}",
+                            JobFilter::MAX_LIMIT
+                        ))
+                    })?;
+            }
+            other => {
+                return Err(Error::BadRequest(format!(
+                    "unknown query parameter {other:?}: GET /v1/jobs takes kind, status, wallet and limit"
+                )));
+            }
+        }
+    }
+    Ok(filter)
+}
+
+async fn list_jobs(State(c): State<Coordinator>, Query(q): Query<Vec<(String, String)>>) -> Answer {
+    ok(&c.jobs(&job_filter(&q)?).await?)
 }
 
 async fn sign(State(c): State<Coordinator>, JsonBody(r): JsonBody<SignRequest>) -> Answer {
@@ -254,6 +358,28 @@ pub struct CreateToken {
     pub role: TokenRole,
 }
 
+/// A token just created: the only time the token itself is shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedToken {
+    /// Its name.
+    pub name: String,
+    /// Its role.
+    pub role: TokenRole,
+    /// The bearer token (`cct_…`); only its hash is kept.
+    pub token: String,
+}
+
+/// An API token as listed: never the token itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenView {
+    /// Its name.
+    pub name: String,
+    /// Its role.
+    pub role: TokenRole,
+    /// When it was created.
+    pub created_at: String,
+}
+
 async fn create_token_route(
     State(c): State<Coordinator>,
     JsonBody(r): JsonBody<CreateToken>,
@@ -261,18 +387,30 @@ async fn create_token_route(
     let token = create_token(&c, &r.name, r.role).await?;
     answer(
         StatusCode::CREATED,
-        &serde_json::json!({"name": r.name, "role": r.role, "token": token}),
+        &CreatedToken {
+            name: r.name,
+            role: r.role,
+            token,
+        },
     )
 }
 
 async fn list_tokens(State(c): State<Coordinator>) -> Answer {
-    let list: Vec<serde_json::Value> = c
+    let list = c
         .store()
         .tokens()
         .await?
         .into_iter()
-        .map(|(name, role, created_at)| serde_json::json!({"name": name, "role": role, "created_at": created_at}))
-        .collect();
+        .map(|(name, role, created_at)| {
+            Ok(TokenView {
+                role: role.parse().map_err(|_| {
+                    Error::Storage(format!("token {name:?} has an unknown role {role:?}"))
+                })?,
+                name,
+                created_at,
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
     ok(&list)
 }
 
@@ -328,7 +466,10 @@ pub fn router(c: Coordinator) -> Router {
             "/v1/modules",
             op(post(enroll)).merge(view(get(list_modules))),
         )
-        .route("/v1/groups", op(post(create_group)))
+        .route(
+            "/v1/groups",
+            op(post(create_group)).merge(view(get(list_groups))),
+        )
         .route("/v1/groups/{id}", view(get(get_group)))
         .route(
             "/v1/wallets",
@@ -336,7 +477,9 @@ pub fn router(c: Coordinator) -> Router {
         )
         .route("/v1/wallets/import", op(post(import_wallet)))
         .route("/v1/wallets/{id}", view(get(get_wallet)))
+        .route("/v1/wallets/{id}/balances", view(get(wallet_balances)))
         .route("/v1/signatures", trade(post(sign)))
+        .route("/v1/jobs", view(get(list_jobs)))
         .route("/v1/jobs/{id}", view(get(get_job)))
         .route("/v1/transfers", view(get(list_transfers)))
         .route("/v1/transfers/deposits", trade(post(deposit)))
@@ -345,6 +488,10 @@ pub fn router(c: Coordinator) -> Router {
         .route(
             "/v1/exchanges/{name}/credential",
             op(post(register_credential)),
+        )
+        .route(
+            "/v1/exchanges/{name}/balances",
+            view(get(exchange_balances)),
         )
         .route(
             "/v1/tokens",

@@ -70,6 +70,14 @@ impl Engine {
         }
     }
 
+    /// The exchanges' network code of the EVM chain wallets' addresses are shown on: the
+    /// configured chain's, else the default (`ETH`).
+    pub(crate) fn evm_network(&self) -> &str {
+        self.transfers
+            .as_ref()
+            .map_or(crate::config::DEFAULT_NETWORK, |c| c.chain.network.as_str())
+    }
+
     /// Marks `id` as run by this process; `false` if it already is.
     pub(crate) fn start_running(&self, id: &str) -> bool {
         self.running

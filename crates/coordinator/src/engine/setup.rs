@@ -8,7 +8,9 @@ use concord_wire::rpc::ProtocolKind;
 use super::Engine;
 use super::protocol::{Events, Run};
 use crate::Error;
-use crate::records::{GroupStatus, JobKind, JobRecord, JobStatus, WalletRecord, now};
+use crate::records::{
+    GroupStatus, JobKind, JobRecord, JobStatus, WalletCreated, WalletRecord, now,
+};
 
 /// What an import carries to the modules.
 struct ImportParts {
@@ -162,9 +164,12 @@ impl Engine {
             job_id: job.id.clone(),
             created_at: now(),
         };
+        // Its addresses are derived before it is recorded: a key that has none is refused.
+        let result =
+            WalletCreated::of(wallet.clone(), self.evm_network()).map_err(Error::protocol)?;
         self.store.insert_wallet(&wallet).await?;
         self.store
-            .finish_job(&job.id, &serde_json::to_vec(&wallet).unwrap_or_default())
+            .finish_job(&job.id, &serde_json::to_vec(&result).unwrap_or_default())
             .await
     }
 }

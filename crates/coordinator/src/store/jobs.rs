@@ -4,7 +4,39 @@ use sqlx::any::AnyRow;
 
 use super::{Store, col, db, state};
 use crate::Error;
-use crate::records::{EventKind, JobEvent, JobRecord, JobStatus, now};
+use crate::records::{EventKind, JobEvent, JobKind, JobRecord, JobStatus, now};
+
+/// Which jobs to list: each filter that is set must match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFilter {
+    /// Jobs of this kind.
+    pub kind: Option<JobKind>,
+    /// Jobs in this state.
+    pub status: Option<JobStatus>,
+    /// Jobs for this wallet: its signatures, presignatures and import, and the key
+    /// generation that made it.
+    pub wallet: Option<String>,
+    /// At most this many, newest first.
+    pub limit: u32,
+}
+
+impl JobFilter {
+    /// How many jobs a list holds unless asked for another number.
+    pub const DEFAULT_LIMIT: u32 = 100;
+    /// The most jobs one list holds.
+    pub const MAX_LIMIT: u32 = 1000;
+}
+
+impl Default for JobFilter {
+    fn default() -> Self {
+        JobFilter {
+            kind: None,
+            status: None,
+            wallet: None,
+            limit: Self::DEFAULT_LIMIT,
+        }
+    }
+}
 
 fn job_from_row(r: &AnyRow) -> Result<JobRecord, Error> {
     let rule: Option<String> = col(r, "rule")?;
@@ -86,6 +118,42 @@ impl Store {
             .await
             .map_err(db)?;
         row.as_ref().map(job_from_row).transpose()
+    }
+
+    /// Jobs matching `filter`, newest first (by creation time, to the second; then by id).
+    pub async fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, Error> {
+        let mut clauses = Vec::new();
+        let mut binds: Vec<&str> = Vec::new();
+        if let Some(kind) = filter.kind {
+            clauses.push("kind = ?");
+            binds.push(kind.as_str());
+        }
+        if let Some(status) = filter.status {
+            clauses.push("status = ?");
+            binds.push(status.as_str());
+        }
+        if let Some(wallet) = &filter.wallet {
+            clauses.push("(wallet_id = ? OR id IN (SELECT job_id FROM wallets WHERE id = ?))");
+            binds.extend([wallet.as_str(), wallet.as_str()]);
+        }
+        let filter_sql = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", clauses.join(" AND "))
+        };
+        let sql = self.sql(&format!(
+            "SELECT * FROM jobs{filter_sql} ORDER BY created_at DESC, id DESC LIMIT ?"
+        ));
+        let mut query = sqlx::query(sql);
+        for b in binds {
+            query = query.bind(b);
+        }
+        let rows = query
+            .bind(i64::from(filter.limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(job_from_row).collect()
     }
 
     /// Moves a job to `status`, recording the session and signers it now uses.

@@ -156,7 +156,19 @@ impl Store {
         }))
     }
 
-    /// Every group id.
+    /// Every group, oldest first.
+    pub async fn groups(&self) -> Result<Vec<GroupRecord>, Error> {
+        let mut groups = Vec::new();
+        for id in self.group_ids().await? {
+            // A group is never deleted; one missing here was not committed yet.
+            if let Some(g) = self.group(&id).await? {
+                groups.push(g);
+            }
+        }
+        Ok(groups)
+    }
+
+    /// Every group id, oldest first.
     pub async fn group_ids(&self) -> Result<Vec<String>, Error> {
         let rows = sqlx::query(self.sql("SELECT id FROM groups ORDER BY created_at, id"))
             .fetch_all(&self.pool)

@@ -6,7 +6,11 @@
 //!
 //! - [`deposit`]: wallet → exchange, one wallet's deposits in nonce order.
 //! - [`withdrawal`]: exchange → wallet, never requested twice.
+//!
+//! Balances are read here too: a wallet's on chain through the coordinator's RPC, an
+//! exchange account's through a module's own connector and read key.
 
+mod balances;
 mod deposit;
 mod withdrawal;
 
@@ -75,6 +79,17 @@ fn ecdsa_address(wallet: &WalletRecord) -> Result<concord_chain::Address, Error>
     }
     concord_chain::evm_address(&wallet.public_key)
         .map_err(|e| Error::Internal(format!("wallet {}'s key: {e}", wallet.id)))
+}
+
+/// The answer to registering an exchange's withdraw key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisteredCredential {
+    /// The exchange connection.
+    pub exchange: String,
+    /// The Ed25519 wallet that is its withdraw key.
+    pub wallet: String,
+    /// The API key string the exchange issued for it.
+    pub api_key: String,
 }
 
 /// What a step did.
@@ -439,6 +454,16 @@ impl Engine {
         exchange: &str,
         query: exchange_query::Query,
     ) -> Result<T, Error> {
+        Ok(self.ask_any_named(members, exchange, query).await?.1)
+    }
+
+    /// [`Engine::ask_any`], naming the module that answered.
+    async fn ask_any_named<T: for<'de> Deserialize<'de>>(
+        &self,
+        members: &[String],
+        exchange: &str,
+        query: exchange_query::Query,
+    ) -> Result<(String, T), Error> {
         let mut errors = Vec::new();
         for m in members.iter().filter(|m| self.hub.is_connected(m)) {
             let q = ExchangeQuery {
@@ -448,10 +473,12 @@ impl Engine {
             };
             match self.hub.query(m, q, QUERY_TIMEOUT).await {
                 Ok(a) if a.error.is_empty() => {
-                    return serde_json::from_slice(&a.json).map_err(|e| Error::Protocol {
-                        reason: format!("module {m} sent an unreadable answer: {e}"),
-                        blamed: vec![m.clone()],
-                    });
+                    return serde_json::from_slice(&a.json)
+                        .map(|answer| (m.clone(), answer))
+                        .map_err(|e| Error::Protocol {
+                            reason: format!("module {m} sent an unreadable answer: {e}"),
+                            blamed: vec![m.clone()],
+                        });
                 }
                 Ok(a) => errors.push(format!("{m}: {}", a.error)),
                 Err(e) => errors.push(e),

@@ -444,3 +444,42 @@ pub fn assert_error(answer: &(u16, Value), status: u16, code: i64) {
     assert_eq!(answer.1["code"], code, "error code of {}", answer.1);
     assert!(answer.1["msg"].is_string(), "no msg in {}", answer.1);
 }
+
+/// A whole answer, for tests of its headers and raw body.
+pub struct Raw {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl Raw {
+    /// The `Content-Type` header, or "".
+    pub fn content_type(&self) -> &str {
+        self.header("content-type")
+    }
+
+    /// A header's value, or "".
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+/// Sends `request` and keeps the whole answer.
+pub async fn send_raw(request: reqwest::RequestBuilder) -> Raw {
+    // (Without the URL: a test's URL may be 60 KB long.)
+    let response = request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.without_url()));
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap();
+    Raw {
+        status,
+        headers,
+        text,
+    }
+}

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
-use concord_coordinator::policy::PolicyView;
+use concord_coordinator::policy::{Policies, PolicyView};
 use concord_wire::authority::{
     Action, AddressTarget, Endorsement, Intent, POLICY_TAG, Policy, SignedIntent, WalletPurpose,
 };
@@ -57,6 +57,7 @@ pub(crate) fn write_key(path: &Path, key: &IdentityKey) -> Result<()> {
 pub enum KeysCommand {
     /// Make a new requester key (Ed25519) in a file and print its public key, which the
     /// admins put into the policy with its roles.
+    #[command(after_help = "Example:\n  concord keys new --out trader.key")]
     New {
         /// The key file to create (mode 0600).
         #[arg(long)]
@@ -66,6 +67,7 @@ pub enum KeysCommand {
         json: bool,
     },
     /// Print a key file's public key and fingerprint.
+    #[command(after_help = "Example:\n  concord keys show --key trader.key")]
     Show {
         /// The key file.
         #[arg(long)]
@@ -135,6 +137,7 @@ pub enum PolicyCommand {
     /// Propose a policy from a TOML or JSON file (the policy's fields; `version` and
     /// `previous` are filled in to follow the policy in force). Admins then sign it with
     /// `concord policy approve`; each module adopts it once a quorum of its admins signed.
+    #[command(after_help = "Example:\n  concord policy propose --file policy.toml")]
     Propose {
         /// The policy file.
         #[arg(long)]
@@ -145,6 +148,7 @@ pub enum PolicyCommand {
     },
     /// Show a proposed policy, check its hash, sign it with an admin key and hand the
     /// signature to the modules; prints what each module says.
+    #[command(after_help = "Example:\n  concord policy approve --key admin-1.key")]
     Approve {
         /// The admin's key file.
         #[arg(long)]
@@ -157,6 +161,7 @@ pub enum PolicyCommand {
         json: bool,
     },
     /// Show the policy in force (or one by hash) and each module's report.
+    #[command(after_help = "Example:\n  concord policy show")]
     Show {
         /// A policy's hash.
         #[arg(value_parser = crate::args::hash)]
@@ -169,15 +174,9 @@ pub enum PolicyCommand {
 
 /// Proposes `policy` (version and previous filled in here when zero/absent).
 pub(crate) async fn propose(api: &Api, mut doc: Value) -> Result<PolicyView> {
-    let current = api.get("/v1/policies").await?;
-    let in_force = current["current"]
-        .as_object()
-        .filter(|c| c.get("status").and_then(Value::as_str) == Some("active"));
-    let (version, previous) = match in_force {
-        Some(c) => (
-            c.get("version").and_then(Value::as_u64).unwrap_or(0) + 1,
-            c.get("hash").cloned().unwrap_or(Value::Null),
-        ),
+    let policies: Policies = api.fetch(&["v1", "policies"], &[]).await?;
+    let (version, previous) = match policies.current.filter(|c| c.status == "active") {
+        Some(c) => (c.version + 1, json!(c.hash)),
         None => (1, Value::Null),
     };
     let obj = doc
@@ -196,7 +195,7 @@ pub(crate) async fn propose(api: &Api, mut doc: Value) -> Result<PolicyView> {
 
 /// Checks the policy's hash, signs it with `key` and posts the signature.
 pub(crate) async fn approve(api: &Api, hash: &str, key: &IdentityKey) -> Result<PolicyView> {
-    let view: PolicyView = serde_json::from_value(api.get(&format!("/v1/policies/{hash}")).await?)?;
+    let view: PolicyView = api.fetch(&["v1", "policies", hash], &[]).await?;
     let computed = hex::encode(view.signed.policy.hash());
     if computed != hash {
         bail!("the coordinator's policy hashes to {computed}, not {hash}: not signing it");
@@ -322,9 +321,11 @@ pub async fn policy(api: &Api, cmd: PolicyCommand) -> Result<()> {
         PolicyCommand::Approve { key, hash, json } => {
             let hash = match hash {
                 Some(h) => h,
-                None => api.get("/v1/policies").await?["pending"]["hash"]
-                    .as_str()
-                    .map(str::to_owned)
+                None => api
+                    .fetch::<Policies>(&["v1", "policies"], &[])
+                    .await?
+                    .pending
+                    .map(|p| p.hash)
                     .ok_or_else(|| anyhow!("no proposed policy is waiting for signatures"))?,
             };
             let view = approve(api, &hash, &load_key(&key)?).await?;
@@ -336,10 +337,12 @@ pub async fn policy(api: &Api, cmd: PolicyCommand) -> Result<()> {
         }
         PolicyCommand::Show { hash, json } => {
             let view: Option<PolicyView> = match hash {
-                Some(h) => Some(serde_json::from_value(
-                    api.get(&format!("/v1/policies/{h}")).await?,
-                )?),
-                None => serde_json::from_value(api.get("/v1/policies").await?["current"].clone())?,
+                Some(h) => Some(api.fetch(&["v1", "policies", &h], &[]).await?),
+                None => {
+                    api.fetch::<Policies>(&["v1", "policies"], &[])
+                        .await?
+                        .current
+                }
             };
             match (view, json) {
                 (Some(v), true) => crate::outln!("{}", serde_json::to_string(&v)?),
@@ -357,6 +360,9 @@ pub async fn policy(api: &Api, cmd: PolicyCommand) -> Result<()> {
 #[derive(Subcommand)]
 pub enum TokensCommand {
     /// Create an API token with a role (admin, operator, trader, viewer); it is shown once.
+    #[command(
+        after_help = "Example:\n  concord tokens create --name desk-viewer --role viewer --out viewer.token"
+    )]
     Create {
         /// A name for it.
         #[arg(long)]
@@ -372,6 +378,7 @@ pub enum TokensCommand {
         json: bool,
     },
     /// List tokens (names and roles).
+    #[command(after_help = "Example:\n  concord tokens list")]
     List {
         /// Print JSON.
         #[arg(long)]
@@ -388,15 +395,15 @@ pub async fn tokens(api: &Api, cmd: TokensCommand) -> Result<()> {
             json,
         } => {
             let role: concord_coordinator::api::TokenRole = role.into();
-            let t = api
-                .post("/v1/tokens", &json!({"name": name, "role": role}))
+            let t: concord_coordinator::api::CreatedToken = api
+                .post_as("/v1/tokens", &json!({"name": name, "role": role}))
                 .await?;
-            let token = t["token"].as_str().unwrap_or_default();
+            let token = t.token.as_str();
             if let Some(out) = &out {
                 crate::devnet::write_private(out, token)?;
             }
             if json {
-                crate::outln!("{t}");
+                crate::outln!("{}", serde_json::to_string(&t)?);
             } else if let Some(out) = out {
                 crate::outln!(
                     "Token {name} ({}) written to {}.",
@@ -409,19 +416,20 @@ pub async fn tokens(api: &Api, cmd: TokensCommand) -> Result<()> {
             }
         }
         TokensCommand::List { json } => {
-            let list = api.get("/v1/tokens").await?;
+            let list: Vec<concord_coordinator::api::TokenView> =
+                api.fetch(&["v1", "tokens"], &[]).await?;
             if json {
-                crate::outln!("{list}");
+                crate::outln!("{}", serde_json::to_string(&list)?);
             } else {
-                crate::outln!("{:<20} {:<9} CREATED", "NAME", "ROLE");
-                for t in list.as_array().into_iter().flatten() {
-                    crate::outln!(
-                        "{:<20} {:<9} {}",
-                        t["name"].as_str().unwrap_or(""),
-                        t["role"].as_str().unwrap_or(""),
-                        t["created_at"].as_str().unwrap_or("")
-                    );
+                let mut t = crate::output::Table::new(&["name", "role", "created"]);
+                for tok in &list {
+                    t.row([
+                        tok.name.clone(),
+                        tok.role.as_str().to_owned(),
+                        crate::output::time(&tok.created_at),
+                    ]);
                 }
+                t.print_or("No token.");
             }
         }
     }

@@ -449,7 +449,7 @@ impl Api {
     }
 
     /// Posts and reads the answer as the API type `T`.
-    async fn post_as<T: DeserializeOwned>(&self, path: &str, body: &Value) -> Result<T> {
+    pub(crate) async fn post_as<T: DeserializeOwned>(&self, path: &str, body: &Value) -> Result<T> {
         let v = self.post(path, body).await?;
         serde_json::from_value(v).with_context(|| {
             format!("the coordinator's answer to {path} is not what this concord understands")

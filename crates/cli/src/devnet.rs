@@ -63,6 +63,7 @@ pub(crate) fn principals(keys_dir: &Path) -> Result<Value> {
 pub enum DevnetCommand {
     /// Start anvil, the exchange simulator, the coordinator and three modules; return once
     /// all are ready. Writes DIR/devnet.json.
+    #[command(after_help = "Example:\n  concord devnet up --block-time 1")]
     Up {
         /// Directory for the devnet's files [default: ~/.local/state/concord/devnet, under
         /// $CONCORD_HOME or $XDG_STATE_HOME when set].
@@ -101,6 +102,7 @@ pub enum DevnetCommand {
         fund_eth: String,
     },
     /// Stop the processes of the devnet in DIR.
+    #[command(after_help = "Example:\n  concord devnet down")]
     Down {
         /// The devnet's directory [default: ~/.local/state/concord/devnet].
         #[arg(long, value_name = "DIR")]
@@ -111,6 +113,7 @@ pub enum DevnetCommand {
     /// address), show transfers happening exactly once (raced requests, parallel deposits, a
     /// coordinator killed mid-withdrawal), show the wallets and balances as `concord wallets
     /// list` and `concord balances` do, and print a summary. Exits 0 only if everything held.
+    #[command(after_help = "Example:\n  concord devnet demo --insecure-test-primes")]
     Demo {
         /// Directory for the devnet's files (a previous devnet there is stopped and replaced)
         /// [default: ~/.local/state/concord/devnet].

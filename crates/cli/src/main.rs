@@ -251,4 +251,29 @@ mod tests {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
     }
+
+    /// Every command a user can reach shows an example in its `--help`.
+    #[test]
+    fn every_command_has_an_example() {
+        use clap::CommandFactory;
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            let leaves: Vec<&clap::Command> = cmd
+                .get_subcommands()
+                .filter(|c| !c.is_hide_set() && c.get_name() != "help")
+                .collect();
+            let shows = cmd
+                .get_after_help()
+                .is_some_and(|h| h.to_string().contains("Example"));
+            if leaves.is_empty() && !shows {
+                missing.push(path.clone());
+            }
+            for c in leaves {
+                walk(c, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "", &mut missing);
+        assert!(missing.is_empty(), "no example in: {missing:?}");
+    }
 }

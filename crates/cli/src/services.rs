@@ -12,6 +12,9 @@ use crate::config_path;
 #[derive(Subcommand)]
 pub enum CoordinatorCommand {
     /// Create a coordinator directory: configuration, TLS identity key and an admin API token.
+    #[command(
+        after_help = "Example:\n  concord coordinator init --dir /srv/concord/coordinator --http-listen 0.0.0.0:8080"
+    )]
     Init {
         /// Directory to create (must not hold a coordinator yet).
         #[arg(long)]
@@ -31,6 +34,7 @@ pub enum CoordinatorCommand {
         json: bool,
     },
     /// Run the coordinator.
+    #[command(after_help = "Example:\n  concord coordinator run --config /srv/concord/coordinator")]
     Run {
         /// The coordinator directory or its coordinator.toml.
         #[arg(long)]
@@ -41,6 +45,9 @@ pub enum CoordinatorCommand {
 #[derive(Subcommand)]
 pub enum ModuleCommand {
     /// Create a module: its sealed vault (identity and sealing keys) and its configuration.
+    #[command(
+        after_help = "Example:\n  CONCORD_PASS=… concord module init --dir m1 --id m1 --coordinator 10.0.0.5:7443 --coordinator-key 3b6a… --passphrase-env CONCORD_PASS --admin 9f1c… --admin 0d2e… --admin 77aa… --admin-quorum 2"
+    )]
     Init {
         /// Directory to create.
         #[arg(long)]
@@ -73,6 +80,7 @@ pub enum ModuleCommand {
         json: bool,
     },
     /// Print the module's public keys (to enroll it at the coordinator).
+    #[command(after_help = "Example:\n  concord module show --config m1 --json > m1.json")]
     Show {
         /// The module directory or its module.toml.
         #[arg(long)]
@@ -82,6 +90,7 @@ pub enum ModuleCommand {
         json: bool,
     },
     /// Pin another module's identity key: this module will join groups only with pinned peers.
+    #[command(after_help = "Example:\n  concord module pin --config m1 --peer 5e0b…")]
     Pin {
         /// The module directory or its module.toml.
         #[arg(long)]
@@ -93,6 +102,9 @@ pub enum ModuleCommand {
     /// Store safe primes made elsewhere (e.g. on an offline machine) for a group this module
     /// will join, so that preparing the group skips generating them. The file is in the
     /// stored-primes format; primes anyone else has seen protect nothing.
+    #[command(
+        after_help = "Example:\n  concord module preload-primes --config m1 --group desk --file desk-m1.primes"
+    )]
     PreloadPrimes {
         /// The module directory or its module.toml.
         #[arg(long)]
@@ -106,6 +118,9 @@ pub enum ModuleCommand {
     },
     /// Store the secret of this module's own read-only API key for an exchange connection
     /// in its vault (the key's public part is `read_api_key` in module.toml).
+    #[command(
+        after_help = "Example:\n  concord module exchange-key --config m1 --exchange binance --secret-file m1-read.secret"
+    )]
     ExchangeKey {
         /// The module directory or its module.toml.
         #[arg(long)]
@@ -119,6 +134,7 @@ pub enum ModuleCommand {
         secret_file: PathBuf,
     },
     /// Run the module daemon.
+    #[command(after_help = "Example:\n  concord module run --config m1")]
     Run {
         /// The module directory or its module.toml.
         #[arg(long)]

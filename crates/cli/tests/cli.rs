@@ -359,3 +359,120 @@ fn a_closed_pipe_is_not_a_panic() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(out.status.code(), Some(0), "{err}");
 }
+
+/// A stand-in coordinator on 127.0.0.1: a transfer stuck in `signing` (each GET held 200 ms,
+/// as a long poll would), a wallet list, deposits refused, and a token check.
+async fn fake_coordinator() -> std::net::SocketAddr {
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::{get, post};
+    use serde_json::json;
+    fn authorized(h: &HeaderMap) -> bool {
+        h.get("authorization").and_then(|v| v.to_str().ok()) == Some("Bearer good")
+    }
+    let app = axum::Router::new()
+        .route(
+            "/v1/transfers/{id}",
+            get(|h: HeaderMap, axum::extract::Path(id): axum::extract::Path<String>| async move {
+                if !authorized(&h) {
+                    return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "unknown API token"})));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                (StatusCode::OK, axum::Json(json!({
+                    "id": id, "kind": "deposit", "status": "signing", "wallet_id": "ab".repeat(32),
+                    "exchange": "binance", "coin": "ETH", "network": "ETH", "amount": "0.5",
+                    "rule": "all", "mode": "presigned",
+                    "log": ["2026-11-30T09:11:41Z signing: proposing nonce 7"],
+                    "error": "waiting: module m3 is not connected (retrying)",
+                    "created_at": "2026-11-30T09:11:41Z", "created_ms": 1.0,
+                })))
+            }),
+        )
+        .route(
+            "/v1/wallets",
+            get(|| async {
+                axum::Json(json!([{
+                    "id": "ab".repeat(32), "group_id": "desk", "scheme": "ecdsa-secp256k1",
+                    "public_key": "02".to_owned() + &"11".repeat(32), "job_id": "j",
+                    "created_at": "2026-11-30T09:11:41Z", "kind": "generated", "threshold": 2,
+                    "members": ["m1", "m2", "m3"], "label": null, "purpose": null, "addresses": [],
+                }]))
+            }),
+        )
+        .route(
+            "/v1/transfers/deposits",
+            post(|| async {
+                (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    axum::Json(json!({"error": "refused: 0.5 ETH is over the wallet's limit"})),
+                )
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_wait_says_what_it_waits_for() {
+    let addr = fake_coordinator().await;
+    let home = tempfile::tempdir().unwrap();
+    let token = home.path().join("token");
+    std::fs::write(&token, "good").unwrap();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("concord"))
+        .args(["transfers", "cdeef676c42b910e6905c364468afe31", "--wait"])
+        .args(["--url", &format!("http://{addr}"), "--token-file"])
+        .arg(&token)
+        .env("HOME", home.path())
+        .env_remove("CONCORD_DEVNET")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(12)).await;
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("signing: proposing nonce 7"), "{err}");
+    assert!(
+        err.contains("still signing after 1") && err.contains("module m3 is not connected"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_is_exit_code_1_and_a_bad_token_is_named() {
+    let addr = fake_coordinator().await;
+    let home = tempfile::tempdir().unwrap();
+    let url = format!("http://{addr}");
+    let (token, key) = (home.path().join("token"), home.path().join("trader.key"));
+    std::fs::write(&token, "good").unwrap();
+    let (code, _, err) = run(&home, &["keys", "new", "--out", key.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let common = ["--url", &url, "--token-file", token.to_str().unwrap()];
+    let mut args = common.to_vec();
+    args.extend([
+        "deposit",
+        "--wallet",
+        "abab",
+        "--amount",
+        "0.5",
+        "--key",
+        key.to_str().unwrap(),
+    ]);
+    let out = concord(&home).args(&args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("refused: 0.5 ETH is over the wallet's limit"),
+        "{err}"
+    );
+
+    std::fs::write(&token, "stolen").unwrap();
+    let mut args = common.to_vec();
+    args.extend(["transfers", "cdeef676"]);
+    let out = concord(&home).args(&args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("refused the API token"), "{err}");
+}

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use concord_coordinator::records::{
-    EventKind, ExchangeBalances, GroupRecord, JobRecord, TransferRecord, WalletBalances,
+    EventKind, ExchangeBalances, GroupRecord, JobKind, JobRecord, JobStatus, TransferRecord,
+    WalletBalances,
 };
 use concord_coordinator::{JobView, ModuleView, WalletView};
 use concord_tss::WalletId;
@@ -280,10 +281,10 @@ pub enum JobsCommand {
     #[command(after_help = "Example:\n  concord jobs list --kind sign --status failed")]
     List {
         /// Only jobs of this kind.
-        #[arg(long, value_parser = ["aux_info", "keygen", "import", "sign", "presign"])]
+        #[arg(long, value_parser = names(JobKind::ALL.iter().map(|k| k.as_str())))]
         kind: Option<String>,
         /// Only jobs in this state.
-        #[arg(long, value_parser = ["pending", "running", "done", "failed"])]
+        #[arg(long, value_parser = names(JobStatus::ALL.iter().map(|k| k.as_str())))]
         status: Option<String>,
         /// Only jobs of this wallet (id or unique prefix).
         #[arg(long, value_parser = args::wallet_ref)]
@@ -306,6 +307,11 @@ pub enum JobsCommand {
         #[command(flatten)]
         out: JsonFlag,
     },
+}
+
+/// A flag that takes one of the API's own state names.
+fn names(all: impl Iterator<Item = &'static str>) -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(all)
 }
 
 /// Arguments of `concord balances`.

@@ -150,6 +150,15 @@ pub fn id(s: &str) -> Result<String, String> {
     }
 }
 
+/// An API token's name: 1 to 64 characters.
+pub fn token_name(s: &str) -> Result<String, String> {
+    if (1..=64).contains(&s.chars().count()) {
+        Ok(s.to_owned())
+    } else {
+        Err("a token's name is 1 to 64 characters".to_owned())
+    }
+}
+
 /// A policy hash: 64 hex digits.
 pub fn hash(s: &str) -> Result<String, String> {
     let h = s.trim().trim_start_matches("0x").to_ascii_lowercase();

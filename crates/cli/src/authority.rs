@@ -113,8 +113,8 @@ pub struct SignerArgs {
     /// An approver's key file, to co-sign (repeat for each approver the policy asks for).
     #[arg(long = "cosign")]
     pub cosign: Vec<PathBuf>,
-    /// How long the signed request stays valid, seconds.
-    #[arg(long, default_value_t = 600)]
+    /// How long the signed request stays valid, seconds (1 to 86400).
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub expires_in: u64,
 }
 
@@ -364,8 +364,8 @@ pub enum TokensCommand {
         after_help = "Example:\n  concord tokens create --name desk-viewer --role viewer --out viewer.token"
     )]
     Create {
-        /// A name for it.
-        #[arg(long)]
+        /// A name for it (1 to 64 characters).
+        #[arg(long, value_parser = crate::args::token_name)]
         name: String,
         /// Its role.
         #[arg(long, value_enum)]

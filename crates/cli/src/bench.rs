@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::Args;
 use serde_json::json;
 
@@ -84,10 +84,14 @@ fn row(name: &str, mut v: Vec<Duration>, elapsed: Duration) -> serde_json::Value
 /// Runs the load and prints the table.
 pub async fn sign(api: Api, args: BenchArgs) -> Result<()> {
     if args.duration == 0 || args.duration > 600 {
-        bail!("--duration must be between 1 and 600 seconds");
+        return Err(crate::output::usage(
+            "--duration must be between 1 and 600 seconds",
+        ));
     }
     if args.concurrency == 0 || args.concurrency > 32 {
-        bail!("--concurrency must be between 1 and 32");
+        return Err(crate::output::usage(
+            "--concurrency must be between 1 and 32",
+        ));
     }
     let wallet = api.resolve_wallet(&args.wallet).await?;
     let api = Arc::new(api);

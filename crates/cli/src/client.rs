@@ -141,7 +141,7 @@ pub enum WalletsCommand {
         out: JsonFlag,
     },
     /// Show a wallet: every address, its group, what the policy lets it do.
-    #[command(after_help = "Example:\n  concord wallets show 3f2a   (an id or a unique prefix)")]
+    #[command(after_help = "Example:\n  concord wallets show 3f2a")]
     Show {
         /// Wallet id or a unique prefix of it.
         #[arg(value_parser = args::wallet_ref)]
@@ -245,7 +245,9 @@ pub enum TransfersCommand {
         out: JsonFlag,
     },
     /// One transfer: every step, who approved, the chain transaction.
-    #[command(after_help = "Example:\n  concord transfers show 5c1e…e2 --wait")]
+    #[command(
+        after_help = "Example:\n  concord transfers show 5c1e0f3a9b7d4e2f8a6c1d0e9f8b7a6c --wait"
+    )]
     Show {
         /// The transfer id.
         #[arg(value_parser = args::id)]
@@ -296,7 +298,7 @@ pub enum JobsCommand {
         out: JsonFlag,
     },
     /// One job: its steps, approvals, dissents and result.
-    #[command(after_help = "Example:\n  concord jobs show 0f9c… --wait")]
+    #[command(after_help = "Example:\n  concord jobs show 0f9c2d4e8b1a4c3d9e7f112233445566 --wait")]
     Show {
         /// The job id.
         #[arg(value_parser = args::id)]
@@ -1356,6 +1358,8 @@ pub(crate) fn balances_table(b: &Balances) -> Table {
 
 /// `concord balances`.
 pub async fn balances(api: &Api, a: BalancesArgs) -> Result<()> {
+    // What can be read is shown; what cannot is named after it (exit code 1).
+    let mut unread = Vec::new();
     let mut wallets = Vec::new();
     if !a.exchange_only {
         let ids: Vec<String> = match &a.wallet {
@@ -1369,22 +1373,35 @@ pub async fn balances(api: &Api, a: BalancesArgs) -> Result<()> {
             }
         };
         for id in ids {
-            wallets.push(
-                api.fetch::<WalletBalances>(&["v1", "wallets", &id, "balances"], &[])
-                    .await?,
-            );
+            match api
+                .fetch::<WalletBalances>(&["v1", "wallets", &id, "balances"], &[])
+                .await
+            {
+                Ok(b) => wallets.push(b),
+                Err(e) => unread.push(format!("wallet {}: {e:#}", short(&id))),
+            }
         }
     }
-    let exchange = if a.wallet.is_none() {
-        Some(
-            api.fetch::<ExchangeBalances>(&["v1", "exchanges", &a.exchange, "balances"], &[])
-                .await?,
-        )
-    } else {
-        None
-    };
+    let mut exchange = None;
+    if a.wallet.is_none() {
+        match api
+            .fetch::<ExchangeBalances>(&["v1", "exchanges", &a.exchange, "balances"], &[])
+            .await
+        {
+            Ok(x) => exchange = Some(x),
+            Err(e) => unread.push(format!("exchange {}: {e:#}", a.exchange)),
+        }
+    }
     let b = Balances { wallets, exchange };
-    print(&b, a.out, |b| balances_table(b).print_or("Nothing held."))
+    print(&b, a.out, |b| {
+        if !(b.wallets.is_empty() && b.exchange.is_none()) {
+            balances_table(b).print_or("Nothing held.");
+        }
+    })?;
+    if !unread.is_empty() {
+        bail!("could not read every balance: {}", unread.join("; "));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

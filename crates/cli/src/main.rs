@@ -116,12 +116,12 @@ enum Command {
     Withdraw(client::TransferArgs),
     /// List transfers, or show one (`concord transfers ID`).
     #[command(
-        after_help = "Examples:\n  concord transfers\n  concord transfers 5c1e0f…  --wait\n  concord transfers list --json"
+        after_help = "Examples:\n  concord transfers\n  concord transfers 5c1e0f3a9b7d4e2f8a6c1d0e9f8b7a6c --wait\n  concord transfers list --json"
     )]
     Transfers(client::TransfersArgs),
     /// List jobs, or show one (`concord jobs ID`): key generations, signatures, approvals.
     #[command(
-        after_help = "Examples:\n  concord jobs\n  concord jobs list --kind sign --status failed\n  concord jobs 0f9c… --wait"
+        after_help = "Examples:\n  concord jobs\n  concord jobs list --kind sign --status failed\n  concord jobs 0f9c2d4e8b1a4c3d9e7f112233445566 --wait"
     )]
     Jobs(client::JobsArgs),
     /// A whole local system: anvil, exchange simulator, coordinator and three modules.
@@ -151,7 +151,7 @@ enum Command {
 enum BenchCommand {
     /// Sign repeatedly for a while and print latency percentiles and throughput.
     #[command(
-        after_help = "Example:\n  concord bench sign --wallet 3f2a --key trader.key --secs 30 --concurrency 4"
+        after_help = "Example:\n  concord bench sign --wallet 3f2a --key trader.key --duration 30 --concurrency 4"
     )]
     Sign(bench::BenchArgs),
     /// On a devnet of its own: deposit latency (request → accepted by anvil) and
@@ -275,5 +275,45 @@ mod tests {
         let mut missing = Vec::new();
         walk(&super::Cli::command(), "", &mut missing);
         assert!(missing.is_empty(), "no example in: {missing:?}");
+    }
+
+    /// Every example in a `--help` is a command line `concord` accepts.
+    #[test]
+    fn every_example_parses() {
+        use clap::{CommandFactory, Parser};
+        fn examples(cmd: &clap::Command, out: &mut Vec<String>) {
+            if let Some(h) = cmd.get_after_help() {
+                for line in h.to_string().lines() {
+                    // Two spaces start a comment ("concord devnet demo   what it does").
+                    let line = line.trim().split("  ").next().unwrap_or_default();
+                    if let Some(rest) = line.strip_prefix("concord ") {
+                        out.push(rest.to_owned());
+                    }
+                }
+            }
+            for c in cmd.get_subcommands() {
+                examples(c, out);
+            }
+        }
+        let mut all = Vec::new();
+        examples(&super::Cli::command(), &mut all);
+        assert!(all.len() > 40, "{all:?}");
+        for line in all {
+            // Shell words: single quotes group, a redirection ends the command.
+            let mut words = vec!["concord".to_owned()];
+            for (i, part) in line.split('\'').enumerate() {
+                if i % 2 == 1 {
+                    words.push(part.to_owned());
+                } else {
+                    words.extend(part.split_whitespace().map(str::to_owned));
+                }
+            }
+            if let Some(at) = words.iter().position(|w| w == ">") {
+                words.truncate(at);
+            }
+            if let Err(e) = super::Cli::try_parse_from(&words) {
+                panic!("the example `{line}` does not parse: {e}");
+            }
+        }
     }
 }

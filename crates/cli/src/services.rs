@@ -46,7 +46,7 @@ pub enum CoordinatorCommand {
 pub enum ModuleCommand {
     /// Create a module: its sealed vault (identity and sealing keys) and its configuration.
     #[command(
-        after_help = "Example:\n  CONCORD_PASS=… concord module init --dir m1 --id m1 --coordinator 10.0.0.5:7443 --coordinator-key 3b6a… --passphrase-env CONCORD_PASS --admin 9f1c… --admin 0d2e… --admin 77aa… --admin-quorum 2"
+        after_help = "Example:\n  concord module init --dir m1 --id m1 --coordinator 10.0.0.5:7443 --coordinator-key d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a --passphrase-env CONCORD_PASS --admin 3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c --admin-quorum 1"
     )]
     Init {
         /// Directory to create.
@@ -90,7 +90,9 @@ pub enum ModuleCommand {
         json: bool,
     },
     /// Pin another module's identity key: this module will join groups only with pinned peers.
-    #[command(after_help = "Example:\n  concord module pin --config m1 --peer 5e0b…")]
+    #[command(
+        after_help = "Example:\n  concord module pin --config m1 --peer d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+    )]
     Pin {
         /// The module directory or its module.toml.
         #[arg(long)]

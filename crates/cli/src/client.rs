@@ -807,13 +807,14 @@ fn main_address(w: &WalletView) -> String {
 /// Wallets as a table.
 pub(crate) fn wallets_table(list: &[WalletView]) -> Table {
     let mut t = Table::new(&[
-        "wallet", "label", "scheme", "purpose", "group", "address", "created",
+        "wallet", "label", "scheme", "kind", "purpose", "group", "address", "created",
     ]);
     for w in list {
         t.row([
             short(&w.wallet.id),
             or_dash(w.label.as_deref()),
             w.wallet.scheme.clone(),
+            w.kind.to_string(),
             purpose_text(w),
             format!(
                 "{} ({}-of-{})",

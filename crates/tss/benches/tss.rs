@@ -1,4 +1,6 @@
 //! Criterion benchmarks of every threshold operation (all parties in one process).
+//! `cargo bench -p concord-tss --bench tss -- 'dkls|ecdsa-2of3'` compares the two ECDSA
+//! engines without the slow Paillier setup.
 //! `cargo bench -p concord-tss` runs them all (about 15 minutes: safe primes and aux info
 //! take tens of seconds per sample); `cargo run --release -p concord-tss --example
 //! bench_table` prints one table of medians with fewer samples.
@@ -90,5 +92,27 @@ fn frost(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, frost, ecdsa, slow);
+/// DKLs23 DKG and signing for growing groups, so an operator can size one. Signing uses the
+/// first `t` members.
+fn dkls(c: &mut Criterion) {
+    let rt = ops::runtime();
+    for (t, n) in [(2u16, 3u16), (3, 5), (5, 9)] {
+        let shares = rt.block_on(ops::dkls_keygen(t, n));
+        let signers: Vec<u16> = (0..t).collect();
+        let mut g = c.benchmark_group(format!("dkls-{t}of{n}"));
+        g.sample_size(10);
+        g.bench_function("keygen", |b| b.iter(|| rt.block_on(ops::dkls_keygen(t, n))));
+        if n == 3 {
+            g.bench_function("keygen_raw_dkls23", |b| {
+                b.iter(|| ops::raw_dkls_keygen(t, n))
+            });
+        }
+        g.bench_function("sign", |b| {
+            b.iter(|| rt.block_on(ops::dkls_sign(&shares, &signers, [9; 32])))
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, frost, ecdsa, dkls, slow);
 criterion_main!(benches);

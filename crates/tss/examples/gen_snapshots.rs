@@ -4,12 +4,15 @@
 //! (and bump its version). Uses the INSECURE fixture primes and aux material.
 //!
 //! Run: `cargo run -p concord-tss --features spof-key-import --example gen_snapshots`
+//! (`-- --only-dkls` rewrites only the DKLs23 files, `dkls-key-share.bin` and
+//! `dkls-messages.txt`, leaving the older snapshots as they are).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a panic is a failure report
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use concord_tss::dkls;
 use concord_tss::ecdsa::{self, AuxMaterial, Primes};
 use concord_tss::frost::{self, Ed25519, Taproot};
 use concord_tss::local::{LocalNetwork, Tamper};
@@ -52,9 +55,40 @@ fn rng(i: u16) -> ChaCha20Rng {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = dir().join("snapshots");
     std::fs::create_dir_all(&out)?;
-    let log: Log = Arc::default();
     let t22 = Threshold::new(2, 2)?;
     let sid = |s: &str| SessionId::derive("snapshot", s.as_bytes());
+
+    // DKLs23: DKG and signing (the library draws its own randomness: not reproducible).
+    let log: Log = Arc::default();
+    let dk = Arc::new(
+        run(&log, 2, move |ep| async move {
+            dkls::keygen(sid("dkls-dkg"), ep.index, t22, ep.incoming, ep.outgoing).await
+        })
+        .await,
+    );
+    std::fs::write(out.join("dkls-key-share.bin"), &*dk[0].to_bytes())?;
+    run(&log, 2, move |ep| {
+        let dk = dk.clone();
+        async move {
+            dkls::sign(
+                sid("dkls-sign"),
+                &dk[ep.index as usize],
+                &[0, 1],
+                &[4; 32],
+                ep.incoming,
+                ep.outgoing,
+            )
+            .await
+        }
+    })
+    .await;
+    write_messages(&log, &out.join("dkls-messages.txt"))?;
+    if std::env::args().any(|a| a == "--only-dkls") {
+        eprintln!("DKLs23 snapshots written to {}", out.display());
+        return Ok(());
+    }
+
+    let log: Log = Arc::default();
 
     // ECDSA: aux info, keygen, presign, online, full sign.
     run(&log, 2, |ep| async move {
@@ -208,6 +242,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     })
     .await;
 
+    write_messages(&log, &out.join("messages.txt"))?;
+    eprintln!("snapshots written to {}", out.display());
+    Ok(())
+}
+
+fn write_messages(log: &Log, path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     let mut lines = String::from(
         "# protocol|round|envelope hex — messages party 0 sent; every line must still decode\n",
     );
@@ -221,7 +261,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             hex::encode(env.encode())
         ));
     }
-    std::fs::write(out.join("messages.txt"), lines)?;
-    eprintln!("snapshots written to {}", out.display());
+    std::fs::write(path, lines)?;
     Ok(())
 }

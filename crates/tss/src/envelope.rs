@@ -145,6 +145,8 @@ pub enum Tag {
     Ed25519Sign = 6,
     TaprootDkg = 7,
     TaprootSign = 8,
+    DklsKeygen = 9,
+    DklsSign = 10,
 }
 
 impl Tag {
@@ -158,6 +160,8 @@ impl Tag {
             Tag::Ed25519Sign => "FROST Ed25519 signing",
             Tag::TaprootDkg => "FROST Taproot key generation",
             Tag::TaprootSign => "FROST Taproot signing",
+            Tag::DklsKeygen => "DKLs23 key generation",
+            Tag::DklsSign => "DKLs23 signing",
         }
     }
 
@@ -171,6 +175,8 @@ impl Tag {
             Tag::Ed25519Sign,
             Tag::TaprootDkg,
             Tag::TaprootSign,
+            Tag::DklsKeygen,
+            Tag::DklsSign,
         ]
         .into_iter()
         .find(|t| *t as u8 == code)

@@ -75,6 +75,22 @@ pub enum TssError {
         detail: String,
     },
 
+    /// A party cheated in a way that exposes state the signers reuse across sessions (the
+    /// pairwise oblivious-transfer correlations of DKLs23). It must never take part in a
+    /// session of this key again: record it with [`crate::dkls::DklsKeyShare::exclude`] and
+    /// persist the share.
+    #[error(
+        "party {party} cheated and must be excluded from every future session of this key ({scheme} protocol: {detail})"
+    )]
+    CheatingParty {
+        /// Which scheme's protocol.
+        scheme: Scheme,
+        /// The party that cheated.
+        party: u16,
+        /// The protocol library's explanation.
+        detail: String,
+    },
+
     /// The final signature did not verify against the group key.
     #[error("the {scheme} signature does not verify against the group public key{}", blame_suffix(.culprits))]
     InvalidSignature {
@@ -139,7 +155,8 @@ impl TssError {
             | TssError::WrongRecipient { party, .. }
             | TssError::WrongSession { party }
             | TssError::MalformedMessage { party, .. }
-            | TssError::DuplicateMessage { party, .. } => vec![*party],
+            | TssError::DuplicateMessage { party, .. }
+            | TssError::CheatingParty { party, .. } => vec![*party],
             TssError::InconsistentBroadcast { parties, .. } => parties.clone(),
             TssError::Protocol { culprits, .. } | TssError::InvalidSignature { culprits, .. } => {
                 culprits.clone()

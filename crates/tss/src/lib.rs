@@ -3,12 +3,16 @@
 //! | scheme | library | DKG | import | presign | sign |
 //! |---|---|---|---|---|---|
 //! | ECDSA secp256k1 | `cggmp21 =0.6.3` | [`ecdsa::keygen`] | [`ecdsa::import_secret_key`]¹ | [`ecdsa::presign`] | [`ecdsa::sign`], [`ecdsa::sign_with_presignature`] |
+//! | ECDSA secp256k1 | `dkls23 =0.6.2` | [`dkls::keygen`] | [`dkls::import_secret_key`]¹ | — | [`dkls::sign`] |
 //! | Schnorr / Taproot | `frost-secp256k1-tr` | [`frost::dkg`] | [`frost::import_taproot_secret_key`]¹ | — | [`frost::sign`] |
 //! | Ed25519 | `frost-ed25519` | [`frost::dkg`] | [`frost::import_ed25519_seed`]¹ | — | [`frost::sign`] |
 //!
 //! ¹ behind the `spof-key-import` feature: an imported key existed whole once.
 //!
 //! [`dkg`] and [`sign`] dispatch on the scheme, for callers that handle wallets of every kind.
+//! Both ECDSA engines produce the same [`ecdsa::RecoverableSignature`] for the same kind of
+//! key; a [`KeyShare`] says which [`Engine`] made it. [`dkg`] still runs cggmp21 for ECDSA:
+//! DKLs23 key generation is [`dkls::keygen`].
 //!
 //! Every protocol party is driven by a stream of incoming and a sink of outgoing
 //! [`Envelope`]s (see [`transport`]), so the same code runs in-process ([`local`]) and over
@@ -18,10 +22,11 @@
 //! Secrets (key shares, presignatures, auxiliary material, primes) print `<redacted>` in
 //! `Debug`, are encoded into zeroizing buffers, and load only through validation
 //! (see [`stored`]). Their scalars are zeroized on drop by the underlying libraries
-//! (`generic-ec`'s `SecretScalar`, frost's `ZeroizeOnDrop` packages). One exception: the
-//! Paillier primes inside ECDSA auxiliary material are GMP integers (`rug`), which offer no
-//! safe way to wipe their limbs.
+//! (`generic-ec`'s `SecretScalar`, frost's `ZeroizeOnDrop` packages, dkls23's `Party`). One
+//! exception: the Paillier primes inside ECDSA auxiliary material are GMP integers (`rug`),
+//! which offer no safe way to wipe their limbs.
 
+pub mod dkls;
 pub mod ecdsa;
 mod envelope;
 mod error;
@@ -39,28 +44,69 @@ pub use rand_core;
 pub use stored::UncheckedKeyShare;
 pub use transport::{Incoming, MessageKind, Outgoing, inspect};
 
+use dkls::DklsKeyShare;
 use ecdsa::{AuxMaterial, EcdsaKeyShare, RecoverableSignature};
 use frost::{Ed25519, FrostKeyShare, Taproot};
 use rand_core::{CryptoRng, RngCore};
 
+/// The threshold-signing library (protocol family) a key share belongs to. Shares of
+/// different engines never sign together, even for the same scheme and key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Engine {
+    /// CGGMP21 threshold ECDSA (Paillier; presignatures).
+    Cggmp21,
+    /// DKLs23 threshold ECDSA (oblivious transfer; no group setup).
+    Dkls23,
+    /// FROST threshold Schnorr (Taproot and Ed25519).
+    Frost,
+}
+
+impl Engine {
+    /// Canonical name: `cggmp21`, `dkls23`, `frost`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Cggmp21 => "cggmp21",
+            Engine::Dkls23 => "dkls23",
+            Engine::Frost => "frost",
+        }
+    }
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One party's share of a wallet key, of any scheme.
 #[derive(Debug)]
 pub enum KeyShare {
-    /// Threshold ECDSA.
+    /// Threshold ECDSA (cggmp21).
     Ecdsa(EcdsaKeyShare),
     /// FROST Taproot.
     Taproot(FrostKeyShare<Taproot>),
     /// FROST Ed25519.
     Ed25519(FrostKeyShare<Ed25519>),
+    /// Threshold ECDSA (DKLs23).
+    Dkls(DklsKeyShare),
 }
 
 impl KeyShare {
-    /// The share's scheme.
+    /// The share's scheme (both ECDSA engines are [`Scheme::EcdsaSecp256k1`]).
     pub fn scheme(&self) -> Scheme {
         match self {
-            KeyShare::Ecdsa(_) => Scheme::EcdsaSecp256k1,
+            KeyShare::Ecdsa(_) | KeyShare::Dkls(_) => Scheme::EcdsaSecp256k1,
             KeyShare::Taproot(_) => Scheme::SchnorrTaproot,
             KeyShare::Ed25519(_) => Scheme::Ed25519,
+        }
+    }
+
+    /// The library the share belongs to.
+    pub fn engine(&self) -> Engine {
+        match self {
+            KeyShare::Ecdsa(_) => Engine::Cggmp21,
+            KeyShare::Dkls(_) => Engine::Dkls23,
+            KeyShare::Taproot(_) | KeyShare::Ed25519(_) => Engine::Frost,
         }
     }
 
@@ -70,6 +116,7 @@ impl KeyShare {
             KeyShare::Ecdsa(s) => s.index(),
             KeyShare::Taproot(s) => s.index(),
             KeyShare::Ed25519(s) => s.index(),
+            KeyShare::Dkls(s) => s.index(),
         }
     }
 
@@ -79,6 +126,7 @@ impl KeyShare {
             KeyShare::Ecdsa(s) => s.threshold(),
             KeyShare::Taproot(s) => s.threshold(),
             KeyShare::Ed25519(s) => s.threshold(),
+            KeyShare::Dkls(s) => s.threshold(),
         }
     }
 
@@ -89,6 +137,7 @@ impl KeyShare {
             KeyShare::Ecdsa(s) => s.public_key().to_vec(),
             KeyShare::Taproot(s) => s.public_key(),
             KeyShare::Ed25519(s) => s.public_key(),
+            KeyShare::Dkls(s) => s.public_key().to_vec(),
         }
     }
 
@@ -178,7 +227,8 @@ pub async fn dkg(
 
 /// Interactive threshold signing with any share. For ECDSA `message` is the 32-byte digest
 /// to sign (the chain's sighash) and exactly `t` signers take part; FROST schemes sign the
-/// message itself with `t` or more signers.
+/// message itself with `t` or more signers. DKLs23 draws its randomness itself and ignores
+/// `rng`.
 pub async fn sign(
     share: &KeyShare,
     session: SessionId,
@@ -188,18 +238,21 @@ pub async fn sign(
     outgoing: impl Outgoing,
     rng: &mut (impl RngCore + CryptoRng + Send),
 ) -> Result<Signature, TssError> {
+    let digest = || -> Result<&[u8; 32], TssError> {
+        message.try_into().map_err(|_| {
+            TssError::params(format!(
+                "ECDSA signs a 32-byte digest, got {} bytes",
+                message.len()
+            ))
+        })
+    };
     match share {
-        KeyShare::Ecdsa(s) => {
-            let digest: &[u8; 32] = message.try_into().map_err(|_| {
-                TssError::params(format!(
-                    "ECDSA signs a 32-byte digest, got {} bytes",
-                    message.len()
-                ))
-            })?;
-            ecdsa::sign(session, s, signers, digest, incoming, outgoing, rng)
-                .await
-                .map(Signature::Ecdsa)
-        }
+        KeyShare::Ecdsa(s) => ecdsa::sign(session, s, signers, digest()?, incoming, outgoing, rng)
+            .await
+            .map(Signature::Ecdsa),
+        KeyShare::Dkls(s) => dkls::sign(session, s, signers, digest()?, incoming, outgoing)
+            .await
+            .map(Signature::Ecdsa),
         KeyShare::Taproot(s) => {
             let sig = frost::sign(session, s, signers, message, incoming, outgoing, rng).await?;
             Ok(Signature::Taproot(sig64(Scheme::SchnorrTaproot, sig)?))

@@ -4,11 +4,16 @@
 //! Every record is `magic (3 bytes) || format version (1 byte) || CBOR body`. Decoding yields
 //! an *unchecked* value; only validation turns it into something the protocols accept.
 //! Encodings of secrets are returned as [`Zeroizing`] buffers.
+//!
+//! A key share record names its scheme, index and threshold, and (DKLs23 shares only, so the
+//! records of the other engines keep their bytes) its [`Engine`](crate::Engine). A DKLs23 share's body holds
+//! the library's whole party state, including the pairwise OT state DKG set up.
 
 use concord_types::{Scheme, Threshold, WalletId};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use zeroize::Zeroizing;
 
+use crate::dkls::{self, DklsKeyShare};
 use crate::ecdsa::{self, AuxMaterial, EcdsaCoreShare, EcdsaPresignature, Primes};
 use crate::frost::{Ed25519, FrostKeyShare, FrostSuite, Taproot};
 use crate::transport::{cbor_decode, cbor_encode};
@@ -54,6 +59,14 @@ fn decode_record<T: DeserializeOwned>(
         .map_err(|e| TssError::invalid_state(what, format!("corrupt encoding: {e}")))
 }
 
+/// The engine as the key share record names it. Absent means the scheme's original engine
+/// (cggmp21 for ECDSA, FROST otherwise), so records written before DKLs23 existed still read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum RecordEngine {
+    #[serde(rename = "dkls23")]
+    Dkls23,
+}
+
 #[derive(Serialize, Deserialize)]
 struct KeyShareRecord {
     scheme: Scheme,
@@ -61,6 +74,8 @@ struct KeyShareRecord {
     threshold: Threshold,
     #[serde(with = "serde_bytes")]
     body: Vec<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    engine: Option<RecordEngine>,
 }
 
 impl Drop for KeyShareRecord {
@@ -113,6 +128,22 @@ fn frost_from_body<C: FrostSuite>(
     })
 }
 
+/// A DKLs23 share's body, as written.
+#[derive(Serialize)]
+struct DklsBodyRef<'a> {
+    party: &'a dkls::Party,
+    public: &'a dkls::PublicKeyPackage,
+    excluded: Vec<u16>,
+}
+
+/// A DKLs23 share's body, as read (the library zeroizes the party state on drop).
+#[derive(Deserialize)]
+struct DklsBody {
+    party: dkls::Party,
+    public: dkls::PublicKeyPackage,
+    excluded: Vec<u16>,
+}
+
 impl KeyShare {
     /// The stored encoding (secret: keep it sealed).
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
@@ -120,8 +151,41 @@ impl KeyShare {
             KeyShare::Ecdsa(s) => s.to_bytes(),
             KeyShare::Taproot(s) => s.to_bytes(),
             KeyShare::Ed25519(s) => s.to_bytes(),
+            KeyShare::Dkls(s) => s.to_bytes(),
         }
     }
+}
+
+impl DklsKeyShare {
+    /// The stored encoding (secret: keep it sealed, and re-store it after
+    /// [`DklsKeyShare::exclude`]). Loads back as a [`KeyShare`].
+    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let body = Zeroizing::new(cbor_encode(&DklsBodyRef {
+            party: &self.party,
+            public: &self.public,
+            excluded: self.excluded.iter().copied().collect(),
+        }));
+        let record = KeyShareRecord {
+            scheme: Scheme::EcdsaSecp256k1,
+            index: self.index,
+            threshold: self.threshold,
+            body: body.to_vec(),
+            engine: Some(RecordEngine::Dkls23),
+        };
+        encode_record(KEY_SHARE, &record)
+    }
+}
+
+fn dkls_from_body(index: u16, threshold: Threshold, body: &[u8]) -> Result<DklsKeyShare, TssError> {
+    let b: DklsBody =
+        cbor_decode(body).map_err(|e| TssError::invalid_state("DKLs23 key share", e))?;
+    Ok(DklsKeyShare {
+        index,
+        threshold,
+        party: b.party,
+        public: b.public,
+        excluded: b.excluded.into_iter().collect(),
+    })
 }
 
 impl crate::ecdsa::EcdsaKeyShare {
@@ -155,6 +219,7 @@ fn key_share_record(
         index,
         threshold,
         body: body.to_vec(),
+        engine: None,
     };
     encode_record(KEY_SHARE, &record)
 }
@@ -163,6 +228,7 @@ enum UncheckedInner {
     Ecdsa(Box<ecdsa::DirtyShare>),
     Taproot(FrostKeyShare<Taproot>),
     Ed25519(FrostKeyShare<Ed25519>),
+    Dkls(Box<DklsKeyShare>),
 }
 
 /// A key share read from storage but not yet validated. Only [`UncheckedKeyShare::validate`]
@@ -187,17 +253,28 @@ impl UncheckedKeyShare {
     /// Parses a stored key share. Checks the header and version only.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, TssError> {
         let record: KeyShareRecord = decode_record(KEY_SHARE, "key share", bytes)?;
-        let inner = match record.scheme {
-            Scheme::EcdsaSecp256k1 => UncheckedInner::Ecdsa(Box::new(
+        let inner = match (record.engine, record.scheme) {
+            (Some(RecordEngine::Dkls23), Scheme::EcdsaSecp256k1) => UncheckedInner::Dkls(Box::new(
+                dkls_from_body(record.index, record.threshold, &record.body)?,
+            )),
+            (Some(RecordEngine::Dkls23), scheme) => {
+                return Err(TssError::invalid_state(
+                    "key share",
+                    format!(
+                        "the record names the DKLs23 engine for scheme {scheme}, which DKLs23 does not implement"
+                    ),
+                ));
+            }
+            (None, Scheme::EcdsaSecp256k1) => UncheckedInner::Ecdsa(Box::new(
                 cbor_decode(&record.body)
                     .map_err(|e| TssError::invalid_state("ECDSA key share", e))?,
             )),
-            Scheme::SchnorrTaproot => UncheckedInner::Taproot(frost_from_body(
+            (None, Scheme::SchnorrTaproot) => UncheckedInner::Taproot(frost_from_body(
                 record.index,
                 record.threshold,
                 &record.body,
             )?),
-            Scheme::Ed25519 => UncheckedInner::Ed25519(frost_from_body(
+            (None, Scheme::Ed25519) => UncheckedInner::Ed25519(frost_from_body(
                 record.index,
                 record.threshold,
                 &record.body,
@@ -216,6 +293,7 @@ impl UncheckedKeyShare {
             UncheckedInner::Ecdsa(dirty) => KeyShare::Ecdsa(ecdsa::validate_share(*dirty)?),
             UncheckedInner::Taproot(s) => KeyShare::Taproot(s.validate()?),
             UncheckedInner::Ed25519(s) => KeyShare::Ed25519(s.validate()?),
+            UncheckedInner::Dkls(s) => KeyShare::Dkls(s.validate()?),
         };
         if share.index() != self.index || share.threshold() != self.threshold {
             return Err(TssError::invalid_state(

@@ -4,8 +4,8 @@
 //!
 //! Two drivers sit on top of that pair:
 //! - an adapter to `round_based` (cggmp21's own networking abstraction);
-//! - [`RoundIo`], a small round collector for the protocols we drive by hand (FROST, the
-//!   ECDSA online round), which buffers early messages and rejects duplicates.
+//! - [`RoundIo`], a small round collector for the protocols we drive by hand (FROST, DKLs23,
+//!   the ECDSA online round), which buffers early messages and rejects duplicates.
 //!
 //! Both check, for every message, that it belongs to this session, comes from a participant
 //! other than ourselves, is addressed to us (or broadcast), and decodes; a failure names the
@@ -427,6 +427,7 @@ pub fn inspect(env: &Envelope) -> Result<MessageKind, TssError> {
     let cbor = |r: Result<(), String>| {
         r.map_err(|e| bad(format!("undecodable {} message: {e}", tag.name())))
     };
+    let cbor_bad = |e: String| bad(format!("undecodable {} message: {e}", tag.name()));
     type Sha = sha2::Sha256;
     type L = cggmp21::security_level::SecurityLevel128;
     type E = cggmp21::supported_curves::Secp256k1;
@@ -454,6 +455,8 @@ pub fn inspect(env: &Envelope) -> Result<MessageKind, TssError> {
         Tag::TaprootDkg => Some(inspect_frost_dkg::<Taproot>(rest).map_err(bad)?),
         Tag::Ed25519Sign => Some(inspect_frost_sign::<Ed25519>(rest).map_err(bad)?),
         Tag::TaprootSign => Some(inspect_frost_sign::<Taproot>(rest).map_err(bad)?),
+        Tag::DklsKeygen => Some(crate::dkls::inspect_keygen(rest).map_err(&cbor_bad)?),
+        Tag::DklsSign => Some(crate::dkls::inspect_sign(rest).map_err(&cbor_bad)?),
     };
     Ok(MessageKind {
         protocol: tag.name(),

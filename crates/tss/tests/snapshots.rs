@@ -8,7 +8,7 @@ mod common;
 
 use common::fixtures;
 use concord_tss::ecdsa::{AuxMaterial, EcdsaCoreShare, EcdsaPresignature, Primes};
-use concord_tss::{Envelope, KeyShare, Scheme, UncheckedKeyShare, inspect};
+use concord_tss::{Engine, Envelope, KeyShare, Scheme, UncheckedKeyShare, inspect};
 
 fn snapshot(name: &str) -> Vec<u8> {
     std::fs::read(fixtures().join("snapshots").join(name)).unwrap()
@@ -60,8 +60,22 @@ fn stored_ecdsa_material_still_loads() {
 }
 
 #[test]
-fn recorded_messages_of_every_protocol_still_decode() {
-    let text = String::from_utf8(snapshot("messages.txt")).unwrap();
+fn stored_dkls_share_still_loads_and_reencodes_identically() {
+    let bytes = snapshot("dkls-key-share.bin");
+    let share: KeyShare = UncheckedKeyShare::from_bytes(&bytes)
+        .unwrap()
+        .validate()
+        .unwrap();
+    assert_eq!(share.scheme(), Scheme::EcdsaSecp256k1);
+    assert_eq!(share.engine(), Engine::Dkls23);
+    assert_eq!(share.index(), 0);
+    assert_eq!(share.threshold().to_string(), "2-of-2");
+    assert_eq!(&*share.to_bytes(), &bytes[..], "re-encodes byte for byte");
+}
+
+/// Decodes every recorded message of a snapshot file; returns the protocols seen.
+fn decode_recorded(file: &str) -> std::collections::BTreeSet<String> {
+    let text = String::from_utf8(snapshot(file)).unwrap();
     let mut protocols = std::collections::BTreeSet::new();
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let mut parts = line.splitn(3, '|');
@@ -78,10 +92,21 @@ fn recorded_messages_of_every_protocol_still_decode() {
         assert_eq!(kind.round.map(|r| r.to_string()).unwrap_or_default(), round);
         protocols.insert(protocol.to_owned());
     }
+    protocols
+}
+
+#[test]
+fn recorded_messages_of_every_protocol_still_decode() {
+    let protocols = decode_recorded("messages.txt");
     assert_eq!(
         protocols.len(),
         8,
         "all eight message kinds are covered: {protocols:?}"
+    );
+    let protocols = decode_recorded("dkls-messages.txt");
+    assert_eq!(
+        protocols.into_iter().collect::<Vec<_>>(),
+        ["DKLs23 key generation", "DKLs23 signing"],
     );
 }
 

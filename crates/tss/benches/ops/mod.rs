@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use cggmp21::round_based::sim;
 use cggmp21::supported_curves::Secp256k1;
 
+use concord_tss::dkls::{self, DklsKeyShare};
 use concord_tss::ecdsa::{self, AuxMaterial, EcdsaKeyShare, EcdsaPresignature, Primes};
 use concord_tss::frost::{self, FrostKeyShare, FrostSuite};
 use concord_tss::local::{Endpoint, LocalNetwork};
@@ -329,4 +330,94 @@ pub async fn raw_cggmp21_presign(shares: &Arc<Vec<EcdsaKeyShare>>, signers: &[u1
     )
     .await;
     results.expect_ok();
+}
+
+/// DKLs23 distributed key generation, `t`-of-`n` (no group setup exists to reuse).
+pub async fn dkls_keygen(t: u16, n: u16) -> Arc<Vec<DklsKeyShare>> {
+    let th = Threshold::new(t, n).expect("threshold");
+    let s = session();
+    let parties: Vec<u16> = (0..n).collect();
+    Arc::new(
+        all(&parties, move |ep| async move {
+            dkls::keygen(s, ep.index, th, ep.incoming, ep.outgoing).await
+        })
+        .await,
+    )
+}
+
+/// DKLs23 interactive signing (three rounds) by exactly `t` signers.
+pub async fn dkls_sign(shares: &Arc<Vec<DklsKeyShare>>, signers: &[u16], digest: [u8; 32]) {
+    let s = session();
+    let shares = shares.clone();
+    let list = signers.to_vec();
+    all(signers, move |ep| {
+        let shares = shares.clone();
+        let list = list.clone();
+        async move {
+            dkls::sign(
+                s,
+                &shares[ep.index as usize],
+                &list,
+                &digest,
+                ep.incoming,
+                ep.outgoing,
+            )
+            .await
+        }
+    })
+    .await;
+}
+
+/// Raw dkls23 key generation: every party's four phases run by the library in one thread,
+/// messages handed over in memory with no encoding and no Concord code (the library's own
+/// cost, to compare with [`dkls_keygen`]).
+pub fn raw_dkls_keygen(t: u16, n: u16) {
+    use dkls23::protocols::{Parameters, PartyIndex};
+    type C = k256_dkls::Secp256k1;
+    let params = Parameters::new(t as u8, n as u8).expect("parameters");
+    let sid: [u8; 32] = rand::random();
+    let idx = |i: u16| PartyIndex::new(i as u8 + 1).expect("index");
+    let mut sessions: Vec<dkls23::DkgSession<C>> = (0..n)
+        .map(|i| dkls23::DkgSession::new(params.clone(), idx(i), sid.to_vec()))
+        .collect();
+    let fragments: Vec<Vec<k256_dkls::Scalar>> = sessions.iter().map(|s| s.phase1()).collect();
+    let mut proofs = Vec::new();
+    let mut zero2 = Vec::new();
+    let mut bip2 = BTreeMap::new();
+    for (i, s) in sessions.iter_mut().enumerate() {
+        let mine: Vec<_> = fragments.iter().map(|f| f[i]).collect();
+        let (p, z, b) = s.phase2(&mine).expect("phase 2");
+        proofs.push(p);
+        zero2.extend(z);
+        bip2.insert(idx(i as u16), b);
+    }
+    let mut zero3 = Vec::new();
+    let mut mul3 = Vec::new();
+    let mut bip3 = BTreeMap::new();
+    for (i, s) in sessions.iter_mut().enumerate() {
+        let (z, m, b) = s.phase3().expect("phase 3");
+        zero3.extend(z);
+        mul3.extend(m);
+        bip3.insert(idx(i as u16), b);
+    }
+    for (i, s) in sessions.into_iter().enumerate() {
+        let me = idx(i as u16);
+        let z2: Vec<_> = zero2
+            .iter()
+            .filter(|m| m.parties.receiver == me)
+            .cloned()
+            .collect();
+        let z3: Vec<_> = zero3
+            .iter()
+            .filter(|m| m.parties.receiver == me)
+            .cloned()
+            .collect();
+        let m3: Vec<_> = mul3
+            .iter()
+            .filter(|m| m.parties.receiver == me)
+            .cloned()
+            .collect();
+        s.phase4(&proofs, &z2, &z3, &m3, &bip2, &bip3, |_| String::new())
+            .expect("phase 4");
+    }
 }

@@ -1,0 +1,756 @@
+//! Threshold ECDSA on secp256k1 with DKLs23 (`dkls23 =0.6.2`, by 0xCarbon): oblivious
+//! transfer instead of Paillier, so there is no signer-group setup (no safe primes, no
+//! auxiliary material) and signing is three rounds of cheap curve and hash work.
+//!
+//! [`keygen`] runs the library's distributed key generation; besides the key share it sets up
+//! a zero-sharing seed and a two-party multiplication (base OT) state with every other member.
+//! That pairwise state is reused by every later signature, so it is part of [`DklsKeyShare`]
+//! and of its stored encoding: a restarted module signs without redoing any setup.
+//! [`sign`] takes exactly `t` signers and returns the same [`RecoverableSignature`] as the
+//! cggmp21 engine: low `s`, recovery id, verified with `k256` before it is returned.
+//! [`import_secret_key`] (feature `spof-key-import`) splits an existing key.
+//!
+//! The library's rounds are wired to [`Envelope`](crate::Envelope)s by the crate's round
+//! collector (see [`transport`](crate::transport); body: protocol tag, round byte, CBOR of
+//! the library's own message type):
+//!
+//! | protocol | round | kind | content |
+//! |---|---|---|---|
+//! | DKG | 1 | point-to-point | the recipient's evaluation of our random polynomial (secret) |
+//! | DKG | 2 | broadcast | commitment to our discrete-log proof; commitment to our chain-code part |
+//! | DKG | 3 | point-to-point | commitment to our zero-sharing seed for the pair |
+//! | DKG | 4 | broadcast | the proof and chain-code part opened; a hash of every round-2 broadcast we received (echo) |
+//! | DKG | 5 | point-to-point | the zero-sharing seed opened; base-OT initialisation of the pair's multiplications |
+//! | signing | 1 | point-to-point | commitment to our nonce point; OT-extension message |
+//! | signing | 2 | point-to-point | opening, consistency values, multiplication output |
+//! | signing | 3 | broadcast | our shares `u`, `w` of the signature's denominator and numerator |
+//!
+//! The round-4 echo is the reliable-broadcast check: a party that sent different round-2
+//! broadcasts to different members is caught as an [`TssError::InconsistentBroadcast`], and
+//! everything opened in round 4 is bound to round 2 by the commitments.
+//!
+//! **Abort rules.** The library classifies each abort. A failed check of the pairwise
+//! multiplication during signing means the counterparty cheated in a way that leaks
+//! information about the reused OT state: it comes out as [`TssError::CheatingParty`], and that
+//! party must never sign with this key again ([`DklsKeyShare::exclude`] records it in the
+//! share, and [`sign`] then refuses any signer set that includes it). Every other abort is
+//! recoverable ([`TssError::Protocol`], naming the party the library names, if any); the
+//! signers may retry with a fresh session id.
+//!
+//! **Randomness.** dkls23 draws every random value from its own OS-seeded thread generator
+//! (`rand::rng()`); it accepts none from the caller, so [`keygen`] and [`sign`] take no RNG.
+//!
+//! **Secrets.** The library zeroizes its party state on drop; [`DklsKeyShare`] prints
+//! `<redacted>` in `Debug`, encodes into a zeroizing buffer and loads only through
+//! [`crate::UncheckedKeyShare::validate`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use concord_types::{Scheme, SessionId, Threshold, WalletId};
+use dkls23::protocols::dkg::{
+    BroadcastDerivationPhase2to4, BroadcastDerivationPhase3to4, ProofCommitment,
+    TransmitInitMulPhase3to4, TransmitInitZeroSharePhase2to4, TransmitInitZeroSharePhase3to4,
+};
+use dkls23::protocols::signing::{Broadcast3to4, SignData, TransmitPhase1to2, TransmitPhase2to3};
+use dkls23::protocols::{Abort, AbortKind, AbortReason, Parameters, PartyIndex};
+use dkls23::{DkgSession, SignSession};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::TssError;
+use crate::ecdsa::RecoverableSignature;
+use crate::envelope::Tag;
+use crate::transport::{Incoming, Outgoing, Roster, RoundIo, cbor_decode, cbor_encode};
+
+/// The curve, as dkls23 names it (`k256` 0.14).
+type C = k256_dkls::Secp256k1;
+type Scalar = k256_dkls::Scalar;
+pub(crate) type Party = dkls23::protocols::Party<C>;
+pub(crate) type PublicKeyPackage = dkls23::protocols::PublicKeyPackage<C>;
+
+const SCHEME: Scheme = Scheme::EcdsaSecp256k1;
+
+/// The library's 1-based party index of group index `index`.
+fn party_index(index: u16) -> Result<PartyIndex, TssError> {
+    index
+        .checked_add(1)
+        .and_then(|i| u8::try_from(i).ok())
+        .and_then(|i| PartyIndex::new(i).ok())
+        .ok_or_else(|| {
+            TssError::params(format!(
+                "party index {index} is too large for DKLs23 (at most 254)"
+            ))
+        })
+}
+
+/// The group index of the library's party index.
+fn group_index(party: PartyIndex) -> u16 {
+    u16::from(party.as_u8()).saturating_sub(1)
+}
+
+fn parameters(threshold: Threshold) -> Result<Parameters, TssError> {
+    let (t, n) = (threshold.t(), threshold.n());
+    let too_big = || {
+        TssError::params(format!(
+            "DKLs23 supports groups of at most 255 parties, not {threshold}"
+        ))
+    };
+    let t = u8::try_from(t).map_err(|_| too_big())?;
+    let n = u8::try_from(n).map_err(|_| too_big())?;
+    Parameters::new(t, n).map_err(|e| TssError::params(format!("threshold {threshold}: {e}")))
+}
+
+/// The party an abort reason names, if the library attributes the failure to one.
+fn named_party(reason: &AbortReason) -> Option<PartyIndex> {
+    match reason {
+        AbortReason::UnexpectedSender { sender } | AbortReason::DuplicateSender { sender } => {
+            Some(*sender)
+        }
+        AbortReason::MissingMessageFromParty { party }
+        | AbortReason::MissingCommittedPoint { party }
+        | AbortReason::ChainCodeCommitmentFailed { party } => Some(*party),
+        AbortReason::SessionBindingMismatch { counterparty }
+        | AbortReason::ProofVerificationFailed { counterparty }
+        | AbortReason::CommitmentMismatch { counterparty }
+        | AbortReason::TrivialInstancePoint { counterparty }
+        | AbortReason::OtConsistencyCheckFailed { counterparty }
+        | AbortReason::MultiplicationVerificationFailed { counterparty, .. }
+        | AbortReason::GammaUInconsistency { counterparty }
+        | AbortReason::ZeroShareDecommitFailed { counterparty } => Some(*counterparty),
+        // Input validation, our own state, or failures nobody in particular is blamed for.
+        _ => None,
+    }
+}
+
+/// Turns a library abort into our error, keeping its blame.
+fn abort_error(abort: Abort) -> TssError {
+    let detail = abort.description();
+    match abort.kind {
+        AbortKind::BanCounterparty(party) => TssError::CheatingParty {
+            scheme: SCHEME,
+            party: group_index(party),
+            detail,
+        },
+        AbortKind::Recoverable => {
+            let culprits: Vec<u16> = named_party(&abort.reason)
+                .filter(|p| *p != abort.index)
+                .map(group_index)
+                .into_iter()
+                .collect();
+            match abort.reason {
+                AbortReason::SignatureVerificationFailed => TssError::InvalidSignature {
+                    scheme: SCHEME,
+                    culprits,
+                },
+                _ => TssError::Protocol {
+                    scheme: SCHEME,
+                    culprits,
+                    detail,
+                },
+            }
+        }
+    }
+}
+
+fn decode<T: DeserializeOwned>(party: u16, what: &str, bytes: &[u8]) -> Result<T, TssError> {
+    cbor_decode(bytes).map_err(|reason| TssError::MalformedMessage {
+        party,
+        reason: format!("undecodable DKLs23 {what}: {reason}"),
+    })
+}
+
+/// Fails unless a message's own sender field names the party the envelope came from.
+fn check_sender(party: u16, claimed: PartyIndex, what: &str) -> Result<(), TssError> {
+    if group_index(claimed) != party {
+        return Err(TssError::MalformedMessage {
+            party,
+            reason: format!(
+                "its {what} claims to come from party {}",
+                group_index(claimed)
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Groups outgoing point-to-point messages by recipient (group index).
+fn by_recipient<T>(messages: Vec<T>, recipient: impl Fn(&T) -> PartyIndex) -> BTreeMap<u16, T> {
+    messages
+        .into_iter()
+        .map(|m| (group_index(recipient(&m)), m))
+        .collect()
+}
+
+fn missing_message(party: u16, round: u8) -> TssError {
+    TssError::params(format!(
+        "the DKLs23 library produced no round-{round} message for party {party}"
+    ))
+}
+
+/// One party's share of a DKLs23 threshold ECDSA key: its Shamir share, the group's public
+/// verifying shares, and the pairwise zero-sharing seeds and OT state set up by DKG (reused by
+/// every signature). Secret.
+pub struct DklsKeyShare {
+    pub(crate) index: u16,
+    pub(crate) threshold: Threshold,
+    pub(crate) party: Party,
+    pub(crate) public: PublicKeyPackage,
+    /// Parties caught cheating in a way that forbids ever signing with them again.
+    pub(crate) excluded: BTreeSet<u16>,
+}
+
+impl fmt::Debug for DklsKeyShare {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DklsKeyShare")
+            .field("index", &self.index)
+            .field("threshold", &self.threshold)
+            .field("public_key", &hex::encode(self.public_key()))
+            .field("excluded", &self.excluded)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+impl DklsKeyShare {
+    /// This party's index in the group.
+    pub fn index(&self) -> u16 {
+        self.index
+    }
+
+    /// The signing threshold.
+    pub fn threshold(&self) -> Threshold {
+        self.threshold
+    }
+
+    /// The group public key, SEC1 compressed (33 bytes).
+    pub fn public_key(&self) -> [u8; 33] {
+        sec1(&self.party.pk)
+    }
+
+    /// The wallet this share belongs to (the same as a cggmp21 share of the same key).
+    pub fn wallet_id(&self) -> WalletId {
+        WalletId::derive(SCHEME, &self.public_key())
+    }
+
+    /// Parties this share refuses to sign with, because they were caught cheating.
+    pub fn excluded(&self) -> &BTreeSet<u16> {
+        &self.excluded
+    }
+
+    /// Records that `party` was caught cheating ([`TssError::CheatingParty`]): from now on
+    /// [`sign`] refuses every signer set that includes it. The caller persists the share.
+    pub fn exclude(&mut self, party: u16) -> Result<(), TssError> {
+        if party >= self.threshold.n() || party == self.index {
+            return Err(TssError::params(format!(
+                "party {party} is not another member of this {} group",
+                self.threshold
+            )));
+        }
+        self.excluded.insert(party);
+        Ok(())
+    }
+
+    /// Checks the share's internal consistency: parameters, indices, the secret share against
+    /// its public verifying share, the group key, and that the pairwise state with every other
+    /// member is present and well formed (the library's own dimension checks).
+    pub(crate) fn validate(self) -> Result<Self, TssError> {
+        let bad = |reason: String| TssError::invalid_state("DKLs23 key share", reason);
+        let t = self.threshold;
+        let params = parameters(t).map_err(|e| bad(e.to_string()))?;
+        let p = &self.party;
+        if (p.parameters.threshold, p.parameters.share_count)
+            != (params.threshold, params.share_count)
+            || (self.public.threshold(), self.public.share_count())
+                != (params.threshold, params.share_count)
+        {
+            return Err(bad(format!("the library state does not say threshold {t}")));
+        }
+        if self.index >= t.n() {
+            return Err(bad(format!(
+                "party index {} outside a {t} group",
+                self.index
+            )));
+        }
+        let me = party_index(self.index).map_err(|e| bad(e.to_string()))?;
+        if p.party_index != me {
+            return Err(bad(format!(
+                "the library state is party {}'s, not party {}'s",
+                group_index(p.party_index),
+                self.index
+            )));
+        }
+        let identity = k256_dkls::AffinePoint::IDENTITY;
+        if p.pk == identity || *self.public.verifying_key() != p.pk {
+            return Err(bad(
+                "the group key is missing or differs from the public key package".into(),
+            ));
+        }
+        let own_public = (k256_dkls::ProjectivePoint::GENERATOR * p.poly_point).to_affine();
+        if self.public.verifying_share(me) != Some(&own_public) {
+            return Err(bad(
+                "the secret share does not match its public verifying share".into(),
+            ));
+        }
+        if p.derivation_data.pk != p.pk || p.derivation_data.poly_point != p.poly_point {
+            return Err(bad(
+                "the BIP-32 derivation data names another key or share".into()
+            ));
+        }
+        let others: Vec<u16> = (0..t.n()).filter(|i| *i != self.index).collect();
+        if p.mul_senders.len() != others.len()
+            || p.mul_receivers.len() != others.len()
+            || p.zero_share.seeds.len() != others.len()
+        {
+            return Err(bad(format!(
+                "the pairwise state covers {} / {} / {} parties, the group has {} others",
+                p.mul_senders.len(),
+                p.mul_receivers.len(),
+                p.zero_share.seeds.len(),
+                others.len()
+            )));
+        }
+        for other in others {
+            let j = party_index(other).map_err(|e| bad(e.to_string()))?;
+            if self.public.verifying_share(j).is_none() {
+                return Err(bad(format!("no verifying share for party {other}")));
+            }
+            let sender = p.mul_senders.get(&j);
+            let receiver = p.mul_receivers.get(&j);
+            match (sender, receiver) {
+                (Some(s), Some(r)) => {
+                    s.check_state()
+                        .map_err(|e| bad(format!("pair with party {other}: {}", e.description)))?;
+                    r.check_state(None)
+                        .map_err(|e| bad(format!("pair with party {other}: {}", e.description)))?;
+                }
+                _ => return Err(bad(format!("no multiplication state for party {other}"))),
+            }
+            if !p.zero_share.seeds.iter().any(|s| s.index_counterparty == j) {
+                return Err(bad(format!("no zero-sharing seed for party {other}")));
+            }
+        }
+        if let Some(bad_party) = self
+            .excluded
+            .iter()
+            .find(|x| **x >= t.n() || **x == self.index)
+        {
+            return Err(bad(format!(
+                "excluded party {bad_party} is not another member of the group"
+            )));
+        }
+        Ok(self)
+    }
+}
+
+fn sec1(point: &k256_dkls::AffinePoint) -> [u8; 33] {
+    let bytes = dkls23::utilities::hashes::point_to_bytes::<C>(point);
+    let mut out = [0u8; 33];
+    if bytes.len() == 33 {
+        out.copy_from_slice(&bytes);
+    }
+    out
+}
+
+/// DKG round 2, broadcast: commitments only.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct KeygenCommit {
+    proof_commitment: [u8; 32],
+    derivation: BroadcastDerivationPhase2to4,
+}
+
+/// DKG round 4, broadcast: openings, and the echo of round 2.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub(crate) struct KeygenReveal {
+    proof: ProofCommitment<C>,
+    derivation: BroadcastDerivationPhase3to4,
+    echo: [u8; 32],
+}
+
+/// DKG round 5, point to point: the pair's zero-sharing seed and multiplication setup.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub(crate) struct KeygenPair {
+    zero: TransmitInitZeroSharePhase3to4,
+    mul: TransmitInitMulPhase3to4<C>,
+}
+
+fn echo_hash(parts: &BTreeMap<u16, Vec<u8>>) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"concord/dkls23/echo/v1\0");
+    for (idx, bytes) in parts {
+        h.update(idx.to_be_bytes());
+        h.update((bytes.len() as u64).to_be_bytes());
+        h.update(bytes);
+    }
+    h.finalize().into()
+}
+
+/// Distributed key generation of a `t`-of-`n` DKLs23 key; this party is `index`. Every
+/// member of the group (all `n`) takes part. The key never exists whole.
+pub async fn keygen(
+    session: SessionId,
+    index: u16,
+    threshold: Threshold,
+    mut incoming: impl Incoming,
+    mut outgoing: impl Outgoing,
+) -> Result<DklsKeyShare, TssError> {
+    let params = parameters(threshold)?;
+    let n = threshold.n();
+    if index >= n {
+        return Err(TssError::params(format!(
+            "party index {index} is not in a {threshold} group"
+        )));
+    }
+    let me = party_index(index)?;
+    let parties: Vec<u16> = (0..n).collect();
+    let others: Vec<u16> = parties.iter().copied().filter(|p| *p != index).collect();
+    let roster = Roster {
+        session,
+        me: index,
+        parties,
+        tag: Tag::DklsKeygen,
+    };
+    let mut io = RoundIo::new(roster, &mut incoming, &mut outgoing);
+    let mut dkg = DkgSession::<C>::new(params, me, session.as_bytes().to_vec());
+
+    // Round 1: each member's evaluation of our polynomial, point to point (secret).
+    let fragments = Zeroizing::new(dkg.phase1());
+    for party in &others {
+        let fragment = fragments
+            .get(usize::from(*party))
+            .ok_or_else(|| missing_message(*party, 1))?;
+        io.send(Some(*party), 1, &Zeroizing::new(cbor_encode(fragment)))
+            .await?;
+    }
+    let received = io.collect(1, &others, true).await?;
+    let mut mine: Zeroizing<Vec<Scalar>> = Zeroizing::new(Vec::with_capacity(usize::from(n)));
+    mine.push(
+        *fragments
+            .get(usize::from(index))
+            .ok_or_else(|| missing_message(index, 1))?,
+    );
+    drop(fragments);
+    for (party, bytes) in &received {
+        mine.push(decode(*party, "polynomial fragment", bytes)?);
+    }
+    drop(received);
+
+    // Round 2 (broadcast) and 3 (point to point): commitments.
+    let (proof, zero2, derivation2) = dkg.phase2(&mine).map_err(abort_error)?;
+    drop(mine);
+    let own_commit = cbor_encode(&KeygenCommit {
+        proof_commitment: proof.commitment,
+        derivation: derivation2.clone(),
+    });
+    io.send(None, 2, &own_commit).await?;
+    let mut zero2 = by_recipient(zero2, |m| m.parties.receiver);
+    for party in &others {
+        let msg = zero2
+            .remove(party)
+            .ok_or_else(|| missing_message(*party, 3))?;
+        io.send(Some(*party), 3, &cbor_encode(&msg)).await?;
+    }
+    let commits_raw = io.collect(2, &others, false).await?;
+    let zero2_raw = io.collect(3, &others, true).await?;
+    let mut commitments: BTreeMap<u16, [u8; 32]> = BTreeMap::new();
+    let mut derivations2 = BTreeMap::new();
+    derivations2.insert(me, derivation2);
+    for (party, bytes) in &commits_raw {
+        let c: KeygenCommit = decode(*party, "key generation commitment", bytes)?;
+        check_sender(*party, c.derivation.sender_index, "chain-code commitment")?;
+        commitments.insert(*party, c.proof_commitment);
+        derivations2.insert(party_index(*party)?, c.derivation);
+    }
+    let mut zero_received2 = Vec::with_capacity(others.len());
+    for (party, bytes) in &zero2_raw {
+        let m: TransmitInitZeroSharePhase2to4 = decode(*party, "zero-sharing commitment", bytes)?;
+        check_sender(*party, m.parties.sender, "zero-sharing commitment")?;
+        zero_received2.push(m);
+    }
+    let mut all_commits = commits_raw;
+    all_commits.insert(index, own_commit);
+    let echo = echo_hash(&all_commits);
+
+    // Round 4 (broadcast) and 5 (point to point): openings and the pairwise OT setup.
+    let (zero3, mul3, derivation3) = dkg.phase3().map_err(abort_error)?;
+    io.send(
+        None,
+        4,
+        &cbor_encode(&KeygenReveal {
+            proof: proof.clone(),
+            derivation: derivation3.clone(),
+            echo,
+        }),
+    )
+    .await?;
+    let mut zero3 = by_recipient(zero3, |m| m.parties.receiver);
+    let mut mul3 = by_recipient(mul3, |m| m.parties.receiver);
+    for party in &others {
+        let pair = KeygenPair {
+            zero: zero3
+                .remove(party)
+                .ok_or_else(|| missing_message(*party, 5))?,
+            mul: mul3
+                .remove(party)
+                .ok_or_else(|| missing_message(*party, 5))?,
+        };
+        io.send(Some(*party), 5, &Zeroizing::new(cbor_encode(&pair)))
+            .await?;
+    }
+    let reveals_raw = io.collect(4, &others, false).await?;
+    let pairs_raw = io.collect(5, &others, true).await?;
+
+    let mut proofs = vec![proof];
+    let mut derivations3 = BTreeMap::new();
+    derivations3.insert(me, derivation3);
+    let mut disagreeing = Vec::new();
+    for (party, bytes) in &reveals_raw {
+        let r: KeygenReveal = decode(*party, "key generation opening", bytes)?;
+        if r.echo != echo {
+            disagreeing.push(*party);
+            continue;
+        }
+        check_sender(*party, r.proof.index, "proof")?;
+        check_sender(*party, r.derivation.sender_index, "chain-code opening")?;
+        if commitments.get(party) != Some(&r.proof.commitment) {
+            return Err(TssError::Protocol {
+                scheme: SCHEME,
+                culprits: vec![*party],
+                detail: format!(
+                    "party {party} opened a proof that is not the one it committed to in round 2"
+                ),
+            });
+        }
+        proofs.push(r.proof);
+        derivations3.insert(party_index(*party)?, r.derivation);
+    }
+    if !disagreeing.is_empty() {
+        return Err(TssError::InconsistentBroadcast {
+            parties: disagreeing,
+            round: 2,
+        });
+    }
+    let mut zero_received3 = Vec::with_capacity(others.len());
+    let mut mul_received = Vec::with_capacity(others.len());
+    for (party, bytes) in &pairs_raw {
+        let p: KeygenPair = decode(*party, "pairwise setup", bytes)?;
+        check_sender(*party, p.zero.parties.sender, "zero-sharing seed")?;
+        check_sender(*party, p.mul.parties.sender, "multiplication setup")?;
+        zero_received3.push(p.zero);
+        mul_received.push(p.mul);
+    }
+
+    let (party, public) = dkg
+        .phase4(
+            &proofs,
+            &zero_received2,
+            &zero_received3,
+            &mul_received,
+            &derivations2,
+            &derivations3,
+            |_| String::new(),
+        )
+        .map_err(abort_error)?;
+    DklsKeyShare {
+        index,
+        threshold,
+        party,
+        public,
+        excluded: BTreeSet::new(),
+    }
+    .validate()
+}
+
+/// Splits an existing secp256k1 private key (32 bytes, big-endian) into `n` complete DKLs23
+/// shares, with their pairwise state dealt by this function (the library's `re_key`). Each
+/// share is then sealed to its module as a stored key share ([`DklsKeyShare::to_bytes`]).
+///
+/// **Single point of failure:** the key existed whole before this call, and whoever ran it
+/// also saw every pair's OT seeds. Prefer [`keygen`]; after an import, a refresh (which
+/// re-runs the OT setup among the members) removes the dealer's knowledge of the OT state,
+/// though not of the key.
+#[cfg(feature = "spof-key-import")]
+pub fn import_secret_key(
+    secret: &Zeroizing<[u8; 32]>,
+    threshold: Threshold,
+    rng: &mut (impl rand_core::RngCore + rand_core::CryptoRng),
+) -> Result<Vec<DklsKeyShare>, TssError> {
+    use k256_dkls::elliptic_curve::ff::PrimeField;
+    let params = parameters(threshold)?;
+    let repr = k256_dkls::FieldBytes::from(**secret);
+    let scalar: Option<Scalar> = Scalar::from_repr(repr).into();
+    let scalar = Zeroizing::new(scalar.ok_or_else(|| {
+        TssError::params(
+            "the private key is not a valid secp256k1 scalar (it must be below the group order)",
+        )
+    })?);
+    if bool::from(scalar.is_zero()) {
+        return Err(TssError::params("the private key is zero"));
+    }
+    // The library binds the shares' pairwise state to a session id of our choosing.
+    let mut session_id = [0u8; 32];
+    rng.fill_bytes(&mut session_id);
+    let (parties, public) =
+        dkls23::protocols::re_key::re_key::<C>(&params, &session_id, &scalar, None, |_| {
+            String::new()
+        });
+    parties
+        .into_iter()
+        .map(|party| {
+            DklsKeyShare {
+                index: group_index(party.party_index),
+                threshold,
+                party,
+                public: public.clone(),
+                excluded: BTreeSet::new(),
+            }
+            .validate()
+        })
+        .collect()
+}
+
+/// Interactive signing of a 32-byte digest (the chain's sighash) by exactly `t` signers
+/// (group indices, including ours). Returns `(r, s, recovery id)` with low `s`, verified with
+/// `k256` against the group key. Refuses signer sets with an [excluded](DklsKeyShare::exclude)
+/// party.
+pub async fn sign(
+    session: SessionId,
+    share: &DklsKeyShare,
+    signers: &[u16],
+    digest: &[u8; 32],
+    mut incoming: impl Incoming,
+    mut outgoing: impl Outgoing,
+) -> Result<RecoverableSignature, TssError> {
+    let roster = Roster::for_signers(
+        session,
+        share.index,
+        share.threshold,
+        signers,
+        true,
+        Tag::DklsSign,
+    )?;
+    if let Some(party) = roster.parties.iter().find(|p| share.excluded.contains(p)) {
+        return Err(TssError::params(format!(
+            "party {party} was caught cheating and is excluded from signing with this key; choose other signers"
+        )));
+    }
+    let others = roster.others();
+    let counterparties = others
+        .iter()
+        .map(|p| party_index(*p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let data = SignData {
+        sign_id: session.as_bytes().to_vec(),
+        counterparties,
+        message_hash: *digest,
+    };
+    let mut io = RoundIo::new(roster, &mut incoming, &mut outgoing);
+    let (mut signing, round1) = SignSession::new(&share.party, data).map_err(abort_error)?;
+
+    // Round 1: nonce commitments and OT-extension messages, point to point.
+    let mut round1 = by_recipient(round1, |m| m.parties.receiver);
+    for party in &others {
+        let msg = round1
+            .remove(party)
+            .ok_or_else(|| missing_message(*party, 1))?;
+        io.send(Some(*party), 1, &cbor_encode(&msg)).await?;
+    }
+    let mut received1 = Vec::with_capacity(others.len());
+    for (party, bytes) in io.collect(1, &others, true).await? {
+        let m: TransmitPhase1to2 = decode(party, "signing round-1 message", &bytes)?;
+        check_sender(party, m.parties.sender, "round-1 message")?;
+        received1.push(m);
+    }
+
+    // Round 2: openings and multiplication outputs, point to point.
+    let round2 = signing.phase2(&received1).map_err(abort_error)?;
+    drop(received1);
+    let mut round2 = by_recipient(round2, |m| m.parties.receiver);
+    for party in &others {
+        let msg = round2
+            .remove(party)
+            .ok_or_else(|| missing_message(*party, 2))?;
+        io.send(Some(*party), 2, &Zeroizing::new(cbor_encode(&msg)))
+            .await?;
+    }
+    let mut received2 = Vec::with_capacity(others.len());
+    for (party, bytes) in io.collect(2, &others, true).await? {
+        let m: TransmitPhase2to3<C> = decode(party, "signing round-2 message", &bytes)?;
+        check_sender(party, m.parties.sender, "round-2 message")?;
+        received2.push(m);
+    }
+
+    // Round 3: shares of the signature, broadcast; every signer assembles and verifies.
+    let own = signing.phase3(&received2).map_err(abort_error)?;
+    drop(received2);
+    io.send(None, 3, &cbor_encode(&own)).await?;
+    let mut all = vec![own];
+    for (party, bytes) in io.collect(3, &others, false).await? {
+        all.push(decode::<Broadcast3to4<C>>(
+            party,
+            "signing round-3 message",
+            &bytes,
+        )?);
+    }
+    let sig = signing.phase4(&all, true).map_err(abort_error)?;
+    finish(&sig, &share.public_key(), digest)
+}
+
+/// Normalises `s` to the lower half, finds the recovery id and verifies with `k256` (an
+/// implementation independent of the protocol's) before anything leaves the engine.
+fn finish(
+    sig: &dkls23::EcdsaSignature,
+    public_key: &[u8; 33],
+    digest: &[u8; 32],
+) -> Result<RecoverableSignature, TssError> {
+    let invalid = || TssError::InvalidSignature {
+        scheme: SCHEME,
+        culprits: Vec::new(),
+    };
+    let parsed = k256::ecdsa::Signature::from_scalars(sig.r, sig.s).map_err(|_| invalid())?;
+    let flipped = parsed.normalize_s().is_some();
+    let low = parsed.normalize_s().unwrap_or(parsed);
+    let bytes = low.to_bytes();
+    let mut r = [0u8; 32];
+    let mut s = [0u8; 32];
+    r.copy_from_slice(&bytes[..32]);
+    s.copy_from_slice(&bytes[32..]);
+    // The library's recovery id is for the `s` it returned; negating `s` flips the parity.
+    let first = (sig.recovery_id & 1) ^ u8::from(flipped);
+    for recovery_id in [first, first ^ 1] {
+        let candidate = RecoverableSignature { r, s, recovery_id };
+        if candidate.verify(public_key, digest).is_ok() {
+            return Ok(candidate);
+        }
+    }
+    Err(invalid())
+}
+
+/// Decodes a DKLs23 key-generation body (after the tag) completely; returns its round.
+pub(crate) fn inspect_keygen(body: &[u8]) -> Result<u8, String> {
+    let (round, payload) = body.split_first().ok_or("no round number")?;
+    match round {
+        1 => cbor_decode::<Scalar>(payload).map(drop)?,
+        2 => cbor_decode::<KeygenCommit>(payload).map(drop)?,
+        3 => cbor_decode::<TransmitInitZeroSharePhase2to4>(payload).map(drop)?,
+        4 => cbor_decode::<KeygenReveal>(payload).map(drop)?,
+        5 => cbor_decode::<KeygenPair>(payload).map(drop)?,
+        r => return Err(format!("no DKLs23 key generation round {r}")),
+    }
+    Ok(*round)
+}
+
+/// Decodes a DKLs23 signing body (after the tag) completely; returns its round.
+pub(crate) fn inspect_sign(body: &[u8]) -> Result<u8, String> {
+    let (round, payload) = body.split_first().ok_or("no round number")?;
+    match round {
+        1 => cbor_decode::<TransmitPhase1to2>(payload).map(drop)?,
+        2 => cbor_decode::<TransmitPhase2to3<C>>(payload).map(drop)?,
+        3 => cbor_decode::<Broadcast3to4<C>>(payload).map(drop)?,
+        r => return Err(format!("no DKLs23 signing round {r}")),
+    }
+    Ok(*round)
+}

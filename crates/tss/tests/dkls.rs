@@ -1,0 +1,695 @@
+//! Threshold ECDSA with DKLs23: DKG, signing by every signer subset, import, storage, blame,
+//! redaction and message inspection. Every signature is checked with k256, including
+//! public-key recovery from the recovery id (an implementation independent of dkls23's).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a panic is a failure report
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use ciborium::Value;
+use common::*;
+use concord_tss::dkls::{self, DklsKeyShare};
+use concord_tss::ecdsa::RecoverableSignature;
+use concord_tss::local::Tamper;
+use concord_tss::{
+    Engine, Envelope, KeyShare, Scheme, SessionId, Signature, Threshold, TssError,
+    UncheckedKeyShare, inspect,
+};
+use k256::ecdsa::signature::hazmat::PrehashVerifier;
+use zeroize::Zeroizing;
+
+/// Protocol tags of DKLs23 envelopes (first body byte), then the round byte.
+const KEYGEN_TAG: u8 = 9;
+const SIGN_TAG: u8 = 10;
+
+fn digest(label: &str) -> [u8; 32] {
+    use sha3::{Digest, Keccak256};
+    Keccak256::digest(label.as_bytes()).into()
+}
+
+/// Independent check: k256 verifies the prehash and recovers the group key from the recovery id.
+fn check_with_k256(public_key: &[u8; 33], digest: &[u8; 32], sig: &RecoverableSignature) {
+    let vk = k256::ecdsa::VerifyingKey::from_sec1_bytes(public_key).unwrap();
+    let s = k256::ecdsa::Signature::from_slice(&sig.to_rs_bytes()).unwrap();
+    assert!(s.normalize_s().is_none(), "s must be low");
+    vk.verify_prehash(digest, &s)
+        .expect("k256 verifies the threshold signature");
+    assert!(sig.recovery_id <= 1);
+    let rid = k256::ecdsa::RecoveryId::from_byte(sig.recovery_id).unwrap();
+    let recovered = k256::ecdsa::VerifyingKey::recover_from_prehash(digest, &s, rid).unwrap();
+    assert_eq!(recovered, vk, "recovery id recovers the group key");
+}
+
+async fn keygen(t: u16, n: u16, label: &str) -> Arc<Vec<DklsKeyShare>> {
+    let threshold = Threshold::new(t, n).unwrap();
+    let session = SessionId::derive("test-dkls-keygen", label.as_bytes());
+    let parties: Vec<u16> = (0..n).collect();
+    let shares: Vec<DklsKeyShare> = run(&parties, move |ep| async move {
+        dkls::keygen(session, ep.index, threshold, ep.incoming, ep.outgoing).await
+    })
+    .await
+    .into_iter()
+    .map(|r| r.unwrap())
+    .collect();
+    let pk = shares[0].public_key();
+    for (i, s) in shares.iter().enumerate() {
+        assert_eq!(s.index() as usize, i);
+        assert_eq!(s.public_key(), pk, "every party derives the same group key");
+        assert_eq!(s.threshold(), threshold);
+        assert!(s.excluded().is_empty());
+    }
+    Arc::new(shares)
+}
+
+fn sign_session(msg: &[u8; 32], signers: &[u16]) -> SessionId {
+    SessionId::derive(
+        "test-dkls-sign",
+        &[&msg[..], &format!("{signers:?}").into_bytes()].concat(),
+    )
+}
+
+async fn sign(
+    shares: &Arc<Vec<DklsKeyShare>>,
+    signers: &[u16],
+    msg: [u8; 32],
+) -> Vec<Result<RecoverableSignature, TssError>> {
+    sign_tampered(shares, signers, msg, |_, _| Tamper::Deliver).await
+}
+
+async fn sign_tampered(
+    shares: &Arc<Vec<DklsKeyShare>>,
+    signers: &[u16],
+    msg: [u8; 32],
+    hook: impl Fn(&mut Envelope, u16) -> Tamper + Send + Sync + 'static,
+) -> Vec<Result<RecoverableSignature, TssError>> {
+    let session = sign_session(&msg, signers);
+    let signer_list = signers.to_vec();
+    let shares = shares.clone();
+    run_tampered(signers, hook, move |ep| {
+        let shares = shares.clone();
+        let signer_list = signer_list.clone();
+        async move {
+            dkls::sign(
+                session,
+                &shares[ep.index as usize],
+                &signer_list,
+                &msg,
+                ep.incoming,
+                ep.outgoing,
+            )
+            .await
+        }
+    })
+    .await
+}
+
+/// Signs with `signers` and checks that every signer returns the same signature, which k256
+/// accepts; returns it.
+async fn sign_ok(
+    shares: &Arc<Vec<DklsKeyShare>>,
+    signers: &[u16],
+    msg: [u8; 32],
+) -> RecoverableSignature {
+    let sigs: Vec<_> = sign(shares, signers, msg)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    for s in &sigs {
+        assert_eq!(s, &sigs[0], "every signer outputs the same signature");
+    }
+    check_with_k256(&shares[0].public_key(), &msg, &sigs[0]);
+    sigs[0]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_of_three_every_signer_subset_signs() {
+    let shares = keygen(2, 3, "2of3").await;
+    let subsets = subsets(3, 2);
+    assert_eq!(subsets.len(), 3);
+    for (k, subset) in subsets.into_iter().enumerate() {
+        sign_ok(&shares, &subset, digest(&format!("2-of-3 subset {k}"))).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_of_five_every_signer_subset_signs() {
+    let shares = keygen(3, 5, "3of5").await;
+    let subsets = subsets(5, 3);
+    assert_eq!(subsets.len(), 10);
+    for (k, subset) in subsets.into_iter().enumerate() {
+        sign_ok(&shares, &subset, digest(&format!("3-of-5 subset {k}"))).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_of_two_signs_many_times_with_the_same_setup() {
+    let shares = keygen(2, 2, "2of2").await;
+    // The pairwise OT state from DKG is reused by every signature.
+    for k in 0..5 {
+        sign_ok(&shares, &[0, 1], digest(&format!("2-of-2 #{k}"))).await;
+    }
+}
+
+/// Round-trips a share through its stored form.
+fn reload(share: &DklsKeyShare) -> DklsKeyShare {
+    let bytes = share.to_bytes();
+    match UncheckedKeyShare::from_bytes(&bytes)
+        .unwrap()
+        .validate_for(share.wallet_id())
+        .unwrap()
+    {
+        KeyShare::Dkls(s) => s,
+        other => panic!("reloaded as {:?} / {}", other.scheme(), other.engine()),
+    }
+}
+
+/// Anvil's (and Hardhat's) well-known first development account.
+const ANVIL_KEY0: &str = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+const ANVIL_ADDR0: &str = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imported_anvil_key_keeps_its_address_and_signs() {
+    let mut secret = Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(ANVIL_KEY0, &mut *secret).unwrap();
+    let threshold = Threshold::new(2, 3).unwrap();
+    let imported = dkls::import_secret_key(&secret, threshold, &mut rng(1)).unwrap();
+    drop(secret);
+    assert_eq!(imported.len(), 3);
+    // Each share travels sealed to its module in its stored form.
+    let shares: Vec<DklsKeyShare> = imported.iter().map(reload).collect();
+    drop(imported);
+    for (i, s) in shares.iter().enumerate() {
+        assert_eq!(s.index() as usize, i);
+        assert_eq!(eth_address(&s.public_key()), ANVIL_ADDR0);
+    }
+    let shares = Arc::new(shares);
+    for subset in subsets(3, 2) {
+        let msg = digest(&format!("imported {subset:?}"));
+        let sig = sign_ok(&shares, &subset, msg).await;
+        // Recover the signer's Ethereum address from (r, s, v) alone, as the chain does.
+        let s = k256::ecdsa::Signature::from_slice(&sig.to_rs_bytes()).unwrap();
+        let rid = k256::ecdsa::RecoveryId::from_byte(sig.recovery_id).unwrap();
+        let recovered = k256::ecdsa::VerifyingKey::recover_from_prehash(&msg, &s, rid).unwrap();
+        assert_eq!(
+            eth_address(recovered.to_encoded_point(true).as_bytes()),
+            ANVIL_ADDR0
+        );
+    }
+}
+
+#[test]
+fn import_rejects_invalid_keys() {
+    let t = Threshold::new(2, 3).unwrap();
+    let zero = Zeroizing::new([0u8; 32]);
+    let err = dkls::import_secret_key(&zero, t, &mut rng(1)).unwrap_err();
+    assert!(err.to_string().contains("zero"), "{err}");
+    let too_big = Zeroizing::new([0xffu8; 32]);
+    let err = dkls::import_secret_key(&too_big, t, &mut rng(1)).unwrap_err();
+    assert!(err.to_string().contains("below the group order"), "{err}");
+}
+
+/// The CBOR map entry `name` of `v`.
+fn field<'a>(v: &'a mut Value, name: &str) -> &'a mut Value {
+    match v {
+        Value::Map(entries) => entries
+            .iter_mut()
+            .find(|(k, _)| k.as_text() == Some(name))
+            .map(|(_, v)| v)
+            .unwrap_or_else(|| panic!("no field {name}")),
+        other => panic!("not a map: {other:?}"),
+    }
+}
+
+fn record_value(bytes: &[u8]) -> Value {
+    ciborium::from_reader(&bytes[4..]).unwrap()
+}
+
+fn record_bytes(header: &[u8], v: &Value) -> Vec<u8> {
+    let mut out = header[..4].to_vec();
+    ciborium::into_writer(v, &mut out).unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_share_round_trips_with_its_pairwise_state_and_is_validated() {
+    let shares = keygen(2, 3, "stored").await;
+    let bytes = shares[1].to_bytes();
+
+    // The record holds the pairwise OT state of DKG: one multiplication state per other member.
+    let mut record = record_value(&bytes);
+    let body = field(&mut record, "body").as_bytes().unwrap().clone();
+    let mut body: Value = ciborium::from_reader(&body[..]).unwrap();
+    let party = field(&mut body, "party");
+    for pairwise in ["mul_senders", "mul_receivers"] {
+        assert_eq!(
+            field(party, pairwise).as_map().unwrap().len(),
+            2,
+            "{pairwise}"
+        );
+    }
+
+    // Loading gives the same share back: same bytes, same key, same engine.
+    let share = UncheckedKeyShare::from_bytes(&bytes)
+        .unwrap()
+        .validate()
+        .unwrap();
+    assert_eq!(share.scheme(), Scheme::EcdsaSecp256k1);
+    assert_eq!(share.engine(), Engine::Dkls23);
+    assert_eq!(
+        (share.index(), share.threshold()),
+        (1, shares[1].threshold())
+    );
+    assert_eq!(share.public_key(), shares[1].public_key().to_vec());
+    assert_eq!(share.wallet_id(), shares[1].wallet_id());
+    assert_eq!(&*share.to_bytes(), &*bytes, "re-encodes byte for byte");
+
+    // Reloaded shares sign without any new setup, also mixed with never-stored ones.
+    let reloaded = Arc::new(vec![
+        reload(&shares[0]),
+        reload(&shares[1]),
+        reload(&shares[2]),
+    ]);
+    sign_ok(&reloaded, &[1, 2], digest("after restart")).await;
+
+    // A record that says party 0 but holds party 1's state is refused.
+    let mut record = record_value(&bytes);
+    *field(&mut record, "index") = Value::Integer(0.into());
+    let err = UncheckedKeyShare::from_bytes(&record_bytes(&bytes, &record))
+        .unwrap()
+        .validate()
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("is party 1's, not party 0's"),
+        "{err}"
+    );
+
+    // A share of another wallet is refused.
+    let other = keygen(2, 3, "stored-other").await;
+    let err = UncheckedKeyShare::from_bytes(&bytes)
+        .unwrap()
+        .validate_for(other[1].wallet_id())
+        .unwrap_err();
+    assert!(matches!(err, TssError::WrongWallet { .. }), "{err}");
+
+    // Truncated records are refused.
+    let err = UncheckedKeyShare::from_bytes(&bytes[..bytes.len() - 9]).unwrap_err();
+    assert!(err.to_string().contains("corrupt encoding"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_shows_no_secret() {
+    let shares = keygen(2, 3, "debug").await;
+    let bytes = shares[0].to_bytes();
+    let mut record = record_value(&bytes);
+    let body = field(&mut record, "body").as_bytes().unwrap().clone();
+    let mut body: Value = ciborium::from_reader(&body[..]).unwrap();
+    let secret = field(field(&mut body, "party"), "poly_point")
+        .as_bytes()
+        .unwrap()
+        .clone();
+    assert_eq!(secret.len(), 32);
+
+    let unchecked = UncheckedKeyShare::from_bytes(&bytes).unwrap();
+    let texts = [
+        format!("{:?}", shares[0]),
+        format!("{:#?}", shares[0]),
+        format!("{unchecked:?}"),
+        format!("{:?}", unchecked.validate().unwrap()),
+    ];
+    for text in texts {
+        assert!(text.contains("<redacted>"), "{text}");
+        for needle in [
+            hex::encode(&secret),
+            hex::encode_upper(&secret),
+            format!("{:?}", secret),
+            format!("{:?}", &secret[..8]),
+        ] {
+            assert!(
+                !text.contains(&needle),
+                "Debug leaks the secret share: {text}"
+            );
+        }
+        assert!(
+            text.len() < 400,
+            "Debug prints only public metadata: {text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generic_dispatch_signs_with_a_dkls_share() {
+    let shares = keygen(2, 3, "dispatch").await;
+    let pk = shares[0].public_key();
+    let generic = Arc::new(vec![
+        KeyShare::Dkls(reload(&shares[0])),
+        KeyShare::Dkls(reload(&shares[1])),
+    ]);
+    assert_eq!(generic[0].public_key(), pk.to_vec());
+    let msg = digest("dispatch");
+    let session = SessionId::derive("test-dkls-dispatch", b"1");
+    let results = run(&[0, 1], move |ep| {
+        let generic = generic.clone();
+        async move {
+            concord_tss::sign(
+                &generic[ep.index as usize],
+                session,
+                &[0, 1],
+                &msg,
+                ep.incoming,
+                ep.outgoing,
+                &mut rng(3),
+            )
+            .await
+        }
+    })
+    .await;
+    for r in results {
+        let Signature::Ecdsa(sig) = r.unwrap() else {
+            panic!("a DKLs23 share signs ECDSA");
+        };
+        check_with_k256(&pk, &msg, &sig);
+        assert_eq!(Signature::Ecdsa(sig).to_bytes().len(), 65);
+    }
+    // Digests only.
+    let share = KeyShare::Dkls(reload(&shares[0]));
+    let mut ep = concord_tss::local::LocalNetwork::connect(&[0, 1]).remove(0);
+    let err = concord_tss::sign(
+        &share,
+        SessionId([0; 32]),
+        &[0, 1],
+        b"short",
+        &mut ep.incoming,
+        &mut ep.outgoing,
+        &mut rng(1),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("32-byte digest, got 5 bytes"),
+        "{err}"
+    );
+}
+
+/// Rewrites the CBOR payload of a DKLs23 envelope (after its tag and round bytes).
+fn rewrite(env: &mut Envelope, f: impl FnOnce(&mut Value)) {
+    let mut v: Value = ciborium::from_reader(&env.body[2..]).unwrap();
+    f(&mut v);
+    let mut body = env.body[..2].to_vec();
+    ciborium::into_writer(&v, &mut body).unwrap();
+    env.body = body;
+}
+
+/// Changes one bit of a byte string, or of the last byte of an array of bytes.
+fn flip_last_bit(v: &mut Value) {
+    match v {
+        Value::Bytes(b) => {
+            let last = b.len() - 1;
+            b[last] ^= 1;
+        }
+        Value::Array(items) => {
+            let last = items.last_mut().unwrap();
+            let byte = u8::try_from(last.as_integer().unwrap()).unwrap();
+            *last = Value::Integer((byte ^ 1).into());
+        }
+        other => panic!("not bytes: {other:?}"),
+    }
+}
+
+fn is(env: &Envelope, tag: u8, round: u8, from: u16, to: u16, recipient: u16) -> bool {
+    env.body.first() == Some(&tag)
+        && env.body.get(1) == Some(&round)
+        && env.sender == from
+        && to == recipient
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupted_messages_are_refused_with_the_party_named() {
+    let shares = keygen(2, 3, "hostile").await;
+    let msg = digest("hostile");
+
+    // Garbled bytes from party 1: undecodable, party 1 named.
+    let r = sign_tampered(&shares, &[0, 1], msg, |env, to| {
+        if is(env, SIGN_TAG, 1, 1, to, 0) {
+            let keep = env.body.len() / 2;
+            env.body.truncate(keep);
+        }
+        Tamper::Deliver
+    })
+    .await;
+    let err = r[0].as_ref().unwrap_err();
+    assert!(
+        matches!(err, TssError::MalformedMessage { party: 1, .. }),
+        "{err}"
+    );
+
+    // A well-formed round-2 message whose opening does not match party 1's round-1 commitment:
+    // the library's recoverable abort, party 1 named.
+    let r = sign_tampered(&shares, &[0, 1], msg, |env, to| {
+        if is(env, SIGN_TAG, 2, 1, to, 0) {
+            rewrite(env, |v| flip_last_bit(field(v, "psi")));
+        }
+        Tamper::Deliver
+    })
+    .await;
+    let err = r[0].as_ref().unwrap_err();
+    assert!(
+        matches!(err, TssError::Protocol { culprits, .. } if culprits == &[1]),
+        "{err}"
+    );
+    assert!(err.to_string().contains("blamed: party 1"), "{err}");
+
+    // Cheating in the pairwise multiplication: the library says the counterparty must be banned
+    // (it could otherwise learn about the reused OT state), so party 1 comes out as a cheater.
+    let r = sign_tampered(&shares, &[0, 1], msg, |env, to| {
+        if is(env, SIGN_TAG, 2, 1, to, 0) {
+            rewrite(env, |v| {
+                let verify_u = field(field(v, "mul_transmit"), "verify_u");
+                let Value::Array(items) = verify_u else {
+                    panic!("verify_u is not an array: {verify_u:?}");
+                };
+                flip_last_bit(&mut items[0]);
+            });
+        }
+        Tamper::Deliver
+    })
+    .await;
+    let err = r[0].as_ref().unwrap_err();
+    assert!(
+        matches!(err, TssError::CheatingParty { party: 1, .. }),
+        "{err}"
+    );
+    assert_eq!(err.blamed(), vec![1]);
+    assert!(
+        err.to_string()
+            .contains("party 1 cheated and must be excluded"),
+        "{err}"
+    );
+
+    // Party 0 records the ban; from then on it refuses to sign with party 1, across restarts.
+    let mut mine = reload(&shares[0]);
+    mine.exclude(1).unwrap();
+    let mine = reload(&mine);
+    assert_eq!(mine.excluded().iter().copied().collect::<Vec<_>>(), vec![1]);
+    assert!(format!("{mine:?}").contains("excluded: {1}"));
+    let mut ep = concord_tss::local::LocalNetwork::connect(&[0, 1]).remove(0);
+    let err = dkls::sign(
+        SessionId([1; 32]),
+        &mine,
+        &[0, 1],
+        &msg,
+        &mut ep.incoming,
+        &mut ep.outgoing,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("party 1 was caught cheating and is excluded"),
+        "{err}"
+    );
+    let after_ban = Arc::new(vec![mine, reload(&shares[1]), reload(&shares[2])]);
+    sign_ok(&after_ban, &[0, 2], digest("without the cheater")).await;
+    assert!(shares[0].excluded().is_empty());
+    let mut again = reload(&shares[0]);
+    assert!(again.exclude(0).is_err(), "a party cannot exclude itself");
+    assert!(again.exclude(3).is_err(), "only members can be excluded");
+
+    // Envelope-level checks still apply: another session, party 1 named.
+    let r = sign_tampered(&shares, &[0, 1], msg, |env, _| {
+        if env.sender == 1 {
+            env.session = SessionId([9; 32]);
+        }
+        Tamper::Deliver
+    })
+    .await;
+    let err = r[0].as_ref().unwrap_err();
+    assert!(matches!(err, TssError::WrongSession { party: 1 }), "{err}");
+}
+
+async fn keygen_tampered(
+    t: u16,
+    n: u16,
+    hook: impl Fn(&mut Envelope, u16) -> Tamper + Send + Sync + 'static,
+) -> Vec<Result<DklsKeyShare, TssError>> {
+    let threshold = Threshold::new(t, n).unwrap();
+    let session = SessionId::derive("test-dkls-keygen-tampered", b"x");
+    let parties: Vec<u16> = (0..n).collect();
+    run_tampered(&parties, hook, move |ep| async move {
+        dkls::keygen(session, ep.index, threshold, ep.incoming, ep.outgoing).await
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cheating_in_key_generation_is_refused_with_the_party_named() {
+    // Party 2 opens a zero-sharing seed to party 0 that is not the one it committed to.
+    let r = keygen_tampered(2, 3, |env, to| {
+        if is(env, KEYGEN_TAG, 5, 2, to, 0) {
+            rewrite(env, |v| {
+                flip_last_bit(field(field(v, "zero"), "seed"));
+            });
+        }
+        Tamper::Deliver
+    })
+    .await;
+    let err = r[0].as_ref().unwrap_err();
+    assert!(
+        matches!(err, TssError::Protocol { culprits, .. } if culprits == &[2]),
+        "{err}"
+    );
+
+    // Party 1 sends party 0 a different round-2 broadcast than everyone else got: caught by the
+    // echo in round 4 (party 2 saw another round 2 than party 0 did).
+    let r = keygen_tampered(2, 3, |env, to| {
+        if is(env, KEYGEN_TAG, 2, 1, to, 0) {
+            rewrite(env, |v| {
+                flip_last_bit(field(v, "proof_commitment"));
+            });
+        }
+        Tamper::Deliver
+    })
+    .await;
+    let err = r
+        .iter()
+        .find_map(|r| match r {
+            Err(e @ TssError::InconsistentBroadcast { .. }) => Some(e),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no party detected the equivocation: {r:?}"));
+    assert!(!err.blamed().is_empty(), "{err}");
+
+    // A party that opens a proof other than the one it committed to is named.
+    let r = keygen_tampered(2, 3, |env, _| {
+        if env.body.first() == Some(&KEYGEN_TAG) && env.body.get(1) == Some(&4) && env.sender == 1 {
+            rewrite(env, |v| {
+                flip_last_bit(field(field(v, "proof"), "commitment"));
+            });
+        }
+        Tamper::Deliver
+    })
+    .await;
+    let err = r[0].as_ref().unwrap_err();
+    assert!(
+        matches!(err, TssError::Protocol { culprits, .. } if culprits == &[1]),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_parameters_are_clear_errors() {
+    let shares = keygen(2, 3, "params").await;
+    let r = sign(&shares, &[0, 1, 2], digest("x")).await;
+    let err = r[0].as_ref().unwrap_err();
+    assert!(err.to_string().contains("exactly 2 signers"), "{err}");
+    let mut ep = concord_tss::local::LocalNetwork::connect(&[0, 7]).remove(0);
+    let err = dkls::sign(
+        SessionId([0; 32]),
+        &shares[0],
+        &[0, 7],
+        &digest("x"),
+        &mut ep.incoming,
+        &mut ep.outgoing,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("signer 7 is not a member"),
+        "{err}"
+    );
+    let mut ep = concord_tss::local::LocalNetwork::connect(&[0, 1]).remove(0);
+    let err = dkls::keygen(
+        SessionId([0; 32]),
+        3,
+        Threshold::new(2, 3).unwrap(),
+        &mut ep.incoming,
+        &mut ep.outgoing,
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("not in a 2-of-3 group"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_message_decodes_without_running_the_protocol() {
+    let seen: Arc<Mutex<Vec<Envelope>>> = Arc::default();
+    let log = seen.clone();
+    let threshold = Threshold::new(2, 3).unwrap();
+    let session = SessionId::derive("test-dkls-inspect", b"keygen");
+    let shares: Vec<DklsKeyShare> = run_tampered(
+        &[0, 1, 2],
+        move |env, _| {
+            log.lock().unwrap().push(env.clone());
+            Tamper::Deliver
+        },
+        move |ep| async move {
+            dkls::keygen(session, ep.index, threshold, ep.incoming, ep.outgoing).await
+        },
+    )
+    .await
+    .into_iter()
+    .map(|r| r.unwrap())
+    .collect();
+    let log = seen.clone();
+    let shares = Arc::new(shares);
+    let msg = digest("inspect");
+    sign_tampered(&shares, &[0, 2], msg, move |env, _| {
+        log.lock().unwrap().push(env.clone());
+        Tamper::Deliver
+    })
+    .await
+    .into_iter()
+    .for_each(|r| check_with_k256(&shares[0].public_key(), &msg, &r.unwrap()));
+
+    let mut kinds = std::collections::BTreeSet::new();
+    for env in seen.lock().unwrap().iter() {
+        let decoded = Envelope::decode(&env.encode()).unwrap();
+        let kind = inspect(&decoded).unwrap();
+        kinds.insert((kind.protocol, kind.round.unwrap()));
+    }
+    let expected: std::collections::BTreeSet<_> = (1..=5)
+        .map(|r| ("DKLs23 key generation", r))
+        .chain((1..=3).map(|r| ("DKLs23 signing", r)))
+        .collect();
+    assert_eq!(kinds, expected);
+
+    // Junk is refused with the sender named.
+    let junk = Envelope {
+        session: SessionId([0; 32]),
+        sender: 4,
+        recipient: None,
+        body: vec![SIGN_TAG, 2, 0xff, 0x00],
+    };
+    let err = inspect(&junk).unwrap_err();
+    assert!(
+        matches!(err, TssError::MalformedMessage { party: 4, .. }),
+        "{err}"
+    );
+    let junk = Envelope {
+        body: vec![KEYGEN_TAG, 9],
+        ..junk
+    };
+    assert!(inspect(&junk).unwrap_err().to_string().contains("round 9"));
+}

@@ -38,9 +38,10 @@ pub use config::Timeouts;
 pub use engine::{Engine, subsets};
 pub use error::Error;
 pub use records::{
-    ChainBalance, ExchangeBalances, GroupRecord, GroupStatus, JobEvent, JobKind, JobRecord,
-    JobStatus, ModuleRecord, SignMode, TransferKind, TransferRecord, TransferStatus, WalletAddress,
-    WalletBalances, WalletCreated, WalletKind, WalletRecord, now,
+    ChainBalance, ExchangeBalances, GroupPrepared, GroupRecord, GroupStatus, JobEvent, JobKind,
+    JobRecord, JobResult, JobStatus, ModuleRecord, PresignatureMade, SignMode, SignatureMade,
+    TransferKind, TransferRecord, TransferStatus, WalletAddress, WalletBalances, WalletCreated,
+    WalletKind, WalletRecord, now,
 };
 pub use store::JobFilter;
 
@@ -74,31 +75,38 @@ impl PinStore for EnrolledModules {
 }
 
 /// Request to enroll a module.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct EnrollModule {
     /// Operator-chosen id (letters, digits, `-`, `_`; up to 64).
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub id: String,
     /// Ed25519 identity key, hex.
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     pub identity: String,
     /// X25519 sealing key, hex.
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     pub sealing_key: String,
     /// The identity's signature over the sealing key, hex.
+    #[schema(pattern = "^[0-9a-fA-F]{128}$")]
     pub sealing_key_signature: String,
 }
 
 /// Request to create a signer group.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct CreateGroup {
     /// Group id (letters, digits, `-`, `_`; up to 64).
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub id: String,
-    /// Signers required.
+    /// Signers required (2 to the number of members).
+    #[schema(minimum = 2, maximum = 255)]
     pub threshold: u16,
     /// Member module ids; their order fixes their indices.
+    #[schema(min_items = 2, max_items = 255)]
     pub members: Vec<String>,
 }
 
 /// Request to create a wallet by DKG.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct CreateWallet {
     /// Signer group.
     pub group: String,
@@ -108,19 +116,20 @@ pub struct CreateWallet {
 
 /// Request to import an existing key, already split and sealed by the importing tool, under
 /// an `importer` principal's signed intent (which names the group, scheme and public key).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportWallet {
     /// The importer's signed intent.
     pub intent: SignedIntent,
     /// The importing tool's one-time identity key (hex), which sealed the shards.
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     pub importer: String,
     /// One sealed shard per group index (hex).
     pub shards: Vec<String>,
 }
 
 /// Request to sign a message with a wallet: a trader's signed intent (wallet, message, rule).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignRequest {
     /// The trader's signed intent.
@@ -132,19 +141,20 @@ pub struct SignRequest {
 }
 
 /// A job with its events and result, as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobView {
     /// The job.
     #[serde(flatten)]
     pub job: JobRecord,
     /// Its events, in order.
     pub events: Vec<JobEvent>,
-    /// Its result (JSON), when done.
+    /// Its result, when done: what the job made ([`JobResult`], by its kind).
+    #[schema(value_type = Option<JobResult>)]
     pub result: Option<serde_json::Value>,
 }
 
 /// A module as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModuleView {
     /// The record.
     #[serde(flatten)]
@@ -157,7 +167,7 @@ pub struct ModuleView {
 
 /// A wallet as the API shows it: its record, how it was made, its signer group, what the
 /// policy in force says it is, and its addresses.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WalletView {
     /// The record (its fields appear at the top level).
     #[serde(flatten)]

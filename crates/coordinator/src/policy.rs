@@ -20,7 +20,7 @@ use crate::records::{ModulePolicy, PolicyRecord, now};
 const STATUS_WAIT: Duration = Duration::from_secs(5);
 
 /// A policy as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PolicyView {
     /// Its hash, hex.
     pub hash: String,
@@ -35,7 +35,7 @@ pub struct PolicyView {
 }
 
 /// The policies as `GET /v1/policies` shows them.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Policies {
     /// The policy in force in the modules (as the coordinator last heard), or else the
     /// newest proposal.
@@ -45,7 +45,7 @@ pub struct Policies {
 }
 
 /// Proposing a policy: the document; version and predecessor follow the policy in force.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProposePolicy {
     /// The policy (its `version` and `previous` must follow the newest policy known here).

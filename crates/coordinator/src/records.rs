@@ -32,15 +32,19 @@ pub fn epoch_ms_f64() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Declares a string-backed state enum: serde and `Display`/`FromStr` with the stored names,
-/// so the store, the API and the code use one spelling, and the compiler lists every place
-/// a new state touches.
+/// Declares a string-backed state enum: serde, `Display`/`FromStr` and its OpenAPI schema (a
+/// string enum, described by the doc comments) with the stored names, so the store, the API,
+/// its document and the code use one spelling, and the compiler lists every place a new state
+/// touches. Only doc comments may stand on the enum and its states (they are its schema's
+/// description).
 macro_rules! states {
-    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident = $s:literal),+ $(,)? }) => {
-        $(#[$m])*
+    ($(#[doc = $doc:literal])* $name:ident {
+        $($(#[doc = $vdoc:literal])* $v:ident = $s:literal),+ $(,)?
+    }) => {
+        $(#[doc = $doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
         pub enum $name {
-            $($(#[$vm])* #[serde(rename = $s)] $v),+
+            $($(#[doc = $vdoc])* #[serde(rename = $s)] $v),+
         }
 
         impl $name {
@@ -68,7 +72,38 @@ macro_rules! states {
                 }
             }
         }
+
+        /// A string enum of the stored names; the description is the type's doc and each
+        /// name's.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                let names: &[(&str, &[&str])] = &[$(($s, &[$($vdoc),*])),+];
+                state_schema(&[$($doc),*], names)
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
+}
+
+/// The OpenAPI schema of a [`states!`] enum: a string enum of its `names` (each with the lines
+/// of its doc comment), described by the lines of the type's `doc` comment and a list of the
+/// names and what each means.
+fn state_schema(
+    doc: &[&str],
+    names: &[(&str, &[&str])],
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    let join = |lines: &[&str]| lines.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" ");
+    let mut description = join(doc);
+    description.push('\n');
+    for (name, doc) in names {
+        description.push_str(&format!("\n- `{name}`: {}", join(doc)));
+    }
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(names.iter().map(|(name, _)| *name)))
+        .description(Some(description))
+        .into()
 }
 
 states! {
@@ -208,7 +243,7 @@ impl TransferStatus {
 }
 
 /// How an ECDSA sign job produces its signature.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SignMode {
     /// One online round from a pooled presignature, when one fits.
@@ -242,25 +277,28 @@ impl FromStr for SignMode {
 }
 
 /// An enrolled module.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ModuleRecord {
     /// Operator-chosen id.
     pub id: String,
     /// Ed25519 identity key (hex in JSON).
     #[serde(with = "hex::serde")]
+    #[schema(value_type = String, pattern = "^([0-9a-fA-F]{2})*$")]
     pub identity: Vec<u8>,
-    /// X25519 sealing key.
+    /// X25519 sealing key (hex).
     #[serde(with = "hex::serde")]
+    #[schema(value_type = String, pattern = "^([0-9a-fA-F]{2})*$")]
     pub sealing_key: Vec<u8>,
-    /// The identity's signature over the sealing key.
+    /// The identity's signature over the sealing key (hex).
     #[serde(with = "hex::serde")]
+    #[schema(value_type = String, pattern = "^([0-9a-fA-F]{2})*$")]
     pub sealing_key_signature: Vec<u8>,
     /// When it was enrolled.
     pub enrolled_at: String,
 }
 
 /// A signer group.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct GroupRecord {
     /// Group id.
     pub id: String,
@@ -279,7 +317,7 @@ pub struct GroupRecord {
 }
 
 /// A wallet.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct WalletRecord {
     /// Wallet id (hex).
     pub id: String,
@@ -287,8 +325,9 @@ pub struct WalletRecord {
     pub group_id: String,
     /// Scheme name.
     pub scheme: String,
-    /// Group public key.
+    /// Group public key (hex).
     #[serde(with = "hex::serde")]
+    #[schema(value_type = String, pattern = "^([0-9a-fA-F]{2})*$")]
     pub public_key: Vec<u8>,
     /// The key-generation job that made it.
     pub job_id: String,
@@ -318,7 +357,7 @@ impl WalletKind {
 }
 
 /// An address a wallet has on a network, derived from its group key.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct WalletAddress {
     /// The exchanges' network code (`ETH`).
     pub network: String,
@@ -359,7 +398,7 @@ pub fn wallet_addresses(
 }
 
 /// A finished key-generation or import job's result: the wallet it made, and its addresses.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct WalletCreated {
     /// The wallet.
     #[serde(flatten)]
@@ -377,8 +416,62 @@ impl WalletCreated {
     }
 }
 
+/// A finished aux-info job's result: the group it prepared, now ready.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupPrepared {
+    /// The group.
+    pub group_id: String,
+}
+
+/// A finished sign job's result: the signature, verified against the wallet's key, and who
+/// made it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignatureMade {
+    /// Whether the signers signed from a presignature (one online round), as they report it.
+    pub presigned: bool,
+    /// The signature, hex (65 bytes `r || s || v` for ECDSA, 64 bytes otherwise).
+    pub signature: String,
+    /// The group indices of the members that signed.
+    pub signers: Vec<u16>,
+    /// The modules that approved.
+    pub approvers: Vec<String>,
+    /// The modules that refused, with their reasons.
+    pub dissenters: BTreeMap<String, String>,
+    /// The digest signed, hex.
+    pub digest: String,
+    /// The hash of the policy the approving modules applied, hex.
+    pub policy: Option<String>,
+}
+
+/// A finished presign job's result: the presignature added to the wallet's pool.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PresignatureMade {
+    /// Its public fingerprint (hex), identical at every signer.
+    pub fingerprint: String,
+    /// The group indices of the members that hold it.
+    pub signers: Vec<u16>,
+}
+
+/// What a finished job made, by its kind: an aux-info job its group, a key generation or
+/// import its wallet, a sign job its signature, a presign job its presignature.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum JobResult {
+    /// An aux-info job's.
+    Group(GroupPrepared),
+    /// A key generation's or an import's.
+    Wallet(WalletCreated),
+    /// A sign job's.
+    Signature(SignatureMade),
+    /// A presign job's.
+    Presignature(PresignatureMade),
+}
+
 /// One coin a wallet holds on chain.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ChainBalance {
     /// The exchanges' coin code (`ETH`, or a configured token's).
     pub coin: String,
@@ -395,7 +488,7 @@ pub const NATIVE_ASSET: &str = "native";
 
 /// A wallet's balances on the coordinator's chain: the native coin, then every configured
 /// token, in configuration order.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct WalletBalances {
     /// The wallet.
     pub wallet: String,
@@ -408,7 +501,7 @@ pub struct WalletBalances {
 }
 
 /// An exchange account's balances, as one module's connector read them with its read key.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ExchangeBalances {
     /// The exchange connection, as modules name it.
     pub exchange: String,
@@ -420,7 +513,7 @@ pub struct ExchangeBalances {
 
 /// A job: a group's aux material, a wallet's key generation or import, a signature, a
 /// presignature.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct JobRecord {
     /// Job id.
     pub id: String,
@@ -442,8 +535,9 @@ pub struct JobRecord {
     /// The signed intent the job answers (JSON; sign and import jobs).
     #[serde(skip)]
     pub intent: Option<Vec<u8>>,
-    /// Digest the coordinator computed (sign jobs).
+    /// Digest the coordinator computed (sign jobs; hex).
     #[serde(serialize_with = "opt_hex", deserialize_with = "de_opt_hex", default)]
+    #[schema(value_type = Option<String>, pattern = "^([0-9a-fA-F]{2})*$")]
     pub digest: Option<Vec<u8>>,
     /// Where it is.
     pub status: JobStatus,
@@ -507,7 +601,7 @@ fn de_opt_hex<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>,
 }
 
 /// One recorded event of a job: an approval, a dissent, a result…
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct JobEvent {
     /// Order of recording.
     pub seq: i64,
@@ -515,13 +609,15 @@ pub struct JobEvent {
     pub module_id: Option<String>,
     /// What it records.
     pub kind: EventKind,
-    /// Digest the module approved or computed.
+    /// Digest the module approved or computed (hex).
     #[serde(serialize_with = "opt_hex", deserialize_with = "de_opt_hex", default)]
+    #[schema(value_type = Option<String>, pattern = "^([0-9a-fA-F]{2})*$")]
     pub digest: Option<Vec<u8>>,
     /// Human-readable detail.
     pub detail: Option<String>,
-    /// The module's signature over its statement (approvals).
+    /// The module's signature over its statement (approvals; hex).
     #[serde(serialize_with = "opt_hex", deserialize_with = "de_opt_hex", default)]
+    #[schema(value_type = Option<String>, pattern = "^([0-9a-fA-F]{2})*$")]
     pub signature: Option<Vec<u8>>,
     /// When.
     pub at: String,
@@ -545,7 +641,7 @@ pub struct PolicyRecord {
 }
 
 /// The policy a module reports in force.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ModulePolicy {
     /// The module.
     pub module_id: String,
@@ -560,7 +656,7 @@ pub struct ModulePolicy {
 }
 
 /// What one module said the deposit address is.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Resolution {
     /// The module.
     pub module: String,
@@ -574,7 +670,7 @@ pub struct Resolution {
 
 /// A withdraw request as signed by the module group: kept so that a resumed withdrawal
 /// sends the same bytes while they are still acceptable.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct SignedRequest {
     /// The exact request (query string without `signature`).
     pub request: String,
@@ -585,7 +681,7 @@ pub struct SignedRequest {
 }
 
 /// A transfer's whole record.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct TransferRecord {
     /// Transfer id: the intent's id.
     pub id: String,

@@ -1,17 +1,28 @@
 //! The REST API over an in-memory store: authentication, idempotency keys, long-polling,
-//! the OpenAPI document and error bodies.
+//! error bodies, and the OpenAPI document: every route in it with its method, role,
+//! parameters and answers, the router serving exactly what it lists, and real answers
+//! matching their schemas (every call here is also checked against it, `common::call`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::{call, get, post, setup};
-use concord_coordinator::api;
-use concord_coordinator::{JobKind, JobRecord};
+use concord_coordinator::api::{self, IDEMPOTENCY_KEY, ROLE_EXTENSION, SECURITY_SCHEME, TokenRole};
+use concord_coordinator::records::{EventKind, Resolution, SignedRequest};
+use concord_coordinator::{
+    AgreementRule, GroupRecord, GroupStatus, JobFilter, JobKind, JobRecord, JobStatus, SignMode,
+    TransferKind, TransferRecord, TransferStatus, WalletCreated, WalletKind, WalletRecord,
+};
+use concord_types::{Scheme, WalletId};
+use concord_wire::authority::Role;
+use serde::Serialize;
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn tokens_are_required_and_checked() {
@@ -38,7 +49,8 @@ async fn tokens_are_required_and_checked() {
     )
     .await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(doc["openapi"], "3.0.3");
+    assert_eq!(&doc, common::openapi::document());
+    assert_eq!(doc["openapi"], "3.1.0");
     assert!(doc["paths"]["/v1/signatures"]["post"].is_object());
     // The read views the CLI shows are documented, and every schema referred to exists.
     for (path, method) in [
@@ -50,7 +62,12 @@ async fn tokens_are_required_and_checked() {
         assert!(doc["paths"][path][method].is_object(), "{method} {path}");
     }
     let jobs = &doc["paths"]["/v1/jobs"]["get"]["parameters"];
-    assert_eq!(jobs[0]["schema"]["enum"][0], "aux_info");
+    assert_eq!(jobs[0]["name"], "kind");
+    assert_eq!(jobs[0]["schema"]["$ref"], "#/components/schemas/JobKind");
+    assert_eq!(
+        doc["components"]["schemas"]["JobKind"]["enum"][0],
+        "aux_info"
+    );
     assert_eq!(jobs[3]["schema"]["maximum"], 1000);
     fn refs(v: &serde_json::Value, out: &mut Vec<String>) {
         match v {
@@ -66,7 +83,18 @@ async fn tokens_are_required_and_checked() {
     }
     let mut all = Vec::new();
     refs(&doc, &mut all);
-    assert!(all.contains(&"#/components/schemas/WalletView".to_owned()));
+    for name in [
+        "WalletView",
+        "TransferRecord",
+        "JobView",
+        "ApiError",
+        "SignedIntent",
+    ] {
+        assert!(
+            all.contains(&format!("#/components/schemas/{name}")),
+            "{name}"
+        );
+    }
     for r in all {
         let name = r.strip_prefix("#/components/schemas/").unwrap();
         assert!(
@@ -403,4 +431,584 @@ async fn a_retry_after_a_crash_finds_the_work_the_dead_request_created() {
     let (s, other) = call(&c, post("/v1/wallets", &token, Some("k2"), body)).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{other}");
     assert_ne!(other["id"], first.id.as_str());
+}
+
+/// Every route of the router, as `(method, path template, role, success status)`: the role
+/// its authentication layer needs (`None`: no token). A route added to the router is added
+/// to the document with it (the router is built from the documented handlers), and then
+/// this list must name it too.
+const ROUTES: &[(&str, &str, Option<TokenRole>, u16)] = {
+    use TokenRole::{Admin, Operator, Trader, Viewer};
+    &[
+        ("get", "/v1/health", None, 200),
+        ("get", "/v1/openapi.json", None, 200),
+        ("post", "/v1/modules", Some(Operator), 201),
+        ("get", "/v1/modules", Some(Viewer), 200),
+        ("post", "/v1/groups", Some(Operator), 202),
+        ("get", "/v1/groups", Some(Viewer), 200),
+        ("get", "/v1/groups/{id}", Some(Viewer), 200),
+        ("post", "/v1/wallets", Some(Operator), 202),
+        ("get", "/v1/wallets", Some(Viewer), 200),
+        ("post", "/v1/wallets/import", Some(Operator), 202),
+        ("get", "/v1/wallets/{id}", Some(Viewer), 200),
+        ("get", "/v1/wallets/{id}/balances", Some(Viewer), 200),
+        ("post", "/v1/signatures", Some(Trader), 202),
+        ("get", "/v1/jobs", Some(Viewer), 200),
+        ("get", "/v1/jobs/{id}", Some(Viewer), 200),
+        ("get", "/v1/transfers", Some(Viewer), 200),
+        ("post", "/v1/transfers/deposits", Some(Trader), 202),
+        ("post", "/v1/transfers/withdrawals", Some(Trader), 202),
+        ("get", "/v1/transfers/{id}", Some(Viewer), 200),
+        (
+            "post",
+            "/v1/exchanges/{name}/credential",
+            Some(Operator),
+            200,
+        ),
+        ("get", "/v1/exchanges/{name}/balances", Some(Viewer), 200),
+        ("post", "/v1/tokens", Some(Admin), 201),
+        ("get", "/v1/tokens", Some(Admin), 200),
+        ("post", "/v1/policies", Some(Admin), 201),
+        ("get", "/v1/policies", Some(Viewer), 200),
+        ("get", "/v1/policies/{hash}", Some(Viewer), 200),
+        ("post", "/v1/policies/{hash}/signatures", Some(Admin), 200),
+    ]
+};
+
+/// The document's operations: `(method, path template, operation)`.
+fn operations(doc: &Value) -> Vec<(String, String, &Value)> {
+    let mut ops = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            ops.push((method.clone(), path.clone(), op));
+        }
+    }
+    ops
+}
+
+/// A concrete path for a template (`x` for every parameter).
+fn concrete(template: &str) -> String {
+    template
+        .split('/')
+        .map(|s| if s.starts_with('{') { "x" } else { s })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[test]
+fn the_document_lists_every_route_with_its_role_parameters_and_answers() {
+    let doc = common::openapi::document();
+    let documented: BTreeSet<(String, String)> = operations(doc)
+        .into_iter()
+        .map(|(m, p, _)| (m, p))
+        .collect();
+    let listed: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p, _, _)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(
+        documented, listed,
+        "the document's routes are not the list's"
+    );
+    let statuses = |op: &Value| -> BTreeSet<String> {
+        op["responses"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    };
+    for &(method, path, role, success) in ROUTES {
+        let op = &doc["paths"][path][method];
+        let what = format!("{method} {path}");
+        // Described from the handler's doc comment.
+        assert!(
+            op["summary"].as_str().is_some_and(|s| !s.is_empty()),
+            "{what} has no summary"
+        );
+        assert!(op["operationId"].is_string(), "{what}");
+        // Security: the bearer scheme and the role the layer enforces, or none.
+        let answers = statuses(op);
+        match role {
+            None => {
+                assert!(op.get("security").is_none(), "{what} needs no token");
+                assert!(op.get(ROLE_EXTENSION).is_none(), "{what}");
+                assert!(!answers.contains("401"), "{what}");
+            }
+            Some(role) => {
+                assert_eq!(op["security"], json!([{ SECURITY_SCHEME: [] }]), "{what}");
+                assert_eq!(op[ROLE_EXTENSION], role.as_str(), "{what}");
+                assert!(answers.contains("401"), "{what}");
+                assert_eq!(answers.contains("403"), role != TokenRole::Viewer, "{what}");
+                assert!(answers.contains("500"), "{what}");
+            }
+        }
+        // Its success answer, and no other 2xx.
+        let ok: Vec<&String> = answers.iter().filter(|s| s.starts_with('2')).collect();
+        assert_eq!(ok, [&success.to_string()], "{what}");
+        // Every answer is JSON: the error ones are ApiError bodies.
+        for (status, response) in op["responses"].as_object().unwrap() {
+            let schema = &response["content"]["application/json"]["schema"];
+            assert!(schema.is_object(), "{what} {status} has no JSON body");
+            assert!(
+                response["description"]
+                    .as_str()
+                    .is_some_and(|d| !d.is_empty()),
+                "{what} {status} has no description"
+            );
+            if !status.starts_with('2') {
+                assert_eq!(
+                    schema["$ref"], "#/components/schemas/ApiError",
+                    "{what} {status}"
+                );
+            }
+        }
+        // Parameters: every path parameter; on a POST the Idempotency-Key header; a body.
+        let params = op["parameters"].as_array().cloned().unwrap_or_default();
+        let named = |name: &str, place: &str| {
+            params
+                .iter()
+                .find(|p| p["name"] == name && p["in"] == place)
+        };
+        for seg in path.split('/').filter(|s| s.starts_with('{')) {
+            let name = seg.trim_matches(['{', '}']);
+            let p = named(name, "path").unwrap_or_else(|| panic!("{what}: no {name}"));
+            assert_eq!(p["required"], true, "{what}");
+        }
+        let key = named(IDEMPOTENCY_KEY, "header");
+        if method == "post" {
+            let key = key.unwrap_or_else(|| panic!("{what} has no Idempotency-Key"));
+            assert_eq!(key["required"], true);
+            assert_eq!(key["schema"]["maxLength"], 128);
+            assert!(statuses(op).contains("409"), "{what}");
+            assert_eq!(op["requestBody"]["required"], true, "{what}");
+            assert!(
+                op["requestBody"]["content"]["application/json"]["schema"]["$ref"].is_string(),
+                "{what} has no body schema"
+            );
+        } else {
+            assert!(key.is_none(), "{what}");
+            assert!(op.get("requestBody").is_none(), "{what}");
+        }
+    }
+    // The query parameters: the long-polls' and the job list's filters.
+    let query = |method: &str, path: &str| -> Vec<String> {
+        doc["paths"][path][method]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["in"] == "query")
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(query("get", "/v1/jobs"), api::JobQuery::NAMES);
+    assert_eq!(query("get", "/v1/jobs/{id}"), ["wait"]);
+    assert_eq!(query("get", "/v1/transfers/{id}"), ["wait", "until"]);
+    let wait_max =
+        |path: &str| doc["paths"][path]["get"]["parameters"][1]["schema"]["maximum"].as_f64();
+    assert_eq!(wait_max("/v1/jobs/{id}"), Some(api::JOB_WAIT_MAX));
+    assert_eq!(wait_max("/v1/transfers/{id}"), Some(api::TRANSFER_WAIT_MAX));
+    let limit = &doc["paths"]["/v1/jobs"]["get"]["parameters"][3]["schema"];
+    assert_eq!(limit["maximum"], JobFilter::MAX_LIMIT);
+    assert_eq!(limit["default"], JobFilter::DEFAULT_LIMIT);
+}
+
+/// The state enums' schemas are string enums of the names the API writes.
+#[test]
+fn state_schemas_list_the_names_the_api_writes() {
+    let doc = common::openapi::document();
+    fn names<T: Serialize>(all: &[T]) -> Value {
+        serde_json::to_value(all).unwrap()
+    }
+    for (schema, all) in [
+        ("JobKind", names(JobKind::ALL)),
+        ("JobStatus", names(JobStatus::ALL)),
+        ("EventKind", names(EventKind::ALL)),
+        ("GroupStatus", names(GroupStatus::ALL)),
+        ("TransferKind", names(TransferKind::ALL)),
+        ("TransferStatus", names(TransferStatus::ALL)),
+        ("WalletKind", names(WalletKind::ALL)),
+        ("Scheme", names(&Scheme::ALL)),
+        ("TokenRole", names(&TokenRole::ALL)),
+        (
+            "SignMode",
+            names(&[SignMode::Presigned, SignMode::Interactive]),
+        ),
+        (
+            "AgreementRule",
+            names(&[AgreementRule::All, AgreementRule::Threshold]),
+        ),
+        (
+            "Role",
+            names(&[Role::Trader, Role::Approver, Role::Importer, Role::Admin]),
+        ),
+    ] {
+        let s = &doc["components"]["schemas"][schema];
+        assert_eq!(s["type"], "string", "{schema}");
+        assert_eq!(s["enum"], all, "{schema}");
+        assert!(
+            s["description"].as_str().is_some_and(|d| !d.is_empty()),
+            "{schema}"
+        );
+    }
+    // Each state's meaning is in the description, from its doc comment.
+    let kinds = doc["components"]["schemas"]["JobKind"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(
+        kinds.contains("- `aux_info`: A signer group prepares"),
+        "{kinds}"
+    );
+}
+
+/// Fields with custom serde are documented as what travels.
+#[test]
+fn hex_and_decimal_fields_are_documented_as_the_strings_they_are() {
+    let doc = common::openapi::document();
+    let schemas = &doc["components"]["schemas"];
+    let prop = |schema: &str, field: &str| &schemas[schema]["properties"][field];
+    for (schema, field) in [
+        ("ModuleRecord", "identity"),
+        ("WalletRecord", "public_key"),
+        ("Endorsement", "signature"),
+    ] {
+        assert_eq!(prop(schema, field)["type"], "string", "{schema}.{field}");
+        assert!(
+            prop(schema, field)["pattern"].is_string(),
+            "{schema}.{field}"
+        );
+    }
+    for (schema, field) in [
+        ("JobRecord", "digest"),
+        ("JobEvent", "signature"),
+        ("Policy", "previous"),
+    ] {
+        assert_eq!(
+            prop(schema, field)["type"],
+            json!(["string", "null"]),
+            "{schema}.{field}"
+        );
+    }
+    for name in ["WalletId", "PublicIdentity", "Amount"] {
+        assert_eq!(schemas[name]["type"], "string", "{name}");
+        assert!(schemas[name]["pattern"].is_string(), "{name}");
+    }
+    let id = WalletId::derive(Scheme::Ed25519, &[7; 32]);
+    common::openapi::assert_conforms("WalletId", &serde_json::to_value(id).unwrap());
+    let amount = concord_wire::units::Amount::parse("0.0100", 18).unwrap();
+    common::openapi::assert_conforms("Amount", &serde_json::to_value(amount).unwrap());
+    let key = concord_wire::IdentityKey::from_seed(&zeroize::Zeroizing::new([1; 32]));
+    let e = concord_wire::authority::Endorsement::sign(&key, "t", b"x");
+    common::openapi::assert_conforms("Endorsement", &serde_json::to_value(e).unwrap());
+}
+
+/// The router serves exactly the documented methods on every documented path, and each
+/// answers (through `call`, which checks every answer against the document).
+#[tokio::test]
+async fn the_router_serves_exactly_the_documented_operations() {
+    let (c, admin) = setup().await;
+    let doc = common::openapi::document();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let uri = concrete(path);
+        for method in ["get", "post", "put", "delete", "patch"] {
+            let req = Request::builder()
+                .method(method.to_ascii_uppercase().as_str())
+                .uri(&uri)
+                .header("authorization", format!("Bearer {admin}"))
+                .header("idempotency-key", format!("probe-{method}-{uri}"))
+                .body(Body::from("{}"))
+                .unwrap();
+            let (s, body) = call(&c, req).await;
+            if item.get(method).is_some() {
+                assert!(
+                    s != StatusCode::NOT_FOUND || body["error"].is_string(),
+                    "{method} {uri} is documented but not routed"
+                );
+                assert_ne!(s, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
+            } else {
+                assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}: {body}");
+            }
+        }
+    }
+    // A path the document does not have is not routed either.
+    let (s, _) = call(&c, get("/v1/nothing", &admin)).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+/// The role each operation documents is the one its authentication layer enforces: every
+/// token role is refused (403) exactly where the documented role does not allow it.
+#[tokio::test]
+async fn documented_roles_are_the_roles_the_layers_enforce() {
+    let (c, _) = setup().await;
+    let mut tokens = Vec::new();
+    for role in TokenRole::ALL {
+        tokens.push((role, common::token(&c, role.as_str(), role).await));
+    }
+    let doc = common::openapi::document();
+    for (method, path, op) in operations(doc) {
+        let Some(needed) = op[ROLE_EXTENSION].as_str() else {
+            continue;
+        };
+        let needed: TokenRole = needed.parse().unwrap();
+        for (role, token) in &tokens {
+            let req = Request::builder()
+                .method(method.to_ascii_uppercase().as_str())
+                .uri(concrete(&path))
+                .header("authorization", format!("Bearer {token}"))
+                .header("idempotency-key", format!("roles-{role:?}"))
+                .body(Body::from("{}"))
+                .unwrap();
+            let (s, body) = call(&c, req).await;
+            let refused = s == StatusCode::FORBIDDEN;
+            assert_eq!(
+                refused,
+                !role.allows(needed),
+                "{method} {path} documents role {needed:?}; a {role:?} token got {s}: {body}"
+            );
+            assert_ne!(s, StatusCode::UNAUTHORIZED, "{method} {path}");
+        }
+    }
+}
+
+/// The job list reads exactly the query parameters its document names.
+#[tokio::test]
+async fn job_list_reads_the_documented_parameters() {
+    let (c, token) = setup().await;
+    for (name, value) in [
+        ("kind", "sign"),
+        ("status", "done"),
+        ("wallet", "w"),
+        ("limit", "5"),
+    ] {
+        assert!(api::JobQuery::NAMES.contains(&name));
+        let (s, body) = call(&c, get(&format!("/v1/jobs?{name}={value}"), &token)).await;
+        assert_eq!(s, StatusCode::OK, "{name}: {body}");
+    }
+    let (s, _) = call(&c, get("/v1/jobs?colour=red", &token)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    // A wait past the documented maximum, or not a number, is refused with an ApiError (the
+    // job has ended: a wait within the maximum answers at once).
+    let job = JobRecord::pending("j1".into(), JobKind::Sign, "g");
+    c.store().insert_job(&job, "test", 0).await.unwrap();
+    c.store().fail_job("j1", "given up").await.unwrap();
+    let (s, _) = call(&c, get("/v1/jobs/j1?wait=60", &token)).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = call(&c, get("/v1/jobs/j1?wait=60.5", &token)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, e) = call(&c, get("/v1/jobs/j1?wait=soon", &token)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("invalid query string"),
+        "{e}"
+    );
+    let (s, e) = call(&c, get("/v1/transfers/t1?wait=301", &token)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+}
+
+/// Real answers of the API — a wallet, a transfer, a job with events, an error — match their
+/// schemas in the document; and the check is not vacuous: a changed answer does not.
+#[tokio::test]
+async fn real_answers_match_their_schemas() {
+    use common::openapi::{assert_conforms, errors_against};
+    let (c, token) = setup().await;
+    let store = c.store();
+    for (i, m) in ["m1", "m2"].into_iter().enumerate() {
+        common::enroll_stand_in(&c, m, i as u8 + 1).await;
+    }
+    store
+        .create_group(&GroupRecord {
+            id: "g".into(),
+            threshold: 2,
+            size: 2,
+            status: GroupStatus::Ready,
+            aux_job_id: None,
+            members: vec!["m1".into(), "m2".into()],
+            created_at: concord_coordinator::now(),
+        })
+        .await
+        .unwrap();
+    // A wallet made by a finished key generation.
+    let public_key = common::secp256k1_public(&[3; 32]);
+    let id = WalletId::derive(Scheme::EcdsaSecp256k1, &public_key).to_string();
+    let wallet = WalletRecord {
+        id: id.clone(),
+        group_id: "g".into(),
+        scheme: Scheme::EcdsaSecp256k1.to_string(),
+        public_key,
+        job_id: "kg".into(),
+        created_at: concord_coordinator::now(),
+    };
+    let kg = JobRecord {
+        scheme: Some(wallet.scheme.clone()),
+        ..JobRecord::pending("kg".into(), JobKind::Keygen, "g")
+    };
+    store.insert_job(&kg, "test", 0).await.unwrap();
+    store.insert_wallet(&wallet).await.unwrap();
+    let created = WalletCreated::of(wallet, "ETH").unwrap();
+    store
+        .finish_job("kg", &serde_json::to_vec(&created).unwrap())
+        .await
+        .unwrap();
+    store
+        .add_event(
+            "kg",
+            Some("m1"),
+            EventKind::Result,
+            Some(&[0xab; 32]),
+            Some("verified"),
+            Some(&[0xcd; 64]),
+        )
+        .await
+        .unwrap();
+    let (s, w) = call(&c, get(&format!("/v1/wallets/{id}"), &token)).await;
+    assert_eq!(s, StatusCode::OK, "{w}");
+    assert_conforms("WalletView", &w);
+    let (s, j) = call(&c, get("/v1/jobs/kg", &token)).await;
+    assert_eq!(s, StatusCode::OK, "{j}");
+    assert_eq!(j["events"].as_array().unwrap().len(), 1);
+    assert_conforms("JobView", &j);
+    assert_conforms("WalletCreated", &j["result"]);
+    assert_conforms("JobResult", &j["result"]);
+    // A transfer with every field filled in.
+    let t = transfer(&id);
+    store.insert_transfer(&t, "elsewhere", 0).await.unwrap();
+    let (s, tr) = call(&c, get(&format!("/v1/transfers/{}", t.id), &token)).await;
+    assert_eq!(s, StatusCode::OK, "{tr}");
+    assert_conforms("TransferRecord", &tr);
+    let (s, e) = call(&c, get("/v1/transfers/nope", &token)).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_conforms("ApiError", &e);
+
+    // Answers changed as a drifted type would change them are refused.
+    let schema = |name: &str| json!({ "$ref": format!("#/components/schemas/{name}") });
+    let changed = |v: &Value, edit: &dyn Fn(&mut Value)| {
+        let mut v = v.clone();
+        edit(&mut v);
+        v
+    };
+    for (name, v) in [
+        ("WalletView", changed(&w, &|v| v["kind"] = json!("minted"))),
+        (
+            "WalletView",
+            changed(&w, &|v| v["threshold"] = json!("two")),
+        ),
+        (
+            "WalletView",
+            changed(&w, &|v| {
+                v.as_object_mut().unwrap().remove("id");
+            }),
+        ),
+        (
+            "WalletView",
+            changed(&w, &|v| v["public_key"] = json!("not hex")),
+        ),
+        (
+            "JobView",
+            changed(&j, &|v| v["events"][0]["kind"] = json!("applause")),
+        ),
+        (
+            "JobView",
+            changed(&j, &|v| {
+                v.as_object_mut().unwrap().remove("events");
+            }),
+        ),
+        (
+            "JobView",
+            changed(&j, &|v| v["result"]["public_key"] = json!(7)),
+        ),
+        (
+            "TransferRecord",
+            changed(&tr, &|v| v["amount"] = json!("1e3")),
+        ),
+        (
+            "TransferRecord",
+            changed(&tr, &|v| v["status"] = json!("lost")),
+        ),
+        (
+            "TransferRecord",
+            changed(&tr, &|v| {
+                v["intent"]["intent"]["action"]["kind"] = json!("steal")
+            }),
+        ),
+        (
+            "TransferRecord",
+            changed(&tr, &|v| v["intent"]["signatures"][0]["extra"] = json!(1)),
+        ),
+        ("ApiError", json!({ "message": "no" })),
+    ] {
+        assert!(
+            !errors_against(&schema(name), &v).is_empty(),
+            "{name} accepted {v:#}"
+        );
+    }
+}
+
+/// A transfer record with every optional field set.
+fn transfer(wallet: &str) -> TransferRecord {
+    use concord_wire::authority::{Action, AddressRef, Intent, SignedIntent};
+    let key = concord_wire::IdentityKey::from_seed(&zeroize::Zeroizing::new([10; 32]));
+    let intent = SignedIntent::new(
+        Intent::new(
+            Action::Withdraw {
+                exchange: "binance".into(),
+                coin: "ETH".into(),
+                network: "ETH".into(),
+                amount: "0.25".into(),
+                to: AddressRef::Wallet(wallet.parse().unwrap()),
+                rule: AgreementRule::Threshold,
+            },
+            600,
+        ),
+        &key,
+    );
+    TransferRecord {
+        id: intent.intent.id.clone(),
+        kind: TransferKind::Withdrawal,
+        status: TransferStatus::Unknown,
+        wallet_id: wallet.into(),
+        exchange: "binance".into(),
+        coin: "ETH".into(),
+        network: "ETH".into(),
+        amount: concord_wire::units::Amount::parse("0.25", 18).unwrap(),
+        rule: AgreementRule::Threshold,
+        mode: SignMode::Interactive,
+        destination: Some("0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266".into()),
+        to: Some(AddressRef::Wallet(wallet.parse().unwrap())),
+        requester: Some("trader".into()),
+        intent: Some(intent),
+        resolutions: vec![
+            Resolution {
+                module: "m1".into(),
+                address: Some("0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266".into()),
+                error: None,
+            },
+            Resolution {
+                module: "m2".into(),
+                address: None,
+                error: Some("not connected".into()),
+            },
+        ],
+        nonce: Some(7),
+        payload: Some("a1b2".into()),
+        sign_job_id: Some("job-1".into()),
+        dissenters: [("m2".to_owned(), "over the daily limit".to_owned())].into(),
+        approvers: vec!["m1".into()],
+        policy: Some("ab".repeat(32)),
+        raw_tx: Some("02f8".into()),
+        signed_request: Some(SignedRequest {
+            request: "coin=ETH&amount=0.25".into(),
+            signature: "c2ln".into(),
+            valid_until_ms: 1_790_000_000_000,
+        }),
+        tx_hash: Some(format!("0x{}", "ab".repeat(32))),
+        exchange_withdrawal_id: Some("wd-9".into()),
+        timings_ms: [("signed".to_owned(), 812.125)].into(),
+        log: vec!["2026-01-01T00:00:00Z requested".into()],
+        error: Some("waiting".into()),
+        created_at: "2026-01-01T00:00:00Z".into(),
+        created_ms: 1_767_225_600_123.456,
+    }
 }

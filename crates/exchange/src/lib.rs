@@ -257,6 +257,7 @@ impl DepositStatus {
 
 /// One asset's balance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Balance {
     /// The asset (`"ETH"`).
     pub asset: String,

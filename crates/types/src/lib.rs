@@ -42,6 +42,7 @@ pub enum TypesError {
 
 /// The threshold signature schemes Concord runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Scheme {
     /// Threshold ECDSA on secp256k1 (CGGMP21): Ethereum and other EVM chains, Bitcoin legacy/SegWit v0.
@@ -243,6 +244,38 @@ fn parse_hex32(s: &str, what: &'static str) -> Result<[u8; 32], TypesError> {
     let mut out = [0u8; 32];
     hex::decode_to_slice(s, &mut out).map_err(|_| TypesError::InvalidHex { what, expected: 32 })?;
     Ok(out)
+}
+
+/// OpenAPI schemas of the identifiers as they travel in JSON: 64 hex digits (the serde form,
+/// which `FromStr` reads back, with or without `0x`).
+#[cfg(feature = "openapi")]
+mod openapi {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+
+    fn hex32(description: &str) -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^(0x)?[0-9a-fA-F]{64}$"))
+            .description(Some(description))
+            .into()
+    }
+
+    impl utoipa::PartialSchema for super::WalletId {
+        fn schema() -> RefOr<Schema> {
+            hex32("A wallet id: SHA-256 of its scheme and group public key, 64 hex digits.")
+        }
+    }
+
+    impl utoipa::ToSchema for super::WalletId {}
+
+    impl utoipa::PartialSchema for super::SessionId {
+        fn schema() -> RefOr<Schema> {
+            hex32("A protocol run's id, 64 hex digits.")
+        }
+    }
+
+    impl utoipa::ToSchema for super::SessionId {}
 }
 
 mod hex32 {

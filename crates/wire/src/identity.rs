@@ -196,6 +196,23 @@ impl<'de> Deserialize<'de> for PublicIdentity {
     }
 }
 
+/// The OpenAPI schema of what travels: 64 hex characters.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for PublicIdentity {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^[0-9a-fA-F]{64}$"))
+            .description(Some(
+                "An Ed25519 public key (a party's identity or a principal's key), 64 hex digits.",
+            ))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for PublicIdentity {}
+
 /// A party's static X25519 sealing key (secret), the HPKE recipient key of sealed MPC
 /// messages. Zeroized on drop; `Debug` prints `<redacted>`.
 pub struct SealingKey(x25519_dalek::StaticSecret);

@@ -35,6 +35,28 @@ impl Amount {
     }
 }
 
+/// The OpenAPI schema of what travels: the decimal text.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Amount {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(AMOUNT_PATTERN))
+            .description(Some(
+                "An amount in coin units, a plain decimal (`0.01`); written without trailing zeros.",
+            ))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Amount {}
+
+/// What an [`Amount`]'s text looks like (ECMA-262): digits, and at most one `.` with digits on
+/// both sides.
+#[cfg(feature = "openapi")]
+const AMOUNT_PATTERN: &str = r"^[0-9]+(\.[0-9]+)?$";
+
 impl std::fmt::Display for Amount {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)

@@ -1,9 +1,14 @@
 //! The API's cross-cutting concerns as layers, so that a handler is one line of intent:
-//! authentication (a known token whose role allows the route's) and idempotency keys.
+//! authentication (a known token whose role allows the route's) and idempotency keys; and
+//! the extractors that refuse a bad request with an [`ApiError`](super::ApiError) body.
+//!
+//! The layers find the [`Coordinator`] in the request's extensions (the router puts it there
+//! for every request), so that the routes, with their layers and their OpenAPI document, are
+//! built once without one ([`super::openapi_document`]).
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::middleware::Next;
@@ -51,12 +56,26 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// The authentication layer: a known token whose role allows the route's.
+/// The coordinator serving a request (the router's extension).
+fn coordinator_of(req: &Request) -> Result<Coordinator, Error> {
+    req.extensions()
+        .get::<Coordinator>()
+        .cloned()
+        .ok_or_else(|| {
+            Error::Internal("a route outside the router that serves the coordinator".into())
+        })
+}
+
+/// The authentication layer: a known token whose role allows the route's (`needed`).
 pub(super) async fn authenticate(
-    State((c, needed)): State<(Coordinator, TokenRole)>,
+    State(needed): State<TokenRole>,
     mut req: Request,
     next: Next,
 ) -> Response {
+    let c = match coordinator_of(&req) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
     let Some(header) = req
         .headers()
         .get(axum::http::header::AUTHORIZATION)
@@ -140,12 +159,11 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestScope {
 /// with one key exactly one is handled; the others wait for its answer and get it. A repeat
 /// gets the stored answer; the same key with another body is refused. A server-side failure
 /// is not stored (a retry may succeed).
-pub(super) async fn idempotency(
-    State(c): State<Coordinator>,
-    caller: Caller,
-    req: Request,
-    next: Next,
-) -> Response {
+pub(super) async fn idempotency(caller: Caller, req: Request, next: Next) -> Response {
+    let c = match coordinator_of(&req) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
     let Some(key) = req
         .headers()
         .get("idempotency-key")
@@ -267,5 +285,23 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|e| Error::BadRequest(format!("invalid JSON body: {e}")).into_response())
+    }
+}
+
+/// A query string read into `T`, refused with a sentence naming what is wrong (axum's own
+/// `Query` answers a bad one in plain text).
+pub struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| QueryParams(q))
+            .map_err(|e| {
+                Error::BadRequest(format!("invalid query string: {}", e.body_text()))
+                    .into_response()
+            })
     }
 }

@@ -16,43 +16,58 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `GET /v1/modules`, `POST /v1/modules` | [`ModuleView`](crate::ModuleView) (list, one) |
-//! | `GET /v1/groups`, `GET /v1/groups/{id}`, `POST /v1/groups` | [`GroupRecord`](crate::GroupRecord) (oldest first) |
-//! | `GET /v1/wallets`, `GET /v1/wallets/{id}` | [`WalletView`](crate::WalletView): the record, how it was made, its group, its label and purpose in the policy in force, its addresses |
-//! | `GET /v1/wallets/{id}/balances` | [`WalletBalances`](crate::WalletBalances): native coin and configured tokens, from the coordinator's chain RPC |
-//! | `POST /v1/wallets`, `POST /v1/wallets/import`, `POST /v1/signatures` | [`JobRecord`]; a finished key generation's or import's result is a [`WalletCreated`](crate::WalletCreated) |
+//! | `GET /v1/health` | [`Health`] |
+//! | `GET /v1/modules`, `POST /v1/modules` | [`ModuleView`] (list, one) |
+//! | `GET /v1/groups`, `GET /v1/groups/{id}`, `POST /v1/groups` | [`GroupRecord`] (oldest first) |
+//! | `GET /v1/wallets`, `GET /v1/wallets/{id}` | [`WalletView`]: the record, how it was made, its group, its label and purpose in the policy in force, its addresses |
+//! | `GET /v1/wallets/{id}/balances` | [`WalletBalances`]: native coin and configured tokens, from the coordinator's chain RPC |
+//! | `POST /v1/wallets`, `POST /v1/wallets/import`, `POST /v1/signatures` | [`JobRecord`] |
 //! | `GET /v1/jobs?kind=&status=&wallet=&limit=` | [`JobRecord`] list, newest first, without events (limit 1 to 1000, default 100) |
-//! | `GET /v1/jobs/{id}` | [`JobView`](crate::JobView): the job, its events, its result |
-//! | `GET /v1/transfers`, `GET /v1/transfers/{id}`, `POST /v1/transfers/…` | [`TransferRecord`](crate::TransferRecord) |
-//! | `GET /v1/exchanges/{name}/balances` | [`ExchangeBalances`](crate::ExchangeBalances): read by a module through its own connector and read-only key |
-//! | `POST /v1/exchanges/{name}/credential` | [`RegisteredCredential`](crate::transfers::RegisteredCredential) |
+//! | `GET /v1/jobs/{id}` | [`JobView`]: the job, its events, its result ([`JobResult`](crate::JobResult): a key generation's or import's is a [`WalletCreated`](crate::WalletCreated)) |
+//! | `GET /v1/transfers`, `GET /v1/transfers/{id}`, `POST /v1/transfers/…` | [`TransferRecord`] |
+//! | `GET /v1/exchanges/{name}/balances` | [`ExchangeBalances`]: read by a module through its own connector and read-only key |
+//! | `POST /v1/exchanges/{name}/credential` | [`RegisteredCredential`] |
 //! | `GET /v1/tokens`, `POST /v1/tokens` | [`TokenView`] list, [`CreatedToken`] |
-//! | `GET /v1/policies` | [`Policies`](crate::policy::Policies) |
-//! | `GET /v1/policies/{hash}`, `POST /v1/policies`, `POST /v1/policies/{hash}/signatures` | [`PolicyView`](crate::policy::PolicyView) |
+//! | `GET /v1/policies` | [`Policies`] |
+//! | `GET /v1/policies/{hash}`, `POST /v1/policies`, `POST /v1/policies/{hash}/signatures` | [`PolicyView`] |
+//!
+//! The OpenAPI 3.1 document (`GET /v1/openapi.json`, [`openapi_document`]) is generated from
+//! the same declarations the router is built from: each handler's `#[utoipa::path]` (method,
+//! path, parameters, body, answers; its doc comment is the operation's summary and
+//! description) is registered with `utoipa_axum::routes!`, the types' schemas are derived
+//! (`ToSchema`, `IntoParams`), and each layer adds to the operations it wraps what it does
+//! (bearer security, the role, 401 and 403; the `Idempotency-Key` header, its 400 and 409).
+//! A route cannot be served without being documented, nor documented without being served;
+//! the tests check every answer they get against the document's schema for it.
 
 mod layers;
 mod openapi;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
-pub use layers::{Caller, JsonBody, RequestScope};
-pub use openapi::openapi_document;
+pub use layers::{Caller, JsonBody, QueryParams, RequestScope};
+pub use openapi::{IDEMPOTENCY_KEY, ROLE_EXTENSION, SECURITY_SCHEME, openapi_document};
 
+use crate::policy::{Policies, PolicyView, ProposePolicy};
 use crate::records::{JobKind, JobRecord, JobStatus};
 use crate::store::JobFilter;
-use crate::transfers::{CredentialRequest, DepositRequest, WithdrawalRequest};
-use crate::{
-    Coordinator, CreateGroup, CreateWallet, EnrollModule, Error, ImportWallet, SignRequest,
+use crate::transfers::{
+    CredentialRequest, DepositRequest, RegisteredCredential, WithdrawalRequest,
 };
+use crate::{
+    Coordinator, CreateGroup, CreateWallet, EnrollModule, Error, ExchangeBalances, GroupRecord,
+    ImportWallet, JobView, ModuleView, SignRequest, TransferRecord, WalletBalances, WalletView,
+};
+use concord_wire::authority::Endorsement;
 
 /// What an API token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TokenRole {
     /// Everything, including tokens and policies.
@@ -66,6 +81,14 @@ pub enum TokenRole {
 }
 
 impl TokenRole {
+    /// Every role, strongest first.
+    pub const ALL: [TokenRole; 4] = [
+        TokenRole::Admin,
+        TokenRole::Operator,
+        TokenRole::Trader,
+        TokenRole::Viewer,
+    ];
+
     /// The role's name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -131,14 +154,14 @@ impl Error {
 }
 
 /// The body of every error answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ApiError {
     /// A sentence that says what is wrong.
     pub error: String,
 }
 
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
+impl axum::response::IntoResponse for Error {
+    fn into_response(self) -> axum::response::Response {
         let status = self.http_status();
         let body = ApiError {
             error: self.to_string(),
@@ -147,77 +170,232 @@ impl IntoResponse for Error {
     }
 }
 
-/// A handler's answer: a status and a JSON body.
-type Answer = Result<(StatusCode, Json<serde_json::Value>), Error>;
+/// A handler's answer: a status and a JSON body of type `T` (the type its
+/// `#[utoipa::path]` names for that status).
+type Answer<T> = Result<(StatusCode, Json<T>), Error>;
 
-fn answer<T: Serialize>(status: StatusCode, v: &T) -> Answer {
-    Ok((status, Json(serde_json::to_value(v).unwrap_or_default())))
+fn ok<T>(v: T) -> Answer<T> {
+    Ok((StatusCode::OK, Json(v)))
 }
 
-fn ok<T: Serialize>(v: &T) -> Answer {
-    answer(StatusCode::OK, v)
+fn created<T>(v: T) -> Answer<T> {
+    Ok((StatusCode::CREATED, Json(v)))
 }
 
-async fn health() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
+fn accepted<T>(v: T) -> Answer<T> {
+    Ok((StatusCode::ACCEPTED, Json(v)))
 }
 
-async fn openapi() -> Json<serde_json::Value> {
+/// `GET /v1/health`'s answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+}
+
+/// Liveness.
+///
+/// Answers as long as the coordinator serves HTTP; needs no token.
+#[utoipa::path(get, path = "/v1/health", tag = "service",
+    responses((status = 200, description = "Serving", body = Health)))]
+async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+/// This document.
+///
+/// The OpenAPI document of this API, generated from its handlers and types; needs no token.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "service",
+    responses((status = 200, description = "The OpenAPI 3.1 document", body = Object)))]
+async fn openapi_json() -> Json<&'static utoipa::openapi::OpenApi> {
     Json(openapi_document())
 }
 
-async fn enroll(State(c): State<Coordinator>, JsonBody(r): JsonBody<EnrollModule>) -> Answer {
-    answer(StatusCode::CREATED, &c.enroll(r).await?)
+/// Enroll a module.
+///
+/// Pins its Ed25519 identity key (for mutual TLS) after checking that it signed its X25519
+/// sealing key.
+#[utoipa::path(post, path = "/v1/modules", tag = "modules", request_body = EnrollModule,
+    responses(
+        (status = 201, description = "Enrolled", body = ModuleView),
+        (status = 400, body = ApiError),
+        (status = 409, description = "A module with this id is enrolled already", body = ApiError),
+    ))]
+async fn enroll(
+    State(c): State<Coordinator>,
+    JsonBody(r): JsonBody<EnrollModule>,
+) -> Answer<ModuleView> {
+    created(c.enroll(r).await?)
 }
 
-async fn list_modules(State(c): State<Coordinator>) -> Answer {
-    ok(&c.modules().await?)
+/// Enrolled modules.
+///
+/// Each with its identity fingerprint and whether its stream is open now.
+#[utoipa::path(get, path = "/v1/modules", tag = "modules",
+    responses((status = 200, description = "The modules", body = Vec<ModuleView>)))]
+async fn list_modules(State(c): State<Coordinator>) -> Answer<Vec<ModuleView>> {
+    ok(c.modules().await?)
 }
 
-async fn create_group(State(c): State<Coordinator>, JsonBody(r): JsonBody<CreateGroup>) -> Answer {
-    answer(StatusCode::ACCEPTED, &c.create_group(r).await?)
+/// Create a signer group.
+///
+/// Its auxiliary material (Paillier primes for threshold ECDSA) is prepared in the
+/// background, by the job the answer names; wallets can be made once it is `ready`.
+#[utoipa::path(post, path = "/v1/groups", tag = "groups", request_body = CreateGroup,
+    responses(
+        (status = 202, description = "Created; preparing", body = GroupRecord),
+        (status = 400, body = ApiError),
+        (status = 409, description = "A group with this id exists", body = ApiError),
+    ))]
+async fn create_group(
+    State(c): State<Coordinator>,
+    JsonBody(r): JsonBody<CreateGroup>,
+) -> Answer<GroupRecord> {
+    accepted(c.create_group(r).await?)
 }
 
-async fn get_group(State(c): State<Coordinator>, Path(id): Path<String>) -> Answer {
-    ok(&c.group(&id).await?)
+/// Signer groups, oldest first.
+#[utoipa::path(get, path = "/v1/groups", tag = "groups",
+    responses((status = 200, description = "The groups", body = Vec<GroupRecord>)))]
+async fn list_groups(State(c): State<Coordinator>) -> Answer<Vec<GroupRecord>> {
+    ok(c.groups().await?)
 }
 
+/// A signer group and its status.
+#[utoipa::path(get, path = "/v1/groups/{id}", tag = "groups",
+    params(("id" = String, Path, description = "The group's id")),
+    responses(
+        (status = 200, description = "The group", body = GroupRecord),
+        (status = 404, body = ApiError),
+    ))]
+async fn get_group(State(c): State<Coordinator>, Path(id): Path<String>) -> Answer<GroupRecord> {
+    ok(c.group(&id).await?)
+}
+
+/// Create a wallet by distributed key generation.
+///
+/// The key never exists whole. The answer is the key-generation job (named after the
+/// request's idempotency key); its result, once done, is the wallet and its addresses.
+#[utoipa::path(post, path = "/v1/wallets", tag = "wallets", request_body = CreateWallet,
+    responses(
+        (status = 202, description = "The key-generation job", body = JobRecord),
+        (status = 400, body = ApiError),
+        (status = 404, description = "No such group", body = ApiError),
+        (status = 409, description = "The group is not ready", body = ApiError),
+    ))]
 async fn create_wallet(
     State(c): State<Coordinator>,
     scope: RequestScope,
     JsonBody(r): JsonBody<CreateWallet>,
-) -> Answer {
-    answer(StatusCode::ACCEPTED, &c.create_wallet(r, &scope.0).await?)
+) -> Answer<JobRecord> {
+    accepted(c.create_wallet(r, &scope.0).await?)
 }
 
+/// Import an existing key.
+///
+/// The key was split and each shard sealed to one module by the importing tool (the key
+/// existed whole once), under an importer's signed intent. The answer is the import job; its
+/// result, once done, is the wallet and its addresses.
+#[utoipa::path(post, path = "/v1/wallets/import", tag = "wallets", request_body = ImportWallet,
+    responses(
+        (status = 202, description = "The import job", body = JobRecord),
+        (status = 400, body = ApiError),
+        (status = 404, description = "No such group", body = ApiError),
+        (status = 409, description = "The group is not ready, the wallet exists, or the intent id was used for another request", body = ApiError),
+    ))]
 async fn import_wallet(
     State(c): State<Coordinator>,
     JsonBody(r): JsonBody<ImportWallet>,
-) -> Answer {
-    answer(StatusCode::ACCEPTED, &c.import_wallet(r).await?)
+) -> Answer<JobRecord> {
+    accepted(c.import_wallet(r).await?)
 }
 
-async fn list_wallets(State(c): State<Coordinator>) -> Answer {
-    ok(&c.wallet_views().await?)
+/// Wallets, oldest first.
+///
+/// Each with how it was made, its group, its label and purpose in the policy in force, and
+/// its addresses.
+#[utoipa::path(get, path = "/v1/wallets", tag = "wallets",
+    responses((status = 200, description = "The wallets", body = Vec<WalletView>)))]
+async fn list_wallets(State(c): State<Coordinator>) -> Answer<Vec<WalletView>> {
+    ok(c.wallet_views().await?)
 }
 
-async fn get_wallet(State(c): State<Coordinator>, Path(id): Path<String>) -> Answer {
-    ok(&c.wallet_view(&id).await?)
+/// A wallet.
+///
+/// How it was made, its group, its label and purpose in the policy in force, and its
+/// addresses.
+#[utoipa::path(get, path = "/v1/wallets/{id}", tag = "wallets",
+    params(("id" = String, Path, description = "The wallet's id (64 hex digits)")),
+    responses(
+        (status = 200, description = "The wallet", body = WalletView),
+        (status = 404, body = ApiError),
+    ))]
+async fn get_wallet(State(c): State<Coordinator>, Path(id): Path<String>) -> Answer<WalletView> {
+    ok(c.wallet_view(&id).await?)
 }
 
-async fn wallet_balances(State(c): State<Coordinator>, Path(id): Path<String>) -> Answer {
-    ok(&c.wallet_balances(&id).await?)
+/// A wallet's balances on chain.
+///
+/// An ecdsa-secp256k1 wallet's balances on the coordinator's chain: the native coin and
+/// every configured token, read through the coordinator's RPC endpoint.
+#[utoipa::path(get, path = "/v1/wallets/{id}/balances", tag = "wallets",
+    params(("id" = String, Path, description = "The wallet's id (64 hex digits)")),
+    responses(
+        (status = 200, description = "The balances", body = WalletBalances),
+        (status = 400, description = "The wallet is not an ecdsa-secp256k1 one", body = ApiError),
+        (status = 404, body = ApiError),
+        (status = 503, description = "No chain is configured, or it did not answer", body = ApiError),
+    ))]
+async fn wallet_balances(
+    State(c): State<Coordinator>,
+    Path(id): Path<String>,
+) -> Answer<WalletBalances> {
+    ok(c.wallet_balances(&id).await?)
 }
 
-async fn list_groups(State(c): State<Coordinator>) -> Answer {
-    ok(&c.groups().await?)
+/// An exchange account's balances.
+///
+/// The coins it holds (free or locked), read by a connected module through its own
+/// connector and read-only key.
+#[utoipa::path(get, path = "/v1/exchanges/{name}/balances", tag = "exchanges",
+    params(("name" = String, Path, description = "The exchange connection, as the modules name it")),
+    responses(
+        (status = 200, description = "The balances", body = ExchangeBalances),
+        (status = 503, description = "No connected module could ask the exchange", body = ApiError),
+    ))]
+async fn exchange_balances(
+    State(c): State<Coordinator>,
+    Path(name): Path<String>,
+) -> Answer<ExchangeBalances> {
+    ok(c.exchange_balances(&name).await?)
 }
 
-async fn exchange_balances(State(c): State<Coordinator>, Path(name): Path<String>) -> Answer {
-    ok(&c.exchange_balances(&name).await?)
+/// `GET /v1/jobs`'s query: each parameter at most once, no other.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct JobQuery {
+    /// Jobs of this kind only.
+    pub kind: Option<JobKind>,
+    /// Jobs in this status only.
+    pub status: Option<JobStatus>,
+    /// The wallet's jobs only: its signatures and presignatures, its import or the key
+    /// generation that made it.
+    #[param(min_length = 1)]
+    pub wallet: Option<String>,
+    /// At most this many (default 100).
+    #[param(minimum = 1, maximum = 1000, default = 100)]
+    pub limit: Option<u32>,
 }
 
-/// Reads `GET /v1/jobs`'s query: `kind`, `status`, `wallet` and `limit`, each at most once.
+impl JobQuery {
+    /// The parameters' names, as `job_filter` reads them.
+    pub const NAMES: [&'static str; 4] = ["kind", "status", "wallet", "limit"];
+}
+
+/// Reads `GET /v1/jobs`'s query ([`JobQuery`]): `kind`, `status`, `wallet` and `limit`, each
+/// at most once.
 fn job_filter(query: &[(String, String)]) -> Result<JobFilter, Error> {
     fn names<T: Copy + std::fmt::Display>(all: &[T]) -> String {
         let names: Vec<String> = all.iter().map(ToString::to_string).collect();
@@ -279,26 +457,67 @@ fn job_filter(query: &[(String, String)]) -> Result<JobFilter, Error> {
     Ok(filter)
 }
 
-async fn list_jobs(State(c): State<Coordinator>, Query(q): Query<Vec<(String, String)>>) -> Answer {
-    ok(&c.jobs(&job_filter(&q)?).await?)
+/// Jobs, newest first, without their events.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(JobQuery),
+    responses(
+        (status = 200, description = "The jobs", body = Vec<JobRecord>),
+        (status = 400, description = "A parameter is unknown, given twice or invalid", body = ApiError),
+    ))]
+async fn list_jobs(
+    State(c): State<Coordinator>,
+    QueryParams(q): QueryParams<Vec<(String, String)>>,
+) -> Answer<Vec<JobRecord>> {
+    ok(c.jobs(&job_filter(&q)?).await?)
 }
 
-async fn sign(State(c): State<Coordinator>, JsonBody(r): JsonBody<SignRequest>) -> Answer {
-    let job: JobRecord = c.request_signature(r).await?;
-    answer(StatusCode::ACCEPTED, &job)
+/// Ask the wallet's modules to approve and sign a message.
+///
+/// Under a trader's signed intent (wallet, message, agreement rule); each module checks it
+/// against its own policy. The answer is the sign job (its id is the intent's).
+#[utoipa::path(post, path = "/v1/signatures", tag = "signatures", request_body = SignRequest,
+    responses(
+        (status = 202, description = "The sign job", body = JobRecord),
+        (status = 400, body = ApiError),
+        (status = 404, description = "No such wallet", body = ApiError),
+        (status = 409, description = "The intent id was used for another request", body = ApiError),
+    ))]
+async fn sign(
+    State(c): State<Coordinator>,
+    JsonBody(r): JsonBody<SignRequest>,
+) -> Answer<JobRecord> {
+    accepted(c.request_signature(r).await?)
 }
 
-/// `?wait=SECONDS` holds a GET until the job or transfer is final (or reaches `until`).
-#[derive(serde::Deserialize)]
-struct WaitQuery {
-    #[serde(default)]
-    wait: Option<f64>,
-    #[serde(default)]
-    until: Option<String>,
+/// The longest `GET /v1/jobs/{id}?wait=` holds a request, seconds.
+pub const JOB_WAIT_MAX: f64 = 60.0;
+/// The longest `GET /v1/transfers/{id}?wait=` holds a request, seconds.
+pub const TRANSFER_WAIT_MAX: f64 = 300.0;
+
+/// `GET /v1/jobs/{id}`'s query.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct JobWait {
+    /// Hold the request up to this many seconds (at most 60) until the job is done or failed;
+    /// default 0: answer at once.
+    #[param(minimum = 0, maximum = 60)]
+    pub wait: Option<f64>,
 }
 
-fn wait_of(q: &WaitQuery, max: f64) -> Result<std::time::Duration, Error> {
-    let wait = q.wait.unwrap_or(0.0);
+/// `GET /v1/transfers/{id}`'s query.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TransferWait {
+    /// Hold the request up to this many seconds (at most 300) until the transfer is final
+    /// (or reached `until`); default 0: answer at once.
+    #[param(minimum = 0, maximum = 300)]
+    pub wait: Option<f64>,
+    /// Answer as soon as the transfer reached this step: a status (`broadcast`…) or
+    /// `signature` (the group's signature was verified).
+    pub until: Option<String>,
+}
+
+fn wait_of(wait: Option<f64>, max: f64) -> Result<std::time::Duration, Error> {
+    let wait = wait.unwrap_or(0.0);
     if !(0.0..=max).contains(&wait) {
         return Err(Error::BadRequest(format!(
             "wait must be between 0 and {max} seconds"
@@ -307,59 +526,120 @@ fn wait_of(q: &WaitQuery, max: f64) -> Result<std::time::Duration, Error> {
     Ok(std::time::Duration::from_secs_f64(wait))
 }
 
+/// A job.
+///
+/// Its events (approvals, dissents…) and its result; `?wait=SECONDS` holds the request
+/// until the job ends.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "The job's id"), JobWait),
+    responses(
+        (status = 200, description = "The job", body = JobView),
+        (status = 400, description = "`wait` is out of range", body = ApiError),
+        (status = 404, body = ApiError),
+    ))]
 async fn get_job(
     State(c): State<Coordinator>,
     Path(id): Path<String>,
-    Query(q): Query<WaitQuery>,
-) -> Answer {
-    ok(&c.job_wait(&id, wait_of(&q, 60.0)?).await?)
+    QueryParams(q): QueryParams<JobWait>,
+) -> Answer<JobView> {
+    ok(c.job_wait(&id, wait_of(q.wait, JOB_WAIT_MAX)?).await?)
 }
 
-async fn deposit(State(c): State<Coordinator>, JsonBody(r): JsonBody<DepositRequest>) -> Answer {
-    answer(StatusCode::ACCEPTED, &c.request_deposit(r).await?)
+/// Deposit from a wallet to an exchange.
+///
+/// Under a trader's signed deposit intent; the transfer's id is the intent's, so the same
+/// intent again finds the same transfer. Each module resolves the deposit address itself
+/// and checks the transaction against its own policy.
+#[utoipa::path(post, path = "/v1/transfers/deposits", tag = "transfers", request_body = DepositRequest,
+    responses(
+        (status = 202, description = "The transfer, requested", body = TransferRecord),
+        (status = 400, body = ApiError),
+        (status = 404, description = "No such wallet", body = ApiError),
+        (status = 409, description = "The intent id was used for another request", body = ApiError),
+    ))]
+async fn deposit(
+    State(c): State<Coordinator>,
+    JsonBody(r): JsonBody<DepositRequest>,
+) -> Answer<TransferRecord> {
+    accepted(c.request_deposit(r).await?)
 }
 
+/// Withdraw from an exchange to an address-book entry.
+///
+/// Under a trader's signed withdraw intent; the modules sign the exchange's withdraw request
+/// with the exchange's sharded withdraw key.
+#[utoipa::path(post, path = "/v1/transfers/withdrawals", tag = "transfers", request_body = WithdrawalRequest,
+    responses(
+        (status = 202, description = "The transfer, requested", body = TransferRecord),
+        (status = 400, body = ApiError),
+        (status = 409, description = "The intent id was used for another request", body = ApiError),
+    ))]
 async fn withdraw(
     State(c): State<Coordinator>,
     JsonBody(r): JsonBody<WithdrawalRequest>,
-) -> Answer {
-    answer(StatusCode::ACCEPTED, &c.request_withdrawal(r).await?)
+) -> Answer<TransferRecord> {
+    accepted(c.request_withdrawal(r).await?)
 }
 
+/// Register an exchange's withdraw key.
+///
+/// The ed25519 wallet the policy in force names as the exchange's withdraw key, and the API
+/// key string the exchange issued for it.
+#[utoipa::path(post, path = "/v1/exchanges/{name}/credential", tag = "exchanges", request_body = CredentialRequest,
+    params(("name" = String, Path, description = "The exchange connection, as the modules name it")),
+    responses(
+        (status = 200, description = "Registered", body = RegisteredCredential),
+        (status = 400, body = ApiError),
+        (status = 404, description = "No such wallet", body = ApiError),
+        (status = 409, description = "No policy is in force yet", body = ApiError),
+    ))]
 async fn register_credential(
     State(c): State<Coordinator>,
     Path(name): Path<String>,
     JsonBody(r): JsonBody<CredentialRequest>,
-) -> Answer {
-    ok(&c.register_credential(&name, r).await?)
+) -> Answer<RegisteredCredential> {
+    ok(c.register_credential(&name, r).await?)
 }
 
-async fn list_transfers(State(c): State<Coordinator>) -> Answer {
-    ok(&c.transfers().await?)
+/// Transfers, newest first.
+#[utoipa::path(get, path = "/v1/transfers", tag = "transfers",
+    responses((status = 200, description = "The transfers (the newest 1000)", body = Vec<TransferRecord>)))]
+async fn list_transfers(State(c): State<Coordinator>) -> Answer<Vec<TransferRecord>> {
+    ok(c.transfers().await?)
 }
 
+/// A transfer.
+///
+/// `?wait=SECONDS` holds the request until it is final (or reaches `?until=STEP`).
+#[utoipa::path(get, path = "/v1/transfers/{id}", tag = "transfers",
+    params(("id" = String, Path, description = "The transfer's id (its intent's)"), TransferWait),
+    responses(
+        (status = 200, description = "The transfer", body = TransferRecord),
+        (status = 400, description = "`wait` is out of range", body = ApiError),
+        (status = 404, body = ApiError),
+    ))]
 async fn get_transfer(
     State(c): State<Coordinator>,
     Path(id): Path<String>,
-    Query(q): Query<WaitQuery>,
-) -> Answer {
-    ok(&c
-        .transfer_wait(&id, wait_of(&q, 300.0)?, q.until.as_deref())
-        .await?)
+    QueryParams(q): QueryParams<TransferWait>,
+) -> Answer<TransferRecord> {
+    let wait = wait_of(q.wait, TRANSFER_WAIT_MAX)?;
+    ok(c.transfer_wait(&id, wait, q.until.as_deref()).await?)
 }
 
 /// Request to create an API token.
-#[derive(Debug, serde::Deserialize, serde::Serialize)]
+#[derive(Debug, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
-    /// A name for it.
+    /// A name for it (1 to 64 characters).
+    #[schema(min_length = 1, max_length = 64)]
     pub name: String,
     /// Its role.
     pub role: TokenRole,
 }
 
 /// A token just created: the only time the token itself is shown.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CreatedToken {
     /// Its name.
     pub name: String,
@@ -370,7 +650,7 @@ pub struct CreatedToken {
 }
 
 /// An API token as listed: never the token itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenView {
     /// Its name.
     pub name: String,
@@ -380,22 +660,30 @@ pub struct TokenView {
     pub created_at: String,
 }
 
+/// Create an API token with a role.
+///
+/// The token is shown once, in this answer; only its SHA-256 is kept.
+#[utoipa::path(post, path = "/v1/tokens", tag = "tokens", request_body = CreateToken,
+    responses(
+        (status = 201, description = "Created", body = CreatedToken),
+        (status = 400, body = ApiError),
+    ))]
 async fn create_token_route(
     State(c): State<Coordinator>,
     JsonBody(r): JsonBody<CreateToken>,
-) -> Answer {
+) -> Answer<CreatedToken> {
     let token = create_token(&c, &r.name, r.role).await?;
-    answer(
-        StatusCode::CREATED,
-        &CreatedToken {
-            name: r.name,
-            role: r.role,
-            token,
-        },
-    )
+    created(CreatedToken {
+        name: r.name,
+        role: r.role,
+        token,
+    })
 }
 
-async fn list_tokens(State(c): State<Coordinator>) -> Answer {
+/// API tokens: names and roles.
+#[utoipa::path(get, path = "/v1/tokens", tag = "tokens",
+    responses((status = 200, description = "The tokens", body = Vec<TokenView>)))]
+async fn list_tokens(State(c): State<Coordinator>) -> Answer<Vec<TokenView>> {
     let list = c
         .store()
         .tokens()
@@ -411,97 +699,131 @@ async fn list_tokens(State(c): State<Coordinator>) -> Answer {
             })
         })
         .collect::<Result<Vec<_>, Error>>()?;
-    ok(&list)
+    ok(list)
 }
 
+/// Propose a policy.
+///
+/// Modules adopt it once a quorum of their admins signed it; its version and `previous`
+/// must follow the newest policy known here.
+#[utoipa::path(post, path = "/v1/policies", tag = "policies", request_body = ProposePolicy,
+    responses(
+        (status = 201, description = "Proposed", body = PolicyView),
+        (status = 400, body = ApiError),
+        (status = 409, description = "It does not follow the policy in force", body = ApiError),
+    ))]
 async fn propose_policy(
     State(c): State<Coordinator>,
-    JsonBody(r): JsonBody<crate::policy::ProposePolicy>,
-) -> Answer {
-    answer(StatusCode::CREATED, &c.propose_policy(r).await?)
+    JsonBody(r): JsonBody<ProposePolicy>,
+) -> Answer<PolicyView> {
+    created(c.propose_policy(r).await?)
 }
 
+/// Sign a policy.
+///
+/// Adds an admin's signature (checked against the key it names) and offers the policy to
+/// the connected modules, waiting briefly for their answers.
+#[utoipa::path(post, path = "/v1/policies/{hash}/signatures", tag = "policies", request_body = Endorsement,
+    params(("hash" = String, Path, description = "The policy's hash, hex")),
+    responses(
+        (status = 200, description = "The policy and each module's report", body = PolicyView),
+        (status = 400, description = "The signature does not verify", body = ApiError),
+        (status = 404, body = ApiError),
+    ))]
 async fn sign_policy(
     State(c): State<Coordinator>,
     Path(hash): Path<String>,
-    JsonBody(r): JsonBody<concord_wire::authority::Endorsement>,
-) -> Answer {
-    ok(&c.sign_policy(&hash, r).await?)
+    JsonBody(r): JsonBody<Endorsement>,
+) -> Answer<PolicyView> {
+    ok(c.sign_policy(&hash, r).await?)
 }
 
-async fn list_policies(State(c): State<Coordinator>) -> Answer {
-    ok(&c.policies().await?)
+/// The policy in force and the newest proposal.
+#[utoipa::path(get, path = "/v1/policies", tag = "policies",
+    responses((status = 200, description = "The policies", body = Policies)))]
+async fn list_policies(State(c): State<Coordinator>) -> Answer<Policies> {
+    ok(c.policies().await?)
 }
 
-async fn get_policy(State(c): State<Coordinator>, Path(hash): Path<String>) -> Answer {
-    ok(&c.policy(&hash).await?)
+/// A policy, its signatures and each module's report.
+#[utoipa::path(get, path = "/v1/policies/{hash}", tag = "policies",
+    params(("hash" = String, Path, description = "The policy's hash, hex")),
+    responses(
+        (status = 200, description = "The policy", body = PolicyView),
+        (status = 404, body = ApiError),
+    ))]
+async fn get_policy(State(c): State<Coordinator>, Path(hash): Path<String>) -> Answer<PolicyView> {
+    ok(c.policy(&hash).await?)
 }
 
-/// The API's routes: each behind the authentication layer with the role it needs, every
-/// POST behind the idempotency layer.
-pub fn router(c: Coordinator) -> Router {
-    let auth = |role: TokenRole, m: MethodRouter<Coordinator>| {
+/// A route, documented, behind the authentication layer with the role it needs; the layer
+/// adds the bearer security, the role and its answers (401, 403, 500) to the route's
+/// operations.
+fn authenticated(
+    role: TokenRole,
+    (schemas, mut paths, route): UtoipaMethodRouter<Coordinator>,
+) -> UtoipaMethodRouter<Coordinator> {
+    openapi::document_authentication(&mut paths, role);
+    (schemas, paths, route).map(|m| {
         m.route_layer(axum::middleware::from_fn_with_state(
-            (c.clone(), role),
+            role,
             layers::authenticate,
         ))
-    };
-    let post_as = |role: TokenRole, m: MethodRouter<Coordinator>| {
-        auth(
-            role,
-            m.route_layer(axum::middleware::from_fn_with_state(
-                c.clone(),
-                layers::idempotency,
-            )),
-        )
-    };
-    let view = |m| auth(TokenRole::Viewer, m);
-    let op = |m| post_as(TokenRole::Operator, m);
-    let trade = |m| post_as(TokenRole::Trader, m);
-    let admin = |m| post_as(TokenRole::Admin, m);
-    Router::new()
-        .route("/v1/health", get(health))
-        .route("/v1/openapi.json", get(openapi))
-        .route(
-            "/v1/modules",
-            op(post(enroll)).merge(view(get(list_modules))),
-        )
-        .route(
-            "/v1/groups",
-            op(post(create_group)).merge(view(get(list_groups))),
-        )
-        .route("/v1/groups/{id}", view(get(get_group)))
-        .route(
-            "/v1/wallets",
-            op(post(create_wallet)).merge(view(get(list_wallets))),
-        )
-        .route("/v1/wallets/import", op(post(import_wallet)))
-        .route("/v1/wallets/{id}", view(get(get_wallet)))
-        .route("/v1/wallets/{id}/balances", view(get(wallet_balances)))
-        .route("/v1/signatures", trade(post(sign)))
-        .route("/v1/jobs", view(get(list_jobs)))
-        .route("/v1/jobs/{id}", view(get(get_job)))
-        .route("/v1/transfers", view(get(list_transfers)))
-        .route("/v1/transfers/deposits", trade(post(deposit)))
-        .route("/v1/transfers/withdrawals", trade(post(withdraw)))
-        .route("/v1/transfers/{id}", view(get(get_transfer)))
-        .route(
-            "/v1/exchanges/{name}/credential",
-            op(post(register_credential)),
-        )
-        .route(
-            "/v1/exchanges/{name}/balances",
-            view(get(exchange_balances)),
-        )
-        .route(
-            "/v1/tokens",
-            admin(post(create_token_route)).merge(auth(TokenRole::Admin, get(list_tokens))),
-        )
-        .route(
-            "/v1/policies",
-            admin(post(propose_policy)).merge(view(get(list_policies))),
-        )
-        .route("/v1/policies/{hash}", view(get(get_policy)))
-        .route("/v1/policies/{hash}/signatures", admin(post(sign_policy)))
-        .with_state(c)
+    })
+}
+
+/// A route, documented, behind the idempotency layer; the layer adds the `Idempotency-Key`
+/// header and its answers (400, 409) to the route's operations.
+fn idempotent(
+    (schemas, mut paths, route): UtoipaMethodRouter<Coordinator>,
+) -> UtoipaMethodRouter<Coordinator> {
+    openapi::document_idempotency(&mut paths);
+    (schemas, paths, route).map(|m| m.route_layer(axum::middleware::from_fn(layers::idempotency)))
+}
+
+/// The API's routes and their document, built from the same declarations: each handler's
+/// `#[utoipa::path]` through `routes!`, each behind the authentication layer with the role it
+/// needs, every POST also behind the idempotency layer (inside authentication). Routes are
+/// added only with `.routes(…)`, never with axum's `.route(…)`, which would leave them out of
+/// the document.
+fn api() -> OpenApiRouter<Coordinator> {
+    let view = |r| authenticated(TokenRole::Viewer, r);
+    let admin_view = |r| authenticated(TokenRole::Admin, r);
+    let op = |r| authenticated(TokenRole::Operator, idempotent(r));
+    let trade = |r| authenticated(TokenRole::Trader, idempotent(r));
+    let admin = |r| authenticated(TokenRole::Admin, idempotent(r));
+    OpenApiRouter::with_openapi(openapi::frame())
+        .routes(routes!(health))
+        .routes(routes!(openapi_json))
+        .routes(op(routes!(enroll)))
+        .routes(view(routes!(list_modules)))
+        .routes(op(routes!(create_group)))
+        .routes(view(routes!(list_groups)))
+        .routes(view(routes!(get_group)))
+        .routes(op(routes!(create_wallet)))
+        .routes(view(routes!(list_wallets)))
+        .routes(op(routes!(import_wallet)))
+        .routes(view(routes!(get_wallet)))
+        .routes(view(routes!(wallet_balances)))
+        .routes(trade(routes!(sign)))
+        .routes(view(routes!(list_jobs)))
+        .routes(view(routes!(get_job)))
+        .routes(view(routes!(list_transfers)))
+        .routes(trade(routes!(deposit)))
+        .routes(trade(routes!(withdraw)))
+        .routes(view(routes!(get_transfer)))
+        .routes(op(routes!(register_credential)))
+        .routes(view(routes!(exchange_balances)))
+        .routes(admin(routes!(create_token_route)))
+        .routes(admin_view(routes!(list_tokens)))
+        .routes(admin(routes!(propose_policy)))
+        .routes(view(routes!(list_policies)))
+        .routes(view(routes!(get_policy)))
+        .routes(admin(routes!(sign_policy)))
+}
+
+/// The API's routes over `c`, as `api()` declares and documents them ([`openapi_document`]).
+pub fn router(c: Coordinator) -> Router {
+    let (routes, _document) = api().split_for_parts();
+    routes.layer(axum::Extension(c.clone())).with_state(c)
 }

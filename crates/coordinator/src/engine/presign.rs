@@ -11,7 +11,7 @@ use concord_wire::rpc::ProtocolKind;
 use super::Engine;
 use super::protocol::{Events, Run};
 use crate::Error;
-use crate::records::{EventKind, JobKind, JobRecord, JobStatus};
+use crate::records::{EventKind, JobKind, JobRecord, JobStatus, PresignatureMade};
 
 impl Engine {
     /// Picks an available presignature whose signers are all among `candidates` (approving
@@ -87,7 +87,10 @@ impl Engine {
         self.store
             .add_presignature(fp, &wallet_id, &signers_json)
             .await?;
-        let result = serde_json::json!({ "fingerprint": fp, "signers": signers });
+        let result = PresignatureMade {
+            fingerprint: fp.clone(),
+            signers,
+        };
         self.store
             .finish_job(&job.id, &serde_json::to_vec(&result).unwrap_or_default())
             .await

@@ -9,7 +9,7 @@ use super::Engine;
 use super::protocol::{Events, Run};
 use crate::Error;
 use crate::records::{
-    GroupStatus, JobKind, JobRecord, JobStatus, WalletCreated, WalletRecord, now,
+    GroupPrepared, GroupStatus, JobKind, JobRecord, JobStatus, WalletCreated, WalletRecord, now,
 };
 
 /// What an import carries to the modules.
@@ -56,7 +56,9 @@ impl Engine {
         self.store
             .set_group_status(&group.id, GroupStatus::Ready)
             .await?;
-        let result = serde_json::json!({"group_id": group.id});
+        let result = GroupPrepared {
+            group_id: group.id.clone(),
+        };
         self.store
             .finish_job(&job.id, &serde_json::to_vec(&result).unwrap_or_default())
             .await

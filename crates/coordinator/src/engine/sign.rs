@@ -16,7 +16,9 @@ use super::Engine;
 use super::protocol::{Events, Run, RunError};
 use crate::Error;
 use crate::hub::ModuleEvent;
-use crate::records::{EventKind, GroupRecord, JobRecord, JobStatus, SignMode, WalletRecord};
+use crate::records::{
+    EventKind, GroupRecord, JobRecord, JobStatus, SignMode, SignatureMade, WalletRecord,
+};
 
 /// A sign job's fixed facts.
 struct SignCtx {
@@ -84,16 +86,16 @@ impl Engine {
         let (r, signers) = self
             .sign_among_approvers(job, &ctx, &answers, events)
             .await?;
-        let result = serde_json::json!({
+        let result = SignatureMade {
             // As the signers report it, not as planned.
-            "presigned": r.presigned,
-            "signature": r.signature,
-            "signers": signers,
-            "approvers": answers.approvers,
-            "dissenters": answers.dissenters,
-            "digest": hex::encode(ctx.digest),
-            "policy": answers.policy.map(hex::encode),
-        });
+            presigned: r.presigned,
+            signature: r.signature,
+            signers,
+            approvers: answers.approvers.iter().cloned().collect(),
+            dissenters: answers.dissenters.clone(),
+            digest: hex::encode(ctx.digest),
+            policy: answers.policy.map(hex::encode),
+        };
         self.store
             .add_event(
                 &job.id,

@@ -41,7 +41,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// A request to deposit from a wallet to an exchange: a trader's signed intent (wallet,
 /// exchange, coin, network, amount, rule). The transfer's id is the intent's id, so the same
 /// intent sent again finds the same transfer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DepositRequest {
     /// The trader's signed intent.
@@ -53,7 +53,7 @@ pub struct DepositRequest {
 
 /// A request to withdraw from an exchange to an address-book destination: a trader's signed
 /// intent.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WithdrawalRequest {
     /// The trader's signed intent.
@@ -61,7 +61,7 @@ pub struct WithdrawalRequest {
 }
 
 /// Registers an exchange's withdraw-capable API key (an Ed25519 wallet of a signer group).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialRequest {
     /// The Ed25519 wallet whose public key the exchange knows.
@@ -82,7 +82,7 @@ fn ecdsa_address(wallet: &WalletRecord) -> Result<concord_chain::Address, Error>
 }
 
 /// The answer to registering an exchange's withdraw key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RegisteredCredential {
     /// The exchange connection.
     pub exchange: String,

@@ -1,6 +1,7 @@
 //! Helpers shared by the API tests: an in-memory coordinator with an admin token, calls
-//! through the router without a socket, a local chain (anvil), and a stand-in module that
-//! answers exchange questions over the coordinator's hub.
+//! through the router without a socket (each answer checked against the API's OpenAPI
+//! document, [`openapi`]), a local chain (anvil), and a stand-in module that answers exchange
+//! questions over the coordinator's hub.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // each test uses some
 
@@ -13,6 +14,8 @@ use concord_wire::rpc::{ExchangeAnswer, ExchangeQuery, coordinator_to_module};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tower::ServiceExt;
+
+pub mod openapi;
 
 /// A coordinator over an in-memory store, and an admin token.
 pub async fn setup() -> (Coordinator, String) {
@@ -34,17 +37,18 @@ pub async fn token(c: &Coordinator, name: &str, role: api::TokenRole) -> String 
     api::create_token(c, name, role).await.unwrap()
 }
 
-/// Sends a request through the API router; the status and the JSON body (`null` if none).
+/// Sends a request through the API router; the status and the JSON body (`null` if none),
+/// after checking them against the API's OpenAPI document ([`openapi::check_answer`]).
 pub async fn call(c: &Coordinator, req: Request<Body>) -> (StatusCode, serde_json::Value) {
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     let resp = api::router(c.clone()).oneshot(req).await.unwrap();
     let status = resp.status();
     let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
         .await
         .unwrap();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
-    )
+    let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    openapi::check_answer(&method, &path, status, &body);
+    (status, body)
 }
 
 /// A GET with a bearer token.

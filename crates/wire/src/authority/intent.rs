@@ -21,6 +21,7 @@ const MAX_SKEW_SECS: u64 = 300;
 
 /// Where a withdrawal goes: an address-book entry, by the wallet it points at or by label.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum AddressRef {
     /// The address-book entry of a wallet of this system.
@@ -40,6 +41,7 @@ impl std::fmt::Display for AddressRef {
 
 /// What is asked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Action {
     /// Deposit from a wallet to an exchange connection's deposit address.
@@ -53,6 +55,7 @@ pub enum Action {
         /// Network code.
         network: String,
         /// Amount in coin units (decimal string).
+        #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9]+(\\.[0-9]+)?$"))]
         amount: String,
         /// Agreement rule.
         rule: AgreementRule,
@@ -66,6 +69,7 @@ pub enum Action {
         /// Network code.
         network: String,
         /// Amount in coin units (decimal string).
+        #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9]+(\\.[0-9]+)?$"))]
         amount: String,
         /// The destination.
         to: AddressRef,
@@ -78,6 +82,7 @@ pub enum Action {
         wallet: WalletId,
         /// The message, hex.
         #[serde(with = "hex_vec")]
+        #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^(0x)?([0-9a-fA-F]{2})*$"))]
         message: Vec<u8>,
         /// Agreement rule.
         rule: AgreementRule,
@@ -90,6 +95,7 @@ pub enum Action {
         scheme: Scheme,
         /// The key's public key, hex, as the scheme encodes it.
         #[serde(with = "hex_vec")]
+        #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^(0x)?([0-9a-fA-F]{2})*$"))]
         public_key: Vec<u8>,
         /// The importing tool's one-time key, which sealed the shards: modules open only
         /// shards sealed by it, so the coordinator cannot substitute shards of its own making.
@@ -129,12 +135,15 @@ impl Action {
 
 /// A request, as its requester signs it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Intent {
     /// Format version (1).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1))]
     pub version: u8,
     /// Unique id (1 to 64 letters, digits, `-`, `_`): a module never accepts it twice, and a
     /// withdrawal's exchange order id is derived from it.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9_-]{1,64}$"))]
     pub id: String,
     /// When it was made, seconds since the Unix epoch.
     pub created_at: u64,
@@ -186,6 +195,7 @@ impl Intent {
 
 /// An intent with its signatures: the requester's first, then approvers' co-signatures.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SignedIntent {
     /// The intent.

@@ -135,6 +135,7 @@ pub enum AuthorityError {
 
 /// What a principal may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// May request transfers and message signatures (as the intent's requester).
@@ -183,6 +184,7 @@ impl FromStr for Role {
 /// When enough modules agree for a transaction to be signed. Each module enforces it itself
 /// from the certificate of approvals it is handed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum AgreementRule {
     /// Every member of the signer group approved (default). A module cannot tell a member
@@ -242,12 +244,14 @@ impl FromStr for AgreementRule {
 
 /// One Ed25519 signature over an authority object, with the key that made it.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Endorsement {
     /// The signer's public key.
     pub key: PublicIdentity,
     /// The signature, hex.
     #[serde(with = "hex::serde")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^[0-9a-fA-F]{128}$"))]
     pub signature: [u8; 64],
 }
 

@@ -17,6 +17,7 @@ const MAX_NAME: usize = 64;
 /// The keys allowed to sign policies, and how many must: the root a module's operator pins at
 /// `concord module init`, then the admins of each policy in force.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AdminSet {
     /// The admin keys.
@@ -71,6 +72,7 @@ impl AdminSet {
 
 /// A principal: a requester key (Ed25519, like an SSH key) and what it may do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Principal {
     /// A name people recognise (unique in the policy).
@@ -90,6 +92,7 @@ impl Principal {
 
 /// What a wallet is for. A wallet the policy does not name signs nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum WalletPurpose {
     /// A trader's wallet: deposits to the listed exchange connections, and raw message
@@ -115,18 +118,22 @@ pub enum WalletPurpose {
 
 /// Limits of one coin for one wallet, in coin units (decimal strings).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CoinLimit {
     /// The exchange's coin code (e.g. `ETH`).
     pub coin: String,
     /// Largest amount of one transfer.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9]+(\\.[0-9]+)?$"))]
     pub per_transfer: String,
     /// Largest total over any rolling 24 hours, counted from the module's own ledger of what
     /// it approved.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9]+(\\.[0-9]+)?$"))]
     pub per_day: String,
     /// Above this amount, an intent needs `cosigners` approver signatures besides the
     /// requester's (absent: never).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9]+(\\.[0-9]+)?$"))]
     pub cosign_above: Option<String>,
     /// Approver co-signatures needed above `cosign_above`.
     #[serde(default)]
@@ -135,6 +142,7 @@ pub struct CoinLimit {
 
 /// One wallet's rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct WalletRule {
     /// The wallet.
@@ -159,6 +167,7 @@ impl WalletRule {
 
 /// Where an address-book entry points.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum AddressTarget {
     /// A wallet of this system: modules derive its address from their own share.
@@ -177,6 +186,7 @@ pub enum AddressTarget {
 
 /// An allowed withdrawal destination.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AddressEntry {
     /// Its label (unique in the policy).
@@ -187,12 +197,18 @@ pub struct AddressEntry {
 
 /// The policy document. Versioned; names the hash of the one it replaces.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     /// 1 for the first policy, then one more than the policy it replaces.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub version: u64,
     /// The hash of the policy it replaces (absent for version 1).
     #[serde(default, with = "opt_hex32")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = Option<String>, pattern = "^[0-9a-fA-F]{64}$")
+    )]
     pub previous: Option<[u8; 32]>,
     /// Admin signatures needed for the next policy change.
     pub admin_quorum: u16,
@@ -396,6 +412,7 @@ impl Policy {
 
 /// A policy with its admins' signatures.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SignedPolicy {
     /// The policy.

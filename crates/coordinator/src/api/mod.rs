@@ -825,5 +825,41 @@ fn api() -> OpenApiRouter<Coordinator> {
 /// The API's routes over `c`, as `api()` declares and documents them ([`openapi_document`]).
 pub fn router(c: Coordinator) -> Router {
     let (routes, _document) = api().split_for_parts();
-    routes.layer(axum::Extension(c.clone())).with_state(c)
+    routes
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(wrong_method)
+        .layer(axum::Extension(c.clone()))
+        .with_state(c)
+}
+
+/// A path as an error message repeats it: at most 80 characters.
+fn clipped(path: &str) -> String {
+    match path.char_indices().nth(80) {
+        Some((at, _)) => format!("{}… ({} characters)", &path[..at], path.chars().count()),
+        None => path.to_owned(),
+    }
+}
+
+/// Any path the API does not have: a JSON 404, like every other error.
+async fn unknown_route(uri: axum::http::Uri) -> axum::response::Response {
+    let error = format!(
+        "the API has no route {} (see /v1/openapi.json)",
+        clipped(uri.path())
+    );
+    axum::response::IntoResponse::into_response((StatusCode::NOT_FOUND, Json(ApiError { error })))
+}
+
+/// A route called with a method it does not take: a JSON 405.
+async fn wrong_method(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> axum::response::Response {
+    let error = format!(
+        "{method} is not a method of {} (see /v1/openapi.json)",
+        clipped(uri.path())
+    );
+    axum::response::IntoResponse::into_response((
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(ApiError { error }),
+    ))
 }

@@ -57,6 +57,19 @@ pub fn default_devnet_dir() -> PathBuf {
     state_dir().join("devnet")
 }
 
+/// The flags that name the devnet in `dir` in a hint printed to the user: `--devnet DIR`
+/// and `--dir DIR`, or nothing for the default directory.
+pub fn devnet_flags(dir: &Path) -> (String, String) {
+    if dir == default_devnet_dir() {
+        (String::new(), String::new())
+    } else {
+        (
+            format!(" --devnet {}", dir.display()),
+            format!(" --dir {}", dir.display()),
+        )
+    }
+}
+
 /// Concord's state directory ([`default_devnet_dir`]'s parent).
 pub fn state_dir() -> PathBuf {
     if let Some(home) = var("CONCORD_HOME") {

@@ -172,14 +172,7 @@ pub async fn demo(dir: &Path, json: bool, insecure_primes: bool, stop: bool) -> 
         crate::outln!();
         crate::outln!("Everything held.");
         if !stop {
-            let (flag, dir_flag) = if d.info.dir == crate::connect::default_devnet_dir() {
-                (String::new(), String::new())
-            } else {
-                (
-                    format!(" --devnet {}", d.info.dir.display()),
-                    format!(" --dir {}", d.info.dir.display()),
-                )
-            };
+            let (flag, dir_flag) = crate::connect::devnet_flags(&d.info.dir);
             crate::outln!(
                 "The devnet is still running: look around with `concord wallets list{flag}`, `concord balances{flag}`, `concord transfers{flag}`; stop it with `concord devnet down{dir_flag}`."
             );

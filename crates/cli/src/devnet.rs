@@ -972,14 +972,7 @@ pub async fn run(cmd: DevnetCommand) -> Result<()> {
                     "  keys         {} (INSECURE devnet keys: admins, trader, approver, importer)",
                     info.keys_dir.display()
                 );
-                let (flag, dir_flag) = if info.dir == crate::connect::default_devnet_dir() {
-                    (String::new(), String::new())
-                } else {
-                    (
-                        format!(" --devnet {}", info.dir.display()),
-                        format!(" --dir {}", info.dir.display()),
-                    )
-                };
+                let (flag, dir_flag) = crate::connect::devnet_flags(&info.dir);
                 crate::outln!(
                     "Try: concord --help, e.g. `concord wallets list{flag}`; stop with `concord devnet down{dir_flag}`."
                 );

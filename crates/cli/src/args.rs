@@ -25,7 +25,7 @@ impl From<Rule> for AgreementRule {
 /// A wallet's signature scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Scheme {
-    /// ECDSA over secp256k1 (EVM chains; CGGMP21).
+    /// ECDSA over secp256k1 (EVM chains; the group's engine: DKLs23 or CGGMP21).
     #[value(name = "ecdsa-secp256k1")]
     EcdsaSecp256k1,
     /// BIP-340 Schnorr with a BIP-341 (taproot) tweak (FROST).
@@ -48,6 +48,24 @@ impl Scheme {
 }
 
 /// How an ECDSA signature is made.
+/// Threshold-ECDSA engine of a signer group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Engine {
+    /// DKLs23: no group setup, interactive signing in milliseconds (the default).
+    Dkls23,
+    /// CGGMP21: audited; safe primes and aux info per group (minutes), presignatures.
+    Cggmp21,
+}
+
+impl From<Engine> for concord_tss::EcdsaEngine {
+    fn from(e: Engine) -> Self {
+        match e {
+            Engine::Dkls23 => concord_tss::EcdsaEngine::Dkls23,
+            Engine::Cggmp21 => concord_tss::EcdsaEngine::Cggmp21,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
     /// From a pooled presignature when one fits the approving modules (fast), else

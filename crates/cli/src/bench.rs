@@ -307,9 +307,8 @@ pub struct TransferBenchArgs {
     /// Seconds between two deposits (the presignature pool refills in between).
     #[arg(long, default_value_t = 1.5)]
     interval: f64,
-    /// Use the committed INSECURE test primes (tests only).
-    #[arg(long)]
-    insecure_test_primes: bool,
+    #[command(flatten)]
+    setup: crate::demo::GroupSetup,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -331,7 +330,7 @@ pub async fn transfers(args: TransferBenchArgs) -> Result<()> {
         .unwrap_or_else(|| crate::connect::state_dir().join("devnet-bench"));
     let mut d = crate::demo::fresh(&dir, true, 0).await?;
     let outcome = async {
-        let p = crate::demo::prepare(&mut d, args.insecure_test_primes).await?;
+        let p = crate::demo::prepare(&mut d, args.setup).await?;
         // Let the pool fill before the first deposit.
         tokio::time::sleep(Duration::from_secs(5)).await;
         let started = Instant::now();
@@ -456,9 +455,8 @@ pub struct SoakArgs {
     /// after accepting one).
     #[arg(long, default_value_t = 2)]
     exchange_faults: usize,
-    /// Use the committed INSECURE test primes (tests only).
-    #[arg(long)]
-    insecure_test_primes: bool,
+    #[command(flatten)]
+    setup: crate::demo::GroupSetup,
     /// Give up waiting for the transfers after this many seconds.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
@@ -507,7 +505,7 @@ pub async fn soak(args: SoakArgs) -> Result<()> {
     let info = crate::devnet::up(&dir, true, &opts).await?;
     let outcome = async {
         let mut d = crate::demo::attach(info, true)?;
-        let p = crate::demo::prepare_with(&mut d, args.insecure_test_primes, "5").await?;
+        let p = crate::demo::prepare_with(&mut d, args.setup, "5").await?;
         run_soak(&mut d, &p, &args).await
     }
     .await;

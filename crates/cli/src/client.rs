@@ -55,9 +55,10 @@ pub enum ModulesCommand {
 
 #[derive(Subcommand)]
 pub enum GroupsCommand {
-    /// Create a signer group; its auxiliary material is prepared in the background.
+    /// Create a signer group; its members pin it (and, for cggmp21, prepare its auxiliary
+    /// material) in the background.
     #[command(
-        after_help = "Example:\n  concord groups create --id desk --threshold 2 --members m1,m2,m3 --wait"
+        after_help = "Examples:\n  concord groups create --id desk --threshold 2 --members m1,m2,m3 --wait\n  concord groups create --id vault --threshold 3 --members m1,m2,m3,m4,m5 --engine cggmp21 --wait"
     )]
     Create {
         /// Group id.
@@ -69,6 +70,10 @@ pub enum GroupsCommand {
         /// Member module ids, comma-separated (their order fixes their indices).
         #[arg(long, value_delimiter = ',', required = true, value_parser = args::id)]
         members: Vec<String>,
+        /// Threshold-ECDSA engine of the group's ECDSA wallets (Schnorr and Ed25519 wallets
+        /// always run FROST).
+        #[arg(long, value_enum, default_value_t = args::Engine::Dkls23)]
+        engine: args::Engine,
         /// Wait until the group is ready, showing progress.
         #[arg(long)]
         wait: bool,
@@ -673,11 +678,19 @@ pub(crate) fn modules_table(list: &[ModuleView]) -> Table {
 
 /// Groups as a table.
 pub(crate) fn groups_table(list: &[GroupRecord]) -> Table {
-    let mut t = Table::new(&["group", "threshold", "members", "status", "created"]);
+    let mut t = Table::new(&[
+        "group",
+        "threshold",
+        "engine",
+        "members",
+        "status",
+        "created",
+    ]);
     for g in list {
         t.row([
             g.id.clone(),
             format!("{}-of-{}", g.threshold, g.size),
+            g.engine.to_string(),
             g.members.join(","),
             g.status.to_string(),
             time(&g.created_at),
@@ -692,24 +705,33 @@ pub async fn groups(api: &Api, cmd: GroupsCommand) -> Result<()> {
             id,
             threshold,
             members,
+            engine,
             wait,
             out,
         } => {
+            let engine = concord_tss::EcdsaEngine::from(engine);
             let g: GroupRecord = api
                 .post_as(
                     "/v1/groups",
-                    &json!({ "id": id, "threshold": threshold, "members": members }),
+                    &json!({ "id": id, "threshold": threshold, "members": members, "engine": engine }),
                 )
                 .await?;
             if !out.json {
-                outln!(
-                    "Group {id} created ({threshold}-of-{}); preparing its auxiliary material.",
-                    members.len()
-                );
+                if engine.needs_aux() {
+                    outln!(
+                        "Group {id} created ({threshold}-of-{}, {engine}); preparing its auxiliary material.",
+                        members.len()
+                    );
+                } else {
+                    outln!(
+                        "Group {id} created ({threshold}-of-{}, {engine}); its members are pinning it.",
+                        members.len()
+                    );
+                }
             }
             let g = match (wait, g.aux_job_id.as_deref()) {
                 (true, Some(job)) => {
-                    if !out.json {
+                    if !out.json && engine.needs_aux() {
                         eprintln!(
                             "Waiting for every member to prepare (safe primes take a minute or more each)…"
                         );
@@ -742,10 +764,11 @@ pub async fn groups(api: &Api, cmd: GroupsCommand) -> Result<()> {
             let modules: Vec<ModuleView> = api.fetch(&["v1", "modules"], &[]).await?;
             let wallets: Vec<WalletView> = api.fetch(&["v1", "wallets"], &[]).await?;
             outln!(
-                "Group {}: {}-of-{}, {} (created {})",
+                "Group {}: {}-of-{}, engine {}, {} (created {})",
                 g.id,
                 g.threshold,
                 g.size,
+                g.engine,
                 g.status,
                 time(&g.created_at)
             );

@@ -33,6 +33,18 @@ pub(crate) struct Prepared {
     pub(crate) address: Address,
 }
 
+/// How the demo's signer group is made: `--engine` and `--insecure-test-primes`.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct GroupSetup {
+    /// Threshold-ECDSA engine of the demo's signer group.
+    #[arg(long, value_enum, default_value_t = crate::args::Engine::Dkls23)]
+    pub engine: crate::args::Engine,
+    /// With `--engine cggmp21`: use the committed INSECURE test primes from the source tree
+    /// instead of generating the group's safe primes (which takes minutes): for tests only.
+    #[arg(long)]
+    pub insecure_test_primes: bool,
+}
+
 /// The key of Ethereum's EIP-155 example transaction: public, so "a key the caller holds".
 const OUTSIDE_KEY: &str = "4646464646464646464646464646464646464646464646464646464646464646";
 
@@ -146,9 +158,9 @@ fn eth(units: &str) -> Result<U256> {
 }
 
 /// Runs the demo.
-pub async fn demo(dir: &Path, json: bool, insecure_primes: bool, stop: bool) -> Result<()> {
+pub async fn demo(dir: &Path, json: bool, setup: GroupSetup, stop: bool) -> Result<()> {
     let mut d = fresh(dir, json, 1).await?;
-    let outcome = run(&mut d, insecure_primes).await;
+    let outcome = run(&mut d, setup).await;
     if let Err(e) = &outcome {
         d.record(
             "demo ran to the end",
@@ -184,8 +196,8 @@ pub async fn demo(dir: &Path, json: bool, insecure_primes: bool, stop: bool) -> 
     Ok(())
 }
 
-async fn run(d: &mut Demo, insecure_primes: bool) -> Result<()> {
-    let Prepared { wallet, address } = prepare(d, insecure_primes).await?;
+async fn run(d: &mut Demo, setup: GroupSetup) -> Result<()> {
+    let Prepared { wallet, address } = prepare(d, setup).await?;
     run_flows(d, &wallet, address).await?;
     exactly_once(d, &wallet, address).await?;
     look_around(d, &wallet, address).await
@@ -390,19 +402,24 @@ async fn policy_state(d: &Demo, hash: &str, want_adopted: bool) -> Result<Value>
 
 /// Steps 1 to 4: the signer group, the wallets (trader's and the exchange key), the policy
 /// that says what they may do, the exchange key's registration, funding.
-pub(crate) async fn prepare(d: &mut Demo, insecure_primes: bool) -> Result<Prepared> {
-    prepare_with(d, insecure_primes, "5").await
+pub(crate) async fn prepare(d: &mut Demo, setup: GroupSetup) -> Result<Prepared> {
+    prepare_with(d, setup, "5").await
 }
 
 /// [`prepare`], funding the wallet with `fund_eth` ETH.
 pub(crate) async fn prepare_with(
     d: &mut Demo,
-    insecure_primes: bool,
+    setup: GroupSetup,
     fund_eth: &str,
 ) -> Result<Prepared> {
     // 1. A 2-of-3 signer group.
     let members: Vec<&str> = d.info.modules.iter().map(|m| m.id.as_str()).collect();
-    if insecure_primes {
+    let engine = concord_tss::EcdsaEngine::from(setup.engine);
+    if !engine.needs_aux() {
+        d.say(&format!(
+            "Signer group desk runs {engine}: no safe primes, no auxiliary material; its members pin it."
+        ));
+    } else if setup.insecure_test_primes {
         let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tss/tests/fixtures");
         for (i, m) in d.info.modules.iter().enumerate() {
             let file = fixtures.join(format!("INSECURE-primes-{i}.bin"));
@@ -424,15 +441,17 @@ pub(crate) async fn prepare_with(
         .api
         .post(
             "/v1/groups",
-            &json!({"id": "desk", "threshold": 2, "members": members}),
+            &json!({"id": "desk", "threshold": 2, "members": members, "engine": engine}),
         )
         .await?;
     let aux = g["aux_job_id"].as_str().unwrap_or_default().to_owned();
+    let started = std::time::Instant::now();
     d.api.wait_job(&aux, d.json).await?;
+    let setup_ms = started.elapsed().as_secs_f64() * 1e3;
     d.record(
-        "2-of-3 signer group prepared",
+        &format!("2-of-3 signer group prepared ({engine}, {setup_ms:.0} ms)"),
         true,
-        json!({"group": "desk"}),
+        json!({"group": "desk", "engine": engine, "setup_ms": setup_ms}),
     );
 
     // 2. Wallets by DKG: the trader's ECDSA wallet and the exchange's sharded withdraw key.

@@ -94,9 +94,8 @@ pub enum DevnetCommand {
         /// The devnet's directory [default: ~/.local/state/concord/devnet].
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
-        /// Use the committed INSECURE test primes.
-        #[arg(long)]
-        insecure_test_primes: bool,
+        #[command(flatten)]
+        setup: crate::demo::GroupSetup,
         /// ETH to fund the wallet with.
         #[arg(long, default_value = "5")]
         fund_eth: String,
@@ -113,7 +112,9 @@ pub enum DevnetCommand {
     /// address), show transfers happening exactly once (raced requests, parallel deposits, a
     /// coordinator killed mid-withdrawal), show the wallets and balances as `concord wallets
     /// list` and `concord balances` do, and print a summary. Exits 0 only if everything held.
-    #[command(after_help = "Example:\n  concord devnet demo --insecure-test-primes")]
+    #[command(
+        after_help = "Examples:\n  concord devnet demo\n  concord devnet demo --engine cggmp21 --insecure-test-primes"
+    )]
     Demo {
         /// Directory for the devnet's files (a previous devnet there is stopped and replaced)
         /// [default: ~/.local/state/concord/devnet].
@@ -122,10 +123,8 @@ pub enum DevnetCommand {
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
-        /// Use the committed INSECURE test primes from the source tree instead of generating
-        /// the group's safe primes (which takes minutes): for tests only.
-        #[arg(long)]
-        insecure_test_primes: bool,
+        #[command(flatten)]
+        setup: crate::demo::GroupSetup,
         /// Stop the devnet when the demo ends (default: leave it running to explore).
         #[arg(long)]
         down: bool,
@@ -981,12 +980,12 @@ pub async fn run(cmd: DevnetCommand) -> Result<()> {
         }
         DevnetCommand::Prepare {
             dir,
-            insecure_test_primes,
+            setup,
             fund_eth,
         } => {
             let dir = dir_of(dir);
             let mut d = crate::demo::attach(DevnetInfo::load(&dir)?, true)?;
-            let p = crate::demo::prepare_with(&mut d, insecure_test_primes, &fund_eth).await?;
+            let p = crate::demo::prepare_with(&mut d, setup, &fund_eth).await?;
             crate::outln!(
                 "{}",
                 json!({"wallet": p.wallet, "address": p.address.to_string(), "steps": d.steps})
@@ -1005,9 +1004,9 @@ pub async fn run(cmd: DevnetCommand) -> Result<()> {
         DevnetCommand::Demo {
             dir,
             json,
-            insecure_test_primes,
+            setup,
             down: stop,
-        } => crate::demo::demo(&dir_of(dir), json, insecure_test_primes, stop).await,
+        } => crate::demo::demo(&dir_of(dir), json, setup, stop).await,
         DevnetCommand::Mitm {
             listen,
             upstream,

@@ -41,6 +41,10 @@ pub async fn import(
         .filter_map(|m| m.as_str().map(str::to_owned))
         .collect();
     let t = group["threshold"].as_u64().unwrap_or(0) as u16;
+    let engine: concord_tss::EcdsaEngine = match group["engine"].as_str() {
+        Some(e) => e.parse()?,
+        None => concord_tss::EcdsaEngine::LEGACY,
+    };
     let threshold = Threshold::new(t, members.len() as u16)?;
     let modules = api.get("/v1/modules").await?;
     // Each member's sealing key, checked against its identity's signature.
@@ -69,6 +73,16 @@ pub async fn import(
     let mut rng = rand::rngs::OsRng;
     // Split in memory. Each shard's encoding is a zeroizing buffer; the key is wiped on drop.
     let (public_key, plain_shards): (Vec<u8>, Vec<Zeroizing<Vec<u8>>>) = match scheme {
+        // A DKLs23 share carries its pairwise OT state, made here too: a refresh among the
+        // members afterwards replaces it.
+        Scheme::EcdsaSecp256k1 if engine == concord_tss::EcdsaEngine::Dkls23 => {
+            let shares = concord_tss::dkls::import_secret_key(&key, threshold, &mut rng)?;
+            let pk = shares
+                .first()
+                .map(|s| s.public_key().to_vec())
+                .unwrap_or_default();
+            (pk, shares.iter().map(|s| s.to_bytes()).collect())
+        }
         Scheme::EcdsaSecp256k1 => {
             let cores = concord_tss::ecdsa::import_secret_key(&key, threshold, &mut rng)?;
             let pk = cores

@@ -135,8 +135,13 @@ impl Net {
     }
 
     fn start_module(&mut self, id: &str) {
+        self.start_module_with(id, &[]);
+    }
+
+    fn start_module_with(&mut self, id: &str, extra_env: &[(String, String)]) {
         let config = self.path(id).display().to_string();
-        let env = [(pass_var(id), format!("passphrase of {id}"))];
+        let mut env = vec![(pass_var(id), format!("passphrase of {id}"))];
+        env.extend_from_slice(extra_env);
         let p = self.spawn(id, &["module", "run", "--config", &config], &env);
         let slot = self.modules.iter_mut().find(|(m, _)| m == id).unwrap();
         slot.1 = Some(p);
@@ -737,7 +742,7 @@ fn job_status(net: &Net, id: &str) -> Value {
 #[test]
 fn presigned_signing_and_crashes_mid_job() {
     let mut net = setup(3);
-    net.ok(&[
+    let g = net.json(&[
         "groups",
         "create",
         "--id",
@@ -746,8 +751,11 @@ fn presigned_signing_and_crashes_mid_job() {
         "2",
         "--members",
         "m1,m2,m3",
+        "--engine",
+        "cggmp21",
         "--wait",
     ]);
+    assert_eq!(g["engine"], "cggmp21", "{g}");
     let w = net.json(&[
         "wallets",
         "create",
@@ -873,6 +881,107 @@ fn presigned_signing_and_crashes_mid_job() {
             "{m} gave one approval, repeated verbatim: {sigs:?}"
         );
     }
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "failpoints"),
+    ignore = "kills a module at a named failpoint: needs the failpoints feature"
+)]
+fn dkls_group_signs_at_once_and_survives_a_module_killed_mid_signing() {
+    let mut net = setup(3);
+    // The default engine: no safe primes, no auxiliary material; the members pin the group.
+    let started = Instant::now();
+    let g = net.json(&[
+        "groups",
+        "create",
+        "--id",
+        "fast",
+        "--threshold",
+        "2",
+        "--members",
+        "m1,m2,m3",
+        "--wait",
+    ]);
+    assert_eq!(
+        (g["engine"].as_str(), g["status"].as_str()),
+        (Some("dkls23"), Some("ready")),
+        "{g}"
+    );
+    eprintln!("DKLs23 group set up in {:?}", started.elapsed());
+    let w = net.json(&[
+        "wallets",
+        "create",
+        "--group",
+        "fast",
+        "--scheme",
+        "ecdsa-secp256k1",
+        "--wait",
+    ]);
+    let wallet = w["id"].as_str().unwrap().to_owned();
+    let pk = w["public_key"].as_str().unwrap().to_owned();
+    net.install_policy(&[&wallet], &[]);
+
+    // Signing is interactive (DKLs23 has no presignatures) whatever the mode asked; no
+    // presignature job is ever made for the wallet.
+    for (i, mode) in ["presigned", "interactive"].iter().enumerate() {
+        let message = format!("dkls {i}");
+        let body =
+            serde_json::json!({ "wallet": wallet, "message": hex::encode(&message), "mode": mode });
+        let id = post_sign(&net, &body);
+        let done = net.json(&["jobs", &id, "--wait"]);
+        assert_eq!(done["status"], "done", "{done}");
+        assert_eq!(done["result"]["presigned"], false, "{done}");
+        verify(
+            "ecdsa-secp256k1",
+            &pk,
+            &signing_input("ecdsa-secp256k1", message.as_bytes()),
+            done["result"]["signature"].as_str().unwrap(),
+        );
+    }
+    let presigns = net.json(&["jobs", "list", "--kind", "presign"]);
+    assert_eq!(presigns.as_array().map(Vec::len), Some(0), "{presigns}");
+
+    // m1 (index 0, picked first) dies right after sending its first signing message: the
+    // job completes with the two others.
+    net.stop_module("m1");
+    net.start_module_with(
+        "m1",
+        &[(
+            "CONCORD_MODULE_FAILPOINT".into(),
+            "module::sign::sent".into(),
+        )],
+    );
+    net.wait_connected(&["m1", "m2", "m3"]);
+    let message = "signer killed mid-DKLs-signing";
+    let body = serde_json::json!({ "wallet": wallet, "message": hex::encode(message) });
+    let id = post_sign(&net, &body);
+    let done = net.json(&["jobs", &id, "--wait"]);
+    assert_eq!(done["status"], "done", "{done}");
+    let signers: Vec<u64> = done["result"]["signers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(signers, vec![1, 2], "{done}");
+    verify(
+        "ecdsa-secp256k1",
+        &pk,
+        &signing_input("ecdsa-secp256k1", message.as_bytes()),
+        done["result"]["signature"].as_str().unwrap(),
+    );
+    let events = done["events"].to_string();
+    assert!(events.contains("dropped out"), "{events}");
+    assert!(
+        net.modules[0]
+            .1
+            .as_ref()
+            .unwrap()
+            .log()
+            .contains("failpoint module::sign::sent"),
+        "m1 stopped at the failpoint"
+    );
 }
 
 fn post_sign(net: &Net, body: &Value) -> String {

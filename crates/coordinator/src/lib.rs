@@ -103,6 +103,10 @@ pub struct CreateGroup {
     /// Member module ids; their order fixes their indices.
     #[schema(min_items = 2, max_items = 255)]
     pub members: Vec<String>,
+    /// The threshold-ECDSA engine of the group's ECDSA wallets; `dkls23` when omitted (see
+    /// ADR 0002). Schnorr and Ed25519 wallets run FROST either way.
+    #[serde(default)]
+    pub engine: Option<concord_types::EcdsaEngine>,
 }
 
 /// Request to create a wallet by DKG.
@@ -134,8 +138,9 @@ pub struct ImportWallet {
 pub struct SignRequest {
     /// The trader's signed intent.
     pub intent: SignedIntent,
-    /// ECDSA only: `presigned` (default; uses a pooled presignature when one fits the
-    /// approving modules, else signs interactively) or `interactive`.
+    /// ECDSA only: `presigned` (default; in a cggmp21 group uses a pooled presignature when
+    /// one fits the approving modules, else signs interactively; DKLs23 groups always sign
+    /// interactively) or `interactive`.
     #[serde(default)]
     pub mode: SignMode,
 }
@@ -429,6 +434,7 @@ impl Coordinator {
             status: GroupStatus::Preparing,
             aux_job_id: Some(job_id.clone()),
             members: req.members,
+            engine: req.engine.unwrap_or(concord_types::EcdsaEngine::DEFAULT),
             created_at: now(),
         };
         self.engine.store.create_group(&group).await?;

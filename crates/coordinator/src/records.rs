@@ -312,6 +312,8 @@ pub struct GroupRecord {
     pub aux_job_id: Option<String>,
     /// Member module ids in index order.
     pub members: Vec<String>,
+    /// The engine its ECDSA wallets run (pinned by every member when the group is set up).
+    pub engine: concord_types::EcdsaEngine,
     /// When it was created.
     pub created_at: String,
 }

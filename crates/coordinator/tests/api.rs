@@ -397,6 +397,7 @@ async fn a_retry_after_a_crash_finds_the_work_the_dead_request_created() {
             size: 3,
             status: concord_coordinator::GroupStatus::Ready,
             aux_job_id: None,
+            engine: concord_types::EcdsaEngine::Cggmp21,
             members: vec![],
             created_at: "now".into(),
         })
@@ -845,6 +846,7 @@ async fn real_answers_match_their_schemas() {
             size: 2,
             status: GroupStatus::Ready,
             aux_job_id: None,
+            engine: concord_types::EcdsaEngine::Cggmp21,
             members: vec!["m1".into(), "m2".into()],
             created_at: concord_coordinator::now(),
         })

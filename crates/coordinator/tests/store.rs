@@ -91,6 +91,7 @@ async fn records_round_trip(s: &Store) {
         size: 1,
         status: GroupStatus::Preparing,
         aux_job_id: None,
+        engine: concord_types::EcdsaEngine::Dkls23,
         members: vec!["m1".into()],
         created_at: now(),
     };
@@ -299,6 +300,7 @@ async fn groups_and_jobs_are_listed(s: &Store) {
         size: 1,
         status: GroupStatus::Ready,
         aux_job_id: None,
+        engine: concord_types::EcdsaEngine::Dkls23,
         members: vec!["m1".into()],
         created_at: "2999-01-01T00:00:00Z".into(),
     })

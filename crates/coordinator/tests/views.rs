@@ -117,6 +117,7 @@ async fn seed_wallets(c: &Coordinator) -> Wallets {
             size: 3,
             status: GroupStatus::Ready,
             aux_job_id: None,
+            engine: concord_types::EcdsaEngine::Cggmp21,
             members: vec!["m1".into(), "m2".into(), "m3".into()],
             created_at: "2026-01-01T00:00:00Z".into(),
         })
@@ -315,6 +316,7 @@ async fn groups_are_listed_oldest_first() {
                 size: 2,
                 status: GroupStatus::Preparing,
                 aux_job_id: Some(format!("aux-{id}")),
+                engine: concord_types::EcdsaEngine::Cggmp21,
                 members: vec!["a".into(), "b".into()],
                 created_at: at.into(),
             })

@@ -937,6 +937,7 @@ mod tests {
             handles.push(tokio::spawn(async move {
                 concord_tss::dkg(
                     Scheme::Ed25519,
+                    concord_tss::EcdsaEngine::DEFAULT,
                     SessionId([5; 32]),
                     ep.index,
                     t,

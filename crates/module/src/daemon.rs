@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use concord_tss::rand_core::OsRng;
-use concord_tss::{KeyShare, Scheme, SessionId, Threshold};
+use concord_tss::{EcdsaEngine, KeyShare, Scheme, SessionId, Threshold};
 use concord_wire::authority::{CertificateCheck, SignedPolicy, check_certificate, sign_session};
 use concord_wire::identity::{PublicIdentity, SealingPublicKey};
 use concord_wire::messages::{AuxResult, KeygenResult, PresignResult, SignResult};
@@ -328,10 +328,18 @@ fn check_group(
             sealing_key: sealing,
         });
     }
+    let engine = if s.engine.is_empty() {
+        EcdsaEngine::LEGACY
+    } else {
+        s.engine
+            .parse::<EcdsaEngine>()
+            .map_err(|e| Error::Refused(e.to_string()))?
+    };
     let def = GroupDef {
         group_id: s.group_id.clone(),
         threshold: t,
         members,
+        engine,
     };
     if def
         .members
@@ -633,12 +641,19 @@ async fn run_protocol(
         session,
         me,
         parties: parties.clone(),
+        failpoint: (kind == ProtocolKind::Sign).then_some("module::sign::sent"),
     };
     let threshold = Threshold::new(group.threshold, group.members.len() as u16)
         .map_err(|e| fail(Error::Refused(e.to_string())))?;
     let state = &ctx.state;
     let result: Result<Vec<u8>, Error> = async {
         match kind {
+            // A DKLs23 group needs no auxiliary material: joining is pinning its definition
+            // (done above, in check_group).
+            ProtocolKind::AuxInfo if !group.engine.needs_aux() => Ok(serde_json::to_vec(&AuxResult {
+                group_id: group.group_id.clone(),
+            })
+            .unwrap_or_default()),
             ProtocolKind::AuxInfo => {
                 let primes = match state.primes(&group.group_id)? {
                     Some(p) => p,
@@ -715,7 +730,7 @@ async fn run_protocol(
                     .parse()
                     .map_err(|e: concord_types::TypesError| Error::Refused(e.to_string()))?;
                 let aux = match scheme {
-                    Scheme::EcdsaSecp256k1 => {
+                    Scheme::EcdsaSecp256k1 if group.engine.needs_aux() => {
                         Some(state.aux(&group.group_id)?.ok_or_else(|| {
                             Error::Refused(format!(
                                 "group {}'s auxiliary material is not ready here",
@@ -727,6 +742,7 @@ async fn run_protocol(
                 };
                 let share = concord_tss::dkg(
                     scheme,
+                    group.engine,
                     session,
                     me,
                     threshold,
@@ -755,10 +771,18 @@ async fn run_protocol(
                 let share = state.share(wallet)?.ok_or_else(|| {
                     Error::Refused(format!("this module holds no share of wallet {wallet}"))
                 })?;
-                let KeyShare::Ecdsa(share) = share else {
-                    return Err(Error::Refused(
-                        "presignatures exist only for ECDSA wallets".into(),
-                    ));
+                let share = match share {
+                    KeyShare::Ecdsa(share) => share,
+                    KeyShare::Dkls(_) => {
+                        return Err(Error::Refused(
+                            "DKLs23 wallets sign interactively: the engine has no presignatures".into(),
+                        ));
+                    }
+                    _ => {
+                        return Err(Error::Refused(
+                            "presignatures exist only for ECDSA wallets".into(),
+                        ));
+                    }
                 };
                 let presig = concord_tss::ecdsa::presign(
                     session, &share, &parties, incoming, outgoing, &mut OsRng,
@@ -795,9 +819,19 @@ async fn run_protocol(
                 let input = payload.signing_input(share.scheme());
                 let presigned = !s.presignature.is_empty();
                 let sig = if !presigned {
-                    concord_tss::sign(&share, session, &parties, &input, incoming, outgoing, &mut OsRng)
-                        .await
-                        .map_err(|e| Error::Protocol(e.to_string()))?
+                    match concord_tss::sign(&share, session, &parties, &input, incoming, outgoing, &mut OsRng).await {
+                        Ok(sig) => sig,
+                        Err(e @ concord_tss::TssError::CheatingParty { party, .. }) => {
+                            // DKLs23's abort rule: a party caught cheating never signs with
+                            // this share again (the ban is stored with the share).
+                            if let KeyShare::Dkls(mut d) = share {
+                                d.exclude(party).map_err(|e| Error::Protocol(e.to_string()))?;
+                                state.update_share(&KeyShare::Dkls(d))?;
+                            }
+                            return Err(Error::Cheating { party, reason: e.to_string() });
+                        }
+                        Err(e) => return Err(Error::Protocol(e.to_string())),
+                    }
                 } else {
                     let fingerprint: [u8; 32] = s.presignature.as_slice().try_into().map_err(|_| {
                         Error::Refused("the presignature fingerprint is not 32 bytes".into())
@@ -852,7 +886,7 @@ async fn run_protocol(
                 .map_err(|e| Error::Refused(format!("the imported shard does not open: {e}")))?;
                 let scheme: Scheme = s.scheme.parse().map_err(|e: concord_types::TypesError| Error::Refused(e.to_string()))?;
                 let share = match scheme {
-                    Scheme::EcdsaSecp256k1 => {
+                    Scheme::EcdsaSecp256k1 if group.engine.needs_aux() => {
                         let core = concord_tss::ecdsa::EcdsaCoreShare::from_bytes(&plain)
                             .map_err(|e| Error::Refused(format!("the imported shard is invalid: {e}")))?;
                         let aux = state.aux(&group.group_id)?.ok_or_else(|| {
@@ -864,6 +898,19 @@ async fn run_protocol(
                         .and_then(|u| u.validate())
                         .map_err(|e| Error::Refused(format!("the imported shard is invalid: {e}")))?,
                 };
+                let engine_ok = match share.engine() {
+                    concord_tss::Engine::Cggmp21 => group.engine == EcdsaEngine::Cggmp21,
+                    concord_tss::Engine::Dkls23 => group.engine == EcdsaEngine::Dkls23,
+                    concord_tss::Engine::Frost => scheme != Scheme::EcdsaSecp256k1,
+                };
+                if !engine_ok {
+                    return Err(Error::Refused(format!(
+                        "the imported shard is a {} share; group {} runs {}",
+                        share.engine(),
+                        group.group_id,
+                        group.engine
+                    )));
+                }
                 if share.scheme() != scheme || share.index() != me || share.threshold() != threshold || share.wallet_id() != wallet {
                     return Err(Error::Refused(
                         "the imported shard is not this module's share of the announced wallet, scheme and threshold".into(),
@@ -886,9 +933,10 @@ async fn run_protocol(
         }
     }
     .await;
-    result.map_err(|e| match blame.take() {
-        Some((reason, party)) => (reason, vec![u32::from(party)]),
-        None => (e.to_string(), Vec::new()),
+    result.map_err(|e| match (blame.take(), e) {
+        (Some((reason, party)), _) => (reason, vec![u32::from(party)]),
+        (None, Error::Cheating { party, reason }) => (reason, vec![u32::from(party)]),
+        (None, e) => (e.to_string(), Vec::new()),
     })
 }
 
@@ -1012,6 +1060,7 @@ mod tests {
             handles.push(tokio::spawn(async move {
                 concord_tss::dkg(
                     Scheme::Ed25519,
+                    concord_tss::EcdsaEngine::DEFAULT,
                     session,
                     ep.index,
                     t,
@@ -1171,6 +1220,70 @@ mod tests {
         assert!(r.reason.contains("already used"), "{}", r.reason);
     }
 
+    /// The engine is pinned with the group: a coordinator that later describes the group with
+    /// another engine (to make members run a protocol they did not agree to) is refused, an
+    /// unknown engine is refused, and an old coordinator's empty engine means cggmp21.
+    #[test]
+    fn a_group_s_engine_is_pinned_at_setup_and_cannot_be_swapped() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = state(&dir.path().join("vault"));
+        let me = st.identity();
+        let others = [key(51), key(52)];
+        for o in &others {
+            st.pin_peer(o.public()).unwrap();
+        }
+        let group: Vec<concord_wire::rpc::Participant> = [me.as_ref(), &others[0], &others[1]]
+            .into_iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let s = concord_wire::identity::SealingKey::generate(&mut OsRng);
+                concord_wire::rpc::Participant {
+                    index: i as u32,
+                    module_id: format!("m{}", i + 1),
+                    identity: k.public().as_bytes().to_vec(),
+                    sealing_public_key: s.public().as_bytes().to_vec(),
+                    sealing_key_signature: k.sign_sealing_key(&s.public()).to_vec(),
+                }
+            })
+            .collect();
+        let start = |id: &str, kind: ProtocolKind, engine: &str| StartProtocol {
+            job_id: "j".into(),
+            kind: kind as i32,
+            group_id: id.into(),
+            threshold: 2,
+            group: group.clone(),
+            engine: engine.into(),
+            ..Default::default()
+        };
+        let me = me.public();
+        // Joining (group setup) pins the engine.
+        let def = check_group(&st, &me, &start("g", ProtocolKind::AuxInfo, "dkls23")).unwrap();
+        assert_eq!(def.engine, EcdsaEngine::Dkls23);
+        assert_eq!(
+            check_group(&st, &me, &start("g", ProtocolKind::Keygen, "dkls23"))
+                .unwrap()
+                .engine,
+            EcdsaEngine::Dkls23
+        );
+        for (engine, kind) in [
+            ("cggmp21", ProtocolKind::Keygen),
+            ("cggmp21", ProtocolKind::AuxInfo),
+            ("", ProtocolKind::Sign),
+        ] {
+            let e = check_group(&st, &me, &start("g", kind, engine)).unwrap_err();
+            assert!(e.to_string().contains("differently"), "{e}");
+        }
+        let e = check_group(&st, &me, &start("h", ProtocolKind::AuxInfo, "gg18")).unwrap_err();
+        assert!(e.to_string().contains("unknown ECDSA engine 'gg18'"), "{e}");
+        // A coordinator from before engines could be chosen sends none: cggmp21.
+        let def = check_group(&st, &me, &start("old", ProtocolKind::AuxInfo, "")).unwrap();
+        assert_eq!(def.engine, EcdsaEngine::Cggmp21);
+        assert_eq!(
+            st.group("old").unwrap().unwrap().engine,
+            EcdsaEngine::Cggmp21
+        );
+    }
+
     /// A group of three pinned members (this module is m1, index 0), an approval record of
     /// this module for job "job", and the other members' keys to make approvals with.
     struct SignSetup {
@@ -1213,6 +1326,7 @@ mod tests {
             group_id: "g".into(),
             threshold: 2,
             members,
+            engine: EcdsaEngine::DEFAULT,
         };
         let m = message(wallet, b"hello", None);
         let mut si = intent_for(&m);

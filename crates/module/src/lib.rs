@@ -34,6 +34,28 @@ pub enum Error {
     /// A threshold protocol failed.
     #[error("protocol: {0}")]
     Protocol(String),
+    /// A threshold protocol named a party that cheated (recorded against it for good).
+    #[error("protocol: {reason}")]
+    Cheating {
+        /// The party's index in the group.
+        party: u16,
+        /// What it did.
+        reason: String,
+    },
+}
+
+/// A named failpoint, for the tests that kill a module in the middle of a protocol: with the
+/// `failpoints` feature and `CONCORD_MODULE_FAILPOINT` set to `name`, the process stops
+/// dead there (abort, like `kill -9`). Without the feature it is nothing at all.
+#[inline]
+pub(crate) fn failpoint(name: &str) {
+    #[cfg(feature = "failpoints")]
+    if std::env::var("CONCORD_MODULE_FAILPOINT").is_ok_and(|v| v == name) {
+        eprintln!("failpoint {name}: stopping the process");
+        std::process::abort();
+    }
+    #[cfg(not(feature = "failpoints"))]
+    let _ = name;
 }
 
 /// Opens the module's state from its configuration, reading the vault passphrase from the

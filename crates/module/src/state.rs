@@ -71,6 +71,14 @@ pub struct GroupDef {
     pub threshold: u16,
     /// Members in index order.
     pub members: Vec<Member>,
+    /// The group's threshold-ECDSA engine, pinned with the definition (groups pinned before
+    /// engines could be chosen run cggmp21).
+    #[serde(default = "legacy_engine")]
+    pub engine: concord_types::EcdsaEngine,
+}
+
+fn legacy_engine() -> concord_types::EcdsaEngine {
+    concord_types::EcdsaEngine::LEGACY
 }
 
 impl GroupDef {
@@ -488,6 +496,29 @@ impl State {
         if self.has_share(share.wallet_id())? {
             return Err(Error::Refused(format!(
                 "this module already holds a share of wallet {}: it is never overwritten",
+                share.wallet_id()
+            )));
+        }
+        self.vault
+            .put(&format!("share-{}", share.wallet_id()), &share.to_bytes())
+            .map_err(vault_err)
+    }
+
+    /// Rewrites a share this module already holds with the same wallet, index and threshold:
+    /// a DKLs23 share after a party was banned from it. Never creates a share.
+    pub fn update_share(&self, share: &KeyShare) -> Result<(), Error> {
+        let Some(old) = self.share(share.wallet_id())? else {
+            return Err(Error::Refused(format!(
+                "this module holds no share of wallet {} to update",
+                share.wallet_id()
+            )));
+        };
+        if old.index() != share.index()
+            || old.threshold() != share.threshold()
+            || old.engine() != share.engine()
+        {
+            return Err(Error::Refused(format!(
+                "the update of wallet {}'s share changes its index, threshold or engine",
                 share.wallet_id()
             )));
         }

@@ -35,6 +35,8 @@ pub(crate) struct SealedSink {
     pub session: SessionId,
     pub me: u16,
     pub parties: Vec<u16>,
+    /// A failpoint evaluated after each message sent (tests: a module dying mid-protocol).
+    pub failpoint: Option<&'static str>,
 }
 
 impl SealedSink {
@@ -79,14 +81,17 @@ impl Sink<Envelope> for SealedSink {
     fn start_send(self: Pin<&mut Self>, env: Envelope) -> Result<(), TssError> {
         let bytes = env.encode();
         match env.recipient {
-            Some(to) => self.send_one(to, &bytes),
+            Some(to) => self.send_one(to, &bytes)?,
             None => {
                 for to in self.parties.iter().copied().filter(|p| *p != self.me) {
                     self.send_one(to, &bytes)?;
                 }
-                Ok(())
             }
         }
+        if let Some(name) = self.failpoint {
+            crate::failpoint(name);
+        }
+        Ok(())
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), TssError>> {
@@ -222,6 +227,7 @@ mod tests {
                     sealing_key: b_seal.public(),
                 },
             ],
+            engine: concord_types::EcdsaEngine::DEFAULT,
         };
         let session = SessionId([3; 32]);
         let env = Envelope {

@@ -11,8 +11,8 @@
 //!
 //! [`dkg`] and [`sign`] dispatch on the scheme, for callers that handle wallets of every kind.
 //! Both ECDSA engines produce the same [`ecdsa::RecoverableSignature`] for the same kind of
-//! key; a [`KeyShare`] says which [`Engine`] made it. [`dkg`] still runs cggmp21 for ECDSA:
-//! DKLs23 key generation is [`dkls::keygen`].
+//! key; a [`KeyShare`] says which [`Engine`] made it. For ECDSA [`dkg`] runs the
+//! [`EcdsaEngine`] it is given (a signer group's choice).
 //!
 //! Every protocol party is driven by a stream of incoming and a sink of outgoing
 //! [`Envelope`]s (see [`transport`]), so the same code runs in-process ([`local`]) and over
@@ -36,7 +36,7 @@ pub mod progress;
 pub mod stored;
 pub mod transport;
 
-pub use concord_types::{Scheme, SessionId, Threshold, WalletId};
+pub use concord_types::{EcdsaEngine, Scheme, SessionId, Threshold, WalletId};
 pub use envelope::{ENVELOPE_VERSION, Envelope, MAX_BODY_LEN};
 pub use error::TssError;
 pub use progress::{NoProgress, Progress, ProgressEvent};
@@ -188,11 +188,13 @@ fn sig64(scheme: Scheme, bytes: Vec<u8>) -> Result<[u8; 64], TssError> {
     })
 }
 
-/// Distributed key generation for any scheme. ECDSA needs the signer group's auxiliary
-/// material (which fixes this party's index); FROST schemes take the index directly.
+/// Distributed key generation for any scheme. ECDSA runs the group's `engine`: cggmp21 needs
+/// the signer group's auxiliary material (which fixes this party's index), DKLs23 needs
+/// none; FROST schemes take the index directly and ignore `engine`.
 #[allow(clippy::too_many_arguments)]
 pub async fn dkg(
     scheme: Scheme,
+    engine: EcdsaEngine,
     session: SessionId,
     index: u16,
     threshold: Threshold,
@@ -202,6 +204,11 @@ pub async fn dkg(
     rng: &mut (impl RngCore + CryptoRng + Send),
 ) -> Result<KeyShare, TssError> {
     match scheme {
+        Scheme::EcdsaSecp256k1 if engine == EcdsaEngine::Dkls23 => {
+            dkls::keygen(session, index, threshold, incoming, outgoing)
+                .await
+                .map(KeyShare::Dkls)
+        }
         Scheme::EcdsaSecp256k1 => {
             let aux = aux.ok_or_else(|| {
                 TssError::params("ECDSA key generation needs the signer group's auxiliary material")

@@ -27,6 +27,9 @@ pub enum TypesError {
         "unknown signature scheme '{0}': expected one of ecdsa-secp256k1, schnorr-taproot, ed25519"
     )]
     UnknownScheme(String),
+    /// An ECDSA engine name was not recognised.
+    #[error("unknown ECDSA engine '{0}': expected dkls23 or cggmp21")]
+    UnknownEngine(String),
     /// A signing payload was malformed or not canonical.
     #[error("invalid signing payload: {0}")]
     InvalidPayload(String),
@@ -98,6 +101,64 @@ impl FromStr for Scheme {
             .into_iter()
             .find(|scheme| scheme.as_str() == s)
             .ok_or_else(|| TypesError::UnknownScheme(s.to_owned()))
+    }
+}
+
+/// The threshold-ECDSA protocol a signer group runs for its ECDSA wallets (Schnorr and
+/// Ed25519 wallets always run FROST). Chosen when the group is created and pinned by every
+/// member: shares of different engines never sign together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum EcdsaEngine {
+    /// DKLs23 (oblivious transfer; no group setup; three-round signing in milliseconds).
+    Dkls23,
+    /// CGGMP21 (Paillier; safe primes and aux info per group; presignatures).
+    Cggmp21,
+}
+
+impl EcdsaEngine {
+    /// Both engines, the default first.
+    pub const ALL: [EcdsaEngine; 2] = [EcdsaEngine::Dkls23, EcdsaEngine::Cggmp21];
+
+    /// The engine of a group created without naming one (see ADR 0002).
+    pub const DEFAULT: EcdsaEngine = EcdsaEngine::Dkls23;
+
+    /// The engine of a group recorded before engines could be chosen.
+    pub const LEGACY: EcdsaEngine = EcdsaEngine::Cggmp21;
+
+    /// Canonical name: `dkls23` or `cggmp21`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EcdsaEngine::Dkls23 => "dkls23",
+            EcdsaEngine::Cggmp21 => "cggmp21",
+        }
+    }
+
+    /// Whether the engine needs per-group auxiliary material (safe primes, aux info).
+    pub fn needs_aux(self) -> bool {
+        self == EcdsaEngine::Cggmp21
+    }
+
+    /// Whether the engine can sign from a presignature made before the message is known.
+    pub fn presigns(self) -> bool {
+        self == EcdsaEngine::Cggmp21
+    }
+}
+
+impl fmt::Display for EcdsaEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EcdsaEngine {
+    type Err = TypesError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EcdsaEngine::ALL
+            .into_iter()
+            .find(|e| e.as_str() == s)
+            .ok_or_else(|| TypesError::UnknownEngine(s.to_owned()))
     }
 }
 

@@ -120,6 +120,9 @@ impl Engine {
                 continue;
             }
             let group = self.group_of(&wallet.group_id).await?;
+            if !group.engine.presigns() {
+                continue;
+            }
             let mut counts: HashMap<String, usize> = HashMap::new();
             for (_, signers) in self.store.available_presignatures(&wallet.id).await? {
                 *counts.entry(signers).or_default() += 1;

@@ -184,6 +184,7 @@ impl Engine {
             threshold: u32::from(run.group.threshold),
             group: self.participants(run.group).await?,
             parties: run.parties.iter().map(|p| u32::from(*p)).collect(),
+            engine: run.group.engine.as_str().to_owned(),
             ..Default::default()
         };
         fill(&mut start);

@@ -279,8 +279,9 @@ impl Engine {
             .filter_map(|m| index_of(m))
             .collect();
         candidates.sort_unstable();
-        let use_pool =
-            ctx.scheme == Scheme::EcdsaSecp256k1 && job.mode != Some(SignMode::Interactive);
+        let use_pool = ctx.scheme == Scheme::EcdsaSecp256k1
+            && ctx.group.engine.presigns()
+            && job.mode != Some(SignMode::Interactive);
         for _ in 0..5 {
             let connected: Vec<u16> = candidates
                 .iter()

@@ -100,13 +100,14 @@ impl Store {
     pub async fn create_group(&self, g: &GroupRecord) -> Result<(), Error> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         sqlx::query(self.sql(
-            "INSERT INTO groups (id, threshold, size, status, aux_job_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO groups (id, threshold, size, status, aux_job_id, engine, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         ))
         .bind(&g.id)
         .bind(i64::from(g.threshold))
         .bind(i64::from(g.size))
         .bind(g.status.as_str())
         .bind(&g.aux_job_id)
+        .bind(g.engine.as_str())
         .bind(&g.created_at)
         .execute(&mut *tx)
         .await
@@ -152,6 +153,9 @@ impl Store {
             status: state(&r, "status")?,
             aux_job_id: col(&r, "aux_job_id")?,
             members,
+            engine: col::<String>(&r, "engine")?.parse().map_err(
+                |e: concord_types::TypesError| Error::Internal(format!("stored group {id}: {e}")),
+            )?,
             created_at: col(&r, "created_at")?,
         }))
     }

@@ -2,11 +2,10 @@
 //!
 //! Each client loops: request a signature of a fresh random message, long-poll the job until
 //! it is done, record the latency (request sent → verified signature in hand). Samples are
-//! split into warm (a pooled presignature was used) and cold (interactive signing). With
-//! `--raw-fixtures DIR`, the same run also measures the bare threshold engine in-process
-//! (three parties, 2-of-3 ECDSA, INSECURE fixture aux material) for comparison.
+//! split into warm (a pooled presignature was used) and cold (interactive signing). The bare
+//! engines, in-process, are measured by `concord-tss`'s `engines` example
+//! (`scripts/bench-signing.sh` runs both and prints one table).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,9 +36,6 @@ pub struct BenchArgs {
     /// ECDSA signing mode.
     #[arg(long, value_enum, default_value = "presigned")]
     mode: crate::args::Mode,
-    /// Also measure the bare engine with the INSECURE fixtures in this directory.
-    #[arg(long)]
-    raw_fixtures: Option<PathBuf>,
     /// The requester (a trader of the policy, which must allow raw messages for the wallet).
     #[command(flatten)]
     signer: SignerArgs,
@@ -174,10 +170,6 @@ pub async fn sign(api: Api, args: BenchArgs) -> Result<()> {
     let mut all = s.warm.clone();
     all.extend(&s.cold);
     rows.push(row("all signatures", all, elapsed));
-    if let Some(dir) = &args.raw_fixtures {
-        eprintln!("Measuring the bare engine for {} s…", args.duration.min(60));
-        rows.push(raw_engine(dir, Duration::from_secs(args.duration.min(60))).await?);
-    }
     if let Some(e) = &s.first_error {
         eprintln!("first failure: {e}");
     }
@@ -217,83 +209,6 @@ pub async fn sign(api: Api, args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// The bare engine: 2-of-3 ECDSA, presignature then online signing, all parties in this
-/// process, for `duration`.
-async fn raw_engine(dir: &std::path::Path, duration: Duration) -> Result<serde_json::Value> {
-    use concord_tss::ecdsa::{self, AuxMaterial};
-    use concord_tss::local::LocalNetwork;
-    use concord_tss::{SessionId, Threshold};
-    let aux: Vec<AuxMaterial> = (0..3)
-        .map(|i| {
-            let bytes = std::fs::read(dir.join(format!("INSECURE-aux-n3-party{i}.bin")))?;
-            Ok(AuxMaterial::from_bytes(&bytes)?)
-        })
-        .collect::<Result<_>>()?;
-    let aux = Arc::new(aux);
-    let t = Threshold::new(2, 3)?;
-    let sid = |label: &str| SessionId::derive(label, &rand::random::<[u8; 16]>());
-    let s = sid("raw-keygen");
-    let mut handles = Vec::new();
-    for ep in LocalNetwork::connect(&[0, 1, 2]) {
-        let aux = aux.clone();
-        handles.push(tokio::spawn(async move {
-            ecdsa::keygen(
-                s,
-                t,
-                &aux[ep.index as usize],
-                ep.incoming,
-                ep.outgoing,
-                &mut rand::rngs::OsRng,
-            )
-            .await
-        }));
-    }
-    let mut shares = Vec::new();
-    for h in handles {
-        shares.push(h.await??);
-    }
-    let shares = Arc::new(shares);
-    let started = Instant::now();
-    let mut samples = Vec::new();
-    while started.elapsed() < duration {
-        let t0 = Instant::now();
-        let s = sid("raw-presign");
-        let mut hs = Vec::new();
-        for ep in LocalNetwork::connect(&[0, 1]) {
-            let shares = shares.clone();
-            hs.push(tokio::spawn(async move {
-                let p = ecdsa::presign(
-                    s,
-                    &shares[ep.index as usize],
-                    &[0, 1],
-                    ep.incoming,
-                    ep.outgoing,
-                    &mut rand::rngs::OsRng,
-                )
-                .await?;
-                Ok::<_, concord_tss::TssError>(p)
-            }));
-        }
-        let mut presigs = Vec::new();
-        for h in hs {
-            presigs.push(h.await??);
-        }
-        let digest: [u8; 32] = rand::random();
-        let pk = presigs[0].public_key();
-        let partials: Vec<_> = presigs
-            .into_iter()
-            .map(|p| p.issue_partial(&digest))
-            .collect();
-        ecdsa::combine(&pk, &digest, &[0, 1], &partials)?;
-        samples.push(t0.elapsed());
-    }
-    Ok(row(
-        "bare engine: presignature + online signing",
-        samples,
-        started.elapsed(),
-    ))
-}
-
 /// Arguments of `concord bench transfers`.
 #[derive(clap::Args)]
 pub struct TransferBenchArgs {
@@ -321,8 +236,9 @@ fn ms_of(t: &serde_json::Value, step: &str) -> Option<Duration> {
 }
 
 /// `concord bench transfers`: a devnet with anvil mining each transaction at once; deposits
-/// with a presignature ready (request → transaction accepted by anvil) and withdraw-request
-/// signing with the sharded Ed25519 key (FROST), with latency percentiles.
+/// (request → transaction accepted by anvil; signed interactively by a DKLs23 group, from a
+/// ready presignature by a cggmp21 group) and withdraw-request signing with the sharded
+/// Ed25519 key (FROST), with latency percentiles.
 pub async fn transfers(args: TransferBenchArgs) -> Result<()> {
     let dir = args
         .dir
@@ -393,6 +309,7 @@ pub async fn transfers(args: TransferBenchArgs) -> Result<()> {
         }
         let withdrawals_elapsed = started.elapsed();
         Ok::<_, anyhow::Error>(json!({
+            "engine": concord_tss::EcdsaEngine::from(args.setup.engine),
             "presigned_deposits": presigned,
             "rows": [
                 row("deposit: request → tx accepted by anvil (coordinator clock)", accepted, deposits_elapsed),
@@ -411,7 +328,8 @@ pub async fn transfers(args: TransferBenchArgs) -> Result<()> {
         return Ok(());
     }
     crate::outln!(
-        "Deposits from a presignature: {} of {}",
+        "Signer group engine: {}; deposits from a presignature: {} of {}",
+        report["engine"].as_str().unwrap_or(""),
         report["presigned_deposits"],
         args.count
     );

@@ -954,7 +954,7 @@ fn dkls_group_signs_at_once_and_survives_a_module_killed_mid_signing() {
     );
     net.wait_connected(&["m1", "m2", "m3"]);
     let message = "signer killed mid-DKLs-signing";
-    let body = serde_json::json!({ "wallet": wallet, "message": hex::encode(message) });
+    let body = serde_json::json!({ "wallet": wallet, "message": hex::encode(message), "mode": "presigned" });
     let id = post_sign(&net, &body);
     let done = net.json(&["jobs", &id, "--wait"]);
     assert_eq!(done["status"], "done", "{done}");

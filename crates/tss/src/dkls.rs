@@ -47,7 +47,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use concord_types::{Scheme, SessionId, Threshold, WalletId};
+use concord_types::{DerivationPath, Scheme, SessionId, Threshold, WalletId};
 use dkls23::protocols::dkg::{
     BroadcastDerivationPhase2to4, BroadcastDerivationPhase3to4, ProofCommitment,
     TransmitInitMulPhase3to4, TransmitInitZeroSharePhase2to4, TransmitInitZeroSharePhase3to4,
@@ -237,6 +237,41 @@ impl DklsKeyShare {
     /// Parties this share refuses to sign with, because they were caught cheating.
     pub fn excluded(&self) -> &BTreeSet<u16> {
         &self.excluded
+    }
+
+    /// The BIP-32 chain code agreed at DKG (or given at import), the same in every member's
+    /// share. Public, but with the public key it reveals every non-hardened child key.
+    pub fn chain_code(&self) -> [u8; 32] {
+        *self.party.chain_code()
+    }
+
+    /// This member's share of the non-hardened BIP-32 child key at `path`, derived locally
+    /// from public data (the chain code and the group key): every member derives its own and
+    /// together they sign for the child key, with the same pairwise OT state. The child's
+    /// public key is BIP-32's public derivation of [`DklsKeyShare::public_key`]; exclusions
+    /// carry over.
+    pub fn derive(&self, path: &DerivationPath) -> Result<DklsKeyShare, TssError> {
+        let bad = |e: dkls23::protocols::derivation::ErrorDeriv| {
+            TssError::params(format!("derivation of {path}: {}", e.description))
+        };
+        let mut party = self
+            .party
+            .derive_from_path("m", |_| String::new())
+            .map_err(bad)?;
+        let mut public = self.public.clone();
+        for &child in path.children() {
+            let chain_code = *party.chain_code();
+            public = public.derive_child(&chain_code, child).map_err(bad)?;
+            party = party.derive_child(child, |_| String::new()).map_err(bad)?;
+        }
+        DklsKeyShare {
+            index: self.index,
+            threshold: self.threshold,
+            party,
+            public,
+            excluded: self.excluded.clone(),
+        }
+        .validate()
     }
 
     /// Records that `party` was caught cheating ([`TssError::CheatingParty`]): from now on
@@ -578,6 +613,19 @@ pub fn import_secret_key(
     threshold: Threshold,
     rng: &mut (impl rand_core::RngCore + rand_core::CryptoRng),
 ) -> Result<Vec<DklsKeyShare>, TssError> {
+    import_extended_key(secret, None, threshold, rng)
+}
+
+/// [`import_secret_key`] of a BIP-32 extended private key: its key and chain code, so the
+/// wallet's non-hardened children ([`DklsKeyShare::derive`]) are the extended key's. Without
+/// a chain code, a random one is drawn. Same single point of failure.
+#[cfg(feature = "spof-key-import")]
+pub fn import_extended_key(
+    secret: &Zeroizing<[u8; 32]>,
+    chain_code: Option<[u8; 32]>,
+    threshold: Threshold,
+    rng: &mut (impl rand_core::RngCore + rand_core::CryptoRng),
+) -> Result<Vec<DklsKeyShare>, TssError> {
     use k256_dkls::elliptic_curve::ff::PrimeField;
     let params = parameters(threshold)?;
     let repr = k256_dkls::FieldBytes::from(**secret);
@@ -594,7 +642,7 @@ pub fn import_secret_key(
     let mut session_id = [0u8; 32];
     rng.fill_bytes(&mut session_id);
     let (parties, public) =
-        dkls23::protocols::re_key::re_key::<C>(&params, &session_id, &scalar, None, |_| {
+        dkls23::protocols::re_key::re_key::<C>(&params, &session_id, &scalar, chain_code, |_| {
             String::new()
         });
     parties

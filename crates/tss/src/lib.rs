@@ -36,7 +36,7 @@ pub mod progress;
 pub mod stored;
 pub mod transport;
 
-pub use concord_types::{EcdsaEngine, Scheme, SessionId, Threshold, WalletId};
+pub use concord_types::{DerivationPath, EcdsaEngine, Scheme, SessionId, Threshold, WalletId};
 pub use envelope::{ENVELOPE_VERSION, Envelope, MAX_BODY_LEN};
 pub use error::TssError;
 pub use progress::{NoProgress, Progress, ProgressEvent};

@@ -693,3 +693,124 @@ async fn every_message_decodes_without_running_the_protocol() {
     };
     assert!(inspect(&junk).unwrap_err().to_string().contains("round 9"));
 }
+
+/// An independent BIP-32 implementation (rust-bitcoin): the child public key of `path` under
+/// the extended public key (`public_key`, `chain_code`).
+fn bip32_child(public_key: &[u8; 33], chain_code: [u8; 32], path: &str) -> [u8; 33] {
+    use bitcoin::bip32::{ChainCode, ChildNumber, Fingerprint, Xpub};
+    use std::str::FromStr;
+    let secp = bitcoin::secp256k1::Secp256k1::verification_only();
+    let xpub = Xpub {
+        network: bitcoin::NetworkKind::Main,
+        depth: 0,
+        parent_fingerprint: Fingerprint::default(),
+        child_number: ChildNumber::from_normal_idx(0).unwrap(),
+        public_key: bitcoin::secp256k1::PublicKey::from_slice(public_key).unwrap(),
+        chain_code: ChainCode::from(chain_code),
+    };
+    let path = bitcoin::bip32::DerivationPath::from_str(path).unwrap();
+    xpub.derive_pub(&secp, &path)
+        .unwrap()
+        .public_key
+        .serialize()
+}
+
+/// Every member derives its share of a child key itself; the children's public keys are
+/// BIP-32's public derivation (checked with rust-bitcoin); every signer subset signs for the
+/// child, the signature does not verify under the parent key, and a parent share cannot sign
+/// together with a child share.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn derived_children_match_bip32_and_sign() {
+    let shares = keygen(2, 3, "hd").await;
+    let pk = shares[0].public_key();
+    let chain_code = shares[0].chain_code();
+    assert!(shares.iter().all(|s| s.chain_code() == chain_code));
+    for path in ["m", "m/0", "m/7", "m/44/60/0/0/3", "m/2147483647/1"] {
+        let p: concord_tss::DerivationPath = path.parse().unwrap();
+        let children: Vec<DklsKeyShare> = shares.iter().map(|s| s.derive(&p).unwrap()).collect();
+        let child_pk = children[0].public_key();
+        assert!(children.iter().all(|c| c.public_key() == child_pk));
+        assert_eq!(child_pk, bip32_child(&pk, chain_code, path), "{path}");
+        assert_eq!(p.is_master(), child_pk == pk, "{path}");
+    }
+    let p: concord_tss::DerivationPath = "m/44/60/0/0/3".parse().unwrap();
+    let children = Arc::new(
+        shares
+            .iter()
+            .map(|s| reload(&s.derive(&p).unwrap()))
+            .collect::<Vec<_>>(),
+    );
+    for signers in [[0u16, 1], [0, 2], [1, 2]] {
+        let msg = digest(&format!("child {signers:?}"));
+        let sig = sign_ok(&children, &signers, msg).await;
+        let parent = k256::ecdsa::VerifyingKey::from_sec1_bytes(&pk).unwrap();
+        let s = k256::ecdsa::Signature::from_slice(&sig.to_rs_bytes()).unwrap();
+        assert!(
+            parent.verify_prehash(&msg, &s).is_err(),
+            "a child's signature is not the parent's"
+        );
+    }
+    // Member 0 with its parent share, member 1 with its child share: no valid signature.
+    let mixed = Arc::new(vec![
+        shares[0]
+            .derive(&concord_tss::DerivationPath::master())
+            .unwrap(),
+        children[1]
+            .derive(&concord_tss::DerivationPath::master())
+            .unwrap(),
+    ]);
+    let results = sign(&mixed, &[0, 1], digest("mixed")).await;
+    assert!(results.iter().any(Result::is_err), "{results:?}");
+}
+
+/// BIP-32's published test vector 1: an extended private key imported with its chain code;
+/// the members' non-hardened children equal the vector's (and rust-bitcoin's) child keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bip32_test_vector_1_children_of_an_imported_extended_key() {
+    use bitcoin::bip32::{Xpriv, Xpub};
+    use std::str::FromStr;
+    let secp = bitcoin::secp256k1::Secp256k1::new();
+    // (extended private key, non-hardened path below it, the vector's extended public key there)
+    let cases = [
+        (
+            // m/0H
+            "xprv9uHRZZhk6KAJC1avXpDAp4MDc3sQKNxDiPvvkX8Br5ngLNv1TxvUxt4cV1rGL5hj6KCesnDYUhd7oWgT11eZG7XnxHrnYeSvkzY7d2bhkJ7",
+            "m/1",
+            // m/0H/1
+            "xpub6ASuArnXKPbfEwhqN6e3mwBcDTgzisQN1wXN9BJcM47sSikHjJf3UFHKkNAWbWMiGj7Wf5uMash7SyYq527Hqck2AxYysAA7xmALppuCkwQ",
+        ),
+        (
+            // m/0H/1/2H
+            "xprv9z4pot5VBttmtdRTWfWQmoH1taj2axGVzFqSb8C9xaxKymcFzXBDptWmT7FwuEzG3ryjH4ktypQSAewRiNMjANTtpgP4mLTj34bhnZX7UiM",
+            "m/2/1000000000",
+            // m/0H/1/2H/2/1000000000
+            "xpub6H1LXWLaKsWFhvm6RVpEL9P4KfRZSW7abD2ttkWP3SSQvnyA8FSVqNTEcYFgJS2UaFcxupHiYkro49S8yGasTvXEYBVPamhGW6cFJodrTHy",
+        ),
+    ];
+    let t = Threshold::new(2, 3).unwrap();
+    for (xprv, path, want) in cases {
+        let xprv = Xpriv::from_str(xprv).unwrap();
+        let want = Xpub::from_str(want).unwrap().public_key.serialize();
+        let secret = Zeroizing::new(xprv.private_key.secret_bytes());
+        let shares = dkls::import_extended_key(
+            &secret,
+            Some(xprv.chain_code.to_bytes()),
+            t,
+            &mut rand::rngs::OsRng,
+        )
+        .unwrap();
+        assert_eq!(
+            shares[0].public_key(),
+            Xpub::from_priv(&secp, &xprv).public_key.serialize()
+        );
+        let p: concord_tss::DerivationPath = path.parse().unwrap();
+        let children: Vec<DklsKeyShare> = shares.iter().map(|s| s.derive(&p).unwrap()).collect();
+        assert_eq!(children[0].public_key(), want, "{path}");
+        assert_eq!(
+            children[0].public_key(),
+            bip32_child(&shares[0].public_key(), shares[0].chain_code(), path)
+        );
+        let children = Arc::new(children);
+        sign_ok(&children, &[0, 2], digest(path)).await;
+    }
+}

@@ -27,6 +27,14 @@ pub enum TypesError {
         "unknown signature scheme '{0}': expected one of ecdsa-secp256k1, schnorr-taproot, ed25519"
     )]
     UnknownScheme(String),
+    /// A BIP-32 derivation path was malformed or asks for hardened derivation.
+    #[error("invalid derivation path '{path}': {reason}")]
+    InvalidPath {
+        /// The path as given.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// An ECDSA engine name was not recognised.
     #[error("unknown ECDSA engine '{0}': expected dkls23 or cggmp21")]
     UnknownEngine(String),
@@ -159,6 +167,99 @@ impl FromStr for EcdsaEngine {
             .into_iter()
             .find(|e| e.as_str() == s)
             .ok_or_else(|| TypesError::UnknownEngine(s.to_owned()))
+    }
+}
+
+/// A non-hardened BIP-32 derivation path, `m/44/60/0/0/7`: the child keys of a threshold
+/// wallet that every member derives from its own share (hardened derivation needs the whole
+/// private key, which never exists). Child numbers are below 2^31; at most
+/// [`DerivationPath::MAX_DEPTH`] levels.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct DerivationPath(Vec<u32>);
+
+impl DerivationPath {
+    /// Deepest path accepted.
+    pub const MAX_DEPTH: usize = 16;
+
+    /// The master key itself (`m`).
+    pub fn master() -> Self {
+        DerivationPath(Vec::new())
+    }
+
+    /// The child numbers, from the master key down.
+    pub fn children(&self) -> &[u32] {
+        &self.0
+    }
+
+    /// Whether this is the master key itself.
+    pub fn is_master(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether `self` lies under `prefix` (or is `prefix`).
+    pub fn starts_with(&self, prefix: &DerivationPath) -> bool {
+        self.0.starts_with(&prefix.0)
+    }
+}
+
+impl fmt::Display for DerivationPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("m")?;
+        for c in &self.0 {
+            write!(f, "/{c}")?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for DerivationPath {
+    type Err = TypesError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |reason: &str| TypesError::InvalidPath {
+            path: s.chars().take(80).collect(),
+            reason: reason.to_owned(),
+        };
+        let mut parts = s.split('/');
+        if parts.next() != Some("m") {
+            return Err(bad("it must start with m (as in m/0/7)"));
+        }
+        let mut children = Vec::new();
+        for part in parts {
+            if part.ends_with('\'') || part.ends_with('h') || part.ends_with('H') {
+                return Err(bad(
+                    "hardened derivation needs the whole private key, which a threshold wallet never has: use non-hardened child numbers",
+                ));
+            }
+            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad("each level must be a decimal child number"));
+            }
+            let n: u32 = part
+                .parse()
+                .ok()
+                .filter(|n| *n < 1 << 31)
+                .ok_or_else(|| bad("child numbers must be below 2^31 (2147483648)"))?;
+            children.push(n);
+        }
+        if children.len() > Self::MAX_DEPTH {
+            return Err(bad(&format!(
+                "at most {} levels are accepted",
+                Self::MAX_DEPTH
+            )));
+        }
+        Ok(DerivationPath(children))
+    }
+}
+
+impl Serialize for DerivationPath {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for DerivationPath {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -355,6 +456,39 @@ mod hex32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn derivation_paths_parse_print_and_refuse_hardened_levels() {
+        for ok in ["m", "m/0", "m/44/60/0/0/7", "m/2147483647"] {
+            let p: DerivationPath = ok.parse().unwrap();
+            assert_eq!(p.to_string(), ok);
+            let json = serde_json::to_string(&p).unwrap();
+            assert_eq!(serde_json::from_str::<DerivationPath>(&json).unwrap(), p);
+        }
+        let p: DerivationPath = "m/44/60/0/0/7".parse().unwrap();
+        assert_eq!(p.children(), &[44, 60, 0, 0, 7]);
+        assert!(p.starts_with(&"m/44/60".parse().unwrap()));
+        assert!(!p.starts_with(&"m/44/61".parse().unwrap()));
+        assert!(DerivationPath::master().is_master());
+        for (bad, why) in [
+            ("m/44'/60", "hardened"),
+            ("m/0h", "hardened"),
+            ("m/0H", "hardened"),
+            ("44/60", "must start with m"),
+            ("", "must start with m"),
+            ("m/", "decimal child number"),
+            ("m//1", "decimal child number"),
+            ("m/-1", "decimal child number"),
+            ("m/+1", "decimal child number"),
+            ("m/2147483648", "below 2^31"),
+            ("m/99999999999999999999", "below 2^31"),
+            ("m/0/0/0/0/0/0/0/0/0/0/0/0/0/0/0/0/0", "at most 16"),
+        ] {
+            let e = bad.parse::<DerivationPath>().unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        assert!(serde_json::from_str::<DerivationPath>("\"m/1'\"").is_err());
+    }
 
     #[test]
     fn threshold_bounds() {

@@ -154,6 +154,21 @@ pub enum WalletsCommand {
         #[command(flatten)]
         out: JsonFlag,
     },
+    /// Re-randomise every member's share of a wallet (proactive refresh): same key, same
+    /// addresses, new shares; the old ones are replaced once every member holds its new one.
+    /// Every member must be connected, and the policy must say `refresh = true` for the
+    /// wallet (each module checks). DKLs23 wallets.
+    #[command(after_help = "Example:\n  concord wallets refresh 3f2a --wait")]
+    Refresh {
+        /// Wallet id or a unique prefix of it.
+        #[arg(value_parser = args::wallet_ref)]
+        wallet: String,
+        /// Wait until every member uses its new share.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
 }
 
 /// Arguments of `concord sign`.
@@ -951,6 +966,34 @@ pub async fn wallets(api: &Api, cmd: WalletsCommand) -> Result<()> {
             let id = api.resolve_wallet(&wallet).await?.to_string();
             let w: WalletView = api.fetch(&["v1", "wallets", &id], &[]).await?;
             print(&w, out, show_wallet)
+        }
+        WalletsCommand::Refresh { wallet, wait, out } => {
+            let id = api.resolve_wallet(&wallet).await?.to_string();
+            let job: JobRecord = api
+                .post_as(&format!("/v1/wallets/{id}/refresh"), &json!({}))
+                .await?;
+            let job_id = job.id.clone();
+            if !wait {
+                return print(&job, out, |_| {
+                    outln!("Refresh started: job {job_id}.");
+                    outln!("Follow it: concord jobs {job_id} --wait");
+                });
+            }
+            if !out.json {
+                eprintln!("Refreshing: every member re-randomises its share…");
+            }
+            let done = api.wait_job(&job_id, out.json).await?;
+            let result = done.result.clone().unwrap_or_default();
+            print(&result, out, |r| {
+                outln!(
+                    "Wallet {} refreshed: every member ({}) now uses its new share; the key is unchanged.",
+                    short(&id),
+                    r["members"]
+                        .as_array()
+                        .map(|m| m.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(", "))
+                        .unwrap_or_default()
+                );
+            })
         }
     }
 }

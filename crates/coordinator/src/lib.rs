@@ -41,7 +41,7 @@ pub use records::{
     ChainBalance, ExchangeBalances, GroupPrepared, GroupRecord, GroupStatus, JobEvent, JobKind,
     JobRecord, JobResult, JobStatus, ModuleRecord, PresignatureMade, SignMode, SignatureMade,
     TransferKind, TransferRecord, TransferStatus, WalletAddress, WalletBalances, WalletCreated,
-    WalletKind, WalletRecord, now,
+    WalletKind, WalletRecord, WalletRefreshed, now,
 };
 pub use store::JobFilter;
 
@@ -472,6 +472,31 @@ impl Coordinator {
         let job = JobRecord {
             scheme: Some(req.scheme.to_string()),
             ..JobRecord::pending(job_id.to_owned(), JobKind::Keygen, &group.id)
+        };
+        self.insert_and_run(job).await
+    }
+
+    /// Starts a proactive refresh of a wallet's shares (every member of its group, all
+    /// connected; the policy in force must allow it: each module checks). Idempotent on the
+    /// job id.
+    pub async fn refresh_wallet(&self, wallet_id: &str, job_id: &str) -> Result<JobRecord, Error> {
+        if let Some(existing) = self.engine.store.job(job_id).await? {
+            return Ok(existing);
+        }
+        let wallet = self.wallet(wallet_id).await?;
+        let group = self.group(&wallet.group_id).await?;
+        if wallet.scheme != concord_types::Scheme::EcdsaSecp256k1.as_str()
+            || group.engine != concord_types::EcdsaEngine::Dkls23
+        {
+            return Err(Error::BadRequest(format!(
+                "wallet {} is a {} wallet of a {} group: only DKLs23 (ecdsa-secp256k1) wallets can be refreshed so far (cggmp21 0.6 has no threshold refresh; FROST refresh is not wired yet)",
+                wallet.id, wallet.scheme, group.engine
+            )));
+        }
+        let job = JobRecord {
+            wallet_id: Some(wallet.id.clone()),
+            scheme: Some(wallet.scheme.clone()),
+            ..JobRecord::pending(job_id.to_owned(), JobKind::Refresh, &group.id)
         };
         self.insert_and_run(job).await
     }

@@ -119,6 +119,8 @@ states! {
         Sign = "sign",
         /// An ECDSA presignature is made for the pool.
         Presign = "presign",
+        /// A wallet's shares are re-randomised (proactive refresh), its key unchanged.
+        Refresh = "refresh",
     }
 }
 
@@ -318,6 +320,20 @@ pub struct GroupRecord {
     pub created_at: String,
 }
 
+/// The result of a refresh job: the wallet, its (unchanged) key, and the commitment to the
+/// refreshed public shares every member now holds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct WalletRefreshed {
+    /// The wallet.
+    pub wallet_id: String,
+    /// Its public key, hex (unchanged).
+    pub public_key: String,
+    /// Commitment to the members' refreshed public verifying shares, hex.
+    pub commitment: String,
+    /// The members that replaced their shares.
+    pub members: Vec<String>,
+}
+
 /// A wallet.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct WalletRecord {
@@ -353,7 +369,7 @@ impl WalletKind {
         match kind {
             JobKind::Keygen => Some(WalletKind::Generated),
             JobKind::Import => Some(WalletKind::Imported),
-            JobKind::AuxInfo | JobKind::Sign | JobKind::Presign => None,
+            JobKind::AuxInfo | JobKind::Sign | JobKind::Presign | JobKind::Refresh => None,
         }
     }
 }
@@ -458,10 +474,13 @@ pub struct PresignatureMade {
 }
 
 /// What a finished job made, by its kind: an aux-info job its group, a key generation or
-/// import its wallet, a sign job its signature, a presign job its presignature.
+/// import its wallet, a sign job its signature, a presign job its presignature, a refresh
+/// the commitment to the new shares.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum JobResult {
+    /// A refresh's (first: no other result has a `commitment`).
+    Refreshed(WalletRefreshed),
     /// An aux-info job's.
     Group(GroupPrepared),
     /// A key generation's or an import's.

@@ -83,6 +83,7 @@ fn policy(ecdsa: WalletId, ed: WalletId) -> Policy {
                     cosign_above: None,
                     cosigners: 0,
                 }],
+                refresh: false,
             },
             WalletRule {
                 wallet: ed,
@@ -92,6 +93,7 @@ fn policy(ecdsa: WalletId, ed: WalletId) -> Policy {
                     withdraw_to: vec!["desk".into()],
                 },
                 limits: vec![],
+                refresh: false,
             },
         ],
         address_book: vec![AddressEntry {

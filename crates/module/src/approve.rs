@@ -986,6 +986,7 @@ mod tests {
                         cosign_above: Some("1".into()),
                         cosigners: 1,
                     }],
+                    refresh: false,
                 },
                 WalletRule {
                     wallet: cred,
@@ -1001,6 +1002,7 @@ mod tests {
                         cosign_above: None,
                         cosigners: 0,
                     }],
+                    refresh: false,
                 },
             ],
             address_book: vec![

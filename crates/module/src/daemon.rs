@@ -9,7 +9,7 @@ use concord_tss::rand_core::OsRng;
 use concord_tss::{EcdsaEngine, KeyShare, Scheme, SessionId, Threshold};
 use concord_wire::authority::{CertificateCheck, SignedPolicy, check_certificate, sign_session};
 use concord_wire::identity::{PublicIdentity, SealingPublicKey};
-use concord_wire::messages::{AuxResult, KeygenResult, PresignResult, SignResult};
+use concord_wire::messages::{AuxResult, KeygenResult, PresignResult, RefreshResult, SignResult};
 use concord_wire::payload::SigningPayload;
 use concord_wire::rpc::module_link_client::ModuleLinkClient;
 use concord_wire::rpc::{
@@ -280,6 +280,32 @@ fn route_relay(ctx: &Arc<Ctx>, relay: Relay) {
                 }
             }
         }
+    }
+}
+
+/// The run's wallet id.
+fn wallet_of(s: &StartProtocol) -> Result<concord_tss::WalletId, Error> {
+    s.wallet_id
+        .as_slice()
+        .try_into()
+        .map(concord_tss::WalletId)
+        .map_err(|_| Error::Refused("the wallet id is not 32 bytes".into()))
+}
+
+/// A refresh only where the admin-signed policy in force says `refresh = true` for the wallet.
+fn check_refresh_allowed(state: &State, wallet: concord_tss::WalletId) -> Result<(), Error> {
+    let policy = state.policy().ok_or_else(|| {
+        Error::Refused("no policy is in force here: nothing may be refreshed".into())
+    })?;
+    match policy.policy().wallet(&wallet) {
+        Some(rule) if rule.refresh => Ok(()),
+        Some(rule) => Err(Error::Refused(format!(
+            "the policy in force does not allow refreshing wallet {} ({}): it needs refresh = true",
+            wallet, rule.label
+        ))),
+        None => Err(Error::Refused(format!(
+            "the policy in force does not name wallet {wallet}: it may not be refreshed"
+        ))),
     }
 }
 
@@ -927,6 +953,70 @@ async fn run_protocol(
                 })
                 .unwrap_or_default())
             }
+            ProtocolKind::Refresh => {
+                let wallet = wallet_of(&s)?;
+                check_refresh_allowed(state, wallet)?;
+                if parties.len() != group.members.len() {
+                    return Err(Error::Refused(
+                        "a refresh needs every member of the group".into(),
+                    ));
+                }
+                let share = state.share(wallet)?.ok_or_else(|| {
+                    Error::Refused(format!("this module holds no share of wallet {wallet}"))
+                })?;
+                let KeyShare::Dkls(old) = share else {
+                    return Err(Error::Refused(format!(
+                        "wallet {wallet} is a {} share: only DKLs23 shares can be refreshed here (cggmp21 0.6 has no threshold refresh; FROST refresh is not wired yet)",
+                        share.engine()
+                    )));
+                };
+                let new = concord_tss::dkls::refresh(session, &old, incoming, outgoing)
+                    .await
+                    .map_err(|e| Error::Protocol(e.to_string()))?;
+                let commitment = new.public_commitment();
+                let new = KeyShare::Dkls(new);
+                // Set aside, not in use: the old share signs until every member has its new one.
+                state.set_aside_refreshed(&new)?;
+                Ok(serde_json::to_vec(&RefreshResult {
+                    wallet_id: wallet,
+                    public_key: hex::encode(new.public_key()),
+                    commitment: hex::encode(commitment),
+                })
+                .unwrap_or_default())
+            }
+            ProtocolKind::RefreshCommit => {
+                let wallet = wallet_of(&s)?;
+                check_refresh_allowed(state, wallet)?;
+                let expected: [u8; 32] = s.refresh_commitment.as_slice().try_into().map_err(|_| {
+                    Error::Refused("the refresh commitment is not 32 bytes".into())
+                })?;
+                let commitment_of = |share: &KeyShare| match share {
+                    KeyShare::Dkls(d) => Some(d.public_commitment()),
+                    _ => None,
+                };
+                let current = state.share(wallet)?.ok_or_else(|| {
+                    Error::Refused(format!("this module holds no share of wallet {wallet}"))
+                })?;
+                if commitment_of(&current) != Some(expected) {
+                    let aside = state.refreshed(wallet)?.ok_or_else(|| {
+                        Error::Refused(format!(
+                            "no refreshed share of wallet {wallet} is set aside here"
+                        ))
+                    })?;
+                    if commitment_of(&aside) != Some(expected) {
+                        return Err(Error::Refused(
+                            "the refreshed share set aside here is not the one the members agreed on".into(),
+                        ));
+                    }
+                    state.commit_refreshed(wallet, &aside)?;
+                }
+                Ok(serde_json::to_vec(&RefreshResult {
+                    wallet_id: wallet,
+                    public_key: hex::encode(current.public_key()),
+                    commitment: hex::encode(expected),
+                })
+                .unwrap_or_default())
+            }
             ProtocolKind::Unspecified => Err(Error::Refused(
                 "the coordinator sent no protocol kind".into(),
             )),
@@ -1042,6 +1132,7 @@ mod tests {
                             raw_messages: true,
                         },
                         limits: vec![],
+                        refresh: false,
                     })
                     .into_iter()
                     .collect(),

@@ -504,6 +504,63 @@ impl State {
             .map_err(vault_err)
     }
 
+    /// Sets a refreshed share aside until every member holds one (a refresh run replaces an
+    /// earlier set-aside share that was never committed). The share in use is untouched.
+    pub fn set_aside_refreshed(&self, share: &KeyShare) -> Result<(), Error> {
+        let Some(old) = self.share(share.wallet_id())? else {
+            return Err(Error::Refused(format!(
+                "this module holds no share of wallet {} to refresh",
+                share.wallet_id()
+            )));
+        };
+        if old.index() != share.index()
+            || old.threshold() != share.threshold()
+            || old.engine() != share.engine()
+            || old.public_key() != share.public_key()
+        {
+            return Err(Error::Refused(format!(
+                "the refreshed share of wallet {} changes its key, index, threshold or engine",
+                share.wallet_id()
+            )));
+        }
+        self.vault
+            .put(&format!("refreshed-{}", share.wallet_id()), &share.to_bytes())
+            .map_err(vault_err)
+    }
+
+    /// The refreshed share set aside for `wallet`, if any.
+    pub fn refreshed(&self, wallet: WalletId) -> Result<Option<KeyShare>, Error> {
+        match self
+            .vault
+            .get(&format!("refreshed-{wallet}"))
+            .map_err(vault_err)?
+        {
+            Some(raw) => UncheckedKeyShare::from_bytes(&raw)
+                .and_then(|u| u.validate_for(wallet))
+                .map(Some)
+                .map_err(|e| {
+                    Error::Vault(format!(
+                        "the refreshed share of wallet {wallet} is unusable: {e}"
+                    ))
+                }),
+            None => Ok(None),
+        }
+    }
+
+    /// Puts the set-aside refreshed share of `wallet` in use in place of the old one (which
+    /// is overwritten: gone from the vault) and forgets the set-aside copy. Idempotent: once
+    /// committed, a repeated commit finds nothing set aside and the share in use already is
+    /// the refreshed one.
+    pub fn commit_refreshed(&self, wallet: WalletId, share: &KeyShare) -> Result<(), Error> {
+        self.vault
+            .put(&format!("share-{wallet}"), &share.to_bytes())
+            .map_err(vault_err)?;
+        self.vault
+            .delete(&format!("refreshed-{wallet}"))
+            .map_err(vault_err)?;
+        Ok(())
+    }
+
     /// Rewrites a share this module already holds with the same wallet, index and threshold:
     /// a DKLs23 share after a party was banned from it. Never creates a share.
     pub fn update_share(&self, share: &KeyShare) -> Result<(), Error> {

@@ -239,6 +239,28 @@ impl DklsKeyShare {
         &self.excluded
     }
 
+    /// A commitment to the group's public state: the group key, every member's public
+    /// verifying share, the threshold and the chain code. The same at every member of one
+    /// sharing; it changes with every refresh (the verifying shares move), so members compare
+    /// it to agree they hold shares of the same refresh.
+    pub fn public_commitment(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(b"concord/dkls23/public/v1\0");
+        h.update(self.public_key());
+        h.update(self.threshold.t().to_be_bytes());
+        h.update(self.threshold.n().to_be_bytes());
+        h.update(self.chain_code());
+        for i in 0..self.threshold.n() {
+            let share = party_index(i)
+                .ok()
+                .and_then(|p| self.public.verifying_share(p))
+                .map(sec1)
+                .unwrap_or([0; 33]);
+            h.update(share);
+        }
+        h.finalize().into()
+    }
+
     /// The BIP-32 chain code agreed at DKG (or given at import), the same in every member's
     /// share. Public, but with the public key it reveals every non-hardened child key.
     pub fn chain_code(&self) -> [u8; 32] {
@@ -599,6 +621,186 @@ pub async fn keygen(
     .validate()
 }
 
+/// Refresh round 4, broadcast: the opening of the round-2 commitment, and the echo of round 2.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub(crate) struct RefreshReveal {
+    proof: ProofCommitment<C>,
+    echo: [u8; 32],
+}
+
+/// Proactive refresh ("complete refresh"): every member of the group (all `n`) re-randomises
+/// its share with a fresh sharing of zero and re-runs the pairwise OT setup, so the group key
+/// (and the BIP-32 chain code) stay the same while every secret share, zero-sharing seed and
+/// OT state change. A share from before the refresh and one from after never sign together:
+/// the old shares are to be deleted once every member holds its new one. A party whose
+/// correction would change the group key is caught (the sum of corrections must be zero).
+/// Exclusions carry over.
+pub async fn refresh(
+    session: SessionId,
+    share: &DklsKeyShare,
+    mut incoming: impl Incoming,
+    mut outgoing: impl Outgoing,
+) -> Result<DklsKeyShare, TssError> {
+    let index = share.index;
+    let threshold = share.threshold;
+    let n = threshold.n();
+    let parties: Vec<u16> = (0..n).collect();
+    let others: Vec<u16> = parties.iter().copied().filter(|p| *p != index).collect();
+    let roster = Roster {
+        session,
+        me: index,
+        parties,
+        tag: Tag::DklsRefresh,
+    };
+    let mut io = RoundIo::new(roster, &mut incoming, &mut outgoing);
+    let sid = session.as_bytes().to_vec();
+    let party = &share.party;
+
+    // Round 1: each member's evaluation of our sharing of zero, point to point (secret).
+    let fragments = Zeroizing::new(party.refresh_complete_phase1());
+    for other in &others {
+        let fragment = fragments
+            .get(usize::from(*other))
+            .ok_or_else(|| missing_message(*other, 1))?;
+        io.send(Some(*other), 1, &Zeroizing::new(cbor_encode(fragment)))
+            .await?;
+    }
+    let received = io.collect(1, &others, true).await?;
+    let mut mine: Zeroizing<Vec<Scalar>> = Zeroizing::new(Vec::with_capacity(usize::from(n)));
+    mine.push(
+        *fragments
+            .get(usize::from(index))
+            .ok_or_else(|| missing_message(index, 1))?,
+    );
+    drop(fragments);
+    for (p, bytes) in &received {
+        mine.push(decode(*p, "refresh fragment", bytes)?);
+    }
+    drop(received);
+
+    // Round 2 (broadcast) and 3 (point to point): commitments.
+    let (correction, proof, zero_keep2, zero2) = party.refresh_complete_phase2(&sid, &mine);
+    let correction = Zeroizing::new(correction);
+    drop(mine);
+    let own_commit = cbor_encode(&proof.commitment);
+    io.send(None, 2, &own_commit).await?;
+    let mut zero2 = by_recipient(zero2, |m| m.parties.receiver);
+    for other in &others {
+        let msg = zero2
+            .remove(other)
+            .ok_or_else(|| missing_message(*other, 3))?;
+        io.send(Some(*other), 3, &cbor_encode(&msg)).await?;
+    }
+    let commits_raw = io.collect(2, &others, false).await?;
+    let zero2_raw = io.collect(3, &others, true).await?;
+    let mut commitments: BTreeMap<u16, [u8; 32]> = BTreeMap::new();
+    for (p, bytes) in &commits_raw {
+        commitments.insert(*p, decode(*p, "refresh commitment", bytes)?);
+    }
+    let mut zero_received2 = Vec::with_capacity(others.len());
+    for (p, bytes) in &zero2_raw {
+        let m: TransmitInitZeroSharePhase2to4 = decode(*p, "zero-sharing commitment", bytes)?;
+        check_sender(*p, m.parties.sender, "zero-sharing commitment")?;
+        zero_received2.push(m);
+    }
+    let mut all_commits = commits_raw;
+    all_commits.insert(index, own_commit);
+    let echo = echo_hash(&all_commits);
+
+    // Round 4 (broadcast) and 5 (point to point): openings and the new pairwise OT setup.
+    let (zero_keep3, zero3, mul_keep3, mul3) = party.refresh_complete_phase3(&sid, &zero_keep2);
+    drop(zero_keep2);
+    io.send(
+        None,
+        4,
+        &cbor_encode(&RefreshReveal {
+            proof: proof.clone(),
+            echo,
+        }),
+    )
+    .await?;
+    let mut zero3 = by_recipient(zero3, |m| m.parties.receiver);
+    let mut mul3 = by_recipient(mul3, |m| m.parties.receiver);
+    for other in &others {
+        let pair = KeygenPair {
+            zero: zero3
+                .remove(other)
+                .ok_or_else(|| missing_message(*other, 5))?,
+            mul: mul3
+                .remove(other)
+                .ok_or_else(|| missing_message(*other, 5))?,
+        };
+        io.send(Some(*other), 5, &Zeroizing::new(cbor_encode(&pair)))
+            .await?;
+    }
+    let reveals_raw = io.collect(4, &others, false).await?;
+    let pairs_raw = io.collect(5, &others, true).await?;
+    let mut proofs = vec![proof];
+    let mut disagreeing = Vec::new();
+    for (p, bytes) in &reveals_raw {
+        let r: RefreshReveal = decode(*p, "refresh opening", bytes)?;
+        if r.echo != echo {
+            disagreeing.push(*p);
+            continue;
+        }
+        check_sender(*p, r.proof.index, "proof")?;
+        if commitments.get(p) != Some(&r.proof.commitment) {
+            return Err(TssError::Protocol {
+                scheme: SCHEME,
+                culprits: vec![*p],
+                detail: format!(
+                    "party {p} opened a proof that is not the one it committed to in round 2"
+                ),
+            });
+        }
+        proofs.push(r.proof);
+    }
+    if !disagreeing.is_empty() {
+        return Err(TssError::InconsistentBroadcast {
+            parties: disagreeing,
+            round: 2,
+        });
+    }
+    let mut zero_received3 = Vec::with_capacity(others.len());
+    let mut mul_received = Vec::with_capacity(others.len());
+    for (p, bytes) in &pairs_raw {
+        let pair: KeygenPair = decode(*p, "pairwise setup", bytes)?;
+        check_sender(*p, pair.zero.parties.sender, "zero-sharing seed")?;
+        check_sender(*p, pair.mul.parties.sender, "multiplication setup")?;
+        zero_received3.push(pair.zero);
+        mul_received.push(pair.mul);
+    }
+    let new_party = party
+        .refresh_complete_phase4(
+            &sid,
+            &correction,
+            &proofs,
+            &zero_keep3,
+            &zero_received2,
+            &zero_received3,
+            &mul_keep3,
+            &mul_received,
+        )
+        .map_err(abort_error)?;
+    let public = share
+        .public
+        .refresh(&sid, &proofs)
+        .map_err(|reason| TssError::Protocol {
+            scheme: SCHEME,
+            culprits: Vec::new(),
+            detail: format!("the refreshed public key package does not verify: {reason:?}"),
+        })?;
+    DklsKeyShare {
+        index,
+        threshold,
+        party: new_party,
+        public,
+        excluded: share.excluded.clone(),
+    }
+    .validate()
+}
+
 /// Splits an existing secp256k1 private key (32 bytes, big-endian) into `n` complete DKLs23
 /// shares, with their pairwise state dealt by this function (the library's `re_key`). Each
 /// share is then sealed to its module as a stored key share ([`DklsKeyShare::to_bytes`]).
@@ -787,6 +989,20 @@ pub(crate) fn inspect_keygen(body: &[u8]) -> Result<u8, String> {
         4 => cbor_decode::<KeygenReveal>(payload).map(drop)?,
         5 => cbor_decode::<KeygenPair>(payload).map(drop)?,
         r => return Err(format!("no DKLs23 key generation round {r}")),
+    }
+    Ok(*round)
+}
+
+/// Decodes a DKLs23 refresh body (after the tag) completely; returns its round.
+pub(crate) fn inspect_refresh(body: &[u8]) -> Result<u8, String> {
+    let (round, payload) = body.split_first().ok_or("no round number")?;
+    match round {
+        1 => cbor_decode::<Scalar>(payload).map(drop)?,
+        2 => cbor_decode::<[u8; 32]>(payload).map(drop)?,
+        3 => cbor_decode::<TransmitInitZeroSharePhase2to4>(payload).map(drop)?,
+        4 => cbor_decode::<RefreshReveal>(payload).map(drop)?,
+        5 => cbor_decode::<KeygenPair>(payload).map(drop)?,
+        r => return Err(format!("no DKLs23 refresh round {r}")),
     }
     Ok(*round)
 }

@@ -147,6 +147,7 @@ pub enum Tag {
     TaprootSign = 8,
     DklsKeygen = 9,
     DklsSign = 10,
+    DklsRefresh = 11,
 }
 
 impl Tag {
@@ -162,6 +163,7 @@ impl Tag {
             Tag::TaprootSign => "FROST Taproot signing",
             Tag::DklsKeygen => "DKLs23 key generation",
             Tag::DklsSign => "DKLs23 signing",
+            Tag::DklsRefresh => "DKLs23 key refresh",
         }
     }
 
@@ -177,6 +179,7 @@ impl Tag {
             Tag::TaprootSign,
             Tag::DklsKeygen,
             Tag::DklsSign,
+            Tag::DklsRefresh,
         ]
         .into_iter()
         .find(|t| *t as u8 == code)

@@ -814,3 +814,104 @@ async fn bip32_test_vector_1_children_of_an_imported_extended_key() {
         sign_ok(&children, &[0, 2], digest(path)).await;
     }
 }
+
+const REFRESH_TAG: u8 = 11;
+
+async fn refresh_tampered(
+    shares: &Arc<Vec<DklsKeyShare>>,
+    label: &str,
+    hook: impl Fn(&mut Envelope, u16) -> Tamper + Send + Sync + 'static,
+) -> Vec<Result<DklsKeyShare, TssError>> {
+    let session = SessionId::derive("test-dkls-refresh", label.as_bytes());
+    let parties: Vec<u16> = (0..shares.len() as u16).collect();
+    let shares = shares.clone();
+    run_tampered(&parties, hook, move |ep| {
+        let shares = shares.clone();
+        async move {
+            dkls::refresh(session, &shares[ep.index as usize], ep.incoming, ep.outgoing).await
+        }
+    })
+    .await
+}
+
+async fn refresh(shares: &Arc<Vec<DklsKeyShare>>, label: &str) -> Arc<Vec<DklsKeyShare>> {
+    Arc::new(
+        refresh_tampered(shares, label, |_, _| Tamper::Deliver)
+            .await
+            .into_iter()
+            .map(|r| r.unwrap())
+            .collect(),
+    )
+}
+
+/// A refresh keeps the group key and chain code and changes every secret; every signer
+/// subset signs with the new shares; an old share and a new share cannot sign together; the
+/// refreshed share stores and reloads; children derive the same keys as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_keeps_the_key_and_old_and_new_shares_never_sign_together() {
+    for (t, n) in [(2u16, 3u16), (3, 5)] {
+        let old = keygen(t, n, &format!("refresh {t}-of-{n}")).await;
+        let new = refresh(&old, &format!("r {t}-of-{n}")).await;
+        for (o, m) in old.iter().zip(new.iter()) {
+            assert_eq!(o.public_key(), m.public_key());
+            assert_eq!(o.chain_code(), m.chain_code());
+            assert_eq!(o.index(), m.index());
+            assert_ne!(
+                o.to_bytes().as_slice(),
+                m.to_bytes().as_slice(),
+                "the stored share changed"
+            );
+        }
+        let path: concord_tss::DerivationPath = "m/0/5".parse().unwrap();
+        assert_eq!(
+            old[0].derive(&path).unwrap().public_key(),
+            new[1].derive(&path).unwrap().public_key()
+        );
+        let new = Arc::new(new.iter().map(reload).collect::<Vec<_>>());
+        let signers: Vec<u16> = (0..t).collect();
+        sign_ok(&new, &signers, digest("after refresh")).await;
+        let last: Vec<u16> = (n - t..n).collect();
+        sign_ok(&new, &last, digest("after refresh, other signers")).await;
+        // Signer 0 kept its old share, the others hold new ones: no signature comes out.
+        let mut mixed: Vec<DklsKeyShare> = new.iter().map(reload).collect();
+        mixed[0] = reload(&old[0]);
+        let results = sign(&Arc::new(mixed), &signers, digest("mixed")).await;
+        assert!(results.iter().any(Result::is_err), "{results:?}");
+        assert!(
+            results.iter().all(|r| r.is_err()),
+            "nobody gets a signature from a mix: {results:?}"
+        );
+    }
+}
+
+/// Cheating during a refresh is caught: a tampered opening names its sender; a refresh
+/// message is not accepted as a key-generation one (distinct protocol tag), and a missing
+/// member stalls it (all `n` take part) rather than producing partial shares.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cheating_in_a_refresh_is_refused_with_the_party_named() {
+    let shares = keygen(2, 3, "refresh cheat").await;
+    let r = refresh_tampered(&shares, "cheat", |env, _| {
+        if env.body.first() == Some(&REFRESH_TAG) && env.body.get(1) == Some(&4) && env.sender == 1
+        {
+            rewrite(env, |v| {
+                flip_last_bit(field(field(v, "proof"), "commitment"));
+            });
+        }
+        Tamper::Deliver
+    })
+    .await;
+    let err = r[0].as_ref().unwrap_err();
+    assert!(
+        matches!(err, TssError::Protocol { culprits, .. } if culprits == &[1]),
+        "{err}"
+    );
+    // A refresh fragment altered in transit: the receiver's check of its point fails.
+    let r = refresh_tampered(&shares, "cheat 2", |env, to| {
+        if is(env, REFRESH_TAG, 1, 2, to, 0) {
+            rewrite(env, flip_last_bit);
+        }
+        Tamper::Deliver
+    })
+    .await;
+    assert!(r[0].is_err(), "{:?}", r[0]);
+}

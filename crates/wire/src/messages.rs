@@ -32,6 +32,18 @@ pub struct SignResult {
     pub presigned: bool,
 }
 
+/// Result of a refresh run (the new share set aside) or of its commit (the new share in use):
+/// the same at every member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshResult {
+    /// The wallet.
+    pub wallet_id: WalletId,
+    /// Its public key, hex (unchanged by a refresh).
+    pub public_key: String,
+    /// Commitment to the refreshed public verifying shares, hex.
+    pub commitment: String,
+}
+
 /// Result of a presignature run: its public fingerprint, identical at every signer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PresignResult {

@@ -21,7 +21,7 @@
 //! | `GET /v1/groups`, `GET /v1/groups/{id}`, `POST /v1/groups` | [`GroupRecord`] (oldest first) |
 //! | `GET /v1/wallets`, `GET /v1/wallets/{id}` | [`WalletView`]: the record, how it was made, its group, its label and purpose in the policy in force, its addresses |
 //! | `GET /v1/wallets/{id}/balances` | [`WalletBalances`]: native coin and configured tokens, from the coordinator's chain RPC |
-//! | `POST /v1/wallets`, `POST /v1/wallets/import`, `POST /v1/signatures` | [`JobRecord`] |
+//! | `POST /v1/wallets`, `POST /v1/wallets/import`, `POST /v1/wallets/{id}/refresh`, `POST /v1/signatures` | [`JobRecord`] |
 //! | `GET /v1/jobs?kind=&status=&wallet=&limit=` | [`JobRecord`] list, newest first, without events (limit 1 to 1000, default 100) |
 //! | `GET /v1/jobs/{id}` | [`JobView`]: the job, its events, its result ([`JobResult`](crate::JobResult): a key generation's or import's is a [`WalletCreated`](crate::WalletCreated)) |
 //! | `GET /v1/transfers`, `GET /v1/transfers/{id}`, `POST /v1/transfers/…` | [`TransferRecord`] |
@@ -334,6 +334,27 @@ async fn list_wallets(State(c): State<Coordinator>) -> Answer<Vec<WalletView>> {
     ))]
 async fn get_wallet(State(c): State<Coordinator>, Path(id): Path<String>) -> Answer<WalletView> {
     ok(c.wallet_view(&id).await?)
+}
+
+/// Refresh a wallet's shares.
+///
+/// Every member of the wallet's group re-randomises its share (proactive refresh); the key
+/// and addresses stay. Each module refuses unless the admin-signed policy in force says
+/// `refresh = true` for the wallet. The old shares are replaced only once every member holds
+/// its new one. The answer is the refresh job.
+#[utoipa::path(post, path = "/v1/wallets/{id}/refresh", tag = "wallets",
+    params(("id" = String, Path, description = "The wallet's id (64 hex digits)")),
+    responses(
+        (status = 202, description = "The refresh job", body = JobRecord),
+        (status = 400, description = "The wallet's engine cannot refresh", body = ApiError),
+        (status = 404, body = ApiError),
+    ))]
+async fn refresh_wallet(
+    State(c): State<Coordinator>,
+    scope: RequestScope,
+    Path(id): Path<String>,
+) -> Answer<JobRecord> {
+    accepted(c.refresh_wallet(&id, &scope.0).await?)
 }
 
 /// A wallet's balances on chain.
@@ -805,6 +826,7 @@ fn api() -> OpenApiRouter<Coordinator> {
         .routes(op(routes!(import_wallet)))
         .routes(view(routes!(get_wallet)))
         .routes(view(routes!(wallet_balances)))
+        .routes(op(routes!(refresh_wallet)))
         .routes(trade(routes!(sign)))
         .routes(view(routes!(list_jobs)))
         .routes(view(routes!(get_job)))

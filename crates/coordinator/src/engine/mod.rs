@@ -161,6 +161,7 @@ impl Engine {
             JobKind::Keygen | JobKind::Import => self.run_keygen(job, &mut events).await,
             JobKind::Sign => self.run_sign(job, &mut events).await,
             JobKind::Presign => self.run_presign(job, &mut events).await,
+            JobKind::Refresh => self.run_refresh(job, &mut events).await,
         };
         self.hub.finish(&job.id);
         outcome

@@ -2,14 +2,15 @@
 
 use concord_types::{Scheme, WalletId};
 use concord_wire::authority::Action;
-use concord_wire::messages::{AuxResult, KeygenResult};
+use concord_wire::messages::{AuxResult, KeygenResult, RefreshResult};
 use concord_wire::rpc::ProtocolKind;
 
 use super::Engine;
 use super::protocol::{Events, Run};
 use crate::Error;
 use crate::records::{
-    GroupPrepared, GroupStatus, JobKind, JobRecord, JobStatus, WalletCreated, WalletRecord, now,
+    EventKind, GroupPrepared, GroupStatus, JobKind, JobRecord, JobStatus, WalletCreated,
+    WalletRecord, WalletRefreshed, now,
 };
 
 /// What an import carries to the modules.
@@ -174,6 +175,146 @@ impl Engine {
             .finish_job(&job.id, &serde_json::to_vec(&result).unwrap_or_default())
             .await
     }
+}
+
+/// What a refresh job's event records once every member has set its new share aside.
+const REFRESH_AGREED: &str = "every member holds its refreshed share: committing";
+
+impl Engine {
+    /// A proactive refresh: every member re-randomises its share (the key stays); once all
+    /// report the same commitment to the new public shares, they are told to put the new
+    /// share in use (the old one is then gone). A coordinator that resumes the job after the
+    /// agreement goes straight to the commit, so members never refresh from different shares.
+    pub(crate) async fn run_refresh(
+        &self,
+        job: &JobRecord,
+        events: &mut Events,
+    ) -> Result<(), Error> {
+        let group = self.group_of(&job.group_id).await?;
+        let wallet_id = job.wallet_id.clone().unwrap_or_default();
+        let wallet = self
+            .store
+            .wallet(&wallet_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("wallet {wallet_id}")))?;
+        let wallet_raw: WalletId = wallet_id
+            .parse()
+            .map_err(|e: concord_types::TypesError| Error::Internal(e.to_string()))?;
+        self.wait_connected(&group.members).await?;
+        let missing: Vec<&String> = group
+            .members
+            .iter()
+            .filter(|m| !self.hub.is_connected(m))
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::Unavailable(format!(
+                "a refresh needs every member of group {}; not connected: {}",
+                group.id,
+                missing.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        let all: Vec<u16> = (0..group.size).collect();
+        let agreed = self
+            .store
+            .events(&job.id)
+            .await?
+            .into_iter()
+            .rev()
+            .find(|e| e.kind == EventKind::Note && e.detail.as_deref() == Some(REFRESH_AGREED))
+            .and_then(|e| e.digest);
+        let commitment = match agreed {
+            Some(c) => c,
+            None => {
+                let run = Run {
+                    job,
+                    kind: ProtocolKind::Refresh,
+                    group: &group,
+                    parties: &all,
+                    status: JobStatus::Running,
+                    timeout: self.timeouts.protocol,
+                    session: None,
+                };
+                let results = self
+                    .run_protocol(run, events, |s| s.wallet_id = wallet_raw.0.to_vec())
+                    .await
+                    .map_err(|e| e.into_error(&group))?;
+                let r = agreed_refresh(&results, &wallet)?;
+                let c = hex::decode(&r.commitment)
+                    .map_err(|_| Error::protocol("the refresh commitment is not hex"))?;
+                self.store
+                    .add_event(&job.id, None, EventKind::Note, Some(&c), Some(REFRESH_AGREED), None)
+                    .await?;
+                c
+            }
+        };
+        let run = Run {
+            job,
+            kind: ProtocolKind::RefreshCommit,
+            group: &group,
+            parties: &all,
+            status: JobStatus::Running,
+            timeout: self.timeouts.protocol,
+            session: None,
+        };
+        let results = self
+            .run_protocol(run, events, |s| {
+                s.wallet_id = wallet_raw.0.to_vec();
+                s.refresh_commitment = commitment.clone();
+            })
+            .await
+            .map_err(|e| e.into_error(&group))?;
+        let r = agreed_refresh(&results, &wallet)?;
+        if r.commitment != hex::encode(&commitment) {
+            return Err(Error::protocol(
+                "the members committed other refreshed shares than the ones they agreed on",
+            ));
+        }
+        let result = WalletRefreshed {
+            wallet_id: wallet.id.clone(),
+            public_key: hex::encode(&wallet.public_key),
+            commitment: r.commitment,
+            members: group.members.clone(),
+        };
+        self.store
+            .finish_job(&job.id, &serde_json::to_vec(&result).unwrap_or_default())
+            .await
+    }
+}
+
+/// The refresh result every member reports (for this wallet and its unchanged key), or who
+/// reported another.
+fn agreed_refresh(
+    results: &std::collections::BTreeMap<String, Vec<u8>>,
+    wallet: &WalletRecord,
+) -> Result<RefreshResult, Error> {
+    let mut agreed: Option<RefreshResult> = None;
+    for (module, r) in results {
+        let r: RefreshResult = serde_json::from_slice(r).map_err(|e| Error::Protocol {
+            reason: format!("module {module} sent an unreadable result: {e}"),
+            blamed: vec![module.clone()],
+        })?;
+        if r.wallet_id.to_string() != wallet.id
+            || !r.public_key.eq_ignore_ascii_case(&hex::encode(&wallet.public_key))
+        {
+            return Err(Error::Protocol {
+                reason: format!("module {module} refreshed another wallet or key"),
+                blamed: vec![module.clone()],
+            });
+        }
+        match &agreed {
+            None => agreed = Some(r),
+            Some(a) if *a == r => {}
+            Some(_) => {
+                return Err(Error::Protocol {
+                    reason: format!(
+                        "module {module} reports other refreshed shares than the others"
+                    ),
+                    blamed: vec![module.clone()],
+                });
+            }
+        }
+    }
+    agreed.ok_or_else(|| Error::Internal("no refresh results".into()))
 }
 
 /// The key every member reports, or who reported another.

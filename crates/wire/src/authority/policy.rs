@@ -154,6 +154,10 @@ pub struct WalletRule {
     /// Limits by coin; a coin without a limit is refused.
     #[serde(default)]
     pub limits: Vec<CoinLimit>,
+    /// Whether the members may re-randomise their shares of this wallet (proactive refresh)
+    /// when the coordinator asks; off by default (absent from the canonical form when off).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refresh: bool,
 }
 
 impl WalletRule {

@@ -53,6 +53,7 @@ fn policy_v1() -> Policy {
                     cosign_above: Some("1".into()),
                     cosigners: 1,
                 }],
+                refresh: false,
             },
             WalletRule {
                 wallet: CRED,
@@ -62,6 +63,7 @@ fn policy_v1() -> Policy {
                     withdraw_to: vec!["desk".into()],
                 },
                 limits: vec![],
+                refresh: false,
             },
         ],
         address_book: vec![AddressEntry {

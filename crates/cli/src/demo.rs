@@ -199,8 +199,81 @@ pub async fn demo(dir: &Path, json: bool, setup: GroupSetup, stop: bool) -> Resu
 async fn run(d: &mut Demo, setup: GroupSetup) -> Result<()> {
     let Prepared { wallet, address } = prepare(d, setup).await?;
     run_flows(d, &wallet, address).await?;
+    lifecycle(d, setup, &wallet, address).await?;
     exactly_once(d, &wallet, address).await?;
     look_around(d, &wallet, address).await
+}
+
+/// The key lifecycle: the trader's wallet refreshed (every member re-randomises its share; the
+/// key and address stay; deposits go on with the new shares), and a refresh of a wallet the
+/// policy does not allow refused by every module.
+async fn lifecycle(d: &mut Demo, setup: GroupSetup, wallet: &str, address: Address) -> Result<()> {
+    let engine = concord_tss::EcdsaEngine::from(setup.engine);
+    if engine != concord_tss::EcdsaEngine::Dkls23 {
+        let refused = d
+            .api
+            .post(&format!("/v1/wallets/{wallet}/refresh"), &json!({}))
+            .await;
+        d.record(
+            "cggmp21 wallets cannot be refreshed (cggmp21 0.6 has no threshold refresh): the coordinator says so",
+            refused
+                .as_ref()
+                .err()
+                .is_some_and(|e| format!("{e:#}").contains("cannot be refreshed") || format!("{e:#}").contains("only DKLs23")),
+            json!({"error": refused.err().map(|e| format!("{e:#}"))}),
+        );
+        return Ok(());
+    }
+    let job = d
+        .api
+        .post(&format!("/v1/wallets/{wallet}/refresh"), &json!({}))
+        .await?;
+    let done = d
+        .api
+        .wait_job(job["id"].as_str().unwrap_or_default(), true)
+        .await?;
+    let r = done.result.clone().unwrap_or_default();
+    let w = d.api.get(&format!("/v1/wallets/{wallet}")).await?;
+    let same_key = r["public_key"] == w["public_key"];
+    let before = d.client.balance(address).await?;
+    let intent = d.deposit(wallet, "ETH", "0.1", AgreementRule::All, &[])?;
+    let t = d.transfer("/v1/transfers/deposits", &intent).await?;
+    let after = d.client.balance(address).await?;
+    d.record(
+        "key refresh (DKLs23): every module re-randomised its share of the trader's wallet (the policy allows it), the old shares replaced once all held new ones; same key and address; a deposit then signs with the new shares",
+        same_key
+            && r["members"].as_array().map(Vec::len) == Some(d.info.modules.len())
+            && t["status"] == "credited"
+            && after < before,
+        json!({"refresh_job": job["id"], "commitment": r["commitment"], "deposit": transfer_summary(&t)}),
+    );
+    // The imported outside key's wallet is in no policy entry: no refresh.
+    let wallets = d.api.get("/v1/wallets").await?;
+    let unlisted = wallets.as_array().and_then(|l| {
+        l.iter()
+            .find(|w| w["kind"] == "imported" && w["label"].is_null())
+            .and_then(|w| w["id"].as_str().map(str::to_owned))
+    });
+    if let Some(other) = unlisted {
+        let job = d
+            .api
+            .post(&format!("/v1/wallets/{other}/refresh"), &json!({}))
+            .await?;
+        let outcome = d
+            .api
+            .wait_job(job["id"].as_str().unwrap_or_default(), true)
+            .await;
+        let refused = outcome
+            .as_ref()
+            .err()
+            .is_some_and(|e| format!("{e:#}").contains("may not be refreshed"));
+        d.record(
+            "attack: refresh of a wallet the policy does not name → every module refuses",
+            refused,
+            json!({"wallet": other, "error": outcome.err().map(|e| format!("{e:#}"))}),
+        );
+    }
+    Ok(())
 }
 
 /// What a newcomer sees with `concord wallets list` and `concord balances`, checked against
@@ -488,6 +561,7 @@ pub(crate) async fn prepare_with(
         "principals": devnet::principals(&d.info.keys_dir)?,
         "wallets": [
             {"wallet": wallet, "label": "desk", "purpose": {"kind": "trading", "deposit_to": ["binance"]},
+             "refresh": true,
              "limits": [
                 {"coin": "ETH", "per_transfer": "2", "per_day": "10", "cosign_above": "1", "cosigners": 1},
                 {"coin": "CTT", "per_transfer": "1000", "per_day": "5000"}]},

@@ -190,6 +190,11 @@ impl Net {
     /// trading wallets that may sign raw messages unless listed in `no_raw`) through the CLI,
     /// signs it with the admin key, and waits until every connected module has it.
     fn install_policy(&self, wallets: &[&str], no_raw: &[&str]) {
+        self.install_policy_with(wallets, no_raw, &[]);
+    }
+
+    /// [`Net::install_policy`], with `refresh = true` for the wallets in `refresh`.
+    fn install_policy_with(&self, wallets: &[&str], no_raw: &[&str], refresh: &[&str]) {
         let mut doc = String::from("admin_quorum = 1\n");
         for (name, role) in [
             ("admin", "admin"),
@@ -204,7 +209,8 @@ impl Net {
         }
         for (i, w) in wallets.iter().enumerate() {
             doc.push_str(&format!(
-                "[[wallets]]\nwallet = \"{w}\"\nlabel = \"w{i}\"\n[wallets.purpose]\nkind = \"trading\"\nraw_messages = {}\n",
+                "[[wallets]]\nwallet = \"{w}\"\nlabel = \"w{i}\"\nrefresh = {}\n[wallets.purpose]\nkind = \"trading\"\nraw_messages = {}\n",
+                refresh.contains(w),
                 !no_raw.contains(w)
             ));
         }
@@ -888,7 +894,7 @@ fn presigned_signing_and_crashes_mid_job() {
     not(feature = "failpoints"),
     ignore = "kills a module at a named failpoint: needs the failpoints feature"
 )]
-fn dkls_group_signs_at_once_and_survives_a_module_killed_mid_signing() {
+fn dkls_group_signs_refreshes_and_survives_a_module_killed_mid_signing() {
     let mut net = setup(3);
     // The default engine: no safe primes, no auxiliary material; the members pin the group.
     let started = Instant::now();
@@ -942,6 +948,43 @@ fn dkls_group_signs_at_once_and_survives_a_module_killed_mid_signing() {
     let presigns = net.json(&["jobs", "list", "--kind", "presign"]);
     assert_eq!(presigns.as_array().map(Vec::len), Some(0), "{presigns}");
 
+    // Refresh: refused by every module while the policy does not allow it.
+    let out = net.run(&["wallets", "refresh", &wallet, "--wait"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not allow refreshing"), "{err}");
+    // Allowed by the admins: every member re-randomises its share; same key; signing goes on
+    // with every pair of members.
+    net.install_policy_with(&[&wallet], &[], &[&wallet]);
+    let r = net.json(&["wallets", "refresh", &wallet, "--wait"]);
+    assert_eq!(r["public_key"], pk.as_str(), "{r}");
+    assert_eq!(r["members"], serde_json::json!(["m1", "m2", "m3"]), "{r}");
+    let w2 = net.json(&["wallets", "show", &wallet]);
+    assert_eq!(w2["public_key"], pk.as_str());
+    // Nothing is left set aside in any vault: the refreshed share replaced the old one.
+    for m in ["m1", "m2", "m3"] {
+        let names = vault_names(&net.path(&format!("{m}/vault")));
+        assert!(names.iter().any(|n| n.starts_with(&format!("share-{wallet}"))), "{names:?}");
+        assert!(!names.iter().any(|n| n.starts_with("refreshed-")), "{names:?}");
+    }
+    for (i, m) in ["m1", "m2", "m3"].iter().enumerate() {
+        // Each pair signs: take one member down at a time.
+        net.stop_module(m);
+        let message = format!("after refresh {i}");
+        let body = serde_json::json!({ "wallet": wallet, "message": hex::encode(&message), "mode": "interactive" });
+        let id = post_sign(&net, &body);
+        let done = net.json(&["jobs", &id, "--wait"]);
+        assert_eq!(done["status"], "done", "{done}");
+        verify(
+            "ecdsa-secp256k1",
+            &pk,
+            &signing_input("ecdsa-secp256k1", message.as_bytes()),
+            done["result"]["signature"].as_str().unwrap(),
+        );
+        net.start_module(m);
+        net.wait_connected(&["m1", "m2", "m3"]);
+    }
+
     // m1 (index 0, picked first) dies right after sending its first signing message: the
     // job completes with the two others.
     net.stop_module("m1");
@@ -982,6 +1025,20 @@ fn dkls_group_signs_at_once_and_survives_a_module_killed_mid_signing() {
             .contains("failpoint module::sign::sent"),
         "m1 stopped at the failpoint"
     );
+}
+
+/// Every file name under a vault directory.
+fn vault_names(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(vault_names(&p));
+        } else {
+            out.push(e.file_name().to_string_lossy().into_owned());
+        }
+    }
+    out
 }
 
 fn post_sign(net: &Net, body: &Value) -> String {

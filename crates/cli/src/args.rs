@@ -48,6 +48,12 @@ impl Scheme {
 }
 
 /// How an ECDSA signature is made.
+/// A non-hardened BIP-32 derivation path (`m/0/7`).
+pub fn derivation_path(s: &str) -> Result<concord_tss::DerivationPath, String> {
+    s.parse::<concord_tss::DerivationPath>()
+        .map_err(|e| e.to_string())
+}
+
 /// Threshold-ECDSA engine of a signer group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Engine {

@@ -154,6 +154,23 @@ pub enum WalletsCommand {
         #[command(flatten)]
         out: JsonFlag,
     },
+    /// Derive a child wallet (non-hardened BIP-32) of a DKLs23 wallet: a new address under
+    /// the same key. Every member checks the path against the policy (the wallet's `derive`
+    /// prefixes) and derives the child itself; the child is under its parent's rule.
+    #[command(after_help = "Example:\n  concord wallets derive 3f2a --path m/0/7 --wait")]
+    Derive {
+        /// The parent wallet: id or a unique prefix of it.
+        #[arg(value_parser = args::wallet_ref)]
+        wallet: String,
+        /// The child's path below it (non-hardened: m/0/7, never m/0'/7).
+        #[arg(long, value_parser = args::derivation_path)]
+        path: concord_tss::DerivationPath,
+        /// Wait for the child wallet.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
     /// Re-randomise every member's share of a wallet (proactive refresh): same key, same
     /// addresses, new shares; the old ones are replaced once every member holds its new one.
     /// Every member must be connected, and the policy must say `refresh = true` for the
@@ -874,6 +891,9 @@ pub(crate) fn show_wallet(w: &WalletView) {
     t.row(["label".into(), or_dash(w.label.as_deref())]);
     t.row(["scheme".into(), w.wallet.scheme.clone()]);
     t.row(["kind".into(), w.kind.to_string()]);
+    if let Some(d) = &w.derived_from {
+        t.row(["derived from".into(), format!("{} at {}", d.wallet, d.path)]);
+    }
     t.row(["purpose".into(), purpose_text(w)]);
     t.row([
         "group".into(),
@@ -965,6 +985,35 @@ pub async fn wallets(api: &Api, cmd: WalletsCommand) -> Result<()> {
         WalletsCommand::Show { wallet, out } => {
             let id = api.resolve_wallet(&wallet).await?.to_string();
             let w: WalletView = api.fetch(&["v1", "wallets", &id], &[]).await?;
+            print(&w, out, show_wallet)
+        }
+        WalletsCommand::Derive {
+            wallet,
+            path,
+            wait,
+            out,
+        } => {
+            let id = api.resolve_wallet(&wallet).await?.to_string();
+            let job: JobRecord = api
+                .post_as(
+                    &format!("/v1/wallets/{id}/derive"),
+                    &json!({ "path": path.to_string() }),
+                )
+                .await?;
+            let job_id = job.id.clone();
+            if !wait {
+                return print(&job, out, |_| {
+                    outln!("Derivation of {path} started: job {job_id}.");
+                    outln!("Follow it: concord jobs {job_id} --wait");
+                });
+            }
+            let done = api.wait_job(&job_id, out.json).await?;
+            let child = done
+                .result
+                .as_ref()
+                .and_then(|r| r["id"].as_str())
+                .ok_or_else(|| anyhow!("job {job_id} finished without naming the child wallet"))?;
+            let w: WalletView = api.fetch(&["v1", "wallets", child], &[]).await?;
             print(&w, out, show_wallet)
         }
         WalletsCommand::Refresh { wallet, wait, out } => {

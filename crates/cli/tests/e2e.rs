@@ -190,11 +190,18 @@ impl Net {
     /// trading wallets that may sign raw messages unless listed in `no_raw`) through the CLI,
     /// signs it with the admin key, and waits until every connected module has it.
     fn install_policy(&self, wallets: &[&str], no_raw: &[&str]) {
-        self.install_policy_with(wallets, no_raw, &[]);
+        self.install_policy_with(wallets, no_raw, &[], &[]);
     }
 
-    /// [`Net::install_policy`], with `refresh = true` for the wallets in `refresh`.
-    fn install_policy_with(&self, wallets: &[&str], no_raw: &[&str], refresh: &[&str]) {
+    /// [`Net::install_policy`], with `refresh = true` for the wallets in `refresh`, and child
+    /// wallets allowed under the path prefixes `derive` for every wallet.
+    fn install_policy_with(
+        &self,
+        wallets: &[&str],
+        no_raw: &[&str],
+        refresh: &[&str],
+        derive: &[&str],
+    ) {
         let mut doc = String::from("admin_quorum = 1\n");
         for (name, role) in [
             ("admin", "admin"),
@@ -209,7 +216,7 @@ impl Net {
         }
         for (i, w) in wallets.iter().enumerate() {
             doc.push_str(&format!(
-                "[[wallets]]\nwallet = \"{w}\"\nlabel = \"w{i}\"\nrefresh = {}\n[wallets.purpose]\nkind = \"trading\"\nraw_messages = {}\n",
+                "[[wallets]]\nwallet = \"{w}\"\nlabel = \"w{i}\"\nrefresh = {}\nderive = {derive:?}\n[wallets.purpose]\nkind = \"trading\"\nraw_messages = {}\n",
                 refresh.contains(w),
                 !no_raw.contains(w)
             ));
@@ -955,7 +962,7 @@ fn dkls_group_signs_refreshes_and_survives_a_module_killed_mid_signing() {
     assert!(err.contains("does not allow refreshing"), "{err}");
     // Allowed by the admins: every member re-randomises its share; same key; signing goes on
     // with every pair of members.
-    net.install_policy_with(&[&wallet], &[], &[&wallet]);
+    net.install_policy_with(&[&wallet], &[], &[&wallet], &[]);
     let r = net.json(&["wallets", "refresh", &wallet, "--wait"]);
     assert_eq!(r["public_key"], pk.as_str(), "{r}");
     assert_eq!(r["members"], serde_json::json!(["m1", "m2", "m3"]), "{r}");
@@ -1025,6 +1032,92 @@ fn dkls_group_signs_refreshes_and_survives_a_module_killed_mid_signing() {
             .contains("failpoint module::sign::sent"),
         "m1 stopped at the failpoint"
     );
+}
+
+fn sign_with(net: &Net, wallet: &str, message: &str) -> Value {
+    let body = serde_json::json!({ "wallet": wallet, "message": hex::encode(message), "mode": "interactive" });
+    let id = post_sign(net, &body);
+    net.json(&["jobs", &id, "--wait"])
+}
+
+/// HD wallets: children of a DKLs23 wallet derived by every member under the policy's
+/// prefixes; a child signs under its parent's rule, a path outside it or a policy without it
+/// signs nothing; children follow a refresh of their parent.
+#[test]
+fn child_wallets_are_derived_under_the_policy_and_sign_for_their_own_key() {
+    let net = setup(3);
+    net.ok(&[
+        "groups", "create", "--id", "hd", "--threshold", "2", "--members", "m1,m2,m3", "--wait",
+    ]);
+    let w = net.json(&[
+        "wallets", "create", "--group", "hd", "--scheme", "ecdsa-secp256k1", "--wait",
+    ]);
+    let parent = w["id"].as_str().unwrap().to_owned();
+    let parent_pk = w["public_key"].as_str().unwrap().to_owned();
+    // No `derive` in the policy: every module refuses.
+    net.install_policy(&[&parent], &[]);
+    let out = net.run(&["wallets", "derive", &parent, "--path", "m/0/7", "--wait"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("only under []"), "{err}");
+    // Hardened paths are refused before anything is sent.
+    let out = net.run(&["wallets", "derive", &parent, "--path", "m/0'/7"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hardened"));
+
+    net.install_policy_with(&[&parent], &[], &[&parent], &["m/0"]);
+    let out = net.run(&["wallets", "derive", &parent, "--path", "m/1/0", "--wait"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("only under [m/0], not at m/1/0"), "{err}");
+
+    let child = net.json(&["wallets", "derive", &parent, "--path", "m/0/7", "--wait"]);
+    assert_eq!(child["kind"], "derived", "{child}");
+    assert_eq!(child["derived_from"]["wallet"], parent.as_str(), "{child}");
+    assert_eq!(child["derived_from"]["path"], "m/0/7", "{child}");
+    assert_eq!(child["label"], "w0 m/0/7", "{child}");
+    assert_eq!(child["addresses"].as_array().map(Vec::len), Some(1), "{child}");
+    let child_id = child["id"].as_str().unwrap().to_owned();
+    let child_pk = child["public_key"].as_str().unwrap().to_owned();
+    assert_ne!(child_pk, parent_pk);
+    // The same path again: the same child.
+    let again = net.json(&["wallets", "derive", &parent, "--path", "m/0/7", "--wait"]);
+    assert_eq!(again["id"], child_id.as_str());
+    let sibling = net.json(&["wallets", "derive", &parent, "--path", "m/0/8", "--wait"]);
+    assert_ne!(sibling["id"], child_id.as_str());
+    // A child has no children.
+    let out = net.run(&["wallets", "derive", &child_id, "--path", "m/0/1"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("itself a derived wallet"));
+
+    // The child signs for its own key, under its parent's rule.
+    let done = sign_with(&net, &child_id, "from the child");
+    assert_eq!(done["status"], "done", "{done}");
+    verify(
+        "ecdsa-secp256k1",
+        &child_pk,
+        &signing_input("ecdsa-secp256k1", b"from the child"),
+        done["result"]["signature"].as_str().unwrap(),
+    );
+    // Children follow a refresh of their parent (and cannot be refreshed themselves).
+    let out = net.run(&["wallets", "refresh", &child_id]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refresh its parent"));
+    net.json(&["wallets", "refresh", &parent, "--wait"]);
+    let done = sign_with(&net, &child_id, "after the parent's refresh");
+    assert_eq!(done["status"], "done", "{done}");
+    verify(
+        "ecdsa-secp256k1",
+        &child_pk,
+        &signing_input("ecdsa-secp256k1", b"after the parent's refresh"),
+        done["result"]["signature"].as_str().unwrap(),
+    );
+    // A policy without the prefix: the child signs nothing.
+    net.install_policy(&[&parent], &[]);
+    let body = serde_json::json!({ "wallet": child_id, "message": hex::encode("no longer allowed"), "mode": "interactive" });
+    let id = post_sign(&net, &body);
+    let out = net.run(&["jobs", &id, "--wait"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("child at m/0/7, a path policy"), "{err}");
 }
 
 /// Every file name under a vault directory.

@@ -190,6 +190,29 @@ pub struct WalletView {
     pub purpose: Option<WalletPurpose>,
     /// Every address it has ([`records::wallet_addresses`]).
     pub addresses: Vec<WalletAddress>,
+    /// For a derived wallet: its parent and path.
+    #[serde(default)]
+    pub derived_from: Option<DerivedFrom>,
+}
+
+/// Where a derived wallet comes from.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct DerivedFrom {
+    /// The parent wallet's id.
+    pub wallet: String,
+    /// The non-hardened BIP-32 path below it.
+    #[schema(value_type = String, pattern = "^m(/[0-9]+)*$")]
+    pub path: concord_types::DerivationPath,
+}
+
+/// Request to derive a child wallet.
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeriveWallet {
+    /// The non-hardened BIP-32 path below the wallet (`m/0/7`); the policy in force must
+    /// allow children of the wallet under a prefix of it.
+    #[schema(value_type = String, pattern = "^m(/[0-9]+)+$")]
+    pub path: concord_types::DerivationPath,
 }
 
 fn check_id(what: &str, id: &str) -> Result<(), Error> {
@@ -485,6 +508,18 @@ impl Coordinator {
         }
         let wallet = self.wallet(wallet_id).await?;
         let group = self.group(&wallet.group_id).await?;
+        if self
+            .engine
+            .store
+            .job(&wallet.job_id)
+            .await?
+            .is_some_and(|j| j.kind == JobKind::Derive)
+        {
+            return Err(Error::BadRequest(format!(
+                "wallet {} is a derived wallet: refresh its parent, its children follow",
+                wallet.id
+            )));
+        }
         if wallet.scheme != concord_types::Scheme::EcdsaSecp256k1.as_str()
             || group.engine != concord_types::EcdsaEngine::Dkls23
         {
@@ -497,6 +532,53 @@ impl Coordinator {
             wallet_id: Some(wallet.id.clone()),
             scheme: Some(wallet.scheme.clone()),
             ..JobRecord::pending(job_id.to_owned(), JobKind::Refresh, &group.id)
+        };
+        self.insert_and_run(job).await
+    }
+
+    /// Starts deriving a child wallet (non-hardened BIP-32) of a DKLs23 wallet: every member
+    /// checks the path against its policy and derives the child itself. Idempotent on the job
+    /// id; deriving a child that exists answers with a job that finds it.
+    pub async fn derive_wallet(
+        &self,
+        wallet_id: &str,
+        req: DeriveWallet,
+        job_id: &str,
+    ) -> Result<JobRecord, Error> {
+        if let Some(existing) = self.engine.store.job(job_id).await? {
+            return Ok(existing);
+        }
+        let wallet = self.wallet(wallet_id).await?;
+        let group = self.group(&wallet.group_id).await?;
+        if wallet.scheme != concord_types::Scheme::EcdsaSecp256k1.as_str()
+            || group.engine != concord_types::EcdsaEngine::Dkls23
+        {
+            return Err(Error::BadRequest(format!(
+                "wallet {} is a {} wallet of a {} group: child wallets are derived from DKLs23 (ecdsa-secp256k1) wallets",
+                wallet.id, wallet.scheme, group.engine
+            )));
+        }
+        if req.path.is_master() {
+            return Err(Error::BadRequest(
+                "path m is the wallet itself: name a child, as m/0/7".into(),
+            ));
+        }
+        let parent_job = self.engine.store.job(&wallet.job_id).await?;
+        if parent_job.is_some_and(|j| j.kind == JobKind::Derive) {
+            return Err(Error::BadRequest(format!(
+                "wallet {} is itself a derived wallet: derive from its parent",
+                wallet.id
+            )));
+        }
+        let from = DerivedFrom {
+            wallet: wallet.id.clone(),
+            path: req.path,
+        };
+        let job = JobRecord {
+            wallet_id: Some(wallet.id.clone()),
+            scheme: Some(wallet.scheme.clone()),
+            payload: Some(serde_json::to_vec(&from).unwrap_or_default()),
+            ..JobRecord::pending(job_id.to_owned(), JobKind::Derive, &group.id)
         };
         self.insert_and_run(job).await
     }
@@ -600,6 +682,11 @@ impl Coordinator {
         policy: Option<&Policy>,
     ) -> Result<WalletView, Error> {
         let made_by = self.engine.store.job(&wallet.job_id).await?;
+        let derived_from = made_by
+            .as_ref()
+            .filter(|j| j.kind == JobKind::Derive)
+            .and_then(|j| j.payload.as_deref())
+            .and_then(|p| serde_json::from_slice::<DerivedFrom>(p).ok());
         let kind = made_by
             .and_then(|j| WalletKind::made_by(j.kind))
             .ok_or_else(|| {
@@ -608,17 +695,29 @@ impl Coordinator {
                     wallet.id, wallet.job_id
                 ))
             })?;
-        let rule =
-            policy.and_then(|p| p.wallets.iter().find(|r| r.wallet.to_string() == wallet.id));
+        let find = |id: &str| policy.and_then(|p| p.wallets.iter().find(|r| r.wallet.to_string() == id));
+        // A child the policy does not name is under its parent's rule where that allows its
+        // path (as the modules decide).
+        let (label, purpose) = match (find(&wallet.id), &derived_from) {
+            (Some(r), _) => (Some(r.label.clone()), Some(r.purpose.clone())),
+            (None, Some(d)) => match find(&d.wallet) {
+                Some(r) if r.allows_child(&d.path) => {
+                    (Some(format!("{} {}", r.label, d.path)), Some(r.purpose.clone()))
+                }
+                _ => (None, None),
+            },
+            (None, None) => (None, None),
+        };
         let addresses = records::wallet_addresses(&wallet, self.engine.evm_network())
             .map_err(Error::Internal)?;
         Ok(WalletView {
             kind,
             threshold: group.threshold,
             members: group.members.clone(),
-            label: rule.map(|r| r.label.clone()),
-            purpose: rule.map(|r| r.purpose.clone()),
+            label,
+            purpose,
             addresses,
+            derived_from,
             wallet,
         })
     }

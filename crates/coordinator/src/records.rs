@@ -121,6 +121,8 @@ states! {
         Presign = "presign",
         /// A wallet's shares are re-randomised (proactive refresh), its key unchanged.
         Refresh = "refresh",
+        /// A child wallet (non-hardened BIP-32) is derived by every member from its share.
+        Derive = "derive",
     }
 }
 
@@ -360,6 +362,8 @@ states! {
         Generated = "generated",
         /// Imported: an existing key, split and sealed to the modules by the importing tool.
         Imported = "imported",
+        /// Derived (non-hardened BIP-32) from another wallet of the group by every member.
+        Derived = "derived",
     }
 }
 
@@ -369,6 +373,7 @@ impl WalletKind {
         match kind {
             JobKind::Keygen => Some(WalletKind::Generated),
             JobKind::Import => Some(WalletKind::Imported),
+            JobKind::Derive => Some(WalletKind::Derived),
             JobKind::AuxInfo | JobKind::Sign | JobKind::Presign | JobKind::Refresh => None,
         }
     }

@@ -84,6 +84,7 @@ fn policy(ecdsa: WalletId, ed: WalletId) -> Policy {
                     cosigners: 0,
                 }],
                 refresh: false,
+                derive: vec![],
             },
             WalletRule {
                 wallet: ed,
@@ -94,6 +95,7 @@ fn policy(ecdsa: WalletId, ed: WalletId) -> Policy {
                 },
                 limits: vec![],
                 refresh: false,
+                derive: vec![],
             },
         ],
         address_book: vec![AddressEntry {

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use concord_chain::{Address, U256};
 use concord_exchange::binance::WithdrawParams;
-use concord_tss::{Scheme, WalletId};
+use concord_tss::{DerivationPath, Scheme, WalletId};
 use concord_wire::authority::{
     Action, AddressRef, AddressTarget, AgreementRule, ApprovalStatement, Policy, SignedIntent,
     VerifiedIntent, WalletPurpose, WalletRule, unix_now,
@@ -77,6 +77,8 @@ struct Case<'a> {
     digest: [u8; 32],
     intent: &'a VerifiedIntent,
     policy: &'a PolicyInForce,
+    /// The payload's wallet, if it is a child wallet: (child, parent, path).
+    derived: Option<(WalletId, WalletId, DerivationPath)>,
 }
 
 impl Case<'_> {
@@ -97,14 +99,35 @@ impl Case<'_> {
         )
     }
 
-    /// The policy's rule for a wallet; a wallet it does not name signs nothing.
+    /// The policy's rule for a wallet; a wallet it does not name signs nothing. A child
+    /// wallet the policy does not name itself is under its parent's rule, if that rule allows
+    /// children at the child's path.
     fn wallet_rule(&self, wallet: WalletId) -> Result<&WalletRule, Refusal> {
-        self.policy().wallet(&wallet).ok_or_else(|| {
-            self.refuse(format!(
-                "wallet {wallet} is not named in {}: it signs nothing",
-                self.policy_name()
-            ))
-        })
+        if let Some(rule) = self.policy().wallet(&wallet) {
+            return Ok(rule);
+        }
+        if let Some((child, parent, path)) = &self.derived
+            && *child == wallet
+        {
+            let rule = self.policy().wallet(parent).ok_or_else(|| {
+                self.refuse(format!(
+                    "wallet {wallet} is wallet {parent}'s child at {path}, and {} names neither: it signs nothing",
+                    self.policy_name()
+                ))
+            })?;
+            if !rule.allows_child(path) {
+                return Err(self.refuse(format!(
+                    "wallet {wallet} is wallet {:?}'s child at {path}, a path {} does not allow for it",
+                    rule.label,
+                    self.policy_name()
+                )));
+            }
+            return Ok(rule);
+        }
+        Err(self.refuse(format!(
+            "wallet {wallet} is not named in {}: it signs nothing",
+            self.policy_name()
+        )))
     }
 
     fn mismatch(
@@ -211,12 +234,17 @@ impl Decider {
                 policy.policy().version
             ))
         })?;
+        let derived = state
+            .derivation(wallet)
+            .map_err(err)?
+            .map(|(parent, path)| (wallet, parent, path));
         let case = Case {
             job,
             payload: &payload,
             digest,
             intent: &intent,
             policy: &policy,
+            derived,
         };
         let mut checked = match &payload {
             SigningPayload::Message { .. } => self.check_message(&case)?,
@@ -987,6 +1015,7 @@ mod tests {
                         cosigners: 1,
                     }],
                     refresh: false,
+                    derive: vec![],
                 },
                 WalletRule {
                     wallet: cred,
@@ -1003,6 +1032,7 @@ mod tests {
                         cosigners: 0,
                     }],
                     refresh: false,
+                    derive: vec![],
                 },
             ],
             address_book: vec![

@@ -850,9 +850,8 @@ async fn run_protocol(
                         Err(e @ concord_tss::TssError::CheatingParty { party, .. }) => {
                             // DKLs23's abort rule: a party caught cheating never signs with
                             // this share again (the ban is stored with the share).
-                            if let KeyShare::Dkls(mut d) = share {
-                                d.exclude(party).map_err(|e| Error::Protocol(e.to_string()))?;
-                                state.update_share(&KeyShare::Dkls(d))?;
+                            if let KeyShare::Dkls(_) = share {
+                                state.ban(approval.wallet_id, party)?;
                             }
                             return Err(Error::Cheating { party, reason: e.to_string() });
                         }
@@ -961,6 +960,11 @@ async fn run_protocol(
                         "a refresh needs every member of the group".into(),
                     ));
                 }
+                if let Some((parent, path)) = state.derivation(wallet)? {
+                    return Err(Error::Refused(format!(
+                        "wallet {wallet} is wallet {parent}'s child at {path}: refresh the parent, its children follow"
+                    )));
+                }
                 let share = state.share(wallet)?.ok_or_else(|| {
                     Error::Refused(format!("this module holds no share of wallet {wallet}"))
                 })?;
@@ -981,6 +985,52 @@ async fn run_protocol(
                     wallet_id: wallet,
                     public_key: hex::encode(new.public_key()),
                     commitment: hex::encode(commitment),
+                })
+                .unwrap_or_default())
+            }
+            ProtocolKind::Derive => {
+                let parent = wallet_of(&s)?;
+                let path: concord_tss::DerivationPath = s
+                    .derivation_path
+                    .parse()
+                    .map_err(|e: concord_types::TypesError| Error::Refused(e.to_string()))?;
+                if path.is_master() {
+                    return Err(Error::Refused(
+                        "path m is the wallet itself, not a child".into(),
+                    ));
+                }
+                if let Some((grandparent, at)) = state.derivation(parent)? {
+                    return Err(Error::Refused(format!(
+                        "wallet {parent} is itself wallet {grandparent}'s child at {at}: derive from {grandparent}"
+                    )));
+                }
+                let policy = state.policy().ok_or_else(|| {
+                    Error::Refused("no policy is in force here: no child wallet may be derived".into())
+                })?;
+                let rule = policy.policy().wallet(&parent).ok_or_else(|| {
+                    Error::Refused(format!(
+                        "the policy in force does not name wallet {parent}: it has no child wallets"
+                    ))
+                })?;
+                if !rule.allows_child(&path) {
+                    return Err(Error::Refused(format!(
+                        "the policy in force allows children of wallet {parent} ({}) only under [{}], not at {path}",
+                        rule.label,
+                        rule.derive.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                    )));
+                }
+                let Some(KeyShare::Dkls(p)) = state.share(parent)? else {
+                    return Err(Error::Refused(format!(
+                        "wallet {parent} is not a DKLs23 wallet held here: only DKLs23 wallets have child wallets"
+                    )));
+                };
+                // Derived here, from this module's own share and the public chain code.
+                let child = p.derive(&path).map_err(|e| Error::Refused(e.to_string()))?;
+                state.save_derivation(child.wallet_id(), parent, &path)?;
+                Ok(serde_json::to_vec(&KeygenResult {
+                    wallet_id: child.wallet_id(),
+                    scheme: Scheme::EcdsaSecp256k1,
+                    public_key: hex::encode(child.public_key()),
                 })
                 .unwrap_or_default())
             }
@@ -1133,6 +1183,7 @@ mod tests {
                         },
                         limits: vec![],
                         refresh: false,
+                        derive: vec![],
                     })
                     .into_iter()
                     .collect(),

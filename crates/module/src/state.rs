@@ -62,6 +62,13 @@ pub struct Member {
     pub sealing_key: SealingPublicKey,
 }
 
+/// A child wallet: its parent (a wallet this module holds a share of) and path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct DerivedWallet {
+    parent: WalletId,
+    path: concord_types::DerivationPath,
+}
+
 /// A signer group this module belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupDef {
@@ -466,6 +473,25 @@ impl State {
 
     /// This module's share of a wallet, validated and checked to belong to it.
     pub fn share(&self, wallet: WalletId) -> Result<Option<KeyShare>, Error> {
+        if let Some((parent, path)) = self.derivation(wallet)? {
+            let Some(KeyShare::Dkls(p)) = self.share_of_own(parent)? else {
+                return Err(Error::Vault(format!(
+                    "child wallet {wallet}'s parent {parent} is not a DKLs23 share held here"
+                )));
+            };
+            let child = p.derive(&path).map_err(|e| Error::Vault(e.to_string()))?;
+            if child.wallet_id() != wallet {
+                return Err(Error::Vault(format!(
+                    "wallet {parent} at {path} derives another wallet than {wallet}"
+                )));
+            }
+            return Ok(Some(KeyShare::Dkls(child)));
+        }
+        self.share_of_own(wallet)
+    }
+
+    /// A share stored as such (not a derived child).
+    fn share_of_own(&self, wallet: WalletId) -> Result<Option<KeyShare>, Error> {
         match self
             .vault
             .get(&format!("share-{wallet}"))
@@ -481,6 +507,38 @@ impl State {
             }
             None => Ok(None),
         }
+    }
+
+    /// The parent wallet and path of a child wallet this module derived, if `wallet` is one.
+    pub fn derivation(
+        &self,
+        wallet: WalletId,
+    ) -> Result<Option<(WalletId, concord_types::DerivationPath)>, Error> {
+        let rec: Option<DerivedWallet> = self.get_json(&format!("derived-{wallet}"), "derived wallet")?;
+        Ok(rec.map(|r| (r.parent, r.path)))
+    }
+
+    /// Records a child wallet (its share is derived from the parent's whenever it is used, so
+    /// a refresh of the parent carries over). The parent must be a wallet this module holds a
+    /// share of itself (children have no children).
+    pub fn save_derivation(
+        &self,
+        child: WalletId,
+        parent: WalletId,
+        path: &concord_types::DerivationPath,
+    ) -> Result<(), Error> {
+        if !self.has_share(parent)? {
+            return Err(Error::Refused(format!(
+                "this module holds no share of wallet {parent} of its own to derive from"
+            )));
+        }
+        self.put_json(
+            &format!("derived-{child}"),
+            &DerivedWallet {
+                parent,
+                path: path.clone(),
+            },
+        )
     }
 
     /// Whether this module holds a share of `wallet` (without loading it).
@@ -507,7 +565,7 @@ impl State {
     /// Sets a refreshed share aside until every member holds one (a refresh run replaces an
     /// earlier set-aside share that was never committed). The share in use is untouched.
     pub fn set_aside_refreshed(&self, share: &KeyShare) -> Result<(), Error> {
-        let Some(old) = self.share(share.wallet_id())? else {
+        let Some(old) = self.share_of_own(share.wallet_id())? else {
             return Err(Error::Refused(format!(
                 "this module holds no share of wallet {} to refresh",
                 share.wallet_id()
@@ -561,10 +619,26 @@ impl State {
         Ok(())
     }
 
+    /// Bans `party` (caught cheating) from signing with this module's DKLs23 share of
+    /// `wallet` for good; for a child wallet, the ban goes on its parent's share (the one
+    /// stored), so every child of it refuses the party too.
+    pub fn ban(&self, wallet: WalletId, party: u16) -> Result<(), Error> {
+        let own = self.derivation(wallet)?.map_or(wallet, |(parent, _)| parent);
+        match self.share_of_own(own)? {
+            Some(KeyShare::Dkls(mut d)) => {
+                d.exclude(party).map_err(|e| Error::Protocol(e.to_string()))?;
+                self.update_share(&KeyShare::Dkls(d))
+            }
+            _ => Err(Error::Refused(format!(
+                "wallet {own} holds no DKLs23 share here to ban a party from"
+            ))),
+        }
+    }
+
     /// Rewrites a share this module already holds with the same wallet, index and threshold:
     /// a DKLs23 share after a party was banned from it. Never creates a share.
     pub fn update_share(&self, share: &KeyShare) -> Result<(), Error> {
-        let Some(old) = self.share(share.wallet_id())? else {
+        let Some(old) = self.share_of_own(share.wallet_id())? else {
             return Err(Error::Refused(format!(
                 "this module holds no share of wallet {} to update",
                 share.wallet_id()

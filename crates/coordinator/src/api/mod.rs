@@ -21,7 +21,7 @@
 //! | `GET /v1/groups`, `GET /v1/groups/{id}`, `POST /v1/groups` | [`GroupRecord`] (oldest first) |
 //! | `GET /v1/wallets`, `GET /v1/wallets/{id}` | [`WalletView`]: the record, how it was made, its group, its label and purpose in the policy in force, its addresses |
 //! | `GET /v1/wallets/{id}/balances` | [`WalletBalances`]: native coin and configured tokens, from the coordinator's chain RPC |
-//! | `POST /v1/wallets`, `POST /v1/wallets/import`, `POST /v1/wallets/{id}/refresh`, `POST /v1/signatures` | [`JobRecord`] |
+//! | `POST /v1/wallets`, `POST /v1/wallets/import`, `POST /v1/wallets/{id}/refresh`, `POST /v1/wallets/{id}/derive`, `POST /v1/signatures` | [`JobRecord`] |
 //! | `GET /v1/jobs?kind=&status=&wallet=&limit=` | [`JobRecord`] list, newest first, without events (limit 1 to 1000, default 100) |
 //! | `GET /v1/jobs/{id}` | [`JobView`]: the job, its events, its result ([`JobResult`](crate::JobResult): a key generation's or import's is a [`WalletCreated`](crate::WalletCreated)) |
 //! | `GET /v1/transfers`, `GET /v1/transfers/{id}`, `POST /v1/transfers/…` | [`TransferRecord`] |
@@ -61,7 +61,7 @@ use crate::transfers::{
     CredentialRequest, DepositRequest, RegisteredCredential, WithdrawalRequest,
 };
 use crate::{
-    Coordinator, CreateGroup, CreateWallet, EnrollModule, Error, ExchangeBalances, GroupRecord,
+    Coordinator, CreateGroup, CreateWallet, DeriveWallet, EnrollModule, Error, ExchangeBalances, GroupRecord,
     ImportWallet, JobView, ModuleView, SignRequest, TransferRecord, WalletBalances, WalletView,
 };
 use concord_wire::authority::Endorsement;
@@ -355,6 +355,28 @@ async fn refresh_wallet(
     Path(id): Path<String>,
 ) -> Answer<JobRecord> {
     accepted(c.refresh_wallet(&id, &scope.0).await?)
+}
+
+/// Derive a child wallet.
+///
+/// A non-hardened BIP-32 child of a DKLs23 wallet: every member of its group checks the
+/// path against the policy in force (the parent's `derive` prefixes) and derives the child
+/// key from its own share. The child is a wallet of its own (its own address), under its
+/// parent's rule. The answer is the derivation job; its result, once done, is the wallet.
+#[utoipa::path(post, path = "/v1/wallets/{id}/derive", tag = "wallets", request_body = DeriveWallet,
+    params(("id" = String, Path, description = "The parent wallet's id (64 hex digits)")),
+    responses(
+        (status = 202, description = "The derivation job", body = JobRecord),
+        (status = 400, description = "Not a DKLs23 wallet, a derived one, or a bad path", body = ApiError),
+        (status = 404, body = ApiError),
+    ))]
+async fn derive_wallet(
+    State(c): State<Coordinator>,
+    scope: RequestScope,
+    Path(id): Path<String>,
+    JsonBody(r): JsonBody<DeriveWallet>,
+) -> Answer<JobRecord> {
+    accepted(c.derive_wallet(&id, r, &scope.0).await?)
 }
 
 /// A wallet's balances on chain.
@@ -827,6 +849,7 @@ fn api() -> OpenApiRouter<Coordinator> {
         .routes(view(routes!(get_wallet)))
         .routes(view(routes!(wallet_balances)))
         .routes(op(routes!(refresh_wallet)))
+        .routes(op(routes!(derive_wallet)))
         .routes(trade(routes!(sign)))
         .routes(view(routes!(list_jobs)))
         .routes(view(routes!(get_job)))

@@ -162,6 +162,7 @@ impl Engine {
             JobKind::Sign => self.run_sign(job, &mut events).await,
             JobKind::Presign => self.run_presign(job, &mut events).await,
             JobKind::Refresh => self.run_refresh(job, &mut events).await,
+            JobKind::Derive => self.run_derive(job, &mut events).await,
         };
         self.hub.finish(&job.id);
         outcome

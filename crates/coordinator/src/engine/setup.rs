@@ -281,6 +281,66 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// A child wallet: every member (all of them, so any `t` can sign for it later) checks the
+    /// path against its policy, derives the child key from its own share and reports it; all
+    /// must report the same key.
+    pub(crate) async fn run_derive(
+        &self,
+        job: &JobRecord,
+        events: &mut Events,
+    ) -> Result<(), Error> {
+        let group = self.group_of(&job.group_id).await?;
+        let from: crate::DerivedFrom = serde_json::from_slice(job.payload.as_deref().unwrap_or_default())
+            .map_err(|e| Error::Internal(format!("stored derivation request: {e}")))?;
+        let parent: WalletId = from
+            .wallet
+            .parse()
+            .map_err(|e: concord_types::TypesError| Error::Internal(e.to_string()))?;
+        self.wait_connected(&group.members).await?;
+        let missing: Vec<&str> = group
+            .members
+            .iter()
+            .filter(|m| !self.hub.is_connected(m))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::Unavailable(format!(
+                "every member of group {} derives the child itself; not connected: {}",
+                group.id,
+                missing.join(", ")
+            )));
+        }
+        let all: Vec<u16> = (0..group.size).collect();
+        let run = Run {
+            job,
+            kind: ProtocolKind::Derive,
+            group: &group,
+            parties: &all,
+            status: JobStatus::Running,
+            timeout: self.timeouts.protocol,
+            session: None,
+        };
+        let path = from.path.to_string();
+        let results = self
+            .run_protocol(run, events, |s| {
+                s.wallet_id = parent.0.to_vec();
+                s.derivation_path = path.clone();
+            })
+            .await
+            .map_err(|e| e.into_error(&group))?;
+        let r = agreed_key(&results)?;
+        if let Some(existing) = self.store.wallet(&r.wallet_id.to_string()).await? {
+            let result = WalletCreated::of(existing, self.evm_network()).map_err(Error::protocol)?;
+            return self
+                .store
+                .finish_job(&job.id, &serde_json::to_vec(&result).unwrap_or_default())
+                .await;
+        }
+        self.record_wallet(job, &group.id, r).await
+    }
+}
+
 /// The refresh result every member reports (for this wallet and its unchanged key), or who
 /// reported another.
 fn agreed_refresh(

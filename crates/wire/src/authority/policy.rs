@@ -158,6 +158,20 @@ pub struct WalletRule {
     /// when the coordinator asks; off by default (absent from the canonical form when off).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub refresh: bool,
+    /// Non-hardened BIP-32 path prefixes (`m/0`) under which the members may derive child
+    /// wallets of this one (DKLs23 wallets). A child inherits this wallet's purpose and
+    /// limits, and what it spends counts against this wallet's daily limits. Empty (the
+    /// default, absent from the canonical form): no child wallets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub derive: Vec<concord_types::DerivationPath>,
+}
+
+impl WalletRule {
+    /// Whether this wallet's rule covers its child at `path` (a prefix in [`WalletRule::derive`]).
+    pub fn allows_child(&self, path: &concord_types::DerivationPath) -> bool {
+        !path.is_master() && self.derive.iter().any(|prefix| path.starts_with(prefix))
+    }
 }
 
 impl WalletRule {

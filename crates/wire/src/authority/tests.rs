@@ -54,6 +54,7 @@ fn policy_v1() -> Policy {
                     cosigners: 1,
                 }],
                 refresh: false,
+                derive: vec![],
             },
             WalletRule {
                 wallet: CRED,
@@ -64,6 +65,7 @@ fn policy_v1() -> Policy {
                 },
                 limits: vec![],
                 refresh: false,
+                derive: vec![],
             },
         ],
         address_book: vec![AddressEntry {

@@ -80,6 +80,27 @@ pub enum GroupsCommand {
         #[command(flatten)]
         out: JsonFlag,
     },
+    /// Replace a lost member of a DKLs23 group by another enrolled module: the others rebuild
+    /// its shares for the new module (none of them learns them) and every share is
+    /// refreshed. The admins first list the group's members, the new one at the lost one's
+    /// place, in the policy (`[[groups]]`); every member checks it.
+    #[command(after_help = "Example:\n  concord groups replace desk --member m2 --with m4 --wait")]
+    Replace {
+        /// Group id.
+        #[arg(value_parser = args::id)]
+        group: String,
+        /// The lost member module.
+        #[arg(long, value_parser = args::id)]
+        member: String,
+        /// The enrolled module that takes its place.
+        #[arg(long = "with", value_parser = args::id)]
+        with: String,
+        /// Wait until every member uses its new shares.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
     /// List signer groups.
     #[command(after_help = "Example:\n  concord groups list")]
     List {
@@ -780,6 +801,40 @@ pub async fn groups(api: &Api, cmd: GroupsCommand) -> Result<()> {
                 }
             })
         }
+        GroupsCommand::Replace {
+            group,
+            member,
+            with,
+            wait,
+            out,
+        } => {
+            let job: JobRecord = api
+                .post_as(
+                    &format!("/v1/groups/{group}/replace"),
+                    &json!({ "member": member, "with": with }),
+                )
+                .await?;
+            let job_id = job.id.clone();
+            if !wait {
+                return print(&job, out, |_| {
+                    outln!("Repair started: job {job_id}.");
+                    outln!("Follow it: concord jobs {job_id} --wait");
+                });
+            }
+            if !out.json {
+                eprintln!(
+                    "Rebuilding {with}'s shares from the other members, then refreshing every share…"
+                );
+            }
+            let done = api.wait_job(&job_id, out.json).await?;
+            let result = done.result.clone().unwrap_or_default();
+            print(&result, out, |r| {
+                outln!(
+                    "Group {group}: {with} replaces {member}; {} wallet(s) rebuilt and every share refreshed.",
+                    r["wallets"].as_array().map_or(0, Vec::len)
+                );
+            })
+        }
         GroupsCommand::List { out } => {
             let list: Vec<GroupRecord> = api.fetch(&["v1", "groups"], &[]).await?;
             print(&list, out, |list| {
@@ -1039,7 +1094,11 @@ pub async fn wallets(api: &Api, cmd: WalletsCommand) -> Result<()> {
                     short(&id),
                     r["members"]
                         .as_array()
-                        .map(|m| m.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(", "))
+                        .map(|m| m
+                            .iter()
+                            .filter_map(|v| v.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "))
                         .unwrap_or_default()
                 );
             })

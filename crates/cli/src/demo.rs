@@ -247,6 +247,7 @@ async fn lifecycle(d: &mut Demo, setup: GroupSetup, wallet: &str, address: Addre
             && after < before,
         json!({"refresh_job": job["id"], "commitment": r["commitment"], "deposit": transfer_summary(&t)}),
     );
+    hd_wallets(d, wallet).await?;
     // The imported outside key's wallet is in no policy entry: no refresh.
     let wallets = d.api.get("/v1/wallets").await?;
     let unlisted = wallets.as_array().and_then(|l| {
@@ -273,6 +274,94 @@ async fn lifecycle(d: &mut Demo, setup: GroupSetup, wallet: &str, address: Addre
             json!({"wallet": other, "error": outcome.err().map(|e| format!("{e:#}"))}),
         );
     }
+    Ok(())
+}
+
+/// HD wallets: a child of the trader's wallet derived by every module (the policy allows
+/// children under m/0), funded, depositing to the exchange from its own address; then the
+/// admins add it to the address book and the exchange pays a withdrawal out to it.
+async fn hd_wallets(d: &mut Demo, wallet: &str) -> Result<()> {
+    let job = d
+        .api
+        .post(
+            &format!("/v1/wallets/{wallet}/derive"),
+            &json!({"path": "m/0/1"}),
+        )
+        .await?;
+    let done = d
+        .api
+        .wait_job(job["id"].as_str().unwrap_or_default(), true)
+        .await?;
+    let child = done
+        .result
+        .as_ref()
+        .and_then(|r| r["id"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    let view = d.api.get(&format!("/v1/wallets/{child}")).await?;
+    let child_address = concord_chain::evm_address(&hex::decode(
+        view["public_key"].as_str().unwrap_or_default(),
+    )?)?;
+    d.record(
+        &format!("child wallet m/0/1 of the trader's wallet: every module checked the path against the policy and derived the key from its own share (non-hardened BIP-32); its own address {child_address}"),
+        view["kind"] == "derived" && view["derived_from"]["path"] == "m/0/1",
+        json!({"wallet": child, "address": child_address.to_string()}),
+    );
+    devnet::fund(
+        &d.client,
+        devnet::DEV_KEY_0,
+        Asset::Native,
+        child_address,
+        eth("1")?,
+    )
+    .await?;
+    let intent = d.deposit(&child, "ETH", "0.2", AgreementRule::All, &[])?;
+    let t = d.transfer("/v1/transfers/deposits", &intent).await?;
+    d.record(
+        "deposit 0.2 ETH from the child's address: under its parent's rule, signed by the threshold for the child key, credited",
+        t["status"] == "credited",
+        transfer_summary(&t),
+    );
+    // Policy v+1: the admins add the child to the address book, as a withdrawal destination.
+    let policies = d.api.get("/v1/policies").await?;
+    let current = policies["current"]["hash"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let mut doc = d.api.get(&format!("/v1/policies/{current}")).await?["signed"]["policy"].clone();
+    if let Some(o) = doc.as_object_mut() {
+        o.remove("version");
+        o.remove("previous");
+    }
+    if let Some(book) = doc["address_book"].as_array_mut() {
+        book.push(json!({"label": "desk-child", "target": {"kind": "wallet", "wallet": child}}));
+    }
+    if let Some(ws) = doc["wallets"].as_array_mut() {
+        for w in ws {
+            if let Some(to) = w["purpose"]["withdraw_to"].as_array_mut() {
+                to.push(json!("desk-child"));
+            }
+        }
+    }
+    let view = crate::authority::propose(&d.api, doc).await?;
+    for admin in ["admin-1", "admin-3"] {
+        crate::authority::approve(
+            &d.api,
+            &view.hash,
+            &devnet::principal_key(&d.info.keys_dir, admin)?,
+        )
+        .await?;
+    }
+    policy_state(d, &view.hash, true).await?;
+    let before = d.client.balance(child_address).await?;
+    let intent = d.withdrawal(AddressRef::Label("desk-child".into()), "0.3")?;
+    let t = d.transfer("/v1/transfers/withdrawals", &intent).await?;
+    let after = d.client.balance(child_address).await?;
+    d.record(
+        &format!("policy v{}: the admins add the child to the address book; a withdrawal of 0.3 ETH from the exchange lands on the child's address (each module derived that address itself)", view.version),
+        t["status"] == "arrived" && after > before,
+        transfer_summary(&t),
+    );
     Ok(())
 }
 
@@ -561,7 +650,7 @@ pub(crate) async fn prepare_with(
         "principals": devnet::principals(&d.info.keys_dir)?,
         "wallets": [
             {"wallet": wallet, "label": "desk", "purpose": {"kind": "trading", "deposit_to": ["binance"]},
-             "refresh": true,
+             "refresh": true, "derive": ["m/0"],
              "limits": [
                 {"coin": "ETH", "per_transfer": "2", "per_day": "10", "cosign_above": "1", "cosigners": 1},
                 {"coin": "CTT", "per_transfer": "1000", "per_day": "5000"}]},

@@ -202,7 +202,35 @@ impl Net {
         refresh: &[&str],
         derive: &[&str],
     ) {
+        self.install_policy_full(wallets, no_raw, refresh, derive, &[]);
+    }
+
+    /// A module's identity key (hex), from its `module init` output.
+    fn identity(&self, id: &str) -> String {
+        let info: Value = serde_json::from_str(
+            &std::fs::read_to_string(self.path(&format!("{id}.json"))).unwrap(),
+        )
+        .unwrap();
+        info["identity"].as_str().unwrap().to_owned()
+    }
+
+    /// [`Net::install_policy_with`], and the members (module ids, in index order) of the
+    /// signer groups in `groups`.
+    fn install_policy_full(
+        &self,
+        wallets: &[&str],
+        no_raw: &[&str],
+        refresh: &[&str],
+        derive: &[&str],
+        groups: &[(&str, &[&str])],
+    ) {
         let mut doc = String::from("admin_quorum = 1\n");
+        for (g, members) in groups {
+            let keys: Vec<String> = members.iter().map(|m| self.identity(m)).collect();
+            doc.push_str(&format!(
+                "[[groups]]\ngroup = \"{g}\"\nmembers = {keys:?}\n"
+            ));
+        }
         for (name, role) in [
             ("admin", "admin"),
             ("trader", "trader"),
@@ -971,8 +999,16 @@ fn dkls_group_signs_refreshes_and_survives_a_module_killed_mid_signing() {
     // Nothing is left set aside in any vault: the refreshed share replaced the old one.
     for m in ["m1", "m2", "m3"] {
         let names = vault_names(&net.path(&format!("{m}/vault")));
-        assert!(names.iter().any(|n| n.starts_with(&format!("share-{wallet}"))), "{names:?}");
-        assert!(!names.iter().any(|n| n.starts_with("refreshed-")), "{names:?}");
+        assert!(
+            names
+                .iter()
+                .any(|n| n.starts_with(&format!("share-{wallet}"))),
+            "{names:?}"
+        );
+        assert!(
+            !names.iter().any(|n| n.starts_with("refreshed-")),
+            "{names:?}"
+        );
     }
     for (i, m) in ["m1", "m2", "m3"].iter().enumerate() {
         // Each pair signs: take one member down at a time.
@@ -1047,10 +1083,24 @@ fn sign_with(net: &Net, wallet: &str, message: &str) -> Value {
 fn child_wallets_are_derived_under_the_policy_and_sign_for_their_own_key() {
     let net = setup(3);
     net.ok(&[
-        "groups", "create", "--id", "hd", "--threshold", "2", "--members", "m1,m2,m3", "--wait",
+        "groups",
+        "create",
+        "--id",
+        "hd",
+        "--threshold",
+        "2",
+        "--members",
+        "m1,m2,m3",
+        "--wait",
     ]);
     let w = net.json(&[
-        "wallets", "create", "--group", "hd", "--scheme", "ecdsa-secp256k1", "--wait",
+        "wallets",
+        "create",
+        "--group",
+        "hd",
+        "--scheme",
+        "ecdsa-secp256k1",
+        "--wait",
     ]);
     let parent = w["id"].as_str().unwrap().to_owned();
     let parent_pk = w["public_key"].as_str().unwrap().to_owned();
@@ -1076,7 +1126,11 @@ fn child_wallets_are_derived_under_the_policy_and_sign_for_their_own_key() {
     assert_eq!(child["derived_from"]["wallet"], parent.as_str(), "{child}");
     assert_eq!(child["derived_from"]["path"], "m/0/7", "{child}");
     assert_eq!(child["label"], "w0 m/0/7", "{child}");
-    assert_eq!(child["addresses"].as_array().map(Vec::len), Some(1), "{child}");
+    assert_eq!(
+        child["addresses"].as_array().map(Vec::len),
+        Some(1),
+        "{child}"
+    );
     let child_id = child["id"].as_str().unwrap().to_owned();
     let child_pk = child["public_key"].as_str().unwrap().to_owned();
     assert_ne!(child_pk, parent_pk);
@@ -1118,6 +1172,91 @@ fn child_wallets_are_derived_under_the_policy_and_sign_for_their_own_key() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("child at m/0/7, a path policy"), "{err}");
+}
+
+/// Repair: a member is lost; without the admins' word the others refuse to take a new one;
+/// with the policy listing the group with the new module in its place, the others rebuild
+/// its shares (and every share is refreshed), the new member derives the group's children,
+/// and every pair including it signs for the wallet and its child.
+#[test]
+fn a_lost_member_is_replaced_as_the_policy_says_and_the_group_signs_on() {
+    let mut net = setup(4);
+    net.ok(&[
+        "groups",
+        "create",
+        "--id",
+        "g",
+        "--threshold",
+        "2",
+        "--members",
+        "m1,m2,m3",
+        "--wait",
+    ]);
+    let w = net.json(&[
+        "wallets",
+        "create",
+        "--group",
+        "g",
+        "--scheme",
+        "ecdsa-secp256k1",
+        "--wait",
+    ]);
+    let wallet = w["id"].as_str().unwrap().to_owned();
+    let pk = w["public_key"].as_str().unwrap().to_owned();
+    net.install_policy_with(&[&wallet], &[], &[], &["m/0"]);
+    let child = net.json(&["wallets", "derive", &wallet, "--path", "m/0/3", "--wait"]);
+    let child_id = child["id"].as_str().unwrap().to_owned();
+    let child_pk = child["public_key"].as_str().unwrap().to_owned();
+
+    // m2 is lost. The coordinator alone cannot seat m4 in its place: every member refuses.
+    net.stop_module("m2");
+    let out = net.run(&[
+        "groups", "replace", "g", "--member", "m2", "--with", "m4", "--wait",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("differently") || err.contains("has not joined"),
+        "{err}"
+    );
+
+    // The admins list the group with m4 at m2's index: the repair goes through.
+    net.install_policy_full(
+        &[&wallet],
+        &[],
+        &[],
+        &["m/0"],
+        &[("g", &["m1", "m4", "m3"])],
+    );
+    let r = net.json(&[
+        "groups", "replace", "g", "--member", "m2", "--with", "m4", "--wait",
+    ]);
+    assert_eq!(r["by"], "m4", "{r}");
+    assert_eq!(r["index"], 1, "{r}");
+    assert_eq!(r["wallets"], serde_json::json!([wallet]), "{r}");
+    let g = net.json(&["groups", "show", "g"]);
+    assert_eq!(g["members"], serde_json::json!(["m1", "m4", "m3"]), "{g}");
+    for m in ["m1", "m3"] {
+        // Each pair that includes the new member signs, for the wallet and for its child.
+        net.stop_module(m);
+        for (id, key, msg) in [
+            (&wallet, &pk, "repaired"),
+            (&child_id, &child_pk, "repaired child"),
+        ] {
+            let done = sign_with(&net, id, msg);
+            assert_eq!(done["status"], "done", "{done}");
+            let signers = done["result"]["signers"].to_string();
+            assert!(signers.contains('1'), "m4 (index 1) signed: {signers}");
+            verify(
+                "ecdsa-secp256k1",
+                key,
+                &signing_input("ecdsa-secp256k1", msg.as_bytes()),
+                done["result"]["signature"].as_str().unwrap(),
+            );
+        }
+        net.start_module(m);
+        net.wait_connected(&["m1", "m3", "m4"]);
+    }
 }
 
 /// Every file name under a vault directory.

@@ -38,10 +38,10 @@ pub use config::Timeouts;
 pub use engine::{Engine, subsets};
 pub use error::Error;
 pub use records::{
-    ChainBalance, ExchangeBalances, GroupPrepared, GroupRecord, GroupStatus, JobEvent, JobKind,
-    JobRecord, JobResult, JobStatus, ModuleRecord, PresignatureMade, SignMode, SignatureMade,
-    TransferKind, TransferRecord, TransferStatus, WalletAddress, WalletBalances, WalletCreated,
-    WalletKind, WalletRecord, WalletRefreshed, now,
+    ChainBalance, ExchangeBalances, GroupPrepared, GroupRecord, GroupRepaired, GroupStatus,
+    JobEvent, JobKind, JobRecord, JobResult, JobStatus, ModuleRecord, PresignatureMade, SignMode,
+    SignatureMade, TransferKind, TransferRecord, TransferStatus, WalletAddress, WalletBalances,
+    WalletCreated, WalletKind, WalletRecord, WalletRefreshed, now,
 };
 pub use store::JobFilter;
 
@@ -203,6 +203,17 @@ pub struct DerivedFrom {
     /// The non-hardened BIP-32 path below it.
     #[schema(value_type = String, pattern = "^m(/[0-9]+)*$")]
     pub path: concord_types::DerivationPath,
+}
+
+/// Request to replace a lost member of a signer group.
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplaceMember {
+    /// The member module that was lost.
+    pub member: String,
+    /// The enrolled module that takes its index. Every member refuses unless the policy in
+    /// force lists the group's members with it there.
+    pub with: String,
 }
 
 /// Request to derive a child wallet.
@@ -536,6 +547,79 @@ impl Coordinator {
         self.insert_and_run(job).await
     }
 
+    /// Replaces a lost member of a DKLs23 group: the group's record names the new module at
+    /// the lost one's index, then a repair job rebuilds the new member's share of every
+    /// wallet and refreshes every share. The members decide (the policy in force must list
+    /// the group with the new member); the coordinator only arranges it.
+    pub async fn replace_member(
+        &self,
+        group_id: &str,
+        req: ReplaceMember,
+        job_id: &str,
+    ) -> Result<JobRecord, Error> {
+        if let Some(existing) = self.engine.store.job(job_id).await? {
+            return Ok(existing);
+        }
+        let group = self.group(group_id).await?;
+        if group.engine != concord_types::EcdsaEngine::Dkls23 {
+            return Err(Error::BadRequest(format!(
+                "group {} runs {}: only DKLs23 groups rebuild a member's shares (cggmp21 0.6 has no repair)",
+                group.id, group.engine
+            )));
+        }
+        let index = match (
+            group.members.iter().position(|m| *m == req.member),
+            group.members.iter().position(|m| *m == req.with),
+        ) {
+            (Some(_), Some(_)) => {
+                return Err(Error::Conflict(format!(
+                    "module {} is already a member of group {}",
+                    req.with, group.id
+                )));
+            }
+            // A first request, or one asked again after the record changed (the repair
+            // runs again; members that already hold their new shares commit nothing new).
+            (Some(i), None) | (None, Some(i)) => i,
+            (None, None) => {
+                return Err(Error::BadRequest(format!(
+                    "module {} is not a member of group {}",
+                    req.member, group.id
+                )));
+            }
+        };
+        if self.engine.store.module(&req.with).await?.is_none() {
+            return Err(Error::BadRequest(format!(
+                "module {} is not enrolled",
+                req.with
+            )));
+        }
+        let wallets = self.engine.store.wallets().await?;
+        if let Some(w) = wallets.iter().find(|w| {
+            w.group_id == group.id && w.scheme != concord_types::Scheme::EcdsaSecp256k1.as_str()
+        }) {
+            return Err(Error::BadRequest(format!(
+                "group {} holds {} wallet {}: FROST shares cannot be rebuilt here yet, so no member of this group can be replaced",
+                group.id, w.scheme, w.id
+            )));
+        }
+        let index = u16::try_from(index).map_err(|_| Error::Internal("member index".into()))?;
+        let job = JobRecord {
+            scheme: Some(concord_types::Scheme::EcdsaSecp256k1.to_string()),
+            payload: Some(
+                serde_json::to_vec(&serde_json::json!({
+                    "index": index, "replaced": req.member, "by": req.with,
+                }))
+                .unwrap_or_default(),
+            ),
+            ..JobRecord::pending(job_id.to_owned(), JobKind::Repair, &group.id)
+        };
+        self.engine
+            .store
+            .replace_group_member(&group.id, index, &req.with)
+            .await?;
+        self.insert_and_run(job).await
+    }
+
     /// Starts deriving a child wallet (non-hardened BIP-32) of a DKLs23 wallet: every member
     /// checks the path against its policy and derives the child itself. Idempotent on the job
     /// id; deriving a child that exists answers with a job that finds it.
@@ -695,15 +779,17 @@ impl Coordinator {
                     wallet.id, wallet.job_id
                 ))
             })?;
-        let find = |id: &str| policy.and_then(|p| p.wallets.iter().find(|r| r.wallet.to_string() == id));
+        let find =
+            |id: &str| policy.and_then(|p| p.wallets.iter().find(|r| r.wallet.to_string() == id));
         // A child the policy does not name is under its parent's rule where that allows its
         // path (as the modules decide).
         let (label, purpose) = match (find(&wallet.id), &derived_from) {
             (Some(r), _) => (Some(r.label.clone()), Some(r.purpose.clone())),
             (None, Some(d)) => match find(&d.wallet) {
-                Some(r) if r.allows_child(&d.path) => {
-                    (Some(format!("{} {}", r.label, d.path)), Some(r.purpose.clone()))
-                }
+                Some(r) if r.allows_child(&d.path) => (
+                    Some(format!("{} {}", r.label, d.path)),
+                    Some(r.purpose.clone()),
+                ),
                 _ => (None, None),
             },
             (None, None) => (None, None),

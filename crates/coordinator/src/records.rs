@@ -123,6 +123,9 @@ states! {
         Refresh = "refresh",
         /// A child wallet (non-hardened BIP-32) is derived by every member from its share.
         Derive = "derive",
+        /// A lost member is replaced: its shares rebuilt for the new member, every share
+        /// refreshed.
+        Repair = "repair",
     }
 }
 
@@ -322,6 +325,22 @@ pub struct GroupRecord {
     pub created_at: String,
 }
 
+/// The result of a repair job: who replaced whom, and the wallets whose shares were rebuilt
+/// (then every member's refreshed).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct GroupRepaired {
+    /// The group.
+    pub group_id: String,
+    /// The member index.
+    pub index: u16,
+    /// The module that was lost.
+    pub replaced: String,
+    /// The module now at that index.
+    pub by: String,
+    /// The wallets repaired (their children were derived again by the new member).
+    pub wallets: Vec<String>,
+}
+
 /// The result of a refresh job: the wallet, its (unchanged) key, and the commitment to the
 /// refreshed public shares every member now holds.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -374,7 +393,11 @@ impl WalletKind {
             JobKind::Keygen => Some(WalletKind::Generated),
             JobKind::Import => Some(WalletKind::Imported),
             JobKind::Derive => Some(WalletKind::Derived),
-            JobKind::AuxInfo | JobKind::Sign | JobKind::Presign | JobKind::Refresh => None,
+            JobKind::AuxInfo
+            | JobKind::Sign
+            | JobKind::Presign
+            | JobKind::Refresh
+            | JobKind::Repair => None,
         }
     }
 }
@@ -484,7 +507,9 @@ pub struct PresignatureMade {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum JobResult {
-    /// A refresh's (first: no other result has a `commitment`).
+    /// A repair's (first: no other result has `replaced`).
+    Repaired(GroupRepaired),
+    /// A refresh's (no other result has a `commitment`).
     Refreshed(WalletRefreshed),
     /// An aux-info job's.
     Group(GroupPrepared),

@@ -331,6 +331,7 @@ async fn policies_are_stored_in_order_and_signatures_checked() {
         }],
         wallets: vec![],
         address_book: vec![],
+        groups: vec![],
     };
     // Not version 1 while no policy is in force: refused.
     let mut v2 = policy.clone();

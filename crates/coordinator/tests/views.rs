@@ -102,6 +102,7 @@ fn policy(ecdsa: WalletId, ed: WalletId) -> Policy {
             label: "desk".into(),
             target: AddressTarget::Wallet { wallet: ecdsa },
         }],
+        groups: vec![],
     }
 }
 

@@ -1048,6 +1048,7 @@ mod tests {
                     },
                 },
             ],
+            groups: vec![],
         }
     }
 
@@ -1483,6 +1484,7 @@ mod tests {
                 previous: Some(fx.state.policy().unwrap().hash),
                 wallets: vec![],
                 address_book: vec![],
+                groups: vec![],
                 ..policy(fx.wallet, fx.cred)
             },
             signatures: vec![],

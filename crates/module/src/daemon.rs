@@ -378,13 +378,41 @@ fn check_group(
             "this module is not a member of the group exactly once".into(),
         ));
     }
+    let kind = ProtocolKind::try_from(s.kind);
+    // The admins' word on the group's members, for a repair that replaces a lost member.
+    let named_by_policy = || -> bool {
+        state.policy().is_some_and(|p| {
+            p.policy().group(&s.group_id).is_some_and(|g| {
+                g.members.len() == def.members.len()
+                    && g.members
+                        .iter()
+                        .zip(&def.members)
+                        .all(|(k, m)| *k == m.identity)
+            })
+        })
+    };
     match state.group(&s.group_id)? {
-        Some(pinned) if pinned != def => Err(Error::Refused(format!(
-            "the coordinator describes group {} differently from when this module joined it",
+        Some(pinned) if pinned == def => Ok(pinned),
+        Some(pinned)
+            if kind == Ok(ProtocolKind::Repair)
+                && pinned.threshold == def.threshold
+                && pinned.members.len() == def.members.len()
+                && pinned.engine == def.engine
+                && named_by_policy() =>
+        {
+            tracing::warn!(group = %s.group_id, "group members replaced as the policy in force names them");
+            state.save_group(&def)?;
+            Ok(def)
+        }
+        Some(_) => Err(Error::Refused(format!(
+            "the coordinator describes group {} differently from when this module joined it (a member is replaced only in a repair, as the policy in force names the group's members)",
             s.group_id
         ))),
-        Some(pinned) => Ok(pinned),
-        None if ProtocolKind::try_from(s.kind) == Ok(ProtocolKind::AuxInfo) => {
+        None if kind == Ok(ProtocolKind::AuxInfo) => {
+            state.save_group(&def)?;
+            Ok(def)
+        }
+        None if kind == Ok(ProtocolKind::Repair) && named_by_policy() => {
             state.save_group(&def)?;
             Ok(def)
         }
@@ -1034,9 +1062,88 @@ async fn run_protocol(
                 })
                 .unwrap_or_default())
             }
-            ProtocolKind::RefreshCommit => {
+            ProtocolKind::Repair => {
                 let wallet = wallet_of(&s)?;
-                check_refresh_allowed(state, wallet)?;
+                let target = u16::try_from(s.repair_target)
+                    .ok()
+                    .filter(|t| usize::from(*t) < group.members.len())
+                    .ok_or_else(|| Error::Refused("the repair names no member of the group".into()))?;
+                let named = state.policy().is_some_and(|p| p.policy().group(&group.group_id).is_some());
+                if !named {
+                    return Err(Error::Refused(format!(
+                        "the policy in force does not list group {}'s members: no share is rebuilt",
+                        group.group_id
+                    )));
+                }
+                if group.engine != EcdsaEngine::Dkls23 || s.scheme != Scheme::EcdsaSecp256k1.as_str() {
+                    return Err(Error::Refused(
+                        "only DKLs23 shares are rebuilt here (cggmp21 0.6 has no repair; FROST repair is not wired yet)".into(),
+                    ));
+                }
+                if parties.len() != group.members.len() {
+                    return Err(Error::Refused("a repair needs every member of the group".into()));
+                }
+                if let Some((parent, path)) = state.derivation(wallet)? {
+                    return Err(Error::Refused(format!(
+                        "wallet {wallet} is wallet {parent}'s child at {path}: repair the parent"
+                    )));
+                }
+                let own = state.share(wallet)?;
+                let new = if me == target {
+                    if own.is_some() {
+                        return Err(Error::Refused(format!(
+                            "this module holds a share of wallet {wallet}: it is not the member to rebuild"
+                        )));
+                    }
+                    concord_tss::dkls::repair(
+                        session,
+                        concord_tss::dkls::RepairRole::Target,
+                        me,
+                        target,
+                        threshold,
+                        incoming,
+                        outgoing,
+                    )
+                    .await
+                } else {
+                    let Some(KeyShare::Dkls(share)) = own else {
+                        return Err(Error::Refused(format!(
+                            "this module holds no DKLs23 share of wallet {wallet} to help with"
+                        )));
+                    };
+                    concord_tss::dkls::repair(
+                        session,
+                        concord_tss::dkls::RepairRole::Helper(&share),
+                        me,
+                        target,
+                        threshold,
+                        incoming,
+                        outgoing,
+                    )
+                    .await
+                }
+                .map_err(|e| Error::Protocol(e.to_string()))?;
+                if new.wallet_id() != wallet {
+                    return Err(Error::Protocol("the rebuilt share is of another wallet".into()));
+                }
+                let commitment = new.public_commitment();
+                let new = KeyShare::Dkls(new);
+                if me == target {
+                    state.set_aside_rebuilt(&new)?;
+                } else {
+                    state.set_aside_refreshed(&new)?;
+                }
+                Ok(serde_json::to_vec(&RefreshResult {
+                    wallet_id: wallet,
+                    public_key: hex::encode(new.public_key()),
+                    commitment: hex::encode(commitment),
+                })
+                .unwrap_or_default())
+            }
+            ProtocolKind::RefreshCommit => {
+                // What is committed was authorised when it was set aside (a refresh the policy
+                // allows, or a repair of a group the policy lists); only the agreed one is.
+                let wallet = wallet_of(&s)?;
                 let expected: [u8; 32] = s.refresh_commitment.as_slice().try_into().map_err(|_| {
                     Error::Refused("the refresh commitment is not 32 bytes".into())
                 })?;
@@ -1044,10 +1151,8 @@ async fn run_protocol(
                     KeyShare::Dkls(d) => Some(d.public_commitment()),
                     _ => None,
                 };
-                let current = state.share(wallet)?.ok_or_else(|| {
-                    Error::Refused(format!("this module holds no share of wallet {wallet}"))
-                })?;
-                if commitment_of(&current) != Some(expected) {
+                let current = state.share(wallet)?;
+                if current.as_ref().and_then(commitment_of) != Some(expected) {
                     let aside = state.refreshed(wallet)?.ok_or_else(|| {
                         Error::Refused(format!(
                             "no refreshed share of wallet {wallet} is set aside here"
@@ -1060,6 +1165,9 @@ async fn run_protocol(
                     }
                     state.commit_refreshed(wallet, &aside)?;
                 }
+                let current = state.share(wallet)?.ok_or_else(|| {
+                    Error::Vault(format!("wallet {wallet}'s committed share is not readable"))
+                })?;
                 Ok(serde_json::to_vec(&RefreshResult {
                     wallet_id: wallet,
                     public_key: hex::encode(current.public_key()),
@@ -1188,6 +1296,7 @@ mod tests {
                     .into_iter()
                     .collect(),
                 address_book: vec![],
+                groups: vec![],
             },
             signatures: vec![],
         };

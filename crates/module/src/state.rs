@@ -514,7 +514,8 @@ impl State {
         &self,
         wallet: WalletId,
     ) -> Result<Option<(WalletId, concord_types::DerivationPath)>, Error> {
-        let rec: Option<DerivedWallet> = self.get_json(&format!("derived-{wallet}"), "derived wallet")?;
+        let rec: Option<DerivedWallet> =
+            self.get_json(&format!("derived-{wallet}"), "derived wallet")?;
         Ok(rec.map(|r| (r.parent, r.path)))
     }
 
@@ -582,7 +583,27 @@ impl State {
             )));
         }
         self.vault
-            .put(&format!("refreshed-{}", share.wallet_id()), &share.to_bytes())
+            .put(
+                &format!("refreshed-{}", share.wallet_id()),
+                &share.to_bytes(),
+            )
+            .map_err(vault_err)
+    }
+
+    /// Sets aside a share rebuilt for this module by a repair (it holds none of the wallet
+    /// yet), until every member holds its new share.
+    pub fn set_aside_rebuilt(&self, share: &KeyShare) -> Result<(), Error> {
+        if self.share_of_own(share.wallet_id())?.is_some() {
+            return Err(Error::Refused(format!(
+                "this module already holds a share of wallet {}",
+                share.wallet_id()
+            )));
+        }
+        self.vault
+            .put(
+                &format!("refreshed-{}", share.wallet_id()),
+                &share.to_bytes(),
+            )
             .map_err(vault_err)
     }
 
@@ -623,10 +644,13 @@ impl State {
     /// `wallet` for good; for a child wallet, the ban goes on its parent's share (the one
     /// stored), so every child of it refuses the party too.
     pub fn ban(&self, wallet: WalletId, party: u16) -> Result<(), Error> {
-        let own = self.derivation(wallet)?.map_or(wallet, |(parent, _)| parent);
+        let own = self
+            .derivation(wallet)?
+            .map_or(wallet, |(parent, _)| parent);
         match self.share_of_own(own)? {
             Some(KeyShare::Dkls(mut d)) => {
-                d.exclude(party).map_err(|e| Error::Protocol(e.to_string()))?;
+                d.exclude(party)
+                    .map_err(|e| Error::Protocol(e.to_string()))?;
                 self.update_share(&KeyShare::Dkls(d))
             }
             _ => Err(Error::Refused(format!(

@@ -642,36 +642,194 @@ pub async fn refresh(
     mut incoming: impl Incoming,
     mut outgoing: impl Outgoing,
 ) -> Result<DklsKeyShare, TssError> {
-    let index = share.index;
-    let threshold = share.threshold;
-    let n = threshold.n();
-    let parties: Vec<u16> = (0..n).collect();
-    let others: Vec<u16> = parties.iter().copied().filter(|p| *p != index).collect();
+    let n = share.threshold.n();
     let roster = Roster {
         session,
-        me: index,
-        parties,
+        me: share.index,
+        parties: (0..n).collect(),
         tag: Tag::DklsRefresh,
     };
     let mut io = RoundIo::new(roster, &mut incoming, &mut outgoing);
-    let sid = session.as_bytes().to_vec();
-    let party = &share.party;
+    refresh_rounds(
+        &mut io,
+        0,
+        session,
+        share.index,
+        share.threshold,
+        &share.party,
+        &share.public,
+        &share.excluded,
+    )
+    .await
+}
 
+/// A member's part in [`repair`]: a surviving member with its share, or the member whose
+/// share is rebuilt (a new module taking a lost one's index).
+pub enum RepairRole<'a> {
+    /// A surviving member: it sends the target one masked term, then refreshes.
+    Helper(&'a DklsKeyShare),
+    /// The member whose share is rebuilt.
+    Target,
+}
+
+/// Repair round 1, helper → target: its masked term and the group's public package.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub(crate) struct RepairMessage {
+    term: dkls23::protocols::repair::RepairTerm<C>,
+    public: PublicKeyPackage,
+}
+
+/// Replaces a lost member's share: every other member (at least `t` of them) sends the
+/// member at `target` one masked term from which only it can assemble its share of the same
+/// key (no helper learns it); then all `n` run a complete [`refresh`], which gives the
+/// target its pairwise state and re-randomises every share, so the lost share (wherever it
+/// is) never signs with the new ones. Every member gets its new share; the key and chain code
+/// are unchanged. The caller must be sure the party at `target` is the rightful new member
+/// (the policy names it): whoever the helpers accept receives a share.
+#[allow(clippy::too_many_arguments)]
+pub async fn repair(
+    session: SessionId,
+    role: RepairRole<'_>,
+    index: u16,
+    target: u16,
+    threshold: Threshold,
+    mut incoming: impl Incoming,
+    mut outgoing: impl Outgoing,
+) -> Result<DklsKeyShare, TssError> {
+    let n = threshold.n();
+    if target >= n || index >= n {
+        return Err(TssError::params(format!(
+            "party {index} or target {target} is not in a {threshold} group"
+        )));
+    }
+    let helpers: Vec<u16> = (0..n).filter(|p| *p != target).collect();
+    if helpers.len() < usize::from(threshold.t()) {
+        return Err(TssError::params(format!(
+            "a {threshold} group cannot rebuild a share: {} other members are fewer than {}",
+            helpers.len(),
+            threshold.t()
+        )));
+    }
+    let roster = Roster {
+        session,
+        me: index,
+        parties: (0..n).collect(),
+        tag: Tag::DklsRepair,
+    };
+    let mut io = RoundIo::new(roster, &mut incoming, &mut outgoing);
+    let repair_id = session.as_bytes().to_vec();
+    let helper_ids = helpers
+        .iter()
+        .map(|h| party_index(*h))
+        .collect::<Result<Vec<_>, _>>()?;
+    let target_id = party_index(target)?;
+    let bad_repair = |e: dkls23::protocols::repair::RepairError| TssError::Protocol {
+        scheme: SCHEME,
+        culprits: Vec::new(),
+        detail: format!("repair: {e:?}"),
+    };
+    let (party, public, excluded) = match role {
+        RepairRole::Helper(share) => {
+            if share.index != index || index == target || share.threshold != threshold {
+                return Err(TssError::params(
+                    "a helper repairs with its own share of the group, for another member",
+                ));
+            }
+            let term = share
+                .party
+                .repair_term(&helper_ids, target_id, &repair_id)
+                .map_err(bad_repair)?;
+            let msg = RepairMessage {
+                term,
+                public: share.public.clone(),
+            };
+            io.send(Some(target), 1, &Zeroizing::new(cbor_encode(&msg)))
+                .await?;
+            return refresh_rounds(
+                &mut io,
+                1,
+                session,
+                index,
+                threshold,
+                &share.party,
+                &share.public,
+                &share.excluded,
+            )
+            .await;
+        }
+        RepairRole::Target => {
+            if index != target {
+                return Err(TssError::params("the target repairs its own index"));
+            }
+            let raw = io.collect(1, &helpers, true).await?;
+            let mut terms = Vec::with_capacity(raw.len());
+            let mut public: Option<PublicKeyPackage> = None;
+            let mut public_bytes: Option<Vec<u8>> = None;
+            for (p, bytes) in &raw {
+                let m: RepairMessage = decode(*p, "repair term", bytes)?;
+                check_sender(*p, m.term.helper, "repair term")?;
+                let encoded = cbor_encode(&m.public);
+                match &public_bytes {
+                    None => public_bytes = Some(encoded),
+                    Some(b) if *b == encoded => {}
+                    Some(_) => {
+                        return Err(TssError::InconsistentBroadcast {
+                            parties: vec![*p],
+                            round: 1,
+                        });
+                    }
+                }
+                public.get_or_insert(m.public.clone());
+                terms.push(m.term);
+            }
+            let public = public.ok_or_else(|| missing_message(target, 1))?;
+            let party =
+                dkls23::protocols::repair::repair_assemble(&public, target_id, &terms, |_| {
+                    String::new()
+                })
+                .map_err(bad_repair)?;
+            (party, public, BTreeSet::new())
+        }
+    };
+    refresh_rounds(
+        &mut io, 1, session, index, threshold, &party, &public, &excluded,
+    )
+    .await
+}
+
+/// The complete refresh's five rounds (numbered from `offset + 1`) for one party, which may
+/// be a repaired one without pairwise state.
+#[allow(clippy::too_many_arguments)]
+async fn refresh_rounds<I: Incoming, O: Outgoing>(
+    io: &mut RoundIo<'_, I, O>,
+    offset: u8,
+    session: SessionId,
+    index: u16,
+    threshold: Threshold,
+    party: &Party,
+    public_before: &PublicKeyPackage,
+    excluded: &BTreeSet<u16>,
+) -> Result<DklsKeyShare, TssError> {
+    let n = threshold.n();
+    let others: Vec<u16> = (0..n).filter(|p| *p != index).collect();
+    let sid = session.as_bytes().to_vec();
+    let r = |k: u8| offset + k;
     // Round 1: each member's evaluation of our sharing of zero, point to point (secret).
     let fragments = Zeroizing::new(party.refresh_complete_phase1());
     for other in &others {
         let fragment = fragments
             .get(usize::from(*other))
-            .ok_or_else(|| missing_message(*other, 1))?;
-        io.send(Some(*other), 1, &Zeroizing::new(cbor_encode(fragment)))
+            .ok_or_else(|| missing_message(*other, r(1)))?;
+        io.send(Some(*other), r(1), &Zeroizing::new(cbor_encode(fragment)))
             .await?;
     }
-    let received = io.collect(1, &others, true).await?;
+    let received = io.collect(r(1), &others, true).await?;
     let mut mine: Zeroizing<Vec<Scalar>> = Zeroizing::new(Vec::with_capacity(usize::from(n)));
     mine.push(
         *fragments
             .get(usize::from(index))
-            .ok_or_else(|| missing_message(index, 1))?,
+            .ok_or_else(|| missing_message(index, r(1)))?,
     );
     drop(fragments);
     for (p, bytes) in &received {
@@ -684,16 +842,16 @@ pub async fn refresh(
     let correction = Zeroizing::new(correction);
     drop(mine);
     let own_commit = cbor_encode(&proof.commitment);
-    io.send(None, 2, &own_commit).await?;
+    io.send(None, r(2), &own_commit).await?;
     let mut zero2 = by_recipient(zero2, |m| m.parties.receiver);
     for other in &others {
         let msg = zero2
             .remove(other)
-            .ok_or_else(|| missing_message(*other, 3))?;
-        io.send(Some(*other), 3, &cbor_encode(&msg)).await?;
+            .ok_or_else(|| missing_message(*other, r(3)))?;
+        io.send(Some(*other), r(3), &cbor_encode(&msg)).await?;
     }
-    let commits_raw = io.collect(2, &others, false).await?;
-    let zero2_raw = io.collect(3, &others, true).await?;
+    let commits_raw = io.collect(r(2), &others, false).await?;
+    let zero2_raw = io.collect(r(3), &others, true).await?;
     let mut commitments: BTreeMap<u16, [u8; 32]> = BTreeMap::new();
     for (p, bytes) in &commits_raw {
         commitments.insert(*p, decode(*p, "refresh commitment", bytes)?);
@@ -713,7 +871,7 @@ pub async fn refresh(
     drop(zero_keep2);
     io.send(
         None,
-        4,
+        r(4),
         &cbor_encode(&RefreshReveal {
             proof: proof.clone(),
             echo,
@@ -726,16 +884,16 @@ pub async fn refresh(
         let pair = KeygenPair {
             zero: zero3
                 .remove(other)
-                .ok_or_else(|| missing_message(*other, 5))?,
+                .ok_or_else(|| missing_message(*other, r(5)))?,
             mul: mul3
                 .remove(other)
-                .ok_or_else(|| missing_message(*other, 5))?,
+                .ok_or_else(|| missing_message(*other, r(5)))?,
         };
-        io.send(Some(*other), 5, &Zeroizing::new(cbor_encode(&pair)))
+        io.send(Some(*other), r(5), &Zeroizing::new(cbor_encode(&pair)))
             .await?;
     }
-    let reveals_raw = io.collect(4, &others, false).await?;
-    let pairs_raw = io.collect(5, &others, true).await?;
+    let reveals_raw = io.collect(r(4), &others, false).await?;
+    let pairs_raw = io.collect(r(5), &others, true).await?;
     let mut proofs = vec![proof];
     let mut disagreeing = Vec::new();
     for (p, bytes) in &reveals_raw {
@@ -759,7 +917,7 @@ pub async fn refresh(
     if !disagreeing.is_empty() {
         return Err(TssError::InconsistentBroadcast {
             parties: disagreeing,
-            round: 2,
+            round: r(2),
         });
     }
     let mut zero_received3 = Vec::with_capacity(others.len());
@@ -783,8 +941,7 @@ pub async fn refresh(
             &mul_received,
         )
         .map_err(abort_error)?;
-    let public = share
-        .public
+    let public = public_before
         .refresh(&sid, &proofs)
         .map_err(|reason| TssError::Protocol {
             scheme: SCHEME,
@@ -796,7 +953,7 @@ pub async fn refresh(
         threshold,
         party: new_party,
         public,
-        excluded: share.excluded.clone(),
+        excluded: excluded.clone(),
     }
     .validate()
 }
@@ -993,9 +1150,26 @@ pub(crate) fn inspect_keygen(body: &[u8]) -> Result<u8, String> {
     Ok(*round)
 }
 
+/// Decodes a DKLs23 repair body (after the tag) completely; returns its round (1: a repair
+/// term; 2 to 6: the refresh that follows).
+pub(crate) fn inspect_repair(body: &[u8]) -> Result<u8, String> {
+    let (round, payload) = body.split_first().ok_or("no round number")?;
+    match round {
+        1 => cbor_decode::<RepairMessage>(payload).map(drop)?,
+        2..=6 => refresh_payload(round - 1, payload)?,
+        r => return Err(format!("no DKLs23 repair round {r}")),
+    }
+    Ok(*round)
+}
+
 /// Decodes a DKLs23 refresh body (after the tag) completely; returns its round.
 pub(crate) fn inspect_refresh(body: &[u8]) -> Result<u8, String> {
     let (round, payload) = body.split_first().ok_or("no round number")?;
+    refresh_payload(*round, payload)?;
+    Ok(*round)
+}
+
+fn refresh_payload(round: u8, payload: &[u8]) -> Result<(), String> {
     match round {
         1 => cbor_decode::<Scalar>(payload).map(drop)?,
         2 => cbor_decode::<[u8; 32]>(payload).map(drop)?,
@@ -1004,7 +1178,7 @@ pub(crate) fn inspect_refresh(body: &[u8]) -> Result<u8, String> {
         5 => cbor_decode::<KeygenPair>(payload).map(drop)?,
         r => return Err(format!("no DKLs23 refresh round {r}")),
     }
-    Ok(*round)
+    Ok(())
 }
 
 /// Decodes a DKLs23 signing body (after the tag) completely; returns its round.

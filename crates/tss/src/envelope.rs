@@ -148,6 +148,7 @@ pub enum Tag {
     DklsKeygen = 9,
     DklsSign = 10,
     DklsRefresh = 11,
+    DklsRepair = 12,
 }
 
 impl Tag {
@@ -164,6 +165,7 @@ impl Tag {
             Tag::DklsKeygen => "DKLs23 key generation",
             Tag::DklsSign => "DKLs23 signing",
             Tag::DklsRefresh => "DKLs23 key refresh",
+            Tag::DklsRepair => "DKLs23 share repair",
         }
     }
 
@@ -180,6 +182,7 @@ impl Tag {
             Tag::DklsKeygen,
             Tag::DklsSign,
             Tag::DklsRefresh,
+            Tag::DklsRepair,
         ]
         .into_iter()
         .find(|t| *t as u8 == code)

@@ -458,6 +458,7 @@ pub fn inspect(env: &Envelope) -> Result<MessageKind, TssError> {
         Tag::DklsKeygen => Some(crate::dkls::inspect_keygen(rest).map_err(&cbor_bad)?),
         Tag::DklsSign => Some(crate::dkls::inspect_sign(rest).map_err(&cbor_bad)?),
         Tag::DklsRefresh => Some(crate::dkls::inspect_refresh(rest).map_err(&cbor_bad)?),
+        Tag::DklsRepair => Some(crate::dkls::inspect_repair(rest).map_err(&cbor_bad)?),
     };
     Ok(MessageKind {
         protocol: tag.name(),

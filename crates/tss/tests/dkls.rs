@@ -828,7 +828,13 @@ async fn refresh_tampered(
     run_tampered(&parties, hook, move |ep| {
         let shares = shares.clone();
         async move {
-            dkls::refresh(session, &shares[ep.index as usize], ep.incoming, ep.outgoing).await
+            dkls::refresh(
+                session,
+                &shares[ep.index as usize],
+                ep.incoming,
+                ep.outgoing,
+            )
+            .await
         }
     })
     .await
@@ -914,4 +920,73 @@ async fn cheating_in_a_refresh_is_refused_with_the_party_named() {
     })
     .await;
     assert!(r[0].is_err(), "{:?}", r[0]);
+}
+
+/// Repair: a member's share is lost; the others hand a new member at its index the pieces of
+/// its share (none of them learns it), then all refresh: same key, every subset including
+/// the new member signs, and the lost share no longer signs with the new ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_share_is_rebuilt_for_a_new_member_and_the_lost_one_is_useless() {
+    for (t, n, target) in [(2u16, 3u16, 1u16), (3, 5, 4)] {
+        let old = keygen(t, n, &format!("repair {t}-of-{n}")).await;
+        let threshold = Threshold::new(t, n).unwrap();
+        let session = SessionId::derive("test-dkls-repair", format!("{t}{n}").as_bytes());
+        let parties: Vec<u16> = (0..n).collect();
+        let shares = old.clone();
+        let new: Vec<DklsKeyShare> = run(&parties, move |ep| {
+            let shares = shares.clone();
+            async move {
+                let role = if ep.index == target {
+                    dkls::RepairRole::Target
+                } else {
+                    dkls::RepairRole::Helper(&shares[ep.index as usize])
+                };
+                dkls::repair(
+                    session,
+                    role,
+                    ep.index,
+                    target,
+                    threshold,
+                    ep.incoming,
+                    ep.outgoing,
+                )
+                .await
+            }
+        })
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+        for (o, m) in old.iter().zip(&new) {
+            assert_eq!(o.public_key(), m.public_key());
+            assert_eq!(o.chain_code(), m.chain_code());
+        }
+        let new = Arc::new(new.iter().map(reload).collect::<Vec<_>>());
+        let with_target: Vec<u16> = (n - t..n).collect();
+        assert!(with_target.contains(&target));
+        sign_ok(&new, &with_target, digest("after repair")).await;
+        let first: Vec<u16> = (0..t).collect();
+        sign_ok(&new, &first, digest("after repair, first signers")).await;
+        // The lost share (whoever kept it) does not sign with the new ones.
+        let mut mixed: Vec<DklsKeyShare> = new.iter().map(reload).collect();
+        mixed[target as usize] = reload(&old[target as usize]);
+        let results = sign(&Arc::new(mixed), &with_target, digest("lost")).await;
+        assert!(results.iter().all(|r| r.is_err()), "{results:?}");
+    }
+    // Too few others to rebuild from (2-of-2), or a helper naming itself: clear errors.
+    let two = keygen(2, 2, "repair 2-of-2").await;
+    let mut eps = concord_tss::local::LocalNetwork::connect(&[0, 1]);
+    let a = eps.remove(0);
+    let e = dkls::repair(
+        SessionId([1; 32]),
+        dkls::RepairRole::Helper(&two[0]),
+        0,
+        1,
+        Threshold::new(2, 2).unwrap(),
+        a.incoming,
+        a.outgoing,
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("cannot rebuild"), "{e}");
 }

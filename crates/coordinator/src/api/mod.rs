@@ -19,6 +19,7 @@
 //! | `GET /v1/health` | [`Health`] |
 //! | `GET /v1/modules`, `POST /v1/modules` | [`ModuleView`] (list, one) |
 //! | `GET /v1/groups`, `GET /v1/groups/{id}`, `POST /v1/groups` | [`GroupRecord`] (oldest first) |
+//! | `POST /v1/groups/{id}/replace` | [`JobRecord`]: the repair job |
 //! | `GET /v1/wallets`, `GET /v1/wallets/{id}` | [`WalletView`]: the record, how it was made, its group, its label and purpose in the policy in force, its addresses |
 //! | `GET /v1/wallets/{id}/balances` | [`WalletBalances`]: native coin and configured tokens, from the coordinator's chain RPC |
 //! | `POST /v1/wallets`, `POST /v1/wallets/import`, `POST /v1/wallets/{id}/refresh`, `POST /v1/wallets/{id}/derive`, `POST /v1/signatures` | [`JobRecord`] |
@@ -61,8 +62,9 @@ use crate::transfers::{
     CredentialRequest, DepositRequest, RegisteredCredential, WithdrawalRequest,
 };
 use crate::{
-    Coordinator, CreateGroup, CreateWallet, DeriveWallet, EnrollModule, Error, ExchangeBalances, GroupRecord,
-    ImportWallet, JobView, ModuleView, SignRequest, TransferRecord, WalletBalances, WalletView,
+    Coordinator, CreateGroup, CreateWallet, DeriveWallet, EnrollModule, Error, ExchangeBalances,
+    GroupRecord, ImportWallet, JobView, ModuleView, ReplaceMember, SignRequest, TransferRecord,
+    WalletBalances, WalletView,
 };
 use concord_wire::authority::Endorsement;
 
@@ -355,6 +357,30 @@ async fn refresh_wallet(
     Path(id): Path<String>,
 ) -> Answer<JobRecord> {
     accepted(c.refresh_wallet(&id, &scope.0).await?)
+}
+
+/// Replace a lost member of a signer group.
+///
+/// A DKLs23 group's member whose module is lost: the group's record names the new module at
+/// its index, then every other member rebuilds the new member's share of each wallet (none
+/// of them learns it) and all refresh their shares (the lost shares never sign with the new
+/// ones). Each member refuses unless the policy in force lists the group's members with the
+/// new module there. The answer is the repair job.
+#[utoipa::path(post, path = "/v1/groups/{id}/replace", tag = "groups", request_body = ReplaceMember,
+    params(("id" = String, Path, description = "The group's id")),
+    responses(
+        (status = 202, description = "The repair job", body = JobRecord),
+        (status = 400, description = "Not a DKLs23 group, holds FROST wallets, or the modules are not what the request says", body = ApiError),
+        (status = 404, body = ApiError),
+        (status = 409, description = "The new module is already a member", body = ApiError),
+    ))]
+async fn replace_member(
+    State(c): State<Coordinator>,
+    scope: RequestScope,
+    Path(id): Path<String>,
+    JsonBody(r): JsonBody<ReplaceMember>,
+) -> Answer<JobRecord> {
+    accepted(c.replace_member(&id, r, &scope.0).await?)
 }
 
 /// Derive a child wallet.
@@ -843,6 +869,7 @@ fn api() -> OpenApiRouter<Coordinator> {
         .routes(op(routes!(create_group)))
         .routes(view(routes!(list_groups)))
         .routes(view(routes!(get_group)))
+        .routes(op(routes!(replace_member)))
         .routes(op(routes!(create_wallet)))
         .routes(view(routes!(list_wallets)))
         .routes(op(routes!(import_wallet)))

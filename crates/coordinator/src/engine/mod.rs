@@ -163,6 +163,7 @@ impl Engine {
             JobKind::Presign => self.run_presign(job, &mut events).await,
             JobKind::Refresh => self.run_refresh(job, &mut events).await,
             JobKind::Derive => self.run_derive(job, &mut events).await,
+            JobKind::Repair => self.run_repair(job, &mut events).await,
         };
         self.hub.finish(&job.id);
         outcome

@@ -9,8 +9,8 @@ use super::Engine;
 use super::protocol::{Events, Run};
 use crate::Error;
 use crate::records::{
-    EventKind, GroupPrepared, GroupStatus, JobKind, JobRecord, JobStatus, WalletCreated,
-    WalletRecord, WalletRefreshed, now,
+    EventKind, GroupPrepared, GroupRepaired, GroupStatus, JobKind, JobRecord, JobStatus,
+    WalletCreated, WalletRecord, WalletRefreshed, now,
 };
 
 /// What an import carries to the modules.
@@ -210,7 +210,11 @@ impl Engine {
             return Err(Error::Unavailable(format!(
                 "a refresh needs every member of group {}; not connected: {}",
                 group.id,
-                missing.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")
+                missing
+                    .iter()
+                    .map(|m| m.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         let all: Vec<u16> = (0..group.size).collect();
@@ -242,7 +246,14 @@ impl Engine {
                 let c = hex::decode(&r.commitment)
                     .map_err(|_| Error::protocol("the refresh commitment is not hex"))?;
                 self.store
-                    .add_event(&job.id, None, EventKind::Note, Some(&c), Some(REFRESH_AGREED), None)
+                    .add_event(
+                        &job.id,
+                        None,
+                        EventKind::Note,
+                        Some(&c),
+                        Some(REFRESH_AGREED),
+                        None,
+                    )
                     .await?;
                 c
             }
@@ -281,7 +292,164 @@ impl Engine {
     }
 }
 
+/// What a repair job's event records once every member has set its new share of a wallet
+/// aside (followed by the wallet id).
+const REPAIR_AGREED: &str = "every member holds its rebuilt or refreshed share: committing";
+
 impl Engine {
+    /// Replaces a lost member (the group record already names the new one): for every root
+    /// wallet of the group, the others rebuild the new member's share and all refresh (each
+    /// setting the new share aside), then all commit the agreed shares; then the new member
+    /// derives the group's child wallets. Resumed, a wallet already agreed goes straight to
+    /// its commit.
+    pub(crate) async fn run_repair(
+        &self,
+        job: &JobRecord,
+        events: &mut Events,
+    ) -> Result<(), Error> {
+        let group = self.group_of(&job.group_id).await?;
+        let ask: serde_json::Value =
+            serde_json::from_slice(job.payload.as_deref().unwrap_or_default())
+                .map_err(|e| Error::Internal(format!("stored repair request: {e}")))?;
+        let index = ask["index"]
+            .as_u64()
+            .and_then(|i| u16::try_from(i).ok())
+            .ok_or_else(|| Error::Internal("stored repair request without an index".into()))?;
+        self.wait_connected(&group.members).await?;
+        let missing: Vec<&str> = group
+            .members
+            .iter()
+            .filter(|m| !self.hub.is_connected(m))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::Unavailable(format!(
+                "a repair needs every member of group {} (the new one included); not connected: {}",
+                group.id,
+                missing.join(", ")
+            )));
+        }
+        let all: Vec<u16> = (0..group.size).collect();
+        let mut roots = Vec::new();
+        let mut children = Vec::new();
+        for w in self
+            .store
+            .wallets()
+            .await?
+            .into_iter()
+            .filter(|w| w.group_id == group.id)
+        {
+            let made = self.store.job(&w.job_id).await?;
+            match made.filter(|j| j.kind == JobKind::Derive) {
+                Some(j) => children.push((w, j)),
+                None => roots.push(w),
+            }
+        }
+        let done = self.store.events(&job.id).await?;
+        for wallet in &roots {
+            let wallet_raw: WalletId = wallet
+                .id
+                .parse()
+                .map_err(|e: concord_types::TypesError| Error::Internal(e.to_string()))?;
+            let tag = format!("{REPAIR_AGREED} {}", wallet.id);
+            let agreed = done
+                .iter()
+                .rev()
+                .find(|e| e.kind == EventKind::Note && e.detail.as_deref() == Some(tag.as_str()))
+                .and_then(|e| e.digest.clone());
+            let commitment = match agreed {
+                Some(c) => c,
+                None => {
+                    let run = Run {
+                        job,
+                        kind: ProtocolKind::Repair,
+                        group: &group,
+                        parties: &all,
+                        status: JobStatus::Running,
+                        timeout: self.timeouts.protocol,
+                        session: None,
+                    };
+                    let results = self
+                        .run_protocol(run, events, |s| {
+                            s.wallet_id = wallet_raw.0.to_vec();
+                            s.repair_target = u32::from(index);
+                        })
+                        .await
+                        .map_err(|e| e.into_error(&group))?;
+                    let r = agreed_refresh(&results, wallet)?;
+                    let c = hex::decode(&r.commitment)
+                        .map_err(|_| Error::protocol("the repair commitment is not hex"))?;
+                    self.store
+                        .add_event(&job.id, None, EventKind::Note, Some(&c), Some(&tag), None)
+                        .await?;
+                    c
+                }
+            };
+            let run = Run {
+                job,
+                kind: ProtocolKind::RefreshCommit,
+                group: &group,
+                parties: &all,
+                status: JobStatus::Running,
+                timeout: self.timeouts.protocol,
+                session: None,
+            };
+            let results = self
+                .run_protocol(run, events, |s| {
+                    s.wallet_id = wallet_raw.0.to_vec();
+                    s.refresh_commitment = commitment.clone();
+                })
+                .await
+                .map_err(|e| e.into_error(&group))?;
+            agreed_refresh(&results, wallet)?;
+        }
+        // The new member records the group's child wallets (each member checks the path
+        // against its policy again; the others already hold them).
+        for (child, made) in &children {
+            let from: crate::DerivedFrom =
+                serde_json::from_slice(made.payload.as_deref().unwrap_or_default())
+                    .map_err(|e| Error::Internal(format!("stored derivation request: {e}")))?;
+            let parent: WalletId = from
+                .wallet
+                .parse()
+                .map_err(|e: concord_types::TypesError| Error::Internal(e.to_string()))?;
+            let run = Run {
+                job,
+                kind: ProtocolKind::Derive,
+                group: &group,
+                parties: &all,
+                status: JobStatus::Running,
+                timeout: self.timeouts.protocol,
+                session: None,
+            };
+            let path = from.path.to_string();
+            let results = self
+                .run_protocol(run, events, |s| {
+                    s.wallet_id = parent.0.to_vec();
+                    s.derivation_path = path.clone();
+                })
+                .await
+                .map_err(|e| e.into_error(&group))?;
+            let r = agreed_key(&results)?;
+            if r.wallet_id.to_string() != child.id {
+                return Err(Error::protocol(format!(
+                    "the members derive another wallet than {} at {}",
+                    child.id, from.path
+                )));
+            }
+        }
+        let result = GroupRepaired {
+            group_id: group.id.clone(),
+            index,
+            replaced: ask["replaced"].as_str().unwrap_or_default().to_owned(),
+            by: ask["by"].as_str().unwrap_or_default().to_owned(),
+            wallets: roots.iter().map(|w| w.id.clone()).collect(),
+        };
+        self.store
+            .finish_job(&job.id, &serde_json::to_vec(&result).unwrap_or_default())
+            .await
+    }
+
     /// A child wallet: every member (all of them, so any `t` can sign for it later) checks the
     /// path against its policy, derives the child key from its own share and reports it; all
     /// must report the same key.
@@ -291,8 +459,9 @@ impl Engine {
         events: &mut Events,
     ) -> Result<(), Error> {
         let group = self.group_of(&job.group_id).await?;
-        let from: crate::DerivedFrom = serde_json::from_slice(job.payload.as_deref().unwrap_or_default())
-            .map_err(|e| Error::Internal(format!("stored derivation request: {e}")))?;
+        let from: crate::DerivedFrom =
+            serde_json::from_slice(job.payload.as_deref().unwrap_or_default())
+                .map_err(|e| Error::Internal(format!("stored derivation request: {e}")))?;
         let parent: WalletId = from
             .wallet
             .parse()
@@ -331,7 +500,8 @@ impl Engine {
             .map_err(|e| e.into_error(&group))?;
         let r = agreed_key(&results)?;
         if let Some(existing) = self.store.wallet(&r.wallet_id.to_string()).await? {
-            let result = WalletCreated::of(existing, self.evm_network()).map_err(Error::protocol)?;
+            let result =
+                WalletCreated::of(existing, self.evm_network()).map_err(Error::protocol)?;
             return self
                 .store
                 .finish_job(&job.id, &serde_json::to_vec(&result).unwrap_or_default())
@@ -354,7 +524,9 @@ fn agreed_refresh(
             blamed: vec![module.clone()],
         })?;
         if r.wallet_id.to_string() != wallet.id
-            || !r.public_key.eq_ignore_ascii_case(&hex::encode(&wallet.public_key))
+            || !r
+                .public_key
+                .eq_ignore_ascii_case(&hex::encode(&wallet.public_key))
         {
             return Err(Error::Protocol {
                 reason: format!("module {module} refreshed another wallet or key"),

@@ -192,6 +192,25 @@ impl Store {
         Ok(())
     }
 
+    /// Puts module `module` at index `idx` of a group (a replaced member).
+    pub async fn replace_group_member(
+        &self,
+        group: &str,
+        idx: u16,
+        module: &str,
+    ) -> Result<(), Error> {
+        sqlx::query(
+            self.sql("UPDATE group_members SET module_id = ? WHERE group_id = ? AND idx = ?"),
+        )
+        .bind(module)
+        .bind(group)
+        .bind(i64::from(idx))
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
     /// Records a new wallet (idempotent: the same wallet twice is not an error).
     pub async fn insert_wallet(&self, w: &WalletRecord) -> Result<(), Error> {
         sqlx::query(self.sql(

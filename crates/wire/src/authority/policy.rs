@@ -183,6 +183,19 @@ impl WalletRule {
     }
 }
 
+/// The admins' word on who a signer group's members are (identity keys, in index order):
+/// what lets the members of a group accept a new member in a lost one's place (a repair).
+/// Without it, a group keeps the members it was set up with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct GroupRule {
+    /// The group's id.
+    pub group: String,
+    /// Its members' identity keys, in index order.
+    pub members: Vec<PublicIdentity>,
+}
+
 /// Where an address-book entry points.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -238,6 +251,10 @@ pub struct Policy {
     /// Allowed withdrawal destinations.
     #[serde(default)]
     pub address_book: Vec<AddressEntry>,
+    /// Signer groups whose membership the admins have set (absent from the canonical form
+    /// when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupRule>,
 }
 
 fn check_name(what: &str, name: &str) -> Result<(), AuthorityError> {
@@ -314,6 +331,11 @@ impl Policy {
         })
     }
 
+    /// The admins' member list of a signer group, if the policy sets one.
+    pub fn group(&self, group: &str) -> Option<&GroupRule> {
+        self.groups.iter().find(|g| g.group == group)
+    }
+
     /// The address-book entry with this label.
     pub fn address(&self, label: &str) -> Option<&AddressEntry> {
         self.address_book.iter().find(|a| a.label == label)
@@ -370,6 +392,20 @@ impl Policy {
                 if address.is_empty() || address.len() > 128 {
                     return bad(format!("the address of {:?} is empty or too long", a.label));
                 }
+            }
+        }
+        let mut groups = BTreeSet::new();
+        for g in &self.groups {
+            check_name("group", &g.group)?;
+            if !groups.insert(g.group.as_str()) {
+                return bad(format!("group {:?} is listed twice", g.group));
+            }
+            if g.members.len() < 2 || g.members.len() > 255 {
+                return bad(format!("group {:?} must list 2 to 255 members", g.group));
+            }
+            let distinct: BTreeSet<_> = g.members.iter().collect();
+            if distinct.len() != g.members.len() {
+                return bad(format!("group {:?} lists a member twice", g.group));
             }
         }
         let mut wallets = BTreeSet::new();

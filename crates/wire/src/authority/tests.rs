@@ -72,6 +72,7 @@ fn policy_v1() -> Policy {
             label: "desk".into(),
             target: AddressTarget::Wallet { wallet: WALLET },
         }],
+        groups: vec![],
     }
 }
 

@@ -338,7 +338,10 @@ async fn hd_wallets(d: &mut Demo, wallet: &str) -> Result<()> {
     }
     if let Some(ws) = doc["wallets"].as_array_mut() {
         for w in ws {
-            if let Some(to) = w["purpose"]["withdraw_to"].as_array_mut() {
+            // (Read before indexing mutably: a missing key would be inserted as null.)
+            if w["purpose"]["kind"] == "exchange_credential"
+                && let Some(to) = w["purpose"]["withdraw_to"].as_array_mut()
+            {
                 to.push(json!("desk-child"));
             }
         }

@@ -195,7 +195,8 @@ pub enum WalletsCommand {
     /// Re-randomise every member's share of a wallet (proactive refresh): same key, same
     /// addresses, new shares; the old ones are replaced once every member holds its new one.
     /// Every member must be connected, and the policy must say `refresh = true` for the
-    /// wallet (each module checks). DKLs23 wallets.
+    /// wallet (each module checks). DKLs23 and FROST (Taproot, Ed25519) wallets; cggmp21
+    /// has no refresh.
     #[command(after_help = "Example:\n  concord wallets refresh 3f2a --wait")]
     Refresh {
         /// Wallet id or a unique prefix of it.

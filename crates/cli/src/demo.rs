@@ -247,6 +247,25 @@ async fn lifecycle(d: &mut Demo, setup: GroupSetup, wallet: &str, address: Addre
             && after < before,
         json!({"refresh_job": job["id"], "commitment": r["commitment"], "deposit": transfer_summary(&t)}),
     );
+    // The exchange's withdraw key (FROST Ed25519) too: the HD step's withdrawal is then
+    // signed with the refreshed shares and accepted by the exchange.
+    let cred = wallets_labelled(d, "binance-withdraw-key").await?;
+    if let Some(cred) = cred {
+        let job = d
+            .api
+            .post(&format!("/v1/wallets/{cred}/refresh"), &json!({}))
+            .await?;
+        let done = d
+            .api
+            .wait_job(job["id"].as_str().unwrap_or_default(), true)
+            .await?;
+        let r = done.result.clone().unwrap_or_default();
+        d.record(
+            "key refresh (FROST Ed25519): every module re-randomised its share of the exchange's withdraw key; the exchange still knows the same public key",
+            r["members"].as_array().map(Vec::len) == Some(d.info.modules.len()),
+            json!({"refresh_job": job["id"], "commitment": r["commitment"]}),
+        );
+    }
     hd_wallets(d, wallet).await?;
     // The imported outside key's wallet is in no policy entry: no refresh.
     let wallets = d.api.get("/v1/wallets").await?;
@@ -275,6 +294,16 @@ async fn lifecycle(d: &mut Demo, setup: GroupSetup, wallet: &str, address: Addre
         );
     }
     Ok(())
+}
+
+/// The id of the wallet the policy in force labels `label`.
+async fn wallets_labelled(d: &Demo, label: &str) -> Result<Option<String>> {
+    let wallets = d.api.get("/v1/wallets").await?;
+    Ok(wallets.as_array().and_then(|l| {
+        l.iter()
+            .find(|w| w["label"] == label)
+            .and_then(|w| w["id"].as_str().map(str::to_owned))
+    }))
 }
 
 /// HD wallets: a child of the trader's wallet derived by every module (the policy allows
@@ -657,7 +686,7 @@ pub(crate) async fn prepare_with(
              "limits": [
                 {"coin": "ETH", "per_transfer": "2", "per_day": "10", "cosign_above": "1", "cosigners": 1},
                 {"coin": "CTT", "per_transfer": "1000", "per_day": "5000"}]},
-            {"wallet": cred_wallet, "label": "binance-withdraw-key",
+            {"wallet": cred_wallet, "label": "binance-withdraw-key", "refresh": true,
              "purpose": {"kind": "exchange_credential", "exchange": "binance", "withdraw_to": ["desk"]},
              "limits": [{"coin": "ETH", "per_transfer": "1", "per_day": "5"}]},
         ],

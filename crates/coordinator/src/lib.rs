@@ -216,6 +216,11 @@ pub struct ReplaceMember {
     pub with: String,
 }
 
+/// Request to refresh a wallet's shares (no options: `{}`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshWallet {}
+
 /// Request to derive a child wallet.
 #[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -531,12 +536,12 @@ impl Coordinator {
                 wallet.id
             )));
         }
-        if wallet.scheme != concord_types::Scheme::EcdsaSecp256k1.as_str()
-            || group.engine != concord_types::EcdsaEngine::Dkls23
+        if wallet.scheme == concord_types::Scheme::EcdsaSecp256k1.as_str()
+            && group.engine == concord_types::EcdsaEngine::Cggmp21
         {
             return Err(Error::BadRequest(format!(
-                "wallet {} is a {} wallet of a {} group: only DKLs23 (ecdsa-secp256k1) wallets can be refreshed so far (cggmp21 0.6 has no threshold refresh; FROST refresh is not wired yet)",
-                wallet.id, wallet.scheme, group.engine
+                "wallet {} is an ecdsa-secp256k1 wallet of a cggmp21 group: cggmp21 0.6 has no threshold key refresh, so it cannot be refreshed (DKLs23 and FROST wallets can)",
+                wallet.id
             )));
         }
         let job = JobRecord {

@@ -405,7 +405,7 @@ async fn jobs_are_listed_newest_first_and_filtered() {
     let (_, e) = call(&c, get("/v1/jobs?kind=dance", &viewer)).await;
     assert_eq!(
         error_of(&e),
-        "kind \"dance\" is not a job kind: expected aux_info, keygen, import, sign or presign"
+        "kind \"dance\" is not a job kind: expected aux_info, keygen, import, sign, presign, refresh, derive or repair"
     );
     let (_, e) = call(&c, get("/v1/jobs?limit=5000", &viewer)).await;
     assert_eq!(

@@ -996,17 +996,18 @@ async fn run_protocol(
                 let share = state.share(wallet)?.ok_or_else(|| {
                     Error::Refused(format!("this module holds no share of wallet {wallet}"))
                 })?;
-                let KeyShare::Dkls(old) = share else {
+                if share.public_commitment().is_none() {
                     return Err(Error::Refused(format!(
-                        "wallet {wallet} is a {} share: only DKLs23 shares can be refreshed here (cggmp21 0.6 has no threshold refresh; FROST refresh is not wired yet)",
+                        "wallet {wallet} is a {} share: cggmp21 0.6 has no threshold refresh",
                         share.engine()
                     )));
-                };
-                let new = concord_tss::dkls::refresh(session, &old, incoming, outgoing)
+                }
+                let new = concord_tss::refresh(&share, session, incoming, outgoing, &mut OsRng)
                     .await
                     .map_err(|e| Error::Protocol(e.to_string()))?;
-                let commitment = new.public_commitment();
-                let new = KeyShare::Dkls(new);
+                let commitment = new
+                    .public_commitment()
+                    .ok_or_else(|| Error::Protocol("the refreshed share has no commitment".into()))?;
                 // Set aside, not in use: the old share signs until every member has its new one.
                 state.set_aside_refreshed(&new)?;
                 Ok(serde_json::to_vec(&RefreshResult {
@@ -1147,10 +1148,7 @@ async fn run_protocol(
                 let expected: [u8; 32] = s.refresh_commitment.as_slice().try_into().map_err(|_| {
                     Error::Refused("the refresh commitment is not 32 bytes".into())
                 })?;
-                let commitment_of = |share: &KeyShare| match share {
-                    KeyShare::Dkls(d) => Some(d.public_commitment()),
-                    _ => None,
-                };
+                let commitment_of = |share: &KeyShare| share.public_commitment();
                 let current = state.share(wallet)?;
                 if current.as_ref().and_then(commitment_of) != Some(expected) {
                     let aside = state.refreshed(wallet)?.ok_or_else(|| {

@@ -149,6 +149,8 @@ pub enum Tag {
     DklsSign = 10,
     DklsRefresh = 11,
     DklsRepair = 12,
+    Ed25519Refresh = 13,
+    TaprootRefresh = 14,
 }
 
 impl Tag {
@@ -166,6 +168,8 @@ impl Tag {
             Tag::DklsSign => "DKLs23 signing",
             Tag::DklsRefresh => "DKLs23 key refresh",
             Tag::DklsRepair => "DKLs23 share repair",
+            Tag::Ed25519Refresh => "FROST Ed25519 key refresh",
+            Tag::TaprootRefresh => "FROST Taproot key refresh",
         }
     }
 
@@ -183,6 +187,8 @@ impl Tag {
             Tag::DklsSign,
             Tag::DklsRefresh,
             Tag::DklsRepair,
+            Tag::Ed25519Refresh,
+            Tag::TaprootRefresh,
         ]
         .into_iter()
         .find(|t| *t as u8 == code)

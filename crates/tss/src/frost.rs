@@ -37,15 +37,15 @@ pub trait FrostSuite: Ciphersuite + Send + Sync + 'static {
     /// x-only BIP-340 output key for Taproot.
     fn public_key_bytes(key: &VerifyingKey<Self>) -> Vec<u8>;
 
-    /// Protocol tags of this suite's DKG and signing messages (distinct per suite, so a
-    /// message can be decoded knowing nothing but its bytes).
+    /// Protocol tags of this suite's DKG, signing and refresh messages (distinct per suite,
+    /// so a message can be decoded knowing nothing but its bytes).
     #[doc(hidden)]
-    const TAGS: (Tag, Tag);
+    const TAGS: (Tag, Tag, Tag);
 }
 
 impl FrostSuite for frost_ed25519::Ed25519Sha512 {
     const SCHEME: Scheme = Scheme::Ed25519;
-    const TAGS: (Tag, Tag) = (Tag::Ed25519Dkg, Tag::Ed25519Sign);
+    const TAGS: (Tag, Tag, Tag) = (Tag::Ed25519Dkg, Tag::Ed25519Sign, Tag::Ed25519Refresh);
     fn public_key_bytes(key: &VerifyingKey<Self>) -> Vec<u8> {
         key.serialize().unwrap_or_default()
     }
@@ -53,7 +53,7 @@ impl FrostSuite for frost_ed25519::Ed25519Sha512 {
 
 impl FrostSuite for frost_secp256k1_tr::Secp256K1Sha256TR {
     const SCHEME: Scheme = Scheme::SchnorrTaproot;
-    const TAGS: (Tag, Tag) = (Tag::TaprootDkg, Tag::TaprootSign);
+    const TAGS: (Tag, Tag, Tag) = (Tag::TaprootDkg, Tag::TaprootSign, Tag::TaprootRefresh);
     fn public_key_bytes(key: &VerifyingKey<Self>) -> Vec<u8> {
         // SEC1 compressed; BIP-340 keys are the x coordinate alone.
         key.serialize().map(|b| b[1..].to_vec()).unwrap_or_default()
@@ -348,6 +348,116 @@ pub async fn dkg<C: FrostSuite>(
         untweaked_key: *untweaked.verifying_key(),
     }
     .validate()
+}
+
+/// Proactive refresh (FROST's refresh by DKG): every member (all `n`) deals a sharing of zero
+/// and adds what it receives to its share, so every signing share and verifying share
+/// changes while the group key (for Taproot, the tweaked output key and its internal key)
+/// stays. Round 1 is echoed in round 2, as in [`dkg`], so equivocation is caught. A share
+/// from before and one from after never sign together.
+pub async fn refresh<C: FrostSuite>(
+    session: SessionId,
+    share: &FrostKeyShare<C>,
+    mut incoming: impl Incoming,
+    mut outgoing: impl Outgoing,
+    rng: &mut (impl RngCore + CryptoRng + Send),
+) -> Result<FrostKeyShare<C>, TssError> {
+    let threshold = share.threshold;
+    let index = share.index;
+    let n = threshold.n();
+    let parties: Vec<u16> = (0..n).collect();
+    let others: Vec<u16> = parties.iter().copied().filter(|p| *p != index).collect();
+    let roster = Roster {
+        session,
+        me: index,
+        parties: parties.clone(),
+        tag: C::TAGS.2,
+    };
+    let mut io = RoundIo::new(roster, &mut incoming, &mut outgoing);
+    let me = identifier::<C>(index)?;
+    let fe = |e| frost_error::<C>(e, &parties);
+
+    // Round 1: commitments to a sharing of zero, broadcast.
+    let (secret1, package1) =
+        frost_core::keys::refresh::refresh_dkg_part1::<C, _>(me, n, threshold.t(), &mut *rng)
+            .map_err(fe)?;
+    let own1 = package1.serialize().map_err(fe)?;
+    io.send(None, 1, &own1).await?;
+    let raw1 = io.collect(1, &others, false).await?;
+    let mut round1 = BTreeMap::new();
+    for (party, bytes) in &raw1 {
+        let pkg = decode(*party, "refresh round-1 package", bytes, |b| {
+            frost_core::keys::dkg::round1::Package::<C>::deserialize(b).map_err(|e| e.to_string())
+        })?;
+        round1.insert(identifier::<C>(*party)?, pkg);
+    }
+
+    // Round 2: echo what we received, so equivocation in round 1 is caught.
+    let mut all1 = raw1.clone();
+    all1.insert(index, own1);
+    let my_echo = echo_hash(&all1);
+    io.send(None, 2, &my_echo).await?;
+    let echoes = io.collect(2, &others, false).await?;
+    let disagreeing: Vec<u16> = echoes
+        .iter()
+        .filter(|(_, e)| e.as_slice() != my_echo.as_slice())
+        .map(|(p, _)| *p)
+        .collect();
+    if !disagreeing.is_empty() {
+        return Err(TssError::InconsistentBroadcast {
+            parties: disagreeing,
+            round: 1,
+        });
+    }
+
+    // Round 3: the shares of zero, point to point.
+    let (secret2, packages2) =
+        frost_core::keys::refresh::refresh_dkg_part2(secret1, &round1).map_err(fe)?;
+    for party in &others {
+        let pkg = packages2.get(&identifier::<C>(*party)?).ok_or_else(|| {
+            TssError::params(format!("no round-2 package was made for party {party}"))
+        })?;
+        io.send(Some(*party), 3, &pkg.serialize().map_err(fe)?)
+            .await?;
+    }
+    let raw2 = io.collect(3, &others, true).await?;
+    let mut round2 = BTreeMap::new();
+    for (party, bytes) in &raw2 {
+        let pkg = decode(*party, "refresh round-2 package", bytes, |b| {
+            frost_core::keys::dkg::round2::Package::<C>::deserialize(b).map_err(|e| e.to_string())
+        })?;
+        round2.insert(identifier::<C>(*party)?, pkg);
+    }
+    let (key_package, public_key_package) = frost_core::keys::refresh::refresh_dkg_shares(
+        &secret2,
+        &round1,
+        &round2,
+        share.public_key_package.clone(),
+        share.key_package.clone(),
+    )
+    .map_err(fe)?;
+    FrostKeyShare {
+        index,
+        threshold,
+        key_package,
+        public_key_package,
+        untweaked_key: share.untweaked_key,
+    }
+    .validate()
+}
+
+/// A commitment to the group's public state (the public key package: group key and every
+/// member's verifying share), the same at every member; it changes with every refresh.
+pub fn public_commitment<C: FrostSuite>(share: &FrostKeyShare<C>) -> Result<[u8; 32], TssError> {
+    let bytes = share
+        .public_key_package
+        .serialize()
+        .map_err(|e| TssError::params(format!("the public key package does not encode: {e}")))?;
+    let mut h = Sha256::new();
+    h.update(b"concord/frost/public/v1\0");
+    h.update([C::SCHEME.code()]);
+    h.update(bytes);
+    Ok(h.finalize().into())
 }
 
 /// Threshold signing of `message` by `signers` (at least `t` group indices, including ours).

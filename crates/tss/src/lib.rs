@@ -110,6 +110,18 @@ impl KeyShare {
         }
     }
 
+    /// A commitment to the group's public state for this key (the same at every member of
+    /// one sharing; it changes with every refresh), for the engines that refresh: DKLs23 and
+    /// FROST. `None` for cggmp21.
+    pub fn public_commitment(&self) -> Option<[u8; 32]> {
+        match self {
+            KeyShare::Dkls(s) => Some(s.public_commitment()),
+            KeyShare::Taproot(s) => frost::public_commitment(s).ok(),
+            KeyShare::Ed25519(s) => frost::public_commitment(s).ok(),
+            KeyShare::Ecdsa(_) => None,
+        }
+    }
+
     /// This party's index in the group.
     pub fn index(&self) -> u16 {
         match self {
@@ -229,6 +241,32 @@ pub async fn dkg(
         Scheme::Ed25519 => frost::dkg(session, index, threshold, incoming, outgoing, rng)
             .await
             .map(KeyShare::Ed25519),
+    }
+}
+
+/// Proactive refresh of any share that can be refreshed (DKLs23, FROST Taproot, FROST
+/// Ed25519; all `n` members take part): the key stays, every share changes. cggmp21 0.6 has
+/// no threshold refresh: its shares are refused. DKLs23 draws its randomness itself.
+pub async fn refresh(
+    share: &KeyShare,
+    session: SessionId,
+    incoming: impl Incoming,
+    outgoing: impl Outgoing,
+    rng: &mut (impl RngCore + CryptoRng + Send),
+) -> Result<KeyShare, TssError> {
+    match share {
+        KeyShare::Dkls(s) => dkls::refresh(session, s, incoming, outgoing)
+            .await
+            .map(KeyShare::Dkls),
+        KeyShare::Taproot(s) => frost::refresh(session, s, incoming, outgoing, rng)
+            .await
+            .map(KeyShare::Taproot),
+        KeyShare::Ed25519(s) => frost::refresh(session, s, incoming, outgoing, rng)
+            .await
+            .map(KeyShare::Ed25519),
+        KeyShare::Ecdsa(_) => Err(TssError::params(
+            "cggmp21 0.6 has no threshold key refresh: a cggmp21 wallet keeps its shares",
+        )),
     }
 }
 

@@ -451,8 +451,13 @@ pub fn inspect(env: &Envelope) -> Result<MessageKind, TssError> {
             cbor(cbor_decode::<crate::ecdsa::EcdsaPartialSignature>(payload).map(drop))?;
             Some(*round)
         }
-        Tag::Ed25519Dkg => Some(inspect_frost_dkg::<Ed25519>(rest).map_err(bad)?),
-        Tag::TaprootDkg => Some(inspect_frost_dkg::<Taproot>(rest).map_err(bad)?),
+        // A refresh has the DKG's messages (its round-1 commitments leave out the zero term).
+        Tag::Ed25519Dkg | Tag::Ed25519Refresh => {
+            Some(inspect_frost_dkg::<Ed25519>(rest).map_err(bad)?)
+        }
+        Tag::TaprootDkg | Tag::TaprootRefresh => {
+            Some(inspect_frost_dkg::<Taproot>(rest).map_err(bad)?)
+        }
         Tag::Ed25519Sign => Some(inspect_frost_sign::<Ed25519>(rest).map_err(bad)?),
         Tag::TaprootSign => Some(inspect_frost_sign::<Taproot>(rest).map_err(bad)?),
         Tag::DklsKeygen => Some(crate::dkls::inspect_keygen(rest).map_err(&cbor_bad)?),

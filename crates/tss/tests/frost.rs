@@ -412,3 +412,85 @@ fn debug_output_is_redacted() {
         "{s}"
     );
 }
+
+async fn refresh<C: FrostSuite>(
+    shares: &Arc<Vec<FrostKeyShare<C>>>,
+    label: &str,
+) -> Arc<Vec<FrostKeyShare<C>>> {
+    let session = SessionId::derive("test-frost-refresh", label.as_bytes());
+    let parties: Vec<u16> = (0..shares.len() as u16).collect();
+    let shares = shares.clone();
+    Arc::new(
+        run(&parties, move |ep| {
+            let shares = shares.clone();
+            async move {
+                let seed = 7 ^ u64::from(ep.index);
+                frost::refresh(
+                    session,
+                    &shares[ep.index as usize],
+                    ep.incoming,
+                    ep.outgoing,
+                    &mut rng(seed),
+                )
+                .await
+            }
+        })
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect(),
+    )
+}
+
+/// Reloaded through the stored format, as a module does.
+fn reload<C: FrostSuite>(s: &FrostKeyShare<C>) -> KeyShare {
+    UncheckedKeyShare::from_bytes(&s.to_bytes())
+        .unwrap()
+        .validate()
+        .unwrap()
+}
+
+/// A refresh (both suites) keeps the group key (Taproot: the tweaked output key and its
+/// internal key), changes every share and the public commitment; every subset signs with
+/// the new shares, checked by independent verifiers; an old and a new share never make a
+/// valid signature together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_keeps_the_key_and_old_and_new_shares_never_sign_together() {
+    let old = dkg::<Ed25519>(2, 3, "refresh").await;
+    let new = refresh(&old, "ed25519").await;
+    let pk = old[0].public_key();
+    for (o, m) in old.iter().zip(new.iter()) {
+        assert_eq!(m.public_key(), pk);
+        assert_ne!(o.to_bytes().as_slice(), m.to_bytes().as_slice());
+        assert_ne!(
+            frost::public_commitment(o).unwrap(),
+            frost::public_commitment(m).unwrap()
+        );
+        assert!(matches!(reload(m), KeyShare::Ed25519(_)));
+    }
+    for subset in subsets(3, 2) {
+        let msg = format!("refreshed {subset:?}").into_bytes();
+        let sig = sign(&new, &subset, &msg).await.remove(0).unwrap();
+        verify_ed25519(&pk, &msg, &sig);
+    }
+    let copy = |s: &FrostKeyShare<Ed25519>| match reload(s) {
+        KeyShare::Ed25519(s) => s,
+        other => panic!("{other:?}"),
+    };
+    let mixed = Arc::new(vec![copy(&old[0]), copy(&new[1])]);
+    let results = sign(&mixed, &[0, 1], b"mixed").await;
+    assert!(results.iter().all(Result::is_err), "{results:?}");
+
+    let old = dkg::<Taproot>(2, 3, "refresh").await;
+    let new = refresh(&old, "taproot").await;
+    for (o, m) in old.iter().zip(new.iter()) {
+        assert_eq!(m.public_key(), o.public_key());
+        assert_eq!(m.untweaked_public_key(), o.untweaked_public_key());
+        assert_ne!(o.to_bytes().as_slice(), m.to_bytes().as_slice());
+    }
+    for subset in subsets(3, 2) {
+        let msg = [subset[0] as u8; 32];
+        let sig = sign(&new, &subset, &msg).await.remove(0).unwrap();
+        check_taproot(&new[0], &msg, &sig);
+    }
+}

@@ -63,8 +63,8 @@ use crate::transfers::{
 };
 use crate::{
     Coordinator, CreateGroup, CreateWallet, DeriveWallet, EnrollModule, Error, ExchangeBalances,
-    GroupRecord, ImportWallet, JobView, ModuleView, ReplaceMember, SignRequest, TransferRecord,
-    WalletBalances, WalletView,
+    GroupRecord, ImportWallet, JobView, ModuleView, RefreshWallet, ReplaceMember, SignRequest,
+    TransferRecord, WalletBalances, WalletView,
 };
 use concord_wire::authority::Endorsement;
 
@@ -344,7 +344,7 @@ async fn get_wallet(State(c): State<Coordinator>, Path(id): Path<String>) -> Ans
 /// and addresses stay. Each module refuses unless the admin-signed policy in force says
 /// `refresh = true` for the wallet. The old shares are replaced only once every member holds
 /// its new one. The answer is the refresh job.
-#[utoipa::path(post, path = "/v1/wallets/{id}/refresh", tag = "wallets",
+#[utoipa::path(post, path = "/v1/wallets/{id}/refresh", tag = "wallets", request_body = RefreshWallet,
     params(("id" = String, Path, description = "The wallet's id (64 hex digits)")),
     responses(
         (status = 202, description = "The refresh job", body = JobRecord),
@@ -355,6 +355,7 @@ async fn refresh_wallet(
     State(c): State<Coordinator>,
     scope: RequestScope,
     Path(id): Path<String>,
+    JsonBody(_): JsonBody<RefreshWallet>,
 ) -> Answer<JobRecord> {
     accepted(c.refresh_wallet(&id, &scope.0).await?)
 }

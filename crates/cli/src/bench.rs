@@ -251,6 +251,8 @@ pub async fn transfers(args: TransferBenchArgs) -> Result<()> {
         tokio::time::sleep(Duration::from_secs(5)).await;
         let started = Instant::now();
         let (mut accepted, mut client_seen, mut signed) = (Vec::new(), Vec::new(), Vec::new());
+        // Where the time goes: request → each step of the deposit machine.
+        let mut steps: std::collections::BTreeMap<String, Vec<Duration>> = Default::default();
         let mut presigned = 0;
         for _ in 0..args.count {
             let sent = Instant::now();
@@ -269,6 +271,11 @@ pub async fn transfers(args: TransferBenchArgs) -> Result<()> {
             let j = d.api.get(&format!("/v1/jobs/{job}")).await?;
             if j["result"]["presigned"] == true {
                 presigned += 1;
+            }
+            for step in ["resolving", "signing", "signature", "signed"] {
+                if let Some(at) = ms_of(&t, step) {
+                    steps.entry(step.to_owned()).or_default().push(at);
+                }
             }
             match (ms_of(&t, "broadcast"), ms_of(&t, "signature")) {
                 (Some(a), Some(s)) => {
@@ -318,6 +325,10 @@ pub async fn transfers(args: TransferBenchArgs) -> Result<()> {
                 row("withdraw request: FROST-Ed25519 signing (proposal → verified signature)", frost, withdrawals_elapsed),
                 row("withdraw request: request → verified signature", to_signature, withdrawals_elapsed),
             ],
+            "deposit_steps": steps
+                .into_iter()
+                .map(|(step, v)| row(&format!("deposit: request → {step}"), v, deposits_elapsed))
+                .collect::<Vec<_>>(),
         }))
     }
     .await;
@@ -335,7 +346,9 @@ pub async fn transfers(args: TransferBenchArgs) -> Result<()> {
     );
     crate::outln!("| measurement | count | p50 | p99 | max |");
     crate::outln!("|---|---|---|---|---|");
-    for r in report["rows"].as_array().into_iter().flatten() {
+    let rows = report["rows"].as_array().into_iter().flatten();
+    let steps = report["deposit_steps"].as_array().into_iter().flatten();
+    for r in rows.chain(steps) {
         let f = |k: &str| {
             r[k].as_f64()
                 .map(|v| format!("{v:.1} ms"))

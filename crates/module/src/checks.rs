@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use concord_chain::{Address, Asset, EvmClient, FeePolicy};
-use concord_exchange::Connector;
 use concord_exchange::binance::{BinanceClient, WithdrawParams};
+use concord_exchange::{Connector, DepositAddress};
 use concord_exchange::{Ed25519Signer, HmacSha256Signer, RequestSigner};
 use concord_wire::payload::{Destination, SigningPayload};
 use concord_wire::rpc::{ExchangeAnswer, ExchangeQuery, exchange_query};
@@ -37,7 +37,17 @@ pub(crate) struct ChainView {
 pub(crate) struct Outside {
     chain: Option<ChainView>,
     exchanges: HashMap<String, Arc<dyn Connector>>,
+    /// Deposit addresses this module's own connector gave it, with when: a deposit's
+    /// approval reuses the one fetched moments before for the same deposit's resolution
+    /// (never older than [`RECENT_ADDRESS`]) instead of asking the exchange twice.
+    recent: std::sync::Mutex<HashMap<AddressKey, (std::time::Instant, DepositAddress)>>,
 }
+
+/// (exchange, coin, network).
+type AddressKey = (String, String, String);
+
+/// How long a deposit address this module fetched itself stands for a deposit's approval.
+const RECENT_ADDRESS: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Outside {
     /// Builds the connections the configuration names, with read keys from the vault.
@@ -94,7 +104,11 @@ impl Outside {
                 .map_err(|e| Error::Config(format!("exchange {}: {e}", x.name)))?;
             exchanges.insert(x.name.clone(), Arc::new(client));
         }
-        Ok(Outside { chain, exchanges })
+        Ok(Outside {
+            chain,
+            exchanges,
+            recent: Default::default(),
+        })
     }
 
     fn chain(&self) -> Result<&ChainView, String> {
@@ -118,12 +132,16 @@ impl Outside {
                     .map_err(|e| describe(&q.exchange, &e))
             };
             match q.query {
-                Some(exchange_query::Query::DepositAddress(d)) => json(
-                    connector
-                        .deposit_address(&d.coin, &d.network)
-                        .await
-                        .map(|a| serde_json::to_value(a).unwrap_or_default()),
-                ),
+                Some(exchange_query::Query::DepositAddress(d)) => {
+                    let answer = connector.deposit_address(&d.coin, &d.network).await;
+                    if let (Ok(a), Ok(mut recent)) = (&answer, self.recent.lock()) {
+                        recent.insert(
+                            (q.exchange.clone(), d.coin.clone(), d.network.clone()),
+                            (std::time::Instant::now(), a.clone()),
+                        );
+                    }
+                    json(answer.map(|a| serde_json::to_value(a).unwrap_or_default()))
+                }
                 Some(exchange_query::Query::Withdrawal(w)) => json(
                     connector
                         .withdrawal(&w.id)
@@ -165,6 +183,28 @@ impl Outside {
                 json: Vec::new(),
                 error,
             },
+        }
+    }
+
+    /// The deposit address from this module's own connector: the one it fetched for this
+    /// deposit's resolution moments ago, else asked again.
+    async fn deposit_address(
+        &self,
+        connector: &Arc<dyn Connector>,
+        exchange: &str,
+        coin: &str,
+        network: &str,
+    ) -> Result<DepositAddress, concord_exchange::ExchangeError> {
+        let key = (exchange.to_owned(), coin.to_owned(), network.to_owned());
+        let fresh = self.recent.lock().ok().and_then(|mut r| {
+            // Taken, not copied: one resolution serves one approval.
+            r.remove(&key)
+                .filter(|(at, _)| at.elapsed() < RECENT_ADDRESS)
+                .map(|(_, a)| a)
+        });
+        match fresh {
+            Some(a) => Ok(a),
+            None => connector.deposit_address(coin, network).await,
         }
     }
 
@@ -252,7 +292,7 @@ impl Outside {
         let connector = self.connector(exchange)?;
         // Ask the exchange, the node's chain id and the sender's nonce at once.
         let (deposit, node_chain_id, pending) = tokio::join!(
-            connector.deposit_address(coin, network),
+            self.deposit_address(connector, exchange, coin, network),
             chain
                 .node_chain_id
                 .get_or_try_init(|| chain.client.chain_id()),

@@ -90,17 +90,20 @@ impl Engine {
         let ctx = self.transfer_ctx()?.clone();
         let (wallet, members) = self.wallet_and_members(&t.wallet_id).await?;
         let group = self.group_of(&wallet.group_id).await?;
-        let recipient = self
-            .resolve_deposit_address(t, &members, usize::from(group.threshold))
-            .await?;
         let sender = ecdsa_address(&wallet)?;
         let (asset, decimals) = ctx.asset_of(&t.coin)?;
         let amount = t.amount.to_base(decimals).map_err(Error::BadRequest)?;
-        let fees = ctx
-            .client
-            .suggest_fees()
-            .await
-            .map_err(|e| chain_error("reading the fees", &e))?;
+        // The modules' answers and the chain reads at once (none depends on another).
+        let (recipient, fees, eth, pending) = tokio::join!(
+            self.resolve_deposit_address(t, &members, usize::from(group.threshold)),
+            ctx.client.suggest_fees(),
+            ctx.client.balance(sender),
+            ctx.client.pending_nonce(sender),
+        );
+        let recipient = recipient?;
+        let fees = fees.map_err(|e| chain_error("reading the fees", &e))?;
+        let eth = eth.map_err(|e| chain_error("reading the balance", &e))?;
+        let pending = pending.map_err(|e| chain_error("reading the nonce", &e))?;
         let fees = FeeCaps {
             max_fee_per_gas: fees
                 .max_fee_per_gas
@@ -110,13 +113,8 @@ impl Engine {
                 .min(u128::from(ctx.chain.max_priority_fee_per_gas)),
         };
         let gas_limit = EvmTransfer::default_gas_limit(&asset);
-        self.check_funds(sender, &asset, amount, gas_limit, &fees)
+        self.check_funds(sender, eth, &asset, amount, gas_limit, &fees)
             .await?;
-        let pending = ctx
-            .client
-            .pending_nonce(sender)
-            .await
-            .map_err(|e| chain_error("reading the nonce", &e))?;
         let recorded = self
             .store
             .next_nonce(&wallet.id, ctx.chain.chain_id)
@@ -237,10 +235,12 @@ impl Engine {
     }
 
     /// Refuses a deposit the wallet cannot pay (the amount and the most gas it may burn):
-    /// the node would refuse it, after its nonce was bound.
+    /// the node would refuse it, after its nonce was bound. `eth` is the sender's balance,
+    /// read with the other chain reads.
     async fn check_funds(
         &self,
         sender: Address,
+        eth: U256,
         asset: &concord_chain::Asset,
         amount: U256,
         gas_limit: u64,
@@ -249,7 +249,6 @@ impl Engine {
         let client = &self.transfer_ctx()?.client;
         let read = |e: concord_chain::ChainError| chain_error("reading the balance", &e);
         let gas = U256::from(gas_limit) * U256::from(fees.max_fee_per_gas);
-        let eth = client.balance(sender).await.map_err(read)?;
         let (need_eth, token) = match asset {
             concord_chain::Asset::Native => (amount.saturating_add(gas), None),
             concord_chain::Asset::Erc20 { token } => (gas, Some(*token)),

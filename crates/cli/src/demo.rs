@@ -518,6 +518,7 @@ async fn exactly_once(d: &mut Demo, wallet: &str, address: Address) -> Result<()
     )
     .await?;
     let mut nonces = Vec::new();
+    let mut errors = Vec::new();
     for i in &intents {
         let t = d.api.wait_transfer(&i.intent.id, true).await?;
         nonces.push(
@@ -525,13 +526,16 @@ async fn exactly_once(d: &mut Demo, wallet: &str, address: Address) -> Result<()
                 .then_some(t.nonce)
                 .flatten(),
         );
+        if let Some(e) = &t.error {
+            errors.push(format!("{}: {e}", t.id));
+        }
     }
     let mut got: Vec<u64> = nonces.iter().flatten().copied().collect();
     got.sort_unstable();
     d.record(
         "5 parallel deposits from one wallet → 5 credited, one nonce each, no gap",
         got == (nonce..nonce + 5).collect::<Vec<_>>(),
-        json!({"nonces": nonces}),
+        json!({"nonces": nonces, "errors": errors}),
     );
 
     // The coordinator killed (kill -9) while a withdrawal is in flight, then restarted.

@@ -281,53 +281,11 @@ pub async fn dkg<C: FrostSuite>(
     // Round 1: commitments and proof of knowledge, broadcast.
     let (secret1, package1) =
         frost_core::keys::dkg::part1::<C, _>(me, n, threshold.t(), &mut *rng).map_err(fe)?;
-    let own1 = package1.serialize().map_err(fe)?;
-    io.send(None, 1, &own1).await?;
-    let raw1 = io.collect(1, &others, false).await?;
-
-    let mut round1 = BTreeMap::new();
-    for (party, bytes) in &raw1 {
-        let pkg = decode(*party, "DKG round-1 package", bytes, |b| {
-            frost_core::keys::dkg::round1::Package::<C>::deserialize(b).map_err(|e| e.to_string())
-        })?;
-        round1.insert(identifier::<C>(*party)?, pkg);
-    }
-
-    // Round 2: echo what we received, so equivocation in round 1 is caught.
-    let mut all1 = raw1.clone();
-    all1.insert(index, own1);
-    let my_echo = echo_hash(&all1);
-    io.send(None, 2, &my_echo).await?;
-    let echoes = io.collect(2, &others, false).await?;
-    let disagreeing: Vec<u16> = echoes
-        .iter()
-        .filter(|(_, e)| e.as_slice() != my_echo.as_slice())
-        .map(|(p, _)| *p)
-        .collect();
-    if !disagreeing.is_empty() {
-        return Err(TssError::InconsistentBroadcast {
-            parties: disagreeing,
-            round: 1,
-        });
-    }
+    let round1 = round1_echoed(&mut io, index, &others, &package1, &parties, "DKG").await?;
 
     // Round 3: secret shares, point to point.
     let (secret2, packages2) = frost_core::keys::dkg::part2(secret1, &round1).map_err(fe)?;
-    for party in &others {
-        let pkg = packages2.get(&identifier::<C>(*party)?).ok_or_else(|| {
-            TssError::params(format!("no round-2 package was made for party {party}"))
-        })?;
-        io.send(Some(*party), 3, &pkg.serialize().map_err(fe)?)
-            .await?;
-    }
-    let raw2 = io.collect(3, &others, true).await?;
-    let mut round2 = BTreeMap::new();
-    for (party, bytes) in &raw2 {
-        let pkg = decode(*party, "DKG round-2 package", bytes, |b| {
-            frost_core::keys::dkg::round2::Package::<C>::deserialize(b).map_err(|e| e.to_string())
-        })?;
-        round2.insert(identifier::<C>(*party)?, pkg);
-    }
+    let round2 = round2_exchanged(&mut io, &others, &packages2, &parties, "DKG").await?;
 
     let (key_package, public_key_package) =
         frost_core::keys::dkg::part3(&secret2, &round1, &round2).map_err(fe)?;
@@ -348,6 +306,76 @@ pub async fn dkg<C: FrostSuite>(
         untweaked_key: *untweaked.verifying_key(),
     }
     .validate()
+}
+
+/// Round 1 of a DKG or refresh: our package broadcast, the others' collected, then round 2
+/// echoes a hash of all of them so that equivocation in round 1 is caught.
+async fn round1_echoed<C: FrostSuite, I: Incoming, O: Outgoing>(
+    io: &mut RoundIo<'_, I, O>,
+    index: u16,
+    others: &[u16],
+    own: &frost_core::keys::dkg::round1::Package<C>,
+    parties: &[u16],
+    what: &str,
+) -> Result<BTreeMap<Identifier<C>, frost_core::keys::dkg::round1::Package<C>>, TssError> {
+    let own1 = own.serialize().map_err(|e| frost_error::<C>(e, parties))?;
+    io.send(None, 1, &own1).await?;
+    let raw1 = io.collect(1, others, false).await?;
+    let mut round1 = BTreeMap::new();
+    for (party, bytes) in &raw1 {
+        let pkg = decode(*party, &format!("{what} round-1 package"), bytes, |b| {
+            frost_core::keys::dkg::round1::Package::<C>::deserialize(b).map_err(|e| e.to_string())
+        })?;
+        round1.insert(identifier::<C>(*party)?, pkg);
+    }
+    let mut all1 = raw1;
+    all1.insert(index, own1);
+    let my_echo = echo_hash(&all1);
+    io.send(None, 2, &my_echo).await?;
+    let echoes = io.collect(2, others, false).await?;
+    let disagreeing: Vec<u16> = echoes
+        .iter()
+        .filter(|(_, e)| e.as_slice() != my_echo.as_slice())
+        .map(|(p, _)| *p)
+        .collect();
+    if !disagreeing.is_empty() {
+        return Err(TssError::InconsistentBroadcast {
+            parties: disagreeing,
+            round: 1,
+        });
+    }
+    Ok(round1)
+}
+
+/// Round 3 of a DKG or refresh: each other party's secret package sent to it alone, ours
+/// collected.
+async fn round2_exchanged<C: FrostSuite, I: Incoming, O: Outgoing>(
+    io: &mut RoundIo<'_, I, O>,
+    others: &[u16],
+    packages: &BTreeMap<Identifier<C>, frost_core::keys::dkg::round2::Package<C>>,
+    parties: &[u16],
+    what: &str,
+) -> Result<BTreeMap<Identifier<C>, frost_core::keys::dkg::round2::Package<C>>, TssError> {
+    for party in others {
+        let pkg = packages.get(&identifier::<C>(*party)?).ok_or_else(|| {
+            TssError::params(format!("no round-2 package was made for party {party}"))
+        })?;
+        io.send(
+            Some(*party),
+            3,
+            &pkg.serialize().map_err(|e| frost_error::<C>(e, parties))?,
+        )
+        .await?;
+    }
+    let raw2 = io.collect(3, others, true).await?;
+    let mut round2 = BTreeMap::new();
+    for (party, bytes) in &raw2 {
+        let pkg = decode(*party, &format!("{what} round-2 package"), bytes, |b| {
+            frost_core::keys::dkg::round2::Package::<C>::deserialize(b).map_err(|e| e.to_string())
+        })?;
+        round2.insert(identifier::<C>(*party)?, pkg);
+    }
+    Ok(round2)
 }
 
 /// Proactive refresh (FROST's refresh by DKG): every member (all `n`) deals a sharing of zero
@@ -381,53 +409,12 @@ pub async fn refresh<C: FrostSuite>(
     let (secret1, package1) =
         frost_core::keys::refresh::refresh_dkg_part1::<C, _>(me, n, threshold.t(), &mut *rng)
             .map_err(fe)?;
-    let own1 = package1.serialize().map_err(fe)?;
-    io.send(None, 1, &own1).await?;
-    let raw1 = io.collect(1, &others, false).await?;
-    let mut round1 = BTreeMap::new();
-    for (party, bytes) in &raw1 {
-        let pkg = decode(*party, "refresh round-1 package", bytes, |b| {
-            frost_core::keys::dkg::round1::Package::<C>::deserialize(b).map_err(|e| e.to_string())
-        })?;
-        round1.insert(identifier::<C>(*party)?, pkg);
-    }
-
-    // Round 2: echo what we received, so equivocation in round 1 is caught.
-    let mut all1 = raw1.clone();
-    all1.insert(index, own1);
-    let my_echo = echo_hash(&all1);
-    io.send(None, 2, &my_echo).await?;
-    let echoes = io.collect(2, &others, false).await?;
-    let disagreeing: Vec<u16> = echoes
-        .iter()
-        .filter(|(_, e)| e.as_slice() != my_echo.as_slice())
-        .map(|(p, _)| *p)
-        .collect();
-    if !disagreeing.is_empty() {
-        return Err(TssError::InconsistentBroadcast {
-            parties: disagreeing,
-            round: 1,
-        });
-    }
+    let round1 = round1_echoed(&mut io, index, &others, &package1, &parties, "refresh").await?;
 
     // Round 3: the shares of zero, point to point.
     let (secret2, packages2) =
         frost_core::keys::refresh::refresh_dkg_part2(secret1, &round1).map_err(fe)?;
-    for party in &others {
-        let pkg = packages2.get(&identifier::<C>(*party)?).ok_or_else(|| {
-            TssError::params(format!("no round-2 package was made for party {party}"))
-        })?;
-        io.send(Some(*party), 3, &pkg.serialize().map_err(fe)?)
-            .await?;
-    }
-    let raw2 = io.collect(3, &others, true).await?;
-    let mut round2 = BTreeMap::new();
-    for (party, bytes) in &raw2 {
-        let pkg = decode(*party, "refresh round-2 package", bytes, |b| {
-            frost_core::keys::dkg::round2::Package::<C>::deserialize(b).map_err(|e| e.to_string())
-        })?;
-        round2.insert(identifier::<C>(*party)?, pkg);
-    }
+    let round2 = round2_exchanged(&mut io, &others, &packages2, &parties, "refresh").await?;
     let (key_package, public_key_package) = frost_core::keys::refresh::refresh_dkg_shares(
         &secret2,
         &round1,

@@ -3,14 +3,14 @@
 use concord_types::{Scheme, WalletId};
 use concord_wire::authority::Action;
 use concord_wire::messages::{AuxResult, KeygenResult, RefreshResult};
-use concord_wire::rpc::ProtocolKind;
+use concord_wire::rpc::{ProtocolKind, StartProtocol};
 
 use super::Engine;
 use super::protocol::{Events, Run};
 use crate::Error;
 use crate::records::{
-    EventKind, GroupPrepared, GroupRepaired, GroupStatus, JobKind, JobRecord, JobStatus,
-    WalletCreated, WalletRecord, WalletRefreshed, now,
+    EventKind, GroupPrepared, GroupRecord, GroupRepaired, GroupStatus, JobKind, JobRecord,
+    JobStatus, WalletCreated, WalletRecord, WalletRefreshed, now,
 };
 
 /// What an import carries to the modules.
@@ -197,89 +197,19 @@ impl Engine {
             .wallet(&wallet_id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("wallet {wallet_id}")))?;
-        let wallet_raw: WalletId = wallet_id
-            .parse()
-            .map_err(|e: concord_types::TypesError| Error::Internal(e.to_string()))?;
-        self.wait_connected(&group.members).await?;
-        let missing: Vec<&String> = group
-            .members
-            .iter()
-            .filter(|m| !self.hub.is_connected(m))
-            .collect();
-        if !missing.is_empty() {
-            return Err(Error::Unavailable(format!(
-                "a refresh needs every member of group {}; not connected: {}",
-                group.id,
-                missing
-                    .iter()
-                    .map(|m| m.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-        let all: Vec<u16> = (0..group.size).collect();
-        let agreed = self
-            .store
-            .events(&job.id)
-            .await?
-            .into_iter()
-            .rev()
-            .find(|e| e.kind == EventKind::Note && e.detail.as_deref() == Some(REFRESH_AGREED))
-            .and_then(|e| e.digest);
-        let commitment = match agreed {
-            Some(c) => c,
-            None => {
-                let run = Run {
-                    job,
-                    kind: ProtocolKind::Refresh,
-                    group: &group,
-                    parties: &all,
-                    status: JobStatus::Running,
-                    timeout: self.timeouts.protocol,
-                    session: None,
-                };
-                let results = self
-                    .run_protocol(run, events, |s| s.wallet_id = wallet_raw.0.to_vec())
-                    .await
-                    .map_err(|e| e.into_error(&group))?;
-                let r = agreed_refresh(&results, &wallet)?;
-                let c = hex::decode(&r.commitment)
-                    .map_err(|_| Error::protocol("the refresh commitment is not hex"))?;
-                self.store
-                    .add_event(
-                        &job.id,
-                        None,
-                        EventKind::Note,
-                        Some(&c),
-                        Some(REFRESH_AGREED),
-                        None,
-                    )
-                    .await?;
-                c
-            }
-        };
-        let run = Run {
-            job,
-            kind: ProtocolKind::RefreshCommit,
-            group: &group,
-            parties: &all,
-            status: JobStatus::Running,
-            timeout: self.timeouts.protocol,
-            session: None,
-        };
-        let results = self
-            .run_protocol(run, events, |s| {
-                s.wallet_id = wallet_raw.0.to_vec();
-                s.refresh_commitment = commitment.clone();
-            })
-            .await
-            .map_err(|e| e.into_error(&group))?;
-        let r = agreed_refresh(&results, &wallet)?;
-        if r.commitment != hex::encode(&commitment) {
-            return Err(Error::protocol(
-                "the members committed other refreshed shares than the ones they agreed on",
-            ));
-        }
+        self.all_connected(&group, "a refresh needs every member of group")
+            .await?;
+        let r = self
+            .refresh_and_commit(
+                job,
+                &group,
+                &wallet,
+                ProtocolKind::Refresh,
+                REFRESH_AGREED,
+                events,
+                |_| {},
+            )
+            .await?;
         let result = WalletRefreshed {
             wallet_id: wallet.id.clone(),
             public_key: hex::encode(&wallet.public_key),
@@ -289,6 +219,109 @@ impl Engine {
         self.store
             .finish_job(&job.id, &serde_json::to_vec(&result).unwrap_or_default())
             .await
+    }
+
+    /// Every member connected (a run of all `n`), or an error naming who is not.
+    async fn all_connected(&self, group: &GroupRecord, why: &str) -> Result<(), Error> {
+        self.wait_connected(&group.members).await?;
+        let missing: Vec<&str> = group
+            .members
+            .iter()
+            .filter(|m| !self.hub.is_connected(m))
+            .map(String::as_str)
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Unavailable(format!(
+                "{why} {}; not connected: {}",
+                group.id,
+                missing.join(", ")
+            )))
+        }
+    }
+
+    /// Runs `kind` among every member of the group, `fill` completing the start message.
+    async fn run_all(
+        &self,
+        job: &JobRecord,
+        group: &GroupRecord,
+        kind: ProtocolKind,
+        events: &mut Events,
+        fill: impl Fn(&mut StartProtocol),
+    ) -> Result<std::collections::BTreeMap<String, Vec<u8>>, Error> {
+        let all: Vec<u16> = (0..group.size).collect();
+        let run = Run {
+            job,
+            kind,
+            group,
+            parties: &all,
+            status: JobStatus::Running,
+            timeout: self.timeouts.protocol,
+            session: None,
+        };
+        self.run_protocol(run, events, fill)
+            .await
+            .map_err(|e| e.into_error(group))
+    }
+
+    /// A run that sets new shares of `wallet` aside (REFRESH or REPAIR) -- skipped when the
+    /// job already recorded the members' agreement under `tag` (a resumed job) -- then the
+    /// commit of exactly the agreed shares. Members never refresh from different shares.
+    #[allow(clippy::too_many_arguments)]
+    async fn refresh_and_commit(
+        &self,
+        job: &JobRecord,
+        group: &GroupRecord,
+        wallet: &WalletRecord,
+        kind: ProtocolKind,
+        tag: &str,
+        events: &mut Events,
+        fill: impl Fn(&mut StartProtocol),
+    ) -> Result<RefreshResult, Error> {
+        let wallet_raw: WalletId = wallet
+            .id
+            .parse()
+            .map_err(|e: concord_types::TypesError| Error::Internal(e.to_string()))?;
+        let agreed = self
+            .store
+            .events(&job.id)
+            .await?
+            .into_iter()
+            .rev()
+            .find(|e| e.kind == EventKind::Note && e.detail.as_deref() == Some(tag))
+            .and_then(|e| e.digest);
+        let commitment = match agreed {
+            Some(c) => c,
+            None => {
+                let results = self
+                    .run_all(job, group, kind, events, |s| {
+                        s.wallet_id = wallet_raw.0.to_vec();
+                        fill(s);
+                    })
+                    .await?;
+                let r = agreed_refresh(&results, wallet)?;
+                let c = hex::decode(&r.commitment)
+                    .map_err(|_| Error::protocol("the reported commitment is not hex"))?;
+                self.store
+                    .add_event(&job.id, None, EventKind::Note, Some(&c), Some(tag), None)
+                    .await?;
+                c
+            }
+        };
+        let results = self
+            .run_all(job, group, ProtocolKind::RefreshCommit, events, |s| {
+                s.wallet_id = wallet_raw.0.to_vec();
+                s.refresh_commitment = commitment.clone();
+            })
+            .await?;
+        let r = agreed_refresh(&results, wallet)?;
+        if r.commitment != hex::encode(&commitment) {
+            return Err(Error::protocol(
+                "the members committed other new shares than the ones they agreed on",
+            ));
+        }
+        Ok(r)
     }
 }
 
@@ -315,21 +348,11 @@ impl Engine {
             .as_u64()
             .and_then(|i| u16::try_from(i).ok())
             .ok_or_else(|| Error::Internal("stored repair request without an index".into()))?;
-        self.wait_connected(&group.members).await?;
-        let missing: Vec<&str> = group
-            .members
-            .iter()
-            .filter(|m| !self.hub.is_connected(m))
-            .map(String::as_str)
-            .collect();
-        if !missing.is_empty() {
-            return Err(Error::Unavailable(format!(
-                "a repair needs every member of group {} (the new one included); not connected: {}",
-                group.id,
-                missing.join(", ")
-            )));
-        }
-        let all: Vec<u16> = (0..group.size).collect();
+        self.all_connected(
+            &group,
+            "a repair needs every member (the new one included) of group",
+        )
+        .await?;
         let mut roots = Vec::new();
         let mut children = Vec::new();
         for w in self
@@ -345,63 +368,20 @@ impl Engine {
                 None => roots.push(w),
             }
         }
-        let done = self.store.events(&job.id).await?;
         for wallet in &roots {
-            let wallet_raw: WalletId = wallet
-                .id
-                .parse()
-                .map_err(|e: concord_types::TypesError| Error::Internal(e.to_string()))?;
             let tag = format!("{REPAIR_AGREED} {}", wallet.id);
-            let agreed = done
-                .iter()
-                .rev()
-                .find(|e| e.kind == EventKind::Note && e.detail.as_deref() == Some(tag.as_str()))
-                .and_then(|e| e.digest.clone());
-            let commitment = match agreed {
-                Some(c) => c,
-                None => {
-                    let run = Run {
-                        job,
-                        kind: ProtocolKind::Repair,
-                        group: &group,
-                        parties: &all,
-                        status: JobStatus::Running,
-                        timeout: self.timeouts.protocol,
-                        session: None,
-                    };
-                    let results = self
-                        .run_protocol(run, events, |s| {
-                            s.wallet_id = wallet_raw.0.to_vec();
-                            s.repair_target = u32::from(index);
-                        })
-                        .await
-                        .map_err(|e| e.into_error(&group))?;
-                    let r = agreed_refresh(&results, wallet)?;
-                    let c = hex::decode(&r.commitment)
-                        .map_err(|_| Error::protocol("the repair commitment is not hex"))?;
-                    self.store
-                        .add_event(&job.id, None, EventKind::Note, Some(&c), Some(&tag), None)
-                        .await?;
-                    c
-                }
-            };
-            let run = Run {
+            self.refresh_and_commit(
                 job,
-                kind: ProtocolKind::RefreshCommit,
-                group: &group,
-                parties: &all,
-                status: JobStatus::Running,
-                timeout: self.timeouts.protocol,
-                session: None,
-            };
-            let results = self
-                .run_protocol(run, events, |s| {
-                    s.wallet_id = wallet_raw.0.to_vec();
-                    s.refresh_commitment = commitment.clone();
-                })
-                .await
-                .map_err(|e| e.into_error(&group))?;
-            agreed_refresh(&results, wallet)?;
+                &group,
+                wallet,
+                ProtocolKind::Repair,
+                &tag,
+                events,
+                |s| {
+                    s.repair_target = u32::from(index);
+                },
+            )
+            .await?;
         }
         // The new member records the group's child wallets (each member checks the path
         // against its policy again; the others already hold them).
@@ -413,23 +393,13 @@ impl Engine {
                 .wallet
                 .parse()
                 .map_err(|e: concord_types::TypesError| Error::Internal(e.to_string()))?;
-            let run = Run {
-                job,
-                kind: ProtocolKind::Derive,
-                group: &group,
-                parties: &all,
-                status: JobStatus::Running,
-                timeout: self.timeouts.protocol,
-                session: None,
-            };
             let path = from.path.to_string();
             let results = self
-                .run_protocol(run, events, |s| {
+                .run_all(job, &group, ProtocolKind::Derive, events, |s| {
                     s.wallet_id = parent.0.to_vec();
                     s.derivation_path = path.clone();
                 })
-                .await
-                .map_err(|e| e.into_error(&group))?;
+                .await?;
             let r = agreed_key(&results)?;
             if r.wallet_id.to_string() != child.id {
                 return Err(Error::protocol(format!(
@@ -466,38 +436,15 @@ impl Engine {
             .wallet
             .parse()
             .map_err(|e: concord_types::TypesError| Error::Internal(e.to_string()))?;
-        self.wait_connected(&group.members).await?;
-        let missing: Vec<&str> = group
-            .members
-            .iter()
-            .filter(|m| !self.hub.is_connected(m))
-            .map(String::as_str)
-            .collect();
-        if !missing.is_empty() {
-            return Err(Error::Unavailable(format!(
-                "every member of group {} derives the child itself; not connected: {}",
-                group.id,
-                missing.join(", ")
-            )));
-        }
-        let all: Vec<u16> = (0..group.size).collect();
-        let run = Run {
-            job,
-            kind: ProtocolKind::Derive,
-            group: &group,
-            parties: &all,
-            status: JobStatus::Running,
-            timeout: self.timeouts.protocol,
-            session: None,
-        };
+        self.all_connected(&group, "every member derives the child itself, in group")
+            .await?;
         let path = from.path.to_string();
         let results = self
-            .run_protocol(run, events, |s| {
+            .run_all(job, &group, ProtocolKind::Derive, events, |s| {
                 s.wallet_id = parent.0.to_vec();
                 s.derivation_path = path.clone();
             })
-            .await
-            .map_err(|e| e.into_error(&group))?;
+            .await?;
         let r = agreed_key(&results)?;
         if let Some(existing) = self.store.wallet(&r.wallet_id.to_string()).await? {
             let result =
@@ -511,66 +458,54 @@ impl Engine {
     }
 }
 
-/// The refresh result every member reports (for this wallet and its unchanged key), or who
-/// reported another.
+/// The result every member reports, or who reported another (or one `check` refuses).
+fn agreed<T: serde::de::DeserializeOwned + PartialEq>(
+    results: &std::collections::BTreeMap<String, Vec<u8>>,
+    what: &str,
+    check: impl Fn(&T) -> Result<(), String>,
+) -> Result<T, Error> {
+    let mut agreed: Option<T> = None;
+    for (module, r) in results {
+        let blame = |reason: String| Error::Protocol {
+            reason,
+            blamed: vec![module.clone()],
+        };
+        let r: T = serde_json::from_slice(r)
+            .map_err(|e| blame(format!("module {module} sent an unreadable result: {e}")))?;
+        check(&r).map_err(|e| blame(format!("module {module} {e}")))?;
+        match &agreed {
+            None => agreed = Some(r),
+            Some(a) if *a == r => {}
+            Some(_) => {
+                return Err(blame(format!(
+                    "module {module} reports another {what} than the others"
+                )));
+            }
+        }
+    }
+    agreed.ok_or_else(|| Error::Internal(format!("no {what} was reported")))
+}
+
+/// The refresh result every member reports (for this wallet and its unchanged key).
 fn agreed_refresh(
     results: &std::collections::BTreeMap<String, Vec<u8>>,
     wallet: &WalletRecord,
 ) -> Result<RefreshResult, Error> {
-    let mut agreed: Option<RefreshResult> = None;
-    for (module, r) in results {
-        let r: RefreshResult = serde_json::from_slice(r).map_err(|e| Error::Protocol {
-            reason: format!("module {module} sent an unreadable result: {e}"),
-            blamed: vec![module.clone()],
-        })?;
-        if r.wallet_id.to_string() != wallet.id
-            || !r
-                .public_key
+    agreed(results, "set of new shares", |r: &RefreshResult| {
+        if r.wallet_id.to_string() == wallet.id
+            && r.public_key
                 .eq_ignore_ascii_case(&hex::encode(&wallet.public_key))
         {
-            return Err(Error::Protocol {
-                reason: format!("module {module} refreshed another wallet or key"),
-                blamed: vec![module.clone()],
-            });
+            Ok(())
+        } else {
+            Err("refreshed another wallet or key".into())
         }
-        match &agreed {
-            None => agreed = Some(r),
-            Some(a) if *a == r => {}
-            Some(_) => {
-                return Err(Error::Protocol {
-                    reason: format!(
-                        "module {module} reports other refreshed shares than the others"
-                    ),
-                    blamed: vec![module.clone()],
-                });
-            }
-        }
-    }
-    agreed.ok_or_else(|| Error::Internal("no refresh results".into()))
+    })
 }
 
-/// The key every member reports, or who reported another.
+/// The key every member reports.
 fn agreed_key(
     results: &std::collections::BTreeMap<String, Vec<u8>>,
 ) -> Result<KeygenResult, Error> {
-    let mut agreed: Option<KeygenResult> = None;
-    for (module, r) in results {
-        let r: KeygenResult = serde_json::from_slice(r).map_err(|e| Error::Protocol {
-            reason: format!("module {module} sent an unreadable result: {e}"),
-            blamed: vec![module.clone()],
-        })?;
-        match &agreed {
-            None => agreed = Some(r),
-            Some(a) if *a == r => {}
-            Some(_) => {
-                return Err(Error::Protocol {
-                    reason: format!(
-                        "module {module} reports a different group key than the others"
-                    ),
-                    blamed: vec![module.clone()],
-                });
-            }
-        }
-    }
-    agreed.ok_or_else(|| Error::Internal("no key generation results".into()))
+    agreed(results, "group key", |_: &KeygenResult| Ok(()))
 }

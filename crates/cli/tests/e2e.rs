@@ -1203,7 +1203,13 @@ fn a_lost_member_is_replaced_as_the_policy_says_and_the_group_signs_on() {
     ]);
     let wallet = w["id"].as_str().unwrap().to_owned();
     let pk = w["public_key"].as_str().unwrap().to_owned();
-    net.install_policy_with(&[&wallet], &[], &[], &["m/0"]);
+    // A FROST wallet in the same group is repaired too.
+    let e = net.json(&[
+        "wallets", "create", "--group", "g", "--scheme", "ed25519", "--wait",
+    ]);
+    let ed = e["id"].as_str().unwrap().to_owned();
+    let ed_pk = e["public_key"].as_str().unwrap().to_owned();
+    net.install_policy_with(&[&wallet, &ed], &[], &[], &["m/0"]);
     let child = net.json(&["wallets", "derive", &wallet, "--path", "m/0/3", "--wait"]);
     let child_id = child["id"].as_str().unwrap().to_owned();
     let child_pk = child["public_key"].as_str().unwrap().to_owned();
@@ -1222,7 +1228,7 @@ fn a_lost_member_is_replaced_as_the_policy_says_and_the_group_signs_on() {
 
     // The admins list the group with m4 at m2's index: the repair goes through.
     net.install_policy_full(
-        &[&wallet],
+        &[&wallet, &ed],
         &[],
         &[],
         &["m/0"],
@@ -1233,24 +1239,34 @@ fn a_lost_member_is_replaced_as_the_policy_says_and_the_group_signs_on() {
     ]);
     assert_eq!(r["by"], "m4", "{r}");
     assert_eq!(r["index"], 1, "{r}");
-    assert_eq!(r["wallets"], serde_json::json!([wallet]), "{r}");
+    let mut repaired: Vec<&str> = r["wallets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    repaired.sort_unstable();
+    let mut both = vec![wallet.as_str(), ed.as_str()];
+    both.sort_unstable();
+    assert_eq!(repaired, both, "{r}");
     let g = net.json(&["groups", "show", "g"]);
     assert_eq!(g["members"], serde_json::json!(["m1", "m4", "m3"]), "{g}");
     for m in ["m1", "m3"] {
         // Each pair that includes the new member signs, for the wallet and for its child.
         net.stop_module(m);
-        for (id, key, msg) in [
-            (&wallet, &pk, "repaired"),
-            (&child_id, &child_pk, "repaired child"),
+        for (scheme, id, key, msg) in [
+            ("ecdsa-secp256k1", &wallet, &pk, "repaired"),
+            ("ecdsa-secp256k1", &child_id, &child_pk, "repaired child"),
+            ("ed25519", &ed, &ed_pk, "repaired ed25519"),
         ] {
             let done = sign_with(&net, id, msg);
             assert_eq!(done["status"], "done", "{done}");
             let signers = done["result"]["signers"].to_string();
             assert!(signers.contains('1'), "m4 (index 1) signed: {signers}");
             verify(
-                "ecdsa-secp256k1",
+                scheme,
                 key,
-                &signing_input("ecdsa-secp256k1", msg.as_bytes()),
+                &signing_input(scheme, msg.as_bytes()),
                 done["result"]["signature"].as_str().unwrap(),
             );
         }

@@ -598,15 +598,6 @@ impl Coordinator {
                 req.with
             )));
         }
-        let wallets = self.engine.store.wallets().await?;
-        if let Some(w) = wallets.iter().find(|w| {
-            w.group_id == group.id && w.scheme != concord_types::Scheme::EcdsaSecp256k1.as_str()
-        }) {
-            return Err(Error::BadRequest(format!(
-                "group {} holds {} wallet {}: FROST shares cannot be rebuilt here yet, so no member of this group can be replaced",
-                group.id, w.scheme, w.id
-            )));
-        }
         let index = u16::try_from(index).map_err(|_| Error::Internal("member index".into()))?;
         let job = JobRecord {
             scheme: Some(concord_types::Scheme::EcdsaSecp256k1.to_string()),

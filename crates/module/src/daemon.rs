@@ -1076,9 +1076,13 @@ async fn run_protocol(
                         group.group_id
                     )));
                 }
-                if group.engine != EcdsaEngine::Dkls23 || s.scheme != Scheme::EcdsaSecp256k1.as_str() {
+                let scheme: Scheme = s
+                    .scheme
+                    .parse()
+                    .map_err(|e: concord_types::TypesError| Error::Refused(e.to_string()))?;
+                if scheme == Scheme::EcdsaSecp256k1 && group.engine != EcdsaEngine::Dkls23 {
                     return Err(Error::Refused(
-                        "only DKLs23 shares are rebuilt here (cggmp21 0.6 has no repair; FROST repair is not wired yet)".into(),
+                        "cggmp21 0.6 has no share repair: only DKLs23 and FROST shares are rebuilt".into(),
                     ));
                 }
                 if parties.len() != group.members.len() {
@@ -1096,30 +1100,32 @@ async fn run_protocol(
                             "this module holds a share of wallet {wallet}: it is not the member to rebuild"
                         )));
                     }
-                    concord_tss::dkls::repair(
+                    concord_tss::repair(
+                        concord_tss::RepairPart::Target { scheme, engine: group.engine },
                         session,
-                        concord_tss::dkls::RepairRole::Target,
                         me,
                         target,
                         threshold,
                         incoming,
                         outgoing,
+                        &mut OsRng,
                     )
                     .await
                 } else {
-                    let Some(KeyShare::Dkls(share)) = own else {
+                    let Some(share) = own.filter(|sh| sh.scheme() == scheme) else {
                         return Err(Error::Refused(format!(
-                            "this module holds no DKLs23 share of wallet {wallet} to help with"
+                            "this module holds no {scheme} share of wallet {wallet} to help with"
                         )));
                     };
-                    concord_tss::dkls::repair(
+                    concord_tss::repair(
+                        concord_tss::RepairPart::Helper(&share),
                         session,
-                        concord_tss::dkls::RepairRole::Helper(&share),
                         me,
                         target,
                         threshold,
                         incoming,
                         outgoing,
+                        &mut OsRng,
                     )
                     .await
                 }
@@ -1127,8 +1133,9 @@ async fn run_protocol(
                 if new.wallet_id() != wallet {
                     return Err(Error::Protocol("the rebuilt share is of another wallet".into()));
                 }
-                let commitment = new.public_commitment();
-                let new = KeyShare::Dkls(new);
+                let commitment = new
+                    .public_commitment()
+                    .ok_or_else(|| Error::Protocol("the rebuilt share has no commitment".into()))?;
                 if me == target {
                     state.set_aside_rebuilt(&new)?;
                 } else {

@@ -151,6 +151,8 @@ pub enum Tag {
     DklsRepair = 12,
     Ed25519Refresh = 13,
     TaprootRefresh = 14,
+    Ed25519Repair = 15,
+    TaprootRepair = 16,
 }
 
 impl Tag {
@@ -170,6 +172,8 @@ impl Tag {
             Tag::DklsRepair => "DKLs23 share repair",
             Tag::Ed25519Refresh => "FROST Ed25519 key refresh",
             Tag::TaprootRefresh => "FROST Taproot key refresh",
+            Tag::Ed25519Repair => "FROST Ed25519 share repair",
+            Tag::TaprootRepair => "FROST Taproot share repair",
         }
     }
 
@@ -189,6 +193,8 @@ impl Tag {
             Tag::DklsRepair,
             Tag::Ed25519Refresh,
             Tag::TaprootRefresh,
+            Tag::Ed25519Repair,
+            Tag::TaprootRepair,
         ]
         .into_iter()
         .find(|t| *t as u8 == code)

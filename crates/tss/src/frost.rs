@@ -37,15 +37,20 @@ pub trait FrostSuite: Ciphersuite + Send + Sync + 'static {
     /// x-only BIP-340 output key for Taproot.
     fn public_key_bytes(key: &VerifyingKey<Self>) -> Vec<u8>;
 
-    /// Protocol tags of this suite's DKG, signing and refresh messages (distinct per suite,
+    /// Protocol tags of this suite's DKG, signing, refresh and repair messages (distinct per suite,
     /// so a message can be decoded knowing nothing but its bytes).
     #[doc(hidden)]
-    const TAGS: (Tag, Tag, Tag);
+    const TAGS: (Tag, Tag, Tag, Tag);
 }
 
 impl FrostSuite for frost_ed25519::Ed25519Sha512 {
     const SCHEME: Scheme = Scheme::Ed25519;
-    const TAGS: (Tag, Tag, Tag) = (Tag::Ed25519Dkg, Tag::Ed25519Sign, Tag::Ed25519Refresh);
+    const TAGS: (Tag, Tag, Tag, Tag) = (
+        Tag::Ed25519Dkg,
+        Tag::Ed25519Sign,
+        Tag::Ed25519Refresh,
+        Tag::Ed25519Repair,
+    );
     fn public_key_bytes(key: &VerifyingKey<Self>) -> Vec<u8> {
         key.serialize().unwrap_or_default()
     }
@@ -53,7 +58,12 @@ impl FrostSuite for frost_ed25519::Ed25519Sha512 {
 
 impl FrostSuite for frost_secp256k1_tr::Secp256K1Sha256TR {
     const SCHEME: Scheme = Scheme::SchnorrTaproot;
-    const TAGS: (Tag, Tag, Tag) = (Tag::TaprootDkg, Tag::TaprootSign, Tag::TaprootRefresh);
+    const TAGS: (Tag, Tag, Tag, Tag) = (
+        Tag::TaprootDkg,
+        Tag::TaprootSign,
+        Tag::TaprootRefresh,
+        Tag::TaprootRepair,
+    );
     fn public_key_bytes(key: &VerifyingKey<Self>) -> Vec<u8> {
         // SEC1 compressed; BIP-340 keys are the x coordinate alone.
         key.serialize().map(|b| b[1..].to_vec()).unwrap_or_default()
@@ -281,11 +291,11 @@ pub async fn dkg<C: FrostSuite>(
     // Round 1: commitments and proof of knowledge, broadcast.
     let (secret1, package1) =
         frost_core::keys::dkg::part1::<C, _>(me, n, threshold.t(), &mut *rng).map_err(fe)?;
-    let round1 = round1_echoed(&mut io, index, &others, &package1, &parties, "DKG").await?;
+    let round1 = round1_echoed(&mut io, 0, index, &others, &package1, &parties, "DKG").await?;
 
     // Round 3: secret shares, point to point.
     let (secret2, packages2) = frost_core::keys::dkg::part2(secret1, &round1).map_err(fe)?;
-    let round2 = round2_exchanged(&mut io, &others, &packages2, &parties, "DKG").await?;
+    let round2 = round2_exchanged(&mut io, 0, &others, &packages2, &parties, "DKG").await?;
 
     let (key_package, public_key_package) =
         frost_core::keys::dkg::part3(&secret2, &round1, &round2).map_err(fe)?;
@@ -312,6 +322,7 @@ pub async fn dkg<C: FrostSuite>(
 /// echoes a hash of all of them so that equivocation in round 1 is caught.
 async fn round1_echoed<C: FrostSuite, I: Incoming, O: Outgoing>(
     io: &mut RoundIo<'_, I, O>,
+    base: u8,
     index: u16,
     others: &[u16],
     own: &frost_core::keys::dkg::round1::Package<C>,
@@ -319,8 +330,8 @@ async fn round1_echoed<C: FrostSuite, I: Incoming, O: Outgoing>(
     what: &str,
 ) -> Result<BTreeMap<Identifier<C>, frost_core::keys::dkg::round1::Package<C>>, TssError> {
     let own1 = own.serialize().map_err(|e| frost_error::<C>(e, parties))?;
-    io.send(None, 1, &own1).await?;
-    let raw1 = io.collect(1, others, false).await?;
+    io.send(None, base + 1, &own1).await?;
+    let raw1 = io.collect(base + 1, others, false).await?;
     let mut round1 = BTreeMap::new();
     for (party, bytes) in &raw1 {
         let pkg = decode(*party, &format!("{what} round-1 package"), bytes, |b| {
@@ -331,8 +342,8 @@ async fn round1_echoed<C: FrostSuite, I: Incoming, O: Outgoing>(
     let mut all1 = raw1;
     all1.insert(index, own1);
     let my_echo = echo_hash(&all1);
-    io.send(None, 2, &my_echo).await?;
-    let echoes = io.collect(2, others, false).await?;
+    io.send(None, base + 2, &my_echo).await?;
+    let echoes = io.collect(base + 2, others, false).await?;
     let disagreeing: Vec<u16> = echoes
         .iter()
         .filter(|(_, e)| e.as_slice() != my_echo.as_slice())
@@ -341,7 +352,7 @@ async fn round1_echoed<C: FrostSuite, I: Incoming, O: Outgoing>(
     if !disagreeing.is_empty() {
         return Err(TssError::InconsistentBroadcast {
             parties: disagreeing,
-            round: 1,
+            round: base + 1,
         });
     }
     Ok(round1)
@@ -351,6 +362,7 @@ async fn round1_echoed<C: FrostSuite, I: Incoming, O: Outgoing>(
 /// collected.
 async fn round2_exchanged<C: FrostSuite, I: Incoming, O: Outgoing>(
     io: &mut RoundIo<'_, I, O>,
+    base: u8,
     others: &[u16],
     packages: &BTreeMap<Identifier<C>, frost_core::keys::dkg::round2::Package<C>>,
     parties: &[u16],
@@ -362,12 +374,12 @@ async fn round2_exchanged<C: FrostSuite, I: Incoming, O: Outgoing>(
         })?;
         io.send(
             Some(*party),
-            3,
+            base + 3,
             &pkg.serialize().map_err(|e| frost_error::<C>(e, parties))?,
         )
         .await?;
     }
-    let raw2 = io.collect(3, others, true).await?;
+    let raw2 = io.collect(base + 3, others, true).await?;
     let mut round2 = BTreeMap::new();
     for (party, bytes) in &raw2 {
         let pkg = decode(*party, &format!("{what} round-2 package"), bytes, |b| {
@@ -390,18 +402,28 @@ pub async fn refresh<C: FrostSuite>(
     mut outgoing: impl Outgoing,
     rng: &mut (impl RngCore + CryptoRng + Send),
 ) -> Result<FrostKeyShare<C>, TssError> {
+    let roster = Roster {
+        session,
+        me: share.index,
+        parties: (0..share.threshold.n()).collect(),
+        tag: C::TAGS.2,
+    };
+    let mut io = RoundIo::new(roster, &mut incoming, &mut outgoing);
+    refresh_rounds(&mut io, 0, share, rng).await
+}
+
+/// The refresh's three rounds, numbered from `base + 1`.
+async fn refresh_rounds<C: FrostSuite, I: Incoming, O: Outgoing>(
+    io: &mut RoundIo<'_, I, O>,
+    base: u8,
+    share: &FrostKeyShare<C>,
+    rng: &mut (impl RngCore + CryptoRng + Send),
+) -> Result<FrostKeyShare<C>, TssError> {
     let threshold = share.threshold;
     let index = share.index;
     let n = threshold.n();
     let parties: Vec<u16> = (0..n).collect();
     let others: Vec<u16> = parties.iter().copied().filter(|p| *p != index).collect();
-    let roster = Roster {
-        session,
-        me: index,
-        parties: parties.clone(),
-        tag: C::TAGS.2,
-    };
-    let mut io = RoundIo::new(roster, &mut incoming, &mut outgoing);
     let me = identifier::<C>(index)?;
     let fe = |e| frost_error::<C>(e, &parties);
 
@@ -409,12 +431,12 @@ pub async fn refresh<C: FrostSuite>(
     let (secret1, package1) =
         frost_core::keys::refresh::refresh_dkg_part1::<C, _>(me, n, threshold.t(), &mut *rng)
             .map_err(fe)?;
-    let round1 = round1_echoed(&mut io, index, &others, &package1, &parties, "refresh").await?;
+    let round1 = round1_echoed(io, base, index, &others, &package1, &parties, "refresh").await?;
 
     // Round 3: the shares of zero, point to point.
     let (secret2, packages2) =
         frost_core::keys::refresh::refresh_dkg_part2(secret1, &round1).map_err(fe)?;
-    let round2 = round2_exchanged(&mut io, &others, &packages2, &parties, "refresh").await?;
+    let round2 = round2_exchanged(io, base, &others, &packages2, &parties, "refresh").await?;
     let (key_package, public_key_package) = frost_core::keys::refresh::refresh_dkg_shares(
         &secret2,
         &round1,
@@ -431,6 +453,185 @@ pub async fn refresh<C: FrostSuite>(
         untweaked_key: share.untweaked_key,
     }
     .validate()
+}
+
+/// A member's part in [`repair`].
+pub enum RepairRole<'a, C: FrostSuite> {
+    /// A surviving member, with its share.
+    Helper(&'a FrostKeyShare<C>),
+    /// The member whose share is rebuilt.
+    Target,
+}
+
+/// Repair round 2, helper → target: the sum of the deltas it received, and the group's
+/// public state.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RepairSigma {
+    #[serde(with = "serde_bytes")]
+    sigma: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    public: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    untweaked: Vec<u8>,
+}
+
+/// Decodes a repair's round-2 message completely.
+pub(crate) fn inspect_repair_sigma<C: FrostSuite>(payload: &[u8]) -> Result<(), String> {
+    let m: RepairSigma = ciborium::from_reader(payload).map_err(|e| e.to_string())?;
+    frost_core::keys::repairable::Sigma::<C>::deserialize(&m.sigma).map_err(|e| e.to_string())?;
+    PublicKeyPackage::<C>::deserialize(&m.public).map_err(|e| e.to_string())?;
+    VerifyingKey::<C>::deserialize(&m.untweaked).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Replaces a lost member's share (frost-core's repairable threshold scheme): every other
+/// member (at least `t`) splits its Lagrange-weighted share into random deltas, one per
+/// helper (round 1), each helper sends the sum of what it received to the member at
+/// `target` (round 2), which adds them into its share of the same key, checked against its
+/// verifying share; then all `n` run a [`refresh`] (rounds 3 to 5), so the lost share never
+/// signs with the new ones. No helper learns the rebuilt share. The caller must be sure the
+/// party at `target` is the rightful new member.
+#[allow(clippy::too_many_arguments)]
+pub async fn repair<C: FrostSuite>(
+    session: SessionId,
+    role: RepairRole<'_, C>,
+    index: u16,
+    target: u16,
+    threshold: Threshold,
+    mut incoming: impl Incoming,
+    mut outgoing: impl Outgoing,
+    rng: &mut (impl RngCore + CryptoRng + Send),
+) -> Result<FrostKeyShare<C>, TssError> {
+    let n = threshold.n();
+    if target >= n || index >= n {
+        return Err(TssError::params(format!(
+            "party {index} or target {target} is not in a {threshold} group"
+        )));
+    }
+    let helpers: Vec<u16> = (0..n).filter(|p| *p != target).collect();
+    if helpers.len() < usize::from(threshold.t()) {
+        return Err(TssError::params(format!(
+            "a {threshold} group cannot rebuild a share: {} other members are fewer than {}",
+            helpers.len(),
+            threshold.t()
+        )));
+    }
+    let parties: Vec<u16> = (0..n).collect();
+    let roster = Roster {
+        session,
+        me: index,
+        parties: parties.clone(),
+        tag: C::TAGS.3,
+    };
+    let mut io = RoundIo::new(roster, &mut incoming, &mut outgoing);
+    let fe = |e| frost_error::<C>(e, &parties);
+    let helper_ids = helpers
+        .iter()
+        .map(|h| identifier::<C>(*h))
+        .collect::<Result<Vec<_>, _>>()?;
+    let target_id = identifier::<C>(target)?;
+    let rebuilt;
+    let share = match role {
+        RepairRole::Helper(share) => {
+            if share.index != index || index == target || share.threshold != threshold {
+                return Err(TssError::params(
+                    "a helper repairs with its own share of the group, for another member",
+                ));
+            }
+            let deltas = frost_core::keys::repairable::repair_share_part1(
+                &helper_ids,
+                &share.key_package,
+                &mut *rng,
+                target_id,
+            )
+            .map_err(fe)?;
+            let others: Vec<u16> = helpers.iter().copied().filter(|h| *h != index).collect();
+            for h in &others {
+                let d = deltas
+                    .get(&identifier::<C>(*h)?)
+                    .ok_or_else(|| TssError::params(format!("no delta was made for helper {h}")))?;
+                io.send(Some(*h), 1, &zeroize::Zeroizing::new(d.serialize()))
+                    .await?;
+            }
+            let own = *deltas
+                .get(&identifier::<C>(index)?)
+                .ok_or_else(|| TssError::params("no delta was made for this helper"))?;
+            let raw = io.collect(1, &others, true).await?;
+            let mut all = vec![own];
+            for (p, bytes) in &raw {
+                all.push(decode(*p, "repair delta", bytes, |b| {
+                    frost_core::keys::repairable::Delta::<C>::deserialize(b)
+                        .map_err(|e| e.to_string())
+                })?);
+            }
+            let sigma = frost_core::keys::repairable::repair_share_part2(&all);
+            let msg = RepairSigma {
+                sigma: sigma.serialize(),
+                public: share.public_key_package.serialize().map_err(fe)?,
+                untweaked: share.untweaked_key.serialize().map_err(fe)?,
+            };
+            let mut body = Vec::new();
+            ciborium::into_writer(&msg, &mut body)
+                .map_err(|e| TssError::params(format!("repair message: {e}")))?;
+            io.send(Some(target), 2, &zeroize::Zeroizing::new(body))
+                .await?;
+            share
+        }
+        RepairRole::Target => {
+            if index != target {
+                return Err(TssError::params("the target repairs its own index"));
+            }
+            let raw = io.collect(2, &helpers, true).await?;
+            let mut sigmas = Vec::new();
+            let mut public_seen: Option<(Vec<u8>, Vec<u8>)> = None;
+            for (p, bytes) in &raw {
+                let m: RepairSigma = ciborium::from_reader(bytes.as_slice()).map_err(|e| {
+                    TssError::MalformedMessage {
+                        party: *p,
+                        reason: format!("repair sigma: {e}"),
+                    }
+                })?;
+                match &public_seen {
+                    None => public_seen = Some((m.public.clone(), m.untweaked.clone())),
+                    Some((pk, un)) if *pk == m.public && *un == m.untweaked => {}
+                    Some(_) => {
+                        return Err(TssError::InconsistentBroadcast {
+                            parties: vec![*p],
+                            round: 2,
+                        });
+                    }
+                }
+                sigmas.push(decode(*p, "repair sigma", &m.sigma, |b| {
+                    frost_core::keys::repairable::Sigma::<C>::deserialize(b)
+                        .map_err(|e| e.to_string())
+                })?);
+            }
+            let (public, untweaked) = public_seen
+                .ok_or_else(|| TssError::params("no helper sent its part of the repair"))?;
+            let public = PublicKeyPackage::<C>::deserialize(&public).map_err(fe)?;
+            let untweaked = VerifyingKey::<C>::deserialize(&untweaked).map_err(fe)?;
+            let key_package =
+                frost_core::keys::repairable::repair_share_part3(&sigmas, target_id, &public)
+                    .map_err(fe)?;
+            if public.verifying_shares().get(&target_id) != Some(key_package.verifying_share()) {
+                return Err(TssError::Protocol {
+                    scheme: C::SCHEME,
+                    culprits: Vec::new(),
+                    detail: "the rebuilt share does not match this member's verifying share (a helper sent a wrong part)".into(),
+                });
+            }
+            rebuilt = FrostKeyShare {
+                index,
+                threshold,
+                key_package,
+                public_key_package: public,
+                untweaked_key: untweaked,
+            }
+            .validate()?;
+            &rebuilt
+        }
+    };
+    refresh_rounds(&mut io, 2, share, rng).await
 }
 
 /// A commitment to the group's public state (the public key package: group key and every

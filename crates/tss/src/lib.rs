@@ -270,6 +270,124 @@ pub async fn refresh(
     }
 }
 
+/// A member's part in [`repair`].
+pub enum RepairPart<'a> {
+    /// A surviving member, with its share of the wallet.
+    Helper(&'a KeyShare),
+    /// The member whose share is rebuilt: it knows the wallet's scheme and its group's engine.
+    Target {
+        /// The wallet's scheme.
+        scheme: Scheme,
+        /// The group's ECDSA engine (for an ECDSA wallet).
+        engine: EcdsaEngine,
+    },
+}
+
+/// Rebuilds a lost member's share for the member now at `target` (DKLs23: [`dkls::repair`];
+/// FROST: [`frost::repair`]), then every member refreshes; every member gets its new share.
+/// cggmp21 0.6 has no repair.
+#[allow(clippy::too_many_arguments)]
+pub async fn repair(
+    part: RepairPart<'_>,
+    session: SessionId,
+    index: u16,
+    target: u16,
+    threshold: Threshold,
+    incoming: impl Incoming,
+    outgoing: impl Outgoing,
+    rng: &mut (impl RngCore + CryptoRng + Send),
+) -> Result<KeyShare, TssError> {
+    use frost::RepairRole as F;
+    match part {
+        RepairPart::Helper(KeyShare::Dkls(s)) => dkls::repair(
+            session,
+            dkls::RepairRole::Helper(s),
+            index,
+            target,
+            threshold,
+            incoming,
+            outgoing,
+        )
+        .await
+        .map(KeyShare::Dkls),
+        RepairPart::Helper(KeyShare::Taproot(s)) => frost::repair(
+            session,
+            F::Helper(s),
+            index,
+            target,
+            threshold,
+            incoming,
+            outgoing,
+            rng,
+        )
+        .await
+        .map(KeyShare::Taproot),
+        RepairPart::Helper(KeyShare::Ed25519(s)) => frost::repair(
+            session,
+            F::Helper(s),
+            index,
+            target,
+            threshold,
+            incoming,
+            outgoing,
+            rng,
+        )
+        .await
+        .map(KeyShare::Ed25519),
+        RepairPart::Target {
+            scheme: Scheme::EcdsaSecp256k1,
+            engine: EcdsaEngine::Dkls23,
+        } => dkls::repair(
+            session,
+            dkls::RepairRole::Target,
+            index,
+            target,
+            threshold,
+            incoming,
+            outgoing,
+        )
+        .await
+        .map(KeyShare::Dkls),
+        RepairPart::Target {
+            scheme: Scheme::SchnorrTaproot,
+            ..
+        } => frost::repair::<Taproot>(
+            session,
+            F::Target,
+            index,
+            target,
+            threshold,
+            incoming,
+            outgoing,
+            rng,
+        )
+        .await
+        .map(KeyShare::Taproot),
+        RepairPart::Target {
+            scheme: Scheme::Ed25519,
+            ..
+        } => frost::repair::<Ed25519>(
+            session,
+            F::Target,
+            index,
+            target,
+            threshold,
+            incoming,
+            outgoing,
+            rng,
+        )
+        .await
+        .map(KeyShare::Ed25519),
+        RepairPart::Helper(KeyShare::Ecdsa(_))
+        | RepairPart::Target {
+            scheme: Scheme::EcdsaSecp256k1,
+            engine: EcdsaEngine::Cggmp21,
+        } => Err(TssError::params(
+            "cggmp21 0.6 has no share repair: a cggmp21 wallet's lost share cannot be rebuilt",
+        )),
+    }
+}
+
 /// Interactive threshold signing with any share. For ECDSA `message` is the 32-byte digest
 /// to sign (the chain's sighash) and exactly `t` signers take part; FROST schemes sign the
 /// message itself with `t` or more signers. DKLs23 draws its randomness itself and ignores

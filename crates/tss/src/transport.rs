@@ -458,6 +458,8 @@ pub fn inspect(env: &Envelope) -> Result<MessageKind, TssError> {
         Tag::TaprootDkg | Tag::TaprootRefresh => {
             Some(inspect_frost_dkg::<Taproot>(rest).map_err(bad)?)
         }
+        Tag::Ed25519Repair => Some(inspect_frost_repair::<Ed25519>(rest).map_err(bad)?),
+        Tag::TaprootRepair => Some(inspect_frost_repair::<Taproot>(rest).map_err(bad)?),
         Tag::Ed25519Sign => Some(inspect_frost_sign::<Ed25519>(rest).map_err(bad)?),
         Tag::TaprootSign => Some(inspect_frost_sign::<Taproot>(rest).map_err(bad)?),
         Tag::DklsKeygen => Some(crate::dkls::inspect_keygen(rest).map_err(&cbor_bad)?),
@@ -484,6 +486,25 @@ fn inspect_frost_dkg<C: crate::frost::FrostSuite>(body: &[u8]) -> Result<u8, Str
             .map(drop)
             .map_err(|e| e.to_string())?,
         r => return Err(format!("no DKG round {r}")),
+    }
+    Ok(*round)
+}
+
+/// A FROST repair body: round 1 a delta, round 2 a sigma with the public state, rounds 3 to
+/// 5 the refresh that follows (shaped like a DKG's rounds 1 to 3).
+fn inspect_frost_repair<C: crate::frost::FrostSuite>(body: &[u8]) -> Result<u8, String> {
+    let (round, payload) = body.split_first().ok_or("no round number")?;
+    match round {
+        1 => frost_core::keys::repairable::Delta::<C>::deserialize(payload)
+            .map(drop)
+            .map_err(|e| e.to_string())?,
+        2 => crate::frost::inspect_repair_sigma::<C>(payload)?,
+        3..=5 => {
+            let mut shifted = vec![round - 2];
+            shifted.extend_from_slice(payload);
+            inspect_frost_dkg::<C>(&shifted)?;
+        }
+        r => return Err(format!("no repair round {r}")),
     }
     Ok(*round)
 }

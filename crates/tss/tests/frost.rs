@@ -494,3 +494,74 @@ async fn refresh_keeps_the_key_and_old_and_new_shares_never_sign_together() {
         check_taproot(&new[0], &msg, &sig);
     }
 }
+
+/// Repair (both suites): the others rebuild a lost member's share for a new member at its
+/// index, then all refresh: same key, every subset including the new member signs, and the
+/// lost share does not sign with the new ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_share_is_rebuilt_for_a_new_member_and_the_lost_one_is_useless() {
+    async fn repaired<C: FrostSuite>(
+        shares: &Arc<Vec<FrostKeyShare<C>>>,
+        target: u16,
+    ) -> Arc<Vec<FrostKeyShare<C>>> {
+        let threshold = shares[0].threshold();
+        let session = SessionId::derive("test-frost-repair", C::SCHEME.as_str().as_bytes());
+        let parties: Vec<u16> = (0..threshold.n()).collect();
+        let shares = shares.clone();
+        Arc::new(
+            run(&parties, move |ep| {
+                let shares = shares.clone();
+                async move {
+                    let role = if ep.index == target {
+                        frost::RepairRole::Target
+                    } else {
+                        frost::RepairRole::Helper(&shares[ep.index as usize])
+                    };
+                    frost::repair::<C>(
+                        session,
+                        role,
+                        ep.index,
+                        target,
+                        threshold,
+                        ep.incoming,
+                        ep.outgoing,
+                        &mut rng(u64::from(ep.index) + 99),
+                    )
+                    .await
+                }
+            })
+            .await
+            .into_iter()
+            .map(|r| r.unwrap())
+            .collect(),
+        )
+    }
+    let old = dkg::<Ed25519>(2, 3, "repair").await;
+    let new = repaired(&old, 1).await;
+    let pk = old[0].public_key();
+    assert!(new.iter().all(|s| s.public_key() == pk));
+    for subset in subsets(3, 2) {
+        let msg = format!("repaired {subset:?}").into_bytes();
+        let sig = sign(&new, &subset, &msg).await.remove(0).unwrap();
+        verify_ed25519(&pk, &msg, &sig);
+    }
+    let copy = |s: &FrostKeyShare<Ed25519>| match reload(s) {
+        KeyShare::Ed25519(s) => s,
+        other => panic!("{other:?}"),
+    };
+    let lost = Arc::new(vec![copy(&new[0]), copy(&old[1])]);
+    let results = sign(&lost, &[0, 1], b"lost").await;
+    assert!(results.iter().all(Result::is_err), "{results:?}");
+
+    let old = dkg::<Taproot>(2, 3, "repair").await;
+    let new = repaired(&old, 2).await;
+    for (o, m) in old.iter().zip(new.iter()) {
+        assert_eq!(m.public_key(), o.public_key());
+        assert_eq!(m.untweaked_public_key(), o.untweaked_public_key());
+    }
+    for subset in subsets(3, 2) {
+        let msg = [subset[1] as u8 + 1; 32];
+        let sig = sign(&new, &subset, &msg).await.remove(0).unwrap();
+        check_taproot(&new[0], &msg, &sig);
+    }
+}

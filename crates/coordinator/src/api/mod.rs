@@ -371,7 +371,7 @@ async fn refresh_wallet(
     params(("id" = String, Path, description = "The group's id")),
     responses(
         (status = 202, description = "The repair job", body = JobRecord),
-        (status = 400, description = "Not a DKLs23 group, holds FROST wallets, or the modules are not what the request says", body = ApiError),
+        (status = 400, description = "Not a DKLs23 group, or the modules are not what the request says", body = ApiError),
         (status = 404, body = ApiError),
         (status = 409, description = "The new module is already a member", body = ApiError),
     ))]

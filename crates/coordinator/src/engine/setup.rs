@@ -379,6 +379,7 @@ impl Engine {
                 events,
                 |s| {
                     s.repair_target = u32::from(index);
+                    s.scheme = wallet.scheme.clone();
                 },
             )
             .await?;

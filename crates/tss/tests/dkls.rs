@@ -913,7 +913,9 @@ async fn cheating_in_a_refresh_is_refused_with_the_party_named() {
             .any(|r| matches!(r, Err(TssError::Protocol { culprits, .. }) if culprits == &[1])),
         "{r:?}"
     );
-    assert!(r.iter().all(Result::is_err), "nobody gets a share: {r:?}");
+    // No honest member gets a new share (the cheater, who saw honest messages, may; the
+    // members never agree on one, so nothing is committed).
+    assert!(r[0].is_err() && r[2].is_err(), "{r:?}");
     // A refresh fragment altered in transit: the receiver's check of its point fails.
     let r = refresh_tampered(&shares, "cheat 2", |env, to| {
         if is(env, REFRESH_TAG, 1, 2, to, 0) {

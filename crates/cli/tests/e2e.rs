@@ -205,6 +205,32 @@ impl Net {
         self.install_policy_full(wallets, no_raw, refresh, derive, &[]);
     }
 
+    /// A 2-of-3 signer group of m1, m2, m3 with the default engine, ready: its record.
+    fn group_of_three(&self, id: &str) -> Value {
+        self.json(&[
+            "groups",
+            "create",
+            "--id",
+            id,
+            "--threshold",
+            "2",
+            "--members",
+            "m1,m2,m3",
+            "--wait",
+        ])
+    }
+
+    /// A wallet of `scheme` made by DKG in `group`: its id and public key.
+    fn new_wallet(&self, group: &str, scheme: &str) -> (String, String) {
+        let w = self.json(&[
+            "wallets", "create", "--group", group, "--scheme", scheme, "--wait",
+        ]);
+        (
+            w["id"].as_str().unwrap().to_owned(),
+            w["public_key"].as_str().unwrap().to_owned(),
+        )
+    }
+
     /// A module's identity key (hex), from its `module init` output.
     fn identity(&self, id: &str) -> String {
         let info: Value = serde_json::from_str(
@@ -933,52 +959,28 @@ fn dkls_group_signs_refreshes_and_survives_a_module_killed_mid_signing() {
     let mut net = setup(3);
     // The default engine: no safe primes, no auxiliary material; the members pin the group.
     let started = Instant::now();
-    let g = net.json(&[
-        "groups",
-        "create",
-        "--id",
-        "fast",
-        "--threshold",
-        "2",
-        "--members",
-        "m1,m2,m3",
-        "--wait",
-    ]);
+    let g = net.group_of_three("fast");
     assert_eq!(
         (g["engine"].as_str(), g["status"].as_str()),
         (Some("dkls23"), Some("ready")),
         "{g}"
     );
     eprintln!("DKLs23 group set up in {:?}", started.elapsed());
-    let w = net.json(&[
-        "wallets",
-        "create",
-        "--group",
-        "fast",
-        "--scheme",
-        "ecdsa-secp256k1",
-        "--wait",
-    ]);
-    let wallet = w["id"].as_str().unwrap().to_owned();
-    let pk = w["public_key"].as_str().unwrap().to_owned();
+    let (wallet, pk) = net.new_wallet("fast", "ecdsa-secp256k1");
     net.install_policy(&[&wallet], &[]);
 
     // Signing is interactive (DKLs23 has no presignatures) whatever the mode asked; no
     // presignature job is ever made for the wallet.
     for (i, mode) in ["presigned", "interactive"].iter().enumerate() {
-        let message = format!("dkls {i}");
-        let body =
-            serde_json::json!({ "wallet": wallet, "message": hex::encode(&message), "mode": mode });
-        let id = post_sign(&net, &body);
-        let done = net.json(&["jobs", &id, "--wait"]);
-        assert_eq!(done["status"], "done", "{done}");
-        assert_eq!(done["result"]["presigned"], false, "{done}");
-        verify(
+        let done = signed(
+            &net,
             "ecdsa-secp256k1",
+            &wallet,
             &pk,
-            &signing_input("ecdsa-secp256k1", message.as_bytes()),
-            done["result"]["signature"].as_str().unwrap(),
+            &format!("dkls {i}"),
+            mode,
         );
+        assert_eq!(done["result"]["presigned"], false, "{done}");
     }
     let presigns = net.json(&["jobs", "list", "--kind", "presign"]);
     assert_eq!(presigns.as_array().map(Vec::len), Some(0), "{presigns}");
@@ -1014,15 +1016,13 @@ fn dkls_group_signs_refreshes_and_survives_a_module_killed_mid_signing() {
         // Each pair signs: take one member down at a time.
         net.stop_module(m);
         let message = format!("after refresh {i}");
-        let body = serde_json::json!({ "wallet": wallet, "message": hex::encode(&message), "mode": "interactive" });
-        let id = post_sign(&net, &body);
-        let done = net.json(&["jobs", &id, "--wait"]);
-        assert_eq!(done["status"], "done", "{done}");
-        verify(
+        signed(
+            &net,
             "ecdsa-secp256k1",
+            &wallet,
             &pk,
-            &signing_input("ecdsa-secp256k1", message.as_bytes()),
-            done["result"]["signature"].as_str().unwrap(),
+            &message,
+            "interactive",
         );
         net.start_module(m);
         net.wait_connected(&["m1", "m2", "m3"]);
@@ -1040,10 +1040,7 @@ fn dkls_group_signs_refreshes_and_survives_a_module_killed_mid_signing() {
     );
     net.wait_connected(&["m1", "m2", "m3"]);
     let message = "signer killed mid-DKLs-signing";
-    let body = serde_json::json!({ "wallet": wallet, "message": hex::encode(message), "mode": "presigned" });
-    let id = post_sign(&net, &body);
-    let done = net.json(&["jobs", &id, "--wait"]);
-    assert_eq!(done["status"], "done", "{done}");
+    let done = signed(&net, "ecdsa-secp256k1", &wallet, &pk, message, "presigned");
     let signers: Vec<u64> = done["result"]["signers"]
         .as_array()
         .unwrap()
@@ -1051,12 +1048,6 @@ fn dkls_group_signs_refreshes_and_survives_a_module_killed_mid_signing() {
         .map(|v| v.as_u64().unwrap())
         .collect();
     assert_eq!(signers, vec![1, 2], "{done}");
-    verify(
-        "ecdsa-secp256k1",
-        &pk,
-        &signing_input("ecdsa-secp256k1", message.as_bytes()),
-        done["result"]["signature"].as_str().unwrap(),
-    );
     let events = done["events"].to_string();
     assert!(events.contains("dropped out"), "{events}");
     assert!(
@@ -1070,10 +1061,28 @@ fn dkls_group_signs_refreshes_and_survives_a_module_killed_mid_signing() {
     );
 }
 
-fn sign_with(net: &Net, wallet: &str, message: &str) -> Value {
-    let body = serde_json::json!({ "wallet": wallet, "message": hex::encode(message), "mode": "interactive" });
+/// `message` signed with `wallet` in `mode` (rule threshold): the job, checked done, its
+/// signature verified against `public_key` with an independent implementation.
+fn signed(
+    net: &Net,
+    scheme: &str,
+    wallet: &str,
+    public_key: &str,
+    message: &str,
+    mode: &str,
+) -> Value {
+    let body =
+        serde_json::json!({ "wallet": wallet, "message": hex::encode(message), "mode": mode });
     let id = post_sign(net, &body);
-    net.json(&["jobs", &id, "--wait"])
+    let done = net.json(&["jobs", &id, "--wait"]);
+    assert_eq!(done["status"], "done", "{done}");
+    verify(
+        scheme,
+        public_key,
+        &signing_input(scheme, message.as_bytes()),
+        done["result"]["signature"].as_str().unwrap(),
+    );
+    done
 }
 
 /// HD wallets: children of a DKLs23 wallet derived by every member under the policy's
@@ -1082,28 +1091,8 @@ fn sign_with(net: &Net, wallet: &str, message: &str) -> Value {
 #[test]
 fn child_wallets_are_derived_under_the_policy_and_sign_for_their_own_key() {
     let net = setup(3);
-    net.ok(&[
-        "groups",
-        "create",
-        "--id",
-        "hd",
-        "--threshold",
-        "2",
-        "--members",
-        "m1,m2,m3",
-        "--wait",
-    ]);
-    let w = net.json(&[
-        "wallets",
-        "create",
-        "--group",
-        "hd",
-        "--scheme",
-        "ecdsa-secp256k1",
-        "--wait",
-    ]);
-    let parent = w["id"].as_str().unwrap().to_owned();
-    let parent_pk = w["public_key"].as_str().unwrap().to_owned();
+    net.group_of_three("hd");
+    let (parent, parent_pk) = net.new_wallet("hd", "ecdsa-secp256k1");
     // No `derive` in the policy: every module refuses.
     net.install_policy(&[&parent], &[]);
     let out = net.run(&["wallets", "derive", &parent, "--path", "m/0/7", "--wait"]);
@@ -1144,25 +1133,25 @@ fn child_wallets_are_derived_under_the_policy_and_sign_for_their_own_key() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("itself a derived wallet"));
 
     // The child signs for its own key, under its parent's rule.
-    let done = sign_with(&net, &child_id, "from the child");
-    assert_eq!(done["status"], "done", "{done}");
-    verify(
+    signed(
+        &net,
         "ecdsa-secp256k1",
+        &child_id,
         &child_pk,
-        &signing_input("ecdsa-secp256k1", b"from the child"),
-        done["result"]["signature"].as_str().unwrap(),
+        "from the child",
+        "interactive",
     );
     // Children follow a refresh of their parent (and cannot be refreshed themselves).
     let out = net.run(&["wallets", "refresh", &child_id]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("refresh its parent"));
     net.json(&["wallets", "refresh", &parent, "--wait"]);
-    let done = sign_with(&net, &child_id, "after the parent's refresh");
-    assert_eq!(done["status"], "done", "{done}");
-    verify(
+    signed(
+        &net,
         "ecdsa-secp256k1",
+        &child_id,
         &child_pk,
-        &signing_input("ecdsa-secp256k1", b"after the parent's refresh"),
-        done["result"]["signature"].as_str().unwrap(),
+        "after the parent's refresh",
+        "interactive",
     );
     // A policy without the prefix: the child signs nothing.
     net.install_policy(&[&parent], &[]);
@@ -1181,34 +1170,10 @@ fn child_wallets_are_derived_under_the_policy_and_sign_for_their_own_key() {
 #[test]
 fn a_lost_member_is_replaced_as_the_policy_says_and_the_group_signs_on() {
     let mut net = setup(4);
-    net.ok(&[
-        "groups",
-        "create",
-        "--id",
-        "g",
-        "--threshold",
-        "2",
-        "--members",
-        "m1,m2,m3",
-        "--wait",
-    ]);
-    let w = net.json(&[
-        "wallets",
-        "create",
-        "--group",
-        "g",
-        "--scheme",
-        "ecdsa-secp256k1",
-        "--wait",
-    ]);
-    let wallet = w["id"].as_str().unwrap().to_owned();
-    let pk = w["public_key"].as_str().unwrap().to_owned();
+    net.group_of_three("g");
+    let (wallet, pk) = net.new_wallet("g", "ecdsa-secp256k1");
     // A FROST wallet in the same group is repaired too.
-    let e = net.json(&[
-        "wallets", "create", "--group", "g", "--scheme", "ed25519", "--wait",
-    ]);
-    let ed = e["id"].as_str().unwrap().to_owned();
-    let ed_pk = e["public_key"].as_str().unwrap().to_owned();
+    let (ed, ed_pk) = net.new_wallet("g", "ed25519");
     net.install_policy_with(&[&wallet, &ed], &[], &[], &["m/0"]);
     let child = net.json(&["wallets", "derive", &wallet, "--path", "m/0/3", "--wait"]);
     let child_id = child["id"].as_str().unwrap().to_owned();
@@ -1259,16 +1224,9 @@ fn a_lost_member_is_replaced_as_the_policy_says_and_the_group_signs_on() {
             ("ecdsa-secp256k1", &child_id, &child_pk, "repaired child"),
             ("ed25519", &ed, &ed_pk, "repaired ed25519"),
         ] {
-            let done = sign_with(&net, id, msg);
-            assert_eq!(done["status"], "done", "{done}");
+            let done = signed(&net, scheme, id, key, msg, "interactive");
             let signers = done["result"]["signers"].to_string();
             assert!(signers.contains('1'), "m4 (index 1) signed: {signers}");
-            verify(
-                scheme,
-                key,
-                &signing_input(scheme, msg.as_bytes()),
-                done["result"]["signature"].as_str().unwrap(),
-            );
         }
         net.start_module(m);
         net.wait_connected(&["m1", "m3", "m4"]);

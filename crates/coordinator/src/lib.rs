@@ -221,6 +221,29 @@ pub struct ReplaceMember {
 #[serde(deny_unknown_fields)]
 pub struct RefreshWallet {}
 
+impl DerivedFrom {
+    /// Where the wallet `job` made comes from, if the job is a derivation.
+    pub(crate) fn of(job: &JobRecord) -> Result<Option<DerivedFrom>, Error> {
+        if job.kind != JobKind::Derive {
+            return Ok(None);
+        }
+        serde_json::from_slice(job.payload.as_deref().unwrap_or_default())
+            .map(Some)
+            .map_err(|e| Error::Internal(format!("stored derivation request {}: {e}", job.id)))
+    }
+}
+
+/// What a repair job was asked (stored with it).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub(crate) struct RepairRequest {
+    /// The member index.
+    pub(crate) index: u16,
+    /// The module that was lost.
+    pub(crate) replaced: String,
+    /// The module now at that index.
+    pub(crate) by: String,
+}
+
 /// Request to derive a child wallet.
 #[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -524,13 +547,7 @@ impl Coordinator {
         }
         let wallet = self.wallet(wallet_id).await?;
         let group = self.group(&wallet.group_id).await?;
-        if self
-            .engine
-            .store
-            .job(&wallet.job_id)
-            .await?
-            .is_some_and(|j| j.kind == JobKind::Derive)
-        {
+        if self.engine.derivation(&wallet).await?.is_some() {
             return Err(Error::BadRequest(format!(
                 "wallet {} is a derived wallet: refresh its parent, its children follow",
                 wallet.id
@@ -602,9 +619,11 @@ impl Coordinator {
         let job = JobRecord {
             scheme: Some(concord_types::Scheme::EcdsaSecp256k1.to_string()),
             payload: Some(
-                serde_json::to_vec(&serde_json::json!({
-                    "index": index, "replaced": req.member, "by": req.with,
-                }))
+                serde_json::to_vec(&RepairRequest {
+                    index,
+                    replaced: req.member,
+                    by: req.with.clone(),
+                })
                 .unwrap_or_default(),
             ),
             ..JobRecord::pending(job_id.to_owned(), JobKind::Repair, &group.id)
@@ -643,8 +662,7 @@ impl Coordinator {
                 "path m is the wallet itself: name a child, as m/0/7".into(),
             ));
         }
-        let parent_job = self.engine.store.job(&wallet.job_id).await?;
-        if parent_job.is_some_and(|j| j.kind == JobKind::Derive) {
+        if self.engine.derivation(&wallet).await?.is_some() {
             return Err(Error::BadRequest(format!(
                 "wallet {} is itself a derived wallet: derive from its parent",
                 wallet.id
@@ -764,9 +782,7 @@ impl Coordinator {
         let made_by = self.engine.store.job(&wallet.job_id).await?;
         let derived_from = made_by
             .as_ref()
-            .filter(|j| j.kind == JobKind::Derive)
-            .and_then(|j| j.payload.as_deref())
-            .and_then(|p| serde_json::from_slice::<DerivedFrom>(p).ok());
+            .and_then(|j| DerivedFrom::of(j).ok().flatten());
         let kind = made_by
             .and_then(|j| WalletKind::made_by(j.kind))
             .ok_or_else(|| {

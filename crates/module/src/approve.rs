@@ -234,10 +234,14 @@ impl Decider {
                 policy.policy().version
             ))
         })?;
-        let derived = state
-            .derivation(wallet)
-            .map_err(err)?
-            .map(|(parent, path)| (wallet, parent, path));
+        // Only a wallet the policy does not name itself may be a child under its parent's rule.
+        let derived = match policy.policy().wallet(&wallet) {
+            Some(_) => None,
+            None => state
+                .derivation(wallet)
+                .map_err(err)?
+                .map(|(parent, path)| (wallet, parent, path)),
+        };
         let case = Case {
             job,
             payload: &payload,

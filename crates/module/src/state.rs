@@ -471,8 +471,13 @@ impl State {
             .map_err(vault_err)
     }
 
-    /// This module's share of a wallet, validated and checked to belong to it.
+    /// This module's share of a wallet, validated and checked to belong to it: its own, or
+    /// for a child wallet, derived from its parent's.
     pub fn share(&self, wallet: WalletId) -> Result<Option<KeyShare>, Error> {
+        // A wallet's own share first: the common case reads one vault entry.
+        if let Some(own) = self.share_of_own(wallet)? {
+            return Ok(Some(own));
+        }
         if let Some((parent, path)) = self.derivation(wallet)? {
             let Some(KeyShare::Dkls(p)) = self.share_of_own(parent)? else {
                 return Err(Error::Vault(format!(
@@ -487,7 +492,7 @@ impl State {
             }
             return Ok(Some(KeyShare::Dkls(child)));
         }
-        self.share_of_own(wallet)
+        Ok(None)
     }
 
     /// A share stored as such (not a derived child).

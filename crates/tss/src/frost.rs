@@ -475,6 +475,13 @@ struct RepairSigma {
     untweaked: Vec<u8>,
 }
 
+impl Drop for RepairSigma {
+    fn drop(&mut self) {
+        // The sum of the deltas a helper received: one of the pieces of the rebuilt share.
+        zeroize::Zeroize::zeroize(&mut self.sigma);
+    }
+}
+
 /// Decodes a repair's round-2 message completely.
 pub(crate) fn inspect_repair_sigma<C: FrostSuite>(payload: &[u8]) -> Result<(), String> {
     let m: RepairSigma = ciborium::from_reader(payload).map_err(|e| e.to_string())?;

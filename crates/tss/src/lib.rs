@@ -298,93 +298,54 @@ pub async fn repair(
     rng: &mut (impl RngCore + CryptoRng + Send),
 ) -> Result<KeyShare, TssError> {
     use frost::RepairRole as F;
-    match part {
-        RepairPart::Helper(KeyShare::Dkls(s)) => dkls::repair(
-            session,
-            dkls::RepairRole::Helper(s),
-            index,
-            target,
-            threshold,
-            incoming,
-            outgoing,
-        )
-        .await
-        .map(KeyShare::Dkls),
-        RepairPart::Helper(KeyShare::Taproot(s)) => frost::repair(
-            session,
-            F::Helper(s),
-            index,
-            target,
-            threshold,
-            incoming,
-            outgoing,
-            rng,
-        )
-        .await
-        .map(KeyShare::Taproot),
-        RepairPart::Helper(KeyShare::Ed25519(s)) => frost::repair(
-            session,
-            F::Helper(s),
-            index,
-            target,
-            threshold,
-            incoming,
-            outgoing,
-            rng,
-        )
-        .await
-        .map(KeyShare::Ed25519),
+    /// Which engine repairs, with this member's role in it.
+    enum Which<'a> {
+        Dkls(dkls::RepairRole<'a>),
+        Taproot(F<'a, Taproot>),
+        Ed25519(F<'a, Ed25519>),
+    }
+    let which = match part {
+        RepairPart::Helper(KeyShare::Dkls(s)) => Which::Dkls(dkls::RepairRole::Helper(s)),
+        RepairPart::Helper(KeyShare::Taproot(s)) => Which::Taproot(F::Helper(s)),
+        RepairPart::Helper(KeyShare::Ed25519(s)) => Which::Ed25519(F::Helper(s)),
         RepairPart::Target {
             scheme: Scheme::EcdsaSecp256k1,
             engine: EcdsaEngine::Dkls23,
-        } => dkls::repair(
-            session,
-            dkls::RepairRole::Target,
-            index,
-            target,
-            threshold,
-            incoming,
-            outgoing,
-        )
-        .await
-        .map(KeyShare::Dkls),
+        } => Which::Dkls(dkls::RepairRole::Target),
         RepairPart::Target {
             scheme: Scheme::SchnorrTaproot,
             ..
-        } => frost::repair::<Taproot>(
-            session,
-            F::Target,
-            index,
-            target,
-            threshold,
-            incoming,
-            outgoing,
-            rng,
-        )
-        .await
-        .map(KeyShare::Taproot),
+        } => Which::Taproot(F::Target),
         RepairPart::Target {
             scheme: Scheme::Ed25519,
             ..
-        } => frost::repair::<Ed25519>(
-            session,
-            F::Target,
-            index,
-            target,
-            threshold,
-            incoming,
-            outgoing,
-            rng,
-        )
-        .await
-        .map(KeyShare::Ed25519),
+        } => Which::Ed25519(F::Target),
         RepairPart::Helper(KeyShare::Ecdsa(_))
         | RepairPart::Target {
             scheme: Scheme::EcdsaSecp256k1,
             engine: EcdsaEngine::Cggmp21,
-        } => Err(TssError::params(
-            "cggmp21 0.6 has no share repair: a cggmp21 wallet's lost share cannot be rebuilt",
-        )),
+        } => {
+            return Err(TssError::params(
+                "cggmp21 0.6 has no share repair: a cggmp21 wallet's lost share cannot be rebuilt",
+            ));
+        }
+    };
+    match which {
+        Which::Dkls(role) => {
+            dkls::repair(session, role, index, target, threshold, incoming, outgoing)
+                .await
+                .map(KeyShare::Dkls)
+        }
+        Which::Taproot(role) => frost::repair(
+            session, role, index, target, threshold, incoming, outgoing, rng,
+        )
+        .await
+        .map(KeyShare::Taproot),
+        Which::Ed25519(role) => frost::repair(
+            session, role, index, target, threshold, incoming, outgoing, rng,
+        )
+        .await
+        .map(KeyShare::Ed25519),
     }
 }
 

@@ -124,24 +124,24 @@ async fn sign_ok(
     sigs[0]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_of_three_every_signer_subset_signs() {
-    let shares = keygen(2, 3, "2of3").await;
-    let subsets = subsets(3, 2);
-    assert_eq!(subsets.len(), 3);
+/// A fresh `t`-of-`n` key, then a signature by each of its `count` signer subsets.
+async fn every_signer_subset_signs(t: u16, n: u16, count: usize) {
+    let shares = keygen(t, n, &format!("{t}of{n}")).await;
+    let subsets = subsets(n, usize::from(t));
+    assert_eq!(subsets.len(), count);
     for (k, subset) in subsets.into_iter().enumerate() {
-        sign_ok(&shares, &subset, digest(&format!("2-of-3 subset {k}"))).await;
+        sign_ok(&shares, &subset, digest(&format!("{t}-of-{n} subset {k}"))).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_of_three_every_signer_subset_signs() {
+    every_signer_subset_signs(2, 3, 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_of_five_every_signer_subset_signs() {
-    let shares = keygen(3, 5, "3of5").await;
-    let subsets = subsets(5, 3);
-    assert_eq!(subsets.len(), 10);
-    for (k, subset) in subsets.into_iter().enumerate() {
-        sign_ok(&shares, &subset, digest(&format!("3-of-5 subset {k}"))).await;
-    }
+    every_signer_subset_signs(3, 5, 10).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -341,13 +341,10 @@ impl Engine {
         events: &mut Events,
     ) -> Result<(), Error> {
         let group = self.group_of(&job.group_id).await?;
-        let ask: serde_json::Value =
+        let ask: crate::RepairRequest =
             serde_json::from_slice(job.payload.as_deref().unwrap_or_default())
                 .map_err(|e| Error::Internal(format!("stored repair request: {e}")))?;
-        let index = ask["index"]
-            .as_u64()
-            .and_then(|i| u16::try_from(i).ok())
-            .ok_or_else(|| Error::Internal("stored repair request without an index".into()))?;
+        let index = ask.index;
         self.all_connected(
             &group,
             "a repair needs every member (the new one included) of group",
@@ -362,9 +359,8 @@ impl Engine {
             .into_iter()
             .filter(|w| w.group_id == group.id)
         {
-            let made = self.store.job(&w.job_id).await?;
-            match made.filter(|j| j.kind == JobKind::Derive) {
-                Some(j) => children.push((w, j)),
+            match self.derivation(&w).await? {
+                Some(from) => children.push((w, from)),
                 None => roots.push(w),
             }
         }
@@ -386,22 +382,8 @@ impl Engine {
         }
         // The new member records the group's child wallets (each member checks the path
         // against its policy again; the others already hold them).
-        for (child, made) in &children {
-            let from: crate::DerivedFrom =
-                serde_json::from_slice(made.payload.as_deref().unwrap_or_default())
-                    .map_err(|e| Error::Internal(format!("stored derivation request: {e}")))?;
-            let parent: WalletId = from
-                .wallet
-                .parse()
-                .map_err(|e: concord_types::TypesError| Error::Internal(e.to_string()))?;
-            let path = from.path.to_string();
-            let results = self
-                .run_all(job, &group, ProtocolKind::Derive, events, |s| {
-                    s.wallet_id = parent.0.to_vec();
-                    s.derivation_path = path.clone();
-                })
-                .await?;
-            let r = agreed_key(&results)?;
+        for (child, from) in &children {
+            let r = self.derive_everywhere(job, &group, from, events).await?;
             if r.wallet_id.to_string() != child.id {
                 return Err(Error::protocol(format!(
                     "the members derive another wallet than {} at {}",
@@ -412,8 +394,8 @@ impl Engine {
         let result = GroupRepaired {
             group_id: group.id.clone(),
             index,
-            replaced: ask["replaced"].as_str().unwrap_or_default().to_owned(),
-            by: ask["by"].as_str().unwrap_or_default().to_owned(),
+            replaced: ask.replaced,
+            by: ask.by,
             wallets: roots.iter().map(|w| w.id.clone()).collect(),
         };
         self.store
@@ -430,23 +412,11 @@ impl Engine {
         events: &mut Events,
     ) -> Result<(), Error> {
         let group = self.group_of(&job.group_id).await?;
-        let from: crate::DerivedFrom =
-            serde_json::from_slice(job.payload.as_deref().unwrap_or_default())
-                .map_err(|e| Error::Internal(format!("stored derivation request: {e}")))?;
-        let parent: WalletId = from
-            .wallet
-            .parse()
-            .map_err(|e: concord_types::TypesError| Error::Internal(e.to_string()))?;
+        let from = crate::DerivedFrom::of(job)?
+            .ok_or_else(|| Error::Internal(format!("job {} is not a derivation", job.id)))?;
         self.all_connected(&group, "every member derives the child itself, in group")
             .await?;
-        let path = from.path.to_string();
-        let results = self
-            .run_all(job, &group, ProtocolKind::Derive, events, |s| {
-                s.wallet_id = parent.0.to_vec();
-                s.derivation_path = path.clone();
-            })
-            .await?;
-        let r = agreed_key(&results)?;
+        let r = self.derive_everywhere(job, &group, &from, events).await?;
         if let Some(existing) = self.store.wallet(&r.wallet_id.to_string()).await? {
             let result =
                 WalletCreated::of(existing, self.evm_network()).map_err(Error::protocol)?;
@@ -456,6 +426,42 @@ impl Engine {
                 .await;
         }
         self.record_wallet(job, &group.id, r).await
+    }
+}
+
+impl Engine {
+    /// Where `wallet` comes from, if it is a derived wallet.
+    pub(crate) async fn derivation(
+        &self,
+        wallet: &WalletRecord,
+    ) -> Result<Option<crate::DerivedFrom>, Error> {
+        match self.store.job(&wallet.job_id).await? {
+            Some(job) => crate::DerivedFrom::of(&job),
+            None => Ok(None),
+        }
+    }
+
+    /// Every member derives the child `from` names (each checks the path against its policy)
+    /// and reports its key; all must report the same.
+    async fn derive_everywhere(
+        &self,
+        job: &JobRecord,
+        group: &GroupRecord,
+        from: &crate::DerivedFrom,
+        events: &mut Events,
+    ) -> Result<KeygenResult, Error> {
+        let parent: WalletId = from
+            .wallet
+            .parse()
+            .map_err(|e: concord_types::TypesError| Error::Internal(e.to_string()))?;
+        let path = from.path.to_string();
+        let results = self
+            .run_all(job, group, ProtocolKind::Derive, events, |s| {
+                s.wallet_id = parent.0.to_vec();
+                s.derivation_path = path.clone();
+            })
+            .await?;
+        agreed_key(&results)
     }
 }
 

@@ -825,7 +825,7 @@ async fn run_protocol(
                 let share = state.share(wallet)?.ok_or_else(|| {
                     Error::Refused(format!("this module holds no share of wallet {wallet}"))
                 })?;
-                let share = match share {
+                let share = match &*share {
                     KeyShare::Ecdsa(share) => share,
                     KeyShare::Dkls(_) => {
                         return Err(Error::Refused(
@@ -839,7 +839,7 @@ async fn run_protocol(
                     }
                 };
                 let presig = concord_tss::ecdsa::presign(
-                    session, &share, &parties, incoming, outgoing, &mut OsRng,
+                    session, share, &parties, incoming, outgoing, &mut OsRng,
                 )
                 .await
                 .map_err(|e| Error::Protocol(e.to_string()))?;
@@ -862,7 +862,7 @@ async fn run_protocol(
                     ));
                 }
                 check_sign_start(state, &group, &s, &approval, &parties, &session)?;
-                let share: KeyShare = state
+                let share = state
                     .share(approval.wallet_id)?
                     .ok_or_else(|| Error::Refused("no share of this wallet".into()))?;
                 let payload = SigningPayload::from_canonical(&approval.payload)
@@ -878,7 +878,7 @@ async fn run_protocol(
                         Err(e @ concord_tss::TssError::CheatingParty { party, .. }) => {
                             // DKLs23's abort rule: a party caught cheating never signs with
                             // this share again (the ban is stored with the share).
-                            if let KeyShare::Dkls(_) = share {
+                            if let KeyShare::Dkls(_) = *share {
                                 state.ban(approval.wallet_id, party)?;
                             }
                             return Err(Error::Cheating { party, reason: e.to_string() });
@@ -1048,7 +1048,8 @@ async fn run_protocol(
                         rule.derive.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
                     )));
                 }
-                let Some(KeyShare::Dkls(p)) = state.share(parent)? else {
+                let parent_share = state.share(parent)?;
+                let Some(KeyShare::Dkls(p)) = parent_share.as_deref() else {
                     return Err(Error::Refused(format!(
                         "wallet {parent} is not a DKLs23 wallet held here: only DKLs23 wallets have child wallets"
                     )));
@@ -1157,7 +1158,7 @@ async fn run_protocol(
                 })?;
                 let commitment_of = |share: &KeyShare| share.public_commitment();
                 let current = state.share(wallet)?;
-                if current.as_ref().and_then(commitment_of) != Some(expected) {
+                if current.as_deref().and_then(commitment_of) != Some(expected) {
                     let aside = state.refreshed(wallet)?.ok_or_else(|| {
                         Error::Refused(format!(
                             "no refreshed share of wallet {wallet} is set aside here"
@@ -1215,6 +1216,67 @@ mod tests {
         st.pin_admins(&AdminSet::new(vec![key(1).public()], 1).unwrap())
             .unwrap();
         st
+    }
+
+    /// Decoded shares are cached: a share written after it was read (a refresh committed) is
+    /// the one read next, never the cached old one.
+    #[tokio::test]
+    async fn a_committed_refresh_is_the_share_read_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = state(dir.path());
+        let mut handles = Vec::new();
+        for ep in LocalNetwork::connect(&[0, 1]) {
+            handles.push(tokio::spawn(async move {
+                let t = Threshold::new(2, 2).unwrap();
+                concord_tss::dkg(
+                    Scheme::Ed25519,
+                    EcdsaEngine::DEFAULT,
+                    SessionId([7; 32]),
+                    ep.index,
+                    t,
+                    None,
+                    ep.incoming,
+                    ep.outgoing,
+                    &mut OsRng,
+                )
+                .await
+            }));
+        }
+        let mut shares = Vec::new();
+        for h in handles {
+            shares.push(h.await.unwrap().unwrap());
+        }
+        let wallet = shares[0].wallet_id();
+        st.save_share(&shares[0]).unwrap();
+        let before = st.share(wallet).unwrap().unwrap().public_commitment();
+        assert_eq!(
+            st.share(wallet).unwrap().unwrap().public_commitment(),
+            before,
+            "read twice, the same share"
+        );
+        let shares = std::sync::Arc::new(shares);
+        let mut handles = Vec::new();
+        for ep in LocalNetwork::connect(&[0, 1]) {
+            let shares = shares.clone();
+            handles.push(tokio::spawn(async move {
+                concord_tss::refresh(
+                    &shares[usize::from(ep.index)],
+                    SessionId([8; 32]),
+                    ep.incoming,
+                    ep.outgoing,
+                    &mut OsRng,
+                )
+                .await
+            }));
+        }
+        let refreshed = handles.remove(0).await.unwrap().unwrap();
+        assert_ne!(refreshed.public_commitment(), before);
+        st.commit_refreshed(wallet, &refreshed).unwrap();
+        assert_eq!(
+            st.share(wallet).unwrap().unwrap().public_commitment(),
+            refreshed.public_commitment(),
+            "after the commit, the refreshed share is read, not the cached one"
+        );
     }
 
     /// The nonce-release rule, as a coordinator could abuse it: an approval this module

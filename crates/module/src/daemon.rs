@@ -13,10 +13,10 @@ use concord_wire::messages::{AuxResult, KeygenResult, PresignResult, RefreshResu
 use concord_wire::payload::SigningPayload;
 use concord_wire::rpc::module_link_client::ModuleLinkClient;
 use concord_wire::rpc::{
-    Failure, Hello, JobUpdate, PolicyStatus, ProtocolKind, Relay, Released, StartProtocol,
-    coordinator_to_module, job_update, module_to_coordinator,
+    Approval, Failure, Hello, JobUpdate, PolicyStatus, ProtocolKind, Relay, Released,
+    StartProtocol, coordinator_to_module, job_update, module_to_coordinator,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use crate::approve::Decider;
@@ -47,7 +47,17 @@ struct Ctx {
     early: Mutex<HashMap<String, Vec<Relay>>>,
     /// (job id, session) → task, to abort.
     tasks: Mutex<HashMap<RunKey, tokio::task::AbortHandle>>,
+    /// (job id, session) → where the certificate of a signing run started without one
+    /// (`certificate_follows`) is handed to the run.
+    certificates: Mutex<HashMap<RunKey, oneshot::Sender<Vec<Approval>>>>,
+    /// Moves after each decided proposal and each abort: a signing run that started before
+    /// this module's own approval was stored waits on it.
+    decided: tokio::sync::watch::Sender<u64>,
 }
+
+/// How long a signing run started with `certificate_follows` waits for this module's own
+/// approval, and then for the certificate (the coordinator aborts it sooner if it gives up).
+const CERTIFICATE_WAIT: Duration = Duration::from_secs(120);
 
 /// Runs the daemon until `shutdown` resolves.
 pub async fn run(
@@ -69,6 +79,8 @@ pub async fn run(
         running: Mutex::default(),
         early: Mutex::default(),
         tasks: Mutex::default(),
+        certificates: Mutex::default(),
+        decided: tokio::sync::watch::Sender::new(0),
     });
     // One link per coordinator address (several coordinators may share one database; each
     // drives the work it holds, and every one of them can reach this module).
@@ -165,8 +177,24 @@ async fn session(
                             module_to_coordinator::Msg::Refusal(r)
                         }
                     };
+                    ctx.decided.send_modify(|n| *n = n.wrapping_add(1));
                     send_up(&uplink, answer);
                 });
+            }
+            Some(coordinator_to_module::Msg::Certificate(c)) => {
+                let sender = ctx
+                    .certificates
+                    .lock()
+                    .ok()
+                    .and_then(|mut m| m.remove(&(c.job_id.clone(), c.session.clone())));
+                match sender {
+                    Some(tx) => {
+                        let _ = tx.send(c.approvals);
+                    }
+                    None => {
+                        tracing::debug!(job = %c.job_id, "a certificate for no run waiting here")
+                    }
+                }
             }
             Some(coordinator_to_module::Msg::Query(q)) => {
                 let (ctx, uplink) = (ctx.clone(), uplink.clone());
@@ -212,6 +240,10 @@ async fn session(
                 if let Ok(mut r) = ctx.running.lock() {
                     r.retain(|(job, _), _| *job != a.job_id);
                 }
+                if let Ok(mut c) = ctx.certificates.lock() {
+                    c.retain(|(job, _), _| *job != a.job_id);
+                }
+                ctx.decided.send_modify(|n| *n = n.wrapping_add(1));
                 tracing::info!(job = %a.job_id, reason = %a.reason, "job aborted by the coordinator");
             }
             None => {}
@@ -423,41 +455,48 @@ fn check_group(
     }
 }
 
-/// Before joining a signing run: the policy this module approved under is still in force;
-/// the certificate holds genuine approvals of this job, wallet, digest and policy from
-/// enough members for the intent's rule (each checked against the identity pinned in the
-/// group); every signer is among them; the session id is the one derived from (job,
-/// attempt, signers, digest), and this module never ran it before.
-fn check_sign_start(
+/// The policy this module approved `job_id` under is still in force.
+fn check_policy_unchanged(
     state: &State,
-    group: &GroupDef,
-    s: &StartProtocol,
+    job_id: &str,
     approval: &crate::state::ApprovalRecord,
-    parties: &[u16],
-    session: &SessionId,
 ) -> Result<(), Error> {
     let in_force = state.policy().map(|p| p.hash);
     if in_force != Some(approval.policy) {
         return Err(Error::Refused(format!(
-            "the policy changed since this module approved job {} (approved under {}, in force now {}): it must be approved again",
-            s.approved_job_id,
+            "the policy changed since this module approved job {job_id} (approved under {}, in force now {}): it must be approved again",
             hex::encode(&approval.policy[..8]),
             in_force.map_or("none".to_owned(), |h| hex::encode(&h[..8]))
         )));
     }
+    Ok(())
+}
+
+/// Before this module's share of a signature leaves it: the policy it approved under is
+/// still in force; the certificate holds genuine approvals of this job, wallet, digest and
+/// policy from enough members for the intent's rule (each checked against the identity
+/// pinned in the group); every signer is among them.
+fn check_sign_certificate(
+    state: &State,
+    group: &GroupDef,
+    job_id: &str,
+    approval: &crate::state::ApprovalRecord,
+    parties: &[u16],
+    certificate: &[Approval],
+) -> Result<(), Error> {
+    check_policy_unchanged(state, job_id, approval)?;
     let members: Vec<(String, PublicIdentity)> = group
         .members
         .iter()
         .map(|m| (m.module_id.clone(), m.identity))
         .collect();
-    let certificate: Vec<(Vec<u8>, Vec<u8>)> = s
-        .certificate
+    let certificate: Vec<(Vec<u8>, Vec<u8>)> = certificate
         .iter()
         .map(|a| (a.statement.clone(), a.signature.clone()))
         .collect();
     let approvers = check_certificate(
         &CertificateCheck {
-            job_id: &s.approved_job_id,
+            job_id,
             wallet: approval.wallet_id,
             digest: approval.digest,
             policy: approval.policy,
@@ -471,10 +510,24 @@ fn check_sign_start(
     .map_err(|e| Error::Refused(format!("the signing run's certificate: {e}")))?;
     if let Some(p) = parties.iter().find(|p| !approvers.contains(p)) {
         return Err(Error::Refused(format!(
-            "signer {p} of the run did not approve job {}",
-            s.approved_job_id
+            "signer {p} of the run did not approve job {job_id}"
         )));
     }
+    Ok(())
+}
+
+/// Before joining a signing run (with its certificate, checked before this, or with the
+/// certificate to follow): the policy this module approved under is still in force; the
+/// session id is the one derived from (job, attempt, signers, digest), and this module never
+/// ran it before; the approval was not released.
+fn check_sign_start(
+    state: &State,
+    s: &StartProtocol,
+    approval: &crate::state::ApprovalRecord,
+    parties: &[u16],
+    session: &SessionId,
+) -> Result<(), Error> {
+    check_policy_unchanged(state, &s.approved_job_id, approval)?;
     let expected = sign_session(&s.approved_job_id, s.attempt, parties, &approval.digest);
     if expected != *session {
         return Err(Error::Refused(
@@ -495,6 +548,83 @@ fn check_sign_start(
         )));
     }
     Ok(())
+}
+
+/// The certificate of a run that started without one, before this module's signature share
+/// leaves it: checked against its approval as it stands now (still held, not released,
+/// under the policy in force) exactly as a certificate at the start would be.
+fn check_followed_certificate(
+    state: &State,
+    group: &GroupDef,
+    job_id: &str,
+    parties: &[u16],
+    certificate: &[Approval],
+) -> Result<(), Error> {
+    let approval = state
+        .approval(job_id)?
+        .ok_or_else(|| Error::Refused(format!("this module holds no approval of job {job_id}")))?;
+    if approval.void {
+        return Err(Error::Refused(format!(
+            "the approval of job {job_id} was released: this module never signs under it"
+        )));
+    }
+    check_sign_certificate(state, group, job_id, &approval, parties, certificate)
+}
+
+/// Before joining a signing run that carries its certificate: both checks above.
+fn check_sign_join(
+    state: &State,
+    group: &GroupDef,
+    s: &StartProtocol,
+    approval: &crate::state::ApprovalRecord,
+    parties: &[u16],
+    session: &SessionId,
+) -> Result<(), Error> {
+    check_sign_certificate(
+        state,
+        group,
+        &s.approved_job_id,
+        approval,
+        parties,
+        &s.certificate,
+    )?;
+    check_sign_start(state, s, approval, parties, session)
+}
+
+/// A signing run started with its certificate to follow may reach this module before its
+/// own decision on the proposal is stored: waits for this module's approval of `job_id`
+/// (never for long: the coordinator aborts the run when the module refuses).
+async fn own_approval(
+    ctx: &Ctx,
+    job_id: &str,
+    run: (&str, &[u8]),
+) -> Result<crate::state::ApprovalRecord, Error> {
+    let mut decided = ctx.decided.subscribe();
+    let deadline = tokio::time::Instant::now() + CERTIFICATE_WAIT;
+    loop {
+        decided.borrow_and_update();
+        if let Some(a) = ctx.state.approval(job_id)? {
+            return Ok(a);
+        }
+        let running = ctx
+            .running
+            .lock()
+            .map(|r| r.contains_key(&(run.0.to_owned(), run.1.to_vec())))
+            .unwrap_or(false);
+        if !running {
+            return Err(Error::Refused(format!(
+                "the run was aborted before this module approved job {job_id}"
+            )));
+        }
+        if tokio::time::timeout_at(deadline, decided.changed())
+            .await
+            .is_err()
+        {
+            return Err(Error::Refused(format!(
+                "this module did not approve job {job_id}"
+            )));
+        }
+    }
 }
 
 /// An import needs an intent signed by an `importer` principal of the policy in force, for
@@ -593,6 +723,15 @@ fn start_job(ctx: &Arc<Ctx>, s: StartProtocol, uplink: &Uplink) {
     if let Ok(mut running) = ctx.running.lock() {
         running.insert(key.clone(), relay_tx);
     }
+    // Registered before the next message is read: the Certificate always follows the Start
+    // on the stream.
+    let certificate = s.certificate_follows.then(|| {
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut c) = ctx.certificates.lock() {
+            c.insert(key.clone(), tx);
+        }
+        rx
+    });
     let task_ctx = ctx.clone();
     let handle = tokio::spawn(async move {
         let id = s.job_id.clone();
@@ -608,7 +747,13 @@ fn start_job(ctx: &Arc<Ctx>, s: StartProtocol, uplink: &Uplink) {
         let started = std::time::Instant::now();
         let run_uplink = uplink.clone();
         let outcome = match tokio::task::spawn_blocking(move || {
-            rt.block_on(run_protocol(&run_ctx, s, relay_rx, &run_uplink))
+            rt.block_on(run_protocol(
+                &run_ctx,
+                s,
+                relay_rx,
+                certificate,
+                &run_uplink,
+            ))
         })
         .await
         {
@@ -624,6 +769,9 @@ fn start_job(ctx: &Arc<Ctx>, s: StartProtocol, uplink: &Uplink) {
         }
         if let Ok(mut t) = task_ctx.tasks.lock() {
             t.remove(&run_key);
+        }
+        if let Ok(mut c) = task_ctx.certificates.lock() {
+            c.remove(&run_key);
         }
         let msg = match outcome {
             Ok(result) => update(&id, &run_session, job_update::Status::Result(result)),
@@ -647,6 +795,7 @@ async fn run_protocol(
     ctx: &Arc<Ctx>,
     s: StartProtocol,
     relays: mpsc::UnboundedReceiver<Relay>,
+    certificate: Option<oneshot::Receiver<Vec<Approval>>>,
     uplink: &Uplink,
 ) -> Result<Vec<u8>, (String, Vec<u32>)> {
     let fail = |e: Error| (e.to_string(), Vec::new());
@@ -850,18 +999,57 @@ async fn run_protocol(
                 .unwrap_or_default())
             }
             ProtocolKind::Sign => {
-                let approval = state.approval(&s.approved_job_id)?.ok_or_else(|| {
-                    Error::Refused(format!(
-                        "this module did not approve job {}",
-                        s.approved_job_id
-                    ))
-                })?;
+                let follows = match (s.certificate_follows, certificate) {
+                    (true, Some(rx)) if s.presignature.is_empty() => Some(rx),
+                    (true, _) => {
+                        return Err(Error::Refused(
+                            "a certificate may follow the start of an interactive signing run only".into(),
+                        ));
+                    }
+                    (false, _) => None,
+                };
+                let approval = if follows.is_some() {
+                    own_approval(ctx, &s.approved_job_id, (&s.job_id, &s.session)).await?
+                } else {
+                    state.approval(&s.approved_job_id)?.ok_or_else(|| {
+                        Error::Refused(format!(
+                            "this module did not approve job {}",
+                            s.approved_job_id
+                        ))
+                    })?
+                };
                 if s.wallet_id != approval.wallet_id.0 {
                     return Err(Error::Refused(
                         "the signing run names another wallet than the approved one".into(),
                     ));
                 }
-                check_sign_start(state, &group, &s, &approval, &parties, &session)?;
+                if follows.is_none() {
+                    check_sign_join(state, &group, &s, &approval, &parties, &session)?;
+                } else {
+                    check_sign_start(state, &s, &approval, &parties, &session)?;
+                }
+                // With the certificate to follow: rounds 1 and 2 run now, the signature
+                // share waits until the certificate checks out exactly as above.
+                let refused: Arc<Mutex<Option<Error>>> = Arc::default();
+                let gate = {
+                    let (refused, group, job) = (refused.clone(), group.clone(), s.approved_job_id.clone());
+                    let parties = parties.clone();
+                    async move {
+                        let Some(rx) = follows else { return Ok(()) };
+                        let checked = match tokio::time::timeout(CERTIFICATE_WAIT, rx).await {
+                            Ok(Ok(approvals)) => check_followed_certificate(state, &group, &job, &parties, &approvals),
+                            Ok(Err(_)) => Err(Error::Refused("the run was aborted before its certificate came".into())),
+                            Err(_) => Err(Error::Refused(format!("no certificate came within {} s", CERTIFICATE_WAIT.as_secs()))),
+                        };
+                        checked.map_err(|e| {
+                            let reason = e.to_string();
+                            if let Ok(mut r) = refused.lock() {
+                                *r = Some(e);
+                            }
+                            concord_tss::TssError::Transport(reason)
+                        })
+                    }
+                };
                 let share = state
                     .share(approval.wallet_id)?
                     .ok_or_else(|| Error::Refused("no share of this wallet".into()))?;
@@ -873,8 +1061,11 @@ async fn run_protocol(
                 let input = payload.signing_input(share.scheme());
                 let presigned = !s.presignature.is_empty();
                 let sig = if !presigned {
-                    match concord_tss::sign(&share, session, &parties, &input, incoming, outgoing, &mut OsRng).await {
+                    match concord_tss::sign_gated(&share, session, &parties, &input, gate, incoming, outgoing, &mut OsRng).await {
                         Ok(sig) => sig,
+                        Err(_) if refused.lock().is_ok_and(|r| r.is_some()) => {
+                            return Err(refused.lock().ok().and_then(|mut r| r.take()).unwrap_or_else(|| Error::Refused("the certificate was refused".into())));
+                        }
                         Err(e @ concord_tss::TssError::CheatingParty { party, .. }) => {
                             // DKLs23's abort rule: a party caught cheating never signs with
                             // this share again (the ban is stored with the share).
@@ -1203,7 +1394,7 @@ mod tests {
         SignedIntent, WalletPurpose, WalletRule,
     };
     use concord_wire::identity::IdentityKey;
-    use concord_wire::rpc::{Approval, Proposal};
+    use concord_wire::rpc::Proposal;
     use zeroize::Zeroizing;
 
     fn key(i: u8) -> IdentityKey {
@@ -1731,7 +1922,7 @@ mod tests {
         session: &SessionId,
         want: &str,
     ) {
-        let e = check_sign_start(&s.st, &s.group, sp, &s.record, parties, session)
+        let e = check_sign_join(&s.st, &s.group, sp, &s.record, parties, session)
             .unwrap_err()
             .to_string();
         assert!(e.contains(want), "wanted {want:?} in: {e}");
@@ -1792,11 +1983,54 @@ mod tests {
         );
         // The good one, once: the same session again is refused.
         let (sp, session) = start(&s, cert.clone(), &parties, 1);
-        check_sign_start(&s.st, &s.group, &sp, &s.record, &parties, &session).unwrap();
+        check_sign_join(&s.st, &s.group, &sp, &s.record, &parties, &session).unwrap();
         refused(&s, &sp, &parties, &session, "was run before");
         // The next attempt is a new session.
         let (sp, session) = start(&s, cert, &parties, 2);
-        check_sign_start(&s.st, &s.group, &sp, &s.record, &parties, &session).unwrap();
+        check_sign_join(&s.st, &s.group, &sp, &s.record, &parties, &session).unwrap();
+    }
+
+    /// A DKLs23 run started with its certificate to follow: the module's signature share
+    /// waits for a certificate checked exactly like one at the start (the engine test shows
+    /// nothing of round 3 leaves before): none, a partial or forged one, a signer that did
+    /// not approve, or an approval released meanwhile gets no signature share.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_certificate_that_follows_the_start_is_checked_like_one_at_the_start() {
+        let s = sign_setup(AgreementRule::Threshold).await;
+        let d = s.record.digest;
+        let parties = [0u16, 1];
+        let check = |parties: &[u16], cert: &[Approval]| {
+            check_followed_certificate(&s.st, &s.group, "job", parties, cert)
+                .map_err(|e| e.to_string())
+        };
+        let refused = |r: Result<(), String>, want: &str| {
+            let e = r.unwrap_err();
+            assert!(e.contains(want), "{e:?} should say {want:?}");
+        };
+        refused(check(&parties, &[]), "holds 0");
+        refused(check(&parties, &[own(&s)]), "holds 1 (m1)");
+        refused(
+            check(
+                &parties,
+                &[own(&s), approval_by(&s, 1, [9; 32], &s.others[0])],
+            ),
+            "for digest",
+        );
+        refused(
+            check(&parties, &[own(&s), approval_by(&s, 1, d, &s.others[1])]),
+            "not signed by its pinned identity key",
+        );
+        let cert = [own(&s), approval_by(&s, 1, d, &s.others[0])];
+        refused(check(&[0, 2], &cert), "signer 2 of the run did not approve");
+        check(&parties, &cert).unwrap();
+        refused(
+            check_followed_certificate(&s.st, &s.group, "other-job", &parties, &cert)
+                .map_err(|e| e.to_string()),
+            "holds no approval of job other-job",
+        );
+        // Released while the first two rounds ran: no signature share.
+        assert!(s.st.release_approval("job").unwrap());
+        refused(check(&parties, &cert), "was released");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1816,7 +2050,7 @@ mod tests {
         let mut three = two;
         three.push(approval_by(&s, 2, d, &s.others[1]));
         let (sp, session) = start(&s, three.clone(), &parties, 1);
-        check_sign_start(&s.st, &s.group, &sp, &s.record, &parties, &session).unwrap();
+        check_sign_join(&s.st, &s.group, &sp, &s.record, &parties, &session).unwrap();
         // The admins change the policy: approvals under the old one no longer sign.
         adopt(&s.st, Some(s.record.wallet_id));
         let (sp, session) = start(&s, three, &parties, 2);

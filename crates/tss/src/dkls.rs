@@ -1028,6 +1028,37 @@ pub async fn sign(
     share: &DklsKeyShare,
     signers: &[u16],
     digest: &[u8; 32],
+    incoming: impl Incoming,
+    outgoing: impl Outgoing,
+) -> Result<RecoverableSignature, TssError> {
+    sign_gated(
+        session,
+        share,
+        signers,
+        digest,
+        std::future::ready(Ok(())),
+        incoming,
+        outgoing,
+    )
+    .await
+}
+
+/// [`sign`], with this signer's share of the signature held back until `gate` says so.
+///
+/// Rounds 1 and 2 (nonce commitments and the OT-based multiplications, all bound to the
+/// session, the signers and the digest) carry no signature material: the message enters
+/// only in round 3, whose broadcast `(u, w)` is this party's share of the signature. So the
+/// first two rounds may run while the caller is still making sure it may sign (the
+/// coordinator collecting the other members' approvals); round 3 is computed and sent only
+/// once `gate` resolves `Ok`. An `Err` ends the run with that error, nothing of round 3
+/// having been computed. A run that stops before round 3 leaves nothing usable behind: its
+/// instance key is never used again (the state is dropped with the run).
+pub async fn sign_gated(
+    session: SessionId,
+    share: &DklsKeyShare,
+    signers: &[u16],
+    digest: &[u8; 32],
+    gate: impl std::future::Future<Output = Result<(), TssError>>,
     mut incoming: impl Incoming,
     mut outgoing: impl Outgoing,
 ) -> Result<RecoverableSignature, TssError> {
@@ -1091,6 +1122,8 @@ pub async fn sign(
     }
 
     // Round 3: shares of the signature, broadcast; every signer assembles and verifies.
+    // Nothing of it is computed before the gate opens.
+    gate.await?;
     let own = signing.phase3(&received2).map_err(abort_error)?;
     drop(received2);
     io.send(None, 3, &cbor_encode(&own)).await?;

@@ -362,6 +362,45 @@ pub async fn sign(
     outgoing: impl Outgoing,
     rng: &mut (impl RngCore + CryptoRng + Send),
 ) -> Result<Signature, TssError> {
+    sign_gated(
+        share,
+        session,
+        signers,
+        message,
+        std::future::ready(Ok(())),
+        incoming,
+        outgoing,
+        rng,
+    )
+    .await
+}
+
+/// [`sign`], with this signer's share of the signature held back until `gate` resolves
+/// `Ok`: DKLs23 runs its first two rounds meanwhile (see [`dkls::sign_gated`]); the other
+/// engines wait for the gate before their first message.
+#[allow(clippy::too_many_arguments)]
+pub async fn sign_gated(
+    share: &KeyShare,
+    session: SessionId,
+    signers: &[u16],
+    message: &[u8],
+    gate: impl std::future::Future<Output = Result<(), TssError>>,
+    incoming: impl Incoming,
+    outgoing: impl Outgoing,
+    rng: &mut (impl RngCore + CryptoRng + Send),
+) -> Result<Signature, TssError> {
+    if let KeyShare::Dkls(s) = share {
+        let digest: &[u8; 32] = message.try_into().map_err(|_| {
+            TssError::params(format!(
+                "ECDSA signs a 32-byte digest, got {} bytes",
+                message.len()
+            ))
+        })?;
+        return dkls::sign_gated(session, s, signers, digest, gate, incoming, outgoing)
+            .await
+            .map(Signature::Ecdsa);
+    }
+    gate.await?;
     let digest = || -> Result<&[u8; 32], TssError> {
         message.try_into().map_err(|_| {
             TssError::params(format!(

@@ -1001,3 +1001,82 @@ async fn a_lost_share_is_rebuilt_for_a_new_member_and_the_lost_one_is_useless() 
     .unwrap_err();
     assert!(e.to_string().contains("cannot rebuild"), "{e}");
 }
+
+/// A signer's share of the signature (round 3) waits for its gate (in the system: the
+/// certificate of approvals). Rounds 1 and 2 run before the gate opens; a gate that stays
+/// shut means no round-3 message from that signer and no signature for anyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gated_signer_holds_its_signature_share_until_the_gate_opens() {
+    let shares = keygen(2, 3, "gated").await;
+    let msg = digest("gated");
+    let signers = [0u16, 2];
+    for open in [true, false] {
+        let sent: Arc<Mutex<Vec<(u16, u8)>>> = Arc::default();
+        let log = sent.clone();
+        let hook = move |env: &mut Envelope, _to: u16| {
+            if env.body.first() == Some(&SIGN_TAG) {
+                log.lock().unwrap().push((env.sender, env.body[1]));
+            }
+            Tamper::Deliver
+        };
+        let session = sign_session(&msg, &signers);
+        let (run_shares, seen) = (shares.clone(), sent.clone());
+        let results = run_tampered(&signers, hook, move |ep| {
+            let (shares, seen) = (run_shares.clone(), seen.clone());
+            async move {
+                let me = ep.index;
+                let gate = async move {
+                    if me != 2 {
+                        return Ok(());
+                    }
+                    // Opens (or stays shut) only once both signers sent round 2.
+                    while seen.lock().unwrap().iter().filter(|(_, r)| *r == 2).count() < 2 {
+                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    }
+                    if open {
+                        Ok(())
+                    } else {
+                        Err(TssError::Transport(
+                            "no certificate: this signer does not sign".into(),
+                        ))
+                    }
+                };
+                dkls::sign_gated(
+                    session,
+                    &shares[usize::from(me)],
+                    &signers,
+                    &msg,
+                    gate,
+                    ep.incoming,
+                    ep.outgoing,
+                )
+                .await
+            }
+        })
+        .await;
+        let rounds_of = |p: u16| -> Vec<u8> {
+            let mut r: Vec<u8> = sent
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(s, _)| *s == p)
+                .map(|(_, r)| *r)
+                .collect();
+            r.sort_unstable();
+            r
+        };
+        if open {
+            let sig = *results[0].as_ref().unwrap();
+            assert_eq!(results[1].as_ref().unwrap(), &sig);
+            check_with_k256(&shares[0].public_key(), &msg, &sig);
+            assert_eq!(rounds_of(2), vec![1, 2, 3]);
+        } else {
+            assert!(results.iter().all(Result::is_err), "no signature anywhere");
+            assert_eq!(
+                rounds_of(2),
+                vec![1, 2],
+                "the gated signer sent nothing of round 3"
+            );
+        }
+    }
+}

@@ -159,6 +159,19 @@ impl Engine {
         events: &mut Events,
         fill: impl Fn(&mut StartProtocol),
     ) -> Result<BTreeMap<String, Vec<u8>>, RunError> {
+        let (job, timeout) = (run.job, run.timeout);
+        let (session, modules) = self.start_run(run, fill).await?;
+        self.collect_results(job, &modules, &session, timeout, events, Vec::new())
+            .await
+    }
+
+    /// Starts one protocol run among `run.parties`; returns its session and the parties'
+    /// module ids.
+    pub(crate) async fn start_run(
+        &self,
+        run: Run<'_>,
+        fill: impl Fn(&mut StartProtocol),
+    ) -> Result<(Vec<u8>, Vec<String>), RunError> {
         let session = run.session.clone().unwrap_or_else(random_session);
         let signers = serde_json::to_string(run.parties).unwrap_or_default();
         self.store
@@ -198,25 +211,31 @@ impl Engine {
             }
         }
         let modules: Vec<String> = route.values().cloned().collect();
-        self.collect_results(run.job, &modules, &session, run.timeout, events)
-            .await
+        Ok((session, modules))
     }
 
-    /// Collects every party's result of the run with `session`, aborting it on a failure, a
-    /// disconnection or the timeout.
-    async fn collect_results(
+    /// Collects every party's result of the run with `session` (first from `backlog`, the
+    /// events that came while the caller waited for something else), aborting it on a
+    /// failure, a disconnection or the timeout.
+    pub(crate) async fn collect_results(
         &self,
         job: &JobRecord,
         modules: &[String],
         session: &[u8],
         timeout: Duration,
         events: &mut Events,
+        backlog: Vec<(String, ModuleEvent)>,
     ) -> Result<BTreeMap<String, Vec<u8>>, RunError> {
         let deadline = Instant::now() + timeout;
         let mut results = BTreeMap::new();
         let mut last_stage: HashMap<String, String> = HashMap::new();
+        let mut backlog = backlog.into_iter();
         while results.len() < modules.len() {
-            let (module, event) = match tokio::time::timeout_at(deadline, events.recv()).await {
+            let next = match backlog.next() {
+                Some(e) => Ok(Some(e)),
+                None => tokio::time::timeout_at(deadline, events.recv()).await,
+            };
+            let (module, event) = match next {
                 Ok(Some(e)) => e,
                 Ok(None) => {
                     return Err(RunError::Fatal(Error::Internal(
@@ -281,7 +300,7 @@ impl Engine {
         Ok(results)
     }
 
-    async fn abort(&self, job: &JobRecord, modules: &[String], reason: &str) {
+    pub(crate) async fn abort(&self, job: &JobRecord, modules: &[String], reason: &str) {
         for m in modules {
             self.hub
                 .send(

@@ -4,12 +4,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use concord_types::{Scheme, WalletId};
+use concord_types::{EcdsaEngine, Scheme, WalletId};
 use concord_wire::authority::{AgreementRule, ApprovalStatement, sign_session};
 use concord_wire::identity::PublicIdentity;
 use concord_wire::messages::SignResult;
 use concord_wire::payload::SigningPayload;
-use concord_wire::rpc::{Approval, Proposal, ProtocolKind, Release, coordinator_to_module};
+use concord_wire::rpc::{
+    Approval, Certificate, Proposal, ProtocolKind, Release, coordinator_to_module,
+};
 use tokio::time::Instant;
 
 use super::Engine;
@@ -30,6 +32,16 @@ struct SignCtx {
     payload_bytes: Vec<u8>,
     digest: [u8; 32],
     rule: AgreementRule,
+}
+
+/// A DKLs23 signing run started with the proposal, its certificate to follow: the signers'
+/// first two rounds (no signature material) overlap the approvals.
+struct EarlyRun {
+    signers: Vec<u16>,
+    modules: Vec<String>,
+    session: Vec<u8>,
+    /// The run's events that came while the approvals were collected.
+    backlog: Vec<(String, ModuleEvent)>,
 }
 
 /// What the members answered.
@@ -72,9 +84,12 @@ impl Engine {
     pub(crate) async fn run_sign(&self, job: &JobRecord, events: &mut Events) -> Result<(), Error> {
         let ctx = self.sign_ctx(job).await?;
         let started = Instant::now();
-        let answers = self.collect_answers(job, &ctx, events).await?;
+        let (answers, early) = self.collect_answers(job, &ctx, events).await?;
         tracing::debug!(job = %job.id, ms = started.elapsed().as_millis() as u64, approvals = answers.approvers.len(), "approvals collected");
         if let Err(e) = decide(&ctx, &answers) {
+            if let Some(run) = &early {
+                self.abort(job, &run.modules, "not approved").await;
+            }
             if matches!(e, Error::Refused { .. }) {
                 // Nothing will be signed under these approvals: the modules free what they
                 // bound (nonce, order, limit).
@@ -84,7 +99,7 @@ impl Engine {
             return Err(e);
         }
         let (r, signers) = self
-            .sign_among_approvers(job, &ctx, &answers, events)
+            .sign_among_approvers(job, &ctx, &answers, early, events)
             .await?;
         let result = SignatureMade {
             // As the signers report it, not as planned.
@@ -111,13 +126,16 @@ impl Engine {
             .await
     }
 
-    /// Step 1: the proposal to every connected member, and their signed answers.
+    /// Step 1: the proposal to every connected member, and their signed answers. For a
+    /// DKLs23 wallet, the signing run among the first `t` members asked starts at once, its
+    /// certificate to follow (each signer joins once it approved, and holds its signature
+    /// share back until the certificate checks out).
     async fn collect_answers(
         &self,
         job: &JobRecord,
         ctx: &SignCtx,
         events: &mut Events,
-    ) -> Result<Answers, Error> {
+    ) -> Result<(Answers, Option<EarlyRun>), Error> {
         let t = usize::from(ctx.group.threshold);
         self.wait_quorum(&ctx.group.members, t).await?;
         self.store
@@ -140,6 +158,14 @@ impl Engine {
                 asked.insert(m.clone());
             }
         }
+        let mut early = if ctx.scheme == Scheme::EcdsaSecp256k1
+            && ctx.group.engine == EcdsaEngine::Dkls23
+            && asked.len() >= t
+        {
+            self.start_early(job, ctx, &asked).await?
+        } else {
+            None
+        };
         let mut a = Answers::default();
         let deadline = Instant::now() + self.timeouts.approval;
         while a.approvers.len() + a.dissenters.len() < asked.len() {
@@ -171,11 +197,139 @@ impl Engine {
                 }
                 ModuleEvent::Disconnected => {
                     asked.remove(&module);
+                    if let Some(run) = &mut early {
+                        run.backlog.push((module, ModuleEvent::Disconnected));
+                    }
                 }
-                _ => {}
+                other => {
+                    if let Some(run) = &mut early {
+                        run.backlog.push((module, other));
+                    }
+                }
             }
         }
-        Ok(a)
+        Ok((a, early))
+    }
+
+    /// Starts the signing run among the first `t` members asked (in index order), its
+    /// certificate to follow. Only the run's start is sent here; `None` if a signer is gone.
+    async fn start_early(
+        &self,
+        job: &JobRecord,
+        ctx: &SignCtx,
+        asked: &BTreeSet<String>,
+    ) -> Result<Option<EarlyRun>, Error> {
+        let t = usize::from(ctx.group.threshold);
+        let signers: Vec<u16> = (0..ctx.group.members.len())
+            .filter(|i| asked.contains(&ctx.group.members[*i]))
+            .take(t)
+            .map(|i| i as u16)
+            .collect();
+        let attempt = self.store.next_attempt(&job.id).await?;
+        let session = sign_session(&job.id, attempt, &signers, &ctx.digest)
+            .0
+            .to_vec();
+        let run = Run {
+            job,
+            kind: ProtocolKind::Sign,
+            group: &ctx.group,
+            parties: &signers,
+            status: JobStatus::Approving,
+            timeout: self.timeouts.protocol,
+            session: Some(session),
+        };
+        match self
+            .start_run(run, |s| {
+                s.wallet_id = ctx.wallet_id.0.to_vec();
+                s.approved_job_id = job.id.clone();
+                s.attempt = attempt;
+                s.certificate_follows = true;
+            })
+            .await
+        {
+            Ok((session, modules)) => Ok(Some(EarlyRun {
+                signers,
+                modules,
+                session,
+                backlog: Vec::new(),
+            })),
+            Err(RunError::Fatal(e)) => Err(e),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// The early run, if its signers all approved: the certificate to them, then their
+    /// results. `None`: the run was given up (a signer did not approve), sign as usual.
+    async fn finish_early(
+        &self,
+        job: &JobRecord,
+        ctx: &SignCtx,
+        answers: &Answers,
+        run: EarlyRun,
+        events: &mut Events,
+    ) -> Option<Result<SignResult, RunError>> {
+        let approved = run.signers.iter().all(|i| {
+            answers
+                .approvers
+                .contains(&ctx.group.members[usize::from(*i)])
+        });
+        if !approved {
+            self.abort(
+                job,
+                &run.modules,
+                "a signer of the early run did not approve",
+            )
+            .await;
+            return None;
+        }
+        let certificate = Certificate {
+            job_id: job.id.clone(),
+            session: run.session.clone(),
+            approvals: answers.certificate.clone(),
+        };
+        for m in &run.modules {
+            if !self
+                .hub
+                .send(
+                    m,
+                    coordinator_to_module::Msg::Certificate(certificate.clone()),
+                )
+                .await
+            {
+                self.abort(job, &run.modules, &format!("module {m} disconnected"))
+                    .await;
+                return Some(Err(RunError::Unavailable(vec![m.clone()])));
+            }
+        }
+        let signers = serde_json::to_string(&run.signers).unwrap_or_default();
+        if let Err(e) = self
+            .store
+            .set_job_running(
+                &job.id,
+                JobStatus::Signing,
+                Some(&run.session),
+                Some(&signers),
+            )
+            .await
+        {
+            return Some(Err(RunError::Fatal(e)));
+        }
+        Some(
+            match self
+                .collect_results(
+                    job,
+                    &run.modules,
+                    &run.session,
+                    self.timeouts.protocol,
+                    events,
+                    run.backlog,
+                )
+                .await
+            {
+                Ok(results) => self.verify_results(ctx, &results),
+                Err(e) => Err(e),
+            },
+        )
     }
 
     /// An approval: counted if it checks out (signed by the module, for this job, wallet
@@ -263,6 +417,7 @@ impl Engine {
         job: &JobRecord,
         ctx: &SignCtx,
         answers: &Answers,
+        early: Option<EarlyRun>,
         events: &mut Events,
     ) -> Result<(SignResult, Vec<u16>), Error> {
         let t = usize::from(ctx.group.threshold);
@@ -279,6 +434,18 @@ impl Engine {
             .filter_map(|m| index_of(m))
             .collect();
         candidates.sort_unstable();
+        if let Some(run) = early {
+            let signers = run.signers.clone();
+            match self.finish_early(job, ctx, answers, run, events).await {
+                None => {}
+                Some(Ok(r)) => return Ok((r, signers)),
+                Some(Err(RunError::Fatal(e))) => return Err(e),
+                Some(Err(e)) => {
+                    self.drop_failed_signers(job, ctx, e, &mut candidates)
+                        .await?
+                }
+            }
+        }
         let use_pool = ctx.scheme == Scheme::EcdsaSecp256k1
             && ctx.group.engine.presigns()
             && job.mode != Some(SignMode::Interactive);
@@ -352,9 +519,18 @@ impl Engine {
                 s.attempt = attempt;
             })
             .await?;
+        self.verify_results(ctx, &results)
+    }
+
+    /// Every signer's reported signature, verified against the wallet's key.
+    fn verify_results(
+        &self,
+        ctx: &SignCtx,
+        results: &BTreeMap<String, Vec<u8>>,
+    ) -> Result<SignResult, RunError> {
         let input = ctx.payload.signing_input(ctx.scheme);
         let mut verified = None;
-        for (module, r) in &results {
+        for (module, r) in results {
             let r: SignResult = serde_json::from_slice(r).map_err(|e| {
                 RunError::Fatal(Error::Protocol {
                     reason: format!("module {module} sent an unreadable signature: {e}"),

@@ -541,7 +541,12 @@ fn check_sign_start(
             s.approved_job_id
         )));
     }
-    if !state.use_session(&session.0, &s.approved_job_id)? {
+    let fresh = if s.certificate_follows {
+        state.use_session_early(&session.0, &s.approved_job_id)?
+    } else {
+        state.use_session(&session.0, &s.approved_job_id)?
+    };
+    if !fresh {
         return Err(Error::Refused(format!(
             "session {} was run before: a module never runs a session twice",
             hex::encode(&session.0[..8])
@@ -552,12 +557,14 @@ fn check_sign_start(
 
 /// The certificate of a run that started without one, before this module's signature share
 /// leaves it: checked against its approval as it stands now (still held, not released,
-/// under the policy in force) exactly as a certificate at the start would be.
+/// under the policy in force) exactly as a certificate at the start would be; then the
+/// approval is bound (no release any more) before round 3 is computed.
 fn check_followed_certificate(
     state: &State,
     group: &GroupDef,
     job_id: &str,
     parties: &[u16],
+    session: &SessionId,
     certificate: &[Approval],
 ) -> Result<(), Error> {
     let approval = state
@@ -568,7 +575,8 @@ fn check_followed_certificate(
             "the approval of job {job_id} was released: this module never signs under it"
         )));
     }
-    check_sign_certificate(state, group, job_id, &approval, parties, certificate)
+    check_sign_certificate(state, group, job_id, &approval, parties, certificate)?;
+    state.sign_under(&session.0, job_id)
 }
 
 /// Before joining a signing run that carries its certificate: both checks above.
@@ -1037,7 +1045,7 @@ async fn run_protocol(
                     async move {
                         let Some(rx) = follows else { return Ok(()) };
                         let checked = match tokio::time::timeout(CERTIFICATE_WAIT, rx).await {
-                            Ok(Ok(approvals)) => check_followed_certificate(state, &group, &job, &parties, &approvals),
+                            Ok(Ok(approvals)) => check_followed_certificate(state, &group, &job, &parties, &session, &approvals),
                             Ok(Err(_)) => Err(Error::Refused("the run was aborted before its certificate came".into())),
                             Err(_) => Err(Error::Refused(format!("no certificate came within {} s", CERTIFICATE_WAIT.as_secs()))),
                         };
@@ -1993,19 +2001,27 @@ mod tests {
     /// A DKLs23 run started with its certificate to follow: the module's signature share
     /// waits for a certificate checked exactly like one at the start (the engine test shows
     /// nothing of round 3 leaves before): none, a partial or forged one, a signer that did
-    /// not approve, or an approval released meanwhile gets no signature share.
+    /// not approve, or an approval released meanwhile gets no signature share. Until the
+    /// certificate passes, the approval binds nothing (a refused job's nonce is released);
+    /// once it passed, the approval stands.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_certificate_that_follows_the_start_is_checked_like_one_at_the_start() {
+        let refused = |r: Result<(), Error>, want: &str| {
+            let e = r.unwrap_err().to_string();
+            assert!(e.contains(want), "{e:?} should say {want:?}");
+        };
+        let early_start = |s: &SignSetup, parties: &[u16], attempt: u32| {
+            let (mut sp, session) = start(s, vec![], parties, attempt);
+            sp.certificate_follows = true;
+            check_sign_start(&s.st, &sp, &s.record, parties, &session).unwrap();
+            session
+        };
         let s = sign_setup(AgreementRule::Threshold).await;
         let d = s.record.digest;
         let parties = [0u16, 1];
+        let session = early_start(&s, &parties, 1);
         let check = |parties: &[u16], cert: &[Approval]| {
-            check_followed_certificate(&s.st, &s.group, "job", parties, cert)
-                .map_err(|e| e.to_string())
-        };
-        let refused = |r: Result<(), String>, want: &str| {
-            let e = r.unwrap_err();
-            assert!(e.contains(want), "{e:?} should say {want:?}");
+            check_followed_certificate(&s.st, &s.group, "job", parties, &session, cert)
         };
         refused(check(&parties, &[]), "holds 0");
         refused(check(&parties, &[own(&s)]), "holds 1 (m1)");
@@ -2022,15 +2038,32 @@ mod tests {
         );
         let cert = [own(&s), approval_by(&s, 1, d, &s.others[0])];
         refused(check(&[0, 2], &cert), "signer 2 of the run did not approve");
-        check(&parties, &cert).unwrap();
         refused(
-            check_followed_certificate(&s.st, &s.group, "other-job", &parties, &cert)
-                .map_err(|e| e.to_string()),
+            check_followed_certificate(&s.st, &s.group, "other-job", &parties, &session, &cert)
+                .map_err(|e| Error::Refused(e.to_string())),
             "holds no approval of job other-job",
         );
-        // Released while the first two rounds ran: no signature share.
+        // Rounds 1 and 2 ran, nothing of round 3: the coordinator gives the job up and the
+        // approval is released; a certificate coming after that gets no signature share.
         assert!(s.st.release_approval("job").unwrap());
         refused(check(&parties, &cert), "was released");
+
+        // The good certificate: the approval is bound for good before round 3, and the
+        // session is never run again.
+        let s = sign_setup(AgreementRule::Threshold).await;
+        let session = early_start(&s, &parties, 1);
+        let cert = [own(&s), approval_by(&s, 1, s.record.digest, &s.others[0])];
+        check_followed_certificate(&s.st, &s.group, "job", &parties, &session, &cert).unwrap();
+        refused(
+            s.st.release_approval("job").map(drop),
+            "already signed under",
+        );
+        let (mut sp, session) = start(&s, vec![], &parties, 1);
+        sp.certificate_follows = true;
+        refused(
+            check_sign_start(&s.st, &sp, &s.record, &parties, &session),
+            "was run before",
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,6 +26,9 @@ const APPROVAL_PREFIX: &str = "approval-";
 const INTENT_PREFIX: &str = "intent-";
 const NONCE_PREFIX: &str = "nonce-";
 const SESSION_PREFIX: &str = "session-";
+/// A session record's content while the run has sent nothing of its signature share (a
+/// DKLs23 run started before its certificate): the session is used, the approval not bound.
+const EARLY_SESSION: &str = "early:";
 
 /// How long an approval may be used to sign, seconds.
 pub const APPROVAL_TTL_SECS: u64 = 600;
@@ -293,7 +296,10 @@ impl State {
         }
         for name in self.vault.list(SESSION_PREFIX).map_err(vault_err)? {
             if let Some(job) = self.vault.get(&name).map_err(vault_err)? {
-                logs.add_signed(&String::from_utf8_lossy(&job));
+                let job = String::from_utf8_lossy(&job);
+                if !job.starts_with(EARLY_SESSION) {
+                    logs.add_signed(&job);
+                }
             }
         }
         for name in self.vault.list(INTENT_PREFIX).map_err(vault_err)? {
@@ -847,6 +853,43 @@ impl State {
         self.vault.put(&name, job.as_bytes()).map_err(vault_err)?;
         logs.add_signed(job);
         Ok(true)
+    }
+
+    /// Marks a signing session of `job` as run, durably, when it starts before its
+    /// certificate came (`false` if it was run before: never twice) — without binding the
+    /// job's approval yet: until [`State::sign_under`], the approval may still be released.
+    pub fn use_session_early(&self, session: &[u8; 32], job: &str) -> Result<bool, Error> {
+        let name = format!("{SESSION_PREFIX}{}", hex::encode(session));
+        if self.vault.contains(&name).map_err(vault_err)? {
+            return Ok(false);
+        }
+        let _logs = self.logs()?;
+        if self.approval(job)?.is_some_and(|a| a.void) {
+            return Err(Error::Refused(format!(
+                "the approval of job {job} was released: this module never signs under it"
+            )));
+        }
+        self.vault
+            .put(&name, format!("{EARLY_SESSION}{job}").as_bytes())
+            .map_err(vault_err)?;
+        Ok(true)
+    }
+
+    /// Before anything of this module's signature share leaves an early session of `job`:
+    /// binds the job's approval for good (it can no longer be released); refused if it was
+    /// released meanwhile.
+    pub fn sign_under(&self, session: &[u8; 32], job: &str) -> Result<(), Error> {
+        let name = format!("{SESSION_PREFIX}{}", hex::encode(session));
+        // Under the log lock: a release of the job cannot slip in between.
+        let mut logs = self.logs()?;
+        if self.approval(job)?.is_some_and(|a| a.void) {
+            return Err(Error::Refused(format!(
+                "the approval of job {job} was released: this module never signs under it"
+            )));
+        }
+        self.vault.put(&name, job.as_bytes()).map_err(vault_err)?;
+        logs.add_signed(job);
+        Ok(())
     }
 
     /// The secret of this module's read-only key for an exchange connection.

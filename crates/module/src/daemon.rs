@@ -1423,28 +1423,7 @@ mod tests {
     async fn a_committed_refresh_is_the_share_read_next() {
         let dir = tempfile::tempdir().unwrap();
         let st = state(dir.path());
-        let mut handles = Vec::new();
-        for ep in LocalNetwork::connect(&[0, 1]) {
-            handles.push(tokio::spawn(async move {
-                let t = Threshold::new(2, 2).unwrap();
-                concord_tss::dkg(
-                    Scheme::Ed25519,
-                    EcdsaEngine::DEFAULT,
-                    SessionId([7; 32]),
-                    ep.index,
-                    t,
-                    None,
-                    ep.incoming,
-                    ep.outgoing,
-                    &mut OsRng,
-                )
-                .await
-            }));
-        }
-        let mut shares = Vec::new();
-        for h in handles {
-            shares.push(h.await.unwrap().unwrap());
-        }
+        let shares = ed25519_shares(Threshold::new(2, 2).unwrap(), &[0, 1]).await;
         let wallet = shares[0].wallet_id();
         st.save_share(&shares[0]).unwrap();
         let before = st.share(wallet).unwrap().unwrap().public_commitment();

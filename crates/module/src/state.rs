@@ -33,6 +33,10 @@ const EARLY_SESSION: &str = "early:";
 /// How long an approval may be used to sign, seconds.
 pub const APPROVAL_TTL_SECS: u64 = 600;
 
+fn session_name(session: &[u8; 32]) -> String {
+    format!("{SESSION_PREFIX}{}", hex::encode(session))
+}
+
 fn presig_name(wallet: WalletId, fingerprint: &[u8; 32]) -> String {
     format!("presig-{wallet}-{}", hex::encode(&fingerprint[..16]))
 }
@@ -839,56 +843,58 @@ impl State {
     /// module; `false` if it was run before (never twice). From then on the job's approval
     /// can no longer be released.
     pub fn use_session(&self, session: &[u8; 32], job: &str) -> Result<bool, Error> {
-        let name = format!("{SESSION_PREFIX}{}", hex::encode(session));
-        if self.vault.contains(&name).map_err(vault_err)? {
-            return Ok(false);
-        }
-        // Under the log lock: a release of the job cannot slip in between.
-        let mut logs = self.logs()?;
-        if self.approval(job)?.is_some_and(|a| a.void) {
-            return Err(Error::Refused(format!(
-                "the approval of job {job} was released: this module never signs under it"
-            )));
-        }
-        self.vault.put(&name, job.as_bytes()).map_err(vault_err)?;
-        logs.add_signed(job);
-        Ok(true)
+        self.start_session(session, job, true)
     }
 
     /// Marks a signing session of `job` as run, durably, when it starts before its
     /// certificate came (`false` if it was run before: never twice) — without binding the
     /// job's approval yet: until [`State::sign_under`], the approval may still be released.
     pub fn use_session_early(&self, session: &[u8; 32], job: &str) -> Result<bool, Error> {
-        let name = format!("{SESSION_PREFIX}{}", hex::encode(session));
-        if self.vault.contains(&name).map_err(vault_err)? {
-            return Ok(false);
-        }
-        let _logs = self.logs()?;
-        if self.approval(job)?.is_some_and(|a| a.void) {
-            return Err(Error::Refused(format!(
-                "the approval of job {job} was released: this module never signs under it"
-            )));
-        }
-        self.vault
-            .put(&name, format!("{EARLY_SESSION}{job}").as_bytes())
-            .map_err(vault_err)?;
-        Ok(true)
+        self.start_session(session, job, false)
     }
 
     /// Before anything of this module's signature share leaves an early session of `job`:
     /// binds the job's approval for good (it can no longer be released); refused if it was
     /// released meanwhile.
     pub fn sign_under(&self, session: &[u8; 32], job: &str) -> Result<(), Error> {
-        let name = format!("{SESSION_PREFIX}{}", hex::encode(session));
         // Under the log lock: a release of the job cannot slip in between.
         let mut logs = self.logs()?;
+        self.refuse_released(job)?;
+        self.vault
+            .put(&session_name(session), job.as_bytes())
+            .map_err(vault_err)?;
+        logs.add_signed(job);
+        Ok(())
+    }
+
+    fn start_session(&self, session: &[u8; 32], job: &str, bind: bool) -> Result<bool, Error> {
+        let name = session_name(session);
+        if self.vault.contains(&name).map_err(vault_err)? {
+            return Ok(false);
+        }
+        // Under the log lock: a release of the job cannot slip in between.
+        let mut logs = self.logs()?;
+        self.refuse_released(job)?;
+        let record = if bind {
+            job.to_owned()
+        } else {
+            format!("{EARLY_SESSION}{job}")
+        };
+        self.vault
+            .put(&name, record.as_bytes())
+            .map_err(vault_err)?;
+        if bind {
+            logs.add_signed(job);
+        }
+        Ok(true)
+    }
+
+    fn refuse_released(&self, job: &str) -> Result<(), Error> {
         if self.approval(job)?.is_some_and(|a| a.void) {
             return Err(Error::Refused(format!(
                 "the approval of job {job} was released: this module never signs under it"
             )));
         }
-        self.vault.put(&name, job.as_bytes()).map_err(vault_err)?;
-        logs.add_signed(job);
         Ok(())
     }
 

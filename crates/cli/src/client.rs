@@ -503,6 +503,19 @@ impl Api {
             .await
     }
 
+    /// Posts a request that starts a job and waits quietly for the job's end: its id, and
+    /// how it ended (an error if it failed).
+    pub(crate) async fn post_job(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<(String, Result<JobView>)> {
+        let job = self.post(path, body).await?;
+        let id = job["id"].as_str().unwrap_or_default().to_owned();
+        let outcome = self.wait_job(&id, true).await;
+        Ok((id, outcome))
+    }
+
     /// Posts with the caller's own `Idempotency-Key` (a retry sends the same one).
     pub(crate) async fn post_with_key(&self, path: &str, body: &Value, key: &str) -> Result<Value> {
         let url = self.base.join(path)?;

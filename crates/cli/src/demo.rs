@@ -224,15 +224,11 @@ async fn lifecycle(d: &mut Demo, setup: GroupSetup, wallet: &str, address: Addre
         );
         return Ok(());
     }
-    let job = d
+    let (job, done) = d
         .api
-        .post(&format!("/v1/wallets/{wallet}/refresh"), &json!({}))
+        .post_job(&format!("/v1/wallets/{wallet}/refresh"), &json!({}))
         .await?;
-    let done = d
-        .api
-        .wait_job(job["id"].as_str().unwrap_or_default(), true)
-        .await?;
-    let r = done.result.clone().unwrap_or_default();
+    let r = done?.result.unwrap_or_default();
     let w = d.api.get(&format!("/v1/wallets/{wallet}")).await?;
     let same_key = r["public_key"] == w["public_key"];
     let before = d.client.balance(address).await?;
@@ -245,25 +241,21 @@ async fn lifecycle(d: &mut Demo, setup: GroupSetup, wallet: &str, address: Addre
             && r["members"].as_array().map(Vec::len) == Some(d.info.modules.len())
             && t["status"] == "credited"
             && after < before,
-        json!({"refresh_job": job["id"], "commitment": r["commitment"], "deposit": transfer_summary(&t)}),
+        json!({"refresh_job": job, "commitment": r["commitment"], "deposit": transfer_summary(&t)}),
     );
     // The exchange's withdraw key (FROST Ed25519) too: the HD step's withdrawal is then
     // signed with the refreshed shares and accepted by the exchange.
     let cred = wallets_labelled(d, "binance-withdraw-key").await?;
     if let Some(cred) = cred {
-        let job = d
+        let (job, done) = d
             .api
-            .post(&format!("/v1/wallets/{cred}/refresh"), &json!({}))
+            .post_job(&format!("/v1/wallets/{cred}/refresh"), &json!({}))
             .await?;
-        let done = d
-            .api
-            .wait_job(job["id"].as_str().unwrap_or_default(), true)
-            .await?;
-        let r = done.result.clone().unwrap_or_default();
+        let r = done?.result.unwrap_or_default();
         d.record(
             "key refresh (FROST Ed25519): every module re-randomised its share of the exchange's withdraw key; the exchange still knows the same public key",
             r["members"].as_array().map(Vec::len) == Some(d.info.modules.len()),
-            json!({"refresh_job": job["id"], "commitment": r["commitment"]}),
+            json!({"refresh_job": job, "commitment": r["commitment"]}),
         );
     }
     hd_wallets(d, wallet).await?;
@@ -275,14 +267,10 @@ async fn lifecycle(d: &mut Demo, setup: GroupSetup, wallet: &str, address: Addre
             .and_then(|w| w["id"].as_str().map(str::to_owned))
     });
     if let Some(other) = unlisted {
-        let job = d
+        let (_, outcome) = d
             .api
-            .post(&format!("/v1/wallets/{other}/refresh"), &json!({}))
+            .post_job(&format!("/v1/wallets/{other}/refresh"), &json!({}))
             .await?;
-        let outcome = d
-            .api
-            .wait_job(job["id"].as_str().unwrap_or_default(), true)
-            .await;
         let refused = outcome
             .as_ref()
             .err()
@@ -310,18 +298,14 @@ async fn wallets_labelled(d: &Demo, label: &str) -> Result<Option<String>> {
 /// children under m/0), funded, depositing to the exchange from its own address; then the
 /// admins add it to the address book and the exchange pays a withdrawal out to it.
 async fn hd_wallets(d: &mut Demo, wallet: &str) -> Result<()> {
-    let job = d
+    let (_, done) = d
         .api
-        .post(
+        .post_job(
             &format!("/v1/wallets/{wallet}/derive"),
             &json!({"path": "m/0/1"}),
         )
         .await?;
-    let done = d
-        .api
-        .wait_job(job["id"].as_str().unwrap_or_default(), true)
-        .await?;
-    let child = done
+    let child = done?
         .result
         .as_ref()
         .and_then(|r| r["id"].as_str())

@@ -698,19 +698,7 @@ pub async fn repair(
     mut outgoing: impl Outgoing,
 ) -> Result<DklsKeyShare, TssError> {
     let n = threshold.n();
-    if target >= n || index >= n {
-        return Err(TssError::params(format!(
-            "party {index} or target {target} is not in a {threshold} group"
-        )));
-    }
-    let helpers: Vec<u16> = (0..n).filter(|p| *p != target).collect();
-    if helpers.len() < usize::from(threshold.t()) {
-        return Err(TssError::params(format!(
-            "a {threshold} group cannot rebuild a share: {} other members are fewer than {}",
-            helpers.len(),
-            threshold.t()
-        )));
-    }
+    let helpers = crate::repair_helpers(index, target, threshold)?;
     let roster = Roster {
         session,
         me: index,

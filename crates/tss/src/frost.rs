@@ -510,19 +510,7 @@ pub async fn repair<C: FrostSuite>(
     rng: &mut (impl RngCore + CryptoRng + Send),
 ) -> Result<FrostKeyShare<C>, TssError> {
     let n = threshold.n();
-    if target >= n || index >= n {
-        return Err(TssError::params(format!(
-            "party {index} or target {target} is not in a {threshold} group"
-        )));
-    }
-    let helpers: Vec<u16> = (0..n).filter(|p| *p != target).collect();
-    if helpers.len() < usize::from(threshold.t()) {
-        return Err(TssError::params(format!(
-            "a {threshold} group cannot rebuild a share: {} other members are fewer than {}",
-            helpers.len(),
-            threshold.t()
-        )));
-    }
+    let helpers = crate::repair_helpers(index, target, threshold)?;
     let parties: Vec<u16> = (0..n).collect();
     let roster = Roster {
         session,

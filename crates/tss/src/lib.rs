@@ -349,6 +349,31 @@ pub async fn repair(
     }
 }
 
+/// The members that help rebuild the share of the member at `target` in a repair (every
+/// other member), once `index` and `target` are checked to be in the group and the helpers
+/// to be at least `t`.
+pub(crate) fn repair_helpers(
+    index: u16,
+    target: u16,
+    threshold: Threshold,
+) -> Result<Vec<u16>, TssError> {
+    let n = threshold.n();
+    if target >= n || index >= n {
+        return Err(TssError::params(format!(
+            "party {index} or target {target} is not in a {threshold} group"
+        )));
+    }
+    let helpers: Vec<u16> = (0..n).filter(|p| *p != target).collect();
+    if helpers.len() < usize::from(threshold.t()) {
+        return Err(TssError::params(format!(
+            "a {threshold} group cannot rebuild a share: {} other members are fewer than {}",
+            helpers.len(),
+            threshold.t()
+        )));
+    }
+    Ok(helpers)
+}
+
 /// Interactive threshold signing with any share. For ECDSA `message` is the 32-byte digest
 /// to sign (the chain's sighash) and exactly `t` signers take part; FROST schemes sign the
 /// message itself with `t` or more signers. DKLs23 draws its randomness itself and ignores

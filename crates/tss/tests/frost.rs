@@ -450,6 +450,27 @@ fn reload<C: FrostSuite>(s: &FrostKeyShare<C>) -> KeyShare {
         .unwrap()
 }
 
+/// Every pair of the 2-of-3 `shares` signs for `pk`, checked with an independent verifier.
+async fn every_pair_signs(shares: &Arc<Vec<FrostKeyShare<Ed25519>>>, pk: &[u8], label: &str) {
+    for subset in subsets(3, 2) {
+        let msg = format!("{label} {subset:?}").into_bytes();
+        let sig = sign(shares, &subset, &msg).await.remove(0).unwrap();
+        verify_ed25519(pk, &msg, &sig);
+    }
+}
+
+/// Party 0's share `a` and party 1's share `b`, of two sharings of one key, make no
+/// signature together.
+async fn never_sign_together(a: &FrostKeyShare<Ed25519>, b: &FrostKeyShare<Ed25519>, msg: &[u8]) {
+    let copy = |s: &FrostKeyShare<Ed25519>| match reload(s) {
+        KeyShare::Ed25519(s) => s,
+        other => panic!("{other:?}"),
+    };
+    let mixed = Arc::new(vec![copy(a), copy(b)]);
+    let results = sign(&mixed, &[0, 1], msg).await;
+    assert!(results.iter().all(Result::is_err), "{results:?}");
+}
+
 /// A refresh (both suites) keeps the group key (Taproot: the tweaked output key and its
 /// internal key), changes every share and the public commitment; every subset signs with
 /// the new shares, checked by independent verifiers; an old and a new share never make a
@@ -468,18 +489,8 @@ async fn refresh_keeps_the_key_and_old_and_new_shares_never_sign_together() {
         );
         assert!(matches!(reload(m), KeyShare::Ed25519(_)));
     }
-    for subset in subsets(3, 2) {
-        let msg = format!("refreshed {subset:?}").into_bytes();
-        let sig = sign(&new, &subset, &msg).await.remove(0).unwrap();
-        verify_ed25519(&pk, &msg, &sig);
-    }
-    let copy = |s: &FrostKeyShare<Ed25519>| match reload(s) {
-        KeyShare::Ed25519(s) => s,
-        other => panic!("{other:?}"),
-    };
-    let mixed = Arc::new(vec![copy(&old[0]), copy(&new[1])]);
-    let results = sign(&mixed, &[0, 1], b"mixed").await;
-    assert!(results.iter().all(Result::is_err), "{results:?}");
+    every_pair_signs(&new, &pk, "refreshed").await;
+    never_sign_together(&old[0], &new[1], b"mixed").await;
 
     let old = dkg::<Taproot>(2, 3, "refresh").await;
     let new = refresh(&old, "taproot").await;
@@ -540,18 +551,8 @@ async fn a_lost_share_is_rebuilt_for_a_new_member_and_the_lost_one_is_useless() 
     let new = repaired(&old, 1).await;
     let pk = old[0].public_key();
     assert!(new.iter().all(|s| s.public_key() == pk));
-    for subset in subsets(3, 2) {
-        let msg = format!("repaired {subset:?}").into_bytes();
-        let sig = sign(&new, &subset, &msg).await.remove(0).unwrap();
-        verify_ed25519(&pk, &msg, &sig);
-    }
-    let copy = |s: &FrostKeyShare<Ed25519>| match reload(s) {
-        KeyShare::Ed25519(s) => s,
-        other => panic!("{other:?}"),
-    };
-    let lost = Arc::new(vec![copy(&new[0]), copy(&old[1])]);
-    let results = sign(&lost, &[0, 1], b"lost").await;
-    assert!(results.iter().all(Result::is_err), "{results:?}");
+    every_pair_signs(&new, &pk, "repaired").await;
+    never_sign_together(&new[0], &old[1], b"lost").await;
 
     let old = dkg::<Taproot>(2, 3, "repair").await;
     let new = repaired(&old, 2).await;

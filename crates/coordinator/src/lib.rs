@@ -1007,6 +1007,8 @@ pub async fn serve(
     let mut stop_http = stop_rx;
     let incoming = concord_wire::tls_incoming(grpc, tls);
     let grpc_server = tonic::transport::Server::builder()
+        .initial_stream_window_size(concord_wire::grpc::STREAM_WINDOW)
+        .initial_connection_window_size(concord_wire::grpc::CONNECTION_WINDOW)
         .add_service(
             concord_wire::rpc::module_link_server::ModuleLinkServer::new(grpc::LinkService::new(
                 coordinator.clone(),

@@ -13,7 +13,7 @@ use concord_wire::messages::{AuxResult, KeygenResult, PresignResult, RefreshResu
 use concord_wire::payload::SigningPayload;
 use concord_wire::rpc::module_link_client::ModuleLinkClient;
 use concord_wire::rpc::{
-    Approval, Failure, Hello, JobUpdate, PolicyStatus, ProtocolKind, Relay, Released,
+    Approval, Failure, Hello, JobUpdate, PolicyStatus, Proposal, ProtocolKind, Relay, Released,
     StartProtocol, coordinator_to_module, job_update, module_to_coordinator,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -53,6 +53,34 @@ struct Ctx {
     /// Moves after each decided proposal and each abort: a signing run that started before
     /// this module's own approval was stored waits on it.
     decided: tokio::sync::watch::Sender<u64>,
+    /// The latest proposals, newest last (at most [`RECENT_PROPOSALS`]): a signing run
+    /// started with its certificate to follow runs its first rounds on the proposal's bytes
+    /// while this module still decides on them.
+    proposals: Mutex<std::collections::VecDeque<Proposal>>,
+}
+
+/// How many proposals [`Ctx::proposals`] keeps.
+const RECENT_PROPOSALS: usize = 64;
+
+impl Ctx {
+    fn remember_proposal(&self, p: &Proposal) {
+        if let Ok(mut recent) = self.proposals.lock() {
+            if recent.len() >= RECENT_PROPOSALS {
+                recent.pop_front();
+            }
+            recent.push_back(p.clone());
+        }
+    }
+
+    fn proposal(&self, job_id: &str) -> Option<Proposal> {
+        self.proposals
+            .lock()
+            .ok()?
+            .iter()
+            .rev()
+            .find(|p| p.job_id == job_id)
+            .cloned()
+    }
 }
 
 /// How long a signing run started with `certificate_follows` waits for this module's own
@@ -81,6 +109,7 @@ pub async fn run(
         tasks: Mutex::default(),
         certificates: Mutex::default(),
         decided: tokio::sync::watch::Sender::new(0),
+        proposals: Mutex::default(),
     });
     // One link per coordinator address (several coordinators may share one database; each
     // drives the work it holds, and every one of them can reach this module).
@@ -167,6 +196,7 @@ async fn session(
             Some(coordinator_to_module::Msg::Relay(r)) => route_relay(ctx, r),
             Some(coordinator_to_module::Msg::Start(s)) => start_job(ctx, s, uplink),
             Some(coordinator_to_module::Msg::Proposal(p)) => {
+                ctx.remember_proposal(&p);
                 // Checks may ask the exchange and the chain: decide off the stream's loop.
                 let (ctx, uplink) = (ctx.clone(), uplink.clone());
                 tokio::spawn(async move {
@@ -516,30 +546,42 @@ fn check_sign_certificate(
     Ok(())
 }
 
-/// Before joining a signing run (with its certificate, checked before this, or with the
-/// certificate to follow): the policy this module approved under is still in force; the
-/// session id is the one derived from (job, attempt, signers, digest), and this module never
-/// ran it before; the approval was not released.
+/// Before joining a signing run of `digest` (with its certificate, checked before this, or
+/// with the certificate to follow): the session id is the one derived from (job, attempt,
+/// signers, digest), and this module never ran it before; the approval, if this module
+/// decided already (a run with its certificate always has one), was not released and the
+/// policy it was given under is still in force. A run whose certificate follows may start
+/// before this module decided: its signature share waits for both (see
+/// [`check_followed_certificate`]).
 fn check_sign_start(
     state: &State,
     s: &StartProtocol,
-    approval: &crate::state::ApprovalRecord,
+    digest: &[u8; 32],
+    approval: Option<&crate::state::ApprovalRecord>,
     parties: &[u16],
     session: &SessionId,
 ) -> Result<(), Error> {
-    check_policy_unchanged(state, &s.approved_job_id, approval)?;
-    let expected = sign_session(&s.approved_job_id, s.attempt, parties, &approval.digest);
+    if let Some(approval) = approval {
+        check_policy_unchanged(state, &s.approved_job_id, approval)?;
+        if approval.digest != *digest {
+            return Err(Error::Refused(format!(
+                "this module approved other bytes for job {} than the run would sign",
+                s.approved_job_id
+            )));
+        }
+        if approval.void {
+            return Err(Error::Refused(format!(
+                "the approval of job {} was released: this module never signs under it",
+                s.approved_job_id
+            )));
+        }
+    }
+    let expected = sign_session(&s.approved_job_id, s.attempt, parties, digest);
     if expected != *session {
         return Err(Error::Refused(
             "the session id is not the one derived from the job, attempt, signers and digest"
                 .into(),
         ));
-    }
-    if approval.void {
-        return Err(Error::Refused(format!(
-            "the approval of job {} was released: this module never signs under it",
-            s.approved_job_id
-        )));
     }
     let fresh = if s.certificate_follows {
         state.use_session_early(&session.0, &s.approved_job_id)?
@@ -556,13 +598,15 @@ fn check_sign_start(
 }
 
 /// The certificate of a run that started without one, before this module's signature share
-/// leaves it: checked against its approval as it stands now (still held, not released,
-/// under the policy in force) exactly as a certificate at the start would be; then the
-/// approval is bound (no release any more) before round 3 is computed.
+/// leaves it: this module approved exactly the `digest` the run signs, and the certificate
+/// is checked against that approval as it stands now (still held, not released, under the
+/// policy in force) exactly as a certificate at the start would be; then the approval is
+/// bound (no release any more) before round 3 is sent.
 fn check_followed_certificate(
     state: &State,
     group: &GroupDef,
     job_id: &str,
+    digest: &[u8; 32],
     parties: &[u16],
     session: &SessionId,
     certificate: &[Approval],
@@ -570,6 +614,11 @@ fn check_followed_certificate(
     let approval = state
         .approval(job_id)?
         .ok_or_else(|| Error::Refused(format!("this module holds no approval of job {job_id}")))?;
+    if approval.digest != *digest {
+        return Err(Error::Refused(format!(
+            "this module approved other bytes for job {job_id} than the run signs"
+        )));
+    }
     if approval.void {
         return Err(Error::Refused(format!(
             "the approval of job {job_id} was released: this module never signs under it"
@@ -596,7 +645,7 @@ fn check_sign_join(
         parties,
         &s.certificate,
     )?;
-    check_sign_start(state, s, approval, parties, session)
+    check_sign_start(state, s, &approval.digest, Some(approval), parties, session)
 }
 
 /// A signing run started with its certificate to follow may reach this module before its
@@ -1016,39 +1065,80 @@ async fn run_protocol(
                     }
                     (false, _) => None,
                 };
-                let approval = if follows.is_some() {
-                    own_approval(ctx, &s.approved_job_id, (&s.job_id, &s.session)).await?
+                // What the run signs: this module's approved bytes; with the certificate to
+                // follow, the proposal's while this module still decides on them (its
+                // signature share then waits for an approval of exactly these bytes).
+                let (approval, payload_bytes) = if follows.is_some() {
+                    match state.approval(&s.approved_job_id)? {
+                        Some(a) => {
+                            let bytes = a.payload.clone();
+                            (Some(a), bytes)
+                        }
+                        None => match ctx.proposal(&s.approved_job_id) {
+                            Some(p) => (None, p.payload),
+                            None => {
+                                let a = own_approval(ctx, &s.approved_job_id, (&s.job_id, &s.session)).await?;
+                                let bytes = a.payload.clone();
+                                (Some(a), bytes)
+                            }
+                        },
+                    }
                 } else {
-                    state.approval(&s.approved_job_id)?.ok_or_else(|| {
+                    let a = state.approval(&s.approved_job_id)?.ok_or_else(|| {
                         Error::Refused(format!(
                             "this module did not approve job {}",
                             s.approved_job_id
                         ))
-                    })?
+                    })?;
+                    let bytes = a.payload.clone();
+                    (Some(a), bytes)
                 };
-                if s.wallet_id != approval.wallet_id.0 {
+                let payload = SigningPayload::from_canonical(&payload_bytes)
+                    .map_err(|e| Error::Refused(format!("the payload to sign: {e}")))?;
+                let digest = payload.digest();
+                if approval.as_ref().is_some_and(|a| a.digest != digest) {
+                    return Err(Error::Refused("the stored approval is inconsistent".into()));
+                }
+                let wallet = payload.wallet();
+                if s.wallet_id != wallet.0 {
                     return Err(Error::Refused(
                         "the signing run names another wallet than the approved one".into(),
                     ));
                 }
-                if follows.is_none() {
-                    check_sign_join(state, &group, &s, &approval, &parties, &session)?;
-                } else {
-                    check_sign_start(state, &s, &approval, &parties, &session)?;
+                match (&approval, follows.is_some()) {
+                    (Some(a), false) => check_sign_join(state, &group, &s, a, &parties, &session)?,
+                    (a, _) => check_sign_start(state, &s, &digest, a.as_ref(), &parties, &session)?,
                 }
-                // With the certificate to follow: rounds 1 and 2 run now, the signature
-                // share waits until the certificate checks out exactly as above.
+                // With the certificate to follow: rounds 1 and 2 (and the signature share,
+                // held back) are computed now; the share leaves only once this module
+                // approved these bytes and the certificate checks out exactly as above.
                 let refused: Arc<Mutex<Option<Error>>> = Arc::default();
-                let gate = {
-                    let (refused, group, job) = (refused.clone(), group.clone(), s.approved_job_id.clone());
+                // The certificate is waited for and checked, and the approval bound, on a
+                // task of its own: off the rounds' path, while they compute.
+                let check = follows.map(|rx| {
+                    let (ctx, group, job) = (ctx.clone(), group.clone(), s.approved_job_id.clone());
                     let parties = parties.clone();
-                    async move {
-                        let Some(rx) = follows else { return Ok(()) };
-                        let checked = match tokio::time::timeout(CERTIFICATE_WAIT, rx).await {
-                            Ok(Ok(approvals)) => check_followed_certificate(state, &group, &job, &parties, &session, &approvals),
-                            Ok(Err(_)) => Err(Error::Refused("the run was aborted before its certificate came".into())),
-                            Err(_) => Err(Error::Refused(format!("no certificate came within {} s", CERTIFICATE_WAIT.as_secs()))),
+                    let run: RunKey = (s.job_id.clone(), s.session.clone());
+                    tokio::spawn(async move {
+                        own_approval(&ctx, &job, (&run.0, &run.1)).await?;
+                        let approvals = match tokio::time::timeout(CERTIFICATE_WAIT, rx).await {
+                            Ok(Ok(approvals)) => approvals,
+                            Ok(Err(_)) => return Err(Error::Refused("the run was aborted before its certificate came".into())),
+                            Err(_) => return Err(Error::Refused(format!("no certificate came within {} s", CERTIFICATE_WAIT.as_secs()))),
                         };
+                        if !ctx.running.lock().is_ok_and(|r| r.contains_key(&run)) {
+                            return Err(Error::Refused("the run was aborted before its certificate came".into()));
+                        }
+                        check_followed_certificate(&ctx.state, &group, &job, &digest, &parties, &session, &approvals)
+                    })
+                });
+                let gate = {
+                    let refused = refused.clone();
+                    async move {
+                        let Some(check) = check else { return Ok(()) };
+                        let checked = check.await.unwrap_or_else(|e| {
+                            Err(Error::Protocol(format!("the certificate check ended abnormally: {e}")))
+                        });
                         checked.map_err(|e| {
                             let reason = e.to_string();
                             if let Ok(mut r) = refused.lock() {
@@ -1059,13 +1149,8 @@ async fn run_protocol(
                     }
                 };
                 let share = state
-                    .share(approval.wallet_id)?
+                    .share(wallet)?
                     .ok_or_else(|| Error::Refused("no share of this wallet".into()))?;
-                let payload = SigningPayload::from_canonical(&approval.payload)
-                    .map_err(|e| Error::Refused(e.to_string()))?;
-                if payload.digest() != approval.digest {
-                    return Err(Error::Refused("the stored approval is inconsistent".into()));
-                }
                 let input = payload.signing_input(share.scheme());
                 let presigned = !s.presignature.is_empty();
                 let sig = if !presigned {
@@ -1078,7 +1163,7 @@ async fn run_protocol(
                             // DKLs23's abort rule: a party caught cheating never signs with
                             // this share again (the ban is stored with the share).
                             if let KeyShare::Dkls(_) = *share {
-                                state.ban(approval.wallet_id, party)?;
+                                state.ban(wallet, party)?;
                             }
                             return Err(Error::Cheating { party, reason: e.to_string() });
                         }
@@ -1090,7 +1175,7 @@ async fn run_protocol(
                     })?;
                     // Deleted from the vault before anything derived from it leaves here.
                     let presig = state
-                        .take_presignature(approval.wallet_id, &fingerprint)?
+                        .take_presignature(wallet, &fingerprint)?
                         .ok_or_else(|| {
                             Error::Refused(format!(
                                 "presignature {} is not held here (already used?)",
@@ -1989,10 +2074,12 @@ mod tests {
             let e = r.unwrap_err().to_string();
             assert!(e.contains(want), "{e:?} should say {want:?}");
         };
+        // Started before this module decided: the run's first rounds use the proposal's
+        // bytes; nothing of the approval is looked at yet.
         let early_start = |s: &SignSetup, parties: &[u16], attempt: u32| {
             let (mut sp, session) = start(s, vec![], parties, attempt);
             sp.certificate_follows = true;
-            check_sign_start(&s.st, &sp, &s.record, parties, &session).unwrap();
+            check_sign_start(&s.st, &sp, &s.record.digest, None, parties, &session).unwrap();
             session
         };
         let s = sign_setup(AgreementRule::Threshold).await;
@@ -2000,7 +2087,7 @@ mod tests {
         let parties = [0u16, 1];
         let session = early_start(&s, &parties, 1);
         let check = |parties: &[u16], cert: &[Approval]| {
-            check_followed_certificate(&s.st, &s.group, "job", parties, &session, cert)
+            check_followed_certificate(&s.st, &s.group, "job", &d, parties, &session, cert)
         };
         refused(check(&parties, &[]), "holds 0");
         refused(check(&parties, &[own(&s)]), "holds 1 (m1)");
@@ -2018,9 +2105,22 @@ mod tests {
         let cert = [own(&s), approval_by(&s, 1, d, &s.others[0])];
         refused(check(&[0, 2], &cert), "signer 2 of the run did not approve");
         refused(
-            check_followed_certificate(&s.st, &s.group, "other-job", &parties, &session, &cert)
-                .map_err(|e| Error::Refused(e.to_string())),
+            check_followed_certificate(&s.st, &s.group, "other-job", &d, &parties, &session, &cert),
             "holds no approval of job other-job",
+        );
+        // The run's rounds used other bytes than this module then approved (a proposal
+        // swapped under it, or a start naming a digest of the coordinator's choosing): its
+        // signature share never leaves, whatever the certificate says.
+        refused(
+            check_followed_certificate(&s.st, &s.group, "job", &[7; 32], &parties, &session, &cert),
+            "approved other bytes",
+        );
+        // A run started once this module decided is held to its approval at once.
+        let (mut sp, other) = start(&s, vec![], &parties, 2);
+        sp.certificate_follows = true;
+        refused(
+            check_sign_start(&s.st, &sp, &[7; 32], Some(&s.record), &parties, &other),
+            "approved other bytes",
         );
         // Rounds 1 and 2 ran, nothing of round 3: the coordinator gives the job up and the
         // approval is released; a certificate coming after that gets no signature share.
@@ -2032,7 +2132,16 @@ mod tests {
         let s = sign_setup(AgreementRule::Threshold).await;
         let session = early_start(&s, &parties, 1);
         let cert = [own(&s), approval_by(&s, 1, s.record.digest, &s.others[0])];
-        check_followed_certificate(&s.st, &s.group, "job", &parties, &session, &cert).unwrap();
+        check_followed_certificate(
+            &s.st,
+            &s.group,
+            "job",
+            &s.record.digest,
+            &parties,
+            &session,
+            &cert,
+        )
+        .unwrap();
         refused(
             s.st.release_approval("job").map(drop),
             "already signed under",
@@ -2040,7 +2149,14 @@ mod tests {
         let (mut sp, session) = start(&s, vec![], &parties, 1);
         sp.certificate_follows = true;
         refused(
-            check_sign_start(&s.st, &sp, &s.record, &parties, &session),
+            check_sign_start(
+                &s.st,
+                &sp,
+                &s.record.digest,
+                Some(&s.record),
+                &parties,
+                &session,
+            ),
             "was run before",
         );
     }

@@ -180,6 +180,11 @@ pub struct State {
     policy: std::sync::RwLock<Option<Arc<PolicyInForce>>>,
     logs: std::sync::Mutex<Logs>,
     shares: std::sync::Mutex<ShareCache>,
+    /// Held while a signing session is checked unused and recorded: two starts of one
+    /// session never both pass. Apart from the log lock, so that recording an early session
+    /// (which binds nothing) never holds up an approval being stored. Taken before the log
+    /// lock when both are held.
+    sessions: std::sync::Mutex<()>,
 }
 
 /// Decoded key shares, so that a signature does not decode its share from the vault each
@@ -239,6 +244,7 @@ impl State {
             policy: Default::default(),
             logs: Default::default(),
             shares: Default::default(),
+            sessions: Default::default(),
         })
     }
 
@@ -278,6 +284,7 @@ impl State {
             policy: Default::default(),
             logs: Default::default(),
             shares: Default::default(),
+            sessions: Default::default(),
         };
         state.load_authority()?;
         Ok(state)
@@ -869,23 +876,26 @@ impl State {
 
     fn start_session(&self, session: &[u8; 32], job: &str, bind: bool) -> Result<bool, Error> {
         let name = session_name(session);
+        let _unique = self
+            .sessions
+            .lock()
+            .map_err(|_| Error::Vault("the session lock is poisoned".into()))?;
         if self.vault.contains(&name).map_err(vault_err)? {
             return Ok(false);
+        }
+        if !bind {
+            // Binds nothing: a release may still come, and `sign_under` checks for it.
+            self.refuse_released(job)?;
+            self.vault
+                .put(&name, format!("{EARLY_SESSION}{job}").as_bytes())
+                .map_err(vault_err)?;
+            return Ok(true);
         }
         // Under the log lock: a release of the job cannot slip in between.
         let mut logs = self.logs()?;
         self.refuse_released(job)?;
-        let record = if bind {
-            job.to_owned()
-        } else {
-            format!("{EARLY_SESSION}{job}")
-        };
-        self.vault
-            .put(&name, record.as_bytes())
-            .map_err(vault_err)?;
-        if bind {
-            logs.add_signed(job);
-        }
+        self.vault.put(&name, job.as_bytes()).map_err(vault_err)?;
+        logs.add_signed(job);
         Ok(true)
     }
 

@@ -1037,10 +1037,11 @@ pub async fn sign(
 /// session, the signers and the digest) carry no signature material: the message enters
 /// only in round 3, whose broadcast `(u, w)` is this party's share of the signature. So the
 /// first two rounds may run while the caller is still making sure it may sign (the
-/// coordinator collecting the other members' approvals); round 3 is computed and sent only
-/// once `gate` resolves `Ok`. An `Err` ends the run with that error, nothing of round 3
-/// having been computed. A run that stops before round 3 leaves nothing usable behind: its
-/// instance key is never used again (the state is dropped with the run).
+/// coordinator collecting the other members' approvals); round 3 is computed as soon as
+/// round 2 is in, held in this signer's memory, and sent only once `gate` resolves `Ok`. An
+/// `Err` ends the run with that error, the share dropped unsent. A run that stops before
+/// round 3 is sent leaves nothing usable behind: its instance key is never used again (the
+/// state is dropped with the run).
 pub async fn sign_gated(
     session: SessionId,
     share: &DklsKeyShare,
@@ -1110,11 +1111,13 @@ pub async fn sign_gated(
     }
 
     // Round 3: shares of the signature, broadcast; every signer assembles and verifies.
-    // Nothing of it is computed before the gate opens.
-    gate.await?;
+    // The share is computed at once (off the path after the gate) and leaves only once the
+    // gate opens; a shut gate drops it unsent.
     let own = signing.phase3(&received2).map_err(abort_error)?;
     drop(received2);
-    io.send(None, 3, &cbor_encode(&own)).await?;
+    let encoded = Zeroizing::new(cbor_encode(&own));
+    gate.await?;
+    io.send(None, 3, &encoded).await?;
     let mut all = vec![own];
     for (party, bytes) in io.collect(3, &others, false).await? {
         all.push(decode::<Broadcast3to4<C>>(

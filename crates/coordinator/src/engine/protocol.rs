@@ -74,6 +74,12 @@ pub(crate) struct Run<'a> {
     pub(crate) session: Option<Vec<u8>>,
 }
 
+/// A run's start, ready to send: the message and the parties' module ids by index.
+pub(crate) struct PreparedStart {
+    pub(crate) start: StartProtocol,
+    route: HashMap<u32, String>,
+}
+
 fn random_session() -> Vec<u8> {
     let mut s = vec![0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut s);
@@ -85,22 +91,27 @@ impl Engine {
         &self,
         group: &GroupRecord,
     ) -> Result<Vec<Participant>, Error> {
-        let mut out = Vec::with_capacity(group.members.len());
-        for (idx, m) in group.members.iter().enumerate() {
-            let rec = self
-                .store
-                .module(m)
-                .await?
-                .ok_or_else(|| Error::Internal(format!("group member {m} is not enrolled")))?;
-            out.push(Participant {
-                index: idx as u32,
-                module_id: rec.id,
-                identity: rec.identity,
-                sealing_public_key: rec.sealing_key,
-                sealing_key_signature: rec.sealing_key_signature,
-            });
-        }
-        Ok(out)
+        // Read at once: a signing run's start waits for these.
+        let records =
+            futures::future::try_join_all(group.members.iter().map(|m| self.store.module(m)))
+                .await?;
+        group
+            .members
+            .iter()
+            .zip(records)
+            .enumerate()
+            .map(|(idx, (m, rec))| {
+                let rec = rec
+                    .ok_or_else(|| Error::Internal(format!("group member {m} is not enrolled")))?;
+                Ok(Participant {
+                    index: idx as u32,
+                    module_id: rec.id,
+                    identity: rec.identity,
+                    sealing_public_key: rec.sealing_key,
+                    sealing_key_signature: rec.sealing_key_signature,
+                })
+            })
+            .collect()
     }
 
     pub(crate) async fn group_of(&self, id: &str) -> Result<GroupRecord, Error> {
@@ -172,11 +183,25 @@ impl Engine {
         run: Run<'_>,
         fill: impl Fn(&mut StartProtocol),
     ) -> Result<(Vec<u8>, Vec<String>), RunError> {
+        let start = self.prepare_start(run, fill, true).await?;
+        self.send_start(&start).await
+    }
+
+    /// Everything a run's start needs, read (and, with `record`, the run written down in the
+    /// job) ahead of [`Engine::send_start`]: nothing is sent yet.
+    pub(crate) async fn prepare_start(
+        &self,
+        run: Run<'_>,
+        fill: impl Fn(&mut StartProtocol),
+        record: bool,
+    ) -> Result<PreparedStart, RunError> {
         let session = run.session.clone().unwrap_or_else(random_session);
-        let signers = serde_json::to_string(run.parties).unwrap_or_default();
-        self.store
-            .set_job_running(&run.job.id, run.status, Some(&session), Some(&signers))
-            .await?;
+        if record {
+            let signers = serde_json::to_string(run.parties).unwrap_or_default();
+            self.store
+                .set_job_running(&run.job.id, run.status, Some(&session), Some(&signers))
+                .await?;
+        }
         let route: HashMap<u32, String> = run
             .parties
             .iter()
@@ -187,7 +212,6 @@ impl Engine {
                     .map(|m| (u32::from(*i), m.clone()))
             })
             .collect();
-        self.hub.set_route(&run.job.id, route.clone());
         let mut start = StartProtocol {
             job_id: run.job.id.clone(),
             session: session.clone(),
@@ -201,7 +225,17 @@ impl Engine {
             ..Default::default()
         };
         fill(&mut start);
-        for module in route.values() {
+        Ok(PreparedStart { start, route })
+    }
+
+    /// Sends a prepared start to the run's parties; returns its session and their module ids.
+    pub(crate) async fn send_start(
+        &self,
+        prepared: &PreparedStart,
+    ) -> Result<(Vec<u8>, Vec<String>), RunError> {
+        let start = &prepared.start;
+        self.hub.set_route(&start.job_id, prepared.route.clone());
+        for module in prepared.route.values() {
             if !self
                 .hub
                 .send(module, coordinator_to_module::Msg::Start(start.clone()))
@@ -210,8 +244,8 @@ impl Engine {
                 return Err(RunError::Unavailable(vec![module.clone()]));
             }
         }
-        let modules: Vec<String> = route.values().cloned().collect();
-        Ok((session, modules))
+        let modules: Vec<String> = prepared.route.values().cloned().collect();
+        Ok((start.session.clone(), modules))
     }
 
     /// Collects every party's result of the run with `session` (first from `backlog`, the

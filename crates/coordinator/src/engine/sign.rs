@@ -15,12 +15,13 @@ use concord_wire::rpc::{
 use tokio::time::Instant;
 
 use super::Engine;
-use super::protocol::{Events, Run, RunError};
+use super::protocol::{Events, PreparedStart, Run, RunError};
 use crate::Error;
 use crate::hub::ModuleEvent;
 use crate::records::{
     EventKind, GroupRecord, JobRecord, JobStatus, SignMode, SignatureMade, WalletRecord,
 };
+use crate::store::NewEvent;
 
 /// A sign job's fixed facts.
 struct SignCtx {
@@ -51,6 +52,9 @@ struct Answers {
     certificate: Vec<Approval>,
     policy: Option<[u8; 32]>,
     dissenters: BTreeMap<String, String>,
+    /// The approvals and dissents, to be written to the job's record in one go (off the
+    /// signing run's path).
+    events: Vec<NewEvent>,
 }
 
 impl Engine {
@@ -86,7 +90,11 @@ impl Engine {
         let started = Instant::now();
         let (answers, early) = self.collect_answers(job, &ctx, events).await?;
         tracing::debug!(job = %job.id, ms = started.elapsed().as_millis() as u64, approvals = answers.approvers.len(), "approvals collected");
+        // The answers go to the job's record while the signers work (the certificate they
+        // sign under carries the approvals themselves).
+        let record = self.store.add_events(&job.id, &answers.events);
         if let Err(e) = decide(&ctx, &answers) {
+            record.await?;
             if let Some(run) = &early {
                 self.abort(job, &run.modules, "not approved").await;
             }
@@ -98,9 +106,12 @@ impl Engine {
             }
             return Err(e);
         }
-        let (r, signers) = self
-            .sign_among_approvers(job, &ctx, &answers, early, events)
-            .await?;
+        let (recorded, signed) = tokio::join!(
+            record,
+            self.sign_among_approvers(job, &ctx, &answers, early, events)
+        );
+        recorded?;
+        let (r, signers) = signed?;
         let result = SignatureMade {
             // As the signers report it, not as planned.
             presigned: r.presigned,
@@ -138,9 +149,18 @@ impl Engine {
     ) -> Result<(Answers, Option<EarlyRun>), Error> {
         let t = usize::from(ctx.group.threshold);
         self.wait_quorum(&ctx.group.members, t).await?;
-        self.store
-            .set_job_running(&job.id, JobStatus::Approving, None, None)
-            .await?;
+        // A DKLs23 run's start is made ready first, so that it follows the proposal at once.
+        let early_start =
+            if ctx.scheme == Scheme::EcdsaSecp256k1 && ctx.group.engine == EcdsaEngine::Dkls23 {
+                self.prepare_early(job, ctx).await?
+            } else {
+                None
+            };
+        if early_start.is_none() {
+            self.store
+                .set_job_running(&job.id, JobStatus::Approving, None, None)
+                .await?;
+        }
         let proposal = Proposal {
             job_id: job.id.clone(),
             wallet_id: ctx.wallet_id.0.to_vec(),
@@ -158,13 +178,9 @@ impl Engine {
                 asked.insert(m.clone());
             }
         }
-        let mut early = if ctx.scheme == Scheme::EcdsaSecp256k1
-            && ctx.group.engine == EcdsaEngine::Dkls23
-            && asked.len() >= t
-        {
-            self.start_early(job, ctx, &asked).await?
-        } else {
-            None
+        let mut early = match early_start {
+            Some((signers, start)) => self.start_early(signers, &start, &asked).await?,
+            None => None,
         };
         let mut a = Answers::default();
         let deadline = Instant::now() + self.timeouts.approval;
@@ -211,21 +227,27 @@ impl Engine {
         Ok((a, early))
     }
 
-    /// Starts the signing run among the first `t` members asked (in index order), its
-    /// certificate to follow. Only the run's start is sent here; `None` if a signer is gone.
-    async fn start_early(
+    /// The start of a signing run among the first `t` connected members (in index order),
+    /// its certificate to follow: a new attempt counted, nothing sent yet. `None` if fewer
+    /// than `t` members are connected.
+    async fn prepare_early(
         &self,
         job: &JobRecord,
         ctx: &SignCtx,
-        asked: &BTreeSet<String>,
-    ) -> Result<Option<EarlyRun>, Error> {
+    ) -> Result<Option<(Vec<u16>, PreparedStart)>, Error> {
         let t = usize::from(ctx.group.threshold);
         let signers: Vec<u16> = (0..ctx.group.members.len())
-            .filter(|i| asked.contains(&ctx.group.members[*i]))
+            .filter(|i| self.hub.is_connected(&ctx.group.members[*i]))
             .take(t)
             .map(|i| i as u16)
             .collect();
-        let attempt = self.store.next_attempt(&job.id).await?;
+        if signers.len() < t {
+            return Ok(None);
+        }
+        let attempt = self
+            .store
+            .begin_attempt(&job.id, JobStatus::Approving)
+            .await?;
         let session = sign_session(&job.id, attempt, &signers, &ctx.digest)
             .0
             .to_vec();
@@ -238,15 +260,38 @@ impl Engine {
             timeout: self.timeouts.protocol,
             session: Some(session),
         };
-        match self
-            .start_run(run, |s| {
-                s.wallet_id = ctx.wallet_id.0.to_vec();
-                s.approved_job_id = job.id.clone();
-                s.attempt = attempt;
-                s.certificate_follows = true;
-            })
-            .await
+        // The run is written down with its certificate (`finish_early`).
+        let fill = |s: &mut concord_wire::rpc::StartProtocol| {
+            s.wallet_id = ctx.wallet_id.0.to_vec();
+            s.approved_job_id = job.id.clone();
+            s.attempt = attempt;
+            s.certificate_follows = true;
+        };
+        match self.prepare_start(run, fill, false).await {
+            Ok(start) => Ok(Some((signers, start))),
+            Err(RunError::Fatal(e)) => Err(e),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Sends the early run's start, if every one of its signers was sent the proposal;
+    /// `None` if not (or a signer is gone by now).
+    async fn start_early(
+        &self,
+        signers: Vec<u16>,
+        start: &PreparedStart,
+        asked: &BTreeSet<String>,
+    ) -> Result<Option<EarlyRun>, Error> {
+        if !start
+            .start
+            .parties
+            .iter()
+            .filter_map(|p| start.start.group.get(*p as usize))
+            .all(|m| asked.contains(&m.module_id))
         {
+            return Ok(None);
+        }
+        match self.send_start(start).await {
             Ok((session, modules)) => Ok(Some(EarlyRun {
                 signers,
                 modules,
@@ -358,16 +403,13 @@ impl Engine {
             });
         match checked {
             Ok(()) => {
-                self.store
-                    .add_event(
-                        &job.id,
-                        Some(module),
-                        EventKind::Approval,
-                        Some(&ap.digest),
-                        Some(&String::from_utf8_lossy(&ap.statement)),
-                        Some(&ap.signature),
-                    )
-                    .await?;
+                a.events.push(NewEvent {
+                    module_id: Some(module.to_owned()),
+                    kind: EventKind::Approval,
+                    digest: Some(ap.digest.clone()),
+                    detail: Some(String::from_utf8_lossy(&ap.statement).into_owned()),
+                    signature: Some(ap.signature.clone()),
+                });
                 a.approvers.insert(module.to_owned());
                 a.certificate.push(ap);
                 Ok(())
@@ -395,16 +437,13 @@ impl Engine {
         signature: Option<&[u8]>,
         a: &mut Answers,
     ) -> Result<(), Error> {
-        self.store
-            .add_event(
-                &job.id,
-                Some(module),
-                EventKind::Dissent,
-                digest,
-                Some(reason),
-                signature,
-            )
-            .await?;
+        a.events.push(NewEvent {
+            module_id: Some(module.to_owned()),
+            kind: EventKind::Dissent,
+            digest: digest.map(<[u8]>::to_vec),
+            detail: Some(reason.to_owned()),
+            signature: signature.map(<[u8]>::to_vec),
+        });
         tracing::warn!(job = %job.id, module, %reason, "ALERT: module dissents");
         a.dissenters.insert(module.to_owned(), reason.to_owned());
         Ok(())

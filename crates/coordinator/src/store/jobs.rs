@@ -6,6 +6,21 @@ use super::{Store, col, db, state};
 use crate::Error;
 use crate::records::{EventKind, JobEvent, JobKind, JobRecord, JobStatus, now};
 
+/// An event to append to a job's record (see [`Store::add_events`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    /// The module it concerns, if any.
+    pub module_id: Option<String>,
+    /// What it records.
+    pub kind: EventKind,
+    /// The digest it concerns, if any.
+    pub digest: Option<Vec<u8>>,
+    /// What happened, in words.
+    pub detail: Option<String>,
+    /// The module's signature, if it signed something.
+    pub signature: Option<Vec<u8>>,
+}
+
 /// Which jobs to list: each filter that is set must match.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobFilter {
@@ -219,6 +234,45 @@ impl Store {
         .await
         .map_err(db)?;
         super::int(&row, "attempts")
+    }
+
+    /// Counts a new attempt of a job and sets its state, in one write; returns the attempt.
+    pub async fn begin_attempt(&self, job_id: &str, status: JobStatus) -> Result<u32, Error> {
+        let row = sqlx::query(self.sql(
+            "UPDATE jobs SET attempts = attempts + 1, status = ?, updated_at = ? WHERE id = ? RETURNING attempts",
+        ))
+        .bind(status.as_str())
+        .bind(now())
+        .bind(job_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        super::int(&row, "attempts")
+    }
+
+    /// Appends events to a job's record, in order, in one transaction.
+    pub async fn add_events(&self, job_id: &str, events: &[NewEvent]) -> Result<(), Error> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let at = now();
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        for e in events {
+            sqlx::query(self.sql(
+                "INSERT INTO job_events (job_id, module_id, kind, digest, detail, signature, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            ))
+            .bind(job_id)
+            .bind(e.module_id.as_deref())
+            .bind(e.kind.as_str())
+            .bind(e.digest.clone())
+            .bind(e.detail.as_deref())
+            .bind(e.signature.clone())
+            .bind(&at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
     }
 
     /// Appends an event to a job's record.

@@ -20,7 +20,7 @@ use sqlx::{AnyPool, AssertSqlSafe, Row};
 use crate::Error;
 
 pub use crate::records::now;
-pub use jobs::JobFilter;
+pub use jobs::{JobFilter, NewEvent};
 pub use misc::{Reservation, TokenInfo};
 
 /// Which database is behind the store.

@@ -45,8 +45,12 @@ impl Engine {
                     TransferStatus::Queued,
                     "in the wallet's queue: its deposits reach the chain in nonce order",
                 );
-                self.save(t).await?;
-                Ok(Step::Next)
+                // Written with the turn when it is the queue's head already, else now.
+                let step = self.deposit_turn(t).await?;
+                if t.status == TransferStatus::Queued {
+                    self.save(t).await?;
+                }
+                Ok(step)
             }
             TransferStatus::Queued => self.deposit_turn(t).await,
             TransferStatus::Resolving => self.deposit_propose(t).await,
@@ -144,6 +148,8 @@ impl Engine {
         t.destination = Some(recipient.to_string());
         t.nonce = Some(nonce);
         t.payload = Some(hex::encode(payload.to_canonical()));
+        // Named with the payload, in the same write: the job is made under this id next.
+        t.sign_job_id = Some(uuid::Uuid::new_v4().to_string());
         t.step(
             TransferStatus::Signing,
             format!("proposing nonce {nonce} to {recipient}"),

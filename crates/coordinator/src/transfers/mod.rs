@@ -587,11 +587,15 @@ impl Engine {
         wallet: &WalletRecord,
         payload: &SigningPayload,
     ) -> Result<JobRecord, Error> {
-        if let Some(id) = &t.sign_job_id
-            && let Some(job) = self.store.job(id).await?
-        {
-            return Ok(job);
-        }
+        let named = match &t.sign_job_id {
+            Some(id) => match self.store.job(id).await? {
+                Some(job) => return Ok(job),
+                // Named before it was made (a restart between the two, or named with the
+                // payload): made now under that id.
+                None => Some(id.clone()),
+            },
+            None => None,
+        };
         let job = JobRecord {
             wallet_id: Some(wallet.id.clone()),
             scheme: Some(wallet.scheme.clone()),
@@ -602,16 +606,20 @@ impl Engine {
             digest: Some(payload.digest().to_vec()),
             transfer_id: Some(t.id.clone()),
             ..JobRecord::pending(
-                uuid::Uuid::new_v4().to_string(),
+                named
+                    .clone()
+                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
                 JobKind::Sign,
                 &wallet.group_id,
             )
         };
         // The transfer names its job before the job exists: a restart between the two finds
         // the id and creates nothing twice.
-        t.sign_job_id = Some(job.id.clone());
-        t.step(TransferStatus::Signing, format!("sign job {}", job.id));
-        self.save(t).await?;
+        if named.is_none() {
+            t.sign_job_id = Some(job.id.clone());
+            t.step(TransferStatus::Signing, format!("sign job {}", job.id));
+            self.save(t).await?;
+        }
         failpoint!("transfer::sign_job_named");
         self.store
             .insert_job(&job, &self.instance, lease_deadline())

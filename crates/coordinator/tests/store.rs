@@ -160,8 +160,30 @@ async fn transfers_are_made_once_and_fenced(s: &Store) {
         s.transfer("t1").await.unwrap().unwrap().status,
         TransferStatus::Queued
     );
-    // The deposit queue: the oldest not yet on chain goes first.
+    // The deposit queue: the first recorded not yet on chain goes first. A request stamped
+    // earlier but recorded later (parallel requests commit out of order) queues behind: the
+    // head may have fixed its nonce already, and two deposits would propose the same one.
     s.insert_transfer(&transfer("t0", "w", 0.5), "a", 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.deposit_queue_head("w").await.unwrap().as_deref(),
+        Some("t1")
+    );
+    let mut on_chain = moved.clone();
+    on_chain.status = TransferStatus::Broadcast;
+    s.save_transfer(&on_chain, "a").await.unwrap();
+    assert_eq!(
+        s.deposit_queue_head("w").await.unwrap().as_deref(),
+        Some("t0")
+    );
+    // The same request again takes no second place in the queue.
+    assert!(
+        !s.insert_transfer(&transfer("t0", "w", 0.5), "a", 0)
+            .await
+            .unwrap()
+    );
+    s.insert_transfer(&transfer("t2", "w", 0.1), "a", 0)
         .await
         .unwrap();
     assert_eq!(

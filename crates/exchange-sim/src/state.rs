@@ -424,7 +424,9 @@ impl SharedLedger {
             block_number,
             insert_time: now_ms,
             complete_time: None,
-            confirmations: 0,
+            // Found in a block: that block is its first confirmation (a reader between this
+            // and the poll's confirmation pass never sees "0/N" for a mined deposit).
+            confirmations: 1,
             status: DEPOSIT_PENDING,
         });
         ledger.deposit_index.insert((tx_id, log_index), position);

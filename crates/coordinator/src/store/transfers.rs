@@ -5,7 +5,7 @@ use crate::Error;
 use crate::records::{TransferKind, TransferRecord, TransferStatus, now};
 
 /// Statuses of a deposit that has not reached the chain yet: such deposits of one wallet go
-/// one at a time, oldest first (their nonces follow one another).
+/// one at a time, in the order they were recorded (their nonces follow one another).
 const BEFORE_CHAIN: [TransferStatus; 5] = [
     TransferStatus::Requested,
     TransferStatus::Queued,
@@ -28,9 +28,22 @@ impl Store {
         lease_until: u64,
     ) -> Result<bool, Error> {
         let record = serde_json::to_string(t).map_err(|e| Error::Internal(e.to_string()))?;
+        // Its place in the wallet's queue is taken in the same transaction, under the
+        // queue row's lock: places are handed out in the order the transfers are recorded.
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let row = sqlx::query(self.sql(
+            "INSERT INTO transfer_queues (wallet_id, last_seq) VALUES (?, 1) \
+             ON CONFLICT (wallet_id) DO UPDATE SET last_seq = transfer_queues.last_seq + 1 \
+             RETURNING last_seq",
+        ))
+        .bind(&t.wallet_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        let seq: i64 = col(&row, "last_seq")?;
         let res = sqlx::query(self.sql(
-            "INSERT INTO transfers (id, kind, status, record, created_at, updated_at, wallet_id, created_us, owner, lease_until) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            "INSERT INTO transfers (id, kind, status, record, created_at, updated_at, wallet_id, created_us, owner, lease_until, queue_seq) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         ))
         .bind(&t.id)
         .bind(t.kind.as_str())
@@ -42,10 +55,17 @@ impl Store {
         .bind((t.created_ms * 1000.0) as i64)
         .bind(owner)
         .bind(i64_of(lease_until))
-        .execute(&self.pool)
+        .bind(seq)
+        .execute(&mut *tx)
         .await
         .map_err(db)?;
-        Ok(res.rows_affected() == 1)
+        if res.rows_affected() != 1 {
+            // Made before (the same request again): its place is not taken twice.
+            tx.rollback().await.map_err(db)?;
+            return Ok(false);
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(true)
     }
 
     /// Writes a transfer's new state, if `owner` still holds its lease (otherwise another
@@ -122,12 +142,13 @@ impl Store {
             .collect()
     }
 
-    /// The deposit of `wallet_id` that goes next: the oldest that has not reached the chain.
+    /// The deposit of `wallet_id` that goes next: the first recorded that has not reached the
+    /// chain.
     pub async fn deposit_queue_head(&self, wallet_id: &str) -> Result<Option<String>, Error> {
         let marks = vec!["?"; BEFORE_CHAIN.len()].join(", ");
         let sql = format!(
             "SELECT id FROM transfers WHERE kind = ? AND wallet_id = ? AND status IN ({marks}) \
-             ORDER BY created_us, id LIMIT 1"
+             ORDER BY queue_seq, created_us, id LIMIT 1"
         );
         let mut query = sqlx::query(self.sql(&sql))
             .bind(TransferKind::Deposit.as_str())

@@ -123,17 +123,17 @@ impl Engine {
             policy: answers.policy.map(hex::encode),
         };
         self.store
-            .add_event(
+            .finish_job_with(
                 &job.id,
-                None,
-                EventKind::Result,
-                Some(&ctx.digest),
-                Some("signature verified against the wallet key"),
-                None,
+                &serde_json::to_vec(&result).unwrap_or_default(),
+                &NewEvent {
+                    module_id: None,
+                    kind: EventKind::Result,
+                    digest: Some(ctx.digest.to_vec()),
+                    detail: Some("signature verified against the wallet key".into()),
+                    signature: None,
+                },
             )
-            .await?;
-        self.store
-            .finish_job(&job.id, &serde_json::to_vec(&result).unwrap_or_default())
             .await
     }
 

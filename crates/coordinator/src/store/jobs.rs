@@ -6,6 +6,9 @@ use super::{Store, col, db, state};
 use crate::Error;
 use crate::records::{EventKind, JobEvent, JobKind, JobRecord, JobStatus, now};
 
+/// Ends a job with its result (binds: status, result, time, id).
+const FINISH_JOB: &str = "UPDATE jobs SET status = ?, result = ?, error = NULL, owner = NULL, updated_at = ? WHERE id = ?";
+
 /// An event to append to a job's record (see [`Store::add_events`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEvent {
@@ -195,17 +198,36 @@ impl Store {
 
     /// Finishes a job with a result.
     pub async fn finish_job(&self, id: &str, result: &[u8]) -> Result<(), Error> {
-        sqlx::query(self.sql(
-            "UPDATE jobs SET status = ?, result = ?, error = NULL, owner = NULL, updated_at = ? WHERE id = ?",
-        ))
-        .bind(JobStatus::Done.as_str())
-        .bind(result.to_vec())
-        .bind(now())
-        .bind(id)
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
+        sqlx::query(self.sql(FINISH_JOB))
+            .bind(JobStatus::Done.as_str())
+            .bind(result.to_vec())
+            .bind(now())
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
         Ok(())
+    }
+
+    /// Finishes a job with a result and appends `event` to its record, in one transaction.
+    pub async fn finish_job_with(
+        &self,
+        id: &str,
+        result: &[u8],
+        event: &NewEvent,
+    ) -> Result<(), Error> {
+        let at = now();
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        insert_event(self, &mut tx, id, event, &at).await?;
+        sqlx::query(self.sql(FINISH_JOB))
+            .bind(JobStatus::Done.as_str())
+            .bind(result.to_vec())
+            .bind(&at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)
     }
 
     /// Fails a job.
@@ -258,19 +280,7 @@ impl Store {
         let at = now();
         let mut tx = self.pool.begin().await.map_err(db)?;
         for e in events {
-            sqlx::query(self.sql(
-                "INSERT INTO job_events (job_id, module_id, kind, digest, detail, signature, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            ))
-            .bind(job_id)
-            .bind(e.module_id.as_deref())
-            .bind(e.kind.as_str())
-            .bind(e.digest.clone())
-            .bind(e.detail.as_deref())
-            .bind(e.signature.clone())
-            .bind(&at)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+            insert_event(self, &mut tx, job_id, e, &at).await?;
         }
         tx.commit().await.map_err(db)
     }
@@ -373,4 +383,28 @@ impl Store {
         .map_err(db)?;
         Ok(res.rows_affected() == 1)
     }
+}
+
+/// Appends `e` to job `job_id`'s record inside `tx`.
+async fn insert_event(
+    store: &Store,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    job_id: &str,
+    e: &NewEvent,
+    at: &str,
+) -> Result<(), Error> {
+    sqlx::query(store.sql(
+        "INSERT INTO job_events (job_id, module_id, kind, digest, detail, signature, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    ))
+    .bind(job_id)
+    .bind(e.module_id.as_deref())
+    .bind(e.kind.as_str())
+    .bind(e.digest.clone())
+    .bind(e.detail.as_deref())
+    .bind(e.signature.clone())
+    .bind(at)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(())
 }

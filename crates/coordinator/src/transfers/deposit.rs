@@ -92,14 +92,19 @@ impl Engine {
             return Ok(Step::Next);
         }
         let ctx = self.transfer_ctx()?.clone();
-        let (wallet, members) = self.wallet_and_members(&t.wallet_id).await?;
+        let wallet = self
+            .store
+            .wallet(&t.wallet_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("wallet {}", t.wallet_id)))?;
         let group = self.group_of(&wallet.group_id).await?;
+        let members = &group.members;
         let sender = ecdsa_address(&wallet)?;
         let (asset, decimals) = ctx.asset_of(&t.coin)?;
         let amount = t.amount.to_base(decimals).map_err(Error::BadRequest)?;
         // The modules' answers and the chain reads at once (none depends on another).
         let (recipient, fees, eth, pending) = tokio::join!(
-            self.resolve_deposit_address(t, &members, usize::from(group.threshold)),
+            self.resolve_deposit_address(t, members, usize::from(group.threshold)),
             ctx.client.suggest_fees(),
             ctx.client.balance(sender),
             ctx.client.pending_nonce(sender),

@@ -539,23 +539,38 @@ impl Engine {
         };
         self.end_job(&job, outcome.clone()).await;
         t.mark("signature");
-        for e in self.store.events(&job.id).await? {
-            if e.kind == crate::records::EventKind::Dissent
-                && let Some(m) = e.module_id
-            {
-                t.dissenters.insert(m, e.detail.clone().unwrap_or_default());
-            }
-        }
         let job = self
             .store
             .job(&job.id)
             .await?
             .ok_or_else(|| Error::Internal(format!("sign job {} vanished", job.id)))?;
-        match (job.status, outcome) {
-            (JobStatus::Done, _) => {
-                let result: serde_json::Value =
-                    serde_json::from_slice(job.result.as_deref().unwrap_or_default())
-                        .map_err(|e| Error::Internal(format!("sign job result: {e}")))?;
+        let result: Option<serde_json::Value> = match job.status {
+            JobStatus::Done => Some(
+                serde_json::from_slice(job.result.as_deref().unwrap_or_default())
+                    .map_err(|e| Error::Internal(format!("sign job result: {e}")))?,
+            ),
+            _ => None,
+        };
+        // The dissenters: in a signed job's result, else in its record.
+        match result.as_ref().and_then(|r| r["dissenters"].as_object()) {
+            Some(dissenters) => {
+                for (m, why) in dissenters {
+                    t.dissenters
+                        .insert(m.clone(), why.as_str().unwrap_or_default().to_owned());
+                }
+            }
+            None => {
+                for e in self.store.events(&job.id).await? {
+                    if e.kind == crate::records::EventKind::Dissent
+                        && let Some(m) = e.module_id
+                    {
+                        t.dissenters.insert(m, e.detail.clone().unwrap_or_default());
+                    }
+                }
+            }
+        }
+        match (result, outcome) {
+            (Some(result), _) => {
                 t.policy = result["policy"].as_str().map(str::to_owned);
                 t.approvers = result["approvers"]
                     .as_array()
@@ -567,14 +582,14 @@ impl Engine {
                     .unwrap_or_default();
                 Ok(result)
             }
-            (_, Err(e)) => {
+            (None, Err(e)) => {
                 if e.retryable() {
                     // A new job next time (its approvals are asked again; the same bytes).
                     t.sign_job_id = None;
                 }
                 Err(e)
             }
-            (_, Ok(())) => Err(Error::refused(
+            (None, Ok(())) => Err(Error::refused(
                 job.error.unwrap_or_else(|| "the sign job failed".into()),
             )),
         }

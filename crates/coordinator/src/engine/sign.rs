@@ -138,9 +138,10 @@ impl Engine {
     }
 
     /// Step 1: the proposal to every connected member, and their signed answers. For a
-    /// DKLs23 wallet, the signing run among the first `t` members asked starts at once, its
-    /// certificate to follow (each signer joins once it approved, and holds its signature
-    /// share back until the certificate checks out).
+    /// DKLs23 wallet, the signing run among the first `t` connected members starts right
+    /// behind the proposal, its certificate to follow (each signer runs the first rounds while
+    /// it decides, and holds its signature share back until it approved those bytes and the
+    /// certificate checks out).
     async fn collect_answers(
         &self,
         job: &JobRecord,
@@ -197,7 +198,7 @@ impl Engine {
             }
             match event {
                 ModuleEvent::Approval(ap) => {
-                    self.take_approval(job, ctx, &module, ap, &mut a).await?
+                    self.take_approval(job, ctx, &module, ap, &mut a).await
                 }
                 ModuleEvent::Refusal(r) => {
                     let reason = format!("refused: {}", r.reason);
@@ -208,8 +209,7 @@ impl Engine {
                         &reason,
                         None,
                         &mut a,
-                    )
-                    .await?;
+                    );
                 }
                 ModuleEvent::Disconnected => {
                     asked.remove(&module);
@@ -386,7 +386,7 @@ impl Engine {
         module: &str,
         ap: Approval,
         a: &mut Answers,
-    ) -> Result<(), Error> {
+    ) {
         let checked = self
             .check_approval(module, &job.id, &ctx.wallet.id, &ctx.digest, &ap)
             .await
@@ -412,23 +412,19 @@ impl Engine {
                 });
                 a.approvers.insert(module.to_owned());
                 a.certificate.push(ap);
-                Ok(())
             }
-            Err(reason) => {
-                self.dissent(
-                    job,
-                    module,
-                    Some(&ap.digest),
-                    &reason,
-                    Some(&ap.signature),
-                    a,
-                )
-                .await
-            }
+            Err(reason) => self.dissent(
+                job,
+                module,
+                Some(&ap.digest),
+                &reason,
+                Some(&ap.signature),
+                a,
+            ),
         }
     }
 
-    async fn dissent(
+    fn dissent(
         &self,
         job: &JobRecord,
         module: &str,
@@ -436,7 +432,7 @@ impl Engine {
         reason: &str,
         signature: Option<&[u8]>,
         a: &mut Answers,
-    ) -> Result<(), Error> {
+    ) {
         a.events.push(NewEvent {
             module_id: Some(module.to_owned()),
             kind: EventKind::Dissent,
@@ -446,7 +442,6 @@ impl Engine {
         });
         tracing::warn!(job = %job.id, module, %reason, "ALERT: module dissents");
         a.dissenters.insert(module.to_owned(), reason.to_owned());
-        Ok(())
     }
 
     /// Step 3: threshold signing among approvers with the certificate, replacing signers

@@ -218,7 +218,7 @@ impl Store {
     ) -> Result<(), Error> {
         let at = now();
         let mut tx = self.pool.begin().await.map_err(db)?;
-        insert_event(self, &mut tx, id, event, &at).await?;
+        insert_event(self, &mut *tx, id, event, &at).await?;
         sqlx::query(self.sql(FINISH_JOB))
             .bind(JobStatus::Done.as_str())
             .bind(result.to_vec())
@@ -280,7 +280,7 @@ impl Store {
         let at = now();
         let mut tx = self.pool.begin().await.map_err(db)?;
         for e in events {
-            insert_event(self, &mut tx, job_id, e, &at).await?;
+            insert_event(self, &mut *tx, job_id, e, &at).await?;
         }
         tx.commit().await.map_err(db)
     }
@@ -295,20 +295,14 @@ impl Store {
         detail: Option<&str>,
         signature: Option<&[u8]>,
     ) -> Result<(), Error> {
-        sqlx::query(self.sql(
-            "INSERT INTO job_events (job_id, module_id, kind, digest, detail, signature, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        ))
-        .bind(job_id)
-        .bind(module_id)
-        .bind(kind.as_str())
-        .bind(digest.map(<[u8]>::to_vec))
-        .bind(detail)
-        .bind(signature.map(<[u8]>::to_vec))
-        .bind(now())
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(())
+        let event = NewEvent {
+            module_id: module_id.map(str::to_owned),
+            kind,
+            digest: digest.map(<[u8]>::to_vec),
+            detail: detail.map(str::to_owned),
+            signature: signature.map(<[u8]>::to_vec),
+        };
+        insert_event(self, &self.pool, job_id, &event, &now()).await
     }
 
     /// A job's events, in order.
@@ -385,10 +379,10 @@ impl Store {
     }
 }
 
-/// Appends `e` to job `job_id`'s record inside `tx`.
-async fn insert_event(
+/// Appends `e` to job `job_id`'s record, through `db_exec` (the pool, or a transaction).
+async fn insert_event<'e>(
     store: &Store,
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    db_exec: impl sqlx::Executor<'e, Database = sqlx::Any>,
     job_id: &str,
     e: &NewEvent,
     at: &str,
@@ -403,7 +397,7 @@ async fn insert_event(
     .bind(e.detail.as_deref())
     .bind(e.signature.clone())
     .bind(at)
-    .execute(&mut **tx)
+    .execute(db_exec)
     .await
     .map_err(db)?;
     Ok(())

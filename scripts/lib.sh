@@ -3,11 +3,13 @@
 say() { printf '==> %s\n' "$*"; }
 
 # Debian packages: m4 for GMP (built from source by cggmp21's big-integer library),
-# protoc for the gRPC service definitions.
+# protoc for the gRPC service definitions, g++ for Bitcoin Core's script interpreter (the
+# bitcoinconsensus crate, the tests' verifier of Bitcoin spends).
 install_build_deps() {
   local missing=()
   command -v m4 >/dev/null 2>&1 || missing+=(m4)
   command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+  command -v g++ >/dev/null 2>&1 || missing+=(g++)
   [ ${#missing[@]} -eq 0 ] && return 0
   local sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
@@ -25,6 +27,18 @@ install_node() {
   say "installing nodejs and npm"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nodejs npm >/dev/null
+}
+
+# Litecoin Core (Debian's litecoind, 0.21): the UTXO chain's real node, run in -regtest by
+# the tests (the adapter's spends are accepted or refused by its consensus rules).
+install_litecoind() {
+  [ -x /usr/lib/litecoin/litecoind ] && return 0
+  [ -n "${LITECOIND_BIN:-}" ] && [ -x "$LITECOIND_BIN" ] && return 0
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  say "installing litecoind"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq litecoind >/dev/null
 }
 
 # A PostgreSQL cluster of the test run's own: a fresh data directory, a free port on

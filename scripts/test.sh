@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 install_build_deps
 install_node
+install_litecoind
 start_postgres
 
 say "cargo fmt --check"

@@ -7,6 +7,12 @@
 //! [`SignedTransaction`], refusing any signature not made by the wallet's key;
 //! [`EvmClient`] reads the chain, broadcasts idempotently and follows confirmations.
 //!
+//! The UTXO adapter ([`utxo`], Bitcoin and Litecoin on rust-bitcoin): P2WPKH (threshold
+//! ECDSA), P2TR key path (FROST Taproot) and P2WSH k-of-n (native multisig) wallets; spends
+//! built as PSBTs, checked by a module against its own node ([`utxo::check_spend`]), their
+//! digests, and the witnesses assembled from the signatures; [`litecoind`] talks to a node
+//! over JSON-RPC and runs the local `litecoind -regtest`.
+//!
 //! [`test_token`] is a test/devnet ERC-20 and [`anvil`] makes the local chain available for
 //! the tests and the devnet.
 
@@ -15,7 +21,9 @@ mod client;
 pub mod erc20;
 mod error;
 mod evm;
+pub mod litecoind;
 pub mod test_token;
+pub mod utxo;
 
 pub use alloy::primitives::{Address, B256, U256};
 pub use client::{EvmClient, TxStatus};

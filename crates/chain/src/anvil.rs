@@ -13,7 +13,7 @@ pub const ANVIL_NPM_PACKAGE: &str = "@foundry-rs/anvil-linux-amd64";
 /// The version installed when none is cached.
 pub const ANVIL_VERSION: &str = "1.7.1";
 
-/// Why the anvil binary could not be made available.
+/// Why an npm package (the anvil binary, the Safe contracts) could not be made available.
 #[derive(Debug, thiserror::Error)]
 pub enum AnvilInstallError {
     /// `ANVIL_BIN` names a file that does not exist.
@@ -21,9 +21,11 @@ pub enum AnvilInstallError {
     MissingOverride(PathBuf),
     /// npm could not be run or failed.
     #[error(
-        "could not install the npm package {ANVIL_NPM_PACKAGE}@{ANVIL_VERSION} into {dir}: {reason} (is Node.js with npm installed?)"
+        "could not install the npm package {package} into {dir}: {reason} (is Node.js with npm installed?)"
     )]
     Npm {
+        /// The package and version.
+        package: String,
         /// Where it was being installed.
         dir: PathBuf,
         /// What went wrong.
@@ -75,24 +77,52 @@ pub fn anvil_binary(mut progress: impl FnMut(&str)) -> Result<PathBuf, AnvilInst
         };
     }
     let dir = cache_dir().join(format!("anvil-{ANVIL_VERSION}"));
-    let bin = binary_in(&dir);
-    if bin.is_file() {
-        return Ok(bin);
+    npm_package(
+        &dir,
+        ANVIL_NPM_PACKAGE,
+        ANVIL_VERSION,
+        Path::new("bin/anvil"),
+        &mut progress,
+    )?;
+    Ok(binary_in(&dir))
+}
+
+/// Installs `package@version` with npm into `dir` (its `node_modules/<package>`) unless the
+/// package's file `marker` is there already; concurrent callers each install into a private
+/// directory and the first rename wins. Returns the package's directory.
+pub fn npm_package(
+    dir: &Path,
+    package: &str,
+    version: &str,
+    marker: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<PathBuf, AnvilInstallError> {
+    let package_dir = |d: &Path| d.join("node_modules").join(package);
+    let present = |d: &Path| package_dir(d).join(marker).is_file();
+    if present(dir) {
+        return Ok(package_dir(dir));
     }
+    let spec = format!("{package}@{version}");
     progress(&format!(
-        "installing {ANVIL_NPM_PACKAGE}@{ANVIL_VERSION} with npm into {}",
+        "installing {spec} with npm into {}",
         dir.display()
     ));
-    let parent = cache_dir();
+    let npm_error = |reason: String| AnvilInstallError::Npm {
+        package: spec.clone(),
+        dir: dir.to_path_buf(),
+        reason,
+    };
+    let parent = dir.parent().unwrap_or(dir).to_path_buf();
     std::fs::create_dir_all(&parent).map_err(|source| AnvilInstallError::Io {
         action: "creating",
         path: parent.clone(),
         source,
     })?;
-    let staging = parent.join(format!(
-        ".anvil-{ANVIL_VERSION}-install-{}",
-        std::process::id()
-    ));
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let staging = parent.join(format!(".{name}-install-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging).map_err(|source| AnvilInstallError::Io {
         action: "creating",
@@ -108,33 +138,27 @@ pub fn anvil_binary(mut progress: impl FnMut(&str)) -> Result<PathBuf, AnvilInst
             "--prefix",
         ])
         .arg(&staging)
-        .arg(format!("{ANVIL_NPM_PACKAGE}@{ANVIL_VERSION}"))
+        .arg(&spec)
         .output()
-        .map_err(|e| AnvilInstallError::Npm {
-            dir: dir.clone(),
-            reason: e.to_string(),
-        })?;
-    if !output.status.success() || !binary_in(&staging).is_file() {
+        .map_err(|e| npm_error(e.to_string()))?;
+    if !output.status.success() || !present(&staging) {
         let _ = std::fs::remove_dir_all(&staging);
-        return Err(AnvilInstallError::Npm {
-            dir,
-            reason: format!(
-                "npm exited with {}: {}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
-            ),
-        });
+        return Err(npm_error(format!(
+            "npm exited with {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
     }
     // Another process may have finished first; either copy is the same package.
-    if std::fs::rename(&staging, &dir).is_err() {
+    if std::fs::rename(&staging, dir).is_err() {
         let _ = std::fs::remove_dir_all(&staging);
     }
-    if bin.is_file() {
-        Ok(bin)
+    if present(dir) {
+        Ok(package_dir(dir))
     } else {
-        Err(AnvilInstallError::Npm {
-            dir,
-            reason: "the package installed but its bin/anvil is missing".into(),
-        })
+        Err(npm_error(format!(
+            "the package installed but its {} is missing",
+            marker.display()
+        )))
     }
 }

@@ -13,6 +13,9 @@
 //! digests, and the witnesses assembled from the signatures; [`litecoind`] talks to a node
 //! over JSON-RPC and runs the local `litecoind -regtest`.
 //!
+//! Native multisig on EVM ([`safe`]): a Safe whose owners are the modules' own keys; the
+//! EIP-712 `SafeTx` hash each module signs, the signatures ordered for `execTransaction`.
+//!
 //! [`test_token`] is a test/devnet ERC-20 and [`anvil`] makes the local chain available for
 //! the tests and the devnet.
 
@@ -22,6 +25,7 @@ pub mod erc20;
 mod error;
 mod evm;
 pub mod litecoind;
+pub mod safe;
 pub mod test_token;
 pub mod utxo;
 

@@ -408,6 +408,12 @@ fn print_info(info: &concord_module::PublicInfo, json: bool) {
         );
         crate::outln!("  sealing key            {}", info.sealing_key);
         crate::outln!("  sealing key signature  {}", info.sealing_key_signature);
+        crate::outln!("  multisig key           {}", info.multisig_key);
+        crate::outln!("  multisig key signature {}", info.multisig_key_signature);
+        crate::outln!(
+            "  multisig address       {}   (a Safe owner)",
+            info.multisig_address
+        );
     }
 }
 

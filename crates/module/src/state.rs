@@ -19,6 +19,8 @@ use concord_wire::authority::{AdminSet, AgreementRule, Policy, SignedPolicy};
 
 const IDENTITY: &str = "identity";
 const SEALING: &str = "sealing";
+/// The module's own secp256k1 key (native multisig: P2WSH, Safe owner), 32 bytes.
+const MULTISIG: &str = "multisig-key";
 const PEERS: &str = "peers";
 const ADMINS: &str = "admins";
 const POLICY: &str = "policy";
@@ -54,6 +56,13 @@ pub struct PublicInfo {
     pub sealing_key: String,
     /// Identity signature over the sealing key, hex.
     pub sealing_key_signature: String,
+    /// The module's own secp256k1 key for native multisig wallets (33 bytes compressed,
+    /// hex), generated in and never leaving this module's vault.
+    pub multisig_key: String,
+    /// Identity signature over the multisig key, hex.
+    pub multisig_key_signature: String,
+    /// The Ethereum address of the multisig key (a Safe owner).
+    pub multisig_address: String,
 }
 
 /// One member of a signer group, as this module pinned it.
@@ -177,6 +186,8 @@ pub struct State {
     vault: Vault,
     identity: Arc<IdentityKey>,
     sealing: Arc<SealingKey>,
+    /// The module's own secp256k1 key (k256 zeroizes it on drop).
+    multisig: Arc<k256::ecdsa::SigningKey>,
     policy: std::sync::RwLock<Option<Arc<PolicyInForce>>>,
     logs: std::sync::Mutex<Logs>,
     shares: std::sync::Mutex<ShareCache>,
@@ -217,8 +228,17 @@ fn json_err(what: &str, e: serde_json::Error) -> Error {
     Error::Vault(format!("the stored {what} is unreadable: {e}"))
 }
 
+/// A fresh secp256k1 key, sealed in the vault before it is used.
+fn new_multisig_key(vault: &Vault) -> Result<k256::ecdsa::SigningKey, Error> {
+    let key = k256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    bytes.copy_from_slice(&key.to_bytes());
+    vault.put(MULTISIG, &bytes[..]).map_err(vault_err)?;
+    Ok(key)
+}
+
 impl State {
-    /// Creates a new vault with fresh identity and sealing keys.
+    /// Creates a new vault with fresh identity, sealing and multisig keys.
     pub fn create(
         id: &str,
         dir: &std::path::Path,
@@ -235,12 +255,14 @@ impl State {
             .put(SEALING, sealing.to_bytes().as_ref())
             .map_err(vault_err)?;
         vault.put(PEERS, b"[]").map_err(vault_err)?;
+        let multisig = new_multisig_key(&vault)?;
         Ok(State {
             id: id.to_owned(),
             checks,
             vault,
             identity: Arc::new(identity),
             sealing: Arc::new(sealing),
+            multisig: Arc::new(multisig),
             policy: Default::default(),
             logs: Default::default(),
             shares: Default::default(),
@@ -275,12 +297,20 @@ impl State {
                 .try_into()
                 .map_err(|_| Error::Vault("the stored sealing key is not 32 bytes".into()))?,
         );
+        // A vault made before modules had their own key gets one now, once.
+        let multisig = match vault.get(MULTISIG).map_err(vault_err)? {
+            Some(bytes) => k256::ecdsa::SigningKey::from_slice(&bytes).map_err(|_| {
+                Error::Vault("the stored multisig key is not a secp256k1 secret key".into())
+            })?,
+            None => new_multisig_key(&vault)?,
+        };
         let state = State {
             id: id.to_owned(),
             checks,
             vault,
             identity: Arc::new(IdentityKey::from_seed(&seed)),
             sealing: Arc::new(SealingKey::from_bytes(&sealing)),
+            multisig: Arc::new(multisig),
             policy: Default::default(),
             logs: Default::default(),
             shares: Default::default(),
@@ -398,16 +428,30 @@ impl State {
         self.sealing.clone()
     }
 
+    /// The module's own secp256k1 public key (native multisig), 33 bytes compressed.
+    pub fn multisig_public_key(&self) -> [u8; 33] {
+        let point = self.multisig.verifying_key().to_encoded_point(true);
+        let mut out = [0u8; 33];
+        out.copy_from_slice(point.as_bytes());
+        out
+    }
+
     /// What the operator hands to the coordinator's operator.
     pub fn public_info(&self) -> PublicInfo {
         let sealing = self.sealing.public();
         let sig = self.identity.sign_sealing_key(&sealing);
+        let multisig = self.multisig_public_key();
         PublicInfo {
             id: self.id.clone(),
             identity: self.identity.public().to_string(),
             fingerprint: self.identity.public().fingerprint(),
             sealing_key: sealing.to_string(),
             sealing_key_signature: hex::encode(sig),
+            multisig_key: hex::encode(multisig),
+            multisig_key_signature: hex::encode(self.identity.sign_multisig_key(&multisig)),
+            multisig_address: concord_chain::evm_address(&multisig)
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
         }
     }
 
@@ -946,4 +990,57 @@ fn exchange_secret_name(exchange: &str) -> Result<String, Error> {
         ))
     })?;
     Ok(name)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod multisig_key_tests {
+    use super::*;
+
+    /// A module's own key: made with the vault, published signed by its identity, the same
+    /// after a restart; a vault from before gets one at its next opening, kept from then on.
+    #[test]
+    fn a_module_has_its_own_multisig_key_bound_to_its_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let kek = test_kek();
+        let st = State::create("m1", dir.path(), &kek, Default::default()).unwrap();
+        let info = st.public_info();
+        let key: [u8; 33] = hex::decode(&info.multisig_key).unwrap().try_into().unwrap();
+        let sig = hex::decode(&info.multisig_key_signature).unwrap();
+        st.identity()
+            .public()
+            .verify_multisig_key(&key, &sig)
+            .unwrap();
+        // Not a sealing-key signature, nor another key's.
+        let mut other = key;
+        other[32] ^= 1;
+        assert!(
+            st.identity()
+                .public()
+                .verify_multisig_key(&other, &sig)
+                .is_err()
+        );
+        assert_eq!(
+            info.multisig_address,
+            concord_chain::evm_address(&key).unwrap().to_string()
+        );
+        drop(st);
+        let st = State::open("m1", dir.path(), &kek, Default::default()).unwrap();
+        assert_eq!(st.multisig_public_key(), key, "the key survives a restart");
+        // A vault made before modules had their own key.
+        assert!(st.vault.delete(MULTISIG).unwrap());
+        drop(st);
+        let st = State::open("m1", dir.path(), &kek, Default::default()).unwrap();
+        let fresh = st.multisig_public_key();
+        assert_ne!(fresh, key);
+        drop(st);
+        let st = State::open("m1", dir.path(), &kek, Default::default()).unwrap();
+        assert_eq!(st.multisig_public_key(), fresh, "generated once, then kept");
+        // The secret is in the vault, sealed: not in its file in the clear.
+        let secret = st.vault.get(MULTISIG).unwrap().unwrap();
+        for entry in std::fs::read_dir(dir.path().join("secrets")).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            assert!(!bytes.windows(32).any(|w| w == &secret[..]));
+        }
+    }
 }

@@ -27,6 +27,9 @@ use crate::WireError;
 
 /// Domain tag of the signature that binds a sealing key to an identity key.
 const SEALING_KEY_BINDING_TAG: &[u8] = b"concord/sealing-key/v1";
+/// Domain tag of the signature that binds a module's own secp256k1 key (its native-multisig
+/// key) to its identity key.
+const MULTISIG_KEY_BINDING_TAG: &[u8] = b"concord/multisig-key/v1";
 
 /// A party's Ed25519 identity key (secret). Zeroized on drop; `Debug` prints `<redacted>`.
 pub struct IdentityKey(SigningKey);
@@ -63,6 +66,12 @@ impl IdentityKey {
         self.sign(&sealing_key_binding(sealing))
     }
 
+    /// Signs `key` (a 33-byte compressed secp256k1 public key) as this module's own
+    /// native-multisig key (checked with [`PublicIdentity::verify_multisig_key`]).
+    pub fn sign_multisig_key(&self, key: &[u8; 33]) -> [u8; 64] {
+        self.sign(&multisig_key_binding(key))
+    }
+
     /// The underlying dalek key, for the TLS signer and the certificate builder.
     pub(crate) fn signing_key(&self) -> &SigningKey {
         &self.0
@@ -80,6 +89,10 @@ fn sealing_key_binding(sealing: &SealingPublicKey) -> Vec<u8> {
     msg.extend_from_slice(SEALING_KEY_BINDING_TAG);
     msg.extend_from_slice(sealing.as_bytes());
     msg
+}
+
+fn multisig_key_binding(key: &[u8; 33]) -> Vec<u8> {
+    [MULTISIG_KEY_BINDING_TAG, key.as_slice()].concat()
 }
 
 /// A party's public Ed25519 identity key: a valid, not small-order, curve point.
@@ -125,6 +138,11 @@ impl PublicIdentity {
         sig: &[u8],
     ) -> Result<(), WireError> {
         self.verify(&sealing_key_binding(sealing), sig)
+    }
+
+    /// Checks that this identity signed `key` as its module's native-multisig key.
+    pub fn verify_multisig_key(&self, key: &[u8; 33], sig: &[u8]) -> Result<(), WireError> {
+        self.verify(&multisig_key_binding(key), sig)
     }
 
     /// What operators compare by eye when pinning: `SHA256:` and the first 20 bytes of the

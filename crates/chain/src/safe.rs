@@ -268,13 +268,16 @@ fn wallet_provider(
             reason: format!("the paying key is not a valid secp256k1 secret key ({e})"),
         }
     })?;
-    let url = rpc_url.parse().map_err(|e| ChainError::InvalidUrl {
-        url: rpc_url.to_owned(),
-        reason: format!("it is not a URL ({e})"),
-    })?;
     Ok(ProviderBuilder::new()
         .wallet(EthereumWallet::from(signer))
-        .connect_http(url))
+        .connect_http(parse_url(rpc_url)?))
+}
+
+fn parse_url(rpc_url: &str) -> Result<alloy::transports::http::reqwest::Url, ChainError> {
+    rpc_url.parse().map_err(|e| ChainError::InvalidUrl {
+        url: rpc_url.to_owned(),
+        reason: format!("it is not a URL ({e})"),
+    })
 }
 
 async fn deploy_code(
@@ -353,11 +356,7 @@ pub async fn deploy(
 
 /// The Safe's next nonce, its owners and threshold, as the contract reports them.
 pub async fn state(rpc_url: &str, safe: Address) -> Result<(U256, Vec<Address>, U256), ChainError> {
-    let url = rpc_url.parse().map_err(|e| ChainError::InvalidUrl {
-        url: rpc_url.to_owned(),
-        reason: format!("it is not a URL ({e})"),
-    })?;
-    let provider = ProviderBuilder::new().connect_http(url);
+    let provider = ProviderBuilder::new().connect_http(parse_url(rpc_url)?);
     let c = ISafe::new(safe, &provider);
     let nonce = c
         .nonce()
@@ -380,11 +379,7 @@ pub async fn state(rpc_url: &str, safe: Address) -> Result<(U256, Vec<Address>, 
 /// The hash the deployed contract computes for `tx` (`getTransactionHash`): the
 /// cross-check of [`SafeTransaction::hash`].
 pub async fn contract_hash(rpc_url: &str, tx: &SafeTransaction) -> Result<B256, ChainError> {
-    let url = rpc_url.parse().map_err(|e| ChainError::InvalidUrl {
-        url: rpc_url.to_owned(),
-        reason: format!("it is not a URL ({e})"),
-    })?;
-    let provider = ProviderBuilder::new().connect_http(url);
+    let provider = ProviderBuilder::new().connect_http(parse_url(rpc_url)?);
     let t = tx.typed();
     ISafe::new(tx.safe, &provider)
         .getTransactionHash(

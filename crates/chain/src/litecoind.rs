@@ -366,6 +366,7 @@ pub struct LocalLitecoin {
     child: Child,
     node: UtxoNode,
     port: u16,
+    password: String,
 }
 
 impl LocalLitecoin {
@@ -401,8 +402,9 @@ impl LocalLitecoin {
             .map_err(|e| LitecoindError::Start(format!("running {}: {e}", bin.display())))?;
         let mut me = LocalLitecoin {
             child,
-            node: UtxoNode::new(format!("http://127.0.0.1:{port}"), "concord", password),
+            node: UtxoNode::new(format!("http://127.0.0.1:{port}"), "concord", &password),
             port,
+            password,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -430,6 +432,11 @@ impl LocalLitecoin {
     /// Its RPC client.
     pub fn node(&self) -> &UtxoNode {
         &self.node
+    }
+
+    /// Its RPC user and password (random per start), for other clients of this node.
+    pub fn rpc_credentials(&self) -> (&str, &str) {
+        ("concord", &self.password)
     }
 
     /// Its RPC port on 127.0.0.1.

@@ -5,8 +5,10 @@
 //!   "permissions": ["read","withdraw"], "apiKey"?}` → `{"apiKey", "secretKey"?}`: like a user
 //!   uploading an Ed25519 public key (or asking for an HMAC key) in Binance's API Management.
 //! - `POST /sim/credit` `{"account", "coin", "amount"}` → `{"account", "coin", "balance"}`.
-//! - `GET /sim/deposit-address?account=..&network=..` → `{"address"}`.
-//! - `GET /sim/health` → `{"status", "chainId", "hotWallet", "lastScannedBlock", "lastError"}`.
+//! - `GET /sim/deposit-address?account=..&network=..` → `{"address"}` (as the network writes
+//!   addresses: `0x…` on EVM networks, `rltc1…` on Litecoin regtest).
+//! - `GET /sim/health` → `{"status", "chainId", "hotWallet", "lastScannedBlock", "lastError"}`,
+//!   and `utxo: {"chain", "network", "hotWallet", "nextBlock"}` when a UTXO chain is configured.
 //! - `POST /sim/faults` `{"withdrawTimeoutAfterAccept"?: {"count", "delayMs"}, "http5xx"?:
 //!   {"count", "status"?: 503|500, "paths"?: [..]}, "slow"?: {"count", "delayMs", "paths"?}}`
 //!   replaces the active faults (a kind left out is cleared) and answers them like `GET`;
@@ -39,7 +41,6 @@ use crate::amount::{format_amount, parse_amount};
 use crate::config::{ApiKeyConfig, ApiKeyKind, Permission, Secret};
 use crate::echo::{clip, clip_message, clip_quoted};
 use crate::faults::FaultSet;
-use crate::state::deposit_address;
 
 /// An admin error answer: `{"error": "..."}` with an HTTP status.
 pub struct AdminError(StatusCode, String);
@@ -290,8 +291,8 @@ pub async fn admin_deposit_address(
             clip(&network)
         )));
     }
-    let address = deposit_address(&shared.config.address_seed, &account, &network);
-    Ok(Json(json!({ "address": address.to_string() })))
+    let address = shared.deposit_address_text(&account, &network);
+    Ok(Json(json!({ "address": address })))
 }
 
 /// `GET /sim/health` (no token).
@@ -303,13 +304,22 @@ pub async fn health(State(shared): State<Arc<Shared>>) -> Json<Value> {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    Json(json!({
+    let mut health = json!({
         "status": if error.is_none() { "ok" } else { "degraded" },
         "chainId": shared.config.chain_id,
         "hotWallet": shared.hot_wallet.to_string(),
         "lastScannedBlock": if last == u64::MAX { Value::Null } else { json!(last) },
         "lastError": error,
-    }))
+    });
+    if let Some(u) = &shared.utxo {
+        health["utxo"] = json!({
+            "chain": u.chain.name(),
+            "network": u.network,
+            "hotWallet": u.hot_wallet_address(),
+            "nextBlock": u.next_block(),
+        });
+    }
+    Json(health)
 }
 
 /// `GET /sim/faults`: the active faults with their remaining counts.

@@ -20,7 +20,7 @@ use crate::auth::{
     valid_api_key_format, verify_ed25519, verify_hmac,
 };
 use crate::config::{CoinConfig, Permission};
-use crate::state::{DEPOSIT_SUCCESS, Verifier, WithdrawRequest, deposit_address};
+use crate::state::{DEPOSIT_SUCCESS, Verifier, WithdrawRequest};
 use crate::time::{format_utc, now_ms, now_us};
 
 /// `GET /api/v3/ping`.
@@ -448,9 +448,9 @@ pub async fn deposit_address_handler(
     let signed = authenticate(&shared, &headers, &uri, &body, &endpoint)?;
     let coin = req_str(&signed.params, "coin")?;
     let entry = find_coin(&shared, coin, opt_str(&signed.params, "network"))?;
-    let address = deposit_address(&shared.config.address_seed, &signed.account, &entry.network);
+    let address = shared.deposit_address_text(&signed.account, &entry.network);
     Ok(Json(json!({
-        "address": address.to_string(),
+        "address": address,
         "coin": entry.coin,
         "tag": "",
         "url": "",
@@ -494,7 +494,7 @@ pub async fn deposit_history(
         .into_iter()
         .filter(|d| coin.is_none_or(|c| d.coin == c))
         .filter(|d| status.is_none_or(|s| u64::from(d.status) == s))
-        .filter(|d| tx_id.as_ref().is_none_or(|t| d.tx_id.to_string() == *t))
+        .filter(|d| tx_id.as_ref().is_none_or(|t| d.tx_id == *t))
         .filter(|d| d.insert_time >= start && d.insert_time <= end)
         .collect();
     let rows = page(deposits, p)?
@@ -586,7 +586,17 @@ pub async fn withdraw_apply(
     if opt_str(p, "addressTag").is_some() {
         return Err(ApiError::tag_not_supported());
     }
-    let address = parse_evm_address(address_text).ok_or_else(ApiError::illegal_address)?;
+    let address = match shared.utxo.as_ref().filter(|u| u.network == entry.network) {
+        // An address of this chain (its prefix), written as given.
+        Some(u) => u
+            .chain
+            .script_of(address_text)
+            .map(|_| address_text.trim().to_owned())
+            .map_err(|_| ApiError::illegal_address())?,
+        None => parse_evm_address(address_text)
+            .ok_or_else(ApiError::illegal_address)?
+            .to_string(),
+    };
     let amount = parse_amount(amount_text, entry.decimals).map_err(|e| match e {
         AmountError::TooPrecise => ApiError::bad_precision(),
         AmountError::Malformed | AmountError::Overflow => {
@@ -609,7 +619,7 @@ pub async fn withdraw_apply(
         },
         now_ms(),
     )?;
-    tracing::info!(id = %withdrawal.id, account = %signed.account, coin, %address, "withdrawal applied");
+    tracing::info!(id = %withdrawal.id, account = %signed.account, coin, address = %withdrawal.address, "withdrawal applied");
     if shared.withdraw_queue.send(withdrawal.id.clone()).is_err() {
         shared
             .ledger
@@ -684,8 +694,8 @@ pub async fn withdraw_history(
                 "txKey": "",
             });
             if let Some(obj) = row.as_object_mut() {
-                if let Some(tx) = w.tx_id {
-                    obj.insert("txId".into(), json!(tx.to_string()));
+                if let Some(tx) = &w.tx_id {
+                    obj.insert("txId".into(), json!(tx));
                 }
                 if let Some(order_id) = &w.withdraw_order_id {
                     obj.insert("withdrawOrderId".into(), json!(order_id));

@@ -95,10 +95,12 @@ async fn poll_once(shared: &Shared, next_block: u64) -> Result<u64, String> {
         next = to + 1;
     }
     let scanned_head = next.saturating_sub(1);
-    let credited =
-        shared
-            .ledger
-            .confirm_deposits(scanned_head, shared.config.confirmations, now_ms());
+    let credited = shared.ledger.confirm_deposits(
+        scanned_head,
+        shared.config.confirmations,
+        now_ms(),
+        |network| !shared.config.is_utxo_network(network),
+    );
     if credited > 0 {
         tracing::info!(credited, "deposits credited");
     }
@@ -151,10 +153,10 @@ async fn scan_native(shared: &Shared, from: u64, to: u64) -> Result<(), String> 
                 account,
                 &coin.coin,
                 network,
-                recipient,
-                tx.from(),
+                recipient.to_string(),
+                tx.from().to_string(),
                 value,
-                hash,
+                hash.to_string(),
                 None,
                 number,
                 now_ms(),
@@ -212,10 +214,10 @@ async fn scan_tokens(shared: &Shared, from: u64, to: u64) -> Result<(), String> 
             account,
             &coin.coin,
             network,
-            event.to,
-            event.from,
+            event.to.to_string(),
+            event.from.to_string(),
             event.value,
-            hash,
+            hash.to_string(),
             Some(index),
             number,
             now_ms(),
@@ -228,7 +230,15 @@ async fn scan_tokens(shared: &Shared, from: u64, to: u64) -> Result<(), String> 
 
 /// Completes or fails sent withdrawals from their receipts.
 async fn follow_withdrawals(shared: &Shared, head: u64) -> Result<(), String> {
-    for (id, tx) in shared.ledger.sent_processing() {
+    let evm = |network: &str, tx: &str| {
+        (!shared.config.is_utxo_network(network))
+            .then(|| tx.parse::<B256>().ok())
+            .flatten()
+    };
+    for (id, network, tx) in shared.ledger.sent_processing() {
+        let Some(tx) = evm(&network, &tx) else {
+            continue;
+        };
         let receipt = shared
             .provider
             .get_transaction_receipt(tx)
@@ -249,7 +259,10 @@ async fn follow_withdrawals(shared: &Shared, head: u64) -> Result<(), String> {
         }
     }
     let required = shared.config.confirmations;
-    for (id, tx) in shared.ledger.completed_recent(required) {
+    for (id, network, tx) in shared.ledger.completed_recent(required) {
+        let Some(tx) = evm(&network, &tx) else {
+            continue;
+        };
         if let Ok(Some(receipt)) = shared.provider.get_transaction_receipt(tx).await
             && let Some(block) = receipt.block_number
         {
@@ -277,14 +290,39 @@ pub async fn run_executor(shared: Arc<Shared>, mut queue: mpsc::UnboundedReceive
                 .mark_failed(&id, "The coin is no longer configured.");
             continue;
         };
-        let request = transfer_request(coin, withdrawal.address, withdrawal.amount)
+        if let Some(utxo) = shared
+            .utxo
+            .as_ref()
+            .filter(|u| u.network == withdrawal.network)
+        {
+            match crate::utxo_chain::send(utxo, &withdrawal).await {
+                Ok(txid) => {
+                    tracing::info!(%id, %txid, "withdrawal sent");
+                    shared.ledger.mark_sent(&id, txid.to_string());
+                }
+                Err(e) => {
+                    tracing::warn!(%id, error = %e, "withdrawal not sent; refunding");
+                    shared
+                        .ledger
+                        .mark_failed(&id, &format!("The withdrawal could not be sent: {e}"));
+                }
+            }
+            continue;
+        }
+        let Ok(to) = withdrawal.address.parse::<Address>() else {
+            shared
+                .ledger
+                .mark_failed(&id, "The withdrawal address is not an EVM address.");
+            continue;
+        };
+        let request = transfer_request(coin, to, withdrawal.amount)
             .with_from(shared.hot_wallet)
             .with_chain_id(shared.config.chain_id);
         match shared.provider.send_transaction(request).await {
             Ok(pending) => {
                 let hash: B256 = *pending.tx_hash();
                 tracing::info!(%id, %hash, "withdrawal sent");
-                shared.ledger.mark_sent(&id, hash);
+                shared.ledger.mark_sent(&id, hash.to_string());
             }
             Err(e) => {
                 tracing::warn!(%id, error = %e, "withdrawal refused by the node; refunding");

@@ -82,6 +82,10 @@ pub struct SimConfig {
     pub start_block: Option<u64>,
     /// Coins and the networks they are offered on.
     pub coins: Vec<CoinConfig>,
+    /// A UTXO chain (Litecoin, Bitcoin) beside the EVM node, if any: its network's coins
+    /// are deposited to and withdrawn on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utxo: Option<UtxoChainConfig>,
     /// User accounts.
     #[serde(default)]
     pub accounts: Vec<AccountConfig>,
@@ -117,6 +121,60 @@ pub struct CoinConfig {
     pub withdraw_fee: String,
     /// Smallest withdrawal amount, as a decimal string.
     pub withdraw_min: String,
+}
+
+/// A UTXO chain served by a Bitcoin-family node over JSON-RPC (Litecoin Core in the devnet).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UtxoChainConfig {
+    /// The node's JSON-RPC URL.
+    pub rpc_url: String,
+    /// RPC user.
+    pub rpc_user: String,
+    /// RPC password.
+    pub rpc_password: Secret,
+    /// The chain: `ltc`, `ltc-regtest`, `btc`, `btc-testnet` or `btc-regtest` (address
+    /// prefixes).
+    pub chain: String,
+    /// The Binance network code served by this node ("LTC"); its coin entry has no contract.
+    pub network: String,
+    /// The hot wallet's secp256k1 key (hex): withdrawals are paid from its P2WPKH address.
+    pub hot_wallet_key: Secret,
+    /// Fee rate of withdrawal transactions, satoshis (litoshis) per virtual byte.
+    #[serde(default = "default_utxo_fee_rate")]
+    pub fee_rate_sat_vb: u64,
+}
+
+fn default_utxo_fee_rate() -> u64 {
+    10
+}
+
+impl UtxoChainConfig {
+    /// The chain's address rules.
+    pub fn chain(&self) -> Result<concord_chain::utxo::UtxoNetwork, SimError> {
+        self.chain
+            .parse()
+            .map_err(|e: concord_chain::utxo::UtxoError| {
+                SimError::Config(format!("utxo.chain: {e}"))
+            })
+    }
+
+    /// The hot wallet's key.
+    pub fn hot_wallet_key(
+        &self,
+    ) -> Result<concord_chain::utxo::bitcoin::secp256k1::SecretKey, SimError> {
+        let text = self.hot_wallet_key.expose().trim();
+        let mut bytes = hex::decode(text.strip_prefix("0x").unwrap_or(text))
+            .map_err(|_| SimError::Config("utxo.hot_wallet_key is not hex".into()))?;
+        let key =
+            concord_chain::utxo::bitcoin::secp256k1::SecretKey::from_slice(&bytes).map_err(|_| {
+                SimError::Config(
+                    "utxo.hot_wallet_key is not a secp256k1 secret key (32 bytes)".into(),
+                )
+            });
+        bytes.zeroize();
+        key
+    }
 }
 
 /// One user account.
@@ -289,6 +347,37 @@ impl SimConfig {
                 }
             }
         }
+        if let Some(u) = &self.utxo {
+            if url::Url::parse(&u.rpc_url).is_err() {
+                return bad(format!("utxo.rpc_url {:?} is not a URL", u.rpc_url));
+            }
+            u.chain()?;
+            u.hot_wallet_key()?;
+            if u.fee_rate_sat_vb == 0 {
+                return bad("utxo.fee_rate_sat_vb must be at least 1".into());
+            }
+            match self.coins.iter().find(|c| c.network == u.network) {
+                Some(c) if c.contract.is_some() => {
+                    return bad(format!(
+                        "coin {} on UTXO network {} cannot have a contract",
+                        c.coin, u.network
+                    ));
+                }
+                Some(c) if c.decimals != 8 => {
+                    return bad(format!(
+                        "coin {} on UTXO network {} has {} decimals; UTXO coins have 8",
+                        c.coin, u.network, c.decimals
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    return bad(format!(
+                        "no coin is configured on the UTXO network {}",
+                        u.network
+                    ));
+                }
+            }
+        }
         let mut keys = std::collections::HashSet::new();
         for (i, account) in self.accounts.iter().enumerate() {
             if account.name.is_empty() {
@@ -321,6 +410,11 @@ impl SimConfig {
             }
         }
         Ok(())
+    }
+
+    /// Whether `network` is the UTXO chain's (else the EVM node's).
+    pub fn is_utxo_network(&self, network: &str) -> bool {
+        self.utxo.as_ref().is_some_and(|u| u.network == network)
     }
 
     /// Decimals of a coin (the same on every network it is offered on).

@@ -37,6 +37,7 @@ mod faults;
 mod http_errors;
 mod state;
 mod time;
+mod utxo_chain;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -55,7 +56,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use config::{
-    AccountConfig, ApiKeyConfig, ApiKeyKind, CoinConfig, Permission, Secret, SimConfig, load_config,
+    AccountConfig, ApiKeyConfig, ApiKeyKind, CoinConfig, Permission, Secret, SimConfig,
+    UtxoChainConfig, load_config,
 };
 pub use error::SimError;
 pub use state::deposit_address;
@@ -85,6 +87,18 @@ pub(crate) struct Shared {
     pub account_uids: HashMap<String, u64>,
     /// The active injected faults.
     pub faults: faults::Faults,
+    /// The UTXO chain, if one is configured.
+    pub utxo: Option<utxo_chain::UtxoShared>,
+}
+
+impl Shared {
+    /// The deposit address of (account, network), as that network writes addresses.
+    pub fn deposit_address_text(&self, account: &str, network: &str) -> String {
+        match self.utxo.as_ref().filter(|u| u.network == network) {
+            Some(u) => u.deposit_address(&self.config.address_seed, account),
+            None => state::deposit_address(&self.config.address_seed, account, network).to_string(),
+        }
+    }
 }
 
 /// Builds the router over the shared state: the Binance routes inside the fault middleware,
@@ -165,13 +179,18 @@ async fn prepare(config: SimConfig) -> Result<Prepared, SimError> {
     let start_block = config.start_block.unwrap_or(head);
     let ledger = state::SharedLedger::from_config(&config).map_err(SimError::Config)?;
     let accounts: Vec<String> = config.accounts.iter().map(|a| a.name.clone()).collect();
+    // The EVM node's networks; the UTXO chain's has a watcher of its own.
     let mut networks: Vec<String> = Vec::new();
     for coin in &config.coins {
-        if !networks.contains(&coin.network) {
+        if !networks.contains(&coin.network) && !config.is_utxo_network(&coin.network) {
             networks.push(coin.network.clone());
         }
     }
     let addresses = chain::address_book(&config.address_seed, &accounts, &networks);
+    let utxo = match &config.utxo {
+        Some(u) => Some(utxo_chain::UtxoShared::connect(&config, u, &accounts).await?),
+        None => None,
+    };
     let account_uids = accounts
         .iter()
         .enumerate()
@@ -192,6 +211,7 @@ async fn prepare(config: SimConfig) -> Result<Prepared, SimError> {
             withdraw_queue: sender,
             account_uids,
             faults: faults::Faults::default(),
+            utxo,
         }),
         start_block,
         queue,
@@ -210,14 +230,22 @@ async fn run(
         queue,
     } = prepared;
     let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_rx_utxo = stop_rx.clone();
     let watcher = tokio::spawn(chain::run_watcher(shared.clone(), start_block, stop_rx));
     let executor = tokio::spawn(chain::run_executor(shared.clone(), queue));
+    let utxo_watcher = shared
+        .utxo
+        .is_some()
+        .then(|| tokio::spawn(utxo_chain::run_watcher(shared.clone(), stop_rx_utxo)));
     let result = axum::serve(listener, router(shared))
         .with_graceful_shutdown(shutdown)
         .await;
     let _ = stop_tx.send(true);
     executor.abort();
     let _ = watcher.await;
+    if let Some(w) = utxo_watcher {
+        let _ = w.await;
+    }
     let _ = executor.await;
     result.map_err(SimError::Serve)
 }

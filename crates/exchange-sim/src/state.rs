@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
-use alloy::primitives::{Address, B256, U256, keccak256};
+use alloy::primitives::{Address, U256, keccak256};
 use ed25519_dalek::VerifyingKey;
 
 use crate::api_error::ApiError;
@@ -57,12 +57,13 @@ pub struct Deposit {
     pub network: String,
     /// Amount in base units.
     pub amount: U256,
-    /// The deposit address.
-    pub address: Address,
-    /// Who sent it (transaction sender, or the token transfer's `from`).
-    pub source: Address,
-    /// Transaction hash.
-    pub tx_id: B256,
+    /// The deposit address, as the chain writes it.
+    pub address: String,
+    /// Who sent it (transaction sender, or the token transfer's `from`; empty on a UTXO
+    /// chain, where a transaction has no single sender).
+    pub source: String,
+    /// Transaction hash (EVM: `0x…`; UTXO: the txid).
+    pub tx_id: String,
     /// Block that mined it.
     pub block_number: u64,
     /// When the simulator saw it (ms).
@@ -86,8 +87,8 @@ pub struct Withdrawal {
     pub coin: String,
     /// Network.
     pub network: String,
-    /// Recipient.
-    pub address: Address,
+    /// Recipient, as the chain writes it.
+    pub address: String,
     /// Amount sent, base units.
     pub amount: U256,
     /// Fee charged on top, base units.
@@ -97,7 +98,7 @@ pub struct Withdrawal {
     /// 4 processing, 5 failure, 6 completed.
     pub status: u8,
     /// Transaction hash once sent.
-    pub tx_id: Option<B256>,
+    pub tx_id: Option<String>,
     /// When applied (ms).
     pub apply_time: u64,
     /// When completed (ms).
@@ -114,8 +115,8 @@ pub struct WithdrawRequest {
     pub account: String,
     /// Coin config entry (coin + network).
     pub coin: CoinConfig,
-    /// Recipient.
-    pub address: Address,
+    /// Recipient, checked against the network's address rules.
+    pub address: String,
     /// Amount to send.
     pub amount: U256,
     /// Fee charged on top.
@@ -132,8 +133,8 @@ pub struct Ledger {
     keys: HashMap<String, KeyEntry>,
     /// Deposits in the order seen.
     deposits: Vec<Deposit>,
-    /// (tx, log index) → position in `deposits`.
-    deposit_index: HashMap<(B256, Option<u64>), usize>,
+    /// (tx, log index or output index) → position in `deposits`.
+    deposit_index: HashMap<(String, Option<u64>), usize>,
     /// Withdrawals in the order applied.
     withdrawals: Vec<Withdrawal>,
     /// (api key, signature) → expiry in µs: signatures accepted and still inside their window.
@@ -305,7 +306,7 @@ impl SharedLedger {
     }
 
     /// Records the transaction that carries a withdrawal.
-    pub fn mark_sent(&self, id: &str, tx: B256) {
+    pub fn mark_sent(&self, id: &str, tx: String) {
         let mut ledger = self.lock();
         if let Some(w) = ledger.withdrawals.iter_mut().find(|w| w.id == id) {
             w.tx_id = Some(tx);
@@ -358,23 +359,31 @@ impl SharedLedger {
         *balance = balance.saturating_add(refund);
     }
 
-    /// Withdrawals that were sent and wait for their receipt, as (id, tx).
-    pub fn sent_processing(&self) -> Vec<(String, B256)> {
+    /// Withdrawals that were sent and wait for their receipt, as (id, network, tx).
+    pub fn sent_processing(&self) -> Vec<(String, String, String)> {
         self.lock()
             .withdrawals
             .iter()
             .filter(|w| w.status == WITHDRAW_PROCESSING)
-            .filter_map(|w| w.tx_id.map(|tx| (w.id.clone(), tx)))
+            .filter_map(|w| {
+                w.tx_id
+                    .clone()
+                    .map(|tx| (w.id.clone(), w.network.clone(), tx))
+            })
             .collect()
     }
 
-    /// Completed withdrawals whose confirmation count may still grow, as (id, tx).
-    pub fn completed_recent(&self, below: u64) -> Vec<(String, B256)> {
+    /// Completed withdrawals whose confirmation count may still grow, as (id, network, tx).
+    pub fn completed_recent(&self, below: u64) -> Vec<(String, String, String)> {
         self.lock()
             .withdrawals
             .iter()
             .filter(|w| w.status == WITHDRAW_COMPLETED && w.confirm_no < below)
-            .filter_map(|w| w.tx_id.map(|tx| (w.id.clone(), tx)))
+            .filter_map(|w| {
+                w.tx_id
+                    .clone()
+                    .map(|tx| (w.id.clone(), w.network.clone(), tx))
+            })
             .collect()
     }
 
@@ -397,16 +406,19 @@ impl SharedLedger {
         account: &str,
         coin: &str,
         network: &str,
-        address: Address,
-        source: Address,
+        address: String,
+        source: String,
         amount: U256,
-        tx_id: B256,
+        tx_id: String,
         log_index: Option<u64>,
         block_number: u64,
         now_ms: u64,
     ) -> bool {
         let mut ledger = self.lock();
-        if ledger.deposit_index.contains_key(&(tx_id, log_index)) {
+        if ledger
+            .deposit_index
+            .contains_key(&(tx_id.clone(), log_index))
+        {
             return false;
         }
         let id = ledger.next_deposit_id.to_string();
@@ -420,7 +432,7 @@ impl SharedLedger {
             amount,
             address,
             source,
-            tx_id,
+            tx_id: tx_id.clone(),
             block_number,
             insert_time: now_ms,
             complete_time: None,
@@ -433,15 +445,22 @@ impl SharedLedger {
         true
     }
 
-    /// Updates every pending deposit's confirmations at chain head `head`, crediting those that
-    /// reached `required`. Returns how many were credited.
-    pub fn confirm_deposits(&self, head: u64, required: u64, now_ms: u64) -> usize {
+    /// Updates every pending deposit on a network of this chain (`on`) to its confirmations at
+    /// chain head `head`, crediting those that reached `required`. Returns how many were
+    /// credited.
+    pub fn confirm_deposits(
+        &self,
+        head: u64,
+        required: u64,
+        now_ms: u64,
+        on: impl Fn(&str) -> bool,
+    ) -> usize {
         let mut ledger = self.lock();
         let mut credits = Vec::new();
         for deposit in ledger
             .deposits
             .iter_mut()
-            .filter(|d| d.status == DEPOSIT_PENDING)
+            .filter(|d| d.status == DEPOSIT_PENDING && on(&d.network))
         {
             let confirmations = head.saturating_add(1).saturating_sub(deposit.block_number);
             deposit.confirmations = confirmations.min(required);
@@ -506,6 +525,18 @@ pub fn deposit_address(seed: &str, account: &str, network: &str) -> Address {
         preimage.extend_from_slice(part.as_bytes());
     }
     Address::from_slice(&keccak256(&preimage)[12..])
+}
+
+/// The deposit output script of (account, network) on a UTXO chain: a P2WPKH whose 20-byte
+/// program is [`deposit_address`]'s 20 bytes. No key is known for it either.
+pub fn utxo_deposit_script(
+    seed: &str,
+    account: &str,
+    network: &str,
+) -> concord_chain::utxo::bitcoin::ScriptBuf {
+    use concord_chain::utxo::bitcoin::{ScriptBuf, WPubkeyHash, hashes::Hash};
+    let program: [u8; 20] = deposit_address(seed, account, network).into_array();
+    ScriptBuf::new_p2wpkh(&WPubkeyHash::from_byte_array(program))
 }
 
 #[cfg(test)]

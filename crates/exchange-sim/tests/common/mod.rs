@@ -193,6 +193,7 @@ pub fn base_config(anvil: &AnvilInstance, token: Option<Address>) -> SimConfig {
         reject_replayed_reads: false,
         start_block: None,
         coins,
+        utxo: None,
         accounts: vec![
             AccountConfig {
                 name: "alice".into(),

@@ -328,6 +328,7 @@ pub async fn module(cmd: ModuleCommand) -> Result<()> {
                 checks: Default::default(),
                 chain: None,
                 exchanges: Vec::new(),
+                utxo: None,
             };
             let kek = PassphraseKek::from_source(&config.vault.passphrase)?;
             eprintln!("Creating the sealed vault (deriving the key from the passphrase)…");

@@ -85,6 +85,7 @@ fn policy(ecdsa: WalletId, ed: WalletId) -> Policy {
                 }],
                 refresh: false,
                 derive: vec![],
+                multisig: None,
             },
             WalletRule {
                 wallet: ed,
@@ -96,6 +97,7 @@ fn policy(ecdsa: WalletId, ed: WalletId) -> Policy {
                 limits: vec![],
                 refresh: false,
                 derive: vec![],
+                multisig: None,
             },
         ],
         address_book: vec![AddressEntry {

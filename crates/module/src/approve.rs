@@ -201,16 +201,24 @@ impl Decider {
         }
         let err = |e: Error| refusal(job, e.to_string(), Some(digest));
         let refuse = |reason: String| refusal(job, reason, Some(digest));
-        let (scheme, _) = self
-            .wallet(wallet)
-            .map_err(err)?
-            .ok_or_else(|| refuse(format!("this module holds no share of wallet {wallet}")))?;
-        if let Some(required) = payload.required_scheme()
-            && required != scheme
-        {
-            return Err(refuse(format!(
-                "this payload must be signed with {required}, and wallet {wallet} is {scheme}"
-            )));
+        // A spend on a UTXO chain may be from a native multisig wallet, which has no share
+        // (this module signs with its own key); its checks need the policy's definition.
+        match self.wallet(wallet).map_err(err)? {
+            None if matches!(payload, SigningPayload::UtxoTransfer { .. }) => {}
+            None => {
+                return Err(refuse(format!(
+                    "this module holds no share of wallet {wallet}"
+                )));
+            }
+            Some((scheme, _)) => {
+                if let Some(required) = payload.required_scheme()
+                    && required != scheme
+                {
+                    return Err(refuse(format!(
+                        "this payload must be signed with {required}, and wallet {wallet} is {scheme}"
+                    )));
+                }
+            }
         }
         let signed = SignedIntent::from_json(&p.intent).map_err(|e| {
             refuse(format!(
@@ -254,6 +262,7 @@ impl Decider {
             SigningPayload::Message { .. } => self.check_message(&case)?,
             SigningPayload::EvmTransfer { .. } => self.check_deposit(&case).await?,
             SigningPayload::ExchangeWithdrawal { .. } => self.check_withdrawal(&case).await?,
+            SigningPayload::UtxoTransfer { .. } => self.check_utxo_deposit(&case).await?,
         };
         let mut checks = vec![
             format!(
@@ -344,17 +353,106 @@ impl Decider {
             transfer,
             wallet,
             amount,
-            destination:
-                Destination::ExchangeDeposit {
-                    exchange,
-                    coin,
-                    network,
-                },
+            destination,
             ..
         } = c.payload
         else {
             return Err(c.refuse("not an EVM transfer"));
         };
+        let (mut checks, daily) =
+            self.check_deposit_intent(c, transfer, *wallet, destination, *amount)?;
+        let (_, public_key) = self
+            .wallet(*wallet)
+            .map_err(|e| c.refuse(e.to_string()))?
+            .ok_or_else(|| c.refuse(format!("this module holds no share of wallet {wallet}")))?;
+        checks.extend(
+            self.outside
+                .check_evm_transfer(&self.state.checks, c.payload, &public_key)
+                .await
+                .map_err(|e| c.refuse(e))?,
+        );
+        Ok(Checked {
+            checks,
+            daily: Some(daily),
+            order: None,
+        })
+    }
+
+    /// A spend from a native multisig wallet on a UTXO chain to an exchange: the same
+    /// intent, policy and limits as an EVM deposit; the wallet's script from the policy's
+    /// definition (which lists this module's own key); then the PSBT against this module's
+    /// own node and its own connector's deposit address.
+    async fn check_utxo_deposit(&self, c: &Case<'_>) -> Result<Checked, Refusal> {
+        let SigningPayload::UtxoTransfer {
+            transfer,
+            wallet,
+            chain,
+            amount,
+            destination,
+            ..
+        } = c.payload
+        else {
+            return Err(c.refuse("not a UTXO transfer"));
+        };
+        let (mut checks, daily) =
+            self.check_deposit_intent(c, transfer, *wallet, destination, U256::from(*amount))?;
+        let def = c
+            .policy()
+            .wallet(wallet)
+            .and_then(|r| r.multisig.as_ref())
+            .ok_or_else(|| {
+                c.refuse(format!(
+                    "wallet {wallet} is not a multisig wallet of {}: threshold signing of UTXO spends is not built yet",
+                    c.policy_name()
+                ))
+            })?;
+        if !def.has_key(&self.state.multisig_public_key()) {
+            return Err(c.refuse(format!(
+                "this module's own key is not one of multisig wallet {wallet}'s keys"
+            )));
+        }
+        let (def_chain, script) = def.wallet().map_err(|e| c.refuse(e.to_string()))?;
+        if def_chain.name() != chain {
+            return Err(c.refuse(format!(
+                "the proposal's chain ({chain}) is not wallet {wallet}'s ({})",
+                def_chain.name()
+            )));
+        }
+        let (utxo_checks, _digests) = self
+            .outside
+            .check_utxo_transfer(c.payload, &script)
+            .await
+            .map_err(|e| c.refuse(e))?;
+        checks.push(format!(
+            "wallet is the {}-of-{} multisig the policy defines, this module's key among them",
+            def.threshold,
+            def.keys.len()
+        ));
+        checks.extend(utxo_checks);
+        Ok(Checked {
+            checks,
+            daily: Some(daily),
+            order: None,
+        })
+    }
+
+    /// What every deposit to an exchange must match: the payload's transfer is the intent,
+    /// and its wallet, exchange, coin, network and amount exactly the intent's; the policy
+    /// lets the wallet deposit to that exchange; the wallet's limits. Returns what was
+    /// checked and the daily spend to record.
+    fn check_deposit_intent(
+        &self,
+        c: &Case<'_>,
+        transfer: &str,
+        wallet: WalletId,
+        destination: &Destination,
+        amount: U256,
+    ) -> Result<(Vec<String>, Daily), Refusal> {
+        let Destination::ExchangeDeposit {
+            exchange,
+            coin,
+            network,
+        } = destination;
         let i = &c.intent.intent;
         let Action::Deposit {
             wallet: w,
@@ -370,10 +468,10 @@ impl Decider {
                 i.action.kind()
             )));
         };
-        if *transfer != i.id {
+        if transfer != i.id {
             return Err(c.mismatch("transfer id", transfer, &i.id));
         }
-        if w != wallet {
+        if *w != wallet {
             return Err(c.mismatch("wallet", wallet, w));
         }
         if x != exchange {
@@ -388,14 +486,14 @@ impl Decider {
         let decimals = self.outside.decimals(coin).map_err(|e| c.refuse(e))?;
         let asked =
             parse_amount(a, decimals).map_err(|e| c.refuse(format!("the intent's amount: {e}")))?;
-        if asked != *amount {
+        if asked != amount {
             return Err(c.mismatch(
                 "amount",
-                format!("{} {coin}", format_amount(*amount, decimals)),
+                format!("{} {coin}", format_amount(amount, decimals)),
                 format!("{a} {coin}"),
             ));
         }
-        let rule = c.wallet_rule(*wallet)?;
+        let rule = c.wallet_rule(wallet)?;
         match &rule.purpose {
             WalletPurpose::Trading { deposit_to, .. } if deposit_to.contains(exchange) => {}
             WalletPurpose::Trading { .. } => {
@@ -412,28 +510,14 @@ impl Decider {
                 )));
             }
         }
-        let (limit_checks, daily) = self.limits(c, rule, coin, *amount, decimals)?;
-        let (_, public_key) = self
-            .wallet(*wallet)
-            .map_err(|e| c.refuse(e.to_string()))?
-            .ok_or_else(|| c.refuse(format!("this module holds no share of wallet {wallet}")))?;
+        let (limit_checks, daily) = self.limits(c, rule, coin, amount, decimals)?;
         let mut checks = vec![format!(
             "{} lets wallet {:?} deposit to {exchange}",
             c.policy_name(),
             rule.label
         )];
         checks.extend(limit_checks);
-        checks.extend(
-            self.outside
-                .check_evm_transfer(&self.state.checks, c.payload, &public_key)
-                .await
-                .map_err(|e| c.refuse(e))?,
-        );
-        Ok(Checked {
-            checks,
-            daily: Some(daily),
-            order: None,
-        })
+        Ok((checks, daily))
     }
 
     /// A withdraw request: the policy's withdraw key of that exchange, a destination from the
@@ -1020,6 +1104,7 @@ mod tests {
                     }],
                     refresh: false,
                     derive: vec![],
+                    multisig: None,
                 },
                 WalletRule {
                     wallet: cred,
@@ -1037,6 +1122,7 @@ mod tests {
                     }],
                     refresh: false,
                     derive: vec![],
+                    multisig: None,
                 },
             ],
             address_book: vec![
@@ -1167,6 +1253,7 @@ mod tests {
                 read_api_key: read_key,
                 read_key_type: "hmac".into(),
             }],
+            utxo: None,
         };
         let outside = Outside::build(&config, &state).unwrap();
         let own = concord_chain::evm_address(&state.share(wallet).unwrap().unwrap().public_key())
@@ -1792,5 +1879,326 @@ mod tests {
                 .public()
                 .as_bytes(),
         )
+    }
+
+    /// A module's checks of a spend from a native multisig wallet on a UTXO chain, against a
+    /// real litecoind and the exchange simulator's real LTC deposit address: the honest spend
+    /// is approved; a forged recipient, an extra output, change to a foreign script, a
+    /// foreign input, a fee over the caps, another amount or chain, and a wallet without this
+    /// module's key are refused, each naming what is wrong.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_multisig_utxo_spend_is_checked_against_the_module_s_own_node_and_connector() {
+        use concord_chain::litecoind::LocalLitecoin;
+        use concord_chain::utxo::bitcoin::hashes::Hash;
+        use concord_chain::utxo::bitcoin::{self, Amount, FeeRate, ScriptBuf};
+        use concord_chain::utxo::{SpendRequest, UtxoNetwork, WalletScript, build_spend};
+        use concord_wire::authority::MultisigDef;
+
+        let net = UtxoNetwork::LitecoinRegtest;
+        let ltc_dir = tempfile::tempdir().unwrap();
+        let ltc = LocalLitecoin::start(ltc_dir.path()).await.unwrap();
+        let node = ltc.node().clone();
+        // anvil only because the simulator serves ETH too.
+        let bin = concord_chain::anvil::anvil_binary(|m| eprintln!("{m}")).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let _anvil = Anvil(
+            std::process::Command::new(bin)
+                .args(["--port", &port.to_string()])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let rpc = format!("http://127.0.0.1:{port}");
+        let client = concord_chain::EvmClient::new(&rpc).unwrap();
+        for _ in 0..100 {
+            if client.block_number().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let (user, password) = ltc.rpc_credentials();
+        let (read_key, secret) = ("k".repeat(64), "s".repeat(64));
+        let sim: concord_exchange_sim::SimConfig = serde_json::from_value(serde_json::json!({
+            "rpc_url": rpc, "chain_id": 31337, "confirmations": 1,
+            "hot_wallet_key": "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+            "admin_token": "admin",
+            "coins": [
+                {"coin": "ETH", "network": "ETH", "decimals": 18, "withdraw_fee": "0", "withdraw_min": "0.001"},
+                {"coin": "LTC", "network": "LTC", "decimals": 8, "withdraw_fee": "0", "withdraw_min": "0.01"},
+            ],
+            "utxo": {"rpc_url": node.url(), "rpc_user": user, "rpc_password": password,
+                     "chain": "ltc-regtest", "network": "LTC", "hot_wallet_key": "31".repeat(32)},
+            "accounts": [{"name": "trader", "api_keys": [{"api_key": read_key, "kind": "hmac", "secret": secret, "permissions": ["read"]}]}],
+        }))
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sim = concord_exchange_sim::SimHandle::start(sim, listener)
+            .await
+            .unwrap();
+
+        // The module, and a 2-of-3 multisig of its own key and two others in the policy.
+        let dir = tempfile::tempdir().unwrap();
+        let kek = crate::state::test_kek();
+        let state =
+            State::create("m1", &dir.path().join("vault"), &kek, Default::default()).unwrap();
+        state
+            .pin_admins(&AdminSet::new(vec![key(1).public(), key(2).public()], 2).unwrap())
+            .unwrap();
+        state
+            .save_exchange_secret("binance", secret.as_bytes())
+            .unwrap();
+        let other = |i: u8| {
+            let k = k256::ecdsa::SigningKey::from_bytes((&[i; 32]).into()).unwrap();
+            hex::encode(k.verifying_key().to_encoded_point(true).as_bytes())
+        };
+        let def_of = |keys: Vec<String>| {
+            let mut keys = keys;
+            keys.sort();
+            MultisigDef {
+                chain: "ltc-regtest".into(),
+                threshold: 2,
+                keys,
+            }
+        };
+        let mine = hex::encode(state.multisig_public_key());
+        let def = def_of(vec![mine, other(0x41), other(0x42)]);
+        let foreign_def = def_of(vec![other(0x43), other(0x41), other(0x42)]);
+        let rule = |def: &MultisigDef, label: &str| WalletRule {
+            wallet: def.wallet_id(),
+            label: label.into(),
+            purpose: WalletPurpose::Trading {
+                deposit_to: vec!["binance".into()],
+                raw_messages: false,
+            },
+            limits: vec![CoinLimit {
+                coin: "LTC".into(),
+                per_transfer: "5".into(),
+                per_day: "10".into(),
+                cosign_above: None,
+                cosigners: 0,
+            }],
+            refresh: false,
+            derive: vec![],
+            multisig: Some(def.clone()),
+        };
+        let mut pol = policy(WalletId([1; 32]), WalletId([2; 32]));
+        pol.wallets.push(rule(&def, "ltc-desk"));
+        pol.wallets.push(rule(&foreign_def, "not-ours"));
+        let mut sp = SignedPolicy {
+            policy: pol,
+            signatures: vec![],
+        };
+        sp.sign(&key(1));
+        sp.sign(&key(2));
+        state.adopt_policy(sp).unwrap();
+        let config = crate::Config {
+            id: "m1".into(),
+            coordinator: crate::config::CoordinatorConfig {
+                address: "127.0.0.1:1".into(),
+                also: Vec::new(),
+                identity: state.identity().public(),
+            },
+            vault: crate::config::VaultConfig {
+                dir: dir.path().join("vault"),
+                passphrase: concord_vault::PassphraseSource::Env("UNUSED".into()),
+            },
+            checks: state.checks.clone(),
+            chain: None,
+            exchanges: vec![ExchangeConfig {
+                name: "binance".into(),
+                kind: "binance".into(),
+                url: sim.base_url(),
+                read_api_key: read_key,
+                read_key_type: "hmac".into(),
+            }],
+            utxo: Some(crate::config::UtxoConfig {
+                chain: "ltc-regtest".into(),
+                network: "LTC".into(),
+                coin: "LTC".into(),
+                rpc_url: node.url().to_owned(),
+                rpc_user: user.into(),
+                rpc_password: password.into(),
+                max_fee_rate_sat_vb: 50,
+                max_fee_sats: 100_000,
+            }),
+        };
+        let outside = Outside::build(&config, &state).unwrap();
+        let state = Arc::new(state);
+        let decider = Decider::new(state.clone(), state.identity(), outside);
+
+        // Coins of the multisig, matured; a coin of someone else.
+        let (_, script) = def.wallet().unwrap();
+        let own = script.script_pubkey();
+        let burn = ScriptBuf::new_p2wsh(&bitcoin::WScriptHash::from_byte_array([9; 32]));
+        node.mine_to(2, &own).await.unwrap();
+        node.mine_to(100, &burn).await.unwrap();
+        let available = node.spendable(&own, 1).await.unwrap();
+        let honest: serde_json::Value = reqwest::Client::new()
+            .get(format!(
+                "{}/sim/deposit-address?account=trader&network=LTC",
+                sim.base_url()
+            ))
+            .bearer_auth("admin")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let to = net.script_of(honest["address"].as_str().unwrap()).unwrap();
+        let attacker = ScriptBuf::new_p2wsh(&bitcoin::WScriptHash::from_byte_array([6; 32]));
+        let amount = Amount::from_sat(150_000_000);
+        let spend = |to: &ScriptBuf, wallet: &WalletScript, fee: u64| {
+            build_spend(&SpendRequest {
+                network: net,
+                wallet,
+                available: &available,
+                to: to.clone(),
+                amount,
+                fee_rate: FeeRate::from_sat_per_vb(fee).unwrap(),
+            })
+            .unwrap()
+        };
+        let intent = |wallet: WalletId| {
+            signed(
+                Action::Deposit {
+                    wallet,
+                    exchange: "binance".into(),
+                    coin: "LTC".into(),
+                    network: "LTC".into(),
+                    amount: "1.5".into(),
+                    rule: AgreementRule::All,
+                },
+                TRADER,
+                &[],
+            )
+        };
+        let si = intent(def.wallet_id());
+        let payload = |psbt: &bitcoin::Psbt, chain: &str, sats: u64| SigningPayload::UtxoTransfer {
+            transfer: si.intent.id.clone(),
+            wallet: def.wallet_id(),
+            chain: chain.into(),
+            psbt: psbt.serialize(),
+            amount: sats,
+            destination: Destination::ExchangeDeposit {
+                exchange: "binance".into(),
+                coin: "LTC".into(),
+                network: "LTC".into(),
+            },
+        };
+        let refused =
+            |job: &'static str, p: SigningPayload, si: SignedIntent, want: &'static str| {
+                let decider = &decider;
+                async move {
+                    let r = decider.decide(&proposal(job, &p, &si)).await.unwrap_err();
+                    assert!(
+                        r.reason.contains(want),
+                        "{job}: wanted {want:?} in: {}",
+                        r.reason
+                    );
+                }
+            };
+
+        // The forged address: the coordinator's recipient is not the exchange's.
+        let forged = spend(&attacker, &script, 10);
+        refused(
+            "u1",
+            payload(&forged, "ltc-regtest", 150_000_000),
+            si.clone(),
+            "neither the destination nor change",
+        )
+        .await;
+        // An extra output to the attacker.
+        let mut p = spend(&to, &script, 10);
+        p.unsigned_tx.output.push(bitcoin::TxOut {
+            value: Amount::from_sat(1_000_000),
+            script_pubkey: attacker.clone(),
+        });
+        p.outputs.push(Default::default());
+        refused(
+            "u2",
+            payload(&p, "ltc-regtest", 150_000_000),
+            si.clone(),
+            "neither the destination nor change",
+        )
+        .await;
+        // Change to a script that is not the wallet's.
+        let mut p = spend(&to, &script, 10);
+        p.unsigned_tx.output[1].script_pubkey = attacker.clone();
+        refused(
+            "u3",
+            payload(&p, "ltc-regtest", 150_000_000),
+            si.clone(),
+            "neither the destination nor change",
+        )
+        .await;
+        // A foreign input: a coin of the burn script, unspent on the node.
+        let theirs = node.spendable(&burn, 1).await.unwrap();
+        let mut p = spend(&to, &script, 10);
+        p.unsigned_tx.input.push(bitcoin::TxIn {
+            previous_output: theirs[0].outpoint,
+            sequence: bitcoin::Sequence::ENABLE_LOCKTIME_NO_RBF,
+            ..Default::default()
+        });
+        p.inputs.push(bitcoin::psbt::Input {
+            witness_utxo: Some(theirs[0].txout.clone()),
+            ..Default::default()
+        });
+        refused(
+            "u4",
+            payload(&p, "ltc-regtest", 150_000_000),
+            si.clone(),
+            "not this wallet's",
+        )
+        .await;
+        // A fee over this module's caps.
+        let p = spend(&to, &script, 400);
+        refused(
+            "u5",
+            payload(&p, "ltc-regtest", 150_000_000),
+            si.clone(),
+            "over this module's cap",
+        )
+        .await;
+        // Another amount than the intent; another chain than the wallet's.
+        let p = spend(&to, &script, 10);
+        refused(
+            "u6",
+            payload(&p, "ltc-regtest", 140_000_000),
+            si.clone(),
+            "amount",
+        )
+        .await;
+        refused(
+            "u7",
+            payload(&p, "btc-regtest", 150_000_000),
+            si.clone(),
+            "is not wallet",
+        )
+        .await;
+        // A multisig wallet this module's key is not part of.
+        let si2 = intent(foreign_def.wallet_id());
+        let mut p2 = payload(&p, "ltc-regtest", 150_000_000);
+        if let SigningPayload::UtxoTransfer {
+            wallet, transfer, ..
+        } = &mut p2
+        {
+            *wallet = foreign_def.wallet_id();
+            *transfer = si2.intent.id.clone();
+        }
+        refused("u8", p2, si2, "own key is not one of").await;
+
+        // The honest spend: approved, the checks naming the exchange's address and the node.
+        let honest = payload(&spend(&to, &script, 10), "ltc-regtest", 150_000_000);
+        let a = decider.decide(&proposal("u9", &honest, &si)).await.unwrap();
+        let st = ApprovalStatement::from_bytes(&a.statement).unwrap();
+        assert_eq!(st.digest, honest.digest());
+        let all = st.checks.join("\n");
+        assert!(all.contains(&net.address(&to).unwrap()), "{all}");
+        assert!(all.contains("unspent and the wallet's"), "{all}");
     }
 }

@@ -16,8 +16,13 @@ use concord_wire::rpc::{ExchangeAnswer, ExchangeQuery, exchange_query};
 use tokio::sync::OnceCell;
 
 use crate::Error;
-use crate::config::{ChainConfig, Config, LocalChecks};
+use crate::config::{ChainConfig, Config, LocalChecks, UtxoConfig};
 use crate::state::State;
+use concord_chain::litecoind::UtxoNode;
+use concord_chain::utxo::bitcoin::{Amount, FeeRate};
+use concord_chain::utxo::{
+    FeeCap, SpendExpectation, UtxoError, UtxoNetwork, WalletScript, check_spend,
+};
 
 /// Decimals of the chain's native coin (ETH).
 const NATIVE_DECIMALS: u8 = 18;
@@ -32,10 +37,18 @@ pub(crate) struct ChainView {
     node_chain_id: OnceCell<u64>,
 }
 
-/// Exchanges and chain, through this module's own connections.
+/// A UTXO chain as this module sees it.
+pub(crate) struct UtxoView {
+    config: UtxoConfig,
+    chain: UtxoNetwork,
+    node: UtxoNode,
+}
+
+/// Exchanges and chains, through this module's own connections.
 #[derive(Default)]
 pub(crate) struct Outside {
     chain: Option<ChainView>,
+    utxo: Option<UtxoView>,
     exchanges: HashMap<String, Arc<dyn Connector>>,
     /// Deposit addresses this module's own connector gave it, with when: a deposit's
     /// approval reuses the one fetched moments before for the same deposit's resolution
@@ -104,8 +117,20 @@ impl Outside {
                 .map_err(|e| Error::Config(format!("exchange {}: {e}", x.name)))?;
             exchanges.insert(x.name.clone(), Arc::new(client));
         }
+        let utxo = match &config.utxo {
+            Some(u) => Some(UtxoView {
+                chain: u
+                    .chain
+                    .parse()
+                    .map_err(|e: UtxoError| Error::Config(format!("utxo.chain: {e}")))?,
+                node: UtxoNode::new(&u.rpc_url, &u.rpc_user, &u.rpc_password),
+                config: u.clone(),
+            }),
+            None => None,
+        };
         Ok(Outside {
             chain,
+            utxo,
             exchanges,
             recent: Default::default(),
         })
@@ -414,9 +439,129 @@ impl Outside {
 
     /// Decimals of an exchange coin code on this module's chain.
     pub(crate) fn decimals(&self, coin: &str) -> Result<u8, String> {
+        if self.utxo.as_ref().is_some_and(|u| u.config.coin == coin) {
+            return Ok(UTXO_DECIMALS);
+        }
         self.asset_of(coin).map(|(_, d)| d)
     }
+
+    /// Checks a spend from a UTXO wallet to an exchange against this module's own view: the
+    /// chain is this module's, the destination is the deposit address its own connector
+    /// returns, every input is unspent per its own node and the wallet's, nothing else is
+    /// paid than the change back to the wallet, the fee within its caps
+    /// ([`concord_chain::utxo::check_spend`]). Returns what was checked and the digest of
+    /// each input.
+    pub(crate) async fn check_utxo_transfer(
+        &self,
+        payload: &SigningPayload,
+        wallet: &WalletScript,
+    ) -> Result<(Vec<String>, Vec<[u8; 32]>), String> {
+        let SigningPayload::UtxoTransfer {
+            chain,
+            amount,
+            destination:
+                Destination::ExchangeDeposit {
+                    exchange,
+                    coin,
+                    network,
+                },
+            ..
+        } = payload
+        else {
+            return Err("not a UTXO transfer".into());
+        };
+        let u = self
+            .utxo
+            .as_ref()
+            .ok_or_else(|| "this module has no UTXO chain configured".to_owned())?;
+        if *chain != u.config.chain {
+            return Err(format!(
+                "chain {chain} is not this module's UTXO chain ({})",
+                u.config.chain
+            ));
+        }
+        if *network != u.config.network || *coin != u.config.coin {
+            return Err(format!(
+                "{coin} on {network} is not this module's UTXO coin ({} on {})",
+                u.config.coin, u.config.network
+            ));
+        }
+        let psbt = payload
+            .psbt()
+            .ok_or_else(|| "the PSBT does not parse".to_owned())?;
+        let connector = self.connector(exchange)?;
+        let deposit = self
+            .deposit_address(connector, exchange, coin, network)
+            .await
+            .map_err(|e| describe(exchange, &e))?;
+        if !deposit.tag.as_deref().unwrap_or("").is_empty() {
+            return Err(format!(
+                "exchange {exchange} asks for a memo/tag ({:?}) on {coin}/{network}, which this spend cannot carry",
+                deposit.tag
+            ));
+        }
+        let to = u.chain.script_of(&deposit.address).map_err(|e| {
+            format!(
+                "exchange {exchange} gave a deposit address this module cannot pay on {chain}: {e}"
+            )
+        })?;
+        let mut view = HashMap::new();
+        for input in &psbt.unsigned_tx.input {
+            let o = input.previous_output;
+            if let Some(found) = u
+                .node
+                .unspent_output(&o)
+                .await
+                .map_err(|e| format!("cannot read this module's {chain} node: {e}"))?
+            {
+                view.insert(o, found.utxo.txout);
+            }
+        }
+        let checked = check_spend(
+            &psbt,
+            &SpendExpectation {
+                network: u.chain,
+                wallet,
+                to: &to,
+                amount: Amount::from_sat(*amount),
+                caps: FeeCap {
+                    max_fee_rate: FeeRate::from_sat_per_vb(u.config.max_fee_rate_sat_vb)
+                        .unwrap_or(FeeRate::MAX),
+                    max_fee: Amount::from_sat(u.config.max_fee_sats),
+                },
+            },
+            |o| view.get(o).cloned(),
+        )
+        .map_err(|e| format!("the spend: {e}"))?;
+        Ok((
+            vec![
+                format!(
+                    "recipient {} is the {coin}/{network} deposit address exchange {exchange} gave this module",
+                    deposit.address
+                ),
+                format!(
+                    "{} input(s) unspent and the wallet's per this module's {chain} node",
+                    psbt.unsigned_tx.input.len()
+                ),
+                format!(
+                    "outputs: {} to the deposit address, {} change to the wallet; nothing else",
+                    Amount::from_sat(*amount),
+                    checked.change
+                ),
+                format!(
+                    "fee {} ({} sat/vB at most) within this module's caps",
+                    checked.fee,
+                    checked.fee_rate.to_sat_per_vb_ceil()
+                ),
+                format!("transaction {}", checked.txid),
+            ],
+            checked.sighashes,
+        ))
+    }
 }
+
+/// Decimals of a UTXO chain's coin.
+const UTXO_DECIMALS: u8 = 8;
 
 /// The longest receive window a withdraw request may ask for (Binance's own maximum).
 const MAX_RECV_WINDOW_MS: u64 = 60_000;

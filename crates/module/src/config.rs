@@ -43,6 +43,41 @@ pub struct Config {
     /// This module's own exchange connections, each with its own read-only key.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exchanges: Vec<ExchangeConfig>,
+    /// This module's own view of a UTXO chain (for spends from multisig wallets on it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utxo: Option<UtxoConfig>,
+}
+
+/// A UTXO chain this module checks spends against, through its own node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UtxoConfig {
+    /// The chain: `ltc-regtest`, `ltc`, `btc`, `btc-testnet` or `btc-regtest`.
+    pub chain: String,
+    /// The exchanges' network code for it (`LTC`).
+    pub network: String,
+    /// The exchanges' coin code of its coin (`LTC`).
+    pub coin: String,
+    /// This module's own node's JSON-RPC URL.
+    pub rpc_url: String,
+    /// RPC user.
+    pub rpc_user: String,
+    /// RPC password (of this module's own node; keep the file owner-only).
+    pub rpc_password: String,
+    /// Highest fee rate a spend may pay, satoshis per virtual byte.
+    #[serde(default = "default_max_fee_rate")]
+    pub max_fee_rate_sat_vb: u64,
+    /// Highest fee a spend may pay, satoshis.
+    #[serde(default = "default_max_fee")]
+    pub max_fee_sats: u64,
+}
+
+fn default_max_fee_rate() -> u64 {
+    200
+}
+
+fn default_max_fee() -> u64 {
+    1_000_000
 }
 
 /// The chain this module checks transfers against, through its own RPC endpoint.

@@ -1622,6 +1622,7 @@ mod tests {
                         limits: vec![],
                         refresh: false,
                         derive: vec![],
+                        multisig: None,
                     })
                     .into_iter()
                     .collect(),

@@ -15,6 +15,10 @@
 //! - [`SigningPayload::ExchangeWithdrawal`]: a withdraw request to an exchange, signed with
 //!   the group's sharded Ed25519 API key (flow 4). The FROST signature is over the request's
 //!   exact bytes; the digest is their SHA-256.
+//! - [`SigningPayload::UtxoTransfer`]: a spend on a UTXO chain (Bitcoin, Litecoin) to an
+//!   exchange deposit address, as an unsigned PSBT. The digest is the tagged SHA-256 of the
+//!   PSBT's bytes, which fix every input's signature hash; what each input is signed over is
+//!   recomputed by each module from the PSBT it checked against its own node.
 
 use concord_chain::{Address, Asset, EvmTransfer, FeeCaps, U256};
 use concord_types::{Scheme, TypesError, WalletId};
@@ -25,6 +29,10 @@ use sha2::{Digest, Sha256};
 pub const MAX_MESSAGE_LEN: usize = 64 * 1024;
 /// Largest exchange request a [`SigningPayload::ExchangeWithdrawal`] may carry.
 pub const MAX_REQUEST_LEN: usize = 4 * 1024;
+/// Largest PSBT a [`SigningPayload::UtxoTransfer`] may carry.
+pub const MAX_PSBT_LEN: usize = 100 * 1024;
+/// Domain tag of a UTXO spend's digest.
+pub const UTXO_SPEND_TAG: &[u8] = b"concord/utxo-spend/v1\0";
 
 /// Where an EVM transfer is meant to go, as the trader asked for it. Modules resolve the
 /// address themselves from this.
@@ -101,6 +109,22 @@ pub enum SigningPayload {
         /// address book themselves and compare it with the request's address.
         request: String,
     },
+    /// A spend on a UTXO chain to an exchange's deposit address.
+    UtxoTransfer {
+        /// The coordinator's transfer id (bound into the approval).
+        transfer: String,
+        /// The paying wallet.
+        wallet: WalletId,
+        /// The chain (`ltc-regtest`, `btc`, …).
+        chain: String,
+        /// The unsigned spend, BIP-174 PSBT bytes (every input carrying its spent output).
+        #[serde(with = "hex_bytes")]
+        psbt: Vec<u8>,
+        /// What the destination receives, in satoshis (litoshis).
+        amount: u64,
+        /// What the recipient is meant to be: modules resolve it themselves.
+        destination: Destination,
+    },
 }
 
 impl SigningPayload {
@@ -143,6 +167,21 @@ impl SigningPayload {
             SigningPayload::EvmTransfer { amount, .. } if amount.is_zero() => Err(
                 TypesError::InvalidPayload("a transfer of zero is refused".into()),
             ),
+            SigningPayload::UtxoTransfer { amount: 0, .. } => Err(TypesError::InvalidPayload(
+                "a transfer of zero is refused".into(),
+            )),
+            SigningPayload::UtxoTransfer { psbt, .. } if psbt.len() > MAX_PSBT_LEN => {
+                Err(TypesError::InvalidPayload(format!(
+                    "a PSBT of {} bytes exceeds the {MAX_PSBT_LEN}-byte limit",
+                    psbt.len()
+                )))
+            }
+            SigningPayload::UtxoTransfer { psbt, .. } => self.psbt().map(|_| ()).ok_or_else(|| {
+                TypesError::InvalidPayload(format!(
+                    "the PSBT ({} bytes) does not parse",
+                    psbt.len()
+                ))
+            }),
             _ => Ok(()),
         }
     }
@@ -152,7 +191,18 @@ impl SigningPayload {
         match self {
             SigningPayload::Message { wallet, .. }
             | SigningPayload::EvmTransfer { wallet, .. }
-            | SigningPayload::ExchangeWithdrawal { wallet, .. } => *wallet,
+            | SigningPayload::ExchangeWithdrawal { wallet, .. }
+            | SigningPayload::UtxoTransfer { wallet, .. } => *wallet,
+        }
+    }
+
+    /// The PSBT of a [`SigningPayload::UtxoTransfer`], parsed.
+    pub fn psbt(&self) -> Option<concord_chain::utxo::bitcoin::Psbt> {
+        match self {
+            SigningPayload::UtxoTransfer { psbt, .. } => {
+                concord_chain::utxo::bitcoin::Psbt::deserialize(psbt).ok()
+            }
+            _ => None,
         }
     }
 
@@ -161,7 +211,8 @@ impl SigningPayload {
         match self {
             SigningPayload::Message { .. } => None,
             SigningPayload::EvmTransfer { transfer, .. }
-            | SigningPayload::ExchangeWithdrawal { transfer, .. } => Some(transfer),
+            | SigningPayload::ExchangeWithdrawal { transfer, .. }
+            | SigningPayload::UtxoTransfer { transfer, .. } => Some(transfer),
         }
     }
 
@@ -175,7 +226,8 @@ impl SigningPayload {
             SigningPayload::EvmTransfer {
                 chain_id, nonce, ..
             } => Some(format!("evm-{chain_id}-{nonce}")),
-            SigningPayload::ExchangeWithdrawal { .. } => None,
+            // Two spends of one coin exclude each other on chain: the coin is its own nonce.
+            SigningPayload::ExchangeWithdrawal { .. } | SigningPayload::UtxoTransfer { .. } => None,
         }
     }
 
@@ -185,6 +237,7 @@ impl SigningPayload {
             SigningPayload::Message { .. } => None,
             SigningPayload::EvmTransfer { .. } => Some(Scheme::EcdsaSecp256k1),
             SigningPayload::ExchangeWithdrawal { .. } => Some(Scheme::Ed25519),
+            SigningPayload::UtxoTransfer { .. } => None,
         }
     }
 
@@ -231,6 +284,12 @@ impl SigningPayload {
             SigningPayload::ExchangeWithdrawal { request, .. } => {
                 Sha256::digest(request.as_bytes()).into()
             }
+            SigningPayload::UtxoTransfer { psbt, .. } => {
+                let mut h = Sha256::new();
+                h.update(UTXO_SPEND_TAG);
+                h.update(psbt);
+                h.finalize().into()
+            }
         }
     }
 
@@ -243,7 +302,9 @@ impl SigningPayload {
                 crate::authority::tagged_message(message)
             }
             (SigningPayload::ExchangeWithdrawal { request, .. }, _) => request.as_bytes().to_vec(),
-            (SigningPayload::EvmTransfer { .. }, _) => self.digest().to_vec(),
+            (SigningPayload::EvmTransfer { .. }, _) | (SigningPayload::UtxoTransfer { .. }, _) => {
+                self.digest().to_vec()
+            }
         }
     }
 }
@@ -373,5 +434,68 @@ mod tests {
         }
         let err = SigningPayload::from_canonical(&t.to_canonical()).unwrap_err();
         assert!(err.to_string().contains("zero"), "{err}");
+    }
+
+    #[test]
+    fn a_utxo_transfer_is_canonical_and_its_digest_fixes_the_psbt() {
+        use concord_chain::utxo::bitcoin::{
+            Amount, OutPoint, ScriptBuf, Transaction, TxIn, TxOut, Txid, absolute::LockTime,
+            hashes::Hash, transaction::Version,
+        };
+        let tx = Transaction {
+            version: Version::TWO,
+            lock_time: LockTime::ZERO,
+            input: vec![TxIn {
+                previous_output: OutPoint {
+                    txid: Txid::from_byte_array([1; 32]),
+                    vout: 0,
+                },
+                ..Default::default()
+            }],
+            output: vec![TxOut {
+                value: Amount::from_sat(1000),
+                script_pubkey: ScriptBuf::new(),
+            }],
+        };
+        let psbt = concord_chain::utxo::bitcoin::Psbt::from_unsigned_tx(tx).unwrap();
+        let p = SigningPayload::UtxoTransfer {
+            transfer: "t-1".into(),
+            wallet: WalletId([3; 32]),
+            chain: "ltc-regtest".into(),
+            psbt: psbt.serialize(),
+            amount: 1000,
+            destination: Destination::ExchangeDeposit {
+                exchange: "sim".into(),
+                coin: "LTC".into(),
+                network: "LTC".into(),
+            },
+        };
+        let bytes = p.to_canonical();
+        assert_eq!(SigningPayload::from_canonical(&bytes).unwrap(), p);
+        assert_eq!(p.psbt().unwrap(), psbt);
+        assert_eq!(p.nonce_key(), None);
+        // The digest is the tagged hash of the PSBT: another PSBT, another digest.
+        let mut other = psbt.clone();
+        other.unsigned_tx.output[0].value = Amount::from_sat(999);
+        let mut q = p.clone();
+        if let SigningPayload::UtxoTransfer { psbt, .. } = &mut q {
+            *psbt = other.serialize();
+        }
+        assert_ne!(p.digest(), q.digest());
+        let expected: [u8; 32] =
+            Sha256::digest([UTXO_SPEND_TAG, psbt.serialize().as_slice()].concat()).into();
+        assert_eq!(p.digest(), expected);
+        // Bytes that are not a PSBT, and a zero amount, are refused at parsing.
+        let mut bad = p.clone();
+        if let SigningPayload::UtxoTransfer { psbt, .. } = &mut bad {
+            *psbt = vec![1, 2, 3];
+        }
+        let e = SigningPayload::from_canonical(&bad.to_canonical()).unwrap_err();
+        assert!(e.to_string().contains("does not parse"), "{e}");
+        let mut zero = p.clone();
+        if let SigningPayload::UtxoTransfer { amount, .. } = &mut zero {
+            *amount = 0;
+        }
+        assert!(SigningPayload::from_canonical(&zero.to_canonical()).is_err());
     }
 }

@@ -37,8 +37,8 @@ pub use intent::{
     intent_id_is_valid, new_intent_id,
 };
 pub use policy::{
-    AddressEntry, AddressTarget, AdminSet, CoinLimit, GroupRule, POLICY_TAG, Policy, Principal,
-    SignedPolicy, WalletPurpose, WalletRule, check_decimal,
+    AddressEntry, AddressTarget, AdminSet, CoinLimit, GroupRule, MULTISIG_WALLET_TAG, MultisigDef,
+    POLICY_TAG, Policy, Principal, SignedPolicy, WalletPurpose, WalletRule, check_decimal,
 };
 
 /// Domain tag of raw messages a wallet signs where a policy allows it: what is signed is

@@ -165,6 +165,73 @@ pub struct WalletRule {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub derive: Vec<concord_types::DerivationPath>,
+    /// A native multisig wallet (no shares: each member module signs with its own key): its
+    /// chain, threshold and keys. The wallet id is the definition's hash
+    /// ([`MultisigDef::wallet_id`]). Absent (the default) for threshold wallets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multisig: Option<MultisigDef>,
+}
+
+/// Domain tag of a multisig wallet's id.
+pub const MULTISIG_WALLET_TAG: &str = "concord/multisig-wallet/v1";
+
+/// A native multisig wallet as the admins define it: `threshold` of the member modules' own
+/// secp256k1 keys (each module publishes its key signed by its identity, `concord module
+/// show`). On a UTXO chain it is the P2WSH `OP_CHECKMULTISIG` of the keys in BIP-67 order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct MultisigDef {
+    /// The chain (`ltc-regtest`, `ltc`, `btc`, `btc-testnet`, `btc-regtest`).
+    pub chain: String,
+    /// Signatures needed.
+    pub threshold: u8,
+    /// The members' keys, 33-byte compressed, hex, in ascending order (BIP-67).
+    pub keys: Vec<String>,
+}
+
+impl MultisigDef {
+    /// The wallet's id: the tagged hash of the canonical definition.
+    pub fn wallet_id(&self) -> WalletId {
+        WalletId(tagged_hash(MULTISIG_WALLET_TAG, &canonical(self)))
+    }
+
+    /// The chain and the wallet's script, checking the definition: a known chain, valid
+    /// distinct keys in ascending order, a threshold between 1 and their number.
+    pub fn wallet(
+        &self,
+    ) -> Result<
+        (
+            concord_chain::utxo::UtxoNetwork,
+            concord_chain::utxo::WalletScript,
+        ),
+        AuthorityError,
+    > {
+        let bad = |m: String| AuthorityError::Malformed(format!("multisig wallet: {m}"));
+        let chain: concord_chain::utxo::UtxoNetwork = self
+            .chain
+            .parse()
+            .map_err(|e: concord_chain::utxo::UtxoError| bad(e.0))?;
+        let keys = self
+            .keys
+            .iter()
+            .map(|k| hex::decode(k).map_err(|_| bad(format!("key {k:?} is not hex"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        if keys.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(bad(
+                "keys must be listed once each, in ascending order (BIP-67)".into(),
+            ));
+        }
+        let script = concord_chain::utxo::WalletScript::multisig(self.threshold, &keys)
+            .map_err(|e| bad(e.0))?;
+        Ok((chain, script))
+    }
+
+    /// Whether `key` (33 bytes compressed) is one of the members' keys.
+    pub fn has_key(&self, key: &[u8; 33]) -> bool {
+        let key = hex::encode(key);
+        self.keys.iter().any(|k| k.eq_ignore_ascii_case(&key))
+    }
 }
 
 impl WalletRule {
@@ -414,6 +481,34 @@ impl Policy {
             check_name("wallet label", &w.label)?;
             if !wallets.insert(w.wallet) {
                 return bad(format!("wallet {} is listed twice", w.wallet));
+            }
+            if let Some(m) = &w.multisig {
+                m.wallet()?;
+                if m.wallet_id() != w.wallet {
+                    return bad(format!(
+                        "wallet {:?} is a multisig wallet whose id must be its definition's hash {}",
+                        w.label,
+                        m.wallet_id()
+                    ));
+                }
+                if !matches!(
+                    w.purpose,
+                    WalletPurpose::Trading {
+                        raw_messages: false,
+                        ..
+                    }
+                ) {
+                    return bad(format!(
+                        "multisig wallet {:?} can only be a trading wallet without raw messages",
+                        w.label
+                    ));
+                }
+                if w.refresh || !w.derive.is_empty() {
+                    return bad(format!(
+                        "multisig wallet {:?} has no shares to refresh or derive from",
+                        w.label
+                    ));
+                }
             }
             match &w.purpose {
                 WalletPurpose::Trading { deposit_to, .. } => {

@@ -55,6 +55,7 @@ fn policy_v1() -> Policy {
                 }],
                 refresh: false,
                 derive: vec![],
+                multisig: None,
             },
             WalletRule {
                 wallet: CRED,
@@ -66,6 +67,7 @@ fn policy_v1() -> Policy {
                 limits: vec![],
                 refresh: false,
                 derive: vec![],
+                multisig: None,
             },
         ],
         address_book: vec![AddressEntry {
@@ -222,12 +224,67 @@ fn inconsistent_policies_are_refused_with_the_reason() {
             }),
             "two wallets are exchange binance's withdraw credential",
         ),
+        (
+            Box::new(|p| {
+                let def = multisig_def();
+                p.wallets[0].multisig = Some(def);
+            }),
+            "must be its definition's hash",
+        ),
+        (
+            Box::new(|p| {
+                let mut def = multisig_def();
+                def.keys.reverse();
+                p.wallets[0].wallet = def.wallet_id();
+                p.wallets[0].multisig = Some(def);
+            }),
+            "ascending order",
+        ),
+        (
+            Box::new(|p| {
+                let def = multisig_def();
+                p.wallets[1].wallet = def.wallet_id();
+                p.wallets[1].multisig = Some(def);
+            }),
+            "only be a trading wallet",
+        ),
+        (
+            Box::new(|p| {
+                let mut def = multisig_def();
+                def.chain = "doge".into();
+                p.wallets[0].wallet = def.wallet_id();
+                p.wallets[0].multisig = Some(def);
+            }),
+            "unknown UTXO network",
+        ),
     ];
+    // A well-formed multisig wallet passes.
+    let mut p = policy_v1();
+    let def = multisig_def();
+    p.wallets[0].wallet = def.wallet_id();
+    p.wallets[0].multisig = Some(def);
+    p.validate().unwrap();
     for (change, want) in cases {
         let mut p = policy_v1();
         change(&mut p);
         let e = p.validate().unwrap_err().to_string();
         assert!(e.contains(want), "wanted {want:?} in {e:?}");
+    }
+}
+
+/// A 2-of-3 multisig definition over three test keys, listed in ascending order.
+fn multisig_def() -> MultisigDef {
+    let mut keys: Vec<String> = (1u8..=3)
+        .map(|i| {
+            let k = k256::ecdsa::SigningKey::from_bytes((&[i; 32]).into()).unwrap();
+            hex::encode(k.verifying_key().to_encoded_point(true).as_bytes())
+        })
+        .collect();
+    keys.sort();
+    MultisigDef {
+        chain: "ltc-regtest".into(),
+        threshold: 2,
+        keys,
     }
 }
 

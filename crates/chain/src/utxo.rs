@@ -651,12 +651,12 @@ pub fn check_spend(
         total_in += node.value;
     }
     let mut paid = None;
-    let mut change = Amount::ZERO;
+    let mut change = None;
     for (i, out) in tx.output.iter().enumerate() {
         if out.script_pubkey.as_script() == expect.to && paid.is_none() {
             paid = Some(out.value);
-        } else if out.script_pubkey == own && change == Amount::ZERO {
-            change = out.value;
+        } else if out.script_pubkey == own && change.is_none() {
+            change = Some(out.value);
         } else {
             return Err(err(format!(
                 "output {i} pays {} to {}, which is neither the destination nor change to the wallet",
@@ -705,7 +705,8 @@ pub fn check_spend(
         std::iter::repeat_n(expect.wallet.input_weight(), tx.input.len()),
         tx.output.iter().map(|o| o.script_pubkey.len()),
     );
-    // The lowest rate the signed transaction can have: the fee over its largest weight.
+    // The fee over the signed transaction's largest weight: its actual rate can be a few
+    // per cent higher (shorter signatures), which the absolute cap bounds.
     let fee_rate = FeeRate::from_sat_per_kwu(fee.to_sat() * 1000 / weight.to_wu().max(1));
     if fee > expect.caps.max_fee {
         return Err(err(format!(
@@ -724,7 +725,7 @@ pub fn check_spend(
         txid: tx.compute_txid(),
         fee,
         fee_rate,
-        change,
+        change: change.unwrap_or(Amount::ZERO),
         sighashes: sighashes(psbt, expect.wallet)?,
     })
 }

@@ -611,6 +611,23 @@ fn a_module_refuses_a_psbt_that_does_more_than_the_transfer() {
     p.unsigned_tx.output[0].script_pubkey = attacker;
     assert!(check(&p).is_err());
 
+    // Two change outputs (the second worth nothing): only one change output is the wallet's.
+    let mut p = spend(10);
+    p.unsigned_tx.output[1].value -= Amount::from_sat(1);
+    p.unsigned_tx.output.insert(
+        1,
+        TxOut {
+            value: Amount::ZERO,
+            script_pubkey: own.clone(),
+        },
+    );
+    p.outputs.push(Default::default());
+    assert!(
+        check(&p)
+            .unwrap_err()
+            .contains("neither the destination nor change")
+    );
+
     // Fields the builder never sets: a sighash type other than the default, unknown keys.
     let mut p = spend(10);
     p.inputs[0].sighash_type = Some(bitcoin::EcdsaSighashType::None.into());

@@ -18,7 +18,7 @@ use tokio::sync::OnceCell;
 use crate::Error;
 use crate::config::{ChainConfig, Config, LocalChecks, UtxoConfig};
 use crate::state::State;
-use concord_chain::litecoind::UtxoNode;
+use concord_chain::litecoind::{COINBASE_MATURITY, UtxoNode};
 use concord_chain::utxo::bitcoin::{Amount, FeeRate};
 use concord_chain::utxo::{
     FeeCap, SpendExpectation, UtxoError, UtxoNetwork, WalletScript, check_spend,
@@ -514,6 +514,16 @@ impl Outside {
                 .await
                 .map_err(|e| format!("cannot read this module's {chain} node: {e}"))?
             {
+                // Only coins that cannot vanish: confirmed, and a coinbase's matured.
+                if found.confirmations == 0 {
+                    return Err(format!("input {o} is not confirmed yet"));
+                }
+                if found.coinbase && found.confirmations < COINBASE_MATURITY {
+                    return Err(format!(
+                        "input {o} is a coinbase output with {} of the {COINBASE_MATURITY} confirmations it needs",
+                        found.confirmations
+                    ));
+                }
                 view.insert(o, found.utxo.txout);
             }
         }

@@ -166,9 +166,20 @@ pub fn pack_signatures(
     let mut sorted: Vec<(Address, [u8; 65])> = Vec::with_capacity(signatures.len());
     for (owner, sig) in signatures {
         let mut sig = *sig;
-        if sig[64] < 27 {
-            sig[64] += 27;
-        }
+        // A recovery id (0, 1) or its Ethereum form (27, 28); nothing else (the Safe reads a
+        // v above 30 as an eth_sign signature, 0 and 1 as contract or approved-hash ones).
+        let parity = match sig[64] {
+            0 | 27 => false,
+            1 | 28 => true,
+            v => {
+                return Err(ChainError::InvalidSignature {
+                    reason: format!(
+                        "the signature listed for owner {owner} has v = {v}; 0, 1, 27 or 28 expected"
+                    ),
+                });
+            }
+        };
+        sig[64] = 27 + u8::from(parity);
         let parsed = EvmSignature::from_raw(&sig).map_err(|e| ChainError::InvalidSignature {
             reason: format!("the signature listed for owner {owner}: {e}"),
         })?;

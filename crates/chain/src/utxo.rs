@@ -425,16 +425,21 @@ pub fn build_spend(req: &SpendRequest<'_>) -> Result<Psbt, UtxoError> {
     let mut plan = None;
     for coin in coins {
         chosen.push(coin);
-        total += coin.txout.value;
+        total = total
+            .checked_add(coin.txout.value)
+            .ok_or_else(|| err("the coins' total overflows"))?;
         let fee_with = fee_at(weight_of(chosen.len(), true))?;
         let fee_without = fee_at(weight_of(chosen.len(), false))?;
-        if let Some(change) = total.checked_sub(req.amount + fee_with)
+        let overflow = || err("the amount and its fee overflow");
+        let need_with = req.amount.checked_add(fee_with).ok_or_else(overflow)?;
+        let need_without = req.amount.checked_add(fee_without).ok_or_else(overflow)?;
+        if let Some(change) = total.checked_sub(need_with)
             && change >= req.network.dust_limit(&own)
         {
             plan = Some(Some(change));
             break;
         }
-        if total >= req.amount + fee_without {
+        if total >= need_without {
             plan = Some(None);
             break;
         }
@@ -636,7 +641,13 @@ pub fn check_spend(
             || !input.partial_sigs.is_empty()
             || input.tap_internal_key.is_some()
             || input.tap_merkle_root.is_some()
+            || input.tap_key_sig.is_some()
+            || !input.tap_script_sigs.is_empty()
             || !input.tap_scripts.is_empty()
+            || !input.ripemd160_preimages.is_empty()
+            || !input.sha256_preimages.is_empty()
+            || !input.hash160_preimages.is_empty()
+            || !input.hash256_preimages.is_empty()
             || !input.tap_key_origins.is_empty()
             || !input.bip32_derivation.is_empty()
             || input.final_script_sig.is_some()

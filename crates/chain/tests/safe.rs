@@ -126,6 +126,14 @@ async fn a_two_of_three_safe_moves_funds_only_with_two_owner_signatures() {
         .unwrap_err();
     assert!(refused.to_string().contains("GS026"), "{refused}");
 
+    // A v the Safe would read as another kind of signature (eth_sign above 30) is refused.
+    let mut odd = owner_sign(&keys[0], hash);
+    odd[64] = 35;
+    assert!(matches!(
+        pack_signatures(hash, &[(owners[0], odd)]),
+        Err(ChainError::InvalidSignature { .. })
+    ));
+
     // A signature listed under another owner is caught before it is sent.
     let mislabelled = pack_signatures(hash, &[(owners[0], owner_sign(&keys[2], hash))]);
     assert!(matches!(

@@ -356,23 +356,34 @@ impl SimConfig {
             if u.fee_rate_sat_vb == 0 {
                 return bad("utxo.fee_rate_sat_vb must be at least 1".into());
             }
-            match self.coins.iter().find(|c| c.network == u.network) {
-                Some(c) if c.contract.is_some() => {
+            let on: Vec<&CoinConfig> = self
+                .coins
+                .iter()
+                .filter(|c| c.network == u.network)
+                .collect();
+            match on.as_slice() {
+                [] => {
+                    return bad(format!(
+                        "no coin is configured on the UTXO network {}",
+                        u.network
+                    ));
+                }
+                [c] if c.contract.is_some() => {
                     return bad(format!(
                         "coin {} on UTXO network {} cannot have a contract",
                         c.coin, u.network
                     ));
                 }
-                Some(c) if c.decimals != 8 => {
+                [c] if c.decimals != 8 => {
                     return bad(format!(
                         "coin {} on UTXO network {} has {} decimals; UTXO coins have 8",
                         c.coin, u.network, c.decimals
                     ));
                 }
-                Some(_) => {}
-                None => {
+                [_] => {}
+                _ => {
                     return bad(format!(
-                        "no coin is configured on the UTXO network {}",
+                        "the UTXO network {} carries one coin only",
                         u.network
                     ));
                 }

@@ -295,5 +295,17 @@ pub async fn send(u: &UtxoShared, w: &Withdrawal) -> Result<Txid, String> {
         })
         .collect();
     let tx = finalize(&psbt, &u.hot_wallet, &signatures).map_err(|e| e.to_string())?;
-    u.node.broadcast(&tx).await.map_err(|e| e.to_string())
+    match u.node.broadcast(&tx).await {
+        Ok(txid) => Ok(txid),
+        // The node may have taken it before the answer was lost: never refund a payment that
+        // went out.
+        Err(e) if e.is_retryable() => {
+            let txid = tx.compute_txid();
+            match u.node.confirmations(&txid).await {
+                Ok(Some(_)) => Ok(txid),
+                _ => Err(e.to_string()),
+            }
+        }
+        Err(e) => Err(e.to_string()),
+    }
 }

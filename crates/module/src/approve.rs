@@ -359,8 +359,10 @@ impl Decider {
         else {
             return Err(c.refuse("not an EVM transfer"));
         };
-        let (mut checks, daily) =
+        let (mut checks, rule, decimals) =
             self.check_deposit_intent(c, transfer, *wallet, destination, *amount)?;
+        let (limit_checks, daily) = self.limits(c, rule, destination.coin(), *amount, decimals)?;
+        checks.extend(limit_checks);
         let (_, public_key) = self
             .wallet(*wallet)
             .map_err(|e| c.refuse(e.to_string()))?
@@ -394,7 +396,7 @@ impl Decider {
         else {
             return Err(c.refuse("not a UTXO transfer"));
         };
-        let (mut checks, daily) =
+        let (mut checks, rule, decimals) =
             self.check_deposit_intent(c, transfer, *wallet, destination, U256::from(*amount))?;
         let def = c
             .policy()
@@ -418,11 +420,20 @@ impl Decider {
                 def_chain.name()
             )));
         }
-        let (utxo_checks, _digests) = self
+        let (utxo_checks, fee, _digests) = self
             .outside
             .check_utxo_transfer(c.payload, &script)
             .await
             .map_err(|e| c.refuse(e))?;
+        // What leaves the wallet counts against its limits: the amount and the fee.
+        let (limit_checks, daily) = self.limits(
+            c,
+            rule,
+            destination.coin(),
+            U256::from(amount.saturating_add(fee)),
+            decimals,
+        )?;
+        checks.extend(limit_checks);
         checks.push(format!(
             "wallet is the {}-of-{} multisig the policy defines, this module's key among them",
             def.threshold,
@@ -438,16 +449,16 @@ impl Decider {
 
     /// What every deposit to an exchange must match: the payload's transfer is the intent,
     /// and its wallet, exchange, coin, network and amount exactly the intent's; the policy
-    /// lets the wallet deposit to that exchange; the wallet's limits. Returns what was
-    /// checked and the daily spend to record.
-    fn check_deposit_intent(
+    /// lets the wallet deposit to that exchange. Returns what was checked, the wallet's rule
+    /// (whose limits the caller applies to what leaves the wallet) and the coin's decimals.
+    fn check_deposit_intent<'c>(
         &self,
-        c: &Case<'_>,
+        c: &'c Case<'_>,
         transfer: &str,
         wallet: WalletId,
         destination: &Destination,
         amount: U256,
-    ) -> Result<(Vec<String>, Daily), Refusal> {
+    ) -> Result<(Vec<String>, &'c WalletRule, u8), Refusal> {
         let Destination::ExchangeDeposit {
             exchange,
             coin,
@@ -483,7 +494,10 @@ impl Decider {
         if n != network {
             return Err(c.mismatch("network", network, n));
         }
-        let decimals = self.outside.decimals(coin).map_err(|e| c.refuse(e))?;
+        let decimals = self
+            .outside
+            .decimals(coin, network)
+            .map_err(|e| c.refuse(e))?;
         let asked =
             parse_amount(a, decimals).map_err(|e| c.refuse(format!("the intent's amount: {e}")))?;
         if asked != amount {
@@ -510,14 +524,12 @@ impl Decider {
                 )));
             }
         }
-        let (limit_checks, daily) = self.limits(c, rule, coin, amount, decimals)?;
-        let mut checks = vec![format!(
+        let checks = vec![format!(
             "{} lets wallet {:?} deposit to {exchange}",
             c.policy_name(),
             rule.label
         )];
-        checks.extend(limit_checks);
-        Ok((checks, daily))
+        Ok((checks, rule, decimals))
     }
 
     /// A withdraw request: the policy's withdraw key of that exchange, a destination from the
@@ -605,7 +617,10 @@ impl Decider {
                 &i.id,
             ));
         }
-        let decimals = self.outside.decimals(coin).map_err(|e| c.refuse(e))?;
+        let decimals = self
+            .outside
+            .decimals(coin, &params.network)
+            .map_err(|e| c.refuse(e))?;
         let asked = parse_amount(amount, decimals)
             .map_err(|e| c.refuse(format!("the intent's amount: {e}")))?;
         let proposed = parse_amount(&params.amount, decimals)
@@ -1976,7 +1991,8 @@ mod tests {
             },
             limits: vec![CoinLimit {
                 coin: "LTC".into(),
-                per_transfer: "5".into(),
+                // 1.5 LTC and at most 5000 litoshis of fee.
+                per_transfer: "1.50005".into(),
                 per_day: "10".into(),
                 cosign_above: None,
                 cosigners: 0,
@@ -2162,6 +2178,15 @@ mod tests {
             payload(&p, "ltc-regtest", 150_000_000),
             si.clone(),
             "over this module's cap",
+        )
+        .await;
+        // A fee within the caps but over what the wallet's limit leaves: the fee counts.
+        let p = spend(&to, &script, 40);
+        refused(
+            "u5b",
+            payload(&p, "ltc-regtest", 150_000_000),
+            si.clone(),
+            "exceeds the limit",
         )
         .await;
         // Another amount than the intent; another chain than the wallet's.

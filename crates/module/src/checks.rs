@@ -438,11 +438,20 @@ impl Outside {
     }
 
     /// Decimals of an exchange coin code on this module's chain.
-    pub(crate) fn decimals(&self, coin: &str) -> Result<u8, String> {
-        if self.utxo.as_ref().is_some_and(|u| u.config.coin == coin) {
-            return Ok(UTXO_DECIMALS);
+    pub(crate) fn decimals(&self, coin: &str, network: &str) -> Result<u8, String> {
+        match &self.utxo {
+            Some(u) if u.config.network == network => {
+                if u.config.coin == coin {
+                    Ok(UTXO_DECIMALS)
+                } else {
+                    Err(format!(
+                        "coin {coin} is not {network}'s coin here ({})",
+                        u.config.coin
+                    ))
+                }
+            }
+            _ => self.asset_of(coin).map(|(_, d)| d),
         }
-        self.asset_of(coin).map(|(_, d)| d)
     }
 
     /// Checks a spend from a UTXO wallet to an exchange against this module's own view: the
@@ -455,7 +464,7 @@ impl Outside {
         &self,
         payload: &SigningPayload,
         wallet: &WalletScript,
-    ) -> Result<(Vec<String>, Vec<[u8; 32]>), String> {
+    ) -> Result<(Vec<String>, u64, Vec<[u8; 32]>), String> {
         let SigningPayload::UtxoTransfer {
             chain,
             amount,
@@ -565,6 +574,7 @@ impl Outside {
                 ),
                 format!("transaction {}", checked.txid),
             ],
+            checked.fee.to_sat(),
             checked.sighashes,
         ))
     }

@@ -73,11 +73,11 @@ pub struct UtxoConfig {
 }
 
 fn default_max_fee_rate() -> u64 {
-    200
+    50
 }
 
 fn default_max_fee() -> u64 {
-    1_000_000
+    100_000
 }
 
 /// The chain this module checks transfers against, through its own RPC endpoint.

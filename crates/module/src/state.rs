@@ -233,7 +233,8 @@ fn new_multisig_key(vault: &Vault) -> Result<k256::ecdsa::SigningKey, Error> {
     let key = k256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
     let mut bytes = Zeroizing::new([0u8; 32]);
     bytes.copy_from_slice(&key.to_bytes());
-    vault.put(MULTISIG, &bytes[..]).map_err(vault_err)?;
+    // Never replaces a key already there.
+    vault.put_new(MULTISIG, &bytes[..]).map_err(vault_err)?;
     Ok(key)
 }
 
@@ -297,12 +298,33 @@ impl State {
                 .try_into()
                 .map_err(|_| Error::Vault("the stored sealing key is not 32 bytes".into()))?,
         );
-        // A vault made before modules had their own key gets one now, once.
-        let multisig = match vault.get(MULTISIG).map_err(vault_err)? {
-            Some(bytes) => k256::ecdsa::SigningKey::from_slice(&bytes).map_err(|_| {
+        // A vault made before modules had their own key gets one now, once (two processes
+        // opening it at once: one creates it, the other reads that one).
+        let read = |bytes: &[u8]| {
+            k256::ecdsa::SigningKey::from_slice(bytes).map_err(|_| {
                 Error::Vault("the stored multisig key is not a secp256k1 secret key".into())
-            })?,
-            None => new_multisig_key(&vault)?,
+            })
+        };
+        let multisig = match vault.get(MULTISIG).map_err(vault_err)? {
+            Some(bytes) => read(&bytes)?,
+            None => {
+                let key = new_multisig_key(&vault)?;
+                let stored = vault
+                    .get(MULTISIG)
+                    .map_err(vault_err)?
+                    .ok_or_else(|| Error::Vault("the new multisig key was not stored".into()))?;
+                let key = if stored.as_slice() == &key.to_bytes()[..] {
+                    key
+                } else {
+                    read(&stored)?
+                };
+                tracing::warn!(
+                    module = id,
+                    key = %hex::encode(key.verifying_key().to_encoded_point(true).as_bytes()),
+                    "this vault had no multisig key: one was generated; multisig wallets defined with an earlier key of this module no longer count it as a signer"
+                );
+                key
+            }
         };
         let state = State {
             id: id.to_owned(),

@@ -256,6 +256,26 @@ impl Vault {
         fsio::write_atomic(&self.secrets, &file_name(name), &file, false)
     }
 
+    /// Seals `secret` under `name` only if nothing is stored under it yet; `false` (and
+    /// nothing written) if something is. Two processes racing to create one secret: exactly
+    /// one wins, the other reads the winner's.
+    pub fn put_new(&self, name: &str, secret: &[u8]) -> Result<bool, VaultError> {
+        check_name(name)?;
+        let sealed = seal::seal(&self.dek, secret, &secret_aad(name))?;
+        let mut file = Vec::with_capacity(1 + sealed.len());
+        file.push(SECRET_FORMAT);
+        file.extend_from_slice(&sealed);
+        match fsio::write_atomic(&self.secrets, &file_name(name), &file, true) {
+            Ok(()) => Ok(true),
+            Err(VaultError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::AlreadyExists =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// The secret stored under `name`, or `None` if there is none. Fails, naming the secret,
     /// if its file does not authenticate (altered, truncated, or renamed from another name).
     pub fn get(&self, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>, VaultError> {

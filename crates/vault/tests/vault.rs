@@ -515,3 +515,18 @@ fn debug_output_is_redacted() {
         assert!(!d.contains("hunter2"), "{d}");
     }
 }
+
+#[test]
+fn put_new_never_replaces_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = Vault::create(&dir.path().join("vault"), &kek(PASS)).unwrap();
+    assert!(vault.put_new("key", b"first").unwrap());
+    assert!(!vault.put_new("key", b"second").unwrap());
+    assert_eq!(vault.get("key").unwrap().unwrap().as_slice(), b"first");
+    // No temporary file is left behind by the refused write.
+    let left: Vec<_> = fs::read_dir(dir.path().join("vault").join("secrets"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+}

@@ -50,6 +50,15 @@ pub enum Destination {
     },
 }
 
+impl Destination {
+    /// The exchange's coin code.
+    pub fn coin(&self) -> &str {
+        match self {
+            Destination::ExchangeDeposit { coin, .. } => coin,
+        }
+    }
+}
+
 /// A request to sign, as modules see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
@@ -176,12 +185,17 @@ impl SigningPayload {
                     psbt.len()
                 )))
             }
-            SigningPayload::UtxoTransfer { psbt, .. } => self.psbt().map(|_| ()).ok_or_else(|| {
-                TypesError::InvalidPayload(format!(
+            SigningPayload::UtxoTransfer { psbt, .. } => match self.psbt() {
+                // One transaction, one encoding (no trailing bytes): one digest.
+                Some(parsed) if parsed.serialize() == *psbt => Ok(()),
+                Some(_) => Err(TypesError::InvalidPayload(
+                    "the PSBT is not in its canonical encoding".into(),
+                )),
+                None => Err(TypesError::InvalidPayload(format!(
                     "the PSBT ({} bytes) does not parse",
                     psbt.len()
-                ))
-            }),
+                ))),
+            },
             _ => Ok(()),
         }
     }
@@ -492,6 +506,13 @@ mod tests {
         }
         let e = SigningPayload::from_canonical(&bad.to_canonical()).unwrap_err();
         assert!(e.to_string().contains("does not parse"), "{e}");
+        let mut trailing = p.clone();
+        if let SigningPayload::UtxoTransfer { psbt, .. } = &mut trailing {
+            psbt.push(0);
+        }
+        if let Ok(q) = SigningPayload::from_canonical(&trailing.to_canonical()) {
+            panic!("a PSBT with a trailing byte was taken: {q:?}");
+        }
         let mut zero = p.clone();
         if let SigningPayload::UtxoTransfer { amount, .. } = &mut zero {
             *amount = 0;

@@ -215,7 +215,11 @@ impl MultisigDef {
         let keys = self
             .keys
             .iter()
-            .map(|k| hex::decode(k).map_err(|_| bad(format!("key {k:?} is not hex"))))
+            .map(|k| match hex::decode(k) {
+                // Lowercase only: one definition, one id.
+                Ok(b) if hex::encode(&b) == *k => Ok(b),
+                _ => Err(bad(format!("key {k:?} is not lowercase hex"))),
+            })
             .collect::<Result<Vec<_>, _>>()?;
         if keys.windows(2).any(|w| w[0] >= w[1]) {
             return Err(bad(

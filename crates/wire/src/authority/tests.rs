@@ -257,6 +257,16 @@ fn inconsistent_policies_are_refused_with_the_reason() {
             }),
             "unknown UTXO network",
         ),
+        (
+            Box::new(|p| {
+                // The same keys in capitals would be a second id for the same script.
+                let mut def = multisig_def();
+                def.keys = def.keys.iter().map(|k| k.to_uppercase()).collect();
+                p.wallets[0].wallet = def.wallet_id();
+                p.wallets[0].multisig = Some(def);
+            }),
+            "not lowercase hex",
+        ),
     ];
     // A well-formed multisig wallet passes.
     let mut p = policy_v1();

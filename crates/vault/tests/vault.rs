@@ -519,7 +519,7 @@ fn debug_output_is_redacted() {
 #[test]
 fn put_new_never_replaces_a_secret() {
     let dir = tempfile::tempdir().unwrap();
-    let vault = Vault::create(&dir.path().join("vault"), &kek(PASS)).unwrap();
+    let vault = Vault::create(dir.path().join("vault"), &kek(PASS)).unwrap();
     assert!(vault.put_new("key", b"first").unwrap());
     assert!(!vault.put_new("key", b"second").unwrap());
     assert_eq!(vault.get("key").unwrap().unwrap().as_slice(), b"first");

@@ -104,6 +104,12 @@ async fn route(hub: &Hub, engine: &Engine, module_id: &str, msg: module_to_coord
             hub.deliver(module_id, &job, ModuleEvent::Refusal(r));
         }
         Msg::Answer(a) => hub.answer(module_id, a),
+        Msg::MultisigSigned(m) => {
+            let job = m.job_id.clone();
+            if !hub.deliver(module_id, &job, ModuleEvent::MultisigSigned(m)) {
+                tracing::debug!(module = %module_id, %job, "multisig signatures nobody waits for");
+            }
+        }
         Msg::Released(r) => {
             let (engine, module_id) = (engine.clone(), module_id.to_owned());
             tokio::spawn(async move {

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use concord_wire::rpc::{
-    Approval, CoordinatorToModule, ExchangeAnswer, ExchangeQuery, JobUpdate, PolicyStatus, Refusal,
-    Relay, Released, coordinator_to_module,
+    Approval, CoordinatorToModule, ExchangeAnswer, ExchangeQuery, JobUpdate, MultisigSigned,
+    PolicyStatus, Refusal, Relay, Released, coordinator_to_module,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -24,6 +24,8 @@ pub enum ModuleEvent {
     Policy(PolicyStatus),
     /// The module's answer to a release.
     Released(Released),
+    /// The module's own-key signatures of a multisig spend (or its refusal).
+    MultisigSigned(MultisigSigned),
     /// The module's stream closed.
     Disconnected,
 }

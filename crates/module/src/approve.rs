@@ -437,7 +437,7 @@ impl Decider {
         checks.push(format!(
             "wallet is the {}-of-{} multisig the policy defines, this module's key among them",
             def.threshold,
-            def.keys.len()
+            def.members.len()
         ));
         checks.extend(utxo_checks);
         Ok(Checked {
@@ -1907,7 +1907,7 @@ mod tests {
         use concord_chain::utxo::bitcoin::hashes::Hash;
         use concord_chain::utxo::bitcoin::{self, Amount, FeeRate, ScriptBuf};
         use concord_chain::utxo::{SpendRequest, UtxoNetwork, WalletScript, build_spend};
-        use concord_wire::authority::MultisigDef;
+        use concord_wire::authority::{MultisigDef, MultisigMember};
 
         let net = UtxoNetwork::LitecoinRegtest;
         let ltc_dir = tempfile::tempdir().unwrap();
@@ -1966,22 +1966,46 @@ mod tests {
         state
             .save_exchange_secret("binance", secret.as_bytes())
             .unwrap();
-        let other = |i: u8| {
-            let k = k256::ecdsa::SigningKey::from_bytes((&[i; 32]).into()).unwrap();
-            hex::encode(k.verifying_key().to_encoded_point(true).as_bytes())
+        // The other members: their identities and own keys (made for the test).
+        let other_key = |i: u8| k256::ecdsa::SigningKey::from_bytes((&[i; 32]).into()).unwrap();
+        let member = |module: &str, identity: &IdentityKey, k: &k256::ecdsa::SigningKey| {
+            let own: [u8; 33] = k
+                .verifying_key()
+                .to_encoded_point(true)
+                .as_bytes()
+                .try_into()
+                .unwrap();
+            MultisigMember {
+                module: module.into(),
+                identity: identity.public(),
+                key: hex::encode(own),
+                key_signature: hex::encode(identity.sign_multisig_key(&own)),
+            }
         };
-        let def_of = |keys: Vec<String>| {
-            let mut keys = keys;
-            keys.sort();
+        let def_of = |members: Vec<MultisigMember>| {
+            let mut members = members;
+            members.sort_by(|a, b| a.key.cmp(&b.key));
             MultisigDef {
                 chain: "ltc-regtest".into(),
                 threshold: 2,
-                keys,
+                members,
             }
         };
-        let mine = hex::encode(state.multisig_public_key());
-        let def = def_of(vec![mine, other(0x41), other(0x42)]);
-        let foreign_def = def_of(vec![other(0x43), other(0x41), other(0x42)]);
+        let info = state.public_info();
+        let me = MultisigMember {
+            module: "m1".into(),
+            identity: state.identity().public(),
+            key: info.multisig_key.clone(),
+            key_signature: info.multisig_key_signature.clone(),
+        };
+        let (id2, id3, id4) = (key(50), key(51), key(52));
+        let (k2, k3, k4) = (other_key(0x41), other_key(0x42), other_key(0x43));
+        let def = def_of(vec![me, member("m2", &id2, &k2), member("m3", &id3, &k3)]);
+        let foreign_def = def_of(vec![
+            member("m4", &id4, &k4),
+            member("m2", &id2, &k2),
+            member("m3", &id3, &k3),
+        ]);
         let rule = |def: &MultisigDef, label: &str| WalletRule {
             wallet: def.wallet_id(),
             label: label.into(),
@@ -2225,5 +2249,87 @@ mod tests {
         let all = st.checks.join("\n");
         assert!(all.contains(&net.address(&to).unwrap()), "{all}");
         assert!(all.contains("unspent and the wallet's"), "{all}");
+
+        // Signing with this module's own key needs a certificate meeting the intent's rule
+        // (all three members) among the members the policy names.
+        let policy_hash = state.policy().unwrap().hash;
+        let approval_by = |module: &str, identity: &IdentityKey| {
+            let statement = ApprovalStatement {
+                version: 2,
+                job_id: "u9".into(),
+                module_id: module.into(),
+                wallet_id: def.wallet_id(),
+                digest: honest.digest(),
+                policy: policy_hash,
+                intent: si.intent.id.clone(),
+                rule: AgreementRule::All,
+                expires_at: concord_wire::authority::unix_now() + 600,
+                checks: vec![],
+            }
+            .to_bytes();
+            let signature = ApprovalStatement::sign(&statement, identity).to_vec();
+            Approval {
+                job_id: "u9".into(),
+                digest: honest.digest().to_vec(),
+                statement,
+                signature,
+            }
+        };
+        let refused_signing = |certificate: Vec<Approval>, want: &str| {
+            let e = crate::multisig::sign(&state, "u9", &certificate).unwrap_err();
+            assert!(e.to_string().contains(want), "wanted {want:?} in: {e}");
+        };
+        refused_signing(vec![a.clone()], "certificate");
+        refused_signing(vec![a.clone(), approval_by("m2", &id2)], "certificate");
+        // An approval attributed to m3 but signed by another identity.
+        refused_signing(
+            vec![a.clone(), approval_by("m2", &id2), approval_by("m3", &id4)],
+            "not signed by its pinned identity",
+        );
+        // Another job's approval (no approval here) and a job that is not a multisig spend.
+        assert!(crate::multisig::sign(&state, "u1", &[]).is_err());
+        let certificate = vec![a.clone(), approval_by("m2", &id2), approval_by("m3", &id3)];
+        let mine = crate::multisig::sign(&state, "u9", &certificate).unwrap();
+        assert_eq!(
+            crate::multisig::sign(&state, "u9", &certificate).unwrap(),
+            mine,
+            "asked again: the same signatures"
+        );
+        // Bound: the approval can no longer be released.
+        assert!(state.release_approval("u9").is_err());
+
+        // The module's signature and member 2's make a spend the node accepts and mines.
+        let p = honest.psbt().unwrap();
+        let digests = concord_chain::utxo::sighashes(&p, &script).unwrap();
+        assert_eq!(mine.len(), digests.len());
+        let own_key = |k: &[u8; 33]| {
+            concord_chain::utxo::bitcoin::CompressedPublicKey::from_slice(k).unwrap()
+        };
+        let signatures: Vec<concord_chain::utxo::InputSignature> = digests
+            .iter()
+            .zip(&mine)
+            .map(|(d, m)| {
+                use k256::ecdsa::signature::hazmat::PrehashSigner;
+                let theirs: k256::ecdsa::Signature = k2.sign_prehash(d).unwrap();
+                let k2_public: [u8; 33] = k2
+                    .verifying_key()
+                    .to_encoded_point(true)
+                    .as_bytes()
+                    .try_into()
+                    .unwrap();
+                concord_chain::utxo::InputSignature::Multisig(
+                    [
+                        (own_key(&state.multisig_public_key()), m.to_vec()),
+                        (own_key(&k2_public), theirs.to_bytes().to_vec()),
+                    ]
+                    .into(),
+                )
+            })
+            .collect();
+        let tx = concord_chain::utxo::finalize(&p, &script, &signatures).unwrap();
+        assert_eq!(node.test_accept(&tx).await.unwrap(), Ok(()));
+        let txid = node.broadcast(&tx).await.unwrap();
+        node.mine_to(1, &burn).await.unwrap();
+        assert_eq!(node.confirmations(&txid).await.unwrap(), Some(1));
     }
 }

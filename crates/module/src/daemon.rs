@@ -13,8 +13,8 @@ use concord_wire::messages::{AuxResult, KeygenResult, PresignResult, RefreshResu
 use concord_wire::payload::SigningPayload;
 use concord_wire::rpc::module_link_client::ModuleLinkClient;
 use concord_wire::rpc::{
-    Approval, Failure, Hello, JobUpdate, PolicyStatus, Proposal, ProtocolKind, Relay, Released,
-    StartProtocol, coordinator_to_module, job_update, module_to_coordinator,
+    Approval, Failure, Hello, JobUpdate, MultisigSigned, PolicyStatus, Proposal, ProtocolKind,
+    Relay, Released, StartProtocol, coordinator_to_module, job_update, module_to_coordinator,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -257,6 +257,27 @@ async fn session(
                 };
                 send_up(uplink, module_to_coordinator::Msg::Released(answer));
             }
+            Some(coordinator_to_module::Msg::MultisigSign(m)) => {
+                let answer = match crate::multisig::sign(&ctx.state, &m.job_id, &m.certificate) {
+                    Ok(signatures) => {
+                        tracing::info!(job = %m.job_id, inputs = signatures.len(), "multisig spend signed with this module's own key");
+                        MultisigSigned {
+                            job_id: m.job_id,
+                            signatures: signatures.iter().map(|s| s.to_vec()).collect(),
+                            error: String::new(),
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(job = %m.job_id, error = %e, "multisig signing refused");
+                        MultisigSigned {
+                            job_id: m.job_id,
+                            signatures: Vec::new(),
+                            error: e.to_string(),
+                        }
+                    }
+                };
+                send_up(uplink, module_to_coordinator::Msg::MultisigSigned(answer));
+            }
             Some(coordinator_to_module::Msg::Abort(a)) => {
                 if let Ok(mut tasks) = ctx.tasks.lock() {
                     tasks.retain(|(job, _), h| {
@@ -486,7 +507,7 @@ fn check_group(
 }
 
 /// The policy this module approved `job_id` under is still in force.
-fn check_policy_unchanged(
+pub(crate) fn check_policy_unchanged(
     state: &State,
     job_id: &str,
     approval: &crate::state::ApprovalRecord,

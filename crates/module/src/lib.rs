@@ -9,6 +9,7 @@ mod checks;
 pub mod config;
 pub mod daemon;
 mod ledger;
+mod multisig;
 pub mod state;
 mod transport;
 

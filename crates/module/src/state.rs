@@ -458,6 +458,21 @@ impl State {
         out
     }
 
+    /// Signs a 32-byte digest with this module's own key: deterministic (RFC 6979), low S,
+    /// 64 bytes `r || s`. Only [`crate::multisig::sign`] calls it, on digests it computed
+    /// from a spend this module approved.
+    pub(crate) fn sign_with_multisig_key(&self, digest: &[u8; 32]) -> Result<[u8; 64], Error> {
+        use k256::ecdsa::signature::hazmat::PrehashSigner;
+        let sig: k256::ecdsa::Signature = self
+            .multisig
+            .sign_prehash(digest)
+            .map_err(|e| Error::Protocol(format!("signing with the multisig key: {e}")))?;
+        let sig = sig.normalize_s().unwrap_or(sig);
+        let mut out = [0u8; 64];
+        out.copy_from_slice(&sig.to_bytes());
+        Ok(out)
+    }
+
     /// What the operator hands to the coordinator's operator.
     pub fn public_info(&self) -> PublicInfo {
         let sealing = self.sealing.public();

@@ -38,7 +38,8 @@ pub use intent::{
 };
 pub use policy::{
     AddressEntry, AddressTarget, AdminSet, CoinLimit, GroupRule, MULTISIG_WALLET_TAG, MultisigDef,
-    POLICY_TAG, Policy, Principal, SignedPolicy, WalletPurpose, WalletRule, check_decimal,
+    MultisigMember, POLICY_TAG, Policy, Principal, SignedPolicy, WalletPurpose, WalletRule,
+    check_decimal,
 };
 
 /// Domain tag of raw messages a wallet signs where a policy allows it: what is signed is

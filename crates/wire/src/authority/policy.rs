@@ -176,8 +176,10 @@ pub struct WalletRule {
 pub const MULTISIG_WALLET_TAG: &str = "concord/multisig-wallet/v1";
 
 /// A native multisig wallet as the admins define it: `threshold` of the member modules' own
-/// secp256k1 keys (each module publishes its key signed by its identity, `concord module
-/// show`). On a UTXO chain it is the P2WSH `OP_CHECKMULTISIG` of the keys in BIP-67 order.
+/// secp256k1 keys. Each member is named with its identity key and its identity's signature
+/// over its multisig key (what `concord module show` publishes), so every module checks both
+/// who the members are (their approvals make a certificate) and that each key is theirs. On
+/// a UTXO chain the wallet is the P2WSH `OP_CHECKMULTISIG` of the keys in BIP-67 order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
@@ -186,8 +188,24 @@ pub struct MultisigDef {
     pub chain: String,
     /// Signatures needed.
     pub threshold: u8,
-    /// The members' keys, 33-byte compressed, hex, in ascending order (BIP-67).
-    pub keys: Vec<String>,
+    /// The members, in ascending order of their keys (BIP-67).
+    pub members: Vec<MultisigMember>,
+}
+
+/// One member of a multisig wallet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct MultisigMember {
+    /// The module's id.
+    pub module: String,
+    /// Its identity key.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub identity: PublicIdentity,
+    /// Its own secp256k1 key, 33 bytes compressed, lowercase hex.
+    pub key: String,
+    /// Its identity's signature over the key, hex.
+    pub key_signature: String,
 }
 
 impl MultisigDef {
@@ -196,8 +214,9 @@ impl MultisigDef {
         WalletId(tagged_hash(MULTISIG_WALLET_TAG, &canonical(self)))
     }
 
-    /// The chain and the wallet's script, checking the definition: a known chain, valid
-    /// distinct keys in ascending order, a threshold between 1 and their number.
+    /// The chain and the wallet's script, checking the definition: a known chain; members
+    /// with distinct ids and identities, valid keys in lowercase hex and ascending order,
+    /// each signed by its member's identity; a threshold between 1 and their number.
     pub fn wallet(
         &self,
     ) -> Result<
@@ -212,29 +231,61 @@ impl MultisigDef {
             .chain
             .parse()
             .map_err(|e: concord_chain::utxo::UtxoError| bad(e.0))?;
-        let keys = self
-            .keys
-            .iter()
-            .map(|k| match hex::decode(k) {
-                // Lowercase only: one definition, one id.
-                Ok(b) if hex::encode(&b) == *k => Ok(b),
-                _ => Err(bad(format!("key {k:?} is not lowercase hex"))),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut keys = Vec::with_capacity(self.members.len());
+        for m in &self.members {
+            // Lowercase only: one definition, one id.
+            let key = match hex::decode(&m.key) {
+                Ok(b) if hex::encode(&b) == m.key => b,
+                _ => {
+                    return Err(bad(format!(
+                        "{}'s key {:?} is not lowercase hex",
+                        m.module, m.key
+                    )));
+                }
+            };
+            let key33: [u8; 33] = key
+                .as_slice()
+                .try_into()
+                .map_err(|_| bad(format!("{}'s key is not 33 bytes", m.module)))?;
+            let sig = hex::decode(&m.key_signature)
+                .map_err(|_| bad(format!("{}'s key signature is not hex", m.module)))?;
+            m.identity.verify_multisig_key(&key33, &sig).map_err(|_| {
+                bad(format!(
+                    "{}'s key is not signed by its identity {}",
+                    m.module,
+                    m.identity.fingerprint()
+                ))
+            })?;
+            keys.push(key);
+        }
         if keys.windows(2).any(|w| w[0] >= w[1]) {
             return Err(bad(
-                "keys must be listed once each, in ascending order (BIP-67)".into(),
+                "members must be listed once each, in ascending order of their keys (BIP-67)"
+                    .into(),
             ));
+        }
+        let ids: BTreeSet<&str> = self.members.iter().map(|m| m.module.as_str()).collect();
+        let identities: BTreeSet<_> = self.members.iter().map(|m| m.identity).collect();
+        if ids.len() != self.members.len() || identities.len() != self.members.len() {
+            return Err(bad("a member is listed twice".into()));
         }
         let script = concord_chain::utxo::WalletScript::multisig(self.threshold, &keys)
             .map_err(|e| bad(e.0))?;
         Ok((chain, script))
     }
 
+    /// The members as a certificate names them: (module id, identity key), in order.
+    pub fn certificate_members(&self) -> Vec<(String, PublicIdentity)> {
+        self.members
+            .iter()
+            .map(|m| (m.module.clone(), m.identity))
+            .collect()
+    }
+
     /// Whether `key` (33 bytes compressed) is one of the members' keys.
     pub fn has_key(&self, key: &[u8; 33]) -> bool {
         let key = hex::encode(key);
-        self.keys.iter().any(|k| k.eq_ignore_ascii_case(&key))
+        self.members.iter().any(|m| m.key == key)
     }
 }
 

@@ -234,7 +234,7 @@ fn inconsistent_policies_are_refused_with_the_reason() {
         (
             Box::new(|p| {
                 let mut def = multisig_def();
-                def.keys.reverse();
+                def.members.reverse();
                 p.wallets[0].wallet = def.wallet_id();
                 p.wallets[0].multisig = Some(def);
             }),
@@ -261,11 +261,21 @@ fn inconsistent_policies_are_refused_with_the_reason() {
             Box::new(|p| {
                 // The same keys in capitals would be a second id for the same script.
                 let mut def = multisig_def();
-                def.keys = def.keys.iter().map(|k| k.to_uppercase()).collect();
+                def.members[0].key = def.members[0].key.to_uppercase();
                 p.wallets[0].wallet = def.wallet_id();
                 p.wallets[0].multisig = Some(def);
             }),
             "not lowercase hex",
+        ),
+        (
+            Box::new(|p| {
+                // A key its member's identity never published.
+                let mut def = multisig_def();
+                def.members[0].key_signature = def.members[1].key_signature.clone();
+                p.wallets[0].wallet = def.wallet_id();
+                p.wallets[0].multisig = Some(def);
+            }),
+            "is not signed by its identity",
         ),
     ];
     // A well-formed multisig wallet passes.
@@ -282,19 +292,31 @@ fn inconsistent_policies_are_refused_with_the_reason() {
     }
 }
 
-/// A 2-of-3 multisig definition over three test keys, listed in ascending order.
+/// A 2-of-3 multisig definition: three modules' identities and own keys, in key order.
 fn multisig_def() -> MultisigDef {
-    let mut keys: Vec<String> = (1u8..=3)
+    let mut members: Vec<MultisigMember> = (1u8..=3)
         .map(|i| {
             let k = k256::ecdsa::SigningKey::from_bytes((&[i; 32]).into()).unwrap();
-            hex::encode(k.verifying_key().to_encoded_point(true).as_bytes())
+            let own: [u8; 33] = k
+                .verifying_key()
+                .to_encoded_point(true)
+                .as_bytes()
+                .try_into()
+                .unwrap();
+            let identity = key(40 + i);
+            MultisigMember {
+                module: format!("m{i}"),
+                identity: identity.public(),
+                key: hex::encode(own),
+                key_signature: hex::encode(identity.sign_multisig_key(&own)),
+            }
         })
         .collect();
-    keys.sort();
+    members.sort_by(|a, b| a.key.cmp(&b.key));
     MultisigDef {
         chain: "ltc-regtest".into(),
         threshold: 2,
-        keys,
+        members,
     }
 }
 

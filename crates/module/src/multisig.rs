@@ -1,0 +1,99 @@
+//! Signing with this module's own key, for a native multisig wallet: only under an approval
+//! this module gave, once a certificate of approvals meets the intent's rule among the
+//! wallet's members (as the policy names them), and only the digests it computes itself from
+//! the spend it approved. The chain enforces the wallet's threshold; the certificate enforces
+//! the intent's rule (a coordinator cannot collect `t` signatures when the rule asked for
+//! every member).
+
+use concord_chain::utxo::sighashes;
+use concord_wire::authority::{CertificateCheck, check_certificate, tagged_hash};
+use concord_wire::payload::SigningPayload;
+use concord_wire::rpc::Approval;
+
+use crate::Error;
+use crate::state::State;
+
+/// Domain tag of the record that binds an approval once its multisig signatures left.
+const MULTISIG_SIGN_TAG: &str = "concord/multisig-sign/v1";
+
+/// This module's signature of each input of the spend it approved under `job`, given the
+/// certificate: 64 bytes `r || s` each (low S), in input order. The approval is bound from
+/// then on (never released). Asked again, the same signatures (deterministic, RFC 6979).
+pub(crate) fn sign(
+    state: &State,
+    job: &str,
+    certificate: &[Approval],
+) -> Result<Vec<[u8; 64]>, Error> {
+    let approval = state
+        .approval(job)?
+        .ok_or_else(|| Error::Refused(format!("this module holds no approval of job {job}")))?;
+    if approval.void {
+        return Err(Error::Refused(format!(
+            "the approval of job {job} was released: this module never signs under it"
+        )));
+    }
+    crate::daemon::check_policy_unchanged(state, job, &approval)?;
+    let payload = SigningPayload::from_canonical(&approval.payload)
+        .map_err(|e| Error::Refused(format!("the approved payload: {e}")))?;
+    if payload.digest() != approval.digest {
+        return Err(Error::Refused(format!(
+            "the payload stored for job {job} is not the one approved"
+        )));
+    }
+    let SigningPayload::UtxoTransfer { .. } = &payload else {
+        return Err(Error::Refused(format!(
+            "job {job} is not a spend from a multisig wallet"
+        )));
+    };
+    let policy = state
+        .policy()
+        .ok_or_else(|| Error::Refused("this module has no policy".into()))?;
+    let def = policy
+        .policy()
+        .wallet(&approval.wallet_id)
+        .and_then(|r| r.multisig.clone())
+        .ok_or_else(|| {
+            Error::Refused(format!(
+                "wallet {} is not a multisig wallet of the policy in force",
+                approval.wallet_id
+            ))
+        })?;
+    let own = state.multisig_public_key();
+    if !def.has_key(&own) {
+        return Err(Error::Refused(format!(
+            "this module's own key is not one of multisig wallet {}'s keys",
+            approval.wallet_id
+        )));
+    }
+    let (_, script) = def.wallet().map_err(|e| Error::Refused(e.to_string()))?;
+    let members = def.certificate_members();
+    let certificate: Vec<(Vec<u8>, Vec<u8>)> = certificate
+        .iter()
+        .map(|a| (a.statement.clone(), a.signature.clone()))
+        .collect();
+    check_certificate(
+        &CertificateCheck {
+            job_id: job,
+            wallet: approval.wallet_id,
+            digest: approval.digest,
+            policy: approval.policy,
+            rule: approval.rule,
+            threshold: usize::from(def.threshold),
+            members: &members,
+            now: concord_wire::authority::unix_now(),
+        },
+        &certificate,
+    )
+    .map_err(|e| Error::Refused(format!("the certificate: {e}")))?;
+    let psbt = payload
+        .psbt()
+        .ok_or_else(|| Error::Refused("the approved PSBT does not parse".into()))?;
+    let digests = sighashes(&psbt, &script).map_err(|e| Error::Refused(e.to_string()))?;
+    // Bound before anything leaves: a release of this approval is refused from now on.
+    let record = tagged_hash(MULTISIG_SIGN_TAG, job.as_bytes());
+    state.sign_under(&record, job)?;
+    digests
+        .iter()
+        .map(|d| state.sign_with_multisig_key(d))
+        .collect()
+}

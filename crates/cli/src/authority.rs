@@ -11,6 +11,7 @@ use clap::{Args, Subcommand};
 use concord_coordinator::policy::{Policies, PolicyView};
 use concord_wire::authority::{
     Action, AddressTarget, Endorsement, Intent, POLICY_TAG, Policy, SignedIntent, WalletPurpose,
+    WalletRule,
 };
 use concord_wire::identity::IdentityKey;
 use serde_json::{Value, json};
@@ -160,6 +161,34 @@ pub enum PolicyCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Define a native multisig wallet for a policy file, from the member modules' published
+    /// info (`concord module show --json`, one file each): checks each module's key is
+    /// signed by its identity, orders them (BIP-67) and prints the wallet rule to paste into
+    /// the policy's `wallets` (its id is the definition's hash) and the wallet's address.
+    /// Runs offline.
+    #[command(
+        after_help = "Example:\n  concord policy multisig --chain ltc-regtest --threshold 2 --label ltc-desk \\\n    --module m1.json --module m2.json --module m3.json --deposit-to binance"
+    )]
+    Multisig {
+        /// The chain: ltc-regtest, ltc, btc, btc-testnet or btc-regtest.
+        #[arg(long)]
+        chain: String,
+        /// Signatures needed.
+        #[arg(long)]
+        threshold: u8,
+        /// A member module's info file (`concord module show --json`); once per member.
+        #[arg(long = "module", required = true)]
+        modules: Vec<PathBuf>,
+        /// The wallet's label in the policy.
+        #[arg(long)]
+        label: String,
+        /// Exchange connections it may deposit to.
+        #[arg(long = "deposit-to")]
+        deposit_to: Vec<String>,
+        /// Print JSON (the wallet rule only).
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the policy in force (or one by hash) and each module's report.
     #[command(after_help = "Example:\n  concord policy show")]
     Show {
@@ -304,8 +333,110 @@ pub(crate) fn show_policy(v: &PolicyView) {
     }
 }
 
+/// The wallet rule of a native multisig wallet from its members' published info.
+pub(crate) fn multisig_rule(
+    chain: &str,
+    threshold: u8,
+    infos: &[concord_module::PublicInfo],
+    label: &str,
+    deposit_to: Vec<String>,
+) -> Result<(WalletRule, String)> {
+    let mut members = Vec::with_capacity(infos.len());
+    for info in infos {
+        let identity: concord_wire::identity::PublicIdentity = info
+            .identity
+            .parse()
+            .with_context(|| format!("module {}'s identity key", info.id))?;
+        let key: [u8; 33] = hex::decode(&info.multisig_key)
+            .ok()
+            .and_then(|k| k.try_into().ok())
+            .ok_or_else(|| anyhow!("module {}'s info carries no multisig key (a module from before they had one: open it once with this version)", info.id))?;
+        let sig = hex::decode(&info.multisig_key_signature).unwrap_or_default();
+        identity.verify_multisig_key(&key, &sig).map_err(|_| {
+            anyhow!(
+                "module {}'s multisig key is not signed by its identity {}: the info file is not that module's",
+                info.id,
+                identity.fingerprint()
+            )
+        })?;
+        members.push(concord_wire::authority::MultisigMember {
+            module: info.id.clone(),
+            identity,
+            key: hex::encode(key),
+            key_signature: hex::encode(sig),
+        });
+    }
+    members.sort_by(|a, b| a.key.cmp(&b.key));
+    let def = concord_wire::authority::MultisigDef {
+        chain: chain.to_owned(),
+        threshold,
+        members,
+    };
+    let (network, script) = def.wallet()?;
+    let address = network.address(&script.script_pubkey())?;
+    let rule = WalletRule {
+        wallet: def.wallet_id(),
+        label: label.to_owned(),
+        purpose: concord_wire::authority::WalletPurpose::Trading {
+            deposit_to,
+            raw_messages: false,
+        },
+        limits: Vec::new(),
+        refresh: false,
+        derive: Vec::new(),
+        multisig: Some(def),
+    };
+    Ok((rule, address))
+}
+
+/// `concord policy multisig`: offline.
+pub fn policy_multisig(cmd: PolicyCommand) -> Result<()> {
+    let PolicyCommand::Multisig {
+        chain,
+        threshold,
+        modules,
+        label,
+        deposit_to,
+        json,
+    } = cmd
+    else {
+        return Err(anyhow!("not a multisig definition"));
+    };
+    let infos = modules
+        .iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read {}", f.display()))?;
+            serde_json::from_str::<concord_module::PublicInfo>(&text).with_context(|| {
+                format!(
+                    "{} is not a module's info (`concord module show --json`)",
+                    f.display()
+                )
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let (rule, address) = multisig_rule(&chain, threshold, &infos, &label, deposit_to)?;
+    if json {
+        crate::outln!("{}", serde_json::to_string(&rule)?);
+    } else {
+        crate::outln!(
+            "Multisig wallet {:?}: {threshold} of {} module keys on {chain}",
+            rule.label,
+            infos.len()
+        );
+        crate::outln!("  wallet id   {}", rule.wallet);
+        crate::outln!("  address     {address}");
+        crate::outln!(
+            "Add this to the policy's wallets (set its limits), then `concord policy propose`:"
+        );
+        crate::outln!("{}", serde_json::to_string_pretty(&rule)?);
+    }
+    Ok(())
+}
+
 pub async fn policy(api: &Api, cmd: PolicyCommand) -> Result<()> {
     match cmd {
+        cmd @ PolicyCommand::Multisig { .. } => return policy_multisig(cmd),
         PolicyCommand::Propose { file, json } => {
             let view = propose(api, read_policy_file(&file)?).await?;
             if json {
@@ -434,4 +565,63 @@ pub async fn tokens(api: &Api, cmd: TokensCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn module(id: &str, dir: &Path) -> concord_module::PublicInfo {
+        let kek = concord_vault::PassphraseKek::with_params(
+            Zeroizing::new("test passphrase".into()),
+            concord_vault::Argon2Params {
+                m_cost_kib: 8 * 1024,
+                t_cost: 1,
+                p_cost: 1,
+            },
+        )
+        .unwrap();
+        concord_module::State::create(id, &dir.join(id), &kek, Default::default())
+            .unwrap()
+            .public_info()
+    }
+
+    /// The policy entry of a multisig wallet from three modules' published info: a valid
+    /// definition whose address is the P2WSH of their keys; an info whose key another module
+    /// published is refused.
+    #[test]
+    fn a_multisig_wallet_is_defined_from_the_modules_published_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let infos: Vec<_> = ["m1", "m2", "m3"]
+            .iter()
+            .map(|id| module(id, dir.path()))
+            .collect();
+        let (rule, address) =
+            multisig_rule("ltc-regtest", 2, &infos, "ltc-desk", vec!["binance".into()]).unwrap();
+        let def = rule.multisig.clone().unwrap();
+        assert_eq!(rule.wallet, def.wallet_id());
+        let (network, script) = def.wallet().unwrap();
+        assert_eq!(network.address(&script.script_pubkey()).unwrap(), address);
+        assert!(address.starts_with("rltc1q"), "{address}");
+        // The order the modules are given in does not matter.
+        let mut reversed = infos.clone();
+        reversed.reverse();
+        let (again, _) = multisig_rule(
+            "ltc-regtest",
+            2,
+            &reversed,
+            "ltc-desk",
+            vec!["binance".into()],
+        )
+        .unwrap();
+        assert_eq!(again.wallet, rule.wallet);
+        // A key passed off as another module's.
+        let mut forged = infos.clone();
+        forged[0].multisig_key = infos[1].multisig_key.clone();
+        let e = multisig_rule("ltc-regtest", 2, &forged, "x", vec![]).unwrap_err();
+        assert!(e.to_string().contains("not signed by its identity"), "{e}");
+        // A threshold over the members.
+        assert!(multisig_rule("ltc-regtest", 4, &infos, "x", vec![]).is_err());
+    }
 }

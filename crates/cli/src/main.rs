@@ -200,6 +200,9 @@ fn main() -> ExitCode {
             Command::Coordinator { command } => services::coordinator(command).await,
             Command::Module { command } => services::module(command).await,
             Command::Keys { command } => authority::keys(command),
+            Command::Policy {
+                command: command @ authority::PolicyCommand::Multisig { .. },
+            } => authority::policy_multisig(command),
             Command::Policy { command } => authority::policy(&api()?, command).await,
             Command::Tokens { command } => authority::tokens(&api()?, command).await,
             Command::Modules { command } => client::modules(&api()?, command).await,

@@ -167,7 +167,7 @@ pub enum PolicyCommand {
     /// the policy's `wallets` (its id is the definition's hash) and the wallet's address.
     /// Runs offline.
     #[command(
-        after_help = "Example:\n  concord policy multisig --chain ltc-regtest --threshold 2 --label ltc-desk \\\n    --module m1.json --module m2.json --module m3.json --deposit-to binance"
+        after_help = "Example:\n  concord policy multisig --chain ltc-regtest --threshold 2 --label ltc-desk --module m1.json --module m2.json --module m3.json --deposit-to binance"
     )]
     Multisig {
         /// The chain: ltc-regtest, ltc, btc, btc-testnet or btc-regtest.

@@ -1183,18 +1183,21 @@ mod tests {
         }
     }
 
-    async fn fixture(with_policy: bool) -> Fx {
+    /// A fresh anvil on a free port, answering: the process and its RPC URL.
+    async fn start_anvil() -> (Anvil, String) {
         let bin = concord_chain::anvil::anvil_binary(|m| eprintln!("{m}")).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let anvil = std::process::Command::new(bin)
-            .args(["--port", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let anvil = Anvil(
+            std::process::Command::new(bin)
+                .args(["--port", &port.to_string()])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
         let rpc = format!("http://127.0.0.1:{port}");
         let client = concord_chain::EvmClient::new(&rpc).unwrap();
         for _ in 0..100 {
@@ -1203,6 +1206,11 @@ mod tests {
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
+        (anvil, rpc)
+    }
+
+    async fn fixture(with_policy: bool) -> Fx {
+        let (anvil, rpc) = start_anvil().await;
         let (read_key, secret) = ("k".repeat(64), "s".repeat(64));
         let sim: concord_exchange_sim::SimConfig = serde_json::from_value(serde_json::json!({
             "rpc_url": rpc, "chain_id": 31337, "confirmations": 1,
@@ -1289,7 +1297,7 @@ mod tests {
             .unwrap();
         let honest: Address = honest["address"].as_str().unwrap().parse().unwrap();
         Fx {
-            _anvil: Anvil(anvil),
+            _anvil: anvil,
             sim,
             _dir: dir,
             state,
@@ -1914,27 +1922,7 @@ mod tests {
         let ltc = LocalLitecoin::start(ltc_dir.path()).await.unwrap();
         let node = ltc.node().clone();
         // anvil only because the simulator serves ETH too.
-        let bin = concord_chain::anvil::anvil_binary(|m| eprintln!("{m}")).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let _anvil = Anvil(
-            std::process::Command::new(bin)
-                .args(["--port", &port.to_string()])
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        let rpc = format!("http://127.0.0.1:{port}");
-        let client = concord_chain::EvmClient::new(&rpc).unwrap();
-        for _ in 0..100 {
-            if client.block_number().await.is_ok() {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+        let (_anvil, rpc) = start_anvil().await;
         let (user, password) = ltc.rpc_credentials();
         let (read_key, secret) = ("k".repeat(64), "s".repeat(64));
         let sim: concord_exchange_sim::SimConfig = serde_json::from_value(serde_json::json!({
@@ -2130,105 +2118,106 @@ mod tests {
                 network: "LTC".into(),
             },
         };
-        let refused =
-            |job: &'static str, p: SigningPayload, si: SignedIntent, want: &'static str| {
-                let decider = &decider;
-                async move {
-                    let r = decider.decide(&proposal(job, &p, &si)).await.unwrap_err();
-                    assert!(
-                        r.reason.contains(want),
-                        "{job}: wanted {want:?} in: {}",
-                        r.reason
-                    );
-                }
-            };
+        let refused = |job: String, p: SigningPayload, si: SignedIntent, want: &'static str| {
+            let decider = &decider;
+            async move {
+                let r = decider.decide(&proposal(&job, &p, &si)).await.unwrap_err();
+                assert!(
+                    r.reason.contains(want),
+                    "{job}: wanted {want:?} in: {}",
+                    r.reason
+                );
+            }
+        };
 
-        // The forged address: the coordinator's recipient is not the exchange's.
-        let forged = spend(&attacker, &script, 10);
-        refused(
-            "u1",
-            payload(&forged, "ltc-regtest", 150_000_000),
-            si.clone(),
-            "neither the destination nor change",
-        )
-        .await;
-        // An extra output to the attacker.
-        let mut p = spend(&to, &script, 10);
-        p.unsigned_tx.output.push(bitcoin::TxOut {
+        // Each attack: the PSBT the coordinator proposes, the chain and amount it names, and
+        // what the refusal must say.
+        let theirs = node.spendable(&burn, 1).await.unwrap();
+        let mut extra = spend(&to, &script, 10);
+        extra.unsigned_tx.output.push(bitcoin::TxOut {
             value: Amount::from_sat(1_000_000),
             script_pubkey: attacker.clone(),
         });
-        p.outputs.push(Default::default());
-        refused(
-            "u2",
-            payload(&p, "ltc-regtest", 150_000_000),
-            si.clone(),
-            "neither the destination nor change",
-        )
-        .await;
-        // Change to a script that is not the wallet's.
-        let mut p = spend(&to, &script, 10);
-        p.unsigned_tx.output[1].script_pubkey = attacker.clone();
-        refused(
-            "u3",
-            payload(&p, "ltc-regtest", 150_000_000),
-            si.clone(),
-            "neither the destination nor change",
-        )
-        .await;
-        // A foreign input: a coin of the burn script, unspent on the node.
-        let theirs = node.spendable(&burn, 1).await.unwrap();
-        let mut p = spend(&to, &script, 10);
-        p.unsigned_tx.input.push(bitcoin::TxIn {
+        extra.outputs.push(Default::default());
+        let mut foreign_change = spend(&to, &script, 10);
+        foreign_change.unsigned_tx.output[1].script_pubkey = attacker.clone();
+        let mut foreign_input = spend(&to, &script, 10);
+        foreign_input.unsigned_tx.input.push(bitcoin::TxIn {
             previous_output: theirs[0].outpoint,
             sequence: bitcoin::Sequence::ENABLE_LOCKTIME_NO_RBF,
             ..Default::default()
         });
-        p.inputs.push(bitcoin::psbt::Input {
+        foreign_input.inputs.push(bitcoin::psbt::Input {
             witness_utxo: Some(theirs[0].txout.clone()),
             ..Default::default()
         });
-        refused(
-            "u4",
-            payload(&p, "ltc-regtest", 150_000_000),
-            si.clone(),
-            "not this wallet's",
-        )
-        .await;
-        // A fee over this module's caps.
-        let p = spend(&to, &script, 400);
-        refused(
-            "u5",
-            payload(&p, "ltc-regtest", 150_000_000),
-            si.clone(),
-            "over this module's cap",
-        )
-        .await;
-        // A fee within the caps but over what the wallet's limit leaves: the fee counts.
-        let p = spend(&to, &script, 40);
-        refused(
-            "u5b",
-            payload(&p, "ltc-regtest", 150_000_000),
-            si.clone(),
-            "exceeds the limit",
-        )
-        .await;
-        // Another amount than the intent; another chain than the wallet's.
-        let p = spend(&to, &script, 10);
-        refused(
-            "u6",
-            payload(&p, "ltc-regtest", 140_000_000),
-            si.clone(),
-            "amount",
-        )
-        .await;
-        refused(
-            "u7",
-            payload(&p, "btc-regtest", 150_000_000),
-            si.clone(),
-            "is not wallet",
-        )
-        .await;
+        let fair = spend(&to, &script, 10);
+        let attacks: Vec<(&str, bitcoin::Psbt, &str, u64, &str)> = vec![
+            // The forged address: the coordinator's recipient is not the exchange's.
+            (
+                "forged recipient",
+                spend(&attacker, &script, 10),
+                "ltc-regtest",
+                150_000_000,
+                "neither the destination nor change",
+            ),
+            (
+                "extra output",
+                extra,
+                "ltc-regtest",
+                150_000_000,
+                "neither the destination nor change",
+            ),
+            (
+                "foreign change",
+                foreign_change,
+                "ltc-regtest",
+                150_000_000,
+                "neither the destination nor change",
+            ),
+            // A coin of the burn script, unspent on the node.
+            (
+                "foreign input",
+                foreign_input,
+                "ltc-regtest",
+                150_000_000,
+                "not this wallet's",
+            ),
+            (
+                "fee over the caps",
+                spend(&to, &script, 400),
+                "ltc-regtest",
+                150_000_000,
+                "over this module's cap",
+            ),
+            // Within the caps, but the fee counts against the wallet's limit with the amount.
+            (
+                "fee over the limit",
+                spend(&to, &script, 40),
+                "ltc-regtest",
+                150_000_000,
+                "exceeds the limit",
+            ),
+            (
+                "another amount",
+                fair.clone(),
+                "ltc-regtest",
+                140_000_000,
+                "amount",
+            ),
+            (
+                "another chain",
+                fair.clone(),
+                "btc-regtest",
+                150_000_000,
+                "is not wallet",
+            ),
+        ];
+        for (what, psbt, chain, sats, want) in attacks {
+            let job = format!("u-{}", what.replace(' ', "-"));
+            refused(job, payload(&psbt, chain, sats), si.clone(), want).await;
+        }
+        let p = fair;
         // A multisig wallet this module's key is not part of.
         let si2 = intent(foreign_def.wallet_id());
         let mut p2 = payload(&p, "ltc-regtest", 150_000_000);
@@ -2239,7 +2228,7 @@ mod tests {
             *wallet = foreign_def.wallet_id();
             *transfer = si2.intent.id.clone();
         }
-        refused("u8", p2, si2, "own key is not one of").await;
+        refused("u-not-a-member".into(), p2, si2, "own key is not one of").await;
 
         // The honest spend: approved, the checks naming the exchange's address and the node.
         let honest = payload(&spend(&to, &script, 10), "ltc-regtest", 150_000_000);

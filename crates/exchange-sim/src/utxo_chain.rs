@@ -188,6 +188,11 @@ async fn scan_block(shared: &Shared, u: &UtxoShared, height: u64) -> Result<(), 
         .map(Vec::as_slice)
         .unwrap_or_default()
     {
+        // A coinbase paying a deposit address is not a deposit (nobody sent it, and it is not
+        // spendable for 100 blocks).
+        if tx["vin"][0].get("coinbase").is_some() {
+            continue;
+        }
         let txid = tx["txid"].as_str().unwrap_or_default();
         for out in tx["vout"].as_array().map(Vec::as_slice).unwrap_or_default() {
             let Some(script) = out["scriptPubKey"]["hex"]

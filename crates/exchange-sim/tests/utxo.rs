@@ -158,6 +158,23 @@ async fn ltc_deposits_are_credited_after_confirmations_and_withdrawals_arrive() 
     })
     .await;
     assert_eq!(env.free(&Key::hmac_rw(), "LTC").await, "2.50000000");
+    // A block reward paid to the deposit address is not a deposit.
+    node.mine_to(1, &net.script_of(&address).unwrap())
+        .await
+        .unwrap();
+    node.mine_to(3, &burn).await.unwrap();
+    wait_for("the watcher to pass the reward's block", || async {
+        let (_, h) = env.get_raw("/sim/health", None, "").await;
+        (h["utxo"]["nextBlock"].as_u64() > Some(node.block_count().await.unwrap())).then_some(())
+    })
+    .await;
+    assert_eq!(
+        history(&env, "/sapi/v1/capital/deposit/hisrec", "LTC")
+            .await
+            .len(),
+        1
+    );
+    assert_eq!(env.free(&Key::hmac_rw(), "LTC").await, "2.50000000");
 
     // Addresses of other networks are refused on LTC, and an LTC address on ETH.
     let (_, outsider) = wallet(0x33);

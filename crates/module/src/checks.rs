@@ -42,6 +42,8 @@ pub(crate) struct UtxoView {
     config: UtxoConfig,
     chain: UtxoNetwork,
     node: UtxoNode,
+    /// The node's chain name (`main`, `test`, `regtest`), asked once.
+    node_chain: OnceCell<String>,
 }
 
 /// Exchanges and chains, through this module's own connections.
@@ -125,6 +127,7 @@ impl Outside {
                     .map_err(|e: UtxoError| Error::Config(format!("utxo.chain: {e}")))?,
                 node: UtxoNode::new(&u.rpc_url, &u.rpc_user, &u.rpc_password),
                 config: u.clone(),
+                node_chain: OnceCell::new(),
             }),
             None => None,
         };
@@ -493,6 +496,23 @@ impl Outside {
             return Err(format!(
                 "{coin} on {network} is not this module's UTXO coin ({} on {})",
                 u.config.coin, u.config.network
+            ));
+        }
+        // The node must be on the chain this module is configured for (a mainnet module
+        // reading a regtest node would take made-up coins for real ones).
+        let node_chain = u
+            .node_chain
+            .get_or_try_init(|| async { u.node.chain().await.map(|(name, _)| name) })
+            .await
+            .map_err(|e| format!("cannot read this module's {chain} node: {e}"))?;
+        let expected = match u.chain {
+            UtxoNetwork::Bitcoin | UtxoNetwork::Litecoin => "main",
+            UtxoNetwork::BitcoinTestnet => "test",
+            UtxoNetwork::BitcoinRegtest | UtxoNetwork::LitecoinRegtest => "regtest",
+        };
+        if node_chain != expected {
+            return Err(format!(
+                "this module's {chain} node is on chain {node_chain:?}, not {expected:?}"
             ));
         }
         let psbt = payload

@@ -371,6 +371,7 @@ pub(crate) fn multisig_rule(
         chain: chain.to_owned(),
         threshold,
         members,
+        safe: None,
     };
     let (network, script) = def.wallet()?;
     let address = network.address(&script.script_pubkey())?;

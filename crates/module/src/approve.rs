@@ -204,7 +204,10 @@ impl Decider {
         // A spend on a UTXO chain may be from a native multisig wallet, which has no share
         // (this module signs with its own key); its checks need the policy's definition.
         match self.wallet(wallet).map_err(err)? {
-            None if matches!(payload, SigningPayload::UtxoTransfer { .. }) => {}
+            None if matches!(
+                payload,
+                SigningPayload::UtxoTransfer { .. } | SigningPayload::SafeTransfer { .. }
+            ) => {}
             None => {
                 return Err(refuse(format!(
                     "this module holds no share of wallet {wallet}"
@@ -263,6 +266,7 @@ impl Decider {
             SigningPayload::EvmTransfer { .. } => self.check_deposit(&case).await?,
             SigningPayload::ExchangeWithdrawal { .. } => self.check_withdrawal(&case).await?,
             SigningPayload::UtxoTransfer { .. } => self.check_utxo_deposit(&case).await?,
+            SigningPayload::SafeTransfer { .. } => self.check_safe_deposit(&case).await?,
         };
         let mut checks = vec![
             format!(
@@ -440,6 +444,67 @@ impl Decider {
             def.members.len()
         ));
         checks.extend(utxo_checks);
+        Ok(Checked {
+            checks,
+            daily: Some(daily),
+            order: None,
+        })
+    }
+
+    /// A transfer out of a Safe (native multisig on the EVM chain) to an exchange: the same
+    /// intent, policy and limits as any deposit; the Safe and its owners from the policy's
+    /// definition (which lists this module's own key); then the Safe's nonce, owners and
+    /// threshold on this module's own node, and the recipient from its own connector.
+    async fn check_safe_deposit(&self, c: &Case<'_>) -> Result<Checked, Refusal> {
+        let SigningPayload::SafeTransfer {
+            transfer,
+            wallet,
+            chain_id,
+            safe,
+            amount,
+            destination,
+            ..
+        } = c.payload
+        else {
+            return Err(c.refuse("not a Safe transfer"));
+        };
+        let (mut checks, rule, decimals) =
+            self.check_deposit_intent(c, transfer, *wallet, destination, *amount)?;
+        let (limit_checks, daily) = self.limits(c, rule, destination.coin(), *amount, decimals)?;
+        checks.extend(limit_checks);
+        let def = c
+            .policy()
+            .wallet(wallet)
+            .and_then(|r| r.multisig.as_ref())
+            .ok_or_else(|| {
+                c.refuse(format!(
+                    "wallet {wallet} is not a multisig wallet of {}",
+                    c.policy_name()
+                ))
+            })?;
+        if !def.has_key(&self.state.multisig_public_key()) {
+            return Err(c.refuse(format!(
+                "this module's own key is not one of multisig wallet {wallet}'s keys"
+            )));
+        }
+        let (def_chain, def_safe, owners) =
+            def.safe_owners().map_err(|e| c.refuse(e.to_string()))?;
+        if def_chain != *chain_id || def_safe != *safe {
+            return Err(c.refuse(format!(
+                "the proposal's Safe {safe} on chain {chain_id} is not wallet {wallet}'s ({def_safe} on chain {def_chain})"
+            )));
+        }
+        checks.push(format!(
+            "wallet is the {}-of-{} Safe {safe} the policy defines, this module's key among its owners",
+            def.threshold,
+            def.members.len()
+        ));
+        checks.extend(
+            self.outside
+                .check_safe_transfer(c.payload, &owners, def.threshold)
+                .await
+                .map_err(|e| c.refuse(e))?,
+        );
         Ok(Checked {
             checks,
             daily: Some(daily),
@@ -1977,6 +2042,7 @@ mod tests {
                 chain: "ltc-regtest".into(),
                 threshold: 2,
                 members,
+                safe: None,
             }
         };
         let info = state.public_info();
@@ -2320,5 +2386,320 @@ mod tests {
         let txid = node.broadcast(&tx).await.unwrap();
         node.mine_to(1, &burn).await.unwrap();
         assert_eq!(node.confirmations(&txid).await.unwrap(), Some(1));
+    }
+
+    /// A transfer out of a 2-of-3 Safe owned by three modules' own keys, on anvil with the
+    /// real Safe 1.5.0: the module refuses a forged recipient, a nonce that is not the
+    /// Safe's next, another Safe, a Safe whose owners are not the policy's, and another
+    /// amount; approves the honest one; signs the SafeTx hash with its own key only under a
+    /// certificate; its signature and a second owner's execute the transfer on chain.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_safe_transfer_is_checked_and_signed_with_the_module_s_own_key() {
+        use concord_wire::authority::{MultisigDef, MultisigMember};
+        const DEV0: [u8; 32] = [
+            0xac, 0x09, 0x74, 0xbe, 0xc3, 0x9a, 0x17, 0xe3, 0x6b, 0xa4, 0xa6, 0xb4, 0xd2, 0x38,
+            0xff, 0x94, 0x4b, 0xac, 0xb4, 0x78, 0xcb, 0xed, 0x5e, 0xfc, 0xae, 0x78, 0x4d, 0x7b,
+            0xf4, 0xf2, 0xff, 0x80,
+        ];
+        let (_anvil, rpc) = start_anvil().await;
+        let (read_key, secret) = ("k".repeat(64), "s".repeat(64));
+        let sim: concord_exchange_sim::SimConfig = serde_json::from_value(serde_json::json!({
+            "rpc_url": rpc, "chain_id": 31337, "confirmations": 1,
+            "hot_wallet_key": "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+            "admin_token": "admin",
+            "coins": [{"coin": "ETH", "network": "ETH", "decimals": 18, "withdraw_fee": "0", "withdraw_min": "0.001"}],
+            "accounts": [{"name": "trader", "api_keys": [{"api_key": read_key, "kind": "hmac", "secret": secret, "permissions": ["read"]}]}],
+        }))
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sim = concord_exchange_sim::SimHandle::start(sim, listener)
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let kek = crate::state::test_kek();
+        let state =
+            State::create("m1", &dir.path().join("vault"), &kek, Default::default()).unwrap();
+        state
+            .pin_admins(&AdminSet::new(vec![key(1).public(), key(2).public()], 2).unwrap())
+            .unwrap();
+        state
+            .save_exchange_secret("binance", secret.as_bytes())
+            .unwrap();
+
+        // Three owners: this module and two others; the Safe deployed with their addresses.
+        let other_key = |i: u8| k256::ecdsa::SigningKey::from_bytes((&[i; 32]).into()).unwrap();
+        let public = |k: &k256::ecdsa::SigningKey| -> [u8; 33] {
+            k.verifying_key()
+                .to_encoded_point(true)
+                .as_bytes()
+                .try_into()
+                .unwrap()
+        };
+        let member =
+            |module: &str, identity: &IdentityKey, k: &k256::ecdsa::SigningKey| MultisigMember {
+                module: module.into(),
+                identity: identity.public(),
+                key: hex::encode(public(k)),
+                key_signature: hex::encode(identity.sign_multisig_key(&public(k))),
+            };
+        let info = state.public_info();
+        let (id2, id3) = (key(50), key(51));
+        let (k2, k3) = (other_key(0x41), other_key(0x42));
+        let mut members = vec![
+            MultisigMember {
+                module: "m1".into(),
+                identity: state.identity().public(),
+                key: info.multisig_key.clone(),
+                key_signature: info.multisig_key_signature.clone(),
+            },
+            member("m2", &id2, &k2),
+            member("m3", &id3, &k3),
+        ];
+        members.sort_by(|a, b| a.key.cmp(&b.key));
+        let owners: Vec<Address> = members
+            .iter()
+            .map(|m| concord_chain::evm_address(&hex::decode(&m.key).unwrap()).unwrap())
+            .collect();
+        let contracts = concord_chain::safe::artifacts(|m| eprintln!("{m}")).unwrap();
+        let safe = concord_chain::safe::deploy(&rpc, &DEV0, &contracts, &owners, 2)
+            .await
+            .unwrap();
+        // A second Safe with another owner set (this module not among them).
+        let stranger = concord_chain::evm_address(&public(&other_key(0x43))).unwrap();
+        let other_safe =
+            concord_chain::safe::deploy(&rpc, &DEV0, &contracts, &[owners[0], stranger], 2)
+                .await
+                .unwrap();
+        let _: serde_json::Value = reqwest::Client::new()
+            .post(&rpc)
+            .json(
+                &serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "anvil_setBalance",
+                "params": [safe.to_string(), "0xde0b6b3a7640000"]}),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let def = MultisigDef {
+            chain: "evm-31337".into(),
+            threshold: 2,
+            members,
+            safe: Some(safe),
+        };
+        let mut other_def = def.clone();
+        other_def.safe = Some(other_safe);
+        let rule = |def: &MultisigDef, label: &str| WalletRule {
+            wallet: def.wallet_id(),
+            label: label.into(),
+            purpose: WalletPurpose::Trading {
+                deposit_to: vec!["binance".into()],
+                raw_messages: false,
+            },
+            limits: vec![CoinLimit {
+                coin: "ETH".into(),
+                per_transfer: "1".into(),
+                per_day: "2".into(),
+                cosign_above: None,
+                cosigners: 0,
+            }],
+            refresh: false,
+            derive: vec![],
+            multisig: Some(def.clone()),
+        };
+        let mut pol = policy(WalletId([1; 32]), WalletId([2; 32]));
+        pol.wallets.push(rule(&def, "safe-desk"));
+        pol.wallets.push(rule(&other_def, "other-safe"));
+        let mut sp = SignedPolicy {
+            policy: pol,
+            signatures: vec![],
+        };
+        sp.sign(&key(1));
+        sp.sign(&key(2));
+        state.adopt_policy(sp).unwrap();
+        let config = crate::Config {
+            id: "m1".into(),
+            coordinator: crate::config::CoordinatorConfig {
+                address: "127.0.0.1:1".into(),
+                also: Vec::new(),
+                identity: state.identity().public(),
+            },
+            vault: crate::config::VaultConfig {
+                dir: dir.path().join("vault"),
+                passphrase: concord_vault::PassphraseSource::Env("UNUSED".into()),
+            },
+            checks: state.checks.clone(),
+            chain: Some(ChainConfig {
+                rpc_url: rpc.clone(),
+                chain_id: 31337,
+                network: "ETH".into(),
+                tokens: vec![],
+            }),
+            exchanges: vec![ExchangeConfig {
+                name: "binance".into(),
+                kind: "binance".into(),
+                url: sim.base_url(),
+                read_api_key: read_key,
+                read_key_type: "hmac".into(),
+            }],
+            utxo: None,
+        };
+        let outside = Outside::build(&config, &state).unwrap();
+        let state = Arc::new(state);
+        let decider = Decider::new(state.clone(), state.identity(), outside);
+        let honest: serde_json::Value = reqwest::Client::new()
+            .get(format!(
+                "{}/sim/deposit-address?account=trader&network=ETH",
+                sim.base_url()
+            ))
+            .bearer_auth("admin")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let to: Address = honest["address"].as_str().unwrap().parse().unwrap();
+        let amount = concord_wire::units::parse_amount("0.25", 18).unwrap();
+        let intent = |wallet: WalletId| {
+            signed(
+                Action::Deposit {
+                    wallet,
+                    exchange: "binance".into(),
+                    coin: "ETH".into(),
+                    network: "ETH".into(),
+                    amount: "0.25".into(),
+                    rule: AgreementRule::All,
+                },
+                TRADER,
+                &[],
+            )
+        };
+        let si = intent(def.wallet_id());
+        let transfer = |safe: Address, nonce: u64, recipient: Address, amount: U256| {
+            SigningPayload::SafeTransfer {
+                transfer: si.intent.id.clone(),
+                wallet: def.wallet_id(),
+                chain_id: 31337,
+                safe,
+                nonce,
+                asset: Asset::Native,
+                amount,
+                recipient,
+                destination: Destination::ExchangeDeposit {
+                    exchange: "binance".into(),
+                    coin: "ETH".into(),
+                    network: "ETH".into(),
+                },
+            }
+        };
+        let attacks = [
+            (
+                "s-forged",
+                transfer(safe, 0, OUTSIDE, amount),
+                "is not the deposit address",
+            ),
+            ("s-nonce", transfer(safe, 3, to, amount), "next nonce"),
+            (
+                "s-other-safe",
+                transfer(other_safe, 0, to, amount),
+                "is not wallet",
+            ),
+            (
+                "s-amount",
+                transfer(safe, 0, to, amount / U256::from(2)),
+                "amount",
+            ),
+        ];
+        for (job, p, want) in attacks {
+            let r = decider.decide(&proposal(job, &p, &si)).await.unwrap_err();
+            assert!(
+                r.reason.contains(want),
+                "{job}: wanted {want:?} in: {}",
+                r.reason
+            );
+        }
+        // The Safe of the other definition has other owners than that definition says.
+        let si2 = intent(other_def.wallet_id());
+        let mut p2 = transfer(other_safe, 0, to, amount);
+        if let SigningPayload::SafeTransfer {
+            wallet, transfer, ..
+        } = &mut p2
+        {
+            *wallet = other_def.wallet_id();
+            *transfer = si2.intent.id.clone();
+        }
+        let r = decider
+            .decide(&proposal("s-owners", &p2, &si2))
+            .await
+            .unwrap_err();
+        assert!(r.reason.contains("not the policy's"), "{}", r.reason);
+
+        // The honest transfer: approved; its digest is the contract's own SafeTx hash.
+        let honest = transfer(safe, 0, to, amount);
+        let a = decider
+            .decide(&proposal("s-ok", &honest, &si))
+            .await
+            .unwrap();
+        let tx = honest.safe_transaction().unwrap();
+        assert_eq!(
+            concord_chain::safe::contract_hash(&rpc, &tx)
+                .await
+                .unwrap()
+                .0,
+            honest.digest()
+        );
+        let policy_hash = state.policy().unwrap().hash;
+        let approval_by = |module: &str, identity: &IdentityKey| {
+            let statement = ApprovalStatement {
+                version: 2,
+                job_id: "s-ok".into(),
+                module_id: module.into(),
+                wallet_id: def.wallet_id(),
+                digest: honest.digest(),
+                policy: policy_hash,
+                intent: si.intent.id.clone(),
+                rule: AgreementRule::All,
+                expires_at: concord_wire::authority::unix_now() + 600,
+                checks: vec![],
+            }
+            .to_bytes();
+            let signature = ApprovalStatement::sign(&statement, identity).to_vec();
+            Approval {
+                job_id: "s-ok".into(),
+                digest: honest.digest().to_vec(),
+                statement,
+                signature,
+            }
+        };
+        assert!(crate::multisig::sign(&state, "s-ok", std::slice::from_ref(&a)).is_err());
+        let certificate = vec![a.clone(), approval_by("m2", &id2), approval_by("m3", &id3)];
+        let mine = crate::multisig::sign(&state, "s-ok", &certificate).unwrap();
+        assert_eq!(mine.len(), 1);
+        let mine: [u8; 65] = mine[0].as_slice().try_into().unwrap();
+        let (theirs, recid) = k2.sign_prehash_recoverable(&honest.digest()).unwrap();
+        let mut theirs65 = [0u8; 65];
+        theirs65[..64].copy_from_slice(&theirs.to_bytes());
+        theirs65[64] = recid.to_byte();
+        let own_address = concord_chain::evm_address(&state.multisig_public_key()).unwrap();
+        let k2_address = concord_chain::evm_address(&public(&k2)).unwrap();
+        let packed = concord_chain::safe::pack_signatures(
+            honest.digest().into(),
+            &[(own_address, mine), (k2_address, theirs65)],
+        )
+        .unwrap();
+        let client = concord_chain::EvmClient::new(&rpc).unwrap();
+        let before = client.balance(to).await.unwrap();
+        // Gas paid by anvil's dev account 2 (the coordinator's gas account).
+        let gas: [u8; 32] =
+            hex::decode("5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a")
+                .unwrap()
+                .try_into()
+                .unwrap();
+        concord_chain::safe::exec_transaction(&rpc, &gas, &tx, packed)
+            .await
+            .unwrap();
+        assert_eq!(client.balance(to).await.unwrap() - before, amount);
     }
 }

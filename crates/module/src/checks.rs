@@ -600,6 +600,106 @@ impl Outside {
     }
 }
 
+impl Outside {
+    /// Checks a Safe transfer to an exchange against this module's own view: its chain; the
+    /// asset is the coin's here; the recipient is the deposit address its own connector
+    /// returns; the Safe on its own node has exactly the definition's owners and threshold,
+    /// and the transaction takes the Safe's next nonce (no signature for a later one).
+    pub(crate) async fn check_safe_transfer(
+        &self,
+        payload: &SigningPayload,
+        owners: &[Address],
+        threshold: u8,
+    ) -> Result<Vec<String>, String> {
+        let SigningPayload::SafeTransfer {
+            chain_id,
+            safe,
+            nonce,
+            asset,
+            amount,
+            recipient,
+            destination:
+                Destination::ExchangeDeposit {
+                    exchange,
+                    coin,
+                    network,
+                },
+            ..
+        } = payload
+        else {
+            return Err("not a Safe transfer".into());
+        };
+        let chain = self.chain()?;
+        if *chain_id != chain.config.chain_id {
+            return Err(format!(
+                "chain id {chain_id} is not this module's chain ({})",
+                chain.config.chain_id
+            ));
+        }
+        if network != &chain.config.network {
+            return Err(format!(
+                "network {network} is not this module's chain network ({})",
+                chain.config.network
+            ));
+        }
+        let (expected_asset, decimals) = self.asset_of(coin)?;
+        if *asset != expected_asset {
+            return Err(format!(
+                "the transaction sends {asset:?}, but coin {coin} is {expected_asset:?} here"
+            ));
+        }
+        let connector = self.connector(exchange)?;
+        let (deposit, state) = tokio::join!(
+            self.deposit_address(connector, exchange, coin, network),
+            concord_chain::safe::state(&chain.config.rpc_url, *safe),
+        );
+        let deposit = deposit.map_err(|e| describe(exchange, &e))?;
+        let (safe_nonce, safe_owners, safe_threshold) =
+            state.map_err(|e| format!("cannot read Safe {safe} on this module's chain: {e}"))?;
+        if !deposit.tag.as_deref().unwrap_or("").is_empty() {
+            return Err(format!(
+                "exchange {exchange} asks for a memo/tag ({:?}) on {coin}/{network}, which this transfer cannot carry",
+                deposit.tag
+            ));
+        }
+        let resolved: Address = deposit.address.parse().map_err(|_| {
+            format!(
+                "exchange {exchange} gave a deposit address that is not an EVM address: {:?}",
+                deposit.address
+            )
+        })?;
+        if resolved != *recipient {
+            return Err(format!(
+                "the proposed recipient {recipient} is not the deposit address {resolved} that exchange {exchange} gave this module for {coin} on {network}"
+            ));
+        }
+        let mut have = safe_owners.clone();
+        have.sort();
+        let mut want = owners.to_vec();
+        want.sort();
+        if have != want || safe_threshold != concord_chain::U256::from(threshold) {
+            return Err(format!(
+                "Safe {safe} on this module's chain has owners {have:?} and threshold {safe_threshold}, not the policy's {want:?} and {threshold}"
+            ));
+        }
+        if concord_chain::U256::from(*nonce) != safe_nonce {
+            return Err(format!(
+                "nonce {nonce} is not Safe {safe}'s next nonce ({safe_nonce}) on this module's chain"
+            ));
+        }
+        Ok(vec![
+            format!("chain id {chain_id} matches this module's node"),
+            format!(
+                "recipient {recipient} is the {coin}/{network} deposit address exchange {exchange} gave this module"
+            ),
+            format!(
+                "Safe {safe}: owners and threshold as the policy defines; nonce {nonce} is its next"
+            ),
+            format!("{} {coin} sent", format_units(*amount, decimals)),
+        ])
+    }
+}
+
 /// Decimals of a UTXO chain's coin.
 const UTXO_DECIMALS: u8 = 8;
 

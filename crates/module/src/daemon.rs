@@ -263,7 +263,7 @@ async fn session(
                         tracing::info!(job = %m.job_id, inputs = signatures.len(), "multisig spend signed with this module's own key");
                         MultisigSigned {
                             job_id: m.job_id,
-                            signatures: signatures.iter().map(|s| s.to_vec()).collect(),
+                            signatures,
                             error: String::new(),
                         }
                     }

@@ -1,7 +1,7 @@
-//! Signing with this module's own key, for a native multisig wallet: only under an approval
-//! this module gave, once a certificate of approvals meets the intent's rule among the
-//! wallet's members (as the policy names them), and only the digests it computes itself from
-//! the spend it approved. The chain enforces the wallet's threshold; the certificate enforces
+//! Signing with this module's own key, for a native multisig wallet (a P2WSH on a UTXO
+//! chain, a Safe on an EVM chain): only under an approval this module gave, once a
+//! certificate of approvals meets the intent's rule among the wallet's members (as the
+//! policy names them), and only the digests it computes itself from what it approved. The chain enforces the wallet's threshold; the certificate enforces
 //! the intent's rule (a coordinator cannot collect `t` signatures when the rule asked for
 //! every member).
 
@@ -16,14 +16,16 @@ use crate::state::State;
 /// Domain tag of the record that binds an approval once its multisig signatures left.
 const MULTISIG_SIGN_TAG: &str = "concord/multisig-sign/v1";
 
-/// This module's signature of each input of the spend it approved under `job`, given the
-/// certificate: 64 bytes `r || s` each (low S), in input order. The approval is bound from
-/// then on (never released). Asked again, the same signatures (deterministic, RFC 6979).
+/// This module's signatures of what it approved under `job`, given the certificate: for a
+/// UTXO spend, each input's (64 bytes `r || s`, low S, in input order); for a Safe
+/// transfer, the SafeTx hash's (65 bytes `r || s || recovery id`). The approval is bound
+/// from then on (never released). Asked again, the same signatures (deterministic, RFC
+/// 6979).
 pub(crate) fn sign(
     state: &State,
     job: &str,
     certificate: &[Approval],
-) -> Result<Vec<[u8; 64]>, Error> {
+) -> Result<Vec<Vec<u8>>, Error> {
     let approval = state
         .approval(job)?
         .ok_or_else(|| Error::Refused(format!("this module holds no approval of job {job}")))?;
@@ -40,11 +42,14 @@ pub(crate) fn sign(
             "the payload stored for job {job} is not the one approved"
         )));
     }
-    let SigningPayload::UtxoTransfer { .. } = &payload else {
+    if !matches!(
+        payload,
+        SigningPayload::UtxoTransfer { .. } | SigningPayload::SafeTransfer { .. }
+    ) {
         return Err(Error::Refused(format!(
             "job {job} is not a spend from a multisig wallet"
         )));
-    };
+    }
     let policy = state
         .policy()
         .ok_or_else(|| Error::Refused("this module has no policy".into()))?;
@@ -65,7 +70,7 @@ pub(crate) fn sign(
             approval.wallet_id
         )));
     }
-    let (_, script) = def.wallet().map_err(|e| Error::Refused(e.to_string()))?;
+    def.validate().map_err(|e| Error::Refused(e.to_string()))?;
     let members = def.certificate_members();
     let certificate: Vec<(Vec<u8>, Vec<u8>)> = certificate
         .iter()
@@ -85,15 +90,27 @@ pub(crate) fn sign(
         &certificate,
     )
     .map_err(|e| Error::Refused(format!("the certificate: {e}")))?;
-    let psbt = payload
-        .psbt()
-        .ok_or_else(|| Error::Refused("the approved PSBT does not parse".into()))?;
-    let digests = sighashes(&psbt, &script).map_err(|e| Error::Refused(e.to_string()))?;
+    // What is signed, recomputed from what was approved.
+    let digests: Vec<[u8; 32]> = match &payload {
+        SigningPayload::SafeTransfer { .. } => vec![payload.digest()],
+        _ => {
+            let (_, script) = def.wallet().map_err(|e| Error::Refused(e.to_string()))?;
+            let psbt = payload
+                .psbt()
+                .ok_or_else(|| Error::Refused("the approved PSBT does not parse".into()))?;
+            sighashes(&psbt, &script).map_err(|e| Error::Refused(e.to_string()))?
+        }
+    };
     // Bound before anything leaves: a release of this approval is refused from now on.
     let record = tagged_hash(MULTISIG_SIGN_TAG, job.as_bytes());
     state.sign_under(&record, job)?;
     digests
         .iter()
-        .map(|d| state.sign_with_multisig_key(d))
+        .map(|d| match &payload {
+            SigningPayload::SafeTransfer { .. } => state
+                .sign_recoverable_with_multisig_key(d)
+                .map(|s| s.to_vec()),
+            _ => state.sign_with_multisig_key(d).map(|s| s.to_vec()),
+        })
         .collect()
 }

@@ -473,6 +473,29 @@ impl State {
         Ok(out)
     }
 
+    /// [`State::sign_with_multisig_key`], with the recovery id after `r || s` (what a Safe
+    /// takes, as `v` = 27 + it).
+    pub(crate) fn sign_recoverable_with_multisig_key(
+        &self,
+        digest: &[u8; 32],
+    ) -> Result<[u8; 65], Error> {
+        let (sig, recid) = self
+            .multisig
+            .sign_prehash_recoverable(digest)
+            .map_err(|e| Error::Protocol(format!("signing with the multisig key: {e}")))?;
+        let (sig, recid) = match sig.normalize_s() {
+            Some(low) => (
+                low,
+                k256::ecdsa::RecoveryId::new(!recid.is_y_odd(), recid.is_x_reduced()),
+            ),
+            None => (sig, recid),
+        };
+        let mut out = [0u8; 65];
+        out[..64].copy_from_slice(&sig.to_bytes());
+        out[64] = recid.to_byte();
+        Ok(out)
+    }
+
     /// What the operator hands to the coordinator's operator.
     pub fn public_info(&self) -> PublicInfo {
         let sealing = self.sealing.public();

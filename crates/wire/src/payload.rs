@@ -118,6 +118,28 @@ pub enum SigningPayload {
         /// address book themselves and compare it with the request's address.
         request: String,
     },
+    /// A transfer out of a Safe (native multisig on an EVM chain) to an exchange's deposit
+    /// address: the `SafeTx` its owners sign (a plain call, no refund).
+    SafeTransfer {
+        /// The coordinator's transfer id (bound into the approval).
+        transfer: String,
+        /// The multisig wallet (the policy's definition names the Safe).
+        wallet: WalletId,
+        /// EIP-155 chain id.
+        chain_id: u64,
+        /// The Safe.
+        safe: Address,
+        /// The Safe's nonce this transaction uses.
+        nonce: u64,
+        /// What is sent: ETH or an ERC-20 token.
+        asset: Asset,
+        /// Amount in the asset's base units.
+        amount: U256,
+        /// The receiving address the coordinator proposes.
+        recipient: Address,
+        /// What the recipient is meant to be: modules resolve it themselves.
+        destination: Destination,
+    },
     /// A spend on a UTXO chain to an exchange's deposit address.
     UtxoTransfer {
         /// The coordinator's transfer id (bound into the approval).
@@ -173,6 +195,9 @@ impl SigningPayload {
                     request.len()
                 )))
             }
+            SigningPayload::SafeTransfer { amount, .. } if amount.is_zero() => Err(
+                TypesError::InvalidPayload("a transfer of zero is refused".into()),
+            ),
             SigningPayload::EvmTransfer { amount, .. } if amount.is_zero() => Err(
                 TypesError::InvalidPayload("a transfer of zero is refused".into()),
             ),
@@ -206,7 +231,40 @@ impl SigningPayload {
             SigningPayload::Message { wallet, .. }
             | SigningPayload::EvmTransfer { wallet, .. }
             | SigningPayload::ExchangeWithdrawal { wallet, .. }
-            | SigningPayload::UtxoTransfer { wallet, .. } => *wallet,
+            | SigningPayload::UtxoTransfer { wallet, .. }
+            | SigningPayload::SafeTransfer { wallet, .. } => *wallet,
+        }
+    }
+
+    /// The Safe transaction of a [`SigningPayload::SafeTransfer`].
+    pub fn safe_transaction(&self) -> Option<concord_chain::safe::SafeTransaction> {
+        match self {
+            SigningPayload::SafeTransfer {
+                chain_id,
+                safe,
+                nonce,
+                asset,
+                amount,
+                recipient,
+                ..
+            } => Some(match asset {
+                Asset::Native => concord_chain::safe::SafeTransaction::native(
+                    *chain_id,
+                    *safe,
+                    *recipient,
+                    *amount,
+                    U256::from(*nonce),
+                ),
+                Asset::Erc20 { token } => concord_chain::safe::SafeTransaction::erc20(
+                    *chain_id,
+                    *safe,
+                    *token,
+                    *recipient,
+                    *amount,
+                    U256::from(*nonce),
+                ),
+            }),
+            _ => None,
         }
     }
 
@@ -226,7 +284,8 @@ impl SigningPayload {
             SigningPayload::Message { .. } => None,
             SigningPayload::EvmTransfer { transfer, .. }
             | SigningPayload::ExchangeWithdrawal { transfer, .. }
-            | SigningPayload::UtxoTransfer { transfer, .. } => Some(transfer),
+            | SigningPayload::UtxoTransfer { transfer, .. }
+            | SigningPayload::SafeTransfer { transfer, .. } => Some(transfer),
         }
     }
 
@@ -241,6 +300,13 @@ impl SigningPayload {
                 chain_id, nonce, ..
             } => Some(format!("evm-{chain_id}-{nonce}")),
             // Two spends of one coin exclude each other on chain: the coin is its own nonce.
+            // A Safe's nonce, like an account's: one transaction per nonce.
+            SigningPayload::SafeTransfer {
+                chain_id,
+                safe,
+                nonce,
+                ..
+            } => Some(format!("safe-{chain_id}-{safe}-{nonce}")),
             SigningPayload::ExchangeWithdrawal { .. } | SigningPayload::UtxoTransfer { .. } => None,
         }
     }
@@ -251,7 +317,7 @@ impl SigningPayload {
             SigningPayload::Message { .. } => None,
             SigningPayload::EvmTransfer { .. } => Some(Scheme::EcdsaSecp256k1),
             SigningPayload::ExchangeWithdrawal { .. } => Some(Scheme::Ed25519),
-            SigningPayload::UtxoTransfer { .. } => None,
+            SigningPayload::UtxoTransfer { .. } | SigningPayload::SafeTransfer { .. } => None,
         }
     }
 
@@ -298,6 +364,10 @@ impl SigningPayload {
             SigningPayload::ExchangeWithdrawal { request, .. } => {
                 Sha256::digest(request.as_bytes()).into()
             }
+            SigningPayload::SafeTransfer { .. } => self
+                .safe_transaction()
+                .map(|t| t.hash().0)
+                .unwrap_or_default(),
             SigningPayload::UtxoTransfer { psbt, .. } => {
                 let mut h = Sha256::new();
                 h.update(UTXO_SPEND_TAG);
@@ -316,9 +386,9 @@ impl SigningPayload {
                 crate::authority::tagged_message(message)
             }
             (SigningPayload::ExchangeWithdrawal { request, .. }, _) => request.as_bytes().to_vec(),
-            (SigningPayload::EvmTransfer { .. }, _) | (SigningPayload::UtxoTransfer { .. }, _) => {
-                self.digest().to_vec()
-            }
+            (SigningPayload::EvmTransfer { .. }, _)
+            | (SigningPayload::UtxoTransfer { .. }, _)
+            | (SigningPayload::SafeTransfer { .. }, _) => self.digest().to_vec(),
         }
     }
 }

@@ -190,6 +190,11 @@ pub struct MultisigDef {
     pub threshold: u8,
     /// The members, in ascending order of their keys (BIP-67).
     pub members: Vec<MultisigMember>,
+    /// On an EVM chain (`chain` = `evm-<chain id>`): the Safe whose owners are the members'
+    /// addresses. Absent on UTXO chains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub safe: Option<concord_chain::Address>,
 }
 
 /// One member of a multisig wallet.
@@ -214,9 +219,50 @@ impl MultisigDef {
         WalletId(tagged_hash(MULTISIG_WALLET_TAG, &canonical(self)))
     }
 
-    /// The chain and the wallet's script, checking the definition: a known chain; members
-    /// with distinct ids and identities, valid keys in lowercase hex and ascending order,
-    /// each signed by its member's identity; a threshold between 1 and their number.
+    /// The chain id of a Safe wallet (`chain` = `evm-<chain id>`), `None` on a UTXO chain.
+    pub fn evm_chain_id(&self) -> Option<u64> {
+        self.chain
+            .strip_prefix("evm-")
+            .and_then(|id| id.parse().ok())
+    }
+
+    /// Checks the definition, whichever chain it is on.
+    pub fn validate(&self) -> Result<(), AuthorityError> {
+        match self.evm_chain_id() {
+            Some(_) => self.safe_owners().map(|_| ()),
+            None => self.wallet().map(|_| ()),
+        }
+    }
+
+    /// A Safe wallet's chain id, Safe and owners (the members' Ethereum addresses, in the
+    /// members' order), checking the definition.
+    pub fn safe_owners(
+        &self,
+    ) -> Result<(u64, concord_chain::Address, Vec<concord_chain::Address>), AuthorityError> {
+        let bad = |m: String| AuthorityError::Malformed(format!("multisig wallet: {m}"));
+        let chain_id = self
+            .evm_chain_id()
+            .ok_or_else(|| bad(format!("chain {:?} is not evm-<chain id>", self.chain)))?;
+        let safe = self
+            .safe
+            .ok_or_else(|| bad("a multisig wallet on an EVM chain names its Safe".into()))?;
+        let owners = self
+            .checked_keys()?
+            .iter()
+            .map(|k| concord_chain::evm_address(k).map_err(|e| bad(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        if self.threshold == 0 || usize::from(self.threshold) > owners.len() {
+            return Err(bad(format!(
+                "threshold {} is not between 1 and the {} members",
+                self.threshold,
+                owners.len()
+            )));
+        }
+        Ok((chain_id, safe, owners))
+    }
+
+    /// The chain and the wallet's script on a UTXO chain, checking the definition (see
+    /// [`MultisigDef::checked_keys`]; a threshold between 1 and the members' number).
     pub fn wallet(
         &self,
     ) -> Result<
@@ -231,9 +277,22 @@ impl MultisigDef {
             .chain
             .parse()
             .map_err(|e: concord_chain::utxo::UtxoError| bad(e.0))?;
+        if self.safe.is_some() {
+            return Err(bad("a Safe is named on a UTXO chain".into()));
+        }
+        let keys = self.checked_keys()?;
+        let script = concord_chain::utxo::WalletScript::multisig(self.threshold, &keys)
+            .map_err(|e| bad(e.0))?;
+        Ok((chain, script))
+    }
+
+    /// The members' keys, each checked: lowercase hex (one definition, one id), 33 bytes,
+    /// signed by its member's identity; in ascending order; module ids and identities
+    /// distinct.
+    pub fn checked_keys(&self) -> Result<Vec<Vec<u8>>, AuthorityError> {
+        let bad = |m: String| AuthorityError::Malformed(format!("multisig wallet: {m}"));
         let mut keys = Vec::with_capacity(self.members.len());
         for m in &self.members {
-            // Lowercase only: one definition, one id.
             let key = match hex::decode(&m.key) {
                 Ok(b) if hex::encode(&b) == m.key => b,
                 _ => {
@@ -269,9 +328,7 @@ impl MultisigDef {
         if ids.len() != self.members.len() || identities.len() != self.members.len() {
             return Err(bad("a member is listed twice".into()));
         }
-        let script = concord_chain::utxo::WalletScript::multisig(self.threshold, &keys)
-            .map_err(|e| bad(e.0))?;
-        Ok((chain, script))
+        Ok(keys)
     }
 
     /// The members as a certificate names them: (module id, identity key), in order.
@@ -538,7 +595,7 @@ impl Policy {
                 return bad(format!("wallet {} is listed twice", w.wallet));
             }
             if let Some(m) = &w.multisig {
-                m.wallet()?;
+                m.validate()?;
                 if m.wallet_id() != w.wallet {
                     return bad(format!(
                         "wallet {:?} is a multisig wallet whose id must be its definition's hash {}",

@@ -317,6 +317,7 @@ fn multisig_def() -> MultisigDef {
         chain: "ltc-regtest".into(),
         threshold: 2,
         members,
+        safe: None,
     }
 }
 

@@ -170,9 +170,13 @@ pub enum PolicyCommand {
         after_help = "Example:\n  concord policy multisig --chain ltc-regtest --threshold 2 --label ltc-desk --module m1.json --module m2.json --module m3.json --deposit-to binance"
     )]
     Multisig {
-        /// The chain: ltc-regtest, ltc, btc, btc-testnet or btc-regtest.
+        /// The chain: ltc-regtest, ltc, btc, btc-testnet, btc-regtest, or evm-<chain id> for
+        /// a Safe.
         #[arg(long)]
         chain: String,
+        /// On an EVM chain: the Safe whose owners are the modules' addresses.
+        #[arg(long)]
+        safe: Option<concord_chain::Address>,
         /// Signatures needed.
         #[arg(long)]
         threshold: u8,
@@ -340,6 +344,7 @@ pub(crate) fn multisig_rule(
     infos: &[concord_module::PublicInfo],
     label: &str,
     deposit_to: Vec<String>,
+    safe: Option<concord_chain::Address>,
 ) -> Result<(WalletRule, String)> {
     let mut members = Vec::with_capacity(infos.len());
     for info in infos {
@@ -371,10 +376,20 @@ pub(crate) fn multisig_rule(
         chain: chain.to_owned(),
         threshold,
         members,
-        safe: None,
+        safe,
     };
-    let (network, script) = def.wallet()?;
-    let address = network.address(&script.script_pubkey())?;
+    def.validate()?;
+    let address = match def.evm_chain_id() {
+        Some(_) => {
+            let (_, safe, owners) = def.safe_owners()?;
+            let owners: Vec<String> = owners.iter().map(|o| o.to_string()).collect();
+            format!("Safe {safe}, owners {}", owners.join(", "))
+        }
+        None => {
+            let (network, script) = def.wallet()?;
+            network.address(&script.script_pubkey())?
+        }
+    };
     let rule = WalletRule {
         wallet: def.wallet_id(),
         label: label.to_owned(),
@@ -394,6 +409,7 @@ pub(crate) fn multisig_rule(
 pub fn policy_multisig(cmd: PolicyCommand) -> Result<()> {
     let PolicyCommand::Multisig {
         chain,
+        safe,
         threshold,
         modules,
         label,
@@ -416,7 +432,7 @@ pub fn policy_multisig(cmd: PolicyCommand) -> Result<()> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let (rule, address) = multisig_rule(&chain, threshold, &infos, &label, deposit_to)?;
+    let (rule, address) = multisig_rule(&chain, threshold, &infos, &label, deposit_to, safe)?;
     if json {
         crate::outln!("{}", serde_json::to_string(&rule)?);
     } else {
@@ -598,8 +614,15 @@ mod tests {
             .iter()
             .map(|id| module(id, dir.path()))
             .collect();
-        let (rule, address) =
-            multisig_rule("ltc-regtest", 2, &infos, "ltc-desk", vec!["binance".into()]).unwrap();
+        let (rule, address) = multisig_rule(
+            "ltc-regtest",
+            2,
+            &infos,
+            "ltc-desk",
+            vec!["binance".into()],
+            None,
+        )
+        .unwrap();
         let def = rule.multisig.clone().unwrap();
         assert_eq!(rule.wallet, def.wallet_id());
         let (network, script) = def.wallet().unwrap();
@@ -614,15 +637,28 @@ mod tests {
             &reversed,
             "ltc-desk",
             vec!["binance".into()],
+            None,
         )
         .unwrap();
         assert_eq!(again.wallet, rule.wallet);
         // A key passed off as another module's.
         let mut forged = infos.clone();
         forged[0].multisig_key = infos[1].multisig_key.clone();
-        let e = multisig_rule("ltc-regtest", 2, &forged, "x", vec![]).unwrap_err();
+        let e = multisig_rule("ltc-regtest", 2, &forged, "x", vec![], None).unwrap_err();
         assert!(e.to_string().contains("not signed by its identity"), "{e}");
         // A threshold over the members.
-        assert!(multisig_rule("ltc-regtest", 4, &infos, "x", vec![]).is_err());
+        assert!(multisig_rule("ltc-regtest", 4, &infos, "x", vec![], None).is_err());
+        // A Safe: on an EVM chain it names its Safe, and the owners are the modules'
+        // addresses; a UTXO chain names none.
+        let safe = concord_chain::Address::repeat_byte(0x5a);
+        let (rule, shown) =
+            multisig_rule("evm-31337", 2, &infos, "safe-desk", vec![], Some(safe)).unwrap();
+        assert_eq!(rule.multisig.as_ref().unwrap().safe, Some(safe));
+        for info in &infos {
+            assert!(shown.contains(&info.multisig_address), "{shown}");
+        }
+        let e = multisig_rule("evm-31337", 2, &infos, "x", vec![], None).unwrap_err();
+        assert!(e.to_string().contains("names its Safe"), "{e}");
+        assert!(multisig_rule("ltc-regtest", 2, &infos, "x", vec![], Some(safe)).is_err());
     }
 }

@@ -306,10 +306,15 @@ async fn shares_round_trip_and_refuse_another_wallet() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn too_few_signers_is_a_clear_error() {
     let shares = dkg::<Ed25519>(3, 5, "few").await;
-    let err = sign(&shares, &[0, 1], b"m").await.remove(0).unwrap_err();
+    // Both parties refuse; whichever does first stops the run and the other is reported
+    // aborted, so the clear error is looked for in either.
+    let results = sign(&shares, &[0, 1], b"m").await;
+    assert!(results.iter().all(|r| r.is_err()), "{results:?}");
     assert!(
-        err.to_string().contains("needs at least 3 signers, got 2"),
-        "{err}"
+        results.iter().any(|r| r
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("needs at least 3 signers, got 2"))),
+        "{results:?}"
     );
 }
 

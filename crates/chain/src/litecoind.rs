@@ -71,6 +71,12 @@ pub struct UtxoNode {
     password: String,
 }
 
+impl Drop for UtxoNode {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.password);
+    }
+}
+
 impl std::fmt::Debug for UtxoNode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UtxoNode")
@@ -447,6 +453,7 @@ impl LocalLitecoin {
 
 impl Drop for LocalLitecoin {
     fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.password);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -85,6 +85,15 @@ impl UtxoNetwork {
         }
     }
 
+    /// The chain name its node reports in `getblockchaininfo` (`main`, `test`, `regtest`).
+    pub fn node_chain(self) -> &'static str {
+        match self {
+            UtxoNetwork::Bitcoin | UtxoNetwork::Litecoin => "main",
+            UtxoNetwork::BitcoinTestnet => "test",
+            UtxoNetwork::BitcoinRegtest | UtxoNetwork::LitecoinRegtest => "regtest",
+        }
+    }
+
     /// The human-readable part of its segwit addresses (BIP-173).
     pub fn hrp(self) -> &'static str {
         match self {

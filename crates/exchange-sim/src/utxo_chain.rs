@@ -46,6 +46,13 @@ pub struct UtxoShared {
     next_block: AtomicU64,
 }
 
+impl Drop for UtxoShared {
+    fn drop(&mut self) {
+        // secp256k1's own erase: the key's bytes overwritten before the memory is freed.
+        self.hot_key.non_secure_erase();
+    }
+}
+
 impl UtxoShared {
     /// Connects to the node (which must be on the configured chain) and builds the deposit
     /// scripts of every account; reading starts at the node's next block.
@@ -61,11 +68,7 @@ impl UtxoShared {
             reason,
         };
         let (name, blocks) = node.chain().await.map_err(|e| chain_error(e.to_string()))?;
-        let expected = match chain {
-            UtxoNetwork::Bitcoin | UtxoNetwork::Litecoin => "main",
-            UtxoNetwork::BitcoinTestnet => "test",
-            UtxoNetwork::BitcoinRegtest | UtxoNetwork::LitecoinRegtest => "regtest",
-        };
+        let expected = chain.node_chain();
         if name != expected {
             return Err(chain_error(format!(
                 "the node is on chain {name:?}; utxo.chain {} needs {expected:?}",

@@ -1274,83 +1274,40 @@ mod tests {
         (anvil, rpc)
     }
 
-    async fn fixture(with_policy: bool) -> Fx {
-        let (anvil, rpc) = start_anvil().await;
-        let (read_key, secret) = ("k".repeat(64), "s".repeat(64));
-        let sim: concord_exchange_sim::SimConfig = serde_json::from_value(serde_json::json!({
+    /// The simulator's read key of the account `trader` (HMAC), as the modules hold it.
+    const READ_KEY: &str = "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk";
+    const READ_SECRET: &str = "ssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssss";
+
+    /// The exchange simulator on the node at `rpc`, with `coins`, an optional UTXO chain and
+    /// the account `trader` (`balances`) read with [`READ_KEY`].
+    async fn start_sim(
+        rpc: &str,
+        coins: serde_json::Value,
+        utxo: Option<serde_json::Value>,
+        balances: serde_json::Value,
+    ) -> concord_exchange_sim::SimHandle {
+        let mut config = serde_json::json!({
             "rpc_url": rpc, "chain_id": 31337, "confirmations": 1,
             "hot_wallet_key": "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
             "admin_token": "admin",
-            "coins": [
-                {"coin": "ETH", "network": "ETH", "decimals": 18, "withdraw_fee": "0", "withdraw_min": "0.001"},
-                {"coin": "CTT", "network": "ETH", "decimals": 18, "contract": "0x0000000000000000000000000000000000000c77", "withdraw_fee": "0", "withdraw_min": "1"},
-            ],
-            "accounts": [{"name": "trader", "balances": {"ETH": "10"}, "api_keys": [{"api_key": read_key, "kind": "hmac", "secret": secret, "permissions": ["read"]}]}],
-        }))
-        .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let sim = concord_exchange_sim::SimHandle::start(sim, listener)
-            .await
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let kek = crate::state::test_kek();
-        let checks = crate::config::LocalChecks {
-            // Lets a test sign a request dated in the past (an expired earlier one).
-            max_request_age_secs: 3600,
-            ..Default::default()
-        };
-        let state = State::create("m1", &dir.path().join("vault"), &kek, checks).unwrap();
-        state
-            .pin_admins(&AdminSet::new(vec![key(1).public(), key(2).public()], 2).unwrap())
-            .unwrap();
-        state
-            .save_exchange_secret("binance", secret.as_bytes())
-            .unwrap();
-        let (wallet, cred) = shares(&state).await;
-        if with_policy {
-            let mut sp = SignedPolicy {
-                policy: policy(wallet, cred),
-                signatures: vec![],
-            };
-            sp.sign(&key(1));
-            sp.sign(&key(2));
-            state.adopt_policy(sp).unwrap();
+            "coins": coins,
+            "accounts": [{"name": "trader", "balances": balances, "api_keys": [{"api_key": READ_KEY, "kind": "hmac", "secret": READ_SECRET, "permissions": ["read"]}]}],
+        });
+        if let Some(u) = utxo {
+            config["utxo"] = u;
         }
-        let config = crate::Config {
-            id: "m1".into(),
-            coordinator: crate::config::CoordinatorConfig {
-                address: "127.0.0.1:1".into(),
-                also: Vec::new(),
-                identity: state.identity().public(),
-            },
-            vault: crate::config::VaultConfig {
-                dir: dir.path().join("vault"),
-                passphrase: concord_vault::PassphraseSource::Env("UNUSED".into()),
-            },
-            checks: state.checks.clone(),
-            chain: Some(ChainConfig {
-                rpc_url: rpc.clone(),
-                chain_id: 31337,
-                network: "ETH".into(),
-                tokens: vec![],
-            }),
-            exchanges: vec![ExchangeConfig {
-                name: "binance".into(),
-                kind: "binance".into(),
-                url: sim.base_url(),
-                read_api_key: read_key,
-                read_key_type: "hmac".into(),
-            }],
-            utxo: None,
-        };
-        let outside = Outside::build(&config, &state).unwrap();
-        let own = concord_chain::evm_address(&state.share(wallet).unwrap().unwrap().public_key())
-            .unwrap();
-        let state = Arc::new(state);
-        let decider = Decider::new(state.clone(), state.identity(), outside);
-        let honest: serde_json::Value = reqwest::Client::new()
+        let config: concord_exchange_sim::SimConfig = serde_json::from_value(config).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        concord_exchange_sim::SimHandle::start(config, listener)
+            .await
+            .unwrap()
+    }
+
+    /// The simulator's deposit address of `trader` on `network`, from its admin endpoint.
+    async fn sim_deposit_address(sim: &concord_exchange_sim::SimHandle, network: &str) -> String {
+        let answer: serde_json::Value = reqwest::Client::new()
             .get(format!(
-                "{}/sim/deposit-address?account=trader&network=ETH",
+                "{}/sim/deposit-address?account=trader&network={network}",
                 sim.base_url()
             ))
             .bearer_auth("admin")
@@ -1360,7 +1317,200 @@ mod tests {
             .json()
             .await
             .unwrap();
-        let honest: Address = honest["address"].as_str().unwrap().parse().unwrap();
+        answer["address"].as_str().unwrap().to_owned()
+    }
+
+    /// A module `m1` in `dir`: admins 1 and 2 pinned, the simulator's read secret stored.
+    fn module_state(dir: &std::path::Path, checks: crate::config::LocalChecks) -> State {
+        let kek = crate::state::test_kek();
+        let state = State::create("m1", &dir.join("vault"), &kek, checks).unwrap();
+        state
+            .pin_admins(&AdminSet::new(vec![key(1).public(), key(2).public()], 2).unwrap())
+            .unwrap();
+        state
+            .save_exchange_secret("binance", READ_SECRET.as_bytes())
+            .unwrap();
+        state
+    }
+
+    /// `policy` signed by admins 1 and 2 and adopted.
+    fn adopt(state: &State, policy: Policy) {
+        let mut sp = SignedPolicy {
+            policy,
+            signatures: vec![],
+        };
+        sp.sign(&key(1));
+        sp.sign(&key(2));
+        state.adopt_policy(sp).unwrap();
+    }
+
+    /// The module's configuration: its chain (anvil at `rpc`), the simulator as `binance`,
+    /// and a UTXO chain if given.
+    fn module_config(
+        state: &State,
+        dir: &std::path::Path,
+        rpc: Option<&str>,
+        sim: &concord_exchange_sim::SimHandle,
+        utxo: Option<crate::config::UtxoConfig>,
+    ) -> crate::Config {
+        crate::Config {
+            id: "m1".into(),
+            coordinator: crate::config::CoordinatorConfig {
+                address: "127.0.0.1:1".into(),
+                also: Vec::new(),
+                identity: state.identity().public(),
+            },
+            vault: crate::config::VaultConfig {
+                dir: dir.join("vault"),
+                passphrase: concord_vault::PassphraseSource::Env("UNUSED".into()),
+            },
+            checks: state.checks.clone(),
+            chain: rpc.map(|rpc| ChainConfig {
+                rpc_url: rpc.to_owned(),
+                chain_id: 31337,
+                network: "ETH".into(),
+                tokens: vec![],
+            }),
+            exchanges: vec![ExchangeConfig {
+                name: "binance".into(),
+                kind: "binance".into(),
+                url: sim.base_url(),
+                read_api_key: READ_KEY.into(),
+                read_key_type: "hmac".into(),
+            }],
+            utxo,
+        }
+    }
+
+    /// A module's own key, made for a test.
+    fn test_key(i: u8) -> k256::ecdsa::SigningKey {
+        k256::ecdsa::SigningKey::from_bytes((&[i; 32]).into()).unwrap()
+    }
+
+    /// The policy's rule of multisig wallet `def`: a trading wallet depositing to
+    /// `binance`, with limits for `coin`.
+    fn multisig_rule(
+        def: &concord_wire::authority::MultisigDef,
+        label: &str,
+        coin: &str,
+        per_transfer: &str,
+        per_day: &str,
+    ) -> WalletRule {
+        WalletRule {
+            wallet: def.wallet_id(),
+            label: label.into(),
+            purpose: WalletPurpose::Trading {
+                deposit_to: vec!["binance".into()],
+                raw_messages: false,
+            },
+            limits: vec![CoinLimit {
+                coin: coin.into(),
+                per_transfer: per_transfer.into(),
+                per_day: per_day.into(),
+                cosign_above: None,
+                cosigners: 0,
+            }],
+            refresh: false,
+            derive: vec![],
+            multisig: Some(def.clone()),
+        }
+    }
+
+    /// A multisig member with a test identity and own key.
+    fn member(
+        module: &str,
+        identity: &IdentityKey,
+        k: &k256::ecdsa::SigningKey,
+    ) -> concord_wire::authority::MultisigMember {
+        let own: [u8; 33] = k
+            .verifying_key()
+            .to_encoded_point(true)
+            .as_bytes()
+            .try_into()
+            .unwrap();
+        concord_wire::authority::MultisigMember {
+            module: module.into(),
+            identity: identity.public(),
+            key: hex::encode(own),
+            key_signature: hex::encode(identity.sign_multisig_key(&own)),
+        }
+    }
+
+    /// This module as a multisig member, from what it publishes.
+    fn own_member(state: &State) -> concord_wire::authority::MultisigMember {
+        let info = state.public_info();
+        concord_wire::authority::MultisigMember {
+            module: "m1".into(),
+            identity: state.identity().public(),
+            key: info.multisig_key,
+            key_signature: info.multisig_key_signature,
+        }
+    }
+
+    /// An approval of `payload` under `job` by `module`, signed with `identity` (another
+    /// member's, made for a certificate).
+    fn approval_by(
+        job: &str,
+        module: &str,
+        identity: &IdentityKey,
+        payload: &SigningPayload,
+        policy: [u8; 32],
+        intent: &str,
+    ) -> Approval {
+        let statement = ApprovalStatement {
+            version: 2,
+            job_id: job.into(),
+            module_id: module.into(),
+            wallet_id: payload.wallet(),
+            digest: payload.digest(),
+            policy,
+            intent: intent.into(),
+            rule: AgreementRule::All,
+            expires_at: concord_wire::authority::unix_now() + 600,
+            checks: vec![],
+        }
+        .to_bytes();
+        let signature = ApprovalStatement::sign(&statement, identity).to_vec();
+        Approval {
+            job_id: job.into(),
+            digest: payload.digest().to_vec(),
+            statement,
+            signature,
+        }
+    }
+
+    async fn fixture(with_policy: bool) -> Fx {
+        let (anvil, rpc) = start_anvil().await;
+        let sim = start_sim(
+            &rpc,
+            serde_json::json!([
+                {"coin": "ETH", "network": "ETH", "decimals": 18, "withdraw_fee": "0", "withdraw_min": "0.001"},
+                {"coin": "CTT", "network": "ETH", "decimals": 18, "contract": "0x0000000000000000000000000000000000000c77", "withdraw_fee": "0", "withdraw_min": "1"},
+            ]),
+            None,
+            serde_json::json!({"ETH": "10"}),
+        )
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let state = module_state(
+            dir.path(),
+            crate::config::LocalChecks {
+                // Lets a test sign a request dated in the past (an expired earlier one).
+                max_request_age_secs: 3600,
+                ..Default::default()
+            },
+        );
+        let (wallet, cred) = shares(&state).await;
+        if with_policy {
+            adopt(&state, policy(wallet, cred));
+        }
+        let config = module_config(&state, dir.path(), Some(&rpc), &sim, None);
+        let outside = Outside::build(&config, &state).unwrap();
+        let own = concord_chain::evm_address(&state.share(wallet).unwrap().unwrap().public_key())
+            .unwrap();
+        let state = Arc::new(state);
+        let decider = Decider::new(state.clone(), state.identity(), outside);
+        let honest: Address = sim_deposit_address(&sim, "ETH").await.parse().unwrap();
         Fx {
             _anvil: anvil,
             sim,
@@ -1989,52 +2139,21 @@ mod tests {
         // anvil only because the simulator serves ETH too.
         let (_anvil, rpc) = start_anvil().await;
         let (user, password) = ltc.rpc_credentials();
-        let (read_key, secret) = ("k".repeat(64), "s".repeat(64));
-        let sim: concord_exchange_sim::SimConfig = serde_json::from_value(serde_json::json!({
-            "rpc_url": rpc, "chain_id": 31337, "confirmations": 1,
-            "hot_wallet_key": "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
-            "admin_token": "admin",
-            "coins": [
+        let sim = start_sim(
+            &rpc,
+            serde_json::json!([
                 {"coin": "ETH", "network": "ETH", "decimals": 18, "withdraw_fee": "0", "withdraw_min": "0.001"},
                 {"coin": "LTC", "network": "LTC", "decimals": 8, "withdraw_fee": "0", "withdraw_min": "0.01"},
-            ],
-            "utxo": {"rpc_url": node.url(), "rpc_user": user, "rpc_password": password,
-                     "chain": "ltc-regtest", "network": "LTC", "hot_wallet_key": "31".repeat(32)},
-            "accounts": [{"name": "trader", "api_keys": [{"api_key": read_key, "kind": "hmac", "secret": secret, "permissions": ["read"]}]}],
-        }))
-        .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let sim = concord_exchange_sim::SimHandle::start(sim, listener)
-            .await
-            .unwrap();
+            ]),
+            Some(serde_json::json!({"rpc_url": node.url(), "rpc_user": user, "rpc_password": password,
+                     "chain": "ltc-regtest", "network": "LTC", "hot_wallet_key": "31".repeat(32)})),
+            serde_json::json!({}),
+        )
+        .await;
 
         // The module, and a 2-of-3 multisig of its own key and two others in the policy.
         let dir = tempfile::tempdir().unwrap();
-        let kek = crate::state::test_kek();
-        let state =
-            State::create("m1", &dir.path().join("vault"), &kek, Default::default()).unwrap();
-        state
-            .pin_admins(&AdminSet::new(vec![key(1).public(), key(2).public()], 2).unwrap())
-            .unwrap();
-        state
-            .save_exchange_secret("binance", secret.as_bytes())
-            .unwrap();
-        // The other members: their identities and own keys (made for the test).
-        let other_key = |i: u8| k256::ecdsa::SigningKey::from_bytes((&[i; 32]).into()).unwrap();
-        let member = |module: &str, identity: &IdentityKey, k: &k256::ecdsa::SigningKey| {
-            let own: [u8; 33] = k
-                .verifying_key()
-                .to_encoded_point(true)
-                .as_bytes()
-                .try_into()
-                .unwrap();
-            MultisigMember {
-                module: module.into(),
-                identity: identity.public(),
-                key: hex::encode(own),
-                key_signature: hex::encode(identity.sign_multisig_key(&own)),
-            }
-        };
+        let state = module_state(dir.path(), Default::default());
         let def_of = |members: Vec<MultisigMember>| {
             let mut members = members;
             members.sort_by(|a, b| a.key.cmp(&b.key));
@@ -2045,71 +2164,36 @@ mod tests {
                 safe: None,
             }
         };
-        let info = state.public_info();
-        let me = MultisigMember {
-            module: "m1".into(),
-            identity: state.identity().public(),
-            key: info.multisig_key.clone(),
-            key_signature: info.multisig_key_signature.clone(),
-        };
         let (id2, id3, id4) = (key(50), key(51), key(52));
-        let (k2, k3, k4) = (other_key(0x41), other_key(0x42), other_key(0x43));
-        let def = def_of(vec![me, member("m2", &id2, &k2), member("m3", &id3, &k3)]);
+        let (k2, k3, k4) = (test_key(0x41), test_key(0x42), test_key(0x43));
+        let def = def_of(vec![
+            own_member(&state),
+            member("m2", &id2, &k2),
+            member("m3", &id3, &k3),
+        ]);
         let foreign_def = def_of(vec![
             member("m4", &id4, &k4),
             member("m2", &id2, &k2),
             member("m3", &id3, &k3),
         ]);
-        let rule = |def: &MultisigDef, label: &str| WalletRule {
-            wallet: def.wallet_id(),
-            label: label.into(),
-            purpose: WalletPurpose::Trading {
-                deposit_to: vec!["binance".into()],
-                raw_messages: false,
-            },
-            limits: vec![CoinLimit {
-                coin: "LTC".into(),
-                // 1.5 LTC and at most 5000 litoshis of fee.
-                per_transfer: "1.50005".into(),
-                per_day: "10".into(),
-                cosign_above: None,
-                cosigners: 0,
-            }],
-            refresh: false,
-            derive: vec![],
-            multisig: Some(def.clone()),
-        };
         let mut pol = policy(WalletId([1; 32]), WalletId([2; 32]));
-        pol.wallets.push(rule(&def, "ltc-desk"));
-        pol.wallets.push(rule(&foreign_def, "not-ours"));
-        let mut sp = SignedPolicy {
-            policy: pol,
-            signatures: vec![],
-        };
-        sp.sign(&key(1));
-        sp.sign(&key(2));
-        state.adopt_policy(sp).unwrap();
-        let config = crate::Config {
-            id: "m1".into(),
-            coordinator: crate::config::CoordinatorConfig {
-                address: "127.0.0.1:1".into(),
-                also: Vec::new(),
-                identity: state.identity().public(),
-            },
-            vault: crate::config::VaultConfig {
-                dir: dir.path().join("vault"),
-                passphrase: concord_vault::PassphraseSource::Env("UNUSED".into()),
-            },
-            checks: state.checks.clone(),
-            chain: None,
-            exchanges: vec![ExchangeConfig {
-                name: "binance".into(),
-                kind: "binance".into(),
-                url: sim.base_url(),
-                read_api_key: read_key,
-                read_key_type: "hmac".into(),
-            }],
-            utxo: Some(crate::config::UtxoConfig {
+        // 1.5 LTC and at most 5000 litoshis of fee.
+        pol.wallets
+            .push(multisig_rule(&def, "ltc-desk", "LTC", "1.50005", "10"));
+        pol.wallets.push(multisig_rule(
+            &foreign_def,
+            "not-ours",
+            "LTC",
+            "1.50005",
+            "10",
+        ));
+        adopt(&state, pol);
+        let config = module_config(
+            &state,
+            dir.path(),
+            None,
+            &sim,
+            Some(crate::config::UtxoConfig {
                 chain: "ltc-regtest".into(),
                 network: "LTC".into(),
                 coin: "LTC".into(),
@@ -2119,7 +2203,7 @@ mod tests {
                 max_fee_rate_sat_vb: 50,
                 max_fee_sats: 100_000,
             }),
-        };
+        );
         let outside = Outside::build(&config, &state).unwrap();
         let state = Arc::new(state);
         let decider = Decider::new(state.clone(), state.identity(), outside);
@@ -2131,19 +2215,9 @@ mod tests {
         node.mine_to(2, &own).await.unwrap();
         node.mine_to(100, &burn).await.unwrap();
         let available = node.spendable(&own, 1).await.unwrap();
-        let honest: serde_json::Value = reqwest::Client::new()
-            .get(format!(
-                "{}/sim/deposit-address?account=trader&network=LTC",
-                sim.base_url()
-            ))
-            .bearer_auth("admin")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
+        let to = net
+            .script_of(&sim_deposit_address(&sim, "LTC").await)
             .unwrap();
-        let to = net.script_of(honest["address"].as_str().unwrap()).unwrap();
         let attacker = ScriptBuf::new_p2wsh(&bitcoin::WScriptHash::from_byte_array([6; 32]));
         let amount = Amount::from_sat(150_000_000);
         let spend = |to: &ScriptBuf, wallet: &WalletScript, fee: u64| {
@@ -2309,26 +2383,7 @@ mod tests {
         // (all three members) among the members the policy names.
         let policy_hash = state.policy().unwrap().hash;
         let approval_by = |module: &str, identity: &IdentityKey| {
-            let statement = ApprovalStatement {
-                version: 2,
-                job_id: "u9".into(),
-                module_id: module.into(),
-                wallet_id: def.wallet_id(),
-                digest: honest.digest(),
-                policy: policy_hash,
-                intent: si.intent.id.clone(),
-                rule: AgreementRule::All,
-                expires_at: concord_wire::authority::unix_now() + 600,
-                checks: vec![],
-            }
-            .to_bytes();
-            let signature = ApprovalStatement::sign(&statement, identity).to_vec();
-            Approval {
-                job_id: "u9".into(),
-                digest: honest.digest().to_vec(),
-                statement,
-                signature,
-            }
+            approval_by("u9", module, identity, &honest, policy_hash, &si.intent.id)
         };
         let refused_signing = |certificate: Vec<Approval>, want: &str| {
             let e = crate::multisig::sign(&state, "u9", &certificate).unwrap_err();
@@ -2395,39 +2450,24 @@ mod tests {
     /// certificate; its signature and a second owner's execute the transfer on chain.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_safe_transfer_is_checked_and_signed_with_the_module_s_own_key() {
-        use concord_wire::authority::{MultisigDef, MultisigMember};
+        use concord_wire::authority::MultisigDef;
         const DEV0: [u8; 32] = [
             0xac, 0x09, 0x74, 0xbe, 0xc3, 0x9a, 0x17, 0xe3, 0x6b, 0xa4, 0xa6, 0xb4, 0xd2, 0x38,
             0xff, 0x94, 0x4b, 0xac, 0xb4, 0x78, 0xcb, 0xed, 0x5e, 0xfc, 0xae, 0x78, 0x4d, 0x7b,
             0xf4, 0xf2, 0xff, 0x80,
         ];
         let (_anvil, rpc) = start_anvil().await;
-        let (read_key, secret) = ("k".repeat(64), "s".repeat(64));
-        let sim: concord_exchange_sim::SimConfig = serde_json::from_value(serde_json::json!({
-            "rpc_url": rpc, "chain_id": 31337, "confirmations": 1,
-            "hot_wallet_key": "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
-            "admin_token": "admin",
-            "coins": [{"coin": "ETH", "network": "ETH", "decimals": 18, "withdraw_fee": "0", "withdraw_min": "0.001"}],
-            "accounts": [{"name": "trader", "api_keys": [{"api_key": read_key, "kind": "hmac", "secret": secret, "permissions": ["read"]}]}],
-        }))
-        .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let sim = concord_exchange_sim::SimHandle::start(sim, listener)
-            .await
-            .unwrap();
+        let sim = start_sim(
+            &rpc,
+            serde_json::json!([{"coin": "ETH", "network": "ETH", "decimals": 18, "withdraw_fee": "0", "withdraw_min": "0.001"}]),
+            None,
+            serde_json::json!({}),
+        )
+        .await;
         let dir = tempfile::tempdir().unwrap();
-        let kek = crate::state::test_kek();
-        let state =
-            State::create("m1", &dir.path().join("vault"), &kek, Default::default()).unwrap();
-        state
-            .pin_admins(&AdminSet::new(vec![key(1).public(), key(2).public()], 2).unwrap())
-            .unwrap();
-        state
-            .save_exchange_secret("binance", secret.as_bytes())
-            .unwrap();
+        let state = module_state(dir.path(), Default::default());
 
         // Three owners: this module and two others; the Safe deployed with their addresses.
-        let other_key = |i: u8| k256::ecdsa::SigningKey::from_bytes((&[i; 32]).into()).unwrap();
         let public = |k: &k256::ecdsa::SigningKey| -> [u8; 33] {
             k.verifying_key()
                 .to_encoded_point(true)
@@ -2435,23 +2475,10 @@ mod tests {
                 .try_into()
                 .unwrap()
         };
-        let member =
-            |module: &str, identity: &IdentityKey, k: &k256::ecdsa::SigningKey| MultisigMember {
-                module: module.into(),
-                identity: identity.public(),
-                key: hex::encode(public(k)),
-                key_signature: hex::encode(identity.sign_multisig_key(&public(k))),
-            };
-        let info = state.public_info();
         let (id2, id3) = (key(50), key(51));
-        let (k2, k3) = (other_key(0x41), other_key(0x42));
+        let (k2, k3) = (test_key(0x41), test_key(0x42));
         let mut members = vec![
-            MultisigMember {
-                module: "m1".into(),
-                identity: state.identity().public(),
-                key: info.multisig_key.clone(),
-                key_signature: info.multisig_key_signature.clone(),
-            },
+            own_member(&state),
             member("m2", &id2, &k2),
             member("m3", &id3, &k3),
         ];
@@ -2465,7 +2492,7 @@ mod tests {
             .await
             .unwrap();
         // A second Safe with another owner set (this module not among them).
-        let stranger = concord_chain::evm_address(&public(&other_key(0x43))).unwrap();
+        let stranger = concord_chain::evm_address(&public(&test_key(0x43))).unwrap();
         let other_safe =
             concord_chain::safe::deploy(&rpc, &DEV0, &contracts, &[owners[0], stranger], 2)
                 .await
@@ -2490,77 +2517,17 @@ mod tests {
         };
         let mut other_def = def.clone();
         other_def.safe = Some(other_safe);
-        let rule = |def: &MultisigDef, label: &str| WalletRule {
-            wallet: def.wallet_id(),
-            label: label.into(),
-            purpose: WalletPurpose::Trading {
-                deposit_to: vec!["binance".into()],
-                raw_messages: false,
-            },
-            limits: vec![CoinLimit {
-                coin: "ETH".into(),
-                per_transfer: "1".into(),
-                per_day: "2".into(),
-                cosign_above: None,
-                cosigners: 0,
-            }],
-            refresh: false,
-            derive: vec![],
-            multisig: Some(def.clone()),
-        };
         let mut pol = policy(WalletId([1; 32]), WalletId([2; 32]));
-        pol.wallets.push(rule(&def, "safe-desk"));
-        pol.wallets.push(rule(&other_def, "other-safe"));
-        let mut sp = SignedPolicy {
-            policy: pol,
-            signatures: vec![],
-        };
-        sp.sign(&key(1));
-        sp.sign(&key(2));
-        state.adopt_policy(sp).unwrap();
-        let config = crate::Config {
-            id: "m1".into(),
-            coordinator: crate::config::CoordinatorConfig {
-                address: "127.0.0.1:1".into(),
-                also: Vec::new(),
-                identity: state.identity().public(),
-            },
-            vault: crate::config::VaultConfig {
-                dir: dir.path().join("vault"),
-                passphrase: concord_vault::PassphraseSource::Env("UNUSED".into()),
-            },
-            checks: state.checks.clone(),
-            chain: Some(ChainConfig {
-                rpc_url: rpc.clone(),
-                chain_id: 31337,
-                network: "ETH".into(),
-                tokens: vec![],
-            }),
-            exchanges: vec![ExchangeConfig {
-                name: "binance".into(),
-                kind: "binance".into(),
-                url: sim.base_url(),
-                read_api_key: read_key,
-                read_key_type: "hmac".into(),
-            }],
-            utxo: None,
-        };
+        pol.wallets
+            .push(multisig_rule(&def, "safe-desk", "ETH", "1", "2"));
+        pol.wallets
+            .push(multisig_rule(&other_def, "other-safe", "ETH", "1", "2"));
+        adopt(&state, pol);
+        let config = module_config(&state, dir.path(), Some(&rpc), &sim, None);
         let outside = Outside::build(&config, &state).unwrap();
         let state = Arc::new(state);
         let decider = Decider::new(state.clone(), state.identity(), outside);
-        let honest: serde_json::Value = reqwest::Client::new()
-            .get(format!(
-                "{}/sim/deposit-address?account=trader&network=ETH",
-                sim.base_url()
-            ))
-            .bearer_auth("admin")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let to: Address = honest["address"].as_str().unwrap().parse().unwrap();
+        let to: Address = sim_deposit_address(&sim, "ETH").await.parse().unwrap();
         let amount = concord_wire::units::parse_amount("0.25", 18).unwrap();
         let intent = |wallet: WalletId| {
             signed(
@@ -2652,26 +2619,14 @@ mod tests {
         );
         let policy_hash = state.policy().unwrap().hash;
         let approval_by = |module: &str, identity: &IdentityKey| {
-            let statement = ApprovalStatement {
-                version: 2,
-                job_id: "s-ok".into(),
-                module_id: module.into(),
-                wallet_id: def.wallet_id(),
-                digest: honest.digest(),
-                policy: policy_hash,
-                intent: si.intent.id.clone(),
-                rule: AgreementRule::All,
-                expires_at: concord_wire::authority::unix_now() + 600,
-                checks: vec![],
-            }
-            .to_bytes();
-            let signature = ApprovalStatement::sign(&statement, identity).to_vec();
-            Approval {
-                job_id: "s-ok".into(),
-                digest: honest.digest().to_vec(),
-                statement,
-                signature,
-            }
+            approval_by(
+                "s-ok",
+                module,
+                identity,
+                &honest,
+                policy_hash,
+                &si.intent.id,
+            )
         };
         assert!(crate::multisig::sign(&state, "s-ok", std::slice::from_ref(&a)).is_err());
         let certificate = vec![a.clone(), approval_by("m2", &id2), approval_by("m3", &id3)];

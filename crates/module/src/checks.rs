@@ -277,12 +277,7 @@ impl Outside {
             return Err("not an EVM transfer".into());
         };
         let chain = self.chain()?;
-        if *chain_id != chain.config.chain_id {
-            return Err(format!(
-                "chain id {chain_id} is not this module's chain ({})",
-                chain.config.chain_id
-            ));
-        }
+        Self::check_chain_id(chain, *chain_id)?;
         let sender = concord_chain::evm_address(wallet_public_key)
             .map_err(|e| format!("cannot derive the wallet's address: {e}"))?;
         let Destination::ExchangeDeposit {
@@ -296,12 +291,7 @@ impl Outside {
                 "the transaction sends {asset:?}, but coin {coin} is {expected_asset:?} here"
             ));
         }
-        if network != &chain.config.network {
-            return Err(format!(
-                "network {network} is not this module's chain network ({})",
-                chain.config.network
-            ));
-        }
+        Self::check_network(chain, network)?;
         FeePolicy {
             max_fee_per_gas: u128::from(checks.max_fee_per_gas),
             max_priority_fee_per_gas: u128::from(checks.max_priority_fee_per_gas),
@@ -326,33 +316,9 @@ impl Outside {
                 .get_or_try_init(|| chain.client.chain_id()),
             chain.client.pending_nonce(sender),
         );
-        let deposit = deposit.map_err(|e| describe(exchange, &e))?;
-        let node_chain_id =
-            node_chain_id.map_err(|e| format!("cannot read this module's chain: {e}"))?;
-        if *node_chain_id != chain.config.chain_id {
-            return Err(format!(
-                "this module's node reports chain id {node_chain_id}, not {}",
-                chain.config.chain_id
-            ));
-        }
+        Self::check_node_chain_id(chain, node_chain_id)?;
         let pending = pending.map_err(|e| format!("cannot read this module's chain: {e}"))?;
-        if !deposit.tag.as_deref().unwrap_or("").is_empty() {
-            return Err(format!(
-                "exchange {exchange} asks for a memo/tag ({:?}) on {coin}/{network}, which EVM transfers cannot carry",
-                deposit.tag
-            ));
-        }
-        let resolved: Address = deposit.address.parse().map_err(|_| {
-            format!(
-                "exchange {exchange} gave a deposit address that is not an EVM address: {:?}",
-                deposit.address
-            )
-        })?;
-        if resolved != *recipient {
-            return Err(format!(
-                "the proposed recipient {recipient} is not the deposit address {resolved} that exchange {exchange} gave this module for {coin} on {network}"
-            ));
-        }
+        Self::check_evm_recipient(deposit, *recipient, exchange, coin, network)?;
         if *nonce < pending {
             return Err(format!(
                 "nonce {nonce} of {sender} is already used on chain (next is {pending})"
@@ -505,11 +471,7 @@ impl Outside {
             .get_or_try_init(|| async { u.node.chain().await.map(|(name, _)| name) })
             .await
             .map_err(|e| format!("cannot read this module's {chain} node: {e}"))?;
-        let expected = match u.chain {
-            UtxoNetwork::Bitcoin | UtxoNetwork::Litecoin => "main",
-            UtxoNetwork::BitcoinTestnet => "test",
-            UtxoNetwork::BitcoinRegtest | UtxoNetwork::LitecoinRegtest => "regtest",
-        };
+        let expected = u.chain.node_chain();
         if node_chain != expected {
             return Err(format!(
                 "this module's {chain} node is on chain {node_chain:?}, not {expected:?}"
@@ -519,10 +481,17 @@ impl Outside {
             .psbt()
             .ok_or_else(|| "the PSBT does not parse".to_owned())?;
         let connector = self.connector(exchange)?;
-        let deposit = self
-            .deposit_address(connector, exchange, coin, network)
-            .await
-            .map_err(|e| describe(exchange, &e))?;
+        // Ask the exchange and this module's node (every input) at once.
+        let (deposit, found) = tokio::join!(
+            self.deposit_address(connector, exchange, coin, network),
+            futures::future::join_all(
+                psbt.unsigned_tx
+                    .input
+                    .iter()
+                    .map(|i| u.node.unspent_output(&i.previous_output))
+            ),
+        );
+        let deposit = deposit.map_err(|e| describe(exchange, &e))?;
         if !deposit.tag.as_deref().unwrap_or("").is_empty() {
             return Err(format!(
                 "exchange {exchange} asks for a memo/tag ({:?}) on {coin}/{network}, which this spend cannot carry",
@@ -535,13 +504,10 @@ impl Outside {
             )
         })?;
         let mut view = HashMap::new();
-        for input in &psbt.unsigned_tx.input {
+        for (input, found) in psbt.unsigned_tx.input.iter().zip(found) {
             let o = input.previous_output;
-            if let Some(found) = u
-                .node
-                .unspent_output(&o)
-                .await
-                .map_err(|e| format!("cannot read this module's {chain} node: {e}"))?
+            if let Some(found) =
+                found.map_err(|e| format!("cannot read this module's {chain} node: {e}"))?
             {
                 // Only coins that cannot vanish: confirmed, and a coinbase's matured.
                 if found.confirmations == 0 {
@@ -630,18 +596,8 @@ impl Outside {
             return Err("not a Safe transfer".into());
         };
         let chain = self.chain()?;
-        if *chain_id != chain.config.chain_id {
-            return Err(format!(
-                "chain id {chain_id} is not this module's chain ({})",
-                chain.config.chain_id
-            ));
-        }
-        if network != &chain.config.network {
-            return Err(format!(
-                "network {network} is not this module's chain network ({})",
-                chain.config.network
-            ));
-        }
+        Self::check_chain_id(chain, *chain_id)?;
+        Self::check_network(chain, network)?;
         let (expected_asset, decimals) = self.asset_of(coin)?;
         if *asset != expected_asset {
             return Err(format!(
@@ -649,30 +605,18 @@ impl Outside {
             ));
         }
         let connector = self.connector(exchange)?;
-        let (deposit, state) = tokio::join!(
+        // Ask the exchange, the node's chain id and the Safe at once.
+        let (deposit, node_chain_id, state) = tokio::join!(
             self.deposit_address(connector, exchange, coin, network),
+            chain
+                .node_chain_id
+                .get_or_try_init(|| chain.client.chain_id()),
             concord_chain::safe::state(&chain.config.rpc_url, *safe),
         );
-        let deposit = deposit.map_err(|e| describe(exchange, &e))?;
+        Self::check_node_chain_id(chain, node_chain_id)?;
         let (safe_nonce, safe_owners, safe_threshold) =
             state.map_err(|e| format!("cannot read Safe {safe} on this module's chain: {e}"))?;
-        if !deposit.tag.as_deref().unwrap_or("").is_empty() {
-            return Err(format!(
-                "exchange {exchange} asks for a memo/tag ({:?}) on {coin}/{network}, which this transfer cannot carry",
-                deposit.tag
-            ));
-        }
-        let resolved: Address = deposit.address.parse().map_err(|_| {
-            format!(
-                "exchange {exchange} gave a deposit address that is not an EVM address: {:?}",
-                deposit.address
-            )
-        })?;
-        if resolved != *recipient {
-            return Err(format!(
-                "the proposed recipient {recipient} is not the deposit address {resolved} that exchange {exchange} gave this module for {coin} on {network}"
-            ));
-        }
+        Self::check_evm_recipient(deposit, *recipient, exchange, coin, network)?;
         let mut have = safe_owners.clone();
         have.sort();
         let mut want = owners.to_vec();
@@ -697,6 +641,76 @@ impl Outside {
             ),
             format!("{} {coin} sent", format_units(*amount, decimals)),
         ])
+    }
+}
+
+impl Outside {
+    /// The transfer's chain id is this module's chain's.
+    fn check_chain_id(chain: &ChainView, chain_id: u64) -> Result<(), String> {
+        if chain_id != chain.config.chain_id {
+            return Err(format!(
+                "chain id {chain_id} is not this module's chain ({})",
+                chain.config.chain_id
+            ));
+        }
+        Ok(())
+    }
+
+    /// The exchange network named is this module's chain's.
+    fn check_network(chain: &ChainView, network: &str) -> Result<(), String> {
+        if network != chain.config.network {
+            return Err(format!(
+                "network {network} is not this module's chain network ({})",
+                chain.config.network
+            ));
+        }
+        Ok(())
+    }
+
+    /// This module's node reports the configured chain id.
+    fn check_node_chain_id(
+        chain: &ChainView,
+        node_chain_id: Result<&u64, concord_chain::ChainError>,
+    ) -> Result<(), String> {
+        let node_chain_id =
+            node_chain_id.map_err(|e| format!("cannot read this module's chain: {e}"))?;
+        if *node_chain_id != chain.config.chain_id {
+            return Err(format!(
+                "this module's node reports chain id {node_chain_id}, not {}",
+                chain.config.chain_id
+            ));
+        }
+        Ok(())
+    }
+
+    /// The proposed EVM recipient is the deposit address this module's own connector
+    /// returned (no memo or tag, which an EVM transfer cannot carry).
+    fn check_evm_recipient(
+        deposit: Result<DepositAddress, concord_exchange::ExchangeError>,
+        recipient: Address,
+        exchange: &str,
+        coin: &str,
+        network: &str,
+    ) -> Result<(), String> {
+        let deposit = deposit.map_err(|e| describe(exchange, &e))?;
+        if !deposit.tag.as_deref().unwrap_or("").is_empty() {
+            return Err(format!(
+                "exchange {exchange} asks for a memo/tag ({:?}) on {coin}/{network}, which EVM transfers cannot carry",
+                deposit.tag
+            ));
+        }
+        let resolved: Address = deposit.address.parse().map_err(|_| {
+            format!(
+                "exchange {exchange} gave a deposit address that is not an EVM address: {:?}",
+                deposit.address
+            )
+        })?;
+        if resolved != recipient {
+            return Err(format!(
+                "the proposed recipient {recipient} is not the deposit address {resolved} that exchange {exchange} gave this module for {coin} on {network}"
+            ));
+        }
+        Ok(())
     }
 }
 

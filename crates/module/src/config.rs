@@ -48,8 +48,9 @@ pub struct Config {
     pub utxo: Option<UtxoConfig>,
 }
 
-/// A UTXO chain this module checks spends against, through its own node.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A UTXO chain this module checks spends against, through its own node. `Debug` leaves the
+/// RPC password out; it is wiped when the configuration is dropped.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UtxoConfig {
     /// The chain: `ltc-regtest`, `ltc`, `btc`, `btc-testnet` or `btc-regtest`.
@@ -70,6 +71,27 @@ pub struct UtxoConfig {
     /// Highest fee a spend may pay, satoshis.
     #[serde(default = "default_max_fee")]
     pub max_fee_sats: u64,
+}
+
+impl std::fmt::Debug for UtxoConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UtxoConfig")
+            .field("chain", &self.chain)
+            .field("network", &self.network)
+            .field("coin", &self.coin)
+            .field("rpc_url", &self.rpc_url)
+            .field("rpc_user", &self.rpc_user)
+            .field("rpc_password", &"<redacted>")
+            .field("max_fee_rate_sat_vb", &self.max_fee_rate_sat_vb)
+            .field("max_fee_sats", &self.max_fee_sats)
+            .finish()
+    }
+}
+
+impl Drop for UtxoConfig {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.rpc_password);
+    }
 }
 
 fn default_max_fee_rate() -> u64 {

@@ -221,6 +221,17 @@ impl SignedTransaction {
             sender,
         })
     }
+
+    /// The sender's account nonce the transaction uses.
+    pub fn nonce(&self) -> Result<u64, ChainError> {
+        use alloy::consensus::Transaction;
+        let mut buf = self.raw.as_slice();
+        TxEnvelope::decode_2718(&mut buf)
+            .map(|e| e.nonce())
+            .map_err(|e| ChainError::Decode {
+                reason: e.to_string(),
+            })
+    }
 }
 
 /// The nonce for a wallet's next transaction: the larger of the chain's pending nonce and the

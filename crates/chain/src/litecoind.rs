@@ -365,6 +365,34 @@ pub fn litecoind_binary() -> Result<PathBuf, LitecoindError> {
     }
 }
 
+/// The RPC user of a local regtest node.
+pub const REGTEST_USER: &str = "concord";
+
+/// The arguments of a local `litecoind` in regtest: data in `dir`, RPC on 127.0.0.1:`port`
+/// only (user and password), no wallet, no peers, a transaction index (transactions of any
+/// wallet can be looked up), MWEB never activated.
+pub fn regtest_args(dir: &Path, port: u16, user: &str, password: &str) -> Vec<String> {
+    let mut args = vec!["-regtest".to_owned(), format!("-datadir={}", dir.display())];
+    args.extend(
+        [
+            "-server",
+            "-listen=0",
+            "-rpcbind=127.0.0.1",
+            "-rpcallowip=127.0.0.1",
+            "-txindex=1",
+            "-disablewallet",
+            "-vbparams=mweb:-2:0",
+            "-printtoconsole=0",
+            "-fallbackfee=0.0002",
+        ]
+        .map(str::to_owned),
+    );
+    args.push(format!("-rpcport={port}"));
+    args.push(format!("-rpcuser={user}"));
+    args.push(format!("-rpcpassword={password}"));
+    args
+}
+
 /// A `litecoind -regtest` of its own (stopped when dropped): no wallet, no peers, a
 /// transaction index, MWEB never activated (its blocks are unreadable to rust-bitcoin, and
 /// regtest would otherwise stop at height 431 without a peg-in).
@@ -385,22 +413,7 @@ impl LocalLitecoin {
         let port = free_port().map_err(LitecoindError::Start)?;
         let password = hex::encode(rand::random::<[u8; 16]>());
         let child = Command::new(&bin)
-            .arg("-regtest")
-            .arg(format!("-datadir={}", dir.display()))
-            .args([
-                "-server",
-                "-listen=0",
-                "-rpcbind=127.0.0.1",
-                "-rpcallowip=127.0.0.1",
-                "-txindex=1",
-                "-disablewallet",
-                "-vbparams=mweb:-2:0",
-                "-printtoconsole=0",
-                "-fallbackfee=0.0002",
-            ])
-            .arg(format!("-rpcport={port}"))
-            .arg("-rpcuser=concord")
-            .arg(format!("-rpcpassword={password}"))
+            .args(regtest_args(dir, port, REGTEST_USER, &password))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -408,7 +421,7 @@ impl LocalLitecoin {
             .map_err(|e| LitecoindError::Start(format!("running {}: {e}", bin.display())))?;
         let mut me = LocalLitecoin {
             child,
-            node: UtxoNode::new(format!("http://127.0.0.1:{port}"), "concord", &password),
+            node: UtxoNode::new(format!("http://127.0.0.1:{port}"), REGTEST_USER, &password),
             port,
             password,
         };

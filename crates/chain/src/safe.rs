@@ -461,3 +461,94 @@ pub async fn exec_transaction(
     }
     Ok(receipt.transaction_hash)
 }
+
+/// The gas account's signed EIP-1559 transaction calling `execTransaction` on `tx`'s Safe
+/// with the packed owner signatures, at the account's `nonce` and under `fees`, not sent: its
+/// bytes go through the same idempotent broadcast and following as any transfer. The call is
+/// simulated first (a refusal by the contract, e.g. `GS026`, comes back as an error naming
+/// it, before anything is signed), and its gas estimate with a quarter on top is the limit.
+pub async fn exec_transaction_signed(
+    rpc_url: &str,
+    payer: &[u8; 32],
+    tx: &SafeTransaction,
+    signatures: Bytes,
+    nonce: u64,
+    fees: crate::FeeCaps,
+) -> Result<crate::SignedTransaction, ChainError> {
+    use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+    use alloy::eips::eip2718::Encodable2718;
+    use alloy::primitives::TxKind;
+    use alloy::signers::SignerSync;
+
+    let signer = PrivateKeySigner::from_bytes(&B256::from(*payer)).map_err(|e| {
+        ChainError::InvalidSignature {
+            reason: format!("the gas account's key is not a valid secp256k1 secret key ({e})"),
+        }
+    })?;
+    let t = tx.typed();
+    let input: Bytes = ISafe::execTransactionCall {
+        to: t.to,
+        value: t.value,
+        data: t.data,
+        operation: t.operation,
+        safeTxGas: t.safeTxGas,
+        baseGas: t.baseGas,
+        gasPrice: t.gasPrice,
+        gasToken: t.gasToken,
+        refundReceiver: t.refundReceiver,
+        signatures,
+    }
+    .abi_encode()
+    .into();
+    let provider = ProviderBuilder::new().connect_http(parse_url(rpc_url)?);
+    let request = TransactionRequest::default()
+        .with_from(signer.address())
+        .with_to(tx.safe)
+        .with_input(input.clone());
+    let returned = provider
+        .call(request.clone())
+        .await
+        .map_err(|e| rpc_error(rpc_url, "eth_call", e))?;
+    if ISafe::execTransactionCall::abi_decode_returns(&returned).ok() != Some(true) {
+        return Err(rpc_error(
+            rpc_url,
+            "eth_call",
+            "the Safe's inner call would fail (execTransaction returns false)",
+        ));
+    }
+    let estimate = provider
+        .estimate_gas(request)
+        .await
+        .map_err(|e| rpc_error(rpc_url, "eth_estimateGas", e))?;
+    let unsigned = TxEip1559 {
+        chain_id: tx.chain_id,
+        nonce,
+        gas_limit: estimate + estimate / 4,
+        max_fee_per_gas: fees.max_fee_per_gas,
+        max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
+        to: TxKind::Call(tx.safe),
+        value: U256::ZERO,
+        access_list: Default::default(),
+        input,
+    };
+    let signature = signer
+        .sign_hash_sync(&unsigned.signature_hash())
+        .map_err(|e| ChainError::InvalidSignature {
+            reason: format!("the gas account could not sign: {e}"),
+        })?;
+    let envelope = TxEnvelope::from(unsigned.into_signed(signature));
+    Ok(crate::SignedTransaction {
+        raw: envelope.encoded_2718(),
+        hash: *envelope.tx_hash(),
+        sender: signer.address(),
+    })
+}
+
+/// The Ethereum address of a gas account's key.
+pub fn gas_account(payer: &[u8; 32]) -> Result<Address, ChainError> {
+    PrivateKeySigner::from_bytes(&B256::from(*payer))
+        .map(|s| s.address())
+        .map_err(|e| ChainError::InvalidSignature {
+            reason: format!("the gas account's key is not a valid secp256k1 secret key ({e})"),
+        })
+}

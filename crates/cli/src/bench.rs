@@ -315,6 +315,31 @@ pub async fn transfers(args: TransferBenchArgs) -> Result<()> {
             }
         }
         let withdrawals_elapsed = started.elapsed();
+        // Native multisig: a 2-of-3 P2WSH wallet on Litecoin and a 2-of-3 Safe, each module
+        // signing with its own key.
+        let mut multisig_rows = Vec::new();
+        if d.info.ltc.is_some() {
+            let w = crate::demo_multisig::create(&mut d).await?;
+            let network: concord_chain::utxo::UtxoNetwork = crate::devnet::LTC_CHAIN.parse()?;
+            let script = network.script_of(&w.p2wsh.1)?;
+            crate::demo_multisig::fund_ltc(&d.info, &script, args.count as u64 + 5).await?;
+            crate::devnet::fund(
+                &d.client,
+                crate::devnet::DEV_KEY_0,
+                concord_chain::Asset::Native,
+                w.safe.1,
+                crate::demo::eth("1")?,
+            )
+            .await?;
+            for (what, wallet, network, coin) in [
+                ("P2WSH 2-of-3 deposit: request → tx accepted by litecoind", &w.p2wsh.0, "LTC", "LTC"),
+                ("Safe 2-of-3 deposit: request → execTransaction accepted by anvil", &w.safe.0, "ETH", "ETH"),
+            ] {
+                let (times, elapsed) =
+                    deposit_latencies(&d, wallet, network, coin, args.count, args.interval).await?;
+                multisig_rows.push(row(what, times, elapsed));
+            }
+        }
         Ok::<_, anyhow::Error>(json!({
             "engine": concord_tss::EcdsaEngine::from(args.setup.engine),
             "presigned_deposits": presigned,
@@ -325,6 +350,7 @@ pub async fn transfers(args: TransferBenchArgs) -> Result<()> {
                 row("withdraw request: FROST-Ed25519 signing (proposal → verified signature)", frost, withdrawals_elapsed),
                 row("withdraw request: request → verified signature", to_signature, withdrawals_elapsed),
             ],
+            "multisig": multisig_rows,
             "deposit_steps": steps
                 .into_iter()
                 .map(|(step, v)| row(&format!("deposit: request → {step}"), v, deposits_elapsed))
@@ -347,8 +373,9 @@ pub async fn transfers(args: TransferBenchArgs) -> Result<()> {
     crate::outln!("| measurement | count | p50 | p99 | max |");
     crate::outln!("|---|---|---|---|---|");
     let rows = report["rows"].as_array().into_iter().flatten();
+    let multisig = report["multisig"].as_array().into_iter().flatten();
     let steps = report["deposit_steps"].as_array().into_iter().flatten();
-    for r in rows.chain(steps) {
+    for r in rows.chain(multisig).chain(steps) {
         let f = |k: &str| {
             r[k].as_f64()
                 .map(|v| format!("{v:.1} ms"))
@@ -364,6 +391,41 @@ pub async fn transfers(args: TransferBenchArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `count` deposits of a small amount from `wallet`, one after another: request → its
+/// transaction accepted by the node (the coordinator's clock), and the time they all took.
+async fn deposit_latencies(
+    d: &crate::demo::Demo,
+    wallet: &str,
+    network: &str,
+    coin: &str,
+    count: usize,
+    interval: f64,
+) -> Result<(Vec<Duration>, Duration)> {
+    let started = Instant::now();
+    let mut accepted = Vec::new();
+    for _ in 0..count {
+        let intent = d.deposit_on(network, wallet, coin, "0.001", AgreementRule::All, &[])?;
+        let t = d
+            .api
+            .post("/v1/transfers/deposits", &json!({ "intent": intent }))
+            .await?;
+        let id = t["id"].as_str().unwrap_or_default().to_owned();
+        let t = d
+            .api
+            .get(&format!("/v1/transfers/{id}?wait=30&until=broadcast"))
+            .await?;
+        match ms_of(&t, "broadcast") {
+            Some(a) => accepted.push(a),
+            None => anyhow::bail!(
+                "deposit {id} of {coin} did not reach the chain: {}",
+                t["error"].as_str().unwrap_or("no error recorded")
+            ),
+        }
+        tokio::time::sleep(Duration::from_secs_f64(interval)).await;
+    }
+    Ok((accepted, started.elapsed()))
 }
 
 /// Arguments of `concord bench soak`.
@@ -432,6 +494,7 @@ pub async fn soak(args: SoakArgs) -> Result<()> {
         follow_secs: 120,
         postgres: args.postgres.clone(),
         coordinators,
+        utxo: false,
     };
     let info = crate::devnet::up(&dir, true, &opts).await?;
     let outcome = async {

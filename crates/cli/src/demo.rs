@@ -81,7 +81,7 @@ impl Demo {
         }
     }
 
-    fn record(&mut self, step: &str, held: bool, detail: Value) {
+    pub(crate) fn record(&mut self, step: &str, held: bool, detail: Value) {
         if !held {
             self.ok = false;
         }
@@ -105,9 +105,22 @@ impl Demo {
         Ok(si)
     }
 
-    /// A deposit intent of the trader.
+    /// A deposit intent of the trader on the EVM chain (network ETH).
     pub(crate) fn deposit(
         &self,
+        wallet: &str,
+        coin: &str,
+        amount: &str,
+        rule: AgreementRule,
+        cosigners: &[&str],
+    ) -> Result<SignedIntent> {
+        self.deposit_on("ETH", wallet, coin, amount, rule, cosigners)
+    }
+
+    /// A deposit intent of the trader on the exchange's `network`.
+    pub(crate) fn deposit_on(
+        &self,
+        network: &str,
         wallet: &str,
         coin: &str,
         amount: &str,
@@ -119,12 +132,44 @@ impl Demo {
                 wallet: wallet.parse()?,
                 exchange: "binance".into(),
                 coin: coin.into(),
-                network: "ETH".into(),
+                network: network.into(),
                 amount: amount.into(),
                 rule,
             },
             cosigners,
         )
+    }
+
+    /// The next policy version: the one in force, edited by `edit`, proposed and signed by
+    /// `admins`, then waited for until every module adopted it.
+    pub(crate) async fn amend_policy(
+        &self,
+        admins: [&str; 2],
+        edit: impl FnOnce(&mut Value),
+    ) -> Result<concord_coordinator::policy::PolicyView> {
+        let policies = self.api.get("/v1/policies").await?;
+        let current = policies["current"]["hash"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let mut doc =
+            self.api.get(&format!("/v1/policies/{current}")).await?["signed"]["policy"].clone();
+        if let Some(o) = doc.as_object_mut() {
+            o.remove("version");
+            o.remove("previous");
+        }
+        edit(&mut doc);
+        let view = crate::authority::propose(&self.api, doc).await?;
+        for admin in admins {
+            crate::authority::approve(
+                &self.api,
+                &view.hash,
+                &devnet::principal_key(&self.info.keys_dir, admin)?,
+            )
+            .await?;
+        }
+        policy_state(self, &view.hash, true).await?;
+        Ok(view)
     }
 
     /// A withdrawal intent of the trader.
@@ -142,7 +187,7 @@ impl Demo {
         )
     }
 
-    async fn transfer(&self, path: &str, intent: &SignedIntent) -> Result<Value> {
+    pub(crate) async fn transfer(&self, path: &str, intent: &SignedIntent) -> Result<Value> {
         let t = self.api.post(path, &json!({ "intent": intent })).await?;
         let id = t["id"].as_str().unwrap_or_default().to_owned();
         let t = self.api.wait_transfer(&id, self.json).await?;
@@ -153,7 +198,7 @@ impl Demo {
     }
 }
 
-fn eth(units: &str) -> Result<U256> {
+pub(crate) fn eth(units: &str) -> Result<U256> {
     concord_wire::units::parse_amount(units, 18).map_err(|e| anyhow::anyhow!(e))
 }
 
@@ -199,6 +244,7 @@ pub async fn demo(dir: &Path, json: bool, setup: GroupSetup, stop: bool) -> Resu
 async fn run(d: &mut Demo, setup: GroupSetup) -> Result<()> {
     let Prepared { wallet, address } = prepare(d, setup).await?;
     run_flows(d, &wallet, address).await?;
+    crate::demo_multisig::run(d).await?;
     lifecycle(d, setup, &wallet, address).await?;
     exactly_once(d, &wallet, address).await?;
     look_around(d, &wallet, address).await
@@ -336,39 +382,25 @@ async fn hd_wallets(d: &mut Demo, wallet: &str) -> Result<()> {
         transfer_summary(&t),
     );
     // Policy v+1: the admins add the child to the address book, as a withdrawal destination.
-    let policies = d.api.get("/v1/policies").await?;
-    let current = policies["current"]["hash"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let mut doc = d.api.get(&format!("/v1/policies/{current}")).await?["signed"]["policy"].clone();
-    if let Some(o) = doc.as_object_mut() {
-        o.remove("version");
-        o.remove("previous");
-    }
-    if let Some(book) = doc["address_book"].as_array_mut() {
-        book.push(json!({"label": "desk-child", "target": {"kind": "wallet", "wallet": child}}));
-    }
-    if let Some(ws) = doc["wallets"].as_array_mut() {
-        for w in ws {
-            // (Read before indexing mutably: a missing key would be inserted as null.)
-            if w["purpose"]["kind"] == "exchange_credential"
-                && let Some(to) = w["purpose"]["withdraw_to"].as_array_mut()
-            {
-                to.push(json!("desk-child"));
+    let view = d
+        .amend_policy(["admin-1", "admin-3"], |doc| {
+            if let Some(book) = doc["address_book"].as_array_mut() {
+                book.push(
+                    json!({"label": "desk-child", "target": {"kind": "wallet", "wallet": child}}),
+                );
             }
-        }
-    }
-    let view = crate::authority::propose(&d.api, doc).await?;
-    for admin in ["admin-1", "admin-3"] {
-        crate::authority::approve(
-            &d.api,
-            &view.hash,
-            &devnet::principal_key(&d.info.keys_dir, admin)?,
-        )
+            if let Some(ws) = doc["wallets"].as_array_mut() {
+                for w in ws {
+                    // (Read before indexing mutably: a missing key would be inserted as null.)
+                    if w["purpose"]["kind"] == "exchange_credential"
+                        && let Some(to) = w["purpose"]["withdraw_to"].as_array_mut()
+                    {
+                        to.push(json!("desk-child"));
+                    }
+                }
+            }
+        })
         .await?;
-    }
-    policy_state(d, &view.hash, true).await?;
     let before = d.client.balance(child_address).await?;
     let intent = d.withdrawal(AddressRef::Label("desk-child".into()), "0.3")?;
     let t = d.transfer("/v1/transfers/withdrawals", &intent).await?;
@@ -557,7 +589,7 @@ async fn exactly_once(d: &mut Demo, wallet: &str, address: Address) -> Result<()
 }
 
 /// Waits until every module reports policy `hash` in force, or reports why not.
-async fn policy_state(d: &Demo, hash: &str, want_adopted: bool) -> Result<Value> {
+pub(crate) async fn policy_state(d: &Demo, hash: &str, want_adopted: bool) -> Result<Value> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let v = d.api.get(&format!("/v1/policies/{hash}")).await?;
@@ -780,7 +812,7 @@ pub(crate) async fn prepare_with(
     Ok(Prepared { wallet, address })
 }
 
-fn every_module_refused(d: &Demo, t: &Value) -> bool {
+pub(crate) fn every_module_refused(d: &Demo, t: &Value) -> bool {
     let dissent = t["dissenters"].as_object();
     d.info
         .modules
@@ -928,7 +960,7 @@ async fn run_flows(d: &mut Demo, wallet: &str, address: Address) -> Result<()> {
     Ok(())
 }
 
-fn transfer_summary(t: &Value) -> Value {
+pub(crate) fn transfer_summary(t: &Value) -> Value {
     json!({
         "transfer": t["id"],
         "status": t["status"],

@@ -27,6 +27,10 @@ use crate::client::Api;
 pub(crate) const DEV_KEY_0: &str =
     "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 const DEV_KEY_1: &str = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+/// Anvil's third development account: the coordinator's gas account for Safe transactions.
+const DEV_KEY_2: &str = "5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a";
+/// The UTXO chain of the devnet: Litecoin in regtest, the exchanges' network code LTC.
+pub(crate) const LTC_CHAIN: &str = "ltc-regtest";
 const CHAIN_ID: u64 = 31337;
 const EXCHANGE: &str = "binance";
 const MODULES: [&str; 3] = ["m1", "m2", "m3"];
@@ -83,6 +87,10 @@ pub enum DevnetCommand {
         /// module keeps a link to each.
         #[arg(long, default_value_t = 1)]
         coordinators: usize,
+        /// Start no Litecoin node (litecoind in regtest is otherwise started, for deposits
+        /// from native multisig P2WSH wallets).
+        #[arg(long)]
+        no_utxo: bool,
         /// Print devnet.json.
         #[arg(long)]
         json: bool,
@@ -142,6 +150,17 @@ pub enum DevnetCommand {
         #[arg(long)]
         forge_file: PathBuf,
     },
+    /// (internal) Mines a block on the devnet's Litecoin node every interval, as anvil does
+    /// on its own.
+    #[command(hide = true)]
+    LtcMiner {
+        /// The devnet's directory.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// Milliseconds between blocks.
+        #[arg(long, default_value_t = 1000)]
+        every_ms: u64,
+    },
 }
 
 /// What `devnet up` wrote: how to reach every part.
@@ -186,6 +205,43 @@ pub struct DevnetInfo {
     pub mitm_forge_file: PathBuf,
     /// The module behind the proxy.
     pub mitm_module: String,
+    /// The Litecoin regtest node (none: started without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ltc: Option<LtcNode>,
+    /// The coordinator's gas account key file (it submits Safe transactions; an INSECURE
+    /// anvil development key).
+    #[serde(default)]
+    pub safe_gas_key_file: PathBuf,
+}
+
+/// The devnet's Litecoin node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LtcNode {
+    /// JSON-RPC URL.
+    pub rpc_url: String,
+    /// RPC user.
+    pub rpc_user: String,
+    /// File holding the RPC password.
+    pub rpc_password_file: PathBuf,
+}
+
+impl LtcNode {
+    /// A client of the node.
+    pub fn client(&self) -> Result<concord_chain::litecoind::UtxoNode> {
+        let password = std::fs::read_to_string(&self.rpc_password_file)
+            .with_context(|| format!("cannot read {}", self.rpc_password_file.display()))?;
+        Ok(concord_chain::litecoind::UtxoNode::new(
+            self.rpc_url.clone(),
+            &self.rpc_user,
+            password.trim(),
+        ))
+    }
+
+    fn password(&self) -> Result<String> {
+        Ok(std::fs::read_to_string(&self.rpc_password_file)?
+            .trim()
+            .to_owned())
+    }
 }
 
 /// One module of the devnet.
@@ -324,7 +380,7 @@ fn alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
-fn key32(hex_key: &str) -> Result<[u8; 32]> {
+pub(crate) fn key32(hex_key: &str) -> Result<[u8; 32]> {
     let mut k = [0u8; 32];
     hex::decode_to_slice(hex_key, &mut k)?;
     Ok(k)
@@ -350,7 +406,8 @@ pub(crate) async fn fund(
     let tx = EvmTransfer {
         chain_id: client.chain_id().await?,
         nonce: client.pending_nonce(from).await?,
-        gas_limit: EvmTransfer::default_gas_limit(&asset),
+        // Enough for a contract's receive function too (a Safe's proxy emits an event).
+        gas_limit: EvmTransfer::default_gas_limit(&asset).max(100_000),
         fees: client.suggest_fees().await?,
         asset,
         recipient: to,
@@ -368,9 +425,12 @@ pub(crate) async fn fund(
     raw.push(rid.to_byte());
     let signed = tx.attach(&raw, from)?;
     client.broadcast(&signed).await?;
-    client
+    let status = client
         .wait_for_confirmations(signed.hash, 1, Duration::from_secs(60))
         .await?;
+    if let concord_chain::TxStatus::Included { success: false, .. } = status {
+        bail!("funding {to} failed: transaction {} reverted", signed.hash);
+    }
     Ok(signed.hash.to_string())
 }
 
@@ -385,6 +445,8 @@ pub(crate) struct UpOptions {
     pub(crate) postgres: Option<String>,
     /// How many coordinators (more than one needs PostgreSQL).
     pub(crate) coordinators: usize,
+    /// Whether to start the Litecoin regtest node.
+    pub(crate) utxo: bool,
 }
 
 impl UpOptions {
@@ -394,6 +456,7 @@ impl UpOptions {
             follow_secs: 120,
             postgres: None,
             coordinators: 1,
+            utxo: true,
         }
     }
 }
@@ -466,11 +529,22 @@ pub async fn up(dir: &Path, quiet: bool, opts: &UpOptions) -> Result<DevnetInfo>
     )
     .await?;
 
+    // The Litecoin node (regtest), its first coins mined to the exchange's hot wallet.
+    let exchange_dir = dir.join("exchange");
+    std::fs::create_dir_all(&exchange_dir)?;
+    let ltc_hot_key = hex::encode(rand::random::<[u8; 32]>());
+    let ltc = if opts.utxo {
+        say("Starting litecoind (regtest) and mining the exchange's first LTC…");
+        Some(start_litecoind(&dir, &mut pids, &ltc_hot_key).await?)
+    } else {
+        None
+    };
+    say("Installing the Safe contracts (npm @safe-global/safe-smart-account)…");
+    concord_chain::safe::artifacts(|m| say(&format!("  {m}")))?;
+
     // The exchange simulator, with one read-only key per module.
     let sim_port = free_port()?;
     let exchange_url = format!("http://127.0.0.1:{sim_port}");
-    let exchange_dir = dir.join("exchange");
-    std::fs::create_dir_all(&exchange_dir)?;
     let admin_token = random_token(40);
     let admin_token_file = exchange_dir.join("admin.token");
     write_private(&admin_token_file, &admin_token)?;
@@ -500,6 +574,17 @@ pub async fn up(dir: &Path, quiet: bool, opts: &UpOptions) -> Result<DevnetInfo>
             {"name": "trader", "balances": {"ETH": "20", "CTT": "50000"}, "api_keys": api_keys},
         ],
     });
+    let mut sim_config = sim_config;
+    if let Some(node) = &ltc {
+        sim_config["utxo"] = json!({
+            "rpc_url": node.rpc_url, "rpc_user": node.rpc_user, "rpc_password": node.password()?,
+            "chain": LTC_CHAIN, "network": "LTC", "hot_wallet_key": ltc_hot_key,
+        });
+        if let Some(coins) = sim_config["coins"].as_array_mut() {
+            coins.push(json!({"coin": "LTC", "network": "LTC", "decimals": 8, "withdraw_fee": "0.001", "withdraw_min": "0.01"}));
+        }
+        sim_config["accounts"][0]["balances"]["LTC"] = json!("20");
+    }
     let sim_config: concord_exchange_sim::SimConfig =
         serde_json::from_value(sim_config).context("the devnet's exchange configuration")?;
     let sim_file = exchange_dir.join("sim.toml");
@@ -593,7 +678,23 @@ pub async fn up(dir: &Path, quiet: bool, opts: &UpOptions) -> Result<DevnetInfo>
             contract: token,
             decimals: 18,
         }],
+        safe_gas_key: Some("gas.key".into()),
     });
+    let safe_gas_key_file = coord_dir.join("gas.key");
+    write_private(&safe_gas_key_file, DEV_KEY_2)?;
+    cfg.utxo = match &ltc {
+        Some(node) => Some(concord_coordinator::config::UtxoSettings {
+            chain: LTC_CHAIN.into(),
+            network: "LTC".into(),
+            coin: "LTC".into(),
+            rpc_url: node.rpc_url.clone(),
+            rpc_user: node.rpc_user.clone(),
+            rpc_password: node.password()?,
+            fee_rate_sat_vb: 2,
+            confirmations: 1,
+        }),
+        None => None,
+    };
     cfg.exchanges = vec![concord_coordinator::config::ExchangeEndpoint {
         name: EXCHANGE.into(),
         kind: "binance".into(),
@@ -610,7 +711,7 @@ pub async fn up(dir: &Path, quiet: bool, opts: &UpOptions) -> Result<DevnetInfo>
     for i in 2..=opts.coordinators.max(1) {
         let d = dir.join(format!("coordinator-{i}"));
         std::fs::create_dir_all(&d)?;
-        for f in ["identity.key", "admin.token"] {
+        for f in ["identity.key", "admin.token", "gas.key"] {
             std::fs::copy(coord_dir.join(f), d.join(f))?;
         }
         let (g, h) = (free_port()?, free_port()?);
@@ -728,6 +829,19 @@ pub async fn up(dir: &Path, quiet: bool, opts: &UpOptions) -> Result<DevnetInfo>
                 decimals: 18,
             }],
         });
+        mc.utxo = match &ltc {
+            Some(node) => Some(concord_module::config::UtxoConfig {
+                chain: LTC_CHAIN.into(),
+                network: "LTC".into(),
+                coin: "LTC".into(),
+                rpc_url: node.rpc_url.clone(),
+                rpc_user: node.rpc_user.clone(),
+                rpc_password: node.password()?,
+                max_fee_rate_sat_vb: 50,
+                max_fee_sats: 100_000,
+            }),
+            None => None,
+        };
         let (read_key, read_secret) = read_keys.get(m).cloned().unwrap_or_default();
         mc.exchanges = vec![concord_module::config::ExchangeConfig {
             name: EXCHANGE.into(),
@@ -833,10 +947,71 @@ pub async fn up(dir: &Path, quiet: bool, opts: &UpOptions) -> Result<DevnetInfo>
         pids,
         mitm_forge_file: forge_file,
         mitm_module: MITM_MODULE.into(),
+        ltc,
+        safe_gas_key_file,
     };
     info.save()?;
     say(&format!("Devnet up: {}", dir.join("devnet.json").display()));
     Ok(info)
+}
+
+/// Starts the devnet's litecoind (regtest) and mines 101 blocks to the exchange's hot wallet
+/// (its first coinbase mature: the coins LTC withdrawals are paid from).
+async fn start_litecoind(
+    dir: &Path,
+    pids: &mut BTreeMap<String, u32>,
+    hot_key: &str,
+) -> Result<LtcNode> {
+    use concord_chain::litecoind;
+    let bin = litecoind::litecoind_binary()?;
+    let data = dir.join("litecoind");
+    std::fs::create_dir_all(&data)?;
+    let port = free_port()?;
+    let password_file = data.join("rpc.password");
+    let password = random_token(32);
+    write_private(&password_file, &password)?;
+    let args = litecoind::regtest_args(&data, port, litecoind::REGTEST_USER, &password);
+    pids.insert(
+        "litecoind".to_owned(),
+        spawn(dir, "litecoind", &bin, &args)?,
+    );
+    let node = LtcNode {
+        rpc_url: format!("http://127.0.0.1:{port}"),
+        rpc_user: litecoind::REGTEST_USER.into(),
+        rpc_password_file: password_file,
+    };
+    let client = node.client()?;
+    wait_for("litecoind", Duration::from_secs(60), || async {
+        client.chain().await.is_ok()
+    })
+    .await?;
+    let key =
+        concord_chain::utxo::bitcoin::secp256k1::SecretKey::from_slice(&hex::decode(hot_key)?)?;
+    let public = key.public_key(&concord_chain::utxo::bitcoin::secp256k1::Secp256k1::new());
+    let hot = concord_chain::utxo::WalletScript::p2wpkh(&public.serialize())?;
+    client.mine_to(101, &hot.script_pubkey()).await?;
+    // A block a second from now on, like anvil's.
+    std::fs::write(data.join("node.json"), serde_json::to_vec_pretty(&node)?)?;
+    std::fs::write(
+        data.join("miner.script"),
+        hot.script_pubkey().to_hex_string(),
+    )?;
+    let exe = std::env::current_exe()?;
+    pids.insert(
+        "ltc-miner".to_owned(),
+        spawn(
+            dir,
+            "ltc-miner",
+            &exe,
+            &[
+                "devnet".into(),
+                "ltc-miner".into(),
+                "--dir".into(),
+                dir.display().to_string(),
+            ],
+        )?,
+    );
+    Ok(node)
 }
 
 /// `concord devnet down`.
@@ -932,6 +1107,7 @@ pub async fn run(cmd: DevnetCommand) -> Result<()> {
             follow_secs,
             postgres,
             coordinators,
+            no_utxo,
             json,
         } => {
             let dir = dir_of(dir);
@@ -948,6 +1124,7 @@ pub async fn run(cmd: DevnetCommand) -> Result<()> {
                     follow_secs,
                     postgres,
                     coordinators,
+                    utxo: !no_utxo,
                 },
             )
             .await?;
@@ -1012,6 +1189,23 @@ pub async fn run(cmd: DevnetCommand) -> Result<()> {
             upstream,
             forge_file,
         } => mitm(&listen, &upstream, forge_file).await,
+        DevnetCommand::LtcMiner { dir, every_ms } => ltc_miner(&dir, every_ms).await,
+    }
+}
+
+/// Mines a block every `every_ms` on the devnet's Litecoin node, rewards to the exchange's
+/// hot wallet (they keep its LTC withdrawals paid).
+async fn ltc_miner(dir: &Path, every_ms: u64) -> Result<()> {
+    let node: LtcNode = serde_json::from_slice(&std::fs::read(dir.join("litecoind/node.json"))?)?;
+    let client = node.client()?;
+    let script = concord_chain::utxo::bitcoin::ScriptBuf::from_hex(
+        std::fs::read_to_string(dir.join("litecoind/miner.script"))?.trim(),
+    )?;
+    loop {
+        if let Err(e) = client.mine_to(1, &script).await {
+            tracing::warn!(error = %e, "mining a Litecoin block failed");
+        }
+        tokio::time::sleep(Duration::from_millis(every_ms)).await;
     }
 }
 

@@ -14,6 +14,7 @@ mod bench;
 mod client;
 mod connect;
 mod demo;
+mod demo_multisig;
 mod devnet;
 mod import;
 mod output;

@@ -213,6 +213,7 @@ pub async fn coordinator(cmd: CoordinatorCommand) -> Result<()> {
                 presignatures: 2,
                 chain: None,
                 exchanges: Vec::new(),
+                utxo: None,
             };
             config.save(&config_file)?;
             let store = match &database {
@@ -259,7 +260,7 @@ pub async fn coordinator(cmd: CoordinatorCommand) -> Result<()> {
             let mut c =
                 concord_coordinator::Coordinator::new(store, (&cfg.timeouts).into()).await?;
             if let Some(chain) = cfg.chain.clone() {
-                c = c.with_transfers(chain, cfg.exchanges.clone())?;
+                c = c.with_transfers(chain, cfg.exchanges.clone(), cfg.utxo.clone())?;
             }
             if let Some(instance) = &cfg.instance {
                 c = c.with_instance(instance);

@@ -58,6 +58,60 @@ pub struct Config {
     /// Exchanges the coordinator sends group-signed requests to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exchanges: Vec<ExchangeEndpoint>,
+    /// A UTXO chain deposits from native multisig (P2WSH) wallets go over (none: only the
+    /// EVM chain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utxo: Option<UtxoSettings>,
+}
+
+/// A UTXO chain (Bitcoin, Litecoin) as the coordinator sees it, through its own node. `Debug`
+/// leaves the RPC password out; it is wiped when the settings are dropped.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UtxoSettings {
+    /// The chain: `ltc-regtest`, `ltc`, `btc`, `btc-testnet` or `btc-regtest`.
+    pub chain: String,
+    /// The exchanges' network code for it (`LTC`).
+    pub network: String,
+    /// The exchanges' coin code of its coin (`LTC`).
+    pub coin: String,
+    /// The node's JSON-RPC URL.
+    pub rpc_url: String,
+    /// RPC user.
+    pub rpc_user: String,
+    /// RPC password.
+    pub rpc_password: String,
+    /// The fee rate proposed, satoshis per virtual byte (modules cap it by their own policy).
+    #[serde(default = "default_fee_rate")]
+    pub fee_rate_sat_vb: u64,
+    /// Confirmations before a spend counts as final, and before an output is spent.
+    #[serde(default = "default_confirmations")]
+    pub confirmations: u64,
+}
+
+impl std::fmt::Debug for UtxoSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UtxoSettings")
+            .field("chain", &self.chain)
+            .field("network", &self.network)
+            .field("coin", &self.coin)
+            .field("rpc_url", &self.rpc_url)
+            .field("rpc_user", &self.rpc_user)
+            .field("rpc_password", &"<redacted>")
+            .field("fee_rate_sat_vb", &self.fee_rate_sat_vb)
+            .field("confirmations", &self.confirmations)
+            .finish()
+    }
+}
+
+impl Drop for UtxoSettings {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.rpc_password);
+    }
+}
+
+fn default_fee_rate() -> u64 {
+    2
 }
 
 /// The chain transfers go over, as the coordinator sees it.
@@ -87,6 +141,12 @@ pub struct ChainSettings {
     /// ERC-20 tokens by exchange coin code.
     #[serde(default)]
     pub tokens: Vec<TokenSettings>,
+    /// The file holding the gas account's key (hex secp256k1, mode 0600) that submits the
+    /// Safe wallets' `execTransaction`: it pays the gas and can do nothing else with a Safe
+    /// (the Safe checks the owners' signatures; no refund is ever signed). None: Safe
+    /// transfers are disabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safe_gas_key: Option<PathBuf>,
 }
 
 /// An ERC-20 token.
@@ -199,6 +259,12 @@ impl Config {
         if c.identity_key.is_relative() {
             c.identity_key = base.join(&c.identity_key);
         }
+        if let Some(chain) = &mut c.chain
+            && let Some(k) = &mut chain.safe_gas_key
+            && k.is_relative()
+        {
+            *k = base.join(&*k);
+        }
         Ok(c)
     }
 
@@ -251,13 +317,66 @@ pub(crate) struct TransferContext {
     pub(crate) chain: ChainSettings,
     pub(crate) client: EvmClient,
     pub(crate) exchanges: BTreeMap<String, ExchangeEndpoint>,
+    /// The UTXO chain, if one is configured.
+    pub(crate) utxo: Option<UtxoContext>,
+    /// The gas account that submits Safe transactions, if one is configured.
+    pub(crate) gas_key: Option<zeroize::Zeroizing<[u8; 32]>>,
+}
+
+/// A UTXO chain and the coordinator's node on it.
+pub(crate) struct UtxoContext {
+    pub(crate) settings: UtxoSettings,
+    pub(crate) network: concord_chain::utxo::UtxoNetwork,
+    pub(crate) node: concord_chain::litecoind::UtxoNode,
+}
+
+/// Reads a hex secp256k1 key from a file (whitespace around it ignored).
+fn read_key_file(path: &Path) -> Result<zeroize::Zeroizing<[u8; 32]>, Error> {
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+        Error::BadRequest(format!("cannot read the gas key {}: {e}", path.display()))
+    })?);
+    let mut key = zeroize::Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(text.trim().trim_start_matches("0x"), &mut *key).map_err(|_| {
+        Error::BadRequest(format!(
+            "{} does not hold a 32-byte hex key",
+            path.display()
+        ))
+    })?;
+    Ok(key)
 }
 
 impl TransferContext {
     pub(crate) fn new(
         chain: ChainSettings,
         exchanges: Vec<ExchangeEndpoint>,
+        utxo: Option<UtxoSettings>,
     ) -> Result<TransferContext, Error> {
+        let gas_key = chain
+            .safe_gas_key
+            .as_deref()
+            .map(read_key_file)
+            .transpose()?;
+        let utxo = utxo
+            .map(|settings| {
+                let network =
+                    settings
+                        .chain
+                        .parse()
+                        .map_err(|e: concord_chain::utxo::UtxoError| {
+                            Error::BadRequest(format!("[utxo] chain: {e}"))
+                        })?;
+                let node = concord_chain::litecoind::UtxoNode::new(
+                    settings.rpc_url.clone(),
+                    &settings.rpc_user,
+                    &settings.rpc_password,
+                );
+                Ok::<_, Error>(UtxoContext {
+                    settings,
+                    network,
+                    node,
+                })
+            })
+            .transpose()?;
         let client = EvmClient::new(&chain.rpc_url).map_err(|e| {
             Error::BadRequest(format!(
                 "the chain RPC URL {} is unusable: {e}",
@@ -276,6 +395,8 @@ impl TransferContext {
             chain,
             client,
             exchanges: exchanges.into_iter().map(|x| (x.name.clone(), x)).collect(),
+            utxo,
+            gas_key,
         })
     }
 
@@ -294,6 +415,11 @@ impl TransferContext {
                     "coin {coin} is neither {NATIVE_COIN} nor a configured token"
                 ))
             })
+    }
+
+    /// The UTXO chain whose exchange network code is `network`, if configured.
+    pub(crate) fn utxo_for(&self, network: &str) -> Option<&UtxoContext> {
+        self.utxo.as_ref().filter(|u| u.settings.network == network)
     }
 
     pub(crate) fn exchange(&self, name: &str) -> Result<&ExchangeEndpoint, Error> {

@@ -302,8 +302,11 @@ impl Coordinator {
         mut self,
         chain: config::ChainSettings,
         exchanges: Vec<config::ExchangeEndpoint>,
+        utxo: Option<config::UtxoSettings>,
     ) -> Result<Coordinator, Error> {
-        self.engine.transfers = Some(Arc::new(config::TransferContext::new(chain, exchanges)?));
+        self.engine.transfers = Some(Arc::new(config::TransferContext::new(
+            chain, exchanges, utxo,
+        )?));
         Ok(self)
     }
 

@@ -489,6 +489,10 @@ pub struct SignatureMade {
     pub digest: String,
     /// The hash of the policy the approving modules applied, hex.
     pub policy: Option<String>,
+    /// A native multisig wallet's: each signer's own signatures (hex; one per input of a
+    /// UTXO spend, one of the SafeTx hash for a Safe), `signature` left empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub multisig: BTreeMap<String, Vec<String>>,
 }
 
 /// A finished presign job's result: the presignature added to the wallet's pool.

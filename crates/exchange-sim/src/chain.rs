@@ -40,6 +40,8 @@ pub struct ChainStatus {
     pub last_scanned: std::sync::atomic::AtomicU64,
     /// Last error met while polling, cleared by a successful poll.
     pub last_error: std::sync::Mutex<Option<String>>,
+    /// The node has no call traces (`trace_block`): internal transfers are not seen.
+    pub no_traces: std::sync::atomic::AtomicBool,
 }
 
 /// Deposit addresses: address → (account, network).
@@ -90,6 +92,7 @@ async fn poll_once(shared: &Shared, next_block: u64) -> Result<u64, String> {
     if head >= next {
         let to = head.min(next + MAX_BLOCKS_PER_POLL - 1);
         scan_native(shared, next, to).await?;
+        scan_internal(shared, next, to).await?;
         scan_tokens(shared, next, to).await?;
         shared.chain_status.last_scanned.store(to, Ordering::SeqCst);
         next = to + 1;
@@ -162,6 +165,99 @@ async fn scan_native(shared: &Shared, from: u64, to: u64) -> Result<(), String> 
                 now_ms(),
             ) {
                 tracing::info!(%hash, account, coin = %coin.coin, %value, "deposit seen");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Native coin sent to deposit addresses by contracts (a Safe's `execTransaction`, any
+/// internal call with value), from the node's call traces (`trace_block`), as exchanges credit
+/// them. The top-level call of each transaction is [`scan_native`]'s. A node without traces
+/// is asked no more.
+async fn scan_internal(shared: &Shared, from: u64, to: u64) -> Result<(), String> {
+    if shared.chain_status.no_traces.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    let natives: HashMap<&str, &CoinConfig> = shared
+        .config
+        .coins
+        .iter()
+        .filter(|c| c.contract.is_none())
+        .map(|c| (c.network.as_str(), c))
+        .collect();
+    if natives.is_empty() {
+        return Ok(());
+    }
+    for number in from..=to {
+        let traces: Vec<serde_json::Value> = match shared
+            .provider
+            .raw_request("trace_block".into(), (BlockNumberOrTag::Number(number),))
+            .await
+        {
+            Ok(t) => t,
+            Err(e) if e.to_string().contains("not found") || e.to_string().contains("-32601") => {
+                tracing::warn!(error = %e, "the node has no call traces: internal transfers are not credited");
+                shared.chain_status.no_traces.store(true, Ordering::Relaxed);
+                return Ok(());
+            }
+            Err(e) => return Err(format!("trace_block({number}): {e}")),
+        };
+        for trace in traces {
+            let top_level = trace["traceAddress"]
+                .as_array()
+                .is_none_or(|a| a.is_empty());
+            if top_level || trace["type"] != "call" || !trace["error"].is_null() {
+                continue;
+            }
+            let action = &trace["action"];
+            if action["callType"] != "call" {
+                continue;
+            }
+            let (Some(recipient), Some(value), Some(hash)) = (
+                action["to"]
+                    .as_str()
+                    .and_then(|a| a.parse::<Address>().ok()),
+                action["value"]
+                    .as_str()
+                    .and_then(|v| v.parse::<U256>().ok()),
+                trace["transactionHash"]
+                    .as_str()
+                    .and_then(|h| h.parse::<B256>().ok()),
+            ) else {
+                continue;
+            };
+            if value.is_zero() {
+                continue;
+            }
+            let Some((account, network)) = shared.addresses.get(&recipient) else {
+                continue;
+            };
+            let Some(coin) = natives.get(network.as_str()) else {
+                continue;
+            };
+            let receipt = shared
+                .provider
+                .get_transaction_receipt(hash)
+                .await
+                .map_err(|e| format!("eth_getTransactionReceipt({hash}): {e}"))?;
+            if !receipt.is_some_and(|r| r.status()) {
+                continue;
+            }
+            let source = action["from"].as_str().unwrap_or_default().to_owned();
+            if shared.ledger.record_deposit(
+                account,
+                &coin.coin,
+                network,
+                recipient.to_string(),
+                source,
+                value,
+                hash.to_string(),
+                None,
+                number,
+                now_ms(),
+            ) {
+                tracing::info!(%hash, account, coin = %coin.coin, %value, "internal deposit seen");
             }
         }
     }

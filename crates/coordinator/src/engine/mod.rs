@@ -15,6 +15,7 @@
 //! transfers it created or claimed, renews their leases while it does, and claims what
 //! another coordinator left unfinished once its lease expired.
 
+mod multisig;
 mod presign;
 mod protocol;
 mod setup;

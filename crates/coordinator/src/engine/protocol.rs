@@ -115,6 +115,9 @@ impl Engine {
     }
 
     pub(crate) async fn group_of(&self, id: &str) -> Result<GroupRecord, Error> {
+        if id.starts_with(super::multisig::MULTISIG_GROUP) {
+            return self.multisig_group(id).await;
+        }
         self.store
             .group(id)
             .await?

@@ -64,8 +64,7 @@ impl Engine {
             .clone()
             .ok_or_else(|| Error::Internal("sign job without a wallet".into()))?;
         let wallet = self
-            .store
-            .wallet(&wallet_id)
+            .any_wallet(&wallet_id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("wallet {wallet_id}")))?;
         let group = self.group_of(&wallet.group_id).await?;
@@ -106,21 +105,53 @@ impl Engine {
             }
             return Err(e);
         }
-        let (recorded, signed) = tokio::join!(
-            record,
-            self.sign_among_approvers(job, &ctx, &answers, early, events)
-        );
-        recorded?;
-        let (r, signers) = signed?;
-        let result = SignatureMade {
-            // As the signers report it, not as planned.
-            presigned: r.presigned,
-            signature: r.signature,
-            signers,
-            approvers: answers.approvers.iter().cloned().collect(),
-            dissenters: answers.dissenters.clone(),
-            digest: hex::encode(ctx.digest),
-            policy: answers.policy.map(hex::encode),
+        let multisig = ctx.group.id.starts_with(super::multisig::MULTISIG_GROUP);
+        let result = if multisig {
+            // Each approver signs with its own key; the chain (P2WSH, Safe) counts them.
+            let (recorded, signed) = tokio::join!(
+                record,
+                self.sign_multisig(
+                    job,
+                    &ctx.payload,
+                    &answers.approvers,
+                    &answers.certificate,
+                    events
+                )
+            );
+            recorded?;
+            let by_module = signed?;
+            SignatureMade {
+                presigned: false,
+                signature: String::new(),
+                signers: by_module
+                    .keys()
+                    .filter_map(|m| ctx.group.members.iter().position(|x| x == m))
+                    .map(|i| i as u16)
+                    .collect(),
+                approvers: answers.approvers.iter().cloned().collect(),
+                dissenters: answers.dissenters.clone(),
+                digest: hex::encode(ctx.digest),
+                policy: answers.policy.map(hex::encode),
+                multisig: by_module,
+            }
+        } else {
+            let (recorded, signed) = tokio::join!(
+                record,
+                self.sign_among_approvers(job, &ctx, &answers, early, events)
+            );
+            recorded?;
+            let (r, signers) = signed?;
+            SignatureMade {
+                // As the signers report it, not as planned.
+                presigned: r.presigned,
+                signature: r.signature,
+                signers,
+                approvers: answers.approvers.iter().cloned().collect(),
+                dissenters: answers.dissenters.clone(),
+                digest: hex::encode(ctx.digest),
+                policy: answers.policy.map(hex::encode),
+                multisig: BTreeMap::new(),
+            }
         };
         self.store
             .finish_job_with(
@@ -130,7 +161,11 @@ impl Engine {
                     module_id: None,
                     kind: EventKind::Result,
                     digest: Some(ctx.digest.to_vec()),
-                    detail: Some("signature verified against the wallet key".into()),
+                    detail: Some(if multisig {
+                        "each signer's signatures verified against its own key".into()
+                    } else {
+                        "signature verified against the wallet key".into()
+                    }),
                     signature: None,
                 },
             )

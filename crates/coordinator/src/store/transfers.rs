@@ -145,7 +145,27 @@ impl Store {
     /// The deposit of `wallet_id` that goes next: the first recorded that has not reached the
     /// chain.
     pub async fn deposit_queue_head(&self, wallet_id: &str) -> Result<Option<String>, Error> {
-        let marks = vec!["?"; BEFORE_CHAIN.len()].join(", ");
+        self.deposit_queue_head_in(wallet_id, &BEFORE_CHAIN).await
+    }
+
+    /// [`Store::deposit_queue_head`] for a wallet whose deposits wait until the earlier ones
+    /// are mined, not only accepted by the node (a Safe: its nonce advances only when its
+    /// transaction is executed).
+    pub async fn deposit_queue_head_until_mined(
+        &self,
+        wallet_id: &str,
+    ) -> Result<Option<String>, Error> {
+        let mut statuses = BEFORE_CHAIN.to_vec();
+        statuses.push(TransferStatus::Broadcast);
+        self.deposit_queue_head_in(wallet_id, &statuses).await
+    }
+
+    async fn deposit_queue_head_in(
+        &self,
+        wallet_id: &str,
+        statuses: &[TransferStatus],
+    ) -> Result<Option<String>, Error> {
+        let marks = vec!["?"; statuses.len()].join(", ");
         let sql = format!(
             "SELECT id FROM transfers WHERE kind = ? AND wallet_id = ? AND status IN ({marks}) \
              ORDER BY queue_seq, created_us, id LIMIT 1"
@@ -153,7 +173,7 @@ impl Store {
         let mut query = sqlx::query(self.sql(&sql))
             .bind(TransferKind::Deposit.as_str())
             .bind(wallet_id);
-        for status in BEFORE_CHAIN {
+        for status in statuses {
             query = query.bind(status.as_str());
         }
         let row = query.fetch_optional(&self.pool).await.map_err(db)?;
@@ -175,29 +195,76 @@ impl Store {
 
     /// The next account nonce of a wallet on a chain, as this system has used them.
     pub async fn next_nonce(&self, wallet_id: &str, chain_id: u64) -> Result<Option<u64>, Error> {
-        let row = sqlx::query(
-            self.sql("SELECT next_nonce FROM wallet_nonces WHERE wallet_id = ? AND chain_id = ?"),
-        )
-        .bind(wallet_id)
-        .bind(i64_of(chain_id))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?;
-        row.map(|r| super::int(&r, "next_nonce")).transpose()
+        self.next_in(Nonces::Wallet, wallet_id, chain_id).await
     }
 
     /// Records that `nonce` is used (a transaction with it was accepted by the node or mined).
     pub async fn use_nonce(&self, wallet_id: &str, chain_id: u64, nonce: u64) -> Result<(), Error> {
-        sqlx::query(self.sql(
-            "INSERT INTO wallet_nonces (wallet_id, chain_id, next_nonce) VALUES (?, ?, ?) \
-             ON CONFLICT(wallet_id, chain_id) DO UPDATE SET next_nonce = CASE WHEN excluded.next_nonce > wallet_nonces.next_nonce THEN excluded.next_nonce ELSE wallet_nonces.next_nonce END",
-        ))
-        .bind(wallet_id)
-        .bind(i64_of(chain_id))
-        .bind(i64_of(nonce + 1))
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
+        self.use_in(Nonces::Wallet, wallet_id, chain_id, nonce)
+            .await
+    }
+
+    /// The next nonce of an account that is not a wallet (the Safe gas account), as this
+    /// system has used them.
+    pub async fn next_account_nonce(
+        &self,
+        account: &str,
+        chain_id: u64,
+    ) -> Result<Option<u64>, Error> {
+        self.next_in(Nonces::Account, account, chain_id).await
+    }
+
+    /// Records that `nonce` of an account that is not a wallet is used.
+    pub async fn use_account_nonce(
+        &self,
+        account: &str,
+        chain_id: u64,
+        nonce: u64,
+    ) -> Result<(), Error> {
+        self.use_in(Nonces::Account, account, chain_id, nonce).await
+    }
+
+    async fn next_in(&self, t: Nonces, who: &str, chain_id: u64) -> Result<Option<u64>, Error> {
+        let (table, key) = t.table();
+        let sql = format!("SELECT next_nonce FROM {table} WHERE {key} = ? AND chain_id = ?");
+        let row = sqlx::query(self.sql(&sql))
+            .bind(who)
+            .bind(i64_of(chain_id))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.map(|r| super::int(&r, "next_nonce")).transpose()
+    }
+
+    async fn use_in(&self, t: Nonces, who: &str, chain_id: u64, nonce: u64) -> Result<(), Error> {
+        let (table, key) = t.table();
+        let sql = format!(
+            "INSERT INTO {table} ({key}, chain_id, next_nonce) VALUES (?, ?, ?) \
+             ON CONFLICT({key}, chain_id) DO UPDATE SET next_nonce = CASE WHEN excluded.next_nonce > {table}.next_nonce THEN excluded.next_nonce ELSE {table}.next_nonce END"
+        );
+        sqlx::query(self.sql(&sql))
+            .bind(who)
+            .bind(i64_of(chain_id))
+            .bind(i64_of(nonce + 1))
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
         Ok(())
+    }
+}
+
+/// Whose nonces: a wallet's, or another account's.
+#[derive(Clone, Copy)]
+enum Nonces {
+    Wallet,
+    Account,
+}
+
+impl Nonces {
+    fn table(self) -> (&'static str, &'static str) {
+        match self {
+            Nonces::Wallet => ("wallet_nonces", "wallet_id"),
+            Nonces::Account => ("account_nonces", "account"),
+        }
     }
 }

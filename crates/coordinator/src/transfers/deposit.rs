@@ -19,11 +19,12 @@
 
 use std::time::Duration;
 
-use concord_chain::{Address, B256, EvmTransfer, FeeCaps, SignedTransaction, TxStatus, U256};
+use concord_chain::{Address, EvmTransfer, FeeCaps, SignedTransaction, TxStatus, U256};
 use concord_exchange::{Deposit, DepositAddress};
 use concord_wire::payload::{Destination, SigningPayload};
 use concord_wire::rpc::exchange_query;
 
+use super::multisig::Rail;
 use super::{Depth, Heard, Step, ecdsa_address};
 use crate::engine::Engine;
 use crate::records::{EventKind, Resolution, TransferRecord, TransferStatus, epoch_ms_f64};
@@ -53,9 +54,34 @@ impl Engine {
                 Ok(step)
             }
             TransferStatus::Queued => self.deposit_turn(t).await,
-            TransferStatus::Resolving => self.deposit_propose(t).await,
-            TransferStatus::Signing => self.deposit_sign(t).await,
+            TransferStatus::Resolving => match self.rail(&t.wallet_id, &t.network).await? {
+                _ if t.payload.is_some() => self.deposit_propose(t).await,
+                Rail::Evm => self.deposit_propose(t).await,
+                Rail::Safe(def) => {
+                    failpoint!("deposit::resolving");
+                    self.safe_propose(t, &def).await
+                }
+                Rail::Utxo(def) => {
+                    failpoint!("deposit::resolving");
+                    self.utxo_propose(t, &def).await
+                }
+            },
+            TransferStatus::Signing => match self.rail(&t.wallet_id, &t.network).await? {
+                Rail::Evm => self.deposit_sign(t).await,
+                Rail::Safe(def) => {
+                    let (wallet, _) = self.wallet_and_members(&t.wallet_id).await?;
+                    self.safe_sign(t, &wallet, &def, &Self::stored_payload(t)?)
+                        .await
+                }
+                Rail::Utxo(def) => {
+                    let (wallet, _) = self.wallet_and_members(&t.wallet_id).await?;
+                    self.utxo_sign(t, &wallet, &def, &Self::stored_payload(t)?)
+                        .await
+                }
+            },
+            TransferStatus::Signed if is_utxo(t) => self.utxo_broadcast(t).await,
             TransferStatus::Signed => self.deposit_broadcast(t).await,
+            TransferStatus::Broadcast if is_utxo(t) => self.utxo_follow_chain(t).await,
             TransferStatus::Broadcast => self.deposit_follow_chain(t).await,
             TransferStatus::Confirmed => self.deposit_follow_exchange(t).await,
             TransferStatus::Credited | TransferStatus::Failed => Ok(Step::Done),
@@ -66,7 +92,15 @@ impl Engine {
     /// Takes the turn when every earlier deposit of the wallet has reached the chain.
     async fn deposit_turn(&self, t: &mut TransferRecord) -> Result<Step, Error> {
         failpoint!("deposit::queued");
-        match self.store.deposit_queue_head(&t.wallet_id).await? {
+        let head = match self.rail(&t.wallet_id, &t.network).await? {
+            Rail::Safe(_) => {
+                self.store
+                    .deposit_queue_head_until_mined(&t.wallet_id)
+                    .await?
+            }
+            _ => self.store.deposit_queue_head(&t.wallet_id).await?,
+        };
+        match head {
             Some(head) if head == t.id => {
                 t.step(
                     TransferStatus::Resolving,
@@ -104,12 +138,17 @@ impl Engine {
         let amount = t.amount.to_base(decimals).map_err(Error::BadRequest)?;
         // The modules' answers and the chain reads at once (none depends on another).
         let (recipient, fees, eth, pending) = tokio::join!(
-            self.resolve_deposit_address(t, members, usize::from(group.threshold)),
+            self.resolve_deposit_address(t, members, usize::from(group.threshold), |a| a
+                .parse::<Address>()
+                .ok()
+                .map(|a| a.to_string())),
             ctx.client.suggest_fees(),
             ctx.client.balance(sender),
             ctx.client.pending_nonce(sender),
         );
-        let recipient = recipient?;
+        let recipient: Address = recipient?
+            .parse()
+            .map_err(|_| Error::Internal("a resolved address".into()))?;
         let fees = fees.map_err(|e| chain_error("reading the fees", &e))?;
         let eth = eth.map_err(|e| chain_error("reading the balance", &e))?;
         let pending = pending.map_err(|e| chain_error("reading the nonce", &e))?;
@@ -163,13 +202,15 @@ impl Engine {
         Ok(Step::Next)
     }
 
-    /// The deposit address at least `t` modules reported (each through its own connector).
-    async fn resolve_deposit_address(
+    /// The deposit address at least `needed` modules reported (each through its own
+    /// connector), as `normalize` writes it (`None`: not an address of the chain).
+    pub(super) async fn resolve_deposit_address(
         &self,
         t: &mut TransferRecord,
         members: &[String],
         needed: usize,
-    ) -> Result<Address, Error> {
+        normalize: impl Fn(&str) -> Option<String>,
+    ) -> Result<String, Error> {
         let answers = self
             .ask_members(
                 members,
@@ -206,14 +247,14 @@ impl Engine {
                 }
             })
             .collect();
-        let mut counts: std::collections::BTreeMap<Address, usize> = Default::default();
+        let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
         for r in &t.resolutions {
-            if let Some(a) = r.address.as_deref().and_then(|a| a.parse().ok()) {
+            if let Some(a) = r.address.as_deref().and_then(&normalize) {
                 *counts.entry(a).or_default() += 1;
             }
         }
         match counts.iter().max_by_key(|(_, n)| **n) {
-            Some((a, n)) if *n >= needed => Ok(*a),
+            Some((a, n)) if *n >= needed => Ok(a.clone()),
             _ => {
                 let seen: Vec<String> = t
                     .resolutions
@@ -280,7 +321,7 @@ impl Engine {
         Ok(())
     }
 
-    fn stored_payload(t: &TransferRecord) -> Result<SigningPayload, Error> {
+    pub(super) fn stored_payload(t: &TransferRecord) -> Result<SigningPayload, Error> {
         let raw = hex::decode(t.payload.as_deref().unwrap_or_default())
             .map_err(|_| Error::Internal("stored payload is not hex".into()))?;
         SigningPayload::from_canonical(&raw).map_err(|e| Error::Internal(e.to_string()))
@@ -325,7 +366,7 @@ impl Engine {
     /// under its approval keeps the nonce bound for good, and the wallet's deposits then wait
     /// (said in the record) rather than fail one after another. Approvals never signed under
     /// lapse after [`APPROVAL_TTL_MS`]; past that, nothing is waited for.
-    async fn check_released(&self, wallet_id: &str, nonce: u64) -> Result<(), Error> {
+    pub(super) async fn check_released(&self, wallet_id: &str, nonce: u64) -> Result<(), Error> {
         for p in self.store.failed_deposits(wallet_id, 10).await? {
             let (Some(job), Some(at)) = (&p.sign_job_id, p.nonce) else {
                 continue;
@@ -382,6 +423,10 @@ impl Engine {
         failpoint!("deposit::signed");
         let ctx = self.transfer_ctx()?.clone();
         let signed = Self::stored_tx(t)?;
+        let safe = matches!(
+            Self::stored_payload(t)?,
+            SigningPayload::SafeTransfer { .. }
+        );
         match ctx.client.broadcast(&signed).await {
             Ok(_) => {}
             Err(concord_chain::ChainError::NonceTooLow { .. }) => {
@@ -390,6 +435,7 @@ impl Engine {
                 // A node that cannot say is asked again, never taken for a "no".
                 match ctx.client.status(signed.hash).await {
                     Ok(TxStatus::Included { .. } | TxStatus::Pending) => {}
+                    Ok(TxStatus::Unknown) if safe => return self.safe_resubmit(t).await,
                     Ok(TxStatus::Unknown) => {
                         return Err(Error::refused(format!(
                             "nonce {} of the wallet was used by another transaction: transaction {} can never be mined",
@@ -413,13 +459,23 @@ impl Engine {
             }
         }
         failpoint!("deposit::broadcast_unsaved");
-        self.store
-            .use_nonce(
-                &t.wallet_id,
-                ctx.chain.chain_id,
-                t.nonce.unwrap_or_default(),
-            )
-            .await?;
+        if safe {
+            // The gas account's nonce (the Safe's own advances on chain when executed).
+            let nonce = signed
+                .nonce()
+                .map_err(|e| Error::Internal(format!("stored transaction: {e}")))?;
+            self.store
+                .use_account_nonce(&signed.sender.to_string(), ctx.chain.chain_id, nonce)
+                .await?;
+        } else {
+            self.store
+                .use_nonce(
+                    &t.wallet_id,
+                    ctx.chain.chain_id,
+                    t.nonce.unwrap_or_default(),
+                )
+                .await?;
+        }
         t.error = None;
         t.step(
             TransferStatus::Broadcast,
@@ -466,14 +522,20 @@ impl Engine {
         signed: &SignedTransaction,
     ) -> Result<Step, Error> {
         let ctx = self.transfer_ctx()?.clone();
-        let (wallet, _) = self.wallet_and_members(&t.wallet_id).await?;
-        let sender = ecdsa_address(&wallet)?;
+        // The sender and nonce of the transaction itself (a Safe's is its gas account's).
+        let sender = signed.sender;
         let mined_nonce = ctx
             .client
             .pending_nonce(sender)
             .await
             .map_err(|e| chain_error("reading the nonce", &e))?;
-        let nonce = t.nonce.unwrap_or_default();
+        let nonce = signed
+            .nonce()
+            .map_err(|e| Error::Internal(format!("stored transaction: {e}")))?;
+        let safe = matches!(
+            Self::stored_payload(t)?,
+            SigningPayload::SafeTransfer { .. }
+        );
         match ctx.client.broadcast(signed).await {
             Ok(_) => {}
             Err(concord_chain::ChainError::NonceTooLow { .. }) if mined_nonce > nonce => {
@@ -481,6 +543,7 @@ impl Engine {
                 // cannot say is asked again.
                 match ctx.client.status(signed.hash).await {
                     Ok(TxStatus::Included { .. }) => {}
+                    Ok(_) if safe => return self.safe_resubmit(t).await,
                     Ok(_) => {
                         return Err(Error::refused(format!(
                             "another transaction used nonce {}: transaction {} was dropped and can never be mined",
@@ -501,19 +564,14 @@ impl Engine {
     async fn deposit_follow_exchange(&self, t: &mut TransferRecord) -> Result<Step, Error> {
         failpoint!("deposit::confirmed");
         let (_, members) = self.wallet_and_members(&t.wallet_id).await?;
-        let hash: B256 = t
-            .tx_hash
-            .as_deref()
-            .unwrap_or_default()
-            .parse()
-            .map_err(|_| Error::Internal("stored transaction hash".into()))?;
+        let hash = t.tx_hash.clone().unwrap_or_default();
         let deposits: Vec<Deposit> = self
             .ask_any(
                 &members,
                 &t.exchange,
                 exchange_query::Query::Deposit(concord_wire::rpc::DepositQuery {
                     coin: t.coin.clone(),
-                    tx_id: hash.to_string(),
+                    tx_id: hash.clone(),
                 }),
             )
             .await?;
@@ -535,8 +593,16 @@ impl Engine {
     }
 }
 
-fn same_tx(tx_id: &str, hash: &B256) -> bool {
-    tx_id.parse::<B256>().map(|h| h == *hash).unwrap_or(false)
+/// Whether the deposit is a spend on the UTXO chain (by its stored payload).
+fn is_utxo(t: &TransferRecord) -> bool {
+    Engine::stored_payload(t).is_ok_and(|p| matches!(p, SigningPayload::UtxoTransfer { .. }))
+}
+
+/// Whether an exchange's transaction id names our transaction (EVM hashes with or without
+/// `0x`, in either case; UTXO txids as hex).
+fn same_tx(tx_id: &str, hash: &str) -> bool {
+    let bare = |s: &str| s.trim().trim_start_matches("0x").to_ascii_lowercase();
+    !hash.is_empty() && bare(tx_id) == bare(hash)
 }
 
 /// A chain error as the transfer's: retryable ones leave the transfer waiting.

@@ -12,6 +12,7 @@
 
 mod balances;
 mod deposit;
+mod multisig;
 mod withdrawal;
 
 use std::collections::BTreeMap;
@@ -198,11 +199,13 @@ impl Engine {
                 TransferKind::Deposit,
             ) => {
                 let w = self
-                    .store
-                    .wallet(&wallet.to_string())
+                    .any_wallet(&wallet.to_string())
                     .await?
                     .ok_or_else(|| Error::NotFound(format!("wallet {wallet}")))?;
-                ecdsa_address(&w)?;
+                // A multisig wallet has no key of its own (its definition is its key).
+                if self.multisig_def(&w.id).await?.is_none() {
+                    ecdsa_address(&w)?;
+                }
                 Ok(Asked {
                     wallet_id: w.id,
                     exchange,
@@ -265,13 +268,33 @@ impl Engine {
                 a.exchange, a.exchange
             )));
         }
-        if a.network != ctx.chain.network {
+        let utxo = match kind {
+            TransferKind::Deposit => {
+                matches!(
+                    self.rail(&a.wallet_id, a.network).await?,
+                    multisig::Rail::Utxo(_)
+                )
+            }
+            TransferKind::Withdrawal => false,
+        };
+        if !utxo && a.network != ctx.chain.network {
             return Err(Error::BadRequest(format!(
                 "network {} is not this coordinator's chain network ({})",
                 a.network, ctx.chain.network
             )));
         }
-        let (_, decimals) = ctx.asset_of(a.coin)?;
+        let decimals = match ctx.utxo_for(a.network) {
+            Some(u) if utxo => {
+                if a.coin != u.settings.coin {
+                    return Err(Error::BadRequest(format!(
+                        "coin {} is not network {}'s coin ({})",
+                        a.coin, a.network, u.settings.coin
+                    )));
+                }
+                8
+            }
+            _ => ctx.asset_of(a.coin)?.1,
+        };
         let amount = Amount::parse(a.amount, decimals)
             .map_err(|e| Error::BadRequest(format!("amount: {e}")))?;
         let signers = self.signers_of(&intent).await?;
@@ -504,17 +527,29 @@ impl Engine {
         payload: &SigningPayload,
         what: &str,
     ) -> Result<Vec<u8>, Error> {
-        let result = match self.sign_for(t, wallet, payload).await {
-            Ok(r) => r,
+        let result = self.signed_result(t, wallet, payload, what).await?;
+        hex::decode(result["signature"].as_str().unwrap_or_default())
+            .map_err(|_| Error::protocol("the signature is not hex"))
+    }
+
+    /// The finished sign job's result ([`Engine::sign_for`]), after releasing what the
+    /// modules bound when the payload provably will not be signed.
+    async fn signed_result(
+        &self,
+        t: &mut TransferRecord,
+        wallet: &WalletRecord,
+        payload: &SigningPayload,
+        what: &str,
+    ) -> Result<serde_json::Value, Error> {
+        match self.sign_for(t, wallet, payload).await {
+            Ok(r) => Ok(r),
             Err(e) if !e.retryable() => {
                 self.release_sign_job(t, &format!("the {what} failed before it was signed"))
                     .await?;
-                return Err(e);
+                Err(e)
             }
-            Err(e) => return Err(e),
-        };
-        hex::decode(result["signature"].as_str().unwrap_or_default())
-            .map_err(|_| Error::protocol("the signature is not hex"))
+            Err(e) => Err(e),
+        }
     }
 
     /// Signs a transfer's payload: the transfer's sign job (made once, named in the record
@@ -659,8 +694,7 @@ impl Engine {
     /// The wallet and its signer group's members.
     async fn wallet_and_members(&self, id: &str) -> Result<(WalletRecord, Vec<String>), Error> {
         let wallet = self
-            .store
-            .wallet(id)
+            .any_wallet(id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("wallet {id}")))?;
         let group = self.group_of(&wallet.group_id).await?;

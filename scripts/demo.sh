@@ -2,7 +2,9 @@
 # The main demo: `concord devnet demo` on a fresh local devnet — anvil, the exchange
 # simulator, the coordinator and three secure modules as separate processes over mutual TLS —
 # a 2-of-3 wallet by DKG, funding, a deposit to the exchange, a withdrawal back signed by the
-# sharded exchange key, and the forged-deposit-address attack. Exits 0 only if all held.
+# sharded exchange key, and the forged-deposit-address attack; then native multisig on a
+# Litecoin regtest node (litecoind) and a Safe: each module signing with its own key.
+# Exits 0 only if all held.
 #
 #   ./scripts/demo.sh [--insecure-test-primes] [--json] [--down] [--dir DIR]
 #
@@ -13,6 +15,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 install_build_deps
 install_node
+install_litecoind
 say "building concord (release)"
 cargo build --release -q -p concord
 exec ./target/release/concord devnet demo "$@"

@@ -319,10 +319,13 @@ pub async fn transfers(args: TransferBenchArgs) -> Result<()> {
         // signing with its own key.
         let mut multisig_rows = Vec::new();
         if d.info.ltc.is_some() {
-            let w = crate::demo_multisig::create(&mut d).await?;
+            let w = crate::demo_multisig::create(&mut d, &p.wallet).await?;
             let network: concord_chain::utxo::UtxoNetwork = crate::devnet::LTC_CHAIN.parse()?;
-            let script = network.script_of(&w.p2wsh.1)?;
-            crate::demo_multisig::fund_ltc(&d.info, &script, args.count as u64 + 5).await?;
+            let scripts = [&w.p2wpkh.1, &w.p2tr.1, &w.p2wsh.1]
+                .into_iter()
+                .map(|a| network.script_of(a))
+                .collect::<Result<Vec<_>, _>>()?;
+            crate::demo_multisig::fund_ltc(&d.info, &scripts, args.count as u64 + 5).await?;
             crate::devnet::fund(
                 &d.client,
                 crate::devnet::DEV_KEY_0,
@@ -332,6 +335,8 @@ pub async fn transfers(args: TransferBenchArgs) -> Result<()> {
             )
             .await?;
             for (what, wallet, network, coin) in [
+                ("P2WPKH (threshold ECDSA) deposit: request → tx accepted by litecoind", &w.p2wpkh.0, "LTC", "LTC"),
+                ("P2TR (FROST Taproot) deposit: request → tx accepted by litecoind", &w.p2tr.0, "LTC", "LTC"),
                 ("P2WSH 2-of-3 deposit: request → tx accepted by litecoind", &w.p2wsh.0, "LTC", "LTC"),
                 ("Safe 2-of-3 deposit: request → execTransaction accepted by anvil", &w.safe.0, "ETH", "ETH"),
             ] {

@@ -244,7 +244,7 @@ pub async fn demo(dir: &Path, json: bool, setup: GroupSetup, stop: bool) -> Resu
 async fn run(d: &mut Demo, setup: GroupSetup) -> Result<()> {
     let Prepared { wallet, address } = prepare(d, setup).await?;
     run_flows(d, &wallet, address).await?;
-    crate::demo_multisig::run(d).await?;
+    crate::demo_multisig::run(d, &wallet).await?;
     lifecycle(d, setup, &wallet, address).await?;
     exactly_once(d, &wallet, address).await?;
     look_around(d, &wallet, address).await

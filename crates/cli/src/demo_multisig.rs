@@ -1,8 +1,9 @@
-//! The demo's native multisig part (the patent's second signing mode): each module signs with
-//! its own environment-specific key. A 2-of-3 P2WSH wallet on Litecoin (regtest) and a 2-of-3
-//! Safe on the EVM chain are defined from the modules' published keys, named by the policy,
-//! funded, and deposit to the exchange; the forged-deposit-address attack is run again in
-//! multisig mode.
+//! The demo's UTXO and native multisig part. Threshold wallets spend on Litecoin (regtest):
+//! the trader's ECDSA wallet as P2WPKH and a FROST Taproot wallet as P2TR, one signing run
+//! per input. Then the patent's second signing mode, each module signing with its own
+//! environment-specific key: a 2-of-3 P2WSH wallet on Litecoin and a 2-of-3 Safe on the EVM
+//! chain, defined from the modules' published keys, named by the policy, funded, depositing to
+//! the exchange; the forged-deposit-address attack is run again in multisig mode.
 
 use anyhow::{Context, Result};
 use concord_chain::utxo::bitcoin::ScriptBuf;
@@ -14,8 +15,12 @@ use serde_json::{Value, json};
 use crate::demo::{Demo, every_module_refused, transfer_summary};
 use crate::devnet::{self, DevnetInfo};
 
-/// The multisig wallets the demo makes.
+/// The UTXO wallets the demo makes or extends.
 pub(crate) struct MultisigWallets {
+    /// The trader's threshold ECDSA wallet as P2WPKH: its id and address.
+    pub(crate) p2wpkh: (String, String),
+    /// A threshold FROST Taproot wallet as P2TR: its id and address.
+    pub(crate) p2tr: (String, String),
     /// The P2WSH wallet's id and address.
     pub(crate) p2wsh: (String, String),
     /// The Safe wallet's id and the Safe.
@@ -36,7 +41,7 @@ pub(crate) fn module_infos(info: &DevnetInfo) -> Result<Vec<concord_module::Publ
 
 /// Mines `coins` blocks to `script` and then enough blocks for their rewards to mature (the
 /// devnet's Litecoin faucet).
-pub(crate) async fn fund_ltc(info: &DevnetInfo, script: &ScriptBuf, coins: u64) -> Result<()> {
+pub(crate) async fn fund_ltc(info: &DevnetInfo, scripts: &[ScriptBuf], coins: u64) -> Result<()> {
     let node = info
         .ltc
         .as_ref()
@@ -45,14 +50,45 @@ pub(crate) async fn fund_ltc(info: &DevnetInfo, script: &ScriptBuf, coins: u64) 
     let miner = ScriptBuf::from_hex(
         std::fs::read_to_string(info.dir.join("litecoind/miner.script"))?.trim(),
     )?;
-    client.mine_to(coins, script).await?;
+    for script in scripts {
+        client.mine_to(coins, script).await?;
+    }
     client.mine_to(100, &miner).await?;
     Ok(())
 }
 
-/// Defines both multisig wallets from the modules' keys (deploying the Safe), and has the
-/// admins name them in the next policy with their limits.
-pub(crate) async fn create(d: &mut Demo) -> Result<MultisigWallets> {
+/// Makes a FROST Taproot wallet by DKG in the demo's group, defines both multisig wallets
+/// from the modules' keys (deploying the Safe), and has the admins name them in the next
+/// policy with their limits, giving the trader's wallet (`trader_wallet`) an LTC limit too.
+pub(crate) async fn create(d: &mut Demo, trader_wallet: &str) -> Result<MultisigWallets> {
+    let network: UtxoNetwork = devnet::LTC_CHAIN.parse()?;
+    let job = d
+        .api
+        .post(
+            "/v1/wallets",
+            &json!({"group": "desk", "scheme": "schnorr-taproot"}),
+        )
+        .await?;
+    let taproot = d
+        .api
+        .wait_job(job["id"].as_str().unwrap_or_default(), true)
+        .await?
+        .result
+        .unwrap_or_default();
+    let taproot_id = taproot["id"].as_str().unwrap_or_default().to_owned();
+    let p2tr = network.address(
+        &WalletScript::p2tr(&hex::decode(
+            taproot["public_key"].as_str().unwrap_or_default(),
+        )?)?
+        .script_pubkey(),
+    )?;
+    let trader = d.api.get(&format!("/v1/wallets/{trader_wallet}")).await?;
+    let p2wpkh = network.address(
+        &WalletScript::p2wpkh(&hex::decode(
+            trader["public_key"].as_str().unwrap_or_default(),
+        )?)?
+        .script_pubkey(),
+    )?;
     let infos = module_infos(&d.info)?;
     let deposit_to = vec!["binance".to_owned()];
     let (p2wsh, p2wsh_address) = crate::authority::multisig_rule(
@@ -88,9 +124,20 @@ pub(crate) async fn create(d: &mut Demo) -> Result<MultisigWallets> {
     p2wsh_json["limits"] = json!([{"coin": "LTC", "per_transfer": "5", "per_day": "20"}]);
     let mut safe_json = serde_json::to_value(&safe_rule)?;
     safe_json["limits"] = json!([{"coin": "ETH", "per_transfer": "2", "per_day": "10"}]);
+    let ltc_limit = json!({"coin": "LTC", "per_transfer": "5", "per_day": "20"});
     let view = d
         .amend_policy(["admin-1", "admin-2"], |doc| {
             if let Some(ws) = doc["wallets"].as_array_mut() {
+                for w in ws.iter_mut() {
+                    if w["wallet"] == json!(trader_wallet)
+                        && let Some(limits) = w["limits"].as_array_mut()
+                    {
+                        limits.push(ltc_limit.clone());
+                    }
+                }
+                ws.push(json!({"wallet": taproot_id, "label": "desk-taproot",
+                    "purpose": {"kind": "trading", "deposit_to": ["binance"]},
+                    "limits": [{"coin": "LTC", "per_transfer": "100", "per_day": "200"}]}));
                 ws.push(p2wsh_json);
                 ws.push(safe_json);
             }
@@ -98,28 +145,33 @@ pub(crate) async fn create(d: &mut Demo) -> Result<MultisigWallets> {
         .await?;
     d.record(
         &format!(
-            "policy v{}: a 2-of-3 P2WSH wallet on Litecoin ({p2wsh_address}) and a 2-of-3 Safe ({safe}) of the modules' own keys, each key signed by its module's identity",
+            "policy v{}: the trader's wallet may spend LTC (P2WPKH {p2wpkh}), a FROST Taproot wallet made by DKG (P2TR {p2tr}), a 2-of-3 P2WSH wallet on Litecoin ({p2wsh_address}) and a 2-of-3 Safe ({safe}) of the modules' own keys, each key signed by its module's identity",
             view.version
         ),
         true,
-        json!({"p2wsh": p2wsh.wallet.to_string(), "address": p2wsh_address, "safe_wallet": safe_rule.wallet.to_string(), "safe": safe.to_string(), "owners": owners}),
+        json!({"p2wpkh": p2wpkh, "p2tr": p2tr, "p2wsh": p2wsh.wallet.to_string(), "address": p2wsh_address, "safe_wallet": safe_rule.wallet.to_string(), "safe": safe.to_string(), "owners": owners}),
     );
     Ok(MultisigWallets {
+        p2wpkh: (trader_wallet.to_owned(), p2wpkh),
+        p2tr: (taproot_id, p2tr),
         p2wsh: (p2wsh.wallet.to_string(), p2wsh_address),
         safe: (safe_rule.wallet.to_string(), safe),
     })
 }
 
 /// The demo's part: wallets made and funded, deposits, and the attack in multisig mode.
-pub(crate) async fn run(d: &mut Demo) -> Result<()> {
+pub(crate) async fn run(d: &mut Demo, trader_wallet: &str) -> Result<()> {
     if d.info.ltc.is_none() {
-        d.say("(this devnet runs no Litecoin node: the native multisig part is skipped)");
+        d.say("(this devnet runs no Litecoin node: the UTXO and native multisig part is skipped)");
         return Ok(());
     }
-    let w = create(d).await?;
+    let w = create(d, trader_wallet).await?;
     let network: UtxoNetwork = devnet::LTC_CHAIN.parse()?;
-    let script = network.script_of(&w.p2wsh.1)?;
-    fund_ltc(&d.info, &script, 2).await?;
+    let scripts = [&w.p2wpkh.1, &w.p2tr.1, &w.p2wsh.1]
+        .into_iter()
+        .map(|a| network.script_of(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    fund_ltc(&d.info, &scripts, 2).await?;
     devnet::fund(
         &d.client,
         devnet::DEV_KEY_0,
@@ -128,7 +180,36 @@ pub(crate) async fn run(d: &mut Demo) -> Result<()> {
         crate::demo::eth("3")?,
     )
     .await?;
-    d.say("Funded: two coinbase outputs to the P2WSH wallet, 3 ETH to the Safe.");
+    d.say("Funded: two coinbase outputs to each LTC wallet, 3 ETH to the Safe.");
+
+    // Threshold wallets on Litecoin: one signing run per input, each over that input's hash.
+    let intent = d.deposit_on("LTC", &w.p2wpkh.0, "LTC", "1", AgreementRule::All, &[])?;
+    let t = d.transfer("/v1/transfers/deposits", &intent).await?;
+    let (inputs, witness) = spend_of(d, &t).await;
+    d.record(
+        "deposit 1 LTC from the trader's threshold ECDSA wallet as P2WPKH: every module checked the spend against its own node and connector; a DKLs23 run over its BIP-143 hash; litecoind accepted it; credited",
+        t["status"] == "credited" && inputs == 1 && witness == Some(2),
+        with(transfer_summary(&t), "witness_items", json!(witness)),
+    );
+    // More than its largest coin: two inputs, two FROST runs under one approval.
+    let node = d
+        .info
+        .ltc
+        .as_ref()
+        .context("no Litecoin node")?
+        .client()?;
+    let coins = node.spendable(&scripts[1], 1).await?;
+    let largest = coins.iter().map(|c| c.txout.value).max().unwrap_or_default();
+    let amount = concord_chain::utxo::bitcoin::Amount::from_sat(largest.to_sat() + 50_000_000)
+        .to_string_in(concord_chain::utxo::bitcoin::Denomination::Bitcoin);
+    let intent = d.deposit_on("LTC", &w.p2tr.0, "LTC", &amount, AgreementRule::All, &[])?;
+    let t = d.transfer("/v1/transfers/deposits", &intent).await?;
+    let (inputs, witness) = spend_of(d, &t).await;
+    d.record(
+        &format!("deposit {amount} LTC from the FROST Taproot wallet as P2TR: more than its largest coin, so two inputs; a FROST run per input over its BIP-341 key-path hash, both under one approval; litecoind accepted the Schnorr signatures; credited"),
+        t["status"] == "credited" && inputs == 2 && witness == Some(1),
+        with(transfer_summary(&t), "inputs", json!(inputs)),
+    );
 
     // LTC from the P2WSH wallet: each approving module signs every input with its own key.
     let intent = d.deposit_on("LTC", &w.p2wsh.0, "LTC", "1.5", AgreementRule::All, &[])?;
@@ -198,10 +279,22 @@ pub(crate) async fn run(d: &mut Demo) -> Result<()> {
 /// The number of witness items of the first input of a deposit's transaction, as the node
 /// has it (a 2-of-3 P2WSH spend: the empty item, two signatures, the script).
 async fn witness_of(d: &Demo, t: &Value) -> Option<usize> {
-    let txid = t["tx_hash"].as_str()?.parse().ok()?;
-    let node = d.info.ltc.as_ref()?.client().ok()?;
-    let tx = node.transaction(&txid).await.ok()??;
-    tx.input.first().map(|i| i.witness.len())
+    spend_of(d, t).await.1
+}
+
+/// A deposit's transaction as the node has it: its inputs, and the witness items of the
+/// first.
+async fn spend_of(d: &Demo, t: &Value) -> (usize, Option<usize>) {
+    let tx = async {
+        let txid = t["tx_hash"].as_str()?.parse().ok()?;
+        let node = d.info.ltc.as_ref()?.client().ok()?;
+        node.transaction(&txid).await.ok()?
+    }
+    .await;
+    match tx {
+        Some(tx) => (tx.input.len(), tx.input.first().map(|i| i.witness.len())),
+        None => (0, None),
+    }
 }
 
 fn with(mut v: Value, key: &str, value: Value) -> Value {

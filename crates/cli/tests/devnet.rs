@@ -81,6 +81,11 @@ async fn devnet_demo_holds_and_single_credentials_cannot_withdraw() {
         "wallets list: each wallet with its purpose",
         "balances: the wallet's ETH and CTT",
         "coordinator killed mid-withdrawal",
+        "policy v3: a 2-of-3 P2WSH wallet on Litecoin",
+        "deposit 1.5 LTC from the 2-of-3 P2WSH wallet",
+        "deposit 0.5 ETH from the 2-of-3 Safe",
+        "attack in multisig mode, rule all",
+        "attack in multisig mode, rule threshold",
     ] {
         assert!(
             names.iter().any(|n| n.starts_with(expected)),

@@ -493,6 +493,10 @@ pub struct SignatureMade {
     /// UTXO spend, one of the SafeTx hash for a Safe), `signature` left empty.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub multisig: BTreeMap<String, Vec<String>>,
+    /// A threshold wallet's spend on a UTXO chain: the signature of each input, in input
+    /// order (hex; `signature` is input 0's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<String>,
 }
 
 /// A finished presign job's result: the presignature added to the wallet's pool.

@@ -213,7 +213,7 @@ async fn with_chain(rpc: &str) -> (Coordinator, concord_chain::Address) {
     let c = Coordinator::new(store, Default::default())
         .await
         .unwrap()
-        .with_transfers(chain, vec![exchange])
+        .with_transfers(chain, vec![exchange], None)
         .unwrap();
     (c, token)
 }

@@ -402,16 +402,44 @@ impl Decider {
         };
         let (mut checks, rule, decimals) =
             self.check_deposit_intent(c, transfer, *wallet, destination, U256::from(*amount))?;
-        let def = c
-            .policy()
-            .wallet(wallet)
-            .and_then(|r| r.multisig.as_ref())
-            .ok_or_else(|| {
-                c.refuse(format!(
-                    "wallet {wallet} is not a multisig wallet of {}: threshold signing of UTXO spends is not built yet",
-                    c.policy_name()
-                ))
-            })?;
+        let Some(def) = c.policy().wallet(wallet).and_then(|r| r.multisig.as_ref()) else {
+            // A threshold wallet this module holds a share of: P2WPKH of its ECDSA key, or
+            // P2TR of its FROST Taproot key.
+            let (scheme, key) = self
+                .wallet(*wallet)
+                .map_err(|e| c.refuse(e.to_string()))?
+                .ok_or_else(|| {
+                    c.refuse(format!(
+                        "wallet {wallet} is neither a multisig wallet of {} nor one this module holds a share of",
+                        c.policy_name()
+                    ))
+                })?;
+            let script = concord_wire::payload::threshold_wallet_script(scheme, &key)
+                .map_err(|e| c.refuse(e.to_string()))?;
+            let (utxo_checks, fee, _) = self
+                .outside
+                .check_utxo_transfer(c.payload, &script)
+                .await
+                .map_err(|e| c.refuse(e))?;
+            let (limit_checks, daily) = self.limits(
+                c,
+                rule,
+                destination.coin(),
+                U256::from(amount.saturating_add(fee)),
+                decimals,
+            )?;
+            checks.extend(limit_checks);
+            checks.push(format!(
+                "wallet is this module's {scheme} threshold wallet, a {} output",
+                script.kind()
+            ));
+            checks.extend(utxo_checks);
+            return Ok(Checked {
+                checks,
+                daily: Some(daily),
+                order: None,
+            });
+        };
         if !def.has_key(&self.state.multisig_public_key()) {
             return Err(c.refuse(format!(
                 "this module's own key is not one of multisig wallet {wallet}'s keys"

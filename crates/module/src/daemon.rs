@@ -1172,7 +1172,11 @@ async fn run_protocol(
                 let share = state
                     .share(wallet)?
                     .ok_or_else(|| Error::Refused("no share of this wallet".into()))?;
-                let input = payload.signing_input(share.scheme());
+                // For a UTXO spend, the hash of the input this run signs, from the approved
+                // PSBT (an index it does not have is refused).
+                let input = payload
+                    .signing_input_of(share.scheme(), &share.public_key(), s.input)
+                    .map_err(|e| Error::Refused(format!("input {}: {e}", s.input)))?;
                 let presigned = !s.presignature.is_empty();
                 let sig = if !presigned {
                     match concord_tss::sign_gated(&share, session, &parties, &input, gate, incoming, outgoing, &mut OsRng).await {

@@ -377,6 +377,51 @@ impl SigningPayload {
         }
     }
 
+    /// The bytes a threshold wallet's signing run `input` signs for a
+    /// [`SigningPayload::UtxoTransfer`]: that input's signature hash (BIP-143 for a P2WPKH
+    /// wallet of an ECDSA key, BIP-341 key path for a P2TR wallet of a FROST Taproot key),
+    /// computed from the PSBT. Every other payload has one run, input 0: its
+    /// [`SigningPayload::signing_input`].
+    pub fn signing_input_of(
+        &self,
+        scheme: Scheme,
+        public_key: &[u8],
+        input: u32,
+    ) -> Result<Vec<u8>, TypesError> {
+        let SigningPayload::UtxoTransfer { .. } = self else {
+            return match input {
+                0 => Ok(self.signing_input(scheme)),
+                i => Err(TypesError::InvalidPayload(format!(
+                    "this payload has one signing input, not input {i}"
+                ))),
+            };
+        };
+        let script = threshold_wallet_script(scheme, public_key)?;
+        let psbt = self
+            .psbt()
+            .ok_or_else(|| TypesError::InvalidPayload("the PSBT does not parse".into()))?;
+        let hashes = concord_chain::utxo::sighashes(&psbt, &script)
+            .map_err(|e| TypesError::InvalidPayload(e.to_string()))?;
+        hashes
+            .get(input as usize)
+            .map(|h| h.to_vec())
+            .ok_or_else(|| {
+                TypesError::InvalidPayload(format!(
+                    "the spend has {} inputs; there is no input {input}",
+                    hashes.len()
+                ))
+            })
+    }
+
+    /// How many signing runs a threshold wallet makes for this payload: one per input of a
+    /// UTXO spend, one otherwise.
+    pub fn signing_runs(&self) -> usize {
+        match self {
+            SigningPayload::UtxoTransfer { .. } => self.psbt().map_or(1, |p| p.inputs.len()),
+            _ => 1,
+        }
+    }
+
     /// The bytes the threshold protocol signs under `scheme`: the 32-byte digest for ECDSA
     /// (for an EVM transfer, its signing hash), the message or request itself for FROST.
     pub fn signing_input(&self, scheme: Scheme) -> Vec<u8> {
@@ -390,6 +435,23 @@ impl SigningPayload {
             | (SigningPayload::UtxoTransfer { .. }, _)
             | (SigningPayload::SafeTransfer { .. }, _) => self.digest().to_vec(),
         }
+    }
+}
+
+/// The script of a threshold wallet on a UTXO chain: P2WPKH of an ECDSA key (33 bytes
+/// compressed), P2TR key path of a FROST Taproot output key (32 bytes x-only, the BIP-341
+/// tweak already applied by the engine). An Ed25519 key has no UTXO script.
+pub fn threshold_wallet_script(
+    scheme: Scheme,
+    public_key: &[u8],
+) -> Result<concord_chain::utxo::WalletScript, TypesError> {
+    let bad = |e: concord_chain::utxo::UtxoError| TypesError::InvalidPayload(e.0);
+    match scheme {
+        Scheme::EcdsaSecp256k1 => concord_chain::utxo::WalletScript::p2wpkh(public_key).map_err(bad),
+        Scheme::SchnorrTaproot => concord_chain::utxo::WalletScript::p2tr(public_key).map_err(bad),
+        Scheme::Ed25519 => Err(TypesError::InvalidPayload(
+            "an ed25519 wallet cannot spend on a UTXO chain".into(),
+        )),
     }
 }
 

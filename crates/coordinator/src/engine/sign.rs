@@ -133,14 +133,30 @@ impl Engine {
                 digest: hex::encode(ctx.digest),
                 policy: answers.policy.map(hex::encode),
                 multisig: by_module,
+                inputs: Vec::new(),
             }
         } else {
-            let (recorded, signed) = tokio::join!(
-                record,
-                self.sign_among_approvers(job, &ctx, &answers, early, events)
-            );
+            // One run per input of a UTXO spend (each signs that input's hash), one otherwise.
+            let runs = ctx.payload.signing_runs();
+            let all = async {
+                let (first, signers) = self
+                    .sign_among_approvers(job, &ctx, &answers, early, events, 0)
+                    .await?;
+                let mut inputs = Vec::new();
+                if matches!(ctx.payload, SigningPayload::UtxoTransfer { .. }) {
+                    inputs.push(first.signature.clone());
+                    for i in 1..runs {
+                        let (r, _) = self
+                            .sign_among_approvers(job, &ctx, &answers, None, events, i as u32)
+                            .await?;
+                        inputs.push(r.signature);
+                    }
+                }
+                Ok::<_, Error>((first, signers, inputs))
+            };
+            let (recorded, signed) = tokio::join!(record, all);
             recorded?;
-            let (r, signers) = signed?;
+            let (r, signers, inputs) = signed?;
             SignatureMade {
                 // As the signers report it, not as planned.
                 presigned: r.presigned,
@@ -151,6 +167,7 @@ impl Engine {
                 digest: hex::encode(ctx.digest),
                 policy: answers.policy.map(hex::encode),
                 multisig: BTreeMap::new(),
+                inputs,
             }
         };
         self.store
@@ -406,7 +423,7 @@ impl Engine {
                 )
                 .await
             {
-                Ok(results) => self.verify_results(ctx, &results),
+                Ok(results) => self.verify_results(ctx, &results, 0),
                 Err(e) => Err(e),
             },
         )
@@ -488,6 +505,7 @@ impl Engine {
         answers: &Answers,
         early: Option<EarlyRun>,
         events: &mut Events,
+        input: u32,
     ) -> Result<(SignResult, Vec<u16>), Error> {
         let t = usize::from(ctx.group.threshold);
         let index_of = |m: &str| {
@@ -541,7 +559,7 @@ impl Engine {
                 None => (connected[..t].to_vec(), Vec::new()),
             };
             match self
-                .sign_once(job, ctx, answers, &signers, fingerprint, events)
+                .sign_once(job, ctx, answers, &signers, fingerprint, events, input)
                 .await
             {
                 Ok(r) => return Ok((r, signers)),
@@ -564,6 +582,7 @@ impl Engine {
         signers: &[u16],
         fingerprint: Vec<u8>,
         events: &mut Events,
+        input: u32,
     ) -> Result<SignResult, RunError> {
         let attempt = self.store.next_attempt(&job.id).await?;
         let run = Run {
@@ -586,9 +605,10 @@ impl Engine {
                 s.presignature = fingerprint.clone();
                 s.certificate = answers.certificate.clone();
                 s.attempt = attempt;
+                s.input = input;
             })
             .await?;
-        self.verify_results(ctx, &results)
+        self.verify_results(ctx, &results, input)
     }
 
     /// Every signer's reported signature, verified against the wallet's key.
@@ -596,8 +616,12 @@ impl Engine {
         &self,
         ctx: &SignCtx,
         results: &BTreeMap<String, Vec<u8>>,
+        input: u32,
     ) -> Result<SignResult, RunError> {
-        let input = ctx.payload.signing_input(ctx.scheme);
+        let input = ctx
+            .payload
+            .signing_input_of(ctx.scheme, &ctx.wallet.public_key, input)
+            .map_err(|e| RunError::Fatal(Error::Internal(format!("input {input}: {e}"))))?;
         let mut verified = None;
         for (module, r) in results {
             let r: SignResult = serde_json::from_slice(r).map_err(|e| {

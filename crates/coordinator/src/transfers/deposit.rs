@@ -65,6 +65,10 @@ impl Engine {
                     failpoint!("deposit::resolving");
                     self.utxo_propose(t, &def).await
                 }
+                Rail::UtxoThreshold(script) => {
+                    failpoint!("deposit::resolving");
+                    self.utxo_threshold_propose(t, &script).await
+                }
             },
             TransferStatus::Signing => match self.rail(&t.wallet_id, &t.network).await? {
                 Rail::Evm => self.deposit_sign(t).await,
@@ -76,6 +80,12 @@ impl Engine {
                 Rail::Utxo(def) => {
                     let (wallet, _) = self.wallet_and_members(&t.wallet_id).await?;
                     self.utxo_sign(t, &wallet, &def, &Self::stored_payload(t)?)
+                        .await
+                }
+                Rail::UtxoThreshold(script) => {
+                    let (wallet, _) = self.wallet_and_members(&t.wallet_id).await?;
+                    let payload = Self::stored_payload(t)?;
+                    self.utxo_threshold_sign(t, &wallet, &script, &payload)
                         .await
                 }
             },

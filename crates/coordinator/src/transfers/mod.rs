@@ -202,8 +202,11 @@ impl Engine {
                     .any_wallet(&wallet.to_string())
                     .await?
                     .ok_or_else(|| Error::NotFound(format!("wallet {wallet}")))?;
-                // A multisig wallet has no key of its own (its definition is its key).
-                if self.multisig_def(&w.id).await?.is_none() {
+                // A multisig wallet has no key of its own (its definition is its key); a
+                // threshold wallet spending on the UTXO chain is checked with its rail.
+                if self.multisig_def(&w.id).await?.is_none()
+                    && *network == self.transfer_ctx()?.chain.network
+                {
                     ecdsa_address(&w)?;
                 }
                 Ok(Asked {
@@ -269,12 +272,7 @@ impl Engine {
             )));
         }
         let utxo = match kind {
-            TransferKind::Deposit => {
-                matches!(
-                    self.rail(&a.wallet_id, a.network).await?,
-                    multisig::Rail::Utxo(_)
-                )
-            }
+            TransferKind::Deposit => self.rail(&a.wallet_id, a.network).await?.is_utxo(),
             TransferKind::Withdrawal => false,
         };
         if !utxo && a.network != ctx.chain.network {

@@ -13,7 +13,7 @@
 //!   broadcast; broadcast is idempotent by txid, and the spend is followed to depth.
 
 use concord_chain::utxo::bitcoin::{self, Amount, FeeRate, consensus::encode};
-use concord_chain::utxo::{InputSignature, SpendRequest};
+use concord_chain::utxo::{InputSignature, SpendRequest, UtxoNetwork, WalletScript};
 use concord_chain::{Address, FeeCaps};
 use concord_wire::authority::MultisigDef;
 use concord_wire::payload::{Destination, SigningPayload};
@@ -32,6 +32,16 @@ pub(super) enum Rail {
     Safe(Box<MultisigDef>),
     /// A P2WSH multisig spend on the UTXO chain.
     Utxo(Box<MultisigDef>),
+    /// A threshold wallet's spend on the UTXO chain (P2WPKH of an ECDSA key, P2TR of a FROST
+    /// Taproot key): one signing run per input.
+    UtxoThreshold(Box<WalletScript>),
+}
+
+impl Rail {
+    /// Whether the deposit is a spend on the UTXO chain.
+    pub(super) fn is_utxo(&self) -> bool {
+        matches!(self, Rail::Utxo(_) | Rail::UtxoThreshold(_))
+    }
 }
 
 impl Engine {
@@ -63,10 +73,27 @@ impl Engine {
                 "wallet {wallet_id} is a Safe on {}, and deposits from it go over network {} on chain {}",
                 def.chain, ctx.chain.network, ctx.chain.chain_id
             ))),
-            (Rail::Evm, Some(_)) => Err(Error::BadRequest(format!(
-                "wallet {wallet_id} is a threshold wallet, and deposits on network {network} are made from native multisig (P2WSH) wallets only: threshold signing of UTXO spends is not built yet"
-            ))),
+            (Rail::Evm, Some(_)) => {
+                let wallet = self
+                    .any_wallet(wallet_id)
+                    .await?
+                    .ok_or_else(|| Error::NotFound(format!("wallet {wallet_id}")))?;
+                let scheme: concord_types::Scheme = wallet
+                    .scheme
+                    .parse()
+                    .map_err(|e: concord_types::TypesError| Error::Internal(e.to_string()))?;
+                let script =
+                    concord_wire::payload::threshold_wallet_script(scheme, &wallet.public_key)
+                        .map_err(|e| {
+                            Error::BadRequest(format!(
+                                "wallet {wallet_id} cannot spend on network {network}: {e}"
+                            ))
+                        })?;
+                Ok(Rail::UtxoThreshold(Box::new(script)))
+            }
             (Rail::Evm, None) => Ok(rail),
+            // Never made above.
+            (Rail::UtxoThreshold(_), _) => Ok(rail),
         }
     }
 
@@ -247,18 +274,68 @@ impl Engine {
         Ok(Step::Next)
     }
 
-    /// A P2WSH deposit's proposal: the deposit address every module resolves, the wallet's
-    /// confirmed coins from the coordinator's node, the unsigned spend fixed and written down.
+    /// A P2WSH deposit's proposal: see [`Engine::utxo_spend_propose`].
     pub(super) async fn utxo_propose(
         &self,
         t: &mut TransferRecord,
         def: &MultisigDef,
     ) -> Result<Step, Error> {
+        let (network, script) = def.wallet().map_err(|e| Error::Internal(e.to_string()))?;
+        let members: Vec<String> = def.members.iter().map(|m| m.module.clone()).collect();
+        let what = format!(
+            "the {}-of-{} P2WSH wallet",
+            def.threshold,
+            def.members.len()
+        );
+        self.utxo_spend_propose(t, network, &script, &members, usize::from(def.threshold), &what)
+            .await
+    }
+
+    /// A threshold wallet's spend on the UTXO chain: proposed as a multisig wallet's is.
+    pub(super) async fn utxo_threshold_propose(
+        &self,
+        t: &mut TransferRecord,
+        script: &WalletScript,
+    ) -> Result<Step, Error> {
         let ctx = self.transfer_ctx()?.clone();
         let u = ctx
             .utxo_for(&t.network)
             .ok_or_else(|| Error::Internal("no UTXO chain".into()))?;
-        let (network, script) = def.wallet().map_err(|e| Error::Internal(e.to_string()))?;
+        let (wallet, _) = self.wallet_and_members(&t.wallet_id).await?;
+        let group = self.group_of(&wallet.group_id).await?;
+        let what = format!(
+            "the {}-of-{} {} wallet",
+            group.threshold,
+            group.members.len(),
+            script.kind()
+        );
+        self.utxo_spend_propose(
+            t,
+            u.network,
+            script,
+            &group.members,
+            usize::from(group.threshold),
+            &what,
+        )
+        .await
+    }
+
+    /// A spend's proposal: the deposit address `needed` of `members` resolve (each through
+    /// its own connector), the wallet's confirmed coins from the coordinator's node, the
+    /// unsigned spend fixed and written down.
+    async fn utxo_spend_propose(
+        &self,
+        t: &mut TransferRecord,
+        network: UtxoNetwork,
+        script: &WalletScript,
+        members: &[String],
+        needed: usize,
+        what: &str,
+    ) -> Result<Step, Error> {
+        let ctx = self.transfer_ctx()?.clone();
+        let u = ctx
+            .utxo_for(&t.network)
+            .ok_or_else(|| Error::Internal("no UTXO chain".into()))?;
         let amount = t
             .amount
             .to_base(8)
@@ -267,10 +344,9 @@ impl Engine {
                 u64::try_from(a)
                     .map_err(|_| Error::BadRequest(format!("amount {} is too large", t.amount)))
             })?;
-        let members: Vec<String> = def.members.iter().map(|m| m.module.clone()).collect();
         let wallet_script = script.script_pubkey();
         let (recipient, coins) = tokio::join!(
-            self.resolve_deposit_address(t, &members, usize::from(def.threshold), |a| {
+            self.resolve_deposit_address(t, members, needed, |a| {
                 network.script_of(a).ok().map(|_| a.to_owned())
             }),
             u.node
@@ -283,7 +359,7 @@ impl Engine {
             .map_err(|e| Error::Internal(e.to_string()))?;
         let psbt = concord_chain::utxo::build_spend(&SpendRequest {
             network,
-            wallet: &script,
+            wallet: script,
             available: &coins,
             to,
             amount: Amount::from_sat(amount),
@@ -310,11 +386,7 @@ impl Engine {
         t.sign_job_id = Some(uuid::Uuid::new_v4().to_string());
         t.step(
             TransferStatus::Signing,
-            format!(
-                "proposing a spend of {inputs} coin(s) of the {}-of-{} P2WSH wallet to {recipient}",
-                def.threshold,
-                def.members.len()
-            ),
+            format!("proposing a spend of {inputs} coin(s) of {what} to {recipient}"),
         );
         self.save(t).await?;
         Ok(Step::Next)
@@ -367,6 +439,54 @@ impl Engine {
             format!(
                 "spend {txid} signed by {}: every input's signatures verified",
                 by_module.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        );
+        self.save(t).await?;
+        Ok(Step::Next)
+    }
+
+    /// A threshold wallet's spend: one signature per input from the sign job (each run over
+    /// that input's hash, verified against the wallet's key), into the witnesses.
+    pub(super) async fn utxo_threshold_sign(
+        &self,
+        t: &mut TransferRecord,
+        wallet: &WalletRecord,
+        script: &WalletScript,
+        payload: &SigningPayload,
+    ) -> Result<Step, Error> {
+        failpoint!("deposit::signing");
+        let result = self.signed_result(t, wallet, payload, "deposit").await?;
+        let psbt = payload
+            .psbt()
+            .ok_or_else(|| Error::Internal("the stored PSBT does not parse".into()))?;
+        let sigs: Vec<String> = serde_json::from_value(result["inputs"].clone())
+            .map_err(|e| Error::Internal(format!("the sign job's result: {e}")))?;
+        let signatures = sigs
+            .iter()
+            .map(|s| {
+                let bytes = hex::decode(s)
+                    .map_err(|_| Error::protocol("an input's signature is not hex"))?;
+                Ok(match script {
+                    WalletScript::P2tr { .. } => InputSignature::Schnorr(
+                        bytes
+                            .try_into()
+                            .map_err(|_| Error::protocol("a Schnorr signature is 64 bytes"))?,
+                    ),
+                    _ => InputSignature::Ecdsa(bytes),
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        let tx = concord_chain::utxo::finalize(&psbt, script, &signatures)
+            .map_err(|e| Error::protocol(format!("the spend: {e}")))?;
+        let txid = tx.compute_txid();
+        t.raw_tx = Some(encode::serialize_hex(&tx));
+        t.tx_hash = Some(txid.to_string());
+        t.error = None;
+        t.step(
+            TransferStatus::Signed,
+            format!(
+                "spend {txid} signed by the threshold: {} input signature(s) verified",
+                signatures.len()
             ),
         );
         self.save(t).await?;

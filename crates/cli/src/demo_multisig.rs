@@ -192,14 +192,13 @@ pub(crate) async fn run(d: &mut Demo, trader_wallet: &str) -> Result<()> {
         with(transfer_summary(&t), "witness_items", json!(witness)),
     );
     // More than its largest coin: two inputs, two FROST runs under one approval.
-    let node = d
-        .info
-        .ltc
-        .as_ref()
-        .context("no Litecoin node")?
-        .client()?;
+    let node = d.info.ltc.as_ref().context("no Litecoin node")?.client()?;
     let coins = node.spendable(&scripts[1], 1).await?;
-    let largest = coins.iter().map(|c| c.txout.value).max().unwrap_or_default();
+    let largest = coins
+        .iter()
+        .map(|c| c.txout.value)
+        .max()
+        .unwrap_or_default();
     let amount = concord_chain::utxo::bitcoin::Amount::from_sat(largest.to_sat() + 50_000_000)
         .to_string_in(concord_chain::utxo::bitcoin::Denomination::Bitcoin);
     let intent = d.deposit_on("LTC", &w.p2tr.0, "LTC", &amount, AgreementRule::All, &[])?;

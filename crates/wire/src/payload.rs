@@ -447,7 +447,9 @@ pub fn threshold_wallet_script(
 ) -> Result<concord_chain::utxo::WalletScript, TypesError> {
     let bad = |e: concord_chain::utxo::UtxoError| TypesError::InvalidPayload(e.0);
     match scheme {
-        Scheme::EcdsaSecp256k1 => concord_chain::utxo::WalletScript::p2wpkh(public_key).map_err(bad),
+        Scheme::EcdsaSecp256k1 => {
+            concord_chain::utxo::WalletScript::p2wpkh(public_key).map_err(bad)
+        }
         Scheme::SchnorrTaproot => concord_chain::utxo::WalletScript::p2tr(public_key).map_err(bad),
         Scheme::Ed25519 => Err(TypesError::InvalidPayload(
             "an ed25519 wallet cannot spend on a UTXO chain".into(),

@@ -559,7 +559,7 @@ impl Engine {
                 None => (connected[..t].to_vec(), Vec::new()),
             };
             match self
-                .sign_once(job, ctx, answers, &signers, fingerprint, events, input)
+                .sign_once(job, ctx, answers, (&signers, fingerprint, input), events)
                 .await
             {
                 Ok(r) => return Ok((r, signers)),
@@ -573,16 +573,15 @@ impl Engine {
         Err(Error::Unavailable("signing failed five times".into()))
     }
 
-    /// One signing run; the session is derived from what it signs, fresh per attempt.
+    /// One signing run of `input` by `signers` (from the presignature `fingerprint`, if not
+    /// empty); the session is derived from what it signs, fresh per attempt.
     async fn sign_once(
         &self,
         job: &JobRecord,
         ctx: &SignCtx,
         answers: &Answers,
-        signers: &[u16],
-        fingerprint: Vec<u8>,
+        (signers, fingerprint, input): (&[u16], Vec<u8>, u32),
         events: &mut Events,
-        input: u32,
     ) -> Result<SignResult, RunError> {
         let attempt = self.store.next_attempt(&job.id).await?;
         let run = Run {

@@ -287,8 +287,15 @@ impl Engine {
             def.threshold,
             def.members.len()
         );
-        self.utxo_spend_propose(t, network, &script, &members, usize::from(def.threshold), &what)
-            .await
+        self.utxo_spend_propose(
+            t,
+            network,
+            &script,
+            &members,
+            usize::from(def.threshold),
+            &what,
+        )
+        .await
     }
 
     /// A threshold wallet's spend on the UTXO chain: proposed as a multisig wallet's is.

@@ -405,6 +405,115 @@ pub(crate) fn multisig_rule(
     Ok((rule, address))
 }
 
+/// The policy in force as a document for its next version (`version` and `previous` left
+/// for [`propose`] to fill in).
+pub(crate) async fn next_policy_doc(api: &Api) -> Result<Value> {
+    let policies = api.get("/v1/policies").await?;
+    let current = policies["current"]["hash"]
+        .as_str()
+        .context("no policy is in force yet")?
+        .to_owned();
+    let mut doc = api.get(&format!("/v1/policies/{current}")).await?["signed"]["policy"].clone();
+    if let Some(o) = doc.as_object_mut() {
+        o.remove("version");
+        o.remove("previous");
+    }
+    Ok(doc)
+}
+
+/// `concord wallets create --kind multisig`: the wallet defined from the member modules'
+/// published keys, and the next policy version naming it proposed for the admins to sign.
+pub(crate) async fn create_multisig(
+    api: &Api,
+    args: &crate::client::MultisigArgs,
+    json: bool,
+) -> Result<()> {
+    let (rule, address, view) = propose_multisig(api, args).await?;
+    let id = rule.wallet.to_string();
+    if json {
+        crate::outln!(
+            "{}",
+            json!({"wallet": id, "address": address, "policy": view.hash, "version": view.version})
+        );
+    } else {
+        crate::outln!("Multisig wallet {:?} ({id}): {address}", rule.label);
+        crate::outln!(
+            "Proposed as policy v{} ({}): it exists once a quorum of admins signs it:",
+            view.version,
+            view.hash
+        );
+        crate::outln!("  concord policy approve --key ADMIN.key {}", view.hash);
+    }
+    Ok(())
+}
+
+/// [`create_multisig`]'s work: the wallet's rule, its address, the policy proposed.
+pub(crate) async fn propose_multisig(
+    api: &Api,
+    args: &crate::client::MultisigArgs,
+) -> Result<(WalletRule, String, PolicyView)> {
+    let chain = args.chain.as_deref().context("--chain is needed")?;
+    let chain = match (chain, args.chain_id) {
+        ("eth", Some(id)) => format!("evm-{id}"),
+        ("eth", None) => bail!("a Safe wallet (--chain eth) needs --chain-id"),
+        (c, _) => c.to_owned(),
+    };
+    if args.modules.is_empty() {
+        bail!("name each member module's info with --module FILE (`concord module show --json`)");
+    }
+    let infos = read_module_infos(&args.modules)?;
+    let (rule, address) = multisig_rule(
+        &chain,
+        args.threshold.context("--threshold is needed")?,
+        &infos,
+        args.label.as_deref().context("--label is needed")?,
+        args.deposit_to.clone(),
+        args.safe,
+    )?;
+    let mut entry = serde_json::to_value(&rule)?;
+    entry["limits"] = Value::Array(
+        args.limits
+            .iter()
+            .map(|l| match l.split(':').collect::<Vec<_>>()[..] {
+                [coin, per_transfer, per_day] => Ok(json!({
+                    "coin": coin, "per_transfer": per_transfer, "per_day": per_day
+                })),
+                _ => Err(anyhow!(
+                    "--limit {l:?} is not COIN:PER_TRANSFER:PER_DAY (e.g. LTC:5:20)"
+                )),
+            })
+            .collect::<Result<_>>()?,
+    );
+    let mut doc = next_policy_doc(api).await?;
+    let id = rule.wallet.to_string();
+    let wallets = doc["wallets"]
+        .as_array_mut()
+        .context("the policy in force has no wallets list")?;
+    if wallets.iter().any(|w| w["wallet"] == json!(id)) {
+        bail!("wallet {id} is in the policy in force already");
+    }
+    wallets.push(entry);
+    let view = propose(api, doc).await?;
+    Ok((rule, address, view))
+}
+
+/// Module info files (`concord module show --json`).
+fn read_module_infos(files: &[PathBuf]) -> Result<Vec<concord_module::PublicInfo>> {
+    files
+        .iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read {}", f.display()))?;
+            serde_json::from_str::<concord_module::PublicInfo>(&text).with_context(|| {
+                format!(
+                    "{} is not a module's info (`concord module show --json`)",
+                    f.display()
+                )
+            })
+        })
+        .collect()
+}
+
 /// `concord policy multisig`: offline.
 pub fn policy_multisig(cmd: PolicyCommand) -> Result<()> {
     let PolicyCommand::Multisig {
@@ -419,19 +528,7 @@ pub fn policy_multisig(cmd: PolicyCommand) -> Result<()> {
     else {
         return Err(anyhow!("not a multisig definition"));
     };
-    let infos = modules
-        .iter()
-        .map(|f| {
-            let text = std::fs::read_to_string(f)
-                .with_context(|| format!("cannot read {}", f.display()))?;
-            serde_json::from_str::<concord_module::PublicInfo>(&text).with_context(|| {
-                format!(
-                    "{} is not a module's info (`concord module show --json`)",
-                    f.display()
-                )
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let infos = read_module_infos(&modules)?;
     let (rule, address) = multisig_rule(&chain, threshold, &infos, &label, deposit_to, safe)?;
     if json {
         crate::outln!("{}", serde_json::to_string(&rule)?);

@@ -118,23 +118,73 @@ pub enum GroupsCommand {
     },
 }
 
+/// What kind of wallet `concord wallets create` makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WalletKind {
+    /// A key shared by a signer group (DKG): ECDSA, FROST Taproot or FROST Ed25519.
+    Threshold,
+    /// The member modules' own keys: P2WSH k-of-n on a UTXO chain, a Safe on the EVM chain.
+    Multisig,
+}
+
+/// `concord wallets create --kind multisig`'s arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct MultisigArgs {
+    /// multisig: the chain: ltc, btc (and ltc-regtest, btc-testnet, btc-regtest) for a
+    /// P2WSH, eth for a Safe (with --chain-id and --safe).
+    #[arg(long, required_if_eq("kind", "multisig"))]
+    pub chain: Option<String>,
+    /// multisig on eth: the EVM chain id.
+    #[arg(long)]
+    pub chain_id: Option<u64>,
+    /// multisig on eth: the Safe, deployed with the members' addresses (`concord module
+    /// show`) as owners and the threshold.
+    #[arg(long)]
+    pub safe: Option<concord_chain::Address>,
+    /// multisig: signatures needed.
+    #[arg(long, required_if_eq("kind", "multisig"))]
+    pub threshold: Option<u8>,
+    /// multisig: a member module's published info (`concord module show --json`); once per
+    /// member.
+    #[arg(long = "module")]
+    pub modules: Vec<PathBuf>,
+    /// multisig: the wallet's label in the policy.
+    #[arg(long, required_if_eq("kind", "multisig"))]
+    pub label: Option<String>,
+    /// multisig: an exchange connection it may deposit to (repeat for more).
+    #[arg(long = "deposit-to")]
+    pub deposit_to: Vec<String>,
+    /// multisig: a limit, COIN:PER_TRANSFER:PER_DAY (repeat per coin); a coin without a
+    /// limit is refused by every module.
+    #[arg(long = "limit")]
+    pub limits: Vec<String>,
+}
+
 #[derive(Subcommand)]
 pub enum WalletsCommand {
-    /// Create a wallet by distributed key generation (no module ever holds the whole key).
+    /// Create a wallet: a threshold wallet by distributed key generation in a signer group (no
+    /// module ever holds the whole key), or a native multisig wallet of the modules' own keys
+    /// (a P2WSH on Litecoin/Bitcoin, a Safe on the EVM chain), proposed as the next policy
+    /// version for the admins to sign.
     #[command(
-        after_help = "Example:\n  concord wallets create --group desk --scheme ecdsa-secp256k1 --wait"
+        after_help = "Examples:\n  concord wallets create --group desk --scheme ecdsa-secp256k1 --wait\n  concord wallets create --kind multisig --chain ltc --threshold 2 --module m1.json --module m2.json --module m3.json --label ltc-vault --deposit-to binance --limit LTC:5:20\n  concord wallets create --kind multisig --chain eth --chain-id 1 --safe 0x… --threshold 2 --module m1.json --module m2.json --module m3.json --label safe-desk --limit ETH:2:10"
     )]
     Create {
-        /// Signer group.
-        #[arg(long, value_parser = args::id)]
-        group: String,
-        /// The signature scheme. What the wallet may do (trading, or an exchange's withdraw
-        /// key) is the admin-signed policy's to say.
-        #[arg(long, value_enum)]
-        scheme: Scheme,
-        /// Wait for the wallet, showing progress.
+        /// threshold: a key shared by a signer group (DKG); multisig: the modules' own keys.
+        #[arg(long, value_enum, default_value_t = WalletKind::Threshold)]
+        kind: WalletKind,
+        /// threshold: the signer group.
+        #[arg(long, value_parser = args::id, required_if_eq("kind", "threshold"))]
+        group: Option<String>,
+        /// threshold: the signature scheme. What the wallet may do (trading, or an exchange's
+        /// withdraw key) is the admin-signed policy's to say.
+        #[arg(long, value_enum, required_if_eq("kind", "threshold"))]
+        scheme: Option<Scheme>,
+        /// threshold: wait for the wallet, showing progress.
         #[arg(long)]
         wait: bool,
+        #[command(flatten)]
+        multisig: MultisigArgs,
         #[command(flatten)]
         out: JsonFlag,
     },
@@ -998,11 +1048,21 @@ pub(crate) fn show_wallet(w: &WalletView) {
 pub async fn wallets(api: &Api, cmd: WalletsCommand) -> Result<()> {
     match cmd {
         WalletsCommand::Create {
+            kind: WalletKind::Multisig,
+            multisig,
+            out,
+            ..
+        } => crate::authority::create_multisig(api, &multisig, out.json).await,
+        WalletsCommand::Create {
             group,
             scheme,
             wait,
             out,
+            ..
         } => {
+            let (Some(group), Some(scheme)) = (group, scheme) else {
+                bail!("a threshold wallet needs --group and --scheme");
+            };
             let body = json!({ "group": group, "scheme": scheme.as_str() });
             let job: JobRecord = api.post_as("/v1/wallets", &body).await?;
             let id = job.id.clone();

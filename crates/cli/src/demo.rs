@@ -147,17 +147,7 @@ impl Demo {
         admins: [&str; 2],
         edit: impl FnOnce(&mut Value),
     ) -> Result<concord_coordinator::policy::PolicyView> {
-        let policies = self.api.get("/v1/policies").await?;
-        let current = policies["current"]["hash"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let mut doc =
-            self.api.get(&format!("/v1/policies/{current}")).await?["signed"]["policy"].clone();
-        if let Some(o) = doc.as_object_mut() {
-            o.remove("version");
-            o.remove("previous");
-        }
+        let mut doc = crate::authority::next_policy_doc(&self.api).await?;
         edit(&mut doc);
         let view = crate::authority::propose(&self.api, doc).await?;
         for admin in admins {
@@ -172,13 +162,24 @@ impl Demo {
         Ok(view)
     }
 
-    /// A withdrawal intent of the trader.
+    /// A withdrawal intent of the trader (ETH).
     pub(crate) fn withdrawal(&self, to: AddressRef, amount: &str) -> Result<SignedIntent> {
+        self.withdrawal_on("ETH", "ETH", to, amount)
+    }
+
+    /// A withdrawal intent of the trader of `coin` on `network`.
+    pub(crate) fn withdrawal_on(
+        &self,
+        network: &str,
+        coin: &str,
+        to: AddressRef,
+        amount: &str,
+    ) -> Result<SignedIntent> {
         self.intent(
             Action::Withdraw {
                 exchange: "binance".into(),
-                coin: "ETH".into(),
-                network: "ETH".into(),
+                coin: coin.into(),
+                network: network.into(),
                 amount: amount.into(),
                 to,
                 rule: AgreementRule::All,

@@ -91,14 +91,47 @@ pub(crate) async fn create(d: &mut Demo, trader_wallet: &str) -> Result<Multisig
     )?;
     let infos = module_infos(&d.info)?;
     let deposit_to = vec!["binance".to_owned()];
-    let (p2wsh, p2wsh_address) = crate::authority::multisig_rule(
-        devnet::LTC_CHAIN,
-        2,
-        &infos,
-        "ltc-desk",
-        deposit_to.clone(),
-        None,
-    )?;
+    // The P2WSH wallet as an operator makes one: `concord wallets create --kind multisig`
+    // from the modules' published info, proposed as the next policy version.
+    let mut files = Vec::new();
+    for i in &infos {
+        let f = d.info.dir.join(format!("{}.info.json", i.id));
+        std::fs::write(&f, serde_json::to_vec_pretty(i)?)?;
+        files.push(f);
+    }
+    let (p2wsh, p2wsh_address, view) = crate::authority::propose_multisig(
+        &d.api,
+        &crate::client::MultisigArgs {
+            chain: Some(devnet::LTC_CHAIN.into()),
+            chain_id: None,
+            safe: None,
+            threshold: Some(2),
+            modules: files,
+            label: Some("ltc-vault".into()),
+            deposit_to: deposit_to.clone(),
+            limits: vec!["LTC:5:20".into()],
+        },
+    )
+    .await?;
+    for admin in ["admin-1", "admin-2"] {
+        crate::authority::approve(
+            &d.api,
+            &view.hash,
+            &devnet::principal_key(&d.info.keys_dir, admin)?,
+        )
+        .await?;
+    }
+    let adopted = crate::demo::policy_state(d, &view.hash, true).await?;
+    d.record(
+        &format!(
+            "policy v{}: `concord wallets create --kind multisig --chain ltc-regtest --threshold 2` defines a 2-of-3 P2WSH wallet of the modules' own keys ({p2wsh_address}), each key signed by its module's identity; admins 1 and 2 sign it",
+            view.version
+        ),
+        adopted["modules"]
+            .as_array()
+            .is_some_and(|l| !l.is_empty() && l.iter().all(|m| m["policy_hash"] == json!(view.hash))),
+        json!({"wallet": p2wsh.wallet.to_string(), "address": p2wsh_address, "policy": view.hash}),
+    );
     let owners = infos
         .iter()
         .map(|i| i.multisig_address.parse::<Address>())
@@ -120,8 +153,7 @@ pub(crate) async fn create(d: &mut Demo, trader_wallet: &str) -> Result<Multisig
         deposit_to,
         Some(safe),
     )?;
-    let mut p2wsh_json = serde_json::to_value(&p2wsh)?;
-    p2wsh_json["limits"] = json!([{"coin": "LTC", "per_transfer": "5", "per_day": "20"}]);
+    let p2wsh_id = p2wsh.wallet.to_string();
     let mut safe_json = serde_json::to_value(&safe_rule)?;
     safe_json["limits"] = json!([{"coin": "ETH", "per_transfer": "2", "per_day": "10"}]);
     let ltc_limit = json!({"coin": "LTC", "per_transfer": "5", "per_day": "20"});
@@ -138,14 +170,30 @@ pub(crate) async fn create(d: &mut Demo, trader_wallet: &str) -> Result<Multisig
                 ws.push(json!({"wallet": taproot_id, "label": "desk-taproot",
                     "purpose": {"kind": "trading", "deposit_to": ["binance"]},
                     "limits": [{"coin": "LTC", "per_transfer": "100", "per_day": "200"}]}));
-                ws.push(p2wsh_json);
+                for w in ws.iter_mut() {
+                    // The exchange's withdraw key may send LTC to the P2WSH wallet.
+                    if w["purpose"]["kind"] == "exchange_credential" {
+                        if let Some(to) = w["purpose"]["withdraw_to"].as_array_mut() {
+                            to.push(json!("ltc-vault"));
+                        }
+                        if let Some(limits) = w["limits"].as_array_mut() {
+                            limits
+                                .push(json!({"coin": "LTC", "per_transfer": "5", "per_day": "20"}));
+                        }
+                    }
+                }
                 ws.push(safe_json);
+            }
+            if let Some(book) = doc["address_book"].as_array_mut() {
+                book.push(
+                    json!({"label": "ltc-vault", "target": {"kind": "wallet", "wallet": p2wsh_id}}),
+                );
             }
         })
         .await?;
     d.record(
         &format!(
-            "policy v{}: the trader's wallet may spend LTC (P2WPKH {p2wpkh}), a FROST Taproot wallet made by DKG (P2TR {p2tr}), a 2-of-3 P2WSH wallet on Litecoin ({p2wsh_address}) and a 2-of-3 Safe ({safe}) of the modules' own keys, each key signed by its module's identity",
+            "policy v{}: the trader's wallet may spend LTC (P2WPKH {p2wpkh}), a FROST Taproot wallet made by DKG (P2TR {p2tr}), a 2-of-3 Safe ({safe}) of the modules' own keys, and the exchange's withdraw key may send LTC to the P2WSH wallet (address book \"ltc-vault\")",
             view.version
         ),
         true,
@@ -205,7 +253,7 @@ pub(crate) async fn run(d: &mut Demo, trader_wallet: &str) -> Result<()> {
     let t = d.transfer("/v1/transfers/deposits", &intent).await?;
     let (inputs, witness) = spend_of(d, &t).await;
     d.record(
-        &format!("deposit {amount} LTC from the FROST Taproot wallet as P2TR: more than its largest coin, so two inputs; a FROST run per input over its BIP-341 key-path hash, both under one approval; litecoind accepted the Schnorr signatures; credited"),
+        &format!("P2TR: deposit {amount} LTC from the FROST Taproot wallet: more than its largest coin, so two inputs; a FROST run per input over its BIP-341 key-path hash, both under one approval; litecoind accepted the Schnorr signatures; credited"),
         t["status"] == "credited" && inputs == 2 && witness == Some(1),
         with(transfer_summary(&t), "inputs", json!(inputs)),
     );
@@ -218,6 +266,27 @@ pub(crate) async fn run(d: &mut Demo, trader_wallet: &str) -> Result<()> {
         "deposit 1.5 LTC from the 2-of-3 P2WSH wallet: every module checked the spend against its own node and connector; two signed with their own keys; litecoind accepted the witness; credited",
         t["status"] == "credited" && witness == Some(4),
         with(transfer_summary(&t), "witness_items", json!(witness)),
+    );
+
+    // LTC back from the exchange to the P2WSH wallet (the address book's "ltc-vault"): each
+    // module derives the wallet's address from the policy's definition itself.
+    let vault = &scripts[2];
+    let held = |coins: Vec<concord_chain::utxo::Utxo>| -> u64 {
+        coins.iter().map(|c| c.txout.value.to_sat()).sum()
+    };
+    let before = held(node.spendable(vault, 1).await?);
+    let intent = d.withdrawal_on(
+        "LTC",
+        "LTC",
+        concord_wire::authority::AddressRef::Label("ltc-vault".into()),
+        "2",
+    )?;
+    let t = d.transfer("/v1/transfers/withdrawals", &intent).await?;
+    let after = held(node.spendable(vault, 1).await?);
+    d.record(
+        "withdraw 2 LTC from the exchange to address-book entry \"ltc-vault\" (the P2WSH wallet): every module derived the wallet's address from the policy's definition and FROST-signed the request; the exchange's LTC arrived on the P2WSH script",
+        t["status"] == "arrived" && after.saturating_sub(before) == 200_000_000,
+        with(transfer_summary(&t), "received_sats", json!(after.saturating_sub(before))),
     );
 
     // ETH from the Safe: each approving module signs the SafeTx hash it computed itself.

@@ -830,6 +830,9 @@ impl Decider {
     ) -> Result<String, Refusal> {
         match target {
             AddressTarget::Wallet { wallet } => {
+                if let Some(chain) = self.outside.utxo_network(network) {
+                    return self.utxo_wallet_address(c, *wallet, chain);
+                }
                 let (scheme, key) = self
                     .wallet(*wallet)
                     .map_err(|e| c.refuse(e.to_string()))?
@@ -859,6 +862,44 @@ impl Decider {
                 Ok(address.clone())
             }
         }
+    }
+
+    /// A wallet's address on this module's UTXO chain: a multisig wallet's P2WSH (from the
+    /// policy's definition), or a threshold wallet's P2WPKH / P2TR (from its key).
+    fn utxo_wallet_address(
+        &self,
+        c: &Case<'_>,
+        wallet: WalletId,
+        chain: concord_chain::utxo::UtxoNetwork,
+    ) -> Result<String, Refusal> {
+        let script = match c.policy().wallet(&wallet).and_then(|r| r.multisig.as_ref()) {
+            Some(def) => {
+                let (def_chain, script) = def.wallet().map_err(|e| c.refuse(e.to_string()))?;
+                if def_chain != chain {
+                    return Err(c.refuse(format!(
+                        "the destination wallet {wallet} is a multisig wallet on {}, not on {}",
+                        def_chain.name(),
+                        chain.name()
+                    )));
+                }
+                script
+            }
+            None => {
+                let (scheme, key) = self
+                    .wallet(wallet)
+                    .map_err(|e| c.refuse(e.to_string()))?
+                    .ok_or_else(|| {
+                        c.refuse(format!(
+                            "this module holds no share of the destination wallet {wallet}, so it cannot derive its address"
+                        ))
+                    })?;
+                concord_wire::payload::threshold_wallet_script(scheme, &key)
+                    .map_err(|e| c.refuse(e.to_string()))?
+            }
+        };
+        chain
+            .address(&script.script_pubkey())
+            .map_err(|e| c.refuse(format!("cannot derive the wallet's address: {e}")))
     }
 
     /// The wallet's limits for a coin: per transfer, co-signatures, and the daily limit to

@@ -65,6 +65,14 @@ type AddressKey = (String, String, String);
 const RECENT_ADDRESS: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Outside {
+    /// The UTXO chain this module checks, if its exchanges' network code is `network`.
+    pub(crate) fn utxo_network(&self, network: &str) -> Option<UtxoNetwork> {
+        self.utxo
+            .as_ref()
+            .filter(|u| u.config.network == network)
+            .map(|u| u.chain)
+    }
+
     /// Builds the connections the configuration names, with read keys from the vault.
     pub(crate) fn build(config: &Config, state: &State) -> Result<Outside, Error> {
         let chain = match &config.chain {
@@ -361,14 +369,20 @@ impl Outside {
         params: &WithdrawParams,
     ) -> Result<Vec<String>, String> {
         self.connector(exchange)?;
-        let chain = self.chain()?;
-        if params.network != chain.config.network {
-            return Err(format!(
-                "network {} is not this module's chain network ({})",
-                params.network, chain.config.network
-            ));
+        // The coin on its network, as this module knows them: its UTXO chain's, or its EVM
+        // chain's coin or tokens.
+        if self.utxo_network(&params.network).is_some() {
+            self.decimals(&params.coin, &params.network)?;
+        } else {
+            let chain = self.chain()?;
+            if params.network != chain.config.network {
+                return Err(format!(
+                    "network {} is not this module's chain network ({})",
+                    params.network, chain.config.network
+                ));
+            }
+            self.asset_of(&params.coin)?;
         }
-        self.asset_of(&params.coin)?;
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)

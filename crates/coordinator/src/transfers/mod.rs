@@ -273,7 +273,7 @@ impl Engine {
         }
         let utxo = match kind {
             TransferKind::Deposit => self.rail(&a.wallet_id, a.network).await?.is_utxo(),
-            TransferKind::Withdrawal => false,
+            TransferKind::Withdrawal => ctx.utxo_for(a.network).is_some(),
         };
         if !utxo && a.network != ctx.chain.network {
             return Err(Error::BadRequest(format!(

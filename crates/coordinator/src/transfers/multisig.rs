@@ -615,6 +615,48 @@ impl Engine {
         }
     }
 
+    /// Follows an exchange's withdrawal on the UTXO chain until it is as deep as the
+    /// settings ask.
+    pub(super) async fn withdraw_follow_utxo(&self, t: &mut TransferRecord) -> Result<Step, Error> {
+        let ctx = self.transfer_ctx()?.clone();
+        let u = ctx
+            .utxo_for(&t.network)
+            .ok_or_else(|| Error::Internal("no UTXO chain".into()))?;
+        let tx_id = t.tx_hash.clone().unwrap_or_default();
+        let txid: bitcoin::Txid = tx_id.parse().map_err(|_| {
+            Error::protocol(format!(
+                "the exchange's tx id {tx_id:?} is not a transaction id"
+            ))
+        })?;
+        let depth = u.settings.confirmations.max(1);
+        match u
+            .node
+            .confirmations(&txid)
+            .await
+            .map_err(|e| node_error("following the withdrawal", &e))?
+        {
+            Some(n) if n >= depth => {
+                t.error = None;
+                t.step(
+                    TransferStatus::Arrived,
+                    format!(
+                        "{} {} reached {} in transaction {txid} ({n} confirmation(s))",
+                        t.amount,
+                        t.coin,
+                        t.destination.as_deref().unwrap_or("the destination")
+                    ),
+                );
+                self.save(t).await?;
+                Ok(Step::Done)
+            }
+            _ => {
+                self.overdue(t, "the exchange's transaction is not confirmed yet")
+                    .await?;
+                Ok(Step::Wait)
+            }
+        }
+    }
+
     /// The group's signatures for a multisig wallet's payload: each signer's own (hex), by
     /// module. As [`Engine::signature_for`], what a refused payload bound is released first.
     async fn multisig_signatures_for(

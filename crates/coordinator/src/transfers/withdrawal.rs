@@ -91,6 +91,30 @@ impl Engine {
             }
         };
         let (w, _) = self.wallet_and_members(&wallet.to_string()).await?;
+        if let Some(u) = self.transfer_ctx()?.utxo_for(&t.network) {
+            // On the UTXO chain: a multisig wallet's P2WSH, a threshold wallet's P2WPKH / P2TR.
+            let script = match self.multisig_def(&w.id).await? {
+                Some(def) => def.wallet().map_err(|e| Error::Internal(e.to_string()))?.1,
+                None => {
+                    let scheme: concord_types::Scheme = w
+                        .scheme
+                        .parse()
+                        .map_err(|e: concord_types::TypesError| Error::Internal(e.to_string()))?;
+                    concord_wire::payload::threshold_wallet_script(scheme, &w.public_key).map_err(
+                        |e| {
+                            Error::BadRequest(format!(
+                                "wallet {} cannot receive on network {}: {e}",
+                                w.id, t.network
+                            ))
+                        },
+                    )?
+                }
+            };
+            return u
+                .network
+                .address(&script.script_pubkey())
+                .map_err(|e| Error::Internal(e.to_string()));
+        }
         Ok(ecdsa_address(&w)?.to_string())
     }
 
@@ -357,6 +381,9 @@ impl Engine {
     /// Follows the funds on chain until they arrive.
     async fn withdraw_follow_chain(&self, t: &mut TransferRecord) -> Result<Step, Error> {
         failpoint!("withdrawal::sent");
+        if self.transfer_ctx()?.utxo_for(&t.network).is_some() {
+            return self.withdraw_follow_utxo(t).await;
+        }
         let hash: B256 = t
             .tx_hash
             .as_deref()

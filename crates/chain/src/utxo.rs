@@ -75,6 +75,15 @@ impl UtxoNetwork {
         }
     }
 
+    /// An amount as this network's coin: `0.50000000 LTC`.
+    pub fn show(self, amount: Amount) -> String {
+        format!(
+            "{} {}",
+            amount.to_string_in(bitcoin::Denomination::Bitcoin),
+            self.coin()
+        )
+    }
+
     /// The coin's ticker: `BTC` or `LTC`.
     pub fn coin(self) -> &'static str {
         match self {
@@ -680,7 +689,7 @@ pub fn check_spend(
         } else {
             return Err(err(format!(
                 "output {i} pays {} to {}, which is neither the destination nor change to the wallet",
-                out.value,
+                expect.network.show(out.value),
                 expect
                     .network
                     .address(&out.script_pubkey)
@@ -707,8 +716,9 @@ pub fn check_spend(
         Some(v) if v == expect.amount => {}
         Some(v) => {
             return Err(err(format!(
-                "the destination is paid {v}, not {}",
-                expect.amount
+                "the destination is paid {}, not {}",
+                expect.network.show(v),
+                expect.network.show(expect.amount)
             )));
         }
         None => return Err(err("no output pays the destination")),
@@ -730,8 +740,9 @@ pub fn check_spend(
     let fee_rate = FeeRate::from_sat_per_kwu(fee.to_sat() * 1000 / weight.to_wu().max(1));
     if fee > expect.caps.max_fee {
         return Err(err(format!(
-            "the fee {fee} is over this module's cap of {}",
-            expect.caps.max_fee
+            "the fee {} is over this module's cap of {}",
+            expect.network.show(fee),
+            expect.network.show(expect.caps.max_fee)
         )));
     }
     if fee_rate > expect.caps.max_fee_rate {

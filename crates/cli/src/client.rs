@@ -130,8 +130,9 @@ pub enum WalletKind {
 /// `concord wallets create --kind multisig`'s arguments.
 #[derive(clap::Args, Debug, Clone)]
 pub struct MultisigArgs {
-    /// multisig: the chain: ltc, btc (and ltc-regtest, btc-testnet, btc-regtest) for a
-    /// P2WSH, eth for a Safe (with --chain-id and --safe).
+    /// The chain: ltc, btc (and ltc-regtest, btc-testnet, btc-regtest) for a P2WSH, eth for
+    /// a Safe (with --chain-id and --safe). For a threshold wallet it only sets the default
+    /// scheme: a threshold wallet has an address on every chain configured here.
     #[arg(long, required_if_eq("kind", "multisig"))]
     pub chain: Option<String>,
     /// multisig on eth: the EVM chain id.
@@ -167,18 +168,19 @@ pub enum WalletsCommand {
     /// (a P2WSH on Litecoin/Bitcoin, a Safe on the EVM chain), proposed as the next policy
     /// version for the admins to sign.
     #[command(
-        after_help = "Examples:\n  concord wallets create --group desk --scheme ecdsa-secp256k1 --wait\n  concord wallets create --kind multisig --chain ltc --threshold 2 --module m1.json --module m2.json --module m3.json --label ltc-vault --deposit-to binance --limit LTC:5:20\n  concord wallets create --kind multisig --chain eth --chain-id 1 --safe 0x… --threshold 2 --module m1.json --module m2.json --module m3.json --label safe-desk --limit ETH:2:10"
+        after_help = "Examples:\n  concord wallets create --group desk --scheme ecdsa-secp256k1 --wait\n  concord wallets create --kind multisig --chain ltc --threshold 2 --module m1.json --module m2.json --module m3.json --label ltc-vault --deposit-to binance --limit LTC:5:20\n  concord wallets create --kind multisig --chain eth --chain-id 1 --safe 0x41675C099F32341bf84BFc5382aF534df5C7461a --threshold 2 --module m1.json --module m2.json --module m3.json --label safe-desk --limit ETH:2:10"
     )]
     Create {
         /// threshold: a key shared by a signer group (DKG); multisig: the modules' own keys.
         #[arg(long, value_enum, default_value_t = WalletKind::Threshold)]
         kind: WalletKind,
         /// threshold: the signer group.
-        #[arg(long, value_parser = args::id, required_if_eq("kind", "threshold"))]
+        #[arg(long, value_parser = args::id)]
         group: Option<String>,
-        /// threshold: the signature scheme. What the wallet may do (trading, or an exchange's
-        /// withdraw key) is the admin-signed policy's to say.
-        #[arg(long, value_enum, required_if_eq("kind", "threshold"))]
+        /// threshold: the signature scheme (with --chain and no scheme: ecdsa-secp256k1, an
+        /// EVM account and a P2WPKH; schnorr-taproot makes a P2TR). What the wallet may do
+        /// (trading, or an exchange's withdraw key) is the admin-signed policy's to say.
+        #[arg(long, value_enum)]
         scheme: Option<Scheme>,
         /// threshold: wait for the wallet, showing progress.
         #[arg(long)]
@@ -978,6 +980,15 @@ fn main_address(w: &WalletView) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+/// A wallet's group as people read it: a multisig wallet's members sign with their own keys.
+fn group_name(w: &WalletView) -> String {
+    if w.kind == concord_coordinator::records::WalletKind::Multisig {
+        "own keys".into()
+    } else {
+        w.wallet.group_id.clone()
+    }
+}
+
 /// Wallets as a table.
 pub(crate) fn wallets_table(list: &[WalletView]) -> Table {
     let mut t = Table::new(&[
@@ -990,12 +1001,7 @@ pub(crate) fn wallets_table(list: &[WalletView]) -> Table {
             w.wallet.scheme.clone(),
             w.kind.to_string(),
             purpose_text(w),
-            format!(
-                "{} ({}-of-{})",
-                w.wallet.group_id,
-                w.threshold,
-                w.members.len()
-            ),
+            format!("{} ({}-of-{})", group_name(w), w.threshold, w.members.len()),
             main_address(w),
             time(&w.wallet.created_at),
         ]);
@@ -1018,13 +1024,20 @@ pub(crate) fn show_wallet(w: &WalletView) {
         "group".into(),
         format!(
             "{} ({}-of-{}: {})",
-            w.wallet.group_id,
+            group_name(w),
             w.threshold,
             w.members.len(),
             w.members.join(", ")
         ),
     ]);
-    t.row(["public key".into(), hex::encode(&w.wallet.public_key)]);
+    t.row([
+        "public key".into(),
+        if w.kind == concord_coordinator::records::WalletKind::Multisig {
+            "none: each member signs with its own key".into()
+        } else {
+            hex::encode(&w.wallet.public_key)
+        },
+    ]);
     for a in &w.addresses {
         t.row([
             format!("address {}", a.network),
@@ -1034,7 +1047,7 @@ pub(crate) fn show_wallet(w: &WalletView) {
     if w.addresses.is_empty() {
         t.row([
             "address".to_owned(),
-            "none on a chain (not an ECDSA wallet)".to_owned(),
+            "none on a chain configured here".to_owned(),
         ]);
     }
     t.row(["created".into(), time(&w.wallet.created_at)]);
@@ -1057,12 +1070,25 @@ pub async fn wallets(api: &Api, cmd: WalletsCommand) -> Result<()> {
             group,
             scheme,
             wait,
+            multisig,
             out,
             ..
         } => {
-            let (Some(group), Some(scheme)) = (group, scheme) else {
-                bail!("a threshold wallet needs --group and --scheme");
+            // A chain named without a scheme: the ECDSA key every chain here takes (an EVM
+            // account; P2WPKH on Litecoin and Bitcoin). Its addresses are all shown below.
+            let scheme = match (scheme, multisig.chain.as_deref()) {
+                (Some(s), _) => Some(s),
+                (None, Some(_)) => Some(Scheme::EcdsaSecp256k1),
+                (None, None) => None,
             };
+            let (Some(group), Some(scheme)) = (group, scheme) else {
+                bail!("a threshold wallet needs --group and --scheme (or --chain)");
+            };
+            if scheme == Scheme::Ed25519 && multisig.chain.is_some() {
+                bail!(
+                    "an ed25519 wallet has no address on a chain here: it is an exchange's API key"
+                );
+            }
             let body = json!({ "group": group, "scheme": scheme.as_str() });
             let job: JobRecord = api.post_as("/v1/wallets", &body).await?;
             let id = job.id.clone();

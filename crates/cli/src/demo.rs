@@ -432,12 +432,26 @@ async fn look_around(d: &mut Demo, wallet: &str, address: Address) -> Result<()>
     let shows_key = wallets
         .iter()
         .any(|w| matches!(&w.purpose, Some(WalletPurpose::ExchangeCredential { exchange, .. }) if exchange == "binance"));
+    // With a Litecoin node: the multisig wallets of the policy too, with their P2WSH or Safe,
+    // and the trader's wallet with its P2WPKH address as well.
+    let multisig: Vec<&WalletView> = wallets
+        .iter()
+        .filter(|w| w.kind == concord_coordinator::records::WalletKind::Multisig)
+        .collect();
+    let shows_utxo = d.info.ltc.is_none()
+        || (multisig.len() == 2
+            && multisig.iter().all(|w| {
+                w.addresses
+                    .iter()
+                    .any(|a| a.kind == "p2wsh" || a.kind == "safe")
+            })
+            && mine.is_some_and(|w| w.addresses.iter().any(|a| a.kind == "p2wpkh")));
     if !d.json {
         crate::outln!("{}", crate::client::wallets_table(&wallets).render());
     }
     d.record(
-        "wallets list: each wallet with its purpose from the policy in force and its address (the trader's wallet at its key's address; the exchange's withdraw key named as such)",
-        shows_address && shows_key,
+        "wallets list: each wallet with its purpose from the policy in force and its address (the trader's wallet at its key's address, and its P2WPKH on Litecoin; the exchange's withdraw key named as such; the policy's multisig wallets with their P2WSH and Safe)",
+        shows_address && shows_key && shows_utxo,
         json!({"wallets": wallets.len()}),
     );
 

@@ -750,8 +750,19 @@ impl Coordinator {
 
     /// A wallet as the API shows it.
     pub async fn wallet_view(&self, id: &str) -> Result<WalletView, Error> {
-        let wallet = self.wallet(id).await?;
         let policy = self.engine.policy_in_force().await?;
+        if self.engine.store.wallet(id).await?.is_none()
+            && let Some(view) = policy.as_ref().and_then(|p| {
+                p.policy
+                    .wallets
+                    .iter()
+                    .find(|r| r.wallet.to_string() == id)
+                    .and_then(|r| self.multisig_view(r))
+            })
+        {
+            return Ok(view);
+        }
+        let wallet = self.wallet(id).await?;
         let group = self.group(&wallet.group_id).await?;
         self.view_of(wallet, &group, policy.as_ref().map(|p| &p.policy))
             .await
@@ -773,7 +784,56 @@ impl Coordinator {
                     .await?,
             );
         }
+        // The native multisig wallets the policy in force defines.
+        views.extend(
+            policy
+                .iter()
+                .flat_map(|p| &p.policy.wallets)
+                .filter_map(|r| self.multisig_view(r)),
+        );
         Ok(views)
+    }
+
+    /// A native multisig wallet of the policy as the API shows it: its members and
+    /// threshold from the definition, its P2WSH address (on the UTXO chain configured here)
+    /// or its Safe. `None` for a rule that is not a multisig wallet's.
+    fn multisig_view(&self, rule: &concord_wire::authority::WalletRule) -> Option<WalletView> {
+        let def = rule.multisig.as_ref()?;
+        let mut wallet = engine::multisig_wallet(def);
+        wallet.scheme = "multisig".into();
+        let addresses = match def.safe_owners() {
+            Ok((_, safe, _)) => vec![WalletAddress {
+                network: self.engine.evm_network().to_owned(),
+                kind: "safe".into(),
+                address: safe.to_checksum(None),
+            }],
+            Err(_) => def
+                .wallet()
+                .ok()
+                .and_then(|(chain, script)| {
+                    let network = match self.engine.utxo_network() {
+                        Some((n, code)) if n == chain => code.to_owned(),
+                        _ => chain.name().to_owned(),
+                    };
+                    Some(WalletAddress {
+                        network,
+                        kind: script.kind().to_owned(),
+                        address: chain.address(&script.script_pubkey()).ok()?,
+                    })
+                })
+                .into_iter()
+                .collect(),
+        };
+        Some(WalletView {
+            kind: WalletKind::Multisig,
+            threshold: u16::from(def.threshold),
+            members: def.members.iter().map(|m| m.module.clone()).collect(),
+            label: Some(rule.label.clone()),
+            purpose: Some(rule.purpose.clone()),
+            addresses,
+            derived_from: None,
+            wallet,
+        })
     }
 
     async fn view_of(
@@ -809,8 +869,11 @@ impl Coordinator {
             },
             (None, None) => (None, None),
         };
-        let addresses = records::wallet_addresses(&wallet, self.engine.evm_network())
+        let mut addresses = records::wallet_addresses(&wallet, self.engine.evm_network())
             .map_err(Error::Internal)?;
+        if let Some((chain, network)) = self.engine.utxo_network() {
+            addresses.extend(records::utxo_addresses(&wallet, chain, network));
+        }
         Ok(WalletView {
             kind,
             threshold: group.threshold,

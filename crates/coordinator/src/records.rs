@@ -383,6 +383,9 @@ states! {
         Imported = "imported",
         /// Derived (non-hardened BIP-32) from another wallet of the group by every member.
         Derived = "derived",
+        /// Native multisig: defined by the admin-signed policy from the member modules' own
+        /// keys (a P2WSH, a Safe); no shares, no group of its own.
+        Multisig = "multisig",
     }
 }
 
@@ -407,7 +410,8 @@ impl WalletKind {
 pub struct WalletAddress {
     /// The exchanges' network code (`ETH`).
     pub network: String,
-    /// The kind of address: `evm` (UTXO kinds come with the UTXO chains).
+    /// The kind of address: `evm`; on a UTXO chain `p2wpkh`, `p2tr` or `p2wsh`; a Safe
+    /// wallet's `safe`.
     pub kind: String,
     /// The address as the network writes it (EVM: EIP-55 checksummed).
     pub address: String,
@@ -441,6 +445,29 @@ pub fn wallet_addresses(
         // key, P2TR for a schnorr-taproot one), one `WalletAddress` per network and kind.
         Scheme::SchnorrTaproot | Scheme::Ed25519 => Vec::new(),
     })
+}
+
+/// A threshold wallet's addresses on a UTXO chain (`network` is the exchanges' code for it):
+/// P2WPKH of an ECDSA key, P2TR of a FROST Taproot key; none for Ed25519.
+pub fn utxo_addresses(
+    wallet: &WalletRecord,
+    chain: concord_chain::utxo::UtxoNetwork,
+    network: &str,
+) -> Vec<WalletAddress> {
+    let Ok(scheme) = wallet.scheme.parse::<Scheme>() else {
+        return Vec::new();
+    };
+    concord_wire::payload::threshold_wallet_script(scheme, &wallet.public_key)
+        .ok()
+        .and_then(|script| {
+            Some(WalletAddress {
+                network: network.to_owned(),
+                kind: script.kind().to_owned(),
+                address: chain.address(&script.script_pubkey()).ok()?,
+            })
+        })
+        .into_iter()
+        .collect()
 }
 
 /// A finished key-generation or import job's result: the wallet it made, and its addresses.

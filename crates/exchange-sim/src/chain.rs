@@ -203,11 +203,11 @@ async fn scan_internal(shared: &Shared, from: u64, to: u64) -> Result<(), String
             }
             Err(e) => return Err(format!("trace_block({number}): {e}")),
         };
-        for trace in traces {
+        for trace in credited_calls(&traces) {
             let top_level = trace["traceAddress"]
                 .as_array()
                 .is_none_or(|a| a.is_empty());
-            if top_level || trace["type"] != "call" || !trace["error"].is_null() {
+            if top_level || trace["type"] != "call" {
                 continue;
             }
             let action = &trace["action"];
@@ -262,6 +262,37 @@ async fn scan_internal(shared: &Shared, from: u64, to: u64) -> Result<(), String
         }
     }
     Ok(())
+}
+
+/// The call traces whose effects stand: a call that failed, or any call inside one that
+/// failed (its parent's revert undoes it even if it succeeded itself), moved nothing and is
+/// left out — crediting those is how exchanges get paid with phantom deposits.
+fn credited_calls(traces: &[serde_json::Value]) -> Vec<&serde_json::Value> {
+    let path = |t: &serde_json::Value| -> Option<(String, Vec<u64>)> {
+        let tx = t["transactionHash"].as_str()?.to_owned();
+        let at = t["traceAddress"]
+            .as_array()?
+            .iter()
+            .map(|v| v.as_u64())
+            .collect::<Option<Vec<_>>>()?;
+        Some((tx, at))
+    };
+    let failed: Vec<(String, Vec<u64>)> = traces
+        .iter()
+        .filter(|t| !t["error"].is_null())
+        .filter_map(path)
+        .collect();
+    traces
+        .iter()
+        .filter(|t| {
+            let Some((tx, at)) = path(t) else {
+                return false;
+            };
+            !failed
+                .iter()
+                .any(|(ftx, fat)| *ftx == tx && at.starts_with(fat))
+        })
+        .collect()
 }
 
 /// ERC-20 `Transfer` logs of configured tokens to deposit addresses.
@@ -457,3 +488,43 @@ pub fn address_book(seed: &str, accounts: &[String], networks: &[String]) -> Add
 
 /// The provider type used everywhere.
 pub type SimProvider = DynProvider;
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    /// A transfer inside a call that reverted moved nothing: never credited, even when the
+    /// inner call itself reports no error; its siblings outside the reverted frame stand.
+    #[test]
+    fn calls_under_a_reverted_frame_are_not_credited() {
+        let tx = "0x01";
+        let t = |at: serde_json::Value, error: Option<&str>| json!({"transactionHash": tx, "traceAddress": at, "type": "call", "error": error});
+        let traces = vec![
+            t(json!([]), None),
+            t(json!([0]), Some("Reverted")),
+            t(json!([0, 0]), None),
+            t(json!([0, 0, 1]), None),
+            t(json!([1]), None),
+            t(json!([1, 0]), None),
+            json!({"transactionHash": "0x02", "traceAddress": [0, 0], "type": "call", "error": null}),
+        ];
+        let kept: Vec<(String, serde_json::Value)> = super::credited_calls(&traces)
+            .into_iter()
+            .map(|t| {
+                (
+                    t["transactionHash"].as_str().unwrap().to_owned(),
+                    t["traceAddress"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            kept,
+            vec![
+                (tx.to_owned(), json!([])),
+                (tx.to_owned(), json!([1])),
+                (tx.to_owned(), json!([1, 0])),
+                ("0x02".to_owned(), json!([0, 0])),
+            ]
+        );
+    }
+}

@@ -653,4 +653,81 @@ mod tests {
         }
         assert!(SigningPayload::from_canonical(&zero.to_canonical()).is_err());
     }
+
+    /// A threshold wallet's run `i` signs input `i`'s hash, computed from the PSBT for the
+    /// wallet's own script (P2WPKH of its key here); an index the spend lacks, a payload of
+    /// one input asked for another, and an Ed25519 wallet are refused.
+    #[test]
+    fn each_input_of_a_threshold_spend_has_its_own_signing_input() {
+        use concord_chain::utxo::bitcoin::secp256k1::{Secp256k1, SecretKey};
+        use concord_chain::utxo::bitcoin::{Amount, FeeRate, OutPoint, TxOut, Txid, hashes::Hash};
+        use concord_chain::utxo::{SpendRequest, Utxo, UtxoNetwork, WalletScript, build_spend};
+        let key = SecretKey::from_slice(&[7; 32])
+            .unwrap()
+            .public_key(&Secp256k1::new())
+            .serialize();
+        let wallet = WalletScript::p2wpkh(&key).unwrap();
+        let coin = |n: u8| Utxo {
+            outpoint: OutPoint {
+                txid: Txid::from_byte_array([n; 32]),
+                vout: 0,
+            },
+            txout: TxOut {
+                value: Amount::from_sat(60_000),
+                script_pubkey: wallet.script_pubkey(),
+            },
+        };
+        let net = UtxoNetwork::LitecoinRegtest;
+        let psbt = build_spend(&SpendRequest {
+            network: net,
+            wallet: &wallet,
+            available: &[coin(1), coin(2)],
+            to: wallet.script_pubkey(),
+            amount: Amount::from_sat(100_000),
+            fee_rate: FeeRate::from_sat_per_vb(2).unwrap(),
+        })
+        .unwrap();
+        assert_eq!(psbt.inputs.len(), 2);
+        let p = SigningPayload::UtxoTransfer {
+            transfer: "t-2".into(),
+            wallet: WalletId([4; 32]),
+            chain: "ltc-regtest".into(),
+            psbt: psbt.serialize(),
+            amount: 100_000,
+            destination: Destination::ExchangeDeposit {
+                exchange: "sim".into(),
+                coin: "LTC".into(),
+                network: "LTC".into(),
+            },
+        };
+        assert_eq!(p.signing_runs(), 2);
+        let hashes = concord_chain::utxo::sighashes(&psbt, &wallet).unwrap();
+        for (i, h) in hashes.iter().enumerate() {
+            assert_eq!(
+                p.signing_input_of(Scheme::EcdsaSecp256k1, &key, i as u32)
+                    .unwrap(),
+                h.to_vec()
+            );
+        }
+        assert_ne!(hashes[0], hashes[1]);
+        let e = p
+            .signing_input_of(Scheme::EcdsaSecp256k1, &key, 2)
+            .unwrap_err();
+        assert!(e.to_string().contains("no input 2"), "{e}");
+        let e = p
+            .signing_input_of(Scheme::Ed25519, &[0; 32], 0)
+            .unwrap_err();
+        assert!(e.to_string().contains("ed25519"), "{e}");
+        let m = SigningPayload::Message {
+            wallet: WalletId([4; 32]),
+            message: b"hi".to_vec(),
+            nonce: None,
+        };
+        assert_eq!(m.signing_runs(), 1);
+        assert_eq!(
+            m.signing_input_of(Scheme::Ed25519, &[0; 32], 0).unwrap(),
+            m.signing_input(Scheme::Ed25519)
+        );
+        assert!(m.signing_input_of(Scheme::Ed25519, &[0; 32], 1).is_err());
+    }
 }

@@ -34,6 +34,7 @@ use crate::records::{EventKind, GroupStatus, JobKind, JobRecord, epoch_ms};
 use crate::store::Store;
 use crate::store::leases::{LEASE_MS, Work};
 
+pub(crate) use multisig::multisig_wallet;
 pub use presign::subsets;
 
 /// Runs jobs and transfers. Cheap to clone.
@@ -77,6 +78,15 @@ impl Engine {
         self.transfers
             .as_ref()
             .map_or(crate::config::DEFAULT_NETWORK, |c| c.chain.network.as_str())
+    }
+
+    /// The UTXO chain, if one is configured: its address rules and the exchanges' network
+    /// code for it.
+    pub(crate) fn utxo_network(&self) -> Option<(concord_chain::utxo::UtxoNetwork, &str)> {
+        self.transfers
+            .as_ref()
+            .and_then(|c| c.utxo.as_ref())
+            .map(|u| (u.network, u.settings.network.as_str()))
     }
 
     /// Marks `id` as run by this process; `false` if it already is.

@@ -211,6 +211,18 @@ impl UtxoNode {
         }))
     }
 
+    /// Whether an output is spent by a transaction in a block (mempool spends do not count:
+    /// a transaction only in the mempool may still be replaced or dropped).
+    pub async fn spent_in_chain(&self, outpoint: &OutPoint) -> Result<bool, NodeError> {
+        let v = self
+            .call(
+                "gettxout",
+                json!([outpoint.txid.to_string(), outpoint.vout, false]),
+            )
+            .await?;
+        Ok(v.is_null())
+    }
+
     /// The confirmed unspent outputs locked to `script` that may be spent now (coinbase
     /// outputs only once mature), each checked again with `gettxout` so that one already
     /// spent in the mempool is left out.

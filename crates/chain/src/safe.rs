@@ -552,3 +552,31 @@ pub fn gas_account(payer: &[u8; 32]) -> Result<Address, ChainError> {
             reason: format!("the gas account's key is not a valid secp256k1 secret key ({e})"),
         })
 }
+
+alloy::sol! {
+    /// What a Safe emits when a transaction it executed succeeded.
+    event ExecutionSuccess(bytes32 indexed txHash, uint256 payment);
+}
+
+/// The transaction in which `safe` executed the SafeTx whose hash is `safe_tx_hash`, if it
+/// did (its `ExecutionSuccess` log): whoever submitted it — anyone holding the owners'
+/// signatures can.
+pub async fn executed_in(
+    rpc_url: &str,
+    safe: Address,
+    safe_tx_hash: B256,
+) -> Result<Option<B256>, ChainError> {
+    use alloy::rpc::types::Filter;
+    use alloy::sol_types::SolEvent;
+    let provider = ProviderBuilder::new().connect_http(parse_url(rpc_url)?);
+    let filter = Filter::new()
+        .address(safe)
+        .event_signature(ExecutionSuccess::SIGNATURE_HASH)
+        .topic1(safe_tx_hash)
+        .from_block(0);
+    let logs = provider
+        .get_logs(&filter)
+        .await
+        .map_err(|e| rpc_error(rpc_url, "eth_getLogs", e))?;
+    Ok(logs.iter().find_map(|l| l.transaction_hash))
+}

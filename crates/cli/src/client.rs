@@ -1641,8 +1641,14 @@ pub async fn balances(api: &Api, a: BalancesArgs) -> Result<()> {
             Some(w) => vec![api.resolve_wallet(w).await?.to_string()],
             None => {
                 let list: Vec<WalletView> = api.fetch(&["v1", "wallets"], &[]).await?;
+                // Balances are read for wallets with their own EVM account (a UTXO wallet's or a
+                // Safe's are not read here yet).
                 list.into_iter()
-                    .filter(|w| !w.addresses.is_empty())
+                    .filter(|w| {
+                        w.addresses
+                            .iter()
+                            .any(|a| a.kind == concord_coordinator::records::EVM_ADDRESS)
+                    })
                     .map(|w| w.wallet.id)
                     .collect()
             }

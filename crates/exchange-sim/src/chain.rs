@@ -30,6 +30,10 @@ alloy::sol! {
     }
 }
 
+/// The deposit key of an internal transfer counts down from here (ERC-20 deposits use their
+/// log index, top-level transfers none).
+const INTERNAL_KEY: u64 = u64::MAX;
+
 /// Most blocks scanned in one poll (keeps `eth_getLogs` ranges small).
 const MAX_BLOCKS_PER_POLL: u64 = 500;
 
@@ -196,14 +200,18 @@ async fn scan_internal(shared: &Shared, from: u64, to: u64) -> Result<(), String
             .await
         {
             Ok(t) => t,
-            Err(e) if e.to_string().contains("not found") || e.to_string().contains("-32601") => {
+            Err(e)
+                if e.to_string().contains("-32601")
+                    || e.to_string().to_lowercase().contains("method not found")
+                    || e.to_string().contains("does not exist") =>
+            {
                 tracing::warn!(error = %e, "the node has no call traces: internal transfers are not credited");
                 shared.chain_status.no_traces.store(true, Ordering::Relaxed);
                 return Ok(());
             }
             Err(e) => return Err(format!("trace_block({number}): {e}")),
         };
-        for trace in credited_calls(&traces) {
+        for (ordinal, trace) in credited_calls(&traces).into_iter().enumerate() {
             let top_level = trace["traceAddress"]
                 .as_array()
                 .is_none_or(|a| a.is_empty());
@@ -253,7 +261,9 @@ async fn scan_internal(shared: &Shared, from: u64, to: u64) -> Result<(), String
                 source,
                 value,
                 hash.to_string(),
-                None,
+                // Each internal transfer its own deposit (a transaction may pay several):
+                // keyed apart from the top-level one and from each other, stably across scans.
+                Some(INTERNAL_KEY - ordinal as u64),
                 number,
                 now_ms(),
             ) {

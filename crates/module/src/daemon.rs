@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use concord_tss::rand_core::OsRng;
 use concord_tss::{EcdsaEngine, KeyShare, Scheme, SessionId, Threshold};
-use concord_wire::authority::{CertificateCheck, SignedPolicy, check_certificate, sign_session};
+use concord_wire::authority::{CertificateCheck, SignedPolicy, check_certificate, input_session};
 use concord_wire::identity::{PublicIdentity, SealingPublicKey};
 use concord_wire::messages::{AuxResult, KeygenResult, PresignResult, RefreshResult, SignResult};
 use concord_wire::payload::SigningPayload;
@@ -597,7 +597,7 @@ fn check_sign_start(
             )));
         }
     }
-    let expected = sign_session(&s.approved_job_id, s.attempt, parties, digest);
+    let expected = input_session(&s.approved_job_id, s.attempt, parties, digest, s.input);
     if expected != *session {
         return Err(Error::Refused(
             "the session id is not the one derived from the job, attempt, signers and digest"
@@ -1999,7 +1999,8 @@ mod tests {
         parties: &[u16],
         attempt: u32,
     ) -> (StartProtocol, SessionId) {
-        let session = sign_session("job", attempt, parties, &s.record.digest);
+        let session =
+            concord_wire::authority::sign_session("job", attempt, parties, &s.record.digest);
         (
             StartProtocol {
                 job_id: "job".into(),

@@ -79,33 +79,35 @@ impl Engine {
         let t = usize::from(def.threshold);
         let check = SignatureCheck::new(&def, payload)?;
         let mut waiting: Vec<String> = approvers.iter().cloned().collect();
-        let mut asked = BTreeSet::new();
+        // Asked and not answered yet; signed (verified); failed, each once, with why. A module
+        // is in one of them at most: a second answer from it changes nothing.
+        let mut pending = BTreeSet::new();
         let mut signed = BTreeMap::new();
-        let mut failures = Vec::new();
+        let mut failed: BTreeMap<String, String> = BTreeMap::new();
         let deadline = Instant::now() + self.timeouts.protocol;
         loop {
             // Ask as many as are still needed, among approvers not asked yet.
-            while asked.len() - failures.len() < t && !waiting.is_empty() {
+            while signed.len() + pending.len() < t && !waiting.is_empty() {
                 let m = waiting.remove(0);
                 let msg = coordinator_to_module::Msg::MultisigSign(MultisigSign {
                     job_id: job.id.clone(),
                     certificate: certificate.to_vec(),
                 });
                 if self.hub.send(&m, msg).await {
-                    asked.insert(m);
+                    pending.insert(m);
                 } else {
-                    failures.push(format!("{m}: not connected"));
-                    asked.insert(m);
+                    failed.insert(m, "not connected".into());
                 }
             }
             if signed.len() >= t {
                 return Ok(signed);
             }
-            if asked.len() - failures.len() < t {
+            if signed.len() + pending.len() < t {
+                let why: Vec<String> = failed.iter().map(|(m, e)| format!("{m}: {e}")).collect();
                 return Err(Error::Unavailable(format!(
                     "{} of the {t} signatures multisig wallet {wallet_id} needs were made ({})",
                     signed.len(),
-                    failures.join("; ")
+                    why.join("; ")
                 )));
             }
             let Ok(Some((module, event))) = tokio::time::timeout_at(deadline, events.recv()).await
@@ -115,7 +117,7 @@ impl Engine {
                     signed.len()
                 )));
             };
-            if !asked.contains(&module) || signed.contains_key(&module) {
+            if !pending.contains(&module) {
                 continue;
             }
             let why = match event {
@@ -132,6 +134,7 @@ impl Engine {
                                     None,
                                 )
                                 .await?;
+                            pending.remove(&module);
                             signed.insert(module, s.signatures.iter().map(hex::encode).collect());
                             continue;
                         }
@@ -153,7 +156,8 @@ impl Engine {
                 )
                 .await?;
             tracing::warn!(job = %job.id, %module, %why, "multisig signer failed");
-            failures.push(format!("{module}: {why}"));
+            pending.remove(&module);
+            failed.insert(module, why);
         }
     }
 }
@@ -247,6 +251,18 @@ impl SignatureCheck {
             let want = if self.safe { 65 } else { 64 };
             if sig.len() != want {
                 return Err(format!("signature {i} is {} bytes, not {want}", sig.len()));
+            }
+            if self.safe {
+                // As the Safe will read it: `v` included, recovered to the member's address.
+                let owner = concord_chain::evm_address(&key.serialize())
+                    .map_err(|e| format!("the member's key: {e}"))?;
+                let sig: [u8; 65] = sig[..].try_into().map_err(|_| "not 65 bytes".to_owned())?;
+                concord_chain::safe::pack_signatures(
+                    concord_chain::B256::from(*digest),
+                    &[(owner, sig)],
+                )
+                .map_err(|e| format!("signature {i}: {e}"))?;
+                continue;
             }
             let mut parsed = secp256k1::ecdsa::Signature::from_compact(&sig[..64])
                 .map_err(|e| format!("signature {i} is not an ECDSA signature: {e}"))?;

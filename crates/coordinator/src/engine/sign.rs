@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use concord_types::{EcdsaEngine, Scheme, WalletId};
-use concord_wire::authority::{AgreementRule, ApprovalStatement, sign_session};
+use concord_wire::authority::{AgreementRule, ApprovalStatement, input_session, sign_session};
 use concord_wire::identity::PublicIdentity;
 use concord_wire::messages::SignResult;
 use concord_wire::payload::SigningPayload;
@@ -592,7 +592,7 @@ impl Engine {
             status: JobStatus::Signing,
             timeout: self.timeouts.protocol,
             session: Some(
-                sign_session(&job.id, attempt, signers, &ctx.digest)
+                input_session(&job.id, attempt, signers, &ctx.digest, input)
                     .0
                     .to_vec(),
             ),

@@ -515,10 +515,16 @@ impl Engine {
                 self.save(t).await?;
                 Ok(Step::Next)
             }
-            Depth::Reverted => Err(Error::refused(format!(
-                "transaction {} was reverted by the chain",
-                signed.hash
-            ))),
+            Depth::Reverted => {
+                // A Safe's transfer may have been executed by another submitter first.
+                if let Some(step) = self.safe_executed_elsewhere(t).await? {
+                    return Ok(step);
+                }
+                Err(Error::refused(format!(
+                    "transaction {} was reverted by the chain",
+                    signed.hash
+                )))
+            }
             Depth::Shallow => Ok(Step::Wait),
             Depth::NotMined => self.keep_pending(t, &signed).await,
         }

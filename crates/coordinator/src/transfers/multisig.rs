@@ -226,8 +226,21 @@ impl Engine {
             concord_chain::next_nonce(pending, recorded),
             fees,
         )
-        .await
-        .map_err(|e| chain_error("preparing execTransaction", &e))?;
+        .await;
+        let signed = match signed {
+            Ok(s) => s,
+            Err(e) => {
+                // Executed already by someone holding the signatures: follow that.
+                if let Some(step) = self.safe_executed_elsewhere(t).await? {
+                    return Ok(step);
+                }
+                // Never failed while the owners' signatures stand and the nonce is unused (an
+                // unfunded gas account, a node away): it waits, said in the record.
+                return Err(Error::Unavailable(format!(
+                    "preparing execTransaction: {e}"
+                )));
+            }
+        };
         t.raw_tx = Some(hex::encode(&signed.raw));
         t.tx_hash = Some(signed.hash.to_string());
         t.error = None;
@@ -257,6 +270,9 @@ impl Engine {
             .await
             .map_err(|e| chain_error("reading the Safe", &e))?;
         if nonce != tx.nonce {
+            if let Some(step) = self.safe_executed_elsewhere(t).await? {
+                return Ok(step);
+            }
             return Err(Error::refused(format!(
                 "Safe {}'s nonce {} was used by another transaction than execTransaction {}",
                 tx.safe,
@@ -272,6 +288,58 @@ impl Engine {
         );
         self.save(t).await?;
         Ok(Step::Next)
+    }
+
+    /// The deposit's SafeTx executed in another transaction than ours (anyone who saw the
+    /// owners' signatures in our transaction may submit them first, and ours then reverts):
+    /// that transaction is followed instead, and the deposit is never reported failed.
+    /// `None` if the Safe did not execute it.
+    pub(super) async fn safe_executed_elsewhere(
+        &self,
+        t: &mut TransferRecord,
+    ) -> Result<Option<Step>, Error> {
+        let ctx = self.transfer_ctx()?.clone();
+        let Some(tx) = Self::stored_payload(t)?.safe_transaction() else {
+            return Ok(None);
+        };
+        let Some(hash) = concord_chain::safe::executed_in(&ctx.chain.rpc_url, tx.safe, tx.hash())
+            .await
+            .map_err(|e| chain_error("looking for the Safe's execution", &e))?
+        else {
+            return Ok(None);
+        };
+        if t.tx_hash.as_deref() != Some(hash.to_string().as_str()) {
+            t.tx_hash = Some(hash.to_string());
+            t.note(format!(
+                "Safe {} executed this transfer in transaction {hash}, submitted by another account with the owners' signatures",
+                tx.safe
+            ));
+            self.save(t).await?;
+        }
+        Ok(Some(
+            match self
+                .follow_tx(
+                    hash,
+                    std::time::Duration::from_secs(3),
+                    "following the execution",
+                )
+                .await?
+            {
+                super::Depth::Deep {
+                    block,
+                    confirmations,
+                } => {
+                    t.error = None;
+                    t.step(
+                        TransferStatus::Confirmed,
+                        format!("in block {block} with {confirmations} confirmation(s)"),
+                    );
+                    self.save(t).await?;
+                    Step::Next
+                }
+                _ => Step::Wait,
+            },
+        ))
     }
 
     /// A P2WSH deposit's proposal: see [`Engine::utxo_spend_propose`].
@@ -547,13 +615,15 @@ impl Engine {
             Ok(_) => Ok(None),
             Err(e) if e.is_retryable() => Err(node_error("broadcasting", &e)),
             Err(e) => {
+                // Failed only once another transaction spending one of its coins is in a
+                // block (a conflict only in the mempool may still be dropped).
                 for input in &tx.input {
-                    let unspent = u
+                    let spent = u
                         .node
-                        .unspent_output(&input.previous_output)
+                        .spent_in_chain(&input.previous_output)
                         .await
                         .map_err(|e| node_error("reading an input", &e))?;
-                    if unspent.is_none()
+                    if spent
                         && u.node
                             .confirmations(&txid)
                             .await
@@ -623,18 +693,57 @@ impl Engine {
             .utxo_for(&t.network)
             .ok_or_else(|| Error::Internal("no UTXO chain".into()))?;
         let tx_id = t.tx_hash.clone().unwrap_or_default();
-        let txid: bitcoin::Txid = tx_id.parse().map_err(|_| {
-            Error::protocol(format!(
-                "the exchange's tx id {tx_id:?} is not a transaction id"
-            ))
-        })?;
+        let Ok(txid) = tx_id.parse::<bitcoin::Txid>() else {
+            let why = format!(
+                "the exchange names {tx_id:?} as its transaction, which is not a transaction id on {}; waiting for one",
+                t.network
+            );
+            if t.error.as_deref() != Some(why.as_str()) {
+                t.error = Some(why);
+                self.save(t).await?;
+            }
+            return Ok(Step::Wait);
+        };
         let depth = u.settings.confirmations.max(1);
-        match u
-            .node
-            .confirmations(&txid)
-            .await
-            .map_err(|e| node_error("following the withdrawal", &e))?
-        {
+        let (confirmations, tx) =
+            tokio::join!(u.node.confirmations(&txid), u.node.transaction(&txid));
+        let confirmations =
+            confirmations.map_err(|e| node_error("following the withdrawal", &e))?;
+        // The transaction the exchange names must pay the destination what was asked, as this
+        // coordinator's own node reads it (one module's exchange link could name any other).
+        if let Some(tx) = tx.map_err(|e| node_error("reading the withdrawal", &e))? {
+            let to = u
+                .network
+                .script_of(t.destination.as_deref().unwrap_or_default())
+                .map_err(|e| Error::Internal(format!("the destination: {e}")))?;
+            let want = t
+                .amount
+                .to_base(8)
+                .ok()
+                .and_then(|a| u64::try_from(a).ok())
+                .unwrap_or(u64::MAX);
+            if !tx
+                .output
+                .iter()
+                .any(|o| o.script_pubkey == to && o.value.to_sat() == want)
+            {
+                // Not failed: the exchange (or one module's link to it) misreports, and the
+                // withdrawal may still arrive. Said in the record; the exchange is asked again.
+                let why = format!(
+                    "the exchange named transaction {txid}, which does not pay {} {} to {}: not counted as arrived; asking the exchange again",
+                    t.amount,
+                    t.coin,
+                    t.destination.as_deref().unwrap_or_default()
+                );
+                tracing::warn!(transfer = %t.id, %why, "ALERT: withdrawal transaction mismatch");
+                t.tx_hash = None;
+                t.error = Some(why.clone());
+                t.step(TransferStatus::Submitted, why);
+                self.save(t).await?;
+                return Ok(Step::Wait);
+            }
+        }
+        match confirmations {
             Some(n) if n >= depth => {
                 t.error = None;
                 t.step(

@@ -206,3 +206,22 @@ pub fn sign_session(job_id: &str, attempt: u32, signers: &[u16], digest: &[u8; 3
     ctx.extend_from_slice(digest);
     SessionId::derive("sign", &ctx)
 }
+
+/// The session id of the signing run of input `input` of a UTXO spend: input 0's is
+/// [`sign_session`]'s (one-run payloads sign input 0); another input's binds its index too,
+/// so one session is one input at every signer.
+pub fn input_session(
+    job_id: &str,
+    attempt: u32,
+    signers: &[u16],
+    digest: &[u8; 32],
+    input: u32,
+) -> SessionId {
+    if input == 0 {
+        return sign_session(job_id, attempt, signers, digest);
+    }
+    let base = sign_session(job_id, attempt, signers, digest);
+    let mut ctx = base.0.to_vec();
+    ctx.extend_from_slice(&input.to_be_bytes());
+    SessionId::derive("sign-input", &ctx)
+}

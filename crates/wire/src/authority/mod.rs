@@ -30,7 +30,8 @@ use sha2::{Digest, Sha256};
 use crate::identity::{IdentityKey, PublicIdentity};
 
 pub use approval::{
-    APPROVAL_TAG, ApprovalStatement, CertificateCheck, check_certificate, sign_session,
+    APPROVAL_TAG, ApprovalStatement, CertificateCheck, check_certificate, input_session,
+    sign_session,
 };
 pub use intent::{
     Action, AddressRef, INTENT_TAG, Intent, MAX_INTENT_LIFETIME_SECS, SignedIntent, VerifiedIntent,

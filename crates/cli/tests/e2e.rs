@@ -1048,8 +1048,19 @@ fn dkls_group_signs_refreshes_and_survives_a_module_killed_mid_signing() {
         .map(|v| v.as_u64().unwrap())
         .collect();
     assert_eq!(signers, vec![1, 2], "{done}");
+    // m1 dies after its first signing message: the run it was in either saw it drop out, or
+    // (DKLs23 starts that run behind the proposal) m1 died before its approval left, so the
+    // early run was given up and the approvers signed without it. Either way not with m1.
     let events = done["events"].to_string();
-    assert!(events.contains("dropped out"), "{events}");
+    let m1_approved = done["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["kind"] == "approval" && e["module_id"] == "m1");
+    assert!(
+        events.contains("dropped out") || !m1_approved,
+        "m1 approved and no drop-out is recorded: {events}"
+    );
     assert!(
         net.modules[0]
             .1

@@ -115,15 +115,20 @@ async fn poll_once(shared: &Shared, next_block: u64) -> Result<u64, String> {
     Ok(next)
 }
 
-/// Native coin transfers (top-level transactions) to deposit addresses.
-async fn scan_native(shared: &Shared, from: u64, to: u64) -> Result<(), String> {
-    let natives: HashMap<&str, &CoinConfig> = shared
+/// The native coin of each network that has one (no contract), by network code.
+fn native_coins(shared: &Shared) -> HashMap<&str, &CoinConfig> {
+    shared
         .config
         .coins
         .iter()
         .filter(|c| c.contract.is_none())
         .map(|c| (c.network.as_str(), c))
-        .collect();
+        .collect()
+}
+
+/// Native coin transfers (top-level transactions) to deposit addresses.
+async fn scan_native(shared: &Shared, from: u64, to: u64) -> Result<(), String> {
+    let natives = native_coins(shared);
     if natives.is_empty() {
         return Ok(());
     }
@@ -183,13 +188,7 @@ async fn scan_internal(shared: &Shared, from: u64, to: u64) -> Result<(), String
     if shared.chain_status.no_traces.load(Ordering::Relaxed) {
         return Ok(());
     }
-    let natives: HashMap<&str, &CoinConfig> = shared
-        .config
-        .coins
-        .iter()
-        .filter(|c| c.contract.is_none())
-        .map(|c| (c.network.as_str(), c))
-        .collect();
+    let natives = native_coins(shared);
     if natives.is_empty() {
         return Ok(());
     }

@@ -402,56 +402,49 @@ impl Decider {
         };
         let (mut checks, rule, decimals) =
             self.check_deposit_intent(c, transfer, *wallet, destination, U256::from(*amount))?;
-        let Some(def) = c.policy().wallet(wallet).and_then(|r| r.multisig.as_ref()) else {
-            // A threshold wallet this module holds a share of: P2WPKH of its ECDSA key, or
-            // P2TR of its FROST Taproot key.
-            let (scheme, key) = self
-                .wallet(*wallet)
-                .map_err(|e| c.refuse(e.to_string()))?
-                .ok_or_else(|| {
-                    c.refuse(format!(
-                        "wallet {wallet} is neither a multisig wallet of {} nor one this module holds a share of",
-                        c.policy_name()
-                    ))
-                })?;
-            let script = concord_wire::payload::threshold_wallet_script(scheme, &key)
-                .map_err(|e| c.refuse(e.to_string()))?;
-            let (utxo_checks, fee, _) = self
-                .outside
-                .check_utxo_transfer(c.payload, &script)
-                .await
-                .map_err(|e| c.refuse(e))?;
-            let (limit_checks, daily) = self.limits(
-                c,
-                rule,
-                destination.coin(),
-                U256::from(amount.saturating_add(fee)),
-                decimals,
-            )?;
-            checks.extend(limit_checks);
-            checks.push(format!(
-                "wallet is this module's {scheme} threshold wallet, a {} output",
-                script.kind()
-            ));
-            checks.extend(utxo_checks);
-            return Ok(Checked {
-                checks,
-                daily: Some(daily),
-                order: None,
-            });
+        // The wallet's script: a multisig wallet's from the policy's definition (which lists
+        // this module's own key), a threshold wallet's from the key this module holds a share
+        // of (P2WPKH of an ECDSA key, P2TR of a FROST Taproot key).
+        let (script, what) = match c.policy().wallet(wallet).and_then(|r| r.multisig.as_ref()) {
+            Some(def) => {
+                if !def.has_key(&self.state.multisig_public_key()) {
+                    return Err(c.refuse(format!(
+                        "this module's own key is not one of multisig wallet {wallet}'s keys"
+                    )));
+                }
+                let (def_chain, script) = def.wallet().map_err(|e| c.refuse(e.to_string()))?;
+                if def_chain.name() != chain {
+                    return Err(c.refuse(format!(
+                        "the proposal's chain ({chain}) is not wallet {wallet}'s ({})",
+                        def_chain.name()
+                    )));
+                }
+                let what = format!(
+                    "wallet is the {}-of-{} multisig the policy defines, this module's key among them",
+                    def.threshold,
+                    def.members.len()
+                );
+                (script, what)
+            }
+            None => {
+                let (scheme, key) = self
+                    .wallet(*wallet)
+                    .map_err(|e| c.refuse(e.to_string()))?
+                    .ok_or_else(|| {
+                        c.refuse(format!(
+                            "wallet {wallet} is neither a multisig wallet of {} nor one this module holds a share of",
+                            c.policy_name()
+                        ))
+                    })?;
+                let script = concord_wire::payload::threshold_wallet_script(scheme, &key)
+                    .map_err(|e| c.refuse(e.to_string()))?;
+                let what = format!(
+                    "wallet is this module's {scheme} threshold wallet, a {} output",
+                    script.kind()
+                );
+                (script, what)
+            }
         };
-        if !def.has_key(&self.state.multisig_public_key()) {
-            return Err(c.refuse(format!(
-                "this module's own key is not one of multisig wallet {wallet}'s keys"
-            )));
-        }
-        let (def_chain, script) = def.wallet().map_err(|e| c.refuse(e.to_string()))?;
-        if def_chain.name() != chain {
-            return Err(c.refuse(format!(
-                "the proposal's chain ({chain}) is not wallet {wallet}'s ({})",
-                def_chain.name()
-            )));
-        }
         let (utxo_checks, fee, _digests) = self
             .outside
             .check_utxo_transfer(c.payload, &script)
@@ -466,11 +459,7 @@ impl Decider {
             decimals,
         )?;
         checks.extend(limit_checks);
-        checks.push(format!(
-            "wallet is the {}-of-{} multisig the policy defines, this module's key among them",
-            def.threshold,
-            def.members.len()
-        ));
+        checks.push(what);
         checks.extend(utxo_checks);
         Ok(Checked {
             checks,

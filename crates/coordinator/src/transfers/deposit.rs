@@ -193,21 +193,34 @@ impl Engine {
             asset,
             amount,
             recipient,
-            destination: Destination::ExchangeDeposit {
-                exchange: t.exchange.clone(),
-                coin: t.coin.clone(),
-                network: t.network.clone(),
-            },
+            destination: deposit_destination(t),
         };
-        t.destination = Some(recipient.to_string());
-        t.nonce = Some(nonce);
-        t.payload = Some(hex::encode(payload.to_canonical()));
-        // Named with the payload, in the same write: the job is made under this id next.
-        t.sign_job_id = Some(uuid::Uuid::new_v4().to_string());
-        t.step(
-            TransferStatus::Signing,
+        self.propose(
+            t,
+            &payload,
+            recipient.to_string(),
+            Some(nonce),
             format!("proposing nonce {nonce} to {recipient}"),
-        );
+        )
+        .await
+    }
+
+    /// Writes the exact payload down with its destination (and nonce), and names the sign
+    /// job in the same write (the job is made under this id next): re-proposed unchanged
+    /// until it is signed.
+    pub(super) async fn propose(
+        &self,
+        t: &mut TransferRecord,
+        payload: &SigningPayload,
+        destination: String,
+        nonce: Option<u64>,
+        note: String,
+    ) -> Result<Step, Error> {
+        t.destination = Some(destination);
+        t.nonce = nonce;
+        t.payload = Some(hex::encode(payload.to_canonical()));
+        t.sign_job_id = Some(uuid::Uuid::new_v4().to_string());
+        t.step(TransferStatus::Signing, note);
         self.save(t).await?;
         Ok(Step::Next)
     }
@@ -606,6 +619,15 @@ impl Engine {
         self.overdue(t, "the exchange has not credited the deposit yet")
             .await?;
         Ok(Step::Wait)
+    }
+}
+
+/// Where a deposit is meant to go, as the trader asked (modules resolve it themselves).
+pub(super) fn deposit_destination(t: &TransferRecord) -> Destination {
+    Destination::ExchangeDeposit {
+        exchange: t.exchange.clone(),
+        coin: t.coin.clone(),
+        network: t.network.clone(),
     }
 }
 

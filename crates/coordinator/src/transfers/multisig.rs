@@ -16,10 +16,10 @@ use concord_chain::utxo::bitcoin::{self, Amount, FeeRate, consensus::encode};
 use concord_chain::utxo::{InputSignature, SpendRequest, UtxoNetwork, WalletScript};
 use concord_chain::{Address, FeeCaps};
 use concord_wire::authority::MultisigDef;
-use concord_wire::payload::{Destination, SigningPayload};
+use concord_wire::payload::SigningPayload;
 
 use super::Step;
-use super::deposit::chain_error;
+use super::deposit::{chain_error, deposit_destination};
 use crate::engine::Engine;
 use crate::records::{TransferRecord, TransferStatus, WalletRecord};
 use crate::{Error, failpoint};
@@ -148,18 +148,16 @@ impl Engine {
             asset,
             amount,
             recipient,
-            destination: destination(t),
+            destination: deposit_destination(t),
         };
-        t.destination = Some(recipient.to_string());
-        t.nonce = Some(nonce);
-        t.payload = Some(hex::encode(payload.to_canonical()));
-        t.sign_job_id = Some(uuid::Uuid::new_v4().to_string());
-        t.step(
-            TransferStatus::Signing,
+        self.propose(
+            t,
+            &payload,
+            recipient.to_string(),
+            Some(nonce),
             format!("proposing Safe {safe}'s nonce {nonce} to {recipient}"),
-        );
-        self.save(t).await?;
-        Ok(Step::Next)
+        )
+        .await
     }
 
     /// The owners' signatures, packed, and the gas account's `execTransaction` signed.
@@ -454,17 +452,10 @@ impl Engine {
             chain: network.name().to_owned(),
             psbt: psbt.serialize(),
             amount,
-            destination: destination(t),
+            destination: deposit_destination(t),
         };
-        t.destination = Some(recipient.clone());
-        t.payload = Some(hex::encode(payload.to_canonical()));
-        t.sign_job_id = Some(uuid::Uuid::new_v4().to_string());
-        t.step(
-            TransferStatus::Signing,
-            format!("proposing a spend of {inputs} coin(s) of {what} to {recipient}"),
-        );
-        self.save(t).await?;
-        Ok(Step::Next)
+        let note = format!("proposing a spend of {inputs} coin(s) of {what} to {recipient}");
+        self.propose(t, &payload, recipient, None, note).await
     }
 
     /// Each signer's signatures into the inputs' witnesses (every one verified), the
@@ -505,17 +496,27 @@ impl Engine {
             inputs.into_iter().map(InputSignature::Multisig).collect();
         let tx = concord_chain::utxo::finalize(&psbt, &script, &signatures)
             .map_err(|e| Error::protocol(format!("the multisig spend: {e}")))?;
+        let by = by_module.keys().cloned().collect::<Vec<_>>().join(", ");
+        self.keep_spend(
+            t,
+            &tx,
+            &format!("by {by}: every input's signatures verified"),
+        )
+        .await
+    }
+
+    /// The signed spend kept with its txid (broadcast next).
+    async fn keep_spend(
+        &self,
+        t: &mut TransferRecord,
+        tx: &bitcoin::Transaction,
+        how: &str,
+    ) -> Result<Step, Error> {
         let txid = tx.compute_txid();
-        t.raw_tx = Some(encode::serialize_hex(&tx));
+        t.raw_tx = Some(encode::serialize_hex(tx));
         t.tx_hash = Some(txid.to_string());
         t.error = None;
-        t.step(
-            TransferStatus::Signed,
-            format!(
-                "spend {txid} signed by {}: every input's signatures verified",
-                by_module.keys().cloned().collect::<Vec<_>>().join(", ")
-            ),
-        );
+        t.step(TransferStatus::Signed, format!("spend {txid} signed {how}"));
         self.save(t).await?;
         Ok(Step::Next)
     }
@@ -553,19 +554,11 @@ impl Engine {
             .collect::<Result<Vec<_>, Error>>()?;
         let tx = concord_chain::utxo::finalize(&psbt, script, &signatures)
             .map_err(|e| Error::protocol(format!("the spend: {e}")))?;
-        let txid = tx.compute_txid();
-        t.raw_tx = Some(encode::serialize_hex(&tx));
-        t.tx_hash = Some(txid.to_string());
-        t.error = None;
-        t.step(
-            TransferStatus::Signed,
-            format!(
-                "spend {txid} signed by the threshold: {} input signature(s) verified",
-                signatures.len()
-            ),
+        let how = format!(
+            "by the threshold: {} input signature(s) verified",
+            signatures.len()
         );
-        self.save(t).await?;
-        Ok(Step::Next)
+        self.keep_spend(t, &tx, &how).await
     }
 
     fn stored_utxo_tx(t: &TransferRecord) -> Result<bitcoin::Transaction, Error> {
@@ -783,14 +776,6 @@ impl Engine {
 fn parse_wallet(id: &str) -> Result<concord_types::WalletId, Error> {
     id.parse()
         .map_err(|e: concord_types::TypesError| Error::Internal(e.to_string()))
-}
-
-fn destination(t: &TransferRecord) -> Destination {
-    Destination::ExchangeDeposit {
-        exchange: t.exchange.clone(),
-        coin: t.coin.clone(),
-        network: t.network.clone(),
-    }
 }
 
 /// A UTXO node's error as the transfer's: passing ones leave the transfer waiting.

@@ -1641,14 +1641,10 @@ pub async fn balances(api: &Api, a: BalancesArgs) -> Result<()> {
             Some(w) => vec![api.resolve_wallet(w).await?.to_string()],
             None => {
                 let list: Vec<WalletView> = api.fetch(&["v1", "wallets"], &[]).await?;
-                // Balances are read for wallets with their own EVM account (a UTXO wallet's or a
-                // Safe's are not read here yet).
+                // Every wallet that holds something on a chain: its EVM account, a Safe, or a
+                // UTXO script (an ECDSA wallet's balances are its EVM account's).
                 list.into_iter()
-                    .filter(|w| {
-                        w.addresses
-                            .iter()
-                            .any(|a| a.kind == concord_coordinator::records::EVM_ADDRESS)
-                    })
+                    .filter(|w| !w.addresses.is_empty())
                     .map(|w| w.wallet.id)
                     .collect()
             }

@@ -404,6 +404,14 @@ fn cli_views_are_the_apis_own(dir: &str) {
             .iter()
             .any(|b| b.address == trader.addresses[0].address)
     );
+    // The UTXO wallets' coins too (the P2WSH vault received LTC in the demo), read from the
+    // coordinator's node.
+    assert!(
+        chain.iter().any(|b| b.network == "LTC"
+            && b.address.starts_with("rltc1q")
+            && b.balances.iter().any(|c| c.coin == "LTC" && c.raw != "0")),
+        "{balances}"
+    );
     let _: concord_coordinator::records::ExchangeBalances =
         serde_json::from_value(balances["exchange"].clone()).unwrap();
     let _: Option<concord_coordinator::policy::PolicyView> = cli_json(dir, &["policy", "show"]);

@@ -580,7 +580,7 @@ pub struct WalletBalances {
     pub wallet: String,
     /// The exchanges' network code of the chain.
     pub network: String,
-    /// The wallet's address there (EIP-55 checksummed).
+    /// The wallet's address there (EVM: EIP-55 checksummed).
     pub address: String,
     /// One entry per coin, zero balances included.
     pub balances: Vec<ChainBalance>,

@@ -23,28 +23,55 @@ fn holds_any(b: &Balance) -> bool {
 }
 
 impl Engine {
-    /// A wallet's balances on the chain: the native coin, then every configured token.
+    /// A wallet's balances: an ECDSA wallet's EVM account and a Safe's (the native coin, then
+    /// every configured token); a FROST Taproot wallet's P2TR and a multisig wallet's P2WSH
+    /// coins on the UTXO chain.
     pub(crate) async fn wallet_balances(&self, id: &str) -> Result<WalletBalances, Error> {
-        let wallet = self
-            .store
-            .wallet(id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("wallet {id}")))?;
-        if wallet.scheme != Scheme::EcdsaSecp256k1.as_str() {
-            return Err(Error::BadRequest(format!(
-                "wallet {} is {}: chain balances are read for {} wallets (EVM) only",
-                wallet.id,
-                wallet.scheme,
-                Scheme::EcdsaSecp256k1
-            )));
-        }
         let ctx = self.transfers.as_ref().ok_or_else(|| {
             Error::Unavailable(
                 "this coordinator has no chain configured ([chain] in its configuration), so it cannot read wallet balances"
                     .into(),
             )
         })?;
-        let address = ecdsa_address(&wallet)?;
+        // A native multisig wallet: its Safe's balances, or its P2WSH's coins.
+        if let Some(def) = self.multisig_def(id).await? {
+            if let Ok((_, safe, _)) = def.safe_owners() {
+                return self.evm_balances(id, safe).await;
+            }
+            let (chain, script) = def.wallet().map_err(|e| Error::Internal(e.to_string()))?;
+            return self.utxo_balances(id, chain, &script).await;
+        }
+        let wallet = self
+            .store
+            .wallet(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("wallet {id}")))?;
+        match (wallet.scheme.parse::<Scheme>(), ctx.utxo.as_ref()) {
+            (Ok(Scheme::EcdsaSecp256k1), _) => {
+                let address = ecdsa_address(&wallet)?;
+                self.evm_balances(&wallet.id, address).await
+            }
+            // A FROST Taproot wallet's P2TR coins on the UTXO chain.
+            (Ok(scheme @ Scheme::SchnorrTaproot), Some(u)) => {
+                let script =
+                    concord_wire::payload::threshold_wallet_script(scheme, &wallet.public_key)
+                        .map_err(|e| Error::Internal(e.to_string()))?;
+                self.utxo_balances(&wallet.id, u.network, &script).await
+            }
+            _ => Err(Error::BadRequest(format!(
+                "wallet {} is {}: it holds nothing on a chain configured here",
+                wallet.id, wallet.scheme
+            ))),
+        }
+    }
+
+    /// An EVM address's balances: the native coin, then every configured token.
+    async fn evm_balances(
+        &self,
+        wallet: &str,
+        address: concord_chain::Address,
+    ) -> Result<WalletBalances, Error> {
+        let ctx = self.transfer_ctx()?;
         let unreadable = |coin: &str, e: ChainError| {
             Error::Unavailable(format!(
                 "the {coin} balance of {address} could not be read: {e}"
@@ -77,10 +104,52 @@ impl Engine {
         }];
         balances.extend(tokens);
         Ok(WalletBalances {
-            wallet: wallet.id,
+            wallet: wallet.to_owned(),
             network: ctx.chain.network.clone(),
             address: address.to_checksum(None),
             balances,
+        })
+    }
+
+    /// A UTXO wallet's confirmed coins, summed, as the coordinator's node reports them.
+    async fn utxo_balances(
+        &self,
+        wallet: &str,
+        chain: concord_chain::utxo::UtxoNetwork,
+        script: &concord_chain::utxo::WalletScript,
+    ) -> Result<WalletBalances, Error> {
+        let ctx = self.transfer_ctx()?;
+        let u = ctx
+            .utxo
+            .as_ref()
+            .filter(|u| u.network == chain)
+            .ok_or_else(|| {
+                Error::BadRequest(format!(
+                    "wallet {wallet} is on {}, which this coordinator has no node for",
+                    chain.name()
+                ))
+            })?;
+        let script_pubkey = script.script_pubkey();
+        let address = chain
+            .address(&script_pubkey)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let coins = u.node.spendable(&script_pubkey, 1).await.map_err(|e| {
+            Error::Unavailable(format!(
+                "the {} balance of {address} could not be read: {e}",
+                u.settings.coin
+            ))
+        })?;
+        let sats: u64 = coins.iter().map(|c| c.txout.value.to_sat()).sum();
+        Ok(WalletBalances {
+            wallet: wallet.to_owned(),
+            network: u.settings.network.clone(),
+            address,
+            balances: vec![ChainBalance {
+                coin: u.settings.coin.clone(),
+                asset: NATIVE_ASSET.to_owned(),
+                amount: format_amount(concord_chain::U256::from(sats), 8),
+                raw: sats.to_string(),
+            }],
         })
     }
 

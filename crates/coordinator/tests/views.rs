@@ -462,13 +462,13 @@ async fn wallet_balances_read_the_chain() {
         b.balances
     );
 
-    // Only ECDSA wallets have an EVM address.
+    // An Ed25519 wallet (an exchange's API key) holds nothing on a chain.
     let (s, e) = call(&c, get(&format!("/v1/wallets/{}/balances", w.ed), &viewer)).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
     assert_eq!(
         error_of(&e),
         format!(
-            "wallet {} is ed25519: chain balances are read for ecdsa-secp256k1 wallets (EVM) only",
+            "wallet {} is ed25519: it holds nothing on a chain configured here",
             w.ed
         )
     );

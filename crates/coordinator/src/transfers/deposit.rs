@@ -592,7 +592,19 @@ impl Engine {
     /// Follows the exchange (through the modules' read keys) until it credits the deposit.
     async fn deposit_follow_exchange(&self, t: &mut TransferRecord) -> Result<Step, Error> {
         failpoint!("deposit::confirmed");
-        let (_, members) = self.wallet_and_members(&t.wallet_id).await?;
+        // The wallet's members ask; a wallet gone since (a policy that no longer defines a
+        // multisig wallet) does not fail a deposit already on chain: any enrolled module asks.
+        let members = match self.wallet_and_members(&t.wallet_id).await {
+            Ok((_, members)) => members,
+            Err(Error::NotFound(_)) => self
+                .store
+                .modules()
+                .await?
+                .into_iter()
+                .map(|m| m.id)
+                .collect(),
+            Err(e) => return Err(e),
+        };
         let hash = t.tx_hash.clone().unwrap_or_default();
         let deposits: Vec<Deposit> = self
             .ask_any(

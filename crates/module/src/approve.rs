@@ -384,10 +384,11 @@ impl Decider {
         })
     }
 
-    /// A spend from a native multisig wallet on a UTXO chain to an exchange: the same
-    /// intent, policy and limits as an EVM deposit; the wallet's script from the policy's
-    /// definition (which lists this module's own key); then the PSBT against this module's
-    /// own node and its own connector's deposit address.
+    /// A spend on a UTXO chain to an exchange, from a native multisig wallet or a threshold
+    /// wallet: the same intent, policy and limits as an EVM deposit (the fee counted); the
+    /// wallet's script from the policy's definition (which lists this module's own key) or
+    /// from the key this module holds a share of; then the PSBT against this module's own
+    /// node and its own connector's deposit address.
     async fn check_utxo_deposit(&self, c: &Case<'_>) -> Result<Checked, Refusal> {
         let SigningPayload::UtxoTransfer {
             transfer,

@@ -34,7 +34,7 @@ use crate::records::{EventKind, GroupStatus, JobKind, JobRecord, epoch_ms};
 use crate::store::Store;
 use crate::store::leases::{LEASE_MS, Work};
 
-pub(crate) use multisig::multisig_wallet;
+pub(crate) use multisig::{MULTISIG_GROUP, multisig_wallet};
 pub use presign::subsets;
 
 /// Runs jobs and transfers. Cheap to clone.

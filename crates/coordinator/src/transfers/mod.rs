@@ -204,7 +204,7 @@ impl Engine {
                     .ok_or_else(|| Error::NotFound(format!("wallet {wallet}")))?;
                 // A multisig wallet has no key of its own (its definition is its key); a
                 // threshold wallet spending on the UTXO chain is checked with its rail.
-                if self.multisig_def(&w.id).await?.is_none()
+                if !w.group_id.starts_with(crate::engine::MULTISIG_GROUP)
                     && *network == self.transfer_ctx()?.chain.network
                 {
                     ecdsa_address(&w)?;

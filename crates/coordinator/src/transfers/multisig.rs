@@ -45,18 +45,38 @@ impl Rail {
 }
 
 impl Engine {
-    /// How the deposit's wallet pays, checking it can on the asked network.
+    /// How the deposit's wallet pays, checking it can on the asked network. A wallet of this
+    /// coordinator's (made by key generation) is a threshold wallet, found without reading
+    /// the policy; any other is looked up among the policy's multisig wallets.
     pub(super) async fn rail(&self, wallet_id: &str, network: &str) -> Result<Rail, Error> {
         let ctx = self.transfer_ctx()?;
         let utxo = ctx.utxo_for(network);
-        let rail = match self.multisig_def(wallet_id).await? {
-            None => Rail::Evm,
-            Some(def) if def.evm_chain_id().is_some() => Rail::Safe(Box::new(def)),
-            Some(def) => Rail::Utxo(Box::new(def)),
+        if let Some(wallet) = self.store.wallet(wallet_id).await? {
+            if utxo.is_none() {
+                return Ok(Rail::Evm);
+            }
+            let scheme: concord_types::Scheme = wallet
+                .scheme
+                .parse()
+                .map_err(|e: concord_types::TypesError| Error::Internal(e.to_string()))?;
+            let script = concord_wire::payload::threshold_wallet_script(scheme, &wallet.public_key)
+                .map_err(|e| {
+                    Error::BadRequest(format!(
+                        "wallet {wallet_id} cannot spend on network {network}: {e}"
+                    ))
+                })?;
+            return Ok(Rail::UtxoThreshold(Box::new(script)));
+        }
+        let Some(def) = self.multisig_def(wallet_id).await? else {
+            return match utxo {
+                // Refused by the EVM path with its own sentence.
+                None => Ok(Rail::Evm),
+                Some(_) => Err(Error::NotFound(format!("wallet {wallet_id}"))),
+            };
         };
-        match (&rail, utxo) {
-            (Rail::Utxo(def), Some(u)) if def.chain == u.network.name() => Ok(rail),
-            (Rail::Utxo(def), _) => Err(Error::BadRequest(format!(
+        match (def.evm_chain_id(), utxo) {
+            (None, Some(u)) if def.chain == u.network.name() => Ok(Rail::Utxo(Box::new(def))),
+            (None, _) => Err(Error::BadRequest(format!(
                 "wallet {wallet_id} is a multisig wallet on {}, and network {network} is not that chain here{}",
                 def.chain,
                 ctx.utxo.as_ref().map_or(
@@ -68,32 +88,11 @@ impl Engine {
                     )
                 )
             ))),
-            (Rail::Safe(def), None) if def.evm_chain_id() == Some(ctx.chain.chain_id) => Ok(rail),
-            (Rail::Safe(def), _) => Err(Error::BadRequest(format!(
+            (Some(id), None) if id == ctx.chain.chain_id => Ok(Rail::Safe(Box::new(def))),
+            (Some(_), _) => Err(Error::BadRequest(format!(
                 "wallet {wallet_id} is a Safe on {}, and deposits from it go over network {} on chain {}",
                 def.chain, ctx.chain.network, ctx.chain.chain_id
             ))),
-            (Rail::Evm, Some(_)) => {
-                let wallet = self
-                    .any_wallet(wallet_id)
-                    .await?
-                    .ok_or_else(|| Error::NotFound(format!("wallet {wallet_id}")))?;
-                let scheme: concord_types::Scheme = wallet
-                    .scheme
-                    .parse()
-                    .map_err(|e: concord_types::TypesError| Error::Internal(e.to_string()))?;
-                let script =
-                    concord_wire::payload::threshold_wallet_script(scheme, &wallet.public_key)
-                        .map_err(|e| {
-                            Error::BadRequest(format!(
-                                "wallet {wallet_id} cannot spend on network {network}: {e}"
-                            ))
-                        })?;
-                Ok(Rail::UtxoThreshold(Box::new(script)))
-            }
-            (Rail::Evm, None) => Ok(rail),
-            // Never made above.
-            (Rail::UtxoThreshold(_), _) => Ok(rail),
         }
     }
 
@@ -181,12 +180,7 @@ impl Engine {
             .ok_or_else(|| Error::Internal("not a Safe payload".into()))?;
         let mut owners = Vec::new();
         for (module, sigs) in &by_module {
-            let member = def
-                .members
-                .iter()
-                .find(|m| m.module == *module)
-                .ok_or_else(|| Error::Internal(format!("{module} signed but is no member")))?;
-            let key = hex::decode(&member.key).unwrap_or_default();
+            let key = member_key(def, module)?;
             let owner = concord_chain::evm_address(&key)
                 .map_err(|e| Error::Internal(format!("{module}'s key: {e}")))?;
             let sig: [u8; 65] = sigs
@@ -475,15 +469,8 @@ impl Engine {
             .ok_or_else(|| Error::Internal("the stored PSBT does not parse".into()))?;
         let mut inputs = vec![std::collections::BTreeMap::new(); psbt.inputs.len()];
         for (module, sigs) in &by_module {
-            let member = def
-                .members
-                .iter()
-                .find(|m| m.module == *module)
-                .ok_or_else(|| Error::Internal(format!("{module} signed but is no member")))?;
-            let key = hex::decode(&member.key)
-                .ok()
-                .and_then(|k| bitcoin::CompressedPublicKey::from_slice(&k).ok())
-                .ok_or_else(|| Error::Internal(format!("{module}'s key")))?;
+            let key = bitcoin::CompressedPublicKey::from_slice(&member_key(def, module)?)
+                .map_err(|e| Error::Internal(format!("{module}'s key: {e}")))?;
             for (i, s) in sigs.iter().enumerate() {
                 let sig = hex::decode(s)
                     .map_err(|_| Error::protocol(format!("{module}'s signature {i}")))?;
@@ -771,6 +758,15 @@ impl Engine {
         serde_json::from_value(result["multisig"].clone())
             .map_err(|e| Error::Internal(format!("the multisig sign job's result: {e}")))
     }
+}
+
+/// The own key (33 bytes) of a member of a multisig wallet, as the policy's definition has it.
+fn member_key(def: &MultisigDef, module: &str) -> Result<Vec<u8>, Error> {
+    def.members
+        .iter()
+        .find(|m| m.module == module)
+        .and_then(|m| hex::decode(&m.key).ok())
+        .ok_or_else(|| Error::Internal(format!("{module} signed but is no member with a key")))
 }
 
 fn parse_wallet(id: &str) -> Result<concord_types::WalletId, Error> {

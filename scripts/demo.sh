@@ -16,6 +16,7 @@ cd "$(dirname "$0")/.."
 install_build_deps
 install_node
 install_litecoind
+install_softhsm
 say "building concord (release)"
 cargo build --release -q -p concord
 exec ./target/release/concord devnet demo "$@"

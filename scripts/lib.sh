@@ -41,6 +41,17 @@ install_litecoind() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq litecoind >/dev/null
 }
 
+# SoftHSM 2 (Debian's softhsm2): the PKCS#11 token the HSM-backed vault and module keys are
+# tested on, and the devnet's HSM module uses. Its library is libsofthsm2.so.
+install_softhsm() {
+  command -v softhsm2-util >/dev/null 2>&1 && return 0
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  say "installing softhsm2"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq softhsm2 >/dev/null
+}
+
 # A PostgreSQL cluster of the test run's own: a fresh data directory, a free port on
 # 127.0.0.1, trust authentication for the local user `concord`, stopped when the script
 # exits. Exports CONCORD_TEST_PG_URL (the coordinator's PostgreSQL tests and the two-

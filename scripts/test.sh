@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 install_build_deps
 install_node
 install_litecoind
+install_softhsm
 start_postgres
 
 say "cargo fmt --check"

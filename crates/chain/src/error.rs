@@ -266,6 +266,22 @@ pub(crate) fn from_rpc(
     method: &'static str,
     err: RpcError<TransportErrorKind>,
 ) -> ChainError {
+    let e = from_rpc_error(endpoint, method, err);
+    metrics::counter!(
+        "concord_chain_errors_total",
+        "chain" => "evm",
+        "method" => method,
+        "retryable" => if e.retryable() { "true" } else { "false" }
+    )
+    .increment(1);
+    e
+}
+
+fn from_rpc_error(
+    endpoint: &str,
+    method: &'static str,
+    err: RpcError<TransportErrorKind>,
+) -> ChainError {
     let endpoint = endpoint.to_owned();
     match err {
         RpcError::ErrorResp(payload) => ChainError::Rpc {

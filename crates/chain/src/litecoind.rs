@@ -115,8 +115,23 @@ impl UtxoNode {
         &self.url
     }
 
-    /// Calls `method` with `params` and returns its result.
+    /// Calls `method` with `params` and returns its result. Failures are counted
+    /// (`concord_chain_errors_total{chain="utxo"}`, by method and retryability).
     pub async fn call(&self, method: &str, params: Value) -> Result<Value, NodeError> {
+        let r = self.call_once(method, params).await;
+        if let Err(e) = &r {
+            metrics::counter!(
+                "concord_chain_errors_total",
+                "chain" => "utxo",
+                "method" => method.to_owned(),
+                "retryable" => if e.is_retryable() { "true" } else { "false" }
+            )
+            .increment(1);
+        }
+        r
+    }
+
+    async fn call_once(&self, method: &str, params: Value) -> Result<Value, NodeError> {
         let transport = |reason: String| NodeError::Transport {
             method: method.to_owned(),
             reason,

@@ -135,6 +135,26 @@ pub enum ModuleCommand {
         #[arg(long)]
         secret_file: PathBuf,
     },
+    /// Show the module's audit trail (every proposal seen, approval, refusal, signature
+    /// released and policy adopted), or verify that it is whole: `--verify` checks every
+    /// entry's seal and that each follows the one before, and names the first broken entry.
+    #[command(
+        after_help = "Examples:\n  concord module audit --config m1 --verify\n  concord module audit --config m1 --last 20"
+    )]
+    Audit {
+        /// The module directory or its module.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// Verify the whole trail; exits with an error naming the first broken entry.
+        #[arg(long)]
+        verify: bool,
+        /// Show only the last N entries.
+        #[arg(long)]
+        last: Option<usize>,
+        /// Print JSON (one entry per line).
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the module daemon.
     #[command(after_help = "Example:\n  concord module run --config m1")]
     Run {
@@ -330,6 +350,7 @@ pub async fn module(cmd: ModuleCommand) -> Result<()> {
                 chain: None,
                 exchanges: Vec::new(),
                 utxo: None,
+                metrics: None,
             };
             let kek = PassphraseKek::from_source(&config.vault.passphrase)?;
             eprintln!("Creating the sealed vault (deriving the key from the passphrase)…");
@@ -389,6 +410,44 @@ pub async fn module(cmd: ModuleCommand) -> Result<()> {
             crate::outln!("Stored the read key's secret for exchange {exchange} in the vault.");
             Ok(())
         }
+        ModuleCommand::Audit {
+            config,
+            verify,
+            last,
+            json,
+        } => {
+            let cfg = concord_module::Config::load(&config_path(&config, "module.toml"))?;
+            let trail = concord_module::verify_audit(&cfg)?;
+            let v = match trail {
+                Ok(v) => v,
+                Err(broken) => bail!("{broken}"),
+            };
+            let (seq, head) = v.head;
+            if !verify || json || last.is_some() {
+                let skip = last.map_or(0, |n| v.entries.len().saturating_sub(n));
+                for e in &v.entries[skip..] {
+                    if json {
+                        crate::outln!("{}", serde_json::to_string(e).unwrap_or_default());
+                    } else {
+                        crate::outln!("{}", show_entry(e));
+                    }
+                }
+            }
+            if verify {
+                crate::outln!(
+                    "The audit trail of module {} is intact: {} entries, each sealed and following the one before; the last is #{seq} ({}).",
+                    cfg.id,
+                    v.entries.len(),
+                    hex::encode(head)
+                );
+                if v.cut_short {
+                    crate::outln!(
+                        "Its file ends in an entry written only in part (the module stopped while appending it; the answer it would have recorded never left): the module cuts it off when it starts."
+                    );
+                }
+            }
+            Ok(())
+        }
         ModuleCommand::Run { config } => {
             let (cfg, state) = load_module(&config)?;
             tracing::info!(module = %cfg.id, fingerprint = %state.identity().public().fingerprint(), "module starting");
@@ -396,6 +455,44 @@ pub async fn module(cmd: ModuleCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// One audit entry on one line.
+fn show_entry(e: &concord_module::audit::Entry) -> String {
+    use concord_module::audit::Event;
+    let what = match &e.event {
+        Event::ProposalSeen { job, digest, .. } => {
+            format!(
+                "proposal seen     job {job}, digest {}…",
+                digest.get(..16).unwrap_or(digest)
+            )
+        }
+        Event::Approved {
+            job,
+            intent,
+            policy,
+            ..
+        } => format!(
+            "approved          job {job}, intent {intent}, policy {}…",
+            policy.get(..16).unwrap_or(policy)
+        ),
+        Event::Refused {
+            job, code, reason, ..
+        } => {
+            format!("refused ({code})  job {job}: {reason}")
+        }
+        Event::SignatureReleased { job, kind, .. } => {
+            format!("signature released ({kind}) job {job}")
+        }
+        Event::ApprovalReleased { job, reason } => {
+            format!("approval released job {job}: {reason}")
+        }
+        Event::PolicyAdopted { version, policy } => format!(
+            "policy adopted    v{version} ({}…)",
+            policy.get(..16).unwrap_or(policy)
+        ),
+    };
+    format!("#{:<6} {} {what}", e.seq, e.time_ms)
 }
 
 fn print_info(info: &concord_module::PublicInfo, json: bool) {

@@ -70,6 +70,9 @@ impl Hub {
         inner
             .links
             .insert(module_id.to_owned(), Link { outbox, generation });
+        metrics::gauge!("concord_coordinator_module_links").set(inner.links.len() as f64);
+        metrics::gauge!("concord_coordinator_module_connected", "module" => module_id.to_owned())
+            .set(1.0);
         generation
     }
 
@@ -80,6 +83,10 @@ impl Hub {
             match inner.links.get(module_id) {
                 Some(l) if l.generation == generation => {
                     inner.links.remove(module_id);
+                    metrics::gauge!("concord_coordinator_module_links")
+                        .set(inner.links.len() as f64);
+                    metrics::gauge!("concord_coordinator_module_connected", "module" => module_id.to_owned())
+                        .set(0.0);
                 }
                 _ => return,
             }

@@ -410,6 +410,25 @@ impl Coordinator {
         self.pins.clone()
     }
 
+    /// Sets the gauges read from the store (transfers and jobs by state, presignature pool
+    /// depth) before the metrics are rendered.
+    pub async fn refresh_gauges(&self) -> Result<(), Error> {
+        concord_wire::telemetry::prometheus();
+        let store = self.store();
+        for (status, n) in store.transfer_counts().await? {
+            metrics::gauge!("concord_coordinator_transfers", "status" => status.to_string())
+                .set(n as f64);
+        }
+        for (kind, status, n) in store.job_counts().await? {
+            metrics::gauge!("concord_coordinator_jobs", "kind" => kind, "status" => status)
+                .set(n as f64);
+        }
+        for (wallet, n) in store.presignature_depths().await? {
+            metrics::gauge!("concord_coordinator_presignatures", "wallet" => wallet).set(n as f64);
+        }
+        Ok(())
+    }
+
     /// The store.
     pub fn store(&self) -> &Store {
         &self.engine.store

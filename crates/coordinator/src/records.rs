@@ -705,6 +705,10 @@ pub struct JobEvent {
     #[serde(serialize_with = "opt_hex", deserialize_with = "de_opt_hex", default)]
     #[schema(value_type = Option<String>, pattern = "^([0-9a-fA-F]{2})*$")]
     pub signature: Option<Vec<u8>>,
+    /// The entry of the module's audit trail that records its answer: `<seq>:<SHA-256 hex>`
+    /// (`concord module audit` shows the module's side).
+    #[serde(default)]
+    pub audit: Option<String>,
     /// When.
     pub at: String,
 }

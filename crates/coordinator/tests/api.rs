@@ -477,6 +477,7 @@ const ROUTES: &[(&str, &str, Option<TokenRole>, u16)] = {
         ("get", "/v1/policies", Some(Viewer), 200),
         ("get", "/v1/policies/{hash}", Some(Viewer), 200),
         ("post", "/v1/policies/{hash}/signatures", Some(Admin), 200),
+        ("get", "/metrics", Some(Viewer), 200),
     ]
 };
 
@@ -551,9 +552,13 @@ fn the_document_lists_every_route_with_its_role_parameters_and_answers() {
         // Its success answer, and no other 2xx.
         let ok: Vec<&String> = answers.iter().filter(|s| s.starts_with('2')).collect();
         assert_eq!(ok, [&success.to_string()], "{what}");
-        // Every answer is JSON: the error ones are ApiError bodies.
+        // Every answer is JSON (but the metrics' text): the error ones are ApiError bodies.
         for (status, response) in op["responses"].as_object().unwrap() {
-            let schema = &response["content"]["application/json"]["schema"];
+            let schema = if path == "/metrics" && status == "200" {
+                &response["content"]["text/plain"]["schema"]
+            } else {
+                &response["content"]["application/json"]["schema"]
+            };
             assert!(schema.is_object(), "{what} {status} has no JSON body");
             assert!(
                 response["description"]

@@ -680,7 +680,29 @@ impl BinanceClient {
         self.send(method, path, url, true).await
     }
 
+    /// Sends a request; failures are counted (`concord_exchange_errors_total`, by exchange,
+    /// path and retryability).
     async fn send<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        url: String,
+        with_key: bool,
+    ) -> Result<T, ExchangeError> {
+        let r = self.send_once(method, path, url, with_key).await;
+        if let Err(e) = &r {
+            metrics::counter!(
+                "concord_exchange_errors_total",
+                "exchange" => "binance",
+                "path" => path.to_owned(),
+                "retryable" => if e.retryable() { "true" } else { "false" }
+            )
+            .increment(1);
+        }
+        r
+    }
+
+    async fn send_once<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,

@@ -6,6 +6,10 @@
 //! the digest, checks its logs (intent, nonce, exchange order), and signs and stores its
 //! approval — naming the policy hash it applied — before anything is sent.
 
+// A refusal is the wire message itself (reason, code, audit entry), returned once per
+// decision: boxing it on every check would buy nothing measurable.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -41,8 +45,43 @@ pub(crate) struct Decider {
     commit: tokio::sync::Mutex<()>,
 }
 
+/// What kind of check refused a proposal: the `code` of a refusal, for counting (metrics,
+/// the audit trail); its `reason` says it in words.
+pub(crate) mod code {
+    /// The payload is unreadable, or its digest or wallet is not what the proposal says.
+    pub const PAYLOAD: &str = "payload";
+    /// The signed intent is missing, unreadable, or not authorised by the policy.
+    pub const INTENT: &str = "intent";
+    /// The proposal is not what the intent's requester signed (wallet, amount, destination…).
+    pub const MISMATCH: &str = "mismatch";
+    /// The policy does not allow it (no policy, a wallet it does not name, a purpose).
+    pub const POLICY: &str = "policy";
+    /// Over a per-transfer or daily limit, or missing co-signatures above a threshold.
+    pub const LIMIT: &str = "limit";
+    /// A destination not in the address book.
+    pub const DESTINATION: &str = "destination";
+    /// This module's own view disagrees: its exchange connector's deposit address, its node's
+    /// chain, nonces, coins and fees, its technical caps.
+    pub const OUTSIDE: &str = "outside";
+    /// Any other check of the transfer's bytes.
+    pub const CHECK: &str = "check";
+    /// A replayed or conflicting use (an intent, a nonce, an exchange order used before).
+    pub const REPLAY: &str = "replay";
+    /// This module could not decide (its vault or audit trail).
+    pub const INTERNAL: &str = "internal";
+}
+
 pub(crate) fn refusal(
     job_id: &str,
+    reason: impl Into<String>,
+    computed: Option<[u8; 32]>,
+) -> Refusal {
+    refusal_as(job_id, code::CHECK, reason, computed)
+}
+
+pub(crate) fn refusal_as(
+    job_id: &str,
+    code: &str,
     reason: impl Into<String>,
     computed: Option<[u8; 32]>,
 ) -> Refusal {
@@ -50,6 +89,8 @@ pub(crate) fn refusal(
         job_id: job_id.to_owned(),
         reason: reason.into(),
         computed_digest: computed.map(|d| d.to_vec()).unwrap_or_default(),
+        code: code.to_owned(),
+        audit: None,
     }
 }
 
@@ -86,6 +127,10 @@ impl Case<'_> {
         refusal(self.job, reason, Some(self.digest))
     }
 
+    fn refuse_as(&self, code: &str, reason: impl Into<String>) -> Refusal {
+        refusal_as(self.job, code, reason, Some(self.digest))
+    }
+
     fn policy(&self) -> &Policy {
         self.policy.policy()
     }
@@ -110,13 +155,13 @@ impl Case<'_> {
             && *child == wallet
         {
             let rule = self.policy().wallet(parent).ok_or_else(|| {
-                self.refuse(format!(
+                self.refuse_as(code::POLICY, format!(
                     "wallet {wallet} is wallet {parent}'s child at {path}, and {} names neither: it signs nothing",
                     self.policy_name()
                 ))
             })?;
             if !rule.allows_child(path) {
-                return Err(self.refuse(format!(
+                return Err(self.refuse_as(code::POLICY, format!(
                     "wallet {wallet} is wallet {:?}'s child at {path}, a path {} does not allow for it",
                     rule.label,
                     self.policy_name()
@@ -124,10 +169,13 @@ impl Case<'_> {
             }
             return Ok(rule);
         }
-        Err(self.refuse(format!(
-            "wallet {wallet} is not named in {}: it signs nothing",
-            self.policy_name()
-        )))
+        Err(self.refuse_as(
+            code::POLICY,
+            format!(
+                "wallet {wallet} is not named in {}: it signs nothing",
+                self.policy_name()
+            ),
+        ))
     }
 
     fn mismatch(
@@ -136,7 +184,7 @@ impl Case<'_> {
         proposed: impl std::fmt::Display,
         asked: impl std::fmt::Display,
     ) -> Refusal {
-        self.refuse(format!(
+        self.refuse_as(code::MISMATCH, format!(
             "the proposal's {what} ({proposed}) is not the intent's ({asked}): the coordinator may only propose what the requester signed"
         ))
     }
@@ -177,12 +225,19 @@ impl Decider {
     pub(crate) async fn decide(&self, p: &Proposal) -> Result<Approval, Refusal> {
         let state = &self.state;
         let job = p.job_id.as_str();
-        let payload = SigningPayload::from_canonical(&p.payload)
-            .map_err(|e| refusal(job, format!("cannot read the payload: {e}"), None))?;
+        let payload = SigningPayload::from_canonical(&p.payload).map_err(|e| {
+            refusal_as(
+                job,
+                code::PAYLOAD,
+                format!("cannot read the payload: {e}"),
+                None,
+            )
+        })?;
         let digest = payload.digest();
         if p.digest != digest {
-            return Err(refusal(
+            return Err(refusal_as(
                 job,
+                code::PAYLOAD,
                 format!(
                     "the proposed digest {} is not the digest of the payload ({})",
                     hex::encode(&p.digest),
@@ -193,14 +248,15 @@ impl Decider {
         }
         let wallet = payload.wallet();
         if p.wallet_id != wallet.0 {
-            return Err(refusal(
+            return Err(refusal_as(
                 job,
+                code::PAYLOAD,
                 "the proposal names another wallet than its payload",
                 Some(digest),
             ));
         }
-        let err = |e: Error| refusal(job, e.to_string(), Some(digest));
-        let refuse = |reason: String| refusal(job, reason, Some(digest));
+        let err = |e: Error| refusal_as(job, code::INTERNAL, e.to_string(), Some(digest));
+        let refuse = |code: &str, reason: String| refusal_as(job, code, reason, Some(digest));
         // A spend on a UTXO chain may be from a native multisig wallet, which has no share
         // (this module signs with its own key); its checks need the policy's definition.
         match self.wallet(wallet).map_err(err)? {
@@ -209,24 +265,29 @@ impl Decider {
                 SigningPayload::UtxoTransfer { .. } | SigningPayload::SafeTransfer { .. }
             ) => {}
             None => {
-                return Err(refuse(format!(
-                    "this module holds no share of wallet {wallet}"
-                )));
+                return Err(refuse(
+                    code::POLICY,
+                    format!("this module holds no share of wallet {wallet}"),
+                ));
             }
             Some((scheme, _)) => {
                 if let Some(required) = payload.required_scheme()
                     && required != scheme
                 {
-                    return Err(refuse(format!(
-                        "this payload must be signed with {required}, and wallet {wallet} is {scheme}"
-                    )));
+                    return Err(refuse(
+                        code::PAYLOAD,
+                        format!(
+                            "this payload must be signed with {required}, and wallet {wallet} is {scheme}"
+                        ),
+                    ));
                 }
             }
         }
         let signed = SignedIntent::from_json(&p.intent).map_err(|e| {
-            refuse(format!(
-                "the request carries no readable signed intent: {e}"
-            ))
+            refuse(
+                code::INTENT,
+                format!("the request carries no readable signed intent: {e}"),
+            )
         })?;
         // Asked again (a coordinator restart, a lost answer): the same statement, verbatim,
         // even if the world has moved on since.
@@ -235,15 +296,19 @@ impl Decider {
         }
         let policy = state.policy().ok_or_else(|| {
             refuse(
+                code::POLICY,
                 "this module has no policy yet: until its admins sign one it takes part in protocol setup only and approves nothing".into(),
             )
         })?;
         let now = unix_now();
         let intent = signed.verify(policy.policy(), now).map_err(|e| {
-            refuse(format!(
-                "intent refused under policy v{}: {e}",
-                policy.policy().version
-            ))
+            refuse(
+                code::INTENT,
+                format!(
+                    "intent refused under policy v{}: {e}",
+                    policy.policy().version
+                ),
+            )
         })?;
         // Only a wallet the policy does not name itself may be a child under its parent's rule.
         let derived = match policy.policy().wallet(&wallet) {
@@ -375,7 +440,7 @@ impl Decider {
             self.outside
                 .check_evm_transfer(&self.state.checks, c.payload, &public_key)
                 .await
-                .map_err(|e| c.refuse(e))?,
+                .map_err(|e| c.refuse_as(code::OUTSIDE, e))?,
         );
         Ok(Checked {
             checks,
@@ -450,7 +515,7 @@ impl Decider {
             .outside
             .check_utxo_transfer(c.payload, &script)
             .await
-            .map_err(|e| c.refuse(e))?;
+            .map_err(|e| c.refuse_as(code::OUTSIDE, e))?;
         // What leaves the wallet counts against its limits: the amount and the fee.
         let (limit_checks, daily) = self.limits(
             c,
@@ -521,7 +586,7 @@ impl Decider {
             self.outside
                 .check_safe_transfer(c.payload, &owners, def.threshold)
                 .await
-                .map_err(|e| c.refuse(e))?,
+                .map_err(|e| c.refuse_as(code::OUTSIDE, e))?,
         );
         Ok(Checked {
             checks,
@@ -670,10 +735,13 @@ impl Decider {
             AddressRef::Label(l) => c.policy().address(l),
         }
         .ok_or_else(|| {
-            c.refuse(format!(
-                "the destination, {to}, is not in the address book of {}",
-                c.policy_name()
-            ))
+            c.refuse_as(
+                code::DESTINATION,
+                format!(
+                    "the destination, {to}, is not in the address book of {}",
+                    c.policy_name()
+                ),
+            )
         })?;
         if !withdraw_to.contains(&entry.label) {
             return Err(c.refuse(format!(
@@ -724,7 +792,7 @@ impl Decider {
             _ => params.address == destination,
         };
         if !same {
-            return Err(c.refuse(format!(
+            return Err(c.refuse_as(code::DESTINATION, format!(
                 "the withdraw request sends to {}, which is not {:?} of the address book ({destination})",
                 params.address, entry.label
             )));
@@ -746,7 +814,7 @@ impl Decider {
         checks.extend(
             self.outside
                 .check_withdraw_request(&self.state.checks, exchange, &params)
-                .map_err(|e| c.refuse(e))?,
+                .map_err(|e| c.refuse_as(code::OUTSIDE, e))?,
         );
         let order = Order {
             exchange: exchange.clone(),
@@ -903,21 +971,25 @@ impl Decider {
         decimals: u8,
     ) -> Result<(Vec<String>, Daily), Refusal> {
         let limit = rule.limit(coin).ok_or_else(|| {
-            c.refuse(format!(
-                "{} sets no limit for {coin} on wallet {:?}, so it is refused",
-                c.policy_name(),
-                rule.label
-            ))
+            c.refuse_as(
+                code::LIMIT,
+                format!(
+                    "{} sets no limit for {coin} on wallet {:?}, so it is refused",
+                    c.policy_name(),
+                    rule.label
+                ),
+            )
         })?;
         let parse = |what: &str, v: &str| {
-            parse_amount(v, decimals)
-                .map_err(|e| c.refuse(format!("the policy's {what} for {coin}: {e}")))
+            parse_amount(v, decimals).map_err(|e| {
+                c.refuse_as(code::LIMIT, format!("the policy's {what} for {coin}: {e}"))
+            })
         };
         let per_transfer = parse("per_transfer", &limit.per_transfer)?;
         let per_day = parse("per_day", &limit.per_day)?;
         let shown = format_amount(amount, decimals);
         if amount > per_transfer {
-            return Err(c.refuse(format!(
+            return Err(c.refuse_as(code::LIMIT, format!(
                 "{shown} {coin} exceeds the limit of {} {coin} per transfer of wallet {:?} ({})",
                 limit.per_transfer,
                 rule.label,
@@ -934,7 +1006,7 @@ impl Decider {
                 let have = c.intent.cosigners.len();
                 let need = usize::from(limit.cosigners);
                 if have < need {
-                    return Err(c.refuse(format!(
+                    return Err(c.refuse_as(code::LIMIT, format!(
                         "{shown} {coin} is above {above} {coin}: {} needs {need} approver co-signature(s), the intent has {have}",
                         c.policy_name()
                     )));
@@ -986,15 +1058,18 @@ impl Decider {
                 .find(|(_, d)| *d != digest)
                 && checked.order.is_none()
             {
-                return Err(c.refuse(format!(
-                    "intent {} was already used{}: a replayed intent is refused",
-                    intent.id,
-                    if other_job.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (job {other_job}, digest {})", hex::encode(&d[..8]))
-                    }
-                )));
+                return Err(c.refuse_as(
+                    code::REPLAY,
+                    format!(
+                        "intent {} was already used{}: a replayed intent is refused",
+                        intent.id,
+                        if other_job.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (job {other_job}, digest {})", hex::encode(&d[..8]))
+                        }
+                    ),
+                ));
             }
             if let Some(o) = &checked.order {
                 let now_ms = now.saturating_mul(1000);
@@ -1003,17 +1078,20 @@ impl Decider {
                     .iter()
                     .any(|(d, dead)| *d != digest && *dead > now_ms)
                 {
-                    return Err(c.refuse(format!(
-                        "a withdraw request for order {} with other bytes is still live",
-                        o.order_id
-                    )));
+                    return Err(c.refuse_as(
+                        code::REPLAY,
+                        format!(
+                            "a withdraw request for order {} with other bytes is still live",
+                            o.order_id
+                        ),
+                    ));
                 }
             }
             if let Some(key) = &nonce_key {
                 match logs.nonce(wallet, key, now) {
                     Some(d) if d != digest => {
                         let shown = key.rsplit('-').next().unwrap_or(key).to_owned();
-                        return Err(c.refuse(format!(
+                        return Err(c.refuse_as(code::REPLAY, format!(
                             "nonce {shown} of wallet {wallet} was already approved for another digest ({})",
                             hex::encode(d)
                         )));
@@ -1033,7 +1111,7 @@ impl Decider {
                 );
                 let total = spent.saturating_add(d.amount);
                 if total > d.per_day {
-                    return Err(c.refuse(format!(
+                    return Err(c.refuse_as(code::LIMIT, format!(
                         "{} {} would bring wallet {:?} to {} {} in 24 h, over its daily limit of {} {} ({} {} already approved)",
                         format_amount(d.amount, d.decimals),
                         d.coin,
@@ -1100,6 +1178,7 @@ impl Decider {
             digest: digest.to_vec(),
             statement,
             signature,
+            audit: None,
         })
     }
 }
@@ -1112,8 +1191,9 @@ fn replay(
     intent: &str,
 ) -> Result<Approval, Refusal> {
     if prev.void {
-        return Err(refusal(
+        return Err(refusal_as(
             job,
+            code::REPLAY,
             "this module released its approval of this job: it never signs under it",
             Some(digest),
         ));
@@ -1124,10 +1204,12 @@ fn replay(
             digest: digest.to_vec(),
             statement: prev.statement,
             signature: prev.signature,
+            audit: None,
         })
     } else {
-        Err(refusal(
+        Err(refusal_as(
             job,
+            code::REPLAY,
             "this job was already approved for another payload or intent",
             Some(digest),
         ))
@@ -1438,6 +1520,7 @@ mod tests {
                 read_key_type: "hmac".into(),
             }],
             utxo,
+            metrics: None,
         }
     }
 
@@ -1535,6 +1618,7 @@ mod tests {
             digest: payload.digest().to_vec(),
             statement,
             signature,
+            audit: None,
         }
     }
 

@@ -46,6 +46,18 @@ pub struct Config {
     /// This module's own view of a UTXO chain (for spends from multisig wallets on it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub utxo: Option<UtxoConfig>,
+    /// Where this module serves its Prometheus metrics (`GET /metrics`, plain HTTP: bind it
+    /// to loopback or a monitoring network). None: not served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsConfig>,
+}
+
+/// The module's metrics listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `host:port` to listen on, e.g. `127.0.0.1:9464`.
+    pub listen: std::net::SocketAddr,
 }
 
 /// A UTXO chain this module checks spends against, through its own node. `Debug` leaves the

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::audit::Event;
 use concord_tss::rand_core::OsRng;
 use concord_tss::{EcdsaEngine, KeyShare, Scheme, SessionId, Threshold};
 use concord_wire::authority::{CertificateCheck, SignedPolicy, check_certificate, input_session};
@@ -14,7 +15,8 @@ use concord_wire::payload::SigningPayload;
 use concord_wire::rpc::module_link_client::ModuleLinkClient;
 use concord_wire::rpc::{
     Approval, Failure, Hello, JobUpdate, MultisigSigned, PolicyStatus, Proposal, ProtocolKind,
-    Relay, Released, StartProtocol, coordinator_to_module, job_update, module_to_coordinator,
+    Refusal, Relay, Released, StartProtocol, coordinator_to_module, job_update,
+    module_to_coordinator,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -94,6 +96,20 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), Error> {
     let state = Arc::new(state);
+    // The audit trail is verified whole before anything is decided: a broken one stops here.
+    let trail = state.audit()?;
+    tracing::info!(trail = %trail.path().display(), "audit trail verified");
+    if let Some(m) = &config.metrics {
+        let listener = tokio::net::TcpListener::bind(m.listen).await.map_err(|e| {
+            Error::Config(format!("cannot listen for metrics on {}: {e}", m.listen))
+        })?;
+        tracing::info!(listen = %m.listen, "serving metrics at /metrics");
+        tokio::spawn(async move {
+            if let Err(e) = concord_wire::telemetry::serve_metrics(listener).await {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        });
+    }
     // The keys are read once from the vault and shared by every job.
     let identity = state.identity();
     let sealing = state.sealing();
@@ -185,6 +201,7 @@ async fn session(
         *u = Some(tx);
     }
     tracing::info!(coordinator = %address, "connected to the coordinator");
+    let _counted = LinkUp::new();
     let mut inbound = response.into_inner();
     while let Some(msg) = inbound
         .message()
@@ -200,13 +217,7 @@ async fn session(
                 // Checks may ask the exchange and the chain: decide off the stream's loop.
                 let (ctx, uplink) = (ctx.clone(), uplink.clone());
                 tokio::spawn(async move {
-                    let answer = match ctx.decider.decide(&p).await {
-                        Ok(a) => module_to_coordinator::Msg::Approval(a),
-                        Err(r) => {
-                            tracing::warn!(job = %p.job_id, reason = %r.reason, "refused a proposal");
-                            module_to_coordinator::Msg::Refusal(r)
-                        }
-                    };
+                    let answer = decide_and_record(&ctx, &p).await;
                     ctx.decided.send_modify(|n| *n = n.wrapping_add(1));
                     send_up(&uplink, answer);
                 });
@@ -242,6 +253,14 @@ async fn session(
                     Ok(released) => {
                         if released {
                             tracing::info!(job = %r.job_id, reason = %r.reason, "approval released");
+                            // The release stands (the approval binds nothing); an entry that
+                            // cannot be written is logged loudly.
+                            if let Err(e) = ctx.state.record(Event::ApprovalReleased {
+                                job: r.job_id.clone(),
+                                reason: r.reason.clone(),
+                            }) {
+                                tracing::error!(job = %r.job_id, error = %e, "the audit trail did not record an approval's release");
+                            }
                         }
                         Released {
                             job_id: r.job_id,
@@ -258,13 +277,26 @@ async fn session(
                 send_up(uplink, module_to_coordinator::Msg::Released(answer));
             }
             Some(coordinator_to_module::Msg::MultisigSign(m)) => {
-                let answer = match crate::multisig::sign(&ctx.state, &m.job_id, &m.certificate) {
-                    Ok(signatures) => {
+                let signed = crate::multisig::sign(&ctx.state, &m.job_id, &m.certificate).and_then(
+                    |signatures| {
+                        // Recorded before the signatures leave; no record, no signatures.
+                        let audit = ctx.state.record(Event::SignatureReleased {
+                            job: m.job_id.clone(),
+                            session: String::new(),
+                            kind: "multisig".into(),
+                        })?;
+                        Ok((signatures, audit))
+                    },
+                );
+                let answer = match signed {
+                    Ok((signatures, audit)) => {
                         tracing::info!(job = %m.job_id, inputs = signatures.len(), "multisig spend signed with this module's own key");
+                        metrics::counter!("concord_module_signatures_released_total", "kind" => "multisig").increment(1);
                         MultisigSigned {
                             job_id: m.job_id,
                             signatures,
                             error: String::new(),
+                            audit: Some(audit),
                         }
                     }
                     Err(e) => {
@@ -273,6 +305,7 @@ async fn session(
                             job_id: m.job_id,
                             signatures: Vec::new(),
                             error: e.to_string(),
+                            audit: None,
                         }
                     }
                 };
@@ -312,10 +345,19 @@ fn adopt_policy(state: &State, bytes: &[u8]) -> PolicyStatus {
         .as_ref()
         .map(|p| p.policy.hash().to_vec())
         .unwrap_or_default();
+    let before = state.policy().map(|p| p.hash);
     let outcome = parsed.and_then(|p| state.adopt_policy(p).map_err(|e| e.to_string()));
     let error = match &outcome {
         Ok(p) => {
             tracing::info!(version = p.policy().version, hash = %hex::encode(&p.hash[..8]), "policy in force");
+            if before != Some(p.hash)
+                && let Err(e) = state.record(Event::PolicyAdopted {
+                    version: p.policy().version,
+                    policy: hex::encode(p.hash),
+                })
+            {
+                tracing::error!(error = %e, "the audit trail did not record the policy adopted");
+            }
             String::new()
         }
         Err(e) => {
@@ -779,7 +821,107 @@ fn update(job_id: &str, session: &[u8], status: job_update::Status) -> module_to
         job_id: job_id.to_owned(),
         status: Some(status),
         session: session.to_vec(),
+        audit: None,
     })
+}
+
+/// Counts a live link to a coordinator (`concord_module_coordinator_links`) while it lives.
+struct LinkUp;
+
+impl LinkUp {
+    fn new() -> LinkUp {
+        metrics::gauge!("concord_module_coordinator_links").increment(1.0);
+        LinkUp
+    }
+}
+
+impl Drop for LinkUp {
+    fn drop(&mut self) {
+        metrics::gauge!("concord_module_coordinator_links").decrement(1.0);
+    }
+}
+
+/// Decides on a proposal and records it in the audit trail: the proposal seen, then the
+/// approval or refusal; the answer leaves only once both are written (a trail that cannot be
+/// written turns an approval into a refusal saying so — the approval, stored, is sent again
+/// when the coordinator asks again).
+async fn decide_and_record(ctx: &Ctx, p: &Proposal) -> module_to_coordinator::Msg {
+    let state = &ctx.state;
+    metrics::counter!("concord_module_proposals_total").increment(1);
+    if let Err(e) = state.record(Event::ProposalSeen {
+        job: p.job_id.clone(),
+        wallet: hex::encode(&p.wallet_id),
+        digest: hex::encode(&p.digest),
+    }) {
+        tracing::error!(job = %p.job_id, error = %e, "the audit trail cannot be written");
+        return module_to_coordinator::Msg::Refusal(trail_failure(p, &e));
+    }
+    let decided = ctx.decider.decide(p).await;
+    let policy = || {
+        state
+            .policy()
+            .map(|p| hex::encode(p.hash))
+            .unwrap_or_default()
+    };
+    match decided {
+        Ok(mut a) => {
+            let statement = concord_wire::authority::ApprovalStatement::from_bytes(&a.statement);
+            let event = match statement {
+                Ok(st) => Event::Approved {
+                    job: p.job_id.clone(),
+                    digest: hex::encode(&a.digest),
+                    intent: st.intent.clone(),
+                    policy: hex::encode(st.policy),
+                    checks: st.checks.clone(),
+                },
+                Err(_) => Event::Approved {
+                    job: p.job_id.clone(),
+                    digest: hex::encode(&a.digest),
+                    intent: String::new(),
+                    policy: policy(),
+                    checks: Vec::new(),
+                },
+            };
+            match state.record(event) {
+                Ok(r) => {
+                    metrics::counter!("concord_module_decisions_total", "decision" => "approved", "code" => "").increment(1);
+                    a.audit = Some(r);
+                    module_to_coordinator::Msg::Approval(a)
+                }
+                Err(e) => {
+                    tracing::error!(job = %p.job_id, error = %e, "the audit trail cannot be written");
+                    module_to_coordinator::Msg::Refusal(trail_failure(p, &e))
+                }
+            }
+        }
+        Err(mut r) => {
+            tracing::warn!(job = %p.job_id, code = %r.code, reason = %r.reason, "refused a proposal");
+            metrics::counter!("concord_module_decisions_total", "decision" => "refused", "code" => r.code.clone()).increment(1);
+            match state.record(Event::Refused {
+                job: p.job_id.clone(),
+                code: r.code.clone(),
+                reason: r.reason.clone(),
+                policy: policy(),
+            }) {
+                Ok(a) => r.audit = Some(a),
+                Err(e) => {
+                    tracing::error!(job = %p.job_id, error = %e, "the audit trail cannot be written")
+                }
+            }
+            module_to_coordinator::Msg::Refusal(r)
+        }
+    }
+}
+
+/// The refusal a module sends when its audit trail cannot record its answer.
+fn trail_failure(p: &Proposal, e: &Error) -> Refusal {
+    Refusal {
+        job_id: p.job_id.clone(),
+        reason: format!("this module's audit trail cannot record its answer: {e}"),
+        computed_digest: Vec::new(),
+        code: crate::approve::code::INTERNAL.into(),
+        audit: None,
+    }
 }
 
 fn start_job(ctx: &Arc<Ctx>, s: StartProtocol, uplink: &Uplink) {
@@ -851,8 +993,18 @@ fn start_job(ctx: &Arc<Ctx>, s: StartProtocol, uplink: &Uplink) {
         if let Ok(mut c) = task_ctx.certificates.lock() {
             c.remove(&run_key);
         }
+        metrics::histogram!("concord_module_protocol_seconds", "kind" => ProtocolKind::try_from(kind).map_or("unknown", |k| k.as_str_name()), "outcome" => if outcome.is_ok() { "ok" } else { "failed" }).record(started.elapsed().as_secs_f64());
         let msg = match outcome {
-            Ok(result) => update(&id, &run_session, job_update::Status::Result(result)),
+            Ok(result) => {
+                let mut msg = update(&id, &run_session, job_update::Status::Result(result));
+                if let module_to_coordinator::Msg::Update(u) = &mut msg {
+                    u.audit = task_ctx.state.take_release(&run_session);
+                    if u.audit.is_some() {
+                        metrics::counter!("concord_module_signatures_released_total", "kind" => "threshold").increment(1);
+                    }
+                }
+                msg
+            }
             Err((error, blamed)) => {
                 tracing::warn!(job = %id, %error, "protocol run failed");
                 update(
@@ -1981,6 +2133,7 @@ mod tests {
             digest: digest.to_vec(),
             signature: ApprovalStatement::sign(&st, signer).to_vec(),
             statement: st,
+            audit: None,
         }
     }
 
@@ -1990,6 +2143,7 @@ mod tests {
             digest: s.record.digest.to_vec(),
             statement: s.record.statement.clone(),
             signature: s.record.signature.clone(),
+            audit: None,
         }
     }
 

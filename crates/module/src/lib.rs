@@ -5,6 +5,7 @@
 //! for a digest it approved.
 
 mod approve;
+pub mod audit;
 mod checks;
 pub mod config;
 pub mod daemon;
@@ -59,8 +60,16 @@ pub(crate) fn failpoint(name: &str) {
     let _ = name;
 }
 
-/// Opens the module's state from its configuration, reading the vault passphrase from the
-/// configured file or environment variable.
+/// Verifies the module's audit trail (the vault opened with the configured passphrase, for
+/// the trail's key): every entry, or the first broken one.
+pub fn verify_audit(config: &Config) -> Result<Result<audit::Verified, audit::Broken>, Error> {
+    let kek = concord_vault::PassphraseKek::from_source(&config.vault.passphrase)
+        .map_err(|e| Error::Vault(e.to_string()))?;
+    State::verify_audit(&config.vault.dir, &kek)
+}
+
+/// Opens the module's state from its configuration (the vault's passphrase from where the
+/// configuration says).
 pub fn open_state(config: &Config) -> Result<State, Error> {
     let kek = concord_vault::PassphraseKek::from_source(&config.vault.passphrase)
         .map_err(|e| Error::Vault(e.to_string()))?;

@@ -2,7 +2,7 @@
 //! peers its operator pinned, its signer groups and their auxiliary material, key shares,
 //! approvals, and the nonce log that stops it from signing two digests for one nonce.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use concord_tss::ecdsa::{AuxMaterial, EcdsaPresignature, Primes};
@@ -16,6 +16,7 @@ use crate::Error;
 use crate::config::LocalChecks;
 use crate::ledger::{Logs, Order, Spend};
 use concord_wire::authority::{AdminSet, AgreementRule, Policy, SignedPolicy};
+use concord_wire::rpc::AuditRef;
 
 const IDENTITY: &str = "identity";
 const SEALING: &str = "sealing";
@@ -196,6 +197,13 @@ pub struct State {
     /// (which binds nothing) never holds up an approval being stored. Taken before the log
     /// lock when both are held.
     sessions: std::sync::Mutex<()>,
+    /// The hash-chained, sealed audit trail beside the vault, opened (and verified) by the
+    /// first [`State::audit`]: the daemon's start. Commands that only read the vault leave it.
+    audit: std::sync::OnceLock<crate::audit::AuditLog>,
+    /// Session → the audit entry of its share's release, until the run's result names it.
+    released: std::sync::Mutex<HashMap<[u8; 32], AuditRef>>,
+    /// Held while the audit trail is opened (once).
+    audit_open: std::sync::Mutex<()>,
 }
 
 /// Decoded key shares, so that a signature does not decode its share from the vault each
@@ -238,6 +246,31 @@ fn new_multisig_key(vault: &Vault) -> Result<k256::ecdsa::SigningKey, Error> {
     Ok(key)
 }
 
+/// The audit trail's key, from the vault (made the first time; two processes at once: one
+/// makes it, both use that one).
+fn audit_key(vault: &Vault) -> Result<Zeroizing<[u8; 32]>, Error> {
+    if vault
+        .get(crate::audit::AUDIT_KEY)
+        .map_err(vault_err)?
+        .is_none()
+    {
+        let mut fresh = Zeroizing::new([0u8; 32]);
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut fresh[..]);
+        vault
+            .put_new(crate::audit::AUDIT_KEY, &fresh[..])
+            .map_err(vault_err)?;
+    }
+    let stored = vault
+        .get(crate::audit::AUDIT_KEY)
+        .map_err(vault_err)?
+        .ok_or_else(|| Error::Vault("the vault holds no audit key".into()))?;
+    let key: [u8; 32] = stored
+        .as_slice()
+        .try_into()
+        .map_err(|_| Error::Vault("the stored audit key is not 32 bytes".into()))?;
+    Ok(Zeroizing::new(key))
+}
+
 impl State {
     /// Creates a new vault with fresh identity, sealing and multisig keys.
     pub fn create(
@@ -268,6 +301,9 @@ impl State {
             logs: Default::default(),
             shares: Default::default(),
             sessions: Default::default(),
+            audit: Default::default(),
+            released: Default::default(),
+            audit_open: Default::default(),
         })
     }
 
@@ -337,6 +373,9 @@ impl State {
             logs: Default::default(),
             shares: Default::default(),
             sessions: Default::default(),
+            audit: Default::default(),
+            released: Default::default(),
+            audit_open: Default::default(),
         };
         state.load_authority()?;
         Ok(state)
@@ -438,6 +477,39 @@ impl State {
             *p = Some(in_force.clone());
         }
         Ok(in_force)
+    }
+
+    /// The audit trail, opened (and verified whole) the first time: a broken trail is an
+    /// error naming its first broken entry, and nothing is appended to it.
+    pub fn audit(&self) -> Result<&crate::audit::AuditLog, Error> {
+        if let Some(log) = self.audit.get() {
+            return Ok(log);
+        }
+        let _one = self
+            .audit_open
+            .lock()
+            .map_err(|_| Error::Vault("the audit trail's lock is poisoned".into()))?;
+        if let Some(log) = self.audit.get() {
+            return Ok(log);
+        }
+        let log = crate::audit::AuditLog::open(self.vault.dir(), audit_key(&self.vault)?)?;
+        Ok(self.audit.get_or_init(|| log))
+    }
+
+    /// Appends an event to the audit trail; its reference. A trail that cannot be written is
+    /// an error: the answer it would record does not leave the module.
+    pub(crate) fn record(&self, event: crate::audit::Event) -> Result<AuditRef, Error> {
+        self.audit()?.append(event)
+    }
+
+    /// Verifies the audit trail of the vault in `dir` (opened with `kek`) without opening it
+    /// for writing: every entry, or the first broken one.
+    pub fn verify_audit(
+        dir: &std::path::Path,
+        kek: &dyn KekProvider,
+    ) -> Result<Result<crate::audit::Verified, crate::audit::Broken>, Error> {
+        let vault = Vault::open(dir, kek).map_err(vault_err)?;
+        crate::audit::verify(vault.dir(), audit_key(&vault)?)
     }
 
     /// The identity key.
@@ -971,11 +1043,36 @@ impl State {
         // Under the log lock: a release of the job cannot slip in between.
         let mut logs = self.logs()?;
         self.refuse_released(job)?;
+        self.record_release(session, job)?;
         self.vault
             .put(&session_name(session), job.as_bytes())
             .map_err(vault_err)?;
         logs.add_signed(job);
         Ok(())
+    }
+
+    /// Records in the audit trail that this module's share of a signing session is about to
+    /// leave it (kept for the run's result to name).
+    fn record_release(&self, session: &[u8; 32], job: &str) -> Result<(), Error> {
+        let r = self.record(crate::audit::Event::SignatureReleased {
+            job: job.to_owned(),
+            session: hex::encode(session),
+            kind: "threshold".into(),
+        })?;
+        if let Ok(mut m) = self.released.lock() {
+            // Runs whose result never came leave theirs: keep the map small.
+            if m.len() > 4096 {
+                m.clear();
+            }
+            m.insert(*session, r);
+        }
+        Ok(())
+    }
+
+    /// The audit entry that recorded the release of this module's share of `session`, once.
+    pub(crate) fn take_release(&self, session: &[u8]) -> Option<AuditRef> {
+        let session: [u8; 32] = session.try_into().ok()?;
+        self.released.lock().ok()?.remove(&session)
     }
 
     fn start_session(&self, session: &[u8; 32], job: &str, bind: bool) -> Result<bool, Error> {
@@ -998,6 +1095,7 @@ impl State {
         // Under the log lock: a release of the job cannot slip in between.
         let mut logs = self.logs()?;
         self.refuse_released(job)?;
+        self.record_release(session, job)?;
         self.vault.put(&name, job.as_bytes()).map_err(vault_err)?;
         logs.add_signed(job);
         Ok(true)

@@ -32,6 +32,7 @@ mod vault;
 pub use error::VaultError;
 pub use kek::{Kek, KekParams, KekProvider};
 pub use passphrase::{Argon2Params, PassphraseKek, PassphraseSource};
+pub use seal::{open as open_sealed, seal};
 pub use vault::{
     HEADER_FILE, HEADER_VERSION, MAX_NAME_LEN, SEALED_EXT, SECRET_FORMAT, SECRETS_DIR, Vault,
     check_name,

@@ -27,7 +27,7 @@ fn cipher(key: &[u8; 32]) -> Result<XChaCha20Poly1305, VaultError> {
 }
 
 /// Encrypts `msg` under `key`, authenticating `aad`; returns `nonce || ciphertext || tag`.
-pub(crate) fn seal(key: &[u8; 32], msg: &[u8], aad: &[u8]) -> Result<Vec<u8>, VaultError> {
+pub fn seal(key: &[u8; 32], msg: &[u8], aad: &[u8]) -> Result<Vec<u8>, VaultError> {
     let mut nonce = [0u8; NONCE_LEN];
     fill_random(&mut nonce)?;
     let ct = cipher(key)?
@@ -40,7 +40,7 @@ pub(crate) fn seal(key: &[u8; 32], msg: &[u8], aad: &[u8]) -> Result<Vec<u8>, Va
 }
 
 /// Decrypts `nonce || ciphertext || tag`; `None` when it is too short or fails authentication.
-pub(crate) fn open(key: &[u8; 32], sealed: &[u8], aad: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+pub fn open(key: &[u8; 32], sealed: &[u8], aad: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
     if sealed.len() < NONCE_LEN + TAG_LEN {
         return None;
     }

@@ -25,6 +25,7 @@ pub mod messages;
 pub mod payload;
 pub mod rpc;
 pub mod seal;
+pub mod telemetry;
 pub mod tls;
 pub mod units;
 pub mod verify;

@@ -215,6 +215,28 @@ async fn openapi_json() -> Json<&'static utoipa::openapi::OpenApi> {
     Json(openapi_document())
 }
 
+/// Metrics.
+///
+/// The coordinator's metrics in the Prometheus text format: transfers and jobs by state,
+/// module answers by kind and refusal code, dissents, signing latency by scheme and engine,
+/// presignature pool depth per wallet, module links, chain and exchange call errors by
+/// retryability. Counts and durations only: no key, address or amount.
+#[utoipa::path(get, path = "/metrics", tag = "service",
+    responses(
+        (status = 200, description = "The metrics (text format 0.0.4)", body = String, content_type = "text/plain"),
+        (status = 500, description = "The store cannot be read", body = ApiError),
+    ))]
+async fn metrics_text(State(c): State<Coordinator>) -> Result<axum::response::Response, Error> {
+    c.refresh_gauges().await?;
+    Ok(axum::response::IntoResponse::into_response((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            concord_wire::telemetry::CONTENT_TYPE,
+        )],
+        concord_wire::telemetry::render(),
+    )))
+}
+
 /// Enroll a module.
 ///
 /// Pins its Ed25519 identity key (for mutual TLS) after checking that it signed its X25519
@@ -865,6 +887,7 @@ fn api() -> OpenApiRouter<Coordinator> {
     OpenApiRouter::with_openapi(openapi::frame())
         .routes(routes!(health))
         .routes(routes!(openapi_json))
+        .routes(view(routes!(metrics_text)))
         .routes(op(routes!(enroll)))
         .routes(view(routes!(list_modules)))
         .routes(op(routes!(create_group)))

@@ -10,7 +10,7 @@ use concord_wire::identity::PublicIdentity;
 use concord_wire::messages::SignResult;
 use concord_wire::payload::SigningPayload;
 use concord_wire::rpc::{
-    Approval, Certificate, Proposal, ProtocolKind, Release, coordinator_to_module,
+    Approval, AuditRef, Certificate, Proposal, ProtocolKind, Release, coordinator_to_module,
 };
 use tokio::time::Instant;
 
@@ -170,6 +170,19 @@ impl Engine {
                 inputs,
             }
         };
+        let engine = if multisig {
+            "multisig"
+        } else if result.presigned {
+            "presigned"
+        } else {
+            "online"
+        };
+        metrics::histogram!(
+            "concord_coordinator_signing_seconds",
+            "scheme" => ctx.scheme.to_string(),
+            "engine" => engine
+        )
+        .record(started.elapsed().as_secs_f64());
         self.store
             .finish_job_with(
                 &job.id,
@@ -184,6 +197,7 @@ impl Engine {
                         "signature verified against the wallet key".into()
                     }),
                     signature: None,
+                    audit: None,
                 },
             )
             .await
@@ -253,13 +267,19 @@ impl Engine {
                     self.take_approval(job, ctx, &module, ap, &mut a).await
                 }
                 ModuleEvent::Refusal(r) => {
+                    let code = if r.code.is_empty() {
+                        "unknown"
+                    } else {
+                        r.code.as_str()
+                    };
+                    metrics::counter!("concord_coordinator_module_answers_total", "answer" => "refused", "code" => code.to_owned()).increment(1);
                     let reason = format!("refused: {}", r.reason);
                     self.dissent(
                         job,
                         &module,
                         Some(&r.computed_digest),
                         &reason,
-                        None,
+                        (None, r.audit.as_ref()),
                         &mut a,
                     );
                 }
@@ -455,24 +475,29 @@ impl Engine {
             });
         match checked {
             Ok(()) => {
+                metrics::counter!("concord_coordinator_module_answers_total", "answer" => "approved", "code" => "").increment(1);
                 a.events.push(NewEvent {
                     module_id: Some(module.to_owned()),
                     kind: EventKind::Approval,
                     digest: Some(ap.digest.clone()),
                     detail: Some(String::from_utf8_lossy(&ap.statement).into_owned()),
                     signature: Some(ap.signature.clone()),
+                    audit: ap.audit.as_ref().map(audit_ref),
                 });
                 a.approvers.insert(module.to_owned());
                 a.certificate.push(ap);
             }
-            Err(reason) => self.dissent(
-                job,
-                module,
-                Some(&ap.digest),
-                &reason,
-                Some(&ap.signature),
-                a,
-            ),
+            Err(reason) => {
+                metrics::counter!("concord_coordinator_module_answers_total", "answer" => "unacceptable", "code" => "").increment(1);
+                self.dissent(
+                    job,
+                    module,
+                    Some(&ap.digest),
+                    &reason,
+                    (Some(&ap.signature), ap.audit.as_ref()),
+                    a,
+                )
+            }
         }
     }
 
@@ -482,15 +507,17 @@ impl Engine {
         module: &str,
         digest: Option<&[u8]>,
         reason: &str,
-        signature: Option<&[u8]>,
+        (signature, audit): (Option<&[u8]>, Option<&AuditRef>),
         a: &mut Answers,
     ) {
+        metrics::counter!("concord_coordinator_dissents_total").increment(1);
         a.events.push(NewEvent {
             module_id: Some(module.to_owned()),
             kind: EventKind::Dissent,
             digest: digest.map(<[u8]>::to_vec),
             detail: Some(reason.to_owned()),
             signature: signature.map(<[u8]>::to_vec),
+            audit: audit.map(audit_ref),
         });
         tracing::warn!(job = %job.id, module, %reason, "ALERT: module dissents");
         a.dissenters.insert(module.to_owned(), reason.to_owned());
@@ -781,4 +808,9 @@ fn decide(ctx: &SignCtx, a: &Answers) -> Result<(), Error> {
         reason,
         dissenters: a.dissenters.clone(),
     })
+}
+
+/// A module's audit entry as the job's record shows it: `<seq>:<SHA-256 hex>`.
+pub(crate) fn audit_ref(r: &AuditRef) -> String {
+    format!("{}:{}", r.seq, hex::encode(&r.hash))
 }

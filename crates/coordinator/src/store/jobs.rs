@@ -22,6 +22,8 @@ pub struct NewEvent {
     pub detail: Option<String>,
     /// The module's signature, if it signed something.
     pub signature: Option<Vec<u8>>,
+    /// The entry of the module's audit trail that records its answer (`<seq>:<hash hex>`).
+    pub audit: Option<String>,
 }
 
 /// Which jobs to list: each filter that is set must match.
@@ -301,6 +303,7 @@ impl Store {
             digest: digest.map(<[u8]>::to_vec),
             detail: detail.map(str::to_owned),
             signature: signature.map(<[u8]>::to_vec),
+            audit: None,
         };
         insert_event(self, &self.pool, job_id, &event, &now()).await
     }
@@ -321,9 +324,36 @@ impl Store {
                     digest: col(r, "digest")?,
                     detail: col(r, "detail")?,
                     signature: col(r, "signature")?,
+                    audit: col(r, "audit")?,
                     at: col(r, "at")?,
                 })
             })
+            .collect()
+    }
+
+    /// How many presignatures each wallet has ready (the pool's depth, for metrics).
+    pub async fn presignature_depths(&self) -> Result<Vec<(String, i64)>, Error> {
+        let rows = sqlx::query(self.sql(
+            "SELECT wallet_id, COUNT(*) AS n FROM presignatures WHERE status = 'available' GROUP BY wallet_id ORDER BY wallet_id",
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| Ok((col(r, "wallet_id")?, col(r, "n")?)))
+            .collect()
+    }
+
+    /// How many jobs are in each status (for metrics).
+    pub async fn job_counts(&self) -> Result<Vec<(String, String, i64)>, Error> {
+        let rows = sqlx::query(self.sql(
+            "SELECT kind, status, COUNT(*) AS n FROM jobs GROUP BY kind, status ORDER BY kind, status",
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| Ok((col(r, "kind")?, col(r, "status")?, col(r, "n")?)))
             .collect()
     }
 
@@ -388,7 +418,7 @@ async fn insert_event<'e>(
     at: &str,
 ) -> Result<(), Error> {
     sqlx::query(store.sql(
-        "INSERT INTO job_events (job_id, module_id, kind, digest, detail, signature, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO job_events (job_id, module_id, kind, digest, detail, signature, audit, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     ))
     .bind(job_id)
     .bind(e.module_id.as_deref())
@@ -396,6 +426,7 @@ async fn insert_event<'e>(
     .bind(e.digest.clone())
     .bind(e.detail.as_deref())
     .bind(e.signature.clone())
+    .bind(e.audit.as_deref())
     .bind(at)
     .execute(db_exec)
     .await

@@ -4,6 +4,8 @@
 //!   and X25519 sealing key, with fingerprints operators compare when pinning.
 //! - [`tls`]: module ↔ coordinator mutual TLS 1.3 in which each side pins the other's identity
 //!   key (no certificate authority), ready for gRPC (ALPN `h2`).
+//! - [`api_tls`]: HTTPS for the coordinator's REST API: its server certificate, and clients
+//!   that pin the certificate's SHA-256 fingerprint or trust a CA the operator names.
 //! - [`seal`]: module ↔ module MPC messages, relayed by the coordinator, sealed to their
 //!   recipient (HPKE) and signed by their sender, so the relay can neither read nor alter them.
 //!
@@ -18,6 +20,7 @@
 //!
 //! Errors are one enum, [`WireError`], with the blamed party as data.
 
+pub mod api_tls;
 pub mod authority;
 pub mod grpc;
 pub mod identity;

@@ -35,8 +35,12 @@ trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now_ms() { python3 -c 'import time; print(int(time.time()*1000))'; }
 grpc="127.0.0.1:$(port)"; http="127.0.0.1:$(port)"
-export CONCORD_URL="http://$http" CONCORD_TOKEN_FILE="$work/c/admin.token" CONCORD_LOG=warn
-key=$("$bin" coordinator init --dir "$work/c" --grpc-listen "$grpc" --http-listen "$http" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["identity"])')
+export CONCORD_URL="https://$http" CONCORD_TOKEN_FILE="$work/c/admin.token" CONCORD_LOG=warn
+init=$("$bin" coordinator init --dir "$work/c" --grpc-listen "$grpc" --http-listen "$http" --json)
+key=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["identity"])' "$init")
+# The CLI pins the API certificate `coordinator init` made.
+CONCORD_API_PIN=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["api_fingerprint"])' "$init")
+export CONCORD_API_PIN
 "$bin" coordinator run --config "$work/c" 2>"$work/c.log" & pids+=($!)
 # The policy's admin and the trader who requests the signatures.
 pub() { "$bin" keys show --key "$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["public_key"])'; }

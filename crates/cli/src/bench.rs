@@ -1,4 +1,5 @@
-//! `concord bench sign`: a bounded load against a running system, printing one table.
+//! `concord bench sign`: a bounded load against a running system, printing one table;
+//! `concord bench api`: the REST API's latency over HTTPS and over plain HTTP.
 //!
 //! Each client loops: request a signature of a fresh random message, long-poll the job until
 //! it is done, record the latency (request sent → verified signature in hand). Samples are
@@ -567,9 +568,10 @@ async fn run_soak(
     } else {
         d.info.coordinator_urls.clone()
     };
+    let trust = crate::client::Trust::pin_text(d.info.api_pin.as_deref())?;
     let clients: Vec<Api> = urls
         .iter()
-        .map(|u| Api::from_parts(u, &d.info.trader_token_file))
+        .map(|u| Api::from_parts(u, &d.info.trader_token_file, &trust))
         .collect::<Result<_>>()?;
     let faults = args.exchange_faults;
     if faults > 0 {
@@ -843,4 +845,196 @@ fn takeovers(
         );
     }
     (resume, failover)
+}
+
+/// Arguments of `concord bench api`.
+#[derive(clap::Args)]
+pub struct ApiBenchArgs {
+    /// Requests per row of the table (1 to 100000).
+    #[arg(long, default_value_t = 2000)]
+    count: usize,
+    /// The authenticated GET each request makes.
+    #[arg(long, default_value = "/v1/wallets")]
+    path: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A coordinator process of the benchmark's own, killed when dropped.
+struct BenchCoordinator {
+    child: std::process::Child,
+    api: reqwest::Url,
+    trust: crate::client::Trust,
+    token: String,
+}
+
+impl Drop for BenchCoordinator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Makes and starts a coordinator in `dir` on 127.0.0.1: HTTPS with a self-signed
+/// certificate (pinned), or plain HTTP.
+async fn bench_coordinator(dir: &std::path::Path, plain: bool) -> Result<BenchCoordinator> {
+    use anyhow::Context as _;
+    let (grpc, http) = (
+        format!("127.0.0.1:{}", crate::devnet::free_port()?),
+        format!("127.0.0.1:{}", crate::devnet::free_port()?),
+    );
+    let d = dir.display().to_string();
+    let mut init = vec![
+        "coordinator",
+        "init",
+        "--dir",
+        &d,
+        "--grpc-listen",
+        &grpc,
+        "--http-listen",
+        &http,
+        "--json",
+    ];
+    if plain {
+        init.push("--insecure-http");
+    }
+    let created = crate::devnet::concord(&init)?;
+    let trust = crate::client::Trust::pin_text(created["api_fingerprint"].as_str())?;
+    let api: reqwest::Url = created["api_url"]
+        .as_str()
+        .context("coordinator init printed no API URL")?
+        .parse()?;
+    let log = std::fs::File::create(dir.join("coordinator.log"))?;
+    let child = std::process::Command::new(std::env::current_exe()?)
+        .args(["coordinator", "run", "--config", &d])
+        .env("CONCORD_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()?;
+    let token = std::fs::read_to_string(dir.join("admin.token"))?
+        .trim()
+        .to_owned();
+    let c = BenchCoordinator {
+        child,
+        api,
+        trust,
+        token,
+    };
+    let client = crate::client::http_client(&c.api, &c.trust)?;
+    let health = c.api.join("/v1/health")?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !client
+        .get(health.clone())
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "the benchmark's coordinator did not start (see {})",
+                dir.join("coordinator.log").display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(c)
+}
+
+/// `concord bench api`: two coordinators of its own on 127.0.0.1, one over HTTPS (its
+/// certificate pinned, as the CLI does) and one over plain HTTP (`insecure_http`); the same
+/// authenticated GET to each, interleaved so both see the same machine, on a kept-alive
+/// connection and on a new connection per request (the TLS handshake's cost); latency
+/// percentiles as a table.
+pub async fn api(args: ApiBenchArgs) -> Result<()> {
+    if args.count == 0 || args.count > 100_000 {
+        return Err(crate::output::usage("--count must be between 1 and 100000"));
+    }
+    let root = std::env::temp_dir().join(format!("concord-bench-api-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&root)?;
+    let outcome = async {
+        let https = bench_coordinator(&root.join("https"), false).await?;
+        let http = bench_coordinator(&root.join("http"), true).await?;
+        let mut rows: Vec<(&str, &str, &BenchCoordinator, reqwest::Client, Vec<Duration>)> =
+            Vec::new();
+        for (name, c) in [("HTTPS (pinned)", &https), ("plain HTTP", &http)] {
+            let builder = || crate::client::http_client_builder(&c.api, &c.trust);
+            rows.push((name, "kept alive", c, builder()?.build()?, Vec::new()));
+            rows.push((
+                name,
+                "new per request",
+                c,
+                builder()?.pool_max_idle_per_host(0).build()?,
+                Vec::new(),
+            ));
+        }
+        let warmup = 20.min(args.count);
+        for i in 0..warmup + args.count {
+            for (_, _, c, client, samples) in rows.iter_mut() {
+                let url = c.api.join(&args.path)?;
+                let t0 = Instant::now();
+                let resp = client.get(url).bearer_auth(&c.token).send().await?;
+                let status = resp.status();
+                resp.bytes().await?;
+                let took = t0.elapsed();
+                if !status.is_success() {
+                    anyhow::bail!("GET {} answered {status}", args.path);
+                }
+                if i >= warmup {
+                    samples.push(took);
+                }
+            }
+        }
+        let results: Vec<serde_json::Value> = rows
+            .into_iter()
+            .map(|(api, connection, _, _, mut v)| {
+                v.sort();
+                let us = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1e3);
+                json!({
+                    "api": api,
+                    "connection": connection,
+                    "requests": v.len(),
+                    "p50_ms": us(percentile(&v, 0.5)),
+                    "p99_ms": us(percentile(&v, 0.99)),
+                    "mean_ms": v.iter().sum::<Duration>().as_secs_f64() * 1e3 / v.len().max(1) as f64,
+                })
+            })
+            .collect();
+        anyhow::Ok(results)
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&root);
+    let results = outcome?;
+    if args.json {
+        crate::outln!(
+            "{}",
+            json!({ "path": args.path, "count": args.count, "rows": results })
+        );
+        return Ok(());
+    }
+    crate::outln!(
+        "GET {} with a token, {} requests per row, one client, 127.0.0.1:",
+        args.path,
+        args.count
+    );
+    let f = |v: &serde_json::Value| {
+        v.as_f64()
+            .map(|x| format!("{x:.3} ms"))
+            .unwrap_or_else(|| "—".into())
+    };
+    let mut t = crate::output::Table::new(&["api", "connection", "requests", "p50", "p99", "mean"]);
+    for r in &results {
+        t.row([
+            r["api"].as_str().unwrap_or("").to_owned(),
+            r["connection"].as_str().unwrap_or("").to_owned(),
+            r["requests"].to_string(),
+            f(&r["p50_ms"]),
+            f(&r["p99_ms"]),
+            f(&r["mean_ms"]),
+        ]);
+    }
+    t.right(2).right(3).right(4).right(5);
+    crate::outln!("{}", t.render());
+    Ok(())
 }

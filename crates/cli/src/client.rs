@@ -16,6 +16,7 @@ use concord_coordinator::records::{
 };
 use concord_coordinator::{JobView, ModuleView, WalletView};
 use concord_tss::WalletId;
+use concord_wire::api_tls::CertFingerprint;
 use concord_wire::authority::{Action, AddressRef, WalletPurpose};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -453,33 +454,127 @@ pub(crate) struct Api {
 /// How long a request may take (long polls hold up to 300 s).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(330);
 
+/// How the CLI trusts a coordinator's HTTPS certificate.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum Trust {
+    /// The SHA-256 fingerprint of its certificate (`--api-pin`).
+    Pin(CertFingerprint),
+    /// A certificate authority's certificates, in a PEM file (`--api-ca`).
+    Ca(PathBuf),
+    /// Neither: only a plain-HTTP coordinator on a loopback address can be reached.
+    #[default]
+    None,
+}
+
+impl Trust {
+    /// A pin given as text (`devnet.json`), or none.
+    pub(crate) fn pin_text(pin: Option<&str>) -> Result<Trust> {
+        Ok(match pin {
+            Some(p) => Trust::Pin(p.parse()?),
+            None => Trust::None,
+        })
+    }
+}
+
+/// The sentence saying how to trust an HTTPS coordinator.
+const HOW_TO_TRUST: &str = "pass --api-pin SHA256 with the fingerprint of its API certificate \
+(`concord coordinator init` printed it; `concord coordinator run` logs it at start; \
+`openssl x509 -in api.crt -noout -fingerprint -sha256` on the coordinator's machine shows it), \
+or --api-ca FILE to trust the certificate authority that issued it; or set CONCORD_API_PIN or \
+CONCORD_API_CA";
+
+/// Checks a coordinator URL.
+fn coordinator_url(url: &str) -> Result<reqwest::Url> {
+    reqwest::Url::parse(url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+        .ok_or_else(|| {
+            usage(format!(
+                "{url:?} is not a coordinator URL (e.g. https://127.0.0.1:8080)"
+            ))
+        })
+}
+
+/// An HTTP client for the coordinator at `base`, trusting its certificate as `trust` says.
+/// An `https` URL needs a pin or a CA; a plain `http` one is accepted only for a loopback
+/// host (the coordinator serves plain HTTP nowhere else) and takes neither.
+pub(crate) fn http_client(base: &reqwest::Url, trust: &Trust) -> Result<reqwest::Client> {
+    Ok(http_client_builder(base, trust)?.build()?)
+}
+
+/// [`http_client`]'s builder, for callers that set more.
+pub(crate) fn http_client_builder(
+    base: &reqwest::Url,
+    trust: &Trust,
+) -> Result<reqwest::ClientBuilder> {
+    let builder = reqwest::Client::builder().timeout(REQUEST_TIMEOUT);
+    let tls = match (base.scheme(), trust) {
+        ("https", Trust::Pin(pin)) => concord_wire::api_tls::pinned_client_config(*pin)?,
+        ("https", Trust::Ca(file)) => concord_wire::api_tls::ca_client_config(file)?,
+        ("https", Trust::None) => {
+            return Err(usage(format!(
+                "{base} is an HTTPS coordinator but nothing says which certificate to trust: \
+                 {HOW_TO_TRUST}"
+            )));
+        }
+        (_, Trust::None) => {
+            let loopback = match base.host() {
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                None => false,
+            };
+            if !loopback {
+                return Err(usage(format!(
+                    "{base} is plain HTTP to another machine: the API token would travel \
+                     unencrypted, and a coordinator serves plain HTTP on a loopback address \
+                     only. Use its https:// URL"
+                )));
+            }
+            return Ok(builder);
+        }
+        (_, _) => {
+            return Err(usage(format!(
+                "{base} is plain HTTP: --api-pin and --api-ca (CONCORD_API_PIN, CONCORD_API_CA) \
+                 are for an https:// URL"
+            )));
+        }
+    };
+    Ok(builder.use_preconfigured_tls(tls))
+}
+
 impl Api {
-    /// A client for `url` with `token`.
-    pub(crate) fn with_token(url: &str, token: String) -> Result<Api> {
-        let base = reqwest::Url::parse(url)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
-            .ok_or_else(|| {
-                usage(format!(
-                    "{url:?} is not a coordinator URL (e.g. https://127.0.0.1:8080)"
-                ))
-            })?;
+    /// A client for `url` with `token`, trusting the coordinator's certificate as `trust`
+    /// says.
+    pub(crate) fn with_token(url: &str, token: String, trust: &Trust) -> Result<Api> {
+        let base = coordinator_url(url)?;
         Ok(Api {
-            http: reqwest::Client::builder()
-                .timeout(REQUEST_TIMEOUT)
-                .build()?,
+            http: http_client(&base, trust)?,
             base,
             token,
         })
     }
 
     /// A client for `url` with the token in `token_file`.
-    pub(crate) fn from_parts(url: &str, token_file: &std::path::Path) -> Result<Api> {
+    pub(crate) fn from_parts(
+        url: &str,
+        token_file: &std::path::Path,
+        trust: &Trust,
+    ) -> Result<Api> {
         let token = std::fs::read_to_string(token_file)
             .with_context(|| format!("cannot read the API token from {}", token_file.display()))?
             .trim()
             .to_owned();
-        Api::with_token(url, token)
+        Api::with_token(url, token, trust)
+    }
+
+    /// A client of a devnet's (first) coordinator with its admin token.
+    pub(crate) fn for_devnet(info: &crate::devnet::DevnetInfo) -> Result<Api> {
+        Api::from_parts(
+            &info.coordinator_url,
+            &info.token_file,
+            &Trust::pin_text(info.api_pin.as_deref())?,
+        )
     }
 
     /// The URL of a path given as segments, each percent-encoded (an id can never climb
@@ -517,13 +612,11 @@ impl Api {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value> {
-        let resp = req.bearer_auth(&self.token).send().await.map_err(|e| {
-            anyhow!(
-                "cannot reach the coordinator at {}: {} (is it running? give another with --devnet DIR or --url URL)",
-                self.base,
-                if e.is_timeout() { "no answer in time".to_owned() } else { root_cause(&e) }
-            )
-        })?;
+        let resp = req
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| no_answer(&self.base, &e))?;
         self.check(resp).await
     }
 
@@ -695,6 +788,47 @@ impl Api {
 }
 
 /// The innermost cause of an HTTP client error, as a sentence fragment.
+/// Why a request to the coordinator at `base` got no answer, as a sentence: a certificate
+/// that is not the pinned one, or not trusted; or no connection.
+pub(crate) fn no_answer(base: &reqwest::Url, e: &reqwest::Error) -> anyhow::Error {
+    if let Some(m) = concord_wire::api_tls::find_pin_mismatch(e) {
+        return anyhow!(
+            "refused the coordinator at {base}: its API certificate has SHA-256 fingerprint {}, \
+             but the pinned one is {}. Nothing was sent. Either this is not your coordinator, or \
+             its certificate was replaced: ask its operator for the new fingerprint before you \
+             pin it (--api-pin or CONCORD_API_PIN)",
+            m.presented,
+            m.pinned
+        );
+    }
+    match concord_wire::api_tls::find_rustls_error(e) {
+        Some(r @ rustls::Error::InvalidCertificate(_)) => {
+            return anyhow!(
+                "refused the coordinator at {base}: its API certificate is not trusted ({r}). \
+                 Nothing was sent"
+            );
+        }
+        Some(r) => {
+            return anyhow!(
+                "no TLS connection to the coordinator at {base}: {r} (does it serve plain HTTP? \
+                 then its URL is http://…, on a loopback address only)"
+            );
+        }
+        None => {}
+    }
+    let cause = if e.is_timeout() {
+        "no answer in time".to_owned()
+    } else {
+        root_cause(e)
+    };
+    let hint = if base.scheme() == "http" && cause.contains("invalid HTTP version") {
+        "it answered in something other than plain HTTP: does it serve HTTPS? then its URL is https://…"
+    } else {
+        "is it running? give another with --devnet DIR or --url URL"
+    };
+    anyhow!("cannot reach the coordinator at {base}: {cause} ({hint})")
+}
+
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cause: &dyn std::error::Error = e;
     while let Some(next) = cause.source() {

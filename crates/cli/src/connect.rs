@@ -1,9 +1,11 @@
 //! Which coordinator a command talks to, and with which token: one set of global flags for
 //! every command.
 //!
-//! In order: `--devnet DIR` (the devnet's `devnet.json` gives URL and token), or `--url`
-//! with `--token-file`; then the same from `CONCORD_DEVNET`, `CONCORD_URL`,
-//! `CONCORD_TOKEN_FILE` / `CONCORD_TOKEN` (empty variables count as unset); then the default
+//! In order: `--devnet DIR` (the devnet's `devnet.json` gives URL, token and the API
+//! certificate's pin), or `--url` with `--token-file` (and, for an `https` URL, `--api-pin`
+//! or `--api-ca`); then the same from `CONCORD_DEVNET`, `CONCORD_URL`,
+//! `CONCORD_TOKEN_FILE` / `CONCORD_TOKEN`, `CONCORD_API_PIN` / `CONCORD_API_CA` (empty
+//! variables count as unset; a devnet's own pin beats the variables); then the default
 //! devnet directory ([`default_devnet_dir`]) if a devnet was started there. A flag beats a
 //! variable; two that name different coordinators at the same level are a usage error, never
 //! silently one of them.
@@ -13,7 +15,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::client::Api;
+use concord_wire::api_tls::CertFingerprint;
+
+use crate::client::{Api, Trust};
 use crate::output::usage;
 
 /// How to reach the coordinator (global: accepted before or after any subcommand).
@@ -31,6 +35,27 @@ pub struct Connection {
     /// CONCORD_TOKEN].
     #[arg(long, global = true, value_name = "FILE", help_heading = "Connection")]
     pub token_file: Option<PathBuf>,
+    /// With --url https://…: the SHA-256 fingerprint of the coordinator's API certificate,
+    /// as `concord coordinator init` printed it; any other certificate is refused [env:
+    /// CONCORD_API_PIN].
+    #[arg(
+        long,
+        global = true,
+        value_name = "SHA256",
+        help_heading = "Connection"
+    )]
+    pub api_pin: Option<CertFingerprint>,
+    /// With --url https://…: trust the coordinator's certificate if the certificate
+    /// authority in this PEM file issued it for the URL's host, instead of a pin [env:
+    /// CONCORD_API_CA].
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        help_heading = "Connection",
+        conflicts_with = "api_pin"
+    )]
+    pub api_ca: Option<PathBuf>,
 }
 
 /// Where the token comes from.
@@ -42,7 +67,11 @@ enum Token {
 /// A resolved connection.
 enum Target {
     Devnet(PathBuf),
-    Direct { url: String, token: Token },
+    Direct {
+        url: String,
+        token: Token,
+        trust: Trust,
+    },
 }
 
 /// An environment variable, empty counting as unset.
@@ -89,6 +118,26 @@ const HOW: &str = "pass --devnet DIR (a local devnet), or --url URL with --token
 or set CONCORD_DEVNET, or CONCORD_URL with CONCORD_TOKEN_FILE or CONCORD_TOKEN";
 
 impl Connection {
+    /// How to trust an HTTPS coordinator given by URL: a flag, else a variable.
+    fn trust(&self) -> Result<Trust> {
+        match (&self.api_pin, &self.api_ca) {
+            (Some(pin), _) => return Ok(Trust::Pin(*pin)),
+            (None, Some(ca)) => return Ok(Trust::Ca(ca.clone())),
+            (None, None) => {}
+        }
+        match (var("CONCORD_API_PIN"), var("CONCORD_API_CA")) {
+            (Some(_), Some(_)) => Err(usage(
+                "CONCORD_API_PIN and CONCORD_API_CA are both set: unset one (a pin, or a CA to trust)",
+            )),
+            (Some(pin), None) => Ok(Trust::Pin(
+                pin.parse()
+                    .map_err(|e| usage(format!("CONCORD_API_PIN: {e}")))?,
+            )),
+            (None, Some(ca)) => Ok(Trust::Ca(ca.into())),
+            (None, None) => Ok(Trust::None),
+        }
+    }
+
     fn resolve(&self) -> Result<Target> {
         // Flags first, then variables: each level must name one coordinator.
         let flag_token = self.token_file.clone().map(Token::File);
@@ -101,6 +150,11 @@ impl Connection {
             (Some(_), None) if self.token_file.is_some() => {
                 return Err(usage(
                     "--devnet brings its own token: --token-file goes with --url",
+                ));
+            }
+            (Some(_), None) if self.api_pin.is_some() || self.api_ca.is_some() => {
+                return Err(usage(
+                    "--devnet brings its own certificate pin: --api-pin and --api-ca go with --url",
                 ));
             }
             (Some(dir), None) => return Ok(Target::Devnet(dir.clone())),
@@ -117,6 +171,7 @@ impl Connection {
                 return Ok(Target::Direct {
                     url: url.clone(),
                     token,
+                    trust: self.trust()?,
                 });
             }
             (None, None) => {}
@@ -129,7 +184,11 @@ impl Connection {
                 "CONCORD_DEVNET and CONCORD_URL are both set: unset one, or pass --devnet or --url",
             )),
             (Some(dir), None, _) => Ok(Target::Devnet(dir.into())),
-            (None, Some(url), Some(token)) => Ok(Target::Direct { url, token }),
+            (None, Some(url), Some(token)) => Ok(Target::Direct {
+                url,
+                token,
+                trust: self.trust()?,
+            }),
             (None, Some(url), None) => Err(usage(format!(
                 "CONCORD_URL is {url} but no API token is given: pass --token-file FILE, or set \
                  CONCORD_TOKEN_FILE or CONCORD_TOKEN"
@@ -155,11 +214,8 @@ impl Connection {
     /// An API client for the coordinator this connection names.
     pub fn api(&self) -> Result<Api> {
         match self.resolve()? {
-            Target::Devnet(dir) => {
-                let info = crate::devnet::DevnetInfo::load(&dir)?;
-                Api::from_parts(&info.coordinator_url, &info.token_file)
-            }
-            Target::Direct { url, token } => {
+            Target::Devnet(dir) => Api::for_devnet(&crate::devnet::DevnetInfo::load(&dir)?),
+            Target::Direct { url, token, trust } => {
                 let token = match token {
                     Token::File(f) => std::fs::read_to_string(&f)
                         .with_context(|| format!("cannot read the API token from {}", f.display()))?
@@ -167,7 +223,7 @@ impl Connection {
                         .to_owned(),
                     Token::Value(t) => t.trim().to_owned(),
                 };
-                Api::with_token(&url, token)
+                Api::with_token(&url, token, &trust)
             }
         }
     }

@@ -62,7 +62,7 @@ pub(crate) async fn fresh(dir: &Path, json: bool, block_time: u64) -> Result<Dem
 
 /// A demo over the devnet described by `info`, already running.
 pub(crate) fn attach(info: DevnetInfo, json: bool) -> Result<Demo> {
-    let api = Api::from_parts(&info.coordinator_url, &info.token_file)?;
+    let api = Api::for_devnet(&info)?;
     let client = EvmClient::new(&info.rpc_url)?;
     Ok(Demo {
         api,

@@ -174,6 +174,10 @@ pub struct DevnetInfo {
     pub chain_id: u64,
     /// The coordinator's REST API.
     pub coordinator_url: String,
+    /// The SHA-256 fingerprint of the coordinators' API certificate (one certificate for
+    /// all of them), which every client pins. None: plain HTTP (an older devnet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_pin: Option<String>,
     /// Every coordinator's REST API (more than one on a shared PostgreSQL database).
     #[serde(default)]
     pub coordinator_urls: Vec<String>,
@@ -279,7 +283,7 @@ impl DevnetInfo {
 /// Children started by this process (reaped when stopped).
 static CHILDREN: Mutex<Vec<Child>> = Mutex::new(Vec::new());
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
     Ok(l.local_addr()?.port())
 }
@@ -334,7 +338,7 @@ fn spawn(dir: &Path, name: &str, program: &Path, args: &[String]) -> Result<u32>
     Ok(pid)
 }
 
-fn concord(args: &[&str]) -> Result<Value> {
+pub(crate) fn concord(args: &[&str]) -> Result<Value> {
     let exe = std::env::current_exe()?;
     let out = Command::new(&exe)
         .args(args)
@@ -663,6 +667,11 @@ pub async fn up(dir: &Path, quiet: bool, opts: &UpOptions) -> Result<DevnetInfo>
     let init: Vec<&str> = init.iter().map(String::as_str).collect();
     let created = concord(&init)?;
     let coordinator_key = created["identity"].as_str().unwrap_or_default().to_owned();
+    let api_pin = created["api_fingerprint"]
+        .as_str()
+        .context("coordinator init printed no API certificate fingerprint")?
+        .to_owned();
+    let trust = crate::client::Trust::pin_text(Some(&api_pin))?;
     let coord_file = coord_dir.join("coordinator.toml");
     let mut cfg = concord_coordinator::config::Config::load(&coord_file)?;
     cfg.chain = Some(concord_coordinator::config::ChainSettings {
@@ -711,7 +720,13 @@ pub async fn up(dir: &Path, quiet: bool, opts: &UpOptions) -> Result<DevnetInfo>
     for i in 2..=opts.coordinators.max(1) {
         let d = dir.join(format!("coordinator-{i}"));
         std::fs::create_dir_all(&d)?;
-        for f in ["identity.key", "admin.token", "gas.key"] {
+        for f in [
+            "identity.key",
+            "admin.token",
+            "gas.key",
+            "api.crt",
+            "api.key",
+        ] {
             std::fs::copy(coord_dir.join(f), d.join(f))?;
         }
         let (g, h) = (free_port()?, free_port()?);
@@ -720,6 +735,10 @@ pub async fn up(dir: &Path, quiet: bool, opts: &UpOptions) -> Result<DevnetInfo>
         c.http_listen = format!("127.0.0.1:{h}");
         c.instance = Some(uuid::Uuid::new_v4().to_string());
         c.identity_key = "identity.key".into();
+        c.api_tls = Some(concord_coordinator::config::ApiTlsSettings {
+            cert: "api.crt".into(),
+            key: "api.key".into(),
+        });
         c.save(&d.join("coordinator.toml"))?;
         coordinators.push((d, format!("127.0.0.1:{g}"), h));
     }
@@ -741,9 +760,11 @@ pub async fn up(dir: &Path, quiet: bool, opts: &UpOptions) -> Result<DevnetInfo>
                 ],
             )?,
         );
-        let url = format!("http://127.0.0.1:{port}");
+        let url = format!("https://127.0.0.1:{port}");
+        let api_http = crate::client::http_client(&url.parse()?, &trust)?;
         wait_for(&name, Duration::from_secs(30), || async {
-            http.get(format!("{url}/v1/health"))
+            api_http
+                .get(format!("{url}/v1/health"))
                 .send()
                 .await
                 .is_ok_and(|r| r.status().is_success())
@@ -753,7 +774,7 @@ pub async fn up(dir: &Path, quiet: bool, opts: &UpOptions) -> Result<DevnetInfo>
     }
     let coordinator_url = coordinator_urls[0].clone();
     let token_file = coord_dir.join("admin.token");
-    let api = Api::from_parts(&coordinator_url, &token_file)?;
+    let api = Api::from_parts(&coordinator_url, &token_file, &trust)?;
 
     // The people: admins (quorum 2 of 3), a trader, an approver, an importer. Their keys sit
     // in the devnet's directory, which is fine for a devnet only.
@@ -934,6 +955,7 @@ pub async fn up(dir: &Path, quiet: bool, opts: &UpOptions) -> Result<DevnetInfo>
         rpc_url,
         chain_id: CHAIN_ID,
         coordinator_url,
+        api_pin: Some(api_pin),
         coordinator_urls,
         coordinator_dirs: coordinators.iter().map(|(d, _, _)| d.clone()).collect(),
         exchange_url,
@@ -1083,7 +1105,10 @@ pub(crate) async fn restart_coordinator(info: &mut DevnetInfo, i: usize) -> Resu
     )?;
     info.pids.insert(name.clone(), pid);
     info.save()?;
-    let http = reqwest::Client::new();
+    let http = crate::client::http_client(
+        &url.parse()?,
+        &crate::client::Trust::pin_text(info.api_pin.as_deref())?,
+    )?;
     wait_for(&name, Duration::from_secs(30), || async {
         http.get(format!("{url}/v1/health"))
             .send()
@@ -1139,6 +1164,9 @@ pub async fn run(cmd: DevnetCommand) -> Result<()> {
                 );
                 crate::outln!("  exchange     {}", info.exchange_url);
                 crate::outln!("  coordinator  {}", info.coordinator_url);
+                if let Some(pin) = &info.api_pin {
+                    crate::outln!("  API pin      sha256 {pin}");
+                }
                 crate::outln!(
                     "  API token    {} (admin), {} (trader)",
                     info.token_file.display(),

@@ -34,8 +34,9 @@ use clap::{CommandFactory, Parser, Subcommand};
 concord wallets list         then look around: wallets, balances, transfers, jobs\n  \
 concord balances\n  concord transfers\n\n\
 Which coordinator (before or after any command): --devnet DIR, or --url URL with\n\
---token-file FILE; or CONCORD_DEVNET, or CONCORD_URL with CONCORD_TOKEN_FILE or CONCORD_TOKEN;\n\
-with none of them, the devnet in the default directory.\n\
+--token-file FILE (and, for https, --api-pin SHA256 or --api-ca FILE); or CONCORD_DEVNET,\n\
+or CONCORD_URL with CONCORD_TOKEN_FILE or CONCORD_TOKEN (and CONCORD_API_PIN or\n\
+CONCORD_API_CA); with none of them, the devnet in the default directory.\n\
 Exit codes: 0 done, 1 refused or failed, 2 a usage mistake."
 )]
 struct Cli {
@@ -164,6 +165,11 @@ enum BenchCommand {
     /// times, failover time), as a table.
     #[command(after_help = "Example:\n  concord bench soak --transfers 40 --kills 2")]
     Soak(bench::SoakArgs),
+    /// Two coordinators of its own on 127.0.0.1, one over HTTPS (pinned) and one over plain
+    /// HTTP: an authenticated GET's latency on each, kept-alive and on a new connection per
+    /// request, as a table.
+    #[command(after_help = "Example:\n  concord bench api --count 2000")]
+    Api(bench::ApiBenchArgs),
 }
 
 /// Where to find a configuration file when only a directory is given.
@@ -232,6 +238,9 @@ fn main() -> ExitCode {
             Command::Bench {
                 command: BenchCommand::Soak(args),
             } => bench::soak(args).await,
+            Command::Bench {
+                command: BenchCommand::Api(args),
+            } => bench::api(args).await,
         }
     });
     match result {

@@ -11,9 +11,11 @@ use crate::config_path;
 
 #[derive(Subcommand)]
 pub enum CoordinatorCommand {
-    /// Create a coordinator directory: configuration, TLS identity key and an admin API token.
+    /// Create a coordinator directory: configuration, TLS identity key, the API's HTTPS
+    /// certificate (self-signed, or the operator's) and an admin API token. Prints the
+    /// certificate's SHA-256 fingerprint, which CLI users pin (`--api-pin`).
     #[command(
-        after_help = "Example:\n  concord coordinator init --dir /srv/concord/coordinator --http-listen 0.0.0.0:8080"
+        after_help = "Examples:\n  concord coordinator init --dir /srv/concord/coordinator --http-listen 0.0.0.0:8080 --api-name coordinator.internal\n  concord coordinator init --dir /srv/concord/coordinator --api-cert api.crt --api-key api.key\n  concord coordinator init --dir dev-coordinator --insecure-http   plain HTTP on 127.0.0.1 (development only)"
     )]
     Init {
         /// Directory to create (must not hold a coordinator yet).
@@ -29,16 +31,42 @@ pub enum CoordinatorCommand {
         /// coordinators can share; default, a SQLite file in DIR.
         #[arg(long)]
         database: Option<String>,
+        /// Another name (DNS name or IP address) the self-signed API certificate is valid
+        /// for, besides 127.0.0.1 and localhost; repeat for each.
+        #[arg(long = "api-name", value_name = "NAME")]
+        api_names: Vec<String>,
+        /// The operator's API certificate chain (PEM, the server's certificate first) instead
+        /// of a self-signed one; with --api-key.
+        #[arg(
+            long,
+            requires = "api_key",
+            conflicts_with = "api_names",
+            value_name = "FILE"
+        )]
+        api_cert: Option<PathBuf>,
+        /// The private key of --api-cert (PEM; keep it mode 0600).
+        #[arg(long, requires = "api_cert", value_name = "FILE")]
+        api_key: Option<PathBuf>,
+        /// Serve the API over plain HTTP, without TLS: development only, and only on a
+        /// loopback --http-listen address.
+        #[arg(long, conflicts_with_all = ["api_names", "api_cert", "api_key"])]
+        insecure_http: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
     /// Run the coordinator.
-    #[command(after_help = "Example:\n  concord coordinator run --config /srv/concord/coordinator")]
+    #[command(
+        after_help = "Examples:\n  concord coordinator run --config /srv/concord/coordinator\n  concord coordinator run --config dev-coordinator --insecure-http   plain HTTP on a loopback address (development only)"
+    )]
     Run {
         /// The coordinator directory or its coordinator.toml.
         #[arg(long)]
         config: PathBuf,
+        /// Serve the API over plain HTTP even if the configuration has [api_tls]:
+        /// development only, refused unless http_listen is a loopback address.
+        #[arg(long)]
+        insecure_http: bool,
     },
 }
 
@@ -180,6 +208,18 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Whether every address `listen` (`host:port`) resolves to is a loopback address.
+pub(crate) fn is_loopback_listen(listen: &str) -> bool {
+    use std::net::ToSocketAddrs as _;
+    listen
+        .to_socket_addrs()
+        .map(|addrs| {
+            let addrs: Vec<_> = addrs.collect();
+            !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+        })
+        .unwrap_or(false)
+}
+
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -210,14 +250,57 @@ pub async fn coordinator(cmd: CoordinatorCommand) -> Result<()> {
             grpc_listen,
             http_listen,
             database,
+            api_names,
+            api_cert,
+            api_key,
+            insecure_http,
             json,
         } => {
             let config_file = dir.join("coordinator.toml");
             if config_file.exists() {
                 bail!("{} already holds a coordinator", dir.display());
             }
+            if insecure_http && !is_loopback_listen(&http_listen) {
+                return Err(crate::output::usage(format!(
+                    "--insecure-http serves the API without TLS, which is allowed on a loopback \
+                     address only, and --http-listen {http_listen} is not one: listen on \
+                     127.0.0.1, or leave --insecure-http out (HTTPS)"
+                )));
+            }
+            // The operator's certificate is checked before anything is written.
+            let operator_tls = match (api_cert, api_key) {
+                (Some(cert), Some(key)) => {
+                    let (cert, key) = (std::path::absolute(&cert)?, std::path::absolute(&key)?);
+                    let (chain, k) = concord_wire::api_tls::load_pem(&cert, &key)?;
+                    concord_wire::api_tls::server_config(chain, k)?;
+                    let fingerprint = concord_wire::api_tls::fingerprint_of_pem(&cert)?;
+                    Some((
+                        concord_coordinator::config::ApiTlsSettings { cert, key },
+                        fingerprint,
+                    ))
+                }
+                _ => None,
+            };
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
+            let (api_tls, api_fingerprint) = if insecure_http {
+                (None, None)
+            } else if let Some((settings, fingerprint)) = operator_tls {
+                (Some(settings), Some(fingerprint))
+            } else {
+                let made = concord_wire::api_tls::self_signed(&api_names)?;
+                let cert = dir.join("api.crt");
+                std::fs::write(&cert, &made.cert_pem)
+                    .with_context(|| format!("cannot write {}", cert.display()))?;
+                write_private(&dir.join("api.key"), made.key_pem.as_bytes())?;
+                (
+                    Some(concord_coordinator::config::ApiTlsSettings {
+                        cert: "api.crt".into(),
+                        key: "api.key".into(),
+                    }),
+                    Some(made.fingerprint),
+                )
+            };
             let identity = IdentityKey::generate(&mut rand::rngs::OsRng);
             write_private(
                 &dir.join("identity.key"),
@@ -229,6 +312,8 @@ pub async fn coordinator(cmd: CoordinatorCommand) -> Result<()> {
                 database: database.as_deref().unwrap_or("coordinator.db").into(),
                 identity_key: "identity.key".into(),
                 instance: Some(uuid::Uuid::new_v4().to_string()),
+                api_tls,
+                insecure_http,
                 timeouts: Default::default(),
                 presignatures: 2,
                 chain: None,
@@ -251,28 +336,56 @@ pub async fn coordinator(cmd: CoordinatorCommand) -> Result<()> {
             .await?;
             write_private(&dir.join("admin.token"), token.as_bytes())?;
             let public = identity.public();
+            let api_url = format!(
+                "{}://{}",
+                if insecure_http { "http" } else { "https" },
+                config.http_listen
+            );
             if json {
                 crate::outln!(
                     "{}",
                     serde_json::json!({
                         "config": config_file, "identity": public.to_string(),
                         "fingerprint": public.fingerprint(), "token_file": dir.join("admin.token"),
+                        "api_url": api_url,
+                        "api_fingerprint": api_fingerprint.map(|f| f.to_string()),
                     })
                 );
             } else {
                 crate::outln!("Coordinator created in {}", dir.display());
-                crate::outln!("  identity key  {public}");
+                crate::outln!("  identity key     {public}");
                 crate::outln!(
-                    "  fingerprint   {}   (compare it when you set up each module)",
+                    "  fingerprint      {}   (compare it when you set up each module)",
                     public.fingerprint()
                 );
-                crate::outln!("  admin token   {}", dir.join("admin.token").display());
+                crate::outln!("  admin token      {}", dir.join("admin.token").display());
+                crate::outln!("  API              {api_url}");
+                match api_fingerprint {
+                    Some(f) => crate::outln!(
+                        "  API certificate  sha256 {f}   (give it to CLI users: --api-pin or CONCORD_API_PIN)"
+                    ),
+                    None => crate::outln!(
+                        "  API certificate  none: PLAIN HTTP (insecure_http), for development on this machine only"
+                    ),
+                }
             }
             Ok(())
         }
-        CoordinatorCommand::Run { config } => {
+        CoordinatorCommand::Run {
+            config,
+            insecure_http,
+        } => {
             let path = config_path(&config, "coordinator.toml");
-            let cfg = concord_coordinator::config::Config::load(&path)?;
+            let mut cfg = concord_coordinator::config::Config::load(&path)?;
+            if insecure_http {
+                cfg.insecure_http = true;
+                cfg.api_tls = None;
+            }
+            let api = cfg.api_transport()?;
+            let api_fingerprint = match &cfg.api_tls {
+                Some(tls) => Some(concord_wire::api_tls::fingerprint_of_pem(&tls.cert)?),
+                None => None,
+            };
             let identity = concord_coordinator::load_identity(&cfg.identity_key)?;
             let store =
                 concord_coordinator::store::Store::open_url(&cfg.database.to_string_lossy())
@@ -292,8 +405,21 @@ pub async fn coordinator(cmd: CoordinatorCommand) -> Result<()> {
             let http = tokio::net::TcpListener::bind(&cfg.http_listen)
                 .await
                 .with_context(|| format!("cannot listen on {} for the API", cfg.http_listen))?;
-            tracing::info!(grpc = %grpc.local_addr()?, http = %http.local_addr()?, fingerprint = %identity.public().fingerprint(), "coordinator listening");
-            concord_coordinator::serve(c, &identity, grpc, http, shutdown_signal()).await?;
+            let http_addr = http.local_addr()?;
+            match api_fingerprint {
+                Some(f) => {
+                    tracing::info!(grpc = %grpc.local_addr()?, api = %format!("https://{http_addr}"), api_fingerprint = %f, fingerprint = %identity.public().fingerprint(), "coordinator listening")
+                }
+                None => {
+                    concord_coordinator::config::check_insecure_listen(http_addr)?;
+                    eprintln!(
+                        "WARNING: the API is served over PLAIN HTTP on {http_addr} (insecure_http): \
+                         tokens and requests travel unencrypted. Development on this machine only."
+                    );
+                    tracing::info!(grpc = %grpc.local_addr()?, api = %format!("http://{http_addr}"), fingerprint = %identity.public().fingerprint(), "coordinator listening")
+                }
+            }
+            concord_coordinator::serve(c, &identity, grpc, http, api, shutdown_signal()).await?;
             Ok(())
         }
     }

@@ -62,6 +62,7 @@ const COMMANDS: &[&[&str]] = &[
     &["bench", "sign"],
     &["bench", "transfers"],
     &["bench", "soak"],
+    &["bench", "api"],
 ];
 
 #[test]

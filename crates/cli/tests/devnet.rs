@@ -201,7 +201,17 @@ impl Live {
                 .trim()
                 .to_owned(),
             keys: devnet["keys_dir"].as_str().unwrap().into(),
-            http: reqwest::Client::new(),
+            http: {
+                let pin = devnet["api_pin"]
+                    .as_str()
+                    .expect("devnet.json has no api_pin");
+                let tls =
+                    concord_wire::api_tls::pinned_client_config(pin.parse().unwrap()).unwrap();
+                reqwest::Client::builder()
+                    .use_preconfigured_tls(tls)
+                    .build()
+                    .unwrap()
+            },
         }
     }
 

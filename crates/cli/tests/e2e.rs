@@ -58,6 +58,8 @@ struct Net {
     grpc: String,
     coordinator_key: String,
     coordinator_fingerprint: String,
+    /// The SHA-256 fingerprint of the coordinator's API certificate (the CLI pins it).
+    api_pin: String,
     coordinator: Option<Proc>,
     modules: Vec<(String, Option<Proc>)>,
     // Last: dropped after the processes, so their logs can still be printed.
@@ -76,7 +78,8 @@ impl Net {
     fn run(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new(BIN);
         cmd.args(args)
-            .env("CONCORD_URL", format!("http://{}", self.http))
+            .env("CONCORD_URL", format!("https://{}", self.http))
+            .env("CONCORD_API_PIN", &self.api_pin)
             .env("CONCORD_TOKEN_FILE", self.path("coordinator/admin.token"))
             .env("CONCORD_KEY_FILE", self.path("keys/trader.key"))
             .env("CONCORD_LOG", "warn");
@@ -316,6 +319,7 @@ fn setup(n: usize) -> Net {
         grpc: grpc.clone(),
         coordinator_key: String::new(),
         coordinator_fingerprint: String::new(),
+        api_pin: String::new(),
         coordinator: None,
         modules: (1..=n).map(|i| (format!("m{i}"), None)).collect(),
     };
@@ -332,6 +336,7 @@ fn setup(n: usize) -> Net {
     ]);
     net.coordinator_key = c["identity"].as_str().unwrap().to_owned();
     net.coordinator_fingerprint = c["fingerprint"].as_str().unwrap().to_owned();
+    net.api_pin = c["api_fingerprint"].as_str().unwrap().to_owned();
     for name in ["admin", "trader", "importer", "approver"] {
         let f = net.path(&format!("keys/{name}.key")).display().to_string();
         net.ok(&["keys", "new", "--out", &f]);
@@ -1275,4 +1280,216 @@ fn post_sign(net: &Net, body: &Value) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("{job}"))
         .to_owned()
+}
+
+/// The CLI pins the coordinator's API certificate: a coordinator presenting any other
+/// certificate (here, the real one's address served with another coordinator's certificate
+/// and key, as an impostor would) is refused before the token is sent, in a sentence naming
+/// both fingerprints; an https URL without a pin says how to get one.
+#[test]
+fn the_cli_refuses_a_coordinator_whose_certificate_is_not_the_pinned_one() {
+    let mut net = setup(0);
+    let listed = net.json(&["modules", "list"]);
+    assert_eq!(listed, serde_json::json!([]));
+
+    // Another coordinator's certificate: its fingerprint is not the pinned one.
+    let other_dir = net.path("other");
+    let other = net.json(&[
+        "coordinator",
+        "init",
+        "--dir",
+        &other_dir.display().to_string(),
+    ]);
+    let other_pin = other["api_fingerprint"].as_str().unwrap().to_owned();
+    assert_ne!(other_pin, net.api_pin);
+
+    // The impostor: the coordinator's address, the other certificate.
+    net.coordinator.take().unwrap().kill();
+    for f in ["api.crt", "api.key"] {
+        std::fs::copy(other_dir.join(f), net.path(&format!("coordinator/{f}"))).unwrap();
+    }
+    net.start_coordinator();
+    let out = net.run(&["modules", "list"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&other_pin) && err.contains(&net.api_pin),
+        "the refusal does not name both fingerprints: {err}"
+    );
+    assert!(err.contains("Nothing was sent"), "{err}");
+    assert!(
+        !err.contains("Other("),
+        "a debug dump, not a sentence: {err}"
+    );
+
+    // Pinning the certificate it now presents works; a pin in openssl's form too.
+    let openssl_form = format!(
+        "sha256 Fingerprint={}",
+        hex::decode(&other_pin)
+            .unwrap()
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    );
+    let out = Command::new(BIN)
+        .args(["modules", "list", "--api-pin", &openssl_form])
+        .args(["--url", &format!("https://{}", net.http), "--token-file"])
+        .arg(net.path("coordinator/admin.token"))
+        .env_remove("CONCORD_API_PIN")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // No pin at all: refused, saying where the fingerprint comes from.
+    let out = Command::new(BIN)
+        .args(["modules", "list", "--url", &format!("https://{}", net.http)])
+        .arg("--token-file")
+        .arg(net.path("coordinator/admin.token"))
+        .env_remove("CONCORD_API_PIN")
+        .env_remove("CONCORD_API_CA")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--api-pin") && err.contains("concord coordinator init"),
+        "{err}"
+    );
+}
+
+/// Plain HTTP is served only when asked for and only on a loopback address: `init
+/// --insecure-http` refuses another address, `run` refuses a configuration that asks for
+/// plain HTTP elsewhere (or names neither HTTPS nor plain HTTP), and the CLI refuses a plain
+/// http:// URL to another machine.
+#[test]
+fn plain_http_is_refused_on_a_non_loopback_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env("CONCORD_LOG", "warn")
+            .env_remove("CONCORD_API_PIN")
+            .output()
+            .unwrap()
+    };
+    let cdir = dir.path().join("c");
+    let cdir_s = cdir.display().to_string();
+    let any = format!("0.0.0.0:{}", free_port());
+    let out = run(&[
+        "coordinator",
+        "init",
+        "--dir",
+        &cdir_s,
+        "--insecure-http",
+        "--http-listen",
+        &any,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("loopback"), "{err}");
+    assert!(!cdir.join("coordinator.toml").exists());
+
+    // A loopback development coordinator over plain HTTP…
+    let http = format!("127.0.0.1:{}", free_port());
+    let grpc = format!("127.0.0.1:{}", free_port());
+    let out = run(&[
+        "coordinator",
+        "init",
+        "--dir",
+        &cdir_s,
+        "--insecure-http",
+        "--http-listen",
+        &http,
+        "--grpc-listen",
+        &grpc,
+        "--json",
+    ]);
+    assert!(out.status.success());
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(created["api_fingerprint"], Value::Null);
+    assert!(!cdir.join("api.crt").exists());
+    let config = cdir.join("coordinator.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("insecure_http = true"), "{text}");
+
+    // …moved to every address is refused at start.
+    std::fs::write(&config, text.replace(&http, &any)).unwrap();
+    let out = run(&["coordinator", "run", "--config", &cdir_s]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("loopback") && err.contains("insecure_http"),
+        "{err}"
+    );
+
+    // Neither [api_tls] nor insecure_http: refused, saying how to fix it.
+    std::fs::write(&config, text.replace("insecure_http = true\n", "")).unwrap();
+    let out = run(&["coordinator", "run", "--config", &cdir_s]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("[api_tls]"), "{err}");
+
+    // A HTTPS coordinator forced to plain HTTP by the flag, on every address: refused.
+    let tdir = dir.path().join("t").display().to_string();
+    let out = run(&[
+        "coordinator",
+        "init",
+        "--dir",
+        &tdir,
+        "--http-listen",
+        &any,
+        "--grpc-listen",
+        &grpc,
+    ]);
+    assert!(out.status.success());
+    let out = run(&["coordinator", "run", "--config", &tdir, "--insecure-http"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("loopback"), "{err}");
+
+    // The CLI sends no token over plain HTTP to another machine.
+    let token = cdir.join("admin.token").display().to_string();
+    let out = run(&[
+        "modules",
+        "list",
+        "--url",
+        "http://192.0.2.1:8080",
+        "--token-file",
+        &token,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("https://"), "{err}");
+
+    // On loopback, with the flag: served, with a loud warning, and the CLI reaches it.
+    std::fs::write(&config, &text).unwrap();
+    let log = dir.path().join("c.log");
+    let mut p = Proc {
+        child: Command::new(BIN)
+            .args(["coordinator", "run", "--config", &cdir_s])
+            .env("CONCORD_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+        name: "plain coordinator".into(),
+        log,
+    };
+    wait_until(Duration::from_secs(20), "the plain-HTTP API", || {
+        std::net::TcpStream::connect(&http).is_ok()
+    });
+    let url = format!("http://{http}");
+    let out = run(&["modules", "list", "--url", &url, "--token-file", &token]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(p.log().contains("PLAIN HTTP"), "{}", p.log());
+    p.kill();
 }

@@ -2,11 +2,15 @@
 //!
 //! ```toml
 //! grpc_listen = "127.0.0.1:7443"     # modules connect here (mutual TLS)
-//! http_listen = "127.0.0.1:8080"     # REST API
+//! http_listen = "127.0.0.1:8080"     # REST API (HTTPS)
 //! database = "coordinator.db"        # SQLite file, or postgres://user:pass@host/db
 //! identity_key = "identity.key"      # the coordinator's TLS identity (hex seed, mode 0600)
 //!
 //! presignatures = 2                 # kept ready per ECDSA wallet and signer subset
+//!
+//! [api_tls]                          # the API's certificate chain and key (PEM)
+//! cert = "api.crt"
+//! key = "api.key"                    # mode 0600
 //!
 //! [timeouts]
 //! approval_secs = 15
@@ -52,6 +56,13 @@ pub struct Config {
     /// Presignatures kept ready per ECDSA wallet and signer subset (0 disables the pool).
     #[serde(default = "default_presignatures")]
     pub presignatures: usize,
+    /// The API's TLS certificate and key. Required unless `insecure_http` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_tls: Option<ApiTlsSettings>,
+    /// Serve the API over plain HTTP (no TLS): for development on a loopback address only;
+    /// refused when `http_listen` is any other address.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_http: bool,
     /// The chain transfers go over (none: transfers are disabled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain: Option<ChainSettings>,
@@ -62,6 +73,46 @@ pub struct Config {
     /// EVM chain).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub utxo: Option<UtxoSettings>,
+}
+
+/// The API's TLS certificate and key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiTlsSettings {
+    /// PEM file with the server certificate first, then any intermediate certificates.
+    pub cert: PathBuf,
+    /// PEM file with the certificate's private key (mode 0600).
+    pub key: PathBuf,
+}
+
+/// How the API is served.
+#[derive(Clone)]
+pub enum ApiTransport {
+    /// HTTPS with this TLS configuration.
+    Https(std::sync::Arc<rustls::ServerConfig>),
+    /// Plain HTTP (`insecure_http`): loopback addresses only.
+    InsecureHttp,
+}
+
+impl std::fmt::Debug for ApiTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ApiTransport::Https(_) => "Https",
+            ApiTransport::InsecureHttp => "InsecureHttp",
+        })
+    }
+}
+
+/// Refuses plain HTTP (`insecure_http`) on `addr` unless it is a loopback address.
+pub fn check_insecure_listen(addr: std::net::SocketAddr) -> Result<(), Error> {
+    if addr.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(Error::BadRequest(format!(
+            "insecure_http serves the API without TLS, which is allowed on a loopback address \
+             only, and {addr} is not one: configure [api_tls], or listen on 127.0.0.1"
+        )))
+    }
 }
 
 /// A UTXO chain (Bitcoin, Litecoin) as the coordinator sees it, through its own node. `Debug`
@@ -259,6 +310,13 @@ impl Config {
         if c.identity_key.is_relative() {
             c.identity_key = base.join(&c.identity_key);
         }
+        if let Some(tls) = &mut c.api_tls {
+            for p in [&mut tls.cert, &mut tls.key] {
+                if p.is_relative() {
+                    *p = base.join(&*p);
+                }
+            }
+        }
         if let Some(chain) = &mut c.chain
             && let Some(k) = &mut chain.safe_gas_key
             && k.is_relative()
@@ -273,6 +331,33 @@ impl Config {
     pub fn database_is_url(&self) -> bool {
         let d = self.database.to_string_lossy();
         d.starts_with("postgres://") || d.starts_with("postgresql://") || d.starts_with("sqlite:")
+    }
+
+    /// How the API is to be served: HTTPS with `[api_tls]`, or plain HTTP when
+    /// `insecure_http` is set (whether `http_listen` is a loopback address is checked where
+    /// it is bound, by [`crate::serve`]). Neither, or both, is a configuration error.
+    pub fn api_transport(&self) -> Result<ApiTransport, Error> {
+        match (&self.api_tls, self.insecure_http) {
+            (Some(_), true) => Err(Error::BadRequest(
+                "the configuration has both [api_tls] and insecure_http = true: remove one \
+                 (insecure_http serves the API without TLS)"
+                    .into(),
+            )),
+            (None, true) => Ok(ApiTransport::InsecureHttp),
+            (None, false) => Err(Error::BadRequest(
+                "the configuration has no [api_tls] (cert, key): the API is served over HTTPS \
+                 only; `concord coordinator init` makes a certificate, or set insecure_http = \
+                 true for plain HTTP on a loopback address (development only)"
+                    .into(),
+            )),
+            (Some(tls), false) => {
+                let (chain, key) = concord_wire::api_tls::load_pem(&tls.cert, &tls.key)
+                    .map_err(|e| Error::BadRequest(format!("[api_tls]: {e}")))?;
+                let config = concord_wire::api_tls::server_config(chain, key)
+                    .map_err(|e| Error::BadRequest(format!("[api_tls]: {e}")))?;
+                Ok(ApiTransport::Https(config))
+            }
+        }
     }
 
     /// Writes the configuration as TOML.

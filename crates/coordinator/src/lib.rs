@@ -1069,15 +1069,28 @@ pub fn load_identity(path: &std::path::Path) -> Result<concord_wire::identity::I
     Ok(concord_wire::identity::IdentityKey::from_seed(&seed))
 }
 
-/// Serves modules (gRPC over pinned-key mutual TLS on `grpc`) and the REST API (on `http`)
-/// until `shutdown` resolves, after resuming unfinished jobs.
+/// Serves modules (gRPC over pinned-key mutual TLS on `grpc`) and the REST API (on `http`,
+/// over HTTPS, or plain HTTP when `api` says so and `http` is a loopback address) until
+/// `shutdown` resolves, after resuming unfinished jobs.
 pub async fn serve(
     coordinator: Coordinator,
     identity: &concord_wire::identity::IdentityKey,
     grpc: tokio::net::TcpListener,
     http: tokio::net::TcpListener,
+    api: config::ApiTransport,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    let http_addr = http
+        .local_addr()
+        .map_err(|e| Error::Internal(format!("the API listener: {e}")))?;
+    if matches!(api, config::ApiTransport::InsecureHttp) {
+        config::check_insecure_listen(http_addr)?;
+        tracing::warn!(
+            listen = %http_addr,
+            "THE API IS SERVED OVER PLAIN HTTP (insecure_http): tokens and requests travel \
+             unencrypted; for development on this machine only"
+        );
+    }
     failpoints::setup();
     coordinator.start_claims();
     coordinator.start_pin_refresh();
@@ -1102,12 +1115,29 @@ pub async fn serve(
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = stop_grpc.wait_for(|s| *s).await;
         });
-    let http_server =
-        axum::serve(http, api::router(coordinator)).with_graceful_shutdown(async move {
-            let _ = stop_http.wait_for(|s| *s).await;
-        });
+    let router = api::router(coordinator);
+    let stopped = async move {
+        let _ = stop_http.wait_for(|s| *s).await;
+    };
+    let http_server = async move {
+        match api {
+            config::ApiTransport::Https(tls) => {
+                let listener = concord_wire::api_tls::TlsListener::new(http, tls)
+                    .map_err(|e| Error::Internal(format!("the API listener: {e}")))?;
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stopped)
+                    .await
+            }
+            config::ApiTransport::InsecureHttp => {
+                axum::serve(http, router)
+                    .with_graceful_shutdown(stopped)
+                    .await
+            }
+        }
+        .map_err(|e| Error::Internal(format!("HTTP server: {e}")))
+    };
     let (g, h) = tokio::join!(grpc_server, http_server);
     g.map_err(|e| Error::Internal(format!("gRPC server: {e}")))?;
-    h.map_err(|e| Error::Internal(format!("HTTP server: {e}")))?;
+    h?;
     Ok(())
 }

@@ -28,8 +28,8 @@ use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, OtherError, RootCertStore,
-    ServerConfig, SignatureScheme,
+    CertificateError, ClientConfig, DigitallySignedStruct, OtherError, RootCertStore, ServerConfig,
+    SignatureScheme,
 };
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
@@ -270,7 +270,9 @@ impl std::error::Error for PinMismatch {}
 
 /// The [`PinMismatch`] somewhere in an error's chain of causes (an HTTP client's error wraps
 /// an I/O error that wraps the rustls error that carries it), if any.
-pub fn find_pin_mismatch<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a PinMismatch> {
+pub fn find_pin_mismatch<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a PinMismatch> {
     find_rustls_error(err).and_then(|e| match e {
         rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(inner))) => {
             inner.downcast_ref::<PinMismatch>()
@@ -485,7 +487,12 @@ mod tests {
                 .join(":")
         );
         assert_eq!(openssl.parse::<CertFingerprint>().unwrap(), f);
-        assert_eq!(format!("sha256:{plain}").parse::<CertFingerprint>().unwrap(), f);
+        assert_eq!(
+            format!("sha256:{plain}")
+                .parse::<CertFingerprint>()
+                .unwrap(),
+            f
+        );
         assert!("abcd".parse::<CertFingerprint>().is_err());
         assert!(format!("{plain}00").parse::<CertFingerprint>().is_err());
         assert!("zz".repeat(32).parse::<CertFingerprint>().is_err());
@@ -532,9 +539,13 @@ mod tests {
         let (served, pinned) = (self_signed(&[]).unwrap(), self_signed(&[]).unwrap());
         let (chain, key) = chain_and_key(&served);
         let addr = server(server_config(chain, key).unwrap()).await;
-        let err = get(addr, pinned_client_config(pinned.fingerprint).unwrap(), "localhost")
-            .await
-            .unwrap_err();
+        let err = get(
+            addr,
+            pinned_client_config(pinned.fingerprint).unwrap(),
+            "localhost",
+        )
+        .await
+        .unwrap_err();
         let mismatch = find_pin_mismatch(&err).expect("a pin mismatch in the chain");
         assert_eq!(
             mismatch,
@@ -566,9 +577,13 @@ mod tests {
             ))));
         config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
         let addr = server(Arc::new(config)).await;
-        let err = get(addr, pinned_client_config(real.fingerprint).unwrap(), "localhost")
-            .await
-            .unwrap_err();
+        let err = get(
+            addr,
+            pinned_client_config(real.fingerprint).unwrap(),
+            "localhost",
+        )
+        .await
+        .unwrap_err();
         assert!(find_pin_mismatch(&err).is_none());
         assert!(
             matches!(
@@ -590,7 +605,9 @@ mod tests {
             let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
             let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
             params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-            params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, cn);
             let cert = params.self_signed(&key).unwrap();
             (cert, key)
         };

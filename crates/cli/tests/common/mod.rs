@@ -39,6 +39,19 @@ pub fn concord_json(args: &[&str]) -> Value {
     serde_json::from_str(line).unwrap()
 }
 
+/// An HTTP client that pins the devnet's coordinator API certificate (`api_pin` in
+/// devnet.json); plain-HTTP services (the chain, the exchange) are reached as usual.
+pub fn api_client(info: &Value) -> reqwest::Client {
+    let pin = info["api_pin"]
+        .as_str()
+        .expect("devnet.json has no api_pin");
+    let tls = concord_wire::api_tls::pinned_client_config(pin.parse().unwrap()).unwrap();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .build()
+        .unwrap()
+}
+
 /// Stops the devnet in a directory when dropped.
 pub struct Down(pub PathBuf);
 
@@ -117,7 +130,7 @@ impl Net {
             dir,
             info,
             token,
-            http: reqwest::Client::new(),
+            http: api_client(&info),
             coordinator: None,
             _down: down,
             _tmp: tmp,

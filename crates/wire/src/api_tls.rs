@@ -293,10 +293,9 @@ pub fn find_rustls_error<'a>(
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>()
             && let Some(inner) = io.get_ref()
+            && let Some(r) = find_rustls_error(inner)
         {
-            if let Some(r) = find_rustls_error(inner) {
-                return Some(r);
-            }
+            return Some(r);
         }
         next = e.source();
     }

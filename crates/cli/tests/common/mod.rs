@@ -122,6 +122,7 @@ impl Net {
             .unwrap()
             .trim()
             .to_owned();
+        let http = api_client(&info);
         Net {
             url: info["coordinator_url"].as_str().unwrap().to_owned(),
             chain: EvmClient::new(info["rpc_url"].as_str().unwrap()).unwrap(),
@@ -130,7 +131,7 @@ impl Net {
             dir,
             info,
             token,
-            http: api_client(&info),
+            http,
             coordinator: None,
             _down: down,
             _tmp: tmp,

@@ -15,6 +15,8 @@ fn concord(home: &tempfile::TempDir) -> Command {
         "CONCORD_URL",
         "CONCORD_TOKEN",
         "CONCORD_TOKEN_FILE",
+        "CONCORD_API_PIN",
+        "CONCORD_API_CA",
         "CONCORD_KEY_FILE",
         "XDG_STATE_HOME",
     ] {

@@ -1129,6 +1129,10 @@ pub async fn serve(
                     .await
             }
             config::ApiTransport::InsecureHttp => {
+                // TCP_NODELAY as on the TLS listener, so both transports answer alike.
+                let http = axum::serve::ListenerExt::tap_io(http, |tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
                 axum::serve(http, router)
                     .with_graceful_shutdown(stopped)
                     .await

@@ -208,6 +208,23 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Warns when a private key file can be read by others than its owner.
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                file = %path.display(),
+                mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                "the API's private key can be read by other users: chmod 600 it"
+            );
+        }
+    }
+}
+
 /// Whether every address `listen` (`host:port`) resolves to is a loopback address.
 pub(crate) fn is_loopback_listen(listen: &str) -> bool {
     use std::net::ToSocketAddrs as _;
@@ -383,7 +400,10 @@ pub async fn coordinator(cmd: CoordinatorCommand) -> Result<()> {
             }
             let api = cfg.api_transport()?;
             let api_fingerprint = match &cfg.api_tls {
-                Some(tls) => Some(concord_wire::api_tls::fingerprint_of_pem(&tls.cert)?),
+                Some(tls) => {
+                    warn_if_readable_by_others(&tls.key);
+                    Some(concord_wire::api_tls::fingerprint_of_pem(&tls.cert)?)
+                }
                 None => None,
             };
             let identity = concord_coordinator::load_identity(&cfg.identity_key)?;

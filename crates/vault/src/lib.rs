@@ -22,6 +22,24 @@
 //! # Ok(()) }
 //! ```
 //!
+//! The same vault with its key-encryption key inside an HSM, and a signing key generated in
+//! the same token:
+//!
+//! ```no_run
+//! use concord_vault::{PinSource, Pkcs11Config, Pkcs11Kek, Token, TokenSelector, Vault};
+//!
+//! # fn main() -> Result<(), concord_vault::VaultError> {
+//! let token = Token::open(&Pkcs11Config {
+//!     library: "/usr/lib/softhsm/libsofthsm2.so".into(),
+//!     token: TokenSelector::Label("concord".into()),
+//!     pin: PinSource::File("/etc/concord/hsm.pin".into()),
+//! })?;
+//! let vault = Vault::create("/var/lib/concord/vault", &Pkcs11Kek::new(token.clone()))?;
+//! let key = token.generate_secp256k1("wallet-1")?;
+//! let (signature, recovery_id) = key.sign_prehash(&[0u8; 32])?;
+//! # Ok(()) }
+//! ```
+//!
 //! [`Zeroizing`]: zeroize::Zeroizing
 
 mod error;

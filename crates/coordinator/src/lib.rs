@@ -279,6 +279,8 @@ pub struct Coordinator {
 impl Coordinator {
     /// Builds a coordinator over a store, loading enrolled modules into the pin store.
     pub async fn new(store: Store, timeouts: Timeouts) -> Result<Coordinator, Error> {
+        // The metrics recorder first: what is counted before it is installed is lost.
+        concord_wire::telemetry::prometheus();
         let pins = Arc::new(EnrolledModules::default());
         for id in store.identities().await? {
             if let Ok(key) = PublicIdentity::try_from(id.as_slice()) {

@@ -153,6 +153,8 @@ impl std::fmt::Debug for AuditLog {
 pub struct Verified {
     /// The entries, in order.
     pub entries: Vec<Entry>,
+    /// Each entry's hash (the SHA-256 of its plaintext: what the coordinator records).
+    pub hashes: Vec<[u8; 32]>,
     /// The last entry's reference (sequence 0 and zeros for an empty trail).
     pub head: (u64, [u8; 32]),
     /// Whether the file ends in a line written only in part (a process stopped while
@@ -271,6 +273,7 @@ enum ReadError {
 fn read_and_verify(path: &Path, key: &TrailKey) -> Result<Verified, ReadError> {
     let file = File::open(path).map_err(ReadError::Io)?;
     let mut entries = Vec::new();
+    let mut hashes = Vec::new();
     let mut head = [0u8; 32];
     let mut expected = 1u64;
     let mut reader = BufReader::new(file);
@@ -342,12 +345,14 @@ fn read_and_verify(path: &Path, key: &TrailKey) -> Result<Verified, ReadError> {
             )));
         }
         head = Sha256::digest(&plain).into();
+        hashes.push(head);
         entries.push(entry);
         expected += 1;
         valid_len += n as u64;
     }
     Ok(Verified {
         entries,
+        hashes,
         head: (expected - 1, head),
         cut_short,
         valid_len,
@@ -364,6 +369,7 @@ pub(crate) fn verify(
     if !path.exists() {
         return Ok(Ok(Verified {
             entries: Vec::new(),
+            hashes: Vec::new(),
             head: (0, [0u8; 32]),
             cut_short: false,
             valid_len: 0,

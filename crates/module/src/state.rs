@@ -187,8 +187,8 @@ pub struct State {
     vault: Vault,
     identity: Arc<IdentityKey>,
     sealing: Arc<SealingKey>,
-    /// The module's own secp256k1 key (k256 zeroizes it on drop).
-    multisig: Arc<k256::ecdsa::SigningKey>,
+    /// The module's own secp256k1 key, in the vault or in an HSM.
+    multisig: Arc<MultisigKey>,
     policy: std::sync::RwLock<Option<Arc<PolicyInForce>>>,
     logs: std::sync::Mutex<Logs>,
     shares: std::sync::Mutex<ShareCache>,
@@ -236,6 +236,81 @@ fn json_err(what: &str, e: serde_json::Error) -> Error {
     Error::Vault(format!("the stored {what} is unreadable: {e}"))
 }
 
+/// Names, in the vault, the token label of a multisig key that lives in an HSM.
+const MULTISIG_HSM: &str = "multisig-key-hsm";
+
+/// The module's own secp256k1 key: sealed in the vault, or generated and used inside an HSM
+/// (PKCS#11; never leaves the token).
+pub(crate) enum MultisigKey {
+    /// In the vault (k256 zeroizes it on drop).
+    Vault(k256::ecdsa::SigningKey),
+    /// In the token; this is only its public key and label.
+    Hsm(concord_vault::HsmSecp256k1Key),
+}
+
+impl MultisigKey {
+    fn verifying_key(&self) -> k256::ecdsa::VerifyingKey {
+        match self {
+            MultisigKey::Vault(k) => *k.verifying_key(),
+            MultisigKey::Hsm(k) => *k.verifying_key(),
+        }
+    }
+
+    /// A low-s signature of a 32-byte digest and its recovery id.
+    fn sign_recoverable(
+        &self,
+        digest: &[u8; 32],
+    ) -> Result<(k256::ecdsa::Signature, k256::ecdsa::RecoveryId), Error> {
+        let (sig, recid) = match self {
+            MultisigKey::Vault(k) => k
+                .sign_prehash_recoverable(digest)
+                .map_err(|e| Error::Protocol(format!("signing with the multisig key: {e}")))?,
+            // Low s and its recovery id already (the token signs; both are found outside).
+            MultisigKey::Hsm(k) => {
+                return k.sign_prehash(digest).map_err(|e| {
+                    Error::Vault(format!("signing with the multisig key in the HSM: {e}"))
+                });
+            }
+        };
+        Ok(match sig.normalize_s() {
+            Some(low) => (
+                low,
+                k256::ecdsa::RecoveryId::new(!recid.is_y_odd(), recid.is_x_reduced()),
+            ),
+            None => (sig, recid),
+        })
+    }
+
+    /// Where the key lives, for operators.
+    pub(crate) fn home(&self) -> &'static str {
+        match self {
+            MultisigKey::Vault(_) => "vault",
+            MultisigKey::Hsm(_) => "hsm",
+        }
+    }
+}
+
+/// A fresh secp256k1 key generated inside the token, its label recorded in the vault.
+fn new_hsm_multisig_key(
+    vault: &Vault,
+    token: &concord_vault::Token,
+    id: &str,
+) -> Result<concord_vault::HsmSecp256k1Key, Error> {
+    let mut tag = [0u8; 8];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut tag);
+    let label = format!("concord-{id}-multisig-{}", hex::encode(tag));
+    let key = token.generate_secp256k1(&label).map_err(vault_err)?;
+    if !vault
+        .put_new(MULTISIG_HSM, label.as_bytes())
+        .map_err(vault_err)?
+    {
+        return Err(Error::Vault(
+            "this vault names a multisig key in an HSM already".into(),
+        ));
+    }
+    Ok(key)
+}
+
 /// A fresh secp256k1 key, sealed in the vault before it is used.
 fn new_multisig_key(vault: &Vault) -> Result<k256::ecdsa::SigningKey, Error> {
     let key = k256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
@@ -279,6 +354,18 @@ impl State {
         kek: &dyn KekProvider,
         checks: LocalChecks,
     ) -> Result<State, Error> {
+        State::create_with(id, dir, kek, checks, None)
+    }
+
+    /// [`State::create`], the multisig key generated inside `hsm`'s token when one is given
+    /// (it never leaves it; the vault records its label).
+    pub fn create_with(
+        id: &str,
+        dir: &std::path::Path,
+        kek: &dyn KekProvider,
+        checks: LocalChecks,
+        hsm: Option<&concord_vault::Token>,
+    ) -> Result<State, Error> {
         let vault = Vault::create(dir, kek).map_err(vault_err)?;
         let identity = IdentityKey::generate(&mut rand::rngs::OsRng);
         let sealing = SealingKey::generate(&mut rand::rngs::OsRng);
@@ -289,7 +376,10 @@ impl State {
             .put(SEALING, sealing.to_bytes().as_ref())
             .map_err(vault_err)?;
         vault.put(PEERS, b"[]").map_err(vault_err)?;
-        let multisig = new_multisig_key(&vault)?;
+        let multisig = match hsm {
+            Some(token) => MultisigKey::Hsm(new_hsm_multisig_key(&vault, token, id)?),
+            None => MultisigKey::Vault(new_multisig_key(&vault)?),
+        };
         Ok(State {
             id: id.to_owned(),
             checks,
@@ -313,6 +403,17 @@ impl State {
         dir: &std::path::Path,
         kek: &dyn KekProvider,
         checks: LocalChecks,
+    ) -> Result<State, Error> {
+        State::open_with(id, dir, kek, checks, None)
+    }
+
+    /// [`State::open`] with the module's HSM (needed when its multisig key lives there).
+    pub fn open_with(
+        id: &str,
+        dir: &std::path::Path,
+        kek: &dyn KekProvider,
+        checks: LocalChecks,
+        hsm: Option<&concord_vault::Token>,
     ) -> Result<State, Error> {
         let vault = Vault::open(dir, kek).map_err(vault_err)?;
         let seed = vault
@@ -341,9 +442,20 @@ impl State {
                 Error::Vault("the stored multisig key is not a secp256k1 secret key".into())
             })
         };
-        let multisig = match vault.get(MULTISIG).map_err(vault_err)? {
-            Some(bytes) => read(&bytes)?,
-            None => {
+        let in_hsm = vault.get(MULTISIG_HSM).map_err(vault_err)?;
+        let multisig = match (in_hsm, vault.get(MULTISIG).map_err(vault_err)?) {
+            (Some(label), _) => {
+                let label = String::from_utf8(label.to_vec())
+                    .map_err(|_| Error::Vault("the stored HSM key label is not text".into()))?;
+                let token = hsm.ok_or_else(|| {
+                    Error::Config(format!(
+                        "this module's multisig key is in an HSM (token key {label:?}): configure [vault.hsm] to open it"
+                    ))
+                })?;
+                MultisigKey::Hsm(token.secp256k1_key(&label).map_err(vault_err)?)
+            }
+            (None, Some(bytes)) => MultisigKey::Vault(read(&bytes)?),
+            (None, None) => {
                 let key = new_multisig_key(&vault)?;
                 let stored = vault
                     .get(MULTISIG)
@@ -359,7 +471,7 @@ impl State {
                     key = %hex::encode(key.verifying_key().to_encoded_point(true).as_bytes()),
                     "this vault had no multisig key: one was generated; multisig wallets defined with an earlier key of this module no longer count it as a signer"
                 );
-                key
+                MultisigKey::Vault(key)
             }
         };
         let state = State {
@@ -534,15 +646,15 @@ impl State {
     /// 64 bytes `r || s`. Only [`crate::multisig::sign`] calls it, on digests it computed
     /// from a spend this module approved.
     pub(crate) fn sign_with_multisig_key(&self, digest: &[u8; 32]) -> Result<[u8; 64], Error> {
-        use k256::ecdsa::signature::hazmat::PrehashSigner;
-        let sig: k256::ecdsa::Signature = self
-            .multisig
-            .sign_prehash(digest)
-            .map_err(|e| Error::Protocol(format!("signing with the multisig key: {e}")))?;
-        let sig = sig.normalize_s().unwrap_or(sig);
+        let (sig, _) = self.multisig.sign_recoverable(digest)?;
         let mut out = [0u8; 64];
         out.copy_from_slice(&sig.to_bytes());
         Ok(out)
+    }
+
+    /// Where the module's own multisig key lives: `vault` or `hsm`.
+    pub fn multisig_key_home(&self) -> &'static str {
+        self.multisig.home()
     }
 
     /// [`State::sign_with_multisig_key`], with the recovery id after `r || s` (what a Safe
@@ -551,17 +663,7 @@ impl State {
         &self,
         digest: &[u8; 32],
     ) -> Result<[u8; 65], Error> {
-        let (sig, recid) = self
-            .multisig
-            .sign_prehash_recoverable(digest)
-            .map_err(|e| Error::Protocol(format!("signing with the multisig key: {e}")))?;
-        let (sig, recid) = match sig.normalize_s() {
-            Some(low) => (
-                low,
-                k256::ecdsa::RecoveryId::new(!recid.is_y_odd(), recid.is_x_reduced()),
-            ),
-            None => (sig, recid),
-        };
+        let (sig, recid) = self.multisig.sign_recoverable(digest)?;
         let mut out = [0u8; 65];
         out[..64].copy_from_slice(&sig.to_bytes());
         out[64] = recid.to_byte();

@@ -36,7 +36,7 @@ use rand_chacha::rand_core::SeedableRng;
 use zeroize::Zeroizing;
 
 /// Cases per harness under `cargo test` (each harness takes a few seconds unoptimized).
-const CASES: usize = 1500;
+const CASES: usize = 5000;
 
 // ---------------------------------------------------------------------------------------------
 // Mutating seeds

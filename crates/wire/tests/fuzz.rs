@@ -11,6 +11,7 @@
 //! signed — not only the absence of panics.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(clippy::large_enum_variant, clippy::type_complexity)] // generated inputs, fixtures
 
 use std::sync::LazyLock;
 

@@ -417,16 +417,41 @@ impl Coordinator {
     pub async fn refresh_gauges(&self) -> Result<(), Error> {
         concord_wire::telemetry::prometheus();
         let store = self.store();
-        for (status, n) in store.transfer_counts().await? {
+        // Every state is set, those with nothing in them to zero.
+        let transfers = store.transfer_counts().await?;
+        for status in TransferStatus::ALL {
+            let n = transfers
+                .iter()
+                .find(|(s, _)| s == status)
+                .map_or(0, |(_, n)| *n);
             metrics::gauge!("concord_coordinator_transfers", "status" => status.to_string())
                 .set(n as f64);
         }
-        for (kind, status, n) in store.job_counts().await? {
-            metrics::gauge!("concord_coordinator_jobs", "kind" => kind, "status" => status)
-                .set(n as f64);
+        let jobs = store.job_counts().await?;
+        for kind in records::JobKind::ALL {
+            for status in records::JobStatus::ALL {
+                let n = jobs
+                    .iter()
+                    .find(|(k, s, _)| k == kind.as_str() && s == status.as_str())
+                    .map_or(0, |(_, _, n)| *n);
+                metrics::gauge!("concord_coordinator_jobs", "kind" => kind.as_str(), "status" => status.as_str())
+                    .set(n as f64);
+            }
         }
-        for (wallet, n) in store.presignature_depths().await? {
-            metrics::gauge!("concord_coordinator_presignatures", "wallet" => wallet).set(n as f64);
+        // A wallet whose pool ran dry shows 0 (wallets seen before are remembered).
+        static SEEN: std::sync::Mutex<std::collections::BTreeSet<String>> =
+            std::sync::Mutex::new(std::collections::BTreeSet::new());
+        let depths = store.presignature_depths().await?;
+        if let Ok(mut seen) = SEEN.lock() {
+            seen.extend(depths.iter().map(|(w, _)| w.clone()));
+            for wallet in seen.iter() {
+                let n = depths
+                    .iter()
+                    .find(|(w, _)| w == wallet)
+                    .map_or(0, |(_, n)| *n);
+                metrics::gauge!("concord_coordinator_presignatures", "wallet" => wallet.clone())
+                    .set(n as f64);
+            }
         }
         Ok(())
     }

@@ -300,8 +300,14 @@ fn new_hsm_multisig_key(
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut tag);
     let label = format!("concord-{id}-multisig-{}", hex::encode(tag));
     let key = token.generate_secp256k1(&label).map_err(vault_err)?;
+    // The label and the public key: on opening, the token's key under that label must be
+    // this one (another object given the label is refused).
+    let marker = serde_json::json!({
+        "label": label,
+        "public": hex::encode(key.public_key_compressed()),
+    });
     if !vault
-        .put_new(MULTISIG_HSM, label.as_bytes())
+        .put_new(MULTISIG_HSM, marker.to_string().as_bytes())
         .map_err(vault_err)?
     {
         return Err(Error::Vault(
@@ -444,17 +450,45 @@ impl State {
         };
         let in_hsm = vault.get(MULTISIG_HSM).map_err(vault_err)?;
         let multisig = match (in_hsm, vault.get(MULTISIG).map_err(vault_err)?) {
-            (Some(label), _) => {
-                let label = String::from_utf8(label.to_vec())
-                    .map_err(|_| Error::Vault("the stored HSM key label is not text".into()))?;
+            (Some(marker), _) => {
+                let marker: serde_json::Value =
+                    serde_json::from_slice(&marker).map_err(|e| json_err("HSM key record", e))?;
+                let (Some(label), Some(public)) =
+                    (marker["label"].as_str(), marker["public"].as_str())
+                else {
+                    return Err(Error::Vault(
+                        "the stored HSM key record names no label and public key".into(),
+                    ));
+                };
                 let token = hsm.ok_or_else(|| {
                     Error::Config(format!(
                         "this module's multisig key is in an HSM (token key {label:?}): configure [vault.hsm] to open it"
                     ))
                 })?;
-                MultisigKey::Hsm(token.secp256k1_key(&label).map_err(vault_err)?)
+                let key = token.secp256k1_key(label).map_err(vault_err)?;
+                if hex::encode(key.public_key_compressed()) != public {
+                    return Err(Error::Vault(format!(
+                        "the token's key {label:?} is not the multisig key this vault recorded ({public}): refused"
+                    )));
+                }
+                let info = token
+                    .find_key(label)
+                    .map_err(vault_err)?
+                    .ok_or_else(|| Error::Vault(format!("the token holds no key {label:?}")))?;
+                if !info.sensitive || info.extractable {
+                    return Err(Error::Vault(format!(
+                        "the token's key {label:?} can leave the token (sensitive {}, extractable {}): refused",
+                        info.sensitive, info.extractable
+                    )));
+                }
+                MultisigKey::Hsm(key)
             }
             (None, Some(bytes)) => MultisigKey::Vault(read(&bytes)?),
+            (None, None) if hsm.is_some() => {
+                return Err(Error::Vault(
+                    "this module's configuration names an HSM, yet its vault records no multisig key in it: refused (a key in the vault is never made in its place)".into(),
+                ));
+            }
             (None, None) => {
                 let key = new_multisig_key(&vault)?;
                 let stored = vault
@@ -604,7 +638,13 @@ impl State {
         if let Some(log) = self.audit.get() {
             return Ok(log);
         }
-        let log = crate::audit::AuditLog::open(self.vault.dir(), audit_key(&self.vault)?)?;
+        // A vault that holds the trail's key had a trail: it must still be there.
+        let had_trail = self
+            .vault
+            .contains(crate::audit::AUDIT_KEY)
+            .map_err(vault_err)?;
+        let log =
+            crate::audit::AuditLog::open(self.vault.dir(), audit_key(&self.vault)?, had_trail)?;
         Ok(self.audit.get_or_init(|| log))
     }
 
@@ -621,7 +661,20 @@ impl State {
         kek: &dyn KekProvider,
     ) -> Result<Result<crate::audit::Verified, crate::audit::Broken>, Error> {
         let vault = Vault::open(dir, kek).map_err(vault_err)?;
-        crate::audit::verify(vault.dir(), audit_key(&vault)?)
+        // Read only: a vault without the trail's key never had a trail (unless its file
+        // is there, which is then an error).
+        match vault.get(crate::audit::AUDIT_KEY).map_err(vault_err)? {
+            Some(key) => {
+                let key: [u8; 32] = key.as_slice().try_into().map_err(|_| {
+                    Error::Vault("the stored audit key is not 32 bytes".into())
+                })?;
+                crate::audit::verify(vault.dir(), Zeroizing::new(key))
+            }
+            None if vault.dir().join(crate::audit::AUDIT_FILE).exists() => Err(Error::Vault(
+                "the vault holds no audit key, yet an audit trail is beside it: it was not made by this vault's module".into(),
+            )),
+            None => crate::audit::verify(vault.dir(), Zeroizing::new([0u8; 32])),
+        }
     }
 
     /// The identity key.
@@ -1142,10 +1195,23 @@ impl State {
     /// binds the job's approval for good (it can no longer be released); refused if it was
     /// released meanwhile.
     pub fn sign_under(&self, session: &[u8; 32], job: &str) -> Result<(), Error> {
+        self.sign_under_as(session, job, Some("threshold"))
+    }
+
+    /// [`State::sign_under`], the release recorded in the audit trail as `kind` (none: the
+    /// caller records it, as a multisig signing does once its signatures are made).
+    pub(crate) fn sign_under_as(
+        &self,
+        session: &[u8; 32],
+        job: &str,
+        kind: Option<&str>,
+    ) -> Result<(), Error> {
         // Under the log lock: a release of the job cannot slip in between.
         let mut logs = self.logs()?;
         self.refuse_released(job)?;
-        self.record_release(session, job)?;
+        if let Some(kind) = kind {
+            self.record_release(session, job, kind)?;
+        }
         self.vault
             .put(&session_name(session), job.as_bytes())
             .map_err(vault_err)?;
@@ -1155,11 +1221,11 @@ impl State {
 
     /// Records in the audit trail that this module's share of a signing session is about to
     /// leave it (kept for the run's result to name).
-    fn record_release(&self, session: &[u8; 32], job: &str) -> Result<(), Error> {
+    fn record_release(&self, session: &[u8; 32], job: &str, kind: &str) -> Result<(), Error> {
         let r = self.record(crate::audit::Event::SignatureReleased {
             job: job.to_owned(),
             session: hex::encode(session),
-            kind: "threshold".into(),
+            kind: kind.into(),
         })?;
         if let Ok(mut m) = self.released.lock() {
             // Runs whose result never came leave theirs: keep the map small.
@@ -1197,7 +1263,7 @@ impl State {
         // Under the log lock: a release of the job cannot slip in between.
         let mut logs = self.logs()?;
         self.refuse_released(job)?;
-        self.record_release(session, job)?;
+        self.record_release(session, job, "threshold")?;
         self.vault.put(&name, job.as_bytes()).map_err(vault_err)?;
         logs.add_signed(job);
         Ok(true)

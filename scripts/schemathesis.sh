@@ -43,27 +43,33 @@ install_schemathesis() {
 }
 
 # Starts a coordinator in a fresh directory under $work and waits until it serves. Sets:
-#   API_BASE  the API's base URL
-#   API_CA    the CA file that verifies the API's certificate ("" when the API is plain HTTP)
-#   API_TOKEN the admin API token `coordinator init` made
+#   API_BASE    the API's base URL
+#   API_VERIFY  how a client verifies the API's TLS certificate: "" (plain HTTP), the file
+#               of the certificate to trust (the coordinator's pinned self-signed one), or
+#               "false" (TLS, unverified); schemathesis takes it as --tls-verify, curl as
+#               --cacert or -k (api_tls below)
+#   API_TOKEN   the admin API token `coordinator init` made
 #   COORDINATOR_PID
-# This is the one place that knows how the API is served. Over HTTPS with the coordinator's
-# pinned self-signed certificate, the change is here: `https://` in API_BASE and API_CA set
-# to the certificate file `init` writes (curl's --cacert and schemathesis's --tls-verify
-# below take it); plain HTTP would then need the init's explicit loopback-only flag.
+# This is the one place that knows how the API is served: today plain HTTP on loopback.
+# When the API serves HTTPS, one line changes: API_VERIFY= becomes the certificate file
+# `init` writes ("$dir/<its name>") or "false" (the scheme follows it); to stay on plain
+# HTTP once that needs an explicit flag, `plain_http=()` becomes `plain_http=(--insecure-http)`
+# (given to `init`; move it to `run` if that is where the flag goes).
 start_coordinator() {
   local dir=$work/coordinator http grpc
+  local plain_http=()
+  API_VERIFY=""
   http=127.0.0.1:$(free_port)
   grpc=127.0.0.1:$(free_port)
-  "$concord" coordinator init --dir "$dir" --http-listen "$http" --grpc-listen "$grpc" --json >"$work/init.json"
-  API_BASE=http://$http
-  API_CA=""
+  "$concord" coordinator init --dir "$dir" --http-listen "$http" --grpc-listen "$grpc" \
+    "${plain_http[@]}" --json >"$work/init.json"
+  API_BASE=$([ -n "$API_VERIFY" ] && echo https || echo http)://$http
   API_TOKEN=$(cat "$dir/admin.token")
   say "starting the coordinator on $API_BASE (log: $work/coordinator.log)"
   RUST_LOG=${RUST_LOG:-warn} "$concord" coordinator run --config "$dir" >"$work/coordinator.log" 2>&1 &
   COORDINATOR_PID=$!
   local tries=0
-  until curl -fsS ${API_CA:+--cacert "$API_CA"} -o /dev/null "$API_BASE/v1/health" 2>/dev/null; do
+  until curl -fsS $(api_tls curl) -o /dev/null "$API_BASE/v1/health" 2>/dev/null; do
     if ! kill -0 "$COORDINATOR_PID" 2>/dev/null; then
       cat "$work/coordinator.log" >&2
       echo "the coordinator exited before serving" >&2
@@ -77,6 +83,17 @@ start_coordinator() {
     fi
     sleep 0.1
   done
+}
+
+# API_VERIFY as `curl` or `schemathesis` options (none for plain HTTP). Word-split by the
+# caller: the work directory's path has no spaces.
+api_tls() {
+  case "$1:$API_VERIFY" in
+    *:) ;;
+    curl:false) echo -k ;;
+    curl:*) echo --cacert "$API_VERIFY" ;;
+    schemathesis:*) echo --tls-verify "$API_VERIFY" ;;
+  esac
 }
 
 stop_coordinator() {
@@ -106,7 +123,7 @@ seed=${ST_SEED:-$(python3 -c 'import random; print(random.randrange(2**32))')}
 args=(
   run "$API_BASE/v1/openapi.json"
   --header "Authorization: Bearer $API_TOKEN"
-  ${API_CA:+--tls-verify "$API_CA"}
+  $(api_tls schemathesis)
   --phases examples,coverage,fuzzing,stateful
   --max-examples "${ST_MAX_EXAMPLES:-150}"
   --seed "$seed"

@@ -52,6 +52,17 @@ install_softhsm() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq softhsm2 >/dev/null
 }
 
+# Python's venv module (Debian's python3-venv; a Python built from source has it): the API
+# fuzzer (schemathesis) is installed with pip into a venv of its own.
+install_python_venv() {
+  python3 -c 'import ensurepip, venv' >/dev/null 2>&1 && return 0
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  say "installing python3-venv"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv >/dev/null
+}
+
 # A PostgreSQL cluster of the test run's own: a fresh data directory, a free port on
 # 127.0.0.1, trust authentication for the local user `concord`, stopped when the script
 # exits. Exports CONCORD_TEST_PG_URL (the coordinator's PostgreSQL tests and the two-

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it. Installs what the build needs (Debian packages),
-# then checks formatting and lints and runs every test.
+# then checks formatting and lints, runs every test, and fuzzes a running coordinator's API
+# against its OpenAPI document (scripts/schemathesis.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,3 +24,6 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --all-features --no-fail-fast
 fi
+
+say "schemathesis against a running coordinator (its OpenAPI document, every check)"
+./scripts/schemathesis.sh

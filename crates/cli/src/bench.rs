@@ -10,6 +10,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sha2::Digest as _;
+
 use anyhow::Result;
 use clap::Args;
 use serde_json::json;
@@ -501,6 +503,7 @@ pub async fn soak(args: SoakArgs) -> Result<()> {
         postgres: args.postgres.clone(),
         coordinators,
         utxo: false,
+        hsm: false,
     };
     let info = crate::devnet::up(&dir, true, &opts).await?;
     let outcome = async {
@@ -1037,4 +1040,158 @@ pub async fn api(args: ApiBenchArgs) -> Result<()> {
     t.right(2).right(3).right(4).right(5);
     crate::outln!("{}", t.render());
     Ok(())
+}
+
+/// `concord bench keys`: signing with keys in SoftHSM versus in the file vault.
+#[derive(Args)]
+pub struct KeyBenchArgs {
+    /// Signatures per row (at most 10 000).
+    #[arg(long, default_value_t = 500)]
+    count: usize,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Times `f` `count` times.
+fn timed(
+    count: usize,
+    mut f: impl FnMut(usize) -> Result<()>,
+) -> Result<(Vec<Duration>, Duration)> {
+    let start = Instant::now();
+    let mut v = Vec::with_capacity(count);
+    for i in 0..count {
+        let t = Instant::now();
+        f(i)?;
+        v.push(t.elapsed());
+    }
+    Ok((v, start.elapsed()))
+}
+
+/// Signing latency with keys in a SoftHSM token (through PKCS#11) versus keys in the file
+/// vault (decrypted once, signed in process), in one run: secp256k1 (a module's multisig
+/// key: CKM_ECDSA, low-s and the recovery id found outside, versus k256), Ed25519
+/// (CKM_EDDSA versus ed25519-dalek), and opening a vault (its data key unwrapped by AES-GCM
+/// inside the token versus Argon2id over a passphrase). The token is made for the run and
+/// deleted after it (SoftHSM's configuration is the system's or `SOFTHSM2_CONF`'s).
+pub async fn keys(args: KeyBenchArgs) -> Result<()> {
+    use k256::ecdsa::signature::hazmat::PrehashSigner;
+    let count = args.count.clamp(1, 10_000);
+    let dir = tempfile_dir()?;
+    let (library, label, pin_file) = crate::devnet::softhsm_token(&dir)?;
+    let outcome = async {
+        let config = concord_vault::Pkcs11Config {
+            library: library.clone().into(),
+            token: concord_vault::TokenSelector::Label(label.clone()),
+            pin: concord_vault::PassphraseSource::File(pin_file.clone()),
+        };
+        let token = concord_vault::Token::open(&config)?;
+        let mut rows = Vec::new();
+        let digests: Vec<[u8; 32]> = (0..count)
+            .map(|i| sha2::Sha256::digest(i.to_be_bytes()).into())
+            .collect();
+
+        // secp256k1: the file vault's key (as the module holds it after opening its vault).
+        let file_key = k256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
+        let (v, e) = timed(count, |i| {
+            let (sig, _): (k256::ecdsa::Signature, k256::ecdsa::RecoveryId) = file_key
+                .sign_prehash_recoverable(&digests[i])
+                .map_err(|e| anyhow::anyhow!("k256: {e}"))?;
+            let _ = sig.normalize_s();
+            Ok(())
+        })?;
+        rows.push(row("secp256k1 sign: file vault (k256)", v, e));
+        let hsm_key = token.generate_secp256k1("bench-secp256k1")?;
+        let mut made = Vec::with_capacity(count);
+        let (v, e) = timed(count, |i| {
+            made.push(hsm_key.sign_prehash(&digests[i])?.0);
+            Ok(())
+        })?;
+        rows.push(row("secp256k1 sign: SoftHSM (CKM_ECDSA)", v, e));
+        // Every signature checked by an independent verifier (outside the timing).
+        for (sig, d) in made.iter().zip(&digests) {
+            k256::ecdsa::signature::hazmat::PrehashVerifier::verify_prehash(
+                hsm_key.verifying_key(),
+                d,
+                sig,
+            )
+            .map_err(|e| anyhow::anyhow!("the HSM's signature does not verify: {e}"))?;
+        }
+        let _ = PrehashSigner::<k256::ecdsa::Signature>::sign_prehash(&file_key, &digests[0]);
+
+        // Ed25519 (identity keys).
+        let file_ed = concord_wire::identity::IdentityKey::generate(&mut rand::rngs::OsRng);
+        let (v, e) = timed(count, |i| {
+            let _ = file_ed.sign(&digests[i]);
+            Ok(())
+        })?;
+        rows.push(row("Ed25519 sign: file vault (ed25519-dalek)", v, e));
+        let hsm_ed = token.generate_ed25519("bench-ed25519")?;
+        let public = concord_wire::identity::PublicIdentity::from_bytes(&hsm_ed.public_key())?;
+        let mut made = Vec::with_capacity(count);
+        let (v, e) = timed(count, |i| {
+            made.push(hsm_ed.sign(&digests[i])?);
+            Ok(())
+        })?;
+        rows.push(row("Ed25519 sign: SoftHSM (CKM_EDDSA)", v, e));
+        for (sig, d) in made.iter().zip(&digests) {
+            public
+                .verify(d, sig)
+                .map_err(|e| anyhow::anyhow!("the HSM's Ed25519 signature does not verify: {e}"))?;
+        }
+
+        // Opening a vault: its data key unwrapped.
+        let opens = count.min(20);
+        let pass_dir = dir.join("vault-passphrase");
+        let kek =
+            concord_vault::PassphraseKek::new(zeroize::Zeroizing::new("bench passphrase".into()))?;
+        concord_vault::Vault::create(&pass_dir, &kek)?;
+        let (v, e) = timed(opens, |_| {
+            concord_vault::Vault::open(&pass_dir, &kek)?;
+            Ok(())
+        })?;
+        rows.push(row("vault open: passphrase (Argon2id, 64 MiB)", v, e));
+        let hsm_dir = dir.join("vault-hsm");
+        let hsm_kek = concord_vault::Pkcs11Kek::new(token.clone());
+        concord_vault::Vault::create(&hsm_dir, &hsm_kek)?;
+        let (v, e) = timed(opens, |_| {
+            concord_vault::Vault::open(&hsm_dir, &hsm_kek)?;
+            Ok(())
+        })?;
+        rows.push(row("vault open: SoftHSM (AES-GCM in the token)", v, e));
+        Ok::<_, anyhow::Error>(rows)
+    }
+    .await;
+    let _ = std::process::Command::new("softhsm2-util")
+        .args(["--delete-token", "--token", &label])
+        .output();
+    let _ = std::fs::remove_dir_all(&dir);
+    let rows = outcome?;
+    if args.json {
+        crate::outln!("{}", json!({ "rows": rows }));
+    } else {
+        crate::outln!("{:<44} {:>6} {:>10} {:>10}", "", "count", "p50", "p99");
+        for r in &rows {
+            let f = |k: &str| {
+                r[k].as_f64()
+                    .map(|v| format!("{v:.3} ms"))
+                    .unwrap_or_else(|| "—".into())
+            };
+            crate::outln!(
+                "{:<44} {:>6} {:>10} {:>10}",
+                r["kind"].as_str().unwrap_or_default(),
+                r["count"],
+                f("p50_ms"),
+                f("p99_ms")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A fresh directory for a bench's files (under the system's temporary directory).
+fn tempfile_dir() -> Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("concord-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }

@@ -626,6 +626,30 @@ impl Api {
         self.send(self.http.get(url)).await
     }
 
+    /// GETs a text answer (`/metrics`) of a path the CLI built itself.
+    pub(crate) async fn get_text(&self, path: &str) -> Result<String> {
+        let url = self.base.join(path)?;
+        let resp = self
+            .http
+            .get(url)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow!(
+                    "cannot reach the coordinator at {}: {}",
+                    self.base,
+                    root_cause(&e)
+                )
+            })?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        if !status.is_success() {
+            bail!("the coordinator answered {status} to {path}: {text}");
+        }
+        Ok(text)
+    }
+
     /// GETs `segments` (percent-encoded) with `query`, as the API type `T`.
     pub(crate) async fn fetch<T: DeserializeOwned>(
         &self,

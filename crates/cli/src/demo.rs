@@ -248,7 +248,8 @@ async fn run(d: &mut Demo, setup: GroupSetup) -> Result<()> {
     crate::demo_multisig::run(d, &wallet).await?;
     lifecycle(d, setup, &wallet, address).await?;
     exactly_once(d, &wallet, address).await?;
-    look_around(d, &wallet, address).await
+    look_around(d, &wallet, address).await?;
+    crate::demo_operator::run(d, &wallet).await
 }
 
 /// The key lifecycle: the trader's wallet refreshed (every member re-randomises its share; the

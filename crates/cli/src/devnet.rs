@@ -36,6 +36,13 @@ const EXCHANGE: &str = "binance";
 const MODULES: [&str; 3] = ["m1", "m2", "m3"];
 /// The module whose exchange connection goes through the proxy.
 const MITM_MODULE: &str = "m3";
+/// The module whose vault key and multisig key live in SoftHSM (PKCS#11).
+pub(crate) const HSM_MODULE: &str = "m2";
+/// Where Debian's SoftHSM 2 library is.
+const SOFTHSM_LIBRARIES: [&str; 2] = [
+    "/usr/lib/softhsm/libsofthsm2.so",
+    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+];
 /// The devnet's principals and their roles (INSECURE keys in the devnet's directory).
 pub(crate) const PRINCIPALS: [(&str, &str); 6] = [
     ("admin-1", "admin"),
@@ -91,6 +98,10 @@ pub enum DevnetCommand {
         /// from native multisig P2WSH wallets).
         #[arg(long)]
         no_utxo: bool,
+        /// Keep every module's keys in its vault (module m2's vault key and multisig key are
+        /// otherwise generated in a SoftHSM token of its own, through PKCS#11).
+        #[arg(long)]
+        no_hsm: bool,
         /// Print devnet.json.
         #[arg(long)]
         json: bool,
@@ -216,6 +227,9 @@ pub struct DevnetInfo {
     /// anvil development key).
     #[serde(default)]
     pub safe_gas_key_file: PathBuf,
+    /// The SoftHSM token of module [`HSM_MODULE`] (deleted by `devnet down`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hsm_token: Option<String>,
 }
 
 /// The devnet's Litecoin node.
@@ -257,6 +271,9 @@ pub struct ModuleEntry {
     pub dir: PathBuf,
     /// The exchange URL it uses.
     pub exchange_url: String,
+    /// Where it serves its Prometheus metrics (`http://127.0.0.1:PORT/metrics`).
+    #[serde(default)]
+    pub metrics_url: String,
 }
 
 impl DevnetInfo {
@@ -451,6 +468,8 @@ pub(crate) struct UpOptions {
     pub(crate) coordinators: usize,
     /// Whether to start the Litecoin regtest node.
     pub(crate) utxo: bool,
+    /// Whether module [`HSM_MODULE`] keeps its keys in SoftHSM (a token of its own).
+    pub(crate) hsm: bool,
 }
 
 impl UpOptions {
@@ -461,6 +480,7 @@ impl UpOptions {
             postgres: None,
             coordinators: 1,
             utxo: true,
+            hsm: true,
         }
     }
 }
@@ -797,6 +817,7 @@ pub async fn up(dir: &Path, quiet: bool, opts: &UpOptions) -> Result<DevnetInfo>
     // exchange views, read key, enrollment, pinned peers.
     let mut modules = Vec::new();
     let mut infos = Vec::new();
+    let mut hsm_token = None;
     for m in MODULES {
         let mdir = dir.join(m);
         std::fs::create_dir_all(&mdir)?;
@@ -808,6 +829,16 @@ pub async fn up(dir: &Path, quiet: bool, opts: &UpOptions) -> Result<DevnetInfo>
             format!("127.0.0.1:{grpc_port}"),
             pass.display().to_string(),
         );
+        let hsm = if opts.hsm && m == HSM_MODULE {
+            let (library, label, pin_file) = softhsm_token(&mdir)?;
+            hsm_token = Some(label.clone());
+            say(&format!(
+                "Module {m} keeps its vault key and multisig key in SoftHSM token {label} (PKCS#11)…"
+            ));
+            Some((library, label, pin_file.display().to_string()))
+        } else {
+            None
+        };
         let mut args = vec![
             "module",
             "init",
@@ -819,12 +850,21 @@ pub async fn up(dir: &Path, quiet: bool, opts: &UpOptions) -> Result<DevnetInfo>
             &grpc_s,
             "--coordinator-key",
             &coordinator_key,
-            "--passphrase-file",
-            &pass_s,
             "--admin-quorum",
             "2",
             "--json",
         ];
+        match &hsm {
+            Some((library, label, pin_file)) => args.extend([
+                "--hsm",
+                library.as_str(),
+                "--token",
+                label.as_str(),
+                "--pin-file",
+                pin_file.as_str(),
+            ]),
+            None => args.extend(["--passphrase-file", &pass_s]),
+        }
         for k in &admin_keys {
             args.extend(["--admin", k.as_str()]);
         }
@@ -871,6 +911,10 @@ pub async fn up(dir: &Path, quiet: bool, opts: &UpOptions) -> Result<DevnetInfo>
             read_api_key: read_key,
             read_key_type: "hmac".into(),
         }];
+        let metrics_port = free_port()?;
+        mc.metrics = Some(concord_module::config::MetricsConfig {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], metrics_port)),
+        });
         mc.save(&file)?;
         let state = concord_module::open_state(&mc)?;
         state.save_exchange_secret(EXCHANGE, read_secret.as_bytes())?;
@@ -880,6 +924,7 @@ pub async fn up(dir: &Path, quiet: bool, opts: &UpOptions) -> Result<DevnetInfo>
             id: m.to_owned(),
             dir: mdir,
             exchange_url: url,
+            metrics_url: format!("http://127.0.0.1:{metrics_port}/metrics"),
         });
     }
     for (i, m) in modules.iter().enumerate() {
@@ -971,6 +1016,7 @@ pub async fn up(dir: &Path, quiet: bool, opts: &UpOptions) -> Result<DevnetInfo>
         mitm_module: MITM_MODULE.into(),
         ltc,
         safe_gas_key_file,
+        hsm_token,
     };
     info.save()?;
     say(&format!("Devnet up: {}", dir.join("devnet.json").display()));
@@ -1061,7 +1107,52 @@ pub async fn down(dir: &Path) -> Result<usize> {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         }
     }
+    if let Some(label) = &info.hsm_token {
+        let _ = Command::new("softhsm2-util")
+            .args(["--delete-token", "--token", label])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
     Ok(stopped)
+}
+
+/// A SoftHSM token of the devnet's own for module [`HSM_MODULE`] (SoftHSM's configuration
+/// is the system's, or `SOFTHSM2_CONF`'s): its library, its label, and its user PIN in a
+/// file of the module's directory (an INSECURE development PIN).
+pub(crate) fn softhsm_token(mdir: &Path) -> Result<(String, String, PathBuf)> {
+    let library = SOFTHSM_LIBRARIES
+        .iter()
+        .find(|p| Path::new(p).exists())
+        .ok_or_else(|| {
+            anyhow!(
+                "SoftHSM 2 is not installed (no libsofthsm2.so): `apt-get install softhsm2`, or start the devnet with --no-hsm"
+            )
+        })?;
+    let label = format!("concord-devnet-{}", &random_token(8)[..8]);
+    let pin = random_token(12);
+    let pin_file = mdir.join("hsm.pin");
+    write_private(&pin_file, &pin)?;
+    let out = Command::new("softhsm2-util")
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            &label,
+            "--pin",
+            &pin,
+            "--so-pin",
+            &random_token(12),
+        ])
+        .output()
+        .context("cannot run softhsm2-util (apt-get install softhsm2)")?;
+    if !out.status.success() {
+        bail!(
+            "softhsm2-util could not make a token: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(((*library).to_owned(), label, pin_file))
 }
 
 /// Kills coordinator `i` of a running devnet dead (`kill -9`), as a crash would.
@@ -1133,6 +1224,7 @@ pub async fn run(cmd: DevnetCommand) -> Result<()> {
             postgres,
             coordinators,
             no_utxo,
+            no_hsm,
             json,
         } => {
             let dir = dir_of(dir);
@@ -1150,6 +1242,7 @@ pub async fn run(cmd: DevnetCommand) -> Result<()> {
                     postgres,
                     coordinators,
                     utxo: !no_utxo,
+                    hsm: !no_hsm,
                 },
             )
             .await?;

@@ -15,6 +15,7 @@ mod client;
 mod connect;
 mod demo;
 mod demo_multisig;
+mod demo_operator;
 mod devnet;
 mod import;
 mod output;
@@ -165,6 +166,10 @@ enum BenchCommand {
     /// times, failover time), as a table.
     #[command(after_help = "Example:\n  concord bench soak --transfers 40 --kills 2")]
     Soak(bench::SoakArgs),
+    /// Signing latency with keys in a SoftHSM token versus in the file vault (secp256k1,
+    /// Ed25519, opening a vault), as a table.
+    #[command(after_help = "Example:\n  concord bench keys --count 500")]
+    Keys(bench::KeyBenchArgs),
     /// Two coordinators of its own on 127.0.0.1, one over HTTPS (pinned) and one over plain
     /// HTTP: an authenticated GET's latency on each, kept-alive and on a new connection per
     /// request, as a table.
@@ -238,6 +243,9 @@ fn main() -> ExitCode {
             Command::Bench {
                 command: BenchCommand::Soak(args),
             } => bench::soak(args).await,
+            Command::Bench {
+                command: BenchCommand::Keys(args),
+            } => bench::keys(args).await,
             Command::Bench {
                 command: BenchCommand::Api(args),
             } => bench::api(args).await,

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use concord_vault::{PassphraseKek, PassphraseSource};
+use concord_vault::PassphraseSource;
 use concord_wire::identity::{IdentityKey, PublicIdentity};
 
 use crate::config_path;
@@ -71,6 +71,7 @@ pub enum CoordinatorCommand {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum ModuleCommand {
     /// Create a module: its sealed vault (identity and sealing keys) and its configuration.
     #[command(
@@ -90,11 +91,28 @@ pub enum ModuleCommand {
         #[arg(long)]
         coordinator_key: PublicIdentity,
         /// Read the vault passphrase from this environment variable.
-        #[arg(long, conflicts_with = "passphrase_file")]
+        #[arg(long, conflicts_with_all = ["passphrase_file", "hsm"])]
         passphrase_env: Option<String>,
         /// Read the vault passphrase from this file.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "hsm")]
         passphrase_file: Option<PathBuf>,
+        /// Keep the vault's key-encryption key and the module's own multisig key in an HSM:
+        /// the path of its PKCS#11 library (e.g. /usr/lib/softhsm/libsofthsm2.so). The keys
+        /// are generated inside the token and never leave it.
+        #[arg(long, value_name = "PKCS11_LIBRARY")]
+        hsm: Option<PathBuf>,
+        /// The HSM token, by its label.
+        #[arg(long, requires = "hsm", conflicts_with = "slot")]
+        token: Option<String>,
+        /// The HSM token, by its slot id.
+        #[arg(long, requires = "hsm")]
+        slot: Option<u64>,
+        /// Read the HSM user PIN from this environment variable.
+        #[arg(long, requires = "hsm", conflicts_with = "pin_file")]
+        pin_env: Option<String>,
+        /// Read the HSM user PIN from this file.
+        #[arg(long, requires = "hsm")]
+        pin_file: Option<PathBuf>,
         /// An admin's public key (hex, as `concord keys new` prints it); repeat for each
         /// admin. The module pins them for good: every policy it will accept must be signed
         /// by a quorum of them (or of the admins a policy they signed installs).
@@ -461,17 +479,50 @@ pub async fn module(cmd: ModuleCommand) -> Result<()> {
             coordinator_key,
             passphrase_env,
             passphrase_file,
+            hsm,
+            token,
+            slot,
+            pin_env,
+            pin_file,
             admins,
             admin_quorum,
             json,
         } => {
             let admins = concord_wire::authority::AdminSet::new(admins, admin_quorum)
                 .map_err(|e| anyhow::anyhow!("--admin/--admin-quorum: {e}"))?;
-            let passphrase = match (passphrase_env, passphrase_file) {
-                (Some(var), None) => PassphraseSource::Env(var),
-                (None, Some(file)) => PassphraseSource::File(std::path::absolute(&file)?),
+            let (passphrase, hsm) = match (passphrase_env, passphrase_file, hsm) {
+                (Some(var), None, None) => (Some(PassphraseSource::Env(var)), None),
+                (None, Some(file), None) => (
+                    Some(PassphraseSource::File(std::path::absolute(&file)?)),
+                    None,
+                ),
+                (None, None, Some(library)) => {
+                    let token = match (token, slot) {
+                        (Some(label), None) => concord_vault::TokenSelector::Label(label),
+                        (None, Some(slot)) => concord_vault::TokenSelector::Slot(slot),
+                        _ => {
+                            bail!("say which HSM token holds the keys: --token LABEL or --slot ID")
+                        }
+                    };
+                    let pin = match (pin_env, pin_file) {
+                        (Some(var), None) => PassphraseSource::Env(var),
+                        (None, Some(file)) => PassphraseSource::File(std::path::absolute(&file)?),
+                        _ => bail!(
+                            "say where the HSM PIN comes from: --pin-env VAR or --pin-file FILE (never the command line)"
+                        ),
+                    };
+                    let library = std::path::absolute(&library)?;
+                    (
+                        None,
+                        Some(concord_vault::Pkcs11Config {
+                            library,
+                            token,
+                            pin,
+                        }),
+                    )
+                }
                 _ => bail!(
-                    "say where the vault passphrase comes from: --passphrase-env VAR or --passphrase-file FILE"
+                    "say where the vault's key comes from: --passphrase-env VAR, --passphrase-file FILE, or --hsm PKCS11_LIBRARY with --token/--slot and --pin-env/--pin-file"
                 ),
             };
             let config_file = dir.join("module.toml");
@@ -491,6 +542,7 @@ pub async fn module(cmd: ModuleCommand) -> Result<()> {
                 vault: concord_module::config::VaultConfig {
                     dir: dir.join("vault"),
                     passphrase,
+                    hsm,
                 },
                 checks: Default::default(),
                 chain: None,
@@ -498,10 +550,22 @@ pub async fn module(cmd: ModuleCommand) -> Result<()> {
                 utxo: None,
                 metrics: None,
             };
-            let kek = PassphraseKek::from_source(&config.vault.passphrase)?;
-            eprintln!("Creating the sealed vault (deriving the key from the passphrase)…");
-            let state =
-                concord_module::State::create(&id, &config.vault.dir, &kek, config.checks.clone())?;
+            let keys = config.vault.keys()?;
+            eprintln!(
+                "{}",
+                if keys.token.is_some() {
+                    "Creating the sealed vault (its key and the module's multisig key generated in the HSM)…"
+                } else {
+                    "Creating the sealed vault (deriving the key from the passphrase)…"
+                }
+            );
+            let state = concord_module::State::create_with(
+                &id,
+                &config.vault.dir,
+                keys.kek.as_ref(),
+                config.checks.clone(),
+                keys.token.as_ref(),
+            )?;
             state.pin_admins(&admins)?;
             config.save(&config_file)?;
             if !json {
@@ -571,9 +635,11 @@ pub async fn module(cmd: ModuleCommand) -> Result<()> {
             let (seq, head) = v.head;
             if !verify || json || last.is_some() {
                 let skip = last.map_or(0, |n| v.entries.len().saturating_sub(n));
-                for e in &v.entries[skip..] {
+                for (e, hash) in v.entries.iter().zip(&v.hashes).skip(skip) {
                     if json {
-                        crate::outln!("{}", serde_json::to_string(e).unwrap_or_default());
+                        let mut line = serde_json::to_value(e).unwrap_or_default();
+                        line["hash"] = serde_json::Value::String(hex::encode(hash));
+                        crate::outln!("{line}");
                     } else {
                         crate::outln!("{}", show_entry(e));
                     }

@@ -90,6 +90,12 @@ async fn devnet_demo_holds_and_single_credentials_cannot_withdraw() {
         "deposit 0.5 ETH from the 2-of-3 Safe",
         "attack in multisig mode, rule all",
         "attack in multisig mode, rule threshold",
+        "coordinator /metrics (parsed as Prometheus text) moved",
+        "module m1: /metrics moved",
+        "module m2: /metrics moved",
+        "module m3: /metrics moved",
+        "a copy of m1's audit trail with one byte changed in entry 3",
+        "module m2 keeps its vault key",
     ] {
         assert!(
             names.iter().any(|n| n.starts_with(expected)),

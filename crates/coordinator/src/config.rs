@@ -510,6 +510,6 @@ impl TransferContext {
     pub(crate) fn exchange(&self, name: &str) -> Result<&ExchangeEndpoint, Error> {
         self.exchanges
             .get(name)
-            .ok_or_else(|| Error::BadRequest(format!("exchange {name:?} is not configured")))
+            .ok_or_else(|| Error::NotFound(format!("exchange {name:?} is not configured")))
     }
 }

@@ -100,8 +100,8 @@ pub struct CreateGroup {
     /// Signers required (2 to the number of members).
     #[schema(minimum = 2, maximum = 255)]
     pub threshold: u16,
-    /// Member module ids; their order fixes their indices.
-    #[schema(min_items = 2, max_items = 255)]
+    /// Member module ids, each enrolled and listed once; their order fixes their indices.
+    #[schema(schema_with = api::group_members)]
     pub members: Vec<String>,
     /// The threshold-ECDSA engine of the group's ECDSA wallets; `dkls23` when omitted (see
     /// ADR 0002). Schnorr and Ed25519 wallets run FROST either way.
@@ -123,7 +123,8 @@ pub struct CreateWallet {
 #[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportWallet {
-    /// The importer's signed intent.
+    /// The importer's signed intent; its action is an `import`.
+    #[schema(schema_with = api::import_intent)]
     pub intent: SignedIntent,
     /// The importing tool's one-time identity key (hex), which sealed the shards.
     #[schema(pattern = "^[0-9a-fA-F]{64}$")]
@@ -136,7 +137,8 @@ pub struct ImportWallet {
 #[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignRequest {
-    /// The trader's signed intent.
+    /// The trader's signed intent; its action is a `sign_message`.
+    #[schema(schema_with = api::sign_message_intent)]
     pub intent: SignedIntent,
     /// ECDSA only: `presigned` (default; in a cggmp21 group uses a pooled presignature when
     /// one fits the approving modules, else signs interactively; DKLs23 groups always sign
@@ -200,8 +202,8 @@ pub struct WalletView {
 pub struct DerivedFrom {
     /// The parent wallet's id.
     pub wallet: String,
-    /// The non-hardened BIP-32 path below it.
-    #[schema(value_type = String, pattern = "^m(/[0-9]+)*$")]
+    /// The non-hardened BIP-32 path below it: 1 to 16 child numbers, each below 2^31.
+    #[schema(value_type = String, pattern = "^m(/0*(?:[0-9]{1,9}|1[0-9]{9}|20[0-9]{8}|21[0-3][0-9]{7}|214[0-6][0-9]{6}|2147[0-3][0-9]{5}|21474[0-7][0-9]{4}|214748[0-2][0-9]{3}|2147483[0-5][0-9]{2}|21474836[0-3][0-9]|214748364[0-7])){1,16}$")]
     pub path: concord_types::DerivationPath,
 }
 
@@ -248,9 +250,9 @@ pub(crate) struct RepairRequest {
 #[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeriveWallet {
-    /// The non-hardened BIP-32 path below the wallet (`m/0/7`); the policy in force must
-    /// allow children of the wallet under a prefix of it.
-    #[schema(value_type = String, pattern = "^m(/[0-9]+)+$")]
+    /// The non-hardened BIP-32 path below the wallet (`m/0/7`): 1 to 16 child numbers, each
+    /// below 2^31; the policy in force must allow children of the wallet under a prefix of it.
+    #[schema(value_type = String, pattern = "^m(/0*(?:[0-9]{1,9}|1[0-9]{9}|20[0-9]{8}|21[0-3][0-9]{7}|214[0-6][0-9]{6}|2147[0-3][0-9]{5}|21474[0-7][0-9]{4}|214748[0-2][0-9]{3}|2147483[0-5][0-9]{2}|21474836[0-3][0-9]|214748364[0-7])){1,16}$")]
     pub path: concord_types::DerivationPath,
 }
 
@@ -279,6 +281,8 @@ pub struct Coordinator {
 impl Coordinator {
     /// Builds a coordinator over a store, loading enrolled modules into the pin store.
     pub async fn new(store: Store, timeouts: Timeouts) -> Result<Coordinator, Error> {
+        // The metrics recorder first: what is counted before it is installed is lost.
+        concord_wire::telemetry::prometheus();
         let pins = Arc::new(EnrolledModules::default());
         for id in store.identities().await? {
             if let Ok(key) = PublicIdentity::try_from(id.as_slice()) {
@@ -415,16 +419,41 @@ impl Coordinator {
     pub async fn refresh_gauges(&self) -> Result<(), Error> {
         concord_wire::telemetry::prometheus();
         let store = self.store();
-        for (status, n) in store.transfer_counts().await? {
+        // Every state is set, those with nothing in them to zero.
+        let transfers = store.transfer_counts().await?;
+        for status in TransferStatus::ALL {
+            let n = transfers
+                .iter()
+                .find(|(s, _)| s == status)
+                .map_or(0, |(_, n)| *n);
             metrics::gauge!("concord_coordinator_transfers", "status" => status.to_string())
                 .set(n as f64);
         }
-        for (kind, status, n) in store.job_counts().await? {
-            metrics::gauge!("concord_coordinator_jobs", "kind" => kind, "status" => status)
-                .set(n as f64);
+        let jobs = store.job_counts().await?;
+        for kind in records::JobKind::ALL {
+            for status in records::JobStatus::ALL {
+                let n = jobs
+                    .iter()
+                    .find(|(k, s, _)| k == kind.as_str() && s == status.as_str())
+                    .map_or(0, |(_, _, n)| *n);
+                metrics::gauge!("concord_coordinator_jobs", "kind" => kind.as_str(), "status" => status.as_str())
+                    .set(n as f64);
+            }
         }
-        for (wallet, n) in store.presignature_depths().await? {
-            metrics::gauge!("concord_coordinator_presignatures", "wallet" => wallet).set(n as f64);
+        // A wallet whose pool ran dry shows 0 (wallets seen before are remembered).
+        static SEEN: std::sync::Mutex<std::collections::BTreeSet<String>> =
+            std::sync::Mutex::new(std::collections::BTreeSet::new());
+        let depths = store.presignature_depths().await?;
+        if let Ok(mut seen) = SEEN.lock() {
+            seen.extend(depths.iter().map(|(w, _)| w.clone()));
+            for wallet in seen.iter() {
+                let n = depths
+                    .iter()
+                    .find(|(w, _)| w == wallet)
+                    .map_or(0, |(_, n)| *n);
+                metrics::gauge!("concord_coordinator_presignatures", "wallet" => wallet.clone())
+                    .set(n as f64);
+            }
         }
         Ok(())
     }
@@ -507,7 +536,7 @@ impl Coordinator {
         }
         for m in &req.members {
             if self.engine.store.module(m).await?.is_none() {
-                return Err(Error::BadRequest(format!("module {m} is not enrolled")));
+                return Err(Error::NotFound(format!("module {m}")));
             }
         }
         let job_id = uuid::Uuid::new_v4().to_string();
@@ -632,10 +661,7 @@ impl Coordinator {
             }
         };
         if self.engine.store.module(&req.with).await?.is_none() {
-            return Err(Error::BadRequest(format!(
-                "module {} is not enrolled",
-                req.with
-            )));
+            return Err(Error::NotFound(format!("module {}", req.with)));
         }
         let index = u16::try_from(index).map_err(|_| Error::Internal("member index".into()))?;
         let job = JobRecord {

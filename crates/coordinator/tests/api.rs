@@ -112,12 +112,12 @@ async fn posts_need_an_idempotency_key_and_replay_the_first_answer() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(e["error"].as_str().unwrap().contains("Idempotency-Key"));
     let (s1, e1) = call(&c, post("/v1/groups", &token, Some("k1"), body)).await;
-    assert_eq!(s1, StatusCode::BAD_REQUEST);
+    assert_eq!(s1, StatusCode::NOT_FOUND);
     assert!(
         e1["error"]
             .as_str()
             .unwrap()
-            .contains("module nobody is not enrolled"),
+            .contains("module nobody was not found"),
         "{e1}"
     );
     // Same key, other body: refused.
@@ -269,7 +269,7 @@ async fn token_roles_limit_what_a_caller_may_do() {
         );
     }
     let (s, e) = call(&c, post("/v1/groups", &operator, Some("g"), group)).await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+    assert_eq!(s, StatusCode::NOT_FOUND, "{e}");
     // Only traders (and admins) request transfers; only admins make tokens and policies.
     let (s, _) = call(
         &c,
@@ -1042,4 +1042,379 @@ fn transfer(wallet: &str) -> TransferRecord {
         created_at: "2026-01-01T00:00:00Z".into(),
         created_ms: 1_767_225_600_123.456,
     }
+}
+
+// What schemathesis (scripts/schemathesis.sh) found against a running coordinator, each
+// class kept fixed here: a request the document accepts is not refused as malformed unless
+// a rule JSON Schema cannot state is broken; what the document refuses, the handler refuses.
+
+/// The JSON schema of `method path`'s request body in the document (the component it
+/// names, if it names one).
+fn request_schema(method: &str, path: &str) -> &'static Value {
+    let doc = common::openapi::document();
+    let s = &doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"];
+    assert!(s.is_object(), "{method} {path} has no JSON request body");
+    match s["$ref"].as_str() {
+        Some(r) => &doc["components"]["schemas"][r.trim_start_matches("#/components/schemas/")],
+        None => s,
+    }
+}
+
+/// Checks that the document's request schema of `method template` accepts `body`.
+fn assert_request_conforms(method: &str, template: &str, body: &Value) {
+    let errors = common::openapi::errors_against(request_schema(method, template), body);
+    assert!(
+        errors.is_empty(),
+        "{method} {template}'s request schema refuses:\n{}\n{body:#}",
+        errors.join("\n")
+    );
+}
+
+/// Checks that the document's request schema of `method template` refuses `body`.
+fn assert_request_refused(method: &str, template: &str, body: &Value) {
+    let errors = common::openapi::errors_against(request_schema(method, template), body);
+    assert!(
+        !errors.is_empty(),
+        "{method} {template}'s request schema accepts what the handler refuses:\n{body:#}"
+    );
+}
+
+/// A signed intent's JSON (no signatures: the coordinator leaves checking them to the
+/// modules) asking for `action`.
+fn intent_json(action: Value) -> Value {
+    json!({
+        "intent": {
+            "version": 1, "id": "i-1", "created_at": 1_700_000_000u64,
+            "expires_at": 1_700_000_600u64, "action": action,
+        },
+        "signatures": [],
+    })
+}
+
+fn sign_action() -> Value {
+    json!({ "kind": "sign_message", "wallet": "ab".repeat(32), "message": "00", "rule": "all" })
+}
+
+fn withdraw_action() -> Value {
+    json!({
+        "kind": "withdraw", "exchange": "binance", "coin": "ETH", "network": "ETH",
+        "amount": "1", "to": { "label": "cold" }, "rule": "all",
+    })
+}
+
+fn deposit_action() -> Value {
+    json!({
+        "kind": "deposit", "wallet": "ab".repeat(32), "exchange": "binance", "coin": "ETH",
+        "network": "ETH", "amount": "1", "rule": "all",
+    })
+}
+
+/// A coordinator whose state stands in the way of a well-formed request (no chain
+/// configured, no module enrolled) answers 409, documented, neither 400 (the request is not
+/// at fault) nor 5xx (nothing failed, and asking again will not help); a thing named that
+/// does not exist is 404 whatever the configuration.
+#[tokio::test]
+async fn state_in_the_way_is_a_conflict_and_a_missing_thing_is_not_found() {
+    let (c, admin) = setup().await;
+    let no_chain = "this coordinator has no chain configured";
+    for (path, template, body) in [
+        (
+            "/v1/transfers/deposits",
+            "/v1/transfers/deposits",
+            json!({ "intent": intent_json(deposit_action()) }),
+        ),
+        (
+            "/v1/transfers/withdrawals",
+            "/v1/transfers/withdrawals",
+            json!({ "intent": intent_json(withdraw_action()) }),
+        ),
+        (
+            "/v1/exchanges/binance/credential",
+            "/v1/exchanges/{name}/credential",
+            json!({ "wallet": "ab".repeat(32), "api_key": "k" }),
+        ),
+    ] {
+        assert_request_conforms("post", template, &body);
+        let (s, e) = call(&c, post(path, &admin, Some(path), &body.to_string())).await;
+        assert_eq!(s, StatusCode::CONFLICT, "{path}: {e}");
+        assert!(e["error"].as_str().unwrap().contains(no_chain), "{e}");
+    }
+    let (s, e) = call(
+        &c,
+        get(&format!("/v1/wallets/{}/balances", "ab".repeat(32)), &admin),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{e}");
+    let (s, e) = call(&c, get("/v1/exchanges/0/balances", &admin)).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{e}");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("no module is enrolled"),
+        "{e}"
+    );
+    // Members that are not enrolled are things that do not exist.
+    let body = json!({ "id": "g", "threshold": 2, "members": ["m1", "m2"] });
+    assert_request_conforms("post", "/v1/groups", &body);
+    let (s, e) = call(&c, post("/v1/groups", &admin, Some("g"), &body.to_string())).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{e}");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("module m1 was not found"),
+        "{e}"
+    );
+}
+
+/// What a handler refuses as malformed, the document's request schema refuses too: the
+/// members of a group are distinct module ids, a derivation path's child numbers are below
+/// 2^31 (16 at most), a route's intent asks for the one action it takes, and an action
+/// has no field its kind does not.
+#[tokio::test]
+async fn request_schemas_are_as_strict_as_the_handlers() {
+    let (c, admin) = setup().await;
+    let mut extra = sign_action();
+    extra["note"] = json!("x");
+    let deep = format!("m{}", "/1".repeat(17));
+    for (i, (path, template, body, says)) in [
+        (
+            "/v1/groups",
+            "/v1/groups",
+            json!({ "id": "g", "threshold": 2, "members": ["m1", "m1"] }),
+            "a module is listed twice",
+        ),
+        (
+            "/v1/wallets/w/derive",
+            "/v1/wallets/{id}/derive",
+            json!({ "path": "m/2147483648" }),
+            "child numbers must be below 2^31",
+        ),
+        (
+            "/v1/wallets/w/derive",
+            "/v1/wallets/{id}/derive",
+            json!({ "path": deep }),
+            "at most 16 levels",
+        ),
+        (
+            "/v1/signatures",
+            "/v1/signatures",
+            json!({ "intent": intent_json(withdraw_action()) }),
+            "the intent asks for a withdraw, not a message signature",
+        ),
+        (
+            "/v1/wallets/import",
+            "/v1/wallets/import",
+            json!({
+                "intent": intent_json(sign_action()), "importer": "ab".repeat(32), "shards": [],
+            }),
+            "the intent asks for a sign_message, not an import",
+        ),
+        (
+            "/v1/signatures",
+            "/v1/signatures",
+            json!({ "intent": intent_json(extra) }),
+            "unknown field `note`",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert_request_refused("post", template, &body);
+        let key = format!("k{i}");
+        let (s, e) = call(&c, post(path, &admin, Some(&key), &body.to_string())).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{path}: {e}");
+        assert!(e["error"].as_str().unwrap().contains(says), "{path}: {e}");
+    }
+    // The transfer routes take only their own kind of intent (the handler checks it after
+    // the chain, which this coordinator does not have).
+    for (template, wrong) in [
+        ("/v1/transfers/deposits", withdraw_action()),
+        ("/v1/transfers/withdrawals", deposit_action()),
+    ] {
+        assert_request_refused("post", template, &json!({ "intent": intent_json(wrong) }));
+    }
+    let credential = |key: String| json!({ "wallet": "ab".repeat(32), "api_key": key });
+    assert_request_refused(
+        "post",
+        "/v1/exchanges/{name}/credential",
+        &credential(String::new()),
+    );
+    assert_request_refused(
+        "post",
+        "/v1/exchanges/{name}/credential",
+        &credential("k".repeat(129)),
+    );
+}
+
+/// The documented pattern of a derivation path accepts exactly the child paths the parser
+/// reads (1 to 16 child numbers below 2^31, leading zeros allowed).
+#[test]
+fn the_derivation_path_pattern_is_the_parser() {
+    let schema = &request_schema("post", "/v1/wallets/{id}/derive")["properties"]["path"];
+    let derived =
+        &common::openapi::document()["components"]["schemas"]["DerivedFrom"]["properties"]["path"];
+    assert_eq!(schema["pattern"], derived["pattern"]);
+    let level = |n: &str, times: usize| format!("m{}", format!("/{n}").repeat(times));
+    let mut paths = vec![
+        "m".to_owned(),
+        "m/".to_owned(),
+        "m/1h".to_owned(),
+        "m/1'".to_owned(),
+        "m/-1".to_owned(),
+        "m/+1".to_owned(),
+        "m/1/".to_owned(),
+        "n/1".to_owned(),
+        "m/0x1".to_owned(),
+        level("1", 16),
+        level("1", 17),
+    ];
+    for n in [
+        0u64,
+        1,
+        7,
+        999_999_999,
+        1_000_000_000,
+        1_999_999_999,
+        2_000_000_000,
+        2_147_483_647,
+        2_147_483_648,
+        2_147_483_650,
+        2_200_000_000,
+        4_294_967_295,
+        4_294_967_296,
+        99_999_999_999,
+    ] {
+        paths.push(format!("m/{n}"));
+        paths.push(format!("m/000{n}"));
+        paths.push(format!("m/44/{n}/0"));
+    }
+    for path in paths {
+        let parsed = path
+            .parse::<concord_types::DerivationPath>()
+            .is_ok_and(|p| !p.is_master());
+        let documented = common::openapi::errors_against(schema, &json!(path)).is_empty();
+        assert_eq!(
+            documented, parsed,
+            "{path}: documented {documented}, parsed {parsed}"
+        );
+    }
+}
+
+/// Enum variants serde reads with `deny_unknown_fields` are documented closed
+/// (`additionalProperties: false`), as structs are; every enum of object variants in the
+/// document is one of them.
+#[test]
+fn closed_enum_variants_are_documented_closed() {
+    use concord_wire::authority::{Action, AddressRef, AddressTarget, WalletPurpose};
+    let schemas = &common::openapi::document()["components"]["schemas"];
+    for (name, schema) in schemas.as_object().unwrap() {
+        let variants = schema["oneOf"].as_array().into_iter().flatten();
+        let objects: Vec<&Value> = variants.filter(|v| v["type"] == "object").collect();
+        if objects.is_empty() {
+            continue;
+        }
+        assert!(
+            api::CLOSED_ENUMS.contains(&name.as_str()),
+            "{name} has object variants: say in CLOSED_ENUMS whether serde refuses unknown fields"
+        );
+        for v in objects {
+            assert_eq!(v["additionalProperties"], json!(false), "{name}: {v}");
+        }
+    }
+    fn refuses_extra<T: serde::de::DeserializeOwned>(name: &str, mut v: Value) {
+        assert!(
+            serde_json::from_value::<T>(v.clone()).is_ok(),
+            "{name}: {v}"
+        );
+        common::openapi::assert_conforms(name, &v);
+        v["extra"] = json!(1);
+        assert!(
+            serde_json::from_value::<T>(v.clone()).is_err(),
+            "{name}: {v}"
+        );
+        let schema = json!({ "$ref": format!("#/components/schemas/{name}") });
+        assert!(
+            !common::openapi::errors_against(&schema, &v).is_empty(),
+            "{name}: {v}"
+        );
+    }
+    refuses_extra::<Action>("Action", sign_action());
+    refuses_extra::<AddressRef>("AddressRef", json!({ "label": "cold" }));
+    refuses_extra::<AddressTarget>(
+        "AddressTarget",
+        json!({ "kind": "address", "network": "ETH", "address": "0x00" }),
+    );
+    refuses_extra::<WalletPurpose>(
+        "WalletPurpose",
+        json!({ "kind": "trading", "deposit_to": [], "raw_messages": false }),
+    );
+}
+
+/// An integer written with a zero fraction (`2.0`, `1.7e9`) is an integer, as JSON Schema
+/// counts them: a body the document accepts for it is read, not refused; a fraction is still
+/// refused where an integer is due.
+#[tokio::test]
+async fn integers_written_with_a_zero_fraction_are_integers() {
+    let (c, admin) = setup().await;
+    let group = json!({ "id": "g", "threshold": 2.0, "members": ["m1", "m2"] });
+    assert_request_conforms("post", "/v1/groups", &group);
+    let (s, e) = call(
+        &c,
+        post("/v1/groups", &admin, Some("g"), &group.to_string()),
+    )
+    .await;
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "read, then the members are not found: {e}"
+    );
+    let mut sign = json!({ "intent": intent_json(sign_action()) });
+    sign["intent"]["intent"]["created_at"] = json!(1.7e9);
+    sign["intent"]["intent"]["version"] = json!(1.0);
+    assert_request_conforms("post", "/v1/signatures", &sign);
+    let (s, e) = call(
+        &c,
+        post("/v1/signatures", &admin, Some("s"), &sign.to_string()),
+    )
+    .await;
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "read, then the wallet is not found: {e}"
+    );
+    let half = json!({ "id": "g", "threshold": 2.5, "members": ["m1", "m2"] });
+    assert_request_refused("post", "/v1/groups", &half);
+    let (s, e) = call(&c, post("/v1/groups", &admin, Some("h"), &half.to_string())).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+    assert!(
+        e["error"].as_str().unwrap().contains("invalid JSON body"),
+        "{e}"
+    );
+}
+
+/// An Ed25519 public key is documented with the format that names its rule (a point of the
+/// curve not of small order), which JSON Schema cannot check: 64 hex digits that are not
+/// such a point fit the pattern, and are refused.
+#[tokio::test]
+async fn public_keys_are_documented_with_their_format() {
+    let schemas = &common::openapi::document()["components"]["schemas"];
+    assert_eq!(
+        schemas["PublicIdentity"]["format"],
+        concord_wire::identity::PUBLIC_IDENTITY_FORMAT
+    );
+    let (c, admin) = setup().await;
+    let body = json!({
+        "id": "m1", "identity": "00".repeat(32), "sealing_key": "11".repeat(32),
+        "sealing_key_signature": "22".repeat(64),
+    });
+    assert_request_conforms("post", "/v1/modules", &body);
+    let (s, e) = call(
+        &c,
+        post("/v1/modules", &admin, Some("m"), &body.to_string()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+    assert!(e["error"].as_str().unwrap().contains("small-order"), "{e}");
 }

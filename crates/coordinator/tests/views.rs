@@ -475,15 +475,19 @@ async fn wallet_balances_read_the_chain() {
     let (s, _) = call(&c, get("/v1/wallets/nope/balances", &viewer)).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 
-    // A coordinator without a chain says so.
+    // A coordinator without a chain says so: a conflict with its configuration (neither the
+    // request's fault nor an outage a retry would outlast); a wallet it does not have is not
+    // found, whatever its configuration.
     let (bare, admin) = setup().await;
+    let (s, e) = call(&bare, get("/v1/wallets/nope/balances", &admin)).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{e}");
     let w = seed_wallets(&bare).await;
     let (s, e) = call(
         &bare,
         get(&format!("/v1/wallets/{}/balances", w.ecdsa), &admin),
     )
     .await;
-    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{e}");
+    assert_eq!(s, StatusCode::CONFLICT, "{e}");
     assert_eq!(
         error_of(&e),
         "this coordinator has no chain configured ([chain] in its configuration), so it cannot read wallet balances"
@@ -494,16 +498,24 @@ async fn wallet_balances_read_the_chain() {
 async fn exchange_balances_are_read_through_a_modules_connector() {
     let (c, _) = setup().await;
     let viewer = token(&c, "ro", TokenRole::Viewer).await;
-    // Nobody to ask.
+    // Nobody to ask, ever: no module is enrolled (a conflict with the coordinator's state,
+    // not a server error).
+    let (s, e) = call(&c, get("/v1/exchanges/binance/balances", &viewer)).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{e}");
+    assert_eq!(
+        error_of(&e),
+        "no module is enrolled: exchange binance's balances are read by a module, through its own connector"
+    );
+    for (i, m) in ["m1", "m2", "m3"].into_iter().enumerate() {
+        enroll_stand_in(&c, m, i as u8 + 1).await;
+    }
+    // Nobody to ask now: the enrolled modules are not connected (an outage: a retry may help).
     let (s, e) = call(&c, get("/v1/exchanges/binance/balances", &viewer)).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{e}");
     assert_eq!(
         error_of(&e),
         "no module is connected to ask exchange binance"
     );
-    for (i, m) in ["m1", "m2", "m3"].into_iter().enumerate() {
-        enroll_stand_in(&c, m, i as u8 + 1).await;
-    }
     // m1 has no connection to the exchange; m2 answers (zero balances left out); m3 is not
     // connected.
     let mut asked_m1 = connect_stand_in(&c, "m1", |_| {

@@ -22,13 +22,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use reqwest::Method;
 use reqwest::header::HeaderValue;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::query::{build_query, decode_canonical, encode_component, is_positive_decimal};
 use crate::{
-    Balance, Connector, Deposit, DepositAddress, DepositStatus, ExchangeError, KeyType,
-    RequestSigner, WithdrawRequest, Withdrawal, WithdrawalStatus,
+    Balance, Connector, Deposit, DepositAddress, ExchangeError, KeyType, RequestSigner,
+    WithdrawRequest, Withdrawal,
 };
 
 /// `recvWindow` used unless configured otherwise (Binance's own default), in milliseconds.
@@ -415,14 +414,9 @@ impl BinanceClient {
 
     /// The exchange's clock (`GET /api/v3/time`), in milliseconds since the Unix epoch.
     pub async fn server_time(&self) -> Result<u64, ExchangeError> {
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Time {
-            server_time: u64,
-        }
         let url = format!("{}{PATH_TIME}", self.base_url);
-        let time: Time = self.send(Method::GET, PATH_TIME, url, false).await?;
-        Ok(time.server_time)
+        let (status, body) = self.send(Method::GET, PATH_TIME, url, false).await?;
+        in_context(&Method::GET, PATH_TIME, answers::server_time(status, &body))
     }
 
     /// The deposit address for `coin` on `network`, from `GET /sapi/v1/capital/deposit/address`
@@ -432,40 +426,21 @@ impl BinanceClient {
         coin: &str,
         network: &str,
     ) -> Result<DepositAddress, ExchangeError> {
-        #[derive(Deserialize)]
-        struct Raw {
-            address: String,
-            coin: String,
-            #[serde(default)]
-            tag: Option<String>,
-        }
         if coin.is_empty() || network.is_empty() {
             return Err(invalid("a deposit address needs both a coin and a network"));
         }
-        let raw: Raw = self
+        let (status, body) = self
             .signed(
                 Method::GET,
                 PATH_DEPOSIT_ADDRESS,
                 &[("coin", coin), ("network", network)],
             )
             .await?;
-        if !raw.coin.eq_ignore_ascii_case(coin) {
-            return Err(ExchangeError::Decode(format!(
-                "asked for the {coin} deposit address, the exchange answered for {:?}",
-                raw.coin
-            )));
-        }
-        if raw.address.is_empty() {
-            return Err(ExchangeError::Decode(format!(
-                "the exchange answered an empty {coin} deposit address on {network}"
-            )));
-        }
-        Ok(DepositAddress {
-            coin: raw.coin,
-            network: network.to_owned(),
-            address: raw.address,
-            tag: raw.tag.filter(|t| !t.is_empty()),
-        })
+        in_context(
+            &Method::GET,
+            PATH_DEPOSIT_ADDRESS,
+            answers::deposit_address(coin, network, status, &body),
+        )
     }
 
     /// Withdraw parameters for `request`, timestamped now with this client's `recvWindow`,
@@ -515,19 +490,14 @@ impl BinanceClient {
     }
 
     async fn post_withdraw(&self, query: &str, signature: &str) -> Result<String, ExchangeError> {
-        #[derive(Deserialize)]
-        struct Raw {
-            id: String,
-        }
-        let raw: Raw = self
+        let (status, body) = self
             .send_signed(Method::POST, PATH_WITHDRAW, query, signature)
             .await?;
-        if raw.id.is_empty() {
-            return Err(ExchangeError::Decode(
-                "the exchange accepted the withdrawal but answered an empty id".to_owned(),
-            ));
-        }
-        Ok(raw.id)
+        in_context(
+            &Method::POST,
+            PATH_WITHDRAW,
+            answers::withdraw_id(status, &body),
+        )
     }
 
     /// The withdrawal with Binance's id `id` (`GET /sapi/v1/capital/withdraw/history?idList=`).
@@ -560,37 +530,14 @@ impl BinanceClient {
         &self,
         params: &[(&str, &str)],
     ) -> Result<Vec<Withdrawal>, ExchangeError> {
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Raw {
-            id: String,
-            amount: String,
-            coin: String,
-            status: i64,
-            address: String,
-            #[serde(default)]
-            tx_id: Option<String>,
-            #[serde(default)]
-            network: Option<String>,
-            #[serde(default)]
-            withdraw_order_id: Option<String>,
-        }
-        let raw: Vec<Raw> = self
+        let (status, body) = self
             .signed(Method::GET, PATH_WITHDRAW_HISTORY, params)
             .await?;
-        Ok(raw
-            .into_iter()
-            .map(|r| Withdrawal {
-                id: r.id,
-                coin: r.coin,
-                network: r.network.unwrap_or_default(),
-                address: r.address,
-                amount: r.amount,
-                status: WithdrawalStatus::from_code(r.status),
-                tx_id: r.tx_id.filter(|t| !t.is_empty()),
-                withdraw_order_id: r.withdraw_order_id.filter(|t| !t.is_empty()),
-            })
-            .collect())
+        in_context(
+            &Method::GET,
+            PATH_WITHDRAW_HISTORY,
+            answers::withdrawals(status, &body),
+        )
     }
 
     /// Deposits (`GET /sapi/v1/capital/deposit/hisrec`), optionally of one coin and one
@@ -600,20 +547,6 @@ impl BinanceClient {
         coin: Option<&str>,
         tx_id: Option<&str>,
     ) -> Result<Vec<Deposit>, ExchangeError> {
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Raw {
-            amount: String,
-            coin: String,
-            #[serde(default)]
-            network: String,
-            status: i64,
-            address: String,
-            #[serde(default)]
-            tx_id: String,
-            #[serde(default)]
-            confirm_times: String,
-        }
         let mut params: Vec<(&str, &str)> = Vec::new();
         if let Some(coin) = coin {
             params.push(("coin", coin));
@@ -621,40 +554,29 @@ impl BinanceClient {
         if let Some(tx_id) = tx_id {
             params.push(("txId", tx_id));
         }
-        let raw: Vec<Raw> = self
+        let (status, body) = self
             .signed(Method::GET, PATH_DEPOSIT_HISTORY, &params)
             .await?;
-        Ok(raw
-            .into_iter()
-            .map(|r| Deposit {
-                coin: r.coin,
-                network: r.network,
-                address: r.address,
-                amount: r.amount,
-                tx_id: r.tx_id,
-                status: DepositStatus::from_code(r.status),
-                confirmations: r.confirm_times,
-            })
-            .collect())
+        in_context(
+            &Method::GET,
+            PATH_DEPOSIT_HISTORY,
+            answers::deposits(status, &body),
+        )
     }
 
     /// The spot wallet's balances (`GET /api/v3/account`, its `balances` array).
     pub async fn balances(&self) -> Result<Vec<Balance>, ExchangeError> {
-        #[derive(Deserialize)]
-        struct Raw {
-            balances: Vec<Balance>,
-        }
-        let raw: Raw = self.signed(Method::GET, PATH_ACCOUNT, &[]).await?;
-        Ok(raw.balances)
+        let (status, body) = self.signed(Method::GET, PATH_ACCOUNT, &[]).await?;
+        in_context(&Method::GET, PATH_ACCOUNT, answers::balances(status, &body))
     }
 
     /// Builds, signs and sends a SIGNED request: `params`, then `recvWindow` and `timestamp`.
-    async fn signed<T: DeserializeOwned>(
+    async fn signed(
         &self,
         method: Method,
         path: &str,
         params: &[(&str, &str)],
-    ) -> Result<T, ExchangeError> {
+    ) -> Result<(u16, String), ExchangeError> {
         let recv_window = self.recv_window_ms.to_string();
         let timestamp = self.timestamp_ms().to_string();
         let query = build_query(params.iter().copied().chain([
@@ -665,13 +587,13 @@ impl BinanceClient {
         self.send_signed(method, path, &query, &signature).await
     }
 
-    async fn send_signed<T: DeserializeOwned>(
+    async fn send_signed(
         &self,
         method: Method,
         path: &str,
         query: &str,
         signature: &str,
-    ) -> Result<T, ExchangeError> {
+    ) -> Result<(u16, String), ExchangeError> {
         let url = format!(
             "{}{path}?{query}&signature={}",
             self.base_url,
@@ -680,35 +602,29 @@ impl BinanceClient {
         self.send(method, path, url, true).await
     }
 
-    /// Sends a request; failures are counted (`concord_exchange_errors_total`, by exchange,
-    /// path and retryability).
-    async fn send<T: DeserializeOwned>(
+    /// Sends a request and returns the answer's HTTP status and body, read by [`answers`].
+    /// A request that gets no answer is counted (see [`count_error`]).
+    async fn send(
         &self,
         method: Method,
         path: &str,
         url: String,
         with_key: bool,
-    ) -> Result<T, ExchangeError> {
+    ) -> Result<(u16, String), ExchangeError> {
         let r = self.send_once(method, path, url, with_key).await;
         if let Err(e) = &r {
-            metrics::counter!(
-                "concord_exchange_errors_total",
-                "exchange" => "binance",
-                "path" => path.to_owned(),
-                "retryable" => if e.retryable() { "true" } else { "false" }
-            )
-            .increment(1);
+            count_error(path, e);
         }
         r
     }
 
-    async fn send_once<T: DeserializeOwned>(
+    async fn send_once(
         &self,
         method: Method,
         path: &str,
         url: String,
         with_key: bool,
-    ) -> Result<T, ExchangeError> {
+    ) -> Result<(u16, String), ExchangeError> {
         tracing::debug!(%method, path, "binance request");
         let mut request = self.http.request(method.clone(), url);
         if with_key {
@@ -724,18 +640,199 @@ impl BinanceClient {
             .await
             .map_err(|e| transport(&method, path, e))?;
         if !status.is_success() {
-            let error = parse_error_body(status.as_u16(), &body);
-            tracing::debug!(%method, path, status = status.as_u16(), %error, "binance refused");
-            return Err(error);
+            tracing::debug!(%method, path, status = status.as_u16(), "binance refused");
         }
-        serde_json::from_str(&body).map_err(|e| {
-            // Some gateways answer errors with a success status: keep their code if so.
-            match parse_error_body(status.as_u16(), &body) {
-                api @ ExchangeError::Api { .. } => api,
-                _ => ExchangeError::Decode(format!("{method} {path}: {e}")),
-            }
+        Ok((status.as_u16(), body))
+    }
+}
+
+/// How the client reads Binance's answers: an HTTP status and body in, the connector's
+/// value or error out, with no I/O (every function here is what [`BinanceClient`] applies to
+/// what the exchange sent; the answers are untrusted input, fuzzed in `tests/fuzz.rs`).
+pub mod answers {
+    use serde::Deserialize;
+    use serde::de::DeserializeOwned;
+
+    use super::parse_error_body;
+    use crate::{
+        Balance, Deposit, DepositAddress, DepositStatus, ExchangeError, Withdrawal,
+        WithdrawalStatus,
+    };
+
+    /// Reads an answer's JSON: an error status is [`parse_error_body`]'s error; a success
+    /// whose body is not `T` is a decode error, unless it is Binance's `{"code":..,"msg":..}`
+    /// (some gateways answer errors with a success status), which keeps its code.
+    pub fn read<T: DeserializeOwned>(status: u16, body: &str) -> Result<T, ExchangeError> {
+        if !(200..300).contains(&status) {
+            return Err(parse_error_body(status, body));
+        }
+        serde_json::from_str(body).map_err(|e| match parse_error_body(status, body) {
+            api @ ExchangeError::Api { .. } => api,
+            _ => ExchangeError::Decode(e.to_string()),
         })
     }
+
+    /// `GET /api/v3/time`: the exchange's clock, in milliseconds since the Unix epoch.
+    pub fn server_time(status: u16, body: &str) -> Result<u64, ExchangeError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Time {
+            server_time: u64,
+        }
+        read::<Time>(status, body).map(|t| t.server_time)
+    }
+
+    /// `GET /sapi/v1/capital/deposit/address` asked for `coin` on `network`: the address, for
+    /// that coin, not empty.
+    pub fn deposit_address(
+        coin: &str,
+        network: &str,
+        status: u16,
+        body: &str,
+    ) -> Result<DepositAddress, ExchangeError> {
+        #[derive(Deserialize)]
+        struct Raw {
+            address: String,
+            coin: String,
+            #[serde(default)]
+            tag: Option<String>,
+        }
+        let raw: Raw = read(status, body)?;
+        if !raw.coin.eq_ignore_ascii_case(coin) {
+            return Err(ExchangeError::Decode(format!(
+                "asked for the {coin} deposit address, the exchange answered for {:?}",
+                raw.coin
+            )));
+        }
+        if raw.address.is_empty() {
+            return Err(ExchangeError::Decode(format!(
+                "the exchange answered an empty {coin} deposit address on {network}"
+            )));
+        }
+        Ok(DepositAddress {
+            coin: raw.coin,
+            network: network.to_owned(),
+            address: raw.address,
+            tag: raw.tag.filter(|t| !t.is_empty()),
+        })
+    }
+
+    /// `POST /sapi/v1/capital/withdraw/apply`: the withdrawal's id, not empty.
+    pub fn withdraw_id(status: u16, body: &str) -> Result<String, ExchangeError> {
+        #[derive(Deserialize)]
+        struct Raw {
+            id: String,
+        }
+        let raw: Raw = read(status, body)?;
+        if raw.id.is_empty() {
+            return Err(ExchangeError::Decode(
+                "the exchange accepted the withdrawal but answered an empty id".to_owned(),
+            ));
+        }
+        Ok(raw.id)
+    }
+
+    /// `GET /sapi/v1/capital/withdraw/history`: the withdrawals listed.
+    pub fn withdrawals(status: u16, body: &str) -> Result<Vec<Withdrawal>, ExchangeError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Raw {
+            id: String,
+            amount: String,
+            coin: String,
+            status: i64,
+            address: String,
+            #[serde(default)]
+            tx_id: Option<String>,
+            #[serde(default)]
+            network: Option<String>,
+            #[serde(default)]
+            withdraw_order_id: Option<String>,
+        }
+        let raw: Vec<Raw> = read(status, body)?;
+        Ok(raw
+            .into_iter()
+            .map(|r| Withdrawal {
+                id: r.id,
+                coin: r.coin,
+                network: r.network.unwrap_or_default(),
+                address: r.address,
+                amount: r.amount,
+                status: WithdrawalStatus::from_code(r.status),
+                tx_id: r.tx_id.filter(|t| !t.is_empty()),
+                withdraw_order_id: r.withdraw_order_id.filter(|t| !t.is_empty()),
+            })
+            .collect())
+    }
+
+    /// `GET /sapi/v1/capital/deposit/hisrec`: the deposits listed.
+    pub fn deposits(status: u16, body: &str) -> Result<Vec<Deposit>, ExchangeError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Raw {
+            amount: String,
+            coin: String,
+            #[serde(default)]
+            network: String,
+            status: i64,
+            address: String,
+            #[serde(default)]
+            tx_id: String,
+            #[serde(default)]
+            confirm_times: String,
+        }
+        let raw: Vec<Raw> = read(status, body)?;
+        Ok(raw
+            .into_iter()
+            .map(|r| Deposit {
+                coin: r.coin,
+                network: r.network,
+                address: r.address,
+                amount: r.amount,
+                tx_id: r.tx_id,
+                status: DepositStatus::from_code(r.status),
+                confirmations: r.confirm_times,
+            })
+            .collect())
+    }
+
+    /// `GET /api/v3/account`: its `balances`.
+    pub fn balances(status: u16, body: &str) -> Result<Vec<Balance>, ExchangeError> {
+        #[derive(Deserialize)]
+        struct Raw {
+            balances: Vec<Balance>,
+        }
+        read::<Raw>(status, body).map(|r| r.balances)
+    }
+}
+
+/// Names the request in a decode error of its answer.
+/// Counts a failed exchange call (`concord_exchange_errors_total`, by exchange, path and
+/// retryability).
+fn count_error(path: &str, e: &ExchangeError) {
+    metrics::counter!(
+        "concord_exchange_errors_total",
+        "exchange" => "binance",
+        "path" => path.to_owned(),
+        "retryable" => if e.retryable() { "true" } else { "false" }
+    )
+    .increment(1);
+}
+
+/// An answer's error with the request it answered named; every error answer is counted
+/// (see [`count_error`]).
+fn in_context<T>(
+    method: &Method,
+    path: &str,
+    r: Result<T, ExchangeError>,
+) -> Result<T, ExchangeError> {
+    if let Err(e) = &r {
+        count_error(path, e);
+    }
+    r.map_err(|e| match e {
+        ExchangeError::Decode(m) => ExchangeError::Decode(format!("{method} {path}: {m}")),
+        e => e,
+    })
 }
 
 fn http_client(timeout: Duration) -> Result<reqwest::Client, ExchangeError> {

@@ -1503,7 +1503,8 @@ mod tests {
             },
             vault: crate::config::VaultConfig {
                 dir: dir.join("vault"),
-                passphrase: concord_vault::PassphraseSource::Env("UNUSED".into()),
+                passphrase: Some(concord_vault::PassphraseSource::Env("UNUSED".into())),
+                hsm: None,
             },
             checks: state.checks.clone(),
             chain: rpc.map(|rpc| ChainConfig {

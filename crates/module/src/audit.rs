@@ -125,11 +125,24 @@ fn aad(seq: u64) -> Vec<u8> {
     aad
 }
 
-/// The end of the trail: the next sequence number and the last entry's hash.
+/// The end of the trail: the next sequence number, the last entry's hash, the file's length
+/// after it, and whether an append failed and could not be undone (then nothing more is
+/// appended: the module must be restarted, and the trail is verified again).
 struct Tail {
     file: File,
     next: u64,
     head: [u8; 32],
+    len: u64,
+    failed: bool,
+}
+
+/// Opens (creating it readable by its owner only) the trail's file for appending.
+fn create_private(path: &Path) -> std::io::Result<File> {
+    let mut o = OpenOptions::new();
+    o.create(true).append(true).read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path)
 }
 
 /// An open audit trail, appended to by the daemon.
@@ -153,6 +166,8 @@ impl std::fmt::Debug for AuditLog {
 pub struct Verified {
     /// The entries, in order.
     pub entries: Vec<Entry>,
+    /// Each entry's hash (the SHA-256 of its plaintext: what the coordinator records).
+    pub hashes: Vec<[u8; 32]>,
     /// The last entry's reference (sequence 0 and zeros for an empty trail).
     pub head: (u64, [u8; 32]),
     /// Whether the file ends in a line written only in part (a process stopped while
@@ -183,38 +198,58 @@ impl AuditLog {
     /// Opens the trail in `dir` (the vault's directory) under `key`, creating it if it does
     /// not exist. Refuses a trail that does not verify: a module never appends to a broken
     /// trail (the operator keeps it as evidence and moves it aside).
-    pub(crate) fn open(dir: &Path, key: Zeroizing<[u8; 32]>) -> Result<AuditLog, Error> {
+    pub(crate) fn open(
+        dir: &Path,
+        key: Zeroizing<[u8; 32]>,
+        must_exist: bool,
+    ) -> Result<AuditLog, Error> {
         let path = dir.join(AUDIT_FILE);
         let key = TrailKey(key);
-        let (next, head) = if path.exists() {
-            let v = read_and_verify(&path, &key).map_err(|e| match e {
-                ReadError::Io(e) => io("cannot read", &path, e),
-                ReadError::Broken(b) => Error::Vault(format!(
-                    "{b}; this module appends to no broken trail: keep {} as evidence, move it aside and start the module again",
+        if must_exist && !path.exists() {
+            return Err(Error::Vault(format!(
+                "the vault holds an audit key but {} is gone: this module's audit trail was removed; restore it (the module starts no new trail over a lost one)",
+                path.display()
+            )));
+        }
+        // One process appends: the file is locked for as long as this log lives.
+        let file = create_private(&path).map_err(|e| io("cannot open", &path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Vault(format!(
+                    "another process appends to {} (is this module running already?)",
                     path.display()
-                )),
-            })?;
-            if v.cut_short {
-                tracing::warn!(trail = %path.display(), "the audit trail ends in an entry written only in part (the module stopped while appending it): it is cut off");
-                OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .and_then(|f| f.set_len(v.valid_len).and_then(|()| f.sync_all()))
-                    .map_err(|e| io("cannot cut the partial entry off", &path, e))?;
+                )));
             }
-            (v.head.0 + 1, v.head.1)
-        } else {
-            (1, [0u8; 32])
-        };
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| io("cannot open", &path, e))?;
+            Err(std::fs::TryLockError::Error(e)) => return Err(io("cannot lock", &path, e)),
+        }
+        let v = read_and_verify(&path, &key).map_err(|e| match e {
+            ReadError::Io(e) => io("cannot read", &path, e),
+            ReadError::Broken(b) => Error::Vault(format!(
+                "{b}; this module appends to no broken trail: keep {} as evidence, move it aside and start the module again",
+                path.display()
+            )),
+        })?;
+        if v.cut_short {
+            tracing::warn!(trail = %path.display(), "the audit trail ends in an entry written only in part (the module stopped while appending it): it is cut off");
+            file.set_len(v.valid_len)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| io("cannot cut the partial entry off", &path, e))?;
+        }
+        if let Some(parent) = path.parent() {
+            // The file's name is durable too.
+            let _ = File::open(parent).and_then(|d| d.sync_all());
+        }
         Ok(AuditLog {
             path,
             key,
-            tail: Mutex::new(Tail { file, next, head }),
+            tail: Mutex::new(Tail {
+                file,
+                next: v.head.0 + 1,
+                head: v.head.1,
+                len: v.valid_len,
+                failed: false,
+            }),
         })
     }
 
@@ -249,13 +284,34 @@ impl AuditLog {
             entry.seq,
             base64::engine::general_purpose::STANDARD.encode(blob)
         );
-        tail.file
+        if tail.failed {
+            return Err(Error::Vault(format!(
+                "an earlier append to the audit trail {} failed and could not be undone: restart the module",
+                self.path.display()
+            )));
+        }
+        let written = tail
+            .file
             .write_all(line.as_bytes())
-            .and_then(|()| tail.file.sync_data())
-            .map_err(|e| io("cannot append to", &self.path, e))?;
+            .and_then(|()| tail.file.sync_data());
+        if let Err(e) = written {
+            // Back to the last whole entry, so that the next one follows it; if even that
+            // fails, nothing more is appended.
+            let len = tail.len;
+            if tail
+                .file
+                .set_len(len)
+                .and_then(|()| tail.file.sync_data())
+                .is_err()
+            {
+                tail.failed = true;
+            }
+            return Err(io("cannot append to", &self.path, e));
+        }
         let hash: [u8; 32] = Sha256::digest(&plain).into();
         tail.head = hash;
         tail.next += 1;
+        tail.len += line.len() as u64;
         Ok(AuditRef {
             seq: entry.seq,
             hash: hash.to_vec(),
@@ -271,6 +327,7 @@ enum ReadError {
 fn read_and_verify(path: &Path, key: &TrailKey) -> Result<Verified, ReadError> {
     let file = File::open(path).map_err(ReadError::Io)?;
     let mut entries = Vec::new();
+    let mut hashes = Vec::new();
     let mut head = [0u8; 32];
     let mut expected = 1u64;
     let mut reader = BufReader::new(file);
@@ -342,12 +399,14 @@ fn read_and_verify(path: &Path, key: &TrailKey) -> Result<Verified, ReadError> {
             )));
         }
         head = Sha256::digest(&plain).into();
+        hashes.push(head);
         entries.push(entry);
         expected += 1;
         valid_len += n as u64;
     }
     Ok(Verified {
         entries,
+        hashes,
         head: (expected - 1, head),
         cut_short,
         valid_len,
@@ -364,6 +423,7 @@ pub(crate) fn verify(
     if !path.exists() {
         return Ok(Ok(Verified {
             entries: Vec::new(),
+            hashes: Vec::new(),
             head: (0, [0u8; 32]),
             cut_short: false,
             valid_len: 0,
@@ -397,7 +457,7 @@ mod tests {
     /// A trail of five entries, and its lines.
     fn trail() -> (tempfile::TempDir, Vec<String>) {
         let dir = tempfile::tempdir().unwrap();
-        let log = AuditLog::open(dir.path(), key()).unwrap();
+        let log = AuditLog::open(dir.path(), key(), false).unwrap();
         for n in 1..=5 {
             let r = log.append(seen(n)).unwrap();
             assert_eq!(r.seq, u64::from(n));
@@ -426,7 +486,7 @@ mod tests {
         let v = verify(dir.path(), key()).unwrap().unwrap();
         assert_eq!(v.entries.len(), 5);
         assert_eq!(v.entries[2].event, seen(3));
-        let log = AuditLog::open(dir.path(), key()).unwrap();
+        let log = AuditLog::open(dir.path(), key(), false).unwrap();
         let r = log.append(seen(6)).unwrap();
         assert_eq!(r.seq, 6);
         let v = verify(dir.path(), key()).unwrap().unwrap();
@@ -450,7 +510,9 @@ mod tests {
         assert_eq!((b.entry, b.line), (3, 3), "{b}");
         assert!(b.why.contains("altered"), "{b}");
         // The module refuses to append to it.
-        let e = AuditLog::open(dir.path(), key()).unwrap_err().to_string();
+        let e = AuditLog::open(dir.path(), key(), false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("broken at entry 3"), "{e}");
     }
 
@@ -499,7 +561,7 @@ mod tests {
         let (dir, lines) = trail();
         // Another trail under the same key, of other proposals.
         let other = tempfile::tempdir().unwrap();
-        let log = AuditLog::open(other.path(), key()).unwrap();
+        let log = AuditLog::open(other.path(), key(), false).unwrap();
         for n in 101..=105 {
             log.append(seen(n)).unwrap();
         }
@@ -527,7 +589,7 @@ mod tests {
         let v = verify(dir.path(), key()).unwrap().unwrap();
         assert!(v.cut_short);
         assert_eq!((v.head.0, v.valid_len), (5, whole));
-        let log = AuditLog::open(dir.path(), key()).unwrap();
+        let log = AuditLog::open(dir.path(), key(), false).unwrap();
         assert_eq!(log.append(seen(6)).unwrap().seq, 6);
         let v = verify(dir.path(), key()).unwrap().unwrap();
         assert!(!v.cut_short);
@@ -535,9 +597,31 @@ mod tests {
     }
 
     #[test]
+    fn one_process_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path(), key(), false).unwrap();
+        let e = AuditLog::open(dir.path(), key(), false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("another process appends"), "{e}");
+        drop(log);
+        AuditLog::open(dir.path(), key(), false).unwrap();
+    }
+
+    #[test]
+    fn a_removed_trail_is_not_replaced_by_a_new_one() {
+        let (dir, _) = trail();
+        std::fs::remove_file(dir.path().join(AUDIT_FILE)).unwrap();
+        let e = AuditLog::open(dir.path(), key(), true)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("was removed"), "{e}");
+    }
+
+    #[test]
     fn debug_shows_no_key() {
         let (dir, _) = trail();
-        let log = AuditLog::open(dir.path(), key()).unwrap();
+        let log = AuditLog::open(dir.path(), key(), false).unwrap();
         let shown = format!("{log:?}");
         assert!(shown.contains("redacted"));
         assert!(!shown.contains("7, 7"));

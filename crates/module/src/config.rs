@@ -208,8 +208,50 @@ impl CoordinatorConfig {
 pub struct VaultConfig {
     /// Vault directory.
     pub dir: PathBuf,
-    /// Where the passphrase comes from.
-    pub passphrase: PassphraseSource,
+    /// Where the passphrase comes from (a vault whose key is a passphrase's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passphrase: Option<PassphraseSource>,
+    /// The HSM (PKCS#11) whose token holds the vault's key-encryption key and the module's
+    /// own multisig key (a vault whose key is in an HSM): library, token, PIN source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hsm: Option<concord_vault::Pkcs11Config>,
+}
+
+/// What opens a module's vault: its key-encryption-key provider, and the HSM's token when
+/// the module uses one.
+pub struct VaultKeys {
+    /// The key-encryption-key provider.
+    pub kek: Box<dyn concord_vault::KekProvider>,
+    /// The token (logged in), for keys that live in it.
+    pub token: Option<concord_vault::Token>,
+}
+
+impl VaultConfig {
+    /// The key-encryption key's provider (and the HSM's token): exactly one of
+    /// `passphrase` and `hsm` must be set.
+    pub fn keys(&self) -> Result<VaultKeys, crate::Error> {
+        let err = |e: concord_vault::VaultError| crate::Error::Vault(e.to_string());
+        match (&self.passphrase, &self.hsm) {
+            (Some(p), None) => Ok(VaultKeys {
+                kek: Box::new(concord_vault::PassphraseKek::from_source(p).map_err(err)?),
+                token: None,
+            }),
+            (None, Some(h)) => {
+                let token = concord_vault::Token::open(h).map_err(err)?;
+                Ok(VaultKeys {
+                    kek: Box::new(concord_vault::Pkcs11Kek::new(token.clone())),
+                    token: Some(token),
+                })
+            }
+            (Some(_), Some(_)) => Err(crate::Error::Config(
+                "[vault] sets both a passphrase and an HSM: a vault's key comes from one of them"
+                    .into(),
+            )),
+            (None, None) => Err(crate::Error::Config(
+                "[vault] sets neither a passphrase nor an HSM: say where the vault's key comes from".into(),
+            )),
+        }
+    }
 }
 
 /// The technical checks this module applies on top of the signed policy, whatever the

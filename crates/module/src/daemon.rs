@@ -96,6 +96,8 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), Error> {
     let state = Arc::new(state);
+    // The metrics recorder first: what is counted before it is installed is lost.
+    concord_wire::telemetry::prometheus();
     // The audit trail is verified whole before anything is decided: a broken one stops here.
     let trail = state.audit()?;
     tracing::info!(trail = %trail.path().display(), "audit trail verified");

@@ -63,15 +63,19 @@ pub(crate) fn failpoint(name: &str) {
 /// Verifies the module's audit trail (the vault opened with the configured passphrase, for
 /// the trail's key): every entry, or the first broken one.
 pub fn verify_audit(config: &Config) -> Result<Result<audit::Verified, audit::Broken>, Error> {
-    let kek = concord_vault::PassphraseKek::from_source(&config.vault.passphrase)
-        .map_err(|e| Error::Vault(e.to_string()))?;
-    State::verify_audit(&config.vault.dir, &kek)
+    let keys = config.vault.keys()?;
+    State::verify_audit(&config.vault.dir, keys.kek.as_ref())
 }
 
-/// Opens the module's state from its configuration (the vault's passphrase from where the
-/// configuration says).
+/// Opens the module's state from its configuration (the vault's key from its passphrase or
+/// its HSM, as the configuration says).
 pub fn open_state(config: &Config) -> Result<State, Error> {
-    let kek = concord_vault::PassphraseKek::from_source(&config.vault.passphrase)
-        .map_err(|e| Error::Vault(e.to_string()))?;
-    State::open(&config.id, &config.vault.dir, &kek, config.checks.clone())
+    let keys = config.vault.keys()?;
+    State::open_with(
+        &config.id,
+        &config.vault.dir,
+        keys.kek.as_ref(),
+        config.checks.clone(),
+        keys.token.as_ref(),
+    )
 }

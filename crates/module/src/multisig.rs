@@ -103,7 +103,8 @@ pub(crate) fn sign(
     };
     // Bound before anything leaves: a release of this approval is refused from now on.
     let record = tagged_hash(MULTISIG_SIGN_TAG, job.as_bytes());
-    state.sign_under(&record, job)?;
+    // Recorded in the audit trail by the daemon once the signatures are made.
+    state.sign_under_as(&record, job, None)?;
     digests
         .iter()
         .map(|d| match &payload {

@@ -187,8 +187,8 @@ pub struct State {
     vault: Vault,
     identity: Arc<IdentityKey>,
     sealing: Arc<SealingKey>,
-    /// The module's own secp256k1 key (k256 zeroizes it on drop).
-    multisig: Arc<k256::ecdsa::SigningKey>,
+    /// The module's own secp256k1 key, in the vault or in an HSM.
+    multisig: Arc<MultisigKey>,
     policy: std::sync::RwLock<Option<Arc<PolicyInForce>>>,
     logs: std::sync::Mutex<Logs>,
     shares: std::sync::Mutex<ShareCache>,
@@ -236,6 +236,87 @@ fn json_err(what: &str, e: serde_json::Error) -> Error {
     Error::Vault(format!("the stored {what} is unreadable: {e}"))
 }
 
+/// Names, in the vault, the token label of a multisig key that lives in an HSM.
+const MULTISIG_HSM: &str = "multisig-key-hsm";
+
+/// The module's own secp256k1 key: sealed in the vault, or generated and used inside an HSM
+/// (PKCS#11; never leaves the token).
+pub(crate) enum MultisigKey {
+    /// In the vault (k256 zeroizes it on drop).
+    Vault(k256::ecdsa::SigningKey),
+    /// In the token; this is only its public key and label.
+    Hsm(concord_vault::HsmSecp256k1Key),
+}
+
+impl MultisigKey {
+    fn verifying_key(&self) -> k256::ecdsa::VerifyingKey {
+        match self {
+            MultisigKey::Vault(k) => *k.verifying_key(),
+            MultisigKey::Hsm(k) => *k.verifying_key(),
+        }
+    }
+
+    /// A low-s signature of a 32-byte digest and its recovery id.
+    fn sign_recoverable(
+        &self,
+        digest: &[u8; 32],
+    ) -> Result<(k256::ecdsa::Signature, k256::ecdsa::RecoveryId), Error> {
+        let (sig, recid) = match self {
+            MultisigKey::Vault(k) => k
+                .sign_prehash_recoverable(digest)
+                .map_err(|e| Error::Protocol(format!("signing with the multisig key: {e}")))?,
+            // Low s and its recovery id already (the token signs; both are found outside).
+            MultisigKey::Hsm(k) => {
+                return k.sign_prehash(digest).map_err(|e| {
+                    Error::Vault(format!("signing with the multisig key in the HSM: {e}"))
+                });
+            }
+        };
+        Ok(match sig.normalize_s() {
+            Some(low) => (
+                low,
+                k256::ecdsa::RecoveryId::new(!recid.is_y_odd(), recid.is_x_reduced()),
+            ),
+            None => (sig, recid),
+        })
+    }
+
+    /// Where the key lives, for operators.
+    pub(crate) fn home(&self) -> &'static str {
+        match self {
+            MultisigKey::Vault(_) => "vault",
+            MultisigKey::Hsm(_) => "hsm",
+        }
+    }
+}
+
+/// A fresh secp256k1 key generated inside the token, its label recorded in the vault.
+fn new_hsm_multisig_key(
+    vault: &Vault,
+    token: &concord_vault::Token,
+    id: &str,
+) -> Result<concord_vault::HsmSecp256k1Key, Error> {
+    let mut tag = [0u8; 8];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut tag);
+    let label = format!("concord-{id}-multisig-{}", hex::encode(tag));
+    let key = token.generate_secp256k1(&label).map_err(vault_err)?;
+    // The label and the public key: on opening, the token's key under that label must be
+    // this one (another object given the label is refused).
+    let marker = serde_json::json!({
+        "label": label,
+        "public": hex::encode(key.public_key_compressed()),
+    });
+    if !vault
+        .put_new(MULTISIG_HSM, marker.to_string().as_bytes())
+        .map_err(vault_err)?
+    {
+        return Err(Error::Vault(
+            "this vault names a multisig key in an HSM already".into(),
+        ));
+    }
+    Ok(key)
+}
+
 /// A fresh secp256k1 key, sealed in the vault before it is used.
 fn new_multisig_key(vault: &Vault) -> Result<k256::ecdsa::SigningKey, Error> {
     let key = k256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
@@ -279,6 +360,18 @@ impl State {
         kek: &dyn KekProvider,
         checks: LocalChecks,
     ) -> Result<State, Error> {
+        State::create_with(id, dir, kek, checks, None)
+    }
+
+    /// [`State::create`], the multisig key generated inside `hsm`'s token when one is given
+    /// (it never leaves it; the vault records its label).
+    pub fn create_with(
+        id: &str,
+        dir: &std::path::Path,
+        kek: &dyn KekProvider,
+        checks: LocalChecks,
+        hsm: Option<&concord_vault::Token>,
+    ) -> Result<State, Error> {
         let vault = Vault::create(dir, kek).map_err(vault_err)?;
         let identity = IdentityKey::generate(&mut rand::rngs::OsRng);
         let sealing = SealingKey::generate(&mut rand::rngs::OsRng);
@@ -289,7 +382,10 @@ impl State {
             .put(SEALING, sealing.to_bytes().as_ref())
             .map_err(vault_err)?;
         vault.put(PEERS, b"[]").map_err(vault_err)?;
-        let multisig = new_multisig_key(&vault)?;
+        let multisig = match hsm {
+            Some(token) => MultisigKey::Hsm(new_hsm_multisig_key(&vault, token, id)?),
+            None => MultisigKey::Vault(new_multisig_key(&vault)?),
+        };
         Ok(State {
             id: id.to_owned(),
             checks,
@@ -313,6 +409,17 @@ impl State {
         dir: &std::path::Path,
         kek: &dyn KekProvider,
         checks: LocalChecks,
+    ) -> Result<State, Error> {
+        State::open_with(id, dir, kek, checks, None)
+    }
+
+    /// [`State::open`] with the module's HSM (needed when its multisig key lives there).
+    pub fn open_with(
+        id: &str,
+        dir: &std::path::Path,
+        kek: &dyn KekProvider,
+        checks: LocalChecks,
+        hsm: Option<&concord_vault::Token>,
     ) -> Result<State, Error> {
         let vault = Vault::open(dir, kek).map_err(vault_err)?;
         let seed = vault
@@ -341,9 +448,48 @@ impl State {
                 Error::Vault("the stored multisig key is not a secp256k1 secret key".into())
             })
         };
-        let multisig = match vault.get(MULTISIG).map_err(vault_err)? {
-            Some(bytes) => read(&bytes)?,
-            None => {
+        let in_hsm = vault.get(MULTISIG_HSM).map_err(vault_err)?;
+        let multisig = match (in_hsm, vault.get(MULTISIG).map_err(vault_err)?) {
+            (Some(marker), _) => {
+                let marker: serde_json::Value =
+                    serde_json::from_slice(&marker).map_err(|e| json_err("HSM key record", e))?;
+                let (Some(label), Some(public)) =
+                    (marker["label"].as_str(), marker["public"].as_str())
+                else {
+                    return Err(Error::Vault(
+                        "the stored HSM key record names no label and public key".into(),
+                    ));
+                };
+                let token = hsm.ok_or_else(|| {
+                    Error::Config(format!(
+                        "this module's multisig key is in an HSM (token key {label:?}): configure [vault.hsm] to open it"
+                    ))
+                })?;
+                let key = token.secp256k1_key(label).map_err(vault_err)?;
+                if hex::encode(key.public_key_compressed()) != public {
+                    return Err(Error::Vault(format!(
+                        "the token's key {label:?} is not the multisig key this vault recorded ({public}): refused"
+                    )));
+                }
+                let info = token
+                    .find_key(label)
+                    .map_err(vault_err)?
+                    .ok_or_else(|| Error::Vault(format!("the token holds no key {label:?}")))?;
+                if !info.sensitive || info.extractable {
+                    return Err(Error::Vault(format!(
+                        "the token's key {label:?} can leave the token (sensitive {}, extractable {}): refused",
+                        info.sensitive, info.extractable
+                    )));
+                }
+                MultisigKey::Hsm(key)
+            }
+            (None, Some(bytes)) => MultisigKey::Vault(read(&bytes)?),
+            (None, None) if hsm.is_some() => {
+                return Err(Error::Vault(
+                    "this module's configuration names an HSM, yet its vault records no multisig key in it: refused (a key in the vault is never made in its place)".into(),
+                ));
+            }
+            (None, None) => {
                 let key = new_multisig_key(&vault)?;
                 let stored = vault
                     .get(MULTISIG)
@@ -359,7 +505,7 @@ impl State {
                     key = %hex::encode(key.verifying_key().to_encoded_point(true).as_bytes()),
                     "this vault had no multisig key: one was generated; multisig wallets defined with an earlier key of this module no longer count it as a signer"
                 );
-                key
+                MultisigKey::Vault(key)
             }
         };
         let state = State {
@@ -492,7 +638,13 @@ impl State {
         if let Some(log) = self.audit.get() {
             return Ok(log);
         }
-        let log = crate::audit::AuditLog::open(self.vault.dir(), audit_key(&self.vault)?)?;
+        // A vault that holds the trail's key had a trail: it must still be there.
+        let had_trail = self
+            .vault
+            .contains(crate::audit::AUDIT_KEY)
+            .map_err(vault_err)?;
+        let log =
+            crate::audit::AuditLog::open(self.vault.dir(), audit_key(&self.vault)?, had_trail)?;
         Ok(self.audit.get_or_init(|| log))
     }
 
@@ -509,7 +661,20 @@ impl State {
         kek: &dyn KekProvider,
     ) -> Result<Result<crate::audit::Verified, crate::audit::Broken>, Error> {
         let vault = Vault::open(dir, kek).map_err(vault_err)?;
-        crate::audit::verify(vault.dir(), audit_key(&vault)?)
+        // Read only: a vault without the trail's key never had a trail (unless its file
+        // is there, which is then an error).
+        match vault.get(crate::audit::AUDIT_KEY).map_err(vault_err)? {
+            Some(key) => {
+                let key: [u8; 32] = key.as_slice().try_into().map_err(|_| {
+                    Error::Vault("the stored audit key is not 32 bytes".into())
+                })?;
+                crate::audit::verify(vault.dir(), Zeroizing::new(key))
+            }
+            None if vault.dir().join(crate::audit::AUDIT_FILE).exists() => Err(Error::Vault(
+                "the vault holds no audit key, yet an audit trail is beside it: it was not made by this vault's module".into(),
+            )),
+            None => crate::audit::verify(vault.dir(), Zeroizing::new([0u8; 32])),
+        }
     }
 
     /// The identity key.
@@ -534,15 +699,15 @@ impl State {
     /// 64 bytes `r || s`. Only [`crate::multisig::sign`] calls it, on digests it computed
     /// from a spend this module approved.
     pub(crate) fn sign_with_multisig_key(&self, digest: &[u8; 32]) -> Result<[u8; 64], Error> {
-        use k256::ecdsa::signature::hazmat::PrehashSigner;
-        let sig: k256::ecdsa::Signature = self
-            .multisig
-            .sign_prehash(digest)
-            .map_err(|e| Error::Protocol(format!("signing with the multisig key: {e}")))?;
-        let sig = sig.normalize_s().unwrap_or(sig);
+        let (sig, _) = self.multisig.sign_recoverable(digest)?;
         let mut out = [0u8; 64];
         out.copy_from_slice(&sig.to_bytes());
         Ok(out)
+    }
+
+    /// Where the module's own multisig key lives: `vault` or `hsm`.
+    pub fn multisig_key_home(&self) -> &'static str {
+        self.multisig.home()
     }
 
     /// [`State::sign_with_multisig_key`], with the recovery id after `r || s` (what a Safe
@@ -551,17 +716,7 @@ impl State {
         &self,
         digest: &[u8; 32],
     ) -> Result<[u8; 65], Error> {
-        let (sig, recid) = self
-            .multisig
-            .sign_prehash_recoverable(digest)
-            .map_err(|e| Error::Protocol(format!("signing with the multisig key: {e}")))?;
-        let (sig, recid) = match sig.normalize_s() {
-            Some(low) => (
-                low,
-                k256::ecdsa::RecoveryId::new(!recid.is_y_odd(), recid.is_x_reduced()),
-            ),
-            None => (sig, recid),
-        };
+        let (sig, recid) = self.multisig.sign_recoverable(digest)?;
         let mut out = [0u8; 65];
         out[..64].copy_from_slice(&sig.to_bytes());
         out[64] = recid.to_byte();
@@ -1040,10 +1195,23 @@ impl State {
     /// binds the job's approval for good (it can no longer be released); refused if it was
     /// released meanwhile.
     pub fn sign_under(&self, session: &[u8; 32], job: &str) -> Result<(), Error> {
+        self.sign_under_as(session, job, Some("threshold"))
+    }
+
+    /// [`State::sign_under`], the release recorded in the audit trail as `kind` (none: the
+    /// caller records it, as a multisig signing does once its signatures are made).
+    pub(crate) fn sign_under_as(
+        &self,
+        session: &[u8; 32],
+        job: &str,
+        kind: Option<&str>,
+    ) -> Result<(), Error> {
         // Under the log lock: a release of the job cannot slip in between.
         let mut logs = self.logs()?;
         self.refuse_released(job)?;
-        self.record_release(session, job)?;
+        if let Some(kind) = kind {
+            self.record_release(session, job, kind)?;
+        }
         self.vault
             .put(&session_name(session), job.as_bytes())
             .map_err(vault_err)?;
@@ -1053,11 +1221,11 @@ impl State {
 
     /// Records in the audit trail that this module's share of a signing session is about to
     /// leave it (kept for the run's result to name).
-    fn record_release(&self, session: &[u8; 32], job: &str) -> Result<(), Error> {
+    fn record_release(&self, session: &[u8; 32], job: &str, kind: &str) -> Result<(), Error> {
         let r = self.record(crate::audit::Event::SignatureReleased {
             job: job.to_owned(),
             session: hex::encode(session),
-            kind: "threshold".into(),
+            kind: kind.into(),
         })?;
         if let Ok(mut m) = self.released.lock() {
             // Runs whose result never came leave theirs: keep the map small.
@@ -1095,7 +1263,7 @@ impl State {
         // Under the log lock: a release of the job cannot slip in between.
         let mut logs = self.logs()?;
         self.refuse_released(job)?;
-        self.record_release(session, job)?;
+        self.record_release(session, job, "threshold")?;
         self.vault.put(&name, job.as_bytes()).map_err(vault_err)?;
         logs.add_signed(job);
         Ok(true)

@@ -101,6 +101,79 @@ pub enum VaultError {
         reason: String,
     },
 
+    /// The PKCS#11 user PIN could not be obtained from its configured source.
+    #[error("cannot read the PKCS#11 PIN from {from}: {reason}")]
+    Pin {
+        /// The source ("file /etc/concord/hsm.pin", "environment variable CONCORD_HSM_PIN").
+        from: String,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// The token refused the PIN (or the PIN differs from the one this process logged in
+    /// with).
+    #[error("the PIN does not log in to the PKCS#11 token {token:?}")]
+    WrongPin {
+        /// The token's label.
+        token: String,
+    },
+
+    /// The HSM's key-encryption key did not unwrap the vault's data key: the header names
+    /// another key, or the wrapped key or the key parameters were altered.
+    #[error("the HSM key-encryption key does not open this vault (or its header was altered)")]
+    WrongHsmKey,
+
+    /// No token matching the configuration is present in the PKCS#11 library's slots.
+    #[error("there is no PKCS#11 token {token} in {library}; tokens present: {present}")]
+    TokenNotFound {
+        /// The token asked for (`label "concord"`, `slot 3`).
+        token: String,
+        /// The PKCS#11 library.
+        library: PathBuf,
+        /// The tokens that are present (labels and slots), or "none".
+        present: String,
+    },
+
+    /// The vault's key-encryption key lives on another token than the provider's.
+    #[error(
+        "this vault's key-encryption key is on the PKCS#11 token {found:?}, but the provider uses the token {expected:?}"
+    )]
+    TokenMismatch {
+        /// The provider's token label.
+        expected: String,
+        /// The token label recorded in the vault header.
+        found: String,
+    },
+
+    /// A key looked up on a PKCS#11 token is not there (or not of the expected kind).
+    #[error("the PKCS#11 token {token:?} holds no {what}")]
+    HsmKeyNotFound {
+        /// The token's label.
+        token: String,
+        /// The key looked for ("AES-256 key-encryption key with id … and label …").
+        what: String,
+    },
+
+    /// A key was to be generated under a label the token already uses.
+    #[error(
+        "the PKCS#11 token {token:?} already holds an object labelled {label:?}; refusing to replace it"
+    )]
+    HsmLabelTaken {
+        /// The token's label.
+        token: String,
+        /// The label asked for.
+        label: String,
+    },
+
+    /// A PKCS#11 call failed (library loading, token access, a refused mechanism, …).
+    #[error("PKCS#11: could not {action}: {reason}")]
+    Pkcs11 {
+        /// What was being done ("load the library /usr/lib/…", "sign with the key \"k\"").
+        action: String,
+        /// The library's answer (a `CKR_` code and its meaning) or our reason.
+        reason: String,
+    },
+
     /// The system random number generator failed.
     #[error("the system random number generator failed: {0}")]
     Random(String),

@@ -3,8 +3,9 @@
 //! A vault's secrets are encrypted under a random data-encryption key (DEK); the DEK is stored
 //! in the vault header *wrapped* (encrypted) by a key-encryption key (KEK). Where the KEK comes
 //! from is a [`KekProvider`]'s business: a passphrase through Argon2id
-//! ([`PassphraseKek`](crate::PassphraseKek)) today, an HSM over PKCS#11 later. Callers only see
-//! the two traits, so adding a provider changes no caller.
+//! ([`PassphraseKek`](crate::PassphraseKek)), or an AES key inside an HSM over PKCS#11
+//! ([`Pkcs11Kek`](crate::Pkcs11Kek)). Callers only see the two traits, so adding a provider
+//! changes no caller.
 
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -14,7 +15,7 @@ use crate::VaultError;
 /// A source of key-encryption keys: creates a fresh one for a new vault, or re-opens the one
 /// described by a vault header's [`KekParams`].
 pub trait KekProvider: Send + Sync + std::fmt::Debug {
-    /// The provider's kind, as recorded in the header (`"passphrase"`, later `"pkcs11"`). It
+    /// The provider's kind, as recorded in the header (`"passphrase"`, `"pkcs11"`). It
     /// equals [`KekParams::kind`] of the parameters this provider creates.
     fn kind(&self) -> &'static str;
 
@@ -40,7 +41,8 @@ pub trait Kek: Send + Sync + std::fmt::Debug {
 }
 
 /// The public parameters of a key-encryption key, stored in the vault header. Serialized with
-/// a `kind` tag: `{"kind": "passphrase", "salt": "<hex>", "m_cost_kib": 65536, …}`.
+/// a `kind` tag: `{"kind": "passphrase", "salt": "<hex>", "m_cost_kib": 65536, …}` or
+/// `{"kind": "pkcs11", "token_label": "concord", "key_id": "<32 hex>", "key_label": "…"}`.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 #[non_exhaustive]
@@ -58,6 +60,17 @@ pub enum KekParams {
         /// Argon2 parallelism (lanes).
         p_cost: u32,
     },
+    /// An AES-256 key generated inside a PKCS#11 token (sensitive, not extractable); data keys
+    /// are wrapped with CKM_AES_GCM inside the token (96-bit IV, 128-bit tag).
+    Pkcs11 {
+        /// The label of the token holding the key.
+        token_label: String,
+        /// The key object's `CKA_ID`, 16 random bytes.
+        #[serde(with = "hex_array")]
+        key_id: [u8; 16],
+        /// The key object's `CKA_LABEL`.
+        key_label: String,
+    },
 }
 
 impl KekParams {
@@ -65,6 +78,7 @@ impl KekParams {
     pub fn kind(&self) -> &'static str {
         match self {
             KekParams::Passphrase { .. } => crate::passphrase::KIND,
+            KekParams::Pkcs11 { .. } => crate::pkcs11::KIND,
         }
     }
 }

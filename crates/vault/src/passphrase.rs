@@ -50,10 +50,25 @@ impl PassphraseSource {
     /// Reads the passphrase. Fails, naming the file or variable, when it is missing,
     /// unreadable, not UTF-8, or empty.
     pub fn read(&self) -> Result<Zeroizing<String>, VaultError> {
-        let fail = |reason: &str| VaultError::Passphrase {
-            from: self.to_string(),
-            reason: reason.to_string(),
-        };
+        self.read_secret("passphrase", |from, reason| VaultError::Passphrase {
+            from,
+            reason,
+        })
+    }
+
+    /// Reads a PKCS#11 PIN, with the same rules as [`read`](Self::read) (one trailing newline
+    /// of a file stripped, a variable taken as is, empty refused); errors are
+    /// [`VaultError::Pin`].
+    pub fn read_pin(&self) -> Result<Zeroizing<String>, VaultError> {
+        self.read_secret("PIN", |from, reason| VaultError::Pin { from, reason })
+    }
+
+    fn read_secret(
+        &self,
+        what: &str,
+        error: impl Fn(String, String) -> VaultError,
+    ) -> Result<Zeroizing<String>, VaultError> {
+        let fail = |reason: &str| error(self.to_string(), reason.to_string());
         let pass = match self {
             PassphraseSource::File(path) => {
                 let mut bytes = Zeroizing::new(std::fs::read(path).map_err(|e| {
@@ -89,7 +104,7 @@ impl PassphraseSource {
             },
         };
         if pass.is_empty() {
-            return Err(fail("the passphrase is empty"));
+            return Err(fail(&format!("the {what} is empty")));
         }
         Ok(pass)
     }
@@ -269,7 +284,6 @@ impl KekProvider for PassphraseKek {
                     p_cost: *p_cost,
                 },
             ),
-            #[allow(unreachable_patterns)]
             other => Err(VaultError::KekMismatch {
                 expected: KIND,
                 found: other.kind(),
@@ -360,6 +374,7 @@ mod tests {
                 p_cost,
                 ..
             } => assert_eq!((*m_cost_kib, *t_cost, *p_cost), (8192, 1, 1)),
+            other => panic!("{other:?}"),
         }
         assert_eq!(Argon2Params::default().m_cost_kib, 65536);
         assert_eq!(Argon2Params::default().t_cost, 3);

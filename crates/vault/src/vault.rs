@@ -241,7 +241,7 @@ impl Vault {
         &self.dir
     }
 
-    /// The kind of key-encryption key sealing this vault (`"passphrase"`).
+    /// The kind of key-encryption key sealing this vault (`"passphrase"` or `"pkcs11"`).
     pub fn kek_kind(&self) -> &'static str {
         self.kek_kind
     }

@@ -1,11 +1,13 @@
-//! Seeded property tests: whatever bytes are on disk, reading never panics.
+//! Seeded property tests: whatever bytes are on disk, reading never panics. Each runs with the
+//! passphrase provider and with the PKCS#11 provider on SoftHSM (`pkcs11_…`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod common;
 
 use std::fs;
 
-use common::{kek, sealed};
+use common::{Fixture, PassphraseFixture, sealed};
 use concord_vault::Vault;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
@@ -23,8 +25,29 @@ fn runner(cases: u32, seed: u8) -> TestRunner {
 
 #[test]
 fn arbitrary_sealed_file_never_panics_get() {
+    sealed_file_cases(&PassphraseFixture);
+}
+
+hsm_test!(
+    fn pkcs11_arbitrary_sealed_file_never_panics_get(hsm) {
+        sealed_file_cases(&hsm);
+    }
+);
+
+#[test]
+fn arbitrary_header_never_panics_open() {
+    header_cases(&PassphraseFixture);
+}
+
+hsm_test!(
+    fn pkcs11_arbitrary_header_never_panics_open(hsm) {
+        header_cases(&hsm);
+    }
+);
+
+fn sealed_file_cases(fx: &dyn Fixture) {
     let dir = tempfile::tempdir().unwrap();
-    let vault = Vault::create(dir.path(), &kek("pw")).unwrap();
+    let vault = Vault::create(dir.path(), &*fx.provider()).unwrap();
     vault.put("target", b"a secret value").unwrap();
     let path = sealed(dir.path(), "target");
     let valid = fs::read(&path).unwrap();
@@ -65,17 +88,17 @@ fn arbitrary_sealed_file_never_panics_get() {
         .unwrap();
 }
 
-#[test]
-fn arbitrary_header_never_panics_open() {
+fn header_cases(fx: &dyn Fixture) {
+    let provider = fx.provider();
     let dir = tempfile::tempdir().unwrap();
-    drop(Vault::create(dir.path(), &kek("pw")).unwrap());
+    drop(Vault::create(dir.path(), &*provider).unwrap());
     let header = dir.path().join("vault.json");
     let valid = fs::read(&header).unwrap();
 
     runner(256, 9)
         .run(&proptest::collection::vec(any::<u8>(), 0..512), |bytes| {
             fs::write(&header, &bytes).unwrap();
-            prop_assert!(Vault::open(dir.path(), &kek("pw")).is_err());
+            prop_assert!(Vault::open(dir.path(), &*provider).is_err());
             Ok(())
         })
         .unwrap();
@@ -87,7 +110,7 @@ fn arbitrary_header_never_panics_open() {
             bytes[at] ^= x;
             fs::write(&header, &bytes).unwrap();
             // Whitespace or key-order changes may still open; nothing may panic.
-            let _ = Vault::open(dir.path(), &kek("pw"));
+            let _ = Vault::open(dir.path(), &*provider);
             Ok(())
         })
         .unwrap();

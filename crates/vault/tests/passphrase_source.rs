@@ -115,3 +115,28 @@ fn deserializes_from_config() {
     }
     assert_eq!(env.to_string(), "environment variable CONCORD_PASS");
 }
+
+#[test]
+fn pins_are_read_with_the_same_rules_and_named_as_pins() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hsm.pin");
+    std::fs::write(&path, "1234\n").unwrap();
+    let source = concord_vault::PinSource::File(path.clone());
+    assert_eq!(source.read_pin().unwrap().as_str(), "1234");
+    std::fs::write(&path, "").unwrap();
+    let err = source.read_pin().unwrap_err();
+    assert!(matches!(err, VaultError::Pin { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "cannot read the PKCS#11 PIN from file {}: the PIN is empty",
+            path.display()
+        )
+    );
+    // The passphrase wording is unchanged.
+    let err = source.read().unwrap_err();
+    assert!(
+        err.to_string().ends_with("the passphrase is empty"),
+        "{err}"
+    );
+}

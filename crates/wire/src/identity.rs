@@ -214,15 +214,25 @@ impl<'de> Deserialize<'de> for PublicIdentity {
     }
 }
 
-/// The OpenAPI schema of what travels: 64 hex characters.
+/// The OpenAPI format of an Ed25519 public key ([`PublicIdentity`]): 64 hex characters that
+/// encode a point of the curve that is not of small order. JSON Schema cannot say which
+/// strings those are; the format names the rule for clients and test generators.
+pub const PUBLIC_IDENTITY_FORMAT: &str = "ed25519-public-key";
+
+/// The OpenAPI schema of what travels: 64 hex characters, of format
+/// [`PUBLIC_IDENTITY_FORMAT`].
 #[cfg(feature = "openapi")]
 impl utoipa::PartialSchema for PublicIdentity {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         utoipa::openapi::schema::ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::Type::String)
+            .format(Some(utoipa::openapi::schema::SchemaFormat::Custom(
+                PUBLIC_IDENTITY_FORMAT.to_owned(),
+            )))
             .pattern(Some("^[0-9a-fA-F]{64}$"))
             .description(Some(
-                "An Ed25519 public key (a party's identity or a principal's key), 64 hex digits.",
+                "An Ed25519 public key (a party's identity or a principal's key), 64 hex digits: \
+                 the compressed encoding of a point of the curve that is not of small order.",
             ))
             .into()
     }

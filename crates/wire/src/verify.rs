@@ -49,6 +49,13 @@ pub fn verify_signature(
             Ok(())
         }
         Scheme::SchnorrTaproot => {
+            // k256 panics on slices of other lengths (it indexes before it checks): check first.
+            if public_key.len() != 32 || signature.len() != 64 {
+                return Err(bad(
+                    scheme,
+                    "expected a 32-byte x-only key and a 64-byte signature",
+                ));
+            }
             let vk = k256::schnorr::VerifyingKey::from_bytes(public_key)
                 .map_err(|_| bad(scheme, "the public key is not an x-only secp256k1 key"))?;
             let sig = k256::schnorr::Signature::try_from(signature)
@@ -66,6 +73,30 @@ pub fn verify_signature(
                 .map_err(|_| bad(scheme, "malformed signature"))?;
             vk.verify_strict(signing_input, &sig)
                 .map_err(|_| bad(scheme, "does not verify"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `finished_signature` fuzz harness: a Taproot key or signature of another
+    /// length (a module's signature is untrusted input) made k256 panic instead of refusing.
+    #[test]
+    fn taproot_inputs_of_any_length_are_refused_not_a_panic() {
+        let key = [2u8; 32];
+        let sig = [1u8; 64];
+        for len in [0, 1, 31, 33, 64] {
+            let short = vec![7u8; len];
+            for (k, s) in [(&short[..], &sig[..]), (&key[..], &short[..])] {
+                let e = verify_signature(Scheme::SchnorrTaproot, k, b"m", s).unwrap_err();
+                assert!(matches!(e, WireError::InvalidSignature(_)), "{e}");
+            }
+        }
+        // Every scheme, empty inputs: an error each.
+        for scheme in Scheme::ALL {
+            assert!(verify_signature(scheme, &[], &[], &[]).is_err());
         }
     }
 }

@@ -282,9 +282,77 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(IntoResponse::into_response)?;
-        serde_json::from_slice(&bytes)
+        read_json(&bytes)
             .map(JsonBody)
             .map_err(|e| Error::BadRequest(format!("invalid JSON body: {e}")).into_response())
+    }
+}
+
+/// Reads a JSON body into `T`. An integer written with a fraction of zero (`2.0`, `1e3`) is
+/// an integer, as JSON Schema (and so the OpenAPI document) counts them, though serde does
+/// not read it into an integer field: a body refused only for that is read again with such
+/// numbers as integers. Any other error is the first reading's (it names where it is).
+fn read_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Error> {
+    let first = match serde_json::from_slice(bytes) {
+        Ok(t) => return Ok(t),
+        Err(e) => e,
+    };
+    if !first
+        .to_string()
+        .starts_with("invalid type: floating point")
+    {
+        return Err(first);
+    }
+    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return Err(first);
+    };
+    if !integral_floats_as_integers(&mut value) {
+        return Err(first);
+    }
+    serde_json::from_value(value).map_err(|_| first)
+}
+
+/// Writes every float of `v` that is a whole number within the range of `u64` or `i64` as
+/// that integer; whether any was.
+fn integral_floats_as_integers(v: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            let Some(f) = n.as_f64() else {
+                return false;
+            };
+            // 2^64 and -2^63 are exact as f64; the casts are exact within these bounds.
+            let whole = f.is_finite() && f.fract() == 0.0;
+            let int = if whole && (0.0..18_446_744_073_709_551_616.0).contains(&f) {
+                Some(serde_json::Number::from(f as u64))
+            } else if whole && (-9_223_372_036_854_775_808.0..0.0).contains(&f) {
+                Some(serde_json::Number::from(f as i64))
+            } else {
+                None
+            };
+            match int {
+                Some(i) => {
+                    *n = i;
+                    true
+                }
+                None => false,
+            }
+        }
+        Value::Array(items) => {
+            let mut any = false;
+            for x in items {
+                any |= integral_floats_as_integers(x);
+            }
+            any
+        }
+        Value::Object(fields) => {
+            let mut any = false;
+            for x in fields.values_mut() {
+                any |= integral_floats_as_integers(x);
+            }
+            any
+        }
+        _ => false,
     }
 }
 

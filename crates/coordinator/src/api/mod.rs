@@ -53,7 +53,12 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter, UtoipaMethodRouterE
 use utoipa_axum::routes;
 
 pub use layers::{Caller, JsonBody, QueryParams, RequestScope};
-pub use openapi::{IDEMPOTENCY_KEY, ROLE_EXTENSION, SECURITY_SCHEME, openapi_document};
+pub use openapi::{
+    CLOSED_ENUMS, IDEMPOTENCY_KEY, ROLE_EXTENSION, SECURITY_SCHEME, openapi_document,
+};
+pub(crate) use openapi::{
+    deposit_intent, group_members, import_intent, sign_message_intent, withdraw_intent,
+};
 
 use crate::policy::{Policies, PolicyView, ProposePolicy};
 use crate::records::{JobKind, JobRecord, JobStatus};
@@ -271,6 +276,7 @@ async fn list_modules(State(c): State<Coordinator>) -> Answer<Vec<ModuleView>> {
     responses(
         (status = 202, description = "Created; preparing", body = GroupRecord),
         (status = 400, body = ApiError),
+        (status = 404, description = "A member module is not enrolled", body = ApiError),
         (status = 409, description = "A group with this id exists", body = ApiError),
     ))]
 async fn create_group(
@@ -393,8 +399,8 @@ async fn refresh_wallet(
     params(("id" = String, Path, description = "The group's id")),
     responses(
         (status = 202, description = "The repair job", body = JobRecord),
-        (status = 400, description = "Not a DKLs23 group, or the modules are not what the request says", body = ApiError),
-        (status = 404, body = ApiError),
+        (status = 400, description = "Not a DKLs23 group, or the lost module is not a member", body = ApiError),
+        (status = 404, description = "No such group, or the new module is not enrolled", body = ApiError),
         (status = 409, description = "The new module is already a member", body = ApiError),
     ))]
 async fn replace_member(
@@ -436,9 +442,10 @@ async fn derive_wallet(
     params(("id" = String, Path, description = "The wallet's id (64 hex digits)")),
     responses(
         (status = 200, description = "The balances", body = WalletBalances),
-        (status = 400, description = "The wallet is not an ecdsa-secp256k1 one", body = ApiError),
+        (status = 400, description = "The wallet holds nothing on a chain configured here", body = ApiError),
         (status = 404, body = ApiError),
-        (status = 503, description = "No chain is configured, or it did not answer", body = ApiError),
+        (status = 409, description = "This coordinator has no chain configured", body = ApiError),
+        (status = 503, description = "The chain did not answer", body = ApiError),
     ))]
 async fn wallet_balances(
     State(c): State<Coordinator>,
@@ -455,6 +462,7 @@ async fn wallet_balances(
     params(("name" = String, Path, description = "The exchange connection, as the modules name it")),
     responses(
         (status = 200, description = "The balances", body = ExchangeBalances),
+        (status = 409, description = "No module is enrolled to ask the exchange", body = ApiError),
         (status = 503, description = "No connected module could ask the exchange", body = ApiError),
     ))]
 async fn exchange_balances(
@@ -646,8 +654,8 @@ async fn get_job(
     responses(
         (status = 202, description = "The transfer, requested", body = TransferRecord),
         (status = 400, body = ApiError),
-        (status = 404, description = "No such wallet", body = ApiError),
-        (status = 409, description = "The intent id was used for another request", body = ApiError),
+        (status = 404, description = "No such wallet, or the exchange is not configured", body = ApiError),
+        (status = 409, description = "The intent id was used for another request, or this coordinator has no chain configured", body = ApiError),
     ))]
 async fn deposit(
     State(c): State<Coordinator>,
@@ -664,7 +672,8 @@ async fn deposit(
     responses(
         (status = 202, description = "The transfer, requested", body = TransferRecord),
         (status = 400, body = ApiError),
-        (status = 409, description = "The intent id was used for another request", body = ApiError),
+        (status = 404, description = "The exchange is not configured", body = ApiError),
+        (status = 409, description = "The intent id was used for another request, or this coordinator has no chain configured", body = ApiError),
     ))]
 async fn withdraw(
     State(c): State<Coordinator>,
@@ -682,8 +691,8 @@ async fn withdraw(
     responses(
         (status = 200, description = "Registered", body = RegisteredCredential),
         (status = 400, body = ApiError),
-        (status = 404, description = "No such wallet", body = ApiError),
-        (status = 409, description = "No policy is in force yet", body = ApiError),
+        (status = 404, description = "No such wallet, or the exchange is not configured", body = ApiError),
+        (status = 409, description = "No policy is in force yet, or this coordinator has no chain configured", body = ApiError),
     ))]
 async fn register_credential(
     State(c): State<Coordinator>,

@@ -9,7 +9,9 @@ use std::sync::OnceLock;
 use utoipa::OpenApi;
 use utoipa::openapi::extensions::ExtensionsBuilder;
 use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn, Paths};
-use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::schema::{
+    AdditionalProperties, AllOfBuilder, ArrayBuilder, ObjectBuilder, Schema, Type,
+};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, ResponseBuilder};
 
@@ -81,8 +83,32 @@ pub fn openapi_document() -> &'static utoipa::openapi::OpenApi {
         for op in operations(&mut doc.paths) {
             describe_errors(op);
         }
+        close_variants(&mut doc);
         doc
     })
+}
+
+/// The enums whose variants are objects that serde reads with `deny_unknown_fields`, so that
+/// a variant with a field it does not have is refused. utoipa says so of a struct
+/// (`additionalProperties: false`) but not of an enum's variants: [`close_variants`] does.
+pub const CLOSED_ENUMS: [&str; 4] = ["Action", "AddressRef", "AddressTarget", "WalletPurpose"];
+
+/// Marks the object variants of each of [`CLOSED_ENUMS`] `additionalProperties: false`.
+fn close_variants(doc: &mut utoipa::openapi::OpenApi) {
+    let Some(components) = doc.components.as_mut() else {
+        return;
+    };
+    for name in CLOSED_ENUMS {
+        let Some(RefOr::T(Schema::OneOf(one_of))) = components.schemas.get_mut(name) else {
+            continue;
+        };
+        for item in &mut one_of.items {
+            if let RefOr::T(Schema::Object(variant)) = item {
+                variant.additional_properties =
+                    Some(Box::new(AdditionalProperties::FreeForm(false)));
+            }
+        }
+    }
 }
 
 /// Every operation of `paths`.
@@ -236,4 +262,83 @@ pub(super) fn document_idempotency(paths: &mut Paths) {
              being handled",
         );
     }
+}
+
+/// A signed intent whose action is of kind `kind` (`deposit`, `withdraw`, `sign_message`,
+/// `import`): the `SignedIntent` schema, narrowed to the one action the route takes (the
+/// route refuses an intent that asks for anything else).
+fn intent_asking(kind: &str, description: &str) -> Schema {
+    let kind_is = ObjectBuilder::new()
+        .property(
+            "intent",
+            ObjectBuilder::new().property(
+                "action",
+                ObjectBuilder::new().property(
+                    "kind",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some([kind])),
+                ),
+            ),
+        )
+        .build();
+    AllOfBuilder::new()
+        .item(Ref::from_schema_name("SignedIntent"))
+        .item(kind_is)
+        .description(Some(description))
+        .build()
+        .into()
+}
+
+/// `DepositRequest.intent`'s schema: a signed `deposit` intent.
+pub(crate) fn deposit_intent() -> Schema {
+    intent_asking(
+        "deposit",
+        "The trader's signed intent; its action is a `deposit`.",
+    )
+}
+
+/// `WithdrawalRequest.intent`'s schema: a signed `withdraw` intent.
+pub(crate) fn withdraw_intent() -> Schema {
+    intent_asking(
+        "withdraw",
+        "The trader's signed intent; its action is a `withdraw`.",
+    )
+}
+
+/// `SignRequest.intent`'s schema: a signed `sign_message` intent.
+pub(crate) fn sign_message_intent() -> Schema {
+    intent_asking(
+        "sign_message",
+        "The trader's signed intent; its action is a `sign_message`.",
+    )
+}
+
+/// `ImportWallet.intent`'s schema: a signed `import` intent.
+pub(crate) fn import_intent() -> Schema {
+    intent_asking(
+        "import",
+        "The importer's signed intent; its action is an `import`.",
+    )
+}
+
+/// The id of a module, as enrolling one checks it.
+pub(crate) const MODULE_ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
+
+/// `CreateGroup.members`' schema: 2 to 255 distinct module ids.
+pub(crate) fn group_members() -> Schema {
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(MODULE_ID_PATTERN)),
+        )
+        .min_items(Some(2))
+        .max_items(Some(255))
+        .unique_items(true)
+        .description(Some(
+            "Member module ids, each enrolled and listed once; their order fixes their indices.",
+        ))
+        .build()
+        .into()
 }

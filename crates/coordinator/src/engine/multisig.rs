@@ -124,14 +124,21 @@ impl Engine {
                 ModuleEvent::MultisigSigned(s) if s.error.is_empty() => {
                     match check.check(&module, &s.signatures) {
                         Ok(()) => {
+                            // With the module's audit entry of the release.
                             self.store
-                                .add_event(
+                                .add_events(
                                     &job.id,
-                                    Some(&module),
-                                    EventKind::Note,
-                                    None,
-                                    Some("signed with its own key; every signature verified"),
-                                    None,
+                                    &[crate::store::NewEvent {
+                                        module_id: Some(module.clone()),
+                                        kind: EventKind::Note,
+                                        digest: None,
+                                        detail: Some(
+                                            "signed with its own key; every signature verified"
+                                                .into(),
+                                        ),
+                                        signature: None,
+                                        audit: s.audit.as_ref().map(super::sign::audit_ref),
+                                    }],
                                 )
                                 .await?;
                             pending.remove(&module);

@@ -267,12 +267,7 @@ impl Engine {
                     self.take_approval(job, ctx, &module, ap, &mut a).await
                 }
                 ModuleEvent::Refusal(r) => {
-                    let code = if r.code.is_empty() {
-                        "unknown"
-                    } else {
-                        r.code.as_str()
-                    };
-                    metrics::counter!("concord_coordinator_module_answers_total", "answer" => "refused", "code" => code.to_owned()).increment(1);
+                    metrics::counter!("concord_coordinator_module_answers_total", "answer" => "refused", "code" => refusal_code(&r.code)).increment(1);
                     let reason = format!("refused: {}", r.reason);
                     self.dissent(
                         job,
@@ -813,4 +808,22 @@ fn decide(ctx: &SignCtx, a: &Answers) -> Result<(), Error> {
 /// A module's audit entry as the job's record shows it: `<seq>:<SHA-256 hex>`.
 pub(crate) fn audit_ref(r: &AuditRef) -> String {
     format!("{}:{}", r.seq, hex::encode(&r.hash))
+}
+
+/// A module's refusal code as a metric label: one of the codes modules send, else `other`
+/// (a module never sets the coordinator's label values).
+fn refusal_code(code: &str) -> &'static str {
+    const CODES: [&str; 10] = [
+        "payload",
+        "intent",
+        "mismatch",
+        "policy",
+        "limit",
+        "destination",
+        "outside",
+        "check",
+        "replay",
+        "internal",
+    ];
+    CODES.into_iter().find(|c| *c == code).unwrap_or("other")
 }

@@ -26,15 +26,18 @@ impl Engine {
     /// A wallet's balances: an ECDSA wallet's EVM account and a Safe's (the native coin, then
     /// every configured token); a FROST Taproot wallet's P2TR and a multisig wallet's P2WSH
     /// coins on the UTXO chain.
+    /// A wallet that does not exist is not found whatever the configuration; one that does,
+    /// on a coordinator without a chain, is a conflict with its configuration.
     pub(crate) async fn wallet_balances(&self, id: &str) -> Result<WalletBalances, Error> {
-        let ctx = self.transfers.as_ref().ok_or_else(|| {
-            Error::Unavailable(
+        let no_chain = || {
+            Error::Conflict(
                 "this coordinator has no chain configured ([chain] in its configuration), so it cannot read wallet balances"
                     .into(),
             )
-        })?;
+        };
         // A native multisig wallet: its Safe's balances, or its P2WSH's coins.
         if let Some(def) = self.multisig_def(id).await? {
+            self.transfers.as_ref().ok_or_else(no_chain)?;
             if let Ok((_, safe, _)) = def.safe_owners() {
                 return self.evm_balances(id, safe).await;
             }
@@ -46,6 +49,7 @@ impl Engine {
             .wallet(id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("wallet {id}")))?;
+        let ctx = self.transfers.as_ref().ok_or_else(no_chain)?;
         match (wallet.scheme.parse::<Scheme>(), ctx.utxo.as_ref()) {
             (Ok(Scheme::EcdsaSecp256k1), _) => {
                 let address = ecdsa_address(&wallet)?;
@@ -166,6 +170,12 @@ impl Engine {
             .into_iter()
             .map(|m| m.id)
             .collect();
+        if modules.is_empty() {
+            // Nothing to wait for: only modules read exchange accounts, and none is enrolled.
+            return Err(Error::Conflict(format!(
+                "no module is enrolled: exchange {exchange}'s balances are read by a module, through its own connector"
+            )));
+        }
         let (module, all): (String, Vec<Balance>) = self
             .ask_any_named(
                 &modules,

@@ -45,7 +45,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DepositRequest {
-    /// The trader's signed intent.
+    /// The trader's signed intent; its action is a `deposit`.
+    #[schema(schema_with = crate::api::deposit_intent)]
     pub intent: SignedIntent,
     /// Signing mode (default: from a presignature when one is ready).
     #[serde(default)]
@@ -57,7 +58,8 @@ pub struct DepositRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WithdrawalRequest {
-    /// The trader's signed intent.
+    /// The trader's signed intent; its action is a `withdraw`.
+    #[schema(schema_with = crate::api::withdraw_intent)]
     pub intent: SignedIntent,
 }
 
@@ -67,7 +69,8 @@ pub struct WithdrawalRequest {
 pub struct CredentialRequest {
     /// The Ed25519 wallet whose public key the exchange knows.
     pub wallet: concord_types::WalletId,
-    /// The API key string the exchange issued for it.
+    /// The API key string the exchange issued for it (1 to 128 characters).
+    #[schema(min_length = 1, max_length = 128)]
     pub api_key: String,
 }
 
@@ -165,9 +168,12 @@ impl Engine {
         })
     }
 
-    fn transfer_ctx(&self) -> Result<&Arc<TransferContext>, Error> {
+    /// The chain and exchanges transfers go over; a coordinator configured without a chain
+    /// answers what needs one with a conflict (its configuration, not the request, is what
+    /// stands in the way, and asking again will not help).
+    pub(crate) fn transfer_ctx(&self) -> Result<&Arc<TransferContext>, Error> {
         self.transfers.as_ref().ok_or_else(|| {
-            Error::BadRequest(
+            Error::Conflict(
                 "this coordinator has no chain configured ([chain] in its configuration)".into(),
             )
         })

@@ -1075,7 +1075,6 @@ fn timed(
 /// inside the token versus Argon2id over a passphrase). The token is made for the run and
 /// deleted after it (SoftHSM's configuration is the system's or `SOFTHSM2_CONF`'s).
 pub async fn keys(args: KeyBenchArgs) -> Result<()> {
-    use k256::ecdsa::signature::hazmat::PrehashSigner;
     let count = args.count.clamp(1, 10_000);
     let dir = tempfile_dir()?;
     let (library, label, pin_file) = crate::devnet::softhsm_token(&dir)?;
@@ -1117,7 +1116,6 @@ pub async fn keys(args: KeyBenchArgs) -> Result<()> {
             )
             .map_err(|e| anyhow::anyhow!("the HSM's signature does not verify: {e}"))?;
         }
-        let _ = PrehashSigner::<k256::ecdsa::Signature>::sign_prehash(&file_key, &digests[0]);
 
         // Ed25519 (identity keys).
         let file_ed = concord_wire::identity::IdentityKey::generate(&mut rand::rngs::OsRng);

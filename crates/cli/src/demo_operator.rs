@@ -218,7 +218,7 @@ pub(crate) async fn run(d: &mut Demo, wallet: &str) -> Result<()> {
         );
     }
 
-    // The HSM module: its vault key and multisig key are in its SoftHSM token.
+    // The HSM module: its vault key, identity key and multisig key are in its SoftHSM token.
     if let Some(label) = &d.info.hsm_token {
         let cfg = concord_module::Config::load(
             &d.info
@@ -239,13 +239,33 @@ pub(crate) async fn run(d: &mut Demo, wallet: &str) -> Result<()> {
         let own = listed.iter().any(|k| {
             matches!(k.kind, concord_vault::HsmKeyKind::Secp256k1) && k.sensitive && !k.extractable
         });
+        // The identity the coordinator pinned for the module (its TLS certificate, its
+        // approvals and sealed messages) is the token's Ed25519 key.
+        let modules = d.api.get("/v1/modules").await?;
+        let pinned = modules
+            .as_array()
+            .and_then(|l| {
+                l.iter()
+                    .find(|m| m["id"] == crate::devnet::HSM_MODULE)
+                    .and_then(|m| m["identity"].as_str())
+            })
+            .unwrap_or_default()
+            .to_owned();
+        let mut identity_in_token = false;
+        for k in &listed {
+            if matches!(k.kind, concord_vault::HsmKeyKind::Ed25519) && k.sensitive && !k.extractable
+            {
+                let public = hex::encode(token.ed25519_key(&k.label)?.public_key());
+                identity_in_token |= public == pinned;
+            }
+        }
         d.record(
             &format!(
-                "module {} keeps its vault key (AES-256, wraps the vault's key inside the token) and its multisig key (secp256k1, signed the P2WSH and Safe spends above) in SoftHSM token {label}: sensitive, never extractable",
+                "module {} keeps its vault key (AES-256, wraps the vault's key inside the token), its identity key (Ed25519, the key the coordinator pinned: its TLS handshakes, sealed messages and approvals above were signed in the token) and its multisig key (secp256k1, signed the P2WSH and Safe spends above) in SoftHSM token {label}: sensitive, never extractable",
                 crate::devnet::HSM_MODULE
             ),
-            kek && own,
-            json!({"token": label, "keys": listed.iter().map(|k| json!({"label": k.label, "kind": format!("{:?}", k.kind), "sensitive": k.sensitive, "extractable": k.extractable})).collect::<Vec<_>>()}),
+            kek && own && identity_in_token,
+            json!({"token": label, "pinned_identity": pinned, "keys": listed.iter().map(|k| json!({"label": k.label, "kind": format!("{:?}", k.kind), "sensitive": k.sensitive, "extractable": k.extractable})).collect::<Vec<_>>()}),
         );
     }
     Ok(())

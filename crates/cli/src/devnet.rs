@@ -36,7 +36,7 @@ const EXCHANGE: &str = "binance";
 const MODULES: [&str; 3] = ["m1", "m2", "m3"];
 /// The module whose exchange connection goes through the proxy.
 const MITM_MODULE: &str = "m3";
-/// The module whose vault key and multisig key live in SoftHSM (PKCS#11).
+/// The module whose vault key, identity key and multisig key live in SoftHSM (PKCS#11).
 pub(crate) const HSM_MODULE: &str = "m2";
 /// Where Debian's SoftHSM 2 library is.
 const SOFTHSM_LIBRARIES: [&str; 2] = [
@@ -98,7 +98,7 @@ pub enum DevnetCommand {
         /// from native multisig P2WSH wallets).
         #[arg(long)]
         no_utxo: bool,
-        /// Keep every module's keys in its vault (module m2's vault key and multisig key are
+        /// Keep every module's keys in its vault (module m2's vault key, identity key and multisig key are
         /// otherwise generated in a SoftHSM token of its own, through PKCS#11).
         #[arg(long)]
         no_hsm: bool,
@@ -833,7 +833,7 @@ pub async fn up(dir: &Path, quiet: bool, opts: &UpOptions) -> Result<DevnetInfo>
             let (library, label, pin_file) = softhsm_token(&mdir)?;
             hsm_token = Some(label.clone());
             say(&format!(
-                "Module {m} keeps its vault key and multisig key in SoftHSM token {label} (PKCS#11)…"
+                "Module {m} keeps its vault key, identity key and multisig key in SoftHSM token {label} (PKCS#11)…"
             ));
             Some((library, label, pin_file.display().to_string()))
         } else {

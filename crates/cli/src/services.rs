@@ -96,9 +96,10 @@ pub enum ModuleCommand {
         /// Read the vault passphrase from this file.
         #[arg(long, conflicts_with = "hsm")]
         passphrase_file: Option<PathBuf>,
-        /// Keep the vault's key-encryption key and the module's own multisig key in an HSM:
-        /// the path of its PKCS#11 library (e.g. /usr/lib/softhsm/libsofthsm2.so). The keys
-        /// are generated inside the token and never leave it.
+        /// Keep the vault's key-encryption key, the module's identity key and its own
+        /// multisig key in an HSM: the path of its PKCS#11 library (e.g.
+        /// /usr/lib/softhsm/libsofthsm2.so). The keys are generated inside the token and
+        /// never leave it.
         #[arg(long, value_name = "PKCS11_LIBRARY")]
         hsm: Option<PathBuf>,
         /// The HSM token, by its label.
@@ -554,7 +555,7 @@ pub async fn module(cmd: ModuleCommand) -> Result<()> {
             eprintln!(
                 "{}",
                 if keys.token.is_some() {
-                    "Creating the sealed vault (its key and the module's multisig key generated in the HSM)…"
+                    "Creating the sealed vault (its key, the module's identity key and its multisig key generated in the HSM)…"
                 } else {
                     "Creating the sealed vault (deriving the key from the passphrase)…"
                 }

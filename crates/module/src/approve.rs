@@ -20,7 +20,7 @@ use concord_wire::authority::{
     Action, AddressRef, AddressTarget, AgreementRule, ApprovalStatement, Policy, SignedIntent,
     VerifiedIntent, WalletPurpose, WalletRule, unix_now,
 };
-use concord_wire::identity::IdentityKey;
+use concord_wire::identity::IdentitySigner;
 use concord_wire::payload::{Destination, SigningPayload};
 use concord_wire::rpc::{Approval, Proposal, Refusal};
 use concord_wire::units::{format_amount, parse_amount};
@@ -37,7 +37,7 @@ const ORDER_MARGIN_MS: u64 = 60_000;
 /// Everything a decision needs. Cheap to share.
 pub(crate) struct Decider {
     pub(crate) state: Arc<State>,
-    pub(crate) identity: Arc<IdentityKey>,
+    pub(crate) identity: Arc<dyn IdentitySigner>,
     pub(crate) outside: Outside,
     /// wallet → (scheme, group public key), read once from the share.
     wallets: Mutex<HashMap<WalletId, (Scheme, Vec<u8>)>>,
@@ -191,7 +191,11 @@ impl Case<'_> {
 }
 
 impl Decider {
-    pub(crate) fn new(state: Arc<State>, identity: Arc<IdentityKey>, outside: Outside) -> Self {
+    pub(crate) fn new(
+        state: Arc<State>,
+        identity: Arc<dyn IdentitySigner>,
+        outside: Outside,
+    ) -> Self {
         Decider {
             state,
             identity,
@@ -1148,7 +1152,9 @@ impl Decider {
             checks: checked.checks,
         }
         .to_bytes();
-        let signature = ApprovalStatement::sign(&statement, &self.identity).to_vec();
+        let signature = ApprovalStatement::try_sign(&statement, self.identity.as_ref())
+            .map_err(|e| c.refuse_as(code::INTERNAL, format!("signing the approval: {e}")))?
+            .to_vec();
         state
             .save_approval(
                 job,
@@ -1231,6 +1237,7 @@ mod tests {
     use concord_wire::authority::{
         AddressEntry, AdminSet, CoinLimit, Intent, Principal, Role, SignedPolicy,
     };
+    use concord_wire::identity::IdentityKey;
     use concord_wire::payload::Destination;
     use zeroize::Zeroizing;
 

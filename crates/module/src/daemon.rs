@@ -38,7 +38,7 @@ type RunKey = (String, Vec<u8>);
 
 struct Ctx {
     state: Arc<State>,
-    identity: Arc<concord_wire::identity::IdentityKey>,
+    identity: Arc<dyn concord_wire::identity::IdentitySigner>,
     sealing: Arc<concord_wire::identity::SealingKey>,
     /// Decides on proposals, with this module's own view of exchanges and chain.
     decider: Arc<Decider>,
@@ -143,7 +143,7 @@ pub async fn run(
 }
 
 async fn connect_loop(config: &Config, address: String, ctx: Arc<Ctx>) -> Result<(), Error> {
-    let tls = concord_wire::tls::client_config(&ctx.identity, config.coordinator.identity)
+    let tls = concord_wire::tls::client_config(ctx.identity.as_ref(), config.coordinator.identity)
         .map_err(|e| Error::Link(e.to_string()))?;
     let mut backoff = Duration::from_millis(200);
     let uplink: Uplink = Arc::new(Mutex::new(None));
@@ -1665,7 +1665,7 @@ mod tests {
         Action, AdminSet, AgreementRule, ApprovalStatement, Intent, Policy, Principal, Role,
         SignedIntent, WalletPurpose, WalletRule,
     };
-    use concord_wire::identity::IdentityKey;
+    use concord_wire::identity::{IdentityKey, IdentitySigner};
     use concord_wire::rpc::Proposal;
     use zeroize::Zeroizing;
 
@@ -2003,7 +2003,7 @@ mod tests {
                     module_id: format!("m{}", i + 1),
                     identity: k.public().as_bytes().to_vec(),
                     sealing_public_key: s.public().as_bytes().to_vec(),
-                    sealing_key_signature: k.sign_sealing_key(&s.public()).to_vec(),
+                    sealing_key_signature: k.try_sign_sealing_key(&s.public()).unwrap().to_vec(),
                 }
             })
             .collect();
@@ -2065,9 +2065,9 @@ mod tests {
         st.save_share(&share).unwrap();
         adopt(&st, Some(wallet));
         let others = vec![key(41), key(42)];
-        let sealing = |k: &IdentityKey| {
+        let sealing = |k: &dyn IdentitySigner| {
             let s = concord_wire::identity::SealingKey::generate(&mut OsRng);
-            (s.public(), k.sign_sealing_key(&s.public()))
+            (s.public(), k.try_sign_sealing_key(&s.public()).unwrap())
         };
         let me = st.identity();
         let mut members = Vec::new();

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use concord_tss::ecdsa::{AuxMaterial, EcdsaPresignature, Primes};
 use concord_tss::{KeyShare, UncheckedKeyShare, WalletId};
 use concord_vault::{KekProvider, Vault};
-use concord_wire::identity::{IdentityKey, PublicIdentity, SealingKey, SealingPublicKey};
+use concord_wire::identity::{
+    IdentityKey, IdentitySigner, PublicIdentity, SealingKey, SealingPublicKey,
+};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -185,7 +187,9 @@ pub struct State {
     /// Local technical checks.
     pub checks: LocalChecks,
     vault: Vault,
-    identity: Arc<IdentityKey>,
+    identity: Arc<dyn IdentitySigner>,
+    /// The identity's signatures over the sealing and multisig keys.
+    bindings: KeyBindings,
     sealing: Arc<SealingKey>,
     /// The module's own secp256k1 key, in the vault or in an HSM.
     multisig: Arc<MultisigKey>,
@@ -238,6 +242,155 @@ fn json_err(what: &str, e: serde_json::Error) -> Error {
 
 /// Names, in the vault, the token label of a multisig key that lives in an HSM.
 const MULTISIG_HSM: &str = "multisig-key-hsm";
+/// Names, in the vault, the token label of an identity key that lives in an HSM.
+const IDENTITY_HSM: &str = "identity-key-hsm";
+
+/// Records in the vault (under `name`, once) the token label and public key of a key made
+/// in an HSM: on opening, the token's key under that label must be this one (another object
+/// given the label is refused).
+fn record_hsm_key(
+    vault: &Vault,
+    name: &str,
+    what: &str,
+    label: &str,
+    public: &[u8],
+) -> Result<(), Error> {
+    let marker = serde_json::json!({ "label": label, "public": hex::encode(public) });
+    if !vault
+        .put_new(name, marker.to_string().as_bytes())
+        .map_err(vault_err)?
+    {
+        return Err(Error::Vault(format!(
+            "this vault names {what} in an HSM already"
+        )));
+    }
+    Ok(())
+}
+
+/// The (label, public key hex) recorded by [`record_hsm_key`].
+fn recorded_hsm_key(marker: &[u8]) -> Result<(String, String), Error> {
+    let marker: serde_json::Value =
+        serde_json::from_slice(marker).map_err(|e| json_err("HSM key record", e))?;
+    match (marker["label"].as_str(), marker["public"].as_str()) {
+        (Some(label), Some(public)) => Ok((label.to_owned(), public.to_owned())),
+        _ => Err(Error::Vault(
+            "the stored HSM key record names no label and public key".into(),
+        )),
+    }
+}
+
+/// Checks the token's key `label` is the recorded one (`public`, hex of `actual`) and can never
+/// leave the token.
+fn check_hsm_key(
+    token: &concord_vault::Token,
+    what: &str,
+    label: &str,
+    public: &str,
+    actual: &[u8],
+) -> Result<(), Error> {
+    if hex::encode(actual) != public {
+        return Err(Error::Vault(format!(
+            "the token's key {label:?} is not the {what} this vault recorded ({public}): refused"
+        )));
+    }
+    let info = token
+        .find_key(label)
+        .map_err(vault_err)?
+        .ok_or_else(|| Error::Vault(format!("the token holds no key {label:?}")))?;
+    if !info.sensitive || info.extractable {
+        return Err(Error::Vault(format!(
+            "the token's key {label:?} can leave the token (sensitive {}, extractable {}): refused",
+            info.sensitive, info.extractable
+        )));
+    }
+    Ok(())
+}
+
+/// A module's identity key generated and used inside an HSM (PKCS#11 `CKM_EDDSA`): TLS,
+/// sealed MPC messages, approvals and key bindings are signed by the token, and every
+/// signature is checked against the recorded public key before it leaves.
+#[derive(Clone)]
+struct HsmIdentity {
+    key: concord_vault::HsmEd25519Key,
+    public: PublicIdentity,
+}
+
+impl HsmIdentity {
+    fn new(key: concord_vault::HsmEd25519Key) -> Result<Self, Error> {
+        let public = PublicIdentity::from_bytes(&key.public_key()).map_err(|e| {
+            Error::Vault(format!("the token's identity key {:?}: {e}", key.label()))
+        })?;
+        Ok(HsmIdentity { key, public })
+    }
+}
+
+impl IdentitySigner for HsmIdentity {
+    fn public(&self) -> PublicIdentity {
+        self.public
+    }
+
+    fn try_sign(&self, msg: &[u8]) -> Result<[u8; 64], concord_wire::WireError> {
+        let sig = self.key.sign(msg).map_err(|e| {
+            concord_wire::WireError::SignerFailed(format!("the HSM identity key: {e}"))
+        })?;
+        // A token that returns a wrong signature (a fault, or not the key recorded) is caught
+        // here, not by a peer.
+        self.public.verify(msg, &sig).map_err(|_| {
+            concord_wire::WireError::SignerFailed(format!(
+                "the HSM's signature with {:?} does not verify against the recorded key",
+                self.key.label()
+            ))
+        })?;
+        Ok(sig)
+    }
+
+    fn handle(&self) -> Arc<dyn IdentitySigner> {
+        Arc::new(self.clone())
+    }
+}
+
+/// A fresh Ed25519 identity key generated inside the token, its label recorded in the vault.
+fn new_hsm_identity(
+    vault: &Vault,
+    token: &concord_vault::Token,
+    id: &str,
+) -> Result<HsmIdentity, Error> {
+    let mut tag = [0u8; 8];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut tag);
+    let label = format!("concord-{id}-identity-{}", hex::encode(tag));
+    let key = token.generate_ed25519(&label).map_err(vault_err)?;
+    record_hsm_key(
+        vault,
+        IDENTITY_HSM,
+        "an identity key",
+        &label,
+        &key.public_key(),
+    )?;
+    HsmIdentity::new(key)
+}
+
+/// The signatures binding the sealing and multisig keys to the identity, made once when the
+/// state opens (Ed25519 is deterministic: the same bytes each time), so a token that cannot
+/// sign is found at start, not when a peer asks.
+struct KeyBindings {
+    sealing: [u8; 64],
+    multisig: [u8; 64],
+}
+
+impl KeyBindings {
+    fn sign(
+        identity: &dyn IdentitySigner,
+        sealing: &SealingPublicKey,
+        multisig: &[u8; 33],
+    ) -> Result<Self, Error> {
+        let err =
+            |e: concord_wire::WireError| Error::Vault(format!("binding keys to the identity: {e}"));
+        Ok(KeyBindings {
+            sealing: identity.try_sign_sealing_key(sealing).map_err(err)?,
+            multisig: identity.try_sign_multisig_key(multisig).map_err(err)?,
+        })
+    }
+}
 
 /// The module's own secp256k1 key: sealed in the vault, or generated and used inside an HSM
 /// (PKCS#11; never leaves the token).
@@ -290,6 +443,14 @@ impl MultisigKey {
     }
 }
 
+/// The compressed (33-byte) public key of a module's own multisig key.
+fn multisig_public(key: &MultisigKey) -> [u8; 33] {
+    let point = key.verifying_key().to_encoded_point(true);
+    let mut out = [0u8; 33];
+    out.copy_from_slice(point.as_bytes());
+    out
+}
+
 /// A fresh secp256k1 key generated inside the token, its label recorded in the vault.
 fn new_hsm_multisig_key(
     vault: &Vault,
@@ -300,20 +461,13 @@ fn new_hsm_multisig_key(
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut tag);
     let label = format!("concord-{id}-multisig-{}", hex::encode(tag));
     let key = token.generate_secp256k1(&label).map_err(vault_err)?;
-    // The label and the public key: on opening, the token's key under that label must be
-    // this one (another object given the label is refused).
-    let marker = serde_json::json!({
-        "label": label,
-        "public": hex::encode(key.public_key_compressed()),
-    });
-    if !vault
-        .put_new(MULTISIG_HSM, marker.to_string().as_bytes())
-        .map_err(vault_err)?
-    {
-        return Err(Error::Vault(
-            "this vault names a multisig key in an HSM already".into(),
-        ));
-    }
+    record_hsm_key(
+        vault,
+        MULTISIG_HSM,
+        "a multisig key",
+        &label,
+        &key.public_key_compressed(),
+    )?;
     Ok(key)
 }
 
@@ -373,11 +527,17 @@ impl State {
         hsm: Option<&concord_vault::Token>,
     ) -> Result<State, Error> {
         let vault = Vault::create(dir, kek).map_err(vault_err)?;
-        let identity = IdentityKey::generate(&mut rand::rngs::OsRng);
+        let identity: Arc<dyn IdentitySigner> = match hsm {
+            Some(token) => Arc::new(new_hsm_identity(&vault, token, id)?),
+            None => {
+                let identity = IdentityKey::generate(&mut rand::rngs::OsRng);
+                vault
+                    .put(IDENTITY, identity.to_seed().as_ref())
+                    .map_err(vault_err)?;
+                Arc::new(identity)
+            }
+        };
         let sealing = SealingKey::generate(&mut rand::rngs::OsRng);
-        vault
-            .put(IDENTITY, identity.to_seed().as_ref())
-            .map_err(vault_err)?;
         vault
             .put(SEALING, sealing.to_bytes().as_ref())
             .map_err(vault_err)?;
@@ -386,11 +546,17 @@ impl State {
             Some(token) => MultisigKey::Hsm(new_hsm_multisig_key(&vault, token, id)?),
             None => MultisigKey::Vault(new_multisig_key(&vault)?),
         };
+        let bindings = KeyBindings::sign(
+            identity.as_ref(),
+            &sealing.public(),
+            &multisig_public(&multisig),
+        )?;
         Ok(State {
             id: id.to_owned(),
             checks,
             vault,
-            identity: Arc::new(identity),
+            identity,
+            bindings,
             sealing: Arc::new(sealing),
             multisig: Arc::new(multisig),
             policy: Default::default(),
@@ -422,15 +588,32 @@ impl State {
         hsm: Option<&concord_vault::Token>,
     ) -> Result<State, Error> {
         let vault = Vault::open(dir, kek).map_err(vault_err)?;
-        let seed = vault
-            .get(IDENTITY)
-            .map_err(vault_err)?
-            .ok_or_else(|| Error::Vault("the vault holds no identity key".into()))?;
-        let seed: Zeroizing<[u8; 32]> = Zeroizing::new(
-            seed.as_slice()
-                .try_into()
-                .map_err(|_| Error::Vault("the stored identity key is not 32 bytes".into()))?,
-        );
+        let identity: Arc<dyn IdentitySigner> = match vault.get(IDENTITY_HSM).map_err(vault_err)? {
+            Some(marker) => {
+                let (label, public) = recorded_hsm_key(&marker)?;
+                let token = hsm.ok_or_else(|| {
+                    Error::Config(format!(
+                        "this module's identity key is in an HSM (token key {label:?}): configure [vault.hsm] to open it"
+                    ))
+                })?;
+                let key = token.ed25519_key(&label).map_err(vault_err)?;
+                check_hsm_key(token, "identity key", &label, &public, &key.public_key())?;
+                Arc::new(HsmIdentity::new(key)?)
+            }
+            None => {
+                // A vault made with its identity key in the vault (without an HSM, or before
+                // identity keys could live in one) keeps it there.
+                let seed = vault
+                    .get(IDENTITY)
+                    .map_err(vault_err)?
+                    .ok_or_else(|| Error::Vault("the vault holds no identity key".into()))?;
+                let seed: Zeroizing<[u8; 32]> =
+                    Zeroizing::new(seed.as_slice().try_into().map_err(|_| {
+                        Error::Vault("the stored identity key is not 32 bytes".into())
+                    })?);
+                Arc::new(IdentityKey::from_seed(&seed))
+            }
+        };
         let sealing = vault
             .get(SEALING)
             .map_err(vault_err)?
@@ -451,36 +634,20 @@ impl State {
         let in_hsm = vault.get(MULTISIG_HSM).map_err(vault_err)?;
         let multisig = match (in_hsm, vault.get(MULTISIG).map_err(vault_err)?) {
             (Some(marker), _) => {
-                let marker: serde_json::Value =
-                    serde_json::from_slice(&marker).map_err(|e| json_err("HSM key record", e))?;
-                let (Some(label), Some(public)) =
-                    (marker["label"].as_str(), marker["public"].as_str())
-                else {
-                    return Err(Error::Vault(
-                        "the stored HSM key record names no label and public key".into(),
-                    ));
-                };
+                let (label, public) = recorded_hsm_key(&marker)?;
                 let token = hsm.ok_or_else(|| {
                     Error::Config(format!(
                         "this module's multisig key is in an HSM (token key {label:?}): configure [vault.hsm] to open it"
                     ))
                 })?;
-                let key = token.secp256k1_key(label).map_err(vault_err)?;
-                if hex::encode(key.public_key_compressed()) != public {
-                    return Err(Error::Vault(format!(
-                        "the token's key {label:?} is not the multisig key this vault recorded ({public}): refused"
-                    )));
-                }
-                let info = token
-                    .find_key(label)
-                    .map_err(vault_err)?
-                    .ok_or_else(|| Error::Vault(format!("the token holds no key {label:?}")))?;
-                if !info.sensitive || info.extractable {
-                    return Err(Error::Vault(format!(
-                        "the token's key {label:?} can leave the token (sensitive {}, extractable {}): refused",
-                        info.sensitive, info.extractable
-                    )));
-                }
+                let key = token.secp256k1_key(&label).map_err(vault_err)?;
+                check_hsm_key(
+                    token,
+                    "multisig key",
+                    &label,
+                    &public,
+                    &key.public_key_compressed(),
+                )?;
                 MultisigKey::Hsm(key)
             }
             (None, Some(bytes)) => MultisigKey::Vault(read(&bytes)?),
@@ -508,12 +675,19 @@ impl State {
                 MultisigKey::Vault(key)
             }
         };
+        let sealing = SealingKey::from_bytes(&sealing);
+        let bindings = KeyBindings::sign(
+            identity.as_ref(),
+            &sealing.public(),
+            &multisig_public(&multisig),
+        )?;
         let state = State {
             id: id.to_owned(),
             checks,
             vault,
-            identity: Arc::new(IdentityKey::from_seed(&seed)),
-            sealing: Arc::new(SealingKey::from_bytes(&sealing)),
+            identity,
+            bindings,
+            sealing: Arc::new(sealing),
             multisig: Arc::new(multisig),
             policy: Default::default(),
             logs: Default::default(),
@@ -678,7 +852,7 @@ impl State {
     }
 
     /// The identity key.
-    pub fn identity(&self) -> Arc<IdentityKey> {
+    pub fn identity(&self) -> Arc<dyn IdentitySigner> {
         self.identity.clone()
     }
 
@@ -689,10 +863,7 @@ impl State {
 
     /// The module's own secp256k1 public key (native multisig), 33 bytes compressed.
     pub fn multisig_public_key(&self) -> [u8; 33] {
-        let point = self.multisig.verifying_key().to_encoded_point(true);
-        let mut out = [0u8; 33];
-        out.copy_from_slice(point.as_bytes());
-        out
+        multisig_public(&self.multisig)
     }
 
     /// Signs a 32-byte digest with this module's own key: deterministic (RFC 6979), low S,
@@ -726,7 +897,7 @@ impl State {
     /// What the operator hands to the coordinator's operator.
     pub fn public_info(&self) -> PublicInfo {
         let sealing = self.sealing.public();
-        let sig = self.identity.sign_sealing_key(&sealing);
+        let sig = self.bindings.sealing;
         let multisig = self.multisig_public_key();
         PublicInfo {
             id: self.id.clone(),
@@ -735,7 +906,7 @@ impl State {
             sealing_key: sealing.to_string(),
             sealing_key_signature: hex::encode(sig),
             multisig_key: hex::encode(multisig),
-            multisig_key_signature: hex::encode(self.identity.sign_multisig_key(&multisig)),
+            multisig_key_signature: hex::encode(self.bindings.multisig),
             multisig_address: concord_chain::evm_address(&multisig)
                 .map(|a| a.to_string())
                 .unwrap_or_default(),

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use concord_tss::{Envelope, SessionId, TssError};
-use concord_wire::identity::IdentityKey;
+use concord_wire::identity::IdentitySigner;
 use concord_wire::rpc::{ModuleToCoordinator, Relay, module_to_coordinator};
 use futures::Sink;
 use tokio::sync::mpsc;
@@ -29,7 +29,7 @@ pub(crate) fn send_up(uplink: &Uplink, msg: module_to_coordinator::Msg) -> bool 
 /// Seals and sends a protocol party's envelopes.
 pub(crate) struct SealedSink {
     pub uplink: Uplink,
-    pub identity: Arc<IdentityKey>,
+    pub identity: Arc<dyn IdentitySigner>,
     pub group: Arc<GroupDef>,
     pub job_id: String,
     pub session: SessionId,
@@ -47,7 +47,7 @@ impl SealedSink {
             .get(usize::from(to))
             .ok_or_else(|| TssError::Transport(format!("no group member with index {to}")))?;
         let sealed = concord_wire::seal::seal(
-            &self.identity,
+            self.identity.as_ref(),
             self.me,
             &member.sealing_key,
             to,
@@ -197,6 +197,7 @@ pub(crate) fn open_relays(
 mod tests {
     use super::*;
     use crate::state::Member;
+    use concord_wire::identity::IdentityKey;
     use concord_wire::identity::SealingKey;
 
     #[tokio::test]

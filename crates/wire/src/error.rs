@@ -27,6 +27,11 @@ pub enum WireError {
         fingerprint: String,
     },
 
+    /// The identity key could not sign (a key kept in an HSM: the token refused, was
+    /// unreachable, or returned a signature that does not verify).
+    #[error("the identity key could not sign: {0}")]
+    SignerFailed(String),
+
     /// A TLS certificate could not be made, or a TLS configuration could not be built.
     #[error("TLS setup failed: {0}")]
     TlsSetup(String),

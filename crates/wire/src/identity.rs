@@ -3,6 +3,9 @@
 //! - [`IdentityKey`] / [`PublicIdentity`]: the Ed25519 "environment-specific key". It
 //!   authenticates the party in mutual TLS ([`crate::tls`]), signs every sealed MPC message
 //!   ([`crate::seal`]) and vouches for the party's sealing key.
+//! - [`IdentitySigner`]: what signs as a party. [`IdentityKey`] is one; a module whose
+//!   identity key lives in an HSM supplies another, which asks the token to sign (the secret
+//!   never enters this process).
 //! - [`SealingKey`] / [`SealingPublicKey`]: the static X25519 key that peers seal MPC messages
 //!   to with HPKE.
 //!
@@ -81,6 +84,50 @@ impl IdentityKey {
 impl fmt::Debug for IdentityKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("IdentityKey(<redacted>)")
+    }
+}
+
+/// What signs as a party: its identity key in this process ([`IdentityKey`]), or one kept
+/// elsewhere (an HSM) that signs on request and can fail.
+///
+/// Every use of a party's identity key that a module makes (mutual TLS, sealed MPC messages,
+/// approvals, key bindings) goes through this trait, so a module's identity key can live in a
+/// token.
+pub trait IdentitySigner: Send + Sync {
+    /// The public half, which peers pin.
+    fn public(&self) -> PublicIdentity;
+
+    /// A pure Ed25519 signature (RFC 8032) of `msg`, checked against
+    /// [`IdentitySigner::public`] by implementations that sign outside this process.
+    fn try_sign(&self, msg: &[u8]) -> Result<[u8; 64], WireError>;
+
+    /// Another handle to the same signer, for a holder that keeps its own (the TLS stack).
+    fn handle(&self) -> std::sync::Arc<dyn IdentitySigner>;
+
+    /// [`IdentityKey::sign_sealing_key`] through this signer.
+    fn try_sign_sealing_key(&self, sealing: &SealingPublicKey) -> Result<[u8; 64], WireError> {
+        self.try_sign(&sealing_key_binding(sealing))
+    }
+
+    /// [`IdentityKey::sign_multisig_key`] through this signer.
+    fn try_sign_multisig_key(&self, key: &[u8; 33]) -> Result<[u8; 64], WireError> {
+        self.try_sign(&multisig_key_binding(key))
+    }
+}
+
+impl IdentitySigner for IdentityKey {
+    fn public(&self) -> PublicIdentity {
+        IdentityKey::public(self)
+    }
+
+    fn try_sign(&self, msg: &[u8]) -> Result<[u8; 64], WireError> {
+        Ok(self.sign(msg))
+    }
+
+    fn handle(&self) -> std::sync::Arc<dyn IdentitySigner> {
+        // A second copy of the secret, zeroized on drop like the first (what the TLS stack
+        // held before signers existed).
+        std::sync::Arc::new(IdentityKey(self.0.clone()))
     }
 }
 

@@ -37,4 +37,4 @@ mod error;
 
 pub use error::WireError;
 pub use grpc::{connect_channel, tls_incoming};
-pub use identity::{IdentityKey, PublicIdentity, SealingKey, SealingPublicKey};
+pub use identity::{IdentityKey, IdentitySigner, PublicIdentity, SealingKey, SealingPublicKey};

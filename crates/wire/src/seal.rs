@@ -1,6 +1,6 @@
 //! End-to-end sealing of MPC messages, which the coordinator relays but can neither read nor
 //! alter. Each message is encrypted to its recipient's [`SealingPublicKey`] with HPKE and
-//! signed by its sender's [`IdentityKey`].
+//! signed by its sender's [`IdentityKey`](crate::IdentityKey).
 //!
 //! # Sealed format, version 1
 //!
@@ -36,7 +36,8 @@ use hpke::{Deserializable, OpModeR, OpModeS, Serializable};
 use rand_core::CryptoRngCore;
 use zeroize::Zeroizing;
 
-use crate::{IdentityKey, PublicIdentity, SealingKey, SealingPublicKey, WireError};
+use crate::identity::IdentitySigner;
+use crate::{PublicIdentity, SealingKey, SealingPublicKey, WireError};
 
 type Kem = X25519HkdfSha256;
 type Kdf = HkdfSha256;
@@ -105,7 +106,7 @@ fn signed_bytes(body: &[u8]) -> Vec<u8> {
 /// Seals `plaintext` from party `sender_index` (signing with `sender`) to party
 /// `recipient_index` (encrypting to `recipient`), for protocol session `session`.
 pub fn seal<R: CryptoRngCore + ?Sized>(
-    sender: &IdentityKey,
+    sender: &dyn IdentitySigner,
     sender_index: u16,
     recipient: &SealingPublicKey,
     recipient_index: u16,
@@ -145,7 +146,7 @@ pub fn seal<R: CryptoRngCore + ?Sized>(
         .seal(plaintext, &out)
         .map_err(|e| sealing_failed(format!("HPKE sealing failed: {e}")))?;
     out.extend_from_slice(&ciphertext);
-    let signature = sender.sign(&signed_bytes(&out));
+    let signature = sender.try_sign(&signed_bytes(&out))?;
     out.extend_from_slice(&signature);
     Ok(out)
 }

@@ -20,7 +20,6 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
-use ed25519_dalek::Signer as _;
 use ed25519_dalek::pkcs8::EncodePrivateKey as _;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
@@ -35,6 +34,7 @@ use rustls::{
     PeerMisbehaved, ServerConfig, SignatureAlgorithm, SignatureScheme,
 };
 
+use crate::identity::IdentitySigner;
 use crate::{IdentityKey, PublicIdentity, WireError};
 
 /// The ALPN protocol both sides offer: HTTP/2, for gRPC.
@@ -94,7 +94,7 @@ pub fn self_signed_certificate(
 }
 
 fn certificate(
-    identity: &IdentityKey,
+    identity: &dyn IdentitySigner,
     subject_name: &str,
 ) -> Result<CertificateDer<'static>, WireError> {
     ServerName::try_from(subject_name).map_err(|e| {
@@ -108,8 +108,8 @@ fn certificate(
         .distinguished_name
         .push(rcgen::DnType::CommonName, subject_name);
     let key_pair = rcgen::KeyPair::from_remote(Box::new(RcgenSigner {
-        key: identity.signing_key().clone(),
         public: identity.public().as_bytes().to_vec(),
+        key: identity.handle(),
     }))
     .map_err(|e| WireError::tls_setup(format!("certificate key: {e}")))?;
     let cert = params
@@ -118,9 +118,9 @@ fn certificate(
     Ok(cert.der().clone())
 }
 
-/// Signs the certificate for rcgen with the dalek key, so no other copy of the secret exists.
+/// Signs the certificate for rcgen with the identity signer (the dalek key, or a token).
 struct RcgenSigner {
-    key: ed25519_dalek::SigningKey,
+    key: Arc<dyn IdentitySigner>,
     public: Vec<u8>,
 }
 
@@ -130,7 +130,10 @@ impl rcgen::RemoteKeyPair for RcgenSigner {
     }
 
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
-        Ok(self.key.sign(msg).to_bytes().to_vec())
+        self.key
+            .try_sign(msg)
+            .map(|s| s.to_vec())
+            .map_err(|_| rcgen::Error::RemoteKeyError)
     }
 
     fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
@@ -157,7 +160,7 @@ pub fn peer_identity(certs: &[CertificateDer<'_>]) -> Result<PublicIdentity, Wir
 /// The TLS configuration of a server (the coordinator) that accepts only clients whose
 /// identity key `pins` pins.
 pub fn server_config(
-    identity: &IdentityKey,
+    identity: &dyn IdentitySigner,
     pins: Arc<dyn PinStore>,
 ) -> Result<Arc<ServerConfig>, WireError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -182,7 +185,7 @@ pub fn server_config(
 /// The TLS configuration of a client (a module) that accepts only the server holding
 /// `server_pin`, and authenticates with `identity`.
 pub fn client_config(
-    identity: &IdentityKey,
+    identity: &dyn IdentitySigner,
     server_pin: PublicIdentity,
 ) -> Result<Arc<ClientConfig>, WireError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -202,17 +205,17 @@ pub fn client_config(
     Ok(Arc::new(config))
 }
 
-fn own_certificate(identity: &IdentityKey) -> Result<Arc<SingleCertAndKey>, WireError> {
+fn own_certificate(identity: &dyn IdentitySigner) -> Result<Arc<SingleCertAndKey>, WireError> {
     let cert = certificate(identity, CERTIFICATE_NAME)?;
-    let key = Arc::new(TlsKey(Arc::new(identity.signing_key().clone())));
+    let key = Arc::new(TlsKey(identity.handle()));
     Ok(Arc::new(SingleCertAndKey::from(CertifiedKey::new(
         vec![cert],
         key,
     ))))
 }
 
-/// Our identity key as a rustls signing key (Ed25519 only).
-struct TlsKey(Arc<ed25519_dalek::SigningKey>);
+/// Our identity signer as a rustls signing key (Ed25519 only).
+struct TlsKey(Arc<dyn IdentitySigner>);
 
 impl fmt::Debug for TlsKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -232,7 +235,7 @@ impl rustls::sign::SigningKey for TlsKey {
     fn public_key(&self) -> Option<SubjectPublicKeyInfoDer<'_>> {
         Some(rustls::sign::public_key_to_spki(
             &alg_id::ED25519,
-            self.0.verifying_key().as_bytes(),
+            self.0.public().as_bytes(),
         ))
     }
 
@@ -243,7 +246,10 @@ impl rustls::sign::SigningKey for TlsKey {
 
 impl rustls::sign::Signer for TlsKey {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
-        Ok(self.0.sign(message).to_bytes().to_vec())
+        self.0
+            .try_sign(message)
+            .map(|s| s.to_vec())
+            .map_err(|e| rustls::Error::General(e.to_string()))
     }
 
     fn scheme(&self) -> SignatureScheme {
@@ -449,7 +455,7 @@ mod tests {
     fn own_tls_key_matches_its_certificate() {
         let id = IdentityKey::generate(&mut ChaCha20Rng::seed_from_u64(3));
         let cert = certificate(&id, CERTIFICATE_NAME).unwrap();
-        let key = Arc::new(TlsKey(Arc::new(id.signing_key().clone())));
+        let key = Arc::new(TlsKey(id.handle()));
         CertifiedKey::new(vec![cert], key).keys_match().unwrap();
     }
 

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 
 use concord_wire::tls::{self, PinStore};
-use concord_wire::{IdentityKey, PublicIdentity, WireError};
+use concord_wire::{IdentityKey, IdentitySigner, PublicIdentity, WireError};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -309,4 +309,148 @@ async fn enrollment_and_revocation_take_effect_on_the_next_connection() {
     let (port, served) = serve_one(server).await;
     assert!(ping(port, client).await.is_err());
     assert!(served.await.unwrap().is_err());
+}
+
+/// An identity signer outside the key's own type, as a module whose identity key lives in an
+/// HSM has: it signs through `sign_with` (which may be another key, or fail), and counts.
+struct Remote {
+    public: PublicIdentity,
+    sign_with: Arc<IdentityKey>,
+    fail: Arc<std::sync::atomic::AtomicBool>,
+    calls: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Remote {
+    fn new(public: PublicIdentity, sign_with: IdentityKey) -> Remote {
+        Remote {
+            public,
+            sign_with: Arc::new(sign_with),
+            fail: Default::default(),
+            calls: Default::default(),
+        }
+    }
+}
+
+impl IdentitySigner for Remote {
+    fn public(&self) -> PublicIdentity {
+        self.public
+    }
+
+    fn try_sign(&self, msg: &[u8]) -> Result<[u8; 64], WireError> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(WireError::SignerFailed("the token is unreachable".into()));
+        }
+        Ok(self.sign_with.sign(msg))
+    }
+
+    fn handle(&self) -> Arc<dyn IdentitySigner> {
+        Arc::new(Remote {
+            public: self.public,
+            sign_with: self.sign_with.clone(),
+            fail: self.fail.clone(),
+            calls: self.calls.clone(),
+        })
+    }
+}
+
+fn same_key(k: &IdentityKey) -> IdentityKey {
+    IdentityKey::from_seed(&k.to_seed())
+}
+
+#[tokio::test]
+async fn a_module_whose_key_signs_elsewhere_authenticates_through_its_signer() {
+    let p = parties(20);
+    let signer = Remote::new(p.module.public(), same_key(&p.module));
+    let calls = signer.calls.clone();
+    let server = tls::server_config(&p.coordinator, pins(&[p.module.public()])).unwrap();
+    let (port, served) = serve_one(server).await;
+    let client = tls::client_config(&signer, p.coordinator.public()).unwrap();
+    let at_config = calls.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        at_config, 1,
+        "the certificate is signed once, by the signer"
+    );
+
+    let (_, answer) = ping(port, client).await.unwrap();
+    assert_eq!(answer, b"pong");
+    let (seen, _) = served.await.unwrap().unwrap();
+    assert_eq!(seen, p.module.public());
+    // The handshake's CertificateVerify was signed by the signer too.
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        at_config + 1
+    );
+}
+
+#[tokio::test]
+async fn a_signer_that_fails_mid_handshake_ends_it_with_an_error() {
+    let p = parties(21);
+    let signer = Remote::new(p.module.public(), same_key(&p.module));
+    let server = tls::server_config(&p.coordinator, pins(&[p.module.public()])).unwrap();
+    let (port, served) = serve_one(server).await;
+    let client = tls::client_config(&signer, p.coordinator.public()).unwrap();
+    // The token goes away after the configuration was made.
+    signer.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+
+    let err = ping(port, client).await.unwrap_err();
+    assert!(
+        err.to_string().contains("the token is unreachable"),
+        "the client's error names the signer's failure: {err}"
+    );
+    assert!(served.await.unwrap().is_err());
+}
+
+#[tokio::test]
+async fn a_signer_whose_token_holds_another_key_is_refused_by_the_server() {
+    let p = parties(22);
+    // Claims the module's public key, signs with the stranger's secret.
+    let signer = Remote::new(p.module.public(), same_key(&p.stranger));
+    let server = tls::server_config(&p.coordinator, pins(&[p.module.public()])).unwrap();
+    let (port, served) = serve_one(server).await;
+    let client = tls::client_config(&signer, p.coordinator.public()).unwrap();
+
+    let client_result = ping(port, client).await;
+    assert!(
+        served.await.unwrap().is_err(),
+        "the server accepted a forged handshake"
+    );
+    assert!(client_result.is_err());
+}
+
+#[test]
+fn a_sealed_message_is_not_made_when_the_signer_fails() {
+    let p = parties(23);
+    let signer = Remote::new(p.module.public(), same_key(&p.module));
+    signer.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let recipient = concord_wire::SealingKey::generate(&mut ChaCha20Rng::seed_from_u64(5));
+    let err = concord_wire::seal::seal(
+        &signer,
+        0,
+        &recipient.public(),
+        1,
+        &[7u8; 32],
+        b"round 1",
+        &mut ChaCha20Rng::seed_from_u64(6),
+    )
+    .unwrap_err();
+    assert!(matches!(err, WireError::SignerFailed(_)), "{err}");
+    // Working again, the same signer seals a message the recipient opens.
+    signer
+        .fail
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let sealed = concord_wire::seal::seal(
+        &signer,
+        0,
+        &recipient.public(),
+        1,
+        &[7u8; 32],
+        b"round 1",
+        &mut ChaCha20Rng::seed_from_u64(6),
+    )
+    .unwrap();
+    let opened =
+        concord_wire::seal::open(&recipient, 1, &p.module.public(), 0, &[7u8; 32], &sealed)
+            .unwrap();
+    assert_eq!(&opened[..], b"round 1");
 }

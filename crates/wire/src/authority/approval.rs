@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::policy::short_hash;
 use super::{AgreementRule, AuthorityError, canonical, tagged_hash};
-use crate::identity::{IdentityKey, PublicIdentity};
+use crate::WireError;
+use crate::identity::{IdentityKey, IdentitySigner, PublicIdentity};
 
 /// Domain tag of approval signatures.
 pub const APPROVAL_TAG: &str = "concord/approval/v2";
@@ -69,6 +70,11 @@ impl ApprovalStatement {
     /// Signs the statement's bytes with a module's identity key.
     pub fn sign(bytes: &[u8], identity: &IdentityKey) -> [u8; 64] {
         identity.sign(&tagged_hash(APPROVAL_TAG, bytes))
+    }
+
+    /// [`ApprovalStatement::sign`] through any identity signer (a key in an HSM can fail).
+    pub fn try_sign(bytes: &[u8], identity: &dyn IdentitySigner) -> Result<[u8; 64], WireError> {
+        identity.try_sign(&tagged_hash(APPROVAL_TAG, bytes))
     }
 
     /// Checks a module's signature over the statement's bytes.

@@ -169,6 +169,7 @@ pub(crate) async fn run(d: &mut Demo, wallet: &str) -> Result<()> {
         Some(id) => d.api.get(&format!("/v1/jobs/{id}")).await?["events"].clone(),
         None => json!([]),
     };
+    let mut signers = 0usize;
     for m in &modules {
         let now = module_metrics(m).await?;
         let was = &modules_before[&m.id];
@@ -182,20 +183,30 @@ pub(crate) async fn run(d: &mut Demo, wallet: &str) -> Result<()> {
         let (intact, words) = audit_verify(&m.dir)?;
         let entries = audit_entries(&m.dir)?;
         // The coordinator's record of this module's approval names an entry of its trail.
-        let linked = events
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|e| e["module_id"] == m.id.as_str() && e["kind"] == "approval")
-            .filter_map(|e| e["audit"].as_str())
-            .any(|r| {
+        // Each of its events the coordinator recorded with an audit reference (`kind`) names
+        // an entry of its trail recording that (`event`).
+        let links = |kind: &str, event: &str| -> (usize, bool) {
+            let refs: Vec<&str> = events
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| e["module_id"] == m.id.as_str() && e["kind"] == kind)
+                .filter_map(|e| e["audit"].as_str())
+                .collect();
+            let all = refs.iter().all(|r| {
                 let (seq, hash) = r.split_once(':').unwrap_or_default();
                 entries.iter().any(|e| {
                     e["seq"].as_u64().is_some_and(|n| n.to_string() == seq)
                         && e["hash"] == hash
-                        && e["event"] == "approved"
+                        && e["event"] == event
                 })
             });
+            (refs.len(), all)
+        };
+        let (approvals, approvals_linked) = links("approval", "approved");
+        let (releases, releases_linked) = links("progress", "signature_released");
+        let linked = approvals >= 1 && approvals_linked && releases_linked;
+        signers += usize::from(releases >= 1);
         d.record(
             &format!(
                 "module {}: /metrics moved (proposal seen, approved); audit trail intact ({} entries) and holding the approval entry the coordinator recorded with the job",
@@ -203,9 +214,15 @@ pub(crate) async fn run(d: &mut Demo, wallet: &str) -> Result<()> {
                 entries.len()
             ),
             seen >= 1.0 && decided >= 1.0 && intact && linked,
-            json!({"module": m.id, "proposals_seen": seen, "approved": decided, "verify": words, "linked": linked}),
+            json!({"module": m.id, "proposals_seen": seen, "approved": decided, "verify": words, "linked": linked, "share_releases": releases}),
         );
     }
+    // The signers' share releases are in the job's record, each naming its trail entry.
+    d.record(
+        "the job's record names, for each module whose signature share left it, the audit entry that recorded the release",
+        signers >= 2,
+        json!({"job": job, "signers_with_linked_release": signers}),
+    );
 
     // A trail with one byte changed fails at that entry (on a copy: the module's own trail
     // stays as it is).

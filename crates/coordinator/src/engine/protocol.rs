@@ -302,6 +302,23 @@ impl Engine {
                 ModuleEvent::Update(u) if u.session != session => {}
                 ModuleEvent::Update(u) => match u.status {
                     Some(job_update::Status::Result(r)) => {
+                        // A signing run's result names the module's audit entry that recorded
+                        // its share leaving it: kept with the job, as for approvals.
+                        if let Some(audit) = u.audit.as_ref() {
+                            self.store
+                                .add_events(
+                                    &job.id,
+                                    &[crate::store::NewEvent {
+                                        module_id: Some(module.clone()),
+                                        kind: EventKind::Progress,
+                                        digest: None,
+                                        detail: Some("signature share released".into()),
+                                        signature: None,
+                                        audit: Some(super::sign::audit_ref(audit)),
+                                    }],
+                                )
+                                .await?;
+                        }
                         results.insert(module, r);
                     }
                     Some(job_update::Status::Failure(f)) => {

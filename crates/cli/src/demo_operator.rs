@@ -170,8 +170,16 @@ pub(crate) async fn run(d: &mut Demo, wallet: &str) -> Result<()> {
         None => json!([]),
     };
     let mut signers = 0usize;
+    let mut forged = serde_json::Map::new();
     for m in &modules {
         let now = module_metrics(m).await?;
+        forged.insert(
+            m.id.clone(),
+            json!(now.sum(
+                "concord_module_decisions_total",
+                &[("decision", "refused"), ("code", "destination")]
+            )),
+        );
         let was = &modules_before[&m.id];
         let decided = moved(
             &now,
@@ -217,6 +225,14 @@ pub(crate) async fn run(d: &mut Demo, wallet: &str) -> Result<()> {
             json!({"module": m.id, "proposals_seen": seen, "approved": decided, "verify": words, "linked": linked, "share_releases": releases}),
         );
     }
+    // The forged-address attacks above were refused as such (operators alert on this code),
+    // not as outages: by the module whose exchange answer was forged.
+    let total: f64 = forged.values().filter_map(Value::as_f64).sum();
+    d.record(
+        "the modules counted the forged-address attacks above as refusals coded destination (module /metrics), apart from outages (outside)",
+        total >= 1.0,
+        json!({"destination_refusals_by_module": forged}),
+    );
     // The signers' share releases are in the job's record, each naming its trail entry.
     d.record(
         "the job's record names, for each module whose signature share left it, the audit entry that recorded the release",

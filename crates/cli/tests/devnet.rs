@@ -95,6 +95,7 @@ async fn devnet_demo_holds_and_single_credentials_cannot_withdraw() {
         "module m2: /metrics moved",
         "module m3: /metrics moved",
         "a copy of m1's audit trail with one byte changed in entry 3",
+        "the modules counted the forged-address attacks above as refusals coded destination",
         "the job's record names, for each module whose signature share left it",
         "module m2 keeps its vault key",
     ] {

@@ -444,7 +444,7 @@ impl Decider {
             self.outside
                 .check_evm_transfer(&self.state.checks, c.payload, &public_key)
                 .await
-                .map_err(|e| c.refuse_as(code::OUTSIDE, e))?,
+                .map_err(|e| c.refuse_as(e.code, e.reason))?,
         );
         Ok(Checked {
             checks,
@@ -590,7 +590,7 @@ impl Decider {
             self.outside
                 .check_safe_transfer(c.payload, &owners, def.threshold)
                 .await
-                .map_err(|e| c.refuse_as(code::OUTSIDE, e))?,
+                .map_err(|e| c.refuse_as(e.code, e.reason))?,
         );
         Ok(Checked {
             checks,
@@ -1748,6 +1748,13 @@ mod tests {
         // Another destination: refused, naming both addresses.
         let p = deposit(&si, fx.wallet, OUTSIDE, "0.5", 0);
         refused(&fx, "j1", &p, &si, &fx.honest.to_string()).await;
+        // Coded as the forged-address attack it is (operators alert on it), not an outage.
+        let r = fx
+            .decider
+            .decide(&proposal("j1b", &p, &si))
+            .await
+            .unwrap_err();
+        assert_eq!(r.code, code::DESTINATION, "{}", r.reason);
         // Another amount than the intent, consistently in payload and digest.
         let p = deposit(&si, fx.wallet, fx.honest, "0.9", 0);
         refused(
@@ -2735,6 +2742,14 @@ mod tests {
             assert!(
                 r.reason.contains(want),
                 "{job}: wanted {want:?} in: {}",
+                r.reason
+            );
+            let forged = job == "s-forged";
+            assert_eq!(
+                r.code == code::DESTINATION,
+                forged,
+                "{job}: code {} ({})",
+                r.code,
                 r.reason
             );
         }

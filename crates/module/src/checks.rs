@@ -268,7 +268,7 @@ impl Outside {
         checks: &LocalChecks,
         payload: &SigningPayload,
         wallet_public_key: &[u8],
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<Vec<String>, Refused> {
         let SigningPayload::EvmTransfer {
             chain_id,
             nonce,
@@ -297,7 +297,8 @@ impl Outside {
         if *asset != expected_asset {
             return Err(format!(
                 "the transaction sends {asset:?}, but coin {coin} is {expected_asset:?} here"
-            ));
+            )
+            .into());
         }
         Self::check_network(chain, network)?;
         FeePolicy {
@@ -313,7 +314,8 @@ impl Outside {
             return Err(format!(
                 "gas limit {gas_limit} exceeds this module's cap of {}",
                 checks.max_gas_limit
-            ));
+            )
+            .into());
         }
         let connector = self.connector(exchange)?;
         // Ask the exchange, the node's chain id and the sender's nonce at once.
@@ -330,13 +332,14 @@ impl Outside {
         if *nonce < pending {
             return Err(format!(
                 "nonce {nonce} of {sender} is already used on chain (next is {pending})"
-            ));
+            )
+            .into());
         }
         if *nonce > pending + checks.max_nonce_gap {
             return Err(format!(
                 "nonce {nonce} is more than {} ahead of the chain's next nonce {pending} for {sender}",
                 checks.max_nonce_gap
-            ));
+            ).into());
         }
         Ok(vec![
             format!("chain id {chain_id} matches this module's node"),
@@ -590,7 +593,7 @@ impl Outside {
         payload: &SigningPayload,
         owners: &[Address],
         threshold: u8,
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<Vec<String>, Refused> {
         let SigningPayload::SafeTransfer {
             chain_id,
             safe,
@@ -616,7 +619,8 @@ impl Outside {
         if *asset != expected_asset {
             return Err(format!(
                 "the transaction sends {asset:?}, but coin {coin} is {expected_asset:?} here"
-            ));
+            )
+            .into());
         }
         let connector = self.connector(exchange)?;
         // Ask the exchange, the node's chain id and the Safe at once.
@@ -638,12 +642,12 @@ impl Outside {
         if have != want || safe_threshold != concord_chain::U256::from(threshold) {
             return Err(format!(
                 "Safe {safe} on this module's chain has owners {have:?} and threshold {safe_threshold}, not the policy's {want:?} and {threshold}"
-            ));
+            ).into());
         }
         if concord_chain::U256::from(*nonce) != safe_nonce {
             return Err(format!(
                 "nonce {nonce} is not Safe {safe}'s next nonce ({safe_nonce}) on this module's chain"
-            ));
+            ).into());
         }
         Ok(vec![
             format!("chain id {chain_id} matches this module's node"),
@@ -705,13 +709,14 @@ impl Outside {
         exchange: &str,
         coin: &str,
         network: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), Refused> {
         let deposit = deposit.map_err(|e| describe(exchange, &e))?;
         if !deposit.tag.as_deref().unwrap_or("").is_empty() {
             return Err(format!(
                 "exchange {exchange} asks for a memo/tag ({:?}) on {coin}/{network}, which EVM transfers cannot carry",
                 deposit.tag
-            ));
+            )
+            .into());
         }
         let resolved: Address = deposit.address.parse().map_err(|_| {
             format!(
@@ -720,9 +725,13 @@ impl Outside {
             )
         })?;
         if resolved != recipient {
-            return Err(format!(
-                "the proposed recipient {recipient} is not the deposit address {resolved} that exchange {exchange} gave this module for {coin} on {network}"
-            ));
+            // The forged-address attack: a destination refusal, not an outage.
+            return Err(Refused {
+                code: crate::approve::code::DESTINATION,
+                reason: format!(
+                    "the proposed recipient {recipient} is not the deposit address {resolved} that exchange {exchange} gave this module for {coin} on {network}"
+                ),
+            });
         }
         Ok(())
     }
@@ -739,6 +748,32 @@ const MAX_RECV_WINDOW_MS: u64 = 60_000;
 fn holds_any(b: &concord_exchange::Balance) -> bool {
     let nonzero = |v: &str| v.bytes().any(|c| c.is_ascii_digit() && c != b'0');
     nonzero(&b.free) || nonzero(&b.locked)
+}
+
+/// Why an outside check refused, and the refusal code it carries: `destination` when the
+/// proposed recipient is not the one this module resolved itself (the forged-address
+/// attack), `outside` for everything else (its chain, its exchange, its caps).
+#[derive(Debug)]
+pub(crate) struct Refused {
+    /// The refusal code (`crate::approve::code`).
+    pub(crate) code: &'static str,
+    /// Why, in words.
+    pub(crate) reason: String,
+}
+
+impl From<String> for Refused {
+    fn from(reason: String) -> Self {
+        Refused {
+            code: crate::approve::code::OUTSIDE,
+            reason,
+        }
+    }
+}
+
+impl From<&str> for Refused {
+    fn from(reason: &str) -> Self {
+        reason.to_owned().into()
+    }
 }
 
 fn describe(exchange: &str, e: &concord_exchange::ExchangeError) -> String {

@@ -13,6 +13,21 @@ pub enum ExchangeError {
         /// The HTTP status the error came with.
         http_status: u16,
     },
+    /// An exchange whose errors are names, not numbers, refused the request: Kraken's
+    /// `"EAPI:Invalid nonce"` (category and message; sent with HTTP 200), Coinbase's
+    /// `{"id": "validation_error", "message": ...}`.
+    #[error("{exchange} refused the request with {error} (HTTP status {http_status}): {message}")]
+    Refused {
+        /// Which exchange (`"kraken"`, `"coinbase"`).
+        exchange: &'static str,
+        /// The error's name as the exchange wrote it (`"EFunding:Unknown withdraw key"`,
+        /// `"validation_error"`).
+        error: String,
+        /// The exchange's words, if any beyond the name.
+        message: String,
+        /// The HTTP status the error came with.
+        http_status: u16,
+    },
     /// The exchange answered with an HTTP error status and a body that is not its error format
     /// (a firewall page, a proxy's 502, an empty 429).
     #[error(
@@ -75,6 +90,10 @@ impl ExchangeError {
                     _ => *http_status >= 500 || *http_status == 429,
                 }
             }
+            ExchangeError::Refused { .. } => matches!(
+                self.kind(),
+                ErrorKind::Timestamp | ErrorKind::RateLimited | ErrorKind::ExchangeUnavailable
+            ),
             ExchangeError::Http { status, .. } => *status >= 500 || *status == 429,
             ExchangeError::Transport { .. } => true,
             ExchangeError::Decode(_)
@@ -93,6 +112,18 @@ impl ExchangeError {
             ExchangeError::Api {
                 code, http_status, ..
             } => *http_status >= 500 || matches!(code, -1006 | -1007),
+            ExchangeError::Refused {
+                error, http_status, ..
+            } => {
+                *http_status >= 500
+                    || matches!(
+                        error.as_str(),
+                        "EService:Unavailable"
+                            | "EService:Busy"
+                            | "EGeneral:Internal error"
+                            | "internal_server_error"
+                    )
+            }
             ExchangeError::Http { status, .. } => *status >= 500,
             ExchangeError::Transport { timed_out, .. } => *timed_out,
             _ => false,
@@ -105,6 +136,9 @@ impl ExchangeError {
             ExchangeError::Api {
                 code, http_status, ..
             } => api_kind(*code, *http_status),
+            ExchangeError::Refused {
+                error, http_status, ..
+            } => named_kind(error, *http_status),
             ExchangeError::Http { status, .. } => match status {
                 429 | 418 => ErrorKind::RateLimited,
                 401 | 403 => ErrorKind::Unauthorized,
@@ -158,6 +192,42 @@ fn api_kind(code: i64, http_status: u16) -> ErrorKind {
         -4199..=-4000 => ErrorKind::InvalidParameter,
         _ if http_status >= 500 => ErrorKind::ExchangeUnavailable,
         _ if http_status == 429 || http_status == 418 => ErrorKind::RateLimited,
+        _ => ErrorKind::Other,
+    }
+}
+
+/// What a named error (Kraken's `E<Category>:<Message>`, Coinbase's error ids) means for a
+/// caller; anything not listed goes by the HTTP status.
+fn named_kind(error: &str, http_status: u16) -> ErrorKind {
+    match error {
+        // Kraken (docs.kraken.com "API error messages").
+        "EAPI:Invalid nonce" => ErrorKind::Timestamp,
+        "EAPI:Rate limit exceeded" | "EGeneral:Temporary lockout" => ErrorKind::RateLimited,
+        "EService:Unavailable" | "EService:Busy" | "EGeneral:Internal error" => {
+            ErrorKind::ExchangeUnavailable
+        }
+        "EAPI:Invalid signature" => ErrorKind::BadSignature,
+        "EAPI:Invalid key" | "EGeneral:Permission denied" => ErrorKind::Unauthorized,
+        "EFunding:Insufficient funds" => ErrorKind::InsufficientBalance,
+        e if e.starts_with("EGeneral:Invalid arguments")
+            || e.starts_with("EFunding:")
+            || e.starts_with("EQuery:") =>
+        {
+            ErrorKind::InvalidParameter
+        }
+        // Coinbase (App API "Error messages").
+        "rate_limit_exceeded" | "resource_exhausted" => ErrorKind::RateLimited,
+        "internal_server_error" => ErrorKind::ExchangeUnavailable,
+        "authentication_error"
+        | "invalid_token"
+        | "revoked_token"
+        | "expired_token"
+        | "unauthorized"
+        | "invalid_scope" => ErrorKind::Unauthorized,
+        "validation_error" | "param_required" | "invalid_request" => ErrorKind::InvalidParameter,
+        _ if http_status >= 500 => ErrorKind::ExchangeUnavailable,
+        _ if http_status == 429 => ErrorKind::RateLimited,
+        _ if http_status == 401 || http_status == 403 => ErrorKind::Unauthorized,
         _ => ErrorKind::Other,
     }
 }

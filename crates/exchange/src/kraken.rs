@@ -1,17 +1,47 @@
-//! Kraken's REST request signature (docs.kraken.com, "Spot REST Authentication").
+//! Kraken's spot REST API, funding subset (docs.kraken.com, "Spot REST Authentication" and
+//! the Funding endpoints): deposit methods and addresses, withdrawal to a withdrawal key,
+//! withdrawal and deposit status, balances.
 //!
-//! Only the signer is provided: this crate has **no Kraken connector**. Kraken authenticates
-//! private calls with an HMAC-SHA512 secret. An HMAC secret cannot be sharded across modules
-//! (computing the HMAC needs the whole key in one place), so a Kraken withdraw-capable key
-//! cannot get the threshold protection Binance's Ed25519 keys get (DESIGN flow 4).
+//! Every private call is `POST /0/private/<Method>` with a form-encoded body holding a
+//! `nonce`, the key in `API-Key` and [`api_sign`] in `API-Sign`. Errors come back as
+//! `{"error": ["EAPI:Invalid nonce"], ...}`, usually with HTTP 200 ([`ExchangeError::Refused`]).
+//!
+//! **What this key can and cannot be protected by.** Kraken authenticates with an HMAC-SHA512
+//! secret. Computing an HMAC needs the whole secret in one place, so no threshold scheme can
+//! shard it: the module holding a withdraw-capable Kraken secret can withdraw alone. What
+//! bounds it is Kraken's own design: a withdrawal names a *withdrawal key*, an address the
+//! account holder registered (and confirmed) at Kraken beforehand, so that module can move
+//! funds only to addresses already registered there. Register only the system's own wallets.
+//!
+//! The deposit address is always read with `new` left out (`DepositAddresses` never asked to
+//! create one), so every module sees the same address.
 
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
+use reqwest::header::HeaderValue;
+use serde::Deserialize;
 use sha2::{Digest, Sha256, Sha512};
 use zeroize::Zeroizing;
 
-use crate::ExchangeError;
+use crate::query::{encode_component, is_positive_decimal};
+use crate::{
+    Balance, Connector, Deposit, DepositAddress, DepositStatus, ExchangeError, WithdrawRequest,
+    Withdrawal, WithdrawalStatus,
+};
+
+/// How long a request may take before it is given up.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The header carrying the API key.
+pub const API_KEY_HEADER: &str = "API-Key";
+/// The header carrying [`api_sign`].
+pub const API_SIGN_HEADER: &str = "API-Sign";
 
 /// The value of Kraken's `API-Sign` header: base64 of
 /// HMAC-SHA512(key = base64-decoded secret, message = `uri_path` ‖ SHA256(`nonce` ‖ `post_data`)).
@@ -24,6 +54,11 @@ pub fn api_sign(
     post_data: &str,
     secret_base64: &str,
 ) -> Result<String, ExchangeError> {
+    let secret = decode_secret(secret_base64)?;
+    sign_with(&secret, uri_path, nonce, post_data)
+}
+
+fn decode_secret(secret_base64: &str) -> Result<Zeroizing<Vec<u8>>, ExchangeError> {
     let secret = Zeroizing::new(BASE64.decode(secret_base64.trim()).map_err(|e| {
         ExchangeError::InvalidKey(format!("the Kraken secret is not standard base64: {e}"))
     })?);
@@ -32,13 +67,577 @@ pub fn api_sign(
             "the Kraken secret is empty".to_owned(),
         ));
     }
+    Ok(secret)
+}
+
+fn sign_with(
+    secret: &[u8],
+    uri_path: &str,
+    nonce: u64,
+    post_data: &str,
+) -> Result<String, ExchangeError> {
     let inner = Sha256::new()
         .chain_update(nonce.to_string().as_bytes())
         .chain_update(post_data.as_bytes())
         .finalize();
-    let mut mac = Hmac::<Sha512>::new_from_slice(&secret)
+    let mut mac = <Hmac<Sha512> as Mac>::new_from_slice(secret)
         .map_err(|e| ExchangeError::Signing(format!("HMAC key rejected: {e}")))?;
     mac.update(uri_path.as_bytes());
     mac.update(&inner);
     Ok(BASE64.encode(mac.finalize().into_bytes()))
+}
+
+/// Kraken's name of a coin in requests (`XBT` for bitcoin, `XDG` for dogecoin; others as is).
+pub fn asset_of(coin: &str) -> String {
+    match coin {
+        "BTC" => "XBT".to_owned(),
+        "DOGE" => "XDG".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+/// The coin an asset code in Kraken's answers names: the legacy X/Z-prefixed codes
+/// (`XXBT`, `XETH`, `XLTC`, `ZUSD`) and the plain ones (`USDT`).
+pub fn coin_of(asset: &str) -> String {
+    match asset {
+        "XXBT" | "XBT" => "BTC".to_owned(),
+        "XXDG" | "XDG" => "DOGE".to_owned(),
+        "XETH" => "ETH".to_owned(),
+        "XLTC" => "LTC".to_owned(),
+        "XETC" => "ETC".to_owned(),
+        "XXRP" => "XRP".to_owned(),
+        "XXLM" => "XLM".to_owned(),
+        "ZUSD" => "USD".to_owned(),
+        "ZEUR" => "EUR".to_owned(),
+        "ZGBP" => "GBP".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+/// Kraken's funding method for a coin on a network, as its `DepositMethods` names them.
+fn default_method(coin: &str, network: &str) -> Option<&'static str> {
+    Some(match (coin, network) {
+        ("ETH", "ETH") => "Ether (Hex)",
+        ("BTC", "BTC") => "Bitcoin",
+        ("LTC", "LTC") => "Litecoin",
+        ("USDT", "ETH") => "Tether USD (ERC20)",
+        ("USDC", "ETH") => "USDC",
+        _ => return None,
+    })
+}
+
+/// A client for one Kraken account's funding API, signing with one API key and its secret.
+pub struct KrakenClient {
+    base_url: String,
+    api_key: HeaderValue,
+    secret: Zeroizing<Vec<u8>>,
+    http: reqwest::Client,
+    /// The last nonce sent: each request takes a larger one (microseconds since the epoch, or
+    /// one more than the last when the clock has not moved on).
+    last_nonce: AtomicU64,
+    /// (coin, network) → Kraken's method name, beyond the built-in ones.
+    methods: BTreeMap<(String, String), String>,
+}
+
+impl fmt::Debug for KrakenClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KrakenClient")
+            .field("base_url", &self.base_url)
+            .field("api_key", &"<redacted>")
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// One entry of `DepositAddresses`.
+#[derive(Debug, Deserialize)]
+struct RawDepositAddress {
+    address: String,
+    #[serde(default)]
+    tag: Option<String>,
+    #[serde(default)]
+    memo: Option<String>,
+}
+
+/// One entry of `WithdrawAddresses`.
+#[derive(Debug, Deserialize)]
+struct RawWithdrawAddress {
+    address: String,
+    key: String,
+    #[serde(default)]
+    verified: bool,
+}
+
+/// One entry of `WithdrawStatus` / `DepositStatus`.
+#[derive(Debug, Deserialize)]
+struct RawStatus {
+    #[serde(default)]
+    method: String,
+    #[serde(default)]
+    network: Option<String>,
+    asset: String,
+    refid: String,
+    #[serde(default)]
+    txid: Option<String>,
+    /// The address, for a withdrawal or a deposit.
+    #[serde(default)]
+    info: String,
+    amount: String,
+    status: String,
+    #[serde(rename = "status-prop", default)]
+    status_prop: Option<String>,
+}
+
+impl KrakenClient {
+    /// A client for the API at `base_url` (`https://api.kraken.com`, or a local simulator),
+    /// sending `api_key` in `API-Key` and signing with `secret_base64` (the secret as Kraken
+    /// shows it: standard base64).
+    pub fn new(base_url: &str, api_key: &str, secret_base64: &str) -> Result<Self, ExchangeError> {
+        let parsed = url::Url::parse(base_url).map_err(|e| {
+            ExchangeError::Config(format!("the base URL {base_url:?} is not a URL: {e}"))
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https")
+            || parsed.host_str().is_none()
+            || parsed.query().is_some()
+        {
+            return Err(ExchangeError::Config(format!(
+                "the base URL {base_url:?} is not an http(s) URL with a host and no query"
+            )));
+        }
+        if api_key.is_empty() {
+            return Err(ExchangeError::Config("the API key is empty".to_owned()));
+        }
+        let mut header = HeaderValue::from_str(api_key).map_err(|_| {
+            ExchangeError::Config(
+                "the API key has characters an HTTP header cannot carry".to_owned(),
+            )
+        })?;
+        header.set_sensitive(true);
+        let http = reqwest::Client::builder()
+            .timeout(DEFAULT_TIMEOUT)
+            .user_agent(concat!("concord-exchange/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ExchangeError::Config(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            api_key: header,
+            secret: decode_secret(secret_base64)?,
+            http,
+            last_nonce: AtomicU64::new(0),
+            methods: BTreeMap::new(),
+        })
+    }
+
+    /// Names Kraken's funding method for `coin` on `network` (the built-in names cover ETH,
+    /// BTC, LTC and USDT/USDC on Ethereum).
+    pub fn with_method(mut self, coin: &str, network: &str, method: &str) -> Self {
+        self.methods
+            .insert((coin.to_owned(), network.to_owned()), method.to_owned());
+        self
+    }
+
+    /// Kraken's method for `coin` on `network`.
+    pub fn method(&self, coin: &str, network: &str) -> Result<String, ExchangeError> {
+        self.methods
+            .get(&(coin.to_owned(), network.to_owned()))
+            .cloned()
+            .or_else(|| default_method(coin, network).map(str::to_owned))
+            .ok_or_else(|| {
+                ExchangeError::InvalidRequest(format!(
+                    "no Kraken funding method is known for {coin} on network {network}: name it with KrakenClient::with_method"
+                ))
+            })
+    }
+
+    /// A nonce larger than every one this client sent (Kraken refuses a nonce that is not).
+    fn nonce(&self) -> u64 {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        let mut last = self.last_nonce.load(Ordering::SeqCst);
+        loop {
+            let next = now.max(last + 1);
+            match self
+                .last_nonce
+                .compare_exchange(last, next, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return next,
+                Err(seen) => last = seen,
+            }
+        }
+    }
+
+    /// `POST /0/private/<method>` with `params` (form-encoded after the nonce), read as
+    /// Kraken's `{"error": [...], "result": T}`.
+    async fn private<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        params: &[(&str, &str)],
+    ) -> Result<T, ExchangeError> {
+        let path = format!("/0/private/{method}");
+        let nonce = self.nonce();
+        let mut body = format!("nonce={nonce}");
+        for (k, v) in params {
+            body.push('&');
+            body.push_str(k);
+            body.push('=');
+            body.push_str(&encode_component(v));
+        }
+        let sign = sign_with(&self.secret, &path, nonce, &body)?;
+        tracing::debug!(path, "kraken request");
+        let r = async {
+            let response = self
+                .http
+                .post(format!("{}{path}", self.base_url))
+                .header(API_KEY_HEADER, self.api_key.clone())
+                .header(API_SIGN_HEADER, sign)
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded; charset=utf-8",
+                )
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| transport(&path, e))?;
+            let status = response.status().as_u16();
+            let text = response.text().await.map_err(|e| transport(&path, e))?;
+            answers::read(status, &text)
+        }
+        .await;
+        if let Err(e) = &r {
+            metrics::counter!(
+                "concord_exchange_errors_total",
+                "exchange" => "kraken",
+                "path" => path.clone(),
+                "retryable" => if e.retryable() { "true" } else { "false" }
+            )
+            .increment(1);
+        }
+        r.map_err(|e| match e {
+            ExchangeError::Decode(m) => ExchangeError::Decode(format!("POST {path}: {m}")),
+            e => e,
+        })
+    }
+
+    /// `DepositAddresses` for `coin` on `network` (never with `new`): the account's existing
+    /// addresses, first one used.
+    pub async fn deposit_addresses(
+        &self,
+        coin: &str,
+        network: &str,
+    ) -> Result<Vec<DepositAddress>, ExchangeError> {
+        let method = self.method(coin, network)?;
+        let raw: Vec<RawDepositAddress> = self
+            .private(
+                "DepositAddresses",
+                &[("asset", &asset_of(coin)), ("method", &method)],
+            )
+            .await?;
+        Ok(raw
+            .into_iter()
+            .map(|a| DepositAddress {
+                coin: coin.to_owned(),
+                network: network.to_owned(),
+                address: a.address,
+                tag: a.tag.or(a.memo).filter(|t| !t.is_empty()),
+            })
+            .collect())
+    }
+
+    /// The withdrawal key registered at Kraken for `address` (verified), if any.
+    pub async fn withdrawal_key(
+        &self,
+        coin: &str,
+        address: &str,
+    ) -> Result<Option<String>, ExchangeError> {
+        let raw: Vec<RawWithdrawAddress> = self
+            .private("WithdrawAddresses", &[("asset", &asset_of(coin))])
+            .await?;
+        Ok(raw
+            .into_iter()
+            .find(|a| a.verified && a.address == address)
+            .map(|a| a.key))
+    }
+
+    /// `Withdraw` of `amount` of `coin` to the withdrawal key `key`, with `address` for Kraken
+    /// to confirm the key's address is that one; returns Kraken's reference id.
+    pub async fn withdraw_to_key(
+        &self,
+        coin: &str,
+        key: &str,
+        amount: &str,
+        address: &str,
+    ) -> Result<String, ExchangeError> {
+        if !is_positive_decimal(amount) {
+            return Err(ExchangeError::InvalidRequest(format!(
+                "the amount {amount:?} is not a positive decimal"
+            )));
+        }
+        #[derive(Deserialize)]
+        struct Refid {
+            refid: String,
+        }
+        let r: Refid = self
+            .private(
+                "Withdraw",
+                &[
+                    ("asset", &asset_of(coin)),
+                    ("key", key),
+                    ("amount", amount),
+                    ("address", address),
+                ],
+            )
+            .await?;
+        Ok(r.refid)
+    }
+
+    async fn statuses(
+        &self,
+        method: &str,
+        coin: Option<&str>,
+    ) -> Result<Vec<RawStatus>, ExchangeError> {
+        let asset = coin.map(asset_of);
+        let params: Vec<(&str, &str)> = asset.iter().map(|a| ("asset", a.as_str())).collect();
+        self.private(method, &params).await
+    }
+}
+
+fn withdrawal_of(s: RawStatus) -> Withdrawal {
+    let status = match (s.status.as_str(), s.status_prop.as_deref()) {
+        (_, Some("canceled")) => WithdrawalStatus::Cancelled,
+        ("Initial" | "Pending" | "Settled", _) => WithdrawalStatus::Processing,
+        ("Success", _) => WithdrawalStatus::Completed,
+        ("Failure", _) => WithdrawalStatus::Failure,
+        _ => WithdrawalStatus::Unknown(-1),
+    };
+    Withdrawal {
+        id: s.refid,
+        coin: coin_of(&s.asset),
+        network: s.network.unwrap_or(s.method),
+        address: s.info,
+        amount: s.amount,
+        status,
+        tx_id: s.txid.filter(|t| !t.is_empty()),
+        withdraw_order_id: None,
+    }
+}
+
+fn deposit_of(s: RawStatus) -> Deposit {
+    let status = match s.status.as_str() {
+        "Success" => DepositStatus::Success,
+        "Initial" | "Pending" | "Settled" => DepositStatus::Pending,
+        "Failure" => DepositStatus::Rejected,
+        _ => DepositStatus::Unknown(-1),
+    };
+    Deposit {
+        coin: coin_of(&s.asset),
+        network: s.network.unwrap_or(s.method),
+        address: s.info,
+        amount: s.amount,
+        tx_id: s.txid.unwrap_or_default(),
+        status,
+        confirmations: String::new(),
+    }
+}
+
+/// How the client reads Kraken's answers: an HTTP status and body in, the result or the
+/// error out, with no I/O (untrusted input, fuzzed in `tests/fuzz.rs`).
+pub mod answers {
+    use serde::Deserialize;
+    use serde::de::DeserializeOwned;
+
+    use crate::ExchangeError;
+
+    #[derive(Deserialize)]
+    struct Envelope<T> {
+        #[serde(default)]
+        error: Vec<String>,
+        result: Option<T>,
+    }
+
+    /// Reads `{"error": [...], "result": T}`: a non-empty `error` is
+    /// [`ExchangeError::Refused`] with the first error (`"EAPI:Invalid nonce"`, its category
+    /// and message; any later ones joined into the message), whatever the HTTP status; an
+    /// HTTP error status without Kraken's envelope is [`ExchangeError::Http`].
+    pub fn read<T: DeserializeOwned>(status: u16, body: &str) -> Result<T, ExchangeError> {
+        let envelope: Result<Envelope<serde_json::Value>, _> = serde_json::from_str(body);
+        match envelope {
+            Ok(e) if !e.error.is_empty() => Err(refused(&e.error, status)),
+            Ok(e) if (200..300).contains(&status) => {
+                let result = e.result.ok_or_else(|| {
+                    ExchangeError::Decode("the answer has neither an error nor a result".into())
+                })?;
+                serde_json::from_value(result).map_err(|e| ExchangeError::Decode(e.to_string()))
+            }
+            Ok(_) | Err(_) if !(200..300).contains(&status) => Err(ExchangeError::Http {
+                status,
+                body: body.chars().take(512).collect(),
+            }),
+            Ok(_) => Err(ExchangeError::Decode(
+                "the answer has neither an error nor a result".into(),
+            )),
+            Err(e) => Err(ExchangeError::Decode(e.to_string())),
+        }
+    }
+
+    fn refused(errors: &[String], status: u16) -> ExchangeError {
+        let first: String = errors[0].chars().take(256).collect();
+        let message = errors[1..]
+            .iter()
+            .map(|e| e.chars().take(256).collect::<String>())
+            .collect::<Vec<_>>()
+            .join("; ");
+        ExchangeError::Refused {
+            exchange: "kraken",
+            error: first,
+            message,
+            http_status: status,
+        }
+    }
+}
+
+fn transport(path: &str, error: reqwest::Error) -> ExchangeError {
+    ExchangeError::Transport {
+        timed_out: error.is_timeout(),
+        message: format!("POST {path}: {}", error.without_url()),
+    }
+}
+
+#[async_trait]
+impl Connector for KrakenClient {
+    fn exchange(&self) -> &str {
+        "kraken"
+    }
+
+    async fn deposit_address(
+        &self,
+        coin: &str,
+        network: &str,
+    ) -> Result<DepositAddress, ExchangeError> {
+        self.deposit_addresses(coin, network)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                ExchangeError::InvalidRequest(format!(
+                    "Kraken lists no {coin} deposit address on {network} for this account (this connector never asks Kraken to create one: make one at Kraken first)"
+                ))
+            })
+    }
+
+    /// Finds the verified withdrawal key Kraken has for the request's address and withdraws
+    /// to it (Kraken withdraws only to registered keys). A client order id cannot be carried:
+    /// Kraken has none.
+    async fn withdraw(&self, request: &WithdrawRequest) -> Result<String, ExchangeError> {
+        if request.withdraw_order_id.is_some() {
+            return Err(ExchangeError::InvalidRequest(
+                "Kraken withdrawals carry no client order id: a withdrawal with one cannot be found again by it".into(),
+            ));
+        }
+        self.method(&request.coin, &request.network)?;
+        let key = self
+            .withdrawal_key(&request.coin, &request.address)
+            .await?
+            .ok_or_else(|| {
+                ExchangeError::InvalidRequest(format!(
+                    "no verified Kraken withdrawal key has the address {} for {}: register it at Kraken first",
+                    request.address, request.coin
+                ))
+            })?;
+        self.withdraw_to_key(&request.coin, &key, &request.amount, &request.address)
+            .await
+    }
+
+    async fn withdrawal(&self, id: &str) -> Result<Option<Withdrawal>, ExchangeError> {
+        Ok(self
+            .statuses("WithdrawStatus", None)
+            .await?
+            .into_iter()
+            .find(|s| s.refid == id)
+            .map(withdrawal_of))
+    }
+
+    /// Kraken has no client order id: always an error, never a silent "not found" (a caller
+    /// reconciling an uncertain withdrawal must not take it for "did not happen").
+    async fn withdrawal_by_order_id(
+        &self,
+        order_id: &str,
+    ) -> Result<Option<Withdrawal>, ExchangeError> {
+        Err(ExchangeError::InvalidRequest(format!(
+            "Kraken withdrawals carry no client order id: {order_id} cannot be looked up"
+        )))
+    }
+
+    async fn deposits(
+        &self,
+        coin: &str,
+        tx_id: Option<&str>,
+    ) -> Result<Vec<Deposit>, ExchangeError> {
+        Ok(self
+            .statuses("DepositStatus", Some(coin))
+            .await?
+            .into_iter()
+            .map(deposit_of)
+            .filter(|d| tx_id.is_none_or(|t| d.tx_id == t))
+            .collect())
+    }
+
+    async fn balances(&self) -> Result<Vec<Balance>, ExchangeError> {
+        let raw: BTreeMap<String, String> = self.private("Balance", &[]).await?;
+        Ok(raw
+            .into_iter()
+            .map(|(asset, amount)| Balance {
+                asset: coin_of(&asset),
+                free: amount,
+                locked: "0".to_owned(),
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonces_only_grow() {
+        let c = KrakenClient::new("http://127.0.0.1:1", "k", "c2VjcmV0").unwrap();
+        let mut last = 0;
+        for _ in 0..1000 {
+            let n = c.nonce();
+            assert!(n > last);
+            last = n;
+        }
+    }
+
+    #[test]
+    fn errors_are_read_whatever_the_status() {
+        let e = answers::read::<serde_json::Value>(200, r#"{"error":["EAPI:Invalid nonce"]}"#)
+            .unwrap_err();
+        assert!(
+            matches!(&e, ExchangeError::Refused { error, .. } if error == "EAPI:Invalid nonce")
+        );
+        assert!(e.retryable());
+        let e = answers::read::<serde_json::Value>(
+            200,
+            r#"{"error":["EFunding:Unknown withdraw key"],"result":{}}"#,
+        )
+        .unwrap_err();
+        assert!(!e.retryable() && !e.outcome_unknown());
+        let e = answers::read::<serde_json::Value>(502, "<html>bad gateway</html>").unwrap_err();
+        assert!(matches!(e, ExchangeError::Http { status: 502, .. }));
+        assert!(e.outcome_unknown());
+        let ok: BTreeMap<String, String> =
+            answers::read(200, r#"{"error":[],"result":{"XETH":"1.5"}}"#).unwrap();
+        assert_eq!(ok["XETH"], "1.5");
+        assert!(answers::read::<serde_json::Value>(200, r#"{"error":[]}"#).is_err());
+    }
+
+    #[test]
+    fn debug_output_holds_no_secret() {
+        let c = KrakenClient::new("http://127.0.0.1:1", "my-key-123", "c2VjcmV0").unwrap();
+        let d = format!("{c:?}");
+        assert!(!d.contains("my-key-123") && !d.contains("c2VjcmV0"), "{d}");
+    }
 }

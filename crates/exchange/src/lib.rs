@@ -12,10 +12,11 @@
 //!   [`binance::WithdrawParams`], each module checks the exact bytes with
 //!   [`binance::WithdrawParams::parse`] before joining the FROST-Ed25519 signing of them, and
 //!   [`binance::BinanceClient::submit_signed_withdraw`] sends the signed request.
-//! - [`kraken::api_sign`] computes Kraken's `API-Sign` header. **There is no Kraken connector
-//!   in this crate**; only the signer is provided. Kraken's private API authenticates with an
-//!   HMAC secret, which cannot be sharded, so a Kraken withdraw key would sit whole in one
-//!   place.
+//! - [`kraken::KrakenClient`] speaks Kraken's funding API (deposit addresses without `new`,
+//!   withdrawals to a withdrawal key registered at Kraken, withdrawal and deposit status,
+//!   balances), signing with [`kraken::api_sign`]. Kraken authenticates with an HMAC secret,
+//!   which no threshold scheme can shard: the one holder of a withdraw-capable Kraken secret
+//!   can withdraw alone, but only to the addresses registered at Kraken as withdrawal keys.
 //!
 //! Amounts are decimal strings as the exchange writes them, never floating point.
 

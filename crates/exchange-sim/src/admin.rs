@@ -184,6 +184,25 @@ pub async fn register_key(
                     .ok_or_else(|| bad("an ed25519 key needs publicKey (PEM or hex)"))?,
             }
         }
+        "kraken" => {
+            if body.public_key.is_some() {
+                return Err(bad("a kraken key takes secret, not publicKey"));
+            }
+            let secret = match body.secret {
+                Some(s) => s,
+                None => {
+                    use base64::Engine as _;
+                    let mut bytes = [0u8; 64];
+                    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
+                    let s = base64::engine::general_purpose::STANDARD.encode(bytes);
+                    generated_secret = Some(s.clone());
+                    s
+                }
+            };
+            ApiKeyKind::Kraken {
+                secret: Secret::new(secret),
+            }
+        }
         "hmac" => {
             if body.public_key.is_some() {
                 return Err(bad("an hmac key takes secret, not publicKey"));
@@ -202,7 +221,7 @@ pub async fn register_key(
         }
         other => {
             return Err(bad(format!(
-                "unknown key kind {:?}; ed25519 or hmac",
+                "unknown key kind {:?}; ed25519, hmac or kraken",
                 clip(other)
             )));
         }
@@ -223,6 +242,37 @@ pub async fn register_key(
         obj.insert("secretKey".into(), json!(secret));
     }
     Ok(Json(answer))
+}
+
+/// Body of `POST /sim/kraken/withdraw-keys`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KrakenWithdrawKeyBody {
+    account: String,
+    key: String,
+    coin: String,
+    network: String,
+    address: String,
+}
+
+/// `POST /sim/kraken/withdraw-keys`: registers a Kraken withdrawal key (a named address the
+/// account may withdraw to), as the account holder would at Kraken.
+pub async fn register_kraken_withdraw_key(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Result<Json<KrakenWithdrawKeyBody>, JsonRejection>,
+) -> Result<Json<Value>, AdminError> {
+    authorize(&shared, &headers)?;
+    let Json(b) = body?;
+    if !shared.ledger.has_account(&b.account) {
+        return Err(AdminError::no_account(&b.account));
+    }
+    crate::kraken::register_withdraw_key(
+        &shared, &b.account, &b.key, &b.coin, &b.network, &b.address,
+    )
+    .map_err(|e| bad(clip_quoted(&e)))?;
+    tracing::info!(account = %b.account, key = %b.key, "kraken withdrawal key registered");
+    Ok(Json(json!({ "key": b.key })))
 }
 
 /// Body of `POST /sim/credit`.

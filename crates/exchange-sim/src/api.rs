@@ -230,6 +230,8 @@ fn authenticate(
         Verifier::Ed25519(public) => {
             verify_ed25519(public, split.payload.as_bytes(), &split.signature)
         }
+        // A Kraken key is no Binance key.
+        Verifier::Kraken(_) => return Err(ApiError::rejected_key()),
     };
     if !valid {
         return Err(ApiError::invalid_signature());
@@ -240,7 +242,7 @@ fn authenticate(
     // case-insensitive: one accepted signature in any case is one request.
     let replay_key = match key.verifier {
         Verifier::Hmac(_) => split.signature.to_ascii_lowercase(),
-        Verifier::Ed25519(_) => split.signature.clone(),
+        Verifier::Ed25519(_) | Verifier::Kraken(_) => split.signature.clone(),
     };
     let expires = timestamp + recv_window + 1_000_000;
     if (endpoint.mutating || shared.config.reject_replayed_reads)
@@ -532,7 +534,7 @@ pub async fn deposit_history(
 }
 
 /// Parses a withdrawal address: 0x + 40 hex digits; a mixed-case one must be checksummed.
-fn parse_evm_address(text: &str) -> Option<Address> {
+pub(crate) fn parse_evm_address(text: &str) -> Option<Address> {
     let hex_part = text.strip_prefix("0x")?;
     if hex_part.len() != 40 || !hex_part.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;

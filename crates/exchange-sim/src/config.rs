@@ -217,6 +217,12 @@ pub enum ApiKeyKind {
         /// The public key: PEM (SubjectPublicKeyInfo, as uploaded to Binance) or 32 bytes hex.
         public_key: String,
     },
+    /// A Kraken key: HMAC-SHA512 `API-Sign` with this secret (standard base64, as Kraken
+    /// shows it). Used on Kraken's routes only (`/0/private/…`).
+    Kraken {
+        /// The secret, base64.
+        secret: Secret,
+    },
 }
 
 /// A permission of an API key.
@@ -475,6 +481,34 @@ impl SimConfig {
 impl ApiKeyConfig {
     /// Checks the key string and its verification material.
     pub fn validate(&self) -> Result<(), String> {
+        if let ApiKeyKind::Kraken { secret } = &self.kind {
+            // Kraken's keys are 56 base64 characters; any printable key string is taken.
+            if self.api_key.is_empty()
+                || self.api_key.len() > 128
+                || !self.api_key.bytes().all(|b| b.is_ascii_graphic())
+            {
+                return Err(format!(
+                    "Kraken API key {:?} is not 1 to 128 printable ASCII characters",
+                    self.api_key
+                ));
+            }
+            if self.permissions.is_empty() {
+                return Err(format!("API key {} has no permissions", self.api_key));
+            }
+            use base64::Engine as _;
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(secret.expose().trim())
+                .map_err(|_| {
+                    format!("Kraken API key {}: the secret is not base64", self.api_key)
+                })?;
+            if decoded.is_empty() {
+                return Err(format!(
+                    "Kraken API key {}: the secret is empty",
+                    self.api_key
+                ));
+            }
+            return Ok(());
+        }
         if !valid_api_key_format(&self.api_key) {
             return Err(format!(
                 "API key {:?} is not 64 ASCII letters and digits",
@@ -494,6 +528,7 @@ impl ApiKeyConfig {
                 parse_ed25519_public_key(public_key)
                     .map_err(|reason| format!("API key {}: {reason}", self.api_key))?;
             }
+            ApiKeyKind::Kraken { .. } => {}
         }
         Ok(())
     }

@@ -35,6 +35,7 @@ mod echo;
 mod error;
 mod faults;
 mod http_errors;
+mod kraken;
 mod state;
 mod time;
 mod utxo_chain;
@@ -113,6 +114,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(api::DEPOSIT_HISTORY, get(api::deposit_history))
         .route(api::WITHDRAW_APPLY, post(api::withdraw_apply))
         .route(api::WITHDRAW_HISTORY, get(api::withdraw_history))
+        .route(kraken::PRIVATE, post(kraken::private))
         .route_layer(middleware::from_fn_with_state(
             shared.clone(),
             faults::inject,
@@ -121,6 +123,10 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/sim/health", get(admin::health))
         .route("/sim/api-keys", post(admin::register_key))
         .route("/sim/credit", post(admin::credit))
+        .route(
+            "/sim/kraken/withdraw-keys",
+            post(admin::register_kraken_withdraw_key),
+        )
         .route("/sim/deposit-address", get(admin::admin_deposit_address))
         .route(
             "/sim/faults",

@@ -31,6 +31,8 @@ pub enum Verifier {
     Hmac(Secret),
     /// Ed25519 with this public key.
     Ed25519(VerifyingKey),
+    /// Kraken's HMAC-SHA512 `API-Sign` with this (decoded) secret; Kraken's routes only.
+    Kraken(zeroize::Zeroizing<Vec<u8>>),
 }
 
 /// A registered API key.
@@ -141,6 +143,23 @@ pub struct Ledger {
     accepted_signatures: HashMap<(String, String), u128>,
     /// Next deposit id.
     next_deposit_id: u64,
+    /// Kraken: api key → the largest nonce accepted.
+    kraken_nonces: HashMap<String, u64>,
+    /// Kraken: account → withdrawal keys (name, coin, address), as registered at Kraken.
+    kraken_withdraw_keys: BTreeMap<String, Vec<KrakenWithdrawKey>>,
+}
+
+/// A withdrawal key registered at Kraken: a name the account holder gave an address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KrakenWithdrawKey {
+    /// The key's name (what `Withdraw` takes as `key`).
+    pub key: String,
+    /// The coin.
+    pub coin: String,
+    /// The network.
+    pub network: String,
+    /// The address.
+    pub address: String,
 }
 
 /// The shared ledger.
@@ -174,6 +193,8 @@ impl SharedLedger {
             withdrawals: Vec::new(),
             accepted_signatures: HashMap::new(),
             next_deposit_id: 770_000_000_000_000_001,
+            kraken_nonces: HashMap::new(),
+            kraken_withdraw_keys: BTreeMap::new(),
         })))
     }
 
@@ -200,6 +221,52 @@ impl SharedLedger {
         }
         ledger.keys.insert(config.api_key.clone(), entry);
         Ok(())
+    }
+
+    /// Takes a Kraken nonce for `api_key`: `false` unless it is larger than every nonce that
+    /// key used before (Kraken's `EAPI:Invalid nonce`).
+    pub fn take_kraken_nonce(&self, api_key: &str, nonce: u64) -> bool {
+        let mut ledger = self.lock();
+        let last = ledger.kraken_nonces.entry(api_key.to_string()).or_insert(0);
+        if nonce <= *last {
+            return false;
+        }
+        *last = nonce;
+        true
+    }
+
+    /// Registers a Kraken withdrawal key for `account`; fails if the account is unknown or
+    /// the name is taken for that coin.
+    pub fn add_kraken_withdraw_key(
+        &self,
+        account: &str,
+        key: KrakenWithdrawKey,
+    ) -> Result<(), String> {
+        let mut ledger = self.lock();
+        if !ledger.balances.contains_key(account) {
+            return Err(format!("there is no account {account}"));
+        }
+        let keys = ledger
+            .kraken_withdraw_keys
+            .entry(account.to_string())
+            .or_default();
+        if keys.iter().any(|k| k.key == key.key && k.coin == key.coin) {
+            return Err(format!(
+                "account {account} has a {} withdrawal key named {} already",
+                key.coin, key.key
+            ));
+        }
+        keys.push(key);
+        Ok(())
+    }
+
+    /// The Kraken withdrawal keys of `account`.
+    pub fn kraken_withdraw_keys(&self, account: &str) -> Vec<KrakenWithdrawKey> {
+        self.lock()
+            .kraken_withdraw_keys
+            .get(account)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Whether an account exists.
@@ -505,6 +572,14 @@ fn key_entry(account: &str, config: &ApiKeyConfig) -> Result<KeyEntry, String> {
         ApiKeyKind::Hmac { secret } => Verifier::Hmac(secret.clone()),
         ApiKeyKind::Ed25519 { public_key } => {
             Verifier::Ed25519(crate::auth::parse_ed25519_public_key(public_key)?)
+        }
+        ApiKeyKind::Kraken { secret } => {
+            use base64::Engine as _;
+            Verifier::Kraken(zeroize::Zeroizing::new(
+                base64::engine::general_purpose::STANDARD
+                    .decode(secret.expose().trim())
+                    .map_err(|_| "the Kraken secret is not base64".to_string())?,
+            ))
         }
     };
     Ok(KeyEntry {

@@ -63,6 +63,25 @@ install_python_venv() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv >/dev/null
 }
 
+# The exchanges' own or widely used client libraries the simulator is tested with, pinned,
+# in a venv of their own ($CARGO_TARGET_DIR or target, /exchange-clients-venv). Exports
+# CONCORD_TEST_EXCHANGE_PYTHON, the venv's python (the simulator's client tests need it and
+# fail, never skip, without it).
+EXCHANGE_CLIENTS="krakenex==2.2.2"
+install_exchange_clients() {
+  local venv="${CARGO_TARGET_DIR:-$PWD/target}/exchange-clients-venv"
+  if [ ! -f "$venv/.installed" ] || [ "$(cat "$venv/.installed")" != "$EXCHANGE_CLIENTS" ]; then
+    install_python_venv
+    say "installing the exchange client libraries ($EXCHANGE_CLIENTS) into $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    # shellcheck disable=SC2086
+    "$venv/bin/pip" install --quiet --disable-pip-version-check $EXCHANGE_CLIENTS
+    echo "$EXCHANGE_CLIENTS" >"$venv/.installed"
+  fi
+  export CONCORD_TEST_EXCHANGE_PYTHON="$venv/bin/python"
+}
+
 # A PostgreSQL cluster of the test run's own: a fresh data directory, a free port on
 # 127.0.0.1, trust authentication for the local user `concord`, stopped when the script
 # exits. Exports CONCORD_TEST_PG_URL (the coordinator's PostgreSQL tests and the two-

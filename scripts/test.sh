@@ -10,6 +10,7 @@ install_build_deps
 install_node
 install_litecoind
 install_softhsm
+install_exchange_clients
 start_postgres
 
 say "cargo fmt --check"

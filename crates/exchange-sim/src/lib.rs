@@ -7,7 +7,11 @@
 //!   `GET /sapi/v1/capital/deposit/address`, `GET /sapi/v1/capital/deposit/hisrec`,
 //!   `POST /sapi/v1/capital/withdraw/apply`, `GET /sapi/v1/capital/withdraw/history`
 //!   signed as Binance documents (see [`auth`]).
+//! - Kraken's funding subset: `POST /0/private/{Balance, DepositMethods, DepositAddresses,
+//!   DepositStatus, WithdrawAddresses, Withdraw, WithdrawStatus}` with `API-Key`/`API-Sign`
+//!   and growing nonces, Kraken's `{"error": [...]}` answers (see `kraken`).
 //! - Admin endpoints under `/sim/` (not Binance; bearer admin token): `POST /sim/api-keys`,
+//!   `POST /sim/kraken/withdraw-keys`,
 //!   `POST /sim/credit`, `GET /sim/deposit-address`, `POST`/`GET`/`DELETE /sim/faults`, and
 //!   `GET /sim/health` (no token).
 //! - Fault injection for tests, set through `/sim/faults`: withdrawals accepted but answered

@@ -25,6 +25,7 @@ mod query;
 mod signer;
 
 pub mod binance;
+pub mod coinbase;
 pub mod kraken;
 
 use async_trait::async_trait;

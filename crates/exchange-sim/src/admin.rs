@@ -203,6 +203,22 @@ pub async fn register_key(
                 secret: Secret::new(secret),
             }
         }
+        "cdp-es256" | "cdp-ed25519" => {
+            if body.secret.is_some() {
+                return Err(bad(
+                    "a CDP key takes publicKey (or none: one is made), not secret",
+                ));
+            }
+            let public_key = match body.public_key {
+                Some(p) => p,
+                None => {
+                    let (public, secret) = new_cdp_key(body.kind == "cdp-es256")?;
+                    generated_secret = Some(secret);
+                    public
+                }
+            };
+            ApiKeyKind::Cdp { public_key }
+        }
         "hmac" => {
             if body.public_key.is_some() {
                 return Err(bad("an hmac key takes secret, not publicKey"));
@@ -221,7 +237,7 @@ pub async fn register_key(
         }
         other => {
             return Err(bad(format!(
-                "unknown key kind {:?}; ed25519, hmac or kraken",
+                "unknown key kind {:?}; ed25519, hmac, kraken, cdp-es256 or cdp-ed25519",
                 clip(other)
             )));
         }
@@ -242,6 +258,35 @@ pub async fn register_key(
         obj.insert("secretKey".into(), json!(secret));
     }
     Ok(Json(answer))
+}
+
+/// A fresh CDP key: (public key as registered, secret as Coinbase's portal gives it: SEC1
+/// PEM for ES256, base64 seed ‖ public key for Ed25519).
+fn new_cdp_key(es256: bool) -> Result<(String, String), AdminError> {
+    use base64::Engine as _;
+    if es256 {
+        use p256::pkcs8::EncodePublicKey as _;
+        let secret = p256::SecretKey::random(&mut rand::thread_rng());
+        let public = secret
+            .public_key()
+            .to_public_key_pem(p256::pkcs8::LineEnding::LF)
+            .map_err(|e| AdminError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let pem = secret
+            .to_sec1_pem(p256::pkcs8::LineEnding::LF)
+            .map_err(|e| AdminError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        Ok((public, pem.to_string()))
+    } else {
+        let mut seed = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut seed);
+        let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+        let public = key.verifying_key().to_bytes();
+        let mut both = seed.to_vec();
+        both.extend_from_slice(&public);
+        Ok((
+            hex::encode(public),
+            base64::engine::general_purpose::STANDARD.encode(both),
+        ))
+    }
 }
 
 /// Body of `POST /sim/kraken/withdraw-keys`.

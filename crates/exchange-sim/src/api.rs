@@ -230,8 +230,8 @@ fn authenticate(
         Verifier::Ed25519(public) => {
             verify_ed25519(public, split.payload.as_bytes(), &split.signature)
         }
-        // A Kraken key is no Binance key.
-        Verifier::Kraken(_) => return Err(ApiError::rejected_key()),
+        // A Kraken or Coinbase key is no Binance key.
+        Verifier::Kraken(_) | Verifier::Cdp(_) => return Err(ApiError::rejected_key()),
     };
     if !valid {
         return Err(ApiError::invalid_signature());
@@ -242,7 +242,7 @@ fn authenticate(
     // case-insensitive: one accepted signature in any case is one request.
     let replay_key = match key.verifier {
         Verifier::Hmac(_) => split.signature.to_ascii_lowercase(),
-        Verifier::Ed25519(_) | Verifier::Kraken(_) => split.signature.clone(),
+        Verifier::Ed25519(_) | Verifier::Kraken(_) | Verifier::Cdp(_) => split.signature.clone(),
     };
     let expires = timestamp + recv_window + 1_000_000;
     if (endpoint.mutating || shared.config.reject_replayed_reads)

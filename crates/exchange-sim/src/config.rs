@@ -223,6 +223,13 @@ pub enum ApiKeyKind {
         /// The secret, base64.
         secret: Secret,
     },
+    /// A Coinbase CDP key (its `api_key` is the key's name): JWTs signed ES256 (an EC P-256
+    /// public key, PEM SubjectPublicKeyInfo) or EdDSA (an Ed25519 public key, PEM or hex).
+    /// Used on Coinbase's routes only (`/v2/…`).
+    Cdp {
+        /// The public key.
+        public_key: String,
+    },
 }
 
 /// A permission of an API key.
@@ -481,6 +488,23 @@ impl SimConfig {
 impl ApiKeyConfig {
     /// Checks the key string and its verification material.
     pub fn validate(&self) -> Result<(), String> {
+        if let ApiKeyKind::Cdp { public_key } = &self.kind {
+            if self.api_key.is_empty()
+                || self.api_key.len() > 200
+                || !self.api_key.bytes().all(|b| b.is_ascii_graphic())
+            {
+                return Err(format!(
+                    "CDP key name {:?} is not 1 to 200 printable ASCII characters",
+                    self.api_key
+                ));
+            }
+            if self.permissions.is_empty() {
+                return Err(format!("API key {} has no permissions", self.api_key));
+            }
+            crate::coinbase::CdpVerifier::parse(public_key)
+                .map_err(|e| format!("CDP key {}: {e}", self.api_key))?;
+            return Ok(());
+        }
         if let ApiKeyKind::Kraken { secret } = &self.kind {
             // Kraken's keys are 56 base64 characters; any printable key string is taken.
             if self.api_key.is_empty()
@@ -528,7 +552,7 @@ impl ApiKeyConfig {
                 parse_ed25519_public_key(public_key)
                     .map_err(|reason| format!("API key {}: {reason}", self.api_key))?;
             }
-            ApiKeyKind::Kraken { .. } => {}
+            ApiKeyKind::Kraken { .. } | ApiKeyKind::Cdp { .. } => {}
         }
         Ok(())
     }

@@ -34,6 +34,7 @@ mod api;
 mod api_error;
 pub mod auth;
 mod chain;
+mod coinbase;
 mod config;
 mod echo;
 mod error;
@@ -119,6 +120,17 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(api::WITHDRAW_APPLY, post(api::withdraw_apply))
         .route(api::WITHDRAW_HISTORY, get(api::withdraw_history))
         .route(kraken::PRIVATE, post(kraken::private))
+        .route("/v2/accounts", get(coinbase::accounts))
+        .route("/v2/accounts/{id}", get(coinbase::account))
+        .route("/v2/accounts/{id}/addresses", get(coinbase::addresses))
+        .route(
+            "/v2/accounts/{id}/transactions",
+            get(coinbase::transactions).post(coinbase::send),
+        )
+        .route(
+            "/v2/accounts/{id}/transactions/{tx}",
+            get(coinbase::transaction),
+        )
         .route_layer(middleware::from_fn_with_state(
             shared.clone(),
             faults::inject,

@@ -33,6 +33,8 @@ pub enum Verifier {
     Ed25519(VerifyingKey),
     /// Kraken's HMAC-SHA512 `API-Sign` with this (decoded) secret; Kraken's routes only.
     Kraken(zeroize::Zeroizing<Vec<u8>>),
+    /// A Coinbase CDP key's JWT verifier; Coinbase's routes only.
+    Cdp(crate::coinbase::CdpVerifier),
 }
 
 /// A registered API key.
@@ -572,6 +574,9 @@ fn key_entry(account: &str, config: &ApiKeyConfig) -> Result<KeyEntry, String> {
         ApiKeyKind::Hmac { secret } => Verifier::Hmac(secret.clone()),
         ApiKeyKind::Ed25519 { public_key } => {
             Verifier::Ed25519(crate::auth::parse_ed25519_public_key(public_key)?)
+        }
+        ApiKeyKind::Cdp { public_key } => {
+            Verifier::Cdp(crate::coinbase::CdpVerifier::parse(public_key)?)
         }
         ApiKeyKind::Kraken { secret } => {
             use base64::Engine as _;

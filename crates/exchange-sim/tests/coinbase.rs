@@ -1,0 +1,292 @@
+//! Coinbase's App API subset of the simulator, driven by the project's Coinbase connector
+//! (`concord_exchange::coinbase::CoinbaseClient`) with ES256 and Ed25519 CDP keys, and by
+//! hand-made tokens for the attacks: a token for another request, expired, too long-lived,
+//! replayed, signed by another key, another key's name, a read-only key sending.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use alloy::primitives::Address;
+use alloy::providers::Provider;
+use common::{ADMIN_TOKEN, Env, eth, wait_for};
+use concord_exchange::coinbase::{
+    CdpKey, CdpSigner, CoinbaseClient, JwtAlg, RequestClaims, finish,
+};
+use concord_exchange::{Connector, ExchangeError, WithdrawRequest, WithdrawalStatus};
+use serde_json::{Value, json};
+
+/// Registers a CDP key for `account` (the simulator makes it); returns the client's key.
+async fn cdp_key(env: &Env, account: &str, kind: &str, permissions: &[&str]) -> CdpKey {
+    let name = format!("organizations/test/apiKeys/{}-{}", kind, uuid_like());
+    let (status, body) = env
+        .admin_post(
+            "/sim/api-keys",
+            ADMIN_TOKEN,
+            json!({"account": account, "kind": kind, "permissions": permissions, "apiKey": name}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    CdpKey::from_secret(&name, body["secretKey"].as_str().unwrap()).unwrap()
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(1);
+    format!("{:08}", N.fetch_add(1, Ordering::SeqCst))
+}
+
+fn host(env: &Env) -> String {
+    env.base.trim_start_matches("http://").to_owned()
+}
+
+fn now() -> u64 {
+    common::now_ms() / 1000
+}
+
+/// A raw request with `token`.
+async fn raw(
+    env: &Env,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut r = env
+        .http
+        .request(method.parse().unwrap(), format!("{}{path}", env.base))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+fn error_id(v: &Value) -> &str {
+    v["errors"][0]["id"].as_str().unwrap_or("")
+}
+
+#[tokio::test]
+async fn deposit_and_send_through_the_coinbase_connector() {
+    let env = Env::new().await;
+    for kind in ["cdp-es256", "cdp-ed25519"] {
+        let key = cdp_key(&env, "alice", kind, &["read", "withdraw"]).await;
+        let alg = key.alg();
+        let client = CoinbaseClient::new(&env.base, Arc::new(key)).unwrap();
+        // The ETH account's address: the account's deposit address (never a created one).
+        let deposit = client.deposit_address("ETH", "ETH").await.unwrap();
+        let expected = env.deposit_address(&common::Key::doc(), "ETH").await;
+        assert_eq!(
+            deposit.address.parse::<Address>().unwrap(),
+            expected,
+            "{alg:?}"
+        );
+    }
+    let key = cdp_key(&env, "alice", "cdp-es256", &["read", "withdraw"]).await;
+    let client = CoinbaseClient::new(&env.base, Arc::new(key)).unwrap();
+    let to_deposit = env.deposit_address(&common::Key::doc(), "ETH").await;
+
+    // Received crypto is credited and listed.
+    let tx = env.send_eth(3, to_deposit, eth("0.5")).await;
+    env.mine(3).await;
+    wait_for("the deposit credited", || async {
+        client
+            .deposits("ETH", Some(&tx.to_string()))
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|d| d.status.is_credited())
+    })
+    .await;
+    let balances = client.balances().await.unwrap();
+    assert_eq!(
+        balances
+            .iter()
+            .find(|b| b.asset == "ETH")
+            .unwrap()
+            .free
+            .parse::<f64>()
+            .unwrap(),
+        5.5
+    );
+
+    // A send, with an idem: executed on chain; sent again with the same idem, the same send.
+    let to = common::signer(&env.anvil, 5).address();
+    let before = env.chain.get_balance(to).await.unwrap();
+    let request = WithdrawRequest {
+        coin: "ETH".into(),
+        network: "ETH".into(),
+        address: to.to_string(),
+        amount: "0.25".into(),
+        withdraw_order_id: Some("6f8f9b1e-8f7a-4c1d-9a51-3f0f1c2d3e4f".into()),
+    };
+    let id = client.withdraw(&request).await.unwrap();
+    let again = client.withdraw(&request).await.unwrap();
+    assert_eq!(id, again, "one idem, one send");
+    let done = wait_for("the send completed", || async {
+        env.mine(1).await;
+        client
+            .withdrawal(&id)
+            .await
+            .unwrap()
+            .filter(|w| w.status == WithdrawalStatus::Completed)
+    })
+    .await;
+    assert_eq!(done.address, to.to_string());
+    assert_eq!(done.amount.parse::<f64>().unwrap(), 0.25);
+    assert_eq!(
+        env.chain.get_balance(to).await.unwrap() - before,
+        eth("0.25")
+    );
+    let by_idem = client
+        .withdrawal_by_order_id("6f8f9b1e-8f7a-4c1d-9a51-3f0f1c2d3e4f")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_idem.id, id);
+    assert!(
+        client
+            .withdrawal_by_order_id("unknown")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn coinbase_refuses_tokens_that_are_not_for_this_request() {
+    let env = Env::new().await;
+    let key = cdp_key(&env, "alice", "cdp-ed25519", &["read", "withdraw"]).await;
+    let other = cdp_key(&env, "alice", "cdp-ed25519", &["read", "withdraw"]).await;
+    let reader = cdp_key(&env, "alice", "cdp-es256", &["read"]).await;
+    let client = CoinbaseClient::new(
+        &env.base,
+        Arc::new(cdp_key(&env, "alice", "cdp-es256", &["read"]).await),
+    )
+    .unwrap();
+    let account = client.account_id("ETH").await.unwrap();
+    let send_path = format!("/v2/accounts/{account}/transactions");
+    let to = common::signer(&env.anvil, 5).address().to_string();
+    let body = json!({"type": "send", "to": to, "amount": "0.1", "currency": "ETH", "network": "ethereum"});
+    let token = |k: &CdpKey, method: &str, path: &str, nbf: u64, exp: u64| {
+        let mut c = RequestClaims::new(k.key_name(), k.alg(), method, &host(&env), path, nbf);
+        c.exp = exp;
+        let input = c.signing_input();
+        finish(&input, &k.sign(input.as_bytes()).unwrap())
+    };
+    let n = now();
+
+    // A token for reading the accounts, used to send.
+    let t = token(&key, "GET", "/v2/accounts", n, n + 120);
+    let (s, v) = raw(&env, "POST", &send_path, &t, Some(body.clone())).await;
+    assert_eq!((s, error_id(&v)), (401, "authentication_error"), "{v}");
+    // A token for another host (the real Coinbase's) is not for this one.
+    let mut c = RequestClaims::new(
+        key.key_name(),
+        JwtAlg::EdDsa,
+        "POST",
+        "api.coinbase.com",
+        &send_path,
+        n,
+    );
+    c.exp = n + 120;
+    let input = c.signing_input();
+    let t = finish(&input, &key.sign(input.as_bytes()).unwrap());
+    let (s, _) = raw(&env, "POST", &send_path, &t, Some(body.clone())).await;
+    assert_eq!(s, 401);
+    // Expired; living longer than two minutes.
+    let t = token(&key, "POST", &send_path, n - 300, n - 180);
+    assert_eq!(
+        raw(&env, "POST", &send_path, &t, Some(body.clone()))
+            .await
+            .0,
+        401
+    );
+    let t = token(&key, "POST", &send_path, n, n + 3600);
+    assert_eq!(
+        raw(&env, "POST", &send_path, &t, Some(body.clone()))
+            .await
+            .0,
+        401
+    );
+    // Signed by another key under this key's name.
+    let mut c = RequestClaims::new(
+        key.key_name(),
+        JwtAlg::EdDsa,
+        "POST",
+        &host(&env),
+        &send_path,
+        n,
+    );
+    c.exp = n + 120;
+    let input = c.signing_input();
+    let t = finish(&input, &other.sign(input.as_bytes()).unwrap());
+    let (s, v) = raw(&env, "POST", &send_path, &t, Some(body.clone())).await;
+    assert_eq!(s, 401, "{v}");
+    // A read-only key cannot send.
+    let t = token(&reader, "POST", &send_path, n, n + 120);
+    let (s, v) = raw(&env, "POST", &send_path, &t, Some(body.clone())).await;
+    assert_eq!((s, error_id(&v)), (403, "invalid_scope"), "{v}");
+    // A Binance key's name is no CDP key.
+    let mut c = RequestClaims::new(
+        common::HMAC_RW_KEY,
+        JwtAlg::EdDsa,
+        "GET",
+        &host(&env),
+        "/v2/accounts",
+        n,
+    );
+    c.exp = n + 120;
+    let input = c.signing_input();
+    let t = finish(&input, &key.sign(input.as_bytes()).unwrap());
+    assert_eq!(raw(&env, "GET", "/v2/accounts", &t, None).await.0, 401);
+
+    // The genuine token works once; replayed, it is refused.
+    let t = token(&key, "POST", &send_path, n, n + 120);
+    let (s, v) = raw(&env, "POST", &send_path, &t, Some(body.clone())).await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["data"]["status"], "pending");
+    let (s, v) = raw(&env, "POST", &send_path, &t, Some(body.clone())).await;
+    assert_eq!((s, error_id(&v)), (401, "authentication_error"), "{v}");
+    // Coinbase's validation errors.
+    let t = token(&key, "POST", &send_path, n, n + 120);
+    let (s, v) = raw(
+        &env,
+        "POST",
+        &send_path,
+        &t,
+        Some(json!({"type": "send", "to": "not-an-address", "amount": "0.1", "currency": "ETH"})),
+    )
+    .await;
+    assert_eq!((s, error_id(&v)), (400, "validation_error"), "{v}");
+    let t = token(&key, "POST", &send_path, n, n + 120);
+    let (s, v) = raw(
+        &env,
+        "POST",
+        &send_path,
+        &t,
+        Some(json!({"type": "send", "amount": "0.1", "currency": "ETH"})),
+    )
+    .await;
+    assert_eq!((s, error_id(&v)), (400, "param_required"), "{v}");
+
+    // The connector reads refusals as Coinbase's named errors.
+    let ro = CoinbaseClient::new(&env.base, Arc::new(reader)).unwrap();
+    let err = ro
+        .withdraw(&WithdrawRequest {
+            coin: "ETH".into(),
+            network: "ETH".into(),
+            address: to.clone(),
+            amount: "0.1".into(),
+            withdraw_order_id: None,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ExchangeError::Refused { exchange: "coinbase", error, http_status: 403, .. } if error == "invalid_scope"),
+        "{err}"
+    );
+}

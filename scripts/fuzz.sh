@@ -44,6 +44,7 @@ HARNESSES=(
   "concord-tss protocol_envelope"
   "concord-exchange withdraw_request"
   "concord-exchange exchange_answers"
+  "concord-exchange cdp_claims"
   "concord-chain utxo_spend"
 )
 

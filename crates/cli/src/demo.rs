@@ -13,7 +13,7 @@ use crate::client::{Api, show_transfer};
 use crate::devnet::{self, DevnetInfo};
 
 /// The address the attacker's proxy substitutes (an address nobody holds a key to).
-const FORGED: &str = "0x000000000000000000000000000000000000dEaD";
+pub(crate) const FORGED: &str = "0x000000000000000000000000000000000000dEaD";
 
 /// A demo (or benchmark) run over a devnet.
 pub(crate) struct Demo {
@@ -245,6 +245,7 @@ pub async fn demo(dir: &Path, json: bool, setup: GroupSetup, stop: bool) -> Resu
 async fn run(d: &mut Demo, setup: GroupSetup) -> Result<()> {
     let Prepared { wallet, address } = prepare(d, setup).await?;
     run_flows(d, &wallet, address).await?;
+    crate::demo_exchanges::run(d, &wallet).await?;
     crate::demo_multisig::run(d, &wallet).await?;
     lifecycle(d, setup, &wallet, address).await?;
     exactly_once(d, &wallet, address).await?;
@@ -717,7 +718,7 @@ pub(crate) async fn prepare_with(
         "admin_quorum": 2,
         "principals": devnet::principals(&d.info.keys_dir)?,
         "wallets": [
-            {"wallet": wallet, "label": "desk", "purpose": {"kind": "trading", "deposit_to": ["binance"]},
+            {"wallet": wallet, "label": "desk", "purpose": {"kind": "trading", "deposit_to": ["binance", "kraken", "coinbase"]},
              "refresh": true, "derive": ["m/0"],
              "limits": [
                 {"coin": "ETH", "per_transfer": "2", "per_day": "10", "cosign_above": "1", "cosigners": 1},

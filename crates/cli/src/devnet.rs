@@ -33,6 +33,14 @@ const DEV_KEY_2: &str = "5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a80
 pub(crate) const LTC_CHAIN: &str = "ltc-regtest";
 const CHAIN_ID: u64 = 31337;
 const EXCHANGE: &str = "binance";
+/// The Kraken connection's name (the same simulator, Kraken's API, an account of its own).
+pub(crate) const KRAKEN: &str = "kraken";
+/// The Coinbase connection's name (the same simulator, Coinbase's App API with CDP keys).
+pub(crate) const COINBASE: &str = "coinbase";
+/// The trader's account at "Kraken" in the simulator.
+const KRAKEN_ACCOUNT: &str = "trader-kraken";
+/// The trader's account at "Coinbase" in the simulator.
+const COINBASE_ACCOUNT: &str = "trader-coinbase";
 const MODULES: [&str; 3] = ["m1", "m2", "m3"];
 /// The module whose exchange connection goes through the proxy.
 const MITM_MODULE: &str = "m3";
@@ -582,6 +590,37 @@ pub async fn up(dir: &Path, quiet: bool, opts: &UpOptions) -> Result<DevnetInfo>
         );
         read_keys.insert(m, (key, secret));
     }
+    // Kraken and Coinbase: accounts of their own at the same simulator (it speaks all three
+    // APIs), each module with its own read key there: a Kraken key (HMAC-SHA512 secret, base64)
+    // and a CDP key (ES256, the secret a SEC1 PEM, as Coinbase's portal gives it).
+    let mut kraken_keys = BTreeMap::new();
+    let mut cdp_keys = BTreeMap::new();
+    let (mut kraken_api, mut cdp_api) = (Vec::new(), Vec::new());
+    for m in MODULES {
+        use base64::Engine as _;
+        use p256::pkcs8::EncodePublicKey as _;
+        let key = random_token(56);
+        let mut raw = [0u8; 64];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut raw);
+        let secret = base64::engine::general_purpose::STANDARD.encode(raw);
+        kraken_api.push(
+            json!({"api_key": key, "kind": "kraken", "secret": secret, "permissions": ["read"]}),
+        );
+        kraken_keys.insert(m, (key, secret));
+        let cdp = p256::SecretKey::random(&mut rand::rngs::OsRng);
+        let name = format!("organizations/devnet/apiKeys/{}", uuid::Uuid::new_v4());
+        let public = cdp
+            .public_key()
+            .to_public_key_pem(p256::pkcs8::LineEnding::LF)
+            .map_err(|e| anyhow!("a CDP public key: {e}"))?;
+        let pem = cdp
+            .to_sec1_pem(p256::pkcs8::LineEnding::LF)
+            .map_err(|e| anyhow!("a CDP key: {e}"))?;
+        cdp_api.push(
+            json!({"api_key": name, "kind": "cdp", "public_key": public, "permissions": ["read"]}),
+        );
+        cdp_keys.insert(m, (name, pem.to_string()));
+    }
     let sim_config = json!({
         "listen": format!("127.0.0.1:{sim_port}"),
         "rpc_url": rpc_url,
@@ -596,6 +635,8 @@ pub async fn up(dir: &Path, quiet: bool, opts: &UpOptions) -> Result<DevnetInfo>
         ],
         "accounts": [
             {"name": "trader", "balances": {"ETH": "20", "CTT": "50000"}, "api_keys": api_keys},
+            {"name": KRAKEN_ACCOUNT, "balances": {"ETH": "2"}, "api_keys": kraken_api},
+            {"name": COINBASE_ACCOUNT, "balances": {"ETH": "2"}, "api_keys": cdp_api},
         ],
     });
     let mut sim_config = sim_config;
@@ -724,11 +765,20 @@ pub async fn up(dir: &Path, quiet: bool, opts: &UpOptions) -> Result<DevnetInfo>
         }),
         None => None,
     };
-    cfg.exchanges = vec![concord_coordinator::config::ExchangeEndpoint {
-        name: EXCHANGE.into(),
-        kind: "binance".into(),
-        url: exchange_url.clone(),
-    }];
+    cfg.exchanges = [
+        (EXCHANGE, "binance"),
+        (KRAKEN, "kraken"),
+        (COINBASE, "coinbase"),
+    ]
+    .into_iter()
+    .map(
+        |(name, kind)| concord_coordinator::config::ExchangeEndpoint {
+            name: name.into(),
+            kind: kind.into(),
+            url: exchange_url.clone(),
+        },
+    )
+    .collect();
     cfg.save(&coord_file)?;
     // More coordinators on the same (PostgreSQL) database: the same identity key, their own
     // ports and instance ids.
@@ -904,13 +954,31 @@ pub async fn up(dir: &Path, quiet: bool, opts: &UpOptions) -> Result<DevnetInfo>
             None => None,
         };
         let (read_key, read_secret) = read_keys.get(m).cloned().unwrap_or_default();
-        mc.exchanges = vec![concord_module::config::ExchangeConfig {
-            name: EXCHANGE.into(),
-            kind: "binance".into(),
-            url: url.clone(),
-            read_api_key: read_key,
-            read_key_type: "hmac".into(),
-        }];
+        let (kraken_key, kraken_secret) = kraken_keys.get(m).cloned().unwrap_or_default();
+        let (cdp_name, cdp_secret) = cdp_keys.get(m).cloned().unwrap_or_default();
+        mc.exchanges = vec![
+            concord_module::config::ExchangeConfig {
+                name: EXCHANGE.into(),
+                kind: "binance".into(),
+                url: url.clone(),
+                read_api_key: read_key,
+                read_key_type: "hmac".into(),
+            },
+            concord_module::config::ExchangeConfig {
+                name: KRAKEN.into(),
+                kind: "kraken".into(),
+                url: url.clone(),
+                read_api_key: kraken_key,
+                read_key_type: "hmac".into(),
+            },
+            concord_module::config::ExchangeConfig {
+                name: COINBASE.into(),
+                kind: "coinbase".into(),
+                url: url.clone(),
+                read_api_key: cdp_name,
+                read_key_type: "es256".into(),
+            },
+        ];
         let metrics_port = free_port()?;
         mc.metrics = Some(concord_module::config::MetricsConfig {
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], metrics_port)),
@@ -918,6 +986,8 @@ pub async fn up(dir: &Path, quiet: bool, opts: &UpOptions) -> Result<DevnetInfo>
         mc.save(&file)?;
         let state = concord_module::open_state(&mc)?;
         state.save_exchange_secret(EXCHANGE, read_secret.as_bytes())?;
+        state.save_exchange_secret(KRAKEN, kraken_secret.as_bytes())?;
+        state.save_exchange_secret(COINBASE, cdp_secret.as_bytes())?;
         api.post("/v1/modules", &info).await?;
         infos.push(info);
         modules.push(ModuleEntry {
@@ -1349,7 +1419,16 @@ async fn mitm(listen: &str, upstream: &str, forge_file: PathBuf) -> Result<()> {
                     .unwrap_or(reqwest::Method::GET),
                 &url,
             );
-            for name in ["x-mbx-apikey", "content-type"] {
+            // Every header that authenticates (Binance's key, Kraken's key and signature,
+            // Coinbase's bearer token, which names the host it was made for: kept).
+            for name in [
+                "x-mbx-apikey",
+                "content-type",
+                "api-key",
+                "api-sign",
+                "authorization",
+                "host",
+            ] {
                 if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
                     req = req.header(name, v);
                 }
@@ -1362,17 +1441,38 @@ async fn mitm(listen: &str, upstream: &str, forge_file: PathBuf) -> Result<()> {
                 StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
             let text = resp.text().await.unwrap_or_default();
             let forged = std::fs::read_to_string(&forge_file).ok();
+            let path = uri.path();
             let text = match forged {
-                Some(addr) if uri.path() == "/sapi/v1/capital/deposit/address" => {
-                    match serde_json::from_str::<Value>(&text) {
-                        Ok(mut v) if v.get("address").is_some() => {
-                            v["address"] = json!(addr.trim());
-                            v.to_string()
-                        }
-                        _ => text,
+                Some(addr) => match serde_json::from_str::<Value>(&text) {
+                    // Binance's deposit address.
+                    Ok(mut v)
+                        if path == "/sapi/v1/capital/deposit/address"
+                            && v.get("address").is_some() =>
+                    {
+                        v["address"] = json!(addr.trim());
+                        v.to_string()
                     }
-                }
-                _ => text,
+                    // Kraken's DepositAddresses and Coinbase's account addresses: every one.
+                    Ok(mut v)
+                        if path == "/0/private/DepositAddresses"
+                            || (path.starts_with("/v2/accounts/")
+                                && path.ends_with("/addresses")) =>
+                    {
+                        let list = if path.starts_with("/0/") {
+                            "result"
+                        } else {
+                            "data"
+                        };
+                        if let Some(items) = v[list].as_array_mut() {
+                            for item in items {
+                                item["address"] = json!(addr.trim());
+                            }
+                        }
+                        v.to_string()
+                    }
+                    _ => text,
+                },
+                None => text,
             };
             json_response(status, text)
         }

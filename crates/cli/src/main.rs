@@ -14,6 +14,7 @@ mod bench;
 mod client;
 mod connect;
 mod demo;
+mod demo_exchanges;
 mod demo_multisig;
 mod demo_operator;
 mod devnet;

@@ -219,7 +219,8 @@ pub struct TokenSettings {
 pub struct ExchangeEndpoint {
     /// The name modules know it by.
     pub name: String,
-    /// The API it speaks: `binance`.
+    /// The API it speaks: `binance`, `kraken` or `coinbase` (deposits to all three;
+    /// withdrawals from Binance only).
     #[serde(default = "default_kind")]
     pub kind: String,
     /// Base URL of its API.
@@ -469,9 +470,9 @@ impl TransferContext {
             ))
         })?;
         for x in &exchanges {
-            if x.kind != "binance" {
+            if !matches!(x.kind.as_str(), "binance" | "kraken" | "coinbase") {
                 return Err(Error::BadRequest(format!(
-                    "exchange {}: the API kind {:?} is not supported (supported: binance)",
+                    "exchange {}: the API kind {:?} is not supported (supported: binance, kraken, coinbase)",
                     x.name, x.kind
                 )));
             }

@@ -231,6 +231,16 @@ const ANSWERS: &[&str] = &[
     r#"{"code":-1121,"msg":"Invalid symbol."}"#,
     r#"<html><body>502 Bad Gateway</body></html>"#,
     r#"[]"#,
+    // Kraken: results and errors (HTTP 200 either way).
+    r#"{"error":[],"result":{"XETH":"1.5000000000","USDT":"10.00"}}"#,
+    r#"{"error":["EAPI:Invalid nonce"]}"#,
+    r#"{"error":["EFunding:Unknown withdraw key","EGeneral:Invalid arguments"],"result":{}}"#,
+    r#"{"error":[],"result":[{"address":"0x1111111111111111111111111111111111111111","expiretm":"0"}]}"#,
+    // Coinbase: data, lists and errors.
+    r#"{"data":{"id":"2bbf394c-193b-5b2a-9155-3b4732659ede","type":"send","status":"pending","amount":{"amount":"-0.1","currency":"ETH"}}}"#,
+    r#"{"pagination":{"next_uri":null},"data":[{"id":"a","currency":{"code":"ETH"},"balance":{"amount":"1","currency":"ETH"}}]}"#,
+    r#"{"errors":[{"id":"validation_error","message":"Please enter a valid email or bitcoin address"}]}"#,
+    r#"{"errors":[{"id":"invalid_scope","message":"Invalid scope","url":"http://developers.coinbase.com/api#permissions"}]}"#,
 ];
 
 /// What a module answers the coordinator's exchange queries with (`ExchangeAnswer.json`).
@@ -341,6 +351,122 @@ fn check_answer(endpoint: u8, status: u16, body: &str) {
         assert!(kept.chars().count() <= 512);
     }
     let _ = (e.to_string(), e.kind());
+    check_named_answers(status, body);
+}
+
+/// Kraken's and Coinbase's readers on the same answer: a result only from a success status
+/// (Kraken: and an empty `error`), errors keep the status, every kept text is bounded, and
+/// retryability is decided without panic.
+fn check_named_answers(status: u16, body: &str) {
+    let ok = (200..300).contains(&status);
+    let check = |e: &ExchangeError, exchange: &str| {
+        match e {
+            ExchangeError::Refused {
+                exchange: x,
+                error,
+                message,
+                http_status,
+            } => {
+                assert_eq!(*x, exchange);
+                assert_eq!(*http_status, status);
+                assert!(error.chars().count() <= 256 && message.chars().count() <= 2 * 256 * 64);
+            }
+            ExchangeError::Http { status: s, body } => {
+                assert!(!ok);
+                assert_eq!(*s, status);
+                assert!(body.chars().count() <= 512);
+            }
+            ExchangeError::Decode(_) => {}
+            e => panic!("unexpected kind of error from {exchange}: {e:?}"),
+        }
+        let _ = (e.retryable(), e.outcome_unknown(), e.kind(), e.to_string());
+    };
+    match concord_exchange::kraken::answers::read::<serde_json::Value>(status, body) {
+        Ok(_) => assert!(ok),
+        Err(e) => check(&e, "kraken"),
+    }
+    match concord_exchange::coinbase::answers::read::<serde_json::Value>(status, body) {
+        Ok(_) => assert!(ok),
+        Err(e) => check(&e, "coinbase"),
+    }
+}
+
+/// What a module will sign for Coinbase: only canonical bytes parse, and what parses is a
+/// token of one key, for one request, living at most two minutes.
+#[derive(Debug, TypeGenerator)]
+enum ClaimsInput {
+    Raw(String),
+    Built {
+        key: String,
+        method: u8,
+        host: String,
+        path: String,
+        nbf: u64,
+        life: u16,
+    },
+    Mutated {
+        edits: Vec<Edit>,
+    },
+}
+
+#[test]
+fn cdp_claims() {
+    use concord_exchange::coinbase::{JwtAlg, MAX_LIFETIME_SECS, RequestClaims};
+    let seed = RequestClaims::new(
+        "organizations/o/apiKeys/k",
+        JwtAlg::Es256,
+        "POST",
+        "api.coinbase.com",
+        "/v2/accounts/2bbf394c-193b-5b2a-9155-3b4732659ede/transactions",
+        1_700_000_000,
+    )
+    .signing_input();
+    let accepted = |input: &str| {
+        if let Ok(c) = RequestClaims::parse(input) {
+            assert_eq!(c.signing_input(), input, "only canonical bytes parse");
+            assert!(c.exp > c.nbf && c.exp - c.nbf <= MAX_LIFETIME_SECS);
+            assert!(!c.key_name.is_empty());
+            assert!(!c.path.contains('?') && c.path.starts_with('/'));
+            assert!(!c.host.contains("://"));
+        }
+    };
+    check!()
+        .with_type::<ClaimsInput>()
+        .with_iterations(CASES)
+        .for_each(|input| match input {
+            ClaimsInput::Raw(text) => accepted(text),
+            ClaimsInput::Mutated { edits } => accepted(&apply(&seed, edits)),
+            ClaimsInput::Built {
+                key,
+                method,
+                host,
+                path,
+                nbf,
+                life,
+            } => {
+                let method = ["GET", "POST", "PUT", "DELETE", "PATCH"][usize::from(*method) % 5];
+                let mut c = RequestClaims::new(key, JwtAlg::EdDsa, method, host, path, *nbf);
+                c.exp = nbf.saturating_add(u64::from(*life));
+                let input = c.signing_input();
+                accepted(&input);
+                // Built from acceptable parts, it parses back to itself.
+                let fine = !key.is_empty()
+                    && method != "PATCH"
+                    && *life >= 1
+                    && u64::from(*life) <= MAX_LIFETIME_SECS
+                    && c.exp > *nbf
+                    && !host.is_empty()
+                    && host
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+                    && path.starts_with('/')
+                    && !path.contains(['?', '#', ' '])
+                    && input.len() <= 4096;
+                if fine {
+                    assert_eq!(RequestClaims::parse(&input).unwrap(), c);
+                }
+            }
+        });
 }
 
 fn check_connector_json(json: &str) {

@@ -87,9 +87,9 @@ impl Outside {
         };
         let mut exchanges: HashMap<String, Arc<dyn Connector>> = HashMap::new();
         for x in &config.exchanges {
-            if x.kind != "binance" {
+            if !matches!(x.kind.as_str(), "binance" | "kraken" | "coinbase") {
                 return Err(Error::Config(format!(
-                    "exchange {}: the API kind {:?} is not supported (supported: binance)",
+                    "exchange {}: the API kind {:?} is not supported (supported: binance, kraken, coinbase)",
                     x.name, x.kind
                 )));
             }
@@ -103,6 +103,37 @@ impl Outside {
                     x.name
                 ))
             })?;
+            let unusable = |e: concord_exchange::ExchangeError| {
+                Error::Config(format!(
+                    "exchange {}: the read key is unusable: {e}",
+                    x.name
+                ))
+            };
+            match x.kind.as_str() {
+                // Kraken: the key and its HMAC secret (base64, as Kraken shows it).
+                "kraken" => {
+                    let client = concord_exchange::kraken::KrakenClient::new(
+                        &x.url,
+                        &x.read_api_key,
+                        secret,
+                    )
+                    .map_err(unusable)?;
+                    exchanges.insert(x.name.clone(), Arc::new(client));
+                    continue;
+                }
+                // Coinbase: a CDP key (its name, and its secret as the portal gives it).
+                "coinbase" => {
+                    let key =
+                        concord_exchange::coinbase::CdpKey::from_secret(&x.read_api_key, secret)
+                            .map_err(unusable)?;
+                    let client =
+                        concord_exchange::coinbase::CoinbaseClient::new(&x.url, Arc::new(key))
+                            .map_err(unusable)?;
+                    exchanges.insert(x.name.clone(), Arc::new(client));
+                    continue;
+                }
+                _ => {}
+            }
             let signer: Arc<dyn RequestSigner> = match x.read_key_type.as_str() {
                 "hmac" => Arc::new(HmacSha256Signer::new(secret).map_err(|e| {
                     Error::Config(format!(

@@ -158,15 +158,16 @@ fn default_decimals() -> u8 {
 pub struct ExchangeConfig {
     /// The name proposals use for it (e.g. `binance`).
     pub name: String,
-    /// The API it speaks: `binance`.
+    /// The API it speaks: `binance`, `kraken` or `coinbase` (the App API with a CDP key).
     #[serde(default = "default_kind")]
     pub kind: String,
     /// Base URL of the exchange's API.
     pub url: String,
-    /// This module's own read-only API key (public part). Its secret is in the vault
-    /// (`concord module exchange-key`), never in this file.
+    /// This module's own read-only API key (public part; a CDP key's name for Coinbase).
+    /// Its secret is in the vault (`concord module exchange-key`), never in this file.
     pub read_api_key: String,
-    /// `hmac` or `ed25519`: the read key's type.
+    /// `hmac` or `ed25519`: the read key's type (Binance; Kraken's is HMAC-SHA512, a CDP
+    /// key's type is read from its secret).
     #[serde(default = "default_key_type")]
     pub read_key_type: String,
 }

@@ -270,7 +270,16 @@ impl Engine {
         if let Some(existing) = self.existing_transfer(&intent).await? {
             return Ok(existing);
         }
-        ctx.exchange(a.exchange)?;
+        let endpoint = ctx.exchange(a.exchange)?;
+        if kind == TransferKind::Withdrawal && endpoint.kind != "binance" {
+            // Deposits to Kraken and Coinbase work (each module resolves the address with its
+            // own read key); their withdrawals need the exchange's withdraw request built and
+            // checked by the modules, which only Binance's has here.
+            return Err(Error::BadRequest(format!(
+                "withdrawals from exchange {} ({}) are not supported yet: only deposits to it",
+                a.exchange, endpoint.kind
+            )));
+        }
         if kind == TransferKind::Withdrawal && self.store.credential(a.exchange).await?.is_none() {
             return Err(Error::BadRequest(format!(
                 "exchange {} has no withdraw key registered (POST /v1/exchanges/{}/credential)",

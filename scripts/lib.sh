@@ -67,7 +67,7 @@ install_python_venv() {
 # in a venv of their own ($CARGO_TARGET_DIR or target, /exchange-clients-venv). Exports
 # CONCORD_TEST_EXCHANGE_PYTHON, the venv's python (the simulator's client tests need it and
 # fail, never skip, without it).
-EXCHANGE_CLIENTS="krakenex==2.2.2"
+EXCHANGE_CLIENTS="krakenex==2.2.2 coinbase-advanced-py==1.8.4"
 install_exchange_clients() {
   local venv="${CARGO_TARGET_DIR:-$PWD/target}/exchange-clients-venv"
   if [ ! -f "$venv/.installed" ] || [ "$(cat "$venv/.installed")" != "$EXCHANGE_CLIENTS" ]; then

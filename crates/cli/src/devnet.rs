@@ -592,7 +592,7 @@ pub async fn up(dir: &Path, quiet: bool, opts: &UpOptions) -> Result<DevnetInfo>
     }
     // Kraken and Coinbase: accounts of their own at the same simulator (it speaks all three
     // APIs), each module with its own read key there: a Kraken key (HMAC-SHA512 secret, base64)
-    // and a CDP key (ES256, the secret a SEC1 PEM, as Coinbase's portal gives it).
+    // and a CDP key (ES256, its secret a PKCS#8 PEM).
     let mut kraken_keys = BTreeMap::new();
     let mut cdp_keys = BTreeMap::new();
     let (mut kraken_api, mut cdp_api) = (Vec::new(), Vec::new());
@@ -613,8 +613,7 @@ pub async fn up(dir: &Path, quiet: bool, opts: &UpOptions) -> Result<DevnetInfo>
             .public_key()
             .to_public_key_pem(p256::pkcs8::LineEnding::LF)
             .map_err(|e| anyhow!("a CDP public key: {e}"))?;
-        let pem = cdp
-            .to_sec1_pem(p256::pkcs8::LineEnding::LF)
+        let pem = p256::pkcs8::EncodePrivateKey::to_pkcs8_pem(&cdp, p256::pkcs8::LineEnding::LF)
             .map_err(|e| anyhow!("a CDP key: {e}"))?;
         cdp_api.push(
             json!({"api_key": name, "kind": "cdp", "public_key": public, "permissions": ["read"]}),

@@ -260,8 +260,8 @@ pub async fn register_key(
     Ok(Json(answer))
 }
 
-/// A fresh CDP key: (public key as registered, secret as Coinbase's portal gives it: SEC1
-/// PEM for ES256, base64 seed ‖ public key for Ed25519).
+/// A fresh CDP key: (public key as registered, secret: a PKCS#8 PEM for ES256, base64 seed ‖
+/// public key for Ed25519, as Coinbase's portal gives it).
 fn new_cdp_key(es256: bool) -> Result<(String, String), AdminError> {
     use base64::Engine as _;
     if es256 {
@@ -271,8 +271,11 @@ fn new_cdp_key(es256: bool) -> Result<(String, String), AdminError> {
             .public_key()
             .to_public_key_pem(p256::pkcs8::LineEnding::LF)
             .map_err(|e| AdminError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        // PKCS#8 (RustCrypto's SEC1 output leaves out the curve, which OpenSSL-based
+        // clients such as coinbase-advanced-py then cannot read).
+        use p256::pkcs8::EncodePrivateKey as _;
         let pem = secret
-            .to_sec1_pem(p256::pkcs8::LineEnding::LF)
+            .to_pkcs8_pem(p256::pkcs8::LineEnding::LF)
             .map_err(|e| AdminError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         Ok((public, pem.to_string()))
     } else {

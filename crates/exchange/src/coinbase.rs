@@ -274,8 +274,9 @@ impl fmt::Debug for CdpKey {
 
 impl CdpKey {
     /// A key from the name and secret Coinbase's portal gives: an EC private key in PEM
-    /// (`-----BEGIN EC PRIVATE KEY-----`, SEC1) is ES256; otherwise base64 of an Ed25519
-    /// seed ‖ public key (64 bytes; the public key must be the seed's) or of a seed alone.
+    /// (`-----BEGIN EC PRIVATE KEY-----`, SEC1) is ES256; a PKCS#8 PEM (`-----BEGIN PRIVATE
+    /// KEY-----`) is P-256 or Ed25519; otherwise base64 of an Ed25519 seed ‖ public key (64
+    /// bytes; the public key must be the seed's) or of a seed alone.
     pub fn from_secret(name: &str, secret: &str) -> Result<Self, ExchangeError> {
         if name.is_empty() {
             return Err(ExchangeError::InvalidKey(
@@ -283,6 +284,25 @@ impl CdpKey {
             ));
         }
         let secret = secret.trim();
+        if secret.starts_with("-----BEGIN PRIVATE KEY-----") {
+            // PKCS#8, as coinbase-advanced-py also takes: P-256 or Ed25519.
+            use p256::pkcs8::DecodePrivateKey as _;
+            if let Ok(key) = p256::SecretKey::from_pkcs8_pem(secret) {
+                return Ok(CdpKey::Es256 {
+                    name: name.to_owned(),
+                    key: key.into(),
+                });
+            }
+            let key = ed25519_dalek::SigningKey::from_pkcs8_pem(secret).map_err(|e| {
+                ExchangeError::InvalidKey(format!(
+                    "the CDP key is PKCS#8 but neither P-256 nor Ed25519: {e}"
+                ))
+            })?;
+            return Ok(CdpKey::Ed25519 {
+                name: name.to_owned(),
+                key,
+            });
+        }
         if secret.starts_with("-----BEGIN EC PRIVATE KEY-----") {
             let key = p256::SecretKey::from_sec1_pem(secret).map_err(|e| {
                 ExchangeError::InvalidKey(format!("the CDP EC key is not SEC1 PEM P-256: {e}"))
@@ -906,6 +926,17 @@ mod tests {
         assert_eq!(ed.alg(), JwtAlg::EdDsa);
         let ec = CdpKey::from_secret(NAME, SDK_EC).unwrap();
         assert_eq!(ec.alg(), JwtAlg::Es256);
+        // The same Ed25519 key as PKCS#8 (the SDK's `TEST_ED25519_PKCS8_API_SECRET`) and as
+        // a seed alone (`TEST_ED25519_SEED_API_SECRET`): the same signatures.
+        let pkcs8 = CdpKey::from_secret(
+            NAME,
+            "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJNAVJ4tKdL2RtQXaVY0uqIASe5MZut9ACdnTfrbqbrQ\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let seed =
+            CdpKey::from_secret(NAME, "k0BUni0p0vZG1BdpVjS6ogBJ7kxm630AJ2dN+tuputA=").unwrap();
+        assert_eq!(pkcs8.sign(b"x").unwrap(), ed.sign(b"x").unwrap());
+        assert_eq!(seed.sign(b"x").unwrap(), ed.sign(b"x").unwrap());
         // A 64-byte secret whose public half is another key's.
         let mut raw = BASE64.decode(SDK_ED25519).unwrap();
         raw[40] ^= 1;

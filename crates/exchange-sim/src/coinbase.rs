@@ -268,6 +268,21 @@ fn account_id(shared: &Shared, account: &str, coin: &str) -> String {
     ])
 }
 
+/// Authenticates the request and finds the account id `id` of the caller's account: (the
+/// caller's account, the id's coin).
+fn authenticated_account(
+    shared: &Shared,
+    headers: &HeaderMap,
+    method: &Method,
+    uri: &Uri,
+    id: &str,
+    permission: Permission,
+) -> Result<(String, CoinConfig), CbError> {
+    let account = authenticate(shared, headers, method, uri, permission)?;
+    let coin = coin_of_account(shared, &account, id)?;
+    Ok((account, coin))
+}
+
 /// The coin of account id `id` of `account`.
 fn coin_of_account(shared: &Shared, account: &str, id: &str) -> Result<CoinConfig, CbError> {
     coins(shared)
@@ -351,8 +366,8 @@ pub async fn addresses(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Json<Value>, CbError> {
-    let account = authenticate(&shared, &headers, &method, &uri, Permission::Read)?;
-    let coin = coin_of_account(&shared, &account, &id)?;
+    let (account, coin) =
+        authenticated_account(&shared, &headers, &method, &uri, &id, Permission::Read)?;
     let list = shared
         .config
         .coins
@@ -457,8 +472,8 @@ pub async fn transactions(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Json<Value>, CbError> {
-    let account = authenticate(&shared, &headers, &method, &uri, Permission::Read)?;
-    let coin = coin_of_account(&shared, &account, &id)?;
+    let (account, coin) =
+        authenticated_account(&shared, &headers, &method, &uri, &id, Permission::Read)?;
     Ok(page(transactions_of(&shared, &account, &coin, &id)))
 }
 
@@ -470,8 +485,8 @@ pub async fn transaction(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Json<Value>, CbError> {
-    let account = authenticate(&shared, &headers, &method, &uri, Permission::Read)?;
-    let coin = coin_of_account(&shared, &account, &id)?;
+    let (account, coin) =
+        authenticated_account(&shared, &headers, &method, &uri, &id, Permission::Read)?;
     transactions_of(&shared, &account, &coin, &id)
         .into_iter()
         .find(|t| t["id"] == tx.as_str())
@@ -507,8 +522,8 @@ pub async fn send(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), CbError> {
-    let account = authenticate(&shared, &headers, &method, &uri, Permission::Withdraw)?;
-    let coin = coin_of_account(&shared, &account, &id)?;
+    let (account, coin) =
+        authenticated_account(&shared, &headers, &method, &uri, &id, Permission::Withdraw)?;
     let b: SendBody = serde_json::from_slice(&body).map_err(|_| {
         CbError(
             StatusCode::BAD_REQUEST,

@@ -273,6 +273,29 @@ fn deposit_addresses(
     Ok(json!([{"address": address, "expiretm": "0"}]))
 }
 
+/// The coin an optional `asset` parameter names (`None`: every coin).
+fn optional_asset(
+    shared: &Shared,
+    p: &BTreeMap<String, String>,
+) -> Result<Option<String>, &'static str> {
+    match p.get("asset") {
+        Some(_) => asset_param(shared, p).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// A coin on a network: its decimals (8 if unknown) and Kraken's method name for it.
+fn entry_of(shared: &Shared, coin: &str, network: &str) -> (u8, String) {
+    shared
+        .config
+        .coins
+        .iter()
+        .find(|e| e.coin == coin && e.network == network)
+        .map_or((8, String::new()), |e| {
+            (e.decimals, method_name(e, e.contract.is_none()))
+        })
+}
+
 fn time_secs(ms: u64) -> Value {
     json!(ms as f64 / 1000.0)
 }
@@ -282,25 +305,16 @@ fn deposit_status(
     account: &str,
     p: &BTreeMap<String, String>,
 ) -> Result<Value, &'static str> {
-    let coin = match p.get("asset") {
-        Some(_) => Some(asset_param(shared, p)?),
-        None => None,
-    };
+    let coin = optional_asset(shared, p)?;
     let list: Vec<Value> = shared
         .ledger
         .deposits_of(account)
         .into_iter()
         .filter(|d| coin.as_ref().is_none_or(|c| &d.coin == c))
         .map(|d| {
-            let entry = shared
-                .config
-                .coins
-                .iter()
-                .find(|e| e.coin == d.coin && e.network == d.network);
-            let decimals = entry.map_or(8, |e| e.decimals);
-            let method = entry.map(|e| method_name(e, e.contract.is_none()));
+            let (decimals, method) = entry_of(shared, &d.coin, &d.network);
             json!({
-                "method": method.unwrap_or_default(),
+                "method": method,
                 "aclass": "currency",
                 "asset": asset_code(&d.coin),
                 "refid": d.id,
@@ -321,10 +335,7 @@ fn withdraw_addresses(
     account: &str,
     p: &BTreeMap<String, String>,
 ) -> Result<Value, &'static str> {
-    let coin = match p.get("asset") {
-        Some(_) => Some(asset_param(shared, p)?),
-        None => None,
-    };
+    let coin = optional_asset(shared, p)?;
     let list: Vec<Value> = shared
         .ledger
         .kraken_withdraw_keys(account)
@@ -332,15 +343,10 @@ fn withdraw_addresses(
         .filter(|k| coin.as_ref().is_none_or(|c| &k.coin == c))
         .filter(|k| p.get("key").is_none_or(|want| want == &k.key))
         .map(|k| {
-            let entry = shared
-                .config
-                .coins
-                .iter()
-                .find(|e| e.coin == k.coin && e.network == k.network);
             json!({
                 "address": k.address,
                 "asset": asset_code(&k.coin),
-                "method": entry.map(|e| method_name(e, e.contract.is_none())).unwrap_or_default(),
+                "method": entry_of(shared, &k.coin, &k.network).1,
                 "key": k.key,
                 "verified": true,
             })
@@ -418,10 +424,7 @@ fn withdraw_status(
     account: &str,
     p: &BTreeMap<String, String>,
 ) -> Result<Value, &'static str> {
-    let coin = match p.get("asset") {
-        Some(_) => Some(asset_param(shared, p)?),
-        None => None,
-    };
+    let coin = optional_asset(shared, p)?;
     let keys = shared.ledger.kraken_withdraw_keys(account);
     let list: Vec<Value> = shared
         .ledger
@@ -429,12 +432,7 @@ fn withdraw_status(
         .into_iter()
         .filter(|w| coin.as_ref().is_none_or(|c| &w.coin == c))
         .map(|w| {
-            let entry = shared
-                .config
-                .coins
-                .iter()
-                .find(|e| e.coin == w.coin && e.network == w.network);
-            let decimals = entry.map_or(8, |e| e.decimals);
+            let (decimals, method) = entry_of(shared, &w.coin, &w.network);
             let status = match w.status {
                 WITHDRAW_COMPLETED => "Success",
                 WITHDRAW_FAILURE => "Failure",
@@ -447,7 +445,7 @@ fn withdraw_status(
                 .map(|k| k.key.clone())
                 .unwrap_or_default();
             json!({
-                "method": entry.map(|e| method_name(e, e.contract.is_none())).unwrap_or_default(),
+                "method": method,
                 "network": w.network,
                 "aclass": "currency",
                 "asset": asset_code(&w.coin),

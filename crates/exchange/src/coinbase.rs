@@ -602,19 +602,7 @@ impl CoinbaseClient {
             answers::read(status, &text)
         }
         .await;
-        if let Err(e) = &r {
-            metrics::counter!(
-                "concord_exchange_errors_total",
-                "exchange" => "coinbase",
-                "path" => path.to_owned(),
-                "retryable" => if e.retryable() { "true" } else { "false" }
-            )
-            .increment(1);
-        }
-        r.map_err(|e| match e {
-            ExchangeError::Decode(m) => ExchangeError::Decode(format!("{method} {path}: {m}")),
-            e => e,
-        })
+        crate::counted("coinbase", method.as_str(), path, r)
     }
 
     async fn get<T: serde::de::DeserializeOwned>(

@@ -305,19 +305,7 @@ impl KrakenClient {
             answers::read(status, &text)
         }
         .await;
-        if let Err(e) = &r {
-            metrics::counter!(
-                "concord_exchange_errors_total",
-                "exchange" => "kraken",
-                "path" => path.clone(),
-                "retryable" => if e.retryable() { "true" } else { "false" }
-            )
-            .increment(1);
-        }
-        r.map_err(|e| match e {
-            ExchangeError::Decode(m) => ExchangeError::Decode(format!("POST {path}: {m}")),
-            e => e,
-        })
+        crate::counted("kraken", "POST", &path, r)
     }
 
     /// `DepositAddresses` for `coin` on `network` (never with `new`): the account's existing

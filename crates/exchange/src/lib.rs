@@ -35,6 +35,29 @@ pub use error::{ErrorKind, ExchangeError, code_name};
 pub use query::{decode_canonical, encode_component, is_positive_decimal};
 pub use signer::{Ed25519Signer, HmacSha256Signer, KeyType, NoSigner, RequestSigner};
 
+/// An exchange call's outcome, counted when it failed (`concord_exchange_errors_total`, by
+/// exchange, path and retryability) and with the request named in a decode error.
+pub(crate) fn counted<T>(
+    exchange: &'static str,
+    method: &str,
+    path: &str,
+    r: Result<T, ExchangeError>,
+) -> Result<T, ExchangeError> {
+    if let Err(e) = &r {
+        metrics::counter!(
+            "concord_exchange_errors_total",
+            "exchange" => exchange,
+            "path" => path.to_owned(),
+            "retryable" => if e.retryable() { "true" } else { "false" }
+        )
+        .increment(1);
+    }
+    r.map_err(|e| match e {
+        ExchangeError::Decode(m) => ExchangeError::Decode(format!("{method} {path}: {m}")),
+        e => e,
+    })
+}
+
 /// A connector to one exchange account. Object-safe: use it as `Arc<dyn Connector>`.
 #[async_trait]
 pub trait Connector: Send + Sync {

@@ -188,3 +188,121 @@ async fn coinbase_s_own_token_code_and_ours_agree() {
         );
     }
 }
+
+/// The simulator behind HTTPS (as the real exchange is): a TLS front on 127.0.0.1 with a
+/// self-signed certificate, passing each request through with its Host header (a CDP token
+/// names the host it was made for). Returns the front's `host:port` and its certificate file.
+async fn https_front(env: &Env, dir: &std::path::Path) -> (String, std::path::PathBuf) {
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, Method, StatusCode, Uri};
+    let cert = concord_wire::api_tls::self_signed(&[]).unwrap();
+    let (cert_file, key_file) = (dir.join("front.crt"), dir.join("front.key"));
+    std::fs::write(&cert_file, &cert.cert_pem).unwrap();
+    std::fs::write(&key_file, cert.key_pem.as_str()).unwrap();
+    let (chain, key) = concord_wire::api_tls::load_pem(&cert_file, &key_file).unwrap();
+    let config = concord_wire::api_tls::server_config(chain, key).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front = format!("127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let upstream = env.base.clone();
+    let http = reqwest::Client::new();
+    let handler = move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+        let (http, upstream) = (http.clone(), upstream.clone());
+        async move {
+            let url = format!(
+                "{upstream}{}",
+                uri.path_and_query().map_or("/", |p| p.as_str())
+            );
+            let mut req = http.request(
+                reqwest::Method::from_bytes(method.as_str().as_bytes()).unwrap(),
+                url,
+            );
+            for name in ["authorization", "content-type", "host"] {
+                if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
+                    req = req.header(name, v);
+                }
+            }
+            let r = req.body(body.to_vec()).send().await.unwrap();
+            let status = StatusCode::from_u16(r.status().as_u16()).unwrap();
+            (
+                status,
+                [("content-type", "application/json")],
+                r.text().await.unwrap(),
+            )
+        }
+    };
+    let app = axum::Router::new().fallback(handler);
+    let tls = concord_wire::api_tls::TlsListener::new(listener, config).unwrap();
+    tokio::spawn(async move { axum::serve(tls, app).await });
+    (front, cert_file)
+}
+
+const COINBASE_CLIENT: &str = r#"
+import json, os, sys
+from coinbase.rest import RESTClient
+front, key, secret, to = sys.argv[1:5]
+# Unchanged: only where Coinbase is (its host), and the front's certificate to trust
+# (REQUESTS_CA_BUNDLE, set by the caller).
+client = RESTClient(api_key=key, api_secret=secret, base_url=front)
+out = {}
+accounts = client.get("/v2/accounts")
+out["accounts"] = accounts
+eth = [a for a in accounts["data"] if a["currency"]["code"] == "ETH"][0]["id"]
+out["addresses"] = client.get(f"/v2/accounts/{eth}/addresses")
+out["send"] = client.post(f"/v2/accounts/{eth}/transactions", data={
+    "type": "send", "to": to, "amount": "0.1", "currency": "ETH", "network": "ethereum",
+    "idem": "4f1c2d3e-0a9b-4c8d-9e7f-1a2b3c4d5e6f"})
+out["again"] = client.post(f"/v2/accounts/{eth}/transactions", data={
+    "type": "send", "to": to, "amount": "0.1", "currency": "ETH", "network": "ethereum",
+    "idem": "4f1c2d3e-0a9b-4c8d-9e7f-1a2b3c4d5e6f"})
+print(json.dumps(out))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coinbase_advanced_py_rest_client_works_against_the_simulator_unchanged() {
+    let env = Env::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (front, cert_file) = https_front(&env, dir.path()).await;
+    let name = "organizations/test/apiKeys/rest-client".to_owned();
+    let (status, body) = env
+        .admin_post(
+            "/sim/api-keys",
+            ADMIN_TOKEN,
+            json!({"account": "alice", "kind": "cdp-es256", "permissions": ["read", "withdraw"], "apiKey": name}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let secret = body["secretKey"].as_str().unwrap().to_owned();
+    let to = common::signer(&env.anvil, 5).address().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        let out = Command::new(python())
+            .arg("-c")
+            .arg(COINBASE_CLIENT)
+            .args([&front, &name, &secret, &to])
+            .env("REQUESTS_CA_BUNDLE", &cert_file)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "coinbase-advanced-py failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_str::<Value>(stdout.lines().last().unwrap()).unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out["accounts"]["data"][0]["currency"]["code"], "ETH");
+    let expected = env.deposit_address(&common::Key::doc(), "ETH").await;
+    assert_eq!(
+        out["addresses"]["data"][0]["address"]
+            .as_str()
+            .unwrap()
+            .to_lowercase(),
+        expected.to_string().to_lowercase()
+    );
+    assert_eq!(out["send"]["data"]["status"], "pending");
+    assert_eq!(
+        out["send"]["data"]["id"], out["again"]["data"]["id"],
+        "one idem, one send"
+    );
+}

@@ -186,7 +186,10 @@ fn authenticate(
     let (Some(nbf), Some(exp)) = (claims.nbf, claims.exp) else {
         return Err(auth_error("the token has no nbf or exp"));
     };
-    if nbf > now + SKEW_SECS || exp <= now || exp > now + MAX_LIFETIME_SECS + SKEW_SECS {
+    if nbf > now.saturating_add(SKEW_SECS)
+        || exp <= now
+        || exp > now.saturating_add(MAX_LIFETIME_SECS + SKEW_SECS)
+    {
         return Err(auth_error("the token is expired or not yet valid"));
     }
     let host = headers
@@ -203,7 +206,7 @@ fn authenticate(
         return Err(auth_error(format!("the token is not for {this}")));
     }
     // A token is taken once.
-    let expires_us = u128::from(exp + SKEW_SECS) * 1_000_000;
+    let expires_us = (u128::from(exp) + u128::from(SKEW_SECS)) * 1_000_000;
     if !shared
         .ledger
         .accept_signature(&header.kid, s, expires_us, now_us())

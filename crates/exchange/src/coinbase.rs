@@ -117,7 +117,9 @@ impl RequestClaims {
             host: host.to_owned(),
             path: path.to_owned(),
             nbf: now,
-            exp: now + MAX_LIFETIME_SECS,
+            // Saturating: a clock (or a caller) at the end of time gets a token that is
+            // refused, not a panic (found by the `cdp_claims` fuzz harness).
+            exp: now.saturating_add(MAX_LIFETIME_SECS),
             nonce: hex::encode(nonce),
         }
     }
@@ -224,7 +226,7 @@ impl RequestClaims {
 
     /// Whether the token is good at `now` (seconds): `nbf` ≤ `now` + `skew` and `now` < `exp`.
     pub fn live_at(&self, now: u64, skew: u64) -> bool {
-        self.nbf <= now + skew && now < self.exp
+        self.nbf <= now.saturating_add(skew) && now < self.exp
     }
 }
 

@@ -257,7 +257,7 @@ impl KrakenClient {
             .unwrap_or(0);
         let mut last = self.last_nonce.load(Ordering::SeqCst);
         loop {
-            let next = now.max(last + 1);
+            let next = now.max(last.saturating_add(1));
             match self
                 .last_nonce
                 .compare_exchange(last, next, Ordering::SeqCst, Ordering::SeqCst)

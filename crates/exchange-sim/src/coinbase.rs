@@ -6,8 +6,9 @@
 //!   key: header `kid` = the key's name and `alg` its algorithm; claims `iss` = `cdp`, `sub` =
 //!   the key's name, `nbf` ≤ now (5 s of skew), now < `exp` ≤ now + 120 s (+5 s), and `uri`
 //!   (or `uris`, as cdp-sdk writes it) naming this request: `"<METHOD> <Host header><path>"`.
-//!   A token is taken once (its signature is remembered while it lives): Coinbase's docs do
-//!   not say whether a token may be reused within its two minutes; the simulator refuses it.
+//!   A token is taken once (what it signed is remembered while it lives; not its signature,
+//!   which ECDSA's malleability would let a replay change): Coinbase's docs do not say
+//!   whether a token may be reused within its two minutes; the simulator refuses it.
 //! - Answers: `{"data": ...}`, lists with `{"pagination": {...}, "data": [...]}`; errors
 //!   `{"errors": [{"id", "message"}]}` with Coinbase's ids and statuses
 //!   (`authentication_error` 401, `invalid_scope` 403, `not_found` 404, `validation_error` and
@@ -205,11 +206,13 @@ fn authenticate(
     if !named {
         return Err(auth_error(format!("the token is not for {this}")));
     }
-    // A token is taken once.
+    // A token is taken once: remembered by what was signed (header and claims, which carry a
+    // nonce), not by its signature, which an ECDSA signature's (r, n - s) twin would evade.
     let expires_us = (u128::from(exp) + u128::from(SKEW_SECS)) * 1_000_000;
+    let signed = hex::encode(Sha256::digest(input.as_bytes()));
     if !shared
         .ledger
-        .accept_signature(&header.kid, s, expires_us, now_us())
+        .accept_signature(&header.kid, &signed, expires_us, now_us())
     {
         return Err(auth_error("the token was used already"));
     }

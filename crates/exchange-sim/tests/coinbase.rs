@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use alloy::primitives::Address;
 use alloy::providers::Provider;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use common::{ADMIN_TOKEN, Env, eth, wait_for};
 use concord_exchange::coinbase::{
     CdpKey, CdpSigner, CoinbaseClient, JwtAlg, RequestClaims, finish,
@@ -251,6 +253,38 @@ async fn coinbase_refuses_tokens_that_are_not_for_this_request() {
     assert_eq!(v["data"]["status"], "pending");
     let (s, v) = raw(&env, "POST", &send_path, &t, Some(body.clone())).await;
     assert_eq!((s, error_id(&v)), (401, "authentication_error"), "{v}");
+    // An ES256 token replayed with its signature's twin (r, n - s), which verifies too: still
+    // the same token, refused.
+    let es = cdp_key(&env, "alice", "cdp-es256", &["read", "withdraw"]).await;
+    let t = token(&es, "POST", &send_path, n, n + 120);
+    let (s, v) = raw(&env, "POST", &send_path, &t, Some(body.clone())).await;
+    assert_eq!(s, 201, "{v}");
+    let (input, sig) = t.rsplit_once('.').unwrap();
+    let sig = B64URL.decode(sig).unwrap();
+    let parsed = p256::ecdsa::Signature::from_slice(&sig).unwrap();
+    let (r, s_) = parsed.split_scalars();
+    let twin = p256::ecdsa::Signature::from_scalars(r, -*s_).unwrap();
+    assert_ne!(twin.to_bytes().to_vec(), sig);
+    // The twin verifies (p256 does not require low s), so only remembering what was signed
+    // stops it.
+    let CdpKey::Es256 { key: es_key, .. } = &es else {
+        unreachable!()
+    };
+    use p256::ecdsa::signature::Verifier as _;
+    es_key
+        .verifying_key()
+        .verify(input.as_bytes(), &twin)
+        .unwrap();
+    let replay = format!("{input}.{}", B64URL.encode(twin.to_bytes()));
+    let (s, v) = raw(&env, "POST", &send_path, &replay, Some(body.clone())).await;
+    assert_eq!((s, error_id(&v)), (401, "authentication_error"), "{v}");
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("used already"),
+        "{v}"
+    );
     // Coinbase's validation errors.
     let t = token(&key, "POST", &send_path, n, n + 120);
     let (s, v) = raw(

@@ -64,6 +64,25 @@ pub(crate) async fn run(d: &mut Demo, wallet: &str) -> Result<()> {
             transfer_summary(&t),
         );
     }
+    // Their balances, read by a module through its own read key (Kraken's `Balance`,
+    // Coinbase's accounts): each account started with 2 ETH and was credited 0.1.
+    for exchange in [crate::devnet::KRAKEN, crate::devnet::COINBASE] {
+        let b: concord_coordinator::records::ExchangeBalances = d
+            .api
+            .fetch(&["v1", "exchanges", exchange, "balances"], &[])
+            .await?;
+        let eth = b
+            .balances
+            .iter()
+            .find(|x| x.asset == "ETH")
+            .and_then(|x| x.free.parse::<f64>().ok())
+            .unwrap_or_default();
+        d.record(
+            &format!("balances at {exchange}: read by module {} through its own read key; 2 ETH at the start, 2.1 after the deposit", b.module),
+            (eth - 2.1).abs() < 1e-9,
+            json!({"exchange": exchange, "module": b.module, "balances": b.balances}),
+        );
+    }
     // Withdrawals from them are not offered yet: said in words, nothing signed.
     let intent = d.intent(
         Action::Withdraw {

@@ -80,6 +80,8 @@ async fn devnet_demo_holds_and_single_credentials_cannot_withdraw() {
         "attack on kraken, rule all: a man in the middle forges m3's kraken deposit address",
         "deposit 0.1 ETH to coinbase: each module read the address through Coinbase's account address list",
         "attack on coinbase, rule all: a man in the middle forges m3's coinbase deposit address",
+        "balances at kraken: read by module",
+        "balances at coinbase: read by module",
         "a withdrawal from Kraken → the coordinator says withdrawals from it are not supported yet",
         "20 parallel requests of one withdrawal",
         "5 parallel deposits from one wallet",

@@ -588,17 +588,9 @@ pub async fn withdraw_apply(
     if opt_str(p, "addressTag").is_some() {
         return Err(ApiError::tag_not_supported());
     }
-    let address = match shared.utxo.as_ref().filter(|u| u.network == entry.network) {
-        // An address of this chain (its prefix), written as given.
-        Some(u) => u
-            .chain
-            .script_of(address_text)
-            .map(|_| address_text.trim().to_owned())
-            .map_err(|_| ApiError::illegal_address())?,
-        None => parse_evm_address(address_text)
-            .ok_or_else(ApiError::illegal_address)?
-            .to_string(),
-    };
+    let address = shared
+        .address_on(&entry.network, address_text)
+        .ok_or_else(ApiError::illegal_address)?;
     let amount = parse_amount(amount_text, entry.decimals).map_err(|e| match e {
         AmountError::TooPrecise => ApiError::bad_precision(),
         AmountError::Malformed | AmountError::Overflow => {

@@ -583,16 +583,9 @@ pub async fn send(
             Json(json!({"data": withdrawal_json(&id, &w, coin.decimals)})),
         ));
     }
-    let address = match shared.utxo.as_ref().filter(|u| u.network == entry.network) {
-        Some(u) => u
-            .chain
-            .script_of(&to)
-            .map(|_| to.trim().to_owned())
-            .map_err(|_| validation("Please enter a valid address"))?,
-        None => crate::api::parse_evm_address(&to)
-            .ok_or_else(|| validation("Please enter a valid address"))?
-            .to_string(),
-    };
+    let address = shared
+        .address_on(&entry.network, &to)
+        .ok_or_else(|| validation("Please enter a valid address"))?;
     let amount = parse_amount(&amount_text, entry.decimals)
         .map_err(|_| validation("Please enter a valid amount"))?;
     let min = parse_amount(&entry.withdraw_min, entry.decimals).unwrap_or_default();

@@ -479,16 +479,9 @@ pub fn register_withdraw_key(
         .iter()
         .find(|e| e.coin == coin && e.network == network)
         .ok_or_else(|| format!("no coin {coin} on network {network}"))?;
-    let address = match shared.utxo.as_ref().filter(|u| u.network == entry.network) {
-        Some(u) => u
-            .chain
-            .script_of(address)
-            .map(|_| address.trim().to_owned())
-            .map_err(|_| format!("{address:?} is not an address of {network}"))?,
-        None => crate::api::parse_evm_address(address)
-            .ok_or_else(|| format!("{address:?} is not an EVM address"))?
-            .to_string(),
-    };
+    let address = shared
+        .address_on(&entry.network, address)
+        .ok_or_else(|| format!("{address:?} is not an address of network {network}"))?;
     if key.is_empty() || key.len() > 64 {
         return Err("a withdrawal key's name is 1 to 64 characters".into());
     }

@@ -98,6 +98,16 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// `text` as an address of `network`, written as that network writes it: an address of
+    /// the UTXO chain (its prefix) as given, or a checksummed EVM address; `None` if it is not
+    /// one.
+    pub fn address_on(&self, network: &str, text: &str) -> Option<String> {
+        match self.utxo.as_ref().filter(|u| u.network == network) {
+            Some(u) => u.chain.script_of(text).ok().map(|_| text.trim().to_owned()),
+            None => api::parse_evm_address(text).map(|a| a.to_string()),
+        }
+    }
+
     /// The deposit address of (account, network), as that network writes addresses.
     pub fn deposit_address_text(&self, account: &str, network: &str) -> String {
         match self.utxo.as_ref().filter(|u| u.network == network) {

@@ -41,10 +41,17 @@ fn run(script: &str, args: &[&str]) -> Value {
 }
 
 const KRAKENEX: &str = r#"
-import json, sys, krakenex
+import json, sys, time, krakenex
 base, key, secret, to = sys.argv[1:5]
 k = krakenex.API(key, secret)
 k.uri = base  # the only change: where Kraken is
+# krakenex's nonce is the time in milliseconds: two calls within one millisecond share a
+# nonce, which Kraken (and the simulator) refuses. Calls here are a millisecond apart.
+query = k.query_private
+def spaced(*args, **kwargs):
+    time.sleep(0.002)
+    return query(*args, **kwargs)
+k.query_private = spaced
 out = {}
 out["balance"] = k.query_private("Balance")
 out["methods"] = k.query_private("DepositMethods", {"asset": "XETH"})

@@ -363,7 +363,7 @@ impl BinanceClient {
             base_url: base_url.trim_end_matches('/').to_owned(),
             api_key: header,
             signer,
-            http: http_client(DEFAULT_TIMEOUT)?,
+            http: crate::http_client(DEFAULT_TIMEOUT)?,
             recv_window_ms: DEFAULT_RECV_WINDOW_MS,
             time_offset_ms: 0,
         })
@@ -382,7 +382,7 @@ impl BinanceClient {
 
     /// Gives up on a request after `timeout`.
     pub fn with_timeout(mut self, timeout: Duration) -> Result<Self, ExchangeError> {
-        self.http = http_client(timeout)?;
+        self.http = crate::http_client(timeout)?;
         Ok(self)
     }
 
@@ -633,12 +633,12 @@ impl BinanceClient {
         let response = request
             .send()
             .await
-            .map_err(|e| transport(&method, path, e))?;
+            .map_err(|e| crate::transport(&method, path, e))?;
         let status = response.status();
         let body = response
             .text()
             .await
-            .map_err(|e| transport(&method, path, e))?;
+            .map_err(|e| crate::transport(&method, path, e))?;
         if !status.is_success() {
             tracing::debug!(%method, path, status = status.as_u16(), "binance refused");
         }
@@ -833,21 +833,6 @@ fn in_context<T>(
         ExchangeError::Decode(m) => ExchangeError::Decode(format!("{method} {path}: {m}")),
         e => e,
     })
-}
-
-fn http_client(timeout: Duration) -> Result<reqwest::Client, ExchangeError> {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .user_agent(concat!("concord-exchange/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| ExchangeError::Config(format!("cannot build the HTTP client: {e}")))
-}
-
-fn transport(method: &Method, path: &str, error: reqwest::Error) -> ExchangeError {
-    ExchangeError::Transport {
-        timed_out: error.is_timeout(),
-        message: format!("{method} {path}: {}", error.without_url()),
-    }
 }
 
 #[async_trait]

@@ -539,11 +539,7 @@ impl CoinbaseClient {
                 "the base URL {base_url:?} is not an http(s) URL of a host alone"
             )));
         }
-        let http = reqwest::Client::builder()
-            .timeout(DEFAULT_TIMEOUT)
-            .user_agent(concat!("concord-exchange/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ExchangeError::Config(format!("cannot build the HTTP client: {e}")))?;
+        let http = crate::http_client(DEFAULT_TIMEOUT)?;
         Ok(CoinbaseClient {
             base_url: base_url.trim_end_matches('/').to_owned(),
             host,
@@ -589,18 +585,15 @@ impl CoinbaseClient {
                 .body(body.to_owned());
         }
         let r = async {
-            let response = request.send().await.map_err(|e| ExchangeError::Transport {
-                timed_out: e.is_timeout(),
-                message: format!("{method} {path}: {}", e.without_url()),
-            })?;
+            let response = request
+                .send()
+                .await
+                .map_err(|e| crate::transport(&method, path, e))?;
             let status = response.status().as_u16();
             let text = response
                 .text()
                 .await
-                .map_err(|e| ExchangeError::Transport {
-                    timed_out: e.is_timeout(),
-                    message: format!("{method} {path}: {}", e.without_url()),
-                })?;
+                .map_err(|e| crate::transport(&method, path, e))?;
             answers::read(status, &text)
         }
         .await;

@@ -213,11 +213,7 @@ impl KrakenClient {
             )
         })?;
         header.set_sensitive(true);
-        let http = reqwest::Client::builder()
-            .timeout(DEFAULT_TIMEOUT)
-            .user_agent(concat!("concord-exchange/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ExchangeError::Config(format!("cannot build the HTTP client: {e}")))?;
+        let http = crate::http_client(DEFAULT_TIMEOUT)?;
         Ok(Self {
             base_url: base_url.trim_end_matches('/').to_owned(),
             api_key: header,
@@ -299,9 +295,12 @@ impl KrakenClient {
                 .body(body)
                 .send()
                 .await
-                .map_err(|e| transport(&path, e))?;
+                .map_err(|e| crate::transport(&reqwest::Method::POST, &path, e))?;
             let status = response.status().as_u16();
-            let text = response.text().await.map_err(|e| transport(&path, e))?;
+            let text = response
+                .text()
+                .await
+                .map_err(|e| crate::transport(&reqwest::Method::POST, &path, e))?;
             answers::read(status, &text)
         }
         .await;
@@ -482,13 +481,6 @@ pub mod answers {
             message,
             http_status: status,
         }
-    }
-}
-
-fn transport(path: &str, error: reqwest::Error) -> ExchangeError {
-    ExchangeError::Transport {
-        timed_out: error.is_timeout(),
-        message: format!("POST {path}: {}", error.without_url()),
     }
 }
 

@@ -35,6 +35,27 @@ pub use error::{ErrorKind, ExchangeError, code_name};
 pub use query::{decode_canonical, encode_component, is_positive_decimal};
 pub use signer::{Ed25519Signer, HmacSha256Signer, KeyType, NoSigner, RequestSigner};
 
+/// The HTTP client every connector uses: a timeout and the crate's user agent.
+pub(crate) fn http_client(timeout: std::time::Duration) -> Result<reqwest::Client, ExchangeError> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .user_agent(concat!("concord-exchange/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ExchangeError::Config(format!("cannot build the HTTP client: {e}")))
+}
+
+/// A request that did not complete, the request named.
+pub(crate) fn transport(
+    method: &reqwest::Method,
+    path: &str,
+    error: reqwest::Error,
+) -> ExchangeError {
+    ExchangeError::Transport {
+        timed_out: error.is_timeout(),
+        message: format!("{method} {path}: {}", error.without_url()),
+    }
+}
+
 /// An exchange call's outcome, counted when it failed (`concord_exchange_errors_total`, by
 /// exchange, path and retryability) and with the request named in a decode error.
 pub(crate) fn counted<T>(

@@ -245,7 +245,7 @@ pub async fn demo(dir: &Path, json: bool, setup: GroupSetup, stop: bool) -> Resu
 async fn run(d: &mut Demo, setup: GroupSetup) -> Result<()> {
     let Prepared { wallet, address } = prepare(d, setup).await?;
     run_flows(d, &wallet, address).await?;
-    crate::demo_exchanges::run(d, &wallet).await?;
+    crate::demo_exchanges::run(d, &wallet, address).await?;
     crate::demo_multisig::run(d, &wallet).await?;
     lifecycle(d, setup, &wallet, address).await?;
     exactly_once(d, &wallet, address).await?;
@@ -334,7 +334,7 @@ async fn lifecycle(d: &mut Demo, setup: GroupSetup, wallet: &str, address: Addre
 }
 
 /// The id of the wallet the policy in force labels `label`.
-async fn wallets_labelled(d: &Demo, label: &str) -> Result<Option<String>> {
+pub(crate) async fn wallets_labelled(d: &Demo, label: &str) -> Result<Option<String>> {
     let wallets = d.api.get("/v1/wallets").await?;
     Ok(wallets.as_array().and_then(|l| {
         l.iter()
@@ -688,7 +688,7 @@ pub(crate) async fn prepare_with(
     // 2. Wallets by DKG: the trader's ECDSA wallet and the exchange's sharded withdraw key.
     // A new wallet can do nothing until the policy names it.
     let mut made = Vec::new();
-    for scheme in ["ecdsa-secp256k1", "ed25519"] {
+    for scheme in ["ecdsa-secp256k1", "ed25519", "ed25519"] {
         let job = d
             .api
             .post("/v1/wallets", &json!({"group": "desk", "scheme": scheme}))
@@ -704,13 +704,14 @@ pub(crate) async fn prepare_with(
             w["public_key"].as_str().unwrap_or_default().to_owned(),
         ));
     }
-    let [(wallet, pk), (cred_wallet, cred_pk)] = <[(String, String); 2]>::try_from(made)
-        .map_err(|_| anyhow::anyhow!("two wallets were made"))?;
+    let [(wallet, pk), (cred_wallet, cred_pk), (coinbase_wallet, _)] =
+        <[(String, String); 3]>::try_from(made)
+            .map_err(|_| anyhow::anyhow!("three wallets were made"))?;
     let address = concord_chain::evm_address(&hex::decode(&pk)?)?;
     d.record(
-        "trader's wallet (ECDSA) and the exchange's withdraw key (FROST Ed25519) created by DKG: no key ever existed whole",
+        "trader's wallet (ECDSA) and the withdraw keys of Binance and Coinbase (FROST Ed25519) created by DKG: no key ever existed whole",
         true,
-        json!({"wallet": wallet, "address": address.to_string(), "credential_wallet": cred_wallet}),
+        json!({"wallet": wallet, "address": address.to_string(), "credential_wallet": cred_wallet, "coinbase_credential_wallet": coinbase_wallet}),
     );
 
     // 3. The policy that says what they may do, signed by two of the three admins.
@@ -725,6 +726,9 @@ pub(crate) async fn prepare_with(
                 {"coin": "CTT", "per_transfer": "1000", "per_day": "5000"}]},
             {"wallet": cred_wallet, "label": "binance-withdraw-key", "refresh": true,
              "purpose": {"kind": "exchange_credential", "exchange": "binance", "withdraw_to": ["desk"]},
+             "limits": [{"coin": "ETH", "per_transfer": "1", "per_day": "5"}]},
+            {"wallet": coinbase_wallet, "label": "coinbase-withdraw-key",
+             "purpose": {"kind": "exchange_credential", "exchange": "coinbase", "withdraw_to": ["desk"]},
              "limits": [{"coin": "ETH", "per_transfer": "1", "per_day": "5"}]},
         ],
         "address_book": [{"label": "desk", "target": {"kind": "wallet", "wallet": wallet}}],

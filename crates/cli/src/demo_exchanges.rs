@@ -1,10 +1,11 @@
 //! The demo's other trading platforms: deposits from the trader's wallet to Kraken and to
 //! Coinbase (each module resolves the deposit address with its own read key on that
 //! exchange's API: Kraken's HMAC-signed `DepositAddresses`, Coinbase's ES256 CDP JWT on the
-//! account's address list), the forged-address attack on each, and what is not offered yet
-//! (withdrawals from them) refused by the coordinator in words.
+//! account's address list), the forged-address attack on each; a withdrawal from Coinbase
+//! to the trader's wallet, its token signed by the group's sharded CDP Ed25519 key; and a
+//! withdrawal from Kraken refused in words (its HMAC secret cannot be sharded).
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use concord_chain::Address;
 use concord_wire::authority::{Action, AgreementRule};
 use serde_json::json;
@@ -13,7 +14,7 @@ use crate::demo::{Demo, FORGED, transfer_summary};
 
 /// Runs the steps (after the Binance flows; the policy lets the trader's wallet deposit to
 /// all three).
-pub(crate) async fn run(d: &mut Demo, wallet: &str) -> Result<()> {
+pub(crate) async fn run(d: &mut Demo, wallet: &str, address: Address) -> Result<()> {
     let deposit = |d: &Demo, exchange: &str, rule: AgreementRule| {
         d.intent(
             Action::Deposit {
@@ -83,7 +84,9 @@ pub(crate) async fn run(d: &mut Demo, wallet: &str) -> Result<()> {
             json!({"exchange": exchange, "module": b.module, "balances": b.balances}),
         );
     }
-    // Withdrawals from them are not offered yet: said in words, nothing signed.
+    coinbase_withdrawal(d, address).await?;
+    // Kraken's withdraw secret is an HMAC key: no threshold group can hold it, so no
+    // withdrawal from Kraken is built on the group's key. Said in words, nothing signed.
     let intent = d.intent(
         Action::Withdraw {
             exchange: crate::devnet::KRAKEN.into(),
@@ -100,12 +103,73 @@ pub(crate) async fn run(d: &mut Demo, wallet: &str) -> Result<()> {
         .post("/v1/transfers/withdrawals", &json!({ "intent": intent }))
         .await;
     d.record(
-        "a withdrawal from Kraken → the coordinator says withdrawals from it are not supported yet (only Binance's withdraw requests are built and checked by the modules)",
+        "a withdrawal from Kraken → the coordinator refuses it in words: Kraken's HMAC secret cannot be held by the group's threshold key",
         refused
             .as_ref()
             .err()
-            .is_some_and(|e| format!("{e:#}").contains("not supported yet")),
+            .is_some_and(|e| format!("{e:#}").contains("not supported")),
         json!({"error": refused.err().map(|e| format!("{e:#}"))}),
+    );
+    Ok(())
+}
+
+/// Coinbase → wallet: the exchange's withdraw key is a CDP Ed25519 key no one holds whole
+/// (the group's FROST wallet, its public key uploaded as the key); each send's token is
+/// signed by two of the three modules after each checked its claims and body.
+async fn coinbase_withdrawal(d: &mut Demo, address: Address) -> Result<()> {
+    let cred = crate::demo::wallets_labelled(d, "coinbase-withdraw-key")
+        .await?
+        .context("the policy names no coinbase-withdraw-key wallet")?;
+    let w = d.api.get(&format!("/v1/wallets/{cred}")).await?;
+    let public_key = w["public_key"]
+        .as_str()
+        .context("the Coinbase withdraw wallet has no public key")?
+        .to_owned();
+    // Upload the group's public key as a CDP Ed25519 key with the transfer permission, as a
+    // user registers a key in Coinbase's portal; then tell the coordinator its name.
+    let key_name = format!("organizations/concord-devnet/apiKeys/{cred}");
+    let admin = std::fs::read_to_string(&d.info.exchange_admin_token_file)?;
+    let reg: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/sim/api-keys", d.info.exchange_url))
+        .bearer_auth(admin.trim())
+        .json(&json!({"account": crate::devnet::COINBASE_ACCOUNT, "kind": "cdp-ed25519",
+            "apiKey": key_name, "publicKey": public_key, "permissions": ["read", "withdraw"]}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    anyhow::ensure!(
+        reg["apiKey"] == json!(key_name),
+        "Coinbase did not register the key: {reg}"
+    );
+    d.api
+        .post(
+            "/v1/exchanges/coinbase/credential",
+            &json!({"wallet": cred, "api_key": key_name}),
+        )
+        .await?;
+    let before = d.client.balance(address).await?;
+    let intent = d.intent(
+        Action::Withdraw {
+            exchange: crate::devnet::COINBASE.into(),
+            coin: "ETH".into(),
+            network: "ETH".into(),
+            amount: "0.2".into(),
+            to: concord_wire::authority::AddressRef::Label("desk".into()),
+            rule: AgreementRule::All,
+        },
+        &[],
+    )?;
+    let t = d.transfer("/v1/transfers/withdrawals", &intent).await?;
+    let after = d.client.balance(address).await?;
+    let received = after.saturating_sub(before);
+    let mut s = transfer_summary(&t);
+    s["balance_increase_wei"] = json!(received.to_string());
+    s["cdp_key"] = json!(key_name);
+    d.record(
+        "withdraw 0.2 ETH from Coinbase to \"desk\": each module checked the send token's claims (key, POST, host, its own account's path, 2-minute life) and body (address-book destination, amount, idem = intent id); two FROST-signed the EdDSA JWT; Coinbase paid; funds arrived",
+        t["status"] == "arrived" && received == crate::demo::eth("0.2")?,
+        s,
     );
     Ok(())
 }

@@ -40,7 +40,7 @@ pub(crate) const COINBASE: &str = "coinbase";
 /// The trader's account at "Kraken" in the simulator.
 const KRAKEN_ACCOUNT: &str = "trader-kraken";
 /// The trader's account at "Coinbase" in the simulator.
-const COINBASE_ACCOUNT: &str = "trader-coinbase";
+pub(crate) const COINBASE_ACCOUNT: &str = "trader-coinbase";
 const MODULES: [&str; 3] = ["m1", "m2", "m3"];
 /// The module whose exchange connection goes through the proxy.
 const MITM_MODULE: &str = "m3";
@@ -962,6 +962,7 @@ pub async fn up(dir: &Path, quiet: bool, opts: &UpOptions) -> Result<DevnetInfo>
                 url: url.clone(),
                 read_api_key: read_key,
                 read_key_type: "hmac".into(),
+                api_host: None,
             },
             concord_module::config::ExchangeConfig {
                 name: KRAKEN.into(),
@@ -969,6 +970,7 @@ pub async fn up(dir: &Path, quiet: bool, opts: &UpOptions) -> Result<DevnetInfo>
                 url: url.clone(),
                 read_api_key: kraken_key,
                 read_key_type: "hmac".into(),
+                api_host: None,
             },
             concord_module::config::ExchangeConfig {
                 name: COINBASE.into(),
@@ -976,6 +978,9 @@ pub async fn up(dir: &Path, quiet: bool, opts: &UpOptions) -> Result<DevnetInfo>
                 url: url.clone(),
                 read_api_key: cdp_name,
                 read_key_type: "es256".into(),
+                // The host the coordinator's sends name: the exchange's own, even for the
+                // module that reaches it through the proxy.
+                api_host: Some(exchange_url.trim_start_matches("http://").to_owned()),
             },
         ];
         let metrics_port = free_port()?;

@@ -322,6 +322,7 @@ impl Coordinator {
         self.engine
             .accept(TransferKind::Deposit, req.intent, req.mode)
             .await
+            .map(TransferRecord::for_api)
     }
 
     /// Starts a withdrawal from an exchange to a wallet.
@@ -332,6 +333,7 @@ impl Coordinator {
         self.engine
             .accept(TransferKind::Withdrawal, req.intent, SignMode::Interactive)
             .await
+            .map(TransferRecord::for_api)
     }
 
     /// Registers an exchange's withdraw-capable key (an Ed25519 wallet).
@@ -352,7 +354,14 @@ impl Coordinator {
 
     /// Transfers, newest first.
     pub async fn transfers(&self) -> Result<Vec<TransferRecord>, Error> {
-        self.engine.store.transfers(1000).await
+        Ok(self
+            .engine
+            .store
+            .transfers(1000)
+            .await?
+            .into_iter()
+            .map(TransferRecord::for_api)
+            .collect())
     }
 
     /// A transfer, waiting up to `wait` for it to reach a final status or `until` (a status
@@ -375,7 +384,7 @@ impl Coordinator {
                 .ok_or_else(|| Error::NotFound(format!("transfer {id}")))?;
             let reached = until.is_some_and(|u| t.timings_ms.contains_key(u));
             if t.is_final() || reached || tokio::time::Instant::now() >= deadline {
-                return Ok(t);
+                return Ok(t.for_api());
             }
             // Wake when the transfer moves (here), or look again within half a second (it
             // may be driven by another coordinator).

@@ -762,9 +762,12 @@ pub struct Resolution {
 /// sends the same bytes while they are still acceptable.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct SignedRequest {
-    /// The exact request (query string without `signature`).
+    /// The exact request (Binance: the query string without `signature`; Coinbase: the
+    /// token's signing input).
     pub request: String,
-    /// The group's signature (base64, as the exchange expects it).
+    /// The group's signature (base64, as the exchange expects it). The API shows it empty
+    /// while the request can still be sent: a live signed request is a bearer credential (a
+    /// Coinbase token does not even bind the send's body).
     pub signature: String,
     /// After this time (ms since the Unix epoch) the exchange no longer accepts it.
     pub valid_until_ms: u64,
@@ -857,6 +860,17 @@ pub struct TransferRecord {
 }
 
 impl TransferRecord {
+    /// The record as the API shows it: a signed request's signature withheld while the
+    /// exchange may still accept it.
+    pub fn for_api(mut self) -> Self {
+        if let Some(sr) = self.signed_request.as_mut()
+            && sr.valid_until_ms > epoch_ms()
+        {
+            sr.signature.clear();
+        }
+        self
+    }
+
     /// Moves to `status`, logging why.
     pub fn step(&mut self, status: TransferStatus, note: impl Into<String>) {
         self.status = status;

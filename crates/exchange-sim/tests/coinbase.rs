@@ -1,7 +1,8 @@
 //! Coinbase's App API subset of the simulator, driven by the project's Coinbase connector
 //! (`concord_exchange::coinbase::CoinbaseClient`) with ES256 and Ed25519 CDP keys, and by
 //! hand-made tokens for the attacks: a token for another request, expired, too long-lived,
-//! replayed, signed by another key, another key's name, a read-only key sending.
+//! replayed, signed by another key, another key's name, a read-only key sending; and a CDP
+//! Ed25519 key that is a 2-of-3 FROST group's, whose send token one member cannot make.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -323,4 +324,155 @@ async fn coinbase_refuses_tokens_that_are_not_for_this_request() {
         matches!(&err, ExchangeError::Refused { exchange: "coinbase", error, http_status: 403, .. } if error == "invalid_scope"),
         "{err}"
     );
+}
+
+/// One FROST signing run of `message` by `signers` over an in-process network, with only the
+/// members in `up` running (the others are down: their ends of the network are dropped).
+/// Each running member's result, or `None` if it was still waiting after 3 s.
+async fn group_sign(
+    shares: &Arc<Vec<concord_tss::frost::FrostKeyShare<concord_tss::frost::Ed25519>>>,
+    signers: &[u16],
+    up: &[u16],
+    message: &[u8],
+) -> Vec<Option<Result<Vec<u8>, concord_tss::TssError>>> {
+    let session = concord_tss::SessionId::derive("test-cdp-group", message);
+    let mut runs = Vec::new();
+    for ep in concord_tss::local::LocalNetwork::connect(signers) {
+        if !up.contains(&ep.index) {
+            continue;
+        }
+        let shares = shares.clone();
+        let (signers, message) = (signers.to_vec(), message.to_vec());
+        runs.push(tokio::spawn(async move {
+            tokio::time::timeout(
+                std::time::Duration::from_secs(3),
+                concord_tss::frost::sign(
+                    session,
+                    &shares[ep.index as usize],
+                    &signers,
+                    &message,
+                    ep.incoming,
+                    ep.outgoing,
+                    &mut rand::rngs::OsRng,
+                ),
+            )
+            .await
+            .ok()
+        }));
+    }
+    let mut out = Vec::new();
+    for r in runs {
+        out.push(r.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_under_a_group_held_cdp_key_needs_two_of_three_members() {
+    use concord_tss::frost::{Ed25519, FrostKeyShare};
+    let env = Env::new().await;
+    // The group's key, by DKG: no member ever holds it whole.
+    let threshold = concord_tss::Threshold::new(2, 3).unwrap();
+    let session = concord_tss::SessionId::derive("test-cdp-dkg", b"coinbase");
+    let mut runs = Vec::new();
+    for ep in concord_tss::local::LocalNetwork::connect(&[0, 1, 2]) {
+        runs.push(tokio::spawn(async move {
+            concord_tss::frost::dkg::<Ed25519>(
+                session,
+                ep.index,
+                threshold,
+                ep.incoming,
+                ep.outgoing,
+                &mut rand::rngs::OsRng,
+            )
+            .await
+        }));
+    }
+    let mut shares: Vec<FrostKeyShare<Ed25519>> = Vec::new();
+    for r in runs {
+        shares.push(r.await.unwrap().unwrap());
+    }
+    let shares = Arc::new(shares);
+    // Its public key uploaded as a CDP Ed25519 key that may send.
+    let name = format!("organizations/test/apiKeys/group-{}", uuid_like());
+    let (status, body) = env
+        .admin_post(
+            "/sim/api-keys",
+            ADMIN_TOKEN,
+            json!({"account": "alice", "kind": "cdp-ed25519", "apiKey": name,
+                "publicKey": hex::encode(shares[0].public_key()), "permissions": ["read", "withdraw"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let reader = cdp_key(&env, "alice", "cdp-ed25519", &["read"]).await;
+    let client = CoinbaseClient::new(&env.base, Arc::new(reader)).unwrap();
+    let account = client.account_id("ETH").await.unwrap();
+    let path = concord_exchange::coinbase::send_path(&account);
+    let to = common::signer(&env.anvil, 6).address();
+    let body = |idem: &str| {
+        CoinbaseClient::send_body(&WithdrawRequest {
+            coin: "ETH".into(),
+            network: "ETH".into(),
+            address: to.to_string(),
+            amount: "0.1".into(),
+            withdraw_order_id: Some(idem.into()),
+        })
+        .unwrap()
+        .to_json()
+    };
+    let claims = || RequestClaims::new(&name, JwtAlg::EdDsa, "POST", &host(&env), &path, now());
+    let sender = CoinbaseClient::without_key(&env.base).unwrap();
+
+    // Two of the three modules down: the one left cannot sign alone (the engine refuses a
+    // signer set below the threshold, and waits in vain for a second signer that is down).
+    let input = claims().signing_input();
+    let alone = group_sign(&shares, &[0], &[0], input.as_bytes()).await;
+    assert!(
+        matches!(alone.as_slice(), [Some(Err(_))]),
+        "one signer is below the threshold"
+    );
+    let waiting = group_sign(&shares, &[0, 1], &[0], input.as_bytes()).await;
+    assert!(
+        !matches!(waiting.as_slice(), [Some(Ok(_))]),
+        "a member whose co-signer is down makes no signature"
+    );
+    // What it could sign alone, a token under the key's name with a key it holds, is
+    // refused: Coinbase verifies the group's public key.
+    let own = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let forged = {
+        use ed25519_dalek::Signer as _;
+        finish(&input, &own.sign(input.as_bytes()).to_bytes())
+    };
+    let refused = sender.submit_send(&account, &body("idem-alone"), &forged).await;
+    assert!(
+        matches!(&refused, Err(ExchangeError::Refused { http_status: 401, .. })),
+        "{refused:?}"
+    );
+    assert!(
+        client
+            .withdrawal_by_order_id("idem-alone")
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing was sent"
+    );
+
+    // Two members up (any two): the token is the group's, and Coinbase takes the send.
+    let input = claims().signing_input();
+    let signed = group_sign(&shares, &[0, 2], &[0, 2], input.as_bytes()).await;
+    let signature = match signed.as_slice() {
+        [Some(Ok(a)), Some(Ok(b))] if a == b => a.clone(),
+        other => panic!("two members sign: {other:?}"),
+    };
+    let id = sender
+        .submit_send(&account, &body("idem-group"), &finish(&input, &signature))
+        .await
+        .unwrap();
+    let found = client
+        .withdrawal_by_order_id("idem-group")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, id);
+    assert_eq!(found.address, to.to_string());
 }

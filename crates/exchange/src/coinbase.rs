@@ -388,6 +388,7 @@ pub fn network_name(network: &str) -> String {
 
 /// A send as Coinbase's `POST /v2/accounts/:id/transactions` takes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SendBody {
     /// Always `send`.
     #[serde(rename = "type")]
@@ -403,6 +404,57 @@ pub struct SendBody {
     /// The idempotency token: a second send with it returns the first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idem: Option<String>,
+}
+
+impl SendBody {
+    /// The exact JSON sent (compact, fields in declaration order).
+    pub fn to_json(&self) -> String {
+        // Strings only: serializing cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Reads a send body back, strictly: only the exact bytes [`SendBody::to_json`] makes
+    /// (no other field, order or spacing), of type `send`, with a positive decimal amount.
+    pub fn parse(json: &str) -> Result<Self, ExchangeError> {
+        let bad = |what: String| ExchangeError::InvalidRequest(format!("the send body {what}"));
+        let body: SendBody = serde_json::from_str(json)
+            .map_err(|e| bad(format!("is not the expected JSON: {e}")))?;
+        if body.kind != "send" {
+            return Err(bad(format!("is of type {:?}, not send", body.kind)));
+        }
+        if !is_positive_decimal(&body.amount) {
+            return Err(bad(format!(
+                "has amount {:?}, not a positive decimal",
+                body.amount
+            )));
+        }
+        if body.to_json() != json {
+            return Err(bad("is not in the canonical form this system makes".into()));
+        }
+        Ok(body)
+    }
+}
+
+/// The path of the sends (and transactions) of account `account`.
+pub fn send_path(account: &str) -> String {
+    format!("/v2/accounts/{account}/transactions")
+}
+
+/// The signer of a client that only sends tokens signed elsewhere (by a threshold group).
+struct NoKey;
+
+impl CdpSigner for NoKey {
+    fn key_name(&self) -> &str {
+        ""
+    }
+    fn alg(&self) -> JwtAlg {
+        JwtAlg::EdDsa
+    }
+    fn sign(&self, _: &[u8]) -> Result<Vec<u8>, ExchangeError> {
+        Err(ExchangeError::Config(
+            "this Coinbase client holds no key: it sends tokens signed elsewhere".into(),
+        ))
+    }
 }
 
 /// A client for one Coinbase account, signing each request's token with one CDP key.
@@ -548,6 +600,23 @@ impl CoinbaseClient {
         })
     }
 
+    /// A client that holds no key: it sends requests with tokens signed elsewhere
+    /// ([`CoinbaseClient::submit_send`]), as the coordinator does with the group's.
+    pub fn without_key(base_url: &str) -> Result<Self, ExchangeError> {
+        Self::new(base_url, Arc::new(NoKey))
+    }
+
+    /// The host (and port) tokens for this client's API name in their `uri` claim.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Sets the request timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Result<Self, ExchangeError> {
+        self.http = crate::http_client(timeout)?;
+        Ok(self)
+    }
+
     /// The claims of a request to `path` made now with this client's key.
     pub fn claims(&self, method: &str, path: &str) -> RequestClaims {
         RequestClaims::new(
@@ -663,27 +732,23 @@ impl CoinbaseClient {
         })
     }
 
-    /// Sends `body` from account `account` with `token` (a token for `POST
-    /// /v2/accounts/{account}/transactions`, signed by this client's key or by a threshold
-    /// group holding it); returns the transaction's id.
+    /// Sends `body` (the exact JSON of a [`SendBody`]) from account `account` with `token` (a
+    /// token for `POST /v2/accounts/{account}/transactions`, signed by this client's key or
+    /// by a threshold group holding it); returns the transaction's id.
     pub async fn submit_send(
         &self,
         account: &str,
-        body: &SendBody,
+        body: &str,
         token: &str,
     ) -> Result<String, ExchangeError> {
-        let path = format!("/v2/accounts/{account}/transactions");
-        let json = serde_json::to_string(body)
-            .map_err(|e| ExchangeError::InvalidRequest(e.to_string()))?;
         let tx: One<Transaction> = self
-            .send_with_token(Method::POST, &path, token, Some(&json))
+            .send_with_token(Method::POST, &send_path(account), token, Some(body))
             .await?;
         Ok(tx.data.id)
     }
 
     async fn transactions(&self, account: &str) -> Result<Vec<Transaction>, ExchangeError> {
-        self.list(&format!("/v2/accounts/{account}/transactions"))
-            .await
+        self.list(&send_path(account)).await
     }
 
     async fn find_send(
@@ -819,9 +884,8 @@ impl Connector for CoinbaseClient {
     async fn withdraw(&self, request: &WithdrawRequest) -> Result<String, ExchangeError> {
         let body = Self::send_body(request)?;
         let account = self.account_id(&request.coin).await?;
-        let token =
-            self.token(&self.claims("POST", &format!("/v2/accounts/{account}/transactions")))?;
-        self.submit_send(&account, &body, &token).await
+        let token = self.token(&self.claims("POST", &send_path(&account)))?;
+        self.submit_send(&account, &body.to_json(), &token).await
     }
 
     async fn withdrawal(&self, id: &str) -> Result<Option<Withdrawal>, ExchangeError> {

@@ -190,6 +190,22 @@ impl Case<'_> {
     }
 }
 
+/// A withdraw request as the exchange would read it: what it sends where, under which order.
+struct ProposedWithdrawal {
+    coin: String,
+    /// The exchange network code (as the intent names it when the request names it so).
+    network: String,
+    address: String,
+    amount: String,
+    order_id: Option<String>,
+    /// What the exchange calls its client order id (`withdrawOrderId`, `idem`).
+    order_field: &'static str,
+    /// Until when (ms since the epoch) the exchange may still accept the request.
+    valid_until_ms: u64,
+    /// What was checked that belongs to this exchange's API alone.
+    checks: Vec<String>,
+}
+
 impl Decider {
     pub(crate) fn new(
         state: Arc<State>,
@@ -693,7 +709,6 @@ impl Decider {
             transfer,
             wallet,
             exchange,
-            request,
             ..
         } = c.payload
         else {
@@ -754,54 +769,50 @@ impl Decider {
                 entry.label
             )));
         }
-        let params = WithdrawParams::parse(request).map_err(|e| {
-            c.refuse(format!(
-                "the withdraw request is not one this module signs: {e}"
-            ))
-        })?;
-        if params.coin != *coin {
-            return Err(c.mismatch("coin", &params.coin, coin));
+        let proposed = self.read_withdraw_request(c, exchange, c.payload).await?;
+        if proposed.coin != *coin {
+            return Err(c.mismatch("coin", &proposed.coin, coin));
         }
-        if params.network != *network {
-            return Err(c.mismatch("network", &params.network, network));
+        if proposed.network != *network {
+            return Err(c.mismatch("network", &proposed.network, network));
         }
-        if params.withdraw_order_id.as_deref() != Some(i.id.as_str()) {
+        if proposed.order_id.as_deref() != Some(i.id.as_str()) {
             return Err(c.mismatch(
-                "withdrawOrderId",
-                params.withdraw_order_id.as_deref().unwrap_or("none"),
+                proposed.order_field,
+                proposed.order_id.as_deref().unwrap_or("none"),
                 &i.id,
             ));
         }
         let decimals = self
             .outside
-            .decimals(coin, &params.network)
+            .decimals(coin, network)
             .map_err(|e| c.refuse(e))?;
         let asked = parse_amount(amount, decimals)
             .map_err(|e| c.refuse(format!("the intent's amount: {e}")))?;
-        let proposed = parse_amount(&params.amount, decimals)
+        let amount_proposed = parse_amount(&proposed.amount, decimals)
             .map_err(|e| c.refuse(format!("the request's amount: {e}")))?;
-        if asked != proposed {
+        if asked != amount_proposed {
             return Err(c.mismatch(
                 "amount",
-                format!("{} {coin}", params.amount),
+                format!("{} {coin}", proposed.amount),
                 format!("{amount} {coin}"),
             ));
         }
         let destination = self.resolve(c, &entry.target, network)?;
         let same = match (
-            params.address.parse::<Address>(),
+            proposed.address.parse::<Address>(),
             destination.parse::<Address>(),
         ) {
             (Ok(a), Ok(b)) => a == b,
-            _ => params.address == destination,
+            _ => proposed.address == destination,
         };
         if !same {
             return Err(c.refuse_as(code::DESTINATION, format!(
                 "the withdraw request sends to {}, which is not {:?} of the address book ({destination})",
-                params.address, entry.label
+                proposed.address, entry.label
             )));
         }
-        let (limit_checks, daily) = self.limits(c, rule, coin, proposed, decimals)?;
+        let (limit_checks, daily) = self.limits(c, rule, coin, amount_proposed, decimals)?;
         let mut checks = vec![
             format!(
                 "wallet {:?} is exchange {exchange}'s withdraw key in {}",
@@ -812,21 +823,14 @@ impl Decider {
                 "destination {destination} is address-book entry {:?}, allowed for this key",
                 entry.label
             ),
-            format!("withdrawOrderId is the intent id {}", i.id),
+            format!("{} is the intent id {}", proposed.order_field, i.id),
         ];
         checks.extend(limit_checks);
-        checks.extend(
-            self.outside
-                .check_withdraw_request(&self.state.checks, exchange, &params)
-                .map_err(|e| c.refuse_as(code::OUTSIDE, e))?,
-        );
+        checks.extend(proposed.checks);
         let order = Order {
             exchange: exchange.clone(),
             order_id: i.id.clone(),
-            dead_after_ms: params
-                .timestamp_ms
-                .saturating_add(params.recv_window_ms)
-                .saturating_add(ORDER_MARGIN_MS),
+            dead_after_ms: proposed.valid_until_ms.saturating_add(ORDER_MARGIN_MS),
         };
         // A request for this order with other bytes was signed before: sign again only if
         // that one can no longer be accepted and the exchange, asked through this module's
@@ -849,6 +853,85 @@ impl Decider {
             daily: Some(daily),
             order: Some(order),
         })
+    }
+
+    /// Reads the exchange's withdraw request in a proposal as the exchange's own API would
+    /// take it, strictly, and checks what belongs to that API alone (Binance: known
+    /// parameters, a fresh timestamp, a short receive window; Coinbase: the token's key,
+    /// method, host, path of this module's own account and lifetime, and the send's body).
+    async fn read_withdraw_request(
+        &self,
+        c: &Case<'_>,
+        exchange: &str,
+        payload: &SigningPayload,
+    ) -> Result<ProposedWithdrawal, Refusal> {
+        let SigningPayload::ExchangeWithdrawal {
+            request,
+            body,
+            api_key,
+            ..
+        } = payload
+        else {
+            return Err(c.refuse("not an exchange withdrawal"));
+        };
+        let kind = self.outside.kind(exchange).map_err(|e| c.refuse(e))?;
+        match kind {
+            "binance" => {
+                if body.is_some() {
+                    return Err(c.refuse(
+                        "a Binance withdraw request carries no separate body: its signature covers all it says",
+                    ));
+                }
+                let params = WithdrawParams::parse(request).map_err(|e| {
+                    c.refuse(format!(
+                        "the withdraw request is not one this module signs: {e}"
+                    ))
+                })?;
+                let checks = self
+                    .outside
+                    .check_withdraw_request(&self.state.checks, exchange, &params)
+                    .map_err(|e| c.refuse_as(code::OUTSIDE, e))?;
+                Ok(ProposedWithdrawal {
+                    valid_until_ms: params.timestamp_ms.saturating_add(params.recv_window_ms),
+                    coin: params.coin,
+                    network: params.network,
+                    address: params.address,
+                    amount: params.amount,
+                    order_id: params.withdraw_order_id,
+                    order_field: "withdrawOrderId",
+                    checks,
+                })
+            }
+            "coinbase" => {
+                let (send, checks) = self
+                    .outside
+                    .check_coinbase_send(&self.state.checks, exchange, api_key, request, body.as_deref())
+                    .await
+                    .map_err(|e| c.refuse_as(code::OUTSIDE, e))?;
+                let Action::Withdraw { network, .. } = &c.intent.intent.action else {
+                    return Err(c.refuse("the intent asks for no withdrawal"));
+                };
+                // Coinbase names networks in words (`ethereum`); the intent in exchange codes.
+                let network = if send.body.network == concord_exchange::coinbase::network_name(network) {
+                    network.clone()
+                } else {
+                    send.body.network.clone()
+                };
+                Ok(ProposedWithdrawal {
+                    valid_until_ms: send.claims.exp.saturating_mul(1000),
+                    coin: send.body.currency,
+                    network,
+                    address: send.body.to,
+                    amount: send.body.amount,
+                    order_id: send.body.idem,
+                    order_field: "idem",
+                    checks,
+                })
+            }
+            other => Err(c.refuse(format!(
+                "this module signs no withdraw request to a {other} exchange: its withdrawals are not built on the group's key"
+            ))),
+        }
     }
 
     /// Refuses unless every earlier request for the order is past its life and the exchange
@@ -1439,7 +1522,9 @@ mod tests {
             "hot_wallet_key": "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
             "admin_token": "admin",
             "coins": coins,
-            "accounts": [{"name": "trader", "balances": balances, "api_keys": [{"api_key": READ_KEY, "kind": "hmac", "secret": READ_SECRET, "permissions": ["read"]}]}],
+            "accounts": [{"name": "trader", "balances": balances, "api_keys": [
+                {"api_key": READ_KEY, "kind": "hmac", "secret": READ_SECRET, "permissions": ["read"]},
+                {"api_key": CDP_READ_KEY, "kind": "cdp", "public_key": hex::encode(cdp_read_key().verifying_key().to_bytes()), "permissions": ["read"]}]}],
         });
         if let Some(u) = utxo {
             config["utxo"] = u;
@@ -1478,7 +1563,21 @@ mod tests {
         state
             .save_exchange_secret("binance", READ_SECRET.as_bytes())
             .unwrap();
+        {
+            use base64::Engine as _;
+            let seed = base64::engine::general_purpose::STANDARD.encode(cdp_read_key().to_bytes());
+            state
+                .save_exchange_secret("coinbase", seed.as_bytes())
+                .unwrap();
+        }
         state
+    }
+
+    /// The module's Coinbase read key (a CDP Ed25519 key; test only).
+    const CDP_READ_KEY: &str = "organizations/test/apiKeys/module-read";
+
+    fn cdp_read_key() -> ed25519_dalek::SigningKey {
+        ed25519_dalek::SigningKey::from_bytes(&[0x42; 32])
     }
 
     /// `policy` signed by admins 1 and 2 and adopted.
@@ -1520,13 +1619,24 @@ mod tests {
                 network: "ETH".into(),
                 tokens: vec![],
             }),
-            exchanges: vec![ExchangeConfig {
-                name: "binance".into(),
-                kind: "binance".into(),
-                url: sim.base_url(),
-                read_api_key: READ_KEY.into(),
-                read_key_type: "hmac".into(),
-            }],
+            exchanges: vec![
+                ExchangeConfig {
+                    name: "binance".into(),
+                    kind: "binance".into(),
+                    url: sim.base_url(),
+                    read_api_key: READ_KEY.into(),
+                    read_key_type: "hmac".into(),
+                    api_host: None,
+                },
+                ExchangeConfig {
+                    name: "coinbase".into(),
+                    kind: "coinbase".into(),
+                    url: sim.base_url(),
+                    read_api_key: CDP_READ_KEY.into(),
+                    read_key_type: "ed25519".into(),
+                    api_host: None,
+                },
+            ],
             utxo,
             metrics: None,
         }
@@ -1631,6 +1741,11 @@ mod tests {
     }
 
     async fn fixture(with_policy: bool) -> Fx {
+        fixture_for(with_policy, "binance").await
+    }
+
+    /// [`fixture`], the exchange key being `exchange`'s (`binance` or `coinbase`).
+    async fn fixture_for(with_policy: bool, exchange: &str) -> Fx {
         let (anvil, rpc) = start_anvil().await;
         let sim = start_sim(
             &rpc,
@@ -1653,7 +1768,16 @@ mod tests {
         );
         let (wallet, cred) = shares(&state).await;
         if with_policy {
-            adopt(&state, policy(wallet, cred));
+            let mut p = policy(wallet, cred);
+            if let Some(WalletPurpose::ExchangeCredential { exchange: e, .. }) = p
+                .wallets
+                .iter_mut()
+                .find(|w| w.wallet == cred)
+                .map(|w| &mut w.purpose)
+            {
+                *e = exchange.into();
+            }
+            adopt(&state, p);
         }
         let config = module_config(&state, dir.path(), Some(&rpc), &sim, None);
         let outside = Outside::build(&config, &state).unwrap();
@@ -2040,7 +2164,134 @@ mod tests {
                 recv_window_ms: 5000,
             }
             .to_query(),
+            body: None,
         }
+    }
+
+    /// A Coinbase send a coordinator proposes: the token's claims as `claims` leaves them
+    /// (honest: the group's key, EdDSA, POST to the simulator's host, the sends of the
+    /// trader's ETH account, live now) and the body as `body` leaves it.
+    fn coinbase_send(
+        si: &SignedIntent,
+        cred: WalletId,
+        account: &str,
+        host: &str,
+        claims: impl FnOnce(&mut concord_exchange::coinbase::RequestClaims),
+        body: impl FnOnce(&mut concord_exchange::coinbase::SendBody),
+    ) -> SigningPayload {
+        use concord_exchange::coinbase::{CoinbaseClient, JwtAlg, RequestClaims, send_path};
+        let mut c = RequestClaims::new(
+            "group-key",
+            JwtAlg::EdDsa,
+            "POST",
+            host,
+            &send_path(account),
+            now_ms() / 1000,
+        );
+        claims(&mut c);
+        let Action::Withdraw { amount, .. } = &si.intent.action else {
+            panic!("a withdrawal intent");
+        };
+        let mut b = CoinbaseClient::send_body(&concord_exchange::WithdrawRequest {
+            coin: "ETH".into(),
+            network: "ETH".into(),
+            address: String::new(),
+            amount: amount.clone(),
+            withdraw_order_id: Some(si.intent.id.clone()),
+        })
+        .unwrap();
+        body(&mut b);
+        SigningPayload::ExchangeWithdrawal {
+            transfer: si.intent.id.clone(),
+            wallet: cred,
+            exchange: "coinbase".into(),
+            api_key: "group-key".into(),
+            request: c.signing_input(),
+            body: Some(b.to_json()),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn coinbase_sends_are_read_strictly_and_checked_against_the_modules_own_account() {
+        use concord_exchange::coinbase::JwtAlg;
+        let fx = fixture_for(true, "coinbase").await;
+        let account = fx
+            .decider
+            .outside
+            .coinbase("coinbase")
+            .unwrap()
+            .client
+            .account_id("ETH")
+            .await
+            .unwrap();
+        let host = fx.sim.base_url().trim_start_matches("http://").trim_end_matches('/').to_owned();
+        let si = signed(
+            Action::Withdraw {
+                exchange: "coinbase".into(),
+                coin: "ETH".into(),
+                network: "ETH".into(),
+                amount: "0.5".into(),
+                to: AddressRef::Label("desk".into()),
+                rule: AgreementRule::All,
+            },
+            TRADER,
+            &[],
+        );
+        let own = fx.own.to_string();
+        let send = |claims: &dyn Fn(&mut concord_exchange::coinbase::RequestClaims),
+                    body: &dyn Fn(&mut concord_exchange::coinbase::SendBody)| {
+            coinbase_send(&si, fx.cred, &account, &host, claims, |b| {
+                b.to = own.clone();
+                body(b)
+            })
+        };
+        let honest = |_: &mut concord_exchange::coinbase::RequestClaims| {};
+        let same = |_: &mut concord_exchange::coinbase::SendBody| {};
+        // The forged-address attack on a Coinbase withdrawal: the body sends elsewhere.
+        let forged = send(&honest, &|b| b.to = OUTSIDE.to_string());
+        refused(&fx, "c1", &forged, &si, "which is not \"desk\" of the address book").await;
+        let r = fx
+            .decider
+            .decide(&proposal("c1b", &forged, &si))
+            .await
+            .unwrap_err();
+        assert_eq!(r.code, code::DESTINATION, "{}", r.reason);
+        // The token for something else than this send.
+        let cases: Vec<(&str, Box<dyn Fn(&mut concord_exchange::coinbase::RequestClaims)>, &str)> = vec![
+            ("c2", Box::new(|c| c.path = "/v2/accounts/other/transactions".into()), "not the sends of the ETH account"),
+            ("c3", Box::new(|c| c.host = "api.example.com".into()), "names host"),
+            ("c4", Box::new(|c| c.method = "GET".into()), "not a send (POST)"),
+            ("c5", Box::new(|c| c.key_name = "another-key".into()), "names key"),
+            ("c6", Box::new(|c| c.alg = JwtAlg::Es256), "Ed25519"),
+            ("c7", Box::new(|c| {
+                c.nbf -= 7200;
+                c.exp -= 7200;
+            }), "not now"),
+        ];
+        for (job, change, want) in cases {
+            refused(&fx, job, &send(&*change, &same), &si, want).await;
+        }
+        // The body: another order, amount, currency or network; not canonical; missing.
+        refused(&fx, "c8", &send(&honest, &|b| b.idem = Some("other".into())), &si, "idem").await;
+        refused(&fx, "c9", &send(&honest, &|b| b.amount = "0.7".into()), &si, "amount").await;
+        refused(&fx, "c10", &send(&honest, &|b| b.network = "base".into()), &si, "network").await;
+        let mut loose = send(&honest, &same);
+        if let SigningPayload::ExchangeWithdrawal { body, .. } = &mut loose {
+            *body = body.as_ref().map(|b| b.replace(",", ", "));
+        }
+        refused(&fx, "c11", &loose, &si, "canonical").await;
+        let mut bare = send(&honest, &same);
+        if let SigningPayload::ExchangeWithdrawal { body, .. } = &mut bare {
+            *body = None;
+        }
+        refused(&fx, "c12", &bare, &si, "needs its body").await;
+        // The honest send: approved; a second token for the same order while the first
+        // lives: refused.
+        fx.decider
+            .decide(&proposal("c13", &send(&honest, &same), &si))
+            .await
+            .unwrap();
+        refused(&fx, "c14", &send(&|c| c.nonce = "another".into(), &same), &si, "signs one live request per order").await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -52,10 +52,27 @@ pub(crate) struct Outside {
     chain: Option<ChainView>,
     utxo: Option<UtxoView>,
     exchanges: HashMap<String, Arc<dyn Connector>>,
+    /// Each exchange connection's API kind (`binance`, `kraken`, `coinbase`), by name.
+    kinds: HashMap<String, String>,
+    /// The Coinbase connections, with the host their sends' tokens must name.
+    coinbase: HashMap<String, CoinbaseView>,
     /// Deposit addresses this module's own connector gave it, with when: a deposit's
     /// approval reuses the one fetched moments before for the same deposit's resolution
     /// (never older than [`RECENT_ADDRESS`]) instead of asking the exchange twice.
     recent: std::sync::Mutex<HashMap<AddressKey, (std::time::Instant, DepositAddress)>>,
+}
+
+/// A Coinbase connection: this module's own client (read key) and the API host a send's
+/// token must name.
+pub(crate) struct CoinbaseView {
+    pub(crate) client: Arc<concord_exchange::coinbase::CoinbaseClient>,
+    pub(crate) host: String,
+}
+
+/// A Coinbase send as a proposal asks for it: the token's claims and the body.
+pub(crate) struct CoinbaseSend {
+    pub(crate) claims: concord_exchange::coinbase::RequestClaims,
+    pub(crate) body: concord_exchange::coinbase::SendBody,
 }
 
 /// (exchange, coin, network).
@@ -86,6 +103,12 @@ impl Outside {
             None => None,
         };
         let mut exchanges: HashMap<String, Arc<dyn Connector>> = HashMap::new();
+        let mut coinbase = HashMap::new();
+        let kinds = config
+            .exchanges
+            .iter()
+            .map(|x| (x.name.clone(), x.kind.clone()))
+            .collect();
         for x in &config.exchanges {
             if !matches!(x.kind.as_str(), "binance" | "kraken" | "coinbase") {
                 return Err(Error::Config(format!(
@@ -126,10 +149,22 @@ impl Outside {
                     let key =
                         concord_exchange::coinbase::CdpKey::from_secret(&x.read_api_key, secret)
                             .map_err(unusable)?;
-                    let client =
+                    let client = Arc::new(
                         concord_exchange::coinbase::CoinbaseClient::new(&x.url, Arc::new(key))
-                            .map_err(unusable)?;
-                    exchanges.insert(x.name.clone(), Arc::new(client));
+                            .map_err(unusable)?,
+                    );
+                    let host = x
+                        .api_host
+                        .clone()
+                        .unwrap_or_else(|| client.host().to_owned());
+                    coinbase.insert(
+                        x.name.clone(),
+                        CoinbaseView {
+                            client: client.clone(),
+                            host,
+                        },
+                    );
+                    exchanges.insert(x.name.clone(), client);
                     continue;
                 }
                 _ => {}
@@ -174,6 +209,8 @@ impl Outside {
             chain,
             utxo,
             exchanges,
+            kinds,
+            coinbase,
             recent: Default::default(),
         })
     }
@@ -188,6 +225,21 @@ impl Outside {
         self.exchanges
             .get(exchange)
             .ok_or_else(|| format!("this module has no connection to exchange {exchange:?}"))
+    }
+
+    /// The API kind of exchange connection `exchange` (`binance`, `kraken`, `coinbase`).
+    pub(crate) fn kind(&self, exchange: &str) -> Result<&str, String> {
+        self.kinds
+            .get(exchange)
+            .map(String::as_str)
+            .ok_or_else(|| format!("this module has no connection to exchange {exchange:?}"))
+    }
+
+    /// This module's own Coinbase connection `exchange`.
+    pub(crate) fn coinbase(&self, exchange: &str) -> Result<&CoinbaseView, String> {
+        self.coinbase.get(exchange).ok_or_else(|| {
+            format!("this module has no Coinbase connection {exchange:?} with a read key")
+        })
     }
 
     /// Answers a read-only exchange question through this module's own connector.
@@ -234,6 +286,15 @@ impl Outside {
                         let held: Vec<_> = all.into_iter().filter(holds_any).collect();
                         serde_json::to_value(held).unwrap_or_default()
                     }))
+                }
+                Some(exchange_query::Query::Account(a)) => {
+                    let cb = self.coinbase(&q.exchange)?;
+                    json(
+                        cb.client
+                            .account_id(&a.coin)
+                            .await
+                            .map(serde_json::Value::String),
+                    )
                 }
                 None => Err("the query is empty".to_owned()),
             }
@@ -440,6 +501,91 @@ impl Outside {
             format!("network {} is this module's chain", params.network),
             "timestamp fresh, receive window short".to_owned(),
         ])
+    }
+
+    /// Reads a Coinbase send the group is asked to sign a token for, and checks what only
+    /// Coinbase's API decides: the token (parsed strictly) names the withdraw key the request
+    /// goes under, EdDSA (the group's key is Ed25519), `POST` to this module's own idea of
+    /// Coinbase's host, the sends of the coin's account as this module's own read key lists
+    /// it, and is live now by this module's clock for at most two minutes; the body is a send
+    /// in its canonical form. Where it sends, how much and under which `idem` the caller
+    /// compares with the intent and the policy.
+    ///
+    /// The token does not bind the body (Coinbase's JWT claims name the method, host and path
+    /// only): a holder of a live token can send another body with it. The body's digest is
+    /// in what every module approves and logs, and Coinbase's address allowlist is what
+    /// bounds such a swap at the exchange.
+    pub(crate) async fn check_coinbase_send(
+        &self,
+        checks: &LocalChecks,
+        exchange: &str,
+        api_key: &str,
+        request: &str,
+        body: Option<&str>,
+    ) -> Result<(CoinbaseSend, Vec<String>), String> {
+        use concord_exchange::coinbase::{JwtAlg, RequestClaims, SendBody, send_path};
+        let cb = self.coinbase(exchange)?;
+        let claims = RequestClaims::parse(request).map_err(|e| e.to_string())?;
+        if claims.key_name != api_key {
+            return Err(format!(
+                "the token names key {:?}, not the withdraw key {api_key:?} the request goes under",
+                claims.key_name
+            ));
+        }
+        if claims.alg != JwtAlg::EdDsa {
+            return Err(format!(
+                "the token is {:?}, but the group's withdraw key is Ed25519 (EdDSA)",
+                claims.alg
+            ));
+        }
+        if claims.method != "POST" {
+            return Err(format!(
+                "the token is for a {} request, not a send (POST)",
+                claims.method
+            ));
+        }
+        if claims.host != cb.host {
+            return Err(format!(
+                "the token names host {:?}, not Coinbase's as this module knows it ({:?})",
+                claims.host, cb.host
+            ));
+        }
+        let body = body.ok_or("a Coinbase send needs its body, and the proposal has none")?;
+        let body = SendBody::parse(body).map_err(|e| e.to_string())?;
+        let account = cb
+            .client
+            .account_id(&body.currency)
+            .await
+            .map_err(|e| describe(exchange, &e))?;
+        if claims.path != send_path(&account) {
+            return Err(format!(
+                "the token is for {}, not the sends of the {} account this module's own read key lists ({})",
+                claims.path,
+                body.currency,
+                send_path(&account)
+            ));
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        if now.abs_diff(claims.nbf) > checks.max_request_age_secs || !claims.live_at(now, 5) {
+            return Err(format!(
+                "the token lives from {} to {} (Unix seconds), not now ({now}) by this module's clock (limit {} s)",
+                claims.nbf, claims.exp, checks.max_request_age_secs
+            ));
+        }
+        Ok((
+            CoinbaseSend { claims, body },
+            vec![
+                "token parsed strictly: the withdraw key, EdDSA, POST, at most 2 minutes".to_owned(),
+                format!(
+                    "host {} and the sends of account {account} (this module's own read key)",
+                    cb.host
+                ),
+                "token live by this module's clock; send body canonical".to_owned(),
+            ],
+        ))
     }
 
     /// Looks a withdrawal up by its client order id, through this module's own connector.

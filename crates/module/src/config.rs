@@ -170,6 +170,11 @@ pub struct ExchangeConfig {
     /// key's type is read from its secret).
     #[serde(default = "default_key_type")]
     pub read_key_type: String,
+    /// The host (and port) the exchange's signed withdraw requests must name (Coinbase: the
+    /// `uri` claim of a send's token, `api.coinbase.com`). A module reaching the exchange
+    /// through a proxy sets it to the exchange's own host; by default it is `url`'s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_host: Option<String>,
 }
 
 fn default_kind() -> String {

@@ -14,7 +14,9 @@
 //!   a module approves is exactly the transaction that can reach the chain.
 //! - [`SigningPayload::ExchangeWithdrawal`]: a withdraw request to an exchange, signed with
 //!   the group's sharded Ed25519 API key (flow 4). The FROST signature is over the request's
-//!   exact bytes; the digest is their SHA-256.
+//!   exact bytes (Binance's query string, Coinbase's JWT signing input); the digest is their
+//!   SHA-256, or, when a body the signature does not cover goes with them (Coinbase's send),
+//!   the tagged SHA-256 of both.
 //! - [`SigningPayload::UtxoTransfer`]: a spend on a UTXO chain (Bitcoin, Litecoin) to an
 //!   exchange deposit address, as an unsigned PSBT. The digest is the tagged SHA-256 of the
 //!   PSBT's bytes, which fix every input's signature hash; what each input is signed over is
@@ -31,6 +33,9 @@ pub const MAX_MESSAGE_LEN: usize = 64 * 1024;
 pub const MAX_REQUEST_LEN: usize = 4 * 1024;
 /// Largest PSBT a [`SigningPayload::UtxoTransfer`] may carry.
 pub const MAX_PSBT_LEN: usize = 100 * 1024;
+/// Domain tag of the digest of an exchange request sent with a body its signature does not
+/// cover.
+pub const EXCHANGE_BODY_TAG: &[u8] = b"concord/exchange-request-body/v1\0";
 /// Domain tag of a UTXO spend's digest.
 pub const UTXO_SPEND_TAG: &[u8] = b"concord/utxo-spend/v1\0";
 
@@ -114,9 +119,15 @@ pub enum SigningPayload {
         /// The API key (public) the request is sent under.
         api_key: String,
         /// The exact request payload that is signed (for Binance: the query string without
-        /// `signature`). Modules resolve the destination from the intent and their policy's
-        /// address book themselves and compare it with the request's address.
+        /// `signature`; for Coinbase: the JWT signing input, `base64url(header).base64url(claims)`).
+        /// Modules resolve the destination from the intent and their policy's address book
+        /// themselves and compare it with the request's address.
         request: String,
+        /// The HTTP body sent with the request when the signature does not cover it (Coinbase:
+        /// the send's JSON, which the token's claims do not bind). It is bound into the digest,
+        /// so every module approves one body and the audit trail names it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        body: Option<String>,
     },
     /// A transfer out of a Safe (native multisig on an EVM chain) to an exchange's deposit
     /// address: the `SafeTx` its owners sign (a plain call, no refund).
@@ -195,6 +206,12 @@ impl SigningPayload {
                     request.len()
                 )))
             }
+            SigningPayload::ExchangeWithdrawal {
+                body: Some(body), ..
+            } if body.len() > MAX_REQUEST_LEN => Err(TypesError::InvalidPayload(format!(
+                "exchange request body of {} bytes exceeds the {MAX_REQUEST_LEN}-byte limit",
+                body.len()
+            ))),
             SigningPayload::SafeTransfer { amount, .. } if amount.is_zero() => Err(
                 TypesError::InvalidPayload("a transfer of zero is refused".into()),
             ),
@@ -361,8 +378,24 @@ impl SigningPayload {
                 .evm_transfer()
                 .map(|t| t.sighash().0)
                 .unwrap_or_default(),
-            SigningPayload::ExchangeWithdrawal { request, .. } => {
-                Sha256::digest(request.as_bytes()).into()
+            SigningPayload::ExchangeWithdrawal {
+                request,
+                body: None,
+                ..
+            } => Sha256::digest(request.as_bytes()).into(),
+            // The request's length first: no (request, body) split of one byte string gives
+            // the digest of another.
+            SigningPayload::ExchangeWithdrawal {
+                request,
+                body: Some(body),
+                ..
+            } => {
+                let mut h = Sha256::new();
+                h.update(EXCHANGE_BODY_TAG);
+                h.update((request.len() as u64).to_be_bytes());
+                h.update(request.as_bytes());
+                h.update(body.as_bytes());
+                h.finalize().into()
             }
             SigningPayload::SafeTransfer { .. } => self
                 .safe_transaction()

@@ -240,6 +240,15 @@ static PAYLOADS: LazyLock<Vec<SigningPayload>> = LazyLock::new(|| {
             exchange: "binance".into(),
             api_key: "key".into(),
             request: withdraw_query(),
+            body: None,
+        },
+        SigningPayload::ExchangeWithdrawal {
+            transfer: "t-2c".into(),
+            wallet: CRED,
+            exchange: "coinbase".into(),
+            api_key: "organizations/o/apiKeys/k".into(),
+            request: "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJrIn0".into(),
+            body: Some(r#"{"type":"send","to":"0x00","amount":"1","currency":"ETH","network":"ethereum"}"#.into()),
         },
         SigningPayload::SafeTransfer {
             transfer: "t-3".into(),
@@ -311,6 +320,7 @@ enum GenPayload {
         exchange: String,
         api_key: String,
         request: String,
+        body: Option<String>,
     },
     Safe {
         transfer: String,
@@ -385,12 +395,14 @@ fn build_payload(g: &GenPayload) -> SigningPayload {
             exchange,
             api_key,
             request,
+            body,
         } => SigningPayload::ExchangeWithdrawal {
             transfer: transfer.clone(),
             wallet: CRED,
             exchange: exchange.clone(),
             api_key: api_key.clone(),
             request: request.clone(),
+            body: body.clone(),
         },
         GenPayload::Safe {
             transfer,

@@ -271,12 +271,12 @@ impl Engine {
             return Ok(existing);
         }
         let endpoint = ctx.exchange(a.exchange)?;
-        if kind == TransferKind::Withdrawal && endpoint.kind != "binance" {
-            // Deposits to Kraken and Coinbase work (each module resolves the address with its
-            // own read key); their withdrawals need the exchange's withdraw request built and
-            // checked by the modules, which only Binance's has here.
+        if kind == TransferKind::Withdrawal && !matches!(endpoint.kind.as_str(), "binance" | "coinbase") {
+            // Deposits to Kraken work (each module resolves the address with its own read
+            // key); a withdrawal needs a request the group's key signs, which Kraken's HMAC
+            // secret cannot be.
             return Err(Error::BadRequest(format!(
-                "withdrawals from exchange {} ({}) are not supported yet: only deposits to it",
+                "withdrawals from exchange {} ({}) are not supported: its API secret cannot be held by the group's threshold key; only deposits to it",
                 a.exchange, endpoint.kind
             )));
         }

@@ -1,7 +1,10 @@
 //! A withdrawal, exchange → wallet, as named steps; never requested twice:
 //!
 //! - `requested` → **prepare** the withdraw request to the address-book destination, with
-//!   `withdrawOrderId` = the intent's id, and write its exact bytes down;
+//!   the exchange's client order id (Binance's `withdrawOrderId`, Coinbase's `idem`) = the
+//!   intent's id, and write its exact bytes down (Binance: the query string; Coinbase: the
+//!   token's claims for a send from the coin's account, which a module names, and the send's
+//!   body);
 //! - `signing` → **sign** it with the group's sharded Ed25519 API key (modules sign one
 //!   live request per order); the signed request is kept;
 //! - `signed` → **submit** it; an answer whose outcome is unknown (a timeout, a 5xx, a
@@ -19,7 +22,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use concord_chain::B256;
 use concord_exchange::binance::{BinanceClient, WithdrawParams};
-use concord_exchange::{ExchangeError, Withdrawal, WithdrawalStatus};
+use concord_exchange::coinbase::{CoinbaseClient, JwtAlg, RequestClaims};
+use concord_exchange::{ExchangeError, WithdrawRequest, Withdrawal, WithdrawalStatus};
 use concord_wire::authority::{AddressRef, AddressTarget};
 use concord_wire::payload::SigningPayload;
 use concord_wire::rpc::exchange_query;
@@ -37,6 +41,27 @@ const SUBMIT_TIMEOUT: Duration = Duration::from_secs(8);
 /// window by 60 s of their own clocks; the coordinator waits 15 s more, so that a module
 /// clock up to 15 s behind its own does not turn a resumed withdrawal into a refusal.
 const MODULE_MARGIN_MS: u64 = 75_000;
+
+/// A prepared withdraw request, read back from the payload the modules sign.
+enum Prepared {
+    /// Binance's query string.
+    Binance(WithdrawParams),
+    /// A Coinbase send: the token's claims and the body.
+    Coinbase {
+        claims: RequestClaims,
+        body: String,
+    },
+}
+
+impl Prepared {
+    /// Until when (ms since the epoch) the exchange may accept it.
+    fn valid_until_ms(&self) -> u64 {
+        match self {
+            Prepared::Binance(p) => p.timestamp_ms.saturating_add(p.recv_window_ms),
+            Prepared::Coinbase { claims, .. } => claims.exp.saturating_mul(1000),
+        }
+    }
+}
 
 impl Engine {
     /// Runs the step of the withdrawal's current state.
@@ -124,22 +149,62 @@ impl Engine {
         failpoint!("withdrawal::requested");
         if t.payload.is_some() {
             let (_, old) = Self::stored_request(t)?;
-            if now_ms() < old.timestamp_ms + old.recv_window_ms + MODULE_MARGIN_MS {
+            if now_ms() < old.valid_until_ms() + MODULE_MARGIN_MS {
                 return Ok(Step::Wait);
             }
         }
         let address = self.withdrawal_destination(t).await?;
-        let (cred, _, api_key) = self.credential_of(&t.exchange).await?;
-        let request = WithdrawParams {
-            coin: t.coin.clone(),
-            network: t.network.clone(),
-            address: address.clone(),
-            amount: t.amount.to_string(),
-            withdraw_order_id: Some(t.id.clone()),
-            timestamp_ms: now_ms(),
-            recv_window_ms: RECV_WINDOW_MS,
-        }
-        .to_query();
+        let (cred, members, api_key) = self.credential_of(&t.exchange).await?;
+        let endpoint = self.transfer_ctx()?.exchange(&t.exchange)?.clone();
+        let (request, body) = match endpoint.kind.as_str() {
+            "coinbase" => {
+                // The coin's account, as a module's read key lists it: a proposal, which
+                // every signer checks against its own listing.
+                let account: String = self
+                    .ask_any(
+                        &members,
+                        &t.exchange,
+                        exchange_query::Query::Account(concord_wire::rpc::AccountQuery {
+                            coin: t.coin.clone(),
+                        }),
+                    )
+                    .await?;
+                let host = CoinbaseClient::without_key(&endpoint.url)
+                    .map_err(|e| Error::BadRequest(format!("exchange {}: {e}", t.exchange)))?
+                    .host()
+                    .to_owned();
+                let claims = RequestClaims::new(
+                    &api_key,
+                    JwtAlg::EdDsa,
+                    "POST",
+                    &host,
+                    &concord_exchange::coinbase::send_path(&account),
+                    now_ms() / 1000,
+                );
+                let body = CoinbaseClient::send_body(&WithdrawRequest {
+                    coin: t.coin.clone(),
+                    network: t.network.clone(),
+                    address: address.clone(),
+                    amount: t.amount.to_string(),
+                    withdraw_order_id: Some(t.id.clone()),
+                })
+                .map_err(|e| Error::BadRequest(format!("exchange {}: {e}", t.exchange)))?;
+                (claims.signing_input(), Some(body.to_json()))
+            }
+            _ => (
+                WithdrawParams {
+                    coin: t.coin.clone(),
+                    network: t.network.clone(),
+                    address: address.clone(),
+                    amount: t.amount.to_string(),
+                    withdraw_order_id: Some(t.id.clone()),
+                    timestamp_ms: now_ms(),
+                    recv_window_ms: RECV_WINDOW_MS,
+                }
+                .to_query(),
+                None,
+            ),
+        };
         let payload = SigningPayload::ExchangeWithdrawal {
             transfer: t.id.clone(),
             wallet: cred
@@ -149,6 +214,7 @@ impl Engine {
             exchange: t.exchange.clone(),
             api_key,
             request,
+            body,
         };
         t.destination = Some(address.clone());
         t.payload = Some(hex::encode(payload.to_canonical()));
@@ -161,22 +227,29 @@ impl Engine {
         Ok(Step::Next)
     }
 
-    fn stored_request(t: &TransferRecord) -> Result<(SigningPayload, WithdrawParams), Error> {
+    fn stored_request(t: &TransferRecord) -> Result<(SigningPayload, Prepared), Error> {
         let raw = hex::decode(t.payload.as_deref().unwrap_or_default())
             .map_err(|_| Error::Internal("stored payload is not hex".into()))?;
         let payload =
             SigningPayload::from_canonical(&raw).map_err(|e| Error::Internal(e.to_string()))?;
-        let SigningPayload::ExchangeWithdrawal { request, .. } = &payload else {
+        let SigningPayload::ExchangeWithdrawal { request, body, .. } = &payload else {
             return Err(Error::Internal("not a withdraw request".into()));
         };
-        let params = WithdrawParams::parse(request).map_err(|e| Error::Internal(e.to_string()))?;
-        Ok((payload, params))
+        let bad = |e: ExchangeError| Error::Internal(e.to_string());
+        let prepared = match body {
+            Some(body) => Prepared::Coinbase {
+                claims: RequestClaims::parse(request).map_err(bad)?,
+                body: body.clone(),
+            },
+            None => Prepared::Binance(WithdrawParams::parse(request).map_err(bad)?),
+        };
+        Ok((payload, prepared))
     }
 
     /// The group signs the stored request (a stale one is prepared afresh first).
     async fn withdraw_sign(&self, t: &mut TransferRecord) -> Result<Step, Error> {
         failpoint!("withdrawal::signing");
-        let (payload, params) = Self::stored_request(t)?;
+        let (payload, prepared) = Self::stored_request(t)?;
         let signed_before = match &t.sign_job_id {
             Some(id) => self
                 .store
@@ -185,7 +258,7 @@ impl Engine {
                 .is_some_and(|j| j.status == crate::records::JobStatus::Done),
             None => false,
         };
-        if !signed_before && params.timestamp_ms + params.recv_window_ms < now_ms() {
+        if !signed_before && prepared.valid_until_ms() < now_ms() {
             t.step(
                 TransferStatus::Requested,
                 "the request went stale before it was signed: a fresh one once it is dead",
@@ -201,7 +274,7 @@ impl Engine {
         t.signed_request = Some(SignedRequest {
             request: request.clone(),
             signature: base64::engine::general_purpose::STANDARD.encode(signature),
-            valid_until_ms: params.timestamp_ms + params.recv_window_ms,
+            valid_until_ms: prepared.valid_until_ms(),
         });
         t.error = None;
         t.step(
@@ -228,21 +301,7 @@ impl Engine {
             self.save(t).await?;
             return Ok(Step::Next);
         }
-        let endpoint = self.transfer_ctx()?.exchange(&t.exchange)?.clone();
-        let (_, _, api_key) = self.credential_of(&t.exchange).await?;
-        let client = BinanceClient::new(
-            &endpoint.url,
-            api_key,
-            Arc::new(concord_exchange::NoSigner::new(
-                concord_exchange::KeyType::Ed25519,
-            )),
-        )
-        .and_then(|c| c.with_timeout(SUBMIT_TIMEOUT))
-        .map_err(|e| Error::BadRequest(format!("exchange {}: {e}", t.exchange)))?;
-        match client
-            .submit_signed_withdraw(&sr.request, &sr.signature)
-            .await
-        {
+        match self.send_signed(t, &sr).await? {
             Ok(id) => {
                 failpoint!("withdrawal::submit_unsaved");
                 t.exchange_withdrawal_id = Some(id.clone());
@@ -281,6 +340,51 @@ impl Engine {
         }
         self.save(t).await?;
         Ok(Step::Next)
+    }
+
+    /// Sends a signed request to the exchange: the exchange's answer (its withdrawal id, or
+    /// what went wrong), or an error of this side (no client could be built).
+    async fn send_signed(
+        &self,
+        t: &TransferRecord,
+        sr: &SignedRequest,
+    ) -> Result<Result<String, ExchangeError>, Error> {
+        let endpoint = self.transfer_ctx()?.exchange(&t.exchange)?.clone();
+        let unusable = |e: ExchangeError| Error::BadRequest(format!("exchange {}: {e}", t.exchange));
+        match Self::stored_request(t)?.1 {
+            Prepared::Binance(_) => {
+                let (_, _, api_key) = self.credential_of(&t.exchange).await?;
+                let client = BinanceClient::new(
+                    &endpoint.url,
+                    api_key,
+                    Arc::new(concord_exchange::NoSigner::new(
+                        concord_exchange::KeyType::Ed25519,
+                    )),
+                )
+                .and_then(|c| c.with_timeout(SUBMIT_TIMEOUT))
+                .map_err(unusable)?;
+                Ok(client
+                    .submit_signed_withdraw(&sr.request, &sr.signature)
+                    .await)
+            }
+            Prepared::Coinbase { claims, body } => {
+                let client = CoinbaseClient::without_key(&endpoint.url)
+                    .and_then(|c| c.with_timeout(SUBMIT_TIMEOUT))
+                    .map_err(unusable)?;
+                let account = claims
+                    .path
+                    .strip_prefix("/v2/accounts/")
+                    .and_then(|p| p.strip_suffix("/transactions"))
+                    .ok_or_else(|| {
+                        Error::Internal(format!("the stored token is not for a send: {}", claims.path))
+                    })?;
+                let signature = base64::engine::general_purpose::STANDARD
+                    .decode(&sr.signature)
+                    .map_err(|_| Error::Internal("the stored signature is not base64".into()))?;
+                let token = concord_exchange::coinbase::finish(&sr.request, &signature);
+                Ok(client.submit_send(account, &body, &token).await)
+            }
+        }
     }
 
     /// The exchange's withdrawal under this transfer's order id, asked through the modules'

@@ -132,8 +132,10 @@ async fn coinbase_withdrawal(d: &mut Demo, address: Address) -> Result<()> {
     let reg: serde_json::Value = reqwest::Client::new()
         .post(format!("{}/sim/api-keys", d.info.exchange_url))
         .bearer_auth(admin.trim())
-        .json(&json!({"account": crate::devnet::COINBASE_ACCOUNT, "kind": "cdp-ed25519",
-            "apiKey": key_name, "publicKey": public_key, "permissions": ["read", "withdraw"]}))
+        .json(
+            &json!({"account": crate::devnet::COINBASE_ACCOUNT, "kind": "cdp-ed25519",
+            "apiKey": key_name, "publicKey": public_key, "permissions": ["read", "withdraw"]}),
+        )
         .send()
         .await?
         .json()

@@ -443,9 +443,17 @@ async fn a_send_under_a_group_held_cdp_key_needs_two_of_three_members() {
         use ed25519_dalek::Signer as _;
         finish(&input, &own.sign(input.as_bytes()).to_bytes())
     };
-    let refused = sender.submit_send(&account, &body("idem-alone"), &forged).await;
+    let refused = sender
+        .submit_send(&account, &body("idem-alone"), &forged)
+        .await;
     assert!(
-        matches!(&refused, Err(ExchangeError::Refused { http_status: 401, .. })),
+        matches!(
+            &refused,
+            Err(ExchangeError::Refused {
+                http_status: 401,
+                ..
+            })
+        ),
         "{refused:?}"
     );
     assert!(

@@ -2224,7 +2224,12 @@ mod tests {
             .account_id("ETH")
             .await
             .unwrap();
-        let host = fx.sim.base_url().trim_start_matches("http://").trim_end_matches('/').to_owned();
+        let host = fx
+            .sim
+            .base_url()
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
         let si = signed(
             Action::Withdraw {
                 exchange: "coinbase".into(),
@@ -2249,7 +2254,14 @@ mod tests {
         let same = |_: &mut concord_exchange::coinbase::SendBody| {};
         // The forged-address attack on a Coinbase withdrawal: the body sends elsewhere.
         let forged = send(&honest, &|b| b.to = OUTSIDE.to_string());
-        refused(&fx, "c1", &forged, &si, "which is not \"desk\" of the address book").await;
+        refused(
+            &fx,
+            "c1",
+            &forged,
+            &si,
+            "which is not \"desk\" of the address book",
+        )
+        .await;
         let r = fx
             .decider
             .decide(&proposal("c1b", &forged, &si))
@@ -2257,24 +2269,66 @@ mod tests {
             .unwrap_err();
         assert_eq!(r.code, code::DESTINATION, "{}", r.reason);
         // The token for something else than this send.
-        let cases: Vec<(&str, Box<dyn Fn(&mut concord_exchange::coinbase::RequestClaims)>, &str)> = vec![
-            ("c2", Box::new(|c| c.path = "/v2/accounts/other/transactions".into()), "not the sends of the ETH account"),
-            ("c3", Box::new(|c| c.host = "api.example.com".into()), "names host"),
-            ("c4", Box::new(|c| c.method = "GET".into()), "not a send (POST)"),
-            ("c5", Box::new(|c| c.key_name = "another-key".into()), "names key"),
+        type Change = Box<dyn Fn(&mut concord_exchange::coinbase::RequestClaims)>;
+        let cases: Vec<(&str, Change, &str)> = vec![
+            (
+                "c2",
+                Box::new(|c| c.path = "/v2/accounts/other/transactions".into()),
+                "not the sends of the ETH account",
+            ),
+            (
+                "c3",
+                Box::new(|c| c.host = "api.example.com".into()),
+                "names host",
+            ),
+            (
+                "c4",
+                Box::new(|c| c.method = "GET".into()),
+                "not a send (POST)",
+            ),
+            (
+                "c5",
+                Box::new(|c| c.key_name = "another-key".into()),
+                "names key",
+            ),
             ("c6", Box::new(|c| c.alg = JwtAlg::Es256), "Ed25519"),
-            ("c7", Box::new(|c| {
-                c.nbf -= 7200;
-                c.exp -= 7200;
-            }), "not now"),
+            (
+                "c7",
+                Box::new(|c| {
+                    c.nbf -= 7200;
+                    c.exp -= 7200;
+                }),
+                "not now",
+            ),
         ];
         for (job, change, want) in cases {
             refused(&fx, job, &send(&*change, &same), &si, want).await;
         }
         // The body: another order, amount, currency or network; not canonical; missing.
-        refused(&fx, "c8", &send(&honest, &|b| b.idem = Some("other".into())), &si, "idem").await;
-        refused(&fx, "c9", &send(&honest, &|b| b.amount = "0.7".into()), &si, "amount").await;
-        refused(&fx, "c10", &send(&honest, &|b| b.network = "base".into()), &si, "network").await;
+        refused(
+            &fx,
+            "c8",
+            &send(&honest, &|b| b.idem = Some("other".into())),
+            &si,
+            "idem",
+        )
+        .await;
+        refused(
+            &fx,
+            "c9",
+            &send(&honest, &|b| b.amount = "0.7".into()),
+            &si,
+            "amount",
+        )
+        .await;
+        refused(
+            &fx,
+            "c10",
+            &send(&honest, &|b| b.network = "base".into()),
+            &si,
+            "network",
+        )
+        .await;
         let mut loose = send(&honest, &same);
         if let SigningPayload::ExchangeWithdrawal { body, .. } = &mut loose {
             *body = body.as_ref().map(|b| b.replace(",", ", "));
@@ -2291,7 +2345,14 @@ mod tests {
             .decide(&proposal("c13", &send(&honest, &same), &si))
             .await
             .unwrap();
-        refused(&fx, "c14", &send(&|c| c.nonce = "another".into(), &same), &si, "signs one live request per order").await;
+        refused(
+            &fx,
+            "c14",
+            &send(&|c| c.nonce = "another".into(), &same),
+            &si,
+            "signs one live request per order",
+        )
+        .await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -578,7 +578,8 @@ impl Outside {
         Ok((
             CoinbaseSend { claims, body },
             vec![
-                "token parsed strictly: the withdraw key, EdDSA, POST, at most 2 minutes".to_owned(),
+                "token parsed strictly: the withdraw key, EdDSA, POST, at most 2 minutes"
+                    .to_owned(),
                 format!(
                     "host {} and the sends of account {account} (this module's own read key)",
                     cb.host

@@ -248,7 +248,10 @@ static PAYLOADS: LazyLock<Vec<SigningPayload>> = LazyLock::new(|| {
             exchange: "coinbase".into(),
             api_key: "organizations/o/apiKeys/k".into(),
             request: "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJrIn0".into(),
-            body: Some(r#"{"type":"send","to":"0x00","amount":"1","currency":"ETH","network":"ethereum"}"#.into()),
+            body: Some(
+                r#"{"type":"send","to":"0x00","amount":"1","currency":"ETH","network":"ethereum"}"#
+                    .into(),
+            ),
         },
         SigningPayload::SafeTransfer {
             transfer: "t-3".into(),

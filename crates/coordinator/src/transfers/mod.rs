@@ -271,7 +271,9 @@ impl Engine {
             return Ok(existing);
         }
         let endpoint = ctx.exchange(a.exchange)?;
-        if kind == TransferKind::Withdrawal && !matches!(endpoint.kind.as_str(), "binance" | "coinbase") {
+        if kind == TransferKind::Withdrawal
+            && !matches!(endpoint.kind.as_str(), "binance" | "coinbase")
+        {
             // Deposits to Kraken work (each module resolves the address with its own read
             // key); a withdrawal needs a request the group's key signs, which Kraken's HMAC
             // secret cannot be.

@@ -47,10 +47,7 @@ enum Prepared {
     /// Binance's query string.
     Binance(WithdrawParams),
     /// A Coinbase send: the token's claims and the body.
-    Coinbase {
-        claims: RequestClaims,
-        body: String,
-    },
+    Coinbase { claims: RequestClaims, body: String },
 }
 
 impl Prepared {
@@ -350,7 +347,8 @@ impl Engine {
         sr: &SignedRequest,
     ) -> Result<Result<String, ExchangeError>, Error> {
         let endpoint = self.transfer_ctx()?.exchange(&t.exchange)?.clone();
-        let unusable = |e: ExchangeError| Error::BadRequest(format!("exchange {}: {e}", t.exchange));
+        let unusable =
+            |e: ExchangeError| Error::BadRequest(format!("exchange {}: {e}", t.exchange));
         match Self::stored_request(t)?.1 {
             Prepared::Binance(_) => {
                 let (_, _, api_key) = self.credential_of(&t.exchange).await?;
@@ -376,7 +374,10 @@ impl Engine {
                     .strip_prefix("/v2/accounts/")
                     .and_then(|p| p.strip_suffix("/transactions"))
                     .ok_or_else(|| {
-                        Error::Internal(format!("the stored token is not for a send: {}", claims.path))
+                        Error::Internal(format!(
+                            "the stored token is not for a send: {}",
+                            claims.path
+                        ))
                     })?;
                 let signature = base64::engine::general_purpose::STANDARD
                     .decode(&sr.signature)

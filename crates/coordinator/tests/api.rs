@@ -1418,3 +1418,28 @@ async fn public_keys_are_documented_with_their_format() {
     assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
     assert!(e["error"].as_str().unwrap().contains("small-order"), "{e}");
 }
+
+/// A live signed withdraw request is a bearer credential (a Coinbase token does not even bind
+/// the send's body): the API withholds its signature until the exchange can no longer take
+/// it, and shows the rest.
+#[test]
+fn a_live_signed_request_s_signature_is_withheld_from_the_api() {
+    let now = concord_coordinator::records::epoch_ms();
+    let mut t = transfer(&"ab".repeat(32));
+    if let Some(sr) = t.signed_request.as_mut() {
+        sr.valid_until_ms = now + 60_000;
+    }
+    let shown = t.clone().for_api();
+    let sr = shown.signed_request.unwrap();
+    assert!(sr.signature.is_empty(), "a live signature is withheld");
+    assert_eq!(sr.request, "coin=ETH&amount=0.25");
+    if let Some(sr) = t.signed_request.as_mut() {
+        sr.valid_until_ms = now - 1;
+    }
+    let shown = t.clone().for_api();
+    assert_eq!(
+        shown.signed_request.unwrap().signature,
+        "c2ln",
+        "a dead request is shown whole"
+    );
+}

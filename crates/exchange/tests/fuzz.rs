@@ -430,12 +430,28 @@ fn cdp_claims() {
             assert!(!c.host.contains("://"));
         }
     };
+    // The body of a send the modules sign a token for: only its canonical bytes parse.
+    let body_seed = r#"{"type":"send","to":"0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed","amount":"0.25","currency":"ETH","network":"ethereum","idem":"2af77b41ba64a53442a5a7bcbb9ef75a"}"#;
+    let body_accepted = |input: &str| {
+        if let Ok(b) = concord_exchange::coinbase::SendBody::parse(input) {
+            assert_eq!(b.to_json(), input, "only canonical bodies parse");
+            assert_eq!(b.kind, "send");
+            assert!(!b.amount.starts_with('-') && !b.amount.is_empty());
+        }
+    };
+    assert!(concord_exchange::coinbase::SendBody::parse(body_seed).is_ok());
     check!()
         .with_type::<ClaimsInput>()
         .with_iterations(CASES)
         .for_each(|input| match input {
-            ClaimsInput::Raw(text) => accepted(text),
-            ClaimsInput::Mutated { edits } => accepted(&apply(&seed, edits)),
+            ClaimsInput::Raw(text) => {
+                accepted(text);
+                body_accepted(text);
+            }
+            ClaimsInput::Mutated { edits } => {
+                accepted(&apply(&seed, edits));
+                body_accepted(&apply(body_seed, edits));
+            }
             ClaimsInput::Built {
                 key,
                 method,

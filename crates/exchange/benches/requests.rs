@@ -4,7 +4,8 @@
 //! - Binance: HMAC-SHA256 and Ed25519 over the canonical withdraw query;
 //! - Kraken: HMAC-SHA512 `API-Sign` over the `Withdraw` body;
 //! - Coinbase: a CDP JWT for `POST /v2/accounts/:id/transactions`, ES256 and EdDSA (claims
-//!   made, signed, finished).
+//!   made, signed, finished); and what each module does to a group send before it signs:
+//!   the token's claims and the send's body read back strictly.
 //!
 //! `cargo bench -p concord-exchange --bench requests`.
 #![allow(missing_docs)]
@@ -85,6 +86,32 @@ fn requests(c: &mut Criterion) {
             })
         });
     }
+    let claims = RequestClaims::new(
+        eddsa.key_name(),
+        JwtAlg::EdDsa,
+        "POST",
+        "api.coinbase.com",
+        path,
+        1_750_000_000,
+    )
+    .signing_input();
+    let body = concord_exchange::coinbase::SendBody {
+        kind: "send".into(),
+        to: ADDRESS.into(),
+        amount: "0.25".into(),
+        currency: "ETH".into(),
+        network: "ethereum".into(),
+        idem: Some("i-0123456789abcdef".into()),
+    }
+    .to_json();
+    g.bench_function("coinbase_send_read_by_a_module", |b| {
+        b.iter(|| {
+            (
+                RequestClaims::parse(&claims).is_ok(),
+                concord_exchange::coinbase::SendBody::parse(&body).is_ok(),
+            )
+        })
+    });
     g.finish();
 }
 

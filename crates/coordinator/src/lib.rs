@@ -1074,10 +1074,30 @@ impl Coordinator {
             .await?
             .ok_or_else(|| Error::NotFound(format!("job {id}")))?;
         let events = self.engine.store.events(id).await?;
-        let result = job
+        let mut result: Option<serde_json::Value> = job
             .result
             .as_ref()
             .and_then(|r| serde_json::from_slice(r).ok());
+        // A withdraw request's signature is a bearer credential while the exchange may still
+        // take it (a Coinbase token does not even bind the send's body): withheld here as in
+        // the transfer's record.
+        if let (Some(tid), Some(serde_json::Value::Object(map))) =
+            (&job.transfer_id, result.as_mut())
+        {
+            let live = match self.engine.store.transfer(tid).await? {
+                Some(t) if t.kind == TransferKind::Withdrawal => t
+                    .signed_request
+                    .as_ref()
+                    .is_none_or(|s| s.valid_until_ms > records::epoch_ms()),
+                _ => false,
+            };
+            if live {
+                if map.contains_key("signature") {
+                    map.insert("signature".into(), serde_json::Value::String(String::new()));
+                }
+                map.remove("inputs");
+            }
+        }
         Ok(JobView {
             job,
             events,

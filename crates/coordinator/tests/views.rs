@@ -782,8 +782,45 @@ async fn every_answer_round_trips_through_its_type() {
         .unwrap();
     let (_, t) = call(&c, get(&format!("/v1/transfers/{}", withdrawal.id), &admin)).await;
     assert_eq!(round_trip::<TransferRecord>(&t), withdrawal);
+    // A withdrawal whose signed request the exchange may still take: its signature is
+    // withheld from the transfer and from its sign job (a bearer credential; a Coinbase
+    // token does not even bind the send's body).
+    let mut live = full_withdrawal(&w);
+    live.id = "live-1".into();
+    live.sign_job_id = Some("sign-live".into());
+    if let Some(sr) = live.signed_request.as_mut() {
+        sr.valid_until_ms = concord_coordinator::records::epoch_ms() + 60_000;
+    }
+    c.store()
+        .insert_transfer(&live, "elsewhere", 0)
+        .await
+        .unwrap();
+    let job = JobRecord {
+        transfer_id: Some("live-1".into()),
+        ..JobRecord::pending("sign-live".into(), JobKind::Sign, "g")
+    };
+    c.store().insert_job(&job, "elsewhere", 0).await.unwrap();
+    c.store()
+        .finish_job(
+            "sign-live",
+            br#"{"presigned":false,"signature":"abcd","signers":[0,1],"approvers":["m1","m2"],"dissenters":{},"digest":"ab","policy":null}"#,
+        )
+        .await
+        .unwrap();
+    let (_, t) = call(&c, get("/v1/transfers/live-1", &admin)).await;
+    let t: TransferRecord = round_trip(&t);
+    assert_eq!(
+        t.signed_request.unwrap().signature,
+        "",
+        "withheld while live"
+    );
+    let (_, j) = call(&c, get("/v1/jobs/sign-live", &admin)).await;
+    let j: JobView = round_trip(&j);
+    let result = j.result.unwrap();
+    assert_eq!(result["signature"], "", "withheld from the job too");
+    assert_eq!(result["approvers"], serde_json::json!(["m1", "m2"]));
     let (_, t) = call(&c, get("/v1/transfers", &admin)).await;
-    assert_eq!(round_trip::<Vec<TransferRecord>>(&t).len(), 2);
+    assert_eq!(round_trip::<Vec<TransferRecord>>(&t).len(), 3);
 
     // Errors.
     let (s, e) = call(&c, get("/v1/transfers/nope", &admin)).await;

@@ -40,6 +40,9 @@ use crate::{
 pub const HOST: &str = "api.coinbase.com";
 /// The longest a token may live (Coinbase: "Your JWT expires after 2 minutes").
 pub const MAX_LIFETIME_SECS: u64 = 120;
+/// The longest a send's token made by the module group may live: the coordinator sends it
+/// at once, and a live token lets its holder send another body, so its life is kept short.
+pub const SEND_LIFETIME_SECS: u64 = 30;
 /// How long a request may take before it is given up.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -589,6 +592,19 @@ impl CoinbaseClient {
         {
             return Err(ExchangeError::Config(format!(
                 "the base URL {base_url:?} is not an http(s) URL of a host alone"
+            )));
+        }
+        // A token lets whoever reads it on the way send any body for its life: plain HTTP
+        // only to this machine (a local simulator or a TLS front).
+        let loopback = match parsed.host() {
+            Some(url::Host::Ipv4(a)) => a.is_loopback(),
+            Some(url::Host::Ipv6(a)) => a.is_loopback(),
+            Some(url::Host::Domain(d)) => d == "localhost",
+            None => false,
+        };
+        if parsed.scheme() == "http" && !loopback {
+            return Err(ExchangeError::Config(format!(
+                "the base URL {base_url:?} is plain HTTP to another machine: Coinbase is spoken over HTTPS"
             )));
         }
         let http = crate::http_client(DEFAULT_TIMEOUT)?;

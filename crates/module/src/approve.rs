@@ -2188,6 +2188,7 @@ mod tests {
             &send_path(account),
             now_ms() / 1000,
         );
+        c.exp = c.nbf + concord_exchange::coinbase::SEND_LIFETIME_SECS;
         claims(&mut c);
         let Action::Withdraw { amount, .. } = &si.intent.action else {
             panic!("a withdrawal intent");
@@ -2292,6 +2293,11 @@ mod tests {
                 "names key",
             ),
             ("c6", Box::new(|c| c.alg = JwtAlg::Es256), "Ed25519"),
+            (
+                "c6b",
+                Box::new(|c| c.exp = c.nbf + 120),
+                "a send's token lives at most 30 s",
+            ),
             (
                 "c7",
                 Box::new(|c| {

@@ -538,6 +538,13 @@ impl Outside {
                 claims.alg
             ));
         }
+        if claims.exp - claims.nbf > concord_exchange::coinbase::SEND_LIFETIME_SECS {
+            return Err(format!(
+                "the token lives {} s; a send's token lives at most {} s (a live token lets its holder send another body)",
+                claims.exp - claims.nbf,
+                concord_exchange::coinbase::SEND_LIFETIME_SECS
+            ));
+        }
         if claims.method != "POST" {
             return Err(format!(
                 "the token is for a {} request, not a send (POST)",
@@ -578,8 +585,7 @@ impl Outside {
         Ok((
             CoinbaseSend { claims, body },
             vec![
-                "token parsed strictly: the withdraw key, EdDSA, POST, at most 2 minutes"
-                    .to_owned(),
+                "token parsed strictly: the withdraw key, EdDSA, POST, at most 30 s".to_owned(),
                 format!(
                     "host {} and the sends of account {account} (this module's own read key)",
                     cb.host

@@ -170,7 +170,7 @@ impl Engine {
                     .map_err(|e| Error::BadRequest(format!("exchange {}: {e}", t.exchange)))?
                     .host()
                     .to_owned();
-                let claims = RequestClaims::new(
+                let mut claims = RequestClaims::new(
                     &api_key,
                     JwtAlg::EdDsa,
                     "POST",
@@ -178,6 +178,9 @@ impl Engine {
                     &concord_exchange::coinbase::send_path(&account),
                     now_ms() / 1000,
                 );
+                claims.exp = claims
+                    .nbf
+                    .saturating_add(concord_exchange::coinbase::SEND_LIFETIME_SECS);
                 let body = CoinbaseClient::send_body(&WithdrawRequest {
                     coin: t.coin.clone(),
                     network: t.network.clone(),

@@ -401,6 +401,7 @@ pub(crate) fn multisig_rule(
         refresh: false,
         derive: Vec::new(),
         multisig: Some(def),
+        held: None,
     };
     Ok((rule, address))
 }

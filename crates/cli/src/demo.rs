@@ -715,6 +715,10 @@ pub(crate) async fn prepare_with(
     );
 
     // 3. The policy that says what they may do, signed by two of the three admins.
+    // Kraken's withdraw key is an HMAC secret: the policy names the module that holds it and
+    // the approvals it needs (a held credential), not a group wallet.
+    let kraken = crate::demo_exchanges::kraken_held_credential(&d.info)?;
+    let kraken_wallet = kraken.wallet_id().to_string();
     let mut doc = json!({
         "admin_quorum": 2,
         "principals": devnet::principals(&d.info.keys_dir)?,
@@ -730,6 +734,10 @@ pub(crate) async fn prepare_with(
             {"wallet": coinbase_wallet, "label": "coinbase-withdraw-key",
              "purpose": {"kind": "exchange_credential", "exchange": "coinbase", "withdraw_to": ["desk"]},
              "limits": [{"coin": "ETH", "per_transfer": "1", "per_day": "5"}]},
+            {"wallet": kraken_wallet, "label": "kraken-withdraw-key",
+             "purpose": {"kind": "exchange_credential", "exchange": "kraken", "withdraw_to": ["desk"]},
+             "limits": [{"coin": "ETH", "per_transfer": "1", "per_day": "5"}],
+             "held": kraken},
         ],
         "address_book": [{"label": "desk", "target": {"kind": "wallet", "wallet": wallet}}],
     });

@@ -3,7 +3,8 @@
 //! exchange's API: Kraken's HMAC-signed `DepositAddresses`, Coinbase's ES256 CDP JWT on the
 //! account's address list), the forged-address attack on each; a withdrawal from Coinbase
 //! to the trader's wallet, its token signed by the group's sharded CDP Ed25519 key; and a
-//! withdrawal from Kraken refused in words (its HMAC secret cannot be sharded).
+//! withdrawal from Kraken, whose HMAC secret cannot be sharded: one module holds it and
+//! sends only under a certificate of the members' approvals.
 
 use anyhow::{Context, Result};
 use concord_chain::Address;
@@ -85,8 +86,79 @@ pub(crate) async fn run(d: &mut Demo, wallet: &str, address: Address) -> Result<
         );
     }
     coinbase_withdrawal(d, address).await?;
-    // Kraken's withdraw secret is an HMAC key: no threshold group can hold it, so no
-    // withdrawal from Kraken is built on the group's key. Said in words, nothing signed.
+    kraken_withdrawal(d, address).await?;
+    Ok(())
+}
+
+/// Kraken's withdraw key as the demo's policy names it: an HMAC secret that module
+/// [`crate::devnet::KRAKEN_HOLDER`] holds whole (its `withdraw_api_key`), used only for a
+/// request two of the three modules approved.
+pub(crate) fn kraken_held_credential(
+    info: &crate::devnet::DevnetInfo,
+) -> Result<concord_wire::authority::HeldCredential> {
+    let infos = crate::demo_multisig::module_infos(info)?;
+    let holder = info
+        .modules
+        .iter()
+        .find(|m| m.id == crate::devnet::KRAKEN_HOLDER)
+        .context("the devnet has no Kraken holder module")?;
+    let config = concord_module::Config::load(&holder.dir.join("module.toml"))?;
+    let api_key = config
+        .exchanges
+        .iter()
+        .find(|x| x.name == crate::devnet::KRAKEN)
+        .and_then(|x| x.withdraw_api_key.clone())
+        .context("the Kraken holder's configuration names no withdraw key")?;
+    let members = infos
+        .iter()
+        .map(|i| {
+            Ok(concord_wire::authority::HeldMember {
+                module: i.id.clone(),
+                identity: i.identity.parse()?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let def = concord_wire::authority::HeldCredential {
+        exchange: crate::devnet::KRAKEN.into(),
+        api_key,
+        holder: crate::devnet::KRAKEN_HOLDER.into(),
+        threshold: 2,
+        members,
+    };
+    def.validate()?;
+    Ok(def)
+}
+
+/// Kraken → wallet: the withdraw key is an HMAC secret one module holds whole. Every module
+/// checks the `Withdraw` parameters (the withdrawal key, resolved with its own read key, must
+/// withdraw to the address book's destination) and signs an approval; the holder sends the
+/// request only under a certificate of two approvals, once per transfer.
+async fn kraken_withdrawal(d: &mut Demo, address: Address) -> Result<()> {
+    let def = kraken_held_credential(&d.info)?;
+    // The account holder registers (and confirms) the trader's wallet as a withdrawal key at
+    // Kraken, as a user does in Kraken's settings; then tells the coordinator the key.
+    let admin = std::fs::read_to_string(&d.info.exchange_admin_token_file)?;
+    let reg = reqwest::Client::new()
+        .post(format!("{}/sim/kraken/withdraw-keys", d.info.exchange_url))
+        .bearer_auth(admin.trim())
+        .json(
+            &json!({"account": crate::devnet::KRAKEN_ACCOUNT, "key": "desk-wallet",
+            "coin": "ETH", "network": "ETH", "address": address.to_string()}),
+        )
+        .send()
+        .await?;
+    anyhow::ensure!(
+        reg.status().is_success(),
+        "Kraken did not register the withdrawal key: {}",
+        reg.text().await.unwrap_or_default()
+    );
+    d.api
+        .post(
+            "/v1/exchanges/kraken/credential",
+            &json!({"wallet": def.wallet_id().to_string(), "api_key": def.api_key}),
+        )
+        .await?;
+    let before = d.client.balance(address).await?;
     let intent = d.intent(
         Action::Withdraw {
             exchange: crate::devnet::KRAKEN.into(),
@@ -98,17 +170,19 @@ pub(crate) async fn run(d: &mut Demo, wallet: &str, address: Address) -> Result<
         },
         &[],
     )?;
-    let refused = d
-        .api
-        .post("/v1/transfers/withdrawals", &json!({ "intent": intent }))
-        .await;
+    let t = d.transfer("/v1/transfers/withdrawals", &intent).await?;
+    let after = d.client.balance(address).await?;
+    let received = after.saturating_sub(before);
+    let mut s = transfer_summary(&t);
+    s["balance_increase_wei"] = json!(received.to_string());
+    s["holder"] = json!(def.holder);
     d.record(
-        "a withdrawal from Kraken → the coordinator refuses it in words: Kraken's HMAC secret cannot be held by the group's threshold key",
-        refused
-            .as_ref()
-            .err()
-            .is_some_and(|e| format!("{e:#}").contains("not supported")),
-        json!({"error": refused.err().map(|e| format!("{e:#}"))}),
+        &format!(
+            "withdraw 0.1 ETH from Kraken to \"desk\": each module resolved withdrawal key \"desk-wallet\" with its own read key and found the address book's address; {} (the one module holding Kraken's HMAC secret) sent the Withdraw only under a certificate of the approvals, once; funds arrived",
+            def.holder
+        ),
+        t["status"] == "arrived" && received == crate::demo::eth("0.1")?,
+        s,
     );
     Ok(())
 }

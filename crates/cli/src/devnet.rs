@@ -38,7 +38,9 @@ pub(crate) const KRAKEN: &str = "kraken";
 /// The Coinbase connection's name (the same simulator, Coinbase's App API with CDP keys).
 pub(crate) const COINBASE: &str = "coinbase";
 /// The trader's account at "Kraken" in the simulator.
-const KRAKEN_ACCOUNT: &str = "trader-kraken";
+pub(crate) const KRAKEN_ACCOUNT: &str = "trader-kraken";
+/// The module that holds Kraken's withdraw key whole (the policy's held credential).
+pub(crate) const KRAKEN_HOLDER: &str = "m1";
 /// The trader's account at "Coinbase" in the simulator.
 pub(crate) const COINBASE_ACCOUNT: &str = "trader-coinbase";
 const MODULES: [&str; 3] = ["m1", "m2", "m3"];
@@ -620,6 +622,20 @@ pub async fn up(dir: &Path, quiet: bool, opts: &UpOptions) -> Result<DevnetInfo>
         );
         cdp_keys.insert(m, (name, pem.to_string()));
     }
+    // Kraken's withdraw key: an HMAC secret no group can hold in shares. One module holds it
+    // whole (the policy's held credential names it) and sends only what a certificate of the
+    // members' approvals allows.
+    let kraken_withdraw = {
+        use base64::Engine as _;
+        let mut raw = [0u8; 64];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut raw);
+        (
+            random_token(56),
+            base64::engine::general_purpose::STANDARD.encode(raw),
+        )
+    };
+    kraken_api.push(json!({"api_key": kraken_withdraw.0, "kind": "kraken",
+        "secret": kraken_withdraw.1, "permissions": ["withdraw"]}));
     let sim_config = json!({
         "listen": format!("127.0.0.1:{sim_port}"),
         "rpc_url": rpc_url,
@@ -963,6 +979,7 @@ pub async fn up(dir: &Path, quiet: bool, opts: &UpOptions) -> Result<DevnetInfo>
                 read_api_key: read_key,
                 read_key_type: "hmac".into(),
                 api_host: None,
+                withdraw_api_key: None,
             },
             concord_module::config::ExchangeConfig {
                 name: KRAKEN.into(),
@@ -971,6 +988,7 @@ pub async fn up(dir: &Path, quiet: bool, opts: &UpOptions) -> Result<DevnetInfo>
                 read_api_key: kraken_key,
                 read_key_type: "hmac".into(),
                 api_host: None,
+                withdraw_api_key: (m == KRAKEN_HOLDER).then(|| kraken_withdraw.0.clone()),
             },
             concord_module::config::ExchangeConfig {
                 name: COINBASE.into(),
@@ -981,6 +999,7 @@ pub async fn up(dir: &Path, quiet: bool, opts: &UpOptions) -> Result<DevnetInfo>
                 // The host the coordinator's sends name: the exchange's own, even for the
                 // module that reaches it through the proxy.
                 api_host: Some(exchange_url.trim_start_matches("http://").to_owned()),
+                withdraw_api_key: None,
             },
         ];
         let metrics_port = free_port()?;
@@ -991,6 +1010,9 @@ pub async fn up(dir: &Path, quiet: bool, opts: &UpOptions) -> Result<DevnetInfo>
         let state = concord_module::open_state(&mc)?;
         state.save_exchange_secret(EXCHANGE, read_secret.as_bytes())?;
         state.save_exchange_secret(KRAKEN, kraken_secret.as_bytes())?;
+        if m == KRAKEN_HOLDER {
+            state.save_withdraw_secret(KRAKEN, kraken_withdraw.1.as_bytes())?;
+        }
         state.save_exchange_secret(COINBASE, cdp_secret.as_bytes())?;
         api.post("/v1/modules", &info).await?;
         infos.push(info);

@@ -181,6 +181,11 @@ pub enum ModuleCommand {
         /// afterwards.
         #[arg(long)]
         secret_file: PathBuf,
+        /// The secret is the withdraw-capable key this module holds whole (`withdraw_api_key`
+        /// in module.toml: the holder of the policy's held credential, e.g. Kraken's), not
+        /// its read key.
+        #[arg(long)]
+        withdraw: bool,
     },
     /// Show the module's audit trail (every proposal seen, approval, refusal, signature
     /// released and policy adopted), or verify that it is whole: `--verify` checks every
@@ -611,14 +616,22 @@ pub async fn module(cmd: ModuleCommand) -> Result<()> {
             config,
             exchange,
             secret_file,
+            withdraw,
         } => {
             let (_, state) = load_module(&config)?;
             let secret = zeroize::Zeroizing::new(
                 std::fs::read_to_string(&secret_file)
                     .with_context(|| format!("cannot read {}", secret_file.display()))?,
             );
-            state.save_exchange_secret(&exchange, secret.trim().as_bytes())?;
-            crate::outln!("Stored the read key's secret for exchange {exchange} in the vault.");
+            if withdraw {
+                state.save_withdraw_secret(&exchange, secret.trim().as_bytes())?;
+                crate::outln!(
+                    "Stored the withdraw key's secret for exchange {exchange} in the vault: this module sends only requests a certificate of the members' approvals allows."
+                );
+            } else {
+                state.save_exchange_secret(&exchange, secret.trim().as_bytes())?;
+                crate::outln!("Stored the read key's secret for exchange {exchange} in the vault.");
+            }
             Ok(())
         }
         ModuleCommand::Audit {

@@ -83,7 +83,7 @@ async fn devnet_demo_holds_and_single_credentials_cannot_withdraw() {
         "balances at kraken: read by module",
         "balances at coinbase: read by module",
         "withdraw 0.2 ETH from Coinbase to \"desk\": each module checked the send token's claims",
-        "a withdrawal from Kraken → the coordinator refuses it in words",
+        "withdraw 0.1 ETH from Kraken to \"desk\": each module resolved withdrawal key",
         "20 parallel requests of one withdrawal",
         "5 parallel deposits from one wallet",
         "wallets list: each wallet with its purpose",

@@ -110,6 +110,12 @@ async fn route(hub: &Hub, engine: &Engine, module_id: &str, msg: module_to_coord
                 tracing::debug!(module = %module_id, %job, "multisig signatures nobody waits for");
             }
         }
+        Msg::ExchangeSent(m) => {
+            let job = m.job_id.clone();
+            if !hub.deliver(module_id, &job, ModuleEvent::ExchangeSent(m)) {
+                tracing::warn!(module = %module_id, %job, "a held-credential answer nobody waits for");
+            }
+        }
         Msg::Released(r) => {
             let (engine, module_id) = (engine.clone(), module_id.to_owned());
             tokio::spawn(async move {

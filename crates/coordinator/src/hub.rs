@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use concord_wire::rpc::{
-    Approval, CoordinatorToModule, ExchangeAnswer, ExchangeQuery, JobUpdate, MultisigSigned,
-    PolicyStatus, Refusal, Relay, Released, coordinator_to_module,
+    Approval, CoordinatorToModule, ExchangeAnswer, ExchangeQuery, ExchangeSent, JobUpdate,
+    MultisigSigned, PolicyStatus, Refusal, Relay, Released, coordinator_to_module,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -26,6 +26,8 @@ pub enum ModuleEvent {
     Released(Released),
     /// The module's own-key signatures of a multisig spend (or its refusal).
     MultisigSigned(MultisigSigned),
+    /// The holder's answer to an `ExchangeSend` (the exchange's withdrawal id, or why not).
+    ExchangeSent(ExchangeSent),
     /// The module's stream closed.
     Disconnected,
 }

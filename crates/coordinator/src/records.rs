@@ -524,6 +524,11 @@ pub struct SignatureMade {
     /// order (hex; `signature` is input 0's).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inputs: Vec<String>,
+    /// A held credential's withdraw request (Kraken): nothing is signed here; the holder
+    /// sent the approved request with the key it holds, and this is the exchange's
+    /// withdrawal id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exchange_withdrawal_id: Option<String>,
 }
 
 /// A finished presign job's result: the presignature added to the wallet's pool.

@@ -86,6 +86,7 @@ fn policy(ecdsa: WalletId, ed: WalletId) -> Policy {
                 refresh: false,
                 derive: vec![],
                 multisig: None,
+                held: None,
             },
             WalletRule {
                 wallet: ed,
@@ -98,6 +99,7 @@ fn policy(ecdsa: WalletId, ed: WalletId) -> Policy {
                 refresh: false,
                 derive: vec![],
                 multisig: None,
+                held: None,
             },
         ],
         address_book: vec![AddressEntry {

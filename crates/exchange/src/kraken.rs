@@ -30,7 +30,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256, Sha512};
 use zeroize::Zeroizing;
 
-use crate::query::{encode_component, is_positive_decimal};
+use crate::query::{decode_canonical, encode_component, is_positive_decimal};
 use crate::{
     Balance, Connector, Deposit, DepositAddress, DepositStatus, ExchangeError, WithdrawRequest,
     Withdrawal, WithdrawalStatus,
@@ -124,6 +124,94 @@ fn default_method(coin: &str, network: &str) -> Option<&'static str> {
         ("USDC", "ETH") => "USDC",
         _ => return None,
     })
+}
+
+/// A Kraken `Withdraw` as modules approve it: every parameter but the nonce (which the
+/// holder of the secret adds when it sends), in Kraken's documented order. Its exact text is
+/// what the group approves, so it is read only in its canonical form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WithdrawForm {
+    /// Kraken's asset code (`XETH`).
+    pub asset: String,
+    /// The withdrawal key's name, as registered on the account.
+    pub key: String,
+    /// The amount, a positive decimal.
+    pub amount: String,
+    /// The address the key must have: Kraken refuses the withdrawal if the key's is another.
+    pub address: String,
+}
+
+impl WithdrawForm {
+    /// The parameters form-encoded: `asset=…&key=…&amount=…&address=…`.
+    pub fn to_form(&self) -> String {
+        format!(
+            "asset={}&key={}&amount={}&address={}",
+            encode_component(&self.asset),
+            encode_component(&self.key),
+            encode_component(&self.amount),
+            encode_component(&self.address)
+        )
+    }
+
+    /// Reads a form [`WithdrawForm::to_form`] made, and nothing else: those four parameters
+    /// in that order, canonically encoded, a positive amount, no empty value.
+    pub fn parse(form: &str) -> Result<WithdrawForm, ExchangeError> {
+        let bad =
+            |m: String| ExchangeError::InvalidRequest(format!("the Kraken withdraw request: {m}"));
+        let parts: Vec<&str> = form.split('&').collect();
+        let names = ["asset", "key", "amount", "address"];
+        if parts.len() != names.len() {
+            return Err(bad(format!(
+                "it has {} parameters, not asset, key, amount and address",
+                parts.len()
+            )));
+        }
+        let mut values = Vec::with_capacity(names.len());
+        for (part, name) in parts.iter().zip(names) {
+            let value = part
+                .strip_prefix(name)
+                .and_then(|r| r.strip_prefix('='))
+                .ok_or_else(|| bad(format!("expected {name}=… where it has {part:?}")))?;
+            let value = decode_canonical(value, name)?;
+            if value.is_empty() {
+                return Err(bad(format!("{name} is empty")));
+            }
+            values.push(value);
+        }
+        let [asset, key, amount, address]: [String; 4] = values
+            .try_into()
+            .map_err(|_| bad("four parameters were expected".into()))?;
+        if !is_positive_decimal(&amount) {
+            return Err(bad(format!(
+                "the amount {amount:?} is not a positive decimal"
+            )));
+        }
+        let parsed = WithdrawForm {
+            asset,
+            key,
+            amount,
+            address,
+        };
+        if parsed.to_form() != form {
+            return Err(bad("it is not in canonical form".into()));
+        }
+        Ok(parsed)
+    }
+}
+
+/// A withdrawal key registered on a Kraken account, as `WithdrawAddresses` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct WithdrawKey {
+    /// Its name.
+    pub key: String,
+    /// The address it withdraws to.
+    pub address: String,
+    /// Kraken's funding method (the network, in Kraken's words).
+    #[serde(default)]
+    pub method: String,
+    /// Whether the account holder confirmed it.
+    #[serde(default)]
+    pub verified: bool,
 }
 
 /// A client for one Kraken account's funding API, signing with one API key and its secret.
@@ -330,6 +418,33 @@ impl KrakenClient {
                 tag: a.tag.or(a.memo).filter(|t| !t.is_empty()),
             })
             .collect())
+    }
+
+    /// The withdrawal keys registered on the account for `coin` (`WithdrawAddresses`).
+    pub async fn withdraw_keys(&self, coin: &str) -> Result<Vec<WithdrawKey>, ExchangeError> {
+        self.private("WithdrawAddresses", &[("asset", &asset_of(coin))])
+            .await
+    }
+
+    /// Sends a `Withdraw` whose parameters the group approved, exactly as approved (this
+    /// client adds only the nonce); returns Kraken's reference id.
+    pub async fn withdraw_form(&self, form: &WithdrawForm) -> Result<String, ExchangeError> {
+        #[derive(Deserialize)]
+        struct Refid {
+            refid: String,
+        }
+        let r: Refid = self
+            .private(
+                "Withdraw",
+                &[
+                    ("asset", &form.asset),
+                    ("key", &form.key),
+                    ("amount", &form.amount),
+                    ("address", &form.address),
+                ],
+            )
+            .await?;
+        Ok(r.refid)
     }
 
     /// The withdrawal key registered at Kraken for `address` (verified), if any.
@@ -619,5 +734,36 @@ mod tests {
         let c = KrakenClient::new("http://127.0.0.1:1", "my-key-123", "c2VjcmV0").unwrap();
         let d = format!("{c:?}");
         assert!(!d.contains("my-key-123") && !d.contains("c2VjcmV0"), "{d}");
+    }
+
+    #[test]
+    fn a_withdraw_form_is_read_only_in_its_canonical_form() {
+        let f = WithdrawForm {
+            asset: "XETH".into(),
+            key: "desk wallet".into(),
+            amount: "0.25".into(),
+            address: "0xAbC0000000000000000000000000000000000001".into(),
+        };
+        let text = f.to_form();
+        assert_eq!(
+            text,
+            "asset=XETH&key=desk%20wallet&amount=0.25&address=0xAbC0000000000000000000000000000000000001"
+        );
+        assert_eq!(WithdrawForm::parse(&text).unwrap(), f);
+        for (bad, why) in [
+            ("key=k&asset=XETH&amount=1&address=a", "expected asset"),
+            ("asset=XETH&key=k&amount=1", "3 parameters"),
+            (
+                "asset=XETH&key=k&amount=1&address=a&new=true",
+                "5 parameters",
+            ),
+            ("asset=XETH&key=desk+wallet&amount=1&address=a", "canonical"),
+            ("asset=XETH&key=k&amount=-1&address=a", "positive decimal"),
+            ("asset=XETH&key=&amount=1&address=a", "key is empty"),
+            ("asset=XETH&key=k%2&amount=1&address=a", "key"),
+        ] {
+            let e = WithdrawForm::parse(bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
     }
 }

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use concord_chain::{Address, U256};
 use concord_exchange::binance::WithdrawParams;
+use concord_exchange::kraken::WithdrawForm;
 use concord_tss::{DerivationPath, Scheme, WalletId};
 use concord_wire::authority::{
     Action, AddressRef, AddressTarget, AgreementRule, ApprovalStatement, Policy, SignedIntent,
@@ -284,6 +285,11 @@ impl Decider {
                 payload,
                 SigningPayload::UtxoTransfer { .. } | SigningPayload::SafeTransfer { .. }
             ) => {}
+            // A held credential's withdraw request (Kraken): no share, the policy defines it.
+            None if matches!(payload, SigningPayload::ExchangeWithdrawal { .. })
+                && state.policy().is_some_and(|p| {
+                    p.policy().wallet(&wallet).is_some_and(|r| r.held.is_some())
+                }) => {}
             None => {
                 return Err(refuse(
                     code::POLICY,
@@ -840,6 +846,12 @@ impl Decider {
             .logs()
             .map_err(|e| c.refuse(e.to_string()))?
             .orders(exchange, &i.id);
+        if proposed.valid_until_ms == u64::MAX && earlier.iter().any(|(d, _)| *d != c.digest) {
+            return Err(c.refuse(format!(
+                "a request with other bytes was already approved for transfer {}: exchange {exchange} has no client order id, so this module approves one request per transfer",
+                i.id
+            )));
+        }
         if earlier.iter().any(|(d, _)| *d != c.digest) {
             self.check_order_is_dead(c, exchange, &i.id, &earlier)
                 .await?;
@@ -869,13 +881,35 @@ impl Decider {
             request,
             body,
             api_key,
+            wallet,
+            transfer,
             ..
         } = payload
         else {
             return Err(c.refuse("not an exchange withdrawal"));
         };
         let kind = self.outside.kind(exchange).map_err(|e| c.refuse(e))?;
+        let held = c.policy().wallet(wallet).and_then(|r| r.held.as_ref());
+        if held.is_some() != (kind == "kraken") {
+            return Err(c.refuse(match held {
+                Some(_) => format!(
+                    "wallet {wallet} is a held credential of {}, and this module's connection {exchange} is a {kind} exchange, whose withdraw key the group signs with",
+                    c.policy_name()
+                ),
+                None => format!(
+                    "exchange {exchange} is Kraken, whose withdraw key cannot be a group key, and wallet {wallet} is not a held credential of {}",
+                    c.policy_name()
+                ),
+            }));
+        }
         match kind {
+            "kraken" => {
+                let Some(held) = held else {
+                    return Err(c.refuse("no held credential"));
+                };
+                self.read_kraken_withdraw(c, exchange, held, api_key, transfer, request, body.as_deref())
+                    .await
+            }
             "binance" => {
                 if body.is_some() {
                     return Err(c.refuse(
@@ -932,6 +966,102 @@ impl Decider {
                 "this module signs no withdraw request to a {other} exchange: its withdrawals are not built on the group's key"
             ))),
         }
+    }
+
+    /// A Kraken `Withdraw` under the policy's held credential: Kraken's exact parameters
+    /// (canonical, no nonce: the holder adds it), the credential's API key, and a withdrawal
+    /// key that this module's own read key finds registered, verified and withdrawing to the
+    /// request's address. Kraken has no client order id: the transfer id stands for it, and
+    /// the holder's ledger sends one request per transfer.
+    #[allow(clippy::too_many_arguments)]
+    async fn read_kraken_withdraw(
+        &self,
+        c: &Case<'_>,
+        exchange: &str,
+        held: &concord_wire::authority::HeldCredential,
+        api_key: &str,
+        transfer: &str,
+        request: &str,
+        body: Option<&str>,
+    ) -> Result<ProposedWithdrawal, Refusal> {
+        if body.is_some() {
+            return Err(c.refuse(
+                "a Kraken withdraw request carries no separate body: the parameters are the request",
+            ));
+        }
+        if held.exchange != exchange || held.api_key != api_key {
+            return Err(c.refuse(format!(
+                "the request goes to {exchange} under API key {api_key:?}, and {} names {}'s key {:?}",
+                c.policy_name(),
+                held.exchange,
+                held.api_key
+            )));
+        }
+        let form = WithdrawForm::parse(request).map_err(|e| {
+            c.refuse(format!(
+                "the withdraw request is not one this module approves: {e}"
+            ))
+        })?;
+        let coin = concord_exchange::kraken::coin_of(&form.asset);
+        if concord_exchange::kraken::asset_of(&coin) != form.asset {
+            return Err(c.refuse(format!(
+                "the asset {:?} is not Kraken's code for {coin}",
+                form.asset
+            )));
+        }
+        let key = self
+            .outside
+            .kraken_withdraw_key(exchange, &coin, &form.key)
+            .await
+            .map_err(|e| c.refuse_as(code::OUTSIDE, e))?;
+        let same = match (
+            key.address.parse::<Address>(),
+            form.address.parse::<Address>(),
+        ) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => key.address == form.address,
+        };
+        if !same {
+            return Err(c.refuse_as(
+                code::DESTINATION,
+                format!(
+                    "withdrawal key {:?} at exchange {exchange} withdraws to {}, not to the request's {}",
+                    form.key, key.address, form.address
+                ),
+            ));
+        }
+        let Action::Withdraw { network, .. } = &c.intent.intent.action else {
+            return Err(c.refuse("the intent asks for no withdrawal"));
+        };
+        let expected = self
+            .outside
+            .kraken_method(exchange, &coin, network)
+            .map_err(|e| c.refuse(e))?;
+        let network = if key.method == expected {
+            network.clone()
+        } else {
+            key.method.clone()
+        };
+        Ok(ProposedWithdrawal {
+            // Never stale: one request per transfer, bound in the holder's ledger.
+            valid_until_ms: u64::MAX,
+            coin,
+            network,
+            address: key.address.clone(),
+            amount: form.amount,
+            order_id: Some(transfer.to_owned()),
+            order_field: "transfer",
+            checks: vec![
+                format!(
+                    "the request is Kraken's Withdraw in canonical form under {}'s held credential {:?} (holder {})",
+                    exchange, held.api_key, held.holder
+                ),
+                format!(
+                    "withdrawal key {:?} is verified at {exchange} and withdraws to {} on {} (read with this module's own key)",
+                    form.key, key.address, key.method
+                ),
+            ],
+        })
     }
 
     /// Refuses unless every earlier request for the order is past its life and the exchange
@@ -1416,6 +1546,7 @@ mod tests {
                     refresh: false,
                     derive: vec![],
                     multisig: None,
+                    held: None,
                 },
                 WalletRule {
                     wallet: cred,
@@ -1434,6 +1565,7 @@ mod tests {
                     refresh: false,
                     derive: vec![],
                     multisig: None,
+                    held: None,
                 },
             ],
             address_book: vec![
@@ -1524,7 +1656,9 @@ mod tests {
             "coins": coins,
             "accounts": [{"name": "trader", "balances": balances, "api_keys": [
                 {"api_key": READ_KEY, "kind": "hmac", "secret": READ_SECRET, "permissions": ["read"]},
-                {"api_key": CDP_READ_KEY, "kind": "cdp", "public_key": hex::encode(cdp_read_key().verifying_key().to_bytes()), "permissions": ["read"]}]}],
+                {"api_key": CDP_READ_KEY, "kind": "cdp", "public_key": hex::encode(cdp_read_key().verifying_key().to_bytes()), "permissions": ["read"]},
+                {"api_key": KRAKEN_READ_KEY, "kind": "kraken", "secret": KRAKEN_READ_SECRET, "permissions": ["read"]},
+                {"api_key": KRAKEN_WITHDRAW_KEY, "kind": "kraken", "secret": KRAKEN_WITHDRAW_SECRET, "permissions": ["withdraw"]}]}],
         });
         if let Some(u) = utxo {
             config["utxo"] = u;
@@ -1563,6 +1697,12 @@ mod tests {
         state
             .save_exchange_secret("binance", READ_SECRET.as_bytes())
             .unwrap();
+        state
+            .save_exchange_secret("kraken", KRAKEN_READ_SECRET.as_bytes())
+            .unwrap();
+        state
+            .save_withdraw_secret("kraken", KRAKEN_WITHDRAW_SECRET.as_bytes())
+            .unwrap();
         {
             use base64::Engine as _;
             let seed = base64::engine::general_purpose::STANDARD.encode(cdp_read_key().to_bytes());
@@ -1575,6 +1715,12 @@ mod tests {
 
     /// The module's Coinbase read key (a CDP Ed25519 key; test only).
     const CDP_READ_KEY: &str = "organizations/test/apiKeys/module-read";
+    /// The module's Kraken read key and the withdraw key it holds (HMAC secrets, base64;
+    /// INSECURE test keys).
+    const KRAKEN_READ_KEY: &str = "kraken-read-m1";
+    const KRAKEN_READ_SECRET: &str = "cmVhZC1zZWNyZXQtb2YtbTEtYXQta3Jha2VuLXRlc3Qtb25seQ==";
+    const KRAKEN_WITHDRAW_KEY: &str = "kraken-withdraw";
+    const KRAKEN_WITHDRAW_SECRET: &str = "d2l0aGRyYXctc2VjcmV0LWhlbGQtYnktbTEtdGVzdC1vbmx5";
 
     fn cdp_read_key() -> ed25519_dalek::SigningKey {
         ed25519_dalek::SigningKey::from_bytes(&[0x42; 32])
@@ -1627,6 +1773,7 @@ mod tests {
                     read_api_key: READ_KEY.into(),
                     read_key_type: "hmac".into(),
                     api_host: None,
+                    withdraw_api_key: None,
                 },
                 ExchangeConfig {
                     name: "coinbase".into(),
@@ -1635,6 +1782,16 @@ mod tests {
                     read_api_key: CDP_READ_KEY.into(),
                     read_key_type: "ed25519".into(),
                     api_host: None,
+                    withdraw_api_key: None,
+                },
+                ExchangeConfig {
+                    name: "kraken".into(),
+                    kind: "kraken".into(),
+                    url: sim.base_url(),
+                    read_api_key: KRAKEN_READ_KEY.into(),
+                    read_key_type: "hmac".into(),
+                    api_host: None,
+                    withdraw_api_key: Some(KRAKEN_WITHDRAW_KEY.into()),
                 },
             ],
             utxo,
@@ -1673,6 +1830,7 @@ mod tests {
             refresh: false,
             derive: vec![],
             multisig: Some(def.clone()),
+            held: None,
         }
     }
 
@@ -2210,6 +2368,306 @@ mod tests {
             request: c.signing_input(),
             body: Some(b.to_json()),
         }
+    }
+
+    /// Registers a Kraken withdrawal key on the simulator's account `trader`.
+    async fn kraken_withdraw_key(sim: &concord_exchange_sim::SimHandle, key: &str, to: Address) {
+        let r = reqwest::Client::new()
+            .post(format!("{}/sim/kraken/withdraw-keys", sim.base_url()))
+            .bearer_auth("admin")
+            .json(
+                &serde_json::json!({"account": "trader", "key": key, "coin": "ETH",
+                "network": "ETH", "address": to.to_string()}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn kraken_withdrawals_are_approved_by_the_members_and_sent_once_by_the_holder() {
+        use concord_exchange::kraken::WithdrawForm;
+        use concord_wire::authority::{HeldCredential, HeldMember};
+        let fx = fixture_for(false, "binance").await;
+        let (id2, id3, stranger) = (key(21), key(22), key(STRANGER));
+        let def = HeldCredential {
+            exchange: "kraken".into(),
+            api_key: KRAKEN_WITHDRAW_KEY.into(),
+            holder: "m1".into(),
+            threshold: 2,
+            members: vec![
+                HeldMember {
+                    module: "m1".into(),
+                    identity: fx.state.identity().public(),
+                },
+                HeldMember {
+                    module: "m2".into(),
+                    identity: id2.public(),
+                },
+                HeldMember {
+                    module: "m3".into(),
+                    identity: id3.public(),
+                },
+            ],
+        };
+        let held = def.wallet_id();
+        let mut p = policy(fx.wallet, fx.cred);
+        p.wallets.push(WalletRule {
+            wallet: held,
+            label: "kraken-key".into(),
+            purpose: WalletPurpose::ExchangeCredential {
+                exchange: "kraken".into(),
+                withdraw_to: vec!["desk".into()],
+            },
+            limits: vec![CoinLimit {
+                coin: "ETH".into(),
+                per_transfer: "1".into(),
+                per_day: "1.5".into(),
+                cosign_above: None,
+                cosigners: 0,
+            }],
+            refresh: false,
+            derive: vec![],
+            multisig: None,
+            held: Some(def.clone()),
+        });
+        adopt(&fx.state, p);
+        // The account holder registered the desk wallet, and (an attacker's doing, or a
+        // mistake) another address too.
+        kraken_withdraw_key(&fx.sim, "desk-wallet", fx.own).await;
+        kraken_withdraw_key(&fx.sim, "elsewhere", OUTSIDE).await;
+        let si = signed(
+            Action::Withdraw {
+                exchange: "kraken".into(),
+                coin: "ETH".into(),
+                network: "ETH".into(),
+                amount: "0.5".into(),
+                to: AddressRef::Label("desk".into()),
+                rule: AgreementRule::All,
+            },
+            TRADER,
+            &[],
+        );
+        let form = |key: &str, amount: &str, to: Address| WithdrawForm {
+            asset: "ETH".into(),
+            key: key.into(),
+            amount: amount.into(),
+            address: to.to_string(),
+        };
+        let payload = |api_key: &str, request: String, body: Option<String>| {
+            SigningPayload::ExchangeWithdrawal {
+                transfer: si.intent.id.clone(),
+                wallet: held,
+                exchange: "kraken".into(),
+                api_key: api_key.into(),
+                request,
+                body,
+            }
+        };
+        let honest = payload(
+            KRAKEN_WITHDRAW_KEY,
+            form("desk-wallet", "0.5", fx.own).to_form(),
+            None,
+        );
+        // The forged-address attack on Kraken: a registered key that withdraws elsewhere.
+        let forged = payload(
+            KRAKEN_WITHDRAW_KEY,
+            form("elsewhere", "0.5", OUTSIDE).to_form(),
+            None,
+        );
+        let r = fx
+            .decider
+            .decide(&proposal("k1", &forged, &si))
+            .await
+            .unwrap_err();
+        assert_eq!(r.code, code::DESTINATION, "{}", r.reason);
+        assert!(
+            r.reason
+                .contains("which is not \"desk\" of the address book"),
+            "{}",
+            r.reason
+        );
+        for (job, p, want) in [
+            // The desk's key, but an address Kraken would refuse: never approved either.
+            (
+                "k2",
+                payload(
+                    KRAKEN_WITHDRAW_KEY,
+                    form("desk-wallet", "0.5", OUTSIDE).to_form(),
+                    None,
+                ),
+                "not to the request's",
+            ),
+            (
+                "k3",
+                payload(
+                    "another-key",
+                    form("desk-wallet", "0.5", fx.own).to_form(),
+                    None,
+                ),
+                "names kraken's key",
+            ),
+            (
+                "k4",
+                payload(
+                    KRAKEN_WITHDRAW_KEY,
+                    format!("key=desk-wallet&asset=ETH&amount=0.5&address={}", fx.own),
+                    None,
+                ),
+                "not one this module approves",
+            ),
+            (
+                "k5",
+                payload(
+                    KRAKEN_WITHDRAW_KEY,
+                    form("nope", "0.5", fx.own).to_form(),
+                    None,
+                ),
+                "has no withdrawal key \"nope\"",
+            ),
+            (
+                "k6",
+                payload(
+                    KRAKEN_WITHDRAW_KEY,
+                    form("desk-wallet", "0.5", fx.own).to_form(),
+                    Some("{}".into()),
+                ),
+                "carries no separate body",
+            ),
+            (
+                "k7",
+                payload(
+                    KRAKEN_WITHDRAW_KEY,
+                    form("desk-wallet", "0.9", fx.own).to_form(),
+                    None,
+                ),
+                "amount",
+            ),
+        ] {
+            refused(&fx, job, &p, &si, want).await;
+        }
+        // A Kraken request under the Binance key's group wallet: not a held credential.
+        let mut on_group_key = honest.clone();
+        if let SigningPayload::ExchangeWithdrawal { wallet, .. } = &mut on_group_key {
+            *wallet = fx.cred;
+        }
+        refused(
+            &fx,
+            "k8",
+            &on_group_key,
+            &si,
+            "is not exchange kraken's withdraw key",
+        )
+        .await;
+
+        // The honest request: approved, the checks naming the key and its address.
+        let a = fx
+            .decider
+            .decide(&proposal("k-ok", &honest, &si))
+            .await
+            .unwrap();
+        let st = ApprovalStatement::from_bytes(&a.statement).unwrap();
+        let all = st.checks.join("\n");
+        assert!(
+            all.contains("withdrawal key \"desk-wallet\" is verified"),
+            "{all}"
+        );
+        // Another request for the same transfer (other bytes): never approved, Kraken has no
+        // client order id to tell them apart.
+        refused(
+            &fx,
+            "k-again",
+            &payload(
+                KRAKEN_WITHDRAW_KEY,
+                form("desk-wallet", "0.50", fx.own).to_form(),
+                None,
+            ),
+            &si,
+            "already approved for transfer",
+        )
+        .await;
+
+        // The holder sends only under a certificate of the members' approvals.
+        let policy_hash = fx.state.policy().unwrap().hash;
+        let by = |module: &str, identity: &IdentityKey| {
+            approval_by(
+                "k-ok",
+                module,
+                identity,
+                &honest,
+                policy_hash,
+                &si.intent.id,
+            )
+        };
+        let outside = &fx.decider.outside;
+        let refused_send = |certificate: Vec<Approval>, want: &'static str| {
+            let state = fx.state.clone();
+            async move {
+                let e = crate::held::send(&state, outside, "k-ok", &certificate)
+                    .await
+                    .err()
+                    .unwrap();
+                assert!(!e.outcome_unknown);
+                assert!(
+                    e.error.to_string().contains(want),
+                    "wanted {want:?} in: {}",
+                    e.error
+                );
+            }
+        };
+        refused_send(vec![], "certificate").await;
+        refused_send(vec![a.clone()], "certificate").await;
+        refused_send(vec![a.clone(), by("m2", &id2)], "certificate").await;
+        // Approvals attributed to m2 and m3 but signed by a stranger.
+        refused_send(
+            vec![a.clone(), by("m2", &stranger), by("m3", &stranger)],
+            "not signed by its pinned identity",
+        )
+        .await;
+        // A job this module refused: it holds no approval to send under.
+        let e = crate::held::send(&fx.state, outside, "k1", &[a.clone()])
+            .await
+            .err()
+            .unwrap();
+        assert!(e.error.to_string().contains("no approval"), "{}", e.error);
+        // Nothing reached Kraken so far.
+        let kraken = fx.decider.outside.kraken("kraken").unwrap().clone();
+        let none: Vec<concord_exchange::Withdrawal> = Vec::new();
+        assert_eq!(
+            concord_exchange::Connector::withdrawal(&*kraken, "any")
+                .await
+                .unwrap(),
+            none.first().cloned()
+        );
+        let certificate = vec![a.clone(), by("m2", &id2), by("m3", &id3)];
+        let (id, audit) = crate::held::send(&fx.state, outside, "k-ok", &certificate)
+            .await
+            .map_err(|e| e.error)
+            .unwrap();
+        assert!(audit.is_some());
+        let w = concord_exchange::Connector::withdrawal(&*kraken, &id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(w.amount.parse::<f64>().unwrap(), 0.5);
+        assert_eq!(w.address.parse::<Address>().unwrap(), fx.own);
+        // Asked again (a lost answer, a second coordinator): the same withdrawal, not another.
+        let (again, audit) = crate::held::send(&fx.state, outside, "k-ok", &certificate)
+            .await
+            .map_err(|e| e.error)
+            .unwrap();
+        assert_eq!(again, id);
+        assert!(audit.is_none());
+        // One withdrawal of 0.5 ETH left the account's 10 (the simulator's fee here is 0).
+        let balances = concord_exchange::Connector::balances(&*kraken)
+            .await
+            .unwrap();
+        let eth = balances.iter().find(|b| b.asset == "ETH").unwrap();
+        assert_eq!(eth.free.parse::<f64>().unwrap(), 9.5, "{balances:?}");
+        // Its approval is bound: the coordinator can no longer release it.
+        assert!(fx.state.release_approval("k-ok").is_err());
+        fx.sim.shutdown().await.unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use concord_chain::{Address, Asset, EvmClient, FeePolicy};
 use concord_exchange::binance::{BinanceClient, WithdrawParams};
+use concord_exchange::kraken::KrakenClient;
 use concord_exchange::{Connector, DepositAddress};
 use concord_exchange::{Ed25519Signer, HmacSha256Signer, RequestSigner};
 use concord_wire::payload::{Destination, SigningPayload};
@@ -56,6 +57,11 @@ pub(crate) struct Outside {
     kinds: HashMap<String, String>,
     /// The Coinbase connections, with the host their sends' tokens must name.
     coinbase: HashMap<String, CoinbaseView>,
+    /// The Kraken connections, with this module's read key.
+    kraken: HashMap<String, Arc<KrakenClient>>,
+    /// The Kraken connections whose withdraw key this module holds whole (the holder of
+    /// the policy's held credential): used only by [`crate::held::send`].
+    kraken_withdraw: HashMap<String, Arc<KrakenClient>>,
     /// Deposit addresses this module's own connector gave it, with when: a deposit's
     /// approval reuses the one fetched moments before for the same deposit's resolution
     /// (never older than [`RECENT_ADDRESS`]) instead of asking the exchange twice.
@@ -104,6 +110,8 @@ impl Outside {
         };
         let mut exchanges: HashMap<String, Arc<dyn Connector>> = HashMap::new();
         let mut coinbase = HashMap::new();
+        let mut kraken = HashMap::new();
+        let mut kraken_withdraw = HashMap::new();
         let kinds = config
             .exchanges
             .iter()
@@ -135,13 +143,32 @@ impl Outside {
             match x.kind.as_str() {
                 // Kraken: the key and its HMAC secret (base64, as Kraken shows it).
                 "kraken" => {
-                    let client = concord_exchange::kraken::KrakenClient::new(
-                        &x.url,
-                        &x.read_api_key,
-                        secret,
-                    )
-                    .map_err(unusable)?;
-                    exchanges.insert(x.name.clone(), Arc::new(client));
+                    let client = Arc::new(
+                        KrakenClient::new(&x.url, &x.read_api_key, secret).map_err(unusable)?,
+                    );
+                    kraken.insert(x.name.clone(), client.clone());
+                    exchanges.insert(x.name.clone(), client);
+                    if let Some(key) = &x.withdraw_api_key {
+                        let Some(w) = state.withdraw_secret(&x.name)? else {
+                            return Err(Error::Config(format!(
+                                "exchange {}: withdraw_api_key is set and its secret is not in the vault; run `concord module exchange-key --withdraw`",
+                                x.name
+                            )));
+                        };
+                        let w = std::str::from_utf8(&w).map_err(|_| {
+                            Error::Config(format!(
+                                "exchange {}: the withdraw key's secret in the vault is not text",
+                                x.name
+                            ))
+                        })?;
+                        let client = KrakenClient::new(&x.url, key, w).map_err(|e| {
+                            Error::Config(format!(
+                                "exchange {}: the withdraw key is unusable: {e}",
+                                x.name
+                            ))
+                        })?;
+                        kraken_withdraw.insert(x.name.clone(), Arc::new(client));
+                    }
                     continue;
                 }
                 // Coinbase: a CDP key (its name, and its secret as the portal gives it).
@@ -211,6 +238,8 @@ impl Outside {
             exchanges,
             kinds,
             coinbase,
+            kraken,
+            kraken_withdraw,
             recent: Default::default(),
         })
     }
@@ -240,6 +269,56 @@ impl Outside {
         self.coinbase.get(exchange).ok_or_else(|| {
             format!("this module has no Coinbase connection {exchange:?} with a read key")
         })
+    }
+
+    /// This module's own Kraken connection `exchange` (read key).
+    pub(crate) fn kraken(&self, exchange: &str) -> Result<&Arc<KrakenClient>, String> {
+        self.kraken.get(exchange).ok_or_else(|| {
+            format!("this module has no Kraken connection {exchange:?} with a read key")
+        })
+    }
+
+    /// Kraken's funding method for `coin` on `network`, as this module's connection names it.
+    pub(crate) fn kraken_method(
+        &self,
+        exchange: &str,
+        coin: &str,
+        network: &str,
+    ) -> Result<String, String> {
+        self.kraken(exchange)?
+            .method(coin, network)
+            .map_err(|e| describe(exchange, &e))
+    }
+
+    /// The Kraken withdraw key this module holds whole for `exchange`, if it is the holder.
+    pub(crate) fn kraken_holder(&self, exchange: &str) -> Result<&Arc<KrakenClient>, String> {
+        self.kraken_withdraw.get(exchange).ok_or_else(|| {
+            format!("this module holds no withdraw key of Kraken connection {exchange:?}")
+        })
+    }
+
+    /// The verified withdrawal key `key` for `coin` on Kraken connection `exchange`, as this
+    /// module's own read key lists it (`WithdrawAddresses`).
+    pub(crate) async fn kraken_withdraw_key(
+        &self,
+        exchange: &str,
+        coin: &str,
+        key: &str,
+    ) -> Result<concord_exchange::kraken::WithdrawKey, String> {
+        let keys = self
+            .kraken(exchange)?
+            .withdraw_keys(coin)
+            .await
+            .map_err(|e| describe(exchange, &e))?;
+        let found = keys.into_iter().find(|k| k.key == key).ok_or_else(|| {
+            format!("exchange {exchange} has no withdrawal key {key:?} for {coin}")
+        })?;
+        if !found.verified {
+            return Err(format!(
+                "withdrawal key {key:?} at exchange {exchange} is not verified"
+            ));
+        }
+        Ok(found)
     }
 
     /// Answers a read-only exchange question through this module's own connector.
@@ -286,6 +365,27 @@ impl Outside {
                         let held: Vec<_> = all.into_iter().filter(holds_any).collect();
                         serde_json::to_value(held).unwrap_or_default()
                     }))
+                }
+                Some(exchange_query::Query::WithdrawKey(k)) => {
+                    let keys = self
+                        .kraken(&q.exchange)?
+                        .withdraw_keys(&k.coin)
+                        .await
+                        .map_err(|e| describe(&q.exchange, &e))?;
+                    let same = |a: &str| match (a.parse::<Address>(), k.address.parse::<Address>())
+                    {
+                        (Ok(x), Ok(y)) => x == y,
+                        _ => a == k.address,
+                    };
+                    keys.into_iter()
+                        .find(|w| w.verified && same(&w.address))
+                        .map(|w| serde_json::to_vec(&w.key).unwrap_or_default())
+                        .ok_or_else(|| {
+                            format!(
+                                "exchange {} has no verified withdrawal key for {} at {}",
+                                q.exchange, k.coin, k.address
+                            )
+                        })
                 }
                 Some(exchange_query::Query::Account(a)) => {
                     let cb = self.coinbase(&q.exchange)?;

@@ -175,6 +175,12 @@ pub struct ExchangeConfig {
     /// through a proxy sets it to the exchange's own host; by default it is `url`'s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_host: Option<String>,
+    /// The withdraw-capable API key this module holds whole, when it is the holder of the
+    /// exchange's held credential in the policy (Kraken: an HMAC secret no threshold scheme
+    /// can shard). Its secret is in the vault (`concord module exchange-key --withdraw`); the
+    /// module uses it only for a request a certificate of the members' approvals allows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withdraw_api_key: Option<String>,
 }
 
 fn default_kind() -> String {

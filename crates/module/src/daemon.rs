@@ -14,8 +14,8 @@ use concord_wire::messages::{AuxResult, KeygenResult, PresignResult, RefreshResu
 use concord_wire::payload::SigningPayload;
 use concord_wire::rpc::module_link_client::ModuleLinkClient;
 use concord_wire::rpc::{
-    Approval, Failure, Hello, JobUpdate, MultisigSigned, PolicyStatus, Proposal, ProtocolKind,
-    Refusal, Relay, Released, StartProtocol, coordinator_to_module, job_update,
+    Approval, ExchangeSent, Failure, Hello, JobUpdate, MultisigSigned, PolicyStatus, Proposal,
+    ProtocolKind, Refusal, Relay, Released, StartProtocol, coordinator_to_module, job_update,
     module_to_coordinator,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -312,6 +312,42 @@ async fn session(
                     }
                 };
                 send_up(uplink, module_to_coordinator::Msg::MultisigSigned(answer));
+            }
+            Some(coordinator_to_module::Msg::ExchangeSend(m)) => {
+                let (ctx, uplink) = (ctx.clone(), uplink.clone());
+                tokio::spawn(async move {
+                    let sent = crate::held::send(
+                        &ctx.state,
+                        &ctx.decider.outside,
+                        &m.job_id,
+                        &m.certificate,
+                    )
+                    .await;
+                    let answer = match sent {
+                        Ok((id, audit)) => {
+                            tracing::info!(job = %m.job_id, withdrawal = %id, "withdraw request sent with the held exchange key");
+                            metrics::counter!("concord_module_signatures_released_total", "kind" => "held-credential").increment(1);
+                            ExchangeSent {
+                                job_id: m.job_id,
+                                withdrawal_id: id,
+                                error: String::new(),
+                                audit,
+                                outcome_unknown: false,
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(job = %m.job_id, error = %e.error, outcome_unknown = e.outcome_unknown, "held-credential send refused");
+                            ExchangeSent {
+                                job_id: m.job_id,
+                                withdrawal_id: String::new(),
+                                error: e.error.to_string(),
+                                audit: None,
+                                outcome_unknown: e.outcome_unknown,
+                            }
+                        }
+                    };
+                    send_up(&uplink, module_to_coordinator::Msg::ExchangeSent(answer));
+                });
             }
             Some(coordinator_to_module::Msg::Abort(a)) => {
                 if let Ok(mut tasks) = ctx.tasks.lock() {
@@ -1802,6 +1838,7 @@ mod tests {
                         refresh: false,
                         derive: vec![],
                         multisig: None,
+                        held: None,
                     })
                     .into_iter()
                     .collect(),

@@ -9,6 +9,7 @@ pub mod audit;
 mod checks;
 pub mod config;
 pub mod daemon;
+mod held;
 mod ledger;
 mod multisig;
 pub mod state;

@@ -1462,6 +1462,44 @@ impl State {
             .put(&exchange_secret_name(exchange)?, secret)
             .map_err(vault_err)
     }
+
+    /// The secret of the withdraw-capable key this module holds whole for an exchange
+    /// connection (a held credential's), if it holds one.
+    pub fn withdraw_secret(&self, exchange: &str) -> Result<Option<Zeroizing<Vec<u8>>>, Error> {
+        self.vault
+            .get(&withdraw_secret_name(exchange)?)
+            .map_err(vault_err)
+    }
+
+    /// Stores the secret of the withdraw-capable key this module holds whole.
+    pub fn save_withdraw_secret(&self, exchange: &str, secret: &[u8]) -> Result<(), Error> {
+        self.vault
+            .put(&withdraw_secret_name(exchange)?, secret)
+            .map_err(vault_err)
+    }
+
+    /// What this module's ledger says about a held credential's request for `transfer`.
+    pub(crate) fn held_send(&self, transfer: &str) -> Result<Option<HeldSend>, Error> {
+        let Some(raw) = self
+            .vault
+            .get(&held_send_name(transfer))
+            .map_err(vault_err)?
+        else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&raw)
+            .map(Some)
+            .map_err(|e| Error::Vault(format!("the ledger entry of transfer {transfer}: {e}")))
+    }
+
+    /// Writes down a held credential's request for `transfer` (before it is sent, then with
+    /// the exchange's answer).
+    pub(crate) fn save_held_send(&self, transfer: &str, s: &HeldSend) -> Result<(), Error> {
+        let raw = serde_json::to_vec(s).map_err(|e| Error::Vault(e.to_string()))?;
+        self.vault
+            .put(&held_send_name(transfer), &raw)
+            .map_err(vault_err)
+    }
 }
 
 /// A passphrase key-encryption key with cheap Argon2 parameters, for tests only.
@@ -1477,6 +1515,43 @@ pub(crate) fn test_kek() -> concord_vault::PassphraseKek {
         },
     )
     .unwrap()
+}
+
+fn withdraw_secret_name(exchange: &str) -> Result<String, Error> {
+    let name = format!("exchange-withdraw-{exchange}");
+    concord_vault::check_name(&name).map_err(|e| {
+        Error::Config(format!(
+            "the exchange name {exchange:?} cannot name a vault entry: {e}"
+        ))
+    })?;
+    Ok(name)
+}
+
+/// The vault entry of a held credential's request for a transfer (the transfer id hashed:
+/// it is the coordinator's text).
+fn held_send_name(transfer: &str) -> String {
+    format!(
+        "held-send-{}",
+        hex::encode(concord_wire::authority::tagged_hash(
+            "concord/held-send/v1",
+            transfer.as_bytes()
+        ))
+    )
+}
+
+/// A held credential's request for one transfer, as the holder's ledger keeps it: bound to
+/// the job and digest the members approved before anything is sent, then the exchange's
+/// withdrawal id once it answered.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct HeldSend {
+    /// The sign job it was approved under.
+    pub(crate) job: String,
+    /// The approved request's digest, hex.
+    pub(crate) digest: String,
+    /// The exchange's withdrawal id, once it answered.
+    pub(crate) withdrawal_id: Option<String>,
+    /// Why the exchange refused it, when it did (nothing was withdrawn).
+    pub(crate) refused: Option<String>,
 }
 
 fn exchange_secret_name(exchange: &str) -> Result<String, Error> {

@@ -727,6 +727,7 @@ fn policy_v1() -> Policy {
                 refresh: true,
                 derive: vec!["m/0/1".parse().unwrap()],
                 multisig: None,
+                held: None,
             },
             WalletRule {
                 wallet: CRED,
@@ -739,6 +740,7 @@ fn policy_v1() -> Policy {
                 refresh: false,
                 derive: vec![],
                 multisig: None,
+                held: None,
             },
         ],
         address_book: vec![
@@ -1116,6 +1118,7 @@ fn policy_v2(v1: &Policy) -> Policy {
             refresh: false,
             derive: vec![],
             multisig: Some(def),
+            held: None,
         });
     }
     p

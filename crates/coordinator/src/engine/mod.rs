@@ -15,6 +15,7 @@
 //! transfers it created or claimed, renews their leases while it does, and claims what
 //! another coordinator left unfinished once its lease expired.
 
+mod held;
 mod multisig;
 mod presign;
 mod protocol;
@@ -34,6 +35,7 @@ use crate::records::{EventKind, GroupStatus, JobKind, JobRecord, epoch_ms};
 use crate::store::Store;
 use crate::store::leases::{LEASE_MS, Work};
 
+pub(crate) use held::held_wallet;
 pub(crate) use multisig::{MULTISIG_GROUP, multisig_wallet};
 pub use presign::subsets;
 

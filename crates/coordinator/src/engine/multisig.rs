@@ -37,10 +37,13 @@ impl Engine {
     }
 
     /// A wallet by id: one of this coordinator's (made by a key-generation job), else a
-    /// multisig wallet of the policy in force.
+    /// held credential or multisig wallet of the policy in force.
     pub(crate) async fn any_wallet(&self, id: &str) -> Result<Option<WalletRecord>, Error> {
         if let Some(w) = self.store.wallet(id).await? {
             return Ok(Some(w));
+        }
+        if let Some(def) = self.held_def(id).await? {
+            return Ok(Some(super::held::held_wallet(&def)));
         }
         Ok(self
             .multisig_def(id)

@@ -118,6 +118,9 @@ impl Engine {
         if id.starts_with(super::multisig::MULTISIG_GROUP) {
             return self.multisig_group(id).await;
         }
+        if id.starts_with(super::held::HELD_GROUP) {
+            return self.held_group(id).await;
+        }
         self.store
             .group(id)
             .await?

@@ -106,7 +106,42 @@ impl Engine {
             return Err(e);
         }
         let multisig = ctx.group.id.starts_with(super::multisig::MULTISIG_GROUP);
-        let result = if multisig {
+        let held = ctx.group.id.starts_with(super::held::HELD_GROUP);
+        let result = if held {
+            // The holder sends the approved request with the key it holds, under the
+            // certificate; nothing is signed here.
+            let (recorded, sent) = tokio::join!(
+                record,
+                self.send_held(
+                    job,
+                    &ctx.payload,
+                    &answers.approvers,
+                    &answers.certificate,
+                    events
+                )
+            );
+            recorded?;
+            let (holder, id) = sent?;
+            SignatureMade {
+                presigned: false,
+                signature: String::new(),
+                signers: ctx
+                    .group
+                    .members
+                    .iter()
+                    .position(|m| *m == holder)
+                    .map(|i| i as u16)
+                    .into_iter()
+                    .collect(),
+                approvers: answers.approvers.iter().cloned().collect(),
+                dissenters: answers.dissenters.clone(),
+                digest: hex::encode(ctx.digest),
+                policy: answers.policy.map(hex::encode),
+                multisig: BTreeMap::new(),
+                inputs: Vec::new(),
+                exchange_withdrawal_id: Some(id),
+            }
+        } else if multisig {
             // Each approver signs with its own key; the chain (P2WSH, Safe) counts them.
             let (recorded, signed) = tokio::join!(
                 record,
@@ -134,6 +169,7 @@ impl Engine {
                 policy: answers.policy.map(hex::encode),
                 multisig: by_module,
                 inputs: Vec::new(),
+                exchange_withdrawal_id: None,
             }
         } else {
             // One run per input of a UTXO spend (each signs that input's hash), one otherwise.
@@ -168,9 +204,12 @@ impl Engine {
                 policy: answers.policy.map(hex::encode),
                 multisig: BTreeMap::new(),
                 inputs,
+                exchange_withdrawal_id: None,
             }
         };
-        let engine = if multisig {
+        let engine = if held {
+            "held"
+        } else if multisig {
             "multisig"
         } else if result.presigned {
             "presigned"
@@ -191,7 +230,9 @@ impl Engine {
                     module_id: None,
                     kind: EventKind::Result,
                     digest: Some(ctx.digest.to_vec()),
-                    detail: Some(if multisig {
+                    detail: Some(if held {
+                        "sent by the holder of the withdraw key under the certificate".into()
+                    } else if multisig {
                         "each signer's signatures verified against its own key".into()
                     } else {
                         "signature verified against the wallet key".into()

@@ -272,13 +272,10 @@ impl Engine {
         }
         let endpoint = ctx.exchange(a.exchange)?;
         if kind == TransferKind::Withdrawal
-            && !matches!(endpoint.kind.as_str(), "binance" | "coinbase")
+            && !matches!(endpoint.kind.as_str(), "binance" | "coinbase" | "kraken")
         {
-            // Deposits to Kraken work (each module resolves the address with its own read
-            // key); a withdrawal needs a request the group's key signs, which Kraken's HMAC
-            // secret cannot be.
             return Err(Error::BadRequest(format!(
-                "withdrawals from exchange {} ({}) are not supported: its API secret cannot be held by the group's threshold key; only deposits to it",
+                "withdrawals from exchange {} ({}) are not supported",
                 a.exchange, endpoint.kind
             )));
         }
@@ -354,13 +351,31 @@ impl Engine {
         exchange: &str,
         req: CredentialRequest,
     ) -> Result<(), Error> {
-        self.transfer_ctx()?.exchange(exchange)?;
-        let wallet = self
-            .store
-            .wallet(&req.wallet.to_string())
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("wallet {}", req.wallet)))?;
-        if wallet.scheme != concord_types::Scheme::Ed25519.to_string() {
+        let kind = self.transfer_ctx()?.exchange(exchange)?.kind.clone();
+        let held = self.held_def(&req.wallet.to_string()).await?;
+        let wallet = match &held {
+            // Kraken's HMAC secret: one module holds it, the policy's definition names it.
+            Some(def) => {
+                if def.exchange != exchange || def.api_key != req.api_key {
+                    return Err(Error::BadRequest(format!(
+                        "held credential {} is exchange {}'s API key {:?}, not {exchange}'s {:?}",
+                        req.wallet, def.exchange, def.api_key, req.api_key
+                    )));
+                }
+                crate::engine::held_wallet(def)
+            }
+            None if kind == "kraken" => {
+                return Err(Error::BadRequest(format!(
+                    "exchange {exchange} is Kraken, whose withdraw key is an HMAC secret no group can hold in shares: register the policy's held credential for it"
+                )));
+            }
+            None => self
+                .store
+                .wallet(&req.wallet.to_string())
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("wallet {}", req.wallet)))?,
+        };
+        if held.is_none() && wallet.scheme != concord_types::Scheme::Ed25519.to_string() {
             return Err(Error::BadRequest(format!(
                 "wallet {} is {}; an exchange withdraw key must be an ed25519 wallet",
                 wallet.id, wallet.scheme

@@ -6,7 +6,10 @@
 //!   token's claims for a send from the coin's account, which a module names, and the send's
 //!   body);
 //! - `signing` → **sign** it with the group's sharded Ed25519 API key (modules sign one
-//!   live request per order); the signed request is kept;
+//!   live request per order); the signed request is kept. Kraken instead: the members
+//!   approve the `Withdraw` parameters (each resolving the withdrawal key with its own read
+//!   key), and the holder of the policy's held credential sends them itself under the
+//!   certificate, once per transfer, straight to `submitted`;
 //! - `signed` → **submit** it; an answer whose outcome is unknown (a timeout, a 5xx, a
 //!   dropped connection) moves it to `unknown`, never to failed;
 //! - `unknown` → **reconcile**: look the order up at the exchange through the modules' read
@@ -23,6 +26,7 @@ use base64::Engine as _;
 use concord_chain::B256;
 use concord_exchange::binance::{BinanceClient, WithdrawParams};
 use concord_exchange::coinbase::{CoinbaseClient, JwtAlg, RequestClaims};
+use concord_exchange::kraken::WithdrawForm;
 use concord_exchange::{ExchangeError, WithdrawRequest, Withdrawal, WithdrawalStatus};
 use concord_wire::authority::{AddressRef, AddressTarget};
 use concord_wire::payload::SigningPayload;
@@ -48,6 +52,9 @@ enum Prepared {
     Binance(WithdrawParams),
     /// A Coinbase send: the token's claims and the body.
     Coinbase { claims: RequestClaims, body: String },
+    /// A Kraken `Withdraw`'s parameters, which the holder of the held credential sends
+    /// itself once the members approved them.
+    Kraken,
 }
 
 impl Prepared {
@@ -56,6 +63,8 @@ impl Prepared {
         match self {
             Prepared::Binance(p) => p.timestamp_ms.saturating_add(p.recv_window_ms),
             Prepared::Coinbase { claims, .. } => claims.exp.saturating_mul(1000),
+            // Never stale: one request per transfer, bound in the holder's ledger.
+            Prepared::Kraken => u64::MAX,
         }
     }
 }
@@ -146,7 +155,7 @@ impl Engine {
         failpoint!("withdrawal::requested");
         if t.payload.is_some() {
             let (_, old) = Self::stored_request(t)?;
-            if now_ms() < old.valid_until_ms() + MODULE_MARGIN_MS {
+            if now_ms() < old.valid_until_ms().saturating_add(MODULE_MARGIN_MS) {
                 return Ok(Step::Wait);
             }
         }
@@ -190,6 +199,27 @@ impl Engine {
                 })
                 .map_err(|e| Error::BadRequest(format!("exchange {}: {e}", t.exchange)))?;
                 (claims.signing_input(), Some(body.to_json()))
+            }
+            "kraken" => {
+                // The withdrawal key Kraken has for the destination, as a module's read key
+                // lists it: a proposal, which every member resolves again itself.
+                let key: String = self
+                    .ask_any(
+                        &members,
+                        &t.exchange,
+                        exchange_query::Query::WithdrawKey(concord_wire::rpc::WithdrawKeyQuery {
+                            coin: t.coin.clone(),
+                            address: address.clone(),
+                        }),
+                    )
+                    .await?;
+                let form = WithdrawForm {
+                    asset: concord_exchange::kraken::asset_of(&t.coin),
+                    key,
+                    amount: t.amount.to_string(),
+                    address: address.clone(),
+                };
+                (form.to_form(), None)
             }
             _ => (
                 WithdrawParams {
@@ -241,7 +271,10 @@ impl Engine {
                 claims: RequestClaims::parse(request).map_err(bad)?,
                 body: body.clone(),
             },
-            None => Prepared::Binance(WithdrawParams::parse(request).map_err(bad)?),
+            None => match WithdrawForm::parse(request) {
+                Ok(_) => Prepared::Kraken,
+                Err(_) => Prepared::Binance(WithdrawParams::parse(request).map_err(bad)?),
+            },
         };
         Ok((payload, prepared))
     }
@@ -267,6 +300,28 @@ impl Engine {
             return Ok(Step::Next);
         }
         let (cred, _, _) = self.credential_of(&t.exchange).await?;
+        if let Prepared::Kraken = prepared {
+            // The holder sent it once the members approved: its answer is the withdrawal.
+            let result = self.signed_result(t, &cred, &payload, "withdrawal").await?;
+            let id = result["exchange_withdrawal_id"]
+                .as_str()
+                .filter(|id| !id.is_empty())
+                .ok_or_else(|| {
+                    Error::protocol("the held credential's job ended without a withdrawal id")
+                })?
+                .to_owned();
+            t.exchange_withdrawal_id = Some(id.clone());
+            t.error = None;
+            t.step(
+                TransferStatus::Submitted,
+                format!(
+                    "the holder of {}'s withdraw key sent the request the members approved: withdrawal {id}",
+                    t.exchange
+                ),
+            );
+            self.save(t).await?;
+            return Ok(Step::Next);
+        }
         let signature = self.signature_for(t, &cred, &payload, "withdrawal").await?;
         let SigningPayload::ExchangeWithdrawal { request, .. } = &payload else {
             return Err(Error::Internal("not a withdraw request".into()));
@@ -388,6 +443,9 @@ impl Engine {
                 let token = concord_exchange::coinbase::finish(&sr.request, &signature);
                 Ok(client.submit_send(account, &body, &token).await)
             }
+            Prepared::Kraken => Err(Error::Internal(
+                "a Kraken withdrawal is sent by the holder of its key, never from here".into(),
+            )),
         }
     }
 

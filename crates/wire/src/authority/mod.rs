@@ -38,9 +38,9 @@ pub use intent::{
     intent_id_is_valid, new_intent_id,
 };
 pub use policy::{
-    AddressEntry, AddressTarget, AdminSet, CoinLimit, GroupRule, MULTISIG_WALLET_TAG, MultisigDef,
-    MultisigMember, POLICY_TAG, Policy, Principal, SignedPolicy, WalletPurpose, WalletRule,
-    check_decimal,
+    AddressEntry, AddressTarget, AdminSet, CoinLimit, GroupRule, HELD_CREDENTIAL_TAG,
+    HeldCredential, HeldMember, MULTISIG_WALLET_TAG, MultisigDef, MultisigMember, POLICY_TAG,
+    Policy, Principal, SignedPolicy, WalletPurpose, WalletRule, check_decimal,
 };
 
 /// Domain tag of raw messages a wallet signs where a policy allows it: what is signed is

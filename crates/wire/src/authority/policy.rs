@@ -170,6 +170,110 @@ pub struct WalletRule {
     /// ([`MultisigDef::wallet_id`]). Absent (the default) for threshold wallets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub multisig: Option<MultisigDef>,
+    /// An exchange withdraw key the group cannot hold in shares (Kraken's HMAC secret): the
+    /// one member module that holds it and the approvals it needs before it uses it. The
+    /// wallet id is the definition's hash ([`HeldCredential::wallet_id`]). Absent (the
+    /// default) for keys the group signs with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<HeldCredential>,
+}
+
+/// Domain tag of a held credential's wallet id.
+pub const HELD_CREDENTIAL_TAG: &str = "concord/held-credential/v1";
+
+/// An exchange withdraw key held whole by one module (an HMAC secret, which threshold
+/// signatures cannot shard), as the admins define it: the holder uses it only for a
+/// withdraw request `threshold` of the members approved (a certificate of their signed
+/// approvals of the request's digest), and only once per transfer. One compromised holder
+/// can still withdraw alone, but only to what the exchange lets the key withdraw to
+/// (Kraken: withdrawal keys already registered and verified on the account).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct HeldCredential {
+    /// The exchange connection's name.
+    pub exchange: String,
+    /// The API key (its public name at the exchange) requests go under.
+    pub api_key: String,
+    /// The module id of the member that holds the secret.
+    pub holder: String,
+    /// Approvals a request needs before the holder signs it.
+    pub threshold: u8,
+    /// The modules whose approvals count, each named with its identity key.
+    pub members: Vec<HeldMember>,
+}
+
+/// One approver of a held credential's requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct HeldMember {
+    /// The module's id.
+    pub module: String,
+    /// Its identity key.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub identity: PublicIdentity,
+}
+
+impl HeldCredential {
+    /// The credential's wallet id: the tagged hash of the canonical definition.
+    pub fn wallet_id(&self) -> WalletId {
+        WalletId(tagged_hash(HELD_CREDENTIAL_TAG, &canonical(self)))
+    }
+
+    /// The members as a certificate names them: (module id, identity key), in order.
+    pub fn certificate_members(&self) -> Vec<(String, PublicIdentity)> {
+        self.members
+            .iter()
+            .map(|m| (m.module.clone(), m.identity))
+            .collect()
+    }
+
+    /// The holder's identity key.
+    pub fn holder_identity(&self) -> Option<PublicIdentity> {
+        self.members
+            .iter()
+            .find(|m| m.module == self.holder)
+            .map(|m| m.identity)
+    }
+
+    /// Checks the definition: a named key, distinct members, a holder among them and a
+    /// threshold of at least two (one approval would be the holder alone) and at most the
+    /// members.
+    pub fn validate(&self) -> Result<(), AuthorityError> {
+        let bad = |m: String| Err(AuthorityError::Malformed(m));
+        if self.api_key.is_empty() {
+            return bad(format!(
+                "the held credential of exchange {} names no API key",
+                self.exchange
+            ));
+        }
+        let mut modules = BTreeSet::new();
+        let mut keys = BTreeSet::new();
+        for m in &self.members {
+            if !modules.insert(m.module.as_str()) || !keys.insert(m.identity) {
+                return bad(format!(
+                    "the held credential of exchange {} names module {} twice",
+                    self.exchange, m.module
+                ));
+            }
+        }
+        if self.holder_identity().is_none() {
+            return bad(format!(
+                "the held credential's holder {} is not one of its members",
+                self.holder
+            ));
+        }
+        let t = usize::from(self.threshold);
+        if t < 2 || t > self.members.len() {
+            return bad(format!(
+                "the held credential of exchange {} needs a threshold from 2 to its {} members, not {t}",
+                self.exchange,
+                self.members.len()
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Domain tag of a multisig wallet's id.
@@ -593,6 +697,29 @@ impl Policy {
             check_name("wallet label", &w.label)?;
             if !wallets.insert(w.wallet) {
                 return bad(format!("wallet {} is listed twice", w.wallet));
+            }
+            if let Some(h) = &w.held {
+                h.validate()?;
+                if h.wallet_id() != w.wallet {
+                    return bad(format!(
+                        "wallet {:?} is a held credential whose id must be its definition's hash {}",
+                        w.label,
+                        h.wallet_id()
+                    ));
+                }
+                if !matches!(&w.purpose, WalletPurpose::ExchangeCredential { exchange, .. } if *exchange == h.exchange)
+                {
+                    return bad(format!(
+                        "held credential {:?} must be exchange {}'s withdraw credential",
+                        w.label, h.exchange
+                    ));
+                }
+                if w.multisig.is_some() || w.refresh || !w.derive.is_empty() {
+                    return bad(format!(
+                        "held credential {:?} has no shares: no multisig, refresh or derivation",
+                        w.label
+                    ));
+                }
             }
             if let Some(m) = &w.multisig {
                 m.validate()?;

@@ -56,6 +56,7 @@ fn policy_v1() -> Policy {
                 refresh: false,
                 derive: vec![],
                 multisig: None,
+                held: None,
             },
             WalletRule {
                 wallet: CRED,
@@ -68,6 +69,7 @@ fn policy_v1() -> Policy {
                 refresh: false,
                 derive: vec![],
                 multisig: None,
+                held: None,
             },
         ],
         address_book: vec![AddressEntry {
@@ -277,7 +279,75 @@ fn inconsistent_policies_are_refused_with_the_reason() {
             }),
             "is not signed by its identity",
         ),
+        // Held credentials (Kraken's HMAC key, one holder).
+        (
+            Box::new(|p| {
+                let def = held_def();
+                p.wallets[1].held = Some(def);
+            }),
+            "held credential whose id must be its definition's hash",
+        ),
+        (
+            Box::new(|p| {
+                let mut def = held_def();
+                def.holder = "m9".into();
+                p.wallets[1].wallet = def.wallet_id();
+                p.wallets[1].held = Some(def);
+            }),
+            "holder m9 is not one of its members",
+        ),
+        (
+            Box::new(|p| {
+                // One approval would be the holder's own: no check at all.
+                let mut def = held_def();
+                def.threshold = 1;
+                p.wallets[1].wallet = def.wallet_id();
+                p.wallets[1].held = Some(def);
+            }),
+            "threshold from 2",
+        ),
+        (
+            Box::new(|p| {
+                let mut def = held_def();
+                def.threshold = 4;
+                p.wallets[1].wallet = def.wallet_id();
+                p.wallets[1].held = Some(def);
+            }),
+            "threshold from 2",
+        ),
+        (
+            Box::new(|p| {
+                let mut def = held_def();
+                def.members[2].identity = def.members[0].identity;
+                p.wallets[1].wallet = def.wallet_id();
+                p.wallets[1].held = Some(def);
+            }),
+            "twice",
+        ),
+        (
+            Box::new(|p| {
+                let def = held_def();
+                p.wallets[0].wallet = def.wallet_id();
+                p.wallets[0].held = Some(def);
+            }),
+            "must be exchange binance's withdraw credential",
+        ),
+        (
+            Box::new(|p| {
+                let mut def = held_def();
+                def.api_key = String::new();
+                p.wallets[1].wallet = def.wallet_id();
+                p.wallets[1].held = Some(def);
+            }),
+            "names no API key",
+        ),
     ];
+    // A well-formed held credential passes.
+    let mut p = policy_v1();
+    let def = held_def();
+    p.wallets[1].wallet = def.wallet_id();
+    p.wallets[1].held = Some(def);
+    p.validate().unwrap();
     // A well-formed multisig wallet passes.
     let mut p = policy_v1();
     let def = multisig_def();
@@ -289,6 +359,23 @@ fn inconsistent_policies_are_refused_with_the_reason() {
         change(&mut p);
         let e = p.validate().unwrap_err().to_string();
         assert!(e.contains(want), "wanted {want:?} in {e:?}");
+    }
+}
+
+/// Binance's withdraw key held by m1, two of three approvals (the credential's exchange is
+/// the one `policy_v1`'s credential wallet names).
+fn held_def() -> HeldCredential {
+    HeldCredential {
+        exchange: "binance".into(),
+        api_key: "withdraw-key".into(),
+        holder: "m1".into(),
+        threshold: 2,
+        members: (1u8..=3)
+            .map(|i| HeldMember {
+                module: format!("m{i}"),
+                identity: key(40 + i).public(),
+            })
+            .collect(),
     }
 }
 

@@ -1,0 +1,215 @@
+//! Using an exchange withdraw key this module holds whole (the policy's *held credential*:
+//! Kraken's HMAC secret, which no threshold scheme can shard). The group decides as for any
+//! withdraw request: every member checks the request against its own policy, address book
+//! and its own read key's view of the exchange, and signs an approval of its digest. This
+//! module, the holder, then sends it only:
+//!
+//! - under an approval it gave itself for that job (so its own checks passed too), never
+//!   released, under the policy in force;
+//! - when it is the credential's holder in that policy, for that exchange and API key;
+//! - with a certificate of the credential's threshold of members' approvals of the same
+//!   digest, under the same policy;
+//! - once per transfer: its ledger binds the transfer to the approved digest before the
+//!   request leaves, and a request whose answer was lost is never sent again (Kraken has no
+//!   client order id to find it by).
+//!
+//! What this does not stop: a compromised holder has the secret and can withdraw alone, but
+//! only to the withdrawal keys registered and verified on the Kraken account.
+
+use concord_exchange::ExchangeError;
+use concord_exchange::kraken::WithdrawForm;
+use concord_wire::authority::{CertificateCheck, check_certificate, tagged_hash};
+use concord_wire::payload::SigningPayload;
+use concord_wire::rpc::{Approval, AuditRef};
+
+use crate::Error;
+use crate::checks::Outside;
+use crate::state::{HeldSend, State};
+
+/// Domain tag of the record that binds an approval once its request left.
+const HELD_SEND_TAG: &str = "concord/held-send/v1";
+
+/// One held-credential send at a time in this process: the ledger's read-then-write for a
+/// transfer is never interleaved.
+static SENDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Why nothing was sent, or why the outcome is unknown.
+pub(crate) struct HeldError {
+    pub(crate) error: Error,
+    /// The request left and the exchange's answer was lost: it may have been taken.
+    pub(crate) outcome_unknown: bool,
+}
+
+impl From<Error> for HeldError {
+    fn from(error: Error) -> Self {
+        HeldError {
+            error,
+            outcome_unknown: false,
+        }
+    }
+}
+
+fn unknown(message: String) -> HeldError {
+    HeldError {
+        error: Error::Refused(message),
+        outcome_unknown: true,
+    }
+}
+
+/// Sends the withdraw request this module approved under `job` with the exchange key it
+/// holds, given the certificate; returns the exchange's withdrawal id and the audit entry
+/// that recorded the request leaving. Asked again for the same transfer and request, the
+/// same id (and no entry), without sending anything.
+pub(crate) async fn send(
+    state: &State,
+    outside: &Outside,
+    job: &str,
+    certificate: &[Approval],
+) -> Result<(String, Option<AuditRef>), HeldError> {
+    let _one = SENDING.lock().await;
+    let approval = state
+        .approval(job)?
+        .ok_or_else(|| Error::Refused(format!("this module holds no approval of job {job}")))?;
+    if approval.void {
+        return Err(Error::Refused(format!(
+            "the approval of job {job} was released: this module never sends under it"
+        ))
+        .into());
+    }
+    crate::daemon::check_policy_unchanged(state, job, &approval)?;
+    let payload = SigningPayload::from_canonical(&approval.payload)
+        .map_err(|e| Error::Refused(format!("the approved payload: {e}")))?;
+    if payload.digest() != approval.digest {
+        return Err(Error::Refused(format!(
+            "the payload stored for job {job} is not the one approved"
+        ))
+        .into());
+    }
+    let SigningPayload::ExchangeWithdrawal {
+        transfer,
+        exchange,
+        api_key,
+        request,
+        body: None,
+        ..
+    } = &payload
+    else {
+        return Err(Error::Refused(format!(
+            "job {job} is not a withdraw request of a held credential"
+        ))
+        .into());
+    };
+    let policy = state
+        .policy()
+        .ok_or_else(|| Error::Refused("this module has no policy".into()))?;
+    let def = policy
+        .policy()
+        .wallet(&approval.wallet_id)
+        .and_then(|r| r.held.clone())
+        .ok_or_else(|| {
+            Error::Refused(format!(
+                "wallet {} is not a held credential of the policy in force",
+                approval.wallet_id
+            ))
+        })?;
+    def.validate().map_err(|e| Error::Refused(e.to_string()))?;
+    if def.exchange != *exchange || def.api_key != *api_key {
+        return Err(Error::Refused(format!(
+            "the request goes to {exchange} under API key {api_key:?}, and the held credential is {}'s key {:?}",
+            def.exchange, def.api_key
+        )).into());
+    }
+    if def.holder_identity() != Some(state.identity().public()) {
+        return Err(Error::Refused(format!(
+            "this module is not the holder of exchange {exchange}'s withdraw key in the policy in force ({} is)",
+            def.holder
+        )).into());
+    }
+    let members = def.certificate_members();
+    let certificate: Vec<(Vec<u8>, Vec<u8>)> = certificate
+        .iter()
+        .map(|a| (a.statement.clone(), a.signature.clone()))
+        .collect();
+    check_certificate(
+        &CertificateCheck {
+            job_id: job,
+            wallet: approval.wallet_id,
+            digest: approval.digest,
+            policy: approval.policy,
+            rule: approval.rule,
+            threshold: usize::from(def.threshold),
+            members: &members,
+            now: concord_wire::authority::unix_now(),
+        },
+        &certificate,
+    )
+    .map_err(|e| Error::Refused(format!("the certificate: {e}")))?;
+    let form = WithdrawForm::parse(request)
+        .map_err(|e| Error::Refused(format!("the approved request: {e}")))?;
+    let client = outside
+        .kraken_holder(exchange)
+        .map_err(|e| Error::Refused(e.to_string()))?;
+    let digest = hex::encode(approval.digest);
+    match state.held_send(transfer)? {
+        Some(s) if s.digest != digest => {
+            return Err(Error::Refused(format!(
+                "a request with other bytes was already sent for transfer {transfer} (job {}): Kraken has no client order id, so this module sends one request per transfer",
+                s.job
+            )).into());
+        }
+        Some(HeldSend {
+            withdrawal_id: Some(id),
+            ..
+        }) => return Ok((id, None)),
+        Some(HeldSend {
+            refused: Some(_), ..
+        }) => {}
+        Some(s) => {
+            return Err(unknown(format!(
+                "the request for transfer {transfer} left this module under job {} and its answer was lost: it is never sent twice; look it up in the account's WithdrawStatus and settle it by hand",
+                s.job
+            )));
+        }
+        None => {}
+    }
+    // Bound before anything leaves: a release of this approval is refused from now on.
+    state.sign_under_as(&tagged_hash(HELD_SEND_TAG, job.as_bytes()), job, None)?;
+    let mut entry = HeldSend {
+        job: job.to_owned(),
+        digest,
+        withdrawal_id: None,
+        refused: None,
+    };
+    state.save_held_send(transfer, &entry)?;
+    let audit = state.record(crate::audit::Event::SignatureReleased {
+        job: job.to_owned(),
+        session: String::new(),
+        kind: "held-credential".into(),
+    })?;
+    match client.withdraw_form(&form).await {
+        Ok(id) => {
+            entry.withdrawal_id = Some(id.clone());
+            state.save_held_send(transfer, &entry)?;
+            Ok((id, Some(audit)))
+        }
+        Err(e) if definitive(&e) => {
+            entry.refused = Some(e.to_string());
+            state.save_held_send(transfer, &entry)?;
+            Err(Error::Refused(format!(
+                "exchange {exchange} refused the withdraw request: {e}"
+            ))
+            .into())
+        }
+        Err(e) => Err(unknown(format!(
+            "exchange {exchange}'s answer to the withdraw request is unknown ({e}): it is never sent again for transfer {transfer}"
+        ))),
+    }
+}
+
+/// Whether an exchange error says for certain that nothing was withdrawn.
+fn definitive(e: &ExchangeError) -> bool {
+    matches!(
+        e,
+        ExchangeError::Refused { .. } | ExchangeError::InvalidRequest(_)
+    ) && !e.outcome_unknown()
+}

@@ -212,6 +212,13 @@ pub struct WithdrawKey {
     /// Whether the account holder confirmed it.
     #[serde(default)]
     pub verified: bool,
+    /// The memo (destination tag) Kraken adds to withdrawals to this key, for coins whose
+    /// deposit addresses are shared and told apart by one; none for Ethereum's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memo: Option<String>,
+    /// Kraken's other name for a memo on some coins (`tag`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
 }
 
 /// A client for one Kraken account's funding API, signing with one API key and its secret.
@@ -310,6 +317,12 @@ impl KrakenClient {
             last_nonce: AtomicU64::new(0),
             methods: BTreeMap::new(),
         })
+    }
+
+    /// The API key (its public name) this client sends in `API-Key`.
+    pub fn api_key(&self) -> &str {
+        // Built from a `&str` in `new`, so always visible ASCII.
+        self.api_key.to_str().unwrap_or_default()
     }
 
     /// Names Kraken's funding method for `coin` on `network` (the built-in names cover ETH,
@@ -734,6 +747,17 @@ mod tests {
         let c = KrakenClient::new("http://127.0.0.1:1", "my-key-123", "c2VjcmV0").unwrap();
         let d = format!("{c:?}");
         assert!(!d.contains("my-key-123") && !d.contains("c2VjcmV0"), "{d}");
+    }
+
+    #[test]
+    fn a_withdrawal_key_s_memo_is_read() {
+        // An entry as `WithdrawAddresses` lists it for a coin told apart by a memo.
+        let listed = r#"[{"address":"rDestination","asset":"XXRP","method":"Ripple XRP","key":"desk-xrp","memo":"1234","verified":true},
+                         {"address":"0xabc","asset":"XETH","method":"Ether","key":"desk","verified":true}]"#;
+        let keys: Vec<WithdrawKey> = serde_json::from_str(listed).unwrap();
+        assert_eq!(keys[0].memo.as_deref(), Some("1234"));
+        assert_eq!(keys[1].memo, None);
+        assert_eq!(keys[1].tag, None);
     }
 
     #[test]

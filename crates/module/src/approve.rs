@@ -2625,8 +2625,11 @@ mod tests {
             "not signed by its pinned identity",
         )
         .await;
+        // Enough members, but not the holder's own approval: its limits may not count this
+        // job (an approval that expired unsent no longer does), so it never sends on others'.
+        refused_send(vec![by("m2", &id2), by("m3", &id3)], "own live approval").await;
         // A job this module refused: it holds no approval to send under.
-        let e = crate::held::send(&fx.state, outside, "k1", &[a.clone()])
+        let e = crate::held::send(&fx.state, outside, "k1", std::slice::from_ref(&a))
             .await
             .err()
             .unwrap();

@@ -318,6 +318,17 @@ impl Outside {
                 "withdrawal key {key:?} at exchange {exchange} is not verified"
             ));
         }
+        // A memo or tag would send the funds to whoever the tag names at a shared address,
+        // which the address book does not say: such a key is never a destination here.
+        if let Some(m) = [&found.memo, &found.tag]
+            .into_iter()
+            .flatten()
+            .find(|m| !m.is_empty())
+        {
+            return Err(format!(
+                "withdrawal key {key:?} at exchange {exchange} carries the memo {m:?}: the address book names addresses, not memos"
+            ));
+        }
         Ok(found)
     }
 

@@ -130,7 +130,7 @@ pub(crate) async fn send(
         .iter()
         .map(|a| (a.statement.clone(), a.signature.clone()))
         .collect();
-    check_certificate(
+    let approvers = check_certificate(
         &CertificateCheck {
             job_id: job,
             wallet: approval.wallet_id,
@@ -144,11 +144,32 @@ pub(crate) async fn send(
         &certificate,
     )
     .map_err(|e| Error::Refused(format!("the certificate: {e}")))?;
+    // The holder's own approval, unexpired, is among them: its limits counted this job
+    // while it decided, and still count it (an approval that expired unsent no longer does,
+    // so sending under it would let the rolling limits be spent twice).
+    let own = members
+        .iter()
+        .position(|(id, _)| *id == def.holder)
+        .and_then(|i| u16::try_from(i).ok());
+    if !own.is_some_and(|i| approvers.contains(&i)) {
+        return Err(Error::Refused(format!(
+            "the certificate lacks this module's own live approval of job {job}: the holder sends only what it approves itself, before its approval expires"
+        ))
+        .into());
+    }
     let form = WithdrawForm::parse(request)
         .map_err(|e| Error::Refused(format!("the approved request: {e}")))?;
     let client = outside
         .kraken_holder(exchange)
         .map_err(|e| Error::Refused(e.to_string()))?;
+    if client.api_key() != def.api_key {
+        return Err(Error::Refused(format!(
+            "this module's withdraw key for {exchange} is {:?}, and the held credential names {:?}",
+            client.api_key(),
+            def.api_key
+        ))
+        .into());
+    }
     let digest = hex::encode(approval.digest);
     match state.held_send(transfer)? {
         Some(s) if s.digest != digest => {
@@ -189,12 +210,18 @@ pub(crate) async fn send(
     match client.withdraw_form(&form).await {
         Ok(id) => {
             entry.withdrawal_id = Some(id.clone());
-            state.save_held_send(transfer, &entry)?;
+            // The funds left: the id is the answer whatever happens to the ledger. An entry
+            // left without it only makes a later ask "outcome unknown", never a second send.
+            if let Err(e) = state.save_held_send(transfer, &entry) {
+                tracing::error!(%transfer, withdrawal = %id, "recording the withdrawal id failed: {e}");
+            }
             Ok((id, Some(audit)))
         }
         Err(e) if definitive(&e) => {
             entry.refused = Some(e.to_string());
-            state.save_held_send(transfer, &entry)?;
+            if let Err(save) = state.save_held_send(transfer, &entry) {
+                tracing::error!(%transfer, "recording the exchange's refusal failed: {save}");
+            }
             Err(Error::Refused(format!(
                 "exchange {exchange} refused the withdraw request: {e}"
             ))

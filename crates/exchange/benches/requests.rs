@@ -5,7 +5,9 @@
 //! - Kraken: HMAC-SHA512 `API-Sign` over the `Withdraw` body;
 //! - Coinbase: a CDP JWT for `POST /v2/accounts/:id/transactions`, ES256 and EdDSA (claims
 //!   made, signed, finished); and what each module does to a group send before it signs:
-//!   the token's claims and the send's body read back strictly.
+//!   the token's claims and the send's body read back strictly;
+//! - Kraken under a held credential: a member's strict read of the `Withdraw` form it
+//!   approves, and the holder's `API-Sign` of the form with its nonce added.
 //!
 //! `cargo bench -p concord-exchange --bench requests`.
 #![allow(missing_docs)]
@@ -110,6 +112,22 @@ fn requests(c: &mut Criterion) {
                 RequestClaims::parse(&claims).is_ok(),
                 concord_exchange::coinbase::SendBody::parse(&body).is_ok(),
             )
+        })
+    });
+    let form = kraken::WithdrawForm {
+        asset: "ETH".into(),
+        key: "desk-wallet".into(),
+        amount: "0.25".into(),
+        address: ADDRESS.into(),
+    }
+    .to_form();
+    g.bench_function("kraken_withdraw_form_read_by_a_module", |b| {
+        b.iter(|| kraken::WithdrawForm::parse(&form).is_ok())
+    });
+    g.bench_function("kraken_withdraw_form_signed_by_the_holder", |b| {
+        b.iter(|| {
+            let body = format!("nonce=1616492376594&{form}");
+            kraken::api_sign("/0/private/Withdraw", 1_616_492_376_594, &body, kraken_secret)
         })
     });
     g.finish();

@@ -1417,6 +1417,13 @@ static GRPC_SEEDS: LazyLock<Vec<Vec<u8>>> = LazyLock::new(|| {
             json: br#"[{"asset":"ETH","free":"1.5","locked":"0"}]"#.to_vec(),
             error: String::new(),
         }),
+        Up::ExchangeSent(rpc::ExchangeSent {
+            job_id: JOB.into(),
+            withdrawal_id: "AGBSO6T-UFMTTQ-I7KGS6".into(),
+            error: String::new(),
+            audit: None,
+            outcome_unknown: false,
+        }),
         Up::MultisigSigned(rpc::MultisigSigned {
             job_id: JOB.into(),
             signatures: vec![vec![1; 64], vec![2; 64]],
@@ -1466,6 +1473,10 @@ static GRPC_SEEDS: LazyLock<Vec<Vec<u8>>> = LazyLock::new(|| {
         Down::MultisigSign(rpc::MultisigSign {
             job_id: JOB.into(),
             certificate: vec![rpc_approval(2)],
+        }),
+        Down::ExchangeSend(rpc::ExchangeSend {
+            job_id: JOB.into(),
+            certificate: vec![rpc_approval(0), rpc_approval(1)],
         }),
     ];
     let mut out: Vec<Vec<u8>> = up
@@ -1574,6 +1585,7 @@ fn check_down(m: &rpc::CoordinatorToModule) {
         Some(Msg::Policy(u)) => check_policy_bytes(&u.signed_policy),
         Some(Msg::Certificate(c)) => check_approvals(&c.approvals),
         Some(Msg::MultisigSign(c)) => check_approvals(&c.certificate),
+        Some(Msg::ExchangeSend(c)) => check_approvals(&c.certificate),
         Some(Msg::Query(q)) => {
             let _ = (&q.request_id, &q.exchange, &q.query);
         }

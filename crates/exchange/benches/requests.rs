@@ -127,7 +127,12 @@ fn requests(c: &mut Criterion) {
     g.bench_function("kraken_withdraw_form_signed_by_the_holder", |b| {
         b.iter(|| {
             let body = format!("nonce=1616492376594&{form}");
-            kraken::api_sign("/0/private/Withdraw", 1_616_492_376_594, &body, kraken_secret)
+            kraken::api_sign(
+                "/0/private/Withdraw",
+                1_616_492_376_594,
+                &body,
+                kraken_secret,
+            )
         })
     });
     g.finish();

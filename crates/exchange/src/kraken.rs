@@ -489,22 +489,13 @@ impl KrakenClient {
                 "the amount {amount:?} is not a positive decimal"
             )));
         }
-        #[derive(Deserialize)]
-        struct Refid {
-            refid: String,
-        }
-        let r: Refid = self
-            .private(
-                "Withdraw",
-                &[
-                    ("asset", &asset_of(coin)),
-                    ("key", key),
-                    ("amount", amount),
-                    ("address", address),
-                ],
-            )
-            .await?;
-        Ok(r.refid)
+        self.withdraw_form(&WithdrawForm {
+            asset: asset_of(coin),
+            key: key.to_owned(),
+            amount: amount.to_owned(),
+            address: address.to_owned(),
+        })
+        .await
     }
 
     async fn statuses(

@@ -603,6 +603,36 @@ pub(crate) fn check_policy_unchanged(
     Ok(())
 }
 
+/// The members (their indices in `members`) whose approvals in `certificate` are of the
+/// same job, wallet, digest, policy and rule as this module's own `approval`, signed by their
+/// pinned identities and live; an error when there are fewer than the rule asks with
+/// `threshold`.
+pub(crate) fn certified_approvers(
+    job_id: &str,
+    approval: &crate::state::ApprovalRecord,
+    threshold: usize,
+    members: &[(String, PublicIdentity)],
+    certificate: &[Approval],
+) -> Result<std::collections::BTreeSet<u16>, concord_wire::authority::AuthorityError> {
+    let certificate: Vec<(Vec<u8>, Vec<u8>)> = certificate
+        .iter()
+        .map(|a| (a.statement.clone(), a.signature.clone()))
+        .collect();
+    check_certificate(
+        &CertificateCheck {
+            job_id,
+            wallet: approval.wallet_id,
+            digest: approval.digest,
+            policy: approval.policy,
+            rule: approval.rule,
+            threshold,
+            members,
+            now: concord_wire::authority::unix_now(),
+        },
+        &certificate,
+    )
+}
+
 /// Before this module's share of a signature leaves it: the policy it approved under is
 /// still in force; the certificate holds genuine approvals of this job, wallet, digest and
 /// policy from enough members for the intent's rule (each checked against the identity
@@ -621,22 +651,12 @@ fn check_sign_certificate(
         .iter()
         .map(|m| (m.module_id.clone(), m.identity))
         .collect();
-    let certificate: Vec<(Vec<u8>, Vec<u8>)> = certificate
-        .iter()
-        .map(|a| (a.statement.clone(), a.signature.clone()))
-        .collect();
-    let approvers = check_certificate(
-        &CertificateCheck {
-            job_id,
-            wallet: approval.wallet_id,
-            digest: approval.digest,
-            policy: approval.policy,
-            rule: approval.rule,
-            threshold: usize::from(group.threshold),
-            members: &members,
-            now: concord_wire::authority::unix_now(),
-        },
-        &certificate,
+    let approvers = certified_approvers(
+        job_id,
+        approval,
+        usize::from(group.threshold),
+        &members,
+        certificate,
     )
     .map_err(|e| Error::Refused(format!("the signing run's certificate: {e}")))?;
     if let Some(p) = parties.iter().find(|p| !approvers.contains(p)) {

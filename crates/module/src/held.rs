@@ -18,7 +18,7 @@
 
 use concord_exchange::ExchangeError;
 use concord_exchange::kraken::WithdrawForm;
-use concord_wire::authority::{CertificateCheck, check_certificate, tagged_hash};
+use concord_wire::authority::tagged_hash;
 use concord_wire::payload::SigningPayload;
 use concord_wire::rpc::{Approval, AuditRef};
 
@@ -126,22 +126,12 @@ pub(crate) async fn send(
         )).into());
     }
     let members = def.certificate_members();
-    let certificate: Vec<(Vec<u8>, Vec<u8>)> = certificate
-        .iter()
-        .map(|a| (a.statement.clone(), a.signature.clone()))
-        .collect();
-    let approvers = check_certificate(
-        &CertificateCheck {
-            job_id: job,
-            wallet: approval.wallet_id,
-            digest: approval.digest,
-            policy: approval.policy,
-            rule: approval.rule,
-            threshold: usize::from(def.threshold),
-            members: &members,
-            now: concord_wire::authority::unix_now(),
-        },
-        &certificate,
+    let approvers = crate::daemon::certified_approvers(
+        job,
+        &approval,
+        usize::from(def.threshold),
+        &members,
+        certificate,
     )
     .map_err(|e| Error::Refused(format!("the certificate: {e}")))?;
     // The holder's own approval, unexpired, is among them: its limits counted this job

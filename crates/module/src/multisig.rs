@@ -6,7 +6,7 @@
 //! every member).
 
 use concord_chain::utxo::sighashes;
-use concord_wire::authority::{CertificateCheck, check_certificate, tagged_hash};
+use concord_wire::authority::tagged_hash;
 use concord_wire::payload::SigningPayload;
 use concord_wire::rpc::Approval;
 
@@ -72,22 +72,12 @@ pub(crate) fn sign(
     }
     def.validate().map_err(|e| Error::Refused(e.to_string()))?;
     let members = def.certificate_members();
-    let certificate: Vec<(Vec<u8>, Vec<u8>)> = certificate
-        .iter()
-        .map(|a| (a.statement.clone(), a.signature.clone()))
-        .collect();
-    check_certificate(
-        &CertificateCheck {
-            job_id: job,
-            wallet: approval.wallet_id,
-            digest: approval.digest,
-            policy: approval.policy,
-            rule: approval.rule,
-            threshold: usize::from(def.threshold),
-            members: &members,
-            now: concord_wire::authority::unix_now(),
-        },
-        &certificate,
+    crate::daemon::certified_approvers(
+        job,
+        &approval,
+        usize::from(def.threshold),
+        &members,
+        certificate,
     )
     .map_err(|e| Error::Refused(format!("the certificate: {e}")))?;
     // What is signed, recomputed from what was approved.

@@ -301,6 +301,9 @@ pub struct KrakenWithdrawKeyBody {
     coin: String,
     network: String,
     address: String,
+    /// The memo Kraken adds to withdrawals to this key (coins told apart by a memo).
+    #[serde(default)]
+    memo: Option<String>,
 }
 
 /// `POST /sim/kraken/withdraw-keys`: registers a Kraken withdrawal key (a named address the
@@ -316,7 +319,13 @@ pub async fn register_kraken_withdraw_key(
         return Err(AdminError::no_account(&b.account));
     }
     crate::kraken::register_withdraw_key(
-        &shared, &b.account, &b.key, &b.coin, &b.network, &b.address,
+        &shared,
+        &b.account,
+        &b.key,
+        &b.coin,
+        &b.network,
+        &b.address,
+        b.memo.as_deref(),
     )
     .map_err(|e| bad(clip_quoted(&e)))?;
     tracing::info!(account = %b.account, key = %b.key, "kraken withdrawal key registered");

@@ -343,13 +343,17 @@ fn withdraw_addresses(
         .filter(|k| coin.as_ref().is_none_or(|c| &k.coin == c))
         .filter(|k| p.get("key").is_none_or(|want| want == &k.key))
         .map(|k| {
-            json!({
+            let mut entry = json!({
                 "address": k.address,
                 "asset": asset_code(&k.coin),
                 "method": entry_of(shared, &k.coin, &k.network).1,
                 "key": k.key,
                 "verified": true,
-            })
+            });
+            if let Some(memo) = &k.memo {
+                entry["memo"] = json!(memo);
+            }
+            entry
         })
         .collect();
     Ok(Value::Array(list))
@@ -472,6 +476,7 @@ pub fn register_withdraw_key(
     coin: &str,
     network: &str,
     address: &str,
+    memo: Option<&str>,
 ) -> Result<(), String> {
     let entry = shared
         .config
@@ -485,6 +490,9 @@ pub fn register_withdraw_key(
     if key.is_empty() || key.len() > 64 {
         return Err("a withdrawal key's name is 1 to 64 characters".into());
     }
+    if memo.is_some_and(|m| m.is_empty() || m.len() > 64) {
+        return Err("a withdrawal key's memo is 1 to 64 characters".into());
+    }
     shared.ledger.add_kraken_withdraw_key(
         account,
         KrakenWithdrawKey {
@@ -492,6 +500,7 @@ pub fn register_withdraw_key(
             coin: coin.to_owned(),
             network: network.to_owned(),
             address,
+            memo: memo.map(str::to_owned),
         },
     )
 }

@@ -162,6 +162,9 @@ pub struct KrakenWithdrawKey {
     pub network: String,
     /// The address.
     pub address: String,
+    /// The memo (destination tag) Kraken adds to withdrawals to this key, if the holder gave
+    /// one: on a shared address, it names whose funds they become.
+    pub memo: Option<String>,
 }
 
 /// The shared ledger.

@@ -221,6 +221,25 @@ pub struct WithdrawKey {
     pub tag: Option<String>,
 }
 
+impl WithdrawKey {
+    /// The memo or tag Kraken adds to withdrawals to this key, if it has one that is not
+    /// empty. A key with one pays whoever the memo names at a shared address: never an
+    /// address-book destination.
+    pub fn memo(&self) -> Option<&str> {
+        [&self.memo, &self.tag]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .find(|m| !m.is_empty())
+    }
+
+    /// Whether withdrawals to this key go to its address alone: verified by the account
+    /// holder, and no memo.
+    pub fn is_plain(&self) -> bool {
+        self.verified && self.memo().is_none()
+    }
+}
+
 /// A client for one Kraken account's funding API, signing with one API key and its secret.
 pub struct KrakenClient {
     base_url: String,
@@ -252,15 +271,6 @@ struct RawDepositAddress {
     tag: Option<String>,
     #[serde(default)]
     memo: Option<String>,
-}
-
-/// One entry of `WithdrawAddresses`.
-#[derive(Debug, Deserialize)]
-struct RawWithdrawAddress {
-    address: String,
-    key: String,
-    #[serde(default)]
-    verified: bool,
 }
 
 /// One entry of `WithdrawStatus` / `DepositStatus`.
@@ -460,18 +470,18 @@ impl KrakenClient {
         Ok(r.refid)
     }
 
-    /// The withdrawal key registered at Kraken for `address` (verified), if any.
+    /// The withdrawal key registered at Kraken for `address` (verified, without a memo), if
+    /// any.
     pub async fn withdrawal_key(
         &self,
         coin: &str,
         address: &str,
     ) -> Result<Option<String>, ExchangeError> {
-        let raw: Vec<RawWithdrawAddress> = self
-            .private("WithdrawAddresses", &[("asset", &asset_of(coin))])
-            .await?;
-        Ok(raw
+        Ok(self
+            .withdraw_keys(coin)
+            .await?
             .into_iter()
-            .find(|a| a.verified && a.address == address)
+            .find(|a| a.is_plain() && a.address == address)
             .map(|a| a.key))
     }
 

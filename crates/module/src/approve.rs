@@ -2393,13 +2393,25 @@ mod tests {
 
     /// Registers a Kraken withdrawal key on the simulator's account `trader`.
     async fn kraken_withdraw_key(sim: &concord_exchange_sim::SimHandle, key: &str, to: Address) {
+        kraken_withdraw_key_with(sim, key, to, None).await;
+    }
+
+    /// [`kraken_withdraw_key`], with the memo Kraken would add to withdrawals to it.
+    async fn kraken_withdraw_key_with(
+        sim: &concord_exchange_sim::SimHandle,
+        key: &str,
+        to: Address,
+        memo: Option<&str>,
+    ) {
+        let mut body = serde_json::json!({"account": "trader", "key": key, "coin": "ETH",
+            "network": "ETH", "address": to.to_string()});
+        if let Some(memo) = memo {
+            body["memo"] = serde_json::json!(memo);
+        }
         let r = reqwest::Client::new()
             .post(format!("{}/sim/kraken/withdraw-keys", sim.base_url()))
             .bearer_auth("admin")
-            .json(
-                &serde_json::json!({"account": "trader", "key": key, "coin": "ETH",
-                "network": "ETH", "address": to.to_string()}),
-            )
+            .json(&body)
             .send()
             .await
             .unwrap();
@@ -2456,8 +2468,31 @@ mod tests {
         adopt(&fx.state, p);
         // The account holder registered the desk wallet, and (an attacker's doing, or a
         // mistake) another address too.
+        // The desk's address under a memo too, registered first: at a shared address the
+        // memo, which the address book does not name, says whose funds they become.
+        kraken_withdraw_key_with(&fx.sim, "desk-tagged", fx.own, Some("4242")).await;
         kraken_withdraw_key(&fx.sim, "desk-wallet", fx.own).await;
         kraken_withdraw_key(&fx.sim, "elsewhere", OUTSIDE).await;
+        // Asked which key withdraws to the desk, a module names the one without a memo.
+        let a = fx
+            .decider
+            .outside
+            .answer(concord_wire::rpc::ExchangeQuery {
+                request_id: "wk".into(),
+                exchange: "kraken".into(),
+                query: Some(concord_wire::rpc::exchange_query::Query::WithdrawKey(
+                    concord_wire::rpc::WithdrawKeyQuery {
+                        coin: "ETH".into(),
+                        address: fx.own.to_string(),
+                    },
+                )),
+            })
+            .await;
+        assert!(a.error.is_empty(), "{}", a.error);
+        assert_eq!(
+            serde_json::from_slice::<String>(&a.json).unwrap(),
+            "desk-wallet"
+        );
         let si = signed(
             Action::Withdraw {
                 exchange: "kraken".into(),
@@ -2547,6 +2582,15 @@ mod tests {
                     None,
                 ),
                 "has no withdrawal key \"nope\"",
+            ),
+            (
+                "k5m",
+                payload(
+                    KRAKEN_WITHDRAW_KEY,
+                    form("desk-tagged", "0.5", fx.own).to_form(),
+                    None,
+                ),
+                "carries the memo \"4242\"",
             ),
             (
                 "k6",

@@ -320,11 +320,7 @@ impl Outside {
         }
         // A memo or tag would send the funds to whoever the tag names at a shared address,
         // which the address book does not say: such a key is never a destination here.
-        if let Some(m) = [&found.memo, &found.tag]
-            .into_iter()
-            .flatten()
-            .find(|m| !m.is_empty())
-        {
+        if let Some(m) = found.memo() {
             return Err(format!(
                 "withdrawal key {key:?} at exchange {exchange} carries the memo {m:?}: the address book names addresses, not memos"
             ));
@@ -389,7 +385,7 @@ impl Outside {
                         _ => a == k.address,
                     };
                     keys.into_iter()
-                        .find(|w| w.verified && same(&w.address))
+                        .find(|w| w.is_plain() && same(&w.address))
                         .map(|w| serde_json::to_vec(&w.key).unwrap_or_default())
                         .ok_or_else(|| {
                             format!(

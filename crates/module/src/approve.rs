@@ -1865,29 +1865,9 @@ mod tests {
         }
     }
 
-    /// An approval of `payload` under `job` by `module`, signed with `identity` (another
-    /// member's, made for a certificate).
+    /// An approval of `payload` under `job` by `module` for the agreement rule `rule`, signed
+    /// with `identity` (another member's, made for a certificate).
     fn approval_by(
-        job: &str,
-        module: &str,
-        identity: &IdentityKey,
-        payload: &SigningPayload,
-        policy: [u8; 32],
-        intent: &str,
-    ) -> Approval {
-        approval_under(
-            job,
-            module,
-            identity,
-            payload,
-            policy,
-            intent,
-            AgreementRule::All,
-        )
-    }
-
-    /// [`approval_by`] under the agreement rule `rule`.
-    fn approval_under(
         job: &str,
         module: &str,
         identity: &IdentityKey,
@@ -2466,11 +2446,11 @@ mod tests {
             held: Some(def.clone()),
         });
         adopt(&fx.state, p);
+        // The desk's address under a memo, registered first: at a shared address the memo,
+        // which the address book does not name, says whose funds they become.
+        kraken_withdraw_key_with(&fx.sim, "desk-tagged", fx.own, Some("4242")).await;
         // The account holder registered the desk wallet, and (an attacker's doing, or a
         // mistake) another address too.
-        // The desk's address under a memo too, registered first: at a shared address the
-        // memo, which the address book does not name, says whose funds they become.
-        kraken_withdraw_key_with(&fx.sim, "desk-tagged", fx.own, Some("4242")).await;
         kraken_withdraw_key(&fx.sim, "desk-wallet", fx.own).await;
         kraken_withdraw_key(&fx.sim, "elsewhere", OUTSIDE).await;
         // Asked which key withdraws to the desk, a module names the one without a memo.
@@ -2657,7 +2637,7 @@ mod tests {
         // The holder sends only under a certificate of the members' approvals.
         let policy_hash = fx.state.policy().unwrap().hash;
         let by = |module: &str, identity: &IdentityKey| {
-            approval_under(
+            approval_by(
                 "k-ok",
                 module,
                 identity,
@@ -3384,7 +3364,15 @@ mod tests {
         // (all three members) among the members the policy names.
         let policy_hash = state.policy().unwrap().hash;
         let approval_by = |module: &str, identity: &IdentityKey| {
-            approval_by("u9", module, identity, &honest, policy_hash, &si.intent.id)
+            approval_by(
+                "u9",
+                module,
+                identity,
+                &honest,
+                policy_hash,
+                &si.intent.id,
+                AgreementRule::All,
+            )
         };
         let refused_signing = |certificate: Vec<Approval>, want: &str| {
             let e = crate::multisig::sign(&state, "u9", &certificate).unwrap_err();
@@ -3635,6 +3623,7 @@ mod tests {
                 &honest,
                 policy_hash,
                 &si.intent.id,
+                AgreementRule::All,
             )
         };
         assert!(crate::multisig::sign(&state, "s-ok", std::slice::from_ref(&a)).is_err());

@@ -137,7 +137,7 @@ impl Wallet {
                 Wallet::Threshold(_, g) => match g.sign(d).await {
                     Signature::Ecdsa(s) => InputSignature::Ecdsa(s.to_rs_bytes().to_vec()),
                     Signature::Taproot(s) => InputSignature::Schnorr(s),
-                    Signature::Ed25519(_) => unreachable!(),
+                    Signature::Ed25519(_) | Signature::EcdsaP256(_) => unreachable!(),
                 },
                 Wallet::Multisig(_, keys) => InputSignature::Multisig(
                     [&keys[0], &keys[2]]

@@ -34,6 +34,9 @@ pub enum Scheme {
     /// Ed25519 (exchange API keys; FROST).
     #[value(name = "ed25519")]
     Ed25519,
+    /// ECDSA over NIST P-256 (ES256 exchange API keys, e.g. Coinbase CDP; DKLs23).
+    #[value(name = "ecdsa-p256")]
+    EcdsaP256,
 }
 
 impl Scheme {
@@ -43,6 +46,7 @@ impl Scheme {
             Scheme::EcdsaSecp256k1 => "ecdsa-secp256k1",
             Scheme::SchnorrTaproot => "schnorr-taproot",
             Scheme::Ed25519 => "ed25519",
+            Scheme::EcdsaP256 => "ecdsa-p256",
         }
     }
 }

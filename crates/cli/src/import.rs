@@ -96,6 +96,11 @@ pub async fn import(
             let pk = shares.first().map(|s| s.public_key()).unwrap_or_default();
             (pk, shares.iter().map(|s| s.to_bytes()).collect())
         }
+        // An ES256 exchange key is made by DKG and registered at the exchange: it never
+        // exists whole, and nothing outside needs it imported.
+        Scheme::EcdsaP256 => bail!(
+            "an ecdsa-p256 key is not imported: create it by DKG (`concord wallets create --scheme ecdsa-p256`) and register its public key at the exchange"
+        ),
         Scheme::Ed25519 => {
             let shares = concord_tss::frost::import_ed25519_seed(&key, threshold, &mut rng)?;
             let pk = shares.first().map(|s| s.public_key()).unwrap_or_default();

@@ -422,7 +422,7 @@ pub const EVM_ADDRESS: &str = "evm";
 
 /// Every address a wallet has, derived from its group key: an ecdsa-secp256k1 wallet has its
 /// EVM account, on `evm_network` (the exchanges' code for the coordinator's EVM chain).
-/// schnorr-taproot and ed25519 wallets have none yet.
+/// schnorr-taproot, ed25519 and ecdsa-p256 (exchange API key) wallets have none yet.
 pub fn wallet_addresses(
     wallet: &WalletRecord,
     evm_network: &str,
@@ -443,7 +443,7 @@ pub fn wallet_addresses(
         }
         // Extension point: the UTXO chains add their addresses here (P2WPKH for an ECDSA
         // key, P2TR for a schnorr-taproot one), one `WalletAddress` per network and kind.
-        Scheme::SchnorrTaproot | Scheme::Ed25519 => Vec::new(),
+        Scheme::SchnorrTaproot | Scheme::Ed25519 | Scheme::EcdsaP256 => Vec::new(),
     })
 }
 

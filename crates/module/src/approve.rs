@@ -297,13 +297,15 @@ impl Decider {
                 ));
             }
             Some((scheme, _)) => {
-                if let Some(required) = payload.required_scheme()
-                    && required != scheme
+                if let Some(allowed) = payload.allowed_schemes()
+                    && !allowed.contains(&scheme)
                 {
+                    let allowed: Vec<&str> = allowed.iter().map(|s| s.as_str()).collect();
                     return Err(refuse(
                         code::PAYLOAD,
                         format!(
-                            "this payload must be signed with {required}, and wallet {wallet} is {scheme}"
+                            "this payload must be signed with {}, and wallet {wallet} is {scheme}",
+                            allowed.join(" or ")
                         ),
                     ));
                 }

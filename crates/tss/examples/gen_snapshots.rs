@@ -62,7 +62,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let log: Log = Arc::default();
     let dk = Arc::new(
         run(&log, 2, move |ep| async move {
-            dkls::keygen(sid("dkls-dkg"), ep.index, t22, ep.incoming, ep.outgoing).await
+            dkls::keygen::<dkls::Secp256k1>(
+                sid("dkls-dkg"),
+                ep.index,
+                t22,
+                ep.incoming,
+                ep.outgoing,
+            )
+            .await
         })
         .await,
     );

@@ -55,22 +55,99 @@ use dkls23::protocols::dkg::{
 use dkls23::protocols::signing::{Broadcast3to4, SignData, TransmitPhase1to2, TransmitPhase2to3};
 use dkls23::protocols::{Abort, AbortKind, AbortReason, Parameters, PartyIndex};
 use dkls23::{DkgSession, SignSession};
+use k256_dkls::elliptic_curve::group::{Curve as _, CurveAffine, Group as _};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sha2::{Digest, Sha256};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::TssError;
 use crate::ecdsa::RecoverableSignature;
 use crate::envelope::Tag;
 use crate::transport::{Incoming, Outgoing, Roster, RoundIo, cbor_decode, cbor_encode};
 
-/// The curve, as dkls23 names it (`k256` 0.14).
-type C = k256_dkls::Secp256k1;
-type Scalar = k256_dkls::Scalar;
-pub(crate) type Party = dkls23::protocols::Party<C>;
-pub(crate) type PublicKeyPackage = dkls23::protocols::PublicKeyPackage<C>;
+/// secp256k1, as dkls23 names it (`k256` 0.14): chain wallets.
+pub type Secp256k1 = k256_dkls::Secp256k1;
+/// A DKLs23 key share on secp256k1.
+pub type DklsKeyShare = DklsShare<Secp256k1>;
+/// A DKLs23 key share on NIST P-256.
+pub type DklsP256Share = DklsShare<P256>;
 
-const SCHEME: Scheme = Scheme::EcdsaSecp256k1;
+/// NIST P-256, as dkls23 names it (`p256` 0.14): ES256 exchange API keys.
+pub type P256 = p256_dkls::NistP256;
+pub(crate) type Party<C> = dkls23::protocols::Party<C>;
+pub(crate) type PublicKeyPackage<C> = dkls23::protocols::PublicKeyPackage<C>;
+
+/// The envelope tags of one curve's protocols.
+#[derive(Debug, Clone, Copy)]
+pub struct CurveTags {
+    /// Key generation.
+    pub keygen: Tag,
+    /// Signing.
+    pub sign: Tag,
+    /// Proactive refresh.
+    pub refresh: Tag,
+    /// Share repair.
+    pub repair: Tag,
+}
+
+/// A curve the DKLs23 engine runs on: what differs between secp256k1 and P-256 (the scheme,
+/// the envelope tags, and the independent verifier a signature passes before it leaves).
+pub trait DklsEngineCurve:
+    dkls23::curve::DklsCurve<
+        Scalar: Serialize + DeserializeOwned + Zeroize + Send + Sync,
+        AffinePoint: Serialize + DeserializeOwned + Send + Sync,
+    >
+{
+    /// The scheme of this curve's keys.
+    const SCHEME: Scheme;
+    /// This curve's envelope tags.
+    const TAGS: CurveTags;
+    /// The signature the engine returns.
+    type Signature;
+    /// Normalises `s` to the lower half and verifies the signature with an implementation
+    /// independent of the protocol's (`k256` / `p256`) before anything leaves the engine.
+    fn finish(
+        sig: &dkls23::EcdsaSignature,
+        public_key: &[u8; 33],
+        digest: &[u8; 32],
+    ) -> Result<Self::Signature, TssError>;
+}
+
+impl DklsEngineCurve for Secp256k1 {
+    const SCHEME: Scheme = Scheme::EcdsaSecp256k1;
+    const TAGS: CurveTags = CurveTags {
+        keygen: Tag::DklsKeygen,
+        sign: Tag::DklsSign,
+        refresh: Tag::DklsRefresh,
+        repair: Tag::DklsRepair,
+    };
+    type Signature = RecoverableSignature;
+    fn finish(
+        sig: &dkls23::EcdsaSignature,
+        public_key: &[u8; 33],
+        digest: &[u8; 32],
+    ) -> Result<RecoverableSignature, TssError> {
+        finish_secp256k1(sig, public_key, digest)
+    }
+}
+
+impl DklsEngineCurve for P256 {
+    const SCHEME: Scheme = Scheme::EcdsaP256;
+    const TAGS: CurveTags = CurveTags {
+        keygen: Tag::DklsP256Keygen,
+        sign: Tag::DklsP256Sign,
+        refresh: Tag::DklsP256Refresh,
+        repair: Tag::DklsP256Repair,
+    };
+    type Signature = [u8; 64];
+    fn finish(
+        sig: &dkls23::EcdsaSignature,
+        public_key: &[u8; 33],
+        digest: &[u8; 32],
+    ) -> Result<[u8; 64], TssError> {
+        finish_p256(sig, public_key, digest)
+    }
+}
 
 /// The library's 1-based party index of group index `index`.
 fn party_index(index: u16) -> Result<PartyIndex, TssError> {
@@ -125,11 +202,11 @@ fn named_party(reason: &AbortReason) -> Option<PartyIndex> {
 }
 
 /// Turns a library abort into our error, keeping its blame.
-fn abort_error(abort: Abort) -> TssError {
+fn abort_error<C: DklsEngineCurve>(abort: Abort) -> TssError {
     let detail = abort.description();
     match abort.kind {
         AbortKind::BanCounterparty(party) => TssError::CheatingParty {
-            scheme: SCHEME,
+            scheme: C::SCHEME,
             party: group_index(party),
             detail,
         },
@@ -141,11 +218,11 @@ fn abort_error(abort: Abort) -> TssError {
                 .collect();
             match abort.reason {
                 AbortReason::SignatureVerificationFailed => TssError::InvalidSignature {
-                    scheme: SCHEME,
+                    scheme: C::SCHEME,
                     culprits,
                 },
                 _ => TssError::Protocol {
-                    scheme: SCHEME,
+                    scheme: C::SCHEME,
                     culprits,
                     detail,
                 },
@@ -192,18 +269,19 @@ fn missing_message(party: u16, round: u8) -> TssError {
 /// One party's share of a DKLs23 threshold ECDSA key: its Shamir share, the group's public
 /// verifying shares, and the pairwise zero-sharing seeds and OT state set up by DKG (reused by
 /// every signature). Secret.
-pub struct DklsKeyShare {
+pub struct DklsShare<C: DklsEngineCurve> {
     pub(crate) index: u16,
     pub(crate) threshold: Threshold,
-    pub(crate) party: Party,
-    pub(crate) public: PublicKeyPackage,
+    pub(crate) party: Party<C>,
+    pub(crate) public: PublicKeyPackage<C>,
     /// Parties caught cheating in a way that forbids ever signing with them again.
     pub(crate) excluded: BTreeSet<u16>,
 }
 
-impl fmt::Debug for DklsKeyShare {
+impl<C: DklsEngineCurve> fmt::Debug for DklsShare<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DklsKeyShare")
+        f.debug_struct("DklsShare")
+            .field("scheme", &C::SCHEME)
             .field("index", &self.index)
             .field("threshold", &self.threshold)
             .field("public_key", &hex::encode(self.public_key()))
@@ -213,7 +291,7 @@ impl fmt::Debug for DklsKeyShare {
     }
 }
 
-impl DklsKeyShare {
+impl<C: DklsEngineCurve> DklsShare<C> {
     /// This party's index in the group.
     pub fn index(&self) -> u16 {
         self.index
@@ -226,12 +304,12 @@ impl DklsKeyShare {
 
     /// The group public key, SEC1 compressed (33 bytes).
     pub fn public_key(&self) -> [u8; 33] {
-        sec1(&self.party.pk)
+        sec1::<C>(&self.party.pk)
     }
 
     /// The wallet this share belongs to (the same as a cggmp21 share of the same key).
     pub fn wallet_id(&self) -> WalletId {
-        WalletId::derive(SCHEME, &self.public_key())
+        WalletId::derive(C::SCHEME, &self.public_key())
     }
 
     /// Parties this share refuses to sign with, because they were caught cheating.
@@ -254,7 +332,7 @@ impl DklsKeyShare {
             let share = party_index(i)
                 .ok()
                 .and_then(|p| self.public.verifying_share(p))
-                .map(sec1)
+                .map(sec1::<C>)
                 .unwrap_or([0; 33]);
             h.update(share);
         }
@@ -272,7 +350,7 @@ impl DklsKeyShare {
     /// together they sign for the child key, with the same pairwise OT state. The child's
     /// public key is BIP-32's public derivation of [`DklsKeyShare::public_key`]; exclusions
     /// carry over.
-    pub fn derive(&self, path: &DerivationPath) -> Result<DklsKeyShare, TssError> {
+    pub fn derive(&self, path: &DerivationPath) -> Result<DklsShare<C>, TssError> {
         let bad = |e: dkls23::protocols::derivation::ErrorDeriv| {
             TssError::params(format!("derivation of {path}: {}", e.description))
         };
@@ -286,7 +364,7 @@ impl DklsKeyShare {
             public = public.derive_child(&chain_code, child).map_err(bad)?;
             party = party.derive_child(child, |_| String::new()).map_err(bad)?;
         }
-        DklsKeyShare {
+        DklsShare {
             index: self.index,
             threshold: self.threshold,
             party,
@@ -338,13 +416,13 @@ impl DklsKeyShare {
                 self.index
             )));
         }
-        let identity = k256_dkls::AffinePoint::IDENTITY;
+        let identity = <C::AffinePoint as CurveAffine>::identity();
         if p.pk == identity || *self.public.verifying_key() != p.pk {
             return Err(bad(
                 "the group key is missing or differs from the public key package".into(),
             ));
         }
-        let own_public = (k256_dkls::ProjectivePoint::GENERATOR * p.poly_point).to_affine();
+        let own_public = (C::ProjectivePoint::generator() * p.poly_point).to_affine();
         if self.public.verifying_share(me) != Some(&own_public) {
             return Err(bad(
                 "the secret share does not match its public verifying share".into(),
@@ -401,7 +479,7 @@ impl DklsKeyShare {
     }
 }
 
-fn sec1(point: &k256_dkls::AffinePoint) -> [u8; 33] {
+fn sec1<C: DklsEngineCurve>(point: &C::AffinePoint) -> [u8; 33] {
     let bytes = dkls23::utilities::hashes::point_to_bytes::<C>(point);
     let mut out = [0u8; 33];
     if bytes.len() == 33 {
@@ -420,7 +498,7 @@ pub(crate) struct KeygenCommit {
 /// DKG round 4, broadcast: openings, and the echo of round 2.
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]
-pub(crate) struct KeygenReveal {
+pub(crate) struct KeygenReveal<C: DklsEngineCurve> {
     proof: ProofCommitment<C>,
     derivation: BroadcastDerivationPhase3to4,
     echo: [u8; 32],
@@ -429,7 +507,7 @@ pub(crate) struct KeygenReveal {
 /// DKG round 5, point to point: the pair's zero-sharing seed and multiplication setup.
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]
-pub(crate) struct KeygenPair {
+pub(crate) struct KeygenPair<C: DklsEngineCurve> {
     zero: TransmitInitZeroSharePhase3to4,
     mul: TransmitInitMulPhase3to4<C>,
 }
@@ -447,13 +525,13 @@ fn echo_hash(parts: &BTreeMap<u16, Vec<u8>>) -> [u8; 32] {
 
 /// Distributed key generation of a `t`-of-`n` DKLs23 key; this party is `index`. Every
 /// member of the group (all `n`) takes part. The key never exists whole.
-pub async fn keygen(
+pub async fn keygen<C: DklsEngineCurve>(
     session: SessionId,
     index: u16,
     threshold: Threshold,
     mut incoming: impl Incoming,
     mut outgoing: impl Outgoing,
-) -> Result<DklsKeyShare, TssError> {
+) -> Result<DklsShare<C>, TssError> {
     let params = parameters(threshold)?;
     let n = threshold.n();
     if index >= n {
@@ -468,7 +546,7 @@ pub async fn keygen(
         session,
         me: index,
         parties,
-        tag: Tag::DklsKeygen,
+        tag: C::TAGS.keygen,
     };
     let mut io = RoundIo::new(roster, &mut incoming, &mut outgoing);
     let mut dkg = DkgSession::<C>::new(params, me, session.as_bytes().to_vec());
@@ -483,7 +561,7 @@ pub async fn keygen(
             .await?;
     }
     let received = io.collect(1, &others, true).await?;
-    let mut mine: Zeroizing<Vec<Scalar>> = Zeroizing::new(Vec::with_capacity(usize::from(n)));
+    let mut mine: Zeroizing<Vec<C::Scalar>> = Zeroizing::new(Vec::with_capacity(usize::from(n)));
     mine.push(
         *fragments
             .get(usize::from(index))
@@ -496,7 +574,7 @@ pub async fn keygen(
     drop(received);
 
     // Round 2 (broadcast) and 3 (point to point): commitments.
-    let (proof, zero2, derivation2) = dkg.phase2(&mine).map_err(abort_error)?;
+    let (proof, zero2, derivation2) = dkg.phase2(&mine).map_err(abort_error::<C>)?;
     drop(mine);
     let own_commit = cbor_encode(&KeygenCommit {
         proof_commitment: proof.commitment,
@@ -532,7 +610,7 @@ pub async fn keygen(
     let echo = echo_hash(&all_commits);
 
     // Round 4 (broadcast) and 5 (point to point): openings and the pairwise OT setup.
-    let (zero3, mul3, derivation3) = dkg.phase3().map_err(abort_error)?;
+    let (zero3, mul3, derivation3) = dkg.phase3().map_err(abort_error::<C>)?;
     io.send(
         None,
         4,
@@ -565,7 +643,7 @@ pub async fn keygen(
     derivations3.insert(me, derivation3);
     let mut disagreeing = Vec::new();
     for (party, bytes) in &reveals_raw {
-        let r: KeygenReveal = decode(*party, "key generation opening", bytes)?;
+        let r: KeygenReveal<C> = decode(*party, "key generation opening", bytes)?;
         if r.echo != echo {
             disagreeing.push(*party);
             continue;
@@ -574,7 +652,7 @@ pub async fn keygen(
         check_sender(*party, r.derivation.sender_index, "chain-code opening")?;
         if commitments.get(party) != Some(&r.proof.commitment) {
             return Err(TssError::Protocol {
-                scheme: SCHEME,
+                scheme: C::SCHEME,
                 culprits: vec![*party],
                 detail: format!(
                     "party {party} opened a proof that is not the one it committed to in round 2"
@@ -593,7 +671,7 @@ pub async fn keygen(
     let mut zero_received3 = Vec::with_capacity(others.len());
     let mut mul_received = Vec::with_capacity(others.len());
     for (party, bytes) in &pairs_raw {
-        let p: KeygenPair = decode(*party, "pairwise setup", bytes)?;
+        let p: KeygenPair<C> = decode(*party, "pairwise setup", bytes)?;
         check_sender(*party, p.zero.parties.sender, "zero-sharing seed")?;
         check_sender(*party, p.mul.parties.sender, "multiplication setup")?;
         zero_received3.push(p.zero);
@@ -610,8 +688,8 @@ pub async fn keygen(
             &derivations3,
             |_| String::new(),
         )
-        .map_err(abort_error)?;
-    DklsKeyShare {
+        .map_err(abort_error::<C>)?;
+    DklsShare {
         index,
         threshold,
         party,
@@ -624,7 +702,7 @@ pub async fn keygen(
 /// Refresh round 4, broadcast: the opening of the round-2 commitment, and the echo of round 2.
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]
-pub(crate) struct RefreshReveal {
+pub(crate) struct RefreshReveal<C: DklsEngineCurve> {
     proof: ProofCommitment<C>,
     echo: [u8; 32],
 }
@@ -636,18 +714,18 @@ pub(crate) struct RefreshReveal {
 /// the old shares are to be deleted once every member holds its new one. A party whose
 /// correction would change the group key is caught (the sum of corrections must be zero).
 /// Exclusions carry over.
-pub async fn refresh(
+pub async fn refresh<C: DklsEngineCurve>(
     session: SessionId,
-    share: &DklsKeyShare,
+    share: &DklsShare<C>,
     mut incoming: impl Incoming,
     mut outgoing: impl Outgoing,
-) -> Result<DklsKeyShare, TssError> {
+) -> Result<DklsShare<C>, TssError> {
     let n = share.threshold.n();
     let roster = Roster {
         session,
         me: share.index,
         parties: (0..n).collect(),
-        tag: Tag::DklsRefresh,
+        tag: C::TAGS.refresh,
     };
     let mut io = RoundIo::new(roster, &mut incoming, &mut outgoing);
     refresh_rounds(
@@ -665,9 +743,9 @@ pub async fn refresh(
 
 /// A member's part in [`repair`]: a surviving member with its share, or the member whose
 /// share is rebuilt (a new module taking a lost one's index).
-pub enum RepairRole<'a> {
+pub enum RepairRole<'a, C: DklsEngineCurve> {
     /// A surviving member: it sends the target one masked term, then refreshes.
-    Helper(&'a DklsKeyShare),
+    Helper(&'a DklsShare<C>),
     /// The member whose share is rebuilt.
     Target,
 }
@@ -675,9 +753,9 @@ pub enum RepairRole<'a> {
 /// Repair round 1, helper → target: its masked term and the group's public package.
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]
-pub(crate) struct RepairMessage {
+pub(crate) struct RepairMessage<C: DklsEngineCurve> {
     term: dkls23::protocols::repair::RepairTerm<C>,
-    public: PublicKeyPackage,
+    public: PublicKeyPackage<C>,
 }
 
 /// Replaces a lost member's share: every other member (at least `t` of them) sends the
@@ -688,22 +766,22 @@ pub(crate) struct RepairMessage {
 /// are unchanged. The caller must be sure the party at `target` is the rightful new member
 /// (the policy names it): whoever the helpers accept receives a share.
 #[allow(clippy::too_many_arguments)]
-pub async fn repair(
+pub async fn repair<C: DklsEngineCurve>(
     session: SessionId,
-    role: RepairRole<'_>,
+    role: RepairRole<'_, C>,
     index: u16,
     target: u16,
     threshold: Threshold,
     mut incoming: impl Incoming,
     mut outgoing: impl Outgoing,
-) -> Result<DklsKeyShare, TssError> {
+) -> Result<DklsShare<C>, TssError> {
     let n = threshold.n();
     let helpers = crate::repair_helpers(index, target, threshold)?;
     let roster = Roster {
         session,
         me: index,
         parties: (0..n).collect(),
-        tag: Tag::DklsRepair,
+        tag: C::TAGS.repair,
     };
     let mut io = RoundIo::new(roster, &mut incoming, &mut outgoing);
     let repair_id = session.as_bytes().to_vec();
@@ -713,7 +791,7 @@ pub async fn repair(
         .collect::<Result<Vec<_>, _>>()?;
     let target_id = party_index(target)?;
     let bad_repair = |e: dkls23::protocols::repair::RepairError| TssError::Protocol {
-        scheme: SCHEME,
+        scheme: C::SCHEME,
         culprits: Vec::new(),
         detail: format!("repair: {e:?}"),
     };
@@ -752,10 +830,10 @@ pub async fn repair(
             }
             let raw = io.collect(1, &helpers, true).await?;
             let mut terms = Vec::with_capacity(raw.len());
-            let mut public: Option<PublicKeyPackage> = None;
+            let mut public: Option<PublicKeyPackage<C>> = None;
             let mut public_bytes: Option<Vec<u8>> = None;
             for (p, bytes) in &raw {
-                let m: RepairMessage = decode(*p, "repair term", bytes)?;
+                let m: RepairMessage<C> = decode(*p, "repair term", bytes)?;
                 check_sender(*p, m.term.helper, "repair term")?;
                 let encoded = cbor_encode(&m.public);
                 match &public_bytes {
@@ -789,16 +867,16 @@ pub async fn repair(
 /// The complete refresh's five rounds (numbered from `offset + 1`) for one party, which may
 /// be a repaired one without pairwise state.
 #[allow(clippy::too_many_arguments)]
-async fn refresh_rounds<I: Incoming, O: Outgoing>(
+async fn refresh_rounds<C: DklsEngineCurve, I: Incoming, O: Outgoing>(
     io: &mut RoundIo<'_, I, O>,
     offset: u8,
     session: SessionId,
     index: u16,
     threshold: Threshold,
-    party: &Party,
-    public_before: &PublicKeyPackage,
+    party: &Party<C>,
+    public_before: &PublicKeyPackage<C>,
     excluded: &BTreeSet<u16>,
-) -> Result<DklsKeyShare, TssError> {
+) -> Result<DklsShare<C>, TssError> {
     let n = threshold.n();
     let others: Vec<u16> = (0..n).filter(|p| *p != index).collect();
     let sid = session.as_bytes().to_vec();
@@ -813,7 +891,7 @@ async fn refresh_rounds<I: Incoming, O: Outgoing>(
             .await?;
     }
     let received = io.collect(r(1), &others, true).await?;
-    let mut mine: Zeroizing<Vec<Scalar>> = Zeroizing::new(Vec::with_capacity(usize::from(n)));
+    let mut mine: Zeroizing<Vec<C::Scalar>> = Zeroizing::new(Vec::with_capacity(usize::from(n)));
     mine.push(
         *fragments
             .get(usize::from(index))
@@ -885,7 +963,7 @@ async fn refresh_rounds<I: Incoming, O: Outgoing>(
     let mut proofs = vec![proof];
     let mut disagreeing = Vec::new();
     for (p, bytes) in &reveals_raw {
-        let r: RefreshReveal = decode(*p, "refresh opening", bytes)?;
+        let r: RefreshReveal<C> = decode(*p, "refresh opening", bytes)?;
         if r.echo != echo {
             disagreeing.push(*p);
             continue;
@@ -893,7 +971,7 @@ async fn refresh_rounds<I: Incoming, O: Outgoing>(
         check_sender(*p, r.proof.index, "proof")?;
         if commitments.get(p) != Some(&r.proof.commitment) {
             return Err(TssError::Protocol {
-                scheme: SCHEME,
+                scheme: C::SCHEME,
                 culprits: vec![*p],
                 detail: format!(
                     "party {p} opened a proof that is not the one it committed to in round 2"
@@ -911,7 +989,7 @@ async fn refresh_rounds<I: Incoming, O: Outgoing>(
     let mut zero_received3 = Vec::with_capacity(others.len());
     let mut mul_received = Vec::with_capacity(others.len());
     for (p, bytes) in &pairs_raw {
-        let pair: KeygenPair = decode(*p, "pairwise setup", bytes)?;
+        let pair: KeygenPair<C> = decode(*p, "pairwise setup", bytes)?;
         check_sender(*p, pair.zero.parties.sender, "zero-sharing seed")?;
         check_sender(*p, pair.mul.parties.sender, "multiplication setup")?;
         zero_received3.push(pair.zero);
@@ -928,15 +1006,15 @@ async fn refresh_rounds<I: Incoming, O: Outgoing>(
             &mul_keep3,
             &mul_received,
         )
-        .map_err(abort_error)?;
+        .map_err(abort_error::<C>)?;
     let public = public_before
         .refresh(&sid, &proofs)
         .map_err(|reason| TssError::Protocol {
-            scheme: SCHEME,
+            scheme: C::SCHEME,
             culprits: Vec::new(),
             detail: format!("the refreshed public key package does not verify: {reason:?}"),
         })?;
-    DklsKeyShare {
+    DklsShare {
         index,
         threshold,
         party: new_party,
@@ -976,7 +1054,7 @@ pub fn import_extended_key(
     use k256_dkls::elliptic_curve::ff::PrimeField;
     let params = parameters(threshold)?;
     let repr = k256_dkls::FieldBytes::from(**secret);
-    let scalar: Option<Scalar> = Scalar::from_repr(repr).into();
+    let scalar: Option<k256_dkls::Scalar> = k256_dkls::Scalar::from_repr(repr).into();
     let scalar = Zeroizing::new(scalar.ok_or_else(|| {
         TssError::params(
             "the private key is not a valid secp256k1 scalar (it must be below the group order)",
@@ -988,10 +1066,13 @@ pub fn import_extended_key(
     // The library binds the shares' pairwise state to a session id of our choosing.
     let mut session_id = [0u8; 32];
     rng.fill_bytes(&mut session_id);
-    let (parties, public) =
-        dkls23::protocols::re_key::re_key::<C>(&params, &session_id, &scalar, chain_code, |_| {
-            String::new()
-        });
+    let (parties, public) = dkls23::protocols::re_key::re_key::<Secp256k1>(
+        &params,
+        &session_id,
+        &scalar,
+        chain_code,
+        |_| String::new(),
+    );
     parties
         .into_iter()
         .map(|party| {
@@ -1011,14 +1092,14 @@ pub fn import_extended_key(
 /// (group indices, including ours). Returns `(r, s, recovery id)` with low `s`, verified with
 /// `k256` against the group key. Refuses signer sets with an [excluded](DklsKeyShare::exclude)
 /// party.
-pub async fn sign(
+pub async fn sign<C: DklsEngineCurve>(
     session: SessionId,
-    share: &DklsKeyShare,
+    share: &DklsShare<C>,
     signers: &[u16],
     digest: &[u8; 32],
     incoming: impl Incoming,
     outgoing: impl Outgoing,
-) -> Result<RecoverableSignature, TssError> {
+) -> Result<C::Signature, TssError> {
     sign_gated(
         session,
         share,
@@ -1042,22 +1123,22 @@ pub async fn sign(
 /// `Err` ends the run with that error, the share dropped unsent. A run that stops before
 /// round 3 is sent leaves nothing usable behind: its instance key is never used again (the
 /// state is dropped with the run).
-pub async fn sign_gated(
+pub async fn sign_gated<C: DklsEngineCurve>(
     session: SessionId,
-    share: &DklsKeyShare,
+    share: &DklsShare<C>,
     signers: &[u16],
     digest: &[u8; 32],
     gate: impl std::future::Future<Output = Result<(), TssError>>,
     mut incoming: impl Incoming,
     mut outgoing: impl Outgoing,
-) -> Result<RecoverableSignature, TssError> {
+) -> Result<C::Signature, TssError> {
     let roster = Roster::for_signers(
         session,
         share.index,
         share.threshold,
         signers,
         true,
-        Tag::DklsSign,
+        C::TAGS.sign,
     )?;
     if let Some(party) = roster.parties.iter().find(|p| share.excluded.contains(p)) {
         return Err(TssError::params(format!(
@@ -1075,7 +1156,7 @@ pub async fn sign_gated(
         message_hash: *digest,
     };
     let mut io = RoundIo::new(roster, &mut incoming, &mut outgoing);
-    let (mut signing, round1) = SignSession::new(&share.party, data).map_err(abort_error)?;
+    let (mut signing, round1) = SignSession::new(&share.party, data).map_err(abort_error::<C>)?;
 
     // Round 1: nonce commitments and OT-extension messages, point to point.
     let mut round1 = by_recipient(round1, |m| m.parties.receiver);
@@ -1093,7 +1174,7 @@ pub async fn sign_gated(
     }
 
     // Round 2: openings and multiplication outputs, point to point.
-    let round2 = signing.phase2(&received1).map_err(abort_error)?;
+    let round2 = signing.phase2(&received1).map_err(abort_error::<C>)?;
     drop(received1);
     let mut round2 = by_recipient(round2, |m| m.parties.receiver);
     for party in &others {
@@ -1113,7 +1194,7 @@ pub async fn sign_gated(
     // Round 3: shares of the signature, broadcast; every signer assembles and verifies.
     // The share is computed at once (off the path after the gate) and leaves only once the
     // gate opens; a shut gate drops it unsent.
-    let own = signing.phase3(&received2).map_err(abort_error)?;
+    let own = signing.phase3(&received2).map_err(abort_error::<C>)?;
     drop(received2);
     let encoded = Zeroizing::new(cbor_encode(&own));
     gate.await?;
@@ -1126,19 +1207,19 @@ pub async fn sign_gated(
             &bytes,
         )?);
     }
-    let sig = signing.phase4(&all, true).map_err(abort_error)?;
-    finish(&sig, &share.public_key(), digest)
+    let sig = signing.phase4(&all, true).map_err(abort_error::<C>)?;
+    C::finish(&sig, &share.public_key(), digest)
 }
 
 /// Normalises `s` to the lower half, finds the recovery id and verifies with `k256` (an
 /// implementation independent of the protocol's) before anything leaves the engine.
-fn finish(
+fn finish_secp256k1(
     sig: &dkls23::EcdsaSignature,
     public_key: &[u8; 33],
     digest: &[u8; 32],
 ) -> Result<RecoverableSignature, TssError> {
     let invalid = || TssError::InvalidSignature {
-        scheme: SCHEME,
+        scheme: Scheme::EcdsaSecp256k1,
         culprits: Vec::new(),
     };
     let parsed = k256::ecdsa::Signature::from_scalars(sig.r, sig.s).map_err(|_| invalid())?;
@@ -1160,15 +1241,34 @@ fn finish(
     Err(invalid())
 }
 
+/// Normalises `s` to the lower half and verifies with `p256` (an implementation independent
+/// of the protocol's): the ES256 signature `r ‖ s`.
+fn finish_p256(
+    sig: &dkls23::EcdsaSignature,
+    public_key: &[u8; 33],
+    digest: &[u8; 32],
+) -> Result<[u8; 64], TssError> {
+    use p256::ecdsa::signature::hazmat::PrehashVerifier;
+    let invalid = || TssError::InvalidSignature {
+        scheme: Scheme::EcdsaP256,
+        culprits: Vec::new(),
+    };
+    let parsed = p256::ecdsa::Signature::from_scalars(sig.r, sig.s).map_err(|_| invalid())?;
+    let low = parsed.normalize_s().unwrap_or(parsed);
+    let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(public_key).map_err(|_| invalid())?;
+    key.verify_prehash(digest, &low).map_err(|_| invalid())?;
+    Ok(low.to_bytes().into())
+}
+
 /// Decodes a DKLs23 key-generation body (after the tag) completely; returns its round.
-pub(crate) fn inspect_keygen(body: &[u8]) -> Result<u8, String> {
+pub(crate) fn inspect_keygen<C: DklsEngineCurve>(body: &[u8]) -> Result<u8, String> {
     let (round, payload) = body.split_first().ok_or("no round number")?;
     match round {
-        1 => cbor_decode::<Scalar>(payload).map(drop)?,
+        1 => cbor_decode::<C::Scalar>(payload).map(drop)?,
         2 => cbor_decode::<KeygenCommit>(payload).map(drop)?,
         3 => cbor_decode::<TransmitInitZeroSharePhase2to4>(payload).map(drop)?,
-        4 => cbor_decode::<KeygenReveal>(payload).map(drop)?,
-        5 => cbor_decode::<KeygenPair>(payload).map(drop)?,
+        4 => cbor_decode::<KeygenReveal<C>>(payload).map(drop)?,
+        5 => cbor_decode::<KeygenPair<C>>(payload).map(drop)?,
         r => return Err(format!("no DKLs23 key generation round {r}")),
     }
     Ok(*round)
@@ -1176,37 +1276,37 @@ pub(crate) fn inspect_keygen(body: &[u8]) -> Result<u8, String> {
 
 /// Decodes a DKLs23 repair body (after the tag) completely; returns its round (1: a repair
 /// term; 2 to 6: the refresh that follows).
-pub(crate) fn inspect_repair(body: &[u8]) -> Result<u8, String> {
+pub(crate) fn inspect_repair<C: DklsEngineCurve>(body: &[u8]) -> Result<u8, String> {
     let (round, payload) = body.split_first().ok_or("no round number")?;
     match round {
-        1 => cbor_decode::<RepairMessage>(payload).map(drop)?,
-        2..=6 => refresh_payload(round - 1, payload)?,
+        1 => cbor_decode::<RepairMessage<C>>(payload).map(drop)?,
+        2..=6 => refresh_payload::<C>(round - 1, payload)?,
         r => return Err(format!("no DKLs23 repair round {r}")),
     }
     Ok(*round)
 }
 
 /// Decodes a DKLs23 refresh body (after the tag) completely; returns its round.
-pub(crate) fn inspect_refresh(body: &[u8]) -> Result<u8, String> {
+pub(crate) fn inspect_refresh<C: DklsEngineCurve>(body: &[u8]) -> Result<u8, String> {
     let (round, payload) = body.split_first().ok_or("no round number")?;
-    refresh_payload(*round, payload)?;
+    refresh_payload::<C>(*round, payload)?;
     Ok(*round)
 }
 
-fn refresh_payload(round: u8, payload: &[u8]) -> Result<(), String> {
+fn refresh_payload<C: DklsEngineCurve>(round: u8, payload: &[u8]) -> Result<(), String> {
     match round {
-        1 => cbor_decode::<Scalar>(payload).map(drop)?,
+        1 => cbor_decode::<C::Scalar>(payload).map(drop)?,
         2 => cbor_decode::<[u8; 32]>(payload).map(drop)?,
         3 => cbor_decode::<TransmitInitZeroSharePhase2to4>(payload).map(drop)?,
-        4 => cbor_decode::<RefreshReveal>(payload).map(drop)?,
-        5 => cbor_decode::<KeygenPair>(payload).map(drop)?,
+        4 => cbor_decode::<RefreshReveal<C>>(payload).map(drop)?,
+        5 => cbor_decode::<KeygenPair<C>>(payload).map(drop)?,
         r => return Err(format!("no DKLs23 refresh round {r}")),
     }
     Ok(())
 }
 
 /// Decodes a DKLs23 signing body (after the tag) completely; returns its round.
-pub(crate) fn inspect_sign(body: &[u8]) -> Result<u8, String> {
+pub(crate) fn inspect_sign<C: DklsEngineCurve>(body: &[u8]) -> Result<u8, String> {
     let (round, payload) = body.split_first().ok_or("no round number")?;
     match round {
         1 => cbor_decode::<TransmitPhase1to2>(payload).map(drop)?,

@@ -149,6 +149,14 @@ pub enum Tag {
     DklsSign = 10,
     DklsRefresh = 11,
     DklsRepair = 12,
+    /// DKLs23 key generation on NIST P-256.
+    DklsP256Keygen = 17,
+    /// DKLs23 signing on NIST P-256.
+    DklsP256Sign = 18,
+    /// DKLs23 key refresh on NIST P-256.
+    DklsP256Refresh = 19,
+    /// DKLs23 share repair on NIST P-256.
+    DklsP256Repair = 20,
     Ed25519Refresh = 13,
     TaprootRefresh = 14,
     Ed25519Repair = 15,
@@ -170,6 +178,10 @@ impl Tag {
             Tag::DklsSign => "DKLs23 signing",
             Tag::DklsRefresh => "DKLs23 key refresh",
             Tag::DklsRepair => "DKLs23 share repair",
+            Tag::DklsP256Keygen => "DKLs23 P-256 key generation",
+            Tag::DklsP256Sign => "DKLs23 P-256 signing",
+            Tag::DklsP256Refresh => "DKLs23 P-256 key refresh",
+            Tag::DklsP256Repair => "DKLs23 P-256 share repair",
             Tag::Ed25519Refresh => "FROST Ed25519 key refresh",
             Tag::TaprootRefresh => "FROST Taproot key refresh",
             Tag::Ed25519Repair => "FROST Ed25519 share repair",
@@ -191,6 +203,10 @@ impl Tag {
             Tag::DklsSign,
             Tag::DklsRefresh,
             Tag::DklsRepair,
+            Tag::DklsP256Keygen,
+            Tag::DklsP256Sign,
+            Tag::DklsP256Refresh,
+            Tag::DklsP256Repair,
             Tag::Ed25519Refresh,
             Tag::TaprootRefresh,
             Tag::Ed25519Repair,

@@ -44,7 +44,7 @@ pub use rand_core;
 pub use stored::UncheckedKeyShare;
 pub use transport::{Incoming, MessageKind, Outgoing, inspect};
 
-use dkls::DklsKeyShare;
+use dkls::{DklsKeyShare, DklsP256Share};
 use ecdsa::{AuxMaterial, EcdsaKeyShare, RecoverableSignature};
 use frost::{Ed25519, FrostKeyShare, Taproot};
 use rand_core::{CryptoRng, RngCore};
@@ -89,13 +89,16 @@ pub enum KeyShare {
     Ed25519(FrostKeyShare<Ed25519>),
     /// Threshold ECDSA (DKLs23).
     Dkls(DklsKeyShare),
+    /// Threshold ECDSA on NIST P-256 (DKLs23): ES256 exchange keys.
+    DklsP256(DklsP256Share),
 }
 
 impl KeyShare {
-    /// The share's scheme (both ECDSA engines are [`Scheme::EcdsaSecp256k1`]).
+    /// The share's scheme (both secp256k1 ECDSA engines are [`Scheme::EcdsaSecp256k1`]).
     pub fn scheme(&self) -> Scheme {
         match self {
             KeyShare::Ecdsa(_) | KeyShare::Dkls(_) => Scheme::EcdsaSecp256k1,
+            KeyShare::DklsP256(_) => Scheme::EcdsaP256,
             KeyShare::Taproot(_) => Scheme::SchnorrTaproot,
             KeyShare::Ed25519(_) => Scheme::Ed25519,
         }
@@ -105,7 +108,7 @@ impl KeyShare {
     pub fn engine(&self) -> Engine {
         match self {
             KeyShare::Ecdsa(_) => Engine::Cggmp21,
-            KeyShare::Dkls(_) => Engine::Dkls23,
+            KeyShare::Dkls(_) | KeyShare::DklsP256(_) => Engine::Dkls23,
             KeyShare::Taproot(_) | KeyShare::Ed25519(_) => Engine::Frost,
         }
     }
@@ -116,6 +119,7 @@ impl KeyShare {
     pub fn public_commitment(&self) -> Option<[u8; 32]> {
         match self {
             KeyShare::Dkls(s) => Some(s.public_commitment()),
+            KeyShare::DklsP256(s) => Some(s.public_commitment()),
             KeyShare::Taproot(s) => frost::public_commitment(s).ok(),
             KeyShare::Ed25519(s) => frost::public_commitment(s).ok(),
             KeyShare::Ecdsa(_) => None,
@@ -129,6 +133,7 @@ impl KeyShare {
             KeyShare::Taproot(s) => s.index(),
             KeyShare::Ed25519(s) => s.index(),
             KeyShare::Dkls(s) => s.index(),
+            KeyShare::DklsP256(s) => s.index(),
         }
     }
 
@@ -139,6 +144,7 @@ impl KeyShare {
             KeyShare::Taproot(s) => s.threshold(),
             KeyShare::Ed25519(s) => s.threshold(),
             KeyShare::Dkls(s) => s.threshold(),
+            KeyShare::DklsP256(s) => s.threshold(),
         }
     }
 
@@ -150,6 +156,7 @@ impl KeyShare {
             KeyShare::Taproot(s) => s.public_key(),
             KeyShare::Ed25519(s) => s.public_key(),
             KeyShare::Dkls(s) => s.public_key().to_vec(),
+            KeyShare::DklsP256(s) => s.public_key().to_vec(),
         }
     }
 
@@ -180,6 +187,8 @@ pub enum Signature {
     Taproot([u8; 64]),
     /// Ed25519 signature, 64 bytes.
     Ed25519([u8; 64]),
+    /// ECDSA P-256 signature `r ‖ s` (low `s`), 64 bytes: a JWS ES256 signature.
+    EcdsaP256([u8; 64]),
 }
 
 impl Signature {
@@ -188,7 +197,7 @@ impl Signature {
     pub fn to_bytes(&self) -> Vec<u8> {
         match self {
             Signature::Ecdsa(s) => s.to_bytes().to_vec(),
-            Signature::Taproot(b) | Signature::Ed25519(b) => b.to_vec(),
+            Signature::Taproot(b) | Signature::Ed25519(b) | Signature::EcdsaP256(b) => b.to_vec(),
         }
     }
 }
@@ -221,6 +230,11 @@ pub async fn dkg(
                 .await
                 .map(KeyShare::Dkls)
         }
+        // P-256 keys always run DKLs23, whatever the group's engine for its chain wallets:
+        // it needs no group setup.
+        Scheme::EcdsaP256 => dkls::keygen(session, index, threshold, incoming, outgoing)
+            .await
+            .map(KeyShare::DklsP256),
         Scheme::EcdsaSecp256k1 => {
             let aux = aux.ok_or_else(|| {
                 TssError::params("ECDSA key generation needs the signer group's auxiliary material")
@@ -258,6 +272,9 @@ pub async fn refresh(
         KeyShare::Dkls(s) => dkls::refresh(session, s, incoming, outgoing)
             .await
             .map(KeyShare::Dkls),
+        KeyShare::DklsP256(s) => dkls::refresh(session, s, incoming, outgoing)
+            .await
+            .map(KeyShare::DklsP256),
         KeyShare::Taproot(s) => frost::refresh(session, s, incoming, outgoing, rng)
             .await
             .map(KeyShare::Taproot),
@@ -300,12 +317,18 @@ pub async fn repair(
     use frost::RepairRole as F;
     /// Which engine repairs, with this member's role in it.
     enum Which<'a> {
-        Dkls(dkls::RepairRole<'a>),
+        Dkls(dkls::RepairRole<'a, dkls::Secp256k1>),
+        DklsP256(dkls::RepairRole<'a, dkls::P256>),
         Taproot(F<'a, Taproot>),
         Ed25519(F<'a, Ed25519>),
     }
     let which = match part {
         RepairPart::Helper(KeyShare::Dkls(s)) => Which::Dkls(dkls::RepairRole::Helper(s)),
+        RepairPart::Helper(KeyShare::DklsP256(s)) => Which::DklsP256(dkls::RepairRole::Helper(s)),
+        RepairPart::Target {
+            scheme: Scheme::EcdsaP256,
+            ..
+        } => Which::DklsP256(dkls::RepairRole::Target),
         RepairPart::Helper(KeyShare::Taproot(s)) => Which::Taproot(F::Helper(s)),
         RepairPart::Helper(KeyShare::Ed25519(s)) => Which::Ed25519(F::Helper(s)),
         RepairPart::Target {
@@ -335,6 +358,11 @@ pub async fn repair(
             dkls::repair(session, role, index, target, threshold, incoming, outgoing)
                 .await
                 .map(KeyShare::Dkls)
+        }
+        Which::DklsP256(role) => {
+            dkls::repair(session, role, index, target, threshold, incoming, outgoing)
+                .await
+                .map(KeyShare::DklsP256)
         }
         Which::Taproot(role) => frost::repair(
             session, role, index, target, threshold, incoming, outgoing, rng,
@@ -425,6 +453,17 @@ pub async fn sign_gated(
             .await
             .map(Signature::Ecdsa);
     }
+    if let KeyShare::DklsP256(s) = share {
+        let digest: &[u8; 32] = message.try_into().map_err(|_| {
+            TssError::params(format!(
+                "ECDSA signs a 32-byte digest, got {} bytes",
+                message.len()
+            ))
+        })?;
+        return dkls::sign_gated(session, s, signers, digest, gate, incoming, outgoing)
+            .await
+            .map(Signature::EcdsaP256);
+    }
     gate.await?;
     let digest = || -> Result<&[u8; 32], TssError> {
         message.try_into().map_err(|_| {
@@ -441,6 +480,9 @@ pub async fn sign_gated(
         KeyShare::Dkls(s) => dkls::sign(session, s, signers, digest()?, incoming, outgoing)
             .await
             .map(Signature::Ecdsa),
+        KeyShare::DklsP256(s) => dkls::sign(session, s, signers, digest()?, incoming, outgoing)
+            .await
+            .map(Signature::EcdsaP256),
         KeyShare::Taproot(s) => {
             let sig = frost::sign(session, s, signers, message, incoming, outgoing, rng).await?;
             Ok(Signature::Taproot(sig64(Scheme::SchnorrTaproot, sig)?))

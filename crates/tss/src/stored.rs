@@ -13,7 +13,7 @@ use concord_types::{Scheme, Threshold, WalletId};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use zeroize::Zeroizing;
 
-use crate::dkls::{self, DklsKeyShare};
+use crate::dkls::{self, DklsEngineCurve, DklsShare};
 use crate::ecdsa::{self, AuxMaterial, EcdsaCoreShare, EcdsaPresignature, Primes};
 use crate::frost::{Ed25519, FrostKeyShare, FrostSuite, Taproot};
 use crate::transport::{cbor_decode, cbor_encode};
@@ -130,17 +130,19 @@ fn frost_from_body<C: FrostSuite>(
 
 /// A DKLs23 share's body, as written.
 #[derive(Serialize)]
-struct DklsBodyRef<'a> {
-    party: &'a dkls::Party,
-    public: &'a dkls::PublicKeyPackage,
+#[serde(bound = "")]
+struct DklsBodyRef<'a, C: DklsEngineCurve> {
+    party: &'a dkls::Party<C>,
+    public: &'a dkls::PublicKeyPackage<C>,
     excluded: Vec<u16>,
 }
 
 /// A DKLs23 share's body, as read (the library zeroizes the party state on drop).
 #[derive(Deserialize)]
-struct DklsBody {
-    party: dkls::Party,
-    public: dkls::PublicKeyPackage,
+#[serde(bound = "")]
+struct DklsBody<C: DklsEngineCurve> {
+    party: dkls::Party<C>,
+    public: dkls::PublicKeyPackage<C>,
     excluded: Vec<u16>,
 }
 
@@ -152,13 +154,14 @@ impl KeyShare {
             KeyShare::Taproot(s) => s.to_bytes(),
             KeyShare::Ed25519(s) => s.to_bytes(),
             KeyShare::Dkls(s) => s.to_bytes(),
+            KeyShare::DklsP256(s) => s.to_bytes(),
         }
     }
 }
 
-impl DklsKeyShare {
+impl<C: DklsEngineCurve> DklsShare<C> {
     /// The stored encoding (secret: keep it sealed, and re-store it after
-    /// [`DklsKeyShare::exclude`]). Loads back as a [`KeyShare`].
+    /// [`DklsShare::exclude`]). Loads back as a [`KeyShare`].
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
         let body = Zeroizing::new(cbor_encode(&DklsBodyRef {
             party: &self.party,
@@ -166,7 +169,7 @@ impl DklsKeyShare {
             excluded: self.excluded.iter().copied().collect(),
         }));
         let record = KeyShareRecord {
-            scheme: Scheme::EcdsaSecp256k1,
+            scheme: C::SCHEME,
             index: self.index,
             threshold: self.threshold,
             body: body.to_vec(),
@@ -176,10 +179,14 @@ impl DklsKeyShare {
     }
 }
 
-fn dkls_from_body(index: u16, threshold: Threshold, body: &[u8]) -> Result<DklsKeyShare, TssError> {
-    let b: DklsBody =
+fn dkls_from_body<C: DklsEngineCurve>(
+    index: u16,
+    threshold: Threshold,
+    body: &[u8],
+) -> Result<DklsShare<C>, TssError> {
+    let b: DklsBody<C> =
         cbor_decode(body).map_err(|e| TssError::invalid_state("DKLs23 key share", e))?;
-    Ok(DklsKeyShare {
+    Ok(DklsShare {
         index,
         threshold,
         party: b.party,
@@ -228,7 +235,8 @@ enum UncheckedInner {
     Ecdsa(Box<ecdsa::DirtyShare>),
     Taproot(FrostKeyShare<Taproot>),
     Ed25519(FrostKeyShare<Ed25519>),
-    Dkls(Box<DklsKeyShare>),
+    Dkls(Box<dkls::DklsKeyShare>),
+    DklsP256(Box<dkls::DklsP256Share>),
 }
 
 /// A key share read from storage but not yet validated. Only [`UncheckedKeyShare::validate`]
@@ -257,6 +265,15 @@ impl UncheckedKeyShare {
             (Some(RecordEngine::Dkls23), Scheme::EcdsaSecp256k1) => UncheckedInner::Dkls(Box::new(
                 dkls_from_body(record.index, record.threshold, &record.body)?,
             )),
+            (Some(RecordEngine::Dkls23), Scheme::EcdsaP256) => UncheckedInner::DklsP256(Box::new(
+                dkls_from_body(record.index, record.threshold, &record.body)?,
+            )),
+            (None, Scheme::EcdsaP256) => {
+                return Err(TssError::invalid_state(
+                    "key share",
+                    "a P-256 key share record must name the DKLs23 engine",
+                ));
+            }
             (Some(RecordEngine::Dkls23), scheme) => {
                 return Err(TssError::invalid_state(
                     "key share",
@@ -294,6 +311,7 @@ impl UncheckedKeyShare {
             UncheckedInner::Taproot(s) => KeyShare::Taproot(s.validate()?),
             UncheckedInner::Ed25519(s) => KeyShare::Ed25519(s.validate()?),
             UncheckedInner::Dkls(s) => KeyShare::Dkls(s.validate()?),
+            UncheckedInner::DklsP256(s) => KeyShare::DklsP256(s.validate()?),
         };
         if share.index() != self.index || share.threshold() != self.threshold {
             return Err(TssError::invalid_state(

@@ -427,6 +427,9 @@ pub fn inspect(env: &Envelope) -> Result<MessageKind, TssError> {
     let cbor = |r: Result<(), String>| {
         r.map_err(|e| bad(format!("undecodable {} message: {e}", tag.name())))
     };
+    use crate::dkls::{
+        P256, Secp256k1 as K1, inspect_keygen, inspect_refresh, inspect_repair, inspect_sign,
+    };
     let cbor_bad = |e: String| bad(format!("undecodable {} message: {e}", tag.name()));
     type Sha = sha2::Sha256;
     type L = cggmp21::security_level::SecurityLevel128;
@@ -462,10 +465,14 @@ pub fn inspect(env: &Envelope) -> Result<MessageKind, TssError> {
         Tag::TaprootRepair => Some(inspect_frost_repair::<Taproot>(rest).map_err(bad)?),
         Tag::Ed25519Sign => Some(inspect_frost_sign::<Ed25519>(rest).map_err(bad)?),
         Tag::TaprootSign => Some(inspect_frost_sign::<Taproot>(rest).map_err(bad)?),
-        Tag::DklsKeygen => Some(crate::dkls::inspect_keygen(rest).map_err(&cbor_bad)?),
-        Tag::DklsSign => Some(crate::dkls::inspect_sign(rest).map_err(&cbor_bad)?),
-        Tag::DklsRefresh => Some(crate::dkls::inspect_refresh(rest).map_err(&cbor_bad)?),
-        Tag::DklsRepair => Some(crate::dkls::inspect_repair(rest).map_err(&cbor_bad)?),
+        Tag::DklsKeygen => Some(inspect_keygen::<K1>(rest).map_err(&cbor_bad)?),
+        Tag::DklsSign => Some(inspect_sign::<K1>(rest).map_err(&cbor_bad)?),
+        Tag::DklsRefresh => Some(inspect_refresh::<K1>(rest).map_err(&cbor_bad)?),
+        Tag::DklsRepair => Some(inspect_repair::<K1>(rest).map_err(&cbor_bad)?),
+        Tag::DklsP256Keygen => Some(inspect_keygen::<P256>(rest).map_err(&cbor_bad)?),
+        Tag::DklsP256Sign => Some(inspect_sign::<P256>(rest).map_err(&cbor_bad)?),
+        Tag::DklsP256Refresh => Some(inspect_refresh::<P256>(rest).map_err(&cbor_bad)?),
+        Tag::DklsP256Repair => Some(inspect_repair::<P256>(rest).map_err(&cbor_bad)?),
     };
     Ok(MessageKind {
         protocol: tag.name(),

@@ -639,7 +639,7 @@ async fn bad_parameters_are_clear_errors() {
         "{err}"
     );
     let mut ep = concord_tss::local::LocalNetwork::connect(&[0, 1]).remove(0);
-    let err = dkls::keygen(
+    let err = dkls::keygen::<dkls::Secp256k1>(
         SessionId([0; 32]),
         3,
         Threshold::new(2, 3).unwrap(),

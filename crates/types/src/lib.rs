@@ -62,14 +62,17 @@ pub enum Scheme {
     SchnorrTaproot,
     /// FROST Ed25519 (RFC 8032 compatible signatures): exchange API keys, Solana-like chains.
     Ed25519,
+    /// Threshold ECDSA on NIST P-256 (DKLs23): exchange API keys that sign ES256 (Coinbase CDP).
+    EcdsaP256,
 }
 
 impl Scheme {
     /// All schemes, in a stable order.
-    pub const ALL: [Scheme; 3] = [
+    pub const ALL: [Scheme; 4] = [
         Scheme::EcdsaSecp256k1,
         Scheme::SchnorrTaproot,
         Scheme::Ed25519,
+        Scheme::EcdsaP256,
     ];
 
     /// Canonical name, as used in configuration, the CLI and the API.
@@ -78,6 +81,7 @@ impl Scheme {
             Scheme::EcdsaSecp256k1 => "ecdsa-secp256k1",
             Scheme::SchnorrTaproot => "schnorr-taproot",
             Scheme::Ed25519 => "ed25519",
+            Scheme::EcdsaP256 => "ecdsa-p256",
         }
     }
 
@@ -87,6 +91,7 @@ impl Scheme {
             Scheme::EcdsaSecp256k1 => 1,
             Scheme::SchnorrTaproot => 2,
             Scheme::Ed25519 => 3,
+            Scheme::EcdsaP256 => 4,
         }
     }
 

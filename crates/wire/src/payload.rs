@@ -328,12 +328,16 @@ impl SigningPayload {
         }
     }
 
-    /// The scheme this payload must be signed with, if it is fixed by the kind.
-    pub fn required_scheme(&self) -> Option<Scheme> {
+    /// The schemes this payload may be signed with, if the kind fixes them: an EVM
+    /// transfer is secp256k1 ECDSA; an exchange's withdraw request is signed by its API key,
+    /// Ed25519 (Binance, Coinbase EdDSA) or P-256 (Coinbase ES256).
+    pub fn allowed_schemes(&self) -> Option<&'static [Scheme]> {
         match self {
             SigningPayload::Message { .. } => None,
-            SigningPayload::EvmTransfer { .. } => Some(Scheme::EcdsaSecp256k1),
-            SigningPayload::ExchangeWithdrawal { .. } => Some(Scheme::Ed25519),
+            SigningPayload::EvmTransfer { .. } => Some(&[Scheme::EcdsaSecp256k1]),
+            SigningPayload::ExchangeWithdrawal { .. } => {
+                Some(&[Scheme::Ed25519, Scheme::EcdsaP256])
+            }
             SigningPayload::UtxoTransfer { .. } | SigningPayload::SafeTransfer { .. } => None,
         }
     }
@@ -456,10 +460,17 @@ impl SigningPayload {
     }
 
     /// The bytes the threshold protocol signs under `scheme`: the 32-byte digest for ECDSA
-    /// (for an EVM transfer, its signing hash), the message or request itself for FROST.
+    /// (for an EVM transfer, its signing hash), the message or request itself for FROST. A
+    /// P-256 key signs ES256: SHA-256 of the request (a JWT's `header.payload`) or message.
     pub fn signing_input(&self, scheme: Scheme) -> Vec<u8> {
         match (self, scheme) {
             (_, Scheme::EcdsaSecp256k1) => self.digest().to_vec(),
+            (SigningPayload::ExchangeWithdrawal { request, .. }, Scheme::EcdsaP256) => {
+                Sha256::digest(request.as_bytes()).to_vec()
+            }
+            (SigningPayload::Message { message, .. }, Scheme::EcdsaP256) => {
+                Sha256::digest(crate::authority::tagged_message(message)).to_vec()
+            }
             (SigningPayload::Message { message, .. }, _) => {
                 crate::authority::tagged_message(message)
             }
@@ -484,9 +495,9 @@ pub fn threshold_wallet_script(
             concord_chain::utxo::WalletScript::p2wpkh(public_key).map_err(bad)
         }
         Scheme::SchnorrTaproot => concord_chain::utxo::WalletScript::p2tr(public_key).map_err(bad),
-        Scheme::Ed25519 => Err(TypesError::InvalidPayload(
-            "an ed25519 wallet cannot spend on a UTXO chain".into(),
-        )),
+        Scheme::Ed25519 | Scheme::EcdsaP256 => Err(TypesError::InvalidPayload(format!(
+            "an {scheme} wallet cannot spend on a UTXO chain"
+        ))),
     }
 }
 

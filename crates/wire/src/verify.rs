@@ -14,7 +14,9 @@ fn bad(scheme: Scheme, why: &str) -> WireError {
 /// - ECDSA: 33-byte SEC1 key, 32-byte digest, 65-byte `r || s || recovery id`; `s` must be
 ///   low and the recovery id must recover the key (as a chain would);
 /// - Taproot: 32-byte x-only key, BIP-340 over the message;
-/// - Ed25519: 32-byte key, RFC 8032 strict verification.
+/// - Ed25519: 32-byte key, RFC 8032 strict verification;
+/// - ECDSA P-256 (ES256): 33-byte SEC1 key, 32-byte digest (SHA-256 of the JWS signing
+///   input), 64-byte `r || s` with low `s`.
 pub fn verify_signature(
     scheme: Scheme,
     public_key: &[u8],
@@ -72,6 +74,24 @@ pub fn verify_signature(
             let sig = ed25519_dalek::Signature::from_slice(signature)
                 .map_err(|_| bad(scheme, "malformed signature"))?;
             vk.verify_strict(signing_input, &sig)
+                .map_err(|_| bad(scheme, "does not verify"))
+        }
+        Scheme::EcdsaP256 => {
+            use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
+            let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(public_key)
+                .map_err(|_| bad(scheme, "the public key is not a P-256 point"))?;
+            if signing_input.len() != 32 || signature.len() != 64 {
+                return Err(bad(
+                    scheme,
+                    "expected a 32-byte digest and a 64-byte signature",
+                ));
+            }
+            let sig = p256::ecdsa::Signature::from_slice(signature)
+                .map_err(|_| bad(scheme, "malformed (r, s)"))?;
+            if sig.normalize_s().is_some() {
+                return Err(bad(scheme, "s is not low"));
+            }
+            vk.verify_prehash(signing_input, &sig)
                 .map_err(|_| bad(scheme, "does not verify"))
         }
     }

@@ -450,7 +450,7 @@ fn exercise_payload(p: &SigningPayload) {
     assert_eq!(digest, p.digest(), "the digest is deterministic");
     let runs = p.signing_runs();
     assert!(runs >= 1);
-    let _ = (p.nonce_key(), p.required_scheme(), p.transfer(), p.wallet());
+    let _ = (p.nonce_key(), p.allowed_schemes(), p.transfer(), p.wallet());
     let _ = (p.evm_transfer(), p.safe_transaction());
     let ecdsa = ecdsa_public(5);
     let xonly = schnorr_key(6).verifying_key().to_bytes().to_vec();

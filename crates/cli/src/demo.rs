@@ -688,7 +688,8 @@ pub(crate) async fn prepare_with(
     // 2. Wallets by DKG: the trader's ECDSA wallet and the exchange's sharded withdraw key.
     // A new wallet can do nothing until the policy names it.
     let mut made = Vec::new();
-    for scheme in ["ecdsa-secp256k1", "ed25519", "ed25519"] {
+    // Coinbase's CDP key is ES256: a P-256 key, threshold ECDSA (DKLs23) among the modules.
+    for scheme in ["ecdsa-secp256k1", "ed25519", "ecdsa-p256"] {
         let job = d
             .api
             .post("/v1/wallets", &json!({"group": "desk", "scheme": scheme}))
@@ -709,7 +710,7 @@ pub(crate) async fn prepare_with(
             .map_err(|_| anyhow::anyhow!("three wallets were made"))?;
     let address = concord_chain::evm_address(&hex::decode(&pk)?)?;
     d.record(
-        "trader's wallet (ECDSA) and the withdraw keys of Binance and Coinbase (FROST Ed25519) created by DKG: no key ever existed whole",
+        "trader's wallet (ECDSA) and the withdraw keys of Binance (FROST Ed25519) and Coinbase (ES256: threshold ECDSA on P-256, DKLs23) created by DKG: no key ever existed whole",
         true,
         json!({"wallet": wallet, "address": address.to_string(), "credential_wallet": cred_wallet, "coinbase_credential_wallet": coinbase_wallet}),
     );

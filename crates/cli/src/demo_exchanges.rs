@@ -187,9 +187,10 @@ async fn kraken_withdrawal(d: &mut Demo, address: Address) -> Result<()> {
     Ok(())
 }
 
-/// Coinbase → wallet: the exchange's withdraw key is a CDP Ed25519 key no one holds whole
-/// (the group's FROST wallet, its public key uploaded as the key); each send's token is
-/// signed by two of the three modules after each checked its claims and body.
+/// Coinbase → wallet: the exchange's withdraw key is a CDP key no one holds whole (the
+/// group's wallet, its public key uploaded as the key): ES256 (a P-256 key, threshold ECDSA
+/// by DKLs23) in the demo, or EdDSA (a FROST Ed25519 key); each send's token is signed by
+/// two of the three modules after each checked its claims and body.
 async fn coinbase_withdrawal(d: &mut Demo, address: Address) -> Result<()> {
     let cred = crate::demo::wallets_labelled(d, "coinbase-withdraw-key")
         .await?
@@ -199,6 +200,29 @@ async fn coinbase_withdrawal(d: &mut Demo, address: Address) -> Result<()> {
         .as_str()
         .context("the Coinbase withdraw wallet has no public key")?
         .to_owned();
+    // A P-256 group key is uploaded as Coinbase takes it: PEM SubjectPublicKeyInfo.
+    let es256 = w["scheme"] == json!("ecdsa-p256");
+    let (kind, public_key, alg, engine) = if es256 {
+        use p256::pkcs8::EncodePublicKey as _;
+        let key = p256::PublicKey::from_sec1_bytes(&hex::decode(&public_key)?)
+            .context("the Coinbase withdraw wallet's key is not a P-256 point")?;
+        let pem = key
+            .to_public_key_pem(p256::pkcs8::LineEnding::LF)
+            .context("the P-256 key does not encode as PEM")?;
+        (
+            "cdp-es256",
+            pem,
+            "ES256",
+            "two modules signed the ES256 JWT together, by threshold ECDSA on P-256 (DKLs23)",
+        )
+    } else {
+        (
+            "cdp-ed25519",
+            public_key,
+            "EdDSA",
+            "two FROST-signed the EdDSA JWT",
+        )
+    };
     // Upload the group's public key as a CDP Ed25519 key with the transfer permission, as a
     // user registers a key in Coinbase's portal; then tell the coordinator its name.
     let key_name = format!("organizations/concord-devnet/apiKeys/{cred}");
@@ -207,7 +231,7 @@ async fn coinbase_withdrawal(d: &mut Demo, address: Address) -> Result<()> {
         .post(format!("{}/sim/api-keys", d.info.exchange_url))
         .bearer_auth(admin.trim())
         .json(
-            &json!({"account": crate::devnet::COINBASE_ACCOUNT, "kind": "cdp-ed25519",
+            &json!({"account": crate::devnet::COINBASE_ACCOUNT, "kind": kind,
             "apiKey": key_name, "publicKey": public_key, "permissions": ["read", "withdraw"]}),
         )
         .send()
@@ -242,8 +266,9 @@ async fn coinbase_withdrawal(d: &mut Demo, address: Address) -> Result<()> {
     let mut s = transfer_summary(&t);
     s["balance_increase_wei"] = json!(received.to_string());
     s["cdp_key"] = json!(key_name);
+    s["jwt_alg"] = json!(alg);
     d.record(
-        "withdraw 0.2 ETH from Coinbase to \"desk\": each module checked the send token's claims (key, POST, host, its own account's path, 2-minute life) and body (address-book destination, amount, idem = intent id); two FROST-signed the EdDSA JWT; Coinbase paid; funds arrived",
+        &format!("withdraw 0.2 ETH from Coinbase to \"desk\": each module checked the send token's claims (key, {alg}, POST, host, its own account's path, 2-minute life) and body (address-book destination, amount, idem = intent id); {engine}; Coinbase paid; funds arrived"),
         t["status"] == "arrived" && received == crate::demo::eth("0.2")?,
         s,
     );

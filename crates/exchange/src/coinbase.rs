@@ -57,6 +57,16 @@ pub enum JwtAlg {
     EdDsa,
 }
 
+impl JwtAlg {
+    /// The algorithm's JWS name: `ES256` or `EdDSA`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JwtAlg::Es256 => "ES256",
+            JwtAlg::EdDsa => "EdDSA",
+        }
+    }
+}
+
 /// The JWT header, in the order it is serialized.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -904,6 +904,11 @@ impl Decider {
                 ),
             }));
         }
+        // The group key's scheme fixes what it may sign for which exchange.
+        let scheme = self
+            .wallet(*wallet)
+            .map_err(|e| c.refuse(e.to_string()))?
+            .map(|(s, _)| s);
         match kind {
             "kraken" => {
                 let Some(held) = held else {
@@ -913,6 +918,12 @@ impl Decider {
                     .await
             }
             "binance" => {
+                if scheme != Some(Scheme::Ed25519) {
+                    return Err(c.refuse(format!(
+                        "Binance's withdraw keys are Ed25519, and wallet {wallet} is {}",
+                        scheme.map_or("not held here", |s| s.as_str())
+                    )));
+                }
                 if body.is_some() {
                     return Err(c.refuse(
                         "a Binance withdraw request carries no separate body: its signature covers all it says",
@@ -941,7 +952,7 @@ impl Decider {
             "coinbase" => {
                 let (send, checks) = self
                     .outside
-                    .check_coinbase_send(&self.state.checks, exchange, api_key, request, body.as_deref())
+                    .check_coinbase_send(&self.state.checks, exchange, api_key, scheme, request, body.as_deref())
                     .await
                     .map_err(|e| c.refuse_as(code::OUTSIDE, e))?;
                 let Action::Withdraw { network, .. } = &c.intent.intent.action else {
@@ -1465,7 +1476,7 @@ mod tests {
     const STRANGER: u8 = 99;
     const OUTSIDE: Address = Address::repeat_byte(0x66);
 
-    async fn shares(state: &State) -> (WalletId, WalletId) {
+    async fn shares(state: &State, cred_scheme: Scheme) -> (WalletId, WalletId) {
         use concord_tss::ecdsa::{self, AuxMaterial};
         let fixtures =
             std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tss/tests/fixtures");
@@ -1495,7 +1506,7 @@ mod tests {
         for ep in LocalNetwork::connect(&[0, 1]) {
             handles.push(tokio::spawn(async move {
                 concord_tss::dkg(
-                    Scheme::Ed25519,
+                    cred_scheme,
                     concord_tss::EcdsaEngine::DEFAULT,
                     SessionId([5; 32]),
                     ep.index,
@@ -1907,6 +1918,11 @@ mod tests {
 
     /// [`fixture`], the exchange key being `exchange`'s (`binance` or `coinbase`).
     async fn fixture_for(with_policy: bool, exchange: &str) -> Fx {
+        fixture_with(with_policy, exchange, Scheme::Ed25519).await
+    }
+
+    /// [`fixture_for`], the exchange key being a `cred_scheme` group key.
+    async fn fixture_with(with_policy: bool, exchange: &str, cred_scheme: Scheme) -> Fx {
         let (anvil, rpc) = start_anvil().await;
         let sim = start_sim(
             &rpc,
@@ -1927,7 +1943,7 @@ mod tests {
                 ..Default::default()
             },
         );
-        let (wallet, cred) = shares(&state).await;
+        let (wallet, cred) = shares(&state, cred_scheme).await;
         if with_policy {
             let mut p = policy(wallet, cred);
             if let Some(WalletPurpose::ExchangeCredential { exchange: e, .. }) = p
@@ -2867,6 +2883,89 @@ mod tests {
             &send(&|c| c.nonce = "another".into(), &same),
             &si,
             "signs one live request per order",
+        )
+        .await;
+    }
+
+    /// Coinbase's ES256 keys: the group's withdraw key is a P-256 key (DKLs23). Its tokens
+    /// are ES256 only, a token claiming EdDSA is refused (a swap of algorithm is a swap of
+    /// key), and a Binance request under it is refused (Binance's keys are Ed25519).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn coinbase_sends_under_a_p256_group_key_are_es256_and_nothing_else() {
+        use concord_exchange::coinbase::JwtAlg;
+        let fx = fixture_with(true, "coinbase", Scheme::EcdsaP256).await;
+        assert_eq!(
+            fx.state.share(fx.cred).unwrap().unwrap().scheme(),
+            Scheme::EcdsaP256
+        );
+        let account = fx
+            .decider
+            .outside
+            .coinbase("coinbase")
+            .unwrap()
+            .client
+            .account_id("ETH")
+            .await
+            .unwrap();
+        let host = fx
+            .sim
+            .base_url()
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let si = signed(
+            Action::Withdraw {
+                exchange: "coinbase".into(),
+                coin: "ETH".into(),
+                network: "ETH".into(),
+                amount: "0.5".into(),
+                to: AddressRef::Label("desk".into()),
+                rule: AgreementRule::All,
+            },
+            TRADER,
+            &[],
+        );
+        let own = fx.own.to_string();
+        let send = |alg: JwtAlg| {
+            coinbase_send(
+                &si,
+                fx.cred,
+                &account,
+                &host,
+                |c| c.alg = alg,
+                |b| b.to = own.clone(),
+            )
+        };
+        refused(&fx, "p1", &send(JwtAlg::EdDsa), &si, "P-256 (ES256)").await;
+        // The honest ES256 send: approved, and what the group signs is SHA-256 of the JWT's
+        // signing input, as ES256 verifies it.
+        let honest = send(JwtAlg::Es256);
+        fx.decider
+            .decide(&proposal("p3", &honest, &si))
+            .await
+            .unwrap();
+        let SigningPayload::ExchangeWithdrawal { request, .. } = &honest else {
+            unreachable!()
+        };
+        assert_eq!(
+            honest.signing_input(Scheme::EcdsaP256),
+            <sha2::Sha256 as sha2::Digest>::digest(request.as_bytes()).to_vec()
+        );
+        // A policy naming a P-256 key as Binance's withdraw key: its requests are refused
+        // (Binance's keys are Ed25519).
+        let fx = fixture_with(true, "binance", Scheme::EcdsaP256).await;
+        let si = signed(
+            withdraw_intent(AddressRef::Label("desk".into()), "0.5"),
+            TRADER,
+            &[],
+        );
+        let binance = withdrawal(&si, fx.cred, fx.own, "0.5", &si.intent.id, now_ms());
+        refused(
+            &fx,
+            "p2",
+            &binance,
+            &si,
+            "Binance's withdraw keys are Ed25519",
         )
         .await;
     }

@@ -612,7 +612,8 @@ impl Outside {
 
     /// Reads a Coinbase send the group is asked to sign a token for, and checks what only
     /// Coinbase's API decides: the token (parsed strictly) names the withdraw key the request
-    /// goes under, EdDSA (the group's key is Ed25519), `POST` to this module's own idea of
+    /// goes under, the algorithm of the group's key (EdDSA for Ed25519, ES256 for P-256),
+    /// `POST` to this module's own idea of
     /// Coinbase's host, the sends of the coin's account as this module's own read key lists
     /// it, and is live now by this module's clock for at most two minutes; the body is a send
     /// in its canonical form. Where it sends, how much and under which `idem` the caller
@@ -627,6 +628,7 @@ impl Outside {
         checks: &LocalChecks,
         exchange: &str,
         api_key: &str,
+        scheme: Option<concord_types::Scheme>,
         request: &str,
         body: Option<&str>,
     ) -> Result<(CoinbaseSend, Vec<String>), String> {
@@ -639,9 +641,19 @@ impl Outside {
                 claims.key_name
             ));
         }
-        if claims.alg != JwtAlg::EdDsa {
+        let (alg, alg_name) = match scheme {
+            Some(concord_types::Scheme::Ed25519) => (JwtAlg::EdDsa, "Ed25519 (EdDSA)"),
+            Some(concord_types::Scheme::EcdsaP256) => (JwtAlg::Es256, "P-256 (ES256)"),
+            other => {
+                return Err(format!(
+                    "Coinbase's withdraw keys are Ed25519 or P-256, and the group's key here is {}",
+                    other.map_or("not held", |s| s.as_str())
+                ));
+            }
+        };
+        if claims.alg != alg {
             return Err(format!(
-                "the token is {:?}, but the group's withdraw key is Ed25519 (EdDSA)",
+                "the token is {:?}, but the group's withdraw key is {alg_name}",
                 claims.alg
             ));
         }
@@ -692,7 +704,10 @@ impl Outside {
         Ok((
             CoinbaseSend { claims, body },
             vec![
-                "token parsed strictly: the withdraw key, EdDSA, POST, at most 30 s".to_owned(),
+                format!(
+                    "token parsed strictly: the withdraw key, {}, POST, at most 30 s",
+                    alg.as_str()
+                ),
                 format!(
                     "host {} and the sends of account {account} (this module's own read key)",
                     cb.host

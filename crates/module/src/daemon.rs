@@ -1397,7 +1397,7 @@ async fn run_protocol(
                         Err(e @ concord_tss::TssError::CheatingParty { party, .. }) => {
                             // DKLs23's abort rule: a party caught cheating never signs with
                             // this share again (the ban is stored with the share).
-                            if let KeyShare::Dkls(_) = *share {
+                            if let KeyShare::Dkls(_) | KeyShare::DklsP256(_) = *share {
                                 state.ban(wallet, party)?;
                             }
                             return Err(Error::Cheating { party, reason: e.to_string() });
@@ -1473,7 +1473,7 @@ async fn run_protocol(
                 let engine_ok = match share.engine() {
                     concord_tss::Engine::Cggmp21 => group.engine == EcdsaEngine::Cggmp21,
                     concord_tss::Engine::Dkls23 => group.engine == EcdsaEngine::Dkls23,
-                    concord_tss::Engine::Frost => scheme != Scheme::EcdsaSecp256k1,
+                    concord_tss::Engine::Frost => !matches!(scheme, Scheme::EcdsaSecp256k1 | Scheme::EcdsaP256),
                 };
                 if !engine_ok {
                     return Err(Error::Refused(format!(

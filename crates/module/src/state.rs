@@ -1228,6 +1228,11 @@ impl State {
                     .map_err(|e| Error::Protocol(e.to_string()))?;
                 self.update_share(&KeyShare::Dkls(d))
             }
+            Some(KeyShare::DklsP256(mut d)) => {
+                d.exclude(party)
+                    .map_err(|e| Error::Protocol(e.to_string()))?;
+                self.update_share(&KeyShare::DklsP256(d))
+            }
             _ => Err(Error::Refused(format!(
                 "wallet {own} holds no DKLs23 share here to ban a party from"
             ))),

@@ -375,9 +375,11 @@ impl Engine {
                 .await?
                 .ok_or_else(|| Error::NotFound(format!("wallet {}", req.wallet)))?,
         };
-        if held.is_none() && wallet.scheme != concord_types::Scheme::Ed25519.to_string() {
+        let ed25519 = wallet.scheme == concord_types::Scheme::Ed25519.as_str();
+        let p256 = wallet.scheme == concord_types::Scheme::EcdsaP256.as_str();
+        if held.is_none() && !(ed25519 || (p256 && kind == "coinbase")) {
             return Err(Error::BadRequest(format!(
-                "wallet {} is {}; an exchange withdraw key must be an ed25519 wallet",
+                "wallet {} is {}; an exchange withdraw key must be an ed25519 wallet (or, for Coinbase's ES256 keys, an ecdsa-p256 one)",
                 wallet.id, wallet.scheme
             )));
         }

@@ -179,9 +179,16 @@ impl Engine {
                     .map_err(|e| Error::BadRequest(format!("exchange {}: {e}", t.exchange)))?
                     .host()
                     .to_owned();
+                // The token's algorithm is the withdraw key's: EdDSA for an Ed25519 group
+                // key, ES256 for a P-256 one.
+                let alg = if cred.scheme == concord_types::Scheme::EcdsaP256.as_str() {
+                    JwtAlg::Es256
+                } else {
+                    JwtAlg::EdDsa
+                };
                 let mut claims = RequestClaims::new(
                     &api_key,
-                    JwtAlg::EdDsa,
+                    alg,
                     "POST",
                     &host,
                     &concord_exchange::coinbase::send_path(&account),

@@ -326,29 +326,33 @@ async fn coinbase_refuses_tokens_that_are_not_for_this_request() {
     );
 }
 
-/// One FROST signing run of `message` by `signers` over an in-process network, with only the
-/// members in `up` running (the others are down: their ends of the network are dropped).
-/// Each running member's result, or `None` if it was still waiting after 3 s.
+/// The group's signature over a token's signing input, by the members in `up` of the
+/// signer set `signers` (each gives up after 3 s): EdDSA signs the input, ES256 its SHA-256.
 async fn group_sign(
-    shares: &Arc<Vec<concord_tss::frost::FrostKeyShare<concord_tss::frost::Ed25519>>>,
+    shares: &Arc<Vec<concord_tss::KeyShare>>,
     signers: &[u16],
     up: &[u16],
-    message: &[u8],
+    input: &[u8],
 ) -> Vec<Option<Result<Vec<u8>, concord_tss::TssError>>> {
-    let session = concord_tss::SessionId::derive("test-cdp-group", message);
+    use sha2::Digest as _;
+    let message = match shares[0].scheme() {
+        concord_tss::Scheme::EcdsaP256 => sha2::Sha256::digest(input).to_vec(),
+        _ => input.to_vec(),
+    };
+    let session = concord_tss::SessionId::derive("test-cdp-group", &message);
     let mut runs = Vec::new();
     for ep in concord_tss::local::LocalNetwork::connect(signers) {
         if !up.contains(&ep.index) {
             continue;
         }
         let shares = shares.clone();
-        let (signers, message) = (signers.to_vec(), message.to_vec());
+        let (signers, message) = (signers.to_vec(), message.clone());
         runs.push(tokio::spawn(async move {
             tokio::time::timeout(
                 std::time::Duration::from_secs(3),
-                concord_tss::frost::sign(
-                    session,
+                concord_tss::sign(
                     &shares[ep.index as usize],
+                    session,
                     &signers,
                     &message,
                     ep.incoming,
@@ -358,6 +362,7 @@ async fn group_sign(
             )
             .await
             .ok()
+            .map(|r| r.map(|sig| sig.to_bytes()))
         }));
     }
     let mut out = Vec::new();
@@ -369,18 +374,33 @@ async fn group_sign(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_under_a_group_held_cdp_key_needs_two_of_three_members() {
-    use concord_tss::frost::{Ed25519, FrostKeyShare};
+    two_of_three_members_authenticate_a_send(concord_tss::Scheme::Ed25519).await;
+}
+
+/// ES256: the group's key is P-256, threshold ECDSA (DKLs23).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_under_a_group_held_es256_cdp_key_needs_two_of_three_members() {
+    two_of_three_members_authenticate_a_send(concord_tss::Scheme::EcdsaP256).await;
+}
+
+/// A CDP key that is the group's key (EdDSA: FROST Ed25519; ES256: DKLs23 P-256): one
+/// member alone cannot authenticate a send, a token signed by any other key is refused, two
+/// members' token is taken.
+async fn two_of_three_members_authenticate_a_send(scheme: concord_tss::Scheme) {
     let env = Env::new().await;
     // The group's key, by DKG: no member ever holds it whole.
     let threshold = concord_tss::Threshold::new(2, 3).unwrap();
-    let session = concord_tss::SessionId::derive("test-cdp-dkg", b"coinbase");
+    let session = concord_tss::SessionId::derive("test-cdp-dkg", scheme.as_str().as_bytes());
     let mut runs = Vec::new();
     for ep in concord_tss::local::LocalNetwork::connect(&[0, 1, 2]) {
         runs.push(tokio::spawn(async move {
-            concord_tss::frost::dkg::<Ed25519>(
+            concord_tss::dkg(
+                scheme,
+                concord_tss::EcdsaEngine::DEFAULT,
                 session,
                 ep.index,
                 threshold,
+                None,
                 ep.incoming,
                 ep.outgoing,
                 &mut rand::rngs::OsRng,
@@ -388,19 +408,34 @@ async fn a_send_under_a_group_held_cdp_key_needs_two_of_three_members() {
             .await
         }));
     }
-    let mut shares: Vec<FrostKeyShare<Ed25519>> = Vec::new();
+    let mut shares: Vec<concord_tss::KeyShare> = Vec::new();
     for r in runs {
         shares.push(r.await.unwrap().unwrap());
     }
+    assert_eq!(shares[0].scheme(), scheme);
     let shares = Arc::new(shares);
-    // Its public key uploaded as a CDP Ed25519 key that may send.
+    // Its public key uploaded as a CDP key that may send: Ed25519 as hex, P-256 as the PEM
+    // Coinbase gives.
+    let es256 = scheme == concord_tss::Scheme::EcdsaP256;
+    let (kind, public_key, alg) = if es256 {
+        use p256::pkcs8::EncodePublicKey as _;
+        let key = p256::PublicKey::from_sec1_bytes(&shares[0].public_key()).unwrap();
+        let pem = key.to_public_key_pem(p256::pkcs8::LineEnding::LF).unwrap();
+        ("cdp-es256", pem, JwtAlg::Es256)
+    } else {
+        (
+            "cdp-ed25519",
+            hex::encode(shares[0].public_key()),
+            JwtAlg::EdDsa,
+        )
+    };
     let name = format!("organizations/test/apiKeys/group-{}", uuid_like());
     let (status, body) = env
         .admin_post(
             "/sim/api-keys",
             ADMIN_TOKEN,
-            json!({"account": "alice", "kind": "cdp-ed25519", "apiKey": name,
-                "publicKey": hex::encode(shares[0].public_key()), "permissions": ["read", "withdraw"]}),
+            json!({"account": "alice", "kind": kind, "apiKey": name,
+                "publicKey": public_key, "permissions": ["read", "withdraw"]}),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -420,7 +455,7 @@ async fn a_send_under_a_group_held_cdp_key_needs_two_of_three_members() {
         .unwrap()
         .to_json()
     };
-    let claims = || RequestClaims::new(&name, JwtAlg::EdDsa, "POST", &host(&env), &path, now());
+    let claims = || RequestClaims::new(&name, alg, "POST", &host(&env), &path, now());
     let sender = CoinbaseClient::without_key(&env.base).unwrap();
 
     // Two of the three modules down: the one left cannot sign alone (the engine refuses a
@@ -438,9 +473,14 @@ async fn a_send_under_a_group_held_cdp_key_needs_two_of_three_members() {
     );
     // What it could sign alone, a token under the key's name with a key it holds, is
     // refused: Coinbase verifies the group's public key.
-    let own = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
-    let forged = {
+    let forged = if es256 {
+        use p256::ecdsa::signature::Signer as _;
+        let own = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
+        let sig: p256::ecdsa::Signature = own.sign(input.as_bytes());
+        finish(&input, &sig.to_bytes())
+    } else {
         use ed25519_dalek::Signer as _;
+        let own = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
         finish(&input, &own.sign(input.as_bytes()).to_bytes())
     };
     let refused = sender

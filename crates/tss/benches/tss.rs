@@ -13,6 +13,7 @@ mod ops;
 
 use std::time::Duration;
 
+use concord_tss::dkls;
 use concord_tss::frost::{Ed25519, Taproot};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 
@@ -97,11 +98,13 @@ fn frost(c: &mut Criterion) {
 fn dkls(c: &mut Criterion) {
     let rt = ops::runtime();
     for (t, n) in [(2u16, 3u16), (3, 5), (5, 9)] {
-        let shares = rt.block_on(ops::dkls_keygen(t, n));
+        let shares = rt.block_on(ops::dkls_keygen::<dkls::Secp256k1>(t, n));
         let signers: Vec<u16> = (0..t).collect();
         let mut g = c.benchmark_group(format!("dkls-{t}of{n}"));
         g.sample_size(10);
-        g.bench_function("keygen", |b| b.iter(|| rt.block_on(ops::dkls_keygen(t, n))));
+        g.bench_function("keygen", |b| {
+            b.iter(|| rt.block_on(ops::dkls_keygen::<dkls::Secp256k1>(t, n)))
+        });
         if n == 3 {
             g.bench_function("keygen_raw_dkls23", |b| {
                 b.iter(|| ops::raw_dkls_keygen(t, n))
@@ -114,5 +117,21 @@ fn dkls(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, frost, ecdsa, dkls, slow);
+/// DKLs23 on NIST P-256 (the ES256 exchange keys): a 2-of-3 group's DKG and the signing of
+/// one token digest, beside secp256k1's (`dkls-2of3`).
+fn dkls_p256(c: &mut Criterion) {
+    let rt = ops::runtime();
+    let shares = rt.block_on(ops::dkls_keygen::<dkls::P256>(2, 3));
+    let mut g = c.benchmark_group("dkls-p256-2of3");
+    g.sample_size(10);
+    g.bench_function("keygen", |b| {
+        b.iter(|| rt.block_on(ops::dkls_keygen::<dkls::P256>(2, 3)))
+    });
+    g.bench_function("sign", |b| {
+        b.iter(|| rt.block_on(ops::dkls_sign(&shares, &[0, 1], [9; 32])))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, frost, ecdsa, dkls, dkls_p256, slow);
 criterion_main!(benches);

@@ -76,7 +76,7 @@ fn dkls(rt: &tokio::runtime::Runtime, t: u16, n: u16, seconds: u64) -> Value {
     let dkg_runs = if n > 5 { 1 } else { 3 };
     let mut shares = None;
     let dkg = timed(dkg_runs, || {
-        shares = Some(rt.block_on(ops::dkls_keygen(t, n)));
+        shares = Some(rt.block_on(ops::dkls_keygen::<concord_tss::dkls::Secp256k1>(t, n)));
     });
     let shares = shares.expect("a key");
     let signers: Vec<u16> = (0..t).collect();

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use cggmp21::round_based::sim;
 use cggmp21::supported_curves::Secp256k1;
 
-use concord_tss::dkls::{self, DklsKeyShare};
+use concord_tss::dkls::{self, DklsEngineCurve, DklsShare};
 use concord_tss::ecdsa::{self, AuxMaterial, EcdsaKeyShare, EcdsaPresignature, Primes};
 use concord_tss::frost::{self, FrostKeyShare, FrostSuite};
 use concord_tss::local::{Endpoint, LocalNetwork};
@@ -333,7 +333,10 @@ pub async fn raw_cggmp21_presign(shares: &Arc<Vec<EcdsaKeyShare>>, signers: &[u1
 }
 
 /// DKLs23 distributed key generation, `t`-of-`n` (no group setup exists to reuse).
-pub async fn dkls_keygen(t: u16, n: u16) -> Arc<Vec<DklsKeyShare>> {
+pub async fn dkls_keygen<C: DklsEngineCurve>(t: u16, n: u16) -> Arc<Vec<DklsShare<C>>>
+where
+    C::Signature: Send,
+{
     let th = Threshold::new(t, n).expect("threshold");
     let s = session();
     let parties: Vec<u16> = (0..n).collect();
@@ -346,7 +349,13 @@ pub async fn dkls_keygen(t: u16, n: u16) -> Arc<Vec<DklsKeyShare>> {
 }
 
 /// DKLs23 interactive signing (three rounds) by exactly `t` signers.
-pub async fn dkls_sign(shares: &Arc<Vec<DklsKeyShare>>, signers: &[u16], digest: [u8; 32]) {
+pub async fn dkls_sign<C: DklsEngineCurve>(
+    shares: &Arc<Vec<DklsShare<C>>>,
+    signers: &[u16],
+    digest: [u8; 32],
+) where
+    C::Signature: Send + 'static,
+{
     let s = session();
     let shares = shares.clone();
     let list = signers.to_vec();

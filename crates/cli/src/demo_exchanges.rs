@@ -184,6 +184,56 @@ async fn kraken_withdrawal(d: &mut Demo, address: Address) -> Result<()> {
         t["status"] == "arrived" && received == crate::demo::eth("0.1")?,
         s,
     );
+
+    // The answer lost: Kraken executes the next Withdraw but the holder's connection gets a
+    // gateway's 504 instead of the answer. Kraken has no client order id; the holder never
+    // sends it again, and asked again it finds it in WithdrawStatus (the one withdrawal of
+    // that asset, amount and address since the send that no other request claims).
+    reqwest::Client::new()
+        .post(format!("{}/sim/faults", d.info.exchange_url))
+        .bearer_auth(admin.trim())
+        .json(&json!({"withdrawTimeoutAfterAccept": {"count": 1, "delayMs": 500}}))
+        .send()
+        .await?
+        .error_for_status()?;
+    let before = d.client.balance(address).await?;
+    let intent = d.intent(
+        Action::Withdraw {
+            exchange: crate::devnet::KRAKEN.into(),
+            coin: "ETH".into(),
+            network: "ETH".into(),
+            amount: "0.1".into(),
+            to: concord_wire::authority::AddressRef::Label("desk".into()),
+            rule: AgreementRule::All,
+        },
+        &[],
+    )?;
+    let t = d.transfer("/v1/transfers/withdrawals", &intent).await?;
+    // A second send would arrive a block or two later: wait for it before counting.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let after = d.client.balance(address).await?;
+    let received = after.saturating_sub(before);
+    // The fault was used up: the Withdraw did execute and its answer was lost.
+    let faults: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/sim/faults", d.info.exchange_url))
+        .bearer_auth(admin.trim())
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let lost = faults["withdrawTimeoutAfterAccept"].is_null();
+    let mut s = transfer_summary(&t);
+    s["balance_increase_wei"] = json!(received.to_string());
+    s["answer_lost"] = json!(lost);
+    d.record(
+        &format!(
+            "Kraken's answer lost: the next Withdraw executed but {} got a 504; it never sent it again, found it in WithdrawStatus when asked again (the one withdrawal of 0.1 ETH to the desk since its send, claimed by no other request); paid once, funds arrived",
+            def.holder
+        ),
+        lost && t["status"] == "arrived" && received == crate::demo::eth("0.1")?,
+        s,
+    );
     Ok(())
 }
 

@@ -713,6 +713,13 @@ fn show_entry(e: &concord_module::audit::Entry) -> String {
         Event::ApprovalReleased { job, reason } => {
             format!("approval released job {job}: {reason}")
         }
+        Event::HeldSendFound {
+            job,
+            transfer,
+            withdrawal,
+        } => format!(
+            "lost answer found job {job}: transfer {transfer} is withdrawal {withdrawal} at the exchange"
+        ),
         Event::PolicyAdopted { version, policy } => format!(
             "policy adopted    v{version} ({}…)",
             policy.get(..16).unwrap_or(policy)

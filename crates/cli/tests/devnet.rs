@@ -84,6 +84,8 @@ async fn devnet_demo_holds_and_single_credentials_cannot_withdraw() {
         "balances at coinbase: read by module",
         "withdraw 0.2 ETH from Coinbase to \"desk\": each module checked the send token's claims",
         "withdraw 0.1 ETH from Kraken to \"desk\": each module resolved withdrawal key",
+        "Kraken's answer lost: the next Withdraw executed",
+        "trader's wallet (ECDSA) and the withdraw keys of Binance (FROST Ed25519) and Coinbase (ES256: threshold ECDSA on P-256, DKLs23)",
         "20 parallel requests of one withdrawal",
         "5 parallel deposits from one wallet",
         "wallets list: each wallet with its purpose",
@@ -112,6 +114,17 @@ async fn devnet_demo_holds_and_single_credentials_cannot_withdraw() {
             "missing step {expected}: {names:?}"
         );
     }
+    // Coinbase's send token was signed ES256 by the group's P-256 key.
+    let coinbase = steps
+        .iter()
+        .find(|s| {
+            s["step"]
+                .as_str()
+                .unwrap()
+                .starts_with("withdraw 0.2 ETH from Coinbase")
+        })
+        .unwrap();
+    assert_eq!(coinbase["jwt_alg"], "ES256", "{coinbase}");
     // Rule all: refused with m3 named, nothing broadcast; threshold: m1 and m2 signed.
     let all = steps
         .iter()

@@ -24,7 +24,9 @@
 //!    server. Send status unknown; execution status unknown."}`, what Binance's gateway answers
 //!    when the backend does not reply in time. A client whose own timeout is shorter than
 //!    `delayMs` sees a timeout instead. Refused withdrawals (4XX) pass through and do not use
-//!    up the fault.
+//!    up the fault. Kraken's `POST /0/private/Withdraw` takes the same fault when it executed
+//!    (a `result`, no `error`): after `delayMs` the client gets HTTP 504 with no Kraken
+//!    envelope, what a gateway in front of Kraken answers when the backend is late.
 //!
 //! `paths` lists Binance paths exactly as routed (e.g. `/api/v3/ping`); absent, every Binance
 //! path matches. `delayMs` is at most [`MAX_DELAY_MS`]; `count` at least 1. A delayed request
@@ -281,7 +283,7 @@ impl Faults {
     }
 
     /// Uses up one `withdrawTimeoutAfterAccept` fault; the delay.
-    fn take_withdraw_timeout(&self) -> Option<Duration> {
+    pub(crate) fn take_withdraw_timeout(&self) -> Option<Duration> {
         let mut active = self.lock();
         let fault = active.withdraw_timeout_after_accept.as_mut()?;
         let delay = fault.delay_ms.duration();

@@ -182,7 +182,32 @@ pub async fn private(
     Path(method): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Json<Value> {
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let executed_withdraw = method == "Withdraw";
+    let answer = private_answer(&shared, &method, &headers, &body);
+    // The `withdrawTimeoutAfterAccept` fault: the withdrawal executed, its answer withheld,
+    // then the gateway's 504.
+    if executed_withdraw
+        && answer.0.get("result").is_some()
+        && let Some(delay) = shared.faults.take_withdraw_timeout()
+    {
+        tracing::info!(
+            delay_ms = delay.as_millis(),
+            "fault: Kraken withdrawal executed, answer withheld, then 504"
+        );
+        tokio::time::sleep(delay).await;
+        return (
+            axum::http::StatusCode::GATEWAY_TIMEOUT,
+            "504 Gateway Time-out: the backend did not answer in time",
+        )
+            .into_response();
+    }
+    answer.into_response()
+}
+
+/// The answer to a private call, whatever its transport does with it.
+fn private_answer(shared: &Shared, method: &str, headers: &HeaderMap, body: &[u8]) -> Json<Value> {
     let path = format!("/0/private/{method}");
     let permission = if method == "Withdraw" {
         Permission::Withdraw
@@ -198,21 +223,21 @@ pub async fn private(
         "Withdraw",
         "WithdrawStatus",
     ];
-    if !known.contains(&method.as_str()) {
+    if !known.contains(&method) {
         return error("EGeneral:Unknown method");
     }
-    let (account, p) = match authenticate(&shared, &headers, &path, &body, permission) {
+    let (account, p) = match authenticate(shared, headers, &path, body, permission) {
         Ok(x) => x,
         Err(e) => return error(e),
     };
-    let answer = match method.as_str() {
-        "Balance" => Ok(balance(&shared, &account)),
-        "DepositMethods" => deposit_methods(&shared, &p),
-        "DepositAddresses" => deposit_addresses(&shared, &account, &p),
-        "DepositStatus" => deposit_status(&shared, &account, &p),
-        "WithdrawAddresses" => withdraw_addresses(&shared, &account, &p),
-        "Withdraw" => withdraw(&shared, &account, &p),
-        _ => withdraw_status(&shared, &account, &p),
+    let answer = match method {
+        "Balance" => Ok(balance(shared, &account)),
+        "DepositMethods" => deposit_methods(shared, &p),
+        "DepositAddresses" => deposit_addresses(shared, &account, &p),
+        "DepositStatus" => deposit_status(shared, &account, &p),
+        "WithdrawAddresses" => withdraw_addresses(shared, &account, &p),
+        "Withdraw" => withdraw(shared, &account, &p),
+        _ => withdraw_status(shared, &account, &p),
     };
     match answer {
         Ok(v) => ok(v),

@@ -120,6 +120,7 @@ impl ExchangeError {
                         error.as_str(),
                         "EService:Unavailable"
                             | "EService:Busy"
+                            | "EService:Deadline elapsed"
                             | "EGeneral:Internal error"
                             | "internal_server_error"
                     )

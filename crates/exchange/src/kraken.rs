@@ -291,6 +291,9 @@ struct RawStatus {
     status: String,
     #[serde(rename = "status-prop", default)]
     status_prop: Option<String>,
+    /// When Kraken recorded it, Unix seconds.
+    #[serde(default)]
+    time: Option<f64>,
 }
 
 impl KrakenClient {
@@ -508,6 +511,33 @@ impl KrakenClient {
         .await
     }
 
+    /// The withdrawals `WithdrawStatus` lists that could be the one `form` asked for, when
+    /// the answer to it was lost (Kraken has no client order id to find it by): the same
+    /// asset, amount and address, recorded at or after `since_s` (Unix seconds, Kraken's
+    /// clock), with a reference id not in `claimed` (the ones already known to be other
+    /// requests'). Their reference ids, oldest first. More than one means the match is
+    /// ambiguous; none means Kraken lists none yet, not that nothing was withdrawn.
+    pub async fn withdrawals_like(
+        &self,
+        form: &WithdrawForm,
+        since_s: u64,
+        claimed: &[String],
+    ) -> Result<Vec<String>, ExchangeError> {
+        let coin = coin_of(&form.asset);
+        let mut found: Vec<(f64, String)> = self
+            .statuses("WithdrawStatus", Some(&coin))
+            .await?
+            .into_iter()
+            .filter(|s| coin_of(&s.asset) == coin)
+            .filter(|s| same_decimal(&s.amount, &form.amount) && s.info == form.address)
+            .filter(|s| s.time.is_some_and(|t| t >= since_s as f64))
+            .filter(|s| !claimed.contains(&s.refid))
+            .map(|s| (s.time.unwrap_or_default(), s.refid))
+            .collect();
+        found.sort_by(|a, b| a.0.total_cmp(&b.0));
+        Ok(found.into_iter().map(|(_, id)| id).collect())
+    }
+
     async fn statuses(
         &self,
         method: &str,
@@ -517,6 +547,18 @@ impl KrakenClient {
         let params: Vec<(&str, &str)> = asset.iter().map(|a| ("asset", a.as_str())).collect();
         self.private(method, &params).await
     }
+}
+
+/// Whether two decimal strings write the same number (`"0.1"` and `"0.1000000000"`).
+fn same_decimal(a: &str, b: &str) -> bool {
+    fn canonical(x: &str) -> String {
+        let x = x.trim();
+        let (int, frac) = x.split_once('.').unwrap_or((x, ""));
+        let int = int.trim_start_matches('0');
+        let frac = frac.trim_end_matches('0');
+        format!("{}.{frac}", if int.is_empty() { "0" } else { int })
+    }
+    crate::is_positive_decimal(a) && crate::is_positive_decimal(b) && canonical(a) == canonical(b)
 }
 
 fn withdrawal_of(s: RawStatus) -> Withdrawal {

@@ -2416,12 +2416,11 @@ mod tests {
         assert!(r.status().is_success(), "{}", r.text().await.unwrap());
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn kraken_withdrawals_are_approved_by_the_members_and_sent_once_by_the_holder() {
-        use concord_exchange::kraken::WithdrawForm;
+    /// Adopts a policy naming Kraken's withdraw key as a held credential: m1 (this module)
+    /// holds it, m2 and m3 (`key(21)`, `key(22)`) are the other members, two approvals
+    /// needed, 1 ETH per transfer and 1.5 a day. Returns the held credential's wallet id.
+    fn adopt_kraken_held(fx: &Fx) -> WalletId {
         use concord_wire::authority::{HeldCredential, HeldMember};
-        let fx = fixture_for(false, "binance").await;
-        let (id2, id3, stranger) = (key(21), key(22), key(STRANGER));
         let def = HeldCredential {
             exchange: "kraken".into(),
             api_key: KRAKEN_WITHDRAW_KEY.into(),
@@ -2434,11 +2433,11 @@ mod tests {
                 },
                 HeldMember {
                     module: "m2".into(),
-                    identity: id2.public(),
+                    identity: key(21).public(),
                 },
                 HeldMember {
                     module: "m3".into(),
-                    identity: id3.public(),
+                    identity: key(22).public(),
                 },
             ],
         };
@@ -2461,9 +2460,18 @@ mod tests {
             refresh: false,
             derive: vec![],
             multisig: None,
-            held: Some(def.clone()),
+            held: Some(def),
         });
         adopt(&fx.state, p);
+        held
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn kraken_withdrawals_are_approved_by_the_members_and_sent_once_by_the_holder() {
+        use concord_exchange::kraken::WithdrawForm;
+        let fx = fixture_for(false, "binance").await;
+        let (id2, id3, stranger) = (key(21), key(22), key(STRANGER));
+        let held = adopt_kraken_held(&fx);
         // The desk's address under a memo, registered first: at a shared address the memo,
         // which the address book does not name, says whose funds they become.
         kraken_withdraw_key_with(&fx.sim, "desk-tagged", fx.own, Some("4242")).await;
@@ -2735,6 +2743,154 @@ mod tests {
         assert_eq!(eth.free.parse::<f64>().unwrap(), 9.5, "{balances:?}");
         // Its approval is bound: the coordinator can no longer release it.
         assert!(fx.state.release_approval("k-ok").is_err());
+        fx.sim.shutdown().await.unwrap();
+    }
+
+    /// A Kraken send whose answer was lost (the simulator executes the withdrawal and answers
+    /// 504 late): never sent again; asked again, the holder finds it in `WithdrawStatus`, the
+    /// one withdrawal of that asset, amount and address since the send that no other request
+    /// claims. When two match (the account's owner withdrew the same amount to the same key
+    /// meanwhile), none is taken.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_kraken_send_whose_answer_was_lost_is_found_once_and_never_sent_again() {
+        use concord_exchange::kraken::WithdrawForm;
+        let fx = fixture_for(false, "binance").await;
+        let held = adopt_kraken_held(&fx);
+        kraken_withdraw_key(&fx.sim, "desk-wallet", fx.own).await;
+        let outside = &fx.decider.outside;
+        let kraken = outside.kraken("kraken").unwrap().clone();
+        let policy_hash = fx.state.policy().unwrap().hash;
+        let form = WithdrawForm {
+            asset: "ETH".into(),
+            key: "desk-wallet".into(),
+            amount: "0.5".into(),
+            address: fx.own.to_string(),
+        };
+        // One transfer of 0.5 ETH to the desk, approved by m1 and m2: its certificate.
+        let approved = |job: &'static str| {
+            let si = signed(
+                Action::Withdraw {
+                    exchange: "kraken".into(),
+                    coin: "ETH".into(),
+                    network: "ETH".into(),
+                    amount: "0.5".into(),
+                    to: AddressRef::Label("desk".into()),
+                    rule: AgreementRule::Threshold,
+                },
+                TRADER,
+                &[],
+            );
+            let payload = SigningPayload::ExchangeWithdrawal {
+                transfer: si.intent.id.clone(),
+                wallet: held,
+                exchange: "kraken".into(),
+                api_key: KRAKEN_WITHDRAW_KEY.into(),
+                request: form.to_form(),
+                body: None,
+            };
+            let fx = &fx;
+            async move {
+                let own = fx
+                    .decider
+                    .decide(&proposal(job, &payload, &si))
+                    .await
+                    .unwrap();
+                let m2 = approval_by(
+                    job,
+                    "m2",
+                    &key(21),
+                    &payload,
+                    policy_hash,
+                    &si.intent.id,
+                    AgreementRule::Threshold,
+                );
+                vec![own, m2]
+            }
+        };
+        let lose_next_answer = || async {
+            let r = reqwest::Client::new()
+                .post(format!("{}/sim/faults", fx.sim.base_url()))
+                .bearer_auth("admin")
+                .json(
+                    &serde_json::json!({"withdrawTimeoutAfterAccept": {"count": 1, "delayMs": 50}}),
+                )
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        };
+        let eth = || async {
+            let b = concord_exchange::Connector::balances(&*kraken)
+                .await
+                .unwrap();
+            b.iter()
+                .find(|b| b.asset == "ETH")
+                .unwrap()
+                .free
+                .parse::<f64>()
+                .unwrap()
+        };
+
+        let certificate = approved("lost-1").await;
+        lose_next_answer().await;
+        let e = crate::held::send(&fx.state, outside, "lost-1", &certificate)
+            .await
+            .err()
+            .unwrap();
+        assert!(e.outcome_unknown, "{}", e.error);
+        // It was executed.
+        assert_eq!(eth().await, 9.5);
+        // Asked again: found, not sent again.
+        let (id, audit) = crate::held::send(&fx.state, outside, "lost-1", &certificate)
+            .await
+            .map_err(|e| e.error)
+            .unwrap();
+        assert!(audit.is_none(), "nothing new left this module");
+        let w = concord_exchange::Connector::withdrawal(&*kraken, &id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(w.address.parse::<Address>().unwrap(), fx.own);
+        let (again, _) = crate::held::send(&fx.state, outside, "lost-1", &certificate)
+            .await
+            .map_err(|e| e.error)
+            .unwrap();
+        assert_eq!(again, id);
+        assert_eq!(eth().await, 9.5, "one withdrawal, whatever was asked");
+
+        // A second transfer of the same amount to the same key, its answer lost too; the
+        // first one's withdrawal (within the clock slack, but claimed) is not taken for it.
+        // Meanwhile the account's owner withdraws the same amount to the same key by hand:
+        // two candidates, none taken.
+        let certificate = approved("lost-2").await;
+        lose_next_answer().await;
+        let e = crate::held::send(&fx.state, outside, "lost-2", &certificate)
+            .await
+            .err()
+            .unwrap();
+        assert!(e.outcome_unknown, "{}", e.error);
+        let by_hand = outside
+            .kraken_holder("kraken")
+            .unwrap()
+            .withdraw_form(&form)
+            .await
+            .unwrap();
+        assert_eq!(eth().await, 8.5);
+        let e = crate::held::send(&fx.state, outside, "lost-2", &certificate)
+            .await
+            .err()
+            .unwrap();
+        assert!(e.outcome_unknown);
+        let msg = e.error.to_string();
+        assert!(
+            msg.contains("2 withdrawals") && msg.contains(&by_hand),
+            "{msg}"
+        );
+        assert!(
+            !msg.contains(&id),
+            "the first transfer's withdrawal is claimed: {msg}"
+        );
+        assert_eq!(eth().await, 8.5, "never sent again");
         fx.sim.shutdown().await.unwrap();
     }
 

@@ -84,6 +84,17 @@ pub enum Event {
         /// `threshold` or `multisig`.
         kind: String,
     },
+    /// A held credential's request whose answer was lost was found at the exchange, once:
+    /// the one withdrawal of its asset, amount and address since it was sent that no other
+    /// request claims.
+    HeldSendFound {
+        /// The job it was approved under.
+        job: String,
+        /// The transfer.
+        transfer: String,
+        /// The exchange's withdrawal id.
+        withdrawal: String,
+    },
     /// The coordinator released an approval that was never signed under: it binds nothing.
     ApprovalReleased {
         /// The job.

@@ -10,8 +10,11 @@
 //! - with a certificate of the credential's threshold of members' approvals of the same
 //!   digest, under the same policy;
 //! - once per transfer: its ledger binds the transfer to the approved digest before the
-//!   request leaves, and a request whose answer was lost is never sent again (Kraken has no
-//!   client order id to find it by).
+//!   request leaves, and a request whose answer was lost is never sent again. Kraken has no
+//!   client order id to find it by: asked again, the holder looks in `WithdrawStatus` for a
+//!   withdrawal of the same asset, amount and address made since the send (less
+//!   [`CLOCK_SLACK_S`]) whose reference id no other ledger entry claims, and takes it only
+//!   when exactly one matches.
 //!
 //! What this does not stop: a compromised holder has the secret and can withdraw alone, but
 //! only to the withdrawal keys registered and verified on the Kraken account.
@@ -28,6 +31,10 @@ use crate::state::{HeldSend, State};
 
 /// Domain tag of the record that binds an approval once its request left.
 const HELD_SEND_TAG: &str = "concord/held-send/v1";
+
+/// How far Kraken's clock may be behind this module's when a lost answer is looked up: a
+/// withdrawal recorded up to this long before the send still counts as a candidate.
+pub(crate) const CLOCK_SLACK_S: u64 = 30;
 
 /// One held-credential send at a time in this process: the ledger's read-then-write for a
 /// transfer is never interleaved.
@@ -175,11 +182,56 @@ pub(crate) async fn send(
         Some(HeldSend {
             refused: Some(_), ..
         }) => {}
-        Some(s) => {
-            return Err(unknown(format!(
-                "the request for transfer {transfer} left this module under job {} and its answer was lost: it is never sent twice; look it up in the account's WithdrawStatus and settle it by hand",
-                s.job
-            )));
+        Some(mut s) => {
+            // The answer was lost: never sent twice, looked up instead.
+            let Some(sent_at) = s.sent_at_s else {
+                return Err(unknown(format!(
+                    "the request for transfer {transfer} left this module under job {} and its answer was lost: it is never sent twice; look it up in the account's WithdrawStatus and settle it by hand",
+                    s.job
+                )));
+            };
+            let claimed = state.held_send_ids()?;
+            // Looked up with this module's own read key (the withdraw key may only withdraw).
+            let reader = outside.kraken(exchange).map_err(|e| {
+                unknown(format!(
+                    "the request for transfer {transfer} left this module under job {} and its answer was lost; it cannot be looked up ({e}): it is never sent twice",
+                    s.job
+                ))
+            })?;
+            let found = reader
+                .withdrawals_like(&form, sent_at.saturating_sub(CLOCK_SLACK_S), &claimed)
+                .await
+                .map_err(|e| {
+                    unknown(format!(
+                        "the request for transfer {transfer} left this module under job {} and its answer was lost; looking it up in WithdrawStatus failed ({e}): it is never sent twice",
+                        s.job
+                    ))
+                })?;
+            return match found.as_slice() {
+                [id] => {
+                    s.withdrawal_id = Some(id.clone());
+                    state.save_held_send(transfer, &s)?;
+                    state.record(crate::audit::Event::HeldSendFound {
+                        job: s.job.clone(),
+                        transfer: transfer.clone(),
+                        withdrawal: id.clone(),
+                    })?;
+                    Ok((id.clone(), None))
+                }
+                [] => Err(unknown(format!(
+                    "the request for transfer {transfer} left this module under job {} and its answer was lost; WithdrawStatus lists no withdrawal of {} {} to {} since then yet: it is never sent twice, and is looked up again when asked",
+                    s.job, form.amount, form.asset, form.address
+                ))),
+                many => Err(unknown(format!(
+                    "the request for transfer {transfer} left this module under job {} and its answer was lost; {} withdrawals of {} {} to {} since then match ({}): which one is ours cannot be told, so none is taken; settle it by hand",
+                    s.job,
+                    many.len(),
+                    form.amount,
+                    form.asset,
+                    form.address,
+                    many.join(", ")
+                ))),
+            };
         }
         None => {}
     }
@@ -190,6 +242,12 @@ pub(crate) async fn send(
         digest,
         withdrawal_id: None,
         refused: None,
+        sent_at_s: Some(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        ),
     };
     state.save_held_send(transfer, &entry)?;
     let audit = state.record(crate::audit::Event::SignatureReleased {

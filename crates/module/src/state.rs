@@ -1497,6 +1497,21 @@ impl State {
             .map_err(|e| Error::Vault(format!("the ledger entry of transfer {transfer}: {e}")))
     }
 
+    /// The exchange's withdrawal ids every held-credential request this module sent is
+    /// known by: ids a lost answer's lookup must not take for its own.
+    pub(crate) fn held_send_ids(&self) -> Result<Vec<String>, Error> {
+        let mut ids = Vec::new();
+        for name in self.vault.list("held-send-").map_err(vault_err)? {
+            let Some(raw) = self.vault.get(&name).map_err(vault_err)? else {
+                continue;
+            };
+            let entry: HeldSend = serde_json::from_slice(&raw)
+                .map_err(|e| Error::Vault(format!("the ledger entry {name}: {e}")))?;
+            ids.extend(entry.withdrawal_id);
+        }
+        Ok(ids)
+    }
+
     /// Writes down a held credential's request for `transfer` (before it is sent, then with
     /// the exchange's answer).
     pub(crate) fn save_held_send(&self, transfer: &str, s: &HeldSend) -> Result<(), Error> {
@@ -1557,6 +1572,10 @@ pub(crate) struct HeldSend {
     pub(crate) withdrawal_id: Option<String>,
     /// Why the exchange refused it, when it did (nothing was withdrawn).
     pub(crate) refused: Option<String>,
+    /// When it was about to leave, Unix seconds by this module's clock: a lost answer is
+    /// looked up among the withdrawals made from then on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) sent_at_s: Option<u64>,
 }
 
 fn exchange_secret_name(exchange: &str) -> Result<String, Error> {

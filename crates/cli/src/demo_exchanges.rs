@@ -159,18 +159,9 @@ async fn kraken_withdrawal(d: &mut Demo, address: Address) -> Result<()> {
         )
         .await?;
     let before = d.client.balance(address).await?;
-    let intent = d.intent(
-        Action::Withdraw {
-            exchange: crate::devnet::KRAKEN.into(),
-            coin: "ETH".into(),
-            network: "ETH".into(),
-            amount: "0.1".into(),
-            to: concord_wire::authority::AddressRef::Label("desk".into()),
-            rule: AgreementRule::All,
-        },
-        &[],
-    )?;
-    let t = d.transfer("/v1/transfers/withdrawals", &intent).await?;
+    // Kraken's amount includes its fee (the devnet's: 0.0001 ETH): 0.0999 arrives.
+    let kraken_net = crate::demo::eth("0.0999")?;
+    let t = kraken_withdraw_to_desk(d).await?;
     let after = d.client.balance(address).await?;
     let received = after.saturating_sub(before);
     let mut s = transfer_summary(&t);
@@ -178,10 +169,10 @@ async fn kraken_withdrawal(d: &mut Demo, address: Address) -> Result<()> {
     s["holder"] = json!(def.holder);
     d.record(
         &format!(
-            "withdraw 0.1 ETH from Kraken to \"desk\": each module resolved withdrawal key \"desk-wallet\" with its own read key and found the address book's address; {} (the one module holding Kraken's HMAC secret) sent the Withdraw only under a certificate of the approvals, once; funds arrived",
+            "withdraw 0.1 ETH from Kraken to \"desk\": each module resolved withdrawal key \"desk-wallet\" with its own read key and found the address book's address; {} (the one module holding Kraken's HMAC secret) sent the Withdraw only under a certificate of the approvals, once; funds arrived (0.1 less Kraken's fee)",
             def.holder
         ),
-        t["status"] == "arrived" && received == crate::demo::eth("0.1")?,
+        t["status"] == "arrived" && received == kraken_net,
         s,
     );
 
@@ -197,18 +188,7 @@ async fn kraken_withdrawal(d: &mut Demo, address: Address) -> Result<()> {
         .await?
         .error_for_status()?;
     let before = d.client.balance(address).await?;
-    let intent = d.intent(
-        Action::Withdraw {
-            exchange: crate::devnet::KRAKEN.into(),
-            coin: "ETH".into(),
-            network: "ETH".into(),
-            amount: "0.1".into(),
-            to: concord_wire::authority::AddressRef::Label("desk".into()),
-            rule: AgreementRule::All,
-        },
-        &[],
-    )?;
-    let t = d.transfer("/v1/transfers/withdrawals", &intent).await?;
+    let t = kraken_withdraw_to_desk(d).await?;
     // A second send would arrive a block or two later: wait for it before counting.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     let after = d.client.balance(address).await?;
@@ -228,13 +208,30 @@ async fn kraken_withdrawal(d: &mut Demo, address: Address) -> Result<()> {
     s["answer_lost"] = json!(lost);
     d.record(
         &format!(
-            "Kraken's answer lost: the next Withdraw executed but {} got a 504; it never sent it again, found it in WithdrawStatus when asked again (the one withdrawal of 0.1 ETH to the desk since its send, claimed by no other request); paid once, funds arrived",
+            "Kraken's answer lost: the next Withdraw executed but {} got a 504; it never sent it again, found it in WithdrawStatus when asked again (the one withdrawal of 0.1 ETH to the desk since its send, claimed by no other request); paid once, funds arrived (0.1 less Kraken's fee)",
             def.holder
         ),
-        lost && t["status"] == "arrived" && received == crate::demo::eth("0.1")?,
+        lost && t["status"] == "arrived" && received == kraken_net,
         s,
     );
     Ok(())
+}
+
+/// Withdraws 0.1 ETH from Kraken to the address book's "desk", as the trader asks it, and
+/// follows the transfer to its end.
+async fn kraken_withdraw_to_desk(d: &mut Demo) -> Result<serde_json::Value> {
+    let intent = d.intent(
+        Action::Withdraw {
+            exchange: crate::devnet::KRAKEN.into(),
+            coin: "ETH".into(),
+            network: "ETH".into(),
+            amount: "0.1".into(),
+            to: concord_wire::authority::AddressRef::Label("desk".into()),
+            rule: AgreementRule::All,
+        },
+        &[],
+    )?;
+    d.transfer("/v1/transfers/withdrawals", &intent).await
 }
 
 /// Coinbase → wallet: the exchange's withdraw key is a CDP key no one holds whole (the

@@ -185,7 +185,7 @@ impl<'de> Deserialize<'de> for ErrorStatus {
 /// A non-empty list of Binance paths.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
-pub struct Paths(Vec<BinancePath>);
+pub struct Paths(Vec<FaultPath>);
 
 impl Paths {
     fn contains(&self, path: &str) -> bool {
@@ -195,7 +195,7 @@ impl Paths {
 
 impl<'de> Deserialize<'de> for Paths {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let paths = Vec::<BinancePath>::deserialize(deserializer)?;
+        let paths = Vec::<FaultPath>::deserialize(deserializer)?;
         if paths.is_empty() {
             return Err(de::Error::custom(
                 "paths is empty; leave it out to match every Binance path",
@@ -205,15 +205,15 @@ impl<'de> Deserialize<'de> for Paths {
     }
 }
 
-/// One of [`api::PATHS`].
+/// One of [`api::PATHS`] (Binance) or [`crate::kraken::PATHS`] (Kraken's private calls).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
-pub struct BinancePath(String);
+pub struct FaultPath(String);
 
-impl<'de> Deserialize<'de> for BinancePath {
+impl<'de> Deserialize<'de> for FaultPath {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let path = String::deserialize(deserializer)?;
-        if api::PATHS.contains(&path.as_str()) {
+        if api::PATHS.contains(&path.as_str()) || crate::kraken::PATHS.contains(&path.as_str()) {
             return Ok(Self(path));
         }
         if path.starts_with("/sim/") || path == "/sim" {
@@ -222,8 +222,9 @@ impl<'de> Deserialize<'de> for BinancePath {
             )));
         }
         Err(de::Error::custom(format!(
-            "{path:?} is not a Binance path of the simulator; one of {}",
-            api::PATHS.join(", ")
+            "{path:?} is not a Binance or Kraken path of the simulator; one of {}, {}",
+            api::PATHS.join(", "),
+            crate::kraken::PATHS.join(", ")
         )))
     }
 }

@@ -37,6 +37,17 @@ use crate::time::now_ms;
 /// The path prefix of Kraken's private endpoints.
 pub const PRIVATE: &str = "/0/private/{method}";
 
+/// Kraken's private calls the simulator speaks, as paths (faults may name them).
+pub const PATHS: [&str; 7] = [
+    "/0/private/Balance",
+    "/0/private/DepositMethods",
+    "/0/private/DepositAddresses",
+    "/0/private/DepositStatus",
+    "/0/private/WithdrawAddresses",
+    "/0/private/Withdraw",
+    "/0/private/WithdrawStatus",
+];
+
 /// A Kraken error answer: `{"error": [...]}` with HTTP 200.
 fn error(e: &str) -> Json<Value> {
     Json(json!({ "error": [e] }))
@@ -424,6 +435,12 @@ fn withdraw(
             return Err("EFunding:Max fee exceeded");
         }
     }
+    // Kraken's `amount` includes its fee: what leaves on chain is the rest, and
+    // `WithdrawStatus` lists that (net) amount and the fee.
+    let net = amount
+        .checked_sub(fee)
+        .filter(|n| !n.is_zero())
+        .ok_or("EFunding:Invalid amount")?;
     let withdrawal = shared
         .ledger
         .apply_withdrawal(
@@ -431,7 +448,7 @@ fn withdraw(
                 account: account.to_owned(),
                 coin: entry,
                 address: key.address.clone(),
-                amount,
+                amount: net,
                 fee,
                 withdraw_order_id: None,
             },

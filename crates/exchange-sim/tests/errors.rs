@@ -533,7 +533,7 @@ async fn admin_body_refusals_answer_json() {
     .await;
     let msg = admin_error(&raw, 400);
     assert!(msg.contains("http5xx.paths[1]: \""), "{msg}");
-    assert!(msg.contains("is not a Binance path"), "{msg}");
+    assert!(msg.contains("is not a Binance or Kraken path"), "{msg}");
 }
 
 /// What the router never sees: hyper refuses a request line it cannot parse (a URI over

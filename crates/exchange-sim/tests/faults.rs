@@ -454,7 +454,7 @@ async fn fault_admin_refuses_bad_tokens_and_bad_bodies() {
         ),
         (
             r#"{"slow": {"count": 1, "delayMs": 1, "paths": ["/api/v3/ping", "/api/v3/order"]}}"#,
-            "slow.paths[1]: \"/api/v3/order\" is not a Binance path",
+            "slow.paths[1]: \"/api/v3/order\" is not a Binance or Kraken path",
         ),
         (
             r#"{"withdrawTimeoutAfterAccept": {"count": 1, "delayMs": 1, "paths": [""]}}"#,

@@ -158,8 +158,11 @@ async fn deposit_and_withdraw_through_the_kraken_connector() {
     assert!(done.tx_id.is_some());
     assert_eq!(
         env.chain.get_balance(to).await.unwrap() - balance_before,
-        eth("0.25")
+        eth("0.25") - eth("0.0001"),
+        "Kraken's amount includes its fee"
     );
+    // WithdrawStatus lists the net amount and the fee, as Kraken's documentation does.
+    assert_eq!(done.amount.parse::<f64>().unwrap(), 0.2499);
     // No client order id at Kraken: looking one up is an error, never "not found".
     assert!(client.withdrawal_by_order_id("x").await.is_err());
 }

@@ -142,6 +142,16 @@ pub struct WithdrawForm {
 }
 
 impl WithdrawForm {
+    /// Whether `other` asks for the same withdrawal: asset, key, address and amount, however
+    /// each is written.
+    pub fn same_withdrawal(&self, other: &WithdrawForm) -> bool {
+        coin_of(&self.asset) == coin_of(&other.asset)
+            && self.key == other.key
+            && same_address(&self.address, &other.address)
+            && !canonical_decimal(&self.amount).is_empty()
+            && canonical_decimal(&self.amount) == canonical_decimal(&other.amount)
+    }
+
     /// The parameters form-encoded: `asset=…&key=…&amount=…&address=…`.
     pub fn to_form(&self) -> String {
         format!(
@@ -294,6 +304,12 @@ struct RawStatus {
     /// When Kraken recorded it, Unix seconds.
     #[serde(default)]
     time: Option<f64>,
+    /// Kraken's fee for it (its `amount` is net of it).
+    #[serde(default)]
+    fee: Option<String>,
+    /// The withdrawal key it went to, where Kraken names it.
+    #[serde(default)]
+    key: Option<String>,
 }
 
 impl KrakenClient {
@@ -513,24 +529,36 @@ impl KrakenClient {
 
     /// The withdrawals `WithdrawStatus` lists that could be the one `form` asked for, when
     /// the answer to it was lost (Kraken has no client order id to find it by): the same
-    /// asset, amount and address, recorded at or after `since_s` (Unix seconds, Kraken's
-    /// clock), with a reference id not in `claimed` (the ones already known to be other
-    /// requests'). Their reference ids, oldest first. More than one means the match is
-    /// ambiguous; none means Kraken lists none yet, not that nothing was withdrawn.
+    /// asset, withdrawal key (where Kraken names it) and address, the amount asked for
+    /// (Kraken lists a withdrawal's amount net of its fee: `amount` + `fee` is what was
+    /// asked), recorded within `window` (Unix seconds, Kraken's clock, both ends included),
+    /// with a reference id not in `claimed` (the ones already known to be other requests').
+    /// Their reference ids, oldest first. More than one means the match is ambiguous; none
+    /// means Kraken lists none yet, not that nothing was withdrawn.
     pub async fn withdrawals_like(
         &self,
         form: &WithdrawForm,
-        since_s: u64,
+        window: (u64, u64),
         claimed: &[String],
     ) -> Result<Vec<String>, ExchangeError> {
         let coin = coin_of(&form.asset);
+        let (from, to) = (window.0 as f64, window.1 as f64);
         let mut found: Vec<(f64, String)> = self
             .statuses("WithdrawStatus", Some(&coin))
             .await?
             .into_iter()
             .filter(|s| coin_of(&s.asset) == coin)
-            .filter(|s| same_decimal(&s.amount, &form.amount) && s.info == form.address)
-            .filter(|s| s.time.is_some_and(|t| t >= since_s as f64))
+            .filter(|s| {
+                s.key
+                    .as_deref()
+                    .is_none_or(|k| k.is_empty() || k == form.key)
+            })
+            .filter(|s| same_address(&s.info, &form.address))
+            .filter(|s| {
+                asked_amount(&s.amount, s.fee.as_deref()).as_deref()
+                    == Some(&*canonical_decimal(&form.amount))
+            })
+            .filter(|s| s.time.is_some_and(|t| t >= from && t <= to))
             .filter(|s| !claimed.contains(&s.refid))
             .map(|s| (s.time.unwrap_or_default(), s.refid))
             .collect();
@@ -549,16 +577,67 @@ impl KrakenClient {
     }
 }
 
-/// Whether two decimal strings write the same number (`"0.1"` and `"0.1000000000"`).
-fn same_decimal(a: &str, b: &str) -> bool {
-    fn canonical(x: &str) -> String {
-        let x = x.trim();
-        let (int, frac) = x.split_once('.').unwrap_or((x, ""));
-        let int = int.trim_start_matches('0');
-        let frac = frac.trim_end_matches('0');
-        format!("{}.{frac}", if int.is_empty() { "0" } else { int })
+/// A non-negative decimal string written one way (`"0.1000"`, `".1"` and `"0.1"` alike:
+/// `"0.1"`); an empty string for anything that is not one.
+fn canonical_decimal(x: &str) -> String {
+    let x = x.trim();
+    let digits = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
+    let (int, frac) = x.split_once('.').unwrap_or((x, ""));
+    if x.is_empty() || !digits(int) || !digits(frac) || (int.is_empty() && frac.is_empty()) {
+        return String::new();
     }
-    crate::is_positive_decimal(a) && crate::is_positive_decimal(b) && canonical(a) == canonical(b)
+    let int = int.trim_start_matches('0');
+    let frac = frac.trim_end_matches('0');
+    let int = if int.is_empty() { "0" } else { int };
+    if frac.is_empty() {
+        int.to_owned()
+    } else {
+        format!("{int}.{frac}")
+    }
+}
+
+/// What a `WithdrawStatus` entry's withdrawal asked for: its `amount` plus its `fee`,
+/// exactly (decimal, no rounding), canonical; `None` if either is not a decimal.
+fn asked_amount(amount: &str, fee: Option<&str>) -> Option<String> {
+    let units = |x: &str, scale: usize| -> Option<u128> {
+        let c = canonical_decimal(x);
+        if c.is_empty() {
+            return None;
+        }
+        let (int, frac) = c.split_once('.').unwrap_or((&c, ""));
+        let padded = format!("{int}{frac:0<scale$}");
+        padded.parse().ok()
+    };
+    let fee = fee.filter(|f| !f.trim().is_empty()).unwrap_or("0");
+    let scale_of = |x: &str| {
+        canonical_decimal(x)
+            .split_once('.')
+            .map_or(0, |(_, f)| f.len())
+    };
+    let scale = scale_of(amount).max(scale_of(fee));
+    let sum = units(amount, scale)?.checked_add(units(fee, scale)?)?;
+    let text = sum.to_string();
+    let text = if scale == 0 {
+        text
+    } else {
+        let padded = format!("{text:0>width$}", width = scale + 1);
+        let (int, frac) = padded.split_at(padded.len() - scale);
+        format!("{int}.{frac}")
+    };
+    Some(canonical_decimal(&text))
+}
+
+/// Whether two addresses are the same: EVM addresses whatever their case (checksum or not),
+/// any other kind exactly (base58 is case-sensitive).
+fn same_address(a: &str, b: &str) -> bool {
+    let evm = |x: &str| {
+        x.len() == 42 && x.starts_with("0x") && x[2..].bytes().all(|c| c.is_ascii_hexdigit())
+    };
+    if evm(a) && evm(b) {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        a == b
+    }
 }
 
 fn withdrawal_of(s: RawStatus) -> Withdrawal {
@@ -750,6 +829,36 @@ impl Connector for KrakenClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Kraken's documented `WithdrawStatus` example lists `amount` 0.72485 and `fee` 0.00015
+    /// for the documented `Withdraw` of 0.725: what was asked is their exact sum.
+    #[test]
+    fn a_status_entry_s_asked_amount_is_its_amount_plus_its_fee() {
+        assert_eq!(asked_amount("0.72485", Some("0.00015")).unwrap(), "0.725");
+        assert_eq!(asked_amount("0.0999", Some("0.0001")).unwrap(), "0.1");
+        assert_eq!(
+            asked_amount("0.5000000000", Some("0.0000000000")).unwrap(),
+            "0.5"
+        );
+        assert_eq!(asked_amount("2", None).unwrap(), "2");
+        assert_eq!(asked_amount("1.9", Some("0.1")).unwrap(), "2");
+        assert_eq!(
+            asked_amount("0.000000000000000001", Some("0")).unwrap(),
+            "0.000000000000000001"
+        );
+        assert!(asked_amount("-1", Some("0")).is_none());
+        assert!(asked_amount("1e3", None).is_none());
+        assert!(asked_amount("", None).is_none());
+        assert_eq!(canonical_decimal("000.100"), "0.1");
+        assert_eq!(canonical_decimal(".5"), "0.5");
+        assert_eq!(canonical_decimal("7."), "7");
+        assert_eq!(canonical_decimal("."), "");
+        assert!(same_address(
+            "0x8b5063591dAe63db54c2dbDF75941719252f9ea7",
+            "0x8b5063591dae63db54c2dbdf75941719252f9ea7"
+        ));
+        assert!(!same_address("LTC1QABC", "ltc1qabc"));
+    }
 
     #[test]
     fn nonces_only_grow() {

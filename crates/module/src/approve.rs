@@ -2760,20 +2760,21 @@ mod tests {
         let outside = &fx.decider.outside;
         let kraken = outside.kraken("kraken").unwrap().clone();
         let policy_hash = fx.state.policy().unwrap().hash;
-        let form = WithdrawForm {
+        let form_of = |amount: &str| WithdrawForm {
             asset: "ETH".into(),
             key: "desk-wallet".into(),
-            amount: "0.5".into(),
+            amount: amount.into(),
             address: fx.own.to_string(),
         };
-        // One transfer of 0.5 ETH to the desk, approved by m1 and m2: its certificate.
-        let approved = |job: &'static str| {
+        let form = form_of("0.5");
+        // One transfer of `amount` ETH to the desk, approved by m1 and m2: its certificate.
+        let approved = |job: &'static str, amount: &'static str| {
             let si = signed(
                 Action::Withdraw {
                     exchange: "kraken".into(),
                     coin: "ETH".into(),
                     network: "ETH".into(),
-                    amount: "0.5".into(),
+                    amount: amount.into(),
                     to: AddressRef::Label("desk".into()),
                     rule: AgreementRule::Threshold,
                 },
@@ -2785,7 +2786,7 @@ mod tests {
                 wallet: held,
                 exchange: "kraken".into(),
                 api_key: KRAKEN_WITHDRAW_KEY.into(),
-                request: form.to_form(),
+                request: form_of(amount).to_form(),
                 body: None,
             };
             let fx = &fx;
@@ -2807,17 +2808,23 @@ mod tests {
                 vec![own, m2]
             }
         };
-        let lose_next_answer = || async {
-            let r = reqwest::Client::new()
-                .post(format!("{}/sim/faults", fx.sim.base_url()))
-                .bearer_auth("admin")
-                .json(
-                    &serde_json::json!({"withdrawTimeoutAfterAccept": {"count": 1, "delayMs": 50}}),
-                )
-                .send()
-                .await
-                .unwrap();
-            assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        let faults_url = format!("{}/sim/faults", fx.sim.base_url());
+        let fault = |body: serde_json::Value| {
+            let url = faults_url.clone();
+            async move {
+                let r = reqwest::Client::new()
+                    .post(url)
+                    .bearer_auth("admin")
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+            }
+        };
+        // Executed, its answer lost.
+        let lose_next_answer = || {
+            fault(serde_json::json!({"withdrawTimeoutAfterAccept": {"count": 1, "delayMs": 50}}))
         };
         let eth = || async {
             let b = concord_exchange::Connector::balances(&*kraken)
@@ -2831,7 +2838,7 @@ mod tests {
                 .unwrap()
         };
 
-        let certificate = approved("lost-1").await;
+        let certificate = approved("lost-1", "0.5").await;
         lose_next_answer().await;
         let e = crate::held::send(&fx.state, outside, "lost-1", &certificate)
             .await
@@ -2862,7 +2869,7 @@ mod tests {
         // first one's withdrawal (within the clock slack, but claimed) is not taken for it.
         // Meanwhile the account's owner withdraws the same amount to the same key by hand:
         // two candidates, none taken.
-        let certificate = approved("lost-2").await;
+        let certificate = approved("lost-2", "0.5").await;
         lose_next_answer().await;
         let e = crate::held::send(&fx.state, outside, "lost-2", &certificate)
             .await
@@ -2891,13 +2898,46 @@ mod tests {
             "the first transfer's withdrawal is claimed: {msg}"
         );
         assert_eq!(eth().await, 8.5, "never sent again");
+        // Two requests of the same withdrawal (0.2 ETH to the desk) lost at about the same
+        // time: the first never reached Kraken's backend (a 503 before it acted), the second
+        // executed with its answer lost. Neither takes the one withdrawal: which is whose
+        // cannot be told (taking it for the first would report a withdrawal that never
+        // happened as sent, and leave the real one unknown).
+        let first = approved("twin-1", "0.2").await;
+        fault(serde_json::json!({"http5xx": {"count": 1, "paths": ["/0/private/Withdraw"]}})).await;
+        let e = crate::held::send(&fx.state, outside, "twin-1", &first)
+            .await
+            .err()
+            .unwrap();
+        assert!(e.outcome_unknown, "{}", e.error);
+        assert_eq!(eth().await, 8.5, "the 503 came before Kraken acted");
+        let second = approved("twin-2", "0.2").await;
+        lose_next_answer().await;
+        let e = crate::held::send(&fx.state, outside, "twin-2", &second)
+            .await
+            .err()
+            .unwrap();
+        assert!(e.outcome_unknown, "{}", e.error);
+        assert_eq!(eth().await, 8.3);
+        for (job, cert) in [("twin-1", &first), ("twin-2", &second)] {
+            let e = crate::held::send(&fx.state, outside, job, cert)
+                .await
+                .err()
+                .unwrap();
+            assert!(e.outcome_unknown);
+            assert!(
+                e.error.to_string().contains("lost at about the same time"),
+                "{}",
+                e.error
+            );
+        }
+        assert_eq!(eth().await, 8.3, "never sent again");
         fx.sim.shutdown().await.unwrap();
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn coinbase_sends_are_read_strictly_and_checked_against_the_modules_own_account() {
-        use concord_exchange::coinbase::JwtAlg;
-        let fx = fixture_for(true, "coinbase").await;
+    /// The trader's ETH account at Coinbase as the module's read key lists it, the
+    /// simulator's host, and the trader's signed intent to withdraw 0.5 ETH to "desk".
+    async fn coinbase_setup(fx: &Fx) -> (String, String, SignedIntent) {
         let account = fx
             .decider
             .outside
@@ -2925,6 +2965,14 @@ mod tests {
             TRADER,
             &[],
         );
+        (account, host, si)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn coinbase_sends_are_read_strictly_and_checked_against_the_modules_own_account() {
+        use concord_exchange::coinbase::JwtAlg;
+        let fx = fixture_for(true, "coinbase").await;
+        let (account, host, si) = coinbase_setup(&fx).await;
         let own = fx.own.to_string();
         let send = |claims: &dyn Fn(&mut concord_exchange::coinbase::RequestClaims),
                     body: &dyn Fn(&mut concord_exchange::coinbase::SendBody)| {
@@ -3054,33 +3102,7 @@ mod tests {
             fx.state.share(fx.cred).unwrap().unwrap().scheme(),
             Scheme::EcdsaP256
         );
-        let account = fx
-            .decider
-            .outside
-            .coinbase("coinbase")
-            .unwrap()
-            .client
-            .account_id("ETH")
-            .await
-            .unwrap();
-        let host = fx
-            .sim
-            .base_url()
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_owned();
-        let si = signed(
-            Action::Withdraw {
-                exchange: "coinbase".into(),
-                coin: "ETH".into(),
-                network: "ETH".into(),
-                amount: "0.5".into(),
-                to: AddressRef::Label("desk".into()),
-                rule: AgreementRule::All,
-            },
-            TRADER,
-            &[],
-        );
+        let (account, host, si) = coinbase_setup(&fx).await;
         let own = fx.own.to_string();
         let send = |alg: JwtAlg| {
             coinbase_send(

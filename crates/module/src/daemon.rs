@@ -846,6 +846,14 @@ fn check_import_intent(
             s.group_id, s.scheme
         )));
     }
+    // An exchange's ES256 key is made by DKG: one imported existed whole with whoever
+    // imports it, and is never taken as the group's.
+    if *scheme == Scheme::EcdsaP256 || s.scheme == Scheme::EcdsaP256.as_str() {
+        return Err(Error::Refused(
+            "an ecdsa-p256 key is made by DKG only: an imported one existed whole outside the group"
+                .into(),
+        ));
+    }
     if concord_tss::WalletId::derive(*scheme, public_key) != wallet {
         return Err(Error::Refused(
             "the coordinator announces another key than the one the intent imports".into(),
@@ -2505,6 +2513,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("sealed by another key"), "{e}");
+        // An ES256 exchange key, even by the importer: refused (made by DKG only).
+        let p256 = SignedIntent::new(
+            Intent::new(
+                Action::Import {
+                    group: "g".into(),
+                    scheme: Scheme::EcdsaP256,
+                    public_key: pk.clone(),
+                    importer: key(55).public(),
+                },
+                600,
+            ),
+            &key(12),
+        );
+        let p256_wallet = concord_tss::WalletId::derive(Scheme::EcdsaP256, &pk);
+        let mut sp = start(&p256, p256_wallet);
+        sp.scheme = "ecdsa-p256".into();
+        let e = check_import_intent(&st, &sp, p256_wallet)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("made by DKG only"), "{e}");
         // The importer's intent: accepted, once.
         let id = check(&si, wallet).unwrap();
         st.record_intent(&id).unwrap();

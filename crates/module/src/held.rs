@@ -12,9 +12,10 @@
 //! - once per transfer: its ledger binds the transfer to the approved digest before the
 //!   request leaves, and a request whose answer was lost is never sent again. Kraken has no
 //!   client order id to find it by: asked again, the holder looks in `WithdrawStatus` for a
-//!   withdrawal of the same asset, amount and address made since the send (less
-//!   [`CLOCK_SLACK_S`]) whose reference id no other ledger entry claims, and takes it only
-//!   when exactly one matches.
+//!   withdrawal of the same asset, key, amount (with its fee) and address recorded between
+//!   the send and the client's giving up (± [`CLOCK_SLACK_S`]) whose reference id no other
+//!   ledger entry claims, and takes it only when exactly one matches and no other request of
+//!   the same withdrawal was lost at about the same time.
 //!
 //! What this does not stop: a compromised holder has the secret and can withdraw alone, but
 //! only to the withdrawal keys registered and verified on the Kraken account.
@@ -32,9 +33,19 @@ use crate::state::{HeldSend, State};
 /// Domain tag of the record that binds an approval once its request left.
 const HELD_SEND_TAG: &str = "concord/held-send/v1";
 
-/// How far Kraken's clock may be behind this module's when a lost answer is looked up: a
-/// withdrawal recorded up to this long before the send still counts as a candidate.
+/// How far Kraken's clock may be from this module's when a lost answer is looked up.
 pub(crate) const CLOCK_SLACK_S: u64 = 30;
+
+/// The time window, Unix seconds, in which Kraken recorded a request that left this module
+/// at `sent_at`: from then (less the clock slack) until the client gave up waiting (plus the
+/// slack).
+fn lookup_window(sent_at: u64) -> (u64, u64) {
+    let waited = concord_exchange::kraken::DEFAULT_TIMEOUT.as_secs();
+    (
+        sent_at.saturating_sub(CLOCK_SLACK_S),
+        sent_at.saturating_add(waited + CLOCK_SLACK_S),
+    )
+}
 
 /// One held-credential send at a time in this process: the ledger's read-then-write for a
 /// transfer is never interleaved.
@@ -190,7 +201,36 @@ pub(crate) async fn send(
                     s.job
                 )));
             };
-            let claimed = state.held_send_ids()?;
+            let window = lookup_window(sent_at);
+            let ledger = state.held_sends()?;
+            let claimed: Vec<String> = ledger
+                .iter()
+                .filter_map(|(_, e)| e.withdrawal_id.clone())
+                .collect();
+            // Another request of the same withdrawal whose answer was lost too, at a time
+            // whose window overlaps: which withdrawal is whose cannot be told.
+            let twins = ledger
+                .iter()
+                .filter(|(_, e)| e.job != s.job && e.withdrawal_id.is_none() && e.refused.is_none())
+                .filter(|(_, e)| {
+                    e.request
+                        .as_deref()
+                        .and_then(|r| WithdrawForm::parse(r).ok())
+                        .is_some_and(|other| other.same_withdrawal(&form))
+                })
+                .filter(|(_, e)| {
+                    e.sent_at_s.is_none_or(|t| {
+                        let w = lookup_window(t);
+                        w.0 <= window.1 && window.0 <= w.1
+                    })
+                })
+                .count();
+            if twins > 0 {
+                return Err(unknown(format!(
+                    "the request for transfer {transfer} left this module under job {} and its answer was lost, and {twins} other request(s) of the same withdrawal ({} {} to {}) were lost at about the same time: which withdrawal is whose cannot be told, so none is taken; settle it by hand",
+                    s.job, form.amount, form.asset, form.address
+                )));
+            }
             // Looked up with this module's own read key (the withdraw key may only withdraw).
             let reader = outside.kraken(exchange).map_err(|e| {
                 unknown(format!(
@@ -199,7 +239,7 @@ pub(crate) async fn send(
                 ))
             })?;
             let found = reader
-                .withdrawals_like(&form, sent_at.saturating_sub(CLOCK_SLACK_S), &claimed)
+                .withdrawals_like(&form, window, &claimed)
                 .await
                 .map_err(|e| {
                     unknown(format!(
@@ -248,6 +288,7 @@ pub(crate) async fn send(
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
         ),
+        request: Some(request.clone()),
     };
     state.save_held_send(transfer, &entry)?;
     let audit = state.record(crate::audit::Event::SignatureReleased {

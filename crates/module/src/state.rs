@@ -1497,19 +1497,18 @@ impl State {
             .map_err(|e| Error::Vault(format!("the ledger entry of transfer {transfer}: {e}")))
     }
 
-    /// The exchange's withdrawal ids every held-credential request this module sent is
-    /// known by: ids a lost answer's lookup must not take for its own.
-    pub(crate) fn held_send_ids(&self) -> Result<Vec<String>, Error> {
-        let mut ids = Vec::new();
+    /// Every held-credential request this module's ledger holds, by vault entry name.
+    pub(crate) fn held_sends(&self) -> Result<Vec<(String, HeldSend)>, Error> {
+        let mut out = Vec::new();
         for name in self.vault.list("held-send-").map_err(vault_err)? {
             let Some(raw) = self.vault.get(&name).map_err(vault_err)? else {
                 continue;
             };
             let entry: HeldSend = serde_json::from_slice(&raw)
                 .map_err(|e| Error::Vault(format!("the ledger entry {name}: {e}")))?;
-            ids.extend(entry.withdrawal_id);
+            out.push((name, entry));
         }
-        Ok(ids)
+        Ok(out)
     }
 
     /// Writes down a held credential's request for `transfer` (before it is sent, then with
@@ -1573,9 +1572,13 @@ pub(crate) struct HeldSend {
     /// Why the exchange refused it, when it did (nothing was withdrawn).
     pub(crate) refused: Option<String>,
     /// When it was about to leave, Unix seconds by this module's clock: a lost answer is
-    /// looked up among the withdrawals made from then on.
+    /// looked up among the withdrawals made around then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) sent_at_s: Option<u64>,
+    /// The request as approved (Kraken's `Withdraw` form): another lost answer for the same
+    /// withdrawal at the same time makes a lookup ambiguous.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) request: Option<String>,
 }
 
 fn exchange_secret_name(exchange: &str) -> Result<String, Error> {

@@ -442,29 +442,6 @@ pub async fn sign_gated(
     outgoing: impl Outgoing,
     rng: &mut (impl RngCore + CryptoRng + Send),
 ) -> Result<Signature, TssError> {
-    if let KeyShare::Dkls(s) = share {
-        let digest: &[u8; 32] = message.try_into().map_err(|_| {
-            TssError::params(format!(
-                "ECDSA signs a 32-byte digest, got {} bytes",
-                message.len()
-            ))
-        })?;
-        return dkls::sign_gated(session, s, signers, digest, gate, incoming, outgoing)
-            .await
-            .map(Signature::Ecdsa);
-    }
-    if let KeyShare::DklsP256(s) = share {
-        let digest: &[u8; 32] = message.try_into().map_err(|_| {
-            TssError::params(format!(
-                "ECDSA signs a 32-byte digest, got {} bytes",
-                message.len()
-            ))
-        })?;
-        return dkls::sign_gated(session, s, signers, digest, gate, incoming, outgoing)
-            .await
-            .map(Signature::EcdsaP256);
-    }
-    gate.await?;
     let digest = || -> Result<&[u8; 32], TssError> {
         message.try_into().map_err(|_| {
             TssError::params(format!(
@@ -474,20 +451,30 @@ pub async fn sign_gated(
         })
     };
     match share {
-        KeyShare::Ecdsa(s) => ecdsa::sign(session, s, signers, digest()?, incoming, outgoing, rng)
-            .await
-            .map(Signature::Ecdsa),
-        KeyShare::Dkls(s) => dkls::sign(session, s, signers, digest()?, incoming, outgoing)
-            .await
-            .map(Signature::Ecdsa),
-        KeyShare::DklsP256(s) => dkls::sign(session, s, signers, digest()?, incoming, outgoing)
-            .await
-            .map(Signature::EcdsaP256),
+        // DKLs23 runs its first rounds before the gate opens.
+        KeyShare::Dkls(s) => {
+            dkls::sign_gated(session, s, signers, digest()?, gate, incoming, outgoing)
+                .await
+                .map(Signature::Ecdsa)
+        }
+        KeyShare::DklsP256(s) => {
+            dkls::sign_gated(session, s, signers, digest()?, gate, incoming, outgoing)
+                .await
+                .map(Signature::EcdsaP256)
+        }
+        KeyShare::Ecdsa(s) => {
+            gate.await?;
+            ecdsa::sign(session, s, signers, digest()?, incoming, outgoing, rng)
+                .await
+                .map(Signature::Ecdsa)
+        }
         KeyShare::Taproot(s) => {
+            gate.await?;
             let sig = frost::sign(session, s, signers, message, incoming, outgoing, rng).await?;
             Ok(Signature::Taproot(sig64(Scheme::SchnorrTaproot, sig)?))
         }
         KeyShare::Ed25519(s) => {
+            gate.await?;
             let sig = frost::sign(session, s, signers, message, incoming, outgoing, rng).await?;
             Ok(Signature::Ed25519(sig64(Scheme::Ed25519, sig)?))
         }

@@ -2838,13 +2838,22 @@ mod tests {
                 .unwrap()
         };
 
+        // A send whose outcome is unknown (and never sent again): its message.
+        let unknown = |job: &'static str, cert: &Vec<Approval>| {
+            let state = fx.state.clone();
+            let cert = cert.clone();
+            async move {
+                let e = crate::held::send(&state, outside, job, &cert)
+                    .await
+                    .err()
+                    .unwrap();
+                assert!(e.outcome_unknown, "{}", e.error);
+                e.error.to_string()
+            }
+        };
         let certificate = approved("lost-1", "0.5").await;
         lose_next_answer().await;
-        let e = crate::held::send(&fx.state, outside, "lost-1", &certificate)
-            .await
-            .err()
-            .unwrap();
-        assert!(e.outcome_unknown, "{}", e.error);
+        unknown("lost-1", &certificate).await;
         // It was executed.
         assert_eq!(eth().await, 9.5);
         // Asked again: found, not sent again.
@@ -2871,11 +2880,7 @@ mod tests {
         // two candidates, none taken.
         let certificate = approved("lost-2", "0.5").await;
         lose_next_answer().await;
-        let e = crate::held::send(&fx.state, outside, "lost-2", &certificate)
-            .await
-            .err()
-            .unwrap();
-        assert!(e.outcome_unknown, "{}", e.error);
+        unknown("lost-2", &certificate).await;
         let by_hand = outside
             .kraken_holder("kraken")
             .unwrap()
@@ -2883,12 +2888,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(eth().await, 8.5);
-        let e = crate::held::send(&fx.state, outside, "lost-2", &certificate)
-            .await
-            .err()
-            .unwrap();
-        assert!(e.outcome_unknown);
-        let msg = e.error.to_string();
+        let msg = unknown("lost-2", &certificate).await;
         assert!(
             msg.contains("2 withdrawals") && msg.contains(&by_hand),
             "{msg}"
@@ -2905,31 +2905,15 @@ mod tests {
         // happened as sent, and leave the real one unknown).
         let first = approved("twin-1", "0.2").await;
         fault(serde_json::json!({"http5xx": {"count": 1, "paths": ["/0/private/Withdraw"]}})).await;
-        let e = crate::held::send(&fx.state, outside, "twin-1", &first)
-            .await
-            .err()
-            .unwrap();
-        assert!(e.outcome_unknown, "{}", e.error);
+        unknown("twin-1", &first).await;
         assert_eq!(eth().await, 8.5, "the 503 came before Kraken acted");
         let second = approved("twin-2", "0.2").await;
         lose_next_answer().await;
-        let e = crate::held::send(&fx.state, outside, "twin-2", &second)
-            .await
-            .err()
-            .unwrap();
-        assert!(e.outcome_unknown, "{}", e.error);
+        unknown("twin-2", &second).await;
         assert_eq!(eth().await, 8.3);
         for (job, cert) in [("twin-1", &first), ("twin-2", &second)] {
-            let e = crate::held::send(&fx.state, outside, job, cert)
-                .await
-                .err()
-                .unwrap();
-            assert!(e.outcome_unknown);
-            assert!(
-                e.error.to_string().contains("lost at about the same time"),
-                "{}",
-                e.error
-            );
+            let msg = unknown(job, cert).await;
+            assert!(msg.contains("lost at about the same time"), "{msg}");
         }
         assert_eq!(eth().await, 8.3, "never sent again");
         fx.sim.shutdown().await.unwrap();

@@ -71,8 +71,8 @@ pub enum GroupsCommand {
         /// Member module ids, comma-separated (their order fixes their indices).
         #[arg(long, value_delimiter = ',', required = true, value_parser = args::id)]
         members: Vec<String>,
-        /// Threshold-ECDSA engine of the group's ECDSA wallets (Schnorr and Ed25519 wallets
-        /// always run FROST).
+        /// Threshold-ECDSA engine of the group's secp256k1 ECDSA wallets (Schnorr and Ed25519
+        /// wallets always run FROST, ecdsa-p256 exchange keys DKLs23).
         #[arg(long, value_enum, default_value_t = args::Engine::Dkls23)]
         engine: args::Engine,
         /// Wait until the group is ready, showing progress.
@@ -169,7 +169,7 @@ pub enum WalletsCommand {
     /// (a P2WSH on Litecoin/Bitcoin, a Safe on the EVM chain), proposed as the next policy
     /// version for the admins to sign.
     #[command(
-        after_help = "Examples:\n  concord wallets create --group desk --scheme ecdsa-secp256k1 --wait\n  concord wallets create --kind multisig --chain ltc --threshold 2 --module m1.json --module m2.json --module m3.json --label ltc-vault --deposit-to binance --limit LTC:5:20\n  concord wallets create --kind multisig --chain eth --chain-id 1 --safe 0x41675C099F32341bf84BFc5382aF534df5C7461a --threshold 2 --module m1.json --module m2.json --module m3.json --label safe-desk --limit ETH:2:10"
+        after_help = "Examples:\n  concord wallets create --group desk --scheme ecdsa-secp256k1 --wait\n  concord wallets create --group desk --scheme ecdsa-p256 --wait   # a Coinbase ES256 API key\n  concord wallets create --kind multisig --chain ltc --threshold 2 --module m1.json --module m2.json --module m3.json --label ltc-vault --deposit-to binance --limit LTC:5:20\n  concord wallets create --kind multisig --chain eth --chain-id 1 --safe 0x41675C099F32341bf84BFc5382aF534df5C7461a --threshold 2 --module m1.json --module m2.json --module m3.json --label safe-desk --limit ETH:2:10"
     )]
     Create {
         /// threshold: a key shared by a signer group (DKG); multisig: the modules' own keys.
@@ -1242,9 +1242,10 @@ pub async fn wallets(api: &Api, cmd: WalletsCommand) -> Result<()> {
             let (Some(group), Some(scheme)) = (group, scheme) else {
                 bail!("a threshold wallet needs --group and --scheme (or --chain)");
             };
-            if scheme == Scheme::Ed25519 && multisig.chain.is_some() {
+            if matches!(scheme, Scheme::Ed25519 | Scheme::EcdsaP256) && multisig.chain.is_some() {
                 bail!(
-                    "an ed25519 wallet has no address on a chain here: it is an exchange's API key"
+                    "an {} wallet has no address on a chain here: it is an exchange's API key",
+                    scheme.as_str()
                 );
             }
             let body = json!({ "group": group, "scheme": scheme.as_str() });

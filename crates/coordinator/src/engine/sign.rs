@@ -257,13 +257,16 @@ impl Engine {
     ) -> Result<(Answers, Option<EarlyRun>), Error> {
         let t = usize::from(ctx.group.threshold);
         self.wait_quorum(&ctx.group.members, t).await?;
-        // A DKLs23 run's start is made ready first, so that it follows the proposal at once.
-        let early_start =
-            if ctx.scheme == Scheme::EcdsaSecp256k1 && ctx.group.engine == EcdsaEngine::Dkls23 {
-                self.prepare_early(job, ctx).await?
-            } else {
-                None
-            };
+        // A DKLs23 run's start is made ready first, so that it follows the proposal at once:
+        // the group's secp256k1 wallets when the group runs DKLs23, its P-256 keys always.
+        let dkls = (ctx.scheme == Scheme::EcdsaSecp256k1
+            && ctx.group.engine == EcdsaEngine::Dkls23)
+            || ctx.scheme == Scheme::EcdsaP256;
+        let early_start = if dkls {
+            self.prepare_early(job, ctx).await?
+        } else {
+            None
+        };
         if early_start.is_none() {
             self.store
                 .set_job_running(&job.id, JobStatus::Approving, None, None)

@@ -2406,10 +2406,19 @@ mod tests {
         if let Some(memo) = memo {
             body["memo"] = serde_json::json!(memo);
         }
+        sim_admin_post(sim, "/sim/kraken/withdraw-keys", &body).await;
+    }
+
+    /// Posts `body` to the simulator's admin `path`; fails the test unless it is accepted.
+    async fn sim_admin_post(
+        sim: &concord_exchange_sim::SimHandle,
+        path: &str,
+        body: &serde_json::Value,
+    ) {
         let r = reqwest::Client::new()
-            .post(format!("{}/sim/kraken/withdraw-keys", sim.base_url()))
+            .post(format!("{}{path}", sim.base_url()))
             .bearer_auth("admin")
-            .json(&body)
+            .json(body)
             .send()
             .await
             .unwrap();
@@ -2808,19 +2817,9 @@ mod tests {
                 vec![own, m2]
             }
         };
-        let faults_url = format!("{}/sim/faults", fx.sim.base_url());
         let fault = |body: serde_json::Value| {
-            let url = faults_url.clone();
-            async move {
-                let r = reqwest::Client::new()
-                    .post(url)
-                    .bearer_auth("admin")
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap();
-                assert!(r.status().is_success(), "{}", r.text().await.unwrap());
-            }
+            let sim = &fx.sim;
+            async move { sim_admin_post(sim, "/sim/faults", &body).await }
         };
         // Executed, its answer lost.
         let lose_next_answer = || {

@@ -1272,7 +1272,7 @@ async fn run_protocol(
                 })?;
                 let share = match &*share {
                     KeyShare::Ecdsa(share) => share,
-                    KeyShare::Dkls(_) => {
+                    KeyShare::Dkls(_) | KeyShare::DklsP256(_) => {
                         return Err(Error::Refused(
                             "DKLs23 wallets sign interactively: the engine has no presignatures".into(),
                         ));

@@ -282,12 +282,7 @@ pub(crate) async fn send(
         digest,
         withdrawal_id: None,
         refused: None,
-        sent_at_s: Some(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
-        ),
+        sent_at_s: Some(concord_wire::authority::unix_now()),
         request: Some(request.clone()),
     };
     state.save_held_send(transfer, &entry)?;

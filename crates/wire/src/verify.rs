@@ -15,8 +15,8 @@ fn bad(scheme: Scheme, why: &str) -> WireError {
 ///   low and the recovery id must recover the key (as a chain would);
 /// - Taproot: 32-byte x-only key, BIP-340 over the message;
 /// - Ed25519: 32-byte key, RFC 8032 strict verification;
-/// - ECDSA P-256 (ES256): 33-byte SEC1 key, 32-byte digest (SHA-256 of the JWS signing
-///   input), 64-byte `r || s` with low `s`.
+/// - ECDSA P-256 (ES256): SEC1 key (compressed or not), 32-byte digest (SHA-256 of the JWS
+///   signing input), 64-byte `r || s` with low `s`.
 pub fn verify_signature(
     scheme: Scheme,
     public_key: &[u8],
